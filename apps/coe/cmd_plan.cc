@@ -1,0 +1,162 @@
+// `coe plan` and `coe eval`: planning and scoring cascades over recordings.
+#include <cstdio>
+
+#include "coe/cascade_spec.h"
+#include "coe/evaluate.h"
+#include "coe/planner.h"
+#include "coe/report.h"
+#include "commands.h"
+#include "common.h"
+#include "progress.h"
+
+namespace coe::app {
+
+namespace {
+
+struct PlanFlags {
+  std::string calib, test, models, goal = "match-best", rules, out;
+  int max_tiers = 3, max_members = 3, score_grid = 8, threads = 0;
+  std::vector<std::string> subset;
+  bool json = false, no_prune = false;
+  RecordingsReadOptions read;
+  CostFlags cost;
+};
+
+struct EvalFlags {
+  std::string cascade, data, models;
+  bool json = false;
+  RecordingsReadOptions read;
+  CostFlags cost;
+};
+
+int RunPlan(const PlanFlags& f) {
+  const char* cmd = "plan";
+  std::vector<std::string> warnings;
+  auto catalogue = ReadCatalogue(f.models);
+  if (!catalogue.ok()) return Fail(cmd, catalogue.status());
+  auto goal = Goal::Parse(f.goal);
+  if (!goal.ok()) return Fail(cmd, goal.status());
+  PlannerOptions opt;
+  opt.max_tiers = f.max_tiers;
+  opt.max_members = f.max_members;
+  opt.score_quantiles = f.score_grid;
+  opt.prune = !f.no_prune;
+  opt.threads = f.threads;
+  opt.models = f.subset;
+  if (!f.rules.empty()) {
+    auto r = ParseRuleKinds(f.rules);
+    if (!r.ok()) return Fail(cmd, r.status());
+    opt.rules = *r;
+  }
+  auto cost_opt = f.cost.Build();
+  if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
+  LabelSet labels;
+  auto calib = ReadRecordings(f.calib, &labels, &warnings, f.read);
+  if (!calib.ok()) return Fail(cmd, calib.status());
+  std::optional<Recordings> test;
+  if (!f.test.empty()) {
+    auto t = ReadRecordings(f.test, &labels, &warnings, f.read);
+    if (!t.ok()) return Fail(cmd, t.status());
+    test = std::move(*t);
+  }
+  PrintWarnings(warnings, f.json);
+  auto calib_costs = BuildCostTable(*calib, *catalogue, *cost_opt);
+  if (!calib_costs.ok()) return Fail(cmd, calib_costs.status());
+  std::optional<CostTable> test_costs;
+  if (test) {
+    auto tc = BuildCostTable(*test, *catalogue, *cost_opt);
+    if (!tc.ok()) return Fail(cmd, tc.status());
+    test_costs = std::move(*tc);
+  }
+  Progress progress("searching cascades", !f.json);
+  opt.progress = [&](double x) { progress.Update(x); };
+  auto plan = Plan(*calib, *calib_costs, *goal, opt);
+  progress.Done();
+  if (!plan.ok()) return Fail(cmd, plan.status());
+  opt.progress = nullptr;
+  auto report = BuildPlanReport(*plan, *goal, opt, *calib, *calib_costs, test ? &*test : nullptr,
+                                test_costs ? &*test_costs : nullptr);
+  if (!report.ok()) return Fail(cmd, report.status());
+  if (!f.out.empty()) {
+    std::vector<std::string> comment = {
+        "written by coe plan --goal " + goal->ToString() + " on " + f.calib,
+        "calibration accuracy " + std::to_string(plan->chosen.accuracy) + ", mean cost " +
+            std::to_string(plan->chosen.cost) + " (" + calib_costs->name + ")"};
+    std::string text = CascadeToToml(plan->chosen.cascade, comment);
+    FILE* fp = std::fopen(f.out.c_str(), "w");
+    if (!fp || std::fwrite(text.data(), 1, text.size(), fp) != text.size() || std::fclose(fp) != 0)
+      return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "'"));
+  }
+  std::string out = f.json ? PlanReportToJson(*report) : PlanReportToText(*report);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  if (!f.json && !f.out.empty()) std::printf("\nwrote %s\n", f.out.c_str());
+  return 0;
+}
+
+int RunEval(const EvalFlags& f) {
+  const char* cmd = "eval";
+  std::vector<std::string> warnings;
+  auto spec = ReadCascade(f.cascade);
+  if (!spec.ok()) return Fail(cmd, spec.status());
+  auto catalogue = ReadCatalogue(f.models);
+  if (!catalogue.ok()) return Fail(cmd, catalogue.status());
+  auto cost_opt = f.cost.Build();
+  if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
+  LabelSet labels;
+  auto rec = ReadRecordings(f.data, &labels, &warnings, f.read);
+  if (!rec.ok()) return Fail(cmd, rec.status());
+  PrintWarnings(warnings, f.json);
+  auto costs = BuildCostTable(*rec, *catalogue, *cost_opt);
+  if (!costs.ok()) return Fail(cmd, costs.status());
+  auto r = EvaluateCascade(*spec, *rec, *costs);
+  if (!r.ok()) return Fail(cmd, r.status());
+  std::string out = f.json ? EvalReportToJson(*spec, costs->name, *r)
+                           : EvalReportToText(*spec, costs->name, *r);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+void AddPlanCommands(CLI::App& app) {
+  auto pf = std::make_shared<PlanFlags>();
+  CLI::App* plan = app.add_subcommand(
+      "plan", "search cascades over recordings; print the chosen cascade, frontier and baselines");
+  plan->add_option("--calib", pf->calib, "calibration recordings (CSV)")->required();
+  plan->add_option("--test", pf->test, "held-out test recordings (CSV) to report on");
+  plan->add_option("--models", pf->models, "model catalogue (TOML)")->required();
+  plan->add_option("--goal", pf->goal, "match-best | accuracy=X | budget=X | max-accuracy")
+      ->capture_default_str();
+  plan->add_option("--max-tiers", pf->max_tiers, "at most this many tiers")->capture_default_str();
+  plan->add_option("--max-members", pf->max_members, "at most this many models a tier")
+      ->capture_default_str();
+  plan->add_option("--rules", pf->rules,
+                   "rule kinds: vote, score, vote+score or a comma list (default: every kind the "
+                   "recordings support)");
+  plan->add_option("--score-grid", pf->score_grid, "calibration quantiles tried as score thresholds")
+      ->capture_default_str();
+  plan->add_option("--only", pf->subset, "search only these models (repeat or comma list)")
+      ->delimiter(',');
+  plan->add_option("--threads", pf->threads, "search threads (default: the cores)");
+  plan->add_flag("--no-prune", pf->no_prune, "evaluate every cascade (same result, slower)");
+  plan->add_option("--out", pf->out, "write the chosen cascade (TOML)");
+  plan->add_flag("--json", pf->json, "print the report as JSON");
+  plan->add_flag("--allow-duplicate-ids", pf->read.allow_duplicate_ids,
+                 "keep rows with a repeated id as distinct examples (warn instead of failing)");
+  pf->cost.Add(plan);
+  plan->callback([pf]() { throw CLI::RuntimeError(RunPlan(*pf)); });
+
+  auto ef = std::make_shared<EvalFlags>();
+  CLI::App* eval = app.add_subcommand(
+      "eval", "score a cascade file on recordings: accuracy, mean cost, exits per tier");
+  eval->add_option("--cascade", ef->cascade, "cascade (TOML)")->required();
+  eval->add_option("--data", ef->data, "recordings (CSV)")->required();
+  eval->add_option("--models", ef->models, "model catalogue (TOML)")->required();
+  eval->add_flag("--json", ef->json, "print the report as JSON");
+  eval->add_flag("--allow-duplicate-ids", ef->read.allow_duplicate_ids,
+                 "keep rows with a repeated id as distinct examples (warn instead of failing)");
+  ef->cost.Add(eval);
+  eval->callback([ef]() { throw CLI::RuntimeError(RunEval(*ef)); });
+}
+
+}  // namespace coe::app

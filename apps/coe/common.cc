@@ -1,0 +1,55 @@
+#include "common.h"
+
+#include <cstdio>
+
+namespace coe::app {
+
+int ExitCode(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk: return 0;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kFailedPrecondition: return 2;
+    default: return 1;
+  }
+}
+
+int Fail(const std::string& cmd, const Status& s) {
+  std::fprintf(stderr, "coe %s: error: %s\n", cmd.c_str(), s.message().c_str());
+  return ExitCode(s);
+}
+
+void PrintWarnings(const std::vector<std::string>& warnings, bool quiet) {
+  if (quiet) return;
+  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+}
+
+void CostFlags::Add(CLI::App* cmd) {
+  cmd->add_option("--cost", key,
+                  "cost figure: a catalogue key (usd, flops, macs, latency_ms, ...) or 'recorded' "
+                  "(the |cost columns); default: |cost columns when present, else the first "
+                  "catalogue key of usd, flops, macs, latency_ms, params");
+  cmd->add_option("--latency", latency, "latency of a tier's members: parallel or sequential")
+      ->check(CLI::IsMember({"parallel", "sequential"}));
+  cmd->add_option("--cluster", cluster,
+                  "GPU cluster TOML: cost = GPU rental per example (also shows the homogeneous cost)");
+  cmd->add_option("--link", link,
+                  "edge/cloud link, e.g. bandwidth=20Mbit,rtt=40ms: cloud models pay bytes and latency");
+}
+
+StatusOr<CostOptions> CostFlags::Build() const {
+  CostOptions o;
+  o.key = key;
+  o.latency = latency == "sequential" ? LatencyMode::kSequential : LatencyMode::kParallel;
+  if (!cluster.empty()) {
+    COE_ASSIGN_OR_RETURN(ClusterSpec c, ReadCluster(cluster));
+    o.cluster = std::move(c);
+  }
+  if (!link.empty()) {
+    COE_ASSIGN_OR_RETURN(LinkSpec l, LinkSpec::Parse(link));
+    o.link = l;
+  }
+  return o;
+}
+
+}  // namespace coe::app

@@ -1,0 +1,34 @@
+// Shared by the `coe` subcommands: loading inputs and reporting errors.
+#ifndef COE_APPS_COMMON_H_
+#define COE_APPS_COMMON_H_
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "coe/catalogue.h"
+#include "coe/cost_model.h"
+#include "coe/recordings.h"
+#include "coe/status.h"
+
+namespace coe::app {
+
+// Exit codes: 0 success, 1 failure, 2 bad input (flags, files).
+int ExitCode(const Status& s);
+// Prints "coe <cmd>: error: <message>" and returns the exit code.
+int Fail(const std::string& cmd, const Status& s);
+void PrintWarnings(const std::vector<std::string>& warnings, bool quiet);
+
+// The cost flags every reporting command shares.
+struct CostFlags {
+  std::string key;
+  std::string latency = "parallel";
+  std::string cluster;
+  std::string link;
+  void Add(CLI::App* cmd);
+  StatusOr<CostOptions> Build() const;
+};
+
+}  // namespace coe::app
+
+#endif  // COE_APPS_COMMON_H_

@@ -1,0 +1,54 @@
+// coe/cascade_spec.h: a cascade of ensembles as data, and its TOML file format.
+//
+//   name = "fashion"          # optional; the served model's name
+//   [[tiers]]
+//   members = ["mlp", "cnn"]  # ascending cost; ties go to the last listed
+//   min_agreement = 1.0       # vote rule (optional)
+//   min_score = 0.93          # score rule (optional; both must hold when both given)
+//   [[tiers]]
+//   members = ["resnet"]      # the last tier needs no rule: it answers its plurality
+//
+// `coe plan` writes these files; `coe run`, `coe serve` and `coe eval` read them.
+// Errors: InvalidArgument naming the file and tier for malformed TOML, an empty
+// cascade or tier, a member listed twice, a non-final tier without a rule, a rule
+// threshold outside (0,1].
+// Thread safety: an immutable value once built.
+#ifndef COE_CASCADE_SPEC_H_
+#define COE_CASCADE_SPEC_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coe/rules.h"
+#include "coe/status.h"
+
+namespace coe {
+
+struct TierSpec {
+  std::vector<std::string> members;
+  DeferralRule rule;  // ignored for the last tier
+};
+
+struct CascadeSpec {
+  std::string name;
+  std::vector<TierSpec> tiers;
+
+  // "{a, b} agree>=1 -> {c}".
+  std::string ToString() const;
+  // Every distinct member name, in tier order.
+  std::vector<std::string> AllMembers() const;
+};
+
+// Checks the invariants listed above; `source` names the file in messages.
+Status ValidateCascade(const CascadeSpec& spec, const std::string& source);
+
+StatusOr<CascadeSpec> ReadCascade(const std::string& path);
+StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& source);
+// TOML text that ParseCascade reads back to an equal spec (thresholds keep every
+// digit). `comment` lines are written first, each prefixed with "# ".
+std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string>& comment);
+
+}  // namespace coe
+
+#endif  // COE_CASCADE_SPEC_H_

@@ -1,0 +1,74 @@
+// coe/catalogue.h: the model catalogue (TOML): what each model costs and how to run it.
+//
+//   [defaults]              # optional; every key here is inherited by each model
+//   backend = "onnx"
+//   [models.NAME]
+//   usd = 0.0004            # cost figures: any numeric key that is not a setting below
+//   flops = 3.9e6           #   (flops, macs, usd, latency_ms, latency_us, params, ...)
+//   site = "edge"           # or "cloud": reached over the link (see cost_model.h)
+//   backend = "onnx"        # how to run it live: onnx | recorded | remote
+//   path = "m.onnx"         # onnx model or recordings file, relative to the catalogue
+//   url = "http://host:8000"  # remote endpoint (Open Inference Protocol)
+//   remote_model = "name"   # model name at the remote endpoint (default: NAME)
+//   input_shape = [1, 28, 28]  # one example's shape, batch axis excluded
+//   input_bytes = 3136      # bytes of one input on the wire (default: 4 x elements)
+//   labels = ["a", "b"]     # class names, in output order
+//   scale = 0.0039          # preprocessing: x * scale, then (x - mean) / std
+//   mean = 0.0
+//   std = 1.0
+//   timeout_ms = 5000       # remote: per-call timeout
+//   retries = 2             # remote: retries after the first try
+//
+// Errors: InvalidArgument naming the file, the model and the key for malformed TOML,
+// a wrong type, a negative or non-finite cost, an unknown site.
+// Thread safety: an immutable value once read.
+#ifndef COE_CATALOGUE_H_
+#define COE_CATALOGUE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coe/status.h"
+
+namespace coe {
+
+struct ModelSpec {
+  std::string name;
+  std::map<std::string, double> costs;  // numeric cost figures by key
+  std::string site = "edge";
+  std::string backend;
+  std::string path;  // resolved against the catalogue's folder
+  std::string url;
+  std::string remote_model;
+  std::vector<int64_t> input_shape;
+  double input_bytes = 0;  // 0 = unknown
+  std::vector<std::string> labels;
+  double scale = 1.0, mean = 0.0, std = 1.0;
+  double timeout_ms = 10000;
+  int retries = 2;
+  std::string description;
+
+  bool is_cloud() const { return site == "cloud"; }
+  // The figure named `key`, if the model has it.
+  const double* Cost(std::string_view key) const;
+};
+
+struct Catalogue {
+  std::string source;
+  std::vector<ModelSpec> models;
+
+  // The model named `name`, or null. Points into this object.
+  const ModelSpec* Find(std::string_view name) const;
+};
+
+StatusOr<Catalogue> ReadCatalogue(const std::string& path);
+// `base_dir` resolves relative paths ("" = current directory).
+StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source,
+                                   const std::string& base_dir);
+
+}  // namespace coe
+
+#endif  // COE_CATALOGUE_H_

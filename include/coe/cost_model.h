@@ -1,0 +1,103 @@
+// coe/cost_model.h: what a model's answer costs, and the deployment figures
+// (latency, bytes over an edge/cloud link, GPU rental) that reports show.
+//
+// Cost of an example under a cascade = the sum, over every tier it reached, of the
+// cost of every member of that tier (members running in parallel are all paid).
+// Which figure is "cost" is chosen by CostOptions:
+//   key ""         per-example `<model>|cost` columns when the recordings have them for
+//                  every model, else the first of usd, flops, macs, latency_ms, params
+//                  that every model has in the catalogue;
+//   key "recorded" the `|cost` columns (an error if missing);
+//   key K          the catalogue figure K of every model;
+//   cluster        GPU rental (overrides key): a model's cost per example is
+//                  usd_per_hour / (3600 * throughput) on the cheapest GPU type it can
+//                  run on, or the one it is pinned to. The homogeneous figure runs every
+//                  model on the single most expensive GPU type instead.
+// Latency (from the catalogue's latency_ms, or latency_us / 1000) of a reached tier is
+// its slowest member's (parallel) or the sum of its members' (sequential), plus, for a
+// cloud member, the link: one round trip per call, and the transfer of the input
+// (input_bytes) on the first cloud tier an example reaches, when the input is sent.
+//
+// Cluster file (TOML):
+//   [gpus.A100]  usd_per_hour = 3.67
+//   [gpus.T4]    usd_per_hour = 0.53
+//   [models.NAME]
+//   throughput = { A100 = 2400.0, T4 = 310.0 }   # examples per second
+//   pin = "A100"                                  # optional
+//
+// Thread safety: immutable values once built.
+#ifndef COE_COST_MODEL_H_
+#define COE_COST_MODEL_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coe/catalogue.h"
+#include "coe/recordings.h"
+#include "coe/status.h"
+
+namespace coe {
+
+struct LinkSpec {
+  double bandwidth_bits_per_s = 0;  // > 0
+  double rtt_ms = 0;                // >= 0
+  // Parses "bandwidth=20Mbit,rtt=40ms" (units: bit, kbit, Mbit, Gbit [/s]; ms, s).
+  static StatusOr<LinkSpec> Parse(const std::string& text);
+  std::string ToString() const;
+};
+
+struct ClusterSpec {
+  std::string source;
+  std::map<std::string, double> usd_per_hour;  // by GPU type
+  struct Model {
+    std::map<std::string, double> throughput;  // examples/s by GPU type
+    std::string pin;                           // "" = cheapest
+  };
+  std::map<std::string, Model> models;
+};
+StatusOr<ClusterSpec> ReadCluster(const std::string& path);
+StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& source);
+
+enum class LatencyMode { kParallel, kSequential };
+
+struct CostOptions {
+  std::string key;  // see above
+  LatencyMode latency = LatencyMode::kParallel;
+  std::optional<ClusterSpec> cluster;
+  std::optional<LinkSpec> link;
+};
+
+// Per-model, per-example figures aligned with one Recordings (model m = rec.models[m]).
+struct CostTable {
+  std::string name;  // what "cost" is, e.g. "usd (recorded per example)"
+  int num_models = 0;
+  int num_examples = 0;
+  std::vector<double> fixed;       // per model, when costs are not per example
+  std::vector<double> per_example; // row-major [example][model], or empty
+  std::vector<double> mean;        // per model: mean cost over the examples
+  // On a cluster: the per-model cost on a homogeneous cluster of the most expensive type.
+  std::vector<double> homogeneous;  // empty unless a cluster is given
+  std::string homogeneous_gpu;
+  // Deployment figures.
+  LatencyMode latency_mode = LatencyMode::kParallel;
+  std::vector<double> latency_ms;  // per model; empty when some model lacks one
+  std::vector<bool> cloud;         // per model
+  std::vector<double> input_bytes; // per model
+  std::optional<LinkSpec> link;
+
+  bool is_per_example() const { return !per_example.empty(); }
+  double Cost(int m, int i) const {
+    return per_example.empty() ? fixed[m] : per_example[static_cast<size_t>(i) * num_models + m];
+  }
+};
+
+// Builds the table for `rec`'s models. Every model of `rec` must be in `catalogue`
+// (NotFound naming the model and both files otherwise).
+StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue,
+                                   const CostOptions& options);
+
+}  // namespace coe
+
+#endif  // COE_COST_MODEL_H_

@@ -1,0 +1,85 @@
+// coe/recordings.h: per-example outputs of many models on one data set.
+//
+// Recordings are the planner's input and `coe record`'s output. On disk they are a
+// CSV with a header row:
+//   id            unique example id (required)
+//   label         the true label (optional; empty = unknown)
+//   <model>       the model's predicted label (empty = abstain); one column a model
+//   <model>|cost  per-example cost of that model (>= 0; overrides the catalogue)
+//   <model>|score the model's confidence in its own label, in [0,1]
+//   <model>|p:<label>  the model's probability for <label>, in [0,1]
+// Any other column (including a `|`-suffixed column of an unknown model or kind) is
+// ignored with a warning. Labels compare as exact strings.
+//
+// Errors: ReadRecordings returns InvalidArgument for malformed input (a ragged row,
+// a bad number, a NaN or negative cost, a score outside [0,1], a duplicate id, no
+// `id` column, no data rows) with "<file>:<line>: column '<name>': ..." in the message.
+//
+// Thread safety: a Recordings is an immutable value once built; concurrent reads are safe.
+#ifndef COE_RECORDINGS_H_
+#define COE_RECORDINGS_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coe/labels.h"
+#include "coe/rules.h"
+#include "coe/status.h"
+
+namespace coe {
+
+struct ModelRecord {
+  std::string name;
+  std::vector<int> label;        // per example; kAbstain for an abstention
+  std::vector<float> score;      // per example, or empty when the file has no |score
+  std::vector<double> cost;      // per example, or empty when the file has no |cost
+  // Probabilities, row-major [example][label] with num_probs labels per row, or empty.
+  std::vector<float> probs;
+  int num_probs = 0;
+
+  bool has_scores() const { return !score.empty() || !probs.empty(); }
+};
+
+struct Recordings {
+  std::string source;             // file name, for messages
+  std::vector<std::string> ids;   // one per example
+  std::vector<int> truth;         // one per example (kAbstain = unknown); empty if no column
+  std::vector<ModelRecord> models;  // in column order
+
+  int num_examples() const { return static_cast<int>(ids.size()); }
+  bool has_truth() const { return !truth.empty(); }
+  int num_labeled() const;
+  // Index of the model named `name`, or -1.
+  int ModelIndex(std::string_view name) const;
+  // Model `m`'s output on example `i`. Points into this object: valid while it lives.
+  MemberOutput Output(int m, int i) const;
+};
+
+struct RecordingsReadOptions {
+  // Keep rows whose id repeats an earlier row's as distinct examples (with a warning)
+  // instead of failing. Some published data sets reuse ids for different questions.
+  bool allow_duplicate_ids = false;
+};
+
+// Reads recordings from a CSV file. Labels are interned into `labels`, which the
+// caller shares between splits so that label indices agree. Warnings (ignored
+// columns) are appended to `warnings` when it is not null.
+StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
+                                    std::vector<std::string>* warnings,
+                                    const RecordingsReadOptions& options = {});
+// The same, from text; `source` names it in messages.
+StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source,
+                                     LabelSet* labels, std::vector<std::string>* warnings,
+                                     const RecordingsReadOptions& options = {});
+
+// Serializes recordings as CSV (the format above). Scores, costs and probabilities
+// are written when present; `labels` gives the label names.
+std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels);
+
+// Reads a whole file; NotFound names the path.
+StatusOr<std::string> ReadFileToString(const std::string& path);
+
+}  // namespace coe
+
+#endif  // COE_RECORDINGS_H_

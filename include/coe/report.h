@@ -1,0 +1,68 @@
+// coe/report.h: the reports `coe plan` and `coe eval` print, as data, JSON and text.
+//
+// A plan report puts the chosen cascade beside the frontier and the baselines (every
+// single model, the confidence-threshold cascade of single models when the recordings
+// have scores, and the plurality of all models), each scored on the calibration split
+// and, when given, on a held-out test split, by EvaluateCascade().
+//
+// Thread safety: pure functions.
+#ifndef COE_REPORT_H_
+#define COE_REPORT_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coe/cascade_spec.h"
+#include "coe/cost_model.h"
+#include "coe/evaluate.h"
+#include "coe/planner.h"
+#include "coe/recordings.h"
+
+namespace coe {
+
+struct ReportRow {
+  std::string name;
+  CascadeSpec cascade;
+  EvalResult calib;
+  std::optional<EvalResult> test;
+};
+
+struct PlanReport {
+  std::string goal;
+  std::string cost_name;
+  std::string rules;
+  bool goal_met = true;
+  std::string best_single;
+  int calib_examples = 0;
+  int test_examples = 0;
+  uint64_t searched = 0;
+  uint64_t evaluated = 0;
+  double seconds = 0;
+  ReportRow chosen;
+  std::vector<ReportRow> baselines;
+  std::vector<ReportRow> frontier;
+};
+
+// Scores the plan's cascades (and the baselines, planned with the same goal where
+// they involve a choice) on both splits. `test` and `test_costs` may be null.
+StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
+                                     const PlannerOptions& options, const Recordings& calib,
+                                     const CostTable& calib_costs, const Recordings* test,
+                                     const CostTable* test_costs);
+
+// JSON with the keys of issue #2: goal, cost, calib_examples, test_examples, searched,
+// seconds, chosen {tiers, calib, test}, baselines [{name, calib, test}], frontier.
+std::string PlanReportToJson(const PlanReport& report);
+// A readable table.
+std::string PlanReportToText(const PlanReport& report);
+
+// `coe eval` output: {"cascade", "cost", "examples", "accuracy", "cost", "exits", ...}.
+std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name,
+                             const EvalResult& r);
+std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name,
+                             const EvalResult& r);
+
+}  // namespace coe
+
+#endif  // COE_REPORT_H_

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package coe's build, tests, benchmarks and fuzzers need.
+# Usage: sudo scripts/install-deps.sh [--with-training]
+#   --with-training  also installs python3-torch and python3-onnx (only for models/train_zoo.py)
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+pkgs=(
+  build-essential cmake pkg-config git ca-certificates
+  libopencv-dev
+  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libcpp-httplib-dev
+  libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev
+  wrk iproute2 curl
+  dataset-fashion-mnist
+  python3 python3-numpy
+)
+if [ "${1:-}" = "--with-training" ]; then pkgs+=(python3-torch python3-onnx); fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"

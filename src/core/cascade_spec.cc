@@ -1,0 +1,156 @@
+#include "coe/cascade_spec.h"
+
+#include <cmath>
+#include <set>
+
+#include "coe/recordings.h"
+#include "util/numbers.h"
+#include "util/toml.h"
+
+namespace coe {
+
+std::string CascadeSpec::ToString() const {
+  std::string s;
+  for (size_t t = 0; t < tiers.size(); ++t) {
+    if (t) s += " -> ";
+    s += "{";
+    for (size_t m = 0; m < tiers[t].members.size(); ++m) {
+      if (m) s += ", ";
+      s += tiers[t].members[m];
+    }
+    s += "}";
+    if (t + 1 < tiers.size()) s += " " + tiers[t].rule.ToString();
+  }
+  return s;
+}
+
+std::vector<std::string> CascadeSpec::AllMembers() const {
+  std::vector<std::string> out;
+  for (const TierSpec& t : tiers)
+    for (const std::string& m : t.members) out.push_back(m);
+  return out;
+}
+
+Status ValidateCascade(const CascadeSpec& spec, const std::string& source) {
+  if (spec.tiers.empty()) return InvalidArgumentError(source + ": the cascade has no tiers");
+  std::set<std::string> seen;
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const TierSpec& tier = spec.tiers[t];
+    const std::string where = source + ": tier " + std::to_string(t + 1);
+    if (tier.members.empty()) return InvalidArgumentError(where + " has no members");
+    for (const std::string& m : tier.members) {
+      if (m.empty()) return InvalidArgumentError(where + " has an empty member name");
+      if (!seen.insert(m).second)
+        return InvalidArgumentError(where + ": member '" + m + "' appears twice in the cascade");
+    }
+    const bool last = t + 1 == spec.tiers.size();
+    if (!last && tier.rule.empty()) {
+      return InvalidArgumentError(where + " is not the last tier but has no rule "
+                                          "(set min_agreement and/or min_score)");
+    }
+    auto check = [&](const std::optional<double>& v, const char* key) -> Status {
+      if (v && !(*v > 0.0 && *v <= 1.0))
+        return InvalidArgumentError(where + ": " + key + " = " + FormatDouble(*v) +
+                                    " is outside (0, 1]");
+      return Status::Ok();
+    };
+    COE_RETURN_IF_ERROR(check(tier.rule.min_agreement, "min_agreement"));
+    COE_RETURN_IF_ERROR(check(tier.rule.min_score, "min_score"));
+  }
+  return Status::Ok();
+}
+
+StatusOr<CascadeSpec> ReadCascade(const std::string& path) {
+  COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseCascade(text, path);
+}
+
+StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& source) {
+  COE_ASSIGN_OR_RETURN(toml::table root, ParseToml(text, source));
+  CascadeSpec spec;
+  for (auto&& [k, v] : root) {
+    std::string key(k.str());
+    if (key == "name") {
+      auto s = v.value<std::string>();
+      if (!s) return InvalidArgumentError(TomlWhere(source, v) + ": 'name' must be a string");
+      spec.name = *s;
+    } else if (key != "tiers") {
+      return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key +
+                                  "' (expected name and [[tiers]])");
+    }
+  }
+  const toml::array* tiers = root["tiers"].as_array();
+  if (!tiers) return InvalidArgumentError(source + ": no [[tiers]] array");
+  for (size_t t = 0; t < tiers->size(); ++t) {
+    const toml::node& node = *tiers->get(t);
+    const toml::table* tt = node.as_table();
+    const std::string where = TomlWhere(source, node) + ": tier " + std::to_string(t + 1);
+    if (!tt) return InvalidArgumentError(where + " must be a table");
+    TierSpec tier;
+    for (auto&& [k, v] : *tt) {
+      std::string key(k.str());
+      if (key == "members") {
+        const toml::array* a = v.as_array();
+        if (!a) return InvalidArgumentError(where + ": 'members' must be an array of strings");
+        for (const toml::node& e : *a) {
+          auto s = e.value<std::string>();
+          if (!s) return InvalidArgumentError(where + ": 'members' must be an array of strings");
+          tier.members.push_back(*s);
+        }
+      } else if (key == "min_agreement" || key == "min_score") {
+        auto d = v.value<double>();
+        if (!d) return InvalidArgumentError(where + ": '" + key + "' must be a number");
+        (key == "min_agreement" ? tier.rule.min_agreement : tier.rule.min_score) = *d;
+      } else {
+        return InvalidArgumentError(where + ": unknown key '" + key +
+                                    "' (expected members, min_agreement, min_score)");
+      }
+    }
+    spec.tiers.push_back(std::move(tier));
+  }
+  COE_RETURN_IF_ERROR(ValidateCascade(spec, source));
+  return spec;
+}
+
+namespace {
+std::string Quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out + "\"";
+}
+std::string TomlNumber(double v) {
+  std::string s = FormatDouble(v);
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+}  // namespace
+
+std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string>& comment) {
+  std::string out;
+  for (const std::string& line : comment) out += "# " + line + "\n";
+  if (!spec.name.empty()) out += "name = " + Quote(spec.name) + "\n";
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const TierSpec& tier = spec.tiers[t];
+    out += "\n[[tiers]]\nmembers = [";
+    for (size_t m = 0; m < tier.members.size(); ++m)
+      out += (m ? ", " : "") + Quote(tier.members[m]);
+    out += "]\n";
+    if (t + 1 == spec.tiers.size()) continue;
+    if (tier.rule.min_agreement) out += "min_agreement = " + TomlNumber(*tier.rule.min_agreement) + "\n";
+    if (tier.rule.min_score) out += "min_score = " + TomlNumber(*tier.rule.min_score) + "\n";
+  }
+  return out;
+}
+
+}  // namespace coe

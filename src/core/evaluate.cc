@@ -1,0 +1,107 @@
+#include "coe/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace coe {
+
+StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec,
+                                                       const Recordings& rec) {
+  std::vector<std::vector<int>> out;
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const TierSpec& tier = spec.tiers[t];
+    std::vector<int> idx;
+    for (const std::string& name : tier.members) {
+      int m = rec.ModelIndex(name);
+      if (m < 0)
+        return NotFoundError("cascade member '" + name + "' (tier " + std::to_string(t + 1) +
+                             ") has no column in " + rec.source);
+      if (tier.rule.min_score && t + 1 < spec.tiers.size() && !rec.models[m].has_scores())
+        return FailedPreconditionError("tier " + std::to_string(t + 1) +
+                                       " has a score rule but " + rec.source + " has no '" +
+                                       name + "|score' or '" + name + "|p:<label>' columns");
+      idx.push_back(m);
+    }
+    out.push_back(std::move(idx));
+  }
+  return out;
+}
+
+StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec,
+                                     const CostTable& costs,
+                                     std::vector<ExampleOutcome>* outcomes) {
+  COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
+  COE_ASSIGN_OR_RETURN(auto tiers, ResolveMembers(spec, rec));
+  const int n = rec.num_examples();
+  const int num_tiers = static_cast<int>(tiers.size());
+  EvalResult r;
+  r.examples = n;
+  r.exits.assign(num_tiers, 0);
+  if (outcomes) outcomes->assign(n, ExampleOutcome{});
+  const bool has_latency = !costs.latency_ms.empty();
+  const bool has_homog = !costs.homogeneous.empty();
+  std::vector<double> latencies;
+  double sum_cost = 0, sum_lat = 0, sum_bytes = 0, sum_homog = 0;
+  std::vector<MemberOutput> outs;
+  for (int i = 0; i < n; ++i) {
+    ExampleOutcome o;
+    bool sent = false;  // input already sent over the link
+    for (int t = 0; t < num_tiers; ++t) {
+      outs.clear();
+      double tier_lat = 0;
+      double first_send_ms = 0;
+      if (costs.link && !sent) {
+        for (int m : tiers[t]) {
+          if (!costs.cloud[m]) continue;
+          o.bytes_sent += costs.input_bytes[m];
+          first_send_ms = costs.input_bytes[m] * 8.0 / costs.link->bandwidth_bits_per_s * 1000.0;
+          sent = true;
+          break;
+        }
+      }
+      for (int m : tiers[t]) {
+        outs.push_back(rec.Output(m, i));
+        o.cost += costs.Cost(m, i);
+        if (has_homog) sum_homog += costs.homogeneous[m];
+        if (has_latency) {
+          double lat = costs.latency_ms[m];
+          if (costs.link && costs.cloud[m]) lat += costs.link->rtt_ms + first_send_ms;
+          tier_lat = costs.latency_mode == LatencyMode::kParallel ? std::max(tier_lat, lat)
+                                                                  : tier_lat + lat;
+        }
+      }
+      o.latency_ms += tier_lat;
+      TierVote v = TallyVotes(outs);
+      o.votes.push_back(v);
+      const bool last = t + 1 == num_tiers;
+      if (last || spec.tiers[t].rule.Exits(v)) {
+        o.answer = v.plurality;
+        o.exit_tier = t;
+        break;
+      }
+    }
+    r.exits[o.exit_tier]++;
+    if (o.answer == kAbstain) r.unanswered++;
+    if (rec.has_truth() && rec.truth[i] != kAbstain) {
+      r.labeled++;
+      r.correct += o.answer == rec.truth[i];
+    }
+    sum_cost += o.cost;
+    sum_lat += o.latency_ms;
+    sum_bytes += o.bytes_sent;
+    if (has_latency) latencies.push_back(o.latency_ms);
+    if (outcomes) (*outcomes)[i] = std::move(o);
+  }
+  r.accuracy = r.labeled ? static_cast<double>(r.correct) / r.labeled : 0.0;
+  r.mean_cost = n ? sum_cost / n : 0.0;
+  if (has_latency && n) {
+    r.mean_latency_ms = sum_lat / n;
+    std::sort(latencies.begin(), latencies.end());
+    r.p99_latency_ms = latencies[std::min<size_t>(n - 1, static_cast<size_t>(std::ceil(0.99 * n)) - 1)];
+  }
+  if (costs.link && n) r.mean_bytes_sent = sum_bytes / n;
+  if (has_homog && n) r.mean_cost_homogeneous = sum_homog / n;
+  return r;
+}
+
+}  // namespace coe

@@ -1,0 +1,64 @@
+#include "coe/rules.h"
+
+#include <cstdio>
+
+namespace coe {
+
+double MemberOutput::ProbabilityOf(int label_index) const {
+  if (label == kAbstain) return 0.0;
+  if (probs != nullptr) return label_index < num_probs ? probs[label_index] : 0.0;
+  if (std::isnan(score)) return std::numeric_limits<double>::quiet_NaN();
+  return label == label_index ? static_cast<double>(score) : 0.0;
+}
+
+TierVote TallyVotes(std::span<const MemberOutput> outputs) {
+  TierVote v;
+  v.members = static_cast<int>(outputs.size());
+  if (outputs.empty()) return v;
+  // Tiers are small (a handful of members): quadratic counting beats a map. Scanning
+  // from the last member backwards and keeping the first label that reaches a
+  // strictly larger count implements "a tie goes to the tied voter listed last".
+  const int n = v.members;
+  for (int i = n - 1; i >= 0; --i) {
+    const int label = outputs[i].label;
+    if (label == kAbstain) continue;
+    int count = 0;
+    for (int j = 0; j < n; ++j) count += outputs[j].label == label;
+    if (count > v.votes) {
+      v.votes = count;
+      v.plurality = label;
+    }
+  }
+  v.agreement = static_cast<double>(v.votes) / n;
+  if (v.plurality == kAbstain) return v;
+  double sum = 0.0;
+  for (const MemberOutput& o : outputs) sum += o.ProbabilityOf(v.plurality);
+  v.mean_score = sum / n;  // NaN propagates when a member has no probabilities
+  return v;
+}
+
+bool DeferralRule::Exits(const TierVote& vote) const {
+  if (vote.plurality == kAbstain) return false;
+  // Thresholds such as 2/3 are written to cascade files with 17 significant digits;
+  // the tolerance keeps k/n >= k/n true after that round trip.
+  if (min_agreement && vote.agreement < *min_agreement - 1e-12) return false;
+  if (min_score && !(vote.mean_score >= *min_score)) return false;  // NaN fails
+  return true;
+}
+
+std::string DeferralRule::ToString() const {
+  if (empty()) return "plurality";
+  std::string s;
+  char buf[64];
+  if (min_agreement) {
+    std::snprintf(buf, sizeof buf, "agree>=%.3g", *min_agreement);
+    s += buf;
+  }
+  if (min_score) {
+    std::snprintf(buf, sizeof buf, "%sscore>=%.4g", s.empty() ? "" : " & ", *min_score);
+    s += buf;
+  }
+  return s;
+}
+
+}  // namespace coe

@@ -1,0 +1,222 @@
+#include "coe/cost_model.h"
+
+#include <cmath>
+#include <limits>
+
+#include "util/numbers.h"
+#include "util/toml.h"
+
+namespace coe {
+
+StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
+  LinkSpec link;
+  bool have_bw = false, have_rtt = false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    start = end + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos)
+      return InvalidArgumentError("--link: '" + item + "' is not key=value");
+    std::string key = item.substr(0, eq), val = item.substr(eq + 1);
+    size_t num_end = 0;
+    while (num_end < val.size() && (std::isdigit(static_cast<unsigned char>(val[num_end])) ||
+                                    val[num_end] == '.' || val[num_end] == 'e' || val[num_end] == '-'))
+      ++num_end;
+    std::optional<double> num = ParseDouble(val.substr(0, num_end));
+    std::string unit = val.substr(num_end);
+    if (unit.size() > 2 && unit.substr(unit.size() - 2) == "/s") unit.resize(unit.size() - 2);
+    if (unit.size() > 3 && unit.substr(unit.size() - 3) == "bps") unit = unit.substr(0, unit.size() - 3) + "bit";
+    if (!num || !std::isfinite(*num) || *num < 0)
+      return InvalidArgumentError("--link: '" + item + "': expected a non-negative number");
+    if (key == "bandwidth") {
+      double mult = 0;
+      if (unit == "bit" || unit.empty()) mult = 1;
+      else if (unit == "kbit" || unit == "Kbit") mult = 1e3;
+      else if (unit == "Mbit") mult = 1e6;
+      else if (unit == "Gbit") mult = 1e9;
+      else return InvalidArgumentError("--link: bandwidth unit '" + unit + "' (use bit, kbit, Mbit, Gbit)");
+      link.bandwidth_bits_per_s = *num * mult;
+      if (link.bandwidth_bits_per_s <= 0) return InvalidArgumentError("--link: bandwidth must be > 0");
+      have_bw = true;
+    } else if (key == "rtt") {
+      if (unit == "ms" || unit.empty()) link.rtt_ms = *num;
+      else if (unit == "s") link.rtt_ms = *num * 1000;
+      else if (unit == "us") link.rtt_ms = *num / 1000;
+      else return InvalidArgumentError("--link: rtt unit '" + unit + "' (use us, ms, s)");
+      have_rtt = true;
+    } else {
+      return InvalidArgumentError("--link: unknown key '" + key + "' (expected bandwidth, rtt)");
+    }
+  }
+  if (!have_bw || !have_rtt)
+    return InvalidArgumentError("--link: expected bandwidth=...,rtt=... (e.g. bandwidth=20Mbit,rtt=40ms)");
+  return link;
+}
+
+std::string LinkSpec::ToString() const {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.4g Mbit/s, RTT %.4g ms", bandwidth_bits_per_s / 1e6, rtt_ms);
+  return buf;
+}
+
+StatusOr<ClusterSpec> ReadCluster(const std::string& path) {
+  COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseCluster(text, path);
+}
+
+StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& source) {
+  COE_ASSIGN_OR_RETURN(toml::table root, ParseToml(text, source));
+  ClusterSpec c;
+  c.source = source;
+  const toml::table* gpus = root["gpus"].as_table();
+  if (!gpus || gpus->empty()) return InvalidArgumentError(source + ": no [gpus.TYPE] tables");
+  for (auto&& [k, v] : *gpus) {
+    const toml::table* t = v.as_table();
+    std::optional<double> price = t ? (*t)["usd_per_hour"].value<double>() : std::nullopt;
+    if (!price || !std::isfinite(*price) || *price <= 0)
+      return InvalidArgumentError(TomlWhere(source, v) + ": gpus." + std::string(k.str()) +
+                                  ": expected usd_per_hour = a positive number");
+    c.usd_per_hour[std::string(k.str())] = *price;
+  }
+  const toml::table* models = root["models"].as_table();
+  if (!models) return InvalidArgumentError(source + ": no [models.NAME] tables");
+  for (auto&& [k, v] : *models) {
+    std::string name(k.str());
+    const toml::table* t = v.as_table();
+    const std::string where = TomlWhere(source, v) + ": models." + name;
+    const toml::table* tp = t ? (*t)["throughput"].as_table() : nullptr;
+    if (!tp || tp->empty())
+      return InvalidArgumentError(where + ": expected throughput = { GPU = examples/s, ... }");
+    ClusterSpec::Model m;
+    for (auto&& [g, tv] : *tp) {
+      std::string gpu(g.str());
+      if (!c.usd_per_hour.count(gpu))
+        return InvalidArgumentError(where + ": throughput on unknown GPU type '" + gpu + "'");
+      std::optional<double> x = tv.value<double>();
+      if (!x || !std::isfinite(*x) || *x <= 0)
+        return InvalidArgumentError(where + ": throughput on '" + gpu + "' must be a positive number");
+      m.throughput[gpu] = *x;
+    }
+    if (auto pin = (*t)["pin"].value<std::string>()) {
+      if (!m.throughput.count(*pin))
+        return InvalidArgumentError(where + ": pinned to '" + *pin + "' but has no throughput there");
+      m.pin = *pin;
+    }
+    c.models[name] = std::move(m);
+  }
+  return c;
+}
+
+namespace {
+const char* const kDefaultKeys[] = {"usd", "flops", "macs", "latency_ms", "params"};
+}
+
+StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue,
+                                   const CostOptions& options) {
+  CostTable t;
+  t.num_models = static_cast<int>(rec.models.size());
+  t.num_examples = rec.num_examples();
+  std::vector<const ModelSpec*> specs;
+  for (const ModelRecord& m : rec.models) {
+    const ModelSpec* s = catalogue.Find(m.name);
+    if (!s)
+      return NotFoundError(rec.source + ": model column '" + m.name + "' is not in the catalogue " +
+                           catalogue.source);
+    specs.push_back(s);
+  }
+  bool all_recorded = true;
+  for (const ModelRecord& m : rec.models) all_recorded &= !m.cost.empty();
+
+  if (options.cluster) {
+    const ClusterSpec& c = *options.cluster;
+    double top_price = -1;
+    for (auto& [gpu, price] : c.usd_per_hour)
+      if (price > top_price) { top_price = price; t.homogeneous_gpu = gpu; }
+    for (const ModelSpec* s : specs) {
+      auto it = c.models.find(s->name);
+      if (it == c.models.end())
+        return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
+      const ClusterSpec::Model& cm = it->second;
+      double best = std::numeric_limits<double>::infinity();
+      for (auto& [gpu, tput] : cm.throughput) {
+        if (!cm.pin.empty() && gpu != cm.pin) continue;
+        best = std::min(best, c.usd_per_hour.at(gpu) / (3600.0 * tput));
+      }
+      t.fixed.push_back(best);
+      auto h = cm.throughput.find(t.homogeneous_gpu);
+      if (h == cm.throughput.end())
+        return NotFoundError(c.source + ": model '" + s->name + "' has no throughput on '" +
+                             t.homogeneous_gpu + "', the most expensive type (needed for the " +
+                             "homogeneous-cluster figure)");
+      t.homogeneous.push_back(top_price / (3600.0 * h->second));
+    }
+    t.name = "usd per example on cluster " + c.source + " (heterogeneous)";
+  } else {
+    std::string key = options.key;
+    if (key.empty()) {
+      if (all_recorded) {
+        key = "recorded";
+      } else {
+        for (const char* k : kDefaultKeys) {
+          bool all = true;
+          for (const ModelSpec* s : specs) all &= s->Cost(k) != nullptr;
+          if (all) { key = k; break; }
+        }
+        if (key.empty())
+          return InvalidArgumentError(catalogue.source + ": no cost figure (usd, flops, macs, "
+                                      "latency_ms, params) shared by every model and no |cost "
+                                      "columns in " + rec.source + "; pass --cost KEY");
+      }
+    }
+    if (key == "recorded") {
+      for (const ModelRecord& m : rec.models)
+        if (m.cost.empty())
+          return InvalidArgumentError(rec.source + ": no '" + m.name + "|cost' column for --cost recorded");
+      t.per_example.resize(static_cast<size_t>(t.num_examples) * t.num_models);
+      for (int m = 0; m < t.num_models; ++m)
+        for (int i = 0; i < t.num_examples; ++i)
+          t.per_example[static_cast<size_t>(i) * t.num_models + m] = rec.models[m].cost[i];
+      t.name = "cost per example (recorded |cost columns)";
+    } else {
+      for (const ModelSpec* s : specs) {
+        const double* v = s->Cost(key);
+        if (!v)
+          return InvalidArgumentError(catalogue.source + ": model '" + s->name + "' has no '" + key +
+                                      "' figure (asked for by --cost)");
+        t.fixed.push_back(*v);
+      }
+      t.name = key + " (catalogue)";
+    }
+  }
+  t.mean.assign(t.num_models, 0.0);
+  for (int m = 0; m < t.num_models; ++m) {
+    if (!t.is_per_example()) { t.mean[m] = t.fixed[m]; continue; }
+    double sum = 0;
+    for (int i = 0; i < t.num_examples; ++i) sum += t.Cost(m, i);
+    t.mean[m] = sum / t.num_examples;
+  }
+  // Deployment figures.
+  t.latency_mode = options.latency;
+  t.link = options.link;
+  bool all_latency = true;
+  for (const ModelSpec* s : specs) {
+    const double* ms = s->Cost("latency_ms");
+    const double* us = s->Cost("latency_us");
+    if (ms) t.latency_ms.push_back(*ms);
+    else if (us) t.latency_ms.push_back(*us / 1000.0);
+    else all_latency = false;
+    t.cloud.push_back(s->is_cloud());
+    t.input_bytes.push_back(s->input_bytes);
+  }
+  if (!all_latency) {
+    t.latency_ms.clear();
+    if (options.link) t.latency_ms.assign(t.num_models, 0.0);  // link time alone
+  }
+  return t;
+}
+
+}  // namespace coe

@@ -1,0 +1,161 @@
+#include "coe/catalogue.h"
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "coe/recordings.h"
+#include "util/toml.h"
+
+namespace coe {
+
+const double* ModelSpec::Cost(std::string_view key) const {
+  auto it = costs.find(std::string(key));
+  return it == costs.end() ? nullptr : &it->second;
+}
+
+const ModelSpec* Catalogue::Find(std::string_view name) const {
+  for (const ModelSpec& m : models)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+StatusOr<Catalogue> ReadCatalogue(const std::string& path) {
+  COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return ParseCatalogue(text, path, dir);
+}
+
+namespace {
+
+
+Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v,
+                const std::string& where, const std::string& base_dir) {
+  auto bad = [&](const std::string& what) {
+    return InvalidArgumentError(where + ": model '" + m.name + "': key '" + key + "': " + what);
+  };
+  auto str = [&](std::string* out) -> Status {
+    auto s = v.value<std::string>();
+    if (!s) return bad("expected a string");
+    *out = *s;
+    return Status::Ok();
+  };
+  auto num = [&](double* out) -> Status {
+    auto d = v.value<double>();
+    if (!d) return bad("expected a number");
+    if (!std::isfinite(*d)) return bad("expected a finite number");
+    *out = *d;
+    return Status::Ok();
+  };
+  if (key == "site") {
+    COE_RETURN_IF_ERROR(str(&m.site));
+    if (m.site != "edge" && m.site != "cloud") return bad("expected \"edge\" or \"cloud\"");
+  } else if (key == "backend") {
+    COE_RETURN_IF_ERROR(str(&m.backend));
+  } else if (key == "path") {
+    COE_RETURN_IF_ERROR(str(&m.path));
+    std::filesystem::path p(m.path);
+    if (p.is_relative() && !base_dir.empty()) m.path = (std::filesystem::path(base_dir) / p).string();
+  } else if (key == "url") {
+    COE_RETURN_IF_ERROR(str(&m.url));
+  } else if (key == "remote_model") {
+    COE_RETURN_IF_ERROR(str(&m.remote_model));
+  } else if (key == "description") {
+    COE_RETURN_IF_ERROR(str(&m.description));
+  } else if (key == "input_shape") {
+    const toml::array* a = v.as_array();
+    if (!a) return bad("expected an array of positive integers");
+    m.input_shape.clear();
+    for (const toml::node& e : *a) {
+      auto d = e.value<int64_t>();
+      if (!d || *d <= 0) return bad("expected an array of positive integers");
+      m.input_shape.push_back(*d);
+    }
+  } else if (key == "labels") {
+    const toml::array* a = v.as_array();
+    if (!a) return bad("expected an array of strings");
+    m.labels.clear();
+    std::set<std::string> seen;
+    for (const toml::node& e : *a) {
+      auto s = e.value<std::string>();
+      if (!s || s->empty()) return bad("expected an array of non-empty strings");
+      if (!seen.insert(*s).second) return bad("label '" + *s + "' is listed twice");
+      m.labels.push_back(*s);
+    }
+  } else if (key == "scale") {
+    COE_RETURN_IF_ERROR(num(&m.scale));
+  } else if (key == "mean") {
+    COE_RETURN_IF_ERROR(num(&m.mean));
+  } else if (key == "std") {
+    COE_RETURN_IF_ERROR(num(&m.std));
+    if (m.std == 0) return bad("std must not be 0");
+  } else if (key == "input_bytes") {
+    COE_RETURN_IF_ERROR(num(&m.input_bytes));
+    if (m.input_bytes < 0) return bad("must be >= 0");
+  } else if (key == "timeout_ms") {
+    COE_RETURN_IF_ERROR(num(&m.timeout_ms));
+    if (m.timeout_ms <= 0) return bad("must be > 0");
+  } else if (key == "retries") {
+    double r = 0;
+    COE_RETURN_IF_ERROR(num(&r));
+    if (r < 0 || r > 10 || r != std::floor(r)) return bad("expected an integer in [0,10]");
+    m.retries = static_cast<int>(r);
+  } else if (v.is_number()) {
+    double d = 0;
+    COE_RETURN_IF_ERROR(num(&d));
+    if (d < 0) return bad("a cost figure must be >= 0");
+    m.costs[key] = d;
+  } else {
+    return bad("unknown setting (cost figures are numbers)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source,
+                                   const std::string& base_dir) {
+  COE_ASSIGN_OR_RETURN(toml::table root, ParseToml(text, source));
+  Catalogue cat;
+  cat.source = source;
+  for (auto&& [k, v] : root) {
+    std::string key(k.str());
+    if (key != "defaults" && key != "models") {
+      return InvalidArgumentError(TomlWhere(source, v) + ": unknown top-level key '" + key +
+                                  "' (expected [defaults] and [models.NAME] tables)");
+    }
+  }
+  const toml::table* defaults = root["defaults"].as_table();
+  if (root.contains("defaults") && !defaults)
+    return InvalidArgumentError(source + ": 'defaults' must be a table");
+  const toml::table* models = root["models"].as_table();
+  if (!models || models->empty())
+    return InvalidArgumentError(source + ": no [models.NAME] tables");
+  for (auto&& [k, v] : *models) {
+    ModelSpec m;
+    m.name = std::string(k.str());
+    const toml::table* t = v.as_table();
+    const std::string where = TomlWhere(source, v);
+    if (!t) return InvalidArgumentError(where + ": models." + m.name + " must be a table");
+    if (m.name.empty() || m.name.find('|') != std::string::npos || m.name == "id" ||
+        m.name == "label") {
+      return InvalidArgumentError(where + ": invalid model name '" + m.name +
+                                  "' (must be non-empty, without '|', not 'id' or 'label')");
+    }
+    if (defaults) {
+      for (auto&& [dk, dv] : *defaults)
+        COE_RETURN_IF_ERROR(ApplyKey(m, std::string(dk.str()), dv, TomlWhere(source, dv), base_dir));
+    }
+    for (auto&& [mk, mv] : *t)
+      COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, TomlWhere(source, mv), base_dir));
+    if (m.input_bytes == 0 && !m.input_shape.empty()) {
+      double elems = 1;
+      for (int64_t d : m.input_shape) elems *= static_cast<double>(d);
+      m.input_bytes = 4 * elems;  // FP32 on the wire
+    }
+    cat.models.push_back(std::move(m));
+  }
+  return cat;
+}
+
+}  // namespace coe

@@ -1,0 +1,719 @@
+// The search behind Plan(). Every tier's decision on every example is computed once,
+// through TallyVotes() and DeferralRule::Exits() (the engine's own rule code), and
+// bit-packed: per tier option an exit mask, per member set a "plurality is correct"
+// mask. A cascade is then evaluated by AND/popcount over reach masks, and the search
+// walks cascades depth-first so that a prefix's reach mask and cost are shared by all
+// of its completions.
+#include "coe/planner.h"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <condition_variable>
+#include <cmath>
+#include <mutex>
+#include <numeric>
+#include <thread>
+#include <unordered_map>
+
+#include "util/numbers.h"
+
+namespace coe {
+
+StatusOr<unsigned> ParseRuleKinds(const std::string& text) {
+  unsigned kinds = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    start = end + 1;
+    if (item == "vote") kinds |= kRuleVote;
+    else if (item == "score") kinds |= kRuleScore;
+    else if (item == "vote+score" || item == "score+vote") kinds |= kRuleVoteAndScore;
+    else if (item == "all") kinds |= kRuleVote | kRuleScore | kRuleVoteAndScore;
+    else
+      return InvalidArgumentError("--rules: unknown rule kind '" + item +
+                                  "' (expected vote, score, vote+score, all)");
+  }
+  return kinds;
+}
+
+std::string RuleKindsToString(unsigned kinds) {
+  std::string s;
+  auto add = [&](const char* k) { s += s.empty() ? k : std::string(",") + k; };
+  if (kinds & kRuleVote) add("vote");
+  if (kinds & kRuleScore) add("score");
+  if (kinds & kRuleVoteAndScore) add("vote+score");
+  return s;
+}
+
+StatusOr<Goal> Goal::Parse(const std::string& text) {
+  Goal g;
+  auto value = [&](const std::string& prefix) -> Status {
+    std::optional<double> v = ParseDouble(text.substr(prefix.size()));
+    if (!v || !std::isfinite(*v) || *v < 0)
+      return InvalidArgumentError("--goal: '" + text + "': expected a non-negative number after '" + prefix + "'");
+    g.value = *v;
+    return Status::Ok();
+  };
+  if (text == "match-best") {
+    g.kind = Kind::kMatchBest;
+  } else if (text == "max-accuracy") {
+    g.kind = Kind::kMaxAccuracy;
+  } else if (text.rfind("accuracy=", 0) == 0) {
+    g.kind = Kind::kAccuracy;
+    COE_RETURN_IF_ERROR(value("accuracy="));
+    if (g.value > 1) return InvalidArgumentError("--goal: accuracy must be in [0,1], e.g. accuracy=0.9");
+  } else if (text.rfind("budget=", 0) == 0) {
+    g.kind = Kind::kBudget;
+    COE_RETURN_IF_ERROR(value("budget="));
+  } else {
+    return InvalidArgumentError("--goal: '" + text +
+                                "' (expected match-best, accuracy=X, budget=X or max-accuracy)");
+  }
+  return g;
+}
+
+std::string Goal::ToString() const {
+  switch (kind) {
+    case Kind::kMatchBest: return "match-best";
+    case Kind::kMaxAccuracy: return "max-accuracy";
+    case Kind::kAccuracy: return "accuracy=" + FormatDouble(value);
+    case Kind::kBudget: return "budget=" + FormatDouble(value);
+  }
+  return "";
+}
+
+const OperatingPoint* ChooseOperatingPoint(const std::vector<OperatingPoint>& frontier,
+                                           const Goal& goal, int labeled,
+                                           int best_single_correct, bool* goal_met) {
+  *goal_met = true;
+  if (frontier.empty()) return nullptr;
+  const OperatingPoint* most_accurate = &frontier.back();
+  auto least_cost_reaching = [&](int target) -> const OperatingPoint* {
+    for (const OperatingPoint& p : frontier)
+      if (p.correct >= target) return &p;
+    *goal_met = false;
+    return most_accurate;
+  };
+  switch (goal.kind) {
+    case Goal::Kind::kMatchBest: return least_cost_reaching(best_single_correct);
+    case Goal::Kind::kAccuracy:
+      return least_cost_reaching(static_cast<int>(std::ceil(goal.value * labeled - 1e-9)));
+    case Goal::Kind::kMaxAccuracy: return most_accurate;
+    case Goal::Kind::kBudget: {
+      const OperatingPoint* best = nullptr;
+      for (const OperatingPoint& p : frontier)
+        if (p.cost <= goal.value * (1 + 1e-12)) best = &p;
+      if (!best) {
+        *goal_met = false;
+        return &frontier.front();
+      }
+      return best;
+    }
+  }
+  return nullptr;
+}
+
+namespace {
+
+constexpr int kMaxTiers = 6;
+constexpr int kMaxMembers = 8;
+constexpr int kMaxModels = 64;
+
+using Word = uint64_t;
+
+// A rule option of a member set, with the examples at which it exits.
+struct Option {
+  DeferralRule rule;
+  std::vector<Word> exit;
+};
+
+struct MemberSet {
+  std::vector<int> pos;  // positions in cost order, ascending
+  uint64_t mask = 0;     // bit per position
+  int max_pos = 0;
+  std::vector<Word> correct;  // plurality answer is the truth (labeled examples)
+  std::vector<Option> options;
+};
+
+struct Step {
+  int set = 0;
+  int option = -1;  // -1: final tier
+};
+
+struct Candidate {
+  int correct = 0;
+  double cost = 0;  // summed over examples
+  uint64_t key = 0; // deterministic tie-break: lower wins
+  int depth = 0;
+  Step path[kMaxTiers];
+};
+
+// Pareto frontier in (cost ascending, correct strictly ascending).
+class Frontier {
+ public:
+  // True when a point with correct >= `correct` and cost <= `cost` exists and is not
+  // equal in both: nothing reaching at most `correct` at no less than `cost` can be on
+  // the frontier.
+  bool StrictlyDominates(int correct, double cost) const {
+    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost,
+                               [](double c, const Candidate& p) { return c < p.cost; });
+    if (it == pts_.begin()) return false;
+    const Candidate& p = *(it - 1);
+    return p.correct >= correct && (p.correct > correct || p.cost < cost);
+  }
+
+  // True when a point with correct >= `correct` and cost <= `cost` exists.
+  bool Covers(int correct, double cost) const {
+    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost,
+                               [](double c, const Candidate& p) { return c < p.cost; });
+    return it != pts_.begin() && (it - 1)->correct >= correct;
+  }
+
+  void Insert(const Candidate& c) {
+    auto it = std::upper_bound(pts_.begin(), pts_.end(), c.cost,
+                               [](double x, const Candidate& p) { return x < p.cost; });
+    if (it != pts_.begin()) {
+      Candidate& p = *(it - 1);
+      if (p.correct > c.correct) return;
+      if (p.correct == c.correct) {
+        if (p.cost < c.cost) return;
+        // Equal in both: the lower key stays.
+        if (c.key < p.key) p = c;
+        return;
+      }
+    }
+    // c is on the frontier: drop the points it dominates (cost >= c.cost, correct <= c.correct).
+    auto first = it;
+    while (first != pts_.begin() && (first - 1)->cost == c.cost && (first - 1)->correct <= c.correct)
+      --first;
+    auto last = it;
+    while (last != pts_.end() && last->correct <= c.correct) ++last;
+    it = pts_.erase(first, last);
+    pts_.insert(it, c);
+  }
+
+  const std::vector<Candidate>& points() const { return pts_; }
+
+ private:
+  std::vector<Candidate> pts_;
+};
+
+struct Problem {
+  int n = 0;  // examples
+  int words = 0;
+  int num_models = 0;     // in the search
+  std::vector<int> model; // position -> recordings model index
+  std::vector<double> mean_cost;  // by position
+  bool per_example = false;
+  std::vector<double> fixed;      // by position
+  std::vector<double> rows;       // [example (sorted order)][position]
+  // suffix_min[p][i] = min over positions q >= p of the cost of example i (per-example
+  // costs only): the least any tier whose top member is at p or later can cost.
+  std::vector<std::vector<double>> suffix_min;
+  std::vector<Word> all;          // every example
+  std::vector<double> total_cost; // by position: summed over every example
+  std::vector<std::vector<Word>> model_correct;  // by position
+  std::vector<MemberSet> sets;
+  int max_tiers = 3;
+  bool prune = true;
+};
+
+inline void SetBit(std::vector<Word>& v, int i) { v[i >> 6] |= Word{1} << (i & 63); }
+
+// Counts the cascades below a prefix that used `used` (bit per position) at `depth`.
+class SpaceCounter {
+ public:
+  explicit SpaceCounter(const Problem& p) : p_(p) {}
+  uint64_t Count(uint64_t used, int depth) {
+    uint64_t key = used * 8 + depth;
+    auto it = memo_.find(key);
+    if (it != memo_.end()) return it->second;
+    int prev_max = used ? 63 - std::countl_zero(used) : -1;
+    uint64_t total = 0;
+    for (const MemberSet& s : p_.sets) {
+      if (s.max_pos <= prev_max || (s.mask & used)) continue;
+      total += 1;
+      if (depth + 1 < p_.max_tiers && !s.options.empty())
+        total += s.options.size() * Count(used | s.mask, depth + 1);
+    }
+    memo_[key] = total;
+    return total;
+  }
+
+ private:
+  const Problem& p_;
+  std::unordered_map<uint64_t, uint64_t> memo_;
+};
+
+class Searcher {
+ public:
+  explicit Searcher(const Problem& p)
+      : p_(p),
+        buf_(kMaxTiers + 1, std::vector<Word>(p.words)),
+        nz_(kMaxTiers + 1),
+        mc_(kMaxTiers + 1, std::vector<double>(p.num_models)) {}
+
+  // Evaluates the cascades that start with `first` (one root work item).
+  void RunItem(int item_index, const Step& first) {
+    key_ = static_cast<uint64_t>(item_index) << 40;
+    Candidate c;
+    c.depth = 0;
+    const MemberSet& s = p_.sets[first.set];
+    std::vector<Word>& reach = buf_[0];
+    std::copy(p_.all.begin(), p_.all.end(), reach.begin());
+    const std::vector<double>& mc = p_.total_cost;
+    double set_cost = 0;
+    for (int q : s.pos) set_cost += mc[q];
+    if (first.option < 0) {
+      Emit(c, first, Popcount(reach, s.correct), set_cost);
+      return;
+    }
+    const Option& o = s.options[first.option];
+    std::vector<Word>& next = buf_[1];
+    int exit_correct = 0, left = 0;
+    for (int w = 0; w < p_.words; ++w) {
+      Word e = reach[w] & o.exit[w];
+      exit_correct += std::popcount(e & s.correct[w]);
+      next[w] = reach[w] & ~o.exit[w];
+      left += std::popcount(next[w]);
+    }
+    c.path[0] = first;
+    c.depth = 1;
+    c.correct = exit_correct;
+    c.cost = set_cost;
+    Visit(c, s.mask, s.max_pos, 1, left);
+  }
+
+  Frontier& frontier() { return frontier_; }
+  uint64_t evaluated() const { return evaluated_; }
+
+ private:
+  static int Popcount(const std::vector<Word>& a, const std::vector<Word>& b) {
+    int n = 0;
+    for (size_t w = 0; w < a.size(); ++w) n += std::popcount(a[w] & b[w]);
+    return n;
+  }
+
+  // Hot with per-example costs: compiled for AVX2 too, picked at run time.
+  __attribute__((target_clones("avx2", "default")))
+  void MaskedCosts(const std::vector<Word>& reach, int count, std::vector<double>& mc) const {
+    if (!p_.per_example) {
+      for (int q = 0; q < p_.num_models; ++q) mc[q] = count * p_.fixed[q];
+      return;
+    }
+    std::fill(mc.begin(), mc.end(), 0.0);
+    const int m = p_.num_models;
+    for (int w = 0; w < p_.words; ++w) {
+      Word bits = reach[w];
+      while (bits) {
+        int i = w * 64 + std::countr_zero(bits);
+        bits &= bits - 1;
+        const double* row = &p_.rows[static_cast<size_t>(i) * m];
+        for (int q = 0; q < m; ++q) mc[q] += row[q];
+      }
+    }
+  }
+
+  // Offers `prefix` + `last` (a final tier) with the given totals. Keys grow within a
+  // worker, so a candidate that ties a point already found never replaces it.
+  void Emit(const Candidate& prefix, Step last, int correct, double cost) {
+    ++evaluated_;
+    const uint64_t key = key_++;
+    if (frontier_.Covers(correct, cost)) return;
+    Candidate f = prefix;
+    f.path[f.depth] = last;
+    f.depth += 1;
+    f.correct = correct;
+    f.cost = cost;
+    f.key = key;
+    frontier_.Insert(f);
+  }
+
+  // `c` holds the non-final tiers so far (c.depth of them); buf_[depth] is the reach
+  // mask of the next tier, with `left` examples in it.
+  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left) {
+    const std::vector<Word>& reach = buf_[depth];
+    // Nonzero words only: examples are sorted easy-first, so deep reach masks are
+    // dense at the end and empty at the start.
+    std::vector<int>& nz = nz_[depth];
+    nz.clear();
+    for (int w = 0; w < p_.words; ++w)
+      if (reach[w]) nz.push_back(w);
+    if (p_.prune) {
+      // Best case: every reached example that some unused model gets right is answered
+      // right; least cost: one more tier holding only the cheapest usable top member.
+      std::vector<Word>& any = buf_[kMaxTiers];
+      for (int w : nz) any[w] = 0;
+      for (int q = 0; q < p_.num_models; ++q) {
+        if (used >> q & 1) continue;
+        for (int w : nz) any[w] |= p_.model_correct[q][w];
+      }
+      int ub = c.correct;
+      for (int w : nz) ub += std::popcount(reach[w] & any[w]);
+      double lb = std::numeric_limits<double>::infinity();
+      if (prev_max + 1 < p_.num_models) {
+        if (!p_.per_example) {
+          for (int q = prev_max + 1; q < p_.num_models; ++q) lb = std::min(lb, left * p_.fixed[q]);
+        } else {
+          const std::vector<double>& sm = p_.suffix_min[prev_max + 1];
+          lb = 0;
+          for (int w : nz) {
+            for (Word bits = reach[w]; bits; bits &= bits - 1)
+              lb += sm[w * 64 + std::countr_zero(bits)];
+          }
+        }
+      }
+      if (frontier_.StrictlyDominates(ub, c.cost + lb)) return;
+    }
+    std::vector<double>& mc = mc_[depth];
+    MaskedCosts(reach, left, mc);
+    const bool can_extend = depth + 1 < p_.max_tiers;
+    for (int si = 0; si < static_cast<int>(p_.sets.size()); ++si) {
+      const MemberSet& s = p_.sets[si];
+      if (s.max_pos <= prev_max || (s.mask & used)) continue;
+      double set_cost = 0;
+      for (int q : s.pos) set_cost += mc[q];
+      // As the final tier.
+      {
+        int correct = c.correct;
+        for (int w : nz) correct += std::popcount(reach[w] & s.correct[w]);
+        Emit(c, Step{si, -1}, correct, c.cost + set_cost);
+      }
+      if (!can_extend) continue;
+      std::vector<Word>& next = buf_[depth + 1];
+      for (int oi = 0; oi < static_cast<int>(s.options.size()); ++oi) {
+        const Option& o = s.options[oi];
+        int exit_correct = 0, next_left = 0;
+        std::fill(next.begin(), next.end(), 0);
+        for (int w : nz) {
+          Word e = reach[w] & o.exit[w];
+          exit_correct += std::popcount(e & s.correct[w]);
+          next[w] = reach[w] & ~o.exit[w];
+          next_left += std::popcount(next[w]);
+        }
+        Candidate child = c;
+        child.path[depth] = Step{si, oi};
+        child.depth = depth + 1;
+        child.correct = c.correct + exit_correct;
+        child.cost = c.cost + set_cost;
+        Visit(child, used | s.mask, s.max_pos, depth + 1, next_left);
+      }
+    }
+  }
+
+  const Problem& p_;
+  std::vector<std::vector<Word>> buf_;  // reach masks by depth; [kMaxTiers] is scratch
+  std::vector<std::vector<int>> nz_;    // nonzero words of buf_[depth]
+  std::vector<std::vector<double>> mc_; // per-model cost over buf_[depth]
+  Frontier frontier_;
+  uint64_t evaluated_ = 0;
+  uint64_t key_ = 0;
+};
+
+// Thresholds at the quantiles j/(g+1), j = 1..g, of `values` (distinct, ascending).
+std::vector<double> QuantileGrid(std::vector<double> values, int g) {
+  std::vector<double> out;
+  if (values.empty() || g <= 0) return out;
+  std::sort(values.begin(), values.end());
+  for (int j = 1; j <= g; ++j) {
+    size_t idx = static_cast<size_t>(std::floor(static_cast<double>(j) / (g + 1) * values.size()));
+    idx = std::min(idx, values.size() - 1);
+    double v = values[idx];
+    if (v <= 0) continue;  // a rule of "score >= 0" is no rule
+    if (out.empty() || out.back() != v) out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const Goal& goal,
+                          const PlannerOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!calib.has_truth())
+    return InvalidArgumentError(calib.source + ": no 'label' column: the planner needs the truth");
+  if (calib.num_labeled() == 0)
+    return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
+  if (options.max_tiers < 1 || options.max_tiers > kMaxTiers)
+    return InvalidArgumentError("--max-tiers must be in [1, " + std::to_string(kMaxTiers) + "]");
+  if (options.max_members < 1 || options.max_members > kMaxMembers)
+    return InvalidArgumentError("--max-members must be in [1, " + std::to_string(kMaxMembers) + "]");
+  if (options.score_quantiles < 1 || options.score_quantiles > 100)
+    return InvalidArgumentError("--score-grid must be in [1, 100]");
+  if (costs.num_examples != calib.num_examples() ||
+      costs.num_models != static_cast<int>(calib.models.size()))
+    return InvalidArgumentError("cost table does not match " + calib.source);
+
+  // Models in the search, in ascending mean cost (ties: column order).
+  std::vector<int> models;
+  if (options.models.empty()) {
+    models.resize(calib.models.size());
+    std::iota(models.begin(), models.end(), 0);
+  } else {
+    for (const std::string& name : options.models) {
+      int m = calib.ModelIndex(name);
+      if (m < 0) return NotFoundError("--models-subset: no model '" + name + "' in " + calib.source);
+      models.push_back(m);
+    }
+  }
+  if (models.size() > static_cast<size_t>(kMaxModels))
+    return InvalidArgumentError("the planner searches at most 64 models; restrict the set");
+  std::stable_sort(models.begin(), models.end(),
+                   [&](int a, int b) { return costs.mean[a] < costs.mean[b]; });
+
+  bool any_scores = false, all_scores = true;
+  for (int m : models) {
+    any_scores |= calib.models[m].has_scores();
+    all_scores &= calib.models[m].has_scores();
+  }
+  unsigned rules = options.rules;
+  if (rules == 0) rules = any_scores ? (kRuleVote | kRuleScore | kRuleVoteAndScore) : kRuleVote;
+  if ((rules & (kRuleScore | kRuleVoteAndScore)) && !any_scores)
+    return FailedPreconditionError(calib.source + ": score rules need '<model>|score' or "
+                                   "'<model>|p:<label>' columns, and no model has them");
+  (void)all_scores;
+
+  Problem p;
+  p.n = calib.num_examples();
+  p.words = (p.n + 63) / 64;
+  p.num_models = static_cast<int>(models.size());
+  p.model = models;
+  p.max_tiers = options.max_tiers;
+  p.prune = options.prune;
+  p.per_example = costs.is_per_example();
+
+  // Sort examples easy-first (fewest distinct answers among the models), so that the
+  // reach masks of deep tiers concentrate in few words. A permutation changes no sum.
+  std::vector<int> order(p.n);
+  std::iota(order.begin(), order.end(), 0);
+  {
+    std::vector<int> hardness(p.n);
+    std::vector<int> seen;
+    for (int i = 0; i < p.n; ++i) {
+      seen.clear();
+      int abstain = 0;
+      for (int m : models) {
+        int l = calib.models[m].label[i];
+        if (l == kAbstain) ++abstain;
+        else if (std::find(seen.begin(), seen.end(), l) == seen.end()) seen.push_back(l);
+      }
+      hardness[i] = static_cast<int>(seen.size()) * 2 + (abstain > 0);
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return hardness[a] < hardness[b]; });
+  }
+
+  p.all.assign(p.words, 0);
+  p.total_cost.assign(p.num_models, 0.0);
+  for (int q = 0; q < p.num_models; ++q)
+    for (int i = 0; i < p.n; ++i) p.total_cost[q] += costs.Cost(models[q], order[i]);
+  for (int i = 0; i < p.n; ++i) SetBit(p.all, i);
+  for (int q = 0; q < p.num_models; ++q) {
+    p.mean_cost.push_back(costs.mean[models[q]]);
+    if (!p.per_example) p.fixed.push_back(costs.fixed[models[q]]);
+    std::vector<Word> mcorr(p.words, 0);
+    for (int i = 0; i < p.n; ++i) {
+      int ex = order[i];
+      int t = calib.truth[ex];
+      if (t != kAbstain && calib.models[models[q]].label[ex] == t) SetBit(mcorr, i);
+    }
+    p.model_correct.push_back(std::move(mcorr));
+  }
+  if (p.per_example) {
+    p.suffix_min.assign(p.num_models + 1, std::vector<double>(p.n, std::numeric_limits<double>::infinity()));
+    for (int q = p.num_models - 1; q >= 0; --q)
+      for (int i = 0; i < p.n; ++i)
+        p.suffix_min[q][i] = std::min(p.suffix_min[q + 1][i], costs.Cost(models[q], order[i]));
+    p.rows.resize(static_cast<size_t>(p.n) * p.num_models);
+    for (int i = 0; i < p.n; ++i)
+      for (int q = 0; q < p.num_models; ++q)
+        p.rows[static_cast<size_t>(i) * p.num_models + q] = costs.Cost(models[q], order[i]);
+  }
+
+  // Member sets and their tier options, decided through the engine's rule code.
+  const int max_members = std::min(options.max_members, p.num_models);
+  std::vector<std::vector<int>> combos;
+  {
+    std::vector<int> comb;
+    std::function<void(int)> gen = [&](int start) {
+      if (!comb.empty()) combos.push_back(comb);
+      if (static_cast<int>(comb.size()) == max_members) return;
+      for (int q = start; q < p.num_models; ++q) {
+        comb.push_back(q);
+        gen(q + 1);
+        comb.pop_back();
+      }
+    };
+    gen(0);
+  }
+  auto build_set = [&](const std::vector<int>& comb, std::vector<TierVote>& votes,
+                       std::vector<MemberOutput>& outs) {
+    MemberSet s;
+    s.pos = comb;
+    for (int q : comb) s.mask |= uint64_t{1} << q;
+    s.max_pos = comb.back();
+    s.correct.assign(p.words, 0);
+    bool scores = true;
+    for (int q : comb) scores &= calib.models[models[q]].has_scores();
+    for (int i = 0; i < p.n; ++i) {
+      outs.clear();
+      for (int q : comb) outs.push_back(calib.Output(models[q], order[i]));
+      votes[i] = TallyVotes(outs);
+      int t = calib.truth[order[i]];
+      if (t != kAbstain && votes[i].plurality == t) SetBit(s.correct, i);
+    }
+    auto add_option = [&](DeferralRule rule) {
+      Option o;
+      o.rule = rule;
+      o.exit.assign(p.words, 0);
+      for (int i = 0; i < p.n; ++i)
+        if (rule.Exits(votes[i])) SetBit(o.exit, i);
+      for (const Option& prev : s.options)
+        if (prev.exit == o.exit) return;  // same decisions: the same cascades
+      s.options.push_back(std::move(o));
+    };
+    const int n = static_cast<int>(comb.size());
+    std::vector<double> thetas;
+    for (int k = n / 2 + 1; k <= n; ++k) thetas.push_back(static_cast<double>(k) / n);
+    if ((rules & kRuleVote) && n >= 2)
+      for (double th : thetas) add_option(DeferralRule{th, std::nullopt});
+    if ((rules & kRuleScore) && scores) {
+      std::vector<double> vals;
+      for (int i = 0; i < p.n; ++i)
+        if (!std::isnan(votes[i].mean_score)) vals.push_back(votes[i].mean_score);
+      for (double tau : QuantileGrid(vals, options.score_quantiles))
+        add_option(DeferralRule{std::nullopt, tau});
+    }
+    if ((rules & kRuleVoteAndScore) && scores && n >= 2) {
+      for (double th : thetas) {
+        DeferralRule vote_only{th, std::nullopt};
+        std::vector<double> vals;
+        for (int i = 0; i < p.n; ++i)
+          if (vote_only.Exits(votes[i]) && !std::isnan(votes[i].mean_score))
+            vals.push_back(votes[i].mean_score);
+        for (double tau : QuantileGrid(vals, options.score_quantiles))
+          add_option(DeferralRule{th, tau});
+      }
+    }
+    return s;
+  };
+  int threads = options.threads > 0 ? options.threads
+                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  p.sets.resize(combos.size());
+  {
+    std::atomic<size_t> next_combo{0};
+    auto build = [&]() {
+      std::vector<TierVote> votes(p.n);
+      std::vector<MemberOutput> outs;
+      for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
+        p.sets[c] = build_set(combos[c], votes, outs);
+    };
+    std::vector<std::thread> builders;
+    for (int t = 1; t < threads; ++t) builders.emplace_back(build);
+    build();
+    for (std::thread& t : builders) t.join();
+  }
+
+  PlanResult result;
+  result.rules = rules;
+  result.examples = p.n;
+  result.labeled = calib.num_labeled();
+  {
+    SpaceCounter counter(p);
+    result.space_size = counter.Count(0, 0);
+  }
+
+  // Root work items: each member set as a single tier, and each (set, option) prefix.
+  std::vector<Step> items;
+  for (int si = 0; si < static_cast<int>(p.sets.size()); ++si) {
+    items.push_back(Step{si, -1});
+    if (p.max_tiers > 1)
+      for (int oi = 0; oi < static_cast<int>(p.sets[si].options.size()); ++oi)
+        items.push_back(Step{si, oi});
+  }
+  threads = std::min<int>(threads, std::max<size_t>(1, items.size()));
+  std::atomic<int> next{0};
+  int done = 0;
+  std::mutex mu;
+  std::condition_variable cv;  // signalled when an item is done; guarded by mu
+  std::vector<std::unique_ptr<Searcher>> searchers;
+  for (int t = 0; t < threads; ++t) searchers.push_back(std::make_unique<Searcher>(p));
+  const int num_items = static_cast<int>(items.size());
+  auto work = [&](Searcher* s) {
+    for (;;) {
+      int i = next.fetch_add(1);
+      if (i >= num_items) break;
+      s->RunItem(i, items[i]);
+      std::lock_guard<std::mutex> lock(mu);
+      ++done;
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(work, searchers[t].get());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    while (done < num_items) {
+      cv.wait_for(lock, std::chrono::milliseconds(100));
+      if (options.progress) options.progress(static_cast<double>(done) / num_items);
+    }
+  }
+  for (std::thread& t : pool) t.join();
+  if (options.progress) options.progress(1.0);
+
+  // Merge the workers' frontiers deterministically (lower key wins ties).
+  std::vector<Candidate> all;
+  for (auto& s : searchers) {
+    result.evaluated += s->evaluated();
+    for (const Candidate& c : s->frontier().points()) all.push_back(c);
+  }
+  std::sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
+  Frontier merged;
+  for (const Candidate& c : all) merged.Insert(c);
+
+  auto to_spec = [&](const Candidate& c) {
+    CascadeSpec spec;
+    for (int d = 0; d < c.depth; ++d) {
+      const MemberSet& s = p.sets[c.path[d].set];
+      TierSpec tier;
+      for (int q : s.pos) tier.members.push_back(calib.models[models[q]].name);
+      if (c.path[d].option >= 0) tier.rule = s.options[c.path[d].option].rule;
+      spec.tiers.push_back(std::move(tier));
+    }
+    return spec;
+  };
+  for (const Candidate& c : merged.points()) {
+    OperatingPoint op;
+    op.cascade = to_spec(c);
+    op.correct = c.correct;
+    op.accuracy = static_cast<double>(c.correct) / result.labeled;
+    op.cost = c.cost / p.n;
+    result.frontier.push_back(std::move(op));
+  }
+
+  // The best single model (ties: the cheaper).
+  int best_correct = -1;
+  for (int q = 0; q < p.num_models; ++q) {
+    int correct = 0;
+    for (int w = 0; w < p.words; ++w) correct += std::popcount(p.model_correct[q][w]);
+    if (correct > best_correct) {
+      best_correct = correct;
+      result.best_single = calib.models[models[q]].name;
+    }
+  }
+  result.target_accuracy = goal.kind == Goal::Kind::kAccuracy
+                               ? goal.value
+                               : static_cast<double>(best_correct) / result.labeled;
+  const OperatingPoint* chosen =
+      ChooseOperatingPoint(result.frontier, goal, result.labeled, best_correct, &result.goal_met);
+  if (!chosen) return InternalError("the search found no cascade");
+  result.chosen = *chosen;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace coe

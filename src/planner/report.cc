@@ -1,0 +1,251 @@
+#include "coe/report.h"
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+namespace coe {
+
+using nlohmann::json;
+
+namespace {
+
+StatusOr<ReportRow> Score(const std::string& name, const CascadeSpec& spec,
+                          const Recordings& calib, const CostTable& calib_costs,
+                          const Recordings* test, const CostTable* test_costs) {
+  ReportRow row;
+  row.name = name;
+  row.cascade = spec;
+  COE_ASSIGN_OR_RETURN(row.calib, EvaluateCascade(spec, calib, calib_costs));
+  if (test) {
+    COE_ASSIGN_OR_RETURN(EvalResult t, EvaluateCascade(spec, *test, *test_costs));
+    row.test = std::move(t);
+  }
+  return row;
+}
+
+json TiersJson(const CascadeSpec& spec) {
+  json tiers = json::array();
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const TierSpec& tier = spec.tiers[t];
+    const bool last = t + 1 == spec.tiers.size();
+    json j;
+    j["members"] = tier.members;
+    j["min_agreement"] = (!last && tier.rule.min_agreement) ? json(*tier.rule.min_agreement) : json();
+    j["min_score"] = (!last && tier.rule.min_score) ? json(*tier.rule.min_score) : json();
+    tiers.push_back(j);
+  }
+  return tiers;
+}
+
+json ResultJson(const EvalResult& r) {
+  json j;
+  j["accuracy"] = r.accuracy;
+  j["cost"] = r.mean_cost;
+  j["exits"] = r.exits;
+  j["examples"] = r.examples;
+  j["labeled"] = r.labeled;
+  j["correct"] = r.correct;
+  j["unanswered"] = r.unanswered;
+  if (r.mean_latency_ms) j["latency_ms"] = *r.mean_latency_ms;
+  if (r.p99_latency_ms) j["p99_latency_ms"] = *r.p99_latency_ms;
+  if (r.mean_bytes_sent) j["bytes_sent"] = *r.mean_bytes_sent;
+  if (r.mean_cost_homogeneous) j["cost_homogeneous"] = *r.mean_cost_homogeneous;
+  return j;
+}
+
+json RowJson(const ReportRow& row) {
+  json j;
+  if (!row.name.empty()) j["name"] = row.name;
+  j["tiers"] = TiersJson(row.cascade);
+  j["cascade"] = row.cascade.ToString();
+  j["calib"] = ResultJson(row.calib);
+  j["test"] = row.test ? ResultJson(*row.test) : json();
+  return j;
+}
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string Pct(double a) { return Fmt("%.2f%%", 100 * a); }
+std::string Num(double v) { return Fmt("%.4g", v); }
+
+std::string Exits(const EvalResult& r) {
+  std::string s;
+  for (size_t t = 0; t < r.exits.size(); ++t) {
+    if (t) s += "/";
+    s += Fmt("%.0f", 100.0 * r.exits[t] / std::max(1, r.examples));
+  }
+  return s + "%";
+}
+
+// One table line: name, calib acc, calib cost, test acc, test cost, exits, ratio.
+std::string Line(const std::string& label, const ReportRow& row, double ref_cost, bool has_test) {
+  char buf[512];
+  const EvalResult& shown = has_test ? *row.test : row.calib;
+  std::string extra;
+  if (shown.mean_latency_ms) extra += "  lat " + Num(*shown.mean_latency_ms) + "ms";
+  if (shown.mean_bytes_sent) extra += "  sent " + Num(*shown.mean_bytes_sent) + "B";
+  if (shown.mean_cost_homogeneous) extra += "  homog " + Num(*shown.mean_cost_homogeneous);
+  std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %-12s%s\n", label.c_str(),
+                Pct(row.calib.accuracy).c_str(), Num(row.calib.mean_cost).c_str(),
+                has_test ? Pct(row.test->accuracy).c_str() : "-",
+                has_test ? Num(row.test->mean_cost).c_str() : "-",
+                ref_cost > 0 ? Fmt("%.2fx", ref_cost / std::max(1e-300, shown.mean_cost)).c_str() : "",
+                Exits(shown).c_str(), extra.c_str());
+  return buf;
+}
+
+}  // namespace
+
+StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
+                                     const PlannerOptions& options, const Recordings& calib,
+                                     const CostTable& calib_costs, const Recordings* test,
+                                     const CostTable* test_costs) {
+  PlanReport rep;
+  rep.goal = goal.ToString();
+  rep.cost_name = calib_costs.name;
+  rep.rules = RuleKindsToString(plan.rules);
+  rep.goal_met = plan.goal_met;
+  rep.best_single = plan.best_single;
+  rep.calib_examples = calib.num_examples();
+  rep.test_examples = test ? test->num_examples() : 0;
+  rep.searched = plan.space_size;
+  rep.evaluated = plan.evaluated;
+  rep.seconds = plan.seconds;
+  COE_ASSIGN_OR_RETURN(rep.chosen, Score("chosen", plan.chosen.cascade, calib, calib_costs, test,
+                                         test_costs));
+  for (const OperatingPoint& op : plan.frontier) {
+    COE_ASSIGN_OR_RETURN(ReportRow row, Score("", op.cascade, calib, calib_costs, test, test_costs));
+    rep.frontier.push_back(std::move(row));
+  }
+  // Baselines: the search's models, cheapest first.
+  std::vector<int> models;
+  for (size_t m = 0; m < calib.models.size(); ++m) {
+    if (!options.models.empty() &&
+        std::find(options.models.begin(), options.models.end(), calib.models[m].name) ==
+            options.models.end())
+      continue;
+    models.push_back(static_cast<int>(m));
+  }
+  std::stable_sort(models.begin(), models.end(),
+                   [&](int a, int b) { return calib_costs.mean[a] < calib_costs.mean[b]; });
+  CascadeSpec all_models;
+  all_models.tiers.emplace_back();
+  bool any_scores = false;
+  for (int m : models) {
+    CascadeSpec single;
+    single.tiers.push_back(TierSpec{{calib.models[m].name}, {}});
+    COE_ASSIGN_OR_RETURN(ReportRow row, Score(calib.models[m].name, single, calib, calib_costs,
+                                              test, test_costs));
+    rep.baselines.push_back(std::move(row));
+    all_models.tiers[0].members.push_back(calib.models[m].name);
+    any_scores |= calib.models[m].has_scores();
+  }
+  if (any_scores) {
+    PlannerOptions conf = options;
+    conf.max_members = 1;
+    conf.max_tiers = std::max(options.max_tiers, 1);
+    conf.rules = kRuleScore;
+    conf.progress = nullptr;
+    COE_ASSIGN_OR_RETURN(PlanResult cp, Plan(calib, calib_costs, goal, conf));
+    COE_ASSIGN_OR_RETURN(ReportRow row, Score("confidence cascade", cp.chosen.cascade, calib,
+                                              calib_costs, test, test_costs));
+    rep.baselines.push_back(std::move(row));
+  }
+  COE_ASSIGN_OR_RETURN(ReportRow all, Score("plurality of all models", all_models, calib,
+                                            calib_costs, test, test_costs));
+  rep.baselines.push_back(std::move(all));
+  return rep;
+}
+
+std::string PlanReportToJson(const PlanReport& r) {
+  json j;
+  j["goal"] = r.goal;
+  j["goal_met"] = r.goal_met;
+  j["cost"] = r.cost_name;
+  j["rules"] = r.rules;
+  j["best_single"] = r.best_single;
+  j["calib_examples"] = r.calib_examples;
+  j["test_examples"] = r.test_examples;
+  j["searched"] = r.searched;
+  j["evaluated"] = r.evaluated;
+  j["seconds"] = r.seconds;
+  j["chosen"] = RowJson(r.chosen);
+  j["chosen"].erase("name");
+  j["baselines"] = json::array();
+  for (const ReportRow& b : r.baselines) j["baselines"].push_back(RowJson(b));
+  j["frontier"] = json::array();
+  for (const ReportRow& f : r.frontier) {
+    json fj = RowJson(f);
+    fj.erase("name");
+    j["frontier"].push_back(fj);
+  }
+  return j.dump(2) + "\n";
+}
+
+std::string PlanReportToText(const PlanReport& r) {
+  const bool has_test = r.chosen.test.has_value();
+  double ref_cost = 0;
+  for (const ReportRow& b : r.baselines)
+    if (b.name == r.best_single) ref_cost = has_test ? b.test->mean_cost : b.calib.mean_cost;
+  std::string s;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "goal %s%s | cost: %s | rules: %s\n"
+                "searched %llu cascades (%llu evaluated one by one) on %d calibration examples "
+                "in %.3f s; test split: %d examples\n\n",
+                r.goal.c_str(), r.goal_met ? "" : " (NOT MET: nearest point shown)",
+                r.cost_name.c_str(), r.rules.c_str(), static_cast<unsigned long long>(r.searched),
+                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds,
+                r.test_examples);
+  s += buf;
+  std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc",
+                "calib cost", "test acc", "test cost", "saving", "exits per tier");
+  std::string header = buf;
+  s += "CHOSEN  " + r.chosen.cascade.ToString() + "\n" + header;
+  s += Line("chosen cascade", r.chosen, ref_cost, has_test);
+  s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
+  for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test);
+  s += "\nFRONTIER (calibration Pareto points, cheapest first)\n" + header;
+  for (size_t i = 0; i < r.frontier.size(); ++i) {
+    s += Line("#" + std::to_string(i + 1), r.frontier[i], ref_cost, has_test);
+    s += "      " + r.frontier[i].cascade.ToString() + "\n";
+  }
+  return s;
+}
+
+std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name,
+                             const EvalResult& r) {
+  json j = ResultJson(r);
+  j["cascade"] = spec.ToString();
+  j["tiers"] = TiersJson(spec);
+  j["cost_name"] = cost_name;
+  return j.dump(2) + "\n";
+}
+
+std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name,
+                             const EvalResult& r) {
+  std::string s = "cascade  " + spec.ToString() + "\n";
+  s += "examples " + std::to_string(r.examples) + " (" + std::to_string(r.labeled) + " labeled)\n";
+  s += "accuracy " + Pct(r.accuracy) + " (" + std::to_string(r.correct) + "/" +
+       std::to_string(r.labeled) + ")\n";
+  s += "cost     " + Num(r.mean_cost) + " per example, " + cost_name + "\n";
+  if (r.mean_cost_homogeneous) s += "cost on a homogeneous cluster " + Num(*r.mean_cost_homogeneous) + "\n";
+  if (r.mean_latency_ms)
+    s += "latency  mean " + Num(*r.mean_latency_ms) + " ms, p99 " + Num(*r.p99_latency_ms) + " ms\n";
+  if (r.mean_bytes_sent) s += "sent     " + Num(*r.mean_bytes_sent) + " bytes per example to the cloud\n";
+  s += "exits    ";
+  for (size_t t = 0; t < r.exits.size(); ++t) {
+    s += (t ? ", " : "") + std::string("tier ") + std::to_string(t + 1) + ": " +
+         std::to_string(r.exits[t]) + Fmt(" (%.1f%%)", 100.0 * r.exits[t] / std::max(1, r.examples));
+  }
+  s += "\n";
+  if (r.unanswered) s += "unanswered " + std::to_string(r.unanswered) + " (every member abstained)\n";
+  return s;
+}
+
+}  // namespace coe

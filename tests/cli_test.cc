@@ -1,0 +1,145 @@
+// The `coe` command end to end: real files, real process, exit codes and messages.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Proc {
+  int code = -1;
+  std::string out;  // stdout + stderr
+};
+
+Proc Coe(const std::string& args) {
+  std::string cmd = std::string(COE_BINARY) + " " + args + " 2>&1";
+  Proc r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+Proc CoeStdout(const std::string& args) {
+  std::string cmd = std::string(COE_BINARY) + " " + args + " 2>/dev/null";
+  Proc r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("coe_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    Write("cat.toml", "[models.a]\nusd = 1\n[models.b]\nusd = 2\n[models.c]\nusd = 4\n");
+    Write("good.csv", "id,label,a,b,c\n1,x,x,x,x\n2,y,x,y,y\n3,x,y,x,x\n4,y,y,y,x\n");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+    return (dir_ / name).string();
+  }
+  std::string P(const std::string& name) { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+TEST_F(CliTest, PlanWritesCascadeThatEvalReads) {
+  Proc plan = Coe("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " +
+                 P("cat.toml") + " --out " + P("c.toml"));
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  EXPECT_NE(plan.out.find("CHOSEN"), std::string::npos);
+  Proc eval = CoeStdout("eval --cascade " + P("c.toml") + " --data " + P("good.csv") + " --models " +
+                       P("cat.toml") + " --json");
+  ASSERT_EQ(eval.code, 0) << eval.out;
+  auto j = nlohmann::json::parse(eval.out);
+  EXPECT_EQ(j["examples"], 4);
+  EXPECT_TRUE(j.contains("exits"));
+}
+
+TEST_F(CliTest, PlanJsonHasTheIssueKeys) {
+  Proc r = CoeStdout("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " +
+                    P("cat.toml") + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"goal", "cost", "calib_examples", "test_examples", "searched", "seconds",
+                        "chosen", "baselines", "frontier"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  for (const char* k : {"tiers", "calib", "test"}) EXPECT_TRUE(j["chosen"].contains(k)) << k;
+  EXPECT_TRUE(j["chosen"]["tiers"][0].contains("min_agreement"));
+  EXPECT_TRUE(j["chosen"]["tiers"][0].contains("min_score"));
+  for (const char* k : {"accuracy", "cost", "exits"}) EXPECT_TRUE(j["chosen"]["test"].contains(k)) << k;
+  EXPECT_EQ(j["baselines"].size(), 4u);  // 3 singles + plurality of all
+}
+
+TEST_F(CliTest, BadInputExitsTwoWithLocation) {
+  struct Case {
+    std::string file, text, want;
+  };
+  const Case cases[] = {
+      {"ragged.csv", "id,label,a,b,c\n1,x,x,x\n", "ragged.csv:2: row has 4 fields"},
+      {"badnum.csv", "id,label,a,b,c,a|cost\n1,x,x,x,x,zz\n", "badnum.csv:2: column 'a|cost'"},
+      {"dup.csv", "id,label,a,b,c\n1,x,x,x,x\n1,x,x,x,x\n", "dup.csv:3: column 'id': duplicate id"},
+      {"unknown.csv", "id,label,a,b,zz\n1,x,x,x,x\n", "model column 'zz' is not in the catalogue"},
+      {"nan.csv", "id,label,a,b,c,a|cost\n1,x,x,x,x,nan\n", "not finite"},
+      {"neg.csv", "id,label,a,b,c,a|cost\n1,x,x,x,x,-3\n", "negative cost"},
+      {"empty.csv", "id,label,a,b,c\n", "no data rows"},
+      {"nolabel.csv", "id,a,b,c\n1,x,x,x\n", "no 'label' column"},
+  };
+  for (const Case& c : cases) {
+    Write(c.file, c.text);
+    Proc r = Coe("plan --calib " + P(c.file) + " --models " + P("cat.toml"));
+    EXPECT_EQ(r.code, 2) << c.file << ": " << r.out;
+    EXPECT_NE(r.out.find(c.want), std::string::npos) << c.file << ": " << r.out;
+  }
+  Proc missing = Coe("plan --calib " + P("nope.csv") + " --models " + P("cat.toml"));
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.out.find("nope.csv"), std::string::npos);
+  Write("bad.toml", "[models.a]\nusd = \"cheap\"\n");
+  Proc badcat = Coe("plan --calib " + P("good.csv") + " --models " + P("bad.toml"));
+  EXPECT_EQ(badcat.code, 2);
+  EXPECT_NE(badcat.out.find("bad.toml:2"), std::string::npos) << badcat.out;
+  Proc badflag = Coe("plan --calib " + P("good.csv") + " --models " + P("cat.toml") + " --goal fast");
+  EXPECT_EQ(badflag.code, 2);
+  Proc badcascade = Coe("eval --cascade " + Write("c.toml", "[[tiers]]\nmembers=[\"q\"]\n") +
+                       " --data " + P("good.csv") + " --models " + P("cat.toml"));
+  EXPECT_EQ(badcascade.code, 2);
+  EXPECT_NE(badcascade.out.find("'q'"), std::string::npos) << badcascade.out;
+}
+
+// The shared RouterBench recordings (third-party data beside the repo, not in it).
+TEST_F(CliTest, PlanOnRouterBenchArc) {
+  const char* shared = std::getenv("COE_SHARED_DATA");
+  std::string dir = shared ? shared : std::string(COE_SOURCE_DIR) + "/../shared/data";
+  if (!fs::exists(dir + "/routerbench/arc_challenge_train.csv")) GTEST_SKIP() << "no shared data at " << dir;
+  std::string base = dir + "/routerbench/arc_challenge_";
+  Proc r = CoeStdout("plan --calib " + base + "train.csv --test " + base + "test.csv --models " + base +
+                    "train.models.toml --allow-duplicate-ids --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["calib_examples"], 1039);
+  EXPECT_EQ(j["test_examples"], 445);
+  EXPECT_EQ(j["searched"], 280060);
+  double best_single = 0;
+  for (auto& b : j["baselines"])
+    if (b["name"] == j["best_single"]) best_single = b["calib"]["accuracy"];
+  EXPECT_GE(j["chosen"]["calib"]["accuracy"].get<double>(), best_single);
+}
+
+}  // namespace

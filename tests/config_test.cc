@@ -1,0 +1,137 @@
+// Catalogue, cascade, cluster and link parsing.
+#include <gtest/gtest.h>
+
+#include "coe/cascade_spec.h"
+#include "coe/catalogue.h"
+#include "coe/cost_model.h"
+
+namespace coe {
+namespace {
+
+TEST(Catalogue, DefaultsAndCosts) {
+  auto c = ParseCatalogue(R"(
+[defaults]
+backend = "onnx"
+input_shape = [1, 28, 28]
+scale = 0.5
+[models.a]
+path = "a.onnx"
+macs = 100
+usd = 0.5
+[models.b]
+path = "/abs/b.onnx"
+macs = 1000
+site = "cloud"
+)",
+                          "cat.toml", "zoo");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->models.size(), 2u);
+  const ModelSpec* a = c->Find("a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->path, "zoo/a.onnx");
+  EXPECT_EQ(a->backend, "onnx");
+  EXPECT_EQ(*a->Cost("macs"), 100);
+  EXPECT_EQ(a->Cost("scale"), nullptr);  // a setting, not a cost
+  EXPECT_EQ(a->input_bytes, 4 * 28 * 28);
+  EXPECT_EQ(c->Find("b")->path, "/abs/b.onnx");
+  EXPECT_TRUE(c->Find("b")->is_cloud());
+}
+
+TEST(Catalogue, BadInput) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"[models.a]\nusd = -1\n", "cat.toml:2: model 'a': key 'usd': a cost figure must be >= 0"},
+      {"[models.a]\nsite = \"moon\"\n", "expected \"edge\" or \"cloud\""},
+      {"[models.a]\nusd = nan\n", "finite"},
+      {"[models.a]\ninput_shape = [1, -2]\n", "positive integers"},
+      {"[models.a]\nfoo = \"bar\"\n", "unknown setting"},
+      {"[models.a]\nusd = \n", "cat.toml:2:"},
+      {"x = 1\n", "unknown top-level key 'x'"},
+      {"[defaults]\n", "no [models.NAME]"},
+      {"[models.\"a|b\"]\nusd = 1\n", "invalid model name"},
+  };
+  for (auto& [text, want] : cases) {
+    auto c = ParseCatalogue(text, "cat.toml", "");
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_NE(c.status().message().find(want), std::string::npos)
+        << "got: " << c.status().message() << "\nwanted: " << want;
+  }
+}
+
+TEST(Cascade, RoundTrip) {
+  CascadeSpec s;
+  s.name = "demo";
+  s.tiers.push_back(TierSpec{{"a", "b", "c"}, DeferralRule{2.0 / 3, 0.123456789012345}});
+  s.tiers.push_back(TierSpec{{"d"}, DeferralRule{std::nullopt, 0.9}});
+  s.tiers.push_back(TierSpec{{"e"}, {}});
+  std::string text = CascadeToToml(s, {"a comment"});
+  auto back = ParseCascade(text, "c.toml");
+  ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << text;
+  EXPECT_EQ(back->name, "demo");
+  ASSERT_EQ(back->tiers.size(), 3u);
+  EXPECT_EQ(back->tiers[0].members, s.tiers[0].members);
+  EXPECT_EQ(*back->tiers[0].rule.min_agreement, 2.0 / 3);  // bit-exact
+  EXPECT_EQ(*back->tiers[0].rule.min_score, 0.123456789012345);
+  EXPECT_FALSE(back->tiers[1].rule.min_agreement.has_value());
+  EXPECT_TRUE(back->tiers[2].rule.empty());
+}
+
+TEST(Cascade, BadInput) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"[[tiers]]\nmembers = [\"a\"]\n[[tiers]]\nmembers = [\"b\"]\n", "tier 1 is not the last tier but has no rule"},
+      {"[[tiers]]\nmembers = []\n", "tier 1 has no members"},
+      {"[[tiers]]\nmembers = [\"a\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"a\"]\n", "appears twice"},
+      {"[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.5\n[[tiers]]\nmembers = [\"c\"]\n", "outside (0, 1]"},
+      {"[[tiers]]\nmembers = \"a\"\n", "must be an array of strings"},
+      {"[[tiers]]\nmembers = [\"a\"]\nthreshold = 2\n", "unknown key 'threshold'"},
+      {"name = \"x\"\n", "no [[tiers]]"},
+      {"[[tiers]\n", "c.toml:1:"},
+  };
+  for (auto& [text, want] : cases) {
+    auto c = ParseCascade(text, "c.toml");
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_NE(c.status().message().find(want), std::string::npos)
+        << "got: " << c.status().message() << "\nwanted: " << want;
+  }
+}
+
+TEST(Link, Parse) {
+  auto l = LinkSpec::Parse("bandwidth=20Mbit,rtt=40ms");
+  ASSERT_TRUE(l.ok());
+  EXPECT_DOUBLE_EQ(l->bandwidth_bits_per_s, 20e6);
+  EXPECT_DOUBLE_EQ(l->rtt_ms, 40);
+  EXPECT_FALSE(LinkSpec::Parse("bandwidth=20Mbit").ok());
+  EXPECT_FALSE(LinkSpec::Parse("bandwidth=fast,rtt=1ms").ok());
+  EXPECT_FALSE(LinkSpec::Parse("bandwidth=0,rtt=1ms").ok());
+}
+
+TEST(Cluster, CheapestTypeAndHomogeneous) {
+  auto c = ParseCluster(R"(
+[gpus.big]
+usd_per_hour = 4.0
+[gpus.small]
+usd_per_hour = 0.5
+[models.a]
+throughput = { big = 1000.0, small = 500.0 }
+[models.b]
+throughput = { big = 100.0, small = 5.0 }
+pin = "big"
+)",
+                        "cl.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto cat = ParseCatalogue("[models.a]\nusd=1\n[models.b]\nusd=2\n", "cat", "");
+  LabelSet labels;
+  auto rec = ParseRecordings("id,label,a,b\n1,x,x,x\n", "r.csv", &labels, nullptr);
+  ASSERT_TRUE(cat.ok() && rec.ok());
+  CostOptions opt;
+  opt.cluster = *c;
+  auto t = BuildCostTable(*rec, *cat, opt);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_DOUBLE_EQ(t->fixed[0], 0.5 / (3600 * 500));   // small is cheaper per example
+  EXPECT_DOUBLE_EQ(t->fixed[1], 4.0 / (3600 * 100));   // pinned to big
+  EXPECT_EQ(t->homogeneous_gpu, "big");
+  EXPECT_DOUBLE_EQ(t->homogeneous[0], 4.0 / (3600 * 1000));
+  EXPECT_FALSE(ParseCluster("[gpus.a]\nusd_per_hour = 1\n[models.m]\nthroughput = { b = 1.0 }\n", "x").ok());
+}
+
+}  // namespace
+}  // namespace coe
