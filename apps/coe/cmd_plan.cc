@@ -50,6 +50,7 @@ int RunPlan(const PlanFlags& f) {
   }
   auto cost_opt = f.cost.Build();
   if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
+  cost_opt->only = f.subset;
   LabelSet labels;
   auto calib = ReadRecordings(f.calib, &labels, &warnings, f.read);
   if (!calib.ok()) return Fail(cmd, calib.status());

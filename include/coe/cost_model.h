@@ -67,6 +67,9 @@ struct CostOptions {
   LatencyMode latency = LatencyMode::kParallel;
   std::optional<ClusterSpec> cluster;
   std::optional<LinkSpec> link;
+  // When not empty, only these models need cost figures (cluster throughput, catalogue
+  // key); the others get a NaN cost, and EvaluateCascade refuses cascades that use them.
+  std::vector<std::string> only;
 };
 
 // Per-model, per-example figures aligned with one Recordings (model m = rec.models[m]).

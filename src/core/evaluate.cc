@@ -32,6 +32,12 @@ StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& 
                                      std::vector<ExampleOutcome>* outcomes) {
   COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
   COE_ASSIGN_OR_RETURN(auto tiers, ResolveMembers(spec, rec));
+  for (const auto& tier : tiers)
+    for (int m : tier)
+      if (std::isnan(costs.mean[m]))
+        return FailedPreconditionError("model '" + rec.models[m].name +
+                                       "' has no cost figure here (it is outside --only, or the "
+                                       "cluster file has no throughput for it)");
   const int n = rec.num_examples();
   const int num_tiers = static_cast<int>(tiers.size());
   EvalResult r;

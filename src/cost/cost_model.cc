@@ -1,5 +1,6 @@
 #include "coe/cost_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -128,8 +129,13 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
                            catalogue.source);
     specs.push_back(s);
   }
+  auto needed = [&](const std::string& name) {
+    return options.only.empty() ||
+           std::find(options.only.begin(), options.only.end(), name) != options.only.end();
+  };
+  constexpr double kNoCost = std::numeric_limits<double>::quiet_NaN();
   bool all_recorded = true;
-  for (const ModelRecord& m : rec.models) all_recorded &= !m.cost.empty();
+  for (const ModelRecord& m : rec.models) all_recorded &= !m.cost.empty() || !needed(m.name);
 
   if (options.cluster) {
     const ClusterSpec& c = *options.cluster;
@@ -138,6 +144,11 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
       if (price > top_price) { top_price = price; t.homogeneous_gpu = gpu; }
     for (const ModelSpec* s : specs) {
       auto it = c.models.find(s->name);
+      if (it == c.models.end() && !needed(s->name)) {
+        t.fixed.push_back(kNoCost);
+        t.homogeneous.push_back(kNoCost);
+        continue;
+      }
       if (it == c.models.end())
         return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
       const ClusterSpec::Model& cm = it->second;
@@ -163,7 +174,7 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
       } else {
         for (const char* k : kDefaultKeys) {
           bool all = true;
-          for (const ModelSpec* s : specs) all &= s->Cost(k) != nullptr;
+          for (const ModelSpec* s : specs) all &= s->Cost(k) != nullptr || !needed(s->name);
           if (all) { key = k; break; }
         }
         if (key.empty())
@@ -174,16 +185,21 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
     }
     if (key == "recorded") {
       for (const ModelRecord& m : rec.models)
-        if (m.cost.empty())
+        if (m.cost.empty() && needed(m.name))
           return InvalidArgumentError(rec.source + ": no '" + m.name + "|cost' column for --cost recorded");
       t.per_example.resize(static_cast<size_t>(t.num_examples) * t.num_models);
       for (int m = 0; m < t.num_models; ++m)
         for (int i = 0; i < t.num_examples; ++i)
-          t.per_example[static_cast<size_t>(i) * t.num_models + m] = rec.models[m].cost[i];
+          t.per_example[static_cast<size_t>(i) * t.num_models + m] =
+              rec.models[m].cost.empty() ? kNoCost : rec.models[m].cost[i];
       t.name = "cost per example (recorded |cost columns)";
     } else {
       for (const ModelSpec* s : specs) {
         const double* v = s->Cost(key);
+        if (!v && !needed(s->name)) {
+          t.fixed.push_back(kNoCost);
+          continue;
+        }
         if (!v)
           return InvalidArgumentError(catalogue.source + ": model '" + s->name + "' has no '" + key +
                                       "' figure (asked for by --cost)");
