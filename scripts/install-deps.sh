@@ -13,7 +13,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   wrk iproute2 curl
-  dataset-fashion-mnist
+  dataset-fashion-mnist zlib1g-dev
   python3 python3-numpy
 )
 if [ "${1:-}" = "--with-training" ]; then pkgs+=(python3-torch python3-onnx); fi

@@ -1,0 +1,489 @@
+// `coe record`, `coe run` and `coe demo`: running real models.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "coe/cascade_spec.h"
+#include "coe/dataset.h"
+#include "coe/engine.h"
+#include "coe/planner.h"
+#include "coe/recordings.h"
+#include "coe/report.h"
+#include "commands.h"
+#include "common.h"
+#include "progress.h"
+
+namespace coe::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kDefaultZoo = COE_SOURCE_DIR "/models/zoo/catalogue.toml";
+constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+
+struct DataFlags {
+  std::string data, labels, range;
+  int threads = 0, batch = 2048;
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--data", data, "inputs: an IDX file (.gz ok), an image, a folder of images, or a .txt list")
+        ->required();
+    cmd->add_option("--labels", labels, "true labels: an IDX label file, or a CSV of id,label for images");
+    cmd->add_option("--range", range, "use examples [A, B) only, e.g. 50000:60000");
+    cmd->add_option("--threads", threads, "worker threads (default: the cores)");
+    cmd->add_option("--batch", batch, "examples per engine call")->capture_default_str();
+  }
+};
+
+StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& shape,
+                                const std::vector<std::string>& label_names) {
+  DatasetOptions o;
+  o.expected_shape = shape;
+  o.labels_path = f.labels;
+  o.label_names = label_names;
+  if (!f.range.empty()) COE_RETURN_IF_ERROR(ParseRange(f.range, &o.begin, &o.end));
+  return LoadDataset(f.data, o);
+}
+
+bool WriteFile(const std::string& path, const std::string& text) {
+  FILE* fp = std::fopen(path.c_str(), "w");
+  if (!fp) return false;
+  bool ok = std::fwrite(text.data(), 1, text.size(), fp) == text.size();
+  return std::fclose(fp) == 0 && ok;
+}
+
+// Runs `cascade` over `inputs` in batches, showing progress.
+StatusOr<RunResult> RunBatched(const Cascade& cascade, const InputBatch& inputs, int batch,
+                               Progress* progress, bool want_probs = false) {
+  const int64_t n = inputs.size();
+  RunResult total;
+  RunOptions ro;
+  ro.want_probs = want_probs;
+  batch = std::max(1, batch);
+  for (int64_t b = 0; b < n; b += batch) {
+    const int64_t e = std::min(n, b + batch);
+    InputBatch part = (b == 0 && e == n) ? InputBatch{} : inputs.Slice(b, e);
+    COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run((b == 0 && e == n) ? inputs : part, ro));
+    if (b == 0) {
+      total = std::move(r);
+    } else {
+      auto append = [](auto& dst, auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+      append(total.answer, r.answer);
+      append(total.exit_tier, r.exit_tier);
+      append(total.cost, r.cost);
+      append(total.vote, r.vote);
+      append(total.degraded, r.degraded);
+      append(total.probs, r.probs);
+      for (size_t t = 0; t < r.tiers.size(); ++t) {
+        total.tiers[t].reached += r.tiers[t].reached;
+        total.tiers[t].exited += r.tiers[t].exited;
+        total.tiers[t].seconds += r.tiers[t].seconds;
+      }
+      for (size_t m = 0; m < r.member_seconds.size(); ++m) {
+        total.member_seconds[m] += r.member_seconds[m];
+        total.member_examples[m] += r.member_examples[m];
+      }
+      total.seconds += r.seconds;
+    }
+    if (progress) progress->Update(static_cast<double>(e) / n, std::to_string(e) + "/" + std::to_string(n));
+  }
+  return total;
+}
+
+// Summary figures of one live run.
+struct LiveSummary {
+  int64_t examples = 0, labeled = 0, correct = 0, degraded = 0, unanswered = 0;
+  double accuracy = 0, mean_cost = 0, seconds = 0, throughput = 0;
+  std::vector<int> exits;
+};
+
+LiveSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r, double wall) {
+  LiveSummary s;
+  s.examples = in.size();
+  s.exits.assign(c.spec().tiers.size(), 0);
+  for (int64_t i = 0; i < s.examples; ++i) {
+    s.exits[r.exit_tier[i]]++;
+    s.mean_cost += r.cost[i];
+    s.degraded += r.degraded[i];
+    s.unanswered += r.answer[i] == kAbstain;
+    if (!in.truth.empty() && !in.truth[i].empty()) {
+      s.labeled++;
+      s.correct += r.answer[i] != kAbstain && c.labels().name(r.answer[i]) == in.truth[i];
+    }
+  }
+  s.mean_cost /= std::max<int64_t>(1, s.examples);
+  s.accuracy = s.labeled ? static_cast<double>(s.correct) / s.labeled : 0;
+  s.seconds = wall;
+  s.throughput = wall > 0 ? s.examples / wall : 0;
+  return s;
+}
+
+json SummaryJson(const LiveSummary& s) {
+  json j;
+  j["examples"] = s.examples;
+  j["labeled"] = s.labeled;
+  j["correct"] = s.correct;
+  j["accuracy"] = s.labeled ? json(s.accuracy) : json();
+  j["cost"] = s.mean_cost;
+  j["exits"] = s.exits;
+  j["seconds"] = s.seconds;
+  j["examples_per_second"] = s.throughput;
+  j["degraded"] = s.degraded;
+  j["unanswered"] = s.unanswered;
+  return j;
+}
+
+// ---------------------------------------------------------------- record
+
+struct RecordFlags {
+  std::string models, out;
+  std::vector<std::string> only;
+  bool json = false;
+  DataFlags data;
+};
+
+struct Recorded {
+  Recordings rec;
+  LabelSet labels;
+  std::map<std::string, double> us_per_example;  // measured, by model
+};
+
+StatusOr<Recorded> RecordModels(const Catalogue& cat, const std::vector<std::string>& only,
+                                const DataFlags& df, bool quiet) {
+  std::vector<const ModelSpec*> specs;
+  for (const ModelSpec& m : cat.models)
+    if (only.empty() || std::find(only.begin(), only.end(), m.name) != only.end()) specs.push_back(&m);
+  if (specs.empty()) return InvalidArgumentError("no models to record (check --only)");
+  COE_ASSIGN_OR_RETURN(InputBatch inputs, LoadInputs(df, specs[0]->input_shape, specs[0]->labels));
+  Recorded out;
+  Recordings& rec = out.rec;
+  rec.source = df.data;
+  rec.ids = inputs.ids;
+  if (!inputs.truth.empty())
+    for (const std::string& t : inputs.truth) rec.truth.push_back(out.labels.Intern(t));
+  for (const ModelSpec* spec : specs) {
+    CascadeSpec one;
+    one.tiers.push_back(TierSpec{{spec->name}, {}});
+    EngineOptions eo;
+    eo.threads = df.threads;
+    COE_ASSIGN_OR_RETURN(auto cascade, Cascade::Create(one, cat, eo));
+    Progress progress("recording " + spec->name, !quiet);
+    const auto t0 = std::chrono::steady_clock::now();
+    COE_ASSIGN_OR_RETURN(RunResult r, RunBatched(*cascade, inputs, df.batch, &progress, true));
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    progress.Done();
+    out.us_per_example[spec->name] = 1e6 * wall / std::max<int64_t>(1, inputs.size());
+    ModelRecord mr;
+    mr.name = spec->name;
+    const LabelSet& own = cascade->labels();
+    std::vector<int> to_rec;
+    for (int l = 0; l < own.size(); ++l) to_rec.push_back(out.labels.Intern(own.name(l)));
+    const int n = static_cast<int>(inputs.size());
+    mr.num_probs = out.labels.size();
+    mr.probs.assign(static_cast<size_t>(n) * mr.num_probs, 0.0f);
+    mr.score.assign(n, std::numeric_limits<float>::quiet_NaN());
+    for (int i = 0; i < n; ++i) {
+      mr.label.push_back(r.answer[i] == kAbstain ? kAbstain : to_rec[r.answer[i]]);
+      if (r.answer[i] == kAbstain) continue;
+      for (int l = 0; l < own.size(); ++l) mr.probs[static_cast<size_t>(i) * mr.num_probs + to_rec[l]] = r.probs[i][l];
+      mr.score[i] = r.probs[i][r.answer[i]];
+    }
+    rec.models.push_back(std::move(mr));
+  }
+  // Models recorded earlier may have fewer probability columns than labels known now.
+  for (ModelRecord& m : rec.models) {
+    if (m.num_probs == out.labels.size()) continue;
+    std::vector<float> wide(static_cast<size_t>(rec.num_examples()) * out.labels.size(), 0.0f);
+    for (int i = 0; i < rec.num_examples(); ++i)
+      for (int l = 0; l < m.num_probs; ++l) wide[static_cast<size_t>(i) * out.labels.size() + l] = m.probs[static_cast<size_t>(i) * m.num_probs + l];
+    m.probs = std::move(wide);
+    m.num_probs = out.labels.size();
+  }
+  return out;
+}
+
+// The catalogue's cost figures plus the measured latency, as a catalogue `coe plan`
+// reads (costs and sites only: it does not say how to run the models).
+std::string MeasuredCatalogue(const Catalogue& cat, const Recorded& r, const std::string& data) {
+  std::string s = "# cost figures for the recordings of " + data + ", written by coe record\n"
+                  "# latency_us: measured here, wall time per example with all threads\n";
+  char buf[128];
+  for (const ModelRecord& m : r.rec.models) {
+    const ModelSpec* spec = cat.Find(m.name);
+    s += "\n[models.\"" + m.name + "\"]\n";
+    for (const auto& [k, v] : spec->costs) {
+      if (k == "latency_us") continue;
+      std::snprintf(buf, sizeof buf, "%s = %.17g\n", k.c_str(), v);
+      s += buf;
+    }
+    std::snprintf(buf, sizeof buf, "latency_us = %.4g\n", r.us_per_example.at(m.name));
+    s += buf;
+    s += "site = \"" + spec->site + "\"\n";
+    if (spec->input_bytes > 0) {
+      std::snprintf(buf, sizeof buf, "input_bytes = %.17g\n", spec->input_bytes);
+      s += buf;
+    }
+  }
+  return s;
+}
+
+std::string MeasuredPath(const std::string& csv) {
+  std::string base = csv;
+  if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
+  return base + ".models.toml";
+}
+
+int RunRecord(const RecordFlags& f) {
+  const char* cmd = "record";
+  auto cat = ReadCatalogue(f.models);
+  if (!cat.ok()) return Fail(cmd, cat.status());
+  auto r = RecordModels(*cat, f.only, f.data, f.json);
+  if (!r.ok()) return Fail(cmd, r.status());
+  const std::string csv = RecordingsToCsv(r->rec, r->labels);
+  const std::string measured = MeasuredPath(f.out);
+  if (!WriteFile(f.out, csv)) return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "'"));
+  if (!WriteFile(measured, MeasuredCatalogue(*cat, *r, f.data.data)))
+    return Fail(cmd, InvalidArgumentError("cannot write '" + measured + "'"));
+  if (f.json) {
+    json j;
+    j["recordings"] = f.out;
+    j["catalogue"] = measured;
+    j["examples"] = r->rec.num_examples();
+    j["us_per_example"] = r->us_per_example;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("recorded %d examples x %zu models -> %s\nmeasured cost figures -> %s\n",
+                r->rec.num_examples(), r->rec.models.size(), f.out.c_str(), measured.c_str());
+    for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- run
+
+struct RunFlags {
+  std::string cascade, models, out, cost;
+  bool json = false;
+  DataFlags data;
+};
+
+int RunRun(const RunFlags& f) {
+  const char* cmd = "run";
+  auto spec = ReadCascade(f.cascade);
+  if (!spec.ok()) return Fail(cmd, spec.status());
+  auto cat = ReadCatalogue(f.models);
+  if (!cat.ok()) return Fail(cmd, cat.status());
+  EngineOptions eo;
+  eo.threads = f.data.threads;
+  eo.cost_key = f.cost;
+  auto cascade = Cascade::Create(*spec, *cat, eo);
+  if (!cascade.ok()) return Fail(cmd, cascade.status());
+  auto inputs = LoadInputs(f.data, (*cascade)->input_shape(), (*cascade)->labels().names());
+  if (!inputs.ok()) return Fail(cmd, inputs.status());
+  Progress progress("running", !f.json);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = RunBatched(**cascade, *inputs, f.data.batch, &progress);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  progress.Done();
+  if (!r.ok()) return Fail(cmd, r.status());
+  LiveSummary s = Summarize(**cascade, *inputs, *r, wall);
+  if (!f.out.empty()) {
+    std::string csv = "id,answer,exit_tier,agreement,cost,degraded" + std::string(inputs->truth.empty() ? "" : ",label") + "\n";
+    char buf[96];
+    for (int64_t i = 0; i < inputs->size(); ++i) {
+      std::snprintf(buf, sizeof buf, ",%d,%.4g,%.17g,%d", r->exit_tier[i] + 1, r->vote[i].agreement, r->cost[i],
+                    r->degraded[i]);
+      csv += (inputs->ids.empty() ? std::to_string(i) : inputs->ids[i]) + "," +
+             (*cascade)->labels().name(r->answer[i]) + buf;
+      if (!inputs->truth.empty()) csv += "," + inputs->truth[i];
+      csv += "\n";
+    }
+    if (!WriteFile(f.out, csv)) return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "'"));
+  }
+  if (f.json) {
+    json j = SummaryJson(s);
+    j["cascade"] = spec->ToString();
+    j["cost_name"] = (*cascade)->cost_name();
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("cascade    %s\n", spec->ToString().c_str());
+  std::printf("examples   %lld in %.3f s: %.0f examples/s\n", static_cast<long long>(s.examples), s.seconds, s.throughput);
+  if (s.labeled) std::printf("accuracy   %.2f%% (%lld/%lld)\n", 100 * s.accuracy, static_cast<long long>(s.correct), static_cast<long long>(s.labeled));
+  std::printf("mean cost  %.4g %s per example\n", s.mean_cost, (*cascade)->cost_name().c_str());
+  std::printf("exits      ");
+  for (size_t t = 0; t < s.exits.size(); ++t)
+    std::printf("%stier %zu: %d (%.1f%%)", t ? ", " : "", t + 1, s.exits[t], 100.0 * s.exits[t] / std::max<int64_t>(1, s.examples));
+  std::printf("\n");
+  if (s.degraded) std::printf("degraded   %lld (a failing member forced a fallback answer)\n", static_cast<long long>(s.degraded));
+  if (!f.out.empty()) std::printf("wrote      %s\n", f.out.c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------- demo
+
+struct DemoFlags {
+  std::string models = kDefaultZoo, data_dir = kFashionDir, work = "coe-demo", goal = "match-best";
+  int threads = 0;
+  bool json = false;
+};
+
+int RunDemo(const DemoFlags& f) {
+  const char* cmd = "demo";
+  auto cat = ReadCatalogue(f.models);
+  if (!cat.ok()) return Fail(cmd, cat.status());
+  std::error_code ec;
+  fs::create_directories(f.work, ec);
+  if (ec) return Fail(cmd, InvalidArgumentError("cannot create '" + f.work + "': " + ec.message()));
+  auto say = [&](const std::string& s) {
+    if (!f.json) std::printf("%s\n", s.c_str());
+    std::fflush(stdout);
+  };
+  // 1. Record every model on the calibration split (the last 10,000 training images).
+  DataFlags calib;
+  calib.data = f.data_dir + "/train-images-idx3-ubyte.gz";
+  calib.labels = f.data_dir + "/train-labels-idx1-ubyte.gz";
+  calib.range = "50000:60000";
+  calib.threads = f.threads;
+  say("1/3 recording " + std::to_string(cat->models.size()) + " models on the calibration split (" +
+      calib.data + ", images 50000-59999)");
+  auto recorded = RecordModels(*cat, {}, calib, f.json);
+  if (!recorded.ok()) return Fail(cmd, recorded.status());
+  const std::string calib_csv = f.work + "/calib.csv";
+  WriteFile(calib_csv, RecordingsToCsv(recorded->rec, recorded->labels));
+  WriteFile(MeasuredPath(calib_csv), MeasuredCatalogue(*cat, *recorded, calib.data));
+  // 2. Plan on the recordings (cost: multiply-adds).
+  say("2/3 planning (goal " + f.goal + ", cost: multiply-adds) over the recordings");
+  auto goal = Goal::Parse(f.goal);
+  if (!goal.ok()) return Fail(cmd, goal.status());
+  CostOptions co;
+  co.key = "macs";
+  auto costs = BuildCostTable(recorded->rec, *cat, co);
+  if (!costs.ok()) return Fail(cmd, costs.status());
+  PlannerOptions po;
+  po.threads = f.threads;
+  Progress plan_progress("searching cascades", !f.json);
+  po.progress = [&](double x) { plan_progress.Update(x); };
+  auto plan = Plan(recorded->rec, *costs, *goal, po);
+  plan_progress.Done();
+  if (!plan.ok()) return Fail(cmd, plan.status());
+  const std::string cascade_path = f.work + "/cascade.toml";
+  WriteFile(cascade_path, CascadeToToml(plan->chosen.cascade, {"planned by coe demo on " + calib_csv}));
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "    searched %llu cascades in %.2f s; chosen: %s",
+                static_cast<unsigned long long>(plan->space_size), plan->seconds,
+                plan->chosen.cascade.ToString().c_str());
+  say(buf);
+  // 3. Run the cascade and the best single model live on the test split.
+  DataFlags test;
+  test.data = f.data_dir + "/t10k-images-idx3-ubyte.gz";
+  test.labels = f.data_dir + "/t10k-labels-idx1-ubyte.gz";
+  test.threads = f.threads;
+  say("3/3 running live on the test split (" + test.data + ")");
+  CascadeSpec single;
+  single.tiers.push_back(TierSpec{{plan->best_single}, {}});
+  struct Row {
+    std::string name;
+    CascadeSpec spec;
+    LiveSummary s;
+  };
+  std::vector<Row> rows = {{"best single model", single, {}}, {"cascade", plan->chosen.cascade, {}}};
+  for (Row& row : rows) {
+    EngineOptions eo;
+    eo.threads = f.threads;
+    eo.cost_key = "macs";
+    auto cascade = Cascade::Create(row.spec, *cat, eo);
+    if (!cascade.ok()) return Fail(cmd, cascade.status());
+    auto inputs = LoadInputs(test, (*cascade)->input_shape(), (*cascade)->labels().names());
+    if (!inputs.ok()) return Fail(cmd, inputs.status());
+    Progress progress("running " + row.name, !f.json);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = RunBatched(**cascade, *inputs, test.batch, &progress);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    progress.Done();
+    if (!r.ok()) return Fail(cmd, r.status());
+    row.s = Summarize(**cascade, *inputs, *r, wall);
+  }
+  const LiveSummary& a = rows[0].s;
+  const LiveSummary& b = rows[1].s;
+  if (f.json) {
+    json j;
+    j["cascade"] = TierSpecsJson(plan->chosen.cascade);
+    j["cascade_text"] = plan->chosen.cascade.ToString();
+    j["best_single"] = plan->best_single;
+    j["single"] = SummaryJson(a);
+    j["cascade_run"] = SummaryJson(b);
+    j["macs_ratio"] = a.mean_cost / std::max(1e-300, b.mean_cost);
+    j["throughput_ratio"] = b.throughput / std::max(1e-300, a.throughput);
+    j["files"] = {{"recordings", calib_csv}, {"cascade", cascade_path}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("\n%-40s %10s %14s %14s\n", "on the 10,000 test images", "accuracy", "mean MACs", "images/s");
+  for (const Row& row : rows) {
+    std::string label = row.name == "cascade" ? "cascade (" + std::to_string(row.spec.tiers.size()) + " tiers)"
+                                              : "best single: " + plan->best_single;
+    std::printf("%-40s %9.2f%% %14.0f %14.0f\n", label.c_str(), 100 * row.s.accuracy, row.s.mean_cost, row.s.throughput);
+  }
+  std::printf("\ncascade %s\n", plan->chosen.cascade.ToString().c_str());
+  std::printf("exits per tier:");
+  for (size_t t = 0; t < b.exits.size(); ++t) std::printf(" %.1f%%", 100.0 * b.exits[t] / std::max<int64_t>(1, b.examples));
+  std::printf("\n%.2fx fewer multiply-adds, %.2fx the throughput, accuracy %+.2f points\n",
+              a.mean_cost / std::max(1e-300, b.mean_cost), b.throughput / std::max(1e-300, a.throughput),
+              100 * (b.accuracy - a.accuracy));
+  std::printf("files: %s (recordings), %s (cascade)\n", calib_csv.c_str(), cascade_path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+json TierSpecsJson(const CascadeSpec& spec) {
+  json tiers = json::array();
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const bool last = t + 1 == spec.tiers.size();
+    json j;
+    j["members"] = spec.tiers[t].members;
+    j["min_agreement"] = (!last && spec.tiers[t].rule.min_agreement) ? json(*spec.tiers[t].rule.min_agreement) : json();
+    j["min_score"] = (!last && spec.tiers[t].rule.min_score) ? json(*spec.tiers[t].rule.min_score) : json();
+    tiers.push_back(j);
+  }
+  return tiers;
+}
+
+void AddLiveCommands(CLI::App& app) {
+  auto rf = std::make_shared<RecordFlags>();
+  CLI::App* record = app.add_subcommand("record", "run every catalogue model on inputs; write recordings for coe plan");
+  record->add_option("--models", rf->models, "model catalogue (TOML)")->required();
+  record->add_option("--out", rf->out, "recordings to write (CSV); cost figures go to <out>.models.toml")->required();
+  record->add_option("--only", rf->only, "record only these models (comma list)")->delimiter(',');
+  record->add_flag("--json", rf->json, "print a JSON summary");
+  rf->data.Add(record);
+  record->callback([rf]() { throw CLI::RuntimeError(RunRecord(*rf)); });
+
+  auto uf = std::make_shared<RunFlags>();
+  CLI::App* run = app.add_subcommand("run", "run a cascade live on inputs: accuracy, exits, cost, throughput");
+  run->add_option("--cascade", uf->cascade, "cascade (TOML)")->required();
+  run->add_option("--models", uf->models, "model catalogue (TOML)")->required();
+  run->add_option("--out", uf->out, "write predictions (CSV: id,answer,exit_tier,agreement,cost,degraded[,label])");
+  run->add_option("--cost", uf->cost, "catalogue figure counted as cost (default: macs, flops, usd, ...)");
+  run->add_flag("--json", uf->json, "print the summary as JSON");
+  uf->data.Add(run);
+  run->callback([uf]() { throw CLI::RuntimeError(RunRun(*uf)); });
+
+  auto df = std::make_shared<DemoFlags>();
+  CLI::App* demo = app.add_subcommand("demo", "the whole method on the bundled Fashion-MNIST zoo: record, plan, run live");
+  demo->add_option("--models", df->models, "model catalogue")->capture_default_str();
+  demo->add_option("--data-dir", df->data_dir, "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)")->capture_default_str();
+  demo->add_option("--work", df->work, "folder for the recordings and the cascade")->capture_default_str();
+  demo->add_option("--goal", df->goal, "planning goal")->capture_default_str();
+  demo->add_option("--threads", df->threads, "worker threads (default: the cores)");
+  demo->add_flag("--json", df->json, "print the result as JSON");
+  demo->callback([df]() { throw CLI::RuntimeError(RunDemo(*df)); });
+}
+
+}  // namespace coe::app

@@ -1,0 +1,91 @@
+// coe/backend.h: how a cascade member runs. One narrow interface; each backend is a
+// small plug-in (onnx: OpenCV DNN; recorded: replays a recordings CSV; remote: an
+// Open Inference Protocol endpoint).
+//
+// Contract of Backend::Predict:
+//  - It answers every example of the batch: out->size() == batch.size() on return.
+//  - A failure for one example (a NaN output, a missing recording, a remote timeout)
+//    is that example's abstention (label kAbstain, `error` set), never a failed call.
+//  - A non-OK Status means nothing was answered at all and is reserved for misuse
+//    (a batch of the wrong shape). The engine turns it into abstentions too.
+//  - Labels are the backend's own indices into info().labels.
+// Thread safety: Predict may be called from several threads at once (a backend that
+// cannot run concurrently serializes internally).
+// Ownership: CreateBackend returns an owned backend; it keeps no pointer to the
+// ModelSpec it was made from.
+#ifndef COE_BACKEND_H_
+#define COE_BACKEND_H_
+
+#include <atomic>
+#include <limits>
+#include <span>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coe/catalogue.h"
+#include "coe/labels.h"
+#include "coe/status.h"
+#include "coe/tensor.h"
+
+namespace coe {
+
+struct Prediction {
+  int label = kAbstain;              // index into BackendInfo::labels
+  float score = std::numeric_limits<float>::quiet_NaN();  // probability of `label`
+  std::vector<float> probs;          // one per label, or empty
+  std::string error;                 // why the member abstained, when it did
+};
+
+struct BackendInfo {
+  std::string name;                  // the model's catalogue name
+  std::string kind;                  // "onnx", "recorded", "remote"
+  std::vector<std::string> labels;   // class names in output order
+  std::vector<int64_t> input_shape;  // one example's shape; empty = any
+  bool gives_probabilities = false;
+};
+
+// Counters a backend keeps (for /metrics and reports). Monotonic; relaxed atomics.
+struct BackendStats {
+  std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> examples{0};
+  std::atomic<uint64_t> abstentions{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> errors{0};
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  virtual const BackendInfo& info() const = 0;
+  virtual Status Predict(const InputView& batch, std::vector<Prediction>* out) = 0;
+  BackendStats& stats() { return stats_; }
+
+ protected:
+  Backend() = default;
+  BackendStats stats_;
+};
+
+struct BackendOptions {
+  int threads = 1;  // concurrent Predict calls the backend should be ready for
+};
+
+// Builds the backend `spec.backend` names ("onnx" when empty and a path ends in .onnx,
+// "remote" when a url is set). Errors name the model and the file: NotFound for a
+// missing model file, InvalidArgument for a corrupt one or a wrong output shape,
+// FailedPrecondition for a backend this build lacks.
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,
+                                                 const BackendOptions& options);
+
+// Softmax of `logits` into `probs`; returns the argmax, or kAbstain when any value is
+// not finite (a model emitting NaN abstains).
+int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs);
+
+}  // namespace coe
+
+#endif  // COE_BACKEND_H_

@@ -1,0 +1,43 @@
+// coe/dataset.h: reading inputs for live runs.
+//
+// Supported inputs:
+//  - IDX files (MNIST / Fashion-MNIST format), plain or gzipped: unsigned-byte images
+//    [N, rows, cols] become FP32 [N, 1, rows, cols] raw pixel values (0..255); ids are
+//    "<file stem>#<index>".
+//  - Image files (PNG, JPEG, ... anything OpenCV reads): one file, a directory (sorted
+//    by name), or a text file ending in .txt listing one path per line. Read as
+//    grayscale when the expected shape has 1 channel; every image must have the
+//    expected size (no silent resize). Ids are the file names.
+// Labels: an IDX label file (class indices into `label_names`), or for images a CSV
+// with `id,label` rows.
+//
+// Errors: NotFound (a missing file), InvalidArgument naming the file and what was wrong
+// (a bad IDX magic, a truncated file, an unreadable image, a wrong image size).
+#ifndef COE_DATASET_H_
+#define COE_DATASET_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coe/status.h"
+#include "coe/tensor.h"
+
+namespace coe {
+
+struct DatasetOptions {
+  std::vector<int64_t> expected_shape;  // one example's shape, e.g. {1, 28, 28}; empty = as read
+  int64_t begin = 0;                    // examples [begin, end) of the file(s)
+  int64_t end = -1;                     // -1 = to the end
+  std::string labels_path;              // optional truth
+  std::vector<std::string> label_names; // for IDX labels: index -> name
+};
+
+StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options);
+
+// Parses "A:B", "A:" or ":B" into [begin, end) (end -1 = open).
+Status ParseRange(const std::string& text, int64_t* begin, int64_t* end);
+
+}  // namespace coe
+
+#endif  // COE_DATASET_H_

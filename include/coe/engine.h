@@ -1,0 +1,102 @@
+// coe/engine.h: running a cascade live.
+//
+// A batch enters tier 1; every member of the tier runs on it at once (the batch is cut
+// into chunks, and every (member, chunk) pair is a task on a thread pool); the
+// examples that did not exit are gathered into a smaller batch for the next tier.
+// Decisions use TallyVotes() and DeferralRule::Exits() from coe/rules.h, the code the
+// planner and `coe eval` use, so a live run and a replay of its recordings agree.
+//
+// Failures: a member failing on an example is an abstention (Backend's contract). When
+// the answering tier has no answer and some member of it failed (not merely
+// abstained), the example gets the answer of the deepest earlier tier that had one and
+// is marked degraded; if no tier had one, it is unanswered (and degraded).
+//
+// Thread safety: Run() may be called from many threads at once (the server does); a
+// Cascade is immutable after Create.
+// Ownership: a Cascade owns its backends and its thread pool.
+#ifndef COE_ENGINE_H_
+#define COE_ENGINE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coe/backend.h"
+#include "coe/cascade_spec.h"
+#include "coe/catalogue.h"
+#include "coe/labels.h"
+#include "coe/status.h"
+#include "coe/tensor.h"
+
+namespace coe {
+
+struct EngineOptions {
+  int threads = 0;            // pool size; 0 = the hardware's
+  int chunk = 256;            // examples per task
+  std::string cost_key;       // catalogue figure counted as cost ("" = first of macs, flops, usd, ...)
+};
+
+struct TierStats {
+  int reached = 0;            // examples that entered the tier
+  int exited = 0;             // examples it answered
+  double seconds = 0;         // wall time of the tier
+};
+
+struct RunResult {
+  std::vector<int> answer;      // per example: index into Cascade::labels(), or kAbstain
+  std::vector<int> exit_tier;   // 0-based
+  std::vector<double> cost;     // per example, the cost_key figure summed over reached tiers
+  std::vector<TierVote> vote;   // the answering tier's tally
+  std::vector<uint8_t> degraded;  // 1 when a failure forced a fallback answer
+  // Per example, the answering tier's mean probability per label (labels().size()
+  // values; members without probabilities count as one-hot); filled when asked.
+  std::vector<std::vector<float>> probs;
+  std::vector<TierStats> tiers;
+  // Per member (in AllMembers() order): predictions it made and seconds spent in them.
+  std::vector<uint64_t> member_examples;
+  std::vector<double> member_seconds;
+  double seconds = 0;
+};
+
+struct RunOptions {
+  bool want_probs = false;
+};
+
+class Cascade {
+ public:
+  // Builds every member's backend from the catalogue. Errors: the spec's own
+  // (ValidateCascade), NotFound for a member missing from the catalogue, the
+  // backends' (CreateBackend), InvalidArgument when members disagree on input shape
+  // or a member lacks the cost figure.
+  static StatusOr<std::unique_ptr<Cascade>> Create(const CascadeSpec& spec,
+                                                   const Catalogue& catalogue,
+                                                   const EngineOptions& options);
+  // The same with given backends (members by name) and per-member costs: for tests
+  // and fault injection. Every member of `spec` must have a backend.
+  static StatusOr<std::unique_ptr<Cascade>> FromBackends(
+      const CascadeSpec& spec, std::vector<std::unique_ptr<Backend>> backends,
+      std::vector<double> member_costs, const EngineOptions& options);
+  ~Cascade();
+  Cascade(const Cascade&) = delete;
+  Cascade& operator=(const Cascade&) = delete;
+
+  // Runs `batch` through the cascade. Error only for misuse: a batch whose example
+  // shape differs from input_shape() (InvalidArgument naming both shapes).
+  StatusOr<RunResult> Run(const InputBatch& batch, const RunOptions& options = {}) const;
+
+  const CascadeSpec& spec() const;
+  const LabelSet& labels() const;                 // union of the members' labels
+  const std::vector<int64_t>& input_shape() const;  // empty = any
+  const std::string& cost_name() const;
+  // Members in AllMembers() order, for stats.
+  std::vector<Backend*> members() const;
+
+ private:
+  struct Impl;
+  explicit Cascade(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coe
+
+#endif  // COE_ENGINE_H_

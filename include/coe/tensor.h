@@ -1,0 +1,66 @@
+// coe/tensor.h: a batch of inputs as it enters a cascade.
+//
+// An InputBatch is N examples of one shape, FP32, row-major, as read from the data
+// (raw pixels for images: preprocessing is each model's, from the catalogue). Each
+// example may carry an id (the recorded backend looks examples up by it).
+//
+// Ownership: an InputBatch owns its data. Thread safety: a value; share it read-only.
+#ifndef COE_TENSOR_H_
+#define COE_TENSOR_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace coe {
+
+// A non-owning view of examples [begin, end) of an InputBatch. Valid while the batch lives.
+struct InputView {
+  const std::vector<int64_t>* example_shape = nullptr;
+  std::span<const float> data;        // size() * example size values
+  std::span<const std::string> ids;   // size() ids, or empty
+  int64_t n = 0;
+  int64_t size() const { return n; }
+  const std::vector<int64_t>& shape() const { return *example_shape; }
+};
+
+struct InputBatch {
+  std::vector<int64_t> example_shape;  // e.g. {1, 28, 28}
+  std::vector<float> data;             // n * ExampleSize() values
+  std::vector<std::string> ids;        // n ids, or empty
+  std::vector<std::string> truth;      // n true labels ("" = unknown), or empty
+
+  int64_t ExampleSize() const {
+    int64_t s = 1;
+    for (int64_t d : example_shape) s *= d;
+    return s;
+  }
+  int64_t size() const {
+    const int64_t e = ExampleSize();
+    return e ? static_cast<int64_t>(data.size()) / e : 0;
+  }
+  std::span<const float> Example(int64_t i) const {
+    const int64_t e = ExampleSize();
+    return {data.data() + i * e, static_cast<size_t>(e)};
+  }
+  // The examples at `rows`, in that order (ids and truth too).
+  InputBatch Gather(std::span<const int> rows) const;
+  // Examples [begin, end).
+  InputBatch Slice(int64_t begin, int64_t end) const;
+  // A view of examples [begin, end) (default: all).
+  InputView View(int64_t begin = 0, int64_t end = -1) const {
+    if (end < 0) end = size();
+    const int64_t e = ExampleSize();
+    InputView v;
+    v.example_shape = &example_shape;
+    v.data = {data.data() + begin * e, static_cast<size_t>((end - begin) * e)};
+    if (!ids.empty()) v.ids = {ids.data() + begin, static_cast<size_t>(end - begin)};
+    v.n = end - begin;
+    return v;
+  }
+};
+
+}  // namespace coe
+
+#endif  // COE_TENSOR_H_

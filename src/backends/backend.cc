@@ -1,0 +1,59 @@
+#include "coe/backend.h"
+
+#include <cmath>
+
+#include "backends/backends.h"
+
+namespace coe {
+
+int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs) {
+  probs->assign(logits.size(), 0.0f);
+  if (logits.empty()) return kAbstain;
+  float max = logits[0];
+  int arg = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!std::isfinite(logits[i])) return kAbstain;
+    if (logits[i] > max) {
+      max = logits[i];
+      arg = static_cast<int>(i);
+    }
+  }
+  double sum = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    (*probs)[i] = std::exp(logits[i] - max);
+    sum += (*probs)[i];
+  }
+  for (float& p : *probs) p = static_cast<float>(p / sum);
+  return arg;
+}
+
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,
+                                                 const BackendOptions& options) {
+  std::string kind = spec.backend;
+  if (kind.empty()) {
+    if (!spec.url.empty()) kind = "remote";
+    else if (spec.path.size() > 5 && spec.path.substr(spec.path.size() - 5) == ".onnx") kind = "onnx";
+    else if (spec.path.size() > 4 && spec.path.substr(spec.path.size() - 4) == ".csv") kind = "recorded";
+  }
+  if (kind == "recorded") return CreateRecordedBackend(spec, options);
+  if (kind == "onnx") {
+#ifdef COE_HAVE_ONNX
+    return CreateOnnxBackend(spec, options);
+#else
+    return FailedPreconditionError("model '" + spec.name + "': this coe was built without the onnx backend");
+#endif
+  }
+  if (kind == "remote") {
+#ifdef COE_HAVE_REMOTE
+    return CreateRemoteBackend(spec, options);
+#else
+    return FailedPreconditionError("model '" + spec.name + "': this coe was built without the remote backend");
+#endif
+  }
+  if (kind.empty())
+    return InvalidArgumentError("model '" + spec.name + "' in the catalogue says neither backend, path nor url");
+  return InvalidArgumentError("model '" + spec.name + "': unknown backend '" + kind +
+                              "' (expected onnx, recorded, remote)");
+}
+
+}  // namespace coe

@@ -1,0 +1,184 @@
+// Backend "onnx": an ONNX classifier run by OpenCV DNN (Debian's libopencv-dev).
+//
+// cv::dnn::Net::forward is not safe to call concurrently on one Net, so the backend
+// keeps one Net per concurrent caller (checked out under a mutex). OpenCV's own
+// threading is turned off (cv::setNumThreads(1)): the engine runs members and chunks
+// in parallel itself, and two thread pools on two cores only fight.
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "backends/backends.h"
+
+namespace coe {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+class OnnxBackend : public Backend {
+ public:
+  OnnxBackend(BackendInfo info, const ModelSpec& spec, std::vector<std::unique_ptr<cv::dnn::Net>> nets)
+      : info_(std::move(info)), path_(spec.path), scale_(spec.scale), mean_(spec.mean),
+        std_(spec.std), nets_(std::move(nets)) {}
+
+  const BackendInfo& info() const override { return info_; }
+
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    const int64_t n = batch.size();
+    out->assign(n, Prediction{});
+    stats_.calls++;
+    stats_.examples += n;
+    if (n == 0) return Status::Ok();
+    if (batch.shape() != info_.input_shape) {
+      for (Prediction& p : *out) p.error = "wrong input shape";
+      stats_.abstentions += n;
+      return InvalidArgumentError("model '" + info_.name + "' (" + path_ + ") takes inputs of shape " +
+                                  ShapeString(info_.input_shape) + ", got " +
+                                  ShapeString(batch.shape()));
+    }
+    std::vector<int> dims = {static_cast<int>(n)};
+    for (int64_t d : info_.input_shape) dims.push_back(static_cast<int>(d));
+    cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F);
+    float* dst = blob.ptr<float>();
+    const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
+    for (size_t i = 0; i < batch.data.size(); ++i) dst[i] = batch.data[i] * a + b;
+    cv::Mat logits;
+    std::string error;
+    {
+      Lease lease(this);
+      try {
+        lease.net->setInput(blob);
+        logits = lease.net->forward();
+      } catch (const cv::Exception& e) {
+        error = std::string("OpenCV: ") + e.what();
+      }
+    }
+    const int classes = static_cast<int>(info_.labels.size());
+    if (error.empty() && (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F))
+      error = "output has " + std::to_string(logits.total()) + " values, expected " +
+              std::to_string(n * classes);
+    if (!error.empty()) {
+      stats_.errors++;
+      stats_.abstentions += n;
+      for (Prediction& p : *out) p.error = error;
+      return Status::Ok();
+    }
+    const float* rows = logits.ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      Prediction& p = (*out)[i];
+      p.label = SoftmaxArgmax({rows + i * classes, static_cast<size_t>(classes)}, &p.probs);
+      if (p.label == kAbstain) {
+        p.error = "non-finite output";
+        p.probs.clear();
+        stats_.abstentions++;
+        continue;
+      }
+      p.score = p.probs[p.label];
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // Checks a Net out of the pool for one forward pass.
+  struct Lease {
+    explicit Lease(OnnxBackend* b) : backend(b) {
+      std::unique_lock<std::mutex> lock(b->mu_);
+      b->cv_.wait(lock, [b] { return !b->nets_.empty(); });
+      owned = std::move(b->nets_.back());
+      b->nets_.pop_back();
+      net = owned.get();
+    }
+    ~Lease() {
+      std::lock_guard<std::mutex> lock(backend->mu_);
+      backend->nets_.push_back(std::move(owned));
+      backend->cv_.notify_one();
+    }
+    OnnxBackend* backend;
+    std::unique_ptr<cv::dnn::Net> owned;
+    cv::dnn::Net* net;
+  };
+
+  BackendInfo info_;
+  std::string path_;
+  double scale_, mean_, std_;
+  std::mutex mu_;
+  std::condition_variable cv_;                        // signalled when a Net is returned
+  std::vector<std::unique_ptr<cv::dnn::Net>> nets_;   // guarded by mu_
+};
+
+StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
+  try {
+    auto net = std::make_unique<cv::dnn::Net>(cv::dnn::readNetFromONNX(spec.path));
+    if (net->empty()) return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " loads as an empty network");
+    net->setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+    net->setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+    return net;
+  } catch (const cv::Exception& e) {
+    std::string what = e.what();
+    if (what.size() > 300) what = what.substr(0, 300) + "...";
+    return InvalidArgumentError("model '" + spec.name + "': cannot load " + spec.path +
+                                " as ONNX (" + what + ")");
+  }
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec,
+                                                     const BackendOptions& options) {
+  static std::once_flag once;
+  std::call_once(once, [] { cv::setNumThreads(1); });
+  if (spec.path.empty()) return InvalidArgumentError("model '" + spec.name + "': onnx backend needs a path");
+  if (!std::filesystem::exists(spec.path))
+    return NotFoundError("model '" + spec.name + "': model file " + spec.path + " does not exist");
+  if (spec.input_shape.empty())
+    return InvalidArgumentError("model '" + spec.name + "': the catalogue gives no input_shape");
+  COE_ASSIGN_OR_RETURN(std::unique_ptr<cv::dnn::Net> first, LoadNet(spec));
+  // Validate: a forward pass on a zero batch of 2 must give [2, classes].
+  std::vector<int> dims = {2};
+  for (int64_t d : spec.input_shape) dims.push_back(static_cast<int>(d));
+  cv::Mat probe(static_cast<int>(dims.size()), dims.data(), CV_32F, cv::Scalar(0));
+  cv::Mat out;
+  try {
+    first->setInput(probe);
+    out = first->forward();
+  } catch (const cv::Exception& e) {
+    std::string what = e.what();
+    if (what.size() > 300) what = what.substr(0, 300) + "...";
+    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " fails on an input of shape " +
+                                ShapeString(spec.input_shape) + " with batch 2 (" + what + ")");
+  }
+  BackendInfo info;
+  info.name = spec.name;
+  info.kind = "onnx";
+  info.input_shape = spec.input_shape;
+  info.gives_probabilities = true;
+  info.labels = spec.labels;
+  const size_t per_example = out.total() / 2;
+  if (out.total() % 2 != 0 || out.size[0] != 2)
+    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " gives an output of " +
+                                std::to_string(out.total()) + " values for a batch of 2 (not [batch, classes])");
+  if (info.labels.empty()) {
+    for (size_t c = 0; c < per_example; ++c) info.labels.push_back(std::to_string(c));
+  } else if (per_example != info.labels.size()) {
+    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " outputs " +
+                                std::to_string(per_example) + " classes but the catalogue lists " +
+                                std::to_string(info.labels.size()) + " labels");
+  }
+  std::vector<std::unique_ptr<cv::dnn::Net>> nets;
+  nets.push_back(std::move(first));
+  for (int t = 1; t < std::max(1, options.threads); ++t) {
+    COE_ASSIGN_OR_RETURN(std::unique_ptr<cv::dnn::Net> net, LoadNet(spec));
+    nets.push_back(std::move(net));
+  }
+  return std::unique_ptr<Backend>(new OnnxBackend(std::move(info), spec, std::move(nets)));
+}
+
+}  // namespace coe

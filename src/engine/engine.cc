@@ -1,0 +1,268 @@
+#include "coe/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "util/thread_pool.h"
+
+namespace coe {
+
+namespace {
+
+struct Member {
+  std::unique_ptr<Backend> backend;
+  double cost = 0;
+  std::vector<int> to_global;  // backend label index -> Cascade label index
+  bool identity = true;        // to_global is the identity on [0, labels)
+};
+
+const char* const kCostKeys[] = {"macs", "flops", "usd", "latency_ms", "latency_us", "params"};
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+struct Cascade::Impl {
+  CascadeSpec spec;
+  LabelSet labels;
+  std::vector<int64_t> input_shape;
+  std::string cost_name;
+  std::vector<Member> members;           // AllMembers() order
+  std::vector<std::vector<int>> tiers;   // indices into members
+  std::unique_ptr<ThreadPool> pool;
+  int chunk = 256;
+};
+
+Cascade::Cascade(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Cascade::~Cascade() = default;
+
+const CascadeSpec& Cascade::spec() const { return impl_->spec; }
+const LabelSet& Cascade::labels() const { return impl_->labels; }
+const std::vector<int64_t>& Cascade::input_shape() const { return impl_->input_shape; }
+const std::string& Cascade::cost_name() const { return impl_->cost_name; }
+std::vector<Backend*> Cascade::members() const {
+  std::vector<Backend*> out;
+  for (const Member& m : impl_->members) out.push_back(m.backend.get());
+  return out;
+}
+
+StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec,
+                                                   const Catalogue& catalogue,
+                                                   const EngineOptions& options) {
+  COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
+  std::vector<const ModelSpec*> specs;
+  for (const std::string& name : spec.AllMembers()) {
+    const ModelSpec* s = catalogue.Find(name);
+    if (!s) return NotFoundError("cascade member '" + name + "' is not in the catalogue " + catalogue.source);
+    specs.push_back(s);
+  }
+  std::string key = options.cost_key;
+  if (key.empty()) {
+    for (const char* k : kCostKeys) {
+      bool all = true;
+      for (const ModelSpec* s : specs) all &= s->Cost(k) != nullptr;
+      if (all) { key = k; break; }
+    }
+  }
+  std::vector<double> costs;
+  for (const ModelSpec* s : specs) {
+    const double* c = key.empty() ? nullptr : s->Cost(key);
+    if (!key.empty() && !c)
+      return InvalidArgumentError("model '" + s->name + "' has no '" + key + "' figure in " + catalogue.source);
+    costs.push_back(c ? *c : 0.0);
+  }
+  const int threads = options.threads > 0 ? options.threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  BackendOptions bo;
+  bo.threads = threads;
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (const ModelSpec* s : specs) {
+    COE_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b, CreateBackend(*s, bo));
+    backends.push_back(std::move(b));
+  }
+  EngineOptions o = options;
+  o.cost_key = key.empty() ? "none" : key;
+  return FromBackends(spec, std::move(backends), std::move(costs), o);
+}
+
+StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(
+    const CascadeSpec& spec, std::vector<std::unique_ptr<Backend>> backends,
+    std::vector<double> member_costs, const EngineOptions& options) {
+  COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
+  auto impl = std::make_unique<Impl>();
+  impl->spec = spec;
+  impl->cost_name = options.cost_key.empty() ? "cost" : options.cost_key;
+  impl->chunk = std::max(1, options.chunk);
+  const std::vector<std::string> names = spec.AllMembers();
+  if (member_costs.size() != names.size())
+    return InvalidArgumentError("FromBackends: one cost per member expected");
+  for (size_t k = 0; k < names.size(); ++k) {
+    auto it = std::find_if(backends.begin(), backends.end(), [&](const std::unique_ptr<Backend>& b) {
+      return b && b->info().name == names[k];
+    });
+    if (it == backends.end()) return NotFoundError("no backend for cascade member '" + names[k] + "'");
+    Member m;
+    m.backend = std::move(*it);
+    m.cost = member_costs[k];
+    const BackendInfo& info = m.backend->info();
+    if (!info.input_shape.empty()) {
+      if (impl->input_shape.empty()) {
+        impl->input_shape = info.input_shape;
+      } else if (impl->input_shape != info.input_shape) {
+        return InvalidArgumentError("cascade members disagree on the input shape: '" + names[k] + "' takes " +
+                                    ShapeString(info.input_shape) + ", an earlier member " +
+                                    ShapeString(impl->input_shape));
+      }
+    }
+    for (size_t l = 0; l < info.labels.size(); ++l) {
+      int g = impl->labels.Intern(info.labels[l]);
+      m.to_global.push_back(g);
+      m.identity &= g == static_cast<int>(l);
+    }
+    impl->members.push_back(std::move(m));
+  }
+  int k = 0;
+  for (const TierSpec& t : spec.tiers) {
+    std::vector<int> idx;
+    for (size_t j = 0; j < t.members.size(); ++j) idx.push_back(k++);
+    impl->tiers.push_back(std::move(idx));
+  }
+  const int threads = options.threads > 0 ? options.threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  impl->pool = std::make_unique<ThreadPool>(threads);
+  return std::unique_ptr<Cascade>(new Cascade(std::move(impl)));
+}
+
+StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& options) const {
+  const Impl& im = *impl_;
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  if (!im.input_shape.empty() && batch.example_shape != im.input_shape)
+    return InvalidArgumentError("input examples have shape " + ShapeString(batch.example_shape) +
+                                ", the cascade's models take " + ShapeString(im.input_shape));
+  const int n = static_cast<int>(batch.size());
+  const int num_labels = im.labels.size();
+  RunResult r;
+  r.answer.assign(n, kAbstain);
+  r.exit_tier.assign(n, 0);
+  r.cost.assign(n, 0.0);
+  r.vote.assign(n, TierVote{});
+  r.degraded.assign(n, 0);
+  if (options.want_probs) r.probs.assign(n, {});
+  r.tiers.assign(im.tiers.size(), TierStats{});
+  r.member_examples.assign(im.members.size(), 0);
+  r.member_seconds.assign(im.members.size(), 0.0);
+  std::vector<int> fallback(n, kAbstain);  // deepest earlier plurality, for degraded answers
+  std::vector<int> active(n);
+  std::iota(active.begin(), active.end(), 0);
+  InputBatch gathered;
+  std::mutex mu;  // guards r.member_seconds / r.member_examples in tasks
+
+  std::vector<MemberOutput> outs;
+  std::vector<std::vector<float>> remapped;
+  for (size_t t = 0; t < im.tiers.size() && !active.empty(); ++t) {
+    const auto t_tier = Clock::now();
+    const std::vector<int>& tier = im.tiers[t];
+    const InputBatch* cur = &batch;
+    if (t > 0) {
+      gathered = batch.Gather(active);
+      cur = &gathered;
+    }
+    const int m = static_cast<int>(active.size());
+    std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
+    std::vector<std::function<void()>> tasks;
+    for (size_t j = 0; j < tier.size(); ++j) {
+      for (int b = 0; b < m; b += im.chunk) {
+        const int e = std::min(m, b + im.chunk);
+        tasks.push_back([&, j, b, e] {
+          const Member& mem = im.members[tier[j]];
+          std::vector<Prediction> got;
+          const auto t0 = Clock::now();
+          Status s = mem.backend->Predict(cur->View(b, e), &got);
+          const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+          if (!s.ok() || static_cast<int>(got.size()) != e - b) {
+            got.assign(e - b, Prediction{});
+            for (Prediction& p : got) p.error = s.ok() ? "backend answered the wrong number of examples" : s.message();
+          }
+          std::move(got.begin(), got.end(), preds[j].begin() + b);
+          std::lock_guard<std::mutex> lock(mu);
+          r.member_seconds[tier[j]] += secs;
+          r.member_examples[tier[j]] += e - b;
+        });
+      }
+    }
+    im.pool->RunAll(std::move(tasks));
+
+    double tier_cost = 0;
+    for (int j : tier) tier_cost += im.members[j].cost;
+    const bool last = t + 1 == im.tiers.size();
+    std::vector<int> next;
+    remapped.assign(tier.size(), {});
+    for (int i = 0; i < m; ++i) {
+      const int ex = active[i];
+      outs.clear();
+      bool failed = false;
+      for (size_t j = 0; j < tier.size(); ++j) {
+        const Member& mem = im.members[tier[j]];
+        const Prediction& p = preds[j][i];
+        failed |= !p.error.empty();
+        MemberOutput o;
+        o.label = p.label == kAbstain ? kAbstain : mem.to_global[p.label];
+        o.score = p.score;
+        if (!p.probs.empty()) {
+          if (mem.identity) {
+            o.probs = p.probs.data();
+            o.num_probs = static_cast<int>(p.probs.size());
+          } else {
+            remapped[j].assign(num_labels, 0.0f);
+            for (size_t l = 0; l < p.probs.size(); ++l) remapped[j][mem.to_global[l]] = p.probs[l];
+            o.probs = remapped[j].data();
+            o.num_probs = num_labels;
+          }
+        }
+        outs.push_back(o);
+      }
+      const TierVote v = TallyVotes(outs);
+      r.cost[ex] += tier_cost;
+      if (!last && !im.spec.tiers[t].rule.Exits(v)) {
+        if (v.plurality != kAbstain) fallback[ex] = v.plurality;
+        next.push_back(ex);
+        continue;
+      }
+      r.exit_tier[ex] = static_cast<int>(t);
+      r.vote[ex] = v;
+      r.answer[ex] = v.plurality;
+      if (v.plurality == kAbstain && failed) {
+        r.answer[ex] = fallback[ex];
+        r.degraded[ex] = 1;
+      }
+      if (options.want_probs) {
+        std::vector<float>& pr = r.probs[ex];
+        pr.assign(num_labels, 0.0f);
+        for (const MemberOutput& o : outs) {
+          if (o.probs) {
+            for (int l = 0; l < o.num_probs; ++l) pr[l] += o.probs[l];
+          } else if (o.label != kAbstain) {
+            pr[o.label] += 1.0f;
+          }
+        }
+        for (float& x : pr) x /= static_cast<float>(outs.size());
+      }
+    }
+    r.tiers[t].reached = m;
+    r.tiers[t].exited = m - static_cast<int>(next.size());
+    r.tiers[t].seconds = std::chrono::duration<double>(Clock::now() - t_tier).count();
+    active = std::move(next);
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  return r;
+}
+
+}  // namespace coe

@@ -1,0 +1,268 @@
+// The live engine: real ONNX models, the recorded backend, fault injection, bad input.
+#include "coe/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "coe/dataset.h"
+
+namespace coe {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kZoo = std::string(COE_SOURCE_DIR) + "/models/zoo/";
+const std::string kData = std::string(COE_SOURCE_DIR) + "/tests/data/";
+const char* kFashion = "/usr/share/datasets/fashion-mnist/";
+const char* kLabels =
+    "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
+    "\"sneaker\", \"bag\", \"boot\"]\n";
+
+std::string Write(const fs::path& p, const std::string& text) {
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("coe_engine_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Catalogue ZooCatalogue(const std::string& extra = "") {
+    std::string text = std::string("[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\n") + kLabels +
+                       "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
+                       "[models.linear]\npath = \"" + kZoo + "linear.onnx\"\nmacs = 7840\n"
+                       "[models.mlp256x2]\npath = \"" + kZoo + "mlp256x2.onnx\"\nmacs = 235000\n"
+                       "[models.cnn8_16]\npath = \"" + kZoo + "cnn8_16.onnx\"\nmacs = 290000\n" + extra;
+    auto c = ParseCatalogue(text, "zoo.toml", "");
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return *c;
+  }
+
+  InputBatch TestImages(int64_t n) {
+    DatasetOptions o;
+    o.expected_shape = {1, 28, 28};
+    o.end = n;
+    o.labels_path = std::string(kFashion) + "t10k-labels-idx1-ubyte.gz";
+    o.label_names = {"tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"};
+    auto b = LoadDataset(std::string(kFashion) + "t10k-images-idx3-ubyte.gz", o);
+    EXPECT_TRUE(b.ok()) << b.status().ToString();
+    return *b;
+  }
+
+  fs::path dir_;
+};
+
+CascadeSpec TwoTier() {
+  CascadeSpec s;
+  s.tiers.push_back(TierSpec{{"linear", "mlp256x2"}, DeferralRule{1.0, std::nullopt}});
+  s.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  return s;
+}
+
+TEST_F(EngineTest, RunsRealModelsAndDefersOnlyDisagreements) {
+  Catalogue cat = ZooCatalogue();
+  EngineOptions eo;
+  eo.threads = 2;
+  eo.chunk = 64;
+  auto c = Cascade::Create(TwoTier(), cat, eo);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  InputBatch in = TestImages(500);
+  auto r = (*c)->Run(in);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  int correct = 0;
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_NE(r->answer[i], kAbstain);
+    correct += (*c)->labels().name(r->answer[i]) == in.truth[i];
+    // Tier 1 exits exactly when both agree; tier 2 costs are added on top.
+    if (r->exit_tier[i] == 0) {
+      EXPECT_EQ(r->vote[i].votes, 2);
+      EXPECT_DOUBLE_EQ(r->cost[i], 7840 + 235000);
+    } else {
+      EXPECT_DOUBLE_EQ(r->cost[i], 7840 + 235000 + 290000);
+    }
+    EXPECT_EQ(r->degraded[i], 0);
+  }
+  EXPECT_GT(correct, 400);  // the zoo's small models are ~85-90% accurate
+  EXPECT_EQ(r->tiers[0].reached, 500);
+  EXPECT_EQ(r->tiers[1].reached, 500 - r->tiers[0].exited);
+  EXPECT_GT(r->tiers[0].exited, 350);
+  // The same batch in other chunk sizes and thread counts gives the same answers.
+  eo.threads = 1;
+  eo.chunk = 7;
+  auto c2 = Cascade::Create(TwoTier(), cat, eo);
+  ASSERT_TRUE(c2.ok());
+  auto r2 = (*c2)->Run(in);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->answer, r->answer);
+  EXPECT_EQ(r2->exit_tier, r->exit_tier);
+}
+
+TEST_F(EngineTest, WrongInputShapeIsAnError) {
+  auto c = Cascade::Create(TwoTier(), ZooCatalogue(), EngineOptions{});
+  ASSERT_TRUE(c.ok());
+  InputBatch bad;
+  bad.example_shape = {1, 32, 32};
+  bad.data.assign(2 * 32 * 32, 0.0f);
+  auto r = (*c)->Run(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("[1, 32, 32]"), std::string::npos) << r.status().message();
+  DatasetOptions o;
+  o.expected_shape = {1, 32, 32};
+  auto d = LoadDataset(std::string(kFashion) + "t10k-images-idx3-ubyte.gz", o);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("1x28x28"), std::string::npos) << d.status().message();
+}
+
+TEST_F(EngineTest, BadModelFilesAreClearErrors) {
+  auto missing = Cascade::Create(TwoTier(), ZooCatalogue("[models.x]\npath = \"/nope/x.onnx\"\nmacs = 1\n"),
+                                 EngineOptions{});
+  ASSERT_TRUE(missing.ok());  // x is not a member
+  CascadeSpec with_x;
+  with_x.tiers.push_back(TierSpec{{"x"}, {}});
+  auto m = Cascade::Create(with_x, ZooCatalogue("[models.x]\npath = \"/nope/x.onnx\"\nmacs = 1\n"), EngineOptions{});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(m.status().message().find("/nope/x.onnx"), std::string::npos);
+
+  const std::string corrupt = Write(dir_ / "corrupt.onnx", "this is not a protobuf \x01\x02\x03");
+  auto cc = Cascade::Create(with_x, ZooCatalogue("[models.x]\npath = \"" + corrupt + "\"\nmacs = 1\n"), EngineOptions{});
+  ASSERT_FALSE(cc.ok());
+  EXPECT_EQ(cc.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cc.status().message().find("corrupt.onnx"), std::string::npos) << cc.status().message();
+
+  auto seven = Cascade::Create(with_x, ZooCatalogue("[models.x]\npath = \"" + kData + "seven_class.onnx\"\nmacs = 1\n"),
+                               EngineOptions{});
+  ASSERT_FALSE(seven.ok());
+  EXPECT_NE(seven.status().message().find("outputs 7 classes but the catalogue lists 10 labels"), std::string::npos)
+      << seven.status().message();
+}
+
+TEST_F(EngineTest, NanOutputIsAnAbstention) {
+  Catalogue cat = ZooCatalogue("[models.nan]\npath = \"" + kData + "nan_model.onnx\"\nmacs = 1\n");
+  CascadeSpec s;
+  s.tiers.push_back(TierSpec{{"nan", "linear"}, DeferralRule{1.0, std::nullopt}});
+  s.tiers.push_back(TierSpec{{"mlp256x2"}, {}});
+  auto c = Cascade::Create(s, cat, EngineOptions{});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto r = (*c)->Run(TestImages(50));
+  ASSERT_TRUE(r.ok());
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(r->exit_tier[i], 1);  // the NaN member never agrees: every example defers
+    EXPECT_NE(r->answer[i], kAbstain);
+  }
+  CascadeSpec alone;
+  alone.tiers.push_back(TierSpec{{"nan"}, {}});
+  auto a = Cascade::Create(alone, cat, EngineOptions{});
+  ASSERT_TRUE(a.ok());
+  auto ra = (*a)->Run(TestImages(5));
+  ASSERT_TRUE(ra.ok());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(ra->answer[i], kAbstain);
+    EXPECT_EQ(ra->degraded[i], 1);  // a failure (non-finite output), no earlier answer
+  }
+}
+
+TEST_F(EngineTest, UnreadableImagesAreErrors) {
+  Write(dir_ / "bad.png", "not a png at all");
+  DatasetOptions o;
+  o.expected_shape = {1, 28, 28};
+  auto r = LoadDataset((dir_ / "bad.png").string(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("bad.png"), std::string::npos) << r.status().message();
+  auto missing = LoadDataset((dir_ / "none.png").string(), o);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  Write(dir_ / "trunc.idx", std::string("\0\0\x08\x03\0\0\0\x05\0\0\0\x1c\0\0\0\x1c", 16) + "short");
+  auto t = LoadDataset((dir_ / "trunc.idx").string(), o);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("truncated"), std::string::npos) << t.status().message();
+}
+
+// Fault injection: wrappers around a real backend.
+class FaultyBackend : public Backend {
+ public:
+  enum class Mode { kDead, kFailOdd };
+  FaultyBackend(std::unique_ptr<Backend> inner, Mode mode) : inner_(std::move(inner)), mode_(mode) {}
+  const BackendInfo& info() const override { return inner_->info(); }
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    if (mode_ == Mode::kDead) return UnavailableError("dead backend");
+    COE_RETURN_IF_ERROR(inner_->Predict(batch, out));
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const std::string& id = batch.ids[i];
+      if ((id.back() - '0') % 2 == 1) (*out)[i] = Prediction{kAbstain, NAN, {}, "injected failure"};
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+  Mode mode_;
+};
+
+TEST_F(EngineTest, FailuresAreAbstentionsAndDegradeToEarlierAnswers) {
+  Catalogue cat = ZooCatalogue();
+  auto make = [&](const std::string& name) {
+    auto b = CreateBackend(*cat.Find(name), BackendOptions{});
+    EXPECT_TRUE(b.ok());
+    return std::move(*b);
+  };
+  InputBatch in = TestImages(200);
+  CascadeSpec s = TwoTier();
+  // Reference without faults.
+  std::vector<std::unique_ptr<Backend>> ok;
+  for (auto n : {"linear", "mlp256x2", "cnn8_16"}) ok.push_back(make(n));
+  auto ref = Cascade::FromBackends(s, std::move(ok), {1, 2, 3}, EngineOptions{});
+  ASSERT_TRUE(ref.ok());
+  auto rr = (*ref)->Run(in);
+  ASSERT_TRUE(rr.ok());
+  // The last tier is dead: deferred examples fall back to tier 1's plurality, degraded.
+  std::vector<std::unique_ptr<Backend>> dead;
+  dead.push_back(make("linear"));
+  dead.push_back(make("mlp256x2"));
+  dead.push_back(std::make_unique<FaultyBackend>(make("cnn8_16"), FaultyBackend::Mode::kDead));
+  auto dc = Cascade::FromBackends(s, std::move(dead), {1, 2, 3}, EngineOptions{});
+  ASSERT_TRUE(dc.ok());
+  auto dr = (*dc)->Run(in);
+  ASSERT_TRUE(dr.ok());
+  int degraded = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (rr->exit_tier[i] == 0) {
+      EXPECT_EQ(dr->answer[i], rr->answer[i]);
+      EXPECT_EQ(dr->degraded[i], 0);
+    } else {
+      EXPECT_EQ(dr->degraded[i], 1);
+      EXPECT_NE(dr->answer[i], kAbstain);  // tier 1 had a plurality (the last-listed voter)
+      EXPECT_DOUBLE_EQ(dr->cost[i], 6);    // the dead tier is still paid
+      ++degraded;
+    }
+  }
+  EXPECT_GT(degraded, 0);
+  // A member failing on odd ids abstains there: tier 1 cannot be unanimous on them.
+  std::vector<std::unique_ptr<Backend>> flaky;
+  flaky.push_back(std::make_unique<FaultyBackend>(make("linear"), FaultyBackend::Mode::kFailOdd));
+  flaky.push_back(make("mlp256x2"));
+  flaky.push_back(make("cnn8_16"));
+  auto fc = Cascade::FromBackends(s, std::move(flaky), {1, 2, 3}, EngineOptions{});
+  ASSERT_TRUE(fc.ok());
+  auto fr = (*fc)->Run(in);
+  ASSERT_TRUE(fr.ok());
+  for (int i = 0; i < 200; ++i) {
+    if ((in.ids[i].back() - '0') % 2 == 1) {
+      EXPECT_EQ(fr->exit_tier[i], 1);
+      EXPECT_EQ(fr->answer[i], rr->exit_tier[i] == 1 ? rr->answer[i] : fr->answer[i]);
+    } else {
+      EXPECT_EQ(fr->answer[i], rr->answer[i]);
+    }
+    EXPECT_EQ(fr->degraded[i], 0);
+  }
+}
+
+}  // namespace
+}  // namespace coe

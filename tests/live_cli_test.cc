@@ -1,0 +1,127 @@
+// Conformance: a cascade run live on ONNX models and the same cascade replayed from
+// `coe record`'s output (the recorded backend, and `coe eval`) agree exactly.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Proc {
+  int code = -1;
+  std::string out;
+};
+
+Proc Coe(const std::string& args) {
+  std::string cmd = std::string(COE_BINARY) + " " + args + " 2>&1";
+  Proc r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string Read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const std::string kZoo = std::string(COE_SOURCE_DIR) + "/models/zoo/";
+const std::string kF = "/usr/share/datasets/fashion-mnist/";
+const std::string kLabels =
+    "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
+    "\"sneaker\", \"bag\", \"boot\"]\ninput_shape = [1, 28, 28]\n";
+
+TEST(LiveCli, LiveRunEqualsReplayOfRecordings) {
+  fs::path dir = fs::temp_directory_path() / ("coe_live_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "zoo.toml") << "[defaults]\nbackend = \"onnx\"\n" << kLabels
+                                  << "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
+                                  << "[models.linear]\npath = \"" << kZoo << "linear.onnx\"\nmacs = 7840\n"
+                                  << "[models.mlp256x2]\npath = \"" << kZoo << "mlp256x2.onnx\"\nmacs = 235000\n"
+                                  << "[models.cnn8_16]\npath = \"" << kZoo << "cnn8_16.onnx\"\nmacs = 290000\n";
+  // The same models replayed from the recordings.
+  std::ofstream(dir / "replay.toml") << "[defaults]\nbackend = \"recorded\"\npath = \"rec.csv\"\n" << kLabels
+                                     << "[models.linear]\nmacs = 7840\n[models.mlp256x2]\nmacs = 235000\n"
+                                     << "[models.cnn8_16]\nmacs = 290000\n";
+  const std::string data = "--data " + kF + "t10k-images-idx3-ubyte.gz --labels " + kF +
+                           "t10k-labels-idx1-ubyte.gz --range 1000:1800";
+  Proc rec = Coe("record --models " + (dir / "zoo.toml").string() + " " + data + " --out " +
+                 (dir / "rec.csv").string());
+  ASSERT_EQ(rec.code, 0) << rec.out;
+  // Vote, score and combined rules, and a 3-tier cascade.
+  const char* cascades[] = {
+      "[[tiers]]\nmembers = [\"linear\", \"mlp256x2\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"cnn8_16\"]\n",
+      "[[tiers]]\nmembers = [\"linear\"]\nmin_score = 0.93\n[[tiers]]\nmembers = [\"mlp256x2\"]\nmin_score = 0.8\n"
+      "[[tiers]]\nmembers = [\"cnn8_16\"]\n",
+      "[[tiers]]\nmembers = [\"linear\", \"mlp256x2\"]\nmin_agreement = 1.0\nmin_score = 0.9\n"
+      "[[tiers]]\nmembers = [\"cnn8_16\"]\n",
+  };
+  for (const char* c : cascades) {
+    std::ofstream(dir / "c.toml") << c;
+    Proc live = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo.toml").string() +
+                    " " + data + " --out " + (dir / "live.csv").string() + " --json");
+    ASSERT_EQ(live.code, 0) << live.out;
+    Proc replay = Coe("run --cascade " + (dir / "c.toml").string() + " --models " +
+                      (dir / "replay.toml").string() + " " + data + " --out " + (dir / "replay.csv").string() +
+                      " --json");
+    ASSERT_EQ(replay.code, 0) << replay.out;
+    // Identical answers, exits, agreement, costs, per example.
+    EXPECT_EQ(Read(dir / "live.csv"), Read(dir / "replay.csv")) << c;
+    auto lj = nlohmann::json::parse(live.out), rj = nlohmann::json::parse(replay.out);
+    EXPECT_EQ(lj["exits"], rj["exits"]);
+    EXPECT_EQ(lj["correct"], rj["correct"]);
+    EXPECT_EQ(lj["cost"], rj["cost"]);
+    // And `coe eval` (the planner's replay) on the recordings reports the same.
+    Proc eval = Coe("eval --cascade " + (dir / "c.toml").string() + " --data " + (dir / "rec.csv").string() +
+                    " --models " + (dir / "rec.models.toml").string() + " --cost macs --json");
+    ASSERT_EQ(eval.code, 0) << eval.out;
+    auto ej = nlohmann::json::parse(eval.out);
+    EXPECT_EQ(ej["exits"], lj["exits"]) << c;
+    EXPECT_EQ(ej["correct"], lj["correct"]) << c;
+    EXPECT_NEAR(ej["cost"].get<double>(), lj["cost"].get<double>(), 1e-6);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(LiveCli, BadInputsExitTwo) {
+  fs::path dir = fs::temp_directory_path() / ("coe_livebad_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "zoo.toml") << "[defaults]\nbackend = \"onnx\"\n" << kLabels
+                                  << "[models.linear]\npath = \"missing.onnx\"\nmacs = 7840\n";
+  std::ofstream(dir / "c.toml") << "[[tiers]]\nmembers = [\"linear\"]\n";
+  Proc p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo.toml").string() +
+               " --data " + kF + "t10k-images-idx3-ubyte.gz");
+  EXPECT_EQ(p.code, 2) << p.out;
+  EXPECT_NE(p.out.find("missing.onnx"), std::string::npos) << p.out;
+  std::ofstream(dir / "zoo2.toml") << "[defaults]\nbackend = \"onnx\"\n" << kLabels
+                                   << "[models.linear]\npath = \"" << kZoo << "linear.onnx\"\nmacs = 7840\n";
+  std::ofstream(dir / "junk.png") << "junk";
+  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() +
+          " --data " + (dir / "junk.png").string());
+  EXPECT_EQ(p.code, 2) << p.out;
+  EXPECT_NE(p.out.find("junk.png"), std::string::npos) << p.out;
+  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() +
+          " --data " + kF + "t10k-labels-idx1-ubyte.gz");
+  EXPECT_EQ(p.code, 2) << p.out;
+  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() +
+          " --data " + kF + "t10k-images-idx3-ubyte.gz --range 5:2");
+  EXPECT_EQ(p.code, 2) << p.out;
+  fs::remove_all(dir);
+}
+
+}  // namespace
