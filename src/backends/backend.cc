@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backends/backends.h"
+#include "backends/plugin.h"
 
 namespace coe {
 
@@ -37,11 +38,9 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,
   }
   if (kind == "recorded") return CreateRecordedBackend(spec, options);
   if (kind == "onnx") {
-#ifdef COE_HAVE_ONNX
-    return CreateOnnxBackend(spec, options);
-#else
-    return FailedPreconditionError("model '" + spec.name + "': this coe was built without the onnx backend");
-#endif
+    auto plugin = LoadOpenCvPlugin();
+    if (!plugin.ok()) return plugin.status().WithPrefix("model '" + spec.name + "'");
+    return (*plugin)->create_onnx(spec, options);
   }
   if (kind == "remote") {
 #ifdef COE_HAVE_REMOTE

@@ -215,6 +215,8 @@ struct Problem {
   // costs only): the least any tier whose top member is at p or later can cost.
   std::vector<std::vector<double>> suffix_min;
   std::vector<Word> all;          // every example
+  std::vector<int> all_words;     // 0 .. words-1
+  std::vector<Word> oracle;       // some model is right
   std::vector<double> total_cost; // by position: summed over every example
   std::vector<std::vector<Word>> model_correct;  // by position
   std::vector<MemberSet> sets;
@@ -285,7 +287,7 @@ class Searcher {
     c.depth = 1;
     c.correct = exit_correct;
     c.cost = set_cost;
-    Visit(c, s.mask, s.max_pos, 1, left);
+    Visit(c, s.mask, s.max_pos, 1, left, p_.all_words);
   }
 
   Frontier& frontier() { return frontier_; }
@@ -300,14 +302,15 @@ class Searcher {
 
   // Hot with per-example costs: compiled for AVX2 too, picked at run time.
   __attribute__((target_clones("avx2", "default")))
-  void MaskedCosts(const std::vector<Word>& reach, int count, std::vector<double>& mc) const {
+  void MaskedCosts(const std::vector<Word>& reach, const std::vector<int>& nz, int count,
+                   std::vector<double>& mc) const {
     if (!p_.per_example) {
       for (int q = 0; q < p_.num_models; ++q) mc[q] = count * p_.fixed[q];
       return;
     }
     std::fill(mc.begin(), mc.end(), 0.0);
     const int m = p_.num_models;
-    for (int w = 0; w < p_.words; ++w) {
+    for (int w : nz) {
       Word bits = reach[w];
       while (bits) {
         int i = w * 64 + std::countr_zero(bits);
@@ -335,25 +338,23 @@ class Searcher {
 
   // `c` holds the non-final tiers so far (c.depth of them); buf_[depth] is the reach
   // mask of the next tier, with `left` examples in it.
-  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left) {
+  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left,
+             const std::vector<int>& parent_nz) {
     const std::vector<Word>& reach = buf_[depth];
-    // Nonzero words only: examples are sorted easy-first, so deep reach masks are
-    // dense at the end and empty at the start.
+    // Nonzero words only (reach is valid on the parent's nonzero words): examples are
+    // sorted easy-first, so deep reach masks are dense at the end and empty at the start.
+    // The same pass bounds the accuracy any completion can reach: every reached example
+    // that some model gets right is answered right.
     std::vector<int>& nz = nz_[depth];
     nz.clear();
-    for (int w = 0; w < p_.words; ++w)
-      if (reach[w]) nz.push_back(w);
+    int ub = c.correct;
+    for (int w : parent_nz) {
+      if (!reach[w]) continue;
+      nz.push_back(w);
+      ub += std::popcount(reach[w] & p_.oracle[w]);
+    }
     if (p_.prune) {
-      // Best case: every reached example that some unused model gets right is answered
-      // right; least cost: one more tier holding only the cheapest usable top member.
-      std::vector<Word>& any = buf_[kMaxTiers];
-      for (int w : nz) any[w] = 0;
-      for (int q = 0; q < p_.num_models; ++q) {
-        if (used >> q & 1) continue;
-        for (int w : nz) any[w] |= p_.model_correct[q][w];
-      }
-      int ub = c.correct;
-      for (int w : nz) ub += std::popcount(reach[w] & any[w]);
+      // Least cost: one more tier holding only the cheapest usable top member.
       double lb = std::numeric_limits<double>::infinity();
       if (prev_max + 1 < p_.num_models) {
         if (!p_.per_example) {
@@ -370,7 +371,7 @@ class Searcher {
       if (frontier_.StrictlyDominates(ub, c.cost + lb)) return;
     }
     std::vector<double>& mc = mc_[depth];
-    MaskedCosts(reach, left, mc);
+    MaskedCosts(reach, nz, left, mc);
     const bool can_extend = depth + 1 < p_.max_tiers;
     for (int si = 0; si < static_cast<int>(p_.sets.size()); ++si) {
       const MemberSet& s = p_.sets[si];
@@ -388,7 +389,6 @@ class Searcher {
       for (int oi = 0; oi < static_cast<int>(s.options.size()); ++oi) {
         const Option& o = s.options[oi];
         int exit_correct = 0, next_left = 0;
-        std::fill(next.begin(), next.end(), 0);
         for (int w : nz) {
           Word e = reach[w] & o.exit[w];
           exit_correct += std::popcount(e & s.correct[w]);
@@ -400,7 +400,7 @@ class Searcher {
         child.depth = depth + 1;
         child.correct = c.correct + exit_correct;
         child.cost = c.cost + set_cost;
-        Visit(child, used | s.mask, s.max_pos, depth + 1, next_left);
+        Visit(child, used | s.mask, s.max_pos, depth + 1, next_left, nz);
       }
     }
   }
@@ -508,6 +508,8 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
   }
 
   p.all.assign(p.words, 0);
+  p.all_words.resize(p.words);
+  std::iota(p.all_words.begin(), p.all_words.end(), 0);
   p.total_cost.assign(p.num_models, 0.0);
   for (int q = 0; q < p.num_models; ++q)
     for (int i = 0; i < p.n; ++i) p.total_cost[q] += costs.Cost(models[q], order[i]);
@@ -523,6 +525,9 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     }
     p.model_correct.push_back(std::move(mcorr));
   }
+  p.oracle.assign(p.words, 0);
+  for (const auto& mc : p.model_correct)
+    for (int w = 0; w < p.words; ++w) p.oracle[w] |= mc[w];
   if (p.per_example) {
     p.suffix_min.assign(p.num_models + 1, std::vector<double>(p.n, std::numeric_limits<double>::infinity()));
     for (int q = p.num_models - 1; q >= 0; --q)

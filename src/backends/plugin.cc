@@ -1,0 +1,52 @@
+#include "backends/plugin.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+namespace coe {
+
+namespace fs = std::filesystem;
+
+StatusOr<const OpenCvPlugin*> LoadOpenCvPlugin() {
+  static std::once_flag once;
+  static OpenCvPlugin plugin;
+  static Status status;
+  std::call_once(once, [] {
+    const char* name = "libcoe_opencv.so";
+    std::vector<std::string> tried;
+    if (const char* dir = std::getenv("COE_PLUGIN_DIR")) tried.push_back((fs::path(dir) / name).string());
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) tried.push_back((exe.parent_path() / name).string());
+    tried.push_back((fs::path(COE_PLUGIN_INSTALL_DIR) / name).string());
+    std::string errors;
+    for (const std::string& path : tried) {
+      if (!fs::exists(path)) {
+        errors += "\n  " + path + ": no such file";
+        continue;
+      }
+      void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (!h) {
+        errors += "\n  " + path + ": " + dlerror();
+        continue;
+      }
+      auto entry = reinterpret_cast<void (*)(OpenCvPlugin*)>(dlsym(h, "coe_opencv_plugin_v1"));
+      if (!entry) {
+        errors += "\n  " + path + ": no entry point coe_opencv_plugin_v1";
+        continue;
+      }
+      entry(&plugin);
+      return;
+    }
+    status = FailedPreconditionError("the onnx backend and image input need " + std::string(name) +
+                                     " (built with COE_WITH_ONNX); tried:" + errors);
+  });
+  if (!status.ok()) return status;
+  return &plugin;
+}
+
+}  // namespace coe

@@ -1,0 +1,439 @@
+// Backend "remote": a model behind an Open Inference Protocol (KServe v2) REST endpoint:
+// another `coe serve`, Triton, KServe, MLServer.
+//
+// Catalogue: url = "http://host:port[/prefix]", remote_model (default: the member's
+// name), labels (required: answers are mapped to them), input_shape, timeout_ms, retries.
+//
+// Protocol: on first use (and after a 4xx) the backend reads the model's metadata
+// (GET /v2/models/{m}) for its input name and datatype (FP32 only) and its outputs:
+// "label" (BYTES) and "probabilities" (FP32) when present, else the first BYTES output
+// and an FP32 output with one value per label. Each Predict is then ONE
+// POST .../infer with all of its examples, asking for those outputs. Probability columns
+// follow the response's "labels" parameter (what coe serve sends) or else the
+// catalogue's label order; without a label output the answer is their argmax (softmax
+// first when they do not look like probabilities).
+//
+// Failures: an attempt fails on a transport error or timeout, on HTTP 429/5xx (both
+// retried: at most `retries` more attempts, exponential backoff 25 ms x 2^k with
+// jitter, at most 500 ms, or the server's Retry-After up to that cap) or on another
+// status or a malformed response (not retried). A failed call makes every example
+// of it abstain with `error` set. Each attempt's connect, send and receive are bounded
+// by timeout_ms, and a response still arriving past it is cancelled. After 3 failed
+// calls in a row the backend fails calls at once for 1 s (then tries again), so an
+// unreachable cloud costs an edge nothing but the fallback.
+//
+// Connections: kept alive, one httplib::Client per concurrent caller, pooled.
+// Stats: bytes_sent counts request bodies sent in full (an HTTP response or a read
+// error followed), bytes_received every response body (metadata too); HTTP headers
+// are not counted. Requests are not compressed ("Accept-Encoding: identity").
+#include <httplib.h>
+
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "backends/backends.h"
+#include "server/oip.h"
+
+namespace coe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+constexpr int kBreakerFailures = 3;
+constexpr auto kBreakerCooldown = std::chrono::seconds(1);
+constexpr int kBackoffBaseMs = 25, kBackoffCapMs = 500;
+
+std::string UrlEncode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+    else out += {'%', hex[c >> 4], hex[c & 15]};
+  }
+  return out;
+}
+
+// What the remote model takes and gives, from its metadata.
+struct Schema {
+  std::string input = "input";
+  std::string label_output, probs_output;
+};
+
+struct Attempt {
+  bool ok = false, retry = false;
+  int retry_after_ms = 0;
+  std::string error;
+  std::string body;  // the response body when ok
+};
+
+class RemoteBackend : public Backend {
+ public:
+  RemoteBackend(BackendInfo info, std::string host, std::string prefix, std::string model, double timeout_ms,
+                int retries)
+      : info_(std::move(info)), host_(std::move(host)), model_(std::move(model)),
+        base_(prefix + "/v2/models/" + UrlEncode(model_)),
+        timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))), retries_(retries) {}
+
+  const BackendInfo& info() const override { return info_; }
+
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    const int64_t n = batch.size();
+    out->assign(n, Prediction{});
+    stats_.calls++;
+    stats_.examples += n;
+    if (n == 0) return Status::Ok();
+    if (!info_.input_shape.empty() && batch.shape() != info_.input_shape) {
+      Abstain(out, "wrong input shape");
+      return InvalidArgumentError("model '" + info_.name + "' takes inputs of shape " +
+                                  oip::ShapeString(info_.input_shape) + ", got " + oip::ShapeString(batch.shape()));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (failures_ >= kBreakerFailures && Clock::now() < open_until_) {
+        stats_.errors++;
+        Abstain(out, "remote '" + info_.name + "' (" + host_ + base_ + "): " + std::to_string(failures_.load()) +
+                         " calls in a row failed; the next try is within 1 s");
+        return Status::Ok();
+      }
+    }
+    const std::string error = Call(batch, out);
+    if (!error.empty()) {
+      stats_.errors++;
+      Abstain(out, "remote '" + info_.name + "' (" + host_ + base_ + "): " + error);
+      if (failures_.fetch_add(1) + 1 >= kBreakerFailures) {
+        std::lock_guard<std::mutex> lock(mu_);
+        open_until_ = Clock::now() + kBreakerCooldown;
+      }
+      return Status::Ok();
+    }
+    failures_ = 0;
+    for (const Prediction& p : *out) stats_.abstentions += p.label == kAbstain;
+    return Status::Ok();
+  }
+
+ private:
+  void Abstain(std::vector<Prediction>* out, const std::string& why) {
+    for (Prediction& p : *out) p = Prediction{kAbstain, std::numeric_limits<float>::quiet_NaN(), {}, why};
+    stats_.abstentions += out->size();
+  }
+
+  // One whole call; "" on success (with *out filled), else why it failed.
+  std::string Call(const InputView& batch, std::vector<Prediction>* out) {
+    std::string error;
+    std::shared_ptr<const Schema> schema = GetSchema(&error);
+    if (!schema) return error;
+    std::vector<uint8_t> bad_value;
+    const std::string body = RequestBody(batch, *schema, &bad_value);
+    Attempt a = Send("POST", base_ + "/infer", body);
+    if (!a.ok) {
+      if (!a.retry) {
+        std::lock_guard<std::mutex> lock(mu_);
+        schema_.reset();  // the remote model may have changed: read its metadata again
+      }
+      return a.error;
+    }
+    error = Decode(a.body, batch.size(), *schema, out);
+    if (!error.empty()) return error;
+    for (int64_t i = 0; i < batch.size(); ++i)
+      if (bad_value[i]) (*out)[i] = Prediction{kAbstain, std::numeric_limits<float>::quiet_NaN(), {}, "input holds NaN or infinity"};
+    return "";
+  }
+
+  // The cached schema, or the metadata read now; null with *error set on failure.
+  std::shared_ptr<const Schema> GetSchema(std::string* error) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (schema_) return schema_;
+    }
+    Attempt a = Send("GET", base_, "");
+    if (!a.ok) {
+      *error = "metadata: " + a.error;
+      return nullptr;
+    }
+    json meta = json::parse(a.body, nullptr, /*allow_exceptions=*/false);
+    if (!meta.is_object()) {
+      *error = "metadata is not a JSON object";
+      return nullptr;
+    }
+    auto s = std::make_shared<Schema>();
+    auto str = [](const json& o, const char* k) -> std::string {
+      auto it = o.find(k);
+      return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+    };
+    auto inputs = meta.find("inputs");
+    if (inputs != meta.end() && inputs->is_array() && !inputs->empty() && (*inputs)[0].is_object()) {
+      const json& in = (*inputs)[0];
+      if (!str(in, "name").empty()) s->input = str(in, "name");
+      const std::string type = str(in, "datatype");
+      if (!type.empty() && type != "FP32") {
+        *error = "the remote model's input '" + s->input + "' takes " + type + "; coe sends FP32";
+        return nullptr;
+      }
+    }
+    auto outputs = meta.find("outputs");
+    if (outputs != meta.end() && outputs->is_array()) {
+      std::string first_bytes, scores;
+      for (const json& o : *outputs) {
+        if (!o.is_object()) continue;
+        const std::string name = str(o, "name"), type = str(o, "datatype");
+        if (type == "BYTES" && (name == "label" || first_bytes.empty())) first_bytes = name;
+        if (type == "FP32") {
+          auto shape = o.find("shape");
+          const bool per_label = shape != o.end() && shape->is_array() && !shape->empty() && shape->back().is_number_integer() &&
+                                 (shape->back().get<int64_t>() == -1 ||
+                                  shape->back().get<int64_t>() == static_cast<int64_t>(info_.labels.size()));
+          if (name == "probabilities" || (scores.empty() && per_label)) scores = name;
+        }
+      }
+      s->label_output = first_bytes;
+      s->probs_output = scores;
+    }
+    if (s->label_output.empty() && s->probs_output.empty()) {
+      *error = "the remote model has no BYTES label output nor an FP32 output with one value per label";
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    schema_ = s;
+    return s;
+  }
+
+  std::string RequestBody(const InputView& batch, const Schema& s, std::vector<uint8_t>* bad) const {
+    const int64_t n = batch.size();
+    const size_t per = n ? batch.data.size() / n : 0;
+    bad->assign(n, 0);
+    std::string b;
+    b.reserve(batch.data.size() * 4 + 200);
+    b += "{\"inputs\":[{\"name\":";
+    oip::AppendJsonString(&b, s.input);
+    b += ",\"datatype\":\"FP32\",\"shape\":[" + std::to_string(n);
+    for (int64_t d : batch.shape()) b += "," + std::to_string(d);
+    b += "],\"data\":[";
+    for (size_t i = 0; i < batch.data.size(); ++i) {
+      if (i) b += ',';
+      float v = batch.data[i];
+      if (!std::isfinite(v)) {
+        (*bad)[i / per] = 1;
+        v = 0;
+      }
+      oip::AppendFloat(&b, v);
+    }
+    b += "]}],\"outputs\":[";
+    bool first = true;
+    for (const std::string* o : {&s.label_output, &s.probs_output}) {
+      if (o->empty()) continue;
+      b += first ? "{\"name\":" : ",{\"name\":";
+      first = false;
+      oip::AppendJsonString(&b, *o);
+      b += "}";
+    }
+    return b + "]}";
+  }
+
+  // Sends one request with retries.
+  Attempt Send(const std::string& method, const std::string& path, const std::string& body) {
+    Attempt a;
+    for (int k = 0; k <= retries_; ++k) {
+      if (k > 0) {
+        thread_local std::mt19937 rng(std::random_device{}());
+        int ms = std::min(kBackoffCapMs, kBackoffBaseMs << std::min(k - 1, 10));
+        ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
+        ms = std::max(ms, std::min(a.retry_after_ms, kBackoffCapMs));
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      }
+      a = SendOnce(method, path, body);
+      if (a.ok || !a.retry) break;
+    }
+    return a;
+  }
+
+  Attempt SendOnce(const std::string& method, const std::string& path, const std::string& body) {
+    std::unique_ptr<httplib::Client> client = Lease();
+    const auto deadline = Clock::now() + timeout_;
+    httplib::Request req;
+    req.method = method;
+    req.path = path;
+    req.headers = {{"Accept-Encoding", "identity"}, {"Accept", "application/json"}};
+    if (method == "POST") {
+      req.headers.emplace("Content-Type", "application/json");
+      req.body = body;
+    }
+    req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    httplib::Response res;
+    httplib::Error err = httplib::Error::Success;
+    const bool sent = client->send(req, res, err);
+    Attempt a;
+    if (!sent) {
+      if (err == httplib::Error::Read || err == httplib::Error::Canceled) stats_.bytes_sent += body.size();
+      a.retry = true;
+      a.error = err == httplib::Error::Canceled ? "timed out after " + std::to_string(timeout_.count() / 1000) + " ms"
+                                                : "HTTP " + method + " failed: " + httplib::to_string(err);
+      return a;  // the client is dropped: its connection may be broken
+    }
+    stats_.bytes_sent += body.size();
+    stats_.bytes_received += res.body.size();
+    Return(std::move(client));
+    if (res.status == 200) {
+      a.ok = true;
+      a.body = std::move(res.body);
+      return a;
+    }
+    a.retry = res.status == 429 || res.status >= 500;
+    if (res.has_header("Retry-After")) {
+      const std::string v = res.get_header_value("Retry-After");
+      if (!v.empty() && v.size() < 6 && v.find_first_not_of("0123456789") == std::string::npos)
+        a.retry_after_ms = std::stoi(v) * 1000;
+    }
+    std::string detail = res.body.substr(0, 300);
+    json j = json::parse(res.body, nullptr, false);
+    if (j.is_object() && j.contains("error") && j["error"].is_string()) detail = j["error"].get<std::string>();
+    a.error = "HTTP " + std::to_string(res.status) + " from " + method + " " + path + ": " + detail;
+    return a;
+  }
+
+  // Fills *out from an infer response; "" or why the response is unusable.
+  std::string Decode(const std::string& body, int64_t n, const Schema& s, std::vector<Prediction>* out) const {
+    oip::Message m;
+    Status st = oip::ParseMessage(body, &m);
+    if (!st.ok()) return "bad response: " + st.message();
+    const oip::Tensor* label = nullptr;
+    const oip::Tensor* probs = nullptr;
+    for (const oip::Tensor& t : m.outputs) {
+      if (!s.label_output.empty() && t.name == s.label_output) label = &t;
+      if (!s.probs_output.empty() && t.name == s.probs_output) probs = &t;
+    }
+    if (!label && !probs) return "the response lacks the outputs asked for";
+    if (label && label->strings.size() != static_cast<size_t>(n))
+      return "output '" + label->name + "' has " + std::to_string(label->strings.size()) + " labels for " +
+             std::to_string(n) + " examples";
+    const int num_labels = static_cast<int>(info_.labels.size());
+    std::vector<int> column;  // remote probability column -> our label index (or -1)
+    if (probs) {
+      if (probs->numbers.empty() || probs->numbers.size() % n != 0)
+        return "output '" + probs->name + "' has " + std::to_string(probs->numbers.size()) + " values for " +
+               std::to_string(n) + " examples";
+      const size_t c = probs->numbers.size() / n;
+      auto it = m.parameters.find("labels");
+      json names = it == m.parameters.end() ? json() : json::parse(it->second, nullptr, false);
+      if (names.is_array() && names.size() == c) {
+        for (const json& name : names) {
+          const auto f = name.is_string() ? std::find(info_.labels.begin(), info_.labels.end(), name.get<std::string>())
+                                          : info_.labels.end();
+          column.push_back(f == info_.labels.end() ? -1 : static_cast<int>(f - info_.labels.begin()));
+        }
+      } else if (c == static_cast<size_t>(num_labels)) {
+        for (int l = 0; l < num_labels; ++l) column.push_back(l);
+      } else {
+        return "output '" + probs->name + "' has " + std::to_string(c) + " values per example, the catalogue lists " +
+               std::to_string(num_labels) + " labels";
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      Prediction& p = (*out)[i];
+      if (probs) {
+        const size_t c = column.size();
+        std::vector<float> row(probs->numbers.begin() + i * c, probs->numbers.begin() + (i + 1) * c);
+        double sum = 0;
+        bool negative = false;
+        for (float v : row) sum += v, negative |= v < 0;
+        if (!label && (negative || std::fabs(sum - 1) > 1e-3)) {
+          std::vector<float> soft;
+          SoftmaxArgmax(row, &soft);
+          row = std::move(soft);
+        }
+        p.probs.assign(num_labels, 0.0f);
+        for (size_t l = 0; l < c && l < row.size(); ++l)
+          if (column[l] >= 0) p.probs[column[l]] = row[l];
+        if (!label) {
+          const auto best = std::max_element(p.probs.begin(), p.probs.end());
+          p.label = best != p.probs.end() && *best > 0 ? static_cast<int>(best - p.probs.begin()) : kAbstain;
+        }
+      }
+      if (label) {
+        const std::string& name = label->strings[i];
+        const auto f = std::find(info_.labels.begin(), info_.labels.end(), name);
+        if (name.empty()) p.error = "the remote model gave no answer";
+        else if (f == info_.labels.end()) p.error = "the remote model answered '" + name + "', not a catalogue label";
+        else p.label = static_cast<int>(f - info_.labels.begin());
+      }
+      if (p.label == kAbstain) {
+        p.probs.clear();
+        if (p.error.empty()) p.error = "the remote model gave no usable scores";
+      } else if (!p.probs.empty()) {
+        p.score = p.probs[p.label];
+      }
+    }
+    return "";
+  }
+
+  std::unique_ptr<httplib::Client> Lease() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!pool_.empty()) {
+        auto c = std::move(pool_.back());
+        pool_.pop_back();
+        return c;
+      }
+    }
+    auto c = std::make_unique<httplib::Client>(host_);
+    c->set_keep_alive(true);
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout_);
+    c->set_connection_timeout(us);
+    c->set_read_timeout(us);
+    c->set_write_timeout(us);
+    c->set_decompress(false);
+    return c;
+  }
+  void Return(std::unique_ptr<httplib::Client> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pool_.size() < 64) pool_.push_back(std::move(c));
+  }
+
+  const BackendInfo info_;
+  const std::string host_, model_, base_;
+  const std::chrono::microseconds timeout_;
+  const int retries_;
+  std::atomic<int> failures_{0};  // failed calls in a row
+  std::mutex mu_;                 // guards the members below
+  Clock::time_point open_until_{};
+  std::shared_ptr<const Schema> schema_;
+  std::vector<std::unique_ptr<httplib::Client>> pool_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, const BackendOptions&) {
+  const std::string what = "model '" + spec.name + "': ";
+  if (spec.url.empty()) return InvalidArgumentError(what + "the remote backend needs a url");
+  const size_t scheme_end = spec.url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : spec.url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https")
+    return InvalidArgumentError(what + "url '" + spec.url + "' must start with http:// or https://");
+  const size_t path = spec.url.find('/', scheme_end + 3);
+  const std::string host = spec.url.substr(0, path);
+  std::string prefix = path == std::string::npos ? "" : spec.url.substr(path);
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  if (host.size() <= scheme_end + 3) return InvalidArgumentError(what + "url '" + spec.url + "' names no host");
+  if (!httplib::Client(host).is_valid())
+    return InvalidArgumentError(what + "url '" + spec.url + "' is not a valid http(s) address");
+  if (spec.labels.empty())
+    return InvalidArgumentError(what + "the remote backend needs the model's labels in the catalogue");
+  if (!(spec.timeout_ms > 0) || !std::isfinite(spec.timeout_ms))
+    return InvalidArgumentError(what + "timeout_ms must be positive");
+  if (spec.retries < 0 || spec.retries > 10) return InvalidArgumentError(what + "retries must be in [0, 10]");
+  BackendInfo info;
+  info.name = spec.name;
+  info.kind = "remote";
+  info.labels = spec.labels;
+  info.input_shape = spec.input_shape;
+  info.gives_probabilities = true;
+  return std::unique_ptr<Backend>(new RemoteBackend(std::move(info), host, prefix,
+                                                    spec.remote_model.empty() ? spec.name : spec.remote_model,
+                                                    spec.timeout_ms, spec.retries));
+}
+
+}  // namespace coe
