@@ -42,12 +42,16 @@ StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
       else return InvalidArgumentError("--link: bandwidth unit '" + unit + "' (use bit, kbit, Mbit, Gbit)");
       link.bandwidth_bits_per_s = *num * mult;
       if (link.bandwidth_bits_per_s <= 0) return InvalidArgumentError("--link: bandwidth must be > 0");
+      if (!std::isfinite(link.bandwidth_bits_per_s))
+        return InvalidArgumentError("--link: '" + item + "': bandwidth out of range");
       have_bw = true;
     } else if (key == "rtt") {
       if (unit == "ms" || unit.empty()) link.rtt_ms = *num;
       else if (unit == "s") link.rtt_ms = *num * 1000;
       else if (unit == "us") link.rtt_ms = *num / 1000;
       else return InvalidArgumentError("--link: rtt unit '" + unit + "' (use us, ms, s)");
+      if (!std::isfinite(link.rtt_ms))
+        return InvalidArgumentError("--link: '" + item + "': rtt out of range");
       have_rtt = true;
     } else {
       return InvalidArgumentError("--link: unknown key '" + key + "' (expected bandwidth, rtt)");
@@ -100,6 +104,10 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
       std::optional<double> x = tv.value<double>();
       if (!x || !std::isfinite(*x) || *x <= 0)
         return InvalidArgumentError(where + ": throughput on '" + gpu + "' must be a positive number");
+      // The cost per example, usd_per_hour / (3600 throughput), must be a finite number.
+      if (!std::isfinite(c.usd_per_hour[gpu] / (3600.0 * *x)))
+        return InvalidArgumentError(where + ": throughput on '" + gpu + "' is too small for " +
+                                    "its usd_per_hour (the cost per example overflows)");
       m.throughput[gpu] = *x;
     }
     if (auto pin = (*t)["pin"].value<std::string>()) {
@@ -213,6 +221,12 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
     if (!t.is_per_example()) { t.mean[m] = t.fixed[m]; continue; }
     double sum = 0;
     for (int i = 0; i < t.num_examples; ++i) sum += t.Cost(m, i);
+    if (!std::isfinite(sum)) {  // finite costs whose sum overflows: average as we go
+      sum = 0;
+      for (int i = 0; i < t.num_examples; ++i) sum += t.Cost(m, i) / t.num_examples;
+      t.mean[m] = sum;
+      continue;
+    }
     t.mean[m] = sum / t.num_examples;
   }
   // Deployment figures.

@@ -67,7 +67,7 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v,
     if (!a) return bad("expected an array of positive integers");
     m.input_shape.clear();
     for (const toml::node& e : *a) {
-      auto d = e.value<int64_t>();
+      std::optional<int64_t> d = TomlInteger(e);
       if (!d || *d <= 0) return bad("expected an array of positive integers");
       m.input_shape.push_back(*d);
     }
@@ -152,6 +152,10 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
       double elems = 1;
       for (int64_t d : m.input_shape) elems *= static_cast<double>(d);
       m.input_bytes = 4 * elems;  // FP32 on the wire
+      if (!std::isfinite(m.input_bytes)) {
+        return InvalidArgumentError(where + ": model '" + m.name +
+                                    "': key 'input_shape': too many elements (set input_bytes)");
+      }
     }
     cat.models.push_back(std::move(m));
   }

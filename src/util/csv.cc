@@ -11,7 +11,11 @@ StatusOr<std::vector<Row>> Parse(std::string_view text, const std::string& sourc
   while (i < n) {
     // Skip blank lines.
     if (text[i] == '\n') { ++line; ++i; continue; }
-    if (text[i] == '\r' && i + 1 < n && text[i + 1] == '\n') { ++line; i += 2; continue; }
+    if (text[i] == '\r') {  // CRLF, or a lone CR, which ends a row too (see below)
+      ++line;
+      i += (i + 1 < n && text[i + 1] == '\n') ? 2 : 1;
+      continue;
+    }
     Row row;
     row.line = line;
     std::string field;

@@ -17,8 +17,8 @@ struct Row {
 };
 
 // Splits `text` into rows. Quoted fields may hold commas, quotes ("") and newlines;
-// CRLF and LF line ends are accepted; a UTF-8 byte-order mark is skipped; blank lines
-// are skipped. Errors (an unterminated quote, text after a closing quote) name
+// CRLF, LF and lone CR line ends are accepted; a UTF-8 byte-order mark is skipped; blank
+// lines are skipped. Errors (an unterminated quote, text after a closing quote) name
 // `source` and the line.
 StatusOr<std::vector<Row>> Parse(std::string_view text, const std::string& source);
 

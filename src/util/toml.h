@@ -7,13 +7,309 @@
 #define TOML_HEADER_ONLY 1  // Debian's shared build has exceptions on; use the headers
 #include <toml++/toml.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "coe/status.h"
 
 namespace coe {
 
+namespace toml_internal {
+
+// Decodes the UTF-8 sequence at text[i] into *cp; returns its length, 0 when invalid.
+inline size_t DecodeUtf8(std::string_view text, size_t i, char32_t* cp) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
+  }
+  size_t len = 0;
+  char32_t v = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    v = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    v = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    v = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > text.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (b(i + k) & 0x3F);
+  }
+  if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
+      (v >= 0xD800 && v <= 0xDFFF)) {
+    return 0;  // overlong, out of range or a surrogate
+  }
+  *cp = v;
+  return len;
+}
+
+inline std::string CodepointName(char32_t cp) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
+  return buf;
+}
+
+// toml++ 3.3.0 (Debian 12) reaches TOML_UNREACHABLE, i.e. undefined behaviour, when it
+// asks whether certain non-ASCII code points are whitespace (U+00A1-U+0499,
+// U+2F6E-U+3367, U+FEFE; upstream issues marzer/tomlplusplus#190 and #295). It asks
+// only about characters outside strings and comments, and in a multi-line basic string
+// about the character after a backslash and the first one after a line-ending
+// backslash. Outside strings that includes a bare value's characters up to a value
+// terminator, quotes included (`x = 1"\u00e9"` is scanned as one bad value). So before
+// toml++ sees the text:
+//  - invalid UTF-8 is an error;
+//  - a non-ASCII character outside strings and comments (never valid TOML) is an error;
+//  - in a multi-line basic string, a backslash before a non-ASCII character (never a
+//    valid escape) is an error, and so is one followed by spaces and then a non-ASCII
+//    character on the same line;
+//  - the first character after a line-ending backslash and its line break(s), when
+//    non-ASCII, is rewritten as the equivalent \uXXXX / \UXXXXXXXX escape (valid TOML,
+//    same value). Then *rewritten holds the text to parse; otherwise it is left empty.
+// Returns OK or an InvalidArgument naming source:line:column.
+inline Status PrecheckToml(std::string_view text, const std::string& source,
+                           std::string* rewritten) {
+  enum class State { kBare, kComment, kBasic, kMlBasic, kLiteral, kMlLiteral };
+  State state = State::kBare;
+  size_t line = 1, col = 1;
+  size_t i = 0;
+  size_t copied = 0;  // when rewriting: text[0, copied) is already in *rewritten
+  bool rewriting = false;
+  // Where toml++ is outside strings: expecting a key (or a [header]) or a value; inside
+  // which brackets ('[' array, '{' inline table, 'h' header); inside a bare value.
+  bool expect_key = true;
+  bool in_token = false;
+  std::string token;        // the bare value's first characters, underscores left out
+  bool force_next = false;  // the next character belongs to the bare value, whatever it is
+  std::string nesting;
+  size_t arrays = 0;  // '[' in nesting
+  rewritten->clear();
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") i = 3;  // toml++ skips a byte-order mark
+  auto error = [&](const std::string& what) {
+    return InvalidArgumentError(source + ":" + std::to_string(line) + ":" + std::to_string(col) +
+                                ": " + what);
+  };
+  auto starts = [&](size_t at, std::string_view s) { return text.substr(at, s.size()) == s; };
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  // Skips the run of `q` quote characters at i that closes a multi-line string: toml++
+  // reads up to five, the last three being the delimiter.
+  auto close_multi_line = [&](char q) {
+    size_t n = 3;
+    while (n < 5 && i + n < text.size() && text[i + n] == q) ++n;
+    i += n;
+    col += n;
+    state = State::kBare;
+  };
+
+  while (i < text.size()) {
+    char32_t cp = 0;
+    const size_t len = DecodeUtf8(text, i, &cp);
+    if (len == 0) return error("invalid UTF-8");
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      col = 1;
+      ++i;
+      // An unterminated single-line string is toml++'s to report.
+      if (state == State::kComment || state == State::kBasic || state == State::kLiteral)
+        state = State::kBare;
+      if (state == State::kBare && force_next) {
+        force_next = false;  // see the date-time case below
+        continue;
+      }
+      if (state == State::kBare) {
+        in_token = false;
+        // A line break ends a key = value pair, except inside an array.
+        if (arrays == 0) {
+          nesting.clear();
+          expect_key = true;
+        }
+      }
+      continue;
+    }
+    switch (state) {
+      case State::kBare:
+        if (cp >= 0x80) {
+          return error("unexpected character " + CodepointName(cp) +
+                       " (outside strings and comments TOML allows only ASCII)");
+        }
+        if (force_next) {
+          force_next = false;
+          break;
+        }
+        if (in_token) {
+          // toml++ scans a bare value up to a value terminator, quotes and brackets
+          // included, asking of each character whether it is whitespace.
+          if (c != ' ' && c != '\t' && c != '\r' && c != ']' && c != '}' && c != ',' && c != '#') {
+            if (c != '_' && token.size() < 11) token.push_back(c);
+            break;
+          }
+          // A date and a space then a digit may be a date-time with a space for 'T':
+          // toml++ reads on, taking the space, the digit and the next character
+          // unchecked, then scans up to a terminator again.
+          if (c == ' ' && token.size() == 10 && token[4] == '-' && token[7] == '-' &&
+              i + 1 < text.size() && text[i + 1] >= '0' && text[i + 1] <= '9') {
+            token.push_back(' ');
+            force_next = true;
+            i += 2;
+            col += 2;
+            continue;
+          }
+          in_token = false;
+        }
+        if (c == '#') {
+          state = State::kComment;
+        } else if (c == '"' || c == '\'') {
+          const bool multi = starts(i, c == '"' ? "\"\"\"" : "'''");
+          if (multi) {
+            state = c == '"' ? State::kMlBasic : State::kMlLiteral;
+            i += 3;
+            col += 3;
+            continue;
+          }
+          state = c == '"' ? State::kBasic : State::kLiteral;
+        } else if (c == '=') {
+          if (expect_key) expect_key = false;
+          else in_token = true, token.clear();
+        } else if (c == '[') {
+          if (!expect_key) {
+            nesting.push_back('[');
+            ++arrays;
+          } else if (nesting.empty()) {
+            nesting.push_back('h');  // a [table] or [[array of tables]] header
+            if (starts(i, "[[")) {
+              i += 2;
+              col += 2;
+              continue;
+            }
+          }
+        } else if (c == ']') {
+          if (!nesting.empty() && nesting.back() != '{') {
+            arrays -= nesting.back() == '[';
+            nesting.pop_back();
+          }
+        } else if (c == '{') {
+          if (!expect_key) {
+            nesting.push_back('{');
+            expect_key = true;
+          }
+        } else if (c == '}') {
+          if (!nesting.empty() && nesting.back() == '{') nesting.pop_back();
+          expect_key = false;
+        } else if (c == ',') {
+          expect_key = !nesting.empty() && nesting.back() == '{';
+        } else if (c != ' ' && c != '\t' && c != '\r' && !expect_key) {
+          in_token = true;  // a bare value: number, date, boolean, inf, nan (or junk)
+          token.assign(c == '_' ? 0 : 1, c);
+        }
+        break;
+      case State::kComment:
+        break;
+      case State::kBasic:
+        if (c == '"') {
+          state = State::kBare;
+        } else if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+          // Skip the escaped character, so that an escaped quote does not close the
+          // string. (A non-ASCII one is an invalid escape toml++ reports cleanly.)
+          char32_t next = 0;
+          const size_t next_len = DecodeUtf8(text, i + 1, &next);
+          if (next_len == 0) {
+            ++col;
+            return error("invalid UTF-8");
+          }
+          i += 1 + next_len;
+          col += 2;
+          continue;
+        }
+        break;
+      case State::kMlBasic:
+        if (starts(i, "\"\"\"")) {
+          close_multi_line('"');
+          continue;
+        }
+        if (c == '\\' && i + 1 < text.size()) {
+          if (static_cast<unsigned char>(text[i + 1]) >= 0x80) {
+            ++col;
+            return error("invalid escape sequence (a backslash before a non-ASCII character)");
+          }
+          if (!is_space(text[i + 1])) {  // an ordinary escape: skip '\' and its character
+            i += 2;
+            col += 2;
+            continue;
+          }
+          // A line-ending backslash: toml++ skips the whitespace and line breaks after
+          // it, then asks whether the next character is whitespace.
+          size_t j = i + 1;
+          bool saw_line_break = false;
+          ++col;
+          while (j < text.size() && is_space(text[j])) {
+            if (text[j] == '\n') {
+              saw_line_break = true;
+              ++line;
+              col = 1;
+            } else {
+              ++col;
+            }
+            ++j;
+          }
+          i = j;
+          if (j < text.size() && static_cast<unsigned char>(text[j]) >= 0x80) {
+            char32_t first = 0;
+            const size_t first_len = DecodeUtf8(text, j, &first);
+            if (first_len == 0) return error("invalid UTF-8");
+            if (!saw_line_break) {
+              return error(
+                  "line-ending backslashes must be the last non-whitespace character on the line");
+            }
+            rewriting = true;
+            rewritten->append(text.substr(copied, j - copied));
+            char buf[16];
+            if (first > 0xFFFF)
+              std::snprintf(buf, sizeof buf, "\\U%08X", static_cast<unsigned>(first));
+            else
+              std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(first));
+            rewritten->append(buf);
+            copied = j + first_len;
+            i = copied;
+            ++col;
+          }
+          continue;
+        }
+        break;
+      case State::kLiteral:
+        if (c == '\'') state = State::kBare;
+        break;
+      case State::kMlLiteral:
+        if (starts(i, "'''")) {
+          close_multi_line('\'');
+          continue;
+        }
+        break;
+    }
+    i += len;
+    ++col;
+  }
+  if (rewriting) rewritten->append(text.substr(copied));
+  return Status::Ok();
+}
+
+}  // namespace toml_internal
+
 inline StatusOr<toml::table> ParseToml(std::string_view text, const std::string& source) {
+  std::string rewritten;
+  COE_RETURN_IF_ERROR(toml_internal::PrecheckToml(text, source, &rewritten));
+  if (!rewritten.empty()) text = rewritten;
   toml::parse_result r = toml::parse(text, source);
   if (!r) {
     const toml::parse_error& e = r.error();
@@ -22,6 +318,21 @@ inline StatusOr<toml::table> ParseToml(std::string_view text, const std::string&
                                 std::string(e.description()));
   }
   return std::move(r).table();
+}
+
+// The node as an integer: an integer, or a float with an integral value in int64_t's
+// range (as toml++'s value<int64_t>() would give, which in 3.3.0 casts out-of-range
+// floats to int64_t: undefined behaviour). Nothing for anything else.
+inline std::optional<int64_t> TomlInteger(const toml::node& n) {
+  if (const auto* i = n.as_integer()) return i->get();
+  if (const auto* f = n.as_floating_point()) {
+    const double d = f->get();
+    // [-2^63, 2^63): every integral double here converts exactly.
+    if (std::isfinite(d) && d == std::floor(d) && d >= -9223372036854775808.0 &&
+        d < 9223372036854775808.0)
+      return static_cast<int64_t>(d);
+  }
+  return std::nullopt;
 }
 
 inline std::string TomlWhere(const std::string& source, const toml::node& n) {
