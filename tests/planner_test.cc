@@ -268,8 +268,18 @@ TEST(Planner, Goals) {
     best_single = std::max(best_single, EvaluateCascade(single, rec, costs)->correct);
   }
   EXPECT_GE(best->chosen.correct, best_single);
-  for (const OperatingPoint& p : best->frontier)
-    if (p.correct >= best_single) EXPECT_GE(p.cost, best->chosen.cost);
+
+  // The non-inferiority test: b - c >= z sqrt(b + c) against the best single model.
+  EXPECT_GE(best->wins_over_best - best->losses_to_best,
+            1.645 * std::sqrt(static_cast<double>(best->wins_over_best + best->losses_to_best)) - 1e-9);
+  PlannerOptions plain = opt;
+  plain.match_best_z = 0;
+  auto cheap = Plan(rec, costs, Goal{}, plain);
+  ASSERT_TRUE(cheap.ok());
+  EXPECT_LE(cheap->chosen.cost, best->chosen.cost);  // z = 0 is the least-cost match
+  EXPECT_GE(cheap->chosen.correct, best_single);
+  for (const OperatingPoint& p : cheap->frontier)
+    if (p.correct >= best_single) EXPECT_GE(p.cost, cheap->chosen.cost);
 
   auto budget = Plan(rec, costs, *Goal::Parse("budget=" + std::to_string(best->chosen.cost / 2)), opt);
   ASSERT_TRUE(budget.ok());

@@ -16,6 +16,7 @@ namespace {
 struct PlanFlags {
   std::string calib, test, models, goal = "match-best", rules, out;
   int max_tiers = 3, max_members = 3, score_grid = 8, threads = 0;
+  double match_best_z = 1.645;
   std::vector<std::string> subset;
   bool json = false, no_prune = false;
   RecordingsReadOptions read;
@@ -43,6 +44,7 @@ int RunPlan(const PlanFlags& f) {
   opt.prune = !f.no_prune;
   opt.threads = f.threads;
   opt.models = f.subset;
+  opt.match_best_z = f.match_best_z;
   if (!f.rules.empty()) {
     auto r = ParseRuleKinds(f.rules);
     if (!r.ok()) return Fail(cmd, r.status());
@@ -139,6 +141,10 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_option("--only", pf->subset, "search only these models (repeat or comma list)")
       ->delimiter(',');
   plan->add_option("--threads", pf->threads, "search threads (default: the cores)");
+  plan->add_option("--match-z", pf->match_best_z,
+                   "match-best: the cascade must beat the best single model on the examples where "
+                   "they differ by z standard errors (one-sided McNemar); 0 = plain accuracy")
+      ->capture_default_str();
   plan->add_flag("--no-prune", pf->no_prune, "evaluate every cascade (same result, slower)");
   plan->add_option("--out", pf->out, "write the chosen cascade (TOML)");
   plan->add_flag("--json", pf->json, "print the report as JSON");

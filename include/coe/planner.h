@@ -70,6 +70,13 @@ struct PlannerOptions {
   bool prune = true;
   int threads = 0;  // 0 = the hardware's
   std::vector<std::string> models;  // restrict the search to these (empty = all)
+  // match-best only: the chosen cascade must also beat the best single model on the
+  // calibration examples where the two differ by at least z standard errors: with b
+  // examples only the cascade gets right and c only the single model gets right,
+  // b - c >= z * sqrt(b + c) (a one-sided McNemar test). Picking the cheapest of
+  // millions of candidates flatters its calibration accuracy; z = 1.645
+  // (one-sided 95%, the default) guards against that; 0 compares accuracies only.
+  double match_best_z = 1.645;
   // Called now and then with the fraction of the search done.
   std::function<void(double)> progress;
 };
@@ -87,6 +94,8 @@ struct PlanResult {
   bool goal_met = true;       // false: no cascade meets the goal; chosen = the nearest
   double target_accuracy = 0; // for match-best and accuracy=X
   std::string best_single;    // the most accurate single model on calibration
+  // match-best with match_best_z > 0: the chosen point's b and c (see PlannerOptions).
+  int wins_over_best = 0, losses_to_best = 0;
   uint64_t space_size = 0;    // cascades in the search space (after deduplication)
   uint64_t evaluated = 0;     // cascades evaluated one by one (the rest were pruned)
   unsigned rules = 0;         // the rule kinds searched

@@ -17,6 +17,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "coe/evaluate.h"
 #include "util/numbers.h"
 
 namespace coe {
@@ -716,6 +717,34 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
   const OperatingPoint* chosen =
       ChooseOperatingPoint(result.frontier, goal, result.labeled, best_correct, &result.goal_met);
   if (!chosen) return InternalError("the search found no cascade");
+  if (goal.kind == Goal::Kind::kMatchBest && options.match_best_z > 0) {
+    // Walk the frontier from the first point that matches the best single model and
+    // take the first that also passes the non-inferiority test (the best single model
+    // itself, or a point dominating it, always does: b = c = 0 or b - c >= 0 ... and
+    // the walk ends at the most accurate point at worst).
+    CascadeSpec single;
+    single.tiers.push_back(TierSpec{{result.best_single}, {}});
+    std::vector<ExampleOutcome> single_out, out;
+    COE_ASSIGN_OR_RETURN(EvalResult unused, EvaluateCascade(single, calib, costs, &single_out));
+    (void)unused;
+    for (const OperatingPoint& p : result.frontier) {
+      if (p.correct < best_correct) continue;
+      COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(p.cascade, calib, costs, &out));
+      (void)r;
+      int b = 0, c = 0;
+      for (int i = 0; i < calib.num_examples(); ++i) {
+        const int t = calib.truth[i];
+        if (t == kAbstain) continue;
+        const bool cascade_right = out[i].answer == t, single_right = single_out[i].answer == t;
+        b += cascade_right && !single_right;
+        c += single_right && !cascade_right;
+      }
+      chosen = &p;
+      result.wins_over_best = b;
+      result.losses_to_best = c;
+      if (b - c >= options.match_best_z * std::sqrt(static_cast<double>(b + c)) - 1e-9) break;
+    }
+  }
   result.chosen = *chosen;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
