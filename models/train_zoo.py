@@ -5,6 +5,8 @@ Usage (from the repository root):
     /usr/bin/python3 models/train_zoo.py            # full run, writes models/zoo/
     /usr/bin/python3 models/train_zoo.py --bench    # time one training step per model
     /usr/bin/python3 models/train_zoo.py --only mlp32,cnn8_16   # retrain a subset
+    /usr/bin/python3 models/train_zoo.py --only vgg_small       # add the optional VGG
+    /usr/bin/python3 models/train_zoo.py --verify-only  # re-check ONNX in OpenCV, re-time
 
 Needs Debian's python3-torch, python3-onnx and python3-numpy (scripts/install-deps.sh
 --with-training); python3-opencv is optional and used to verify the exported models

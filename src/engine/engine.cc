@@ -178,9 +178,15 @@ StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& opti
     const int m = static_cast<int>(active.size());
     std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
     std::vector<std::function<void()>> tasks;
+    // Enough tasks to keep every thread busy even when few examples reach the tier
+    // (deep tiers get small batches), none larger than the configured chunk.
+    const int threads = im.pool->size();
+    const int members = static_cast<int>(tier.size());
+    const int num_chunks = std::max((m + im.chunk - 1) / im.chunk, (threads + members - 1) / members);
+    const int chunk = std::max(1, (m + num_chunks - 1) / num_chunks);
     for (size_t j = 0; j < tier.size(); ++j) {
-      for (int b = 0; b < m; b += im.chunk) {
-        const int e = std::min(m, b + im.chunk);
+      for (int b = 0; b < m; b += chunk) {
+        const int e = std::min(m, b + chunk);
         tasks.push_back([&, j, b, e] {
           const Member& mem = im.members[tier[j]];
           std::vector<Prediction> got;
