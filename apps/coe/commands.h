@@ -11,6 +11,7 @@
 namespace coe::app {
 void AddPlanCommands(CLI::App& app);
 void AddLiveCommands(CLI::App& app);
+void AddServeCommands(CLI::App& app);  // coe serve (cmd_serve.cc)
 // The tiers of a cascade as JSON (members, min_agreement, min_score).
 nlohmann::json TierSpecsJson(const CascadeSpec& spec);
 }  // namespace coe::app

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "coe 0.1.0");
   coe::app::AddPlanCommands(app);
   coe::app::AddLiveCommands(app);
+  coe::app::AddServeCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

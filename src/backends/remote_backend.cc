@@ -210,8 +210,12 @@ class RemoteBackend : public Backend {
     b.reserve(batch.data.size() * 4 + 200);
     b += "{\"inputs\":[{\"name\":";
     oip::AppendJsonString(&b, s.input);
-    b += ",\"datatype\":\"FP32\",\"shape\":[" + std::to_string(n);
-    for (int64_t d : batch.shape()) b += "," + std::to_string(d);
+    b += ",\"datatype\":\"FP32\",\"shape\":[";
+    b += std::to_string(n);
+    for (int64_t d : batch.shape()) {
+      b += ',';
+      b += std::to_string(d);
+    }
     b += "],\"data\":[";
     for (size_t i = 0; i < batch.data.size(); ++i) {
       if (i) b += ',';
@@ -270,8 +274,15 @@ class RemoteBackend : public Backend {
     if (!sent) {
       if (err == httplib::Error::Read || err == httplib::Error::Canceled) stats_.bytes_sent += body.size();
       a.retry = true;
-      a.error = err == httplib::Error::Canceled ? "timed out after " + std::to_string(timeout_.count() / 1000) + " ms"
-                                                : "HTTP " + method + " failed: " + httplib::to_string(err);
+      const std::string ms = std::to_string(timeout_.count() / 1000) + " ms";
+      switch (err) {
+        case httplib::Error::Connection: a.error = "cannot connect (refused or unreachable)"; break;
+        case httplib::Error::ConnectionTimeout: a.error = "no connection within " + ms; break;
+        case httplib::Error::Canceled: a.error = "the response took longer than " + ms; break;
+        case httplib::Error::Read: a.error = "no response within " + ms + ", or the connection broke"; break;
+        case httplib::Error::Write: a.error = "sending the request failed"; break;
+        default: a.error = "HTTP " + method + " failed: " + httplib::to_string(err);
+      }
       return a;  // the client is dropped: its connection may be broken
     }
     stats_.bytes_sent += body.size();
@@ -381,6 +392,7 @@ class RemoteBackend : public Backend {
     }
     auto c = std::make_unique<httplib::Client>(host_);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout_);
     c->set_connection_timeout(us);
     c->set_read_timeout(us);

@@ -1,0 +1,97 @@
+// `coe serve`: a cascade (and each of its members) over the Open Inference Protocol.
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <pthread.h>
+
+#include "commands.h"
+#include "common.h"
+
+#ifdef COE_HAVE_SERVER
+#include "coe/server.h"
+#endif
+
+namespace coe::app {
+
+namespace {
+
+struct ServeFlags {
+  std::string cascade, models, host = "127.0.0.1", name;
+  int port = 8000, threads = 0, max_inflight = 64;
+  double max_body_mb = 32;
+  bool json_log = false, quiet = false;
+};
+
+int RunServe(const ServeFlags& f) {
+  const char* cmd = "serve";
+#ifndef COE_HAVE_SERVER
+  (void)f;
+  return Fail(cmd, FailedPreconditionError("this coe was built without the server (COE_WITH_SERVER=OFF)"));
+#else
+  // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken by
+  // sigwait below: a clean stop, not a handler racing the workers.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto spec = ReadCascade(f.cascade);
+  if (!spec.ok()) return Fail(cmd, spec.status());
+  auto cat = ReadCatalogue(f.models);
+  if (!cat.ok()) return Fail(cmd, cat.status());
+  EngineOptions eo;
+  eo.threads = f.threads;
+  ServerOptions so;
+  so.name = f.name;
+  so.max_inflight = f.max_inflight;
+  so.max_body_bytes = static_cast<size_t>(f.max_body_mb * (1 << 20));
+  so.access_log = f.quiet ? AccessLog::kOff : f.json_log ? AccessLog::kJson : AccessLog::kText;
+  auto server = Server::Create(*spec, *cat, eo, so);
+  if (!server.ok()) return Fail(cmd, server.status());
+  Status started = (*server)->Start(f.host, f.port);
+  if (!started.ok()) return Fail(cmd, started);
+  const std::vector<std::string> names = (*server)->model_names();
+  std::string members;
+  for (size_t i = 1; i < names.size(); ++i) members += (i > 1 ? ", " : "") + names[i];
+  std::printf("coe serve: model '%s'%s on http://%s:%d (Open Inference Protocol v2; /metrics)\n", names[0].c_str(),
+              members.empty() ? "" : (" and its members " + members).c_str(), f.host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "coe serve: %s: no new connections; finishing requests in flight\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Stop();
+  (*server)->Wait();
+  std::fprintf(stderr, "coe serve: stopped\n");
+  return 0;
+#endif
+}
+
+}  // namespace
+
+void AddServeCommands(CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  CLI::App* serve = app.add_subcommand(
+      "serve", "serve a cascade, and each of its members, over the Open Inference Protocol (KServe v2) REST API");
+  serve->add_option("--cascade", f->cascade, "cascade (TOML)")->required();
+  serve->add_option("--models", f->models, "model catalogue (TOML)")->required();
+  serve->add_option("--host", f->host, "address to listen on")->capture_default_str();
+  serve->add_option("--port", f->port, "port (0: any free port, printed at start)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  serve->add_option("--name", f->name, "the cascade's model name (default: the cascade file's name, else coe)");
+  serve->add_option("--threads", f->threads, "engine worker threads per model (default: the cores)")
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--max-inflight", f->max_inflight, "infer requests running at once; more get 503")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  serve->add_option("--max-body-mb", f->max_body_mb, "largest request body in MiB; larger get 413")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 4096.0));
+  serve->add_flag("--json-log", f->json_log, "access log as JSON lines on stderr");
+  serve->add_flag("--quiet", f->quiet, "no access log");
+  serve->callback([f]() { throw CLI::RuntimeError(RunServe(*f)); });
+}
+
+}  // namespace coe::app

@@ -1,0 +1,142 @@
+// coe/server.h: a cascade served over the Open Inference Protocol (KServe v2) REST API.
+//
+// A Server serves models; each is a Cascade under a name. Server::Create from a cascade
+// file serves the cascade as one model and, unless disabled, every member of it as its
+// own model (a 1-tier cascade sharing the member's backend), so that another coe can
+// call a member as a `remote` backend.
+//
+// Routes (../shared/specs/open_inference_rest.yaml):
+//   GET  /v2/health/live, /v2/health/ready       200 {"live"|"ready": true}
+//   GET  /v2                                     server metadata
+//   GET  /v2/models/{name}[/versions/1]          model metadata (below)
+//   GET  /v2/models/{name}[/versions/1]/ready    200 {"name", "ready": true}
+//   POST /v2/models/{name}[/versions/1]/infer    inference (below)
+//   GET  /metrics                                Prometheus text format
+//
+// Model metadata: platform "coe"; one input "input", FP32, shape [-1, ...input_shape];
+// outputs "label" BYTES [-1], "exit_tier" INT32 [-1], "degraded" BOOL [-1] and
+// "probabilities" FP32 [-1, C].
+//
+// Infer request: exactly one input tensor (any name), datatype FP32, shape
+// [N, ...input_shape] or flattened [N, prod(input_shape)], `data` row-major, flat or
+// nested arrays. Optional "id" (echoed), "parameters" (ignored) and "outputs" (names to
+// return; without it: label, exit_tier, degraded). Response outputs:
+//   label          BYTES [N]     the answer's class name; "" when unanswered
+//   exit_tier      INT32 [N]     1-based tier that answered
+//   degraded       BOOL  [N]     true when a failing member forced a fallback answer
+//                                (Cascade::Run's `degraded`)
+//   probabilities  FP32  [N, C]  only when asked for: the answering tier's mean
+//                                probability per label
+// and response parameters (scalars, as the protocol requires): "degraded_count" (int)
+// and, with probabilities, "labels": the C class names in column order, as the text of
+// a JSON array (e.g. "[\"tshirt\",\"trouser\"]").
+//
+// Errors are JSON {"error": "..."}: 400 malformed JSON / wrong datatype / wrong shape /
+// data length mismatch / missing input / unknown output name, 404 unknown model or
+// route, 413 body over max_body_bytes, 500 engine failure, 503 (with Retry-After) when
+// more than max_inflight infer requests are running. Requests are never queued without
+// bound: HTTP workers are fixed, at most as many accepted connections wait for one,
+// and the connections beyond are answered 503 on the accepting thread (which delays
+// further accepts: the kernel's listen backlog then holds them).
+//
+// Thread safety: every method may be called from any thread; Start, Stop and Wait are
+// serialized internally. Ownership: a Server shares ownership of its cascades.
+#ifndef COE_SERVER_H_
+#define COE_SERVER_H_
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coe/cascade_spec.h"
+#include "coe/catalogue.h"
+#include "coe/engine.h"
+#include "coe/status.h"
+#include "coe/tensor.h"
+
+namespace coe {
+
+enum class AccessLog { kOff, kText, kJson };
+
+struct ServerOptions {
+  std::string name;              // the cascade's model name; "" = CascadeSpec::name, else "coe"
+  bool serve_members = true;     // Create from a spec: also serve each member on its own
+  int max_inflight = 64;         // infer requests running at once; more get 503
+  size_t max_body_bytes = 32u << 20;  // larger request bodies get 413
+  int http_threads = 0;          // HTTP workers; 0 = max_inflight + 8
+  int keep_alive_timeout_s = 5;  // idle keep-alive connections close after this;
+                                 // Stop()+Wait() may wait this long for them
+  int io_timeout_s = 10;         // per socket read/write
+  int retry_after_s = 1;         // the Retry-After of a 503
+  AccessLog access_log = AccessLog::kOff;
+  // Receives startup and access-log lines (no trailing newline); null = stderr.
+  // Called from HTTP worker threads, concurrently.
+  std::function<void(const std::string&)> log;
+};
+
+struct ServedModel {
+  std::string name;
+  std::shared_ptr<const Cascade> cascade;
+};
+
+class Server {
+ public:
+  // Builds the cascade of `spec` over `catalogue` (Cascade::Create's errors) and the
+  // per-member models. The cascade's name: options.name, else spec.name, else "coe".
+  // InvalidArgument when a member's name equals the cascade's.
+  static StatusOr<std::unique_ptr<Server>> Create(const CascadeSpec& spec, const Catalogue& catalogue,
+                                                  const EngineOptions& engine, const ServerOptions& options);
+  // Serves the given models. InvalidArgument for none, a null cascade, an empty or
+  // repeated name, or options out of range (max_inflight < 1, max_body_bytes 0).
+  static StatusOr<std::unique_ptr<Server>> Create(std::vector<ServedModel> models,
+                                                  const ServerOptions& options);
+  ~Server();  // Stop() and Wait()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port (port 0 = an ephemeral port; see port()) and serves on background
+  // threads; returns once the socket listens. Unavailable when the address cannot be
+  // bound, FailedPrecondition when already serving. After Stop() and Wait(), Start may
+  // be called again (same or another port).
+  Status Start(const std::string& host, int port);
+  // The bound port while serving (after Start), else 0.
+  int port() const;
+  // Stops accepting connections; requests already being handled finish and are
+  // answered. Returns at once; safe to call from a signal-watching thread, and more
+  // than once.
+  void Stop();
+  // Blocks until the server has stopped (after Stop) and every worker is done: in-flight
+  // requests are answered and idle keep-alive connections closed (<= keep_alive_timeout_s).
+  void Wait();
+
+  // Served model names, the cascade first.
+  std::vector<std::string> model_names() const;
+  // The /metrics page.
+  std::string MetricsText() const;
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// An infer request, decoded.
+struct InferRequest {
+  std::optional<std::string> id;
+  InputBatch batch;  // example_shape: the model's input_shape (the request's when any)
+  bool want_label = true, want_exit_tier = true, want_degraded = true, want_probabilities = false;
+};
+
+// Decodes an Open Inference Protocol infer request body for a model taking examples of
+// `input_shape` (empty = any shape). Never throws; every malformed, ill-typed or
+// inconsistent body is InvalidArgument with a message fit for the client. On success
+// the batch holds N * prod(input_shape) finite FP32 values.
+StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape);
+
+}  // namespace coe
+
+#endif  // COE_SERVER_H_

@@ -1,0 +1,135 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace coe {
+namespace {
+
+std::string Escape(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+void Header(std::string* out, const char* name, const char* type, const char* help) {
+  *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+
+void Line(std::string* out, const std::string& name, const std::string& labels, const std::string& value) {
+  *out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + value + "\n";
+}
+
+std::string L(const char* k, const std::string& v) { return std::string(k) + "=\"" + Escape(v) + "\""; }
+
+void WriteHistogram(std::string* out, const char* name, const std::string& labels, const Histogram& h) {
+  uint64_t cumulative = 0;
+  const std::string sep = labels.empty() ? "" : labels + ",";
+  for (size_t b = 0; b <= kLatencyBuckets.size(); ++b) {
+    cumulative += h.counts[b];
+    char le[32] = "+Inf";
+    if (b < kLatencyBuckets.size()) std::snprintf(le, sizeof le, "%g", kLatencyBuckets[b]);
+    Line(out, std::string(name) + "_bucket", sep + L("le", le), std::to_string(cumulative));
+  }
+  Line(out, std::string(name) + "_sum", labels, Num(h.sum));
+  Line(out, std::string(name) + "_count", labels, std::to_string(h.count));
+}
+
+}  // namespace
+
+void Histogram::Observe(double seconds) {
+  size_t b = 0;
+  while (b < kLatencyBuckets.size() && seconds > kLatencyBuckets[b]) ++b;
+  counts[b]++;
+  sum += seconds;
+  count++;
+}
+
+void Metrics::CountRequest(const std::string& model, int code, double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  requests_[{model, std::to_string(code)}]++;
+  if (code == 200) request_seconds_[model].Observe(seconds);
+}
+
+void Metrics::CountError(int code) {
+  std::lock_guard<std::mutex> lock(mu_);
+  errors_[std::to_string(code)]++;
+}
+
+void Metrics::AddRun(const std::string& model, const Cascade& cascade, const RunResult& r) {
+  const std::vector<Backend*> members = cascade.members();
+  std::lock_guard<std::mutex> lock(mu_);
+  examples_[model] += r.answer.size();
+  uint64_t degraded = 0, unanswered = 0;
+  for (size_t i = 0; i < r.answer.size(); ++i) {
+    degraded += r.degraded[i];
+    unanswered += r.answer[i] == kAbstain;
+  }
+  degraded_[model] += degraded;
+  unanswered_[model] += unanswered;
+  for (size_t t = 0; t < r.tiers.size(); ++t) {
+    const std::string tier = std::to_string(t + 1);
+    exits_[{model, tier}] += r.tiers[t].exited;
+    if (t + 1 < r.tiers.size()) deferred_[{model, tier}] += r.tiers[t].reached - r.tiers[t].exited;
+  }
+  for (size_t m = 0; m < members.size() && m < r.member_examples.size(); ++m)
+    if (r.member_examples[m] > 0) member_seconds_[members[m]->info().name].Observe(r.member_seconds[m]);
+}
+
+std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  Header(&out, "coe_requests_total", "counter", "Infer requests by model and HTTP status code.");
+  for (const auto& [k, v] : requests_) Line(&out, "coe_requests_total", L("model", k.first) + "," + L("code", k.second), std::to_string(v));
+  Header(&out, "coe_errors_total", "counter", "HTTP responses with status >= 400, on any route, by code.");
+  for (const auto& [k, v] : errors_) Line(&out, "coe_errors_total", L("code", k), std::to_string(v));
+  Header(&out, "coe_inflight_requests", "gauge", "Infer requests being handled now.");
+  Line(&out, "coe_inflight_requests", "", std::to_string(inflight));
+  Header(&out, "coe_request_duration_seconds", "histogram", "Wall time of successful infer requests, by model.");
+  for (const auto& [k, h] : request_seconds_) WriteHistogram(&out, "coe_request_duration_seconds", L("model", k), h);
+  Header(&out, "coe_examples_total", "counter", "Examples answered, by model.");
+  for (const auto& [k, v] : examples_) Line(&out, "coe_examples_total", L("model", k), std::to_string(v));
+  Header(&out, "coe_exits_total", "counter", "Examples answered by each tier (1-based).");
+  for (const auto& [k, v] : exits_) Line(&out, "coe_exits_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
+  Header(&out, "coe_deferred_total", "counter",
+         "Examples a tier deferred to the next (deferral rate = deferred / reached).");
+  for (const auto& [k, v] : deferred_) Line(&out, "coe_deferred_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
+  Header(&out, "coe_degraded_examples_total", "counter", "Examples answered with a fallback because a member failed.");
+  for (const auto& [k, v] : degraded_) Line(&out, "coe_degraded_examples_total", L("model", k), std::to_string(v));
+  Header(&out, "coe_unanswered_examples_total", "counter", "Examples no tier answered.");
+  for (const auto& [k, v] : unanswered_) Line(&out, "coe_unanswered_examples_total", L("model", k), std::to_string(v));
+  Header(&out, "coe_member_latency_seconds", "histogram",
+         "Seconds a member spent on one request (its chunks summed), by member.");
+  for (const auto& [k, h] : member_seconds_) WriteHistogram(&out, "coe_member_latency_seconds", L("member", k), h);
+  struct Counter {
+    const char* name;
+    const char* help;
+    std::atomic<uint64_t> BackendStats::*field;
+  };
+  static const Counter kCounters[] = {
+      {"coe_member_calls_total", "Predict calls per member.", &BackendStats::calls},
+      {"coe_member_examples_total", "Examples given to each member.", &BackendStats::examples},
+      {"coe_member_abstentions_total", "Examples each member abstained on.", &BackendStats::abstentions},
+      {"coe_member_errors_total", "Failed member calls (remote: failed requests).", &BackendStats::errors},
+      {"coe_remote_bytes_sent_total", "Request body bytes a member sent to its remote endpoint.", &BackendStats::bytes_sent},
+      {"coe_remote_bytes_received_total", "Response body bytes a member received from its remote endpoint.",
+       &BackendStats::bytes_received},
+  };
+  for (const Counter& c : kCounters) {
+    Header(&out, c.name, "counter", c.help);
+    for (Backend* b : members)
+      Line(&out, c.name, L("member", b->info().name), std::to_string((b->stats().*c.field).load(std::memory_order_relaxed)));
+  }
+  return out;
+}
+
+}  // namespace coe

@@ -1,0 +1,345 @@
+#include "server/oip.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "coe/server.h"
+
+namespace coe::oip {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kMaxDepth = 32;    // nesting of `data` arrays
+constexpr size_t kMaxTensors = 64;
+constexpr size_t kMaxRank = 16;
+
+// SAX handler for Message. Each value's role follows from the enclosing frame and the
+// last key; a value in an unexpected place is an error, an unknown key is skipped.
+class Sax {
+ public:
+  explicit Sax(Message* m) : m_(m) {}
+  const std::string& error() const { return error_; }
+
+  bool null() { return Scalar(kNull, "null"); }
+  bool boolean(bool b) {
+    if (Role() == kElement) return Push(b ? 1.0f : 0.0f);
+    return Scalar(kBool, b ? "true" : "false");
+  }
+  bool number_integer(json::number_integer_t v) {
+    if (Role() == kElement) return Push(static_cast<float>(v));  // the hot path: no text
+    return Integer(v < 0 ? -1 : v, std::to_string(v));
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    if (Role() == kElement) return Push(static_cast<float>(v));
+    return Integer(v > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(v), std::to_string(v));
+  }
+  bool number_float(json::number_float_t v, const std::string& text) {
+    const R r = Role();
+    if (r == kElement) {
+      float f = 0;
+      auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), f);
+      if (ec == std::errc::result_out_of_range && std::fabs(v) < 1) {
+        f = static_cast<float>(v);  // underflow: a tiny value rounds to 0 or a subnormal
+      } else if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(f)) {
+        return Fail("value " + text + " in " + Where() + " does not fit in FP32");
+      }
+      return Push(f);
+    }
+    if (r == kDim) return Fail(Where() + " must hold non-negative integers, got " + text);
+    return Scalar(kNumber, text);
+  }
+  bool string(std::string& s) {
+    switch (Role()) {
+      case kId: m_->id = std::move(s); return true;
+      case kModelName: m_->model_name = std::move(s); return true;
+      case kTensorName: Cur().name = std::move(s); return true;
+      case kDatatype: Cur().datatype = std::move(s); return true;
+      case kElement: Cur().strings.push_back(std::move(s)); return true;
+      default: return Scalar(kString, s);
+    }
+  }
+  bool binary(json::binary_t&) { return Fail("binary values are not JSON"); }
+
+  bool start_object(size_t) {
+    const R r = Role();
+    if (r == kTop) return Enter(kRootF);
+    if (r == kTensorObj) {
+      std::vector<Tensor>& list = stack_.back().outputs ? m_->outputs : m_->inputs;
+      if (list.size() >= kMaxTensors) return Fail("more than 64 tensors");
+      list.emplace_back();
+      return Enter(kTensorF, stack_.back().outputs);
+    }
+    if (r == kParamsObj) return Enter(kParamsF);
+    if (r == kSkip || r == kParam) return Enter(kSkipF);
+    return Fail(Where() + " must not be an object");
+  }
+  bool start_array(size_t) {
+    switch (Role()) {
+      case kInputs: return Enter(kTensorsF, false);
+      case kOutputs: return Enter(kTensorsF, true);
+      case kShape:
+        if (Cur().has_shape) return Fail("repeated \"shape\" in " + TensorWhere());
+        Cur().has_shape = true;
+        return Enter(kShapeF);
+      case kData:
+        if (Cur().has_data) return Fail("repeated \"data\" in " + TensorWhere());
+        Cur().has_data = true;
+        Cur().data_depth = 1;
+        return Enter(kDataF, false, 1);
+      case kElement: {
+        const int depth = stack_.back().depth + 1;
+        if (depth > kMaxDepth) return Fail("\"data\" of " + TensorWhere() + " is nested too deeply");
+        Cur().data_depth = std::max(Cur().data_depth, depth);
+        return Enter(kDataF, false, depth);
+      }
+      case kSkip:
+      case kParam: return Enter(kSkipF);
+      case kTop: return Fail("the request body must be a JSON object");
+      default: return Fail(Where() + " must not be an array");
+    }
+  }
+  bool key(std::string& k) {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() { return Leave(); }
+  bool end_array() { return Leave(); }
+  bool parse_error(size_t position, const std::string&, const nlohmann::detail::exception& e) {
+    // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 7: ...".
+    std::string what = e.what();
+    const size_t colon = what.find("parse error");
+    what = colon == std::string::npos ? what : what.substr(colon);
+    return Fail("malformed JSON (byte " + std::to_string(position) + "): " + what);
+  }
+
+ private:
+  enum F { kRootF, kTensorsF, kTensorF, kShapeF, kDataF, kParamsF, kSkipF };
+  enum R { kTop, kId, kModelName, kInputs, kOutputs, kParamsObj, kTensorObj, kTensorName,
+           kDatatype, kShape, kData, kDim, kElement, kParam, kSkip, kBad };
+  enum Kind { kNull, kBool, kNumber, kString };
+  struct Frame {
+    F f;
+    bool outputs = false;  // kTensorsF / kTensorF: in "outputs"
+    int depth = 0;         // kDataF: nesting level
+  };
+
+  // The role of the next value.
+  R Role() const {
+    if (stack_.empty()) return done_ ? kBad : kTop;
+    switch (stack_.back().f) {
+      case kRootF:
+        if (key_ == "id") return kId;
+        if (key_ == "model_name") return kModelName;
+        if (key_ == "inputs") return kInputs;
+        if (key_ == "outputs") return kOutputs;
+        if (key_ == "parameters") return kParamsObj;
+        return kSkip;
+      case kTensorsF: return kTensorObj;
+      case kTensorF:
+        if (key_ == "name") return kTensorName;
+        if (key_ == "datatype") return kDatatype;
+        if (key_ == "shape") return kShape;
+        if (key_ == "data") return kData;
+        return kSkip;
+      case kShapeF: return kDim;
+      case kDataF: return kElement;
+      case kParamsF: return kParam;
+      case kSkipF: return kSkip;
+    }
+    return kBad;
+  }
+
+  Tensor& Cur() {
+    for (auto it = stack_.rbegin(); it != stack_.rend(); ++it)
+      if (it->f == kTensorF) return (it->outputs ? m_->outputs : m_->inputs).back();
+    return scratch_;  // unreachable: roles that call Cur() lie inside a tensor
+  }
+  std::string TensorWhere() {
+    for (auto it = stack_.rbegin(); it != stack_.rend(); ++it)
+      if (it->f == kTensorF)
+        return it->outputs ? "outputs[" + std::to_string(m_->outputs.size() - 1) + "]"
+                           : "inputs[" + std::to_string(m_->inputs.size() - 1) + "]";
+    return "a tensor";
+  }
+  std::string Where() {
+    switch (Role()) {
+      case kTop: return "the request body";
+      case kId: return "\"id\"";
+      case kModelName: return "\"model_name\"";
+      case kInputs: return "\"inputs\"";
+      case kOutputs: return "\"outputs\"";
+      case kParamsObj: return "\"parameters\"";
+      case kTensorObj: return std::string("each of \"") + (stack_.back().outputs ? "outputs" : "inputs") + "\"";
+      case kTensorName: return "\"name\" of " + TensorWhere();
+      case kDatatype: return "\"datatype\" of " + TensorWhere();
+      case kShape:
+      case kDim: return "\"shape\" of " + TensorWhere();
+      case kData:
+      case kElement: return "\"data\" of " + TensorWhere();
+      default: return "the value";
+    }
+  }
+
+  bool Scalar(Kind kind, const std::string& text) {
+    const R r = Role();
+    if (r == kSkip) return true;
+    if (r == kParam) {
+      m_->parameters[key_] = text;
+      return true;
+    }
+    static const char* const kWhat[] = {"null", "a boolean", "a number", "a string"};
+    std::string want;
+    switch (r) {
+      case kTop: want = "a JSON object"; break;
+      case kId: case kModelName: case kTensorName: case kDatatype: want = "a string"; break;
+      case kInputs: case kOutputs: want = "an array of tensor objects"; break;
+      case kParamsObj: want = "an object"; break;
+      case kTensorObj: want = "an object"; break;
+      case kShape: case kDim: want = "an array of non-negative integers"; break;
+      case kData: want = "an array"; break;
+      case kElement: want = "numbers, booleans or strings"; break;
+      default: return Fail("unexpected " + std::string(kWhat[kind]) + " after the end of the JSON value");
+    }
+    return Fail(Where() + " must be " + want + ", got " + kWhat[kind]);
+  }
+  // A non-element integer; `as_int` is -1 when negative or past INT64_MAX.
+  bool Integer(int64_t as_int, const std::string& text) {
+    if (Role() == kDim) {
+      if (as_int < 0) return Fail(Where() + " must hold non-negative integers, got " + text);
+      if (Cur().shape.size() >= kMaxRank) return Fail(Where() + " has more than 16 dimensions");
+      Cur().shape.push_back(as_int);
+      return true;
+    }
+    return Scalar(kNumber, text);
+  }
+  bool Push(float f) {
+    Cur().numbers.push_back(f);
+    return true;
+  }
+  bool Enter(F f, bool outputs = false, int depth = 0) {
+    stack_.push_back(Frame{f, outputs, depth});
+    key_.clear();
+    return true;
+  }
+  bool Leave() {
+    if (!stack_.empty()) stack_.pop_back();
+    if (stack_.empty()) done_ = true;
+    key_.clear();  // a key is never followed by the end of its container
+    return true;
+  }
+  bool Fail(std::string message) {
+    if (error_.empty()) error_ = std::move(message);
+    return false;
+  }
+
+  Message* m_;
+  std::vector<Frame> stack_;
+  std::string key_;
+  bool done_ = false;
+  std::string error_;
+  Tensor scratch_;
+};
+
+}  // namespace
+
+Status ParseMessage(std::string_view body, Message* out) {
+  *out = Message{};
+  Sax sax(out);
+  bool ok = false;
+  try {
+    ok = json::sax_parse(body.begin(), body.end(), &sax);
+  } catch (const std::exception& e) {  // bad_alloc, or a library error: never past here
+    return InvalidArgumentError(std::string("cannot parse the body: ") + e.what());
+  }
+  if (!ok) return InvalidArgumentError(sax.error().empty() ? "malformed JSON" : sax.error());
+  return Status::Ok();
+}
+
+void AppendFloat(std::string* out, float v) {
+  if (v == 0 && std::signbit(v)) {  // "-0" would read back as the integer 0
+    *out += "-0.0";
+    return;
+  }
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  if (ec != std::errc()) {  // cannot happen for a 32-byte buffer
+    out->push_back('0');
+    return;
+  }
+  out->append(buf, end);
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  *out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string ShapeString(std::span<const int64_t> s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace coe::oip
+
+namespace coe {
+
+StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape) {
+  oip::Message m;
+  COE_RETURN_IF_ERROR(oip::ParseMessage(body, &m));
+  InferRequest req;
+  req.id = std::move(m.id);
+  if (m.inputs.empty()) return InvalidArgumentError("the request has no \"inputs\"");
+  if (m.inputs.size() != 1)
+    return InvalidArgumentError("the model takes one input tensor, the request has " + std::to_string(m.inputs.size()));
+  oip::Tensor& t = m.inputs[0];
+  const std::string name = "input '" + t.name + "'";
+  if (t.datatype.empty()) return InvalidArgumentError(name + " has no \"datatype\"");
+  if (t.datatype != "FP32") return InvalidArgumentError(name + " has datatype " + t.datatype + ", the model takes FP32");
+  if (!t.has_shape || t.shape.empty()) return InvalidArgumentError(name + " has no \"shape\" [batch, ...]");
+  if (!t.has_data) return InvalidArgumentError(name + " has no \"data\"");
+  if (!t.strings.empty()) return InvalidArgumentError(name + " is FP32 but its data holds strings");
+  if (t.data_depth > static_cast<int>(t.shape.size()))
+    return InvalidArgumentError(name + ": \"data\" is nested deeper than its shape " + oip::ShapeString(t.shape));
+  // Count the elements the shape calls for, without overflow.
+  int64_t elements = 1;
+  for (int64_t d : t.shape)
+    if (__builtin_mul_overflow(elements, d, &elements) || elements > (int64_t{1} << 40))
+      return InvalidArgumentError(name + " has an impossibly large shape " + oip::ShapeString(t.shape));
+  if (static_cast<uint64_t>(elements) != t.numbers.size())
+    return InvalidArgumentError(name + " has shape " + oip::ShapeString(t.shape) + " (" + std::to_string(elements) +
+                                " values) but its data holds " + std::to_string(t.numbers.size()) + " values");
+  const std::vector<int64_t> rest(t.shape.begin() + 1, t.shape.end());
+  int64_t want = 1;
+  for (int64_t d : input_shape) want *= d;
+  if (input_shape.empty()) {
+    req.batch.example_shape = rest;
+  } else if (rest == input_shape || (rest.size() == 1 && rest[0] == want)) {
+    req.batch.example_shape = input_shape;
+  } else {
+    std::vector<int64_t> full = {-1}, flat = {-1, want};
+    full.insert(full.end(), input_shape.begin(), input_shape.end());
+    return InvalidArgumentError(name + " has shape " + oip::ShapeString(t.shape) + ", the model takes " +
+                                oip::ShapeString(full) + " or " + oip::ShapeString(flat));
+  }
+  if (t.shape[0] > 0 && req.batch.ExampleSize() == 0)
+    return InvalidArgumentError(name + " has examples of no values (shape " + oip::ShapeString(t.shape) + ")");
+  req.batch.data = std::move(t.numbers);
+  if (!m.outputs.empty()) {
+    req.want_label = req.want_exit_tier = req.want_degraded = req.want_probabilities = false;
+    for (const oip::Tensor& o : m.outputs) {
+      if (o.name == "label") req.want_label = true;
+      else if (o.name == "exit_tier") req.want_exit_tier = true;
+      else if (o.name == "degraded") req.want_degraded = true;
+      else if (o.name == "probabilities") req.want_probabilities = true;
+      else
+        return InvalidArgumentError("unknown output '" + o.name +
+                                    "' (the model has label, exit_tier, degraded, probabilities)");
+    }
+  }
+  return req;
+}
+
+}  // namespace coe

@@ -1,0 +1,56 @@
+// Internal: Open Inference Protocol JSON messages, shared by the server (requests in,
+// responses out) and the remote backend (requests out, responses in).
+//
+// ParseMessage is a SAX parser (nlohmann::json::sax_parse) that reads tensor data
+// straight into floats: no DOM of a million numbers, and every number is converted
+// from its decimal text exactly once (std::from_chars), so a float written by
+// AppendFloat reads back bit-identical.
+#ifndef COE_SERVER_OIP_H_
+#define COE_SERVER_OIP_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coe/status.h"
+
+namespace coe::oip {
+
+struct Tensor {
+  std::string name, datatype;
+  std::vector<int64_t> shape;
+  bool has_shape = false, has_data = false;
+  std::vector<float> numbers;        // numeric and boolean (0/1) elements, flattened
+  std::vector<std::string> strings;  // string elements, flattened
+  int data_depth = 0;                // deepest array nesting of `data`
+};
+
+// A request ("inputs", "outputs" naming the requested outputs) or a response
+// ("model_name", "outputs" with data); unknown keys are skipped.
+struct Message {
+  std::optional<std::string> id;
+  std::string model_name;
+  std::vector<Tensor> inputs, outputs;
+  // Top-level "parameters" with scalar values, as text (strings unquoted, numbers as
+  // written, true/false/null); non-scalar values are skipped.
+  std::map<std::string, std::string> parameters;
+};
+
+// InvalidArgument naming the problem (and the byte offset of a JSON syntax error).
+// Never throws.
+Status ParseMessage(std::string_view body, Message* out);
+
+// Appends the shortest decimal text that reads back as exactly `v` (finite v).
+void AppendFloat(std::string* out, float v);
+// Appends `s` as a JSON string literal (quoted, escaped; invalid UTF-8 replaced).
+void AppendJsonString(std::string* out, std::string_view s);
+// "[1, 28, 28]".
+std::string ShapeString(std::span<const int64_t> shape);
+
+}  // namespace coe::oip
+
+#endif  // COE_SERVER_OIP_H_

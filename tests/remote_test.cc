@@ -1,0 +1,380 @@
+// The remote backend: an edge cascade whose last tier runs on a second coe server (the
+// "cloud") on loopback gives the all-local answers; exact byte counts; faults (the
+// cloud stopped and restarted, a hanging cloud, bad responses, 503s); other Open
+// Inference Protocol servers (outputs named otherwise, logits only).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <mutex>
+
+#include "server_testing.h"
+
+namespace coe {
+namespace {
+
+using namespace coe::testing;
+using Ms = std::chrono::milliseconds;
+
+// The edge catalogue: linear and mlp256x2 local, cnn8_16 at `url`.
+std::string EdgeToml(int port, int timeout_ms = 2000, int retries = 1, const std::string& remote_model = "cnn8_16") {
+  return std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
+         "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
+         "[models.linear]\nbackend = \"onnx\"\npath = \"" + kZoo + "linear.onnx\"\nmacs = 7840\n"
+         "[models.mlp256x2]\nbackend = \"onnx\"\npath = \"" + kZoo + "mlp256x2.onnx\"\nmacs = 235000\n"
+         "[models.cnn8_16]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" + std::to_string(port) + "\"\n"
+         "remote_model = \"" + remote_model + "\"\nsite = \"cloud\"\nmacs = 290000\n"
+         "timeout_ms = " + std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) + "\n";
+}
+
+// The cloud: the zoo's models served individually; records body sizes per request.
+struct Cloud {
+  std::unique_ptr<Server> server;
+  std::mutex mu;
+  uint64_t infer_bytes_in = 0, bytes_out = 0;
+  int infer_posts = 0;
+
+  void Start(int port = 0) {
+    if (!server) {
+      ServerOptions o;
+      o.access_log = AccessLog::kJson;
+      o.keep_alive_timeout_s = 1;
+      o.log = [this](const std::string& line) {
+        json j = json::parse(line);
+        std::lock_guard<std::mutex> lock(mu);
+        bytes_out += j["bytes_out"].get<uint64_t>();
+        if (j["method"] == "POST") {
+          infer_bytes_in += j["bytes_in"].get<uint64_t>();
+          infer_posts++;
+        }
+      };
+      auto s = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 2}, o);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      server = std::move(*s);
+    }
+    Status st = server->Start("127.0.0.1", port);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  int port() const { return server->port(); }
+};
+
+Backend* Member(const Cascade& c, const std::string& name) {
+  for (Backend* b : c.members())
+    if (b->info().name == name) return b;
+  return nullptr;
+}
+
+TEST(Remote, EdgeWithCloudTierEqualsAllLocalAndCountsBytesExactly) {
+  Cloud cloud;
+  cloud.Start();
+  auto local = Cascade::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 2});
+  auto edge = Cascade::Create(TwoTier(), ParseOrDie(EdgeToml(cloud.port())), EngineOptions{.threads = 2});
+  ASSERT_TRUE(local.ok() && edge.ok()) << edge.status().ToString();
+  InputBatch in = TestImages(600);
+  auto want = (*local)->Run(in, RunOptions{.want_probs = true});
+  auto got = (*edge)->Run(in, RunOptions{.want_probs = true});
+  ASSERT_TRUE(want.ok() && got.ok());
+  EXPECT_EQ(got->answer, want->answer);
+  EXPECT_EQ(got->exit_tier, want->exit_tier);
+  EXPECT_EQ(got->cost, want->cost);
+  EXPECT_EQ(got->probs, want->probs);  // bit-exact through JSON
+  EXPECT_EQ(std::count(got->degraded.begin(), got->degraded.end(), 1), 0);
+  const int deferred = got->tiers[1].reached;
+  ASSERT_GT(deferred, 0);
+
+  Backend* remote = Member(**edge, "cnn8_16");
+  ASSERT_EQ(remote->info().kind, "remote");
+  const BackendStats& st = remote->stats();
+  // The cloud logs a request once its response is written: wait for the last one.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto logged = [&] {
+    std::lock_guard<std::mutex> lock(cloud.mu);
+    return cloud.bytes_out == st.bytes_received.load();
+  };
+  while (!logged() && Since(t0) < 2) std::this_thread::sleep_for(Ms(5));
+  std::lock_guard<std::mutex> lock(cloud.mu);
+  // One POST per Predict call (the engine's chunks), nothing else sent.
+  EXPECT_GE(st.calls.load(), 1u);
+  EXPECT_EQ(cloud.infer_posts, static_cast<int>(st.calls.load()));
+  EXPECT_EQ(st.examples.load(), static_cast<uint64_t>(deferred));
+  EXPECT_EQ(st.bytes_sent.load(), cloud.infer_bytes_in);
+  EXPECT_EQ(st.bytes_received.load(), cloud.bytes_out);  // infer responses + one metadata read
+  EXPECT_EQ(st.errors.load(), 0u);
+}
+
+TEST(Remote, EdgeServerDegradesWhileTheCloudIsDownAndRecovers) {
+  Cloud cloud;
+  cloud.Start();
+  const int cloud_port = cloud.port();
+  auto edge = Server::Create(TwoTier("edge"), ParseOrDie(EdgeToml(cloud_port, 300, 1)), EngineOptions{.threads = 2},
+                             ServerOptions{.serve_members = false});
+  ASSERT_TRUE(edge.ok()) << edge.status().ToString();
+  ASSERT_TRUE((*edge)->Start("127.0.0.1", 0).ok());
+  const int port = (*edge)->port();
+  InputBatch in = TestImages(200);
+  const std::string body = InferBody(in);
+  Reply healthy = Http(port, "POST", "/v2/models/edge/infer", body);
+  ASSERT_EQ(healthy.status, 200);
+  EXPECT_EQ(healthy.body["parameters"]["degraded_count"], 0);
+  const json& tiers = (*Output(healthy.body, "exit_tier"))["data"];
+
+  cloud.server->Stop();
+  cloud.server->Wait();
+  for (int round = 0; round < 4; ++round) {  // also past the circuit breaker's threshold
+    const auto t0 = std::chrono::steady_clock::now();
+    Reply down = Http(port, "POST", "/v2/models/edge/infer", body);
+    EXPECT_LT(Since(t0), 2.0);  // bounded by timeout x attempts + backoff, never a hang
+    ASSERT_EQ(down.status, 200) << down.raw;
+    const json& label = (*Output(down.body, "label"))["data"];
+    const json& degraded = (*Output(down.body, "degraded"))["data"];
+    int n_degraded = 0;
+    for (int64_t i = 0; i < in.size(); ++i) {
+      // Tier-1 exits are untouched; deferred examples get tier 1's plurality, marked.
+      EXPECT_EQ(degraded[i], tiers[i] == 2) << i;
+      EXPECT_NE(label[i], "") << i;
+      if (tiers[i] == 1) {
+        EXPECT_EQ(label[i], (*Output(healthy.body, "label"))["data"][i]);
+      }
+      n_degraded += degraded[i].get<bool>();
+    }
+    EXPECT_GT(n_degraded, 0);
+    EXPECT_EQ(down.body["parameters"]["degraded_count"], n_degraded);
+  }
+  const std::string metrics = (*edge)->MetricsText();
+  EXPECT_NE(metrics.find("coe_degraded_examples_total{model=\"edge\"} "), std::string::npos);
+  EXPECT_EQ(metrics.find("coe_member_errors_total{member=\"cnn8_16\"} 0\n"), std::string::npos) << metrics;
+
+  // The cloud comes back on the same port: within a few seconds nothing is degraded.
+  cloud.Start(cloud_port);
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply back;
+  do {
+    back = Http(port, "POST", "/v2/models/edge/infer", body);
+    ASSERT_EQ(back.status, 200);
+    if (back.body["parameters"]["degraded_count"] == 0) break;
+    std::this_thread::sleep_for(Ms(100));
+  } while (Since(t0) < 5);
+  EXPECT_EQ(back.body["parameters"]["degraded_count"], 0) << "still degraded " << Since(t0) << " s after restart";
+  EXPECT_EQ(*Output(back.body, "label"), *Output(healthy.body, "label"));
+}
+
+TEST(Remote, AHangingCloudTimesOutWithinTheBound) {
+  // The cloud model takes 1.2 s; the edge waits 300 ms per attempt, 2 attempts.
+  ServerOptions o;
+  o.keep_alive_timeout_s = 1;
+  auto slow = Server::Create({{"cnn8_16", SlowCascade("cnn8_16", Ms(1200))}}, o);
+  ASSERT_TRUE(slow.ok());
+  ASSERT_TRUE((*slow)->Start("127.0.0.1", 0).ok());
+  Catalogue cat = ParseOrDie(EdgeToml((*slow)->port(), 300, 1));
+  auto b = CreateBackend(*cat.Find("cnn8_16"), BackendOptions{});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  InputBatch in = TestImages(5);
+  std::vector<Prediction> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*b)->Predict(in.View(), &out).ok());
+  const double took = Since(t0);
+  EXPECT_LT(took, 1.5);  // 2 x 300 ms + backoff <= 500 ms
+  EXPECT_GT(took, 0.55);
+  ASSERT_EQ(out.size(), 5u);
+  for (const Prediction& p : out) {
+    EXPECT_EQ(p.label, kAbstain);
+    EXPECT_FALSE(p.error.empty());
+  }
+  EXPECT_EQ((*b)->stats().errors.load(), 1u);
+  EXPECT_EQ((*b)->stats().abstentions.load(), 5u);
+}
+
+// A hand-written Open Inference Protocol server, for responses coe serve never gives.
+struct FakeServer {
+  httplib::Server http;
+  std::thread thread;
+  int port = 0;
+  std::atomic<int> infers{0};
+  std::string metadata;
+  std::function<void(const httplib::Request&, httplib::Response&, int)> infer;
+
+  void Start() {
+    http.Get("/v2/models/m", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metadata, "application/json");
+    });
+    http.Post("/v2/models/m/infer",
+              [this](const httplib::Request& req, httplib::Response& res) { infer(req, res, infers++); });
+    port = http.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { http.listen_after_bind(); });
+    while (!http.is_running()) std::this_thread::sleep_for(Ms(1));
+  }
+  ~FakeServer() {
+    http.stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+std::unique_ptr<Backend> RemoteTo(int port, int retries, const std::string& extra = "") {
+  auto cat = ParseCatalogue("[models.m]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" + std::to_string(port) +
+                                "/\"\nlabels = [\"a\", \"b\", \"c\"]\ninput_shape = [2]\ntimeout_ms = 500\nretries = " +
+                                std::to_string(retries) + "\n" + extra,
+                            "t.toml", "");
+  EXPECT_TRUE(cat.ok()) << cat.status().ToString();
+  auto b = CreateBackend(cat->models[0], BackendOptions{});
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? std::move(*b) : nullptr;
+}
+
+InputBatch TwoExamples() {
+  InputBatch in;
+  in.example_shape = {2};
+  in.data = {1, 2, 3, 4};
+  return in;
+}
+
+TEST(Remote, OtherServersOutputsLogitsAndLabelOrder) {
+  FakeServer fake;
+  // Triton-like: the input is named "x", the only output is "logits" FP32 [-1, 3].
+  fake.metadata = R"({"name":"m","platform":"onnxruntime","inputs":[{"name":"x","datatype":"FP32","shape":[-1,2]}],
+                      "outputs":[{"name":"logits","datatype":"FP32","shape":[-1,3]}]})";
+  std::string seen;
+  fake.infer = [&](const httplib::Request& req, httplib::Response& res, int) {
+    seen = req.body;
+    res.set_content(R"({"model_name":"m","outputs":[{"name":"logits","datatype":"FP32","shape":[2,3],
+                         "data":[0.5,-1,3, 10,20,-5]}]})",
+                    "application/json");
+  };
+  fake.Start();
+  auto b = RemoteTo(fake.port, 0);
+  std::vector<Prediction> out;
+  InputBatch in = TwoExamples();
+  ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+  json req = json::parse(seen);
+  EXPECT_EQ(req["inputs"][0]["name"], "x");
+  EXPECT_EQ(req["inputs"][0]["shape"], json({2, 2}));
+  EXPECT_EQ(req["inputs"][0]["data"], json({1, 2, 3, 4}));
+  EXPECT_EQ(req["outputs"], json::parse(R"([{"name":"logits"}])"));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].label, 2);  // argmax of the logits
+  EXPECT_EQ(out[1].label, 1);
+  EXPECT_NEAR(out[0].probs[0] + out[0].probs[1] + out[0].probs[2], 1.0, 1e-6);  // softmaxed
+  EXPECT_FLOAT_EQ(out[0].score, out[0].probs[2]);
+
+  // coe-style: labels by name, probabilities in the order the "labels" parameter gives.
+  fake.metadata = R"({"name":"m","inputs":[{"name":"input","datatype":"FP32","shape":[-1,2]}],
+                      "outputs":[{"name":"label","datatype":"BYTES","shape":[-1]},
+                                 {"name":"probabilities","datatype":"FP32","shape":[-1,3]}]})";
+  fake.infer = [&](const httplib::Request&, httplib::Response& res, int) {
+    res.set_content(R"({"model_name":"m","parameters":{"labels":"[\"c\",\"a\",\"b\"]"},"outputs":[
+                         {"name":"label","datatype":"BYTES","shape":[2],"data":["a","zebra"]},
+                         {"name":"probabilities","datatype":"FP32","shape":[2,3],"data":[0.25,0.5,0.25,0.1,0.1,0.8]}]})",
+                    "application/json");
+  };
+  auto c = RemoteTo(fake.port, 0);
+  ASSERT_TRUE(c->Predict(in.View(), &out).ok());
+  EXPECT_EQ(out[0].label, 0);  // "a"
+  EXPECT_EQ(out[0].probs, (std::vector<float>{0.5f, 0.25f, 0.25f}));
+  EXPECT_FLOAT_EQ(out[0].score, 0.5f);
+  EXPECT_EQ(out[1].label, kAbstain);  // "zebra" is no catalogue label
+  EXPECT_NE(out[1].error.find("zebra"), std::string::npos);
+}
+
+TEST(Remote, RetriesOn503ThenGivesUpOnBadResponses) {
+  FakeServer fake;
+  fake.metadata = R"({"name":"m","outputs":[{"name":"label","datatype":"BYTES","shape":[-1]}]})";
+  fake.infer = [&](const httplib::Request&, httplib::Response& res, int n) {
+    if (n == 0) {  // busy once: honoured with a (capped) Retry-After
+      res.status = 503;
+      res.set_header("Retry-After", "5");
+      res.set_content("{\"error\":\"busy\"}", "application/json");
+      return;
+    }
+    res.set_content(R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[2],"data":["b","c"]}]})", "application/json");
+  };
+  fake.Start();
+  auto b = RemoteTo(fake.port, 2);
+  std::vector<Prediction> out;
+  InputBatch in = TwoExamples();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+  EXPECT_LT(Since(t0), 1.0);  // Retry-After 5 s capped at 500 ms
+  EXPECT_EQ(fake.infers.load(), 2);
+  EXPECT_EQ(out[0].label, 1);
+  EXPECT_EQ(out[1].label, 2);
+  EXPECT_TRUE(std::isnan(out[0].score));  // no probabilities given
+
+  // A malformed response, a wrong count, a 400: abstentions with the reason, no retry.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{\"outputs\":[", "bad response"},
+      {R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[1],"data":["b"]}]})", "1 labels for 2 examples"},
+      {"400", "HTTP 400"},
+  };
+  for (const auto& [body, why] : bad) {
+    fake.infers = 0;
+    fake.infer = [&](const httplib::Request&, httplib::Response& res, int) {
+      if (body == "400") {
+        res.status = 400;
+        res.set_content("{\"error\":\"wrong shape\"}", "application/json");
+      } else {
+        res.set_content(body, "application/json");
+      }
+    };
+    auto c = RemoteTo(fake.port, 2);
+    ASSERT_TRUE(c->Predict(in.View(), &out).ok());
+    EXPECT_EQ(fake.infers.load(), 1) << why;
+    for (const Prediction& p : out) {
+      EXPECT_EQ(p.label, kAbstain);
+      EXPECT_NE(p.error.find(why), std::string::npos) << p.error;
+    }
+  }
+}
+
+TEST(Remote, RefusedConnectionsFailFastThenTheBreakerOpens) {
+  // A port nobody listens on: bind one, then close it.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  close(fd);
+  const int port = ntohs(a.sin_port);
+  auto b = RemoteTo(port, 2);
+  InputBatch in = TwoExamples();
+  std::vector<Prediction> out;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+    EXPECT_LT(Since(t0), 0.5);  // refused at once; only the backoff waits
+    EXPECT_NE(out[0].error.find("metadata"), std::string::npos) << out[0].error;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+  EXPECT_LT(Since(t0), 0.1);
+  EXPECT_NE(out[0].error.find("in a row"), std::string::npos) << out[0].error;
+  EXPECT_EQ(b->stats().errors.load(), 4u);
+  EXPECT_EQ(b->stats().bytes_sent.load(), 0u);
+}
+
+TEST(Remote, CatalogueErrors) {
+  auto make = [](const std::string& toml) {
+    auto cat = ParseCatalogue("[models.m]\nbackend = \"remote\"\n" + toml, "t.toml", "");
+    EXPECT_TRUE(cat.ok()) << cat.status().ToString();
+    return CreateBackend(cat->models[0], BackendOptions{});
+  };
+  EXPECT_NE(make("labels = [\"a\"]\n").status().message().find("needs a url"), std::string::npos);
+  EXPECT_NE(make("url = \"ftp://x\"\nlabels = [\"a\"]\n").status().message().find("http://"), std::string::npos);
+  EXPECT_NE(make("url = \"http://\"\nlabels = [\"a\"]\n").status().message().find("no host"), std::string::npos);
+  EXPECT_NE(make("url = \"http://h:1\"\n").status().message().find("labels"), std::string::npos);
+  auto ok = make("url = \"http://127.0.0.1:1/prefix/\"\nlabels = [\"a\"]\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ((*ok)->info().kind, "remote");
+  // Inputs of the wrong shape are misuse: a non-OK status, every example abstains.
+  auto shaped = make("url = \"http://127.0.0.1:1\"\nlabels = [\"a\"]\ninput_shape = [3]\n");
+  InputBatch in = TwoExamples();
+  std::vector<Prediction> out;
+  EXPECT_EQ((*shaped)->Predict(in.View(), &out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(out.size(), 2u);
+}
+
+}  // namespace
+}  // namespace coe

@@ -1,0 +1,498 @@
+// coe serve: the Open Inference Protocol server on loopback, in process (and once as
+// the `coe serve` command): endpoints, answers equal to Cascade::Run, errors,
+// backpressure, metrics, graceful stop; ParseInferRequest on its own.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "server_testing.h"
+
+namespace coe {
+namespace {
+
+using namespace coe::testing;
+namespace fs = std::filesystem;
+
+// Requests are counted once answered: polls /metrics until every line in `want` shows.
+::testing::AssertionResult WaitForMetrics(int port, const std::vector<std::string>& want) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string text, missing;
+  do {
+    text = Http(port, "GET", "/metrics").raw;
+    missing.clear();
+    for (const std::string& w : want)
+      if (text.find(w + "\n") == std::string::npos) missing += w + "\n";
+    if (missing.empty()) return ::testing::AssertionSuccess();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  } while (Since(t0) < 2);
+  return ::testing::AssertionFailure() << "missing:\n" << missing << "in:\n" << text;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartZoo(ServerOptions o = {}) {
+    auto s = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 2, .chunk = 64}, o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(*s);
+    ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
+    port_ = server_->port();
+    ASSERT_GT(port_, 0);
+  }
+  std::unique_ptr<Server> server_;
+  int port_ = 0;
+};
+
+TEST_F(ServerTest, HealthMetadataAndReadiness) {
+  StartZoo();
+  EXPECT_EQ(server_->model_names(), (std::vector<std::string>{"fashion", "linear", "mlp256x2", "cnn8_16"}));
+  Reply live = Http(port_, "GET", "/v2/health/live");
+  EXPECT_EQ(live.status, 200);
+  EXPECT_EQ(live.body["live"], true);
+  EXPECT_EQ(Http(port_, "GET", "/v2/health/ready").body["ready"], true);
+  EXPECT_EQ(Http(port_, "GET", "/v2").body["name"], "coe");
+
+  for (const std::string name : {"fashion", "cnn8_16"}) {
+    Reply meta = Http(port_, "GET", "/v2/models/" + name);
+    ASSERT_EQ(meta.status, 200) << meta.raw;
+    EXPECT_EQ(meta.body["name"], name);
+    EXPECT_EQ(meta.body["platform"], "coe");
+    EXPECT_EQ(meta.body["inputs"][0]["name"], "input");
+    EXPECT_EQ(meta.body["inputs"][0]["datatype"], "FP32");
+    EXPECT_EQ(meta.body["inputs"][0]["shape"], json({-1, 1, 28, 28}));
+    std::map<std::string, std::string> outputs;
+    for (const json& o : meta.body["outputs"]) outputs[o["name"]] = o["datatype"];
+    EXPECT_EQ(outputs, (std::map<std::string, std::string>{
+                           {"label", "BYTES"}, {"exit_tier", "INT32"}, {"degraded", "BOOL"}, {"probabilities", "FP32"}}));
+    Reply ready = Http(port_, "GET", "/v2/models/" + name + "/ready");
+    EXPECT_EQ(ready.status, 200);
+    EXPECT_EQ(ready.body["ready"], true);
+    EXPECT_EQ(Http(port_, "GET", "/v2/models/" + name + "/versions/1/ready").status, 200);
+  }
+  for (const std::string path : {"/v2/models/nope", "/v2/models/nope/ready", "/v2/models/fashion/versions/2",
+                                 "/v2/nothing", "/"}) {
+    Reply r = Http(port_, "GET", path);
+    EXPECT_EQ(r.status, 404) << path;
+    EXPECT_TRUE(r.body.is_object() && r.body["error"].is_string()) << path << ": " << r.raw;
+  }
+}
+
+TEST_F(ServerTest, InferEqualsCascadeRunInProcess) {
+  StartZoo();
+  Catalogue cat = ParseOrDie(ZooToml());
+  auto local = Cascade::Create(TwoTier(), cat, EngineOptions{.threads = 1});
+  ASSERT_TRUE(local.ok());
+  InputBatch in = TestImages(300);
+  auto want = (*local)->Run(in, RunOptions{.want_probs = true});
+  ASSERT_TRUE(want.ok());
+
+  // [N, 1, 28, 28] with every output.
+  Reply r = Http(port_, "POST", "/v2/models/fashion/infer",
+                 InferBody(in, {"label", "exit_tier", "degraded", "probabilities"}));
+  ASSERT_EQ(r.status, 200) << r.raw.substr(0, 300);
+  EXPECT_EQ(r.body["model_name"], "fashion");
+  const json* label = Output(r.body, "label");
+  const json* tier = Output(r.body, "exit_tier");
+  const json* degraded = Output(r.body, "degraded");
+  const json* probs = Output(r.body, "probabilities");
+  ASSERT_TRUE(label && tier && degraded && probs);
+  EXPECT_EQ((*label)["datatype"], "BYTES");
+  EXPECT_EQ((*label)["shape"], json({300}));
+  EXPECT_EQ((*tier)["datatype"], "INT32");
+  EXPECT_EQ((*probs)["shape"], json({300, 10}));
+  EXPECT_EQ(r.body["parameters"]["degraded_count"], 0);
+  json names = json::parse(r.body["parameters"]["labels"].get<std::string>());
+  EXPECT_EQ(names, json((*local)->labels().names()));
+  int deferred = 0;
+  for (int i = 0; i < 300; ++i) {
+    EXPECT_EQ((*label)["data"][i], (*local)->labels().name(want->answer[i])) << i;
+    EXPECT_EQ((*tier)["data"][i], want->exit_tier[i] + 1) << i;
+    EXPECT_EQ((*degraded)["data"][i], false);
+    deferred += want->exit_tier[i] == 1;
+    for (int l = 0; l < 10; ++l)  // bit-exact: floats are written in shortest round-trip form
+      ASSERT_EQ((*probs)["data"][i * 10 + l].get<float>(), want->probs[i][l]) << i << "," << l;
+  }
+  EXPECT_GT(deferred, 0);
+
+  // Flattened [N, 784] and nested arrays give the same answers; default outputs.
+  std::string flat = InferBody(in, {}, {300, 784});
+  Reply f = Http(port_, "POST", "/v2/models/fashion/infer", flat);
+  ASSERT_EQ(f.status, 200);
+  EXPECT_EQ(*Output(f.body, "label"), *label);
+  EXPECT_EQ(Output(f.body, "probabilities"), nullptr);  // only when asked
+  ASSERT_NE(Output(f.body, "degraded"), nullptr);
+  json nested = json::array();
+  for (int i = 0; i < 3; ++i) {
+    json rows = json::array();
+    for (int y = 0; y < 28; ++y) rows.push_back(std::vector<float>(in.data.begin() + i * 784 + y * 28, in.data.begin() + i * 784 + y * 28 + 28));
+    nested.push_back(json::array({rows}));
+  }
+  json req = {{"id", "n1"}, {"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {3, 1, 28, 28}}, {"data", nested}}}}};
+  Reply n = Http(port_, "POST", "/v2/models/fashion/infer", req.dump());
+  ASSERT_EQ(n.status, 200) << n.raw;
+  EXPECT_EQ(n.body["id"], "n1");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*Output(n.body, "label"))["data"][i], (*label)["data"][i]);
+
+  // A member served on its own equals a one-tier cascade of it.
+  CascadeSpec one;
+  one.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  auto single = Cascade::Create(one, cat, EngineOptions{.threads = 1});
+  auto want1 = (*single)->Run(in);
+  Reply m = Http(port_, "POST", "/v2/models/cnn8_16/infer", InferBody(in, {"label"}));
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.body["outputs"].size(), 1u);
+  for (int i = 0; i < 300; ++i) EXPECT_EQ((*Output(m.body, "label"))["data"][i], (*single)->labels().name(want1->answer[i]));
+}
+
+TEST_F(ServerTest, RequestedOutputsAndId) {
+  StartZoo();
+  InputBatch in = TestImages(4);
+  Reply r = Http(port_, "POST", "/v2/models/fashion/versions/1/infer", InferBody(in, {"exit_tier"}));
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(r.body["outputs"].size(), 1u);
+  EXPECT_EQ(r.body["outputs"][0]["name"], "exit_tier");
+  EXPECT_FALSE(r.body.contains("id"));
+  // An empty batch is answered with empty outputs.
+  InputBatch none;
+  none.example_shape = {1, 28, 28};
+  Reply e = Http(port_, "POST", "/v2/models/fashion/infer", InferBody(none));
+  ASSERT_EQ(e.status, 200) << e.raw;
+  EXPECT_EQ((*Output(e.body, "label"))["shape"], json({0}));
+}
+
+TEST_F(ServerTest, BadRequestsGetJsonErrors) {
+  ServerOptions o;
+  o.max_body_bytes = 200000;
+  StartZoo(o);
+  InputBatch one = TestImages(1);
+  const std::string good = InferBody(one);
+  struct Case {
+    std::string what, path, body;
+    int status;
+    std::string message;  // a part of the error message
+  };
+  auto input = [](const std::string& datatype, const std::string& shape, const std::string& data) {
+    return "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"" + datatype + "\",\"shape\":" + shape + ",\"data\":" + data + "}]}";
+  };
+  std::string zeros = "[0";
+  for (int i = 1; i < 784; ++i) zeros += ",0";
+  zeros += "]";
+  const std::vector<Case> cases = {
+      {"malformed JSON", "fashion", "{\"inputs\": [", 400, "malformed JSON"},
+      {"not JSON at all", "fashion", "hello", 400, "malformed JSON"},
+      {"truncated body", "fashion", good.substr(0, good.size() / 2), 400, "malformed JSON"},
+      {"trailing garbage", "fashion", good + "x", 400, "malformed JSON"},
+      {"body not an object", "fashion", "[1,2]", 400, "JSON object"},
+      {"no inputs", "fashion", "{}", 400, "no \"inputs\""},
+      {"inputs not an array", "fashion", "{\"inputs\": 3}", 400, "\"inputs\""},
+      {"two inputs", "fashion", "{\"inputs\":[{},{}]}", 400, "one input tensor"},
+      {"wrong datatype", "fashion", input("INT32", "[1,1,28,28]", zeros), 400, "datatype INT32"},
+      {"no datatype", "fashion", "{\"inputs\":[{\"shape\":[1,784],\"data\":" + zeros + "}]}", 400, "datatype"},
+      {"wrong shape", "fashion", input("FP32", "[1,28,28]", zeros), 400, "the model takes [-1, 1, 28, 28]"},
+      {"negative dimension", "fashion", input("FP32", "[-1,784]", zeros), 400, "non-negative"},
+      {"fractional dimension", "fashion", input("FP32", "[1.5,784]", zeros), 400, "non-negative"},
+      {"huge shape", "fashion", input("FP32", "[4294967296,4294967296,784]", zeros), 400, "impossibly large"},
+      {"length mismatch", "fashion", input("FP32", "[2,784]", zeros), 400, "holds 784 values"},
+      {"strings in data", "fashion", input("FP32", "[1,2]", "[\"a\",\"b\"]"), 400, "strings"},
+      {"null in data", "fashion", input("FP32", "[1,784]", "[null]"), 400, "\"data\""},
+      {"out of FP32 range", "fashion", input("FP32", "[1,1]", "[1e39]"), 400, "FP32"},
+      {"nested deeper than shape", "fashion", input("FP32", "[1,784]", "[[[" + zeros + "]]]"), 400, "nested"},
+      {"unknown output", "fashion", good.substr(0, good.size() - 1) + ",\"outputs\":[{\"name\":\"logits\"}]}", 400,
+       "unknown output 'logits'"},
+      {"id not a string", "fashion", "{\"id\":5," + good.substr(1), 400, "\"id\""},
+      {"unknown model", "nope", good, 404, "no model named 'nope'"},
+      {"too large", "fashion", std::string(300000, ' ') + good, 413, "larger than 200000 bytes"},
+  };
+  for (const Case& c : cases) {
+    Reply r = Http(port_, "POST", "/v2/models/" + c.path + "/infer", c.body);
+    EXPECT_EQ(r.status, c.status) << c.what << ": " << r.raw;
+    ASSERT_TRUE(r.body.is_object() && r.body.contains("error") && r.body["error"].is_string()) << c.what << ": " << r.raw;
+    EXPECT_NE(r.body["error"].get<std::string>().find(c.message), std::string::npos)
+        << c.what << ": " << r.body["error"];
+  }
+  // The server is unharmed.
+  EXPECT_EQ(Http(port_, "POST", "/v2/models/fashion/infer", good).status, 200);
+  // Wrong method on a route: 404 with a JSON error.
+  Reply get = Http(port_, "GET", "/v2/models/fashion/infer");
+  EXPECT_EQ(get.status, 404);
+  EXPECT_TRUE(get.body.contains("error"));
+}
+
+// A body shorter than its Content-Length (the client gives up half way, or stalls) is
+// no hang: the server answers 400 or closes the connection within its I/O timeout.
+TEST_F(ServerTest, TruncatedHttpBodyNeitherHangsNorHarms) {
+  ServerOptions o;
+  o.io_timeout_s = 1;
+  o.keep_alive_timeout_s = 1;
+  StartZoo(o);
+  for (bool half_close : {true, false}) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port_);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const std::string req = "POST /v2/models/fashion/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            "Content-Length: 1000\r\n\r\n{\"inputs\":[";
+    ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    if (half_close) shutdown(fd, SHUT_WR);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string got;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) got.append(buf, n);
+    close(fd);
+    EXPECT_LT(Since(t0), 3.0) << half_close;
+    if (!got.empty()) {
+      EXPECT_NE(got.find("HTTP/1.1 400"), std::string::npos) << got;
+      EXPECT_NE(got.find("{\"error\":"), std::string::npos) << got;
+    }
+  }
+  EXPECT_EQ(Http(port_, "POST", "/v2/models/fashion/infer", InferBody(TestImages(1))).status, 200);
+}
+
+TEST_F(ServerTest, OverMaxInflightIs503WithRetryAfter) {
+  ServerOptions o;
+  o.max_inflight = 1;
+  o.retry_after_s = 2;
+  auto s = Server::Create({{"slow", SlowCascade("linear", std::chrono::milliseconds(600))}}, o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
+  const int port = (*s)->port();
+  const std::string body = InferBody(TestImages(2));
+  auto first = std::async(std::launch::async, [&] { return Http(port, "POST", "/v2/models/slow/infer", body); });
+  // Wait until the first request is inside the engine.
+  const auto t0 = std::chrono::steady_clock::now();
+  while ((*s)->MetricsText().find("coe_inflight_requests 1") == std::string::npos && Since(t0) < 5)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Reply busy = Http(port, "POST", "/v2/models/slow/infer", body);
+  EXPECT_EQ(busy.status, 503) << busy.raw;
+  EXPECT_TRUE(busy.body.contains("error"));
+  ASSERT_TRUE(busy.headers.count("Retry-After"));
+  EXPECT_EQ(busy.headers.find("Retry-After")->second, "2");
+  EXPECT_EQ(first.get().status, 200);
+  // Health and metrics are not infer requests: never refused.
+  EXPECT_EQ(Http(port, "GET", "/v2/health/ready").status, 200);
+  EXPECT_EQ(Http(port, "POST", "/v2/models/slow/infer", body).status, 200);
+  EXPECT_TRUE(WaitForMetrics(port, {"coe_requests_total{model=\"slow\",code=\"503\"} 1",
+                                    "coe_requests_total{model=\"slow\",code=\"200\"} 2"}));
+}
+
+// Connections beyond the HTTP workers and their bounded queue are refused at once.
+TEST_F(ServerTest, ConnectionsBeyondWorkersAndQueueAre503) {
+  ServerOptions o;
+  o.http_threads = 1;  // one worker, at most one connection waiting for it
+  o.keep_alive_timeout_s = 1;
+  auto s = Server::Create({{"slow", SlowCascade("linear", std::chrono::milliseconds(500))}}, o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
+  const int port = (*s)->port();
+  const std::string body = InferBody(TestImages(1));
+  auto a = std::async(std::launch::async, [&] { return Http(port, "POST", "/v2/models/slow/infer", body); });
+  const auto t0 = std::chrono::steady_clock::now();
+  while ((*s)->MetricsText().find("coe_inflight_requests 1") == std::string::npos && Since(t0) < 5)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto b = std::async(std::launch::async, [&] { return Http(port, "POST", "/v2/models/slow/infer", body); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // b waits for the worker
+  const auto t1 = std::chrono::steady_clock::now();
+  Reply c = Http(port, "POST", "/v2/models/slow/infer", body);
+  EXPECT_LT(Since(t1), 0.3);
+  EXPECT_EQ(c.status, 503) << c.raw;
+  EXPECT_TRUE(c.headers.count("Retry-After"));
+  EXPECT_NE(c.raw.find("too many connections"), std::string::npos) << c.raw;
+  EXPECT_EQ(a.get().status, 200);
+  EXPECT_EQ(b.get().status, 200);
+}
+
+TEST_F(ServerTest, MetricsCountRequestsExamplesExitsAndMembers) {
+  StartZoo();
+  InputBatch in = TestImages(100);
+  Reply r = Http(port_, "POST", "/v2/models/fashion/infer", InferBody(in));
+  ASSERT_EQ(r.status, 200);
+  int exits[2] = {0, 0};
+  for (const json& t : (*Output(r.body, "exit_tier"))["data"]) exits[t.get<int>() - 1]++;
+  ASSERT_EQ(Http(port_, "POST", "/v2/models/linear/infer", InferBody(in)).status, 200);
+  EXPECT_EQ(Http(port_, "POST", "/v2/models/fashion/infer", "{").status, 400);
+  EXPECT_EQ(Http(port_, "GET", "/nope").status, 404);
+  EXPECT_TRUE(WaitForMetrics(port_, std::vector<std::string>{
+           "coe_requests_total{model=\"fashion\",code=\"200\"} 1",
+           "coe_requests_total{model=\"fashion\",code=\"400\"} 1",
+           "coe_requests_total{model=\"linear\",code=\"200\"} 1",
+           "coe_errors_total{code=\"400\"} 1",
+           "coe_errors_total{code=\"404\"} 1",
+           "coe_inflight_requests 0",
+           "coe_examples_total{model=\"fashion\"} 100",
+           "coe_examples_total{model=\"linear\"} 100",
+           "coe_exits_total{model=\"fashion\",tier=\"1\"} " + std::to_string(exits[0]),
+           "coe_exits_total{model=\"fashion\",tier=\"2\"} " + std::to_string(exits[1]),
+           "coe_deferred_total{model=\"fashion\",tier=\"1\"} " + std::to_string(exits[1]),
+           "coe_degraded_examples_total{model=\"fashion\"} 0",
+           "coe_member_latency_seconds_count{member=\"linear\"} 2",
+           "coe_member_latency_seconds_count{member=\"cnn8_16\"} 1",
+           "coe_member_latency_seconds_bucket{member=\"linear\",le=\"+Inf\"} 2",
+           "coe_member_examples_total{member=\"linear\"} 200",
+           "coe_member_examples_total{member=\"cnn8_16\"} " + std::to_string(exits[1]),
+           "coe_remote_bytes_sent_total{member=\"linear\"} 0",
+           "coe_remote_bytes_received_total{member=\"cnn8_16\"} 0",
+           "# TYPE coe_member_latency_seconds histogram",
+       }));
+}
+
+TEST_F(ServerTest, StopAnswersInflightRequestsAndCanRestart) {
+  ServerOptions o;
+  o.keep_alive_timeout_s = 1;
+  auto s = Server::Create({{"slow", SlowCascade("linear", std::chrono::milliseconds(500))}}, o);
+  ASSERT_TRUE(s.ok());
+  Server& server = **s;
+  ASSERT_TRUE(server.Start("127.0.0.1", 0).ok());
+  const int port = server.port();
+  EXPECT_EQ(server.Start("127.0.0.1", 0).code(), StatusCode::kFailedPrecondition);
+  const std::string body = InferBody(TestImages(1));
+  auto inflight = std::async(std::launch::async, [&] { return Http(port, "POST", "/v2/models/slow/infer", body); });
+  const auto t0 = std::chrono::steady_clock::now();
+  while (server.MetricsText().find("coe_inflight_requests 1") == std::string::npos && Since(t0) < 5)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  server.Stop();
+  server.Wait();
+  EXPECT_LT(Since(t0), 4.0);
+  EXPECT_EQ(inflight.get().status, 200);  // finished, not dropped
+  EXPECT_EQ(server.port(), 0);
+  EXPECT_EQ(Http(port, "GET", "/v2/health/live").status, 0);  // nobody listens
+  // Serving again on the same port.
+  ASSERT_TRUE(server.Start("127.0.0.1", port).ok());
+  EXPECT_EQ(Http(port, "GET", "/v2/health/live").status, 200);
+  // A second server cannot take the port.
+  auto other = Server::Create({{"x", SlowCascade("linear", std::chrono::milliseconds(0))}}, ServerOptions{});
+  EXPECT_EQ((*other)->Start("127.0.0.1", port).code(), StatusCode::kUnavailable);
+}
+
+TEST(ServerCreate, RejectsBadModelsAndOptions) {
+  auto slow = SlowCascade("linear", std::chrono::milliseconds(0));
+  EXPECT_FALSE(Server::Create({}, ServerOptions{}).ok());
+  EXPECT_FALSE(Server::Create({{"a", nullptr}}, ServerOptions{}).ok());
+  EXPECT_FALSE(Server::Create({{"a", slow}, {"a", slow}}, ServerOptions{}).ok());
+  EXPECT_FALSE(Server::Create({{"a/b", slow}}, ServerOptions{}).ok());
+  EXPECT_FALSE(Server::Create({{"a", slow}}, ServerOptions{.max_inflight = 0}).ok());
+  // The cascade may not be served under a member's name.
+  auto clash = Server::Create(TwoTier("linear"), ParseOrDie(ZooToml()), EngineOptions{}, ServerOptions{});
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.status().message().find("member"), std::string::npos);
+  // Without serve_members only the cascade is served.
+  auto only = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{}, ServerOptions{.serve_members = false});
+  ASSERT_TRUE(only.ok());
+  EXPECT_EQ((*only)->model_names(), std::vector<std::string>{"fashion"});
+}
+
+// ------------------------------------------------------------ ParseInferRequest
+
+TEST(ParseInferRequest, ShapesNestingAndExactFloats) {
+  const std::vector<int64_t> shape = {2, 3};
+  auto flat = ParseInferRequest(
+      R"({"inputs":[{"name":"i","datatype":"FP32","shape":[2,6],"data":[0.1,1e-50,-2,3,4,5,6,7,8,9,10,3.4028234e38]}],
+          "parameters":{"a":[1,{"b":2}]},"unknown":{"x":[[]]}})",
+      shape);
+  ASSERT_TRUE(flat.ok()) << flat.status().ToString();
+  EXPECT_EQ(flat->batch.example_shape, shape);
+  EXPECT_EQ(flat->batch.size(), 2);
+  EXPECT_EQ(flat->batch.data[0], 0.1f);  // decimal text to float directly, not via double
+  EXPECT_EQ(flat->batch.data[1], 0.0f);  // underflow rounds to zero
+  EXPECT_EQ(flat->batch.data[11], 3.4028234e38f);
+  EXPECT_FALSE(flat->id.has_value());
+  EXPECT_TRUE(flat->want_label && flat->want_exit_tier && flat->want_degraded && !flat->want_probabilities);
+  auto nested = ParseInferRequest(
+      R"({"id":"7","inputs":[{"name":"i","datatype":"FP32","shape":[1,2,3],"data":[[[1,2,3],[4,5,6]]]}],
+          "outputs":[{"name":"probabilities","parameters":{"binary_data":false}}]})",
+      shape);
+  ASSERT_TRUE(nested.ok()) << nested.status().ToString();
+  EXPECT_EQ(nested->batch.data, (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(nested->id, "7");
+  EXPECT_TRUE(nested->want_probabilities && !nested->want_label);
+  // A model taking any shape takes the request's.
+  auto any = ParseInferRequest(R"({"inputs":[{"name":"i","datatype":"FP32","shape":[3],"data":[1,2,3]}]})", {});
+  ASSERT_TRUE(any.ok()) << any.status().ToString();
+  EXPECT_EQ(any->batch.size(), 3);
+  EXPECT_TRUE(any->batch.example_shape.empty());
+  // Every float a writer emits reads back identical.
+  for (float v : {0.1f, 1.0f / 3, 1e-30f, 123456.78f, -0.0f, 1.17549435e-38f, 1.4e-45f}) {
+    std::string body = R"({"inputs":[{"name":"i","datatype":"FP32","shape":[1],"data":[)";
+    oip::AppendFloat(&body, v);
+    auto r = ParseInferRequest(body + "]}]}", {});
+    ASSERT_TRUE(r.ok()) << body;
+    EXPECT_EQ(std::memcmp(&r->batch.data[0], &v, sizeof v), 0) << body;
+  }
+}
+
+TEST(ParseInferRequest, ErrorsAreInvalidArgument) {
+  for (const char* body : {"", "{", "null", "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1],\"data\":[2]}]}",
+                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,0],\"data\":[]}]}",
+                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[],\"data\":[]}]}",
+                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[true]}],\"outputs\":[3]}",
+                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1]}]} {}",
+                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[18446744073709551615],\"data\":[1]}]}"}) {
+    auto r = ParseInferRequest(body, {});
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body;
+    EXPECT_FALSE(r.status().message().empty());
+  }
+  // Deep nesting is refused without recursion trouble.
+  std::string deep = R"({"inputs":[{"datatype":"FP32","shape":[1],"data":)" + std::string(100000, '[');
+  EXPECT_FALSE(ParseInferRequest(deep, {}).ok());
+  std::string deep_skipped = R"({"parameters":{"p":)" + std::string(100000, '[') + std::string(100000, ']') + "}}";
+  EXPECT_EQ(ParseInferRequest(deep_skipped, {}).status().message(), "the request has no \"inputs\"");
+}
+
+// ------------------------------------------------------------ the command
+
+TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {
+  fs::path dir = fs::temp_directory_path() / ("coe_serve_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "zoo.toml") << ZooToml();
+  std::ofstream(dir / "cascade.toml") << "name = \"fm\"\n[[tiers]]\nmembers = [\"linear\", \"mlp256x2\"]\n"
+                                         "min_agreement = 1.0\n[[tiers]]\nmembers = [\"cnn8_16\"]\n";
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    const std::string cascade = (dir / "cascade.toml").string(), models = (dir / "zoo.toml").string();
+    execl(COE_BINARY, COE_BINARY, "serve", "--cascade", cascade.c_str(), "--models", models.c_str(), "--port", "0",
+          "--threads", "1", "--json-log", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  std::string line;
+  char c;
+  while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
+  close(out[0]);
+  const size_t colon = line.rfind(':');
+  ASSERT_NE(line.find("model 'fm'"), std::string::npos) << line;
+  const int port = std::atoi(line.c_str() + colon + 1);
+  ASSERT_GT(port, 0) << line;
+  Reply r = Http(port, "POST", "/v2/models/fm/infer", InferBody(TestImages(3)));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(Http(port, "GET", "/v2/models/cnn8_16/ready").status, 200);
+  kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // Bad input is exit code 2.
+  const std::string bad = std::string(COE_BINARY) + " serve --cascade /nonexistent.toml --models " +
+                          (dir / "zoo.toml").string() + " >/dev/null 2>&1";
+  const int rc = std::system(bad.c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  EXPECT_EQ(WEXITSTATUS(std::system((std::string(COE_BINARY) + " serve --cascade x --models y --max-inflight 0 >/dev/null 2>&1").c_str())), 2);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace coe

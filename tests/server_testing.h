@@ -1,0 +1,151 @@
+// Shared by server_test.cc and remote_test.cc: the zoo catalogue, test images, request
+// bodies, an HTTP client on loopback and a slow backend.
+#ifndef COE_TESTS_SERVER_TESTING_H_
+#define COE_TESTS_SERVER_TESTING_H_
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coe/backend.h"
+#include "coe/dataset.h"
+#include "coe/engine.h"
+#include "coe/server.h"
+#include "server/oip.h"
+
+namespace coe::testing {
+
+using json = nlohmann::json;
+
+inline const std::string kZoo = std::string(COE_SOURCE_DIR) + "/models/zoo/";
+inline const char* const kLabelsToml =
+    "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
+    "\"sneaker\", \"bag\", \"boot\"]\n";
+inline const std::vector<std::string> kLabelNames = {"tshirt", "trouser", "pullover", "dress", "coat",
+                                                     "sandal", "shirt",   "sneaker",  "bag",   "boot"};
+
+// linear, mlp256x2, cnn8_16 as onnx models; `extra` is appended (more models).
+inline std::string ZooToml(const std::string& extra = "") {
+  return std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
+         "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
+         "[models.linear]\nbackend = \"onnx\"\npath = \"" + kZoo + "linear.onnx\"\nmacs = 7840\n"
+         "[models.mlp256x2]\nbackend = \"onnx\"\npath = \"" + kZoo + "mlp256x2.onnx\"\nmacs = 235000\n"
+         "[models.cnn8_16]\nbackend = \"onnx\"\npath = \"" + kZoo + "cnn8_16.onnx\"\nmacs = 290000\n" + extra;
+}
+
+inline Catalogue ParseOrDie(const std::string& toml) {
+  auto c = ParseCatalogue(toml, "test.toml", "");
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? *c : Catalogue{};
+}
+
+// {linear, mlp256x2} unanimous -> {cnn8_16}.
+inline CascadeSpec TwoTier(const std::string& name = "fashion") {
+  CascadeSpec s;
+  s.name = name;
+  s.tiers.push_back(TierSpec{{"linear", "mlp256x2"}, DeferralRule{1.0, std::nullopt}});
+  s.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  return s;
+}
+
+// The first n Fashion-MNIST test images (raw pixels 0..255).
+inline InputBatch TestImages(int64_t n) {
+  DatasetOptions o;
+  o.expected_shape = {1, 28, 28};
+  o.end = n;
+  auto b = LoadDataset("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", o);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  return b.ok() ? *b : InputBatch{};
+}
+
+// An infer request body for `batch`, the shape given (default [N, ...example_shape]).
+inline std::string InferBody(const InputBatch& batch, const std::vector<std::string>& outputs = {},
+                             std::vector<int64_t> shape = {}) {
+  if (shape.empty()) {
+    shape = {batch.size()};
+    shape.insert(shape.end(), batch.example_shape.begin(), batch.example_shape.end());
+  }
+  std::string b = "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":" + json(shape).dump() + ",\"data\":[";
+  for (size_t i = 0; i < batch.data.size(); ++i) {
+    if (i) b += ',';
+    oip::AppendFloat(&b, batch.data[i]);
+  }
+  b += "]}]";
+  if (!outputs.empty()) {
+    json o = json::array();
+    for (const std::string& name : outputs) o.push_back({{"name", name}});
+    b += ",\"outputs\":" + o.dump();
+  }
+  return b + "}";
+}
+
+struct Reply {
+  int status = 0;  // 0: no HTTP response
+  json body;
+  std::string raw;
+  httplib::Headers headers;
+};
+
+inline Reply Http(int port, const std::string& method, const std::string& path, const std::string& body = "") {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(std::chrono::seconds(20));
+  auto r = method == "GET" ? c.Get(path) : c.Post(path, body, "application/json");
+  Reply out;
+  if (!r) return out;
+  out.status = r->status;
+  out.raw = r->body;
+  out.headers = r->headers;
+  out.body = json::parse(r->body, nullptr, false);
+  return out;
+}
+
+// The output tensor `name` of an infer response, or null.
+inline const json* Output(const json& response, const std::string& name) {
+  if (!response.contains("outputs")) return nullptr;
+  for (const json& o : response["outputs"])
+    if (o.value("name", "") == name) return &o;
+  return nullptr;
+}
+
+// Wraps a backend and sleeps before each call (a slow model).
+class SlowBackend : public Backend {
+ public:
+  SlowBackend(std::unique_ptr<Backend> inner, std::chrono::milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  const BackendInfo& info() const override { return inner_->info(); }
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    std::this_thread::sleep_for(delay_);
+    return inner_->Predict(batch, out);
+  }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+  std::chrono::milliseconds delay_;
+};
+
+// A one-model cascade named `name` over the zoo model `model`, slowed by `delay`.
+inline std::shared_ptr<const Cascade> SlowCascade(const std::string& model, std::chrono::milliseconds delay) {
+  Catalogue cat = ParseOrDie(ZooToml());
+  auto b = CreateBackend(*cat.Find(model), BackendOptions{});
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  CascadeSpec spec;
+  spec.tiers.push_back(TierSpec{{model}, {}});
+  std::vector<std::unique_ptr<Backend>> backends;
+  backends.push_back(std::make_unique<SlowBackend>(std::move(*b), delay));
+  auto c = Cascade::FromBackends(spec, std::move(backends), {1.0}, EngineOptions{.threads = 2});
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return std::shared_ptr<const Cascade>(std::move(*c));
+}
+
+inline double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace coe::testing
+
+#endif  // COE_TESTS_SERVER_TESTING_H_
