@@ -25,6 +25,9 @@ struct InputView {
   const std::vector<int64_t>& shape() const { return *example_shape; }
 };
 
+// "[1, 28, 28]": a shape as error messages show it.
+std::string ShapeString(std::span<const int64_t> shape);
+
 struct InputBatch {
   std::vector<int64_t> example_shape;  // e.g. {1, 28, 28}
   std::vector<float> data;             // n * ExampleSize() values

@@ -90,7 +90,7 @@ class RemoteBackend : public Backend {
     if (!info_.input_shape.empty() && batch.shape() != info_.input_shape) {
       Abstain(out, "wrong input shape");
       return InvalidArgumentError("model '" + info_.name + "' takes inputs of shape " +
-                                  oip::ShapeString(info_.input_shape) + ", got " + oip::ShapeString(batch.shape()));
+                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

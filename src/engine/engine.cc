@@ -21,12 +21,6 @@ struct Member {
 
 const char* const kCostKeys[] = {"macs", "flops", "usd", "latency_ms", "latency_us", "params"};
 
-std::string ShapeString(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 struct Cascade::Impl {

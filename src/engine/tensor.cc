@@ -4,6 +4,12 @@
 
 namespace coe {
 
+std::string ShapeString(std::span<const int64_t> s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
 InputBatch InputBatch::Gather(std::span<const int> rows) const {
   InputBatch out;
   out.example_shape = example_shape;

@@ -276,12 +276,6 @@ void AppendJsonString(std::string* out, std::string_view s) {
   *out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string ShapeString(std::span<const int64_t> s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace coe::oip
 
 namespace coe {
@@ -302,14 +296,14 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   if (!t.has_data) return InvalidArgumentError(name + " has no \"data\"");
   if (!t.strings.empty()) return InvalidArgumentError(name + " is FP32 but its data holds strings");
   if (t.data_depth > static_cast<int>(t.shape.size()))
-    return InvalidArgumentError(name + ": \"data\" is nested deeper than its shape " + oip::ShapeString(t.shape));
+    return InvalidArgumentError(name + ": \"data\" is nested deeper than its shape " + ShapeString(t.shape));
   // Count the elements the shape calls for, without overflow.
   int64_t elements = 1;
   for (int64_t d : t.shape)
     if (__builtin_mul_overflow(elements, d, &elements) || elements > (int64_t{1} << 40))
-      return InvalidArgumentError(name + " has an impossibly large shape " + oip::ShapeString(t.shape));
+      return InvalidArgumentError(name + " has an impossibly large shape " + ShapeString(t.shape));
   if (static_cast<uint64_t>(elements) != t.numbers.size())
-    return InvalidArgumentError(name + " has shape " + oip::ShapeString(t.shape) + " (" + std::to_string(elements) +
+    return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + " (" + std::to_string(elements) +
                                 " values) but its data holds " + std::to_string(t.numbers.size()) + " values");
   const std::vector<int64_t> rest(t.shape.begin() + 1, t.shape.end());
   int64_t want = 1;
@@ -321,11 +315,11 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   } else {
     std::vector<int64_t> full = {-1}, flat = {-1, want};
     full.insert(full.end(), input_shape.begin(), input_shape.end());
-    return InvalidArgumentError(name + " has shape " + oip::ShapeString(t.shape) + ", the model takes " +
-                                oip::ShapeString(full) + " or " + oip::ShapeString(flat));
+    return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + ", the model takes " +
+                                ShapeString(full) + " or " + ShapeString(flat));
   }
   if (t.shape[0] > 0 && req.batch.ExampleSize() == 0)
-    return InvalidArgumentError(name + " has examples of no values (shape " + oip::ShapeString(t.shape) + ")");
+    return InvalidArgumentError(name + " has examples of no values (shape " + ShapeString(t.shape) + ")");
   req.batch.data = std::move(t.numbers);
   if (!m.outputs.empty()) {
     req.want_label = req.want_exit_tier = req.want_degraded = req.want_probabilities = false;

@@ -48,8 +48,6 @@ Status ParseMessage(std::string_view body, Message* out);
 void AppendFloat(std::string* out, float v);
 // Appends `s` as a JSON string literal (quoted, escaped; invalid UTF-8 replaced).
 void AppendJsonString(std::string* out, std::string_view s);
-// "[1, 28, 28]".
-std::string ShapeString(std::span<const int64_t> shape);
 
 }  // namespace coe::oip
 
