@@ -44,19 +44,23 @@ class OnnxBackend : public Backend {
     float* dst = blob.ptr<float>();
     const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
     for (size_t i = 0; i < batch.data.size(); ++i) dst[i] = batch.data[i] * a + b;
+    // forward() returns a header over the Net's own output buffer, which the next
+    // forward() on this Net (another thread's, once the lease is back in the pool)
+    // overwrites. So the output is read while the lease is held, never after.
+    Lease lease(this);
     cv::Mat logits;
     std::string error;
-    {
-      Lease lease(this);
-      try {
-        lease.net->setInput(blob);
-        logits = lease.net->forward();
-      } catch (const cv::Exception& e) {
-        error = std::string("OpenCV: ") + e.what();
-      }
+    try {
+      lease.net->setInput(blob);
+      logits = lease.net->forward();
+    } catch (const cv::Exception& e) {
+      error = std::string("OpenCV: ") + e.what();
+    } catch (const std::exception& e) {
+      error = std::string("OpenCV: ") + e.what();
     }
     const int classes = static_cast<int>(info_.labels.size());
-    if (error.empty() && (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F))
+    if (error.empty() && (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F ||
+                          !logits.isContinuous()))
       error = "output has " + std::to_string(logits.total()) + " values, expected " +
               std::to_string(n * classes);
     if (!error.empty()) {
@@ -66,17 +70,19 @@ class OnnxBackend : public Backend {
       return Status::Ok();
     }
     const float* rows = logits.ptr<float>();
+    uint64_t abstained = 0;
     for (int64_t i = 0; i < n; ++i) {
       Prediction& p = (*out)[i];
       p.label = SoftmaxArgmax({rows + i * classes, static_cast<size_t>(classes)}, &p.probs);
       if (p.label == kAbstain) {
         p.error = "non-finite output";
         p.probs.clear();
-        stats_.abstentions++;
+        ++abstained;
         continue;
       }
       p.score = p.probs[p.label];
     }
+    stats_.abstentions += abstained;
     return Status::Ok();
   }
 
