@@ -10,6 +10,7 @@
 //   edge_cloud [--cascade FILE] [--models CAT] [--images 2000] [--bandwidth-mbit 20]
 //              [--rtt-ms 40] [--json]
 // Without --cascade it plans one with `coe demo` first.
+#include "coe/paths.h"
 #include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
@@ -142,8 +143,8 @@ std::string Quote(const std::string& s) { return "\"" + s + "\""; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string coe_bin = COE_BINARY;
-  std::string models = std::string(COE_SOURCE_DIR) + "/models/zoo/catalogue.toml";
+  std::string coe_bin = coe::ExecutableDir() + "/coe";
+  std::string models = coe::BuildTreeSourceDir() + "/models/zoo/catalogue.toml";
   std::string cascade_path;
   int64_t images = 2000;
   double mbit = 20, rtt = 40;

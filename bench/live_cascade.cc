@@ -9,6 +9,7 @@
 //
 //   live_cascade [--cascade FILE] [--single NAME] [--models CAT] [--runs 5] [--threads N] [--json]
 // Without --cascade it runs `coe demo --work DIR` first (record, plan) and uses its cascade.
+#include "coe/paths.h"
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -119,8 +120,8 @@ double MeanCost(const coe::RunResult& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string coe_bin = COE_BINARY;
-  std::string models = std::string(COE_SOURCE_DIR) + "/models/zoo/catalogue.toml";
+  std::string coe_bin = coe::ExecutableDir() + "/coe";
+  std::string models = coe::BuildTreeSourceDir() + "/models/zoo/catalogue.toml";
   std::string cascade_path, single;
   int runs = 5, threads = 0, batch = 2048;
   bool json = false;

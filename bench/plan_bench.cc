@@ -9,6 +9,7 @@
 //
 //   plan_bench [--coe PATH] [--calib CSV] [--models TOML] [--runs R] [--numpy] [--json]
 //              [-- extra coe plan flags]
+#include "coe/paths.h"
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -82,11 +83,11 @@ double Median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string coe = COE_BINARY;
-  std::string data = std::string(COE_SOURCE_DIR) + "/../shared/data/routerbench/";
+  std::string coe = coe::ExecutableDir() + "/coe";
+  std::string data = coe::BuildTreeSourceDir() + "/../shared/data/routerbench/";
   std::string calib = data + "arc_challenge_train.csv";
   std::string models = data + "arc_challenge_train.models.toml";
-  std::string numpy_script = std::string(COE_SOURCE_DIR) + "/bench/numpy_plan.py";
+  std::string numpy_script = coe::BuildTreeSourceDir() + "/bench/numpy_plan.py";
   int runs = 9;
   bool numpy = false, json = false;
   std::vector<std::string> extra;

@@ -9,38 +9,15 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "testing.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Proc {
-  int code = -1;
-  std::string out;  // stdout + stderr
-};
-
-Proc Coe(const std::string& args) {
-  std::string cmd = std::string(COE_BINARY) + " " + args + " 2>&1";
-  Proc r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-Proc CoeStdout(const std::string& args) {
-  std::string cmd = std::string(COE_BINARY) + " " + args + " 2>/dev/null";
-  Proc r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using coe::testing::Proc;
+Proc Coe(const std::string& args) { return coe::testing::RunCoe(args); }
+Proc CoeStdout(const std::string& args) { return coe::testing::RunCoe(args, /*with_stderr=*/false); }
 
 class CliTest : public ::testing::Test {
  protected:
@@ -126,7 +103,7 @@ TEST_F(CliTest, BadInputExitsTwoWithLocation) {
 // The shared RouterBench recordings (third-party data beside the repo, not in it).
 TEST_F(CliTest, PlanOnRouterBenchArc) {
   const char* shared = std::getenv("COE_SHARED_DATA");
-  std::string dir = shared ? shared : std::string(COE_SOURCE_DIR) + "/../shared/data";
+  std::string dir = shared ? shared : coe::testing::SourceDir() + "/../shared/data";
   if (!fs::exists(dir + "/routerbench/arc_challenge_train.csv")) GTEST_SKIP() << "no shared data at " << dir;
   std::string base = dir + "/routerbench/arc_challenge_";
   Proc r = CoeStdout("plan --calib " + base + "train.csv --test " + base + "test.csv --models " + base +

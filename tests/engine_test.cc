@@ -7,14 +7,16 @@
 #include <fstream>
 
 #include "coe/dataset.h"
+#include "fault_backends.h"
+#include "testing.h"
 
 namespace coe {
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kZoo = std::string(COE_SOURCE_DIR) + "/models/zoo/";
-const std::string kData = std::string(COE_SOURCE_DIR) + "/tests/data/";
+const std::string kZoo = testing::ZooDir();
+const std::string kData = testing::SourceDir() + "/tests/data/";
 const char* kFashion = "/usr/share/datasets/fashion-mnist/";
 const char* kLabels =
     "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
@@ -185,26 +187,7 @@ TEST_F(EngineTest, UnreadableImagesAreErrors) {
   EXPECT_NE(t.status().message().find("truncated"), std::string::npos) << t.status().message();
 }
 
-// Fault injection: wrappers around a real backend.
-class FaultyBackend : public Backend {
- public:
-  enum class Mode { kDead, kFailOdd };
-  FaultyBackend(std::unique_ptr<Backend> inner, Mode mode) : inner_(std::move(inner)), mode_(mode) {}
-  const BackendInfo& info() const override { return inner_->info(); }
-  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
-    if (mode_ == Mode::kDead) return UnavailableError("dead backend");
-    COE_RETURN_IF_ERROR(inner_->Predict(batch, out));
-    for (int64_t i = 0; i < batch.size(); ++i) {
-      const std::string& id = batch.ids[i];
-      if ((id.back() - '0') % 2 == 1) (*out)[i] = Prediction{kAbstain, NAN, {}, "injected failure"};
-    }
-    return Status::Ok();
-  }
-
- private:
-  std::unique_ptr<Backend> inner_;
-  Mode mode_;
-};
+using testing::FaultyBackend;
 
 TEST_F(EngineTest, FailuresAreAbstentionsAndDegradeToEarlierAnswers) {
   Catalogue cat = ZooCatalogue();
@@ -215,60 +198,73 @@ TEST_F(EngineTest, FailuresAreAbstentionsAndDegradeToEarlierAnswers) {
   };
   InputBatch in = TestImages(200);
   CascadeSpec s = TwoTier();
-  // One thread and one chunk per tier: every backend (fresh in each run) does a single
-  // forward pass per tier. OpenCV DNN's outputs can change with a net's history of
-  // batch shapes, which would make the runs below disagree for reasons that are not
-  // the fault handling under test.
-  EngineOptions one_pass;
-  one_pass.threads = 1;
-  one_pass.chunk = 1000;
+  // Default threads and chunking: answers must not depend on them, so the runs below
+  // differ only by the injected faults.
+  const EngineOptions defaults;
   // Reference without faults.
   std::vector<std::unique_ptr<Backend>> ok;
   for (auto n : {"linear", "mlp256x2", "cnn8_16"}) ok.push_back(make(n));
-  auto ref = Cascade::FromBackends(s, std::move(ok), {1, 2, 3}, one_pass);
+  auto ref = Cascade::FromBackends(s, std::move(ok), {1, 2, 3}, defaults);
   ASSERT_TRUE(ref.ok());
   auto rr = (*ref)->Run(in);
   ASSERT_TRUE(rr.ok());
-  // The last tier is dead: deferred examples fall back to tier 1's plurality, degraded.
-  std::vector<std::unique_ptr<Backend>> dead;
-  dead.push_back(make("linear"));
-  dead.push_back(make("mlp256x2"));
-  dead.push_back(std::make_unique<FaultyBackend>(make("cnn8_16"), FaultyBackend::Mode::kDead));
-  auto dc = Cascade::FromBackends(s, std::move(dead), {1, 2, 3}, one_pass);
-  ASSERT_TRUE(dc.ok());
-  auto dr = (*dc)->Run(in);
-  ASSERT_TRUE(dr.ok());
-  int degraded = 0;
-  for (int i = 0; i < 200; ++i) {
-    if (rr->exit_tier[i] == 0) {
-      EXPECT_EQ(dr->answer[i], rr->answer[i]);
-      EXPECT_EQ(dr->degraded[i], 0);
-    } else {
-      EXPECT_EQ(dr->degraded[i], 1);
-      EXPECT_NE(dr->answer[i], kAbstain);  // tier 1 had a plurality (the last-listed voter)
-      EXPECT_DOUBLE_EQ(dr->cost[i], 6);    // the dead tier is still paid
-      ++degraded;
+  // The last tier is dead (abstains on everything) or broken (answers nothing with an
+  // error status): deferred examples fall back to tier 1's plurality, degraded.
+  for (auto mode : {FaultyBackend::Mode::kDead, FaultyBackend::Mode::kBroken}) {
+    std::vector<std::unique_ptr<Backend>> dead;
+    dead.push_back(make("linear"));
+    dead.push_back(make("mlp256x2"));
+    dead.push_back(std::make_unique<FaultyBackend>(make("cnn8_16"), mode));
+    auto dc = Cascade::FromBackends(s, std::move(dead), {1, 2, 3}, defaults);
+    ASSERT_TRUE(dc.ok());
+    auto dr = (*dc)->Run(in);
+    ASSERT_TRUE(dr.ok());
+    int degraded = 0;
+    for (int i = 0; i < 200; ++i) {
+      if (rr->exit_tier[i] == 0) {
+        EXPECT_EQ(dr->answer[i], rr->answer[i]);
+        EXPECT_EQ(dr->degraded[i], 0);
+      } else {
+        EXPECT_EQ(dr->degraded[i], 1);
+        EXPECT_NE(dr->answer[i], kAbstain);  // tier 1 had a plurality (the last-listed voter)
+        EXPECT_DOUBLE_EQ(dr->cost[i], 6);    // the dead tier is still paid
+        ++degraded;
+      }
     }
+    EXPECT_GT(degraded, 0);
   }
-  EXPECT_GT(degraded, 0);
   // A member failing on odd ids abstains there: tier 1 cannot be unanimous on them.
   std::vector<std::unique_ptr<Backend>> flaky;
   flaky.push_back(std::make_unique<FaultyBackend>(make("linear"), FaultyBackend::Mode::kFailOdd));
   flaky.push_back(make("mlp256x2"));
   flaky.push_back(make("cnn8_16"));
-  auto fc = Cascade::FromBackends(s, std::move(flaky), {1, 2, 3}, one_pass);
+  auto fc = Cascade::FromBackends(s, std::move(flaky), {1, 2, 3}, defaults);
   ASSERT_TRUE(fc.ok());
   auto fr = (*fc)->Run(in);
   ASSERT_TRUE(fr.ok());
+  // On odd ids tier 2 answers alone: its answer is cnn8_16's own.
+  CascadeSpec last_only;
+  last_only.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  std::vector<std::unique_ptr<Backend>> last;
+  last.push_back(make("cnn8_16"));
+  auto lc = Cascade::FromBackends(last_only, std::move(last), {3}, defaults);
+  ASSERT_TRUE(lc.ok());
+  auto lr = (*lc)->Run(in);
+  ASSERT_TRUE(lr.ok());
+  int odd = 0;
   for (int i = 0; i < 200; ++i) {
     if ((in.ids[i].back() - '0') % 2 == 1) {
       EXPECT_EQ(fr->exit_tier[i], 1);
-      EXPECT_EQ(fr->answer[i], rr->exit_tier[i] == 1 ? rr->answer[i] : fr->answer[i]);
+      EXPECT_EQ(fr->answer[i], lr->answer[i]);
+      EXPECT_DOUBLE_EQ(fr->cost[i], 6);
+      ++odd;
     } else {
       EXPECT_EQ(fr->answer[i], rr->answer[i]);
+      EXPECT_EQ(fr->exit_tier[i], rr->exit_tier[i]);
     }
     EXPECT_EQ(fr->degraded[i], 0);
   }
+  EXPECT_EQ(odd, 100);
 }
 
 }  // namespace

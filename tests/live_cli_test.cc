@@ -12,35 +12,17 @@
 #include <sstream>
 #include <string>
 
+#include "testing.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Proc {
-  int code = -1;
-  std::string out;
-};
+using coe::testing::Proc;
+Proc Coe(const std::string& args) { return coe::testing::RunCoe(args); }
+std::string Read(const fs::path& p) { return coe::testing::ReadFile(p.string()); }
 
-Proc Coe(const std::string& args) {
-  std::string cmd = std::string(COE_BINARY) + " " + args + " 2>&1";
-  Proc r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string Read(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-const std::string kZoo = std::string(COE_SOURCE_DIR) + "/models/zoo/";
+const std::string kZoo = coe::testing::ZooDir();
 const std::string kF = "/usr/share/datasets/fashion-mnist/";
 const std::string kLabels =
     "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
@@ -58,10 +40,8 @@ TEST(LiveCli, LiveRunEqualsReplayOfRecordings) {
   std::ofstream(dir / "replay.toml") << "[defaults]\nbackend = \"recorded\"\npath = \"rec.csv\"\n" << kLabels
                                      << "[models.linear]\nmacs = 7840\n[models.mlp256x2]\nmacs = 235000\n"
                                      << "[models.cnn8_16]\nmacs = 290000\n";
-  // One thread: OpenCV DNN's results can differ in the last bits with a net's history
-  // of batch shapes, so with several nets per model the live answers near a threshold
-  // would depend on scheduling (seen once under a loaded ctest -j2 ASan run).
-  const std::string data = "--threads 1 --data " + kF + "t10k-images-idx3-ubyte.gz --labels " + kF +
+  // Default threads and batches: answers must not depend on them.
+  const std::string data = "--data " + kF + "t10k-images-idx3-ubyte.gz --labels " + kF +
                            "t10k-labels-idx1-ubyte.gz --range 1000:1800";
   Proc rec = Coe("record --models " + (dir / "zoo.toml").string() + " " + data + " --out " +
                  (dir / "rec.csv").string());

@@ -279,7 +279,9 @@ TEST(Planner, Goals) {
   EXPECT_LE(cheap->chosen.cost, best->chosen.cost);  // z = 0 is the least-cost match
   EXPECT_GE(cheap->chosen.correct, best_single);
   for (const OperatingPoint& p : cheap->frontier)
-    if (p.correct >= best_single) EXPECT_GE(p.cost, cheap->chosen.cost);
+    if (p.correct >= best_single) {
+      EXPECT_GE(p.cost, cheap->chosen.cost);
+    }
 
   auto budget = Plan(rec, costs, *Goal::Parse("budget=" + std::to_string(best->chosen.cost / 2)), opt);
   ASSERT_TRUE(budget.ok());

@@ -465,8 +465,9 @@ TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {
     dup2(out[1], 1);
     close(out[0]);
     const std::string cascade = (dir / "cascade.toml").string(), models = (dir / "zoo.toml").string();
-    execl(COE_BINARY, COE_BINARY, "serve", "--cascade", cascade.c_str(), "--models", models.c_str(), "--port", "0",
-          "--threads", "1", "--json-log", static_cast<char*>(nullptr));
+    const std::string bin = CoeBinary();
+    execl(bin.c_str(), bin.c_str(), "serve", "--cascade", cascade.c_str(), "--models", models.c_str(), "--port", "0",
+          "--json-log", static_cast<char*>(nullptr));
     _exit(127);
   }
   close(out[1]);
@@ -486,11 +487,11 @@ TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   // Bad input is exit code 2.
-  const std::string bad = std::string(COE_BINARY) + " serve --cascade /nonexistent.toml --models " +
+  const std::string bad = CoeBinary() + " serve --cascade /nonexistent.toml --models " +
                           (dir / "zoo.toml").string() + " >/dev/null 2>&1";
   const int rc = std::system(bad.c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 2);
-  EXPECT_EQ(WEXITSTATUS(std::system((std::string(COE_BINARY) + " serve --cascade x --models y --max-inflight 0 >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(WEXITSTATUS(std::system((CoeBinary() + " serve --cascade x --models y --max-inflight 0 >/dev/null 2>&1").c_str())), 2);
   fs::remove_all(dir);
 }
 

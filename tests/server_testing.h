@@ -17,12 +17,13 @@
 #include "coe/engine.h"
 #include "coe/server.h"
 #include "server/oip.h"
+#include "testing.h"
 
 namespace coe::testing {
 
 using json = nlohmann::json;
 
-inline const std::string kZoo = std::string(COE_SOURCE_DIR) + "/models/zoo/";
+inline const std::string kZoo = ZooDir();
 inline const char* const kLabelsToml =
     "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
     "\"sneaker\", \"bag\", \"boot\"]\n";

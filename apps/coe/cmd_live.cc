@@ -10,6 +10,7 @@
 #include "coe/cascade_spec.h"
 #include "coe/dataset.h"
 #include "coe/engine.h"
+#include "coe/paths.h"
 #include "coe/planner.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
@@ -24,7 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kDefaultZoo = COE_SOURCE_DIR "/models/zoo/catalogue.toml";
 constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
 struct DataFlags {
@@ -328,7 +328,7 @@ int RunRun(const RunFlags& f) {
 // ---------------------------------------------------------------- demo
 
 struct DemoFlags {
-  std::string models = kDefaultZoo, data_dir = kFashionDir, work = "coe-demo", goal = "match-best";
+  std::string models = BundledZooCatalogue(), data_dir = kFashionDir, work = "coe-demo", goal = "match-best";
   int threads = 0;
   bool json = false;
 };

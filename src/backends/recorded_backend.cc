@@ -28,6 +28,12 @@ class RecordedBackend : public Backend {
     out->assign(n, Prediction{});
     stats_.calls++;
     stats_.examples += n;
+    if (n > 0 && !info_.input_shape.empty() && batch.shape() != info_.input_shape) {
+      for (Prediction& p : *out) p.error = "wrong input shape";
+      stats_.abstentions += n;
+      return InvalidArgumentError("model '" + info_.name + "' (recorded) takes inputs of shape " +
+                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
+    }
     if (static_cast<int64_t>(batch.ids.size()) != n) {
       for (Prediction& p : *out) p.error = "the recorded backend needs example ids";
       stats_.abstentions += n;

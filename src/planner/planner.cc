@@ -20,6 +20,12 @@
 #include "coe/evaluate.h"
 #include "util/numbers.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define COE_TARGET_CLONES_AVX2
+#else
+#define COE_TARGET_CLONES_AVX2 __attribute__((target_clones("avx2", "default")))
+#endif
+
 namespace coe {
 
 StatusOr<unsigned> ParseRuleKinds(const std::string& text) {
@@ -301,8 +307,9 @@ class Searcher {
     return n;
   }
 
-  // Hot with per-example costs: compiled for AVX2 too, picked at run time.
-  __attribute__((target_clones("avx2", "default")))
+  // Hot with per-example costs: compiled for AVX2 too, picked at run time (not under
+  // ThreadSanitizer: an ifunc resolver runs before its runtime is ready and crashes).
+  COE_TARGET_CLONES_AVX2
   void MaskedCosts(const std::vector<Word>& reach, const std::vector<int>& nz, int count,
                    std::vector<double>& mc) const {
     if (!p_.per_example) {

@@ -1,0 +1,61 @@
+// Shared by the tests: where the sources and the `coe` binary are, and running `coe`.
+// Paths come from the environment ctest sets (COE_SOURCE_DIR, COE_BINARY), else from
+// the build tree the test binary lives in: nothing is compiled in.
+#ifndef COE_TESTS_TESTING_H_
+#define COE_TESTS_TESTING_H_
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "coe/paths.h"
+
+namespace coe::testing {
+
+inline std::string SourceDir() {
+  if (const char* e = std::getenv("COE_SOURCE_DIR"); e && *e) return e;
+  return BuildTreeSourceDir();
+}
+
+inline std::string CoeBinary() {
+  if (const char* e = std::getenv("COE_BINARY"); e && *e) return e;
+  return ExecutableDir() + "/coe";
+}
+
+inline std::string ZooDir() { return SourceDir() + "/models/zoo/"; }
+
+struct Proc {
+  int code = -1;
+  std::string out;
+};
+
+// Runs `coe ARGS` through the shell; `out` gets stdout, and stderr too unless
+// `with_stderr` is false (then stderr is dropped).
+inline Proc RunCoe(const std::string& args, bool with_stderr = true) {
+  const std::string cmd = CoeBinary() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  Proc r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace coe::testing
+
+#endif  // COE_TESTS_TESTING_H_
