@@ -183,11 +183,14 @@ void ExpectSame(const Prediction& want, const Prediction& got, const std::string
   ASSERT_EQ(want.label, got.label) << where;
   ASSERT_EQ(want.error.empty(), got.error.empty()) << where << ": " << got.error;
   ASSERT_EQ(want.probs.size(), got.probs.size()) << where;
-  if (!want.probs.empty())
+  if (!want.probs.empty()) {
     ASSERT_EQ(0, std::memcmp(want.probs.data(), got.probs.data(), want.probs.size() * sizeof(float))) << where;
+  }
   const bool want_nan = std::isnan(want.score), got_nan = std::isnan(got.score);
   ASSERT_EQ(want_nan, got_nan) << where;
-  if (!want_nan) ASSERT_EQ(0, std::memcmp(&want.score, &got.score, sizeof(float))) << where;
+  if (!want_nan) {
+    ASSERT_EQ(0, std::memcmp(&want.score, &got.score, sizeof(float))) << where;
+  }
 }
 
 // Runs examples [0, n) of `in` through `b` by consecutive calls of `batch` examples.

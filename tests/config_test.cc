@@ -39,7 +39,7 @@ site = "cloud"
 
 TEST(Catalogue, BadInput) {
   const std::pair<const char*, const char*> cases[] = {
-      {"[models.a]\nusd = -1\n", "cat.toml:2: model 'a': key 'usd': a cost figure must be >= 0"},
+      {"[models.a]\nusd = -1\n", "cat.toml:2:7: model 'a': key 'usd': a cost figure must be >= 0"},
       {"[models.a]\nsite = \"moon\"\n", "expected \"edge\" or \"cloud\""},
       {"[models.a]\nusd = nan\n", "finite"},
       {"[models.a]\ninput_shape = [1, -2]\n", "positive integers"},

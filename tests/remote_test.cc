@@ -327,6 +327,50 @@ TEST(Remote, RetriesOn503ThenGivesUpOnBadResponses) {
   }
 }
 
+TEST(Remote, OversizedOrOutOfRangeResponsesAreAbstentions) {
+  FakeServer fake;
+  fake.metadata = R"({"name":"m","outputs":[{"name":"label","datatype":"BYTES","shape":[-1]},
+                                           {"name":"probabilities","datatype":"FP32","shape":[-1,3]}]})";
+  std::atomic<uint64_t> served{0};
+  // 200 MiB of body: the edge stops reading past max_response_mb and keeps its memory.
+  fake.infer = [&](const httplib::Request&, httplib::Response& res, int) {
+    const size_t total = size_t{200} << 20;
+    res.set_content_provider(total, "application/json", [&served, total](size_t offset, size_t, httplib::DataSink& sink) {
+      static const std::string chunk(1 << 16, ' ');
+      const size_t n = std::min(chunk.size(), total - offset);
+      served += n;
+      return sink.write(chunk.data(), n);
+    });
+  };
+  fake.Start();
+  auto b = RemoteTo(fake.port, 2, "max_response_mb = 1\n");
+  std::vector<Prediction> out;
+  InputBatch in = TwoExamples();
+  ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+  for (const Prediction& p : out) {
+    EXPECT_EQ(p.label, kAbstain);
+    EXPECT_NE(p.error.find("larger than 1048576 bytes"), std::string::npos) << p.error;
+  }
+  EXPECT_EQ(fake.infers.load(), 1);  // refused, not retried
+  EXPECT_LT(b->stats().bytes_received.load(), 2u << 20);
+
+  // Probabilities that are not probabilities abstain (the label alone is not trusted);
+  // 1e39 is a finite JSON number but overflows FP32 to infinity.
+  for (const char* probs : {"[1.5,-0.5,0, 0.2,0.3,0.5]", "[1e39,0,0, 0.2,0.3,0.5]"}) {
+    fake.infer = [&](const httplib::Request&, httplib::Response& res, int) {
+      res.set_content(std::string(R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[2],"data":["a","c"]},
+                          {"name":"probabilities","datatype":"FP32","shape":[2,3],"data":)") + probs + "}]}",
+                      "application/json");
+    };
+    auto c = RemoteTo(fake.port, 0);
+    ASSERT_TRUE(c->Predict(in.View(), &out).ok());
+    EXPECT_EQ(out[0].label, kAbstain) << probs;
+    EXPECT_NE(out[0].error.find("outside [0,1]"), std::string::npos) << out[0].error;
+    EXPECT_EQ(out[1].label, 2) << probs;  // the valid row stands
+    EXPECT_FLOAT_EQ(out[1].score, 0.5f);
+  }
+}
+
 TEST(Remote, RefusedConnectionsFailFastThenTheBreakerOpens) {
   // A port nobody listens on: bind one, then close it.
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -54,11 +54,13 @@ int RunPlan(const PlanFlags& f) {
   if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
   cost_opt->only = f.subset;
   LabelSet labels;
-  auto calib = ReadRecordings(f.calib, &labels, &warnings, f.read);
+  RecordingsReadOptions read = f.read;
+  read.keep_ids = false;  // planning needs no ids
+  auto calib = ReadRecordings(f.calib, &labels, &warnings, read);
   if (!calib.ok()) return Fail(cmd, calib.status());
   std::optional<Recordings> test;
   if (!f.test.empty()) {
-    auto t = ReadRecordings(f.test, &labels, &warnings, f.read);
+    auto t = ReadRecordings(f.test, &labels, &warnings, read);
     if (!t.ok()) return Fail(cmd, t.status());
     test = std::move(*t);
   }

@@ -15,13 +15,13 @@ int ExitCode(const Status& s) {
 }
 
 int Fail(const std::string& cmd, const Status& s) {
-  std::fprintf(stderr, "coe %s: error: %s\n", cmd.c_str(), s.message().c_str());
+  std::fprintf(stderr, "coe %s: error: %s\n", cmd.c_str(), PrintableText(s.message()).c_str());
   return ExitCode(s);
 }
 
 void PrintWarnings(const std::vector<std::string>& warnings, bool quiet) {
   if (quiet) return;
-  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", PrintableText(w).c_str());
 }
 
 void CostFlags::Add(CLI::App* cmd) {

@@ -18,6 +18,7 @@
 //   std = 1.0
 //   timeout_ms = 5000       # remote: per-call timeout
 //   retries = 2             # remote: retries after the first try
+//   max_response_mb = 32    # remote: a larger response is a failure (read no further)
 //
 // Errors: InvalidArgument naming the file, the model and the key for malformed TOML,
 // a wrong type, a negative or non-finite cost, an unknown site.
@@ -49,6 +50,7 @@ struct ModelSpec {
   double scale = 1.0, mean = 0.0, std = 1.0;
   double timeout_ms = 10000;
   int retries = 2;
+  double max_response_mb = 32;
   std::string description;
 
   bool is_cloud() const { return site == "cloud"; }

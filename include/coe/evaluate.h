@@ -24,7 +24,7 @@ struct ExampleOutcome {
   double cost = 0;
   double latency_ms = 0;
   double bytes_sent = 0;  // input bytes sent over the link to cloud members
-  std::vector<TierVote> votes;  // one per reached tier
+  TierVote vote;          // the answering tier's tally
 };
 
 struct EvalResult {
@@ -53,6 +53,10 @@ StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec,
 StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec,
                                      const CostTable& costs,
                                      std::vector<ExampleOutcome>* outcomes = nullptr);
+// The same, keeping only each example's answer (label index, or kAbstain): 4 bytes
+// an example, for comparisons over large recordings.
+StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recordings& rec,
+                                            const CostTable& costs, std::vector<int>* answers);
 
 }  // namespace coe
 

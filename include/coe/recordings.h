@@ -47,7 +47,9 @@ struct Recordings {
   std::vector<int> truth;         // one per example (kAbstain = unknown); empty if no column
   std::vector<ModelRecord> models;  // in column order
 
-  int num_examples() const { return static_cast<int>(ids.size()); }
+  int num_examples() const { return static_cast<int>(!ids.empty() ? ids.size() : examples_without_ids); }
+  // The number of examples when `ids` was dropped after reading (keep_ids = false).
+  int examples_without_ids = 0;
   bool has_truth() const { return !truth.empty(); }
   int num_labeled() const;
   // Index of the model named `name`, or -1.
@@ -60,6 +62,9 @@ struct RecordingsReadOptions {
   // Keep rows whose id repeats an earlier row's as distinct examples (with a warning)
   // instead of failing. Some published data sets reuse ids for different questions.
   bool allow_duplicate_ids = false;
+  // Check the ids, then drop them: a planner needs no ids, and on a file of millions
+  // of rows they are a large share of the memory.
+  bool keep_ids = true;
 };
 
 // Reads recordings from a CSV file. Labels are interned into `labels`, which the

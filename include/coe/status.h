@@ -104,6 +104,10 @@ class [[nodiscard]] StatusOr {
   std::variant<T, Status> v_;
 };
 
+// `text` fit for a terminal or log: control bytes (NUL included, which would cut a
+// C string) and DEL become \xNN; newlines and tabs stay.
+std::string PrintableText(std::string_view text);
+
 }  // namespace coe
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.

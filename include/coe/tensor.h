@@ -25,6 +25,12 @@ struct InputView {
   const std::vector<int64_t>& shape() const { return *example_shape; }
 };
 
+// The largest example coe accepts anywhere (catalogue input_shape, requests, data
+// files): 2^26 values (256 MiB of FP32), with at most kMaxExampleDims axes. A shape
+// past these is bad input, never an allocation attempt.
+inline constexpr int64_t kMaxExampleValues = int64_t{1} << 26;
+inline constexpr size_t kMaxExampleDims = 8;
+
 // "[1, 28, 28]": a shape as error messages show it.
 std::string ShapeString(std::span<const int64_t> shape);
 

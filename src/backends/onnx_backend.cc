@@ -17,6 +17,21 @@
 namespace coe {
 namespace {
 
+// What the exception being handled says, cut to a readable length. No exception
+// (cv::Exception, std::bad_alloc, anything) leaves this file.
+std::string CurrentExceptionText() {
+  std::string what = "unknown exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+  if (what.size() > 300) what = what.substr(0, 300) + "...";
+  return what;
+}
+
 class OnnxBackend : public Backend {
  public:
   OnnxBackend(BackendInfo info, const ModelSpec& spec, std::vector<std::unique_ptr<cv::dnn::Net>> nets)
@@ -38,12 +53,6 @@ class OnnxBackend : public Backend {
                                   ShapeString(info_.input_shape) + ", got " +
                                   ShapeString(batch.shape()));
     }
-    std::vector<int> dims = {static_cast<int>(n)};
-    for (int64_t d : info_.input_shape) dims.push_back(static_cast<int>(d));
-    cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F);
-    float* dst = blob.ptr<float>();
-    const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
-    for (size_t i = 0; i < batch.data.size(); ++i) dst[i] = batch.data[i] * a + b;
     // forward() returns a header over the Net's own output buffer, which the next
     // forward() on this Net (another thread's, once the lease is back in the pool)
     // overwrites. So the output is read while the lease is held, never after.
@@ -51,12 +60,16 @@ class OnnxBackend : public Backend {
     cv::Mat logits;
     std::string error;
     try {
+      std::vector<int> dims = {static_cast<int>(n)};
+      for (int64_t d : info_.input_shape) dims.push_back(static_cast<int>(d));
+      cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F);
+      float* dst = blob.ptr<float>();
+      const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
+      for (size_t i = 0; i < batch.data.size(); ++i) dst[i] = batch.data[i] * a + b;
       lease.net->setInput(blob);
       logits = lease.net->forward();
-    } catch (const cv::Exception& e) {
-      error = std::string("OpenCV: ") + e.what();
-    } catch (const std::exception& e) {
-      error = std::string("OpenCV: ") + e.what();
+    } catch (...) {
+      error = "OpenCV: " + CurrentExceptionText();
     }
     const int classes = static_cast<int>(info_.labels.size());
     if (error.empty() && (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F ||
@@ -121,11 +134,9 @@ StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
     net->setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
     net->setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
     return net;
-  } catch (const cv::Exception& e) {
-    std::string what = e.what();
-    if (what.size() > 300) what = what.substr(0, 300) + "...";
-    return InvalidArgumentError("model '" + spec.name + "': cannot load " + spec.path +
-                                " as ONNX (" + what + ")");
+  } catch (...) {
+    return InvalidArgumentError("model '" + spec.name + "': cannot load " + spec.path + " as ONNX (" +
+                                CurrentExceptionText() + ")");
   }
 }
 
@@ -144,16 +155,14 @@ StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec,
   // Validate: a forward pass on a zero batch of 2 must give [2, classes].
   std::vector<int> dims = {2};
   for (int64_t d : spec.input_shape) dims.push_back(static_cast<int>(d));
-  cv::Mat probe(static_cast<int>(dims.size()), dims.data(), CV_32F, cv::Scalar(0));
   cv::Mat out;
   try {
+    cv::Mat probe(static_cast<int>(dims.size()), dims.data(), CV_32F, cv::Scalar(0));
     first->setInput(probe);
     out = first->forward();
-  } catch (const cv::Exception& e) {
-    std::string what = e.what();
-    if (what.size() > 300) what = what.substr(0, 300) + "...";
+  } catch (...) {
     return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " fails on an input of shape " +
-                                ShapeString(spec.input_shape) + " with batch 2 (" + what + ")");
+                                ShapeString(spec.input_shape) + " with batch 2 (" + CurrentExceptionText() + ")");
   }
   BackendInfo info;
   info.name = spec.name;

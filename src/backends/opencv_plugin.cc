@@ -35,11 +35,14 @@ StatusOr<InputBatch> LoadImages(const std::string& path, const DatasetOptions& o
       fs::path p(line);
       files.push_back(p.is_relative() && !dir.empty() ? (fs::path(dir) / p).string() : line);
     }
+    if (files.empty()) return InvalidArgumentError("'" + path + "' lists no images (one path per line)");
   } else {
     files.push_back(path);
   }
   const int64_t count = static_cast<int64_t>(files.size());
   const int64_t begin = std::min(o.begin, count), end = o.end < 0 ? count : std::min(o.end, count);
+  if (end <= begin)
+    return InvalidArgumentError("'" + path + "' has " + std::to_string(count) + " images; the range is empty");
   InputBatch b;
   if (o.expected_shape.size() != 3)
     return InvalidArgumentError("reading images needs the models' input_shape [channels, height, width]");
@@ -53,8 +56,10 @@ StatusOr<InputBatch> LoadImages(const std::string& path, const DatasetOptions& o
     cv::Mat img;
     try {
       img = cv::imread(f, c == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
-    } catch (const cv::Exception& e) {
+    } catch (const std::exception& e) {
       return InvalidArgumentError("cannot read image '" + f + "' (" + e.what() + ")");
+    } catch (...) {
+      return InvalidArgumentError("cannot read image '" + f + "'");
     }
     if (img.empty()) return InvalidArgumentError("cannot read image '" + f + "' (not an image OpenCV can decode)");
     if (img.rows != h || img.cols != w)

@@ -62,7 +62,12 @@ std::string UrlEncode(const std::string& s) {
 struct Schema {
   std::string input = "input";
   std::string label_output, probs_output;
+  bool probs_are_named = false;  // the output is called "probabilities": no logits
 };
+
+// Without a label output, a row of scores summing to 1 within this (servers may round)
+// is taken as probabilities; other rows are logits.
+constexpr double kProbabilitySumTolerance = 1e-3;
 
 struct Attempt {
   bool ok = false, retry = false;
@@ -74,10 +79,11 @@ struct Attempt {
 class RemoteBackend : public Backend {
  public:
   RemoteBackend(BackendInfo info, std::string host, std::string prefix, std::string model, double timeout_ms,
-                int retries)
+                int retries, uint64_t max_response_bytes)
       : info_(std::move(info)), host_(std::move(host)), model_(std::move(model)),
         base_(prefix + "/v2/models/" + UrlEncode(model_)),
-        timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))), retries_(retries) {}
+        timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))), retries_(retries),
+        max_response_bytes_(max_response_bytes) {}
 
   const BackendInfo& info() const override { return info_; }
 
@@ -192,6 +198,7 @@ class RemoteBackend : public Backend {
       }
       s->label_output = first_bytes;
       s->probs_output = scores;
+      s->probs_are_named = scores == "probabilities";
     }
     if (s->label_output.empty() && s->probs_output.empty()) {
       *error = "the remote model has no BYTES label output nor an FP32 output with one value per label";
@@ -267,10 +274,29 @@ class RemoteBackend : public Backend {
       req.body = body;
     }
     req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    // The body is received here, not by httplib, so that a response past the bound is
+    // refused as it arrives (or at once, from its Content-Length).
+    std::string received;
+    bool too_large = false;
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t total) {
+      if (total > max_response_bytes_ || received.size() + len > max_response_bytes_) {
+        too_large = true;
+        return false;
+      }
+      received.append(data, len);
+      return true;
+    };
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
     const bool sent = client->send(req, res, err);
+    res.body = std::move(received);
     Attempt a;
+    if (too_large) {
+      stats_.bytes_sent += body.size();
+      a.error = "the response is larger than " + std::to_string(max_response_bytes_) +
+                " bytes (max_response_mb in the catalogue)";
+      return a;  // not retried: the same request would get the same answer
+    }
     if (!sent) {
       if (err == httplib::Error::Read || err == httplib::Error::Canceled) stats_.bytes_sent += body.size();
       a.retry = true;
@@ -349,12 +375,22 @@ class RemoteBackend : public Backend {
         const size_t c = column.size();
         std::vector<float> row(probs->numbers.begin() + i * c, probs->numbers.begin() + (i + 1) * c);
         double sum = 0;
-        bool negative = false;
-        for (float v : row) sum += v, negative |= v < 0;
-        if (!label && (negative || std::fabs(sum - 1) > 1e-3)) {
+        bool in_range = true;
+        for (float v : row) sum += v, in_range &= std::isfinite(v) && v >= 0 && v <= 1;
+        if (!label && !s.probs_are_named && (!in_range || std::fabs(sum - 1) > kProbabilitySumTolerance)) {
+          // Scores of another server that are not probabilities: logits (softmax; a
+          // non-finite one abstains).
           std::vector<float> soft;
-          SoftmaxArgmax(row, &soft);
+          if (SoftmaxArgmax(row, &soft) == kAbstain) {
+            p.error = "the remote model's scores are not finite";
+            continue;
+          }
           row = std::move(soft);
+        } else if (!in_range) {
+          // (A row may sum to less than 1: coe serve averages over a tier whose members
+          // may abstain.)
+          p.error = "the remote model's probabilities are not finite or outside [0,1]";
+          continue;
         }
         p.probs.assign(num_labels, 0.0f);
         for (size_t l = 0; l < c && l < row.size(); ++l)
@@ -409,6 +445,7 @@ class RemoteBackend : public Backend {
   const std::string host_, model_, base_;
   const std::chrono::microseconds timeout_;
   const int retries_;
+  const uint64_t max_response_bytes_;
   std::atomic<int> failures_{0};  // failed calls in a row
   std::mutex mu_;                 // guards the members below
   Clock::time_point open_until_{};
@@ -445,7 +482,8 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   info.gives_probabilities = true;
   return std::unique_ptr<Backend>(new RemoteBackend(std::move(info), host, prefix,
                                                     spec.remote_model.empty() ? spec.name : spec.remote_model,
-                                                    spec.timeout_ms, spec.retries));
+                                                    spec.timeout_ms, spec.retries,
+                                                    static_cast<uint64_t>(spec.max_response_mb * (1 << 20))));
 }
 
 }  // namespace coe

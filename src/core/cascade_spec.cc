@@ -89,20 +89,23 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
     TierSpec tier;
     for (auto&& [k, v] : *tt) {
       std::string key(k.str());
+      // Errors about one key point at its value, not at the [[tiers]] header.
+      const std::string at = TomlWhere(source, v) + ": tier " + std::to_string(t + 1);
       if (key == "members") {
         const toml::array* a = v.as_array();
-        if (!a) return InvalidArgumentError(where + ": 'members' must be an array of strings");
+        if (!a) return InvalidArgumentError(at + ": 'members' must be an array of strings");
         for (const toml::node& e : *a) {
           auto s = e.value<std::string>();
-          if (!s) return InvalidArgumentError(where + ": 'members' must be an array of strings");
+          if (!s) return InvalidArgumentError(TomlWhere(source, e) + ": tier " + std::to_string(t + 1) +
+                                              ": 'members' must be an array of strings");
           tier.members.push_back(*s);
         }
       } else if (key == "min_agreement" || key == "min_score") {
         auto d = v.value<double>();
-        if (!d) return InvalidArgumentError(where + ": '" + key + "' must be a number");
+        if (!d) return InvalidArgumentError(at + ": '" + key + "' must be a number");
         (key == "min_agreement" ? tier.rule.min_agreement : tier.rule.min_score) = *d;
       } else {
-        return InvalidArgumentError(where + ": unknown key '" + key +
+        return InvalidArgumentError(at + ": unknown key '" + key +
                                     "' (expected members, min_agreement, min_score)");
       }
     }

@@ -27,9 +27,11 @@ StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec,
   return out;
 }
 
-StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec,
-                                     const CostTable& costs,
-                                     std::vector<ExampleOutcome>* outcomes) {
+namespace {
+
+// Replays every example; `sink(i, outcome)` sees each one.
+template <typename Sink>
+StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs, Sink sink) {
   COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
   COE_ASSIGN_OR_RETURN(auto tiers, ResolveMembers(spec, rec));
   for (const auto& tier : tiers)
@@ -43,7 +45,6 @@ StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& 
   EvalResult r;
   r.examples = n;
   r.exits.assign(num_tiers, 0);
-  if (outcomes) outcomes->assign(n, ExampleOutcome{});
   const bool has_latency = !costs.latency_ms.empty();
   const bool has_homog = !costs.homogeneous.empty();
   std::vector<double> latencies;
@@ -77,12 +78,12 @@ StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& 
         }
       }
       o.latency_ms += tier_lat;
-      TierVote v = TallyVotes(outs);
-      o.votes.push_back(v);
+      const TierVote v = TallyVotes(outs);
       const bool last = t + 1 == num_tiers;
       if (last || spec.tiers[t].rule.Exits(v)) {
         o.answer = v.plurality;
         o.exit_tier = t;
+        o.vote = v;
         break;
       }
     }
@@ -96,7 +97,7 @@ StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& 
     sum_lat += o.latency_ms;
     sum_bytes += o.bytes_sent;
     if (has_latency) latencies.push_back(o.latency_ms);
-    if (outcomes) (*outcomes)[i] = std::move(o);
+    sink(i, o);
   }
   r.accuracy = r.labeled ? static_cast<double>(r.correct) / r.labeled : 0.0;
   r.mean_cost = n ? sum_cost / n : 0.0;
@@ -108,6 +109,21 @@ StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& 
   if (costs.link && n) r.mean_bytes_sent = sum_bytes / n;
   if (has_homog && n) r.mean_cost_homogeneous = sum_homog / n;
   return r;
+}
+
+}  // namespace
+
+StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
+                                     std::vector<ExampleOutcome>* outcomes) {
+  if (!outcomes) return Replay(spec, rec, costs, [](int, const ExampleOutcome&) {});
+  outcomes->assign(rec.num_examples(), ExampleOutcome{});
+  return Replay(spec, rec, costs, [&](int i, const ExampleOutcome& o) { (*outcomes)[i] = o; });
+}
+
+StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
+                                            std::vector<int>* answers) {
+  answers->assign(rec.num_examples(), kAbstain);
+  return Replay(spec, rec, costs, [&](int i, const ExampleOutcome& o) { (*answers)[i] = o.answer; });
 }
 
 }  // namespace coe

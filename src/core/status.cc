@@ -41,4 +41,15 @@ Status ResourceExhaustedError(std::string m) {
 }
 Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
+std::string PrintableText(std::string_view text) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
 }  // namespace coe

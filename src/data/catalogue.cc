@@ -1,5 +1,7 @@
 #include "coe/catalogue.h"
 
+#include "coe/tensor.h"
+
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -66,11 +68,17 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v,
     const toml::array* a = v.as_array();
     if (!a) return bad("expected an array of positive integers");
     m.input_shape.clear();
+    int64_t values = 1;
     for (const toml::node& e : *a) {
       std::optional<int64_t> d = TomlInteger(e);
       if (!d || *d <= 0) return bad("expected an array of positive integers");
       m.input_shape.push_back(*d);
+      if (*d > kMaxExampleValues || (values *= *d) > kMaxExampleValues)
+        return bad("an example of this shape has more than " + std::to_string(kMaxExampleValues) +
+                   " values (the most coe takes)");
     }
+    if (m.input_shape.empty() || m.input_shape.size() > kMaxExampleDims)
+      return bad("expected 1 to " + std::to_string(kMaxExampleDims) + " axes (one example, batch axis excluded)");
   } else if (key == "labels") {
     const toml::array* a = v.as_array();
     if (!a) return bad("expected an array of strings");
@@ -95,6 +103,9 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v,
   } else if (key == "timeout_ms") {
     COE_RETURN_IF_ERROR(num(&m.timeout_ms));
     if (m.timeout_ms <= 0) return bad("must be > 0");
+  } else if (key == "max_response_mb") {
+    COE_RETURN_IF_ERROR(num(&m.max_response_mb));
+    if (m.max_response_mb <= 0 || m.max_response_mb > 65536) return bad("expected a size in (0, 65536] MiB");
   } else if (key == "retries") {
     double r = 0;
     COE_RETURN_IF_ERROR(num(&r));

@@ -39,52 +39,89 @@ Status ParseRange(const std::string& text, int64_t* begin, int64_t* end) {
 
 namespace {
 
-// Reads a whole file, gunzipping it when it is gzipped (zlib reads plain files as is).
-StatusOr<std::string> ReadMaybeGzip(const std::string& path) {
-  if (!fs::exists(path)) return NotFoundError("cannot open '" + path + "'");
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) return NotFoundError("cannot open '" + path + "'");
-  std::string out;
-  char buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, n);
-  int err = 0;
-  const char* msg = gzerror(f, &err);
-  std::string what = (n < 0 && msg) ? msg : "";
-  gzclose(f);
-  if (n < 0) return InvalidArgumentError("'" + path + "' is corrupt (" + what + ")");
-  return out;
-}
-
-uint32_t BigEndian(const std::string& s, size_t at) {
-  return (static_cast<uint32_t>(static_cast<unsigned char>(s[at])) << 24) |
-         (static_cast<uint32_t>(static_cast<unsigned char>(s[at + 1])) << 16) |
-         (static_cast<uint32_t>(static_cast<unsigned char>(s[at + 2])) << 8) |
-         static_cast<uint32_t>(static_cast<unsigned char>(s[at + 3]));
-}
-
-// Parses an IDX file of unsigned bytes: returns dims and the payload offset.
-Status ParseIdx(const std::string& bytes, const std::string& path, std::vector<int64_t>* dims,
-                size_t* offset) {
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0)
-    return InvalidArgumentError("'" + path + "' is not an IDX file (bad magic number)");
-  if (static_cast<unsigned char>(bytes[2]) != 0x08)
-    return InvalidArgumentError("'" + path + "': only unsigned-byte IDX data is supported");
-  const int nd = static_cast<unsigned char>(bytes[3]);
-  if (nd < 1 || nd > 4 || bytes.size() < 4 + 4 * static_cast<size_t>(nd))
-    return InvalidArgumentError("'" + path + "': bad IDX header");
-  dims->clear();
-  uint64_t total = 1;
-  for (int d = 0; d < nd; ++d) {
-    dims->push_back(BigEndian(bytes, 4 + 4 * d));
-    total *= dims->back();
+// An IDX file (MNIST format, unsigned bytes), plain or gzipped (zlib reads plain
+// files as they are), read as a stream: the header, then exactly the payload it
+// declares. Only the examples asked for are kept, and data past the declared payload
+// is an error, so memory follows what is used, never what the file (or a lying
+// header) says.
+class IdxReader {
+ public:
+  ~IdxReader() {
+    if (f_) gzclose(f_);
   }
-  *offset = 4 + 4 * nd;
-  if (bytes.size() - *offset < total)
-    return InvalidArgumentError("'" + path + "' is truncated: the header promises " + std::to_string(total) +
-                                " bytes of data, the file has " + std::to_string(bytes.size() - *offset));
-  return Status::Ok();
-}
+  Status Open(const std::string& path) {
+    path_ = path;
+    if (!fs::exists(path)) return NotFoundError("cannot open '" + path + "'");
+    if (fs::is_directory(path)) return InvalidArgumentError("'" + path + "' is a directory, not an IDX file");
+    f_ = gzopen(path.c_str(), "rb");
+    if (!f_) return NotFoundError("cannot open '" + path + "'");
+    unsigned char magic[4];
+    COE_ASSIGN_OR_RETURN(size_t got, Read(magic, 4));
+    if (got < 4 || magic[0] != 0 || magic[1] != 0)
+      return InvalidArgumentError("'" + path + "' is not an IDX file (bad magic number)");
+    if (magic[2] != 0x08) return InvalidArgumentError("'" + path + "': only unsigned-byte IDX data is supported");
+    const int nd = magic[3];
+    if (nd < 1 || nd > 4) return InvalidArgumentError("'" + path + "': bad IDX header (" + std::to_string(nd) + " axes)");
+    for (int d = 0; d < nd; ++d) {
+      unsigned char b[4];
+      COE_ASSIGN_OR_RETURN(got, Read(b, 4));
+      if (got < 4) return InvalidArgumentError("'" + path + "': bad IDX header (truncated)");
+      dims_.push_back((int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | int64_t{b[3]});
+    }
+    return Status::Ok();
+  }
+  const std::vector<int64_t>& dims() const { return dims_; }
+
+  // Reads the payload of `count` items of `item` bytes each, keeping items
+  // [begin, end) in *kept; then checks that the file ends there.
+  Status ReadPayload(int64_t count, int64_t item, int64_t begin, int64_t end, std::string* kept) {
+    const uint64_t total = static_cast<uint64_t>(count) * static_cast<uint64_t>(item);  // both < 2^32 and 2^26
+    const uint64_t skip = static_cast<uint64_t>(begin) * item, keep = static_cast<uint64_t>(end - begin) * item;
+    uint64_t done = 0;
+    char buf[1 << 16];
+    auto truncated = [&] {
+      return InvalidArgumentError("'" + path_ + "' is truncated: the header promises " + std::to_string(total) +
+                                  " bytes of data, the file has " + std::to_string(done));
+    };
+    while (done < skip) {
+      COE_ASSIGN_OR_RETURN(size_t got, Read(buf, std::min<uint64_t>(sizeof buf, skip - done)));
+      if (got == 0) return truncated();
+      done += got;
+    }
+    kept->resize(keep);
+    for (uint64_t k = 0; k < keep;) {
+      COE_ASSIGN_OR_RETURN(size_t got, Read(kept->data() + k, std::min<uint64_t>(1 << 20, keep - k)));
+      if (got == 0) return truncated();
+      k += got;
+      done += got;
+    }
+    while (done < total) {
+      COE_ASSIGN_OR_RETURN(size_t got, Read(buf, std::min<uint64_t>(sizeof buf, total - done)));
+      if (got == 0) return truncated();
+      done += got;
+    }
+    COE_ASSIGN_OR_RETURN(size_t extra, Read(buf, 1));
+    if (extra != 0)
+      return InvalidArgumentError("'" + path_ + "' has data after the " + std::to_string(total) +
+                                  " bytes its header declares (" + ShapeString(dims_) + "): not an IDX file, or corrupt");
+    return Status::Ok();
+  }
+
+ private:
+  StatusOr<size_t> Read(void* dst, uint64_t n) {
+    const int got = gzread(f_, dst, static_cast<unsigned>(n));
+    if (got < 0) {
+      int err = 0;
+      const char* msg = gzerror(f_, &err);
+      return InvalidArgumentError("'" + path_ + "' is corrupt (" + std::string(msg ? msg : "read error") + ")");
+    }
+    return static_cast<size_t>(got);
+  }
+
+  std::string path_;
+  gzFile f_ = nullptr;
+  std::vector<int64_t> dims_;
+};
 
 std::string Stem(const std::string& path) {
   std::string s = fs::path(path).filename().string();
@@ -105,42 +142,52 @@ bool IsImagePath(const std::string& p) {
 namespace {
 
 StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
-  COE_ASSIGN_OR_RETURN(std::string bytes, ReadMaybeGzip(path));
-  std::vector<int64_t> dims;
-  size_t offset = 0;
-  COE_RETURN_IF_ERROR(ParseIdx(bytes, path, &dims, &offset));
-  if (dims.size() < 2) return InvalidArgumentError("'" + path + "' holds labels, not inputs");
+  IdxReader in;
+  COE_RETURN_IF_ERROR(in.Open(path));
+  const std::vector<int64_t>& dims = in.dims();
+  if (dims.size() < 2)
+    return InvalidArgumentError("'" + path + "' holds labels (a 1-D IDX array of " + std::to_string(dims[0]) +
+                                "), not inputs");
   const int64_t count = dims[0];
   std::vector<int64_t> shape(dims.begin() + 1, dims.end());
   if (shape.size() == 2) shape.insert(shape.begin(), 1);  // [rows, cols] -> [1, rows, cols]
   InputBatch b;
   b.example_shape = shape;
+  const int64_t e = b.ExampleSize();  // < 2^32 * 2^32: dims are 32-bit
+  if (e <= 0 || e > kMaxExampleValues)
+    return InvalidArgumentError("'" + path + "': examples of shape " + ShapeString(shape) + " have more than " +
+                                std::to_string(kMaxExampleValues) + " values (the most coe takes)");
   if (!o.expected_shape.empty() && shape != o.expected_shape) {
-    std::string a, e;
+    std::string a, x;
     for (int64_t d : shape) a += (a.empty() ? "" : "x") + std::to_string(d);
-    for (int64_t d : o.expected_shape) e += (e.empty() ? "" : "x") + std::to_string(d);
-    return InvalidArgumentError("'" + path + "' holds examples of shape " + a + ", the models take " + e);
+    for (int64_t d : o.expected_shape) x += (x.empty() ? "" : "x") + std::to_string(d);
+    return InvalidArgumentError("'" + path + "' holds examples of shape " + a + ", the models take " + x);
   }
   const int64_t begin = std::min(o.begin, count);
   const int64_t end = o.end < 0 ? count : std::min(o.end, count);
   if (end <= begin)
     return InvalidArgumentError("'" + path + "' has " + std::to_string(count) + " examples; the range is empty");
-  const int64_t e = b.ExampleSize();
+  std::string bytes;
+  COE_RETURN_IF_ERROR(in.ReadPayload(count, e, begin, end, &bytes));
   b.data.resize((end - begin) * e);
-  const unsigned char* src = reinterpret_cast<const unsigned char*>(bytes.data() + offset);
-  for (int64_t k = 0; k < (end - begin) * e; ++k) b.data[k] = src[begin * e + k];
+  const unsigned char* src = reinterpret_cast<const unsigned char*>(bytes.data());
+  for (int64_t k = 0; k < (end - begin) * e; ++k) b.data[k] = src[k];
   const std::string stem = Stem(path);
   for (int64_t i = begin; i < end; ++i) b.ids.push_back(stem + "#" + std::to_string(i));
   if (!o.labels_path.empty()) {
-    COE_ASSIGN_OR_RETURN(std::string lb, ReadMaybeGzip(o.labels_path));
-    std::vector<int64_t> ldims;
-    size_t loff = 0;
-    COE_RETURN_IF_ERROR(ParseIdx(lb, o.labels_path, &ldims, &loff));
-    if (ldims.size() != 1 || ldims[0] != count)
-      return InvalidArgumentError("'" + o.labels_path + "' has " + std::to_string(ldims[0]) +
-                                  " labels for " + std::to_string(count) + " examples in '" + path + "'");
+    IdxReader lin;
+    COE_RETURN_IF_ERROR(lin.Open(o.labels_path));
+    if (lin.dims().size() != 1)
+      return InvalidArgumentError("'" + o.labels_path + "' is not a label file: it holds a " +
+                                  std::to_string(lin.dims().size()) + "-D IDX array " + ShapeString(lin.dims()) +
+                                  "; labels are a 1-D array of one byte per example");
+    if (lin.dims()[0] != count)
+      return InvalidArgumentError("'" + o.labels_path + "' has " + std::to_string(lin.dims()[0]) + " labels for " +
+                                  std::to_string(count) + " examples in '" + path + "'");
+    std::string lb;
+    COE_RETURN_IF_ERROR(lin.ReadPayload(count, 1, begin, end, &lb));
     for (int64_t i = begin; i < end; ++i) {
-      const int c = static_cast<unsigned char>(lb[loff + i]);
+      const int c = static_cast<unsigned char>(lb[i - begin]);
       if (!o.label_names.empty() && c >= static_cast<int>(o.label_names.size()))
         return InvalidArgumentError("'" + o.labels_path + "': label " + std::to_string(c) + " at index " +
                                     std::to_string(i) + " has no name (" +
@@ -150,7 +197,6 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
   }
   return b;
 }
-
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "coe/recordings.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -43,13 +45,6 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
   return ss.str();
 }
 
-StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
-                                    std::vector<std::string>* warnings,
-                                    const RecordingsReadOptions& options) {
-  COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  return ParseRecordings(text, path, labels, warnings, options);
-}
-
 namespace {
 
 enum class ColumnKind { kIgnored, kId, kTruth, kLabel, kCost, kScore, kProb };
@@ -60,14 +55,51 @@ struct Column {
   int prob_label = -1;  // for kProb: label index
 };
 
-}  // namespace
+// Ids must be unique (unless options allow repeats). Found by sorting 64-bit hashes
+// of the ids, not with a hash map of strings: 16 bytes an id instead of ~80.
+template <typename Warn>
+Status CheckIds(const Recordings& rec, const std::vector<int>& lines, const RecordingsReadOptions& options,
+                Warn warn) {
+  const size_t n = rec.ids.size();
+  std::vector<std::pair<uint64_t, uint32_t>> hashed(n);
+  for (size_t i = 0; i < n; ++i) hashed[i] = {std::hash<std::string>{}(rec.ids[i]), static_cast<uint32_t>(i)};
+  std::sort(hashed.begin(), hashed.end());
+  // For each row whose id appeared earlier: (row, first row with that id).
+  std::vector<std::pair<uint32_t, uint32_t>> repeats;
+  for (size_t a = 0; a < n;) {
+    size_t b = a + 1;
+    while (b < n && hashed[b].first == hashed[a].first) ++b;
+    for (size_t x = a + 1; x < b; ++x)
+      for (size_t y = a; y < x; ++y)
+        if (rec.ids[hashed[x].second] == rec.ids[hashed[y].second]) {
+          repeats.emplace_back(hashed[x].second, hashed[y].second);
+          break;
+        }
+    a = b;
+  }
+  std::sort(repeats.begin(), repeats.end());
+  for (const auto& [row, first] : repeats) {
+    const std::string where = rec.source + ":" + std::to_string(lines[row]) + ": column 'id': ";
+    const std::string what = "duplicate id '" + rec.ids[row] + "' (first at line " + std::to_string(lines[first]) + ")";
+    if (!options.allow_duplicate_ids)
+      return InvalidArgumentError(where + what + "; if the rows are distinct examples, pass --allow-duplicate-ids");
+    warn(rec.source + ":" + std::to_string(lines[row]) + ": " + what + " kept as a distinct example");
+  }
+  return Status::Ok();
+}
 
-StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source,
-                                     LabelSet* labels, std::vector<std::string>* warnings,
-                                     const RecordingsReadOptions& options) {
-  COE_ASSIGN_OR_RETURN(std::vector<csv::Row> rows, csv::Parse(text, source));
-  if (rows.empty()) return InvalidArgumentError(source + ": empty file (no header row)");
-  const csv::Row& header = rows[0];
+// A row's |p: columns must describe a distribution: they sum to 1 within this (files
+// round their probabilities). A row whose |p: cells are all empty has none.
+constexpr double kProbabilitySumTolerance = 0.01;
+
+// Builds Recordings from a stream of CSV rows, column by column, so that a large file
+// is never held as text or as rows: memory is the columns themselves.
+StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSet* labels,
+                              std::vector<std::string>* warnings, const RecordingsReadOptions& options) {
+  const std::string& source = reader.source();
+  csv::Row header;
+  COE_ASSIGN_OR_RETURN(bool any, reader.Next(&header));
+  if (!any) return InvalidArgumentError(source + ": empty file (no header row)");
   const std::string where_header = source + ":" + std::to_string(header.line);
 
   Recordings rec;
@@ -83,8 +115,7 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
   for (size_t c = 0; c < header.fields.size(); ++c) {
     const std::string& name = header.fields[c];
     if (name.empty()) {
-      return InvalidArgumentError(where_header + ": column " + std::to_string(c + 1) +
-                                  " has an empty name");
+      return InvalidArgumentError(where_header + ": column " + std::to_string(c + 1) + " has an empty name");
     }
     if (!seen.emplace(name, static_cast<int>(c)).second) {
       return InvalidArgumentError(where_header + ": duplicate column '" + name + "'");
@@ -103,7 +134,7 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
     return InvalidArgumentError(where_header + ": no 'id' column (header: " +
                                 (header.fields.empty() ? "" : header.fields[0]) + ",...)");
   }
-  int num_truth_cols = seen.count("label") ? 1 : 0;
+  const bool has_truth = seen.count("label") > 0;
   // Pass 2: suffixed columns.
   for (size_t c = 0; c < header.fields.size(); ++c) {
     const std::string& name = header.fields[c];
@@ -128,43 +159,55 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
       warn(where_header + ": ignoring column '" + name + "' (unknown kind '" + kind + "')");
     }
   }
-
-  const size_t n = rows.size() - 1;
-  if (n == 0) return InvalidArgumentError(source + ": no data rows (an empty split)");
-  rec.ids.reserve(n);
-  if (num_truth_cols) rec.truth.assign(n, kAbstain);
-  for (size_t c = 0; c < cols.size(); ++c) {
-    if (cols[c].model < 0) continue;
-    ModelRecord& mr = rec.models[cols[c].model];
-    switch (cols[c].kind) {
-      case ColumnKind::kLabel: mr.label.assign(n, kAbstain); break;
-      case ColumnKind::kCost: mr.cost.assign(n, 0.0); break;
-      case ColumnKind::kScore: mr.score.assign(n, std::numeric_limits<float>::quiet_NaN()); break;
-      default: break;
-    }
-  }
   const int num_labels_after_header = labels->size();
-  // Probability columns are dense per model over the labels known after the header.
-  for (size_t c = 0; c < cols.size(); ++c) {
-    if (cols[c].kind != ColumnKind::kProb) continue;
-    ModelRecord& mr = rec.models[cols[c].model];
-    if (mr.probs.empty()) {
-      mr.num_probs = num_labels_after_header;
-      mr.probs.assign(n * mr.num_probs, 0.0f);
-    }
+  std::vector<uint8_t> has_cost(rec.models.size()), has_score(rec.models.size()), has_probs(rec.models.size());
+  for (const Column& col : cols) {
+    if (col.kind == ColumnKind::kCost) has_cost[col.model] = 1;
+    if (col.kind == ColumnKind::kScore) has_score[col.model] = 1;
+    if (col.kind == ColumnKind::kProb) has_probs[col.model] = 1;
   }
+  // Probability columns are dense per model over the labels known after the header.
+  for (size_t m = 0; m < rec.models.size(); ++m)
+    if (has_probs[m]) rec.models[m].num_probs = num_labels_after_header;
+  auto reserve = [&](size_t n) {
+    rec.ids.reserve(n);
+    if (has_truth) rec.truth.reserve(n);
+    for (size_t m = 0; m < rec.models.size(); ++m) {
+      ModelRecord& mr = rec.models[m];
+      mr.label.reserve(n);
+      if (has_cost[m]) mr.cost.reserve(n);
+      if (has_score[m]) mr.score.reserve(n);
+      if (has_probs[m]) mr.probs.reserve(n * mr.num_probs);
+    }
+  };
+  reserve(expected_rows);
 
-  std::unordered_map<std::string, int> ids;  // id -> line of its first row
-  ids.reserve(n * 2);
-  for (size_t r = 1; r < rows.size(); ++r) {
-    const csv::Row& row = rows[r];
-    const size_t i = r - 1;
+  std::vector<int> lines;  // line of each row, for messages about duplicate ids
+  lines.reserve(expected_rows);
+  std::vector<double> prob_sum(rec.models.size());
+  std::vector<uint8_t> prob_seen(rec.models.size());
+  csv::Row row;
+  for (;;) {
+    COE_ASSIGN_OR_RETURN(bool more, reader.Next(&row));
+    if (!more) break;
+    const size_t i = rec.ids.size();
     const std::string where = source + ":" + std::to_string(row.line);
     if (row.fields.size() != header.fields.size()) {
       return InvalidArgumentError(where + ": row has " + std::to_string(row.fields.size()) +
-                                  " fields, the header has " +
-                                  std::to_string(header.fields.size()));
+                                  " fields, the header has " + std::to_string(header.fields.size()));
     }
+    // Every column of this row gets a value (defaults first), then the cells.
+    if (has_truth) rec.truth.push_back(kAbstain);
+    for (size_t m = 0; m < rec.models.size(); ++m) {
+      ModelRecord& mr = rec.models[m];
+      mr.label.push_back(kAbstain);
+      if (has_cost[m]) mr.cost.push_back(0.0);
+      if (has_score[m]) mr.score.push_back(std::numeric_limits<float>::quiet_NaN());
+      if (has_probs[m]) mr.probs.resize(mr.probs.size() + mr.num_probs, 0.0f);
+      prob_sum[m] = 0;
+      prob_seen[m] = 0;
+    }
+    lines.push_back(row.line);
     for (size_t c = 0; c < cols.size(); ++c) {
       const std::string& f = row.fields[c];
       const Column& col = cols[c];
@@ -181,13 +224,6 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
         case ColumnKind::kIgnored: break;
         case ColumnKind::kId:
           if (f.empty()) return bad("empty id");
-          if (auto [it, fresh] = ids.emplace(f, row.line); !fresh) {
-            const std::string first = " (first at line " + std::to_string(it->second) + ")";
-            if (!options.allow_duplicate_ids)
-              return bad("duplicate id '" + f + "'" + first +
-                         "; if the rows are distinct examples, pass --allow-duplicate-ids");
-            warn(where + ": duplicate id '" + f + "'" + first + " kept as a distinct example");
-          }
           rec.ids.push_back(f);
           break;
         case ColumnKind::kTruth: rec.truth[i] = labels->Intern(f); break;
@@ -212,12 +248,44 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
           if (v < 0 || v > 1) return bad("probability " + f + " is outside [0,1]");
           ModelRecord& mr = rec.models[col.model];
           mr.probs[i * mr.num_probs + col.prob_label] = static_cast<float>(v);
+          prob_sum[col.model] += v;
+          prob_seen[col.model] = 1;
           break;
         }
       }
     }
+    for (size_t m = 0; m < rec.models.size(); ++m)
+      if (prob_seen[m] && std::fabs(prob_sum[m] - 1) > kProbabilitySumTolerance)
+        return InvalidArgumentError(where + ": model '" + rec.models[m].name + "': its |p: columns sum to " +
+                                    FormatDouble(prob_sum[m]) + ", not 1 (within " +
+                                    FormatDouble(kProbabilitySumTolerance) + ")");
+  }
+  if (rec.ids.empty()) return InvalidArgumentError(source + ": no data rows (an empty split)");
+  COE_RETURN_IF_ERROR(CheckIds(rec, lines, options, warn));
+  if (!options.keep_ids) {
+    rec.examples_without_ids = static_cast<int>(rec.ids.size());
+    std::vector<std::string>().swap(rec.ids);
   }
   return rec;
+}
+
+}  // namespace
+
+StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
+                                    std::vector<std::string>* warnings,
+                                    const RecordingsReadOptions& options) {
+  if (std::filesystem::is_directory(path))
+    return InvalidArgumentError("'" + path + "' is a directory, not a recordings CSV file");
+  COE_ASSIGN_OR_RETURN(size_t lines, csv::CountLines(path));
+  COE_ASSIGN_OR_RETURN(std::unique_ptr<csv::Reader> reader, csv::Reader::Open(path));
+  return ReadRows(*reader, lines, labels, warnings, options);
+}
+
+StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source,
+                                     LabelSet* labels, std::vector<std::string>* warnings,
+                                     const RecordingsReadOptions& options) {
+  csv::Reader reader(text, source);
+  return ReadRows(reader, std::count(text.begin(), text.end(), '\n'), labels, warnings, options);
 }
 
 std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels) {

@@ -146,6 +146,35 @@ struct MemberSet {
   std::vector<Option> options;
 };
 
+// One member set's tally on every example, in 9 bytes an example instead of a
+// TierVote's 32 (recordings may have millions of rows). At(i) rebuilds what
+// DeferralRule::Exits reads exactly as TallyVotes made it; the plurality label itself
+// is not kept (only whether there is one), since the correct mask is built at once.
+struct Tallies {
+  std::vector<uint8_t> votes;  // votes for the plurality; 0 when every member abstained
+  std::vector<double> mean_score;
+  int members = 0;
+  std::vector<double> scratch;  // score values for QuantileGrid
+  void Resize(int n, int m) {
+    votes.resize(n);
+    mean_score.resize(n);
+    members = m;
+  }
+  void Set(int i, const TierVote& v) {
+    votes[i] = static_cast<uint8_t>(v.plurality == kAbstain ? 0 : v.votes);
+    mean_score[i] = v.mean_score;
+  }
+  TierVote At(int i) const {
+    TierVote v;
+    v.votes = votes[i];
+    v.plurality = v.votes > 0 ? 0 : kAbstain;  // a stand-in: Exits only asks whether there is one
+    v.members = members;
+    v.agreement = static_cast<double>(v.votes) / members;  // as TallyVotes computes it
+    v.mean_score = mean_score[i];
+    return v;
+  }
+};
+
 struct Step {
   int set = 0;
   int option = -1;  // -1: final tier
@@ -423,13 +452,20 @@ class Searcher {
 };
 
 // Thresholds at the quantiles j/(g+1), j = 1..g, of `values` (distinct, ascending).
-std::vector<double> QuantileGrid(std::vector<double> values, int g) {
+// The values at the j/(g+1) quantiles (j = 1..g) of `values` (which it reorders):
+// each is the element a full sort would put at that index, found by nth_element on
+// the part not yet ordered.
+std::vector<double> QuantileGrid(std::vector<double>& values, int g) {
   std::vector<double> out;
   if (values.empty() || g <= 0) return out;
-  std::sort(values.begin(), values.end());
+  size_t done = 0;  // [0, done) holds the smallest `done` values
   for (int j = 1; j <= g; ++j) {
     size_t idx = static_cast<size_t>(std::floor(static_cast<double>(j) / (g + 1) * values.size()));
     idx = std::min(idx, values.size() - 1);
+    if (idx >= done) {
+      std::nth_element(values.begin() + done, values.begin() + idx, values.end());
+      done = idx + 1;
+    }
     double v = values[idx];
     if (v <= 0) continue;  // a rule of "score >= 0" is no rule
     if (out.empty() || out.back() != v) out.push_back(v);
@@ -563,8 +599,7 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     };
     gen(0);
   }
-  auto build_set = [&](const std::vector<int>& comb, std::vector<TierVote>& votes,
-                       std::vector<MemberOutput>& outs) {
+  auto build_set = [&](const std::vector<int>& comb, Tallies& votes, std::vector<MemberOutput>& outs) {
     MemberSet s;
     s.pos = comb;
     for (int q : comb) s.mask |= uint64_t{1} << q;
@@ -572,19 +607,21 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     s.correct.assign(p.words, 0);
     bool scores = true;
     for (int q : comb) scores &= calib.models[models[q]].has_scores();
+    votes.Resize(p.n, static_cast<int>(comb.size()));
     for (int i = 0; i < p.n; ++i) {
       outs.clear();
       for (int q : comb) outs.push_back(calib.Output(models[q], order[i]));
-      votes[i] = TallyVotes(outs);
+      const TierVote v = TallyVotes(outs);
+      votes.Set(i, v);
       int t = calib.truth[order[i]];
-      if (t != kAbstain && votes[i].plurality == t) SetBit(s.correct, i);
+      if (t != kAbstain && v.plurality == t) SetBit(s.correct, i);
     }
     auto add_option = [&](DeferralRule rule) {
       Option o;
       o.rule = rule;
       o.exit.assign(p.words, 0);
       for (int i = 0; i < p.n; ++i)
-        if (rule.Exits(votes[i])) SetBit(o.exit, i);
+        if (rule.Exits(votes.At(i))) SetBit(o.exit, i);
       for (const Option& prev : s.options)
         if (prev.exit == o.exit) return;  // same decisions: the same cascades
       s.options.push_back(std::move(o));
@@ -595,19 +632,22 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     if ((rules & kRuleVote) && n >= 2)
       for (double th : thetas) add_option(DeferralRule{th, std::nullopt});
     if ((rules & kRuleScore) && scores) {
-      std::vector<double> vals;
+      std::vector<double>& vals = votes.scratch;
+      vals.clear();
+      vals.reserve(p.n);
       for (int i = 0; i < p.n; ++i)
-        if (!std::isnan(votes[i].mean_score)) vals.push_back(votes[i].mean_score);
+        if (!std::isnan(votes.mean_score[i])) vals.push_back(votes.mean_score[i]);
       for (double tau : QuantileGrid(vals, options.score_quantiles))
         add_option(DeferralRule{std::nullopt, tau});
     }
     if ((rules & kRuleVoteAndScore) && scores && n >= 2) {
       for (double th : thetas) {
         DeferralRule vote_only{th, std::nullopt};
-        std::vector<double> vals;
+        std::vector<double>& vals = votes.scratch;
+        vals.clear();
+        vals.reserve(p.n);
         for (int i = 0; i < p.n; ++i)
-          if (vote_only.Exits(votes[i]) && !std::isnan(votes[i].mean_score))
-            vals.push_back(votes[i].mean_score);
+          if (vote_only.Exits(votes.At(i)) && !std::isnan(votes.mean_score[i])) vals.push_back(votes.mean_score[i]);
         for (double tau : QuantileGrid(vals, options.score_quantiles))
           add_option(DeferralRule{th, tau});
       }
@@ -620,7 +660,7 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
   {
     std::atomic<size_t> next_combo{0};
     auto build = [&]() {
-      std::vector<TierVote> votes(p.n);
+      Tallies votes;
       std::vector<MemberOutput> outs;
       for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
         p.sets[c] = build_set(combos[c], votes, outs);
@@ -731,18 +771,18 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     // the walk ends at the most accurate point at worst).
     CascadeSpec single;
     single.tiers.push_back(TierSpec{{result.best_single}, {}});
-    std::vector<ExampleOutcome> single_out, out;
-    COE_ASSIGN_OR_RETURN(EvalResult unused, EvaluateCascade(single, calib, costs, &single_out));
+    std::vector<int> single_out, out;
+    COE_ASSIGN_OR_RETURN(EvalResult unused, EvaluateCascadeAnswers(single, calib, costs, &single_out));
     (void)unused;
     for (const OperatingPoint& p : result.frontier) {
       if (p.correct < best_correct) continue;
-      COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(p.cascade, calib, costs, &out));
+      COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascadeAnswers(p.cascade, calib, costs, &out));
       (void)r;
       int b = 0, c = 0;
       for (int i = 0; i < calib.num_examples(); ++i) {
         const int t = calib.truth[i];
         if (t == kAbstain) continue;
-        const bool cascade_right = out[i].answer == t, single_right = single_out[i].answer == t;
+        const bool cascade_right = out[i] == t, single_right = single_out[i] == t;
         b += cascade_right && !single_right;
         c += single_right && !cascade_right;
       }

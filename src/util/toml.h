@@ -337,7 +337,7 @@ inline std::optional<int64_t> TomlInteger(const toml::node& n) {
 
 inline std::string TomlWhere(const std::string& source, const toml::node& n) {
   if (n.source().begin.line == 0) return source;
-  return source + ":" + std::to_string(n.source().begin.line);
+  return source + ":" + std::to_string(n.source().begin.line) + ":" + std::to_string(n.source().begin.column);
 }
 
 }  // namespace coe
