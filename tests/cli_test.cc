@@ -114,8 +114,10 @@ TEST_F(CliTest, PlanOnRouterBenchArc) {
   EXPECT_EQ(j["test_examples"], 445);
   EXPECT_EQ(j["searched"], 280060);
   double best_single = 0;
+  bool found = false;
   for (auto& b : j["baselines"])
-    if (b["name"] == j["best_single"]) best_single = b["calib"]["accuracy"];
+    if (b["name"] == j["best_single"]) best_single = b["calib"]["accuracy"], found = true;
+  ASSERT_TRUE(found) << "no baseline named " << j["best_single"];
   EXPECT_GE(j["chosen"]["calib"]["accuracy"].get<double>(), best_single);
 }
 

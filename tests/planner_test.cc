@@ -145,6 +145,32 @@ TEST_P(PlannerRandom, FrontierEqualsNaiveSimulationAndPruningIsExact) {
 
 INSTANTIATE_TEST_SUITE_P(Seeds, PlannerRandom, ::testing::Range(1, 25));
 
+// The exactness checks above would pass with pruning that skips nothing: over the
+// same 24 recordings, pruning must actually skip cascades.
+TEST(Planner, PruningSkipsCascades) {
+  int64_t pruned_total = 0, full_total = 0;
+  for (int seed = 1; seed < 25; ++seed) {
+    RandomSpec s;
+    s.models = 4 + seed % 3;
+    s.examples = 50 + 37 * (seed % 5);
+    s.labels = 2 + seed % 3;
+    s.scores = seed % 2 == 0;
+    s.probs = seed % 4 == 1;
+    s.per_example_cost = seed % 3 == 0;
+    LabelSet labels;
+    std::vector<double> fixed;
+    Recordings rec = MakeRecordings(seed, s, &labels, &fixed);
+    CostTable costs = MakeCosts(rec, fixed);
+    PlannerOptions opt;
+    opt.score_quantiles = 4;
+    auto pruned = Plan(rec, costs, Goal{}, opt);
+    ASSERT_TRUE(pruned.ok());
+    pruned_total += pruned->evaluated;
+    full_total += pruned->space_size;
+  }
+  EXPECT_LT(pruned_total, full_total * 9 / 10) << pruned_total << " of " << full_total << " evaluated";
+}
+
 // An independent enumeration of the vote-only space, scored by EvaluateCascade: its
 // Pareto frontier must equal the planner's.
 TEST(Planner, VoteOnlyFrontierEqualsBruteForce) {

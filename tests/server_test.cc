@@ -193,7 +193,7 @@ TEST_F(ServerTest, BadRequestsGetJsonErrors) {
       {"trailing garbage", "fashion", good + "x", 400, "malformed JSON"},
       {"body not an object", "fashion", "[1,2]", 400, "JSON object"},
       {"no inputs", "fashion", "{}", 400, "no \"inputs\""},
-      {"inputs not an array", "fashion", "{\"inputs\": 3}", 400, "\"inputs\""},
+      {"inputs not an array", "fashion", "{\"inputs\": 3}", 400, "\"inputs\" must be an array"},
       {"two inputs", "fashion", "{\"inputs\":[{},{}]}", 400, "one input tensor"},
       {"wrong datatype", "fashion", input("INT32", "[1,1,28,28]", zeros), 400, "datatype INT32"},
       {"no datatype", "fashion", "{\"inputs\":[{\"shape\":[1,784],\"data\":" + zeros + "}]}", 400, "datatype"},
@@ -234,6 +234,7 @@ TEST_F(ServerTest, TruncatedHttpBodyNeitherHangsNorHarms) {
   o.io_timeout_s = 1;
   o.keep_alive_timeout_s = 1;
   StartZoo(o);
+  int answered = 0;
   for (bool half_close : {true, false}) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -255,8 +256,10 @@ TEST_F(ServerTest, TruncatedHttpBodyNeitherHangsNorHarms) {
     if (!got.empty()) {
       EXPECT_NE(got.find("HTTP/1.1 400"), std::string::npos) << got;
       EXPECT_NE(got.find("{\"error\":"), std::string::npos) << got;
+      ++answered;
     }
   }
+  EXPECT_GE(answered, 1);  // at least the half-closed connection gets its 400
   EXPECT_EQ(Http(port_, "POST", "/v2/models/fashion/infer", InferBody(TestImages(1))).status, 200);
 }
 

@@ -11,8 +11,20 @@
 // abstained), the example gets the answer of the deepest earlier tier that had one and
 // is marked degraded; if no tier had one, it is unanswered (and degraded).
 //
+// Determinism: answers are a pure function of (input, cascade, models). The labels,
+// exit tiers, votes, costs and probabilities of a Run do not depend on the number of
+// threads, the chunk size, the batch an example arrives in, other concurrent Runs, or
+// timing (a backend's own failures aside: a remote member that times out abstains).
+// tests/backend_conformance_test.cc checks every backend for this bit for bit, and
+// the ThreadSanitizer lane (scripts/test.sh --tsan) checks the sharing.
+//
 // Thread safety: Run() may be called from many threads at once (the server does); a
-// Cascade is immutable after Create.
+// Cascade is immutable after Create. Shared state, and what guards it: the thread
+// pool's queue (its mutex); per-Run results (each task writes its own disjoint slice;
+// per-member timings under a per-Run mutex); backends (each is safe for concurrent
+// Predict: the onnx backend leases one cv::dnn::Net per call and reads its output
+// before giving it back; the remote backend's connection pool, schema and circuit
+// breaker sit under its mutex; statistics are relaxed atomics).
 // Ownership: a Cascade owns its backends and its thread pool.
 #ifndef COE_ENGINE_H_
 #define COE_ENGINE_H_
