@@ -156,8 +156,11 @@ def main(argv):
     files = sorted(os.listdir(d)) if os.path.isdir(d) else []
     text = "".join(open(os.path.join(d, f), errors="replace").read() for f in files)
     excused, failures = check_text(text, libs)
-    for lib, r in excused:
-        print("tsan: excused (inside %s: %s): %s" % (lib, libs[lib], r[0]))
+    counts = {}
+    for lib, _ in excused:
+        counts[lib] = counts.get(lib, 0) + 1
+    for lib, n in sorted(counts.items()):
+        print("tsan: %d report(s) excused, wholly inside %s (reason: scripts/tsan-libraries.txt)" % (n, lib))
     for _, r in failures:
         print("\n".join(r))
     print("tsan: %d report(s) in %d file(s): %d excused, %d failing" %
