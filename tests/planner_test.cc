@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <functional>
 #include <random>
 
@@ -287,27 +289,6 @@ TEST(Planner, Goals) {
   PlannerOptions opt;
   auto best = Plan(rec, costs, Goal{}, opt);
   ASSERT_TRUE(best.ok());
-  int best_single = 0;
-  for (size_t m = 0; m < rec.models.size(); ++m) {
-    CascadeSpec single;
-    single.tiers.push_back(TierSpec{{rec.models[m].name}, {}});
-    best_single = std::max(best_single, EvaluateCascade(single, rec, costs)->correct);
-  }
-  EXPECT_GE(best->chosen.correct, best_single);
-
-  // The non-inferiority test: b - c >= z sqrt(b + c) against the best single model.
-  EXPECT_GE(best->wins_over_best - best->losses_to_best,
-            1.645 * std::sqrt(static_cast<double>(best->wins_over_best + best->losses_to_best)) - 1e-9);
-  PlannerOptions plain = opt;
-  plain.match_best_z = 0;
-  auto cheap = Plan(rec, costs, Goal{}, plain);
-  ASSERT_TRUE(cheap.ok());
-  EXPECT_LE(cheap->chosen.cost, best->chosen.cost);  // z = 0 is the least-cost match
-  EXPECT_GE(cheap->chosen.correct, best_single);
-  for (const OperatingPoint& p : cheap->frontier)
-    if (p.correct >= best_single) {
-      EXPECT_GE(p.cost, cheap->chosen.cost);
-    }
 
   auto budget = Plan(rec, costs, *Goal::Parse("budget=" + std::to_string(best->chosen.cost / 2)), opt);
   ASSERT_TRUE(budget.ok());
@@ -320,6 +301,157 @@ TEST(Planner, Goals) {
   EXPECT_FALSE(unreachable->goal_met);
   EXPECT_FALSE(Goal::Parse("accuracy=1.5").ok());
   EXPECT_FALSE(Goal::Parse("fastest").ok());
+}
+
+// match-best's guards, each checked against an independent recomputation on the
+// recordings: what it must choose, and that it never costs more than the best model.
+class MatchBest : public ::testing::TestWithParam<int> {};
+
+TEST_P(MatchBest, GuardsChooseWhatTheySayAndNeverCostMoreThanTheBestModel) {
+  const int seed = GetParam();
+  RandomSpec s;
+  s.models = 6;
+  s.examples = 400 + 100 * (seed % 3);
+  s.scores = seed % 2 == 0;
+  s.per_example_cost = seed % 3 == 0;
+  LabelSet labels;
+  std::vector<double> fixed;
+  Recordings rec = MakeRecordings(seed, s, &labels, &fixed);
+  CostTable costs = MakeCosts(rec, fixed);
+  // The best single model, by an independent replay (ties: the cheaper).
+  std::string best;
+  int best_correct = -1;
+  double best_cost = 0;
+  std::vector<int> order(rec.models.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return costs.mean[a] < costs.mean[b]; });
+  for (int m : order) {
+    CascadeSpec single;
+    single.tiers.push_back(TierSpec{{rec.models[m].name}, {}});
+    auto e = EvaluateCascade(single, rec, costs);
+    if (e->correct > best_correct) best_correct = e->correct, best = rec.models[m].name, best_cost = e->mean_cost;
+  }
+  std::vector<int> best_answers, answers;
+  CascadeSpec best_spec;
+  best_spec.tiers.push_back(TierSpec{{best}, {}});
+  ASSERT_TRUE(EvaluateCascadeAnswers(best_spec, rec, costs, &best_answers).ok());
+  auto b_and_c = [&](const CascadeSpec& spec) {
+    EXPECT_TRUE(EvaluateCascadeAnswers(spec, rec, costs, &answers).ok());
+    int b = 0, c = 0;
+    for (int i = 0; i < rec.num_examples(); ++i) {
+      if (rec.truth[i] == kAbstain) continue;
+      b += answers[i] == rec.truth[i] && best_answers[i] != rec.truth[i];
+      c += best_answers[i] == rec.truth[i] && answers[i] != rec.truth[i];
+    }
+    return std::pair{b, c};
+  };
+  for (Guard guard : {Guard::kNone, Guard::kMcNemar, Guard::kNonInferiority, Guard::kHoldout,
+                      Guard::kCrossValidation}) {
+    SCOPED_TRACE(GuardName(guard));
+    PlannerOptions opt;
+    opt.select.guard = guard;
+    auto plan = Plan(rec, costs, Goal{}, opt);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    EXPECT_EQ(plan->best_single, best);
+    EXPECT_EQ(plan->selection.guard, guard);
+    // The chosen figures are its replay's, and it never costs more than the best model.
+    auto e = EvaluateCascade(plan->chosen.cascade, rec, costs);
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(plan->chosen.correct, e->correct);
+    EXPECT_NEAR(plan->chosen.cost, e->mean_cost, 1e-9 * std::max(1.0, e->mean_cost));
+    EXPECT_LE(e->mean_cost, best_cost * (1 + 1e-12));
+    const bool is_best = plan->chosen.cascade.ToString() == best_spec.ToString();
+    EXPECT_EQ(plan->selection.kept_best_single, is_best);
+    // The calibration-based guards: the chosen point passes, every cheaper candidate fails.
+    const double z_ni = guard == Guard::kNonInferiority ? plan->selection.critical : 0;
+    auto passes = [&](const OperatingPoint& p) {
+      const auto [b, c] = b_and_c(p.cascade);
+      const int n = rec.num_labeled();
+      switch (guard) {
+        case Guard::kNone: return p.correct >= best_correct;
+        case Guard::kMcNemar: return p.correct >= best_correct && b - c >= 1.645 * std::sqrt(double(b + c)) - 1e-9;
+        default: {
+          const double d = double(b - c) / n, var = (b + c - double(b - c) * (b - c) / n) / (double(n) * n);
+          return var > 0 ? (d + 0.005) / std::sqrt(var) >= z_ni : d + 0.005 > 0;
+        }
+      }
+    };
+    if (guard == Guard::kNone || guard == Guard::kMcNemar || guard == Guard::kNonInferiority) {
+      int candidates = 0;
+      for (const OperatingPoint& p : plan->frontier) {
+        if (p.cost > best_cost * (1 + 1e-12)) continue;
+        if (guard != Guard::kNonInferiority && p.correct < best_correct) continue;
+        ++candidates;
+        if (p.cost < plan->chosen.cost) {
+          EXPECT_FALSE(passes(p)) << p.cascade.ToString();
+        }
+      }
+      EXPECT_EQ(plan->selection.candidates, candidates);
+      if (!is_best) {
+        EXPECT_TRUE(passes(plan->chosen)) << plan->chosen.cascade.ToString();
+      }
+      if (guard == Guard::kNonInferiority && candidates > 0) {
+        // Bonferroni: the upper alpha/m point of the normal, found here by bisection.
+        double lo = 0, hi = 10;
+        for (int it = 0; it < 200; ++it) {
+          const double mid = (lo + hi) / 2;
+          (0.5 * std::erfc(mid / std::sqrt(2.0)) > 0.05 / candidates ? lo : hi) = mid;
+        }
+        EXPECT_NEAR(plan->selection.critical, lo, 1e-6);
+      }
+    }
+    // Deterministic: the same options give the same choice.
+    auto again = Plan(rec, costs, Goal{}, opt);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->chosen.cascade.ToString(), plan->chosen.cascade.ToString());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, MatchBest, ::testing::Range(1, 7));
+
+// Refitting the thresholds on the recordings they were found on changes nothing.
+TEST(Planner, RefitThresholdsOnTheSameDataIsTheIdentity) {
+  RandomSpec s;
+  s.models = 5;
+  s.examples = 500;
+  s.scores = true;
+  LabelSet labels;
+  std::vector<double> fixed;
+  Recordings rec = MakeRecordings(4, s, &labels, &fixed);
+  CostTable costs = MakeCosts(rec, fixed);
+  PlannerOptions opt;
+  opt.score_quantiles = 6;
+  auto plan = Plan(rec, costs, Goal{}, opt);
+  ASSERT_TRUE(plan.ok());
+  int with_scores = 0;
+  for (const OperatingPoint& p : plan->frontier) {
+    ASSERT_EQ(p.score_levels.size(), p.cascade.tiers.size());
+    auto refit = RefitThresholds(p.cascade, p.score_levels, rec);
+    ASSERT_TRUE(refit.ok());
+    EXPECT_EQ(refit->ToString(), p.cascade.ToString());
+    for (size_t t = 0; t < p.cascade.tiers.size(); ++t) {
+      EXPECT_EQ(refit->tiers[t].rule.min_score, p.cascade.tiers[t].rule.min_score);
+      with_scores += !std::isnan(p.score_levels[t]);
+    }
+  }
+  EXPECT_GT(with_scores, 0);
+  // On other data the thresholds move to that data's quantiles.
+  Recordings other = MakeRecordings(5, s, &labels, &fixed);
+  for (const OperatingPoint& p : plan->frontier)
+    for (size_t t = 0; t < p.cascade.tiers.size(); ++t)
+      if (!std::isnan(p.score_levels[t])) {
+        auto refit = RefitThresholds(p.cascade, p.score_levels, other);
+        ASSERT_TRUE(refit.ok());
+        EXPECT_TRUE(refit->tiers[t].rule.min_score.has_value());
+      }
+}
+
+TEST(Planner, AutoScoreGridFollowsTheCalibrationSize) {
+  EXPECT_EQ(AutoScoreGrid(100), 2);
+  EXPECT_EQ(AutoScoreGrid(300), 2);
+  EXPECT_EQ(AutoScoreGrid(1000), 5);
+  EXPECT_EQ(AutoScoreGrid(3000), 8);
+  EXPECT_EQ(AutoScoreGrid(1000000), 8);
 }
 
 TEST(Planner, ScoreRulesNeedScores) {

@@ -252,7 +252,9 @@ TEST_F(ServerTest, TruncatedHttpBodyNeitherHangsNorHarms) {
     ssize_t n;
     while ((n = read(fd, buf, sizeof buf)) > 0) got.append(buf, n);
     close(fd);
-    EXPECT_LT(Since(t0), 3.0) << half_close;
+    // The server gives up on the body after io_timeout_s (1 s); the bound only tells
+    // that from a hang (seen at 3.2 s under ThreadSanitizer with `stress -c 2`).
+    EXPECT_LT(Since(t0), 10.0) << half_close;
     if (!got.empty()) {
       EXPECT_NE(got.find("HTTP/1.1 400"), std::string::npos) << got;
       EXPECT_NE(got.find("{\"error\":"), std::string::npos) << got;

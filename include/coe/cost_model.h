@@ -31,6 +31,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,10 @@ struct CostTable {
 // (NotFound naming the model and both files otherwise).
 StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue,
                                    const CostOptions& options);
+
+// The table for the examples `rows` of the recordings `costs` was built for (as
+// SelectRows on them), means recomputed.
+CostTable SelectRows(const CostTable& costs, std::span<const int> rows);
 
 }  // namespace coe
 

@@ -62,30 +62,78 @@ struct Goal {
   std::string ToString() const;
 };
 
+// How match-best picks among the candidates. The calibration accuracy of the cheapest
+// of millions of searched cascades is flattered by that very choice, most on small
+// calibration sets, so each guard asks for evidence beyond "calibration accuracy >=
+// the best single model's". Whatever the guard, the chosen cascade never costs more on
+// calibration than the best single model, which is always a candidate and the fallback.
+//  kNone            the cheapest frontier point at >= the best model's calibration accuracy
+//  kMcNemar         ... that also beats it where they differ: b - c >= z sqrt(b + c)
+//  kNonInferiority  the cheapest point not worse than the best model by more than
+//                   `margin`, a one-sided paired test at level alpha / (candidates tested)
+//  kHoldout         search on (1 - holdout) of calibration; the cheapest point whose
+//                   accuracy on the held-out rest is >= the best model's there; its
+//                   score thresholds are then refitted (same quantiles) on all of it
+//  kCrossValidation search on each of `folds` training parts; every structure found
+//                   (members, vote threshold, score-threshold quantile) is scored on the
+//                   held-out folds with thresholds refitted on the training parts; the
+//                   cheapest structure whose mean fold accuracy is >= the best model's
+//                   and whose mean fold cost is no more; refitted on all of it.
+enum class Guard { kNone, kMcNemar, kNonInferiority, kHoldout, kCrossValidation };
+// "none", "mcnemar", "noninferiority", "holdout", "cv".
+StatusOr<Guard> ParseGuard(const std::string& text);
+std::string GuardName(Guard guard);
+
+struct SelectOptions {
+  Guard guard = Guard::kHoldout;
+  double mcnemar_z = 1.645;      // kMcNemar
+  double margin = 0.005;         // kNonInferiority: accuracy
+  double alpha = 0.05;           // kNonInferiority: one-sided, before the correction
+  int folds = 5;                 // kCrossValidation
+  double holdout = 0.3;          // kHoldout: share of calibration held out
+  uint64_t seed = 20241127;      // kHoldout, kCrossValidation: how examples are split
+};
+
 struct PlannerOptions {
   int max_tiers = 3;    // 1..6
   int max_members = 3;  // 1..8
   unsigned rules = 0;   // RuleKinds; 0 = every kind the recordings support
-  int score_quantiles = 8;
+  // Score thresholds tried per tier: 0 = adapt to the calibration size (AutoScoreGrid).
+  int score_quantiles = 0;
   bool prune = true;
   int threads = 0;  // 0 = the hardware's
   std::vector<std::string> models;  // restrict the search to these (empty = all)
-  // match-best only: the chosen cascade must also beat the best single model on the
-  // calibration examples where the two differ by at least z standard errors: with b
-  // examples only the cascade gets right and c only the single model gets right,
-  // b - c >= z * sqrt(b + c) (a one-sided McNemar test). Picking the cheapest of
-  // millions of candidates flatters its calibration accuracy; z = 1.645
-  // (one-sided 95%, the default) guards against that; 0 compares accuracies only.
-  double match_best_z = 1.645;
+  SelectOptions select;             // match-best only
   // Called now and then with the fraction of the search done.
   std::function<void(double)> progress;
 };
+
+// The score grid for `labeled` calibration examples: every threshold should split off
+// enough examples to be estimated, so 2 below 600 examples, up to 8 from 1,600.
+int AutoScoreGrid(int labeled);
 
 struct OperatingPoint {
   CascadeSpec cascade;
   int correct = 0;     // labeled examples answered correctly
   double accuracy = 0; // correct / labeled
   double cost = 0;     // mean cost per example
+  // Per tier: the calibration quantile its min_score was taken at (NaN: none), so the
+  // threshold can be refitted on other data (RefitThresholds).
+  std::vector<double> score_levels;
+};
+
+// What the guard chose on, for reports.
+struct Selection {
+  Guard guard = Guard::kNone;
+  std::string basis;          // what the estimates below were measured on
+  int candidates = 0;         // cascades the guard compared with the best single model
+  bool kept_best_single = false;  // no cascade passed: the best single model is chosen
+  // The guard's estimates for the chosen cascade and the best single model.
+  double accuracy = 0, best_accuracy = 0, cost = 0, best_cost = 0;
+  // kMcNemar: b, c of the chosen point; kMcNemar and kNonInferiority: its statistic
+  // and the critical value it had to reach (NaN otherwise).
+  int wins_over_best = 0, losses_to_best = 0;
+  double statistic = 0, critical = 0;
 };
 
 struct PlanResult {
@@ -94,8 +142,11 @@ struct PlanResult {
   bool goal_met = true;       // false: no cascade meets the goal; chosen = the nearest
   double target_accuracy = 0; // for match-best and accuracy=X
   std::string best_single;    // the most accurate single model on calibration
-  // match-best with match_best_z > 0: the chosen point's b and c (see PlannerOptions).
-  int wins_over_best = 0, losses_to_best = 0;
+  int best_single_correct = 0;
+  double best_single_cost = 0;  // its mean calibration cost
+  Selection selection;        // match-best: how the guard chose
+  int score_grid = 0;         // score thresholds tried per tier
+  std::vector<std::string> warnings;  // e.g. a calibration split small for the search
   uint64_t space_size = 0;    // cascades in the search space (after deduplication)
   uint64_t evaluated = 0;     // cascades evaluated one by one (the rest were pruned)
   unsigned rules = 0;         // the rule kinds searched
@@ -109,6 +160,12 @@ struct PlanResult {
 // FailedPrecondition for score rules asked of recordings without scores.
 StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const Goal& goal,
                           const PlannerOptions& options);
+
+// The cascade with each score threshold that has a level (a quantile, see
+// OperatingPoint::score_levels) recomputed on `rec` at that quantile, as the search
+// would have set it there. NotFound for a member without a column in `rec`.
+StatusOr<CascadeSpec> RefitThresholds(const CascadeSpec& cascade, const std::vector<double>& levels,
+                                      const Recordings& rec);
 
 // Picks the operating point for `goal` from a frontier (ascending cost). `labeled`
 // converts accuracies to counts; `best_single_correct` serves match-best.

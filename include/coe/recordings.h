@@ -19,6 +19,7 @@
 #ifndef COE_RECORDINGS_H_
 #define COE_RECORDINGS_H_
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +78,10 @@ StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
 StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source,
                                      LabelSet* labels, std::vector<std::string>* warnings,
                                      const RecordingsReadOptions& options = {});
+
+// The examples `rows` of `rec` (in that order), every column kept; label indices are
+// unchanged (they still refer to the caller's LabelSet).
+Recordings SelectRows(const Recordings& rec, std::span<const int> rows);
 
 // Serializes recordings as CSV (the format above). Scores, costs and probabilities
 // are written when present; `labels` gives the label names.

@@ -28,6 +28,22 @@ struct ReportRow {
   std::optional<EvalResult> test;
 };
 
+// 95% bootstrap percentile intervals of the chosen cascade on the test split, paired
+// with the best single model (each resample draws the same examples for both).
+struct TestIntervals {
+  int resamples = 0;
+  std::string best_single;
+  double accuracy[2] = {0, 0};       // the chosen cascade's accuracy
+  double accuracy_diff[2] = {0, 0};  // chosen minus best single (accuracy)
+  double cost[2] = {0, 0};           // the chosen cascade's mean cost
+  double saving[2] = {0, 0};         // best single's mean cost / chosen's
+};
+
+// Bootstraps TestIntervals from per-example outcomes on the test split (`resamples`
+// draws, seeded: the same inputs give the same intervals).
+TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, const std::vector<ExampleOutcome>& best,
+                                 const std::vector<int>& truth, int resamples = 2000, uint64_t seed = 1);
+
 struct PlanReport {
   std::string goal;
   std::string cost_name;
@@ -39,6 +55,11 @@ struct PlanReport {
   uint64_t searched = 0;
   uint64_t evaluated = 0;
   double seconds = 0;
+  int score_grid = 0;
+  double best_single_cost = 0;  // on calibration
+  Selection selection;          // match-best: how the guard chose
+  std::vector<std::string> warnings;
+  std::optional<TestIntervals> intervals;  // with a test split
   ReportRow chosen;
   std::vector<ReportRow> baselines;
   std::vector<ReportRow> frontier;

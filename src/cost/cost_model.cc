@@ -124,6 +124,45 @@ namespace {
 const char* const kDefaultKeys[] = {"usd", "flops", "macs", "latency_ms", "params"};
 }
 
+namespace {
+
+// Per model: the mean cost over the examples (NaN costs stay NaN: the model is outside
+// --only).
+void ComputeMeans(CostTable* t) {
+  t->mean.assign(t->num_models, 0.0);
+  for (int m = 0; m < t->num_models; ++m) {
+    if (!t->is_per_example()) {
+      t->mean[m] = t->fixed[m];
+      continue;
+    }
+    double sum = 0;
+    for (int i = 0; i < t->num_examples; ++i) sum += t->Cost(m, i);
+    if (!std::isfinite(sum)) {  // finite costs whose sum overflows: average as we go
+      sum = 0;
+      for (int i = 0; i < t->num_examples; ++i) sum += t->Cost(m, i) / t->num_examples;
+      t->mean[m] = sum;
+      continue;
+    }
+    t->mean[m] = t->num_examples ? sum / t->num_examples : 0.0;
+  }
+}
+
+}  // namespace
+
+CostTable SelectRows(const CostTable& costs, std::span<const int> rows) {
+  CostTable t = costs;
+  t.num_examples = static_cast<int>(rows.size());
+  if (costs.is_per_example()) {
+    t.per_example.clear();
+    t.per_example.reserve(rows.size() * costs.num_models);
+    for (int r : rows)
+      t.per_example.insert(t.per_example.end(), costs.per_example.begin() + static_cast<size_t>(r) * costs.num_models,
+                           costs.per_example.begin() + static_cast<size_t>(r + 1) * costs.num_models);
+  }
+  ComputeMeans(&t);
+  return t;
+}
+
 StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue,
                                    const CostOptions& options) {
   CostTable t;
@@ -216,19 +255,7 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
       t.name = key + " (catalogue)";
     }
   }
-  t.mean.assign(t.num_models, 0.0);
-  for (int m = 0; m < t.num_models; ++m) {
-    if (!t.is_per_example()) { t.mean[m] = t.fixed[m]; continue; }
-    double sum = 0;
-    for (int i = 0; i < t.num_examples; ++i) sum += t.Cost(m, i);
-    if (!std::isfinite(sum)) {  // finite costs whose sum overflows: average as we go
-      sum = 0;
-      for (int i = 0; i < t.num_examples; ++i) sum += t.Cost(m, i) / t.num_examples;
-      t.mean[m] = sum;
-      continue;
-    }
-    t.mean[m] = sum / t.num_examples;
-  }
+  ComputeMeans(&t);
   // Deployment figures.
   t.latency_mode = options.latency;
   t.link = options.link;

@@ -288,6 +288,31 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
   return ReadRows(reader, std::count(text.begin(), text.end(), '\n'), labels, warnings, options);
 }
 
+Recordings SelectRows(const Recordings& rec, std::span<const int> rows) {
+  Recordings out;
+  out.source = rec.source;
+  for (int r : rows) {
+    if (!rec.ids.empty()) out.ids.push_back(rec.ids[r]);
+    if (rec.has_truth()) out.truth.push_back(rec.truth[r]);
+  }
+  if (rec.ids.empty()) out.examples_without_ids = static_cast<int>(rows.size());
+  for (const ModelRecord& m : rec.models) {
+    ModelRecord o;
+    o.name = m.name;
+    o.num_probs = m.num_probs;
+    for (int r : rows) {
+      o.label.push_back(m.label[r]);
+      if (!m.score.empty()) o.score.push_back(m.score[r]);
+      if (!m.cost.empty()) o.cost.push_back(m.cost[r]);
+      if (!m.probs.empty())
+        o.probs.insert(o.probs.end(), m.probs.begin() + static_cast<size_t>(r) * m.num_probs,
+                       m.probs.begin() + static_cast<size_t>(r + 1) * m.num_probs);
+    }
+    out.models.push_back(std::move(o));
+  }
+  return out;
+}
+
 std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels) {
   std::string out = "id";
   if (rec.has_truth()) out += ",label";

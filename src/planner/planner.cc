@@ -14,10 +14,12 @@
 #include <cmath>
 #include <mutex>
 #include <numeric>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
 #include "coe/evaluate.h"
+#include "planner/select.h"
 #include "util/numbers.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -135,6 +137,7 @@ using Word = uint64_t;
 // A rule option of a member set, with the examples at which it exits.
 struct Option {
   DeferralRule rule;
+  double score_level = std::numeric_limits<double>::quiet_NaN();  // quantile of min_score
   std::vector<Word> exit;
 };
 
@@ -154,7 +157,8 @@ struct Tallies {
   std::vector<uint8_t> votes;  // votes for the plurality; 0 when every member abstained
   std::vector<double> mean_score;
   int members = 0;
-  std::vector<double> scratch;  // score values for QuantileGrid
+  std::vector<int> scratch;      // example indices for QuantileGrid
+  std::vector<uint64_t> exit;    // an option's exit mask being built
   void Resize(int n, int m) {
     votes.resize(n);
     mean_score.resize(n);
@@ -256,6 +260,7 @@ struct Problem {
   std::vector<double> total_cost; // by position: summed over every example
   std::vector<std::vector<Word>> model_correct;  // by position
   std::vector<MemberSet> sets;
+  std::vector<int> order;         // search position -> example of the recordings
   int max_tiers = 3;
   bool prune = true;
 };
@@ -452,47 +457,89 @@ class Searcher {
 };
 
 // Thresholds at the quantiles j/(g+1), j = 1..g, of `values` (distinct, ascending).
-// The values at the j/(g+1) quantiles (j = 1..g) of `values` (which it reorders):
+// The values at the j/(g+1) quantiles (j = 1..g) of values[idx[k]] (idx is reordered):
 // each is the element a full sort would put at that index, found by nth_element on
-// the part not yet ordered.
-std::vector<double> QuantileGrid(std::vector<double>& values, int g) {
-  std::vector<double> out;
-  if (values.empty() || g <= 0) return out;
-  size_t done = 0;  // [0, done) holds the smallest `done` values
+// the part not yet ordered. Indices rather than a copy of the values: 4 bytes an
+// example instead of 8 (recordings may have millions of rows).
+std::vector<std::pair<double, double>> QuantileGrid(const std::vector<double>& values, std::vector<int>& idx, int g) {
+  std::vector<std::pair<double, double>> out;  // (value, quantile level)
+  if (idx.empty() || g <= 0) return out;
+  auto less = [&](int a, int b) { return values[a] < values[b]; };
+  size_t done = 0;  // idx[0, done) holds the smallest `done` values
   for (int j = 1; j <= g; ++j) {
-    size_t idx = static_cast<size_t>(std::floor(static_cast<double>(j) / (g + 1) * values.size()));
-    idx = std::min(idx, values.size() - 1);
-    if (idx >= done) {
-      std::nth_element(values.begin() + done, values.begin() + idx, values.end());
-      done = idx + 1;
+    size_t at = static_cast<size_t>(std::floor(static_cast<double>(j) / (g + 1) * idx.size()));
+    at = std::min(at, idx.size() - 1);
+    if (at >= done) {
+      std::nth_element(idx.begin() + done, idx.begin() + at, idx.end(), less);
+      done = at + 1;
     }
-    double v = values[idx];
+    double v = values[idx[at]];
     if (v <= 0) continue;  // a rule of "score >= 0" is no rule
-    if (out.empty() || out.back() != v) out.push_back(v);
+    if (out.empty() || out.back().first != v) out.emplace_back(v, static_cast<double>(j) / (g + 1));
   }
   return out;
 }
 
 }  // namespace
 
-StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const Goal& goal,
-                          const PlannerOptions& options) {
-  const auto t0 = std::chrono::steady_clock::now();
-  if (!calib.has_truth())
-    return InvalidArgumentError(calib.source + ": no 'label' column: the planner needs the truth");
-  if (calib.num_labeled() == 0)
-    return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
+namespace {
+
+// The examples a search sees: rows of the recordings (all of them, or a part, for the
+// guards that search on part of calibration), with the models' mean costs over them.
+struct Examples {
+  const Recordings& rec;
+  const CostTable& costs;
+  std::vector<int> rows;
+  int labeled = 0;
+  std::vector<double> mean;  // per recordings model
+};
+
+Examples MakeExamples(const Recordings& rec, const CostTable& costs, std::span<const int> rows) {
+  Examples ex{rec, costs, {}, 0, {}};
+  if (rows.empty()) {
+    ex.rows.resize(rec.num_examples());
+    std::iota(ex.rows.begin(), ex.rows.end(), 0);
+  } else {
+    ex.rows.assign(rows.begin(), rows.end());
+  }
+  if (rec.has_truth())
+    for (int r : ex.rows) ex.labeled += rec.truth[r] != kAbstain;
+  if (rows.empty()) {
+    ex.mean = costs.mean;
+  } else {
+    ex.mean.assign(costs.num_models, 0.0);
+    for (int m = 0; m < costs.num_models; ++m) {
+      if (!costs.is_per_example()) {
+        ex.mean[m] = costs.fixed[m];
+        continue;
+      }
+      double sum = 0;
+      for (int r : ex.rows) sum += costs.Cost(m, r);
+      ex.mean[m] = sum / ex.rows.size();
+    }
+  }
+  return ex;
+}
+
+Status ValidateOptions(const PlannerOptions& options) {
   if (options.max_tiers < 1 || options.max_tiers > kMaxTiers)
     return InvalidArgumentError("--max-tiers must be in [1, " + std::to_string(kMaxTiers) + "]");
   if (options.max_members < 1 || options.max_members > kMaxMembers)
     return InvalidArgumentError("--max-members must be in [1, " + std::to_string(kMaxMembers) + "]");
-  if (options.score_quantiles < 1 || options.score_quantiles > 100)
-    return InvalidArgumentError("--score-grid must be in [1, 100]");
-  if (costs.num_examples != calib.num_examples() ||
-      costs.num_models != static_cast<int>(calib.models.size()))
-    return InvalidArgumentError("cost table does not match " + calib.source);
+  if (options.score_quantiles < 0 || options.score_quantiles > 100)
+    return InvalidArgumentError("--score-grid must be in [1, 100] (0 or auto: adapt to the calibration size)");
+  if (options.select.folds < 2 || options.select.folds > 20)
+    return InvalidArgumentError("--folds must be in [2, 20]");
+  if (!(options.select.holdout > 0 && options.select.holdout < 1))
+    return InvalidArgumentError("--holdout must be in (0, 1)");
+  if (!(options.select.margin >= 0 && options.select.margin < 1))
+    return InvalidArgumentError("--margin must be in [0, 1)");
+  return Status::Ok();
+}
 
-  // Models in the search, in ascending mean cost (ties: column order).
+// The models in the search, in ascending mean cost (ties: column order).
+StatusOr<std::vector<int>> ModelsByCost(const Examples& ex, const PlannerOptions& options) {
+  const Recordings& calib = ex.rec;
   std::vector<int> models;
   if (options.models.empty()) {
     models.resize(calib.models.size());
@@ -500,57 +547,47 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
   } else {
     for (const std::string& name : options.models) {
       int m = calib.ModelIndex(name);
-      if (m < 0) return NotFoundError("--models-subset: no model '" + name + "' in " + calib.source);
+      if (m < 0) return NotFoundError("--only: no model '" + name + "' in " + calib.source);
       models.push_back(m);
     }
   }
   if (models.size() > static_cast<size_t>(kMaxModels))
     return InvalidArgumentError("the planner searches at most 64 models; restrict the set");
-  std::stable_sort(models.begin(), models.end(),
-                   [&](int a, int b) { return costs.mean[a] < costs.mean[b]; });
+  std::stable_sort(models.begin(), models.end(), [&](int a, int b) { return ex.mean[a] < ex.mean[b]; });
+  return models;
+}
 
-  bool any_scores = false, all_scores = true;
-  for (int m : models) {
-    any_scores |= calib.models[m].has_scores();
-    all_scores &= calib.models[m].has_scores();
-  }
-  unsigned rules = options.rules;
-  if (rules == 0) rules = any_scores ? (kRuleVote | kRuleScore | kRuleVoteAndScore) : kRuleVote;
-  if ((rules & (kRuleScore | kRuleVoteAndScore)) && !any_scores)
-    return FailedPreconditionError(calib.source + ": score rules need '<model>|score' or "
-                                   "'<model>|p:<label>' columns, and no model has them");
-  (void)all_scores;
-
+// The per-example tables of the search: examples sorted easy-first (fewest distinct
+// answers among the models), so that the reach masks of deep tiers concentrate in few
+// words (a permutation changes no sum); costs, correctness and oracle masks.
+Problem BuildProblem(Examples& ex, const std::vector<int>& models, const PlannerOptions& options) {
+  const Recordings& calib = ex.rec;
+  const CostTable& costs = ex.costs;
   Problem p;
-  p.n = calib.num_examples();
+  p.n = static_cast<int>(ex.rows.size());
   p.words = (p.n + 63) / 64;
   p.num_models = static_cast<int>(models.size());
   p.model = models;
   p.max_tiers = options.max_tiers;
   p.prune = options.prune;
   p.per_example = costs.is_per_example();
-
-  // Sort examples easy-first (fewest distinct answers among the models), so that the
-  // reach masks of deep tiers concentrate in few words. A permutation changes no sum.
-  std::vector<int> order(p.n);
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<int>& order = p.order;
+  order = std::move(ex.rows);
   {
-    std::vector<int> hardness(p.n);
+    std::vector<uint8_t> hardness(calib.num_examples());  // <= 2 * 64 + 1
     std::vector<int> seen;
-    for (int i = 0; i < p.n; ++i) {
+    for (int r : order) {
       seen.clear();
       int abstain = 0;
       for (int m : models) {
-        int l = calib.models[m].label[i];
+        int l = calib.models[m].label[r];
         if (l == kAbstain) ++abstain;
         else if (std::find(seen.begin(), seen.end(), l) == seen.end()) seen.push_back(l);
       }
-      hardness[i] = static_cast<int>(seen.size()) * 2 + (abstain > 0);
+      hardness[r] = static_cast<uint8_t>(seen.size() * 2 + (abstain > 0));
     }
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int a, int b) { return hardness[a] < hardness[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return hardness[a] < hardness[b]; });
   }
-
   p.all.assign(p.words, 0);
   p.all_words.resize(p.words);
   std::iota(p.all_words.begin(), p.all_words.end(), 0);
@@ -559,13 +596,13 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     for (int i = 0; i < p.n; ++i) p.total_cost[q] += costs.Cost(models[q], order[i]);
   for (int i = 0; i < p.n; ++i) SetBit(p.all, i);
   for (int q = 0; q < p.num_models; ++q) {
-    p.mean_cost.push_back(costs.mean[models[q]]);
+    p.mean_cost.push_back(ex.mean[models[q]]);
     if (!p.per_example) p.fixed.push_back(costs.fixed[models[q]]);
     std::vector<Word> mcorr(p.words, 0);
     for (int i = 0; i < p.n; ++i) {
-      int ex = order[i];
-      int t = calib.truth[ex];
-      if (t != kAbstain && calib.models[models[q]].label[ex] == t) SetBit(mcorr, i);
+      int e = order[i];
+      int t = calib.truth[e];
+      if (t != kAbstain && calib.models[models[q]].label[e] == t) SetBit(mcorr, i);
     }
     p.model_correct.push_back(std::move(mcorr));
   }
@@ -582,111 +619,105 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
       for (int q = 0; q < p.num_models; ++q)
         p.rows[static_cast<size_t>(i) * p.num_models + q] = costs.Cost(models[q], order[i]);
   }
+  return p;
+}
 
-  // Member sets and their tier options, decided through the engine's rule code.
-  const int max_members = std::min(options.max_members, p.num_models);
-  std::vector<std::vector<int>> combos;
-  {
-    std::vector<int> comb;
-    std::function<void(int)> gen = [&](int start) {
-      if (!comb.empty()) combos.push_back(comb);
-      if (static_cast<int>(comb.size()) == max_members) return;
-      for (int q = start; q < p.num_models; ++q) {
-        comb.push_back(q);
-        gen(q + 1);
-        comb.pop_back();
-      }
-    };
-    gen(0);
+// One member set: its "plurality is correct" mask and its tier options, decided on
+// every example through the engine's rule code.
+MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::vector<int>& comb, unsigned rules,
+                         int grid, Tallies& votes, std::vector<MemberOutput>& outs) {
+  const std::vector<int>& models = p.model;
+  const std::vector<int>& order = p.order;
+  MemberSet s;
+  s.pos = comb;
+  for (int q : comb) s.mask |= uint64_t{1} << q;
+  s.max_pos = comb.back();
+  s.correct.assign(p.words, 0);
+  bool scores = true;
+  for (int q : comb) scores &= calib.models[models[q]].has_scores();
+  votes.Resize(p.n, static_cast<int>(comb.size()));
+  for (int i = 0; i < p.n; ++i) {
+    outs.clear();
+    for (int q : comb) outs.push_back(calib.Output(models[q], order[i]));
+    const TierVote v = TallyVotes(outs);
+    votes.Set(i, v);
+    int t = calib.truth[order[i]];
+    if (t != kAbstain && v.plurality == t) SetBit(s.correct, i);
   }
-  auto build_set = [&](const std::vector<int>& comb, Tallies& votes, std::vector<MemberOutput>& outs) {
-    MemberSet s;
-    s.pos = comb;
-    for (int q : comb) s.mask |= uint64_t{1} << q;
-    s.max_pos = comb.back();
-    s.correct.assign(p.words, 0);
-    bool scores = true;
-    for (int q : comb) scores &= calib.models[models[q]].has_scores();
-    votes.Resize(p.n, static_cast<int>(comb.size()));
-    for (int i = 0; i < p.n; ++i) {
-      outs.clear();
-      for (int q : comb) outs.push_back(calib.Output(models[q], order[i]));
-      const TierVote v = TallyVotes(outs);
-      votes.Set(i, v);
-      int t = calib.truth[order[i]];
-      if (t != kAbstain && v.plurality == t) SetBit(s.correct, i);
-    }
-    auto add_option = [&](DeferralRule rule) {
-      Option o;
-      o.rule = rule;
-      o.exit.assign(p.words, 0);
-      for (int i = 0; i < p.n; ++i)
-        if (rule.Exits(votes.At(i))) SetBit(o.exit, i);
-      for (const Option& prev : s.options)
-        if (prev.exit == o.exit) return;  // same decisions: the same cascades
-      s.options.push_back(std::move(o));
-    };
-    const int n = static_cast<int>(comb.size());
-    std::vector<double> thetas;
-    for (int k = n / 2 + 1; k <= n; ++k) thetas.push_back(static_cast<double>(k) / n);
-    if ((rules & kRuleVote) && n >= 2)
-      for (double th : thetas) add_option(DeferralRule{th, std::nullopt});
-    if ((rules & kRuleScore) && scores) {
-      std::vector<double>& vals = votes.scratch;
-      vals.clear();
-      vals.reserve(p.n);
-      for (int i = 0; i < p.n; ++i)
-        if (!std::isnan(votes.mean_score[i])) vals.push_back(votes.mean_score[i]);
-      for (double tau : QuantileGrid(vals, options.score_quantiles))
-        add_option(DeferralRule{std::nullopt, tau});
-    }
-    if ((rules & kRuleVoteAndScore) && scores && n >= 2) {
-      for (double th : thetas) {
-        DeferralRule vote_only{th, std::nullopt};
-        std::vector<double>& vals = votes.scratch;
-        vals.clear();
-        vals.reserve(p.n);
-        for (int i = 0; i < p.n; ++i)
-          if (vote_only.Exits(votes.At(i)) && !std::isnan(votes.mean_score[i])) vals.push_back(votes.mean_score[i]);
-        for (double tau : QuantileGrid(vals, options.score_quantiles))
-          add_option(DeferralRule{th, tau});
-      }
-    }
-    return s;
+  std::vector<Word>& exit = votes.exit;  // built here, copied only when new
+  auto add_option = [&](DeferralRule rule, double level = std::numeric_limits<double>::quiet_NaN()) {
+    exit.assign(p.words, 0);
+    for (int i = 0; i < p.n; ++i)
+      if (rule.Exits(votes.At(i))) SetBit(exit, i);
+    for (const Option& prev : s.options)
+      if (prev.exit == exit) return;  // same decisions: the same cascades
+    s.options.push_back(Option{rule, level, exit});
   };
-  int threads = options.threads > 0 ? options.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = static_cast<int>(comb.size());
+  std::vector<double> thetas;
+  for (int k = n / 2 + 1; k <= n; ++k) thetas.push_back(static_cast<double>(k) / n);
+  if ((rules & kRuleVote) && n >= 2)
+    for (double th : thetas) add_option(DeferralRule{th, std::nullopt});
+  std::vector<int>& idx = votes.scratch;
+  if ((rules & kRuleScore) && scores) {
+    idx.clear();
+    for (int i = 0; i < p.n; ++i)
+      if (!std::isnan(votes.mean_score[i])) idx.push_back(i);
+    for (auto [tau, level] : QuantileGrid(votes.mean_score, idx, grid))
+      add_option(DeferralRule{std::nullopt, tau}, level);
+  }
+  if ((rules & kRuleVoteAndScore) && scores && n >= 2) {
+    for (double th : thetas) {
+      DeferralRule vote_only{th, std::nullopt};
+      idx.clear();
+      for (int i = 0; i < p.n; ++i)
+        if (vote_only.Exits(votes.At(i)) && !std::isnan(votes.mean_score[i])) idx.push_back(i);
+      for (auto [tau, level] : QuantileGrid(votes.mean_score, idx, grid)) add_option(DeferralRule{th, tau}, level);
+    }
+  }
+  return s;
+}
+
+// Every member set of 1 to max_members positions, built on `threads` threads.
+void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsigned rules, int grid, int threads) {
+  max_members = std::min(max_members, p.num_models);
+  std::vector<std::vector<int>> combos;
+  std::vector<int> comb;
+  std::function<void(int)> gen = [&](int start) {
+    if (!comb.empty()) combos.push_back(comb);
+    if (static_cast<int>(comb.size()) == max_members) return;
+    for (int q = start; q < p.num_models; ++q) {
+      comb.push_back(q);
+      gen(q + 1);
+      comb.pop_back();
+    }
+  };
+  gen(0);
   p.sets.resize(combos.size());
-  {
-    std::atomic<size_t> next_combo{0};
-    auto build = [&]() {
-      Tallies votes;
-      std::vector<MemberOutput> outs;
-      for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
-        p.sets[c] = build_set(combos[c], votes, outs);
-    };
-    std::vector<std::thread> builders;
-    for (int t = 1; t < threads; ++t) builders.emplace_back(build);
-    build();
-    for (std::thread& t : builders) t.join();
-  }
+  std::atomic<size_t> next_combo{0};
+  auto build = [&]() {
+    Tallies votes;
+    std::vector<MemberOutput> outs;
+    for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
+      p.sets[c] = BuildMemberSet(p, calib, combos[c], rules, grid, votes, outs);
+  };
+  std::vector<std::thread> builders;
+  for (int t = 1; t < threads; ++t) builders.emplace_back(build);
+  build();
+  for (std::thread& t : builders) t.join();
+}
 
-  PlanResult result;
-  result.rules = rules;
-  result.examples = p.n;
-  result.labeled = calib.num_labeled();
-  {
-    SpaceCounter counter(p);
-    result.space_size = counter.Count(0, 0);
-  }
-
+// The depth-first search on `threads` workers; the workers' frontiers merged
+// deterministically (lower key wins ties). Adds the count of cascades evaluated one by
+// one to *evaluated.
+std::vector<Candidate> RunSearch(const Problem& p, int threads, const std::function<void(double)>& progress,
+                                 uint64_t* evaluated) {
   // Root work items: each member set as a single tier, and each (set, option) prefix.
   std::vector<Step> items;
   for (int si = 0; si < static_cast<int>(p.sets.size()); ++si) {
     items.push_back(Step{si, -1});
     if (p.max_tiers > 1)
-      for (int oi = 0; oi < static_cast<int>(p.sets[si].options.size()); ++oi)
-        items.push_back(Step{si, oi});
+      for (int oi = 0; oi < static_cast<int>(p.sets[si].options.size()); ++oi) items.push_back(Step{si, oi});
   }
   threads = std::min<int>(threads, std::max<size_t>(1, items.size()));
   std::atomic<int> next{0};
@@ -712,89 +743,171 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     std::unique_lock<std::mutex> lock(mu);
     while (done < num_items) {
       cv.wait_for(lock, std::chrono::milliseconds(100));
-      if (options.progress) options.progress(static_cast<double>(done) / num_items);
+      if (progress) progress(static_cast<double>(done) / num_items);
     }
   }
   for (std::thread& t : pool) t.join();
-  if (options.progress) options.progress(1.0);
-
-  // Merge the workers' frontiers deterministically (lower key wins ties).
+  if (progress) progress(1.0);
   std::vector<Candidate> all;
   for (auto& s : searchers) {
-    result.evaluated += s->evaluated();
+    *evaluated += s->evaluated();
     for (const Candidate& c : s->frontier().points()) all.push_back(c);
   }
   std::sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
   Frontier merged;
   for (const Candidate& c : all) merged.Insert(c);
+  return merged.points();
+}
 
-  auto to_spec = [&](const Candidate& c) {
-    CascadeSpec spec;
-    for (int d = 0; d < c.depth; ++d) {
-      const MemberSet& s = p.sets[c.path[d].set];
-      TierSpec tier;
-      for (int q : s.pos) tier.members.push_back(calib.models[models[q]].name);
-      if (c.path[d].option >= 0) tier.rule = s.options[c.path[d].option].rule;
-      spec.tiers.push_back(std::move(tier));
+// A frontier candidate as a cascade, with each tier's score-threshold quantile.
+OperatingPoint ToOperatingPoint(const Problem& p, const Recordings& calib, const Candidate& c, int labeled) {
+  OperatingPoint op;
+  for (int d = 0; d < c.depth; ++d) {
+    const MemberSet& s = p.sets[c.path[d].set];
+    TierSpec tier;
+    for (int q : s.pos) tier.members.push_back(calib.models[p.model[q]].name);
+    double level = std::numeric_limits<double>::quiet_NaN();
+    if (c.path[d].option >= 0) {
+      tier.rule = s.options[c.path[d].option].rule;
+      level = s.options[c.path[d].option].score_level;
     }
-    return spec;
-  };
-  for (const Candidate& c : merged.points()) {
-    OperatingPoint op;
-    op.cascade = to_spec(c);
-    op.correct = c.correct;
-    op.accuracy = static_cast<double>(c.correct) / result.labeled;
-    op.cost = c.cost / p.n;
-    result.frontier.push_back(std::move(op));
+    op.cascade.tiers.push_back(std::move(tier));
+    op.score_levels.push_back(level);
   }
+  op.correct = c.correct;
+  op.accuracy = static_cast<double>(c.correct) / labeled;
+  op.cost = c.cost / p.n;
+  return op;
+}
 
+}  // namespace
+
+StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
+                                std::span<const int> rows) {
+  if (!calib.has_truth())
+    return InvalidArgumentError(calib.source + ": no 'label' column: the planner needs the truth");
+  COE_RETURN_IF_ERROR(ValidateOptions(options));
+  if (costs.num_examples != calib.num_examples() || costs.num_models != static_cast<int>(calib.models.size()))
+    return InvalidArgumentError("cost table does not match " + calib.source);
+  Examples ex = MakeExamples(calib, costs, rows);
+  if (ex.labeled == 0)
+    return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
+  const int grid = options.score_quantiles > 0 ? options.score_quantiles : AutoScoreGrid(ex.labeled);
+  COE_ASSIGN_OR_RETURN(std::vector<int> models, ModelsByCost(ex, options));
+  bool any_scores = false;
+  for (int m : models) any_scores |= calib.models[m].has_scores();
+  unsigned rules = options.rules;
+  if (rules == 0) rules = any_scores ? (kRuleVote | kRuleScore | kRuleVoteAndScore) : kRuleVote;
+  if ((rules & (kRuleScore | kRuleVoteAndScore)) && !any_scores)
+    return FailedPreconditionError(calib.source + ": score rules need '<model>|score' or "
+                                   "'<model>|p:<label>' columns, and no model has them");
+  const int threads = options.threads > 0 ? options.threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // The tables live only in this scope: a guard's further searches do not stack on them.
+  Problem p = BuildProblem(ex, models, options);
+  BuildMemberSets(p, calib, options.max_members, rules, grid, threads);
+  PlanResult result;
+  result.rules = rules;
+  result.examples = p.n;
+  result.labeled = ex.labeled;
+  result.score_grid = grid;
+  result.space_size = SpaceCounter(p).Count(0, 0);
+  for (const Candidate& c : RunSearch(p, threads, options.progress, &result.evaluated))
+    result.frontier.push_back(ToOperatingPoint(p, calib, c, ex.labeled));
   // The best single model (ties: the cheaper).
-  int best_correct = -1;
+  result.best_single_correct = -1;
   for (int q = 0; q < p.num_models; ++q) {
     int correct = 0;
     for (int w = 0; w < p.words; ++w) correct += std::popcount(p.model_correct[q][w]);
-    if (correct > best_correct) {
-      best_correct = correct;
+    if (correct > result.best_single_correct) {
+      result.best_single_correct = correct;
       result.best_single = calib.models[models[q]].name;
+      result.best_single_cost = ex.mean[models[q]];
     }
   }
+  return result;
+}
+
+StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const Goal& goal,
+                          const PlannerOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  COE_ASSIGN_OR_RETURN(PlanResult result, SearchRows(calib, costs, options, {}));
   result.target_accuracy = goal.kind == Goal::Kind::kAccuracy
                                ? goal.value
-                               : static_cast<double>(best_correct) / result.labeled;
-  const OperatingPoint* chosen =
-      ChooseOperatingPoint(result.frontier, goal, result.labeled, best_correct, &result.goal_met);
-  if (!chosen) return InternalError("the search found no cascade");
-  if (goal.kind == Goal::Kind::kMatchBest && options.match_best_z > 0) {
-    // Walk the frontier from the first point that matches the best single model and
-    // take the first that also passes the non-inferiority test (the best single model
-    // itself, or a point dominating it, always does: b = c = 0 or b - c >= 0 ... and
-    // the walk ends at the most accurate point at worst).
-    CascadeSpec single;
-    single.tiers.push_back(TierSpec{{result.best_single}, {}});
-    std::vector<int> single_out, out;
-    COE_ASSIGN_OR_RETURN(EvalResult unused, EvaluateCascadeAnswers(single, calib, costs, &single_out));
-    (void)unused;
-    for (const OperatingPoint& p : result.frontier) {
-      if (p.correct < best_correct) continue;
-      COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascadeAnswers(p.cascade, calib, costs, &out));
-      (void)r;
-      int b = 0, c = 0;
-      for (int i = 0; i < calib.num_examples(); ++i) {
-        const int t = calib.truth[i];
-        if (t == kAbstain) continue;
-        const bool cascade_right = out[i] == t, single_right = single_out[i] == t;
-        b += cascade_right && !single_right;
-        c += single_right && !cascade_right;
-      }
-      chosen = &p;
-      result.wins_over_best = b;
-      result.losses_to_best = c;
-      if (b - c >= options.match_best_z * std::sqrt(static_cast<double>(b + c)) - 1e-9) break;
-    }
+                               : static_cast<double>(result.best_single_correct) / result.labeled;
+  if ((result.rules & (kRuleScore | kRuleVoteAndScore)) && result.labeled < 1000)
+    result.warnings.push_back(
+        calib.source + " has " + std::to_string(result.labeled) + " labeled examples for a search of " +
+        std::to_string(result.space_size) + " cascades with score rules: estimates this fine do not hold well "
+        "on new data below ~1,000 examples (the score grid is " + std::to_string(result.score_grid) +
+        " thresholds a tier; match-best's guard: " + GuardName(options.select.guard) + ")");
+  if (goal.kind == Goal::Kind::kMatchBest) {
+    COE_RETURN_IF_ERROR(SelectMatchBest(calib, costs, options, &result));
+  } else {
+    const OperatingPoint* chosen = ChooseOperatingPoint(result.frontier, goal, result.labeled,
+                                                        result.best_single_correct, &result.goal_met);
+    if (!chosen) return InternalError("the search found no cascade");
+    result.chosen = *chosen;
   }
-  result.chosen = *chosen;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
+}
+
+int AutoScoreGrid(int labeled) { return std::clamp(labeled / 200, 2, 8); }
+
+StatusOr<Guard> ParseGuard(const std::string& text) {
+  if (text == "none") return Guard::kNone;
+  if (text == "mcnemar") return Guard::kMcNemar;
+  if (text == "noninferiority") return Guard::kNonInferiority;
+  if (text == "holdout") return Guard::kHoldout;
+  if (text == "cv") return Guard::kCrossValidation;
+  return InvalidArgumentError("--select: '" + text + "' (expected none, mcnemar, noninferiority, holdout or cv)");
+}
+
+std::string GuardName(Guard guard) {
+  switch (guard) {
+    case Guard::kNone: return "none";
+    case Guard::kMcNemar: return "mcnemar";
+    case Guard::kNonInferiority: return "noninferiority";
+    case Guard::kHoldout: return "holdout";
+    case Guard::kCrossValidation: return "cv";
+  }
+  return "";
+}
+
+StatusOr<CascadeSpec> RefitThresholds(const CascadeSpec& cascade, const std::vector<double>& levels,
+                                      const Recordings& rec) {
+  return RefitThresholdsOnRows(cascade, levels, rec, {});
+}
+
+StatusOr<CascadeSpec> RefitThresholdsOnRows(const CascadeSpec& cascade, const std::vector<double>& levels,
+                                            const Recordings& rec, std::span<const int> rows) {
+  CascadeSpec out = cascade;
+  COE_ASSIGN_OR_RETURN(auto members, ResolveMembers(cascade, rec));
+  std::vector<MemberOutput> outs;
+  std::vector<double> vals;
+  for (size_t t = 0; t < out.tiers.size() && t < levels.size(); ++t) {
+    if (std::isnan(levels[t]) || !out.tiers[t].rule.min_score) continue;
+    const DeferralRule vote_only{out.tiers[t].rule.min_agreement, std::nullopt};
+    vals.clear();
+    const int n = rows.empty() ? rec.num_examples() : static_cast<int>(rows.size());
+    for (int k = 0; k < n; ++k) {
+      const int i = rows.empty() ? k : rows[k];
+      outs.clear();
+      for (int m : members[t]) outs.push_back(rec.Output(m, i));
+      const TierVote v = TallyVotes(outs);
+      if (std::isnan(v.mean_score)) continue;
+      if (vote_only.min_agreement && !vote_only.Exits(v)) continue;
+      vals.push_back(v.mean_score);
+    }
+    if (vals.empty()) continue;  // no scores here: keep the threshold
+    // The index QuantileGrid takes for this level.
+    size_t idx = static_cast<size_t>(std::floor(levels[t] * vals.size()));
+    idx = std::min(idx, vals.size() - 1);
+    std::nth_element(vals.begin(), vals.begin() + idx, vals.end());
+    out.tiers[t].rule.min_score = vals[idx];
+  }
+  return out;
 }
 
 }  // namespace coe

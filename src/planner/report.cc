@@ -1,6 +1,8 @@
 #include "coe/report.h"
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -116,6 +118,21 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
   rep.searched = plan.space_size;
   rep.evaluated = plan.evaluated;
   rep.seconds = plan.seconds;
+  rep.score_grid = plan.score_grid;
+  rep.best_single_cost = plan.best_single_cost;
+  rep.selection = plan.selection;
+  rep.warnings = plan.warnings;
+  if (test) {
+    CascadeSpec best;
+    best.tiers.push_back(TierSpec{{plan.best_single}, {}});
+    std::vector<ExampleOutcome> a, b;
+    COE_RETURN_IF_ERROR(EvaluateCascade(plan.chosen.cascade, *test, *test_costs, &a).status());
+    COE_RETURN_IF_ERROR(EvaluateCascade(best, *test, *test_costs, &b).status());
+    std::vector<int> truth = test->truth;
+    if (truth.empty()) truth.assign(test->num_examples(), kAbstain);
+    rep.intervals = BootstrapIntervals(a, b, truth);
+    rep.intervals->best_single = plan.best_single;
+  }
   COE_ASSIGN_OR_RETURN(rep.chosen, Score("chosen", plan.chosen.cascade, calib, calib_costs, test,
                                          test_costs));
   for (const OperatingPoint& op : plan.frontier) {
@@ -162,6 +179,47 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
   return rep;
 }
 
+TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, const std::vector<ExampleOutcome>& best,
+                                 const std::vector<int>& truth, int resamples, uint64_t seed) {
+  TestIntervals t;
+  t.resamples = resamples;
+  const size_t n = truth.size();
+  if (n == 0 || chosen.size() != n || best.size() != n) return t;
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  std::vector<double> acc, diff, cost, saving;
+  for (int k = 0; k < resamples; ++k) {
+    int labeled = 0, right = 0, best_right = 0;
+    double c = 0, bc = 0;
+    for (size_t j = 0; j < n; ++j) {
+      const size_t i = pick(rng);
+      c += chosen[i].cost;
+      bc += best[i].cost;
+      if (truth[i] == kAbstain) continue;
+      ++labeled;
+      right += chosen[i].answer == truth[i];
+      best_right += best[i].answer == truth[i];
+    }
+    if (labeled) {
+      acc.push_back(static_cast<double>(right) / labeled);
+      diff.push_back(static_cast<double>(right - best_right) / labeled);
+    }
+    cost.push_back(c / n);
+    if (c > 0) saving.push_back(bc / c);
+  }
+  auto interval = [](std::vector<double>& v, double* out) {
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    out[0] = v[static_cast<size_t>(std::floor(0.025 * (v.size() - 1)))];
+    out[1] = v[static_cast<size_t>(std::ceil(0.975 * (v.size() - 1)))];
+  };
+  interval(acc, t.accuracy);
+  interval(diff, t.accuracy_diff);
+  interval(cost, t.cost);
+  interval(saving, t.saving);
+  return t;
+}
+
 std::string PlanReportToJson(const PlanReport& r) {
   json j;
   j["goal"] = r.goal;
@@ -174,8 +232,38 @@ std::string PlanReportToJson(const PlanReport& r) {
   j["searched"] = r.searched;
   j["evaluated"] = r.evaluated;
   j["seconds"] = r.seconds;
+  j["score_grid"] = r.score_grid;
+  j["best_single_cost"] = r.best_single_cost;
+  j["warnings"] = r.warnings;
   j["chosen"] = RowJson(r.chosen);
   j["chosen"].erase("name");
+  if (r.goal == "match-best") {
+    const Selection& s = r.selection;
+    json sj = {{"guard", GuardName(s.guard)},
+               {"basis", s.basis},
+               {"candidates", s.candidates},
+               {"kept_best_single", s.kept_best_single},
+               {"estimate", {{"accuracy", s.accuracy}, {"cost", s.cost}}},
+               {"best_single_estimate", {{"accuracy", s.best_accuracy}, {"cost", s.best_cost}}}};
+    if (s.guard == Guard::kMcNemar || s.guard == Guard::kNonInferiority) {
+      sj["wins_over_best"] = s.wins_over_best;
+      sj["losses_to_best"] = s.losses_to_best;
+      sj["statistic"] = std::isfinite(s.statistic) ? json(s.statistic) : json();
+      sj["critical"] = s.critical;
+    }
+    j["selection"] = sj;
+  }
+  if (r.intervals) {
+    const TestIntervals& t = *r.intervals;
+    auto pair = [](const double* v) { return json::array({v[0], v[1]}); };
+    j["chosen"]["test_intervals"] = {{"level", 0.95},
+                                     {"resamples", t.resamples},
+                                     {"paired_with", t.best_single},
+                                     {"accuracy", pair(t.accuracy)},
+                                     {"accuracy_minus_best", pair(t.accuracy_diff)},
+                                     {"cost", pair(t.cost)},
+                                     {"saving", pair(t.saving)}};
+  }
   j["baselines"] = json::array();
   for (const ReportRow& b : r.baselines) j["baselines"].push_back(RowJson(b));
   j["frontier"] = json::array();
@@ -206,8 +294,26 @@ std::string PlanReportToText(const PlanReport& r) {
   std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc",
                 "calib cost", "test acc", "test cost", "saving", "exits per tier");
   std::string header = buf;
+  for (const std::string& w : r.warnings) s += "warning: " + w + "\n";
+  if (!r.warnings.empty()) s += "\n";
   s += "CHOSEN  " + r.chosen.cascade.ToString() + "\n" + header;
   s += Line("chosen cascade", r.chosen, ref_cost, has_test);
+  if (r.goal == "match-best") {
+    const Selection& g = r.selection;
+    s += "  chosen by the " + GuardName(g.guard) + " guard, on " + g.basis + ": " + Pct(g.accuracy) + " at " +
+         Num(g.cost) + " vs " + r.best_single + " " + Pct(g.best_accuracy) + " at " + Num(g.best_cost) + " (" +
+         std::to_string(g.candidates) + " candidates no dearer than it)";
+    if (g.kept_best_single) s += "; kept the best single model";
+    s += "\n";
+  }
+  if (r.intervals) {
+    const TestIntervals& t = *r.intervals;
+    s += "  test, 95% bootstrap (" + std::to_string(t.resamples) + " resamples, paired with " + t.best_single +
+         "): accuracy " + Pct(t.accuracy[0]) + " to " + Pct(t.accuracy[1]) + ", minus the best " +
+         Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " + Fmt("%+.2f", 100 * t.accuracy_diff[1]) +
+         " points, cost " + Num(t.cost[0]) + " to " + Num(t.cost[1]) + ", saving " + Fmt("%.2fx", t.saving[0]) +
+         " to " + Fmt("%.2fx", t.saving[1]) + "\n";
+  }
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
   for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test);
   s += "\nFRONTIER (calibration Pareto points, cheapest first)\n" + header;
