@@ -65,6 +65,25 @@ TEST_F(CliTest, PlanJsonHasTheIssueKeys) {
   EXPECT_EQ(j["baselines"].size(), 4u);  // 3 singles + plurality of all
 }
 
+TEST_F(CliTest, SmallCalibrationWithScoreRulesIsFlagged) {
+  std::string csv = "id,label,a,b,c,a|score,b|score,c|score\n";
+  for (int i = 0; i < 40; ++i)
+    csv += std::to_string(i) + ",x," + (i % 3 ? "x" : "y") + "," + (i % 5 ? "x" : "y") + ",x,0." +
+           std::to_string(10 + i) + ",0.9,0.8\n";
+  Write("small.csv", csv);
+  Proc r = CoeStdout("plan --calib " + P("small.csv") + " --models " + P("cat.toml") + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["warnings"].size(), 1u) << r.out;
+  EXPECT_NE(j["warnings"][0].get<std::string>().find("40 labeled examples"), std::string::npos);
+  EXPECT_EQ(j["score_grid"], 2);  // adapted to 40 examples
+  Proc text = Coe("plan --calib " + P("small.csv") + " --models " + P("cat.toml"));
+  EXPECT_NE(text.out.find("warning: "), std::string::npos) << text.out;
+  // Without score columns there is no score rule to overfit: no warning.
+  Proc votes = CoeStdout("plan --calib " + P("good.csv") + " --models " + P("cat.toml") + " --json");
+  EXPECT_TRUE(nlohmann::json::parse(votes.out)["warnings"].empty());
+}
+
 TEST_F(CliTest, BadInputExitsTwoWithLocation) {
   struct Case {
     std::string file, text, want;
@@ -118,7 +137,29 @@ TEST_F(CliTest, PlanOnRouterBenchArc) {
   for (auto& b : j["baselines"])
     if (b["name"] == j["best_single"]) best_single = b["calib"]["accuracy"], found = true;
   ASSERT_TRUE(found) << "no baseline named " << j["best_single"];
-  EXPECT_GE(j["chosen"]["calib"]["accuracy"].get<double>(), best_single);
+  // The default guard said what it chose on; never dearer than the best model.
+  EXPECT_EQ(j["selection"]["guard"], "noninferiority");
+  EXPECT_NE(j["selection"]["basis"].get<std::string>().find("calibration"), std::string::npos);
+  EXPECT_LE(j["chosen"]["calib"]["cost"].get<double>(), j["best_single_cost"].get<double>() * (1 + 1e-12));
+  if (!j["selection"]["kept_best_single"].get<bool>()) {
+    EXPECT_GE(j["chosen"]["calib"]["accuracy"].get<double>(), best_single - 0.005);
+  }
+  // 95% bootstrap intervals on the test split, paired with the best model.
+  const auto& iv = j["chosen"]["test_intervals"];
+  EXPECT_EQ(iv["paired_with"], j["best_single"]);
+  const double acc = j["chosen"]["test"]["accuracy"];
+  EXPECT_LE(iv["accuracy"][0].get<double>(), acc);
+  EXPECT_GE(iv["accuracy"][1].get<double>(), acc);
+  EXPECT_LT(iv["accuracy"][0].get<double>(), iv["accuracy"][1].get<double>());
+  EXPECT_LE(iv["accuracy_minus_best"][0].get<double>(), iv["accuracy_minus_best"][1].get<double>());
+  // Every guard is selectable; a bad one is exit 2.
+  for (const char* g : {"none", "mcnemar", "holdout", "cv"}) {
+    Proc o = CoeStdout("plan --calib " + base + "train.csv --models " + base +
+                       "train.models.toml --allow-duplicate-ids --json --select " + g);
+    ASSERT_EQ(o.code, 0) << g;
+    EXPECT_EQ(nlohmann::json::parse(o.out)["selection"]["guard"], g);
+  }
+  EXPECT_EQ(Coe("plan --calib " + base + "train.csv --models " + base + "train.models.toml --select best").code, 2);
 }
 
 }  // namespace

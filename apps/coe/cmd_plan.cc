@@ -18,7 +18,7 @@ namespace {
 struct PlanFlags {
   std::string calib, test, models, goal = "match-best", rules, out;
   int max_tiers = 3, max_members = 3, threads = 0;
-  std::string score_grid = "auto", select = "holdout";
+  std::string score_grid = "auto", select = "noninferiority";
   SelectOptions select_options;
   std::vector<std::string> subset;
   bool json = false, no_prune = false;
@@ -164,9 +164,10 @@ void AddPlanCommands(CLI::App& app) {
       ->delimiter(',');
   plan->add_option("--threads", pf->threads, "search threads (default: the cores)");
   plan->add_option("--select", pf->select,
-                   "match-best's guard against choices that do not hold on new data: holdout (search on "
-                   "70% of calibration, confirm on the rest), cv (k-fold), noninferiority (0.5-point margin, "
-                   "Bonferroni over the candidates), mcnemar (beat it by --match-z), none")
+                   "match-best's guard against choices that do not hold on new data: noninferiority (not "
+                   "worse than the best model by --margin, one-sided paired test, Bonferroni over the "
+                   "candidates), holdout (search on 70% of calibration, confirm on the rest), cv (k-fold), "
+                   "mcnemar (beat it by --match-z), none")
       ->capture_default_str();
   plan->add_option("--match-z", pf->select_options.mcnemar_z, "--select mcnemar: z of the one-sided test")
       ->capture_default_str();

@@ -71,9 +71,11 @@ struct Goal {
 //  kMcNemar         ... that also beats it where they differ: b - c >= z sqrt(b + c)
 //  kNonInferiority  the cheapest point not worse than the best model by more than
 //                   `margin`, a one-sided paired test at level alpha / (candidates tested)
-//  kHoldout         search on (1 - holdout) of calibration; the cheapest point whose
-//                   accuracy on the held-out rest is >= the best model's there; its
-//                   score thresholds are then refitted (same quantiles) on all of it
+//  kHoldout         search on (1 - holdout) of calibration; of the points that match
+//                   the best model there at no more cost, cheapest first, the first
+//                   confirmed on the held-out rest by the one-sided non-inferiority test
+//                   (margin, alpha; each try unadjusted); its score thresholds are then
+//                   refitted (same quantiles) on all of calibration
 //  kCrossValidation search on each of `folds` training parts; every structure found
 //                   (members, vote threshold, score-threshold quantile) is scored on the
 //                   held-out folds with thresholds refitted on the training parts; the
@@ -85,7 +87,7 @@ StatusOr<Guard> ParseGuard(const std::string& text);
 std::string GuardName(Guard guard);
 
 struct SelectOptions {
-  Guard guard = Guard::kHoldout;
+  Guard guard = Guard::kNonInferiority;  // the default: see bench/selection.cc
   double mcnemar_z = 1.645;      // kMcNemar
   double margin = 0.005;         // kNonInferiority: accuracy
   double alpha = 0.05;           // kNonInferiority: one-sided, before the correction

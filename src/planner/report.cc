@@ -245,7 +245,7 @@ std::string PlanReportToJson(const PlanReport& r) {
                {"kept_best_single", s.kept_best_single},
                {"estimate", {{"accuracy", s.accuracy}, {"cost", s.cost}}},
                {"best_single_estimate", {{"accuracy", s.best_accuracy}, {"cost", s.best_cost}}}};
-    if (s.guard == Guard::kMcNemar || s.guard == Guard::kNonInferiority) {
+    if (s.guard == Guard::kMcNemar || s.guard == Guard::kNonInferiority || s.guard == Guard::kHoldout) {
       sj["wins_over_best"] = s.wins_over_best;
       sj["losses_to_best"] = s.losses_to_best;
       sj["statistic"] = std::isfinite(s.statistic) ? json(s.statistic) : json();

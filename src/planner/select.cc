@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <cstdlib>
 #include <random>
 
 #include "coe/evaluate.h"
@@ -74,6 +75,16 @@ std::pair<int, int> Discordant(const std::vector<int>& a, const std::vector<int>
   return {b, c};
 }
 
+// The one-sided paired test of H0: accuracy(cascade) <= accuracy(other) - margin, from
+// the b examples only the cascade gets right and the c only the other gets right, of
+// n: a Wald z with McNemar's variance (+-infinity when the two never differ).
+double NonInferiorityZ(int b, int c, int n, double margin) {
+  const double diff = static_cast<double>(b - c) / n;
+  const double var = (b + c - static_cast<double>(b - c) * (b - c) / n) / (static_cast<double>(n) * n);
+  if (var > 0) return (diff + margin) / std::sqrt(var);
+  return diff + margin > 0 ? INFINITY : -INFINITY;
+}
+
 // A cascade of the frontier as it scores on calibration (it was found there).
 StatusOr<OperatingPoint> Scored(const CascadeSpec& spec, const std::vector<double>& levels, const Recordings& rec,
                                 const CostTable& costs) {
@@ -138,11 +149,8 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
         sel.statistic = b + c > 0 ? (b - c) / std::sqrt(static_cast<double>(b + c)) : 0.0;
         pass = b - c >= so.mcnemar_z * std::sqrt(static_cast<double>(b + c)) - 1e-9;
       } else {
-        // H0: accuracy(cascade) <= accuracy(best) - margin, paired (Wald, McNemar's
-        // variance); Bonferroni over the candidates tested.
-        const double diff = static_cast<double>(b - c) / n;
-        const double var = (b + c - static_cast<double>(b - c) * (b - c) / n) / (static_cast<double>(n) * n);
-        sel.statistic = var > 0 ? (diff + so.margin) / std::sqrt(var) : (diff + so.margin > 0 ? INFINITY : -INFINITY);
+        // Bonferroni over the candidates tested.
+        sel.statistic = NonInferiorityZ(b, c, n, so.margin);
         pass = sel.statistic >= sel.critical;
       }
     }
@@ -196,11 +204,21 @@ Status SelectHoldout(const Recordings& calib, const CostTable& costs, const Plan
   COE_ASSIGN_OR_RETURN(EvalResult best, EvaluateCascade(Single(sub.best_single), hold_rec, hold_costs));
   sel.best_accuracy = best.accuracy;
   sel.best_cost = best.mean_cost;
+  // Candidates: the fit part's frontier points that match the best single model there
+  // at no more cost, cheapest first. Each must be confirmed on the held-out part: a
+  // one-sided paired non-inferiority test (margin, alpha) against the fit part's best
+  // model. The first confirmed one is taken, its thresholds refitted on all of it.
+  std::vector<int> best_ans, ans;
+  COE_RETURN_IF_ERROR(EvaluateCascadeAnswers(Single(sub.best_single), hold_rec, hold_costs, &best_ans).status());
+  const int nh = hold_rec.num_labeled();
+  sel.critical = NormalQuantile(1 - so.alpha);
   for (const OperatingPoint& p : sub.frontier) {
-    if (!NoDearer(p.cost, sub.best_single_cost)) continue;
+    if (!NoDearer(p.cost, sub.best_single_cost) || p.correct < sub.best_single_correct) continue;
     ++sel.candidates;
-    COE_ASSIGN_OR_RETURN(EvalResult e, EvaluateCascade(p.cascade, hold_rec, hold_costs));
-    if (e.correct < best.correct) continue;
+    COE_ASSIGN_OR_RETURN(EvalResult e, EvaluateCascadeAnswers(p.cascade, hold_rec, hold_costs, &ans));
+    const auto [b, c] = Discordant(ans, best_ans, hold_rec.truth);
+    sel.statistic = NonInferiorityZ(b, c, nh, so.margin);
+    if (sel.statistic < sel.critical) continue;
     COE_ASSIGN_OR_RETURN(bool taken, TakeRefitted(p.cascade, p.score_levels, calib, costs, r));
     if (!taken) continue;
     sel.accuracy = e.accuracy;
