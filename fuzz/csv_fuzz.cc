@@ -23,7 +23,7 @@
 #include "coe/labels.h"
 #include "coe/recordings.h"
 #include "coe/status.h"
-#include "util/csv.h"
+#include "base/csv.h"
 
 namespace {
 

@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "coe/server.h"
+#include "coe/protocol.h"
 #include "coe/status.h"
-#include "server/oip.h"
+#include "protocol/oip.h"
 
 namespace {
 

@@ -176,6 +176,10 @@ TEST_F(EngineTest, UnreadableImagesAreErrors) {
   Write(dir_ / "bad.png", "not a png at all");
   DatasetOptions o;
   o.expected_shape = {1, 28, 28};
+  auto no_loader = LoadDataset((dir_ / "bad.png").string(), o);
+  EXPECT_EQ(no_loader.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(no_loader.status().message().find("OpenCvImageLoader"), std::string::npos);
+  o.image_loader = *OpenCvImageLoader();
   auto r = LoadDataset((dir_ / "bad.png").string(), o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("bad.png"), std::string::npos) << r.status().message();

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "util/csv.h"
+#include "base/csv.h"
 
 namespace coe {
 namespace {

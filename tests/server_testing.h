@@ -16,7 +16,7 @@
 #include "coe/dataset.h"
 #include "coe/engine.h"
 #include "coe/server.h"
-#include "server/oip.h"
+#include "protocol/oip.h"
 #include "testing.h"
 
 namespace coe::testing {

@@ -43,6 +43,9 @@ struct DataFlags {
 StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& shape,
                                 const std::vector<std::string>& label_names) {
   DatasetOptions o;
+  if (IsImageInput(f.data)) {
+    COE_ASSIGN_OR_RETURN(o.image_loader, OpenCvImageLoader());
+  }
   o.expected_shape = shape;
   o.labels_path = f.labels;
   o.label_names = label_names;

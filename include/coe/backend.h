@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "coe/catalogue.h"
+#include "coe/dataset.h"
 #include "coe/labels.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
@@ -82,9 +83,10 @@ struct BackendOptions {
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,
                                                  const BackendOptions& options);
 
-// Softmax of `logits` into `probs`; returns the argmax, or kAbstain when any value is
-// not finite (a model emitting NaN abstains).
-int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs);
+// The image decoder of the OpenCV module (libcoe_opencv.so, loaded on first use), for
+// DatasetOptions::image_loader. FailedPrecondition naming the paths tried when this
+// build or installation lacks the module.
+StatusOr<ImageLoader> OpenCvImageLoader();
 
 }  // namespace coe
 

@@ -25,15 +25,25 @@
 
 namespace coe {
 
+struct DatasetOptions;
+// Decodes image inputs (an image file, a folder of images, a .txt list of paths) into a
+// batch, honouring the options. The data layer has no image codec of its own: pass
+// the OpenCV module's (OpenCvImageLoader() in coe/backend.h) or another.
+using ImageLoader = StatusOr<InputBatch> (*)(const std::string& path, const DatasetOptions& options);
+
 struct DatasetOptions {
   std::vector<int64_t> expected_shape;  // one example's shape, e.g. {1, 28, 28}; empty = as read
   int64_t begin = 0;                    // examples [begin, end) of the file(s)
   int64_t end = -1;                     // -1 = to the end
   std::string labels_path;              // optional truth
   std::vector<std::string> label_names; // for IDX labels: index -> name
+  ImageLoader image_loader = nullptr;   // needed for image inputs (FailedPrecondition without)
 };
 
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options);
+
+// True when LoadDataset reads `path` as images (a folder, an image file, a .txt list).
+bool IsImageInput(const std::string& path);
 
 // Parses "A:B", "A:" or ":B" into [begin, end) (end -1 = open).
 Status ParseRange(const std::string& text, int64_t* begin, int64_t* end);

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "coe/labels.h"
-#include "coe/rules.h"
+#include "coe/member_output.h"
 #include "coe/status.h"
 
 namespace coe {
@@ -86,9 +86,6 @@ Recordings SelectRows(const Recordings& rec, std::span<const int> rows);
 // Serializes recordings as CSV (the format above). Scores, costs and probabilities
 // are written when present; `labels` gives the label names.
 std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels);
-
-// Reads a whole file; NotFound names the path.
-StatusOr<std::string> ReadFileToString(const std::string& path);
 
 }  // namespace coe
 

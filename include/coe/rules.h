@@ -31,22 +31,10 @@
 #include <string>
 
 #include "coe/labels.h"
+#include "coe/member_output.h"
 
 namespace coe {
 
-// One member's output for one example.
-struct MemberOutput {
-  int label = kAbstain;  // index into the LabelSet, or kAbstain
-  // Confidence in `label`, in [0,1]; NaN when the member gives none.
-  float score = std::numeric_limits<float>::quiet_NaN();
-  // Probability per label index (num_probs entries), or null. Not owned: it must
-  // outlive the call it is passed to. Labels >= num_probs have probability 0.
-  const float* probs = nullptr;
-  int num_probs = 0;
-
-  // The member's probability for `label_index`, NaN when unknown.
-  double ProbabilityOf(int label_index) const;
-};
 
 // The tally of one tier's votes on one example.
 struct TierVote {

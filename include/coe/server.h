@@ -56,6 +56,7 @@
 #include "coe/catalogue.h"
 #include "coe/engine.h"
 #include "coe/status.h"
+#include "coe/protocol.h"
 #include "coe/tensor.h"
 
 namespace coe {
@@ -123,19 +124,6 @@ class Server {
   explicit Server(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// An infer request, decoded.
-struct InferRequest {
-  std::optional<std::string> id;
-  InputBatch batch;  // example_shape: the model's input_shape (the request's when any)
-  bool want_label = true, want_exit_tier = true, want_degraded = true, want_probabilities = false;
-};
-
-// Decodes an Open Inference Protocol infer request body for a model taking examples of
-// `input_shape` (empty = any shape). Never throws; every malformed, ill-typed or
-// inconsistent body is InvalidArgument with a message fit for the client. On success
-// the batch holds N * prod(input_shape) finite FP32 values.
-StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape);
 
 }  // namespace coe
 

@@ -34,6 +34,10 @@ inline constexpr size_t kMaxExampleDims = 8;
 // "[1, 28, 28]": a shape as error messages show it.
 std::string ShapeString(std::span<const int64_t> shape);
 
+// Softmax of `logits` into `probs`; returns the argmax, or kAbstain (-1) when any
+// value is not finite (a model emitting NaN abstains).
+int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs);
+
 struct InputBatch {
   std::vector<int64_t> example_shape;  // e.g. {1, 28, 28}
   std::vector<float> data;             // n * ExampleSize() values

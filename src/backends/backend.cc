@@ -1,31 +1,15 @@
 #include "coe/backend.h"
 
-#include <cmath>
 
 #include "backends/backends.h"
 #include "backends/plugin.h"
 
 namespace coe {
 
-int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs) {
-  probs->assign(logits.size(), 0.0f);
-  if (logits.empty()) return kAbstain;
-  float max = logits[0];
-  int arg = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (!std::isfinite(logits[i])) return kAbstain;
-    if (logits[i] > max) {
-      max = logits[i];
-      arg = static_cast<int>(i);
-    }
-  }
-  double sum = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    (*probs)[i] = std::exp(logits[i] - max);
-    sum += (*probs)[i];
-  }
-  for (float& p : *probs) p = static_cast<float>(p / sum);
-  return arg;
+
+StatusOr<ImageLoader> OpenCvImageLoader() {
+  COE_ASSIGN_OR_RETURN(const OpenCvPlugin* plugin, LoadOpenCvPlugin());
+  return plugin->load_images;
 }
 
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,

@@ -7,8 +7,9 @@
 
 #include "backends/backends.h"
 #include "backends/plugin.h"
+#include "coe/files.h"
 #include "coe/recordings.h"
-#include "util/csv.h"
+#include "base/csv.h"
 
 namespace coe {
 namespace fs = std::filesystem;

@@ -27,9 +27,6 @@ struct OpenCvPlugin {
 // it cannot be found or loaded.
 StatusOr<const OpenCvPlugin*> LoadOpenCvPlugin();
 
-// True when `path` names an image file by its extension.
-bool IsImagePath(const std::string& path);
-
 }  // namespace coe
 
 // The module's entry point: fills `out`. C linkage so that dlsym finds it by name.

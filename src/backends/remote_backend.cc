@@ -36,7 +36,7 @@
 #include <thread>
 
 #include "backends/backends.h"
-#include "server/oip.h"
+#include "protocol/oip.h"
 
 namespace coe {
 namespace {

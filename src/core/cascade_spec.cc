@@ -3,9 +3,9 @@
 #include <cmath>
 #include <set>
 
-#include "coe/recordings.h"
-#include "util/numbers.h"
-#include "util/toml.h"
+#include "coe/files.h"
+#include "base/numbers.h"
+#include "base/toml.h"
 
 namespace coe {
 

@@ -4,13 +4,6 @@
 
 namespace coe {
 
-double MemberOutput::ProbabilityOf(int label_index) const {
-  if (label == kAbstain) return 0.0;
-  if (probs != nullptr) return label_index < num_probs ? probs[label_index] : 0.0;
-  if (std::isnan(score)) return std::numeric_limits<double>::quiet_NaN();
-  return label == label_index ? static_cast<double>(score) : 0.0;
-}
-
 TierVote TallyVotes(std::span<const MemberOutput> outputs) {
   TierVote v;
   v.members = static_cast<int>(outputs.size());

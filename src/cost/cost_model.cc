@@ -4,8 +4,9 @@
 #include <cmath>
 #include <limits>
 
-#include "util/numbers.h"
-#include "util/toml.h"
+#include "base/numbers.h"
+#include "coe/files.h"
+#include "base/toml.h"
 
 namespace coe {
 

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <set>
 
-#include "coe/recordings.h"
-#include "util/toml.h"
+#include "coe/files.h"
+#include "base/toml.h"
 
 namespace coe {
 

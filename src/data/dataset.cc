@@ -1,5 +1,7 @@
 #include "coe/dataset.h"
 
+#include "coe/files.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -9,10 +11,9 @@
 #include <unordered_map>
 
 #include "coe/recordings.h"
-#include "util/csv.h"
-#include "util/numbers.h"
+#include "base/csv.h"
+#include "base/numbers.h"
 
-#include "backends/plugin.h"
 
 namespace coe {
 
@@ -132,12 +133,6 @@ std::string Stem(const std::string& path) {
 
 }  // namespace
 
-bool IsImagePath(const std::string& p) {
-  std::string ext = fs::path(p).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".pgm" ||
-         ext == ".ppm" || ext == ".tif" || ext == ".tiff" || ext == ".webp";
-}
 
 namespace {
 
@@ -200,12 +195,18 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
 
 }  // namespace
 
+bool IsImageInput(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) || IsImagePath(path) || fs::path(path).extension() == ".txt";
+}
+
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options) {
   if (!fs::exists(path)) return NotFoundError("input '" + path + "' does not exist");
-  const bool images = fs::is_directory(path) || IsImagePath(path) || fs::path(path).extension() == ".txt";
-  if (images) {
-    COE_ASSIGN_OR_RETURN(const OpenCvPlugin* plugin, LoadOpenCvPlugin());
-    return plugin->load_images(path, options);
+  if (IsImageInput(path)) {
+    if (!options.image_loader)
+      return FailedPreconditionError("'" + path + "' is an image input: reading images needs an image loader "
+                                     "(coe::OpenCvImageLoader() of coe/backend.h, from libcoe_opencv.so)");
+    return options.image_loader(path, options);
   }
   return LoadIdx(path, options);
 }

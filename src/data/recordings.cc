@@ -7,8 +7,8 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "util/csv.h"
-#include "util/numbers.h"
+#include "base/csv.h"
+#include "base/numbers.h"
 
 namespace coe {
 
@@ -36,14 +36,6 @@ MemberOutput Recordings::Output(int m, int i) const {
   return o;
 }
 
-StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot open '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return InternalError("error reading '" + path + "'");
-  return ss.str();
-}
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <thread>
 
-#include "util/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace coe {
 

@@ -20,7 +20,7 @@
 
 #include "coe/evaluate.h"
 #include "planner/select.h"
-#include "util/numbers.h"
+#include "base/numbers.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define COE_TARGET_CLONES_AVX2

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "server/metrics.h"
-#include "server/oip.h"
+#include "protocol/oip.h"
 
 namespace coe {
 namespace {

@@ -5,8 +5,8 @@
 // straight into floats: no DOM of a million numbers, and every number is converted
 // from its decimal text exactly once (std::from_chars), so a float written by
 // AppendFloat reads back bit-identical.
-#ifndef COE_SERVER_OIP_H_
-#define COE_SERVER_OIP_H_
+#ifndef COE_PROTOCOL_OIP_H_
+#define COE_PROTOCOL_OIP_H_
 
 #include <cstdint>
 #include <map>
@@ -51,4 +51,4 @@ void AppendJsonString(std::string* out, std::string_view s);
 
 }  // namespace coe::oip
 
-#endif  // COE_SERVER_OIP_H_
+#endif  // COE_PROTOCOL_OIP_H_

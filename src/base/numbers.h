@@ -1,6 +1,6 @@
 // Internal: strict number parsing (the whole field must be a finite number).
-#ifndef COE_UTIL_NUMBERS_H_
-#define COE_UTIL_NUMBERS_H_
+#ifndef COE_BASE_NUMBERS_H_
+#define COE_BASE_NUMBERS_H_
 
 #include <algorithm>
 #include <charconv>
@@ -67,4 +67,4 @@ std::string FormatDouble(double v);
 
 }  // namespace coe
 
-#endif  // COE_UTIL_NUMBERS_H_
+#endif  // COE_BASE_NUMBERS_H_

@@ -1,5 +1,9 @@
 #include "coe/tensor.h"
 
+#include <cmath>
+
+#include "coe/labels.h"
+
 #include <algorithm>
 
 namespace coe {
@@ -32,6 +36,27 @@ InputBatch InputBatch::Slice(int64_t begin, int64_t end) const {
   if (!ids.empty()) out.ids.assign(ids.begin() + begin, ids.begin() + end);
   if (!truth.empty()) out.truth.assign(truth.begin() + begin, truth.begin() + end);
   return out;
+}
+
+int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs) {
+  probs->assign(logits.size(), 0.0f);
+  if (logits.empty()) return kAbstain;
+  float max = logits[0];
+  int arg = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!std::isfinite(logits[i])) return kAbstain;
+    if (logits[i] > max) {
+      max = logits[i];
+      arg = static_cast<int>(i);
+    }
+  }
+  double sum = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    (*probs)[i] = std::exp(logits[i] - max);
+    sum += (*probs)[i];
+  }
+  for (float& p : *probs) p = static_cast<float>(p / sum);
+  return arg;
 }
 
 }  // namespace coe

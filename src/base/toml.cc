@@ -1,24 +1,14 @@
-// Internal: toml++ without exceptions (coe's API returns Status), plus helpers that
-// turn a toml++ parse error into a message naming file, line and column.
-#ifndef COE_UTIL_TOML_H_
-#define COE_UTIL_TOML_H_
-
-#define TOML_EXCEPTIONS 0
-#define TOML_HEADER_ONLY 1  // Debian's shared build has exceptions on; use the headers
-#include <toml++/toml.h>
-
-#include <cmath>
-#include <cstdint>
+// The TOML pre-check (see base/toml.h): kept out of the header, it is long and only
+// ParseToml needs it.
 #include <cstdio>
-#include <optional>
 #include <string>
 #include <string_view>
 
-#include "coe/status.h"
+#include "base/toml.h"
 
 namespace coe {
 
-namespace toml_internal {
+namespace {
 
 // Decodes the UTF-8 sequence at text[i] into *cp; returns its length, 0 when invalid.
 inline size_t DecodeUtf8(std::string_view text, size_t i, char32_t* cp) {
@@ -61,6 +51,9 @@ inline std::string CodepointName(char32_t cp) {
   return buf;
 }
 
+}  // namespace
+
+
 // toml++ 3.3.0 (Debian 12) reaches TOML_UNREACHABLE, i.e. undefined behaviour, when it
 // asks whether certain non-ASCII code points are whitespace (U+00A1-U+0499,
 // U+2F6E-U+3367, U+FEFE; upstream issues marzer/tomlplusplus#190 and #295). It asks
@@ -78,8 +71,7 @@ inline std::string CodepointName(char32_t cp) {
 //    non-ASCII, is rewritten as the equivalent \uXXXX / \UXXXXXXXX escape (valid TOML,
 //    same value). Then *rewritten holds the text to parse; otherwise it is left empty.
 // Returns OK or an InvalidArgument naming source:line:column.
-inline Status PrecheckToml(std::string_view text, const std::string& source,
-                           std::string* rewritten) {
+Status PrecheckToml(std::string_view text, const std::string& source, std::string* rewritten) {
   enum class State { kBare, kComment, kBasic, kMlBasic, kLiteral, kMlLiteral };
   State state = State::kBare;
   size_t line = 1, col = 1;
@@ -304,42 +296,4 @@ inline Status PrecheckToml(std::string_view text, const std::string& source,
   return Status::Ok();
 }
 
-}  // namespace toml_internal
-
-inline StatusOr<toml::table> ParseToml(std::string_view text, const std::string& source) {
-  std::string rewritten;
-  COE_RETURN_IF_ERROR(toml_internal::PrecheckToml(text, source, &rewritten));
-  if (!rewritten.empty()) text = rewritten;
-  toml::parse_result r = toml::parse(text, source);
-  if (!r) {
-    const toml::parse_error& e = r.error();
-    return InvalidArgumentError(source + ":" + std::to_string(e.source().begin.line) + ":" +
-                                std::to_string(e.source().begin.column) + ": " +
-                                std::string(e.description()));
-  }
-  return std::move(r).table();
-}
-
-// The node as an integer: an integer, or a float with an integral value in int64_t's
-// range (as toml++'s value<int64_t>() would give, which in 3.3.0 casts out-of-range
-// floats to int64_t: undefined behaviour). Nothing for anything else.
-inline std::optional<int64_t> TomlInteger(const toml::node& n) {
-  if (const auto* i = n.as_integer()) return i->get();
-  if (const auto* f = n.as_floating_point()) {
-    const double d = f->get();
-    // [-2^63, 2^63): every integral double here converts exactly.
-    if (std::isfinite(d) && d == std::floor(d) && d >= -9223372036854775808.0 &&
-        d < 9223372036854775808.0)
-      return static_cast<int64_t>(d);
-  }
-  return std::nullopt;
-}
-
-inline std::string TomlWhere(const std::string& source, const toml::node& n) {
-  if (n.source().begin.line == 0) return source;
-  return source + ":" + std::to_string(n.source().begin.line) + ":" + std::to_string(n.source().begin.column);
-}
-
 }  // namespace coe
-
-#endif  // COE_UTIL_TOML_H_

@@ -1,4 +1,4 @@
-#include "util/csv.h"
+#include "base/csv.h"
 
 #include <algorithm>
 #include <cstring>

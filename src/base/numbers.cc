@@ -1,4 +1,4 @@
-#include "util/numbers.h"
+#include "base/numbers.h"
 
 #include <array>
 

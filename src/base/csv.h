@@ -4,8 +4,8 @@
 // Quoted fields may hold commas, quotes ("") and newlines; CRLF, LF and lone CR line
 // ends are accepted; a UTF-8 byte-order mark is skipped; blank lines are skipped.
 // Errors (an unterminated quote, text after a closing quote) name the source and line.
-#ifndef COE_UTIL_CSV_H_
-#define COE_UTIL_CSV_H_
+#ifndef COE_BASE_CSV_H_
+#define COE_BASE_CSV_H_
 
 #include <cstdio>
 #include <memory>
@@ -65,4 +65,4 @@ std::string Escape(std::string_view field);
 
 }  // namespace coe::csv
 
-#endif  // COE_UTIL_CSV_H_
+#endif  // COE_BASE_CSV_H_

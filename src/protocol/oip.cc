@@ -1,11 +1,11 @@
-#include "server/oip.h"
+#include "protocol/oip.h"
 
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "coe/server.h"
+#include "coe/protocol.h"
 
 namespace coe::oip {
 namespace {

@@ -1,7 +1,7 @@
 // Internal: a fixed-size thread pool with task groups. Hand-written (60 lines) since
 // Debian 12's C++ toolchain has no executor; tasks are short (one member on one chunk).
-#ifndef COE_UTIL_THREAD_POOL_H_
-#define COE_UTIL_THREAD_POOL_H_
+#ifndef COE_BASE_THREAD_POOL_H_
+#define COE_BASE_THREAD_POOL_H_
 
 #include <condition_variable>
 #include <deque>
@@ -78,4 +78,4 @@ class ThreadPool {
 
 }  // namespace coe
 
-#endif  // COE_UTIL_THREAD_POOL_H_
+#endif  // COE_BASE_THREAD_POOL_H_

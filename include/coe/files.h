@@ -1,0 +1,24 @@
+// coe/files.h: reading files, the same way everywhere (base layer).
+//
+// Errors name the path: NotFound when it cannot be opened, InvalidArgument when it is a
+// directory where a file is expected, Internal for a read error.
+// Thread safety: pure functions.
+#ifndef COE_FILES_H_
+#define COE_FILES_H_
+
+#include <string>
+
+#include "coe/status.h"
+
+namespace coe {
+
+// Reads a whole file.
+StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// True when `path` names an image file by its extension (png, jpg, jpeg, bmp, pgm,
+// ppm, tif, tiff, webp; any case).
+bool IsImagePath(const std::string& path);
+
+}  // namespace coe
+
+#endif  // COE_FILES_H_
