@@ -135,3 +135,45 @@ pin = "big"
 
 }  // namespace
 }  // namespace coe
+
+namespace coe {
+namespace {
+
+TEST(Catalogue, ToTomlReadsBackToTheSameModels) {
+  const std::string text =
+      "[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\nlabels = [\"a\", \"b \\\"q\\\"\"]\n"
+      "[models.small]\npath = \"/m/small.onnx\"\nmacs = 100\nusd = 1.5e-7\nscale = 0.5\nmean = 0.25\nstd = 2\n"
+      "description = \"line one\"\n"
+      "[models.\"big model\"]\nbackend = \"remote\"\nurl = \"http://h:1/v2\"\nremote_model = \"b\"\nsite = \"cloud\"\n"
+      "timeout_ms = 250\nretries = 4\nmax_response_mb = 3\ninput_bytes = 99\nflops = 2e12\n";
+  auto a = ParseCatalogue(text, "a.toml", "");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  const std::string written = CatalogueToToml(*a, {"a comment\nwith a second line"});
+  auto b = ParseCatalogue(written, "b.toml", "");
+  ASSERT_TRUE(b.ok()) << b.status().ToString() << "\n" << written;
+  ASSERT_EQ(a->models.size(), b->models.size());
+  for (size_t m = 0; m < a->models.size(); ++m) {
+    const ModelSpec &x = a->models[m], &y = b->models[m];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.costs, y.costs);
+    EXPECT_EQ(x.site, y.site);
+    EXPECT_EQ(x.backend, y.backend);
+    EXPECT_EQ(x.path, y.path);
+    EXPECT_EQ(x.url, y.url);
+    EXPECT_EQ(x.remote_model, y.remote_model);
+    EXPECT_EQ(x.description, y.description);
+    EXPECT_EQ(x.input_shape, y.input_shape);
+    EXPECT_EQ(x.input_bytes, y.input_bytes);
+    EXPECT_EQ(x.labels, y.labels);
+    EXPECT_EQ(x.scale, y.scale);
+    EXPECT_EQ(x.mean, y.mean);
+    EXPECT_EQ(x.std, y.std);
+    EXPECT_EQ(x.timeout_ms, y.timeout_ms);
+    EXPECT_EQ(x.retries, y.retries);
+    EXPECT_EQ(x.max_response_mb, y.max_response_mb);
+  }
+  EXPECT_EQ(written.rfind("# a comment\n# with a second line\n", 0), 0u) << written;
+}
+
+}  // namespace
+}  // namespace coe

@@ -10,7 +10,9 @@
 #include "coe/cascade_spec.h"
 #include "coe/dataset.h"
 #include "coe/engine.h"
+#include "coe/files.h"
 #include "coe/paths.h"
+#include "coe/record.h"
 #include "coe/planner.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
@@ -53,49 +55,11 @@ StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& 
   return LoadDataset(f.data, o);
 }
 
-bool WriteFile(const std::string& path, const std::string& text) {
-  FILE* fp = std::fopen(path.c_str(), "w");
-  if (!fp) return false;
-  bool ok = std::fwrite(text.data(), 1, text.size(), fp) == text.size();
-  return std::fclose(fp) == 0 && ok;
-}
-
-// Runs `cascade` over `inputs` in batches, showing progress.
-StatusOr<RunResult> RunBatched(const Cascade& cascade, const InputBatch& inputs, int batch,
-                               Progress* progress, bool want_probs = false) {
-  const int64_t n = inputs.size();
-  RunResult total;
-  RunOptions ro;
-  ro.want_probs = want_probs;
-  batch = std::max(1, batch);
-  for (int64_t b = 0; b < n; b += batch) {
-    const int64_t e = std::min(n, b + batch);
-    InputBatch part = (b == 0 && e == n) ? InputBatch{} : inputs.Slice(b, e);
-    COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run((b == 0 && e == n) ? inputs : part, ro));
-    if (b == 0) {
-      total = std::move(r);
-    } else {
-      auto append = [](auto& dst, auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
-      append(total.answer, r.answer);
-      append(total.exit_tier, r.exit_tier);
-      append(total.cost, r.cost);
-      append(total.vote, r.vote);
-      append(total.degraded, r.degraded);
-      append(total.probs, r.probs);
-      for (size_t t = 0; t < r.tiers.size(); ++t) {
-        total.tiers[t].reached += r.tiers[t].reached;
-        total.tiers[t].exited += r.tiers[t].exited;
-        total.tiers[t].seconds += r.tiers[t].seconds;
-      }
-      for (size_t m = 0; m < r.member_seconds.size(); ++m) {
-        total.member_seconds[m] += r.member_seconds[m];
-        total.member_examples[m] += r.member_examples[m];
-      }
-      total.seconds += r.seconds;
-    }
-    if (progress) progress->Update(static_cast<double>(e) / n, std::to_string(e) + "/" + std::to_string(n));
-  }
-  return total;
+// Runs `cascade` over `inputs` in batches (coe/record.h), showing progress.
+StatusOr<RunResult> RunBatched(const Cascade& cascade, const InputBatch& inputs, int batch, Progress* progress) {
+  return RunInBatches(cascade, inputs, batch, {}, [&](int64_t done, int64_t total) {
+    progress->Update(static_cast<double>(done) / total, std::to_string(done) + "/" + std::to_string(total));
+  });
 }
 
 // Summary figures of one live run.
@@ -150,118 +114,69 @@ struct RecordFlags {
   DataFlags data;
 };
 
-struct Recorded {
-  Recordings rec;
-  LabelSet labels;
-  std::map<std::string, double> us_per_example;  // measured, by model
-};
-
-StatusOr<Recorded> RecordModels(const Catalogue& cat, const std::vector<std::string>& only,
-                                const DataFlags& df, bool quiet) {
-  std::vector<const ModelSpec*> specs;
-  for (const ModelSpec& m : cat.models)
-    if (only.empty() || std::find(only.begin(), only.end(), m.name) != only.end()) specs.push_back(&m);
-  if (specs.empty()) return InvalidArgumentError("no models to record (check --only)");
-  COE_ASSIGN_OR_RETURN(InputBatch inputs, LoadInputs(df, specs[0]->input_shape, specs[0]->labels));
-  Recorded out;
-  Recordings& rec = out.rec;
-  rec.source = df.data;
-  rec.ids = inputs.ids;
-  if (!inputs.truth.empty())
-    for (const std::string& t : inputs.truth) rec.truth.push_back(out.labels.Intern(t));
-  for (const ModelSpec* spec : specs) {
-    CascadeSpec one;
-    one.tiers.push_back(TierSpec{{spec->name}, {}});
-    EngineOptions eo;
-    eo.threads = df.threads;
-    COE_ASSIGN_OR_RETURN(auto cascade, Cascade::Create(one, cat, eo));
-    Progress progress("recording " + spec->name, !quiet);
-    const auto t0 = std::chrono::steady_clock::now();
-    COE_ASSIGN_OR_RETURN(RunResult r, RunBatched(*cascade, inputs, df.batch, &progress, true));
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    progress.Done();
-    out.us_per_example[spec->name] = 1e6 * wall / std::max<int64_t>(1, inputs.size());
-    ModelRecord mr;
-    mr.name = spec->name;
-    const LabelSet& own = cascade->labels();
-    std::vector<int> to_rec;
-    for (int l = 0; l < own.size(); ++l) to_rec.push_back(out.labels.Intern(own.name(l)));
-    const int n = static_cast<int>(inputs.size());
-    mr.num_probs = out.labels.size();
-    mr.probs.assign(static_cast<size_t>(n) * mr.num_probs, 0.0f);
-    mr.score.assign(n, std::numeric_limits<float>::quiet_NaN());
-    for (int i = 0; i < n; ++i) {
-      mr.label.push_back(r.answer[i] == kAbstain ? kAbstain : to_rec[r.answer[i]]);
-      if (r.answer[i] == kAbstain) continue;
-      for (int l = 0; l < own.size(); ++l) mr.probs[static_cast<size_t>(i) * mr.num_probs + to_rec[l]] = r.probs[i][l];
-      mr.score[i] = r.probs[i][r.answer[i]];
-    }
-    rec.models.push_back(std::move(mr));
-  }
-  // Models recorded earlier may have fewer probability columns than labels known now.
-  for (ModelRecord& m : rec.models) {
-    if (m.num_probs == out.labels.size()) continue;
-    std::vector<float> wide(static_cast<size_t>(rec.num_examples()) * out.labels.size(), 0.0f);
-    for (int i = 0; i < rec.num_examples(); ++i)
-      for (int l = 0; l < m.num_probs; ++l) wide[static_cast<size_t>(i) * out.labels.size() + l] = m.probs[static_cast<size_t>(i) * m.num_probs + l];
-    m.probs = std::move(wide);
-    m.num_probs = out.labels.size();
-  }
-  return out;
-}
-
-// The catalogue's cost figures plus the measured latency, as a catalogue `coe plan`
-// reads (costs and sites only: it does not say how to run the models).
-std::string MeasuredCatalogue(const Catalogue& cat, const Recorded& r, const std::string& data) {
-  std::string s = "# cost figures for the recordings of " + data + ", written by coe record\n"
-                  "# latency_us: measured here, wall time per example with all threads\n";
-  char buf[128];
-  for (const ModelRecord& m : r.rec.models) {
-    const ModelSpec* spec = cat.Find(m.name);
-    s += "\n[models.\"" + m.name + "\"]\n";
-    for (const auto& [k, v] : spec->costs) {
-      if (k == "latency_us") continue;
-      std::snprintf(buf, sizeof buf, "%s = %.17g\n", k.c_str(), v);
-      s += buf;
-    }
-    std::snprintf(buf, sizeof buf, "latency_us = %.4g\n", r.us_per_example.at(m.name));
-    s += buf;
-    s += "site = \"" + spec->site + "\"\n";
-    if (spec->input_bytes > 0) {
-      std::snprintf(buf, sizeof buf, "input_bytes = %.17g\n", spec->input_bytes);
-      s += buf;
-    }
-  }
-  return s;
-}
-
 std::string MeasuredPath(const std::string& csv) {
   std::string base = csv;
   if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
   return base + ".models.toml";
 }
 
+// Records the chosen catalogue models on the inputs of `df`, a progress bar per model.
+StatusOr<RecordResult> Record(const Catalogue& cat, const std::vector<std::string>& only, const DataFlags& df,
+                              bool quiet) {
+  const ModelSpec* first = nullptr;
+  for (const ModelSpec& m : cat.models)
+    if (only.empty() || std::find(only.begin(), only.end(), m.name) != only.end()) {
+      first = &m;
+      break;
+    }
+  if (!first) return InvalidArgumentError("no models to record (check --only)");
+  COE_ASSIGN_OR_RETURN(InputBatch inputs, LoadInputs(df, first->input_shape, first->labels));
+  RecordOptions ro;
+  ro.only = only;
+  ro.threads = df.threads;
+  ro.batch = df.batch;
+  std::unique_ptr<Progress> progress;
+  std::string current;
+  ro.progress = [&](const std::string& model, int64_t done, int64_t total) {
+    if (model != current) {
+      current = model;
+      progress = std::make_unique<Progress>("recording " + model, !quiet);
+    }
+    progress->Update(static_cast<double>(done) / total, std::to_string(done) + "/" + std::to_string(total));
+  };
+  COE_ASSIGN_OR_RETURN(RecordResult r, RecordModels(cat, inputs, ro));
+  r.recordings.source = df.data;
+  return r;
+}
+
+// Writes the recordings and, beside them, the catalogue to plan them with.
+Status WriteRecorded(const Catalogue& cat, const RecordResult& r, const std::string& csv, const std::string& data) {
+  COE_RETURN_IF_ERROR(WriteStringToFile(csv, RecordingsToCsv(r.recordings, r.labels)));
+  return WriteStringToFile(
+      MeasuredPath(csv),
+      CatalogueToToml(MeasuredCatalogue(cat, r), {"cost figures for the recordings of " + data + ", written by coe record",
+                                                  "latency_us: measured here, wall time per example with all threads"}));
+}
+
+
 int RunRecord(const RecordFlags& f) {
   const char* cmd = "record";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
-  auto r = RecordModels(*cat, f.only, f.data, f.json);
+  auto r = Record(*cat, f.only, f.data, f.json);
   if (!r.ok()) return Fail(cmd, r.status());
-  const std::string csv = RecordingsToCsv(r->rec, r->labels);
   const std::string measured = MeasuredPath(f.out);
-  if (!WriteFile(f.out, csv)) return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "'"));
-  if (!WriteFile(measured, MeasuredCatalogue(*cat, *r, f.data.data)))
-    return Fail(cmd, InvalidArgumentError("cannot write '" + measured + "'"));
+  if (Status s = WriteRecorded(*cat, *r, f.out, f.data.data); !s.ok()) return Fail(cmd, s);
   if (f.json) {
     json j;
     j["recordings"] = f.out;
     j["catalogue"] = measured;
-    j["examples"] = r->rec.num_examples();
+    j["examples"] = r->recordings.num_examples();
     j["us_per_example"] = r->us_per_example;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("recorded %d examples x %zu models -> %s\nmeasured cost figures -> %s\n",
-                r->rec.num_examples(), r->rec.models.size(), f.out.c_str(), measured.c_str());
+                r->recordings.num_examples(), r->recordings.models.size(), f.out.c_str(), measured.c_str());
     for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
   }
   return 0;
@@ -306,7 +221,7 @@ int RunRun(const RunFlags& f) {
       if (!inputs->truth.empty()) csv += "," + inputs->truth[i];
       csv += "\n";
     }
-    if (!WriteFile(f.out, csv)) return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "'"));
+    if (Status ws = WriteStringToFile(f.out, csv); !ws.ok()) return Fail(cmd, ws);
   }
   if (f.json) {
     json j = SummaryJson(s);
@@ -355,28 +270,29 @@ int RunDemo(const DemoFlags& f) {
   calib.threads = f.threads;
   say("1/3 recording " + std::to_string(cat->models.size()) + " models on the calibration split (" +
       calib.data + ", images 50000-59999)");
-  auto recorded = RecordModels(*cat, {}, calib, f.json);
+  auto recorded = Record(*cat, {}, calib, f.json);
   if (!recorded.ok()) return Fail(cmd, recorded.status());
   const std::string calib_csv = f.work + "/calib.csv";
-  WriteFile(calib_csv, RecordingsToCsv(recorded->rec, recorded->labels));
-  WriteFile(MeasuredPath(calib_csv), MeasuredCatalogue(*cat, *recorded, calib.data));
+  if (Status s = WriteRecorded(*cat, *recorded, calib_csv, calib.data); !s.ok()) return Fail(cmd, s);
   // 2. Plan on the recordings (cost: multiply-adds).
   say("2/3 planning (goal " + f.goal + ", cost: multiply-adds) over the recordings");
   auto goal = Goal::Parse(f.goal);
   if (!goal.ok()) return Fail(cmd, goal.status());
   CostOptions co;
   co.key = "macs";
-  auto costs = BuildCostTable(recorded->rec, *cat, co);
+  auto costs = BuildCostTable(recorded->recordings, *cat, co);
   if (!costs.ok()) return Fail(cmd, costs.status());
   PlannerOptions po;
   po.threads = f.threads;
   Progress plan_progress("searching cascades", !f.json);
   po.progress = [&](double x) { plan_progress.Update(x); };
-  auto plan = Plan(recorded->rec, *costs, *goal, po);
+  auto plan = Plan(recorded->recordings, *costs, *goal, po);
   plan_progress.Done();
   if (!plan.ok()) return Fail(cmd, plan.status());
   const std::string cascade_path = f.work + "/cascade.toml";
-  WriteFile(cascade_path, CascadeToToml(plan->chosen.cascade, {"planned by coe demo on " + calib_csv}));
+  if (Status s = WriteStringToFile(cascade_path, CascadeToToml(plan->chosen.cascade, {"planned by coe demo on " + calib_csv}));
+      !s.ok())
+    return Fail(cmd, s);
   char buf[512];
   std::snprintf(buf, sizeof buf, "    searched %llu cascades in %.2f s; chosen: %s",
                 static_cast<unsigned long long>(plan->space_size), plan->seconds,

@@ -71,6 +71,10 @@ StatusOr<Catalogue> ReadCatalogue(const std::string& path);
 StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source,
                                    const std::string& base_dir);
 
+// The catalogue as TOML that ParseCatalogue reads back to the same models (paths as
+// they are held: resolved). `comment` lines go first, as TOML comments.
+std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::string>& comment = {});
+
 }  // namespace coe
 
 #endif  // COE_CATALOGUE_H_

@@ -7,6 +7,7 @@
 #define COE_FILES_H_
 
 #include <string>
+#include <string_view>
 
 #include "coe/status.h"
 
@@ -14,6 +15,10 @@ namespace coe {
 
 // Reads a whole file.
 StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Writes `text` to `path` (created or truncated). InvalidArgument naming the path and
+// the system's reason when it cannot be opened or written in full.
+Status WriteStringToFile(const std::string& path, std::string_view text);
 
 // True when `path` names an image file by its extension (png, jpg, jpeg, bmp, pgm,
 // ppm, tif, tiff, webp; any case).

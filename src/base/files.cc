@@ -1,6 +1,9 @@
 #include "coe/files.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,6 +20,17 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) return InternalError("error reading '" + path + "'");
   return ss.str();
+}
+
+Status WriteStringToFile(const std::string& path, std::string_view text) {
+  std::FILE* fp = std::fopen(path.c_str(), "wb");
+  if (!fp) return InvalidArgumentError("cannot write '" + path + "': " + std::strerror(errno));
+  const bool wrote = std::fwrite(text.data(), 1, text.size(), fp) == text.size();
+  const int saved = errno;
+  const bool closed = std::fclose(fp) == 0;
+  if (!wrote || !closed)
+    return InvalidArgumentError("cannot write '" + path + "': " + std::strerror(wrote ? errno : saved));
+  return Status::Ok();
 }
 
 bool IsImagePath(const std::string& p) {

@@ -6,6 +6,8 @@
 
 #include "base/toml.h"
 
+#include "base/numbers.h"
+
 namespace coe {
 
 namespace {
@@ -294,6 +296,69 @@ Status PrecheckToml(std::string_view text, const std::string& source, std::strin
   }
   if (rewriting) rewritten->append(text.substr(copied));
   return Status::Ok();
+}
+
+std::string TomlQuote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      // TOML basic strings may not hold control characters (U+0000-U+001F, U+007F).
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out + "\"";
+}
+namespace {
+// Length of the valid UTF-8 sequence at s[i], or 0 when it is not one.
+size_t Utf8Length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  if (c == 0xE0 && b(i + 1) < 0xA0) return 0;   // overlong
+  if (c == 0xED && b(i + 1) > 0x9F) return 0;   // surrogates
+  if (c == 0xF0 && b(i + 1) < 0x90) return 0;   // overlong
+  if (c == 0xF4 && b(i + 1) > 0x8F) return 0;   // > U+10FFFF
+  return len;
+}
+}  // namespace
+
+// `text` as TOML comment lines: one "# " line per line of text; control characters
+// (but tab) and invalid UTF-8, which a TOML comment may not hold, become '?'.
+std::string TomlCommentLines(std::string_view text) {
+  std::string out = "# ";
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (c == '\r' || c == '\n') {
+      i += (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ? 2 : 1;
+      out += "\n# ";
+      continue;
+    }
+    const size_t len = Utf8Length(text, i);
+    if (len == 0 || (len == 1 && ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f))) {
+      out.push_back('?');
+      i += len == 0 ? 1 : len;
+      continue;
+    }
+    out.append(text.substr(i, len));
+    i += len;
+  }
+  return out + "\n";
+}
+std::string TomlNumber(double v) {
+  std::string s = FormatDouble(v);
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
 }
 
 }  // namespace coe

@@ -58,6 +58,13 @@ inline std::string TomlWhere(const std::string& source, const toml::node& n) {
   return source + ":" + std::to_string(n.source().begin.line) + ":" + std::to_string(n.source().begin.column);
 }
 
+// Writing TOML: `s` as a basic string literal (quoted, escaped); `text` as "# " comment
+// lines (control characters and invalid UTF-8 become '?', so a comment cannot end
+// early and inject keys); `v` as a float literal that reads back exactly.
+std::string TomlQuote(std::string_view s);
+std::string TomlCommentLines(std::string_view text);
+std::string TomlNumber(double v);
+
 }  // namespace coe
 
 #endif  // COE_BASE_TOML_H_

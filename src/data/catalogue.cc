@@ -173,4 +173,42 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
   return cat;
 }
 
+std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::string>& comment) {
+  std::string out;
+  for (const std::string& line : comment) out += TomlCommentLines(line);
+  const ModelSpec defaults;
+  auto number = [&](const char* key, double v) { out += std::string(key) + " = " + TomlNumber(v) + "\n"; };
+  auto string = [&](const char* key, const std::string& v) {
+    if (!v.empty()) out += std::string(key) + " = " + TomlQuote(v) + "\n";
+  };
+  for (const ModelSpec& m : catalogue.models) {
+    out += "\n[models." + TomlQuote(m.name) + "]\n";
+    for (const auto& [key, value] : m.costs) out += TomlQuote(key) + " = " + TomlNumber(value) + "\n";
+    string("site", m.site);
+    string("backend", m.backend);
+    string("path", m.path);
+    string("url", m.url);
+    string("remote_model", m.remote_model);
+    string("description", m.description);
+    if (!m.input_shape.empty()) {
+      out += "input_shape = [";
+      for (size_t d = 0; d < m.input_shape.size(); ++d) out += (d ? ", " : "") + std::to_string(m.input_shape[d]);
+      out += "]\n";
+    }
+    if (m.input_bytes > 0) number("input_bytes", m.input_bytes);
+    if (!m.labels.empty()) {
+      out += "labels = [";
+      for (size_t l = 0; l < m.labels.size(); ++l) out += (l ? ", " : "") + TomlQuote(m.labels[l]);
+      out += "]\n";
+    }
+    if (m.scale != defaults.scale) number("scale", m.scale);
+    if (m.mean != defaults.mean) number("mean", m.mean);
+    if (m.std != defaults.std) number("std", m.std);
+    if (m.timeout_ms != defaults.timeout_ms) number("timeout_ms", m.timeout_ms);
+    if (m.retries != defaults.retries) out += "retries = " + std::to_string(m.retries) + "\n";
+    if (m.max_response_mb != defaults.max_response_mb) number("max_response_mb", m.max_response_mb);
+  }
+  return out;
+}
+
 }  // namespace coe

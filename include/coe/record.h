@@ -1,0 +1,58 @@
+// coe/record.h: running models over a data set, for recordings and for live runs in
+// batches (engine layer). What `coe record`, `coe run` and `coe demo` do, as a library.
+//
+// Thread safety: each function may be called from any thread; the cascades it builds
+// are its own.
+#ifndef COE_RECORD_H_
+#define COE_RECORD_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "coe/catalogue.h"
+#include "coe/engine.h"
+#include "coe/recordings.h"
+#include "coe/status.h"
+#include "coe/tensor.h"
+
+namespace coe {
+
+// Called after each batch with the examples done and the total.
+using BatchProgress = std::function<void(int64_t done, int64_t total)>;
+
+// Runs `cascade` over `inputs` in consecutive batches of `batch` examples (one Run
+// each, so memory stays bounded) and joins the results. Answers do not depend on
+// `batch` (see coe/engine.h). Errors: Cascade::Run's.
+StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch,
+                                 const RunOptions& options = {}, const BatchProgress& progress = nullptr);
+
+struct RecordOptions {
+  std::vector<std::string> only;  // record these catalogue models (empty = all)
+  int threads = 0;                // engine threads (0 = the cores)
+  int batch = 2048;               // examples per engine call
+  // Called with the model being recorded, after each of its batches.
+  std::function<void(const std::string& model, int64_t done, int64_t total)> progress;
+};
+
+struct RecordResult {
+  Recordings recordings;  // every model's label, score and probabilities per example
+  LabelSet labels;        // what the recordings' label indices mean
+  std::map<std::string, double> us_per_example;  // measured wall time, by model
+};
+
+// Runs every chosen catalogue model on `inputs` (whose ids and truth, if any, become
+// the recordings'). InvalidArgument when `only` selects nothing or names an unknown
+// model; the engine's errors otherwise.
+StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch& inputs,
+                                    const RecordOptions& options);
+
+// A catalogue for planning on `recorded`: each recorded model's cost figures and site
+// from `catalogue`, plus `latency_us` as measured. It says nothing of how to run them.
+Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& recorded);
+
+}  // namespace coe
+
+#endif  // COE_RECORD_H_

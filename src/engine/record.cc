@@ -1,0 +1,128 @@
+#include "coe/record.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+namespace coe {
+
+StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch,
+                                 const RunOptions& options, const BatchProgress& progress) {
+  const int64_t n = inputs.size();
+  batch = std::max(1, batch);
+  if (n <= batch) {
+    COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run(inputs, options));
+    if (progress) progress(n, n);
+    return r;
+  }
+  RunResult total;
+  for (int64_t b = 0; b < n; b += batch) {
+    const int64_t e = std::min(n, b + batch);
+    COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run(inputs.Slice(b, e), options));
+    if (b == 0) {
+      total = std::move(r);
+    } else {
+      auto append = [](auto& dst, auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+      append(total.answer, r.answer);
+      append(total.exit_tier, r.exit_tier);
+      append(total.cost, r.cost);
+      append(total.vote, r.vote);
+      append(total.degraded, r.degraded);
+      append(total.probs, r.probs);
+      for (size_t t = 0; t < r.tiers.size(); ++t) {
+        total.tiers[t].reached += r.tiers[t].reached;
+        total.tiers[t].exited += r.tiers[t].exited;
+        total.tiers[t].seconds += r.tiers[t].seconds;
+      }
+      for (size_t m = 0; m < r.member_seconds.size(); ++m) {
+        total.member_seconds[m] += r.member_seconds[m];
+        total.member_examples[m] += r.member_examples[m];
+      }
+      total.seconds += r.seconds;
+    }
+    if (progress) progress(e, n);
+  }
+  return total;
+}
+
+StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch& inputs,
+                                    const RecordOptions& options) {
+  for (const std::string& name : options.only)
+    if (!catalogue.Find(name)) return InvalidArgumentError("--only: no model '" + name + "' in " + catalogue.source);
+  std::vector<const ModelSpec*> specs;
+  for (const ModelSpec& m : catalogue.models)
+    if (options.only.empty() || std::find(options.only.begin(), options.only.end(), m.name) != options.only.end())
+      specs.push_back(&m);
+  if (specs.empty()) return InvalidArgumentError("no models to record in " + catalogue.source);
+  RecordResult out;
+  Recordings& rec = out.recordings;
+  rec.source = "recorded";
+  rec.ids = inputs.ids;
+  if (rec.ids.empty())
+    for (int64_t i = 0; i < inputs.size(); ++i) rec.ids.push_back(std::to_string(i));
+  if (!inputs.truth.empty())
+    for (const std::string& t : inputs.truth) rec.truth.push_back(out.labels.Intern(t));
+  const int n = static_cast<int>(inputs.size());
+  for (const ModelSpec* spec : specs) {
+    CascadeSpec one;
+    one.tiers.push_back(TierSpec{{spec->name}, {}});
+    EngineOptions eo;
+    eo.threads = options.threads;
+    COE_ASSIGN_OR_RETURN(auto cascade, Cascade::Create(one, catalogue, eo));
+    BatchProgress progress;
+    if (options.progress)
+      progress = [&](int64_t done, int64_t total) { options.progress(spec->name, done, total); };
+    const auto t0 = std::chrono::steady_clock::now();
+    COE_ASSIGN_OR_RETURN(RunResult r, RunInBatches(*cascade, inputs, options.batch, RunOptions{.want_probs = true},
+                                                   progress));
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.us_per_example[spec->name] = 1e6 * wall / std::max(1, n);
+    ModelRecord mr;
+    mr.name = spec->name;
+    const LabelSet& own = cascade->labels();
+    std::vector<int> to_rec;
+    for (int l = 0; l < own.size(); ++l) to_rec.push_back(out.labels.Intern(own.name(l)));
+    mr.num_probs = out.labels.size();
+    mr.probs.assign(static_cast<size_t>(n) * mr.num_probs, 0.0f);
+    mr.score.assign(n, std::numeric_limits<float>::quiet_NaN());
+    for (int i = 0; i < n; ++i) {
+      mr.label.push_back(r.answer[i] == kAbstain ? kAbstain : to_rec[r.answer[i]]);
+      if (r.answer[i] == kAbstain) continue;
+      for (int l = 0; l < own.size(); ++l) mr.probs[static_cast<size_t>(i) * mr.num_probs + to_rec[l]] = r.probs[i][l];
+      mr.score[i] = r.probs[i][r.answer[i]];
+    }
+    rec.models.push_back(std::move(mr));
+  }
+  // Models recorded earlier may have fewer probability columns than labels known now.
+  for (ModelRecord& m : rec.models) {
+    const int width = out.labels.size();
+    if (m.num_probs == width) continue;
+    std::vector<float> wide(static_cast<size_t>(n) * width, 0.0f);
+    for (int i = 0; i < n; ++i)
+      for (int l = 0; l < m.num_probs; ++l)
+        wide[static_cast<size_t>(i) * width + l] = m.probs[static_cast<size_t>(i) * m.num_probs + l];
+    m.probs = std::move(wide);
+    m.num_probs = width;
+  }
+  return out;
+}
+
+Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& recorded) {
+  Catalogue out;
+  out.source = "measured";
+  for (const ModelRecord& m : recorded.recordings.models) {
+    const ModelSpec* spec = catalogue.Find(m.name);
+    ModelSpec s;
+    s.name = m.name;
+    if (spec) {
+      s.costs = spec->costs;
+      s.site = spec->site;
+      s.input_bytes = spec->input_bytes;
+    }
+    s.costs["latency_us"] = recorded.us_per_example.at(m.name);
+    out.models.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace coe
