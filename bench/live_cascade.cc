@@ -28,7 +28,7 @@
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/dataset.h"
-#include "coe/engine.h"
+#include "coe/cascade.h"
 
 extern char** environ;
 

@@ -34,7 +34,7 @@ PUBLIC = {
     "cost_model.h": "cost",
     "rules.h": "core", "cascade_spec.h": "core", "evaluate.h": "core",
     "backend.h": "backends",
-    "engine.h": "engine", "record.h": "engine",
+    "cascade.h": "engine", "record.h": "engine",
     "planner.h": "planner", "report.h": "planner",
     "server.h": "server",
 }

@@ -1,5 +1,5 @@
 // The live engine: real ONNX models, the recorded backend, fault injection, bad input.
-#include "coe/engine.h"
+#include "coe/cascade.h"
 
 #include <gtest/gtest.h>
 

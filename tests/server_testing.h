@@ -14,7 +14,7 @@
 
 #include "coe/backend.h"
 #include "coe/dataset.h"
-#include "coe/engine.h"
+#include "coe/cascade.h"
 #include "coe/server.h"
 #include "protocol/oip.h"
 #include "testing.h"

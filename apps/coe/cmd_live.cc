@@ -9,7 +9,7 @@
 
 #include "coe/cascade_spec.h"
 #include "coe/dataset.h"
-#include "coe/engine.h"
+#include "coe/cascade.h"
 #include "coe/files.h"
 #include "coe/paths.h"
 #include "coe/record.h"

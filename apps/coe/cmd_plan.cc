@@ -20,7 +20,7 @@ struct PlanFlags {
   int max_tiers = 3, max_members = 3, threads = 0;
   std::string score_grid = "auto", select = "noninferiority";
   SelectOptions select_options;
-  std::vector<std::string> subset;
+  std::vector<std::string> only;
   bool json = false, no_prune = false;
   RecordingsReadOptions read;
   CostFlags cost;
@@ -62,7 +62,7 @@ int RunPlan(const PlanFlags& f) {
   opt.select.guard = *guard;
   opt.prune = !f.no_prune;
   opt.threads = f.threads;
-  opt.models = f.subset;
+  opt.only = f.only;
   if (!f.rules.empty()) {
     auto r = ParseRuleKinds(f.rules);
     if (!r.ok()) return Fail(cmd, r.status());
@@ -70,7 +70,7 @@ int RunPlan(const PlanFlags& f) {
   }
   auto cost_opt = f.cost.Build();
   if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
-  cost_opt->only = f.subset;
+  cost_opt->only = f.only;
   LabelSet labels;
   RecordingsReadOptions read = f.read;
   read.keep_ids = false;  // planning needs no ids
@@ -160,7 +160,7 @@ void AddPlanCommands(CLI::App& app) {
                    "calibration quantiles tried as score thresholds a tier, 1-100, or auto (2 below 600 "
                    "labeled examples, rising to 8 from 1,600)")
       ->capture_default_str();
-  plan->add_option("--only", pf->subset, "search only these models (repeat or comma list)")
+  plan->add_option("--only", pf->only, "search only these models (repeat or comma list)")
       ->delimiter(',');
   plan->add_option("--threads", pf->threads, "search threads (default: the cores)");
   plan->add_option("--select", pf->select,

@@ -104,7 +104,7 @@ struct PlannerOptions {
   int score_quantiles = 0;
   bool prune = true;
   int threads = 0;  // 0 = the hardware's
-  std::vector<std::string> models;  // restrict the search to these (empty = all)
+  std::vector<std::string> only;    // --only: search these models (empty = all)
   SelectOptions select;             // match-best only
   // Called now and then with the fraction of the search done.
   std::function<void(double)> progress;

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "coe/catalogue.h"
-#include "coe/engine.h"
+#include "coe/cascade.h"
 #include "coe/recordings.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
@@ -25,7 +25,7 @@ using BatchProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Runs `cascade` over `inputs` in consecutive batches of `batch` examples (one Run
 // each, so memory stays bounded) and joins the results. Answers do not depend on
-// `batch` (see coe/engine.h). Errors: Cascade::Run's.
+// `batch` (see coe/cascade.h). Errors: Cascade::Run's.
 StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch,
                                  const RunOptions& options = {}, const BatchProgress& progress = nullptr);
 

@@ -54,7 +54,7 @@
 
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
-#include "coe/engine.h"
+#include "coe/cascade.h"
 #include "coe/status.h"
 #include "coe/protocol.h"
 #include "coe/tensor.h"

@@ -541,11 +541,11 @@ Status ValidateOptions(const PlannerOptions& options) {
 StatusOr<std::vector<int>> ModelsByCost(const Examples& ex, const PlannerOptions& options) {
   const Recordings& calib = ex.rec;
   std::vector<int> models;
-  if (options.models.empty()) {
+  if (options.only.empty()) {
     models.resize(calib.models.size());
     std::iota(models.begin(), models.end(), 0);
   } else {
-    for (const std::string& name : options.models) {
+    for (const std::string& name : options.only) {
       int m = calib.ModelIndex(name);
       if (m < 0) return NotFoundError("--only: no model '" + name + "' in " + calib.source);
       models.push_back(m);

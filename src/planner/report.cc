@@ -142,9 +142,9 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
   // Baselines: the search's models, cheapest first.
   std::vector<int> models;
   for (size_t m = 0; m < calib.models.size(); ++m) {
-    if (!options.models.empty() &&
-        std::find(options.models.begin(), options.models.end(), calib.models[m].name) ==
-            options.models.end())
+    if (!options.only.empty() &&
+        std::find(options.only.begin(), options.only.end(), calib.models[m].name) ==
+            options.only.end())
       continue;
     models.push_back(static_cast<int>(m));
   }

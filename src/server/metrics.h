@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "coe/backend.h"
-#include "coe/engine.h"
+#include "coe/cascade.h"
 
 namespace coe {
 

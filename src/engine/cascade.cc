@@ -1,4 +1,4 @@
-#include "coe/engine.h"
+#include "coe/cascade.h"
 
 #include <algorithm>
 #include <chrono>
@@ -134,15 +134,128 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(
   return std::unique_ptr<Cascade>(new Cascade(std::move(impl)));
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Every member of tier `t` on every example of `in`: the (member, chunk) pairs are
+// tasks on the pool, enough of them to keep every thread busy even when few examples
+// reach the tier (deep tiers get small batches), none larger than the chunk size.
+// preds[j][i] is member j's prediction for example i; a member's failure is an
+// abstention. Adds each member's examples and seconds to *r.
+std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputBatch& in,
+                                             RunResult* r) {
+  const std::vector<int>& tier = im.tiers[t];
+  const int m = static_cast<int>(in.size());
+  std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
+  std::vector<std::function<void()>> tasks;
+  const int threads = im.pool->size();
+  const int members = static_cast<int>(tier.size());
+  const int num_chunks = std::max((m + im.chunk - 1) / im.chunk, (threads + members - 1) / members);
+  const int chunk = std::max(1, (m + num_chunks - 1) / num_chunks);
+  std::mutex mu;  // guards r->member_seconds, r->member_examples
+  for (size_t j = 0; j < tier.size(); ++j) {
+    for (int b = 0; b < m; b += chunk) {
+      const int e = std::min(m, b + chunk);
+      tasks.push_back([&, j, b, e] {
+        const Member& mem = im.members[tier[j]];
+        std::vector<Prediction> got;
+        const auto t0 = Clock::now();
+        Status s = mem.backend->Predict(in.View(b, e), &got);
+        const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (!s.ok() || static_cast<int>(got.size()) != e - b) {
+          got.assign(e - b, Prediction{});
+          for (Prediction& p : got) p.error = s.ok() ? "backend answered the wrong number of examples" : s.message();
+        }
+        std::move(got.begin(), got.end(), preds[j].begin() + b);  // each task its own slice
+        std::lock_guard<std::mutex> lock(mu);
+        r->member_seconds[tier[j]] += secs;
+        r->member_examples[tier[j]] += e - b;
+      });
+    }
+  }
+  im.pool->RunAll(std::move(tasks));
+  return preds;
+}
+
+// Decides tier `t` for each active example from its members' predictions, through
+// TallyVotes and DeferralRule::Exits (coe/rules.h): pays the tier, records the answer
+// of an example that exits (or reaches the last tier), remembers the plurality of one
+// that defers (for a degraded fallback). Returns the examples that go on.
+std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector<int>& active,
+                            const std::vector<std::vector<Prediction>>& preds, const RunOptions& options,
+                            std::vector<int>* fallback, RunResult* r) {
+  const std::vector<int>& tier = im.tiers[t];
+  const int num_labels = im.labels.size();
+  double tier_cost = 0;
+  for (int j : tier) tier_cost += im.members[j].cost;
+  const bool last = t + 1 == im.tiers.size();
+  std::vector<int> next;
+  std::vector<MemberOutput> outs;
+  std::vector<std::vector<float>> remapped(tier.size());
+  for (size_t i = 0; i < active.size(); ++i) {
+    const int ex = active[i];
+    outs.clear();
+    bool failed = false;
+    for (size_t j = 0; j < tier.size(); ++j) {
+      const Member& mem = im.members[tier[j]];
+      const Prediction& p = preds[j][i];
+      failed |= !p.error.empty();
+      MemberOutput o;
+      o.label = p.label == kAbstain ? kAbstain : mem.to_global[p.label];
+      o.score = p.score;
+      if (!p.probs.empty()) {
+        if (mem.identity) {
+          o.probs = p.probs.data();
+          o.num_probs = static_cast<int>(p.probs.size());
+        } else {
+          remapped[j].assign(num_labels, 0.0f);
+          for (size_t l = 0; l < p.probs.size(); ++l) remapped[j][mem.to_global[l]] = p.probs[l];
+          o.probs = remapped[j].data();
+          o.num_probs = num_labels;
+        }
+      }
+      outs.push_back(o);
+    }
+    const TierVote v = TallyVotes(outs);
+    r->cost[ex] += tier_cost;
+    if (!last && !im.spec.tiers[t].rule.Exits(v)) {
+      if (v.plurality != kAbstain) (*fallback)[ex] = v.plurality;
+      next.push_back(ex);
+      continue;
+    }
+    r->exit_tier[ex] = static_cast<int>(t);
+    r->vote[ex] = v;
+    r->answer[ex] = v.plurality;
+    if (v.plurality == kAbstain && failed) {
+      r->answer[ex] = (*fallback)[ex];
+      r->degraded[ex] = 1;
+    }
+    if (options.want_probs) {
+      std::vector<float>& pr = r->probs[ex];
+      pr.assign(num_labels, 0.0f);
+      for (const MemberOutput& o : outs) {
+        if (o.probs) {
+          for (int l = 0; l < o.num_probs; ++l) pr[l] += o.probs[l];
+        } else if (o.label != kAbstain) {
+          pr[o.label] += 1.0f;
+        }
+      }
+      for (float& x : pr) x /= static_cast<float>(outs.size());
+    }
+  }
+  return next;
+}
+
+}  // namespace
+
 StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& options) const {
   const Impl& im = *impl_;
-  using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
   if (!im.input_shape.empty() && batch.example_shape != im.input_shape)
     return InvalidArgumentError("input examples have shape " + ShapeString(batch.example_shape) +
                                 ", the cascade's models take " + ShapeString(im.input_shape));
   const int n = static_cast<int>(batch.size());
-  const int num_labels = im.labels.size();
   RunResult r;
   r.answer.assign(n, kAbstain);
   r.exit_tier.assign(n, 0);
@@ -156,108 +269,14 @@ StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& opti
   std::vector<int> fallback(n, kAbstain);  // deepest earlier plurality, for degraded answers
   std::vector<int> active(n);
   std::iota(active.begin(), active.end(), 0);
-  InputBatch gathered;
-  std::mutex mu;  // guards r.member_seconds / r.member_examples in tasks
-
-  std::vector<MemberOutput> outs;
-  std::vector<std::vector<float>> remapped;
   for (size_t t = 0; t < im.tiers.size() && !active.empty(); ++t) {
     const auto t_tier = Clock::now();
-    const std::vector<int>& tier = im.tiers[t];
-    const InputBatch* cur = &batch;
-    if (t > 0) {
-      gathered = batch.Gather(active);
-      cur = &gathered;
-    }
-    const int m = static_cast<int>(active.size());
-    std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
-    std::vector<std::function<void()>> tasks;
-    // Enough tasks to keep every thread busy even when few examples reach the tier
-    // (deep tiers get small batches), none larger than the configured chunk.
-    const int threads = im.pool->size();
-    const int members = static_cast<int>(tier.size());
-    const int num_chunks = std::max((m + im.chunk - 1) / im.chunk, (threads + members - 1) / members);
-    const int chunk = std::max(1, (m + num_chunks - 1) / num_chunks);
-    for (size_t j = 0; j < tier.size(); ++j) {
-      for (int b = 0; b < m; b += chunk) {
-        const int e = std::min(m, b + chunk);
-        tasks.push_back([&, j, b, e] {
-          const Member& mem = im.members[tier[j]];
-          std::vector<Prediction> got;
-          const auto t0 = Clock::now();
-          Status s = mem.backend->Predict(cur->View(b, e), &got);
-          const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-          if (!s.ok() || static_cast<int>(got.size()) != e - b) {
-            got.assign(e - b, Prediction{});
-            for (Prediction& p : got) p.error = s.ok() ? "backend answered the wrong number of examples" : s.message();
-          }
-          std::move(got.begin(), got.end(), preds[j].begin() + b);
-          std::lock_guard<std::mutex> lock(mu);
-          r.member_seconds[tier[j]] += secs;
-          r.member_examples[tier[j]] += e - b;
-        });
-      }
-    }
-    im.pool->RunAll(std::move(tasks));
-
-    double tier_cost = 0;
-    for (int j : tier) tier_cost += im.members[j].cost;
-    const bool last = t + 1 == im.tiers.size();
-    std::vector<int> next;
-    remapped.assign(tier.size(), {});
-    for (int i = 0; i < m; ++i) {
-      const int ex = active[i];
-      outs.clear();
-      bool failed = false;
-      for (size_t j = 0; j < tier.size(); ++j) {
-        const Member& mem = im.members[tier[j]];
-        const Prediction& p = preds[j][i];
-        failed |= !p.error.empty();
-        MemberOutput o;
-        o.label = p.label == kAbstain ? kAbstain : mem.to_global[p.label];
-        o.score = p.score;
-        if (!p.probs.empty()) {
-          if (mem.identity) {
-            o.probs = p.probs.data();
-            o.num_probs = static_cast<int>(p.probs.size());
-          } else {
-            remapped[j].assign(num_labels, 0.0f);
-            for (size_t l = 0; l < p.probs.size(); ++l) remapped[j][mem.to_global[l]] = p.probs[l];
-            o.probs = remapped[j].data();
-            o.num_probs = num_labels;
-          }
-        }
-        outs.push_back(o);
-      }
-      const TierVote v = TallyVotes(outs);
-      r.cost[ex] += tier_cost;
-      if (!last && !im.spec.tiers[t].rule.Exits(v)) {
-        if (v.plurality != kAbstain) fallback[ex] = v.plurality;
-        next.push_back(ex);
-        continue;
-      }
-      r.exit_tier[ex] = static_cast<int>(t);
-      r.vote[ex] = v;
-      r.answer[ex] = v.plurality;
-      if (v.plurality == kAbstain && failed) {
-        r.answer[ex] = fallback[ex];
-        r.degraded[ex] = 1;
-      }
-      if (options.want_probs) {
-        std::vector<float>& pr = r.probs[ex];
-        pr.assign(num_labels, 0.0f);
-        for (const MemberOutput& o : outs) {
-          if (o.probs) {
-            for (int l = 0; l < o.num_probs; ++l) pr[l] += o.probs[l];
-          } else if (o.label != kAbstain) {
-            pr[o.label] += 1.0f;
-          }
-        }
-        for (float& x : pr) x /= static_cast<float>(outs.size());
-      }
-    }
-    r.tiers[t].reached = m;
-    r.tiers[t].exited = m - static_cast<int>(next.size());
+    // Tier 1 sees the batch itself; later tiers the examples that did not exit.
+    const InputBatch gathered = t > 0 ? batch.Gather(active) : InputBatch{};
+    const auto preds = RunTier(im, t, t > 0 ? gathered : batch, &r);
+    std::vector<int> next = DecideTier(im, t, active, preds, options, &fallback, &r);
+    r.tiers[t].reached = static_cast<int>(active.size());
+    r.tiers[t].exited = static_cast<int>(active.size() - next.size());
     r.tiers[t].seconds = std::chrono::duration<double>(Clock::now() - t_tier).count();
     active = std::move(next);
   }

@@ -1,4 +1,4 @@
-// coe/engine.h: running a cascade live.
+// coe/cascade.h: running a cascade live (engine layer).
 //
 // A batch enters tier 1; every member of the tier runs on it at once (the batch is cut
 // into chunks, and every (member, chunk) pair is a task on a thread pool); the
@@ -26,8 +26,8 @@
 // before giving it back; the remote backend's connection pool, schema and circuit
 // breaker sit under its mutex; statistics are relaxed atomics).
 // Ownership: a Cascade owns its backends and its thread pool.
-#ifndef COE_ENGINE_H_
-#define COE_ENGINE_H_
+#ifndef COE_CASCADE_H_
+#define COE_CASCADE_H_
 
 #include <memory>
 #include <string>
@@ -56,7 +56,9 @@ struct TierStats {
 
 struct RunResult {
   std::vector<int> answer;      // per example: index into Cascade::labels(), or kAbstain
-  std::vector<int> exit_tier;   // 0-based
+  // The tier that answered, 0-based here; every user-facing output (the CLI's tables,
+  // `coe run --out`, JSON reports, the server's `exit_tier`, metrics) counts from 1.
+  std::vector<int> exit_tier;
   std::vector<double> cost;     // per example, the cost_key figure summed over reached tiers
   std::vector<TierVote> vote;   // the answering tier's tally
   std::vector<uint8_t> degraded;  // 1 when a failure forced a fallback answer
@@ -103,12 +105,13 @@ class Cascade {
   // Members in AllMembers() order, for stats.
   std::vector<Backend*> members() const;
 
+  struct Impl;  // the engine's state (src/engine/cascade.cc); opaque
+
  private:
-  struct Impl;
   explicit Cascade(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace coe
 
-#endif  // COE_ENGINE_H_
+#endif  // COE_CASCADE_H_
