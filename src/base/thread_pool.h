@@ -3,6 +3,7 @@
 #ifndef COE_BASE_THREAD_POOL_H_
 #define COE_BASE_THREAD_POOL_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -30,8 +31,11 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()); }
 
-  // Runs every task and returns when all are done. Safe to call from many threads.
-  void RunAll(std::vector<std::function<void()>> tasks) {
+  // Runs every task and returns when all are done. Safe to call from many threads
+  // (not from a task: that could wait on itself). While waiting, the calling thread
+  // calls `tick` (when given) every `every`.
+  void RunAll(std::vector<std::function<void()>> tasks, const std::function<void()>& tick = nullptr,
+              std::chrono::milliseconds every = std::chrono::milliseconds(100)) {
     if (tasks.empty()) return;
     struct Group {
       std::mutex mu;
@@ -51,7 +55,12 @@ class ThreadPool {
     }
     cv_.notify_all();
     std::unique_lock<std::mutex> lock(group.mu);
-    group.cv.wait(lock, [&] { return group.left == 0; });
+    while (!group.cv.wait_for(lock, every, [&] { return group.left == 0; })) {
+      if (!tick) continue;
+      lock.unlock();
+      tick();
+      lock.lock();
+    }
   }
 
  private:

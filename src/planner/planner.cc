@@ -21,6 +21,7 @@
 #include "coe/evaluate.h"
 #include "planner/select.h"
 #include "base/numbers.h"
+#include "base/thread_pool.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define COE_TARGET_CLONES_AVX2
@@ -678,8 +679,9 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   return s;
 }
 
-// Every member set of 1 to max_members positions, built on `threads` threads.
-void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsigned rules, int grid, int threads) {
+// Every member set of 1 to max_members positions, built on the pool.
+void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsigned rules, int grid,
+                     ThreadPool& pool) {
   max_members = std::min(max_members, p.num_models);
   std::vector<std::vector<int>> combos;
   std::vector<int> comb;
@@ -694,23 +696,24 @@ void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsig
   };
   gen(0);
   p.sets.resize(combos.size());
+  // One task a thread, each with its own scratch tallies, taking sets off a counter.
   std::atomic<size_t> next_combo{0};
-  auto build = [&]() {
-    Tallies votes;
-    std::vector<MemberOutput> outs;
-    for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
-      p.sets[c] = BuildMemberSet(p, calib, combos[c], rules, grid, votes, outs);
-  };
-  std::vector<std::thread> builders;
-  for (int t = 1; t < threads; ++t) builders.emplace_back(build);
-  build();
-  for (std::thread& t : builders) t.join();
+  std::vector<std::function<void()>> tasks;
+  for (int t = 0; t < pool.size(); ++t)
+    tasks.push_back([&] {
+      Tallies votes;
+      std::vector<MemberOutput> outs;
+      for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
+        p.sets[c] = BuildMemberSet(p, calib, combos[c], rules, grid, votes, outs);
+    });
+  pool.RunAll(std::move(tasks));
 }
 
-// The depth-first search on `threads` workers; the workers' frontiers merged
+// The depth-first search on the pool: one task a thread, each with its own Searcher
+// (and frontier), taking root items off a counter; the frontiers merged
 // deterministically (lower key wins ties). Adds the count of cascades evaluated one by
 // one to *evaluated.
-std::vector<Candidate> RunSearch(const Problem& p, int threads, const std::function<void(double)>& progress,
+std::vector<Candidate> RunSearch(const Problem& p, ThreadPool& pool, const std::function<void(double)>& progress,
                                  uint64_t* evaluated) {
   // Root work items: each member set as a single tier, and each (set, option) prefix.
   std::vector<Step> items;
@@ -719,34 +722,23 @@ std::vector<Candidate> RunSearch(const Problem& p, int threads, const std::funct
     if (p.max_tiers > 1)
       for (int oi = 0; oi < static_cast<int>(p.sets[si].options.size()); ++oi) items.push_back(Step{si, oi});
   }
-  threads = std::min<int>(threads, std::max<size_t>(1, items.size()));
-  std::atomic<int> next{0};
-  int done = 0;
-  std::mutex mu;
-  std::condition_variable cv;  // signalled when an item is done; guarded by mu
-  std::vector<std::unique_ptr<Searcher>> searchers;
-  for (int t = 0; t < threads; ++t) searchers.push_back(std::make_unique<Searcher>(p));
+  const int workers = std::min<int>(pool.size(), std::max<size_t>(1, items.size()));
   const int num_items = static_cast<int>(items.size());
-  auto work = [&](Searcher* s) {
-    for (;;) {
-      int i = next.fetch_add(1);
-      if (i >= num_items) break;
-      s->RunItem(i, items[i]);
-      std::lock_guard<std::mutex> lock(mu);
-      ++done;
-      cv.notify_all();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(work, searchers[t].get());
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    while (done < num_items) {
-      cv.wait_for(lock, std::chrono::milliseconds(100));
-      if (progress) progress(static_cast<double>(done) / num_items);
-    }
+  std::atomic<int> next{0}, done{0};
+  std::vector<std::unique_ptr<Searcher>> searchers;
+  std::vector<std::function<void()>> tasks;
+  for (int t = 0; t < workers; ++t) {
+    searchers.push_back(std::make_unique<Searcher>(p));
+    tasks.push_back([&, s = searchers.back().get()] {
+      for (int i; (i = next.fetch_add(1)) < num_items;) {
+        s->RunItem(i, items[i]);
+        done.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
   }
-  for (std::thread& t : pool) t.join();
+  pool.RunAll(std::move(tasks), [&] {
+    if (progress) progress(static_cast<double>(done.load(std::memory_order_relaxed)) / num_items);
+  });
   if (progress) progress(1.0);
   std::vector<Candidate> all;
   for (auto& s : searchers) {
@@ -805,14 +797,15 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // The tables live only in this scope: a guard's further searches do not stack on them.
   Problem p = BuildProblem(ex, models, options);
-  BuildMemberSets(p, calib, options.max_members, rules, grid, threads);
+  ThreadPool pool(threads);
+  BuildMemberSets(p, calib, options.max_members, rules, grid, pool);
   PlanResult result;
   result.rules = rules;
   result.examples = p.n;
   result.labeled = ex.labeled;
   result.score_grid = grid;
   result.space_size = SpaceCounter(p).Count(0, 0);
-  for (const Candidate& c : RunSearch(p, threads, options.progress, &result.evaluated))
+  for (const Candidate& c : RunSearch(p, pool, options.progress, &result.evaluated))
     result.frontier.push_back(ToOperatingPoint(p, calib, c, ex.labeled));
   // The best single model (ties: the cheaper).
   result.best_single_correct = -1;
