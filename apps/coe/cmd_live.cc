@@ -196,6 +196,7 @@ int RunRun(const RunFlags& f) {
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
+  WarnAboutCascade(*spec, *cat, f.json);
   EngineOptions eo;
   eo.threads = f.data.threads;
   eo.cost_key = f.cost;
@@ -389,7 +390,7 @@ void AddLiveCommands(CLI::App& app) {
   run->add_option("--cascade", uf->cascade, "cascade (TOML)")->required();
   run->add_option("--models", uf->models, "model catalogue (TOML)")->required();
   run->add_option("--out", uf->out, "write predictions (CSV: id,answer,exit_tier,agreement,cost,degraded[,label])");
-  run->add_option("--cost", uf->cost, "catalogue figure counted as cost (default: macs, flops, usd, ...)");
+  run->add_option("--cost", uf->cost, "catalogue figure counted as cost (default: the first of usd, macs, flops, latency_ms, latency_us, params every member has, as coe plan)");
   run->add_flag("--json", uf->json, "print the summary as JSON");
   uf->data.Add(run);
   run->callback([uf]() { throw CLI::RuntimeError(RunRun(*uf)); });

@@ -18,7 +18,7 @@ namespace {
 struct PlanFlags {
   std::string calib, test, models, goal = "match-best", rules, out;
   int max_tiers = 3, max_members = 3, threads = 0;
-  std::string score_grid = "auto", select = "noninferiority";
+  std::string score_grid = "auto", select = "noninferiority", frontier = "12";
   SelectOptions select_options;
   std::vector<std::string> only;
   bool json = false, no_prune = false;
@@ -76,10 +76,12 @@ int RunPlan(const PlanFlags& f) {
   read.keep_ids = false;  // planning needs no ids
   auto calib = ReadRecordings(f.calib, &labels, &warnings, read);
   if (!calib.ok()) return Fail(cmd, calib.status());
+  DropUnknownModels(&*calib, *catalogue, &warnings);
   std::optional<Recordings> test;
   if (!f.test.empty()) {
     auto t = ReadRecordings(f.test, &labels, &warnings, read);
     if (!t.ok()) return Fail(cmd, t.status());
+    DropUnknownModels(&*t, *catalogue, &warnings);
     test = std::move(*t);
   }
   PrintWarnings(warnings, f.json);
@@ -110,9 +112,22 @@ int RunPlan(const PlanFlags& f) {
     if (!fp || std::fwrite(text.data(), 1, text.size(), fp) != text.size() || std::fclose(fp) != 0)
       return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "'"));
   }
-  std::string out = f.json ? PlanReportToJson(*report) : PlanReportToText(*report);
+  int max_frontier = 0;
+  if (f.frontier != "all") {
+    char* end = nullptr;
+    const long v = std::strtol(f.frontier.c_str(), &end, 10);
+    if (f.frontier.empty() || *end || v < 1)
+      return Fail(cmd, InvalidArgumentError("--frontier: '" + f.frontier + "' (expected a count or all)"));
+    max_frontier = static_cast<int>(v);
+  }
+  std::string out = f.json ? PlanReportToJson(*report) : PlanReportToText(*report, max_frontier);
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (!f.json && !f.out.empty()) std::printf("\nwrote %s\n", f.out.c_str());
+  if (!plan->goal_met) {
+    std::fprintf(stderr, "coe plan: the goal %s is not met; the nearest point is reported (exit 3)\n",
+                 goal->ToString().c_str());
+    return kExitGoalNotMet;
+  }
   return 0;
 }
 
@@ -123,11 +138,13 @@ int RunEval(const EvalFlags& f) {
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto catalogue = ReadCatalogue(f.models);
   if (!catalogue.ok()) return Fail(cmd, catalogue.status());
+  WarnAboutCascade(*spec, *catalogue, f.json);
   auto cost_opt = f.cost.Build();
   if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
   LabelSet labels;
   auto rec = ReadRecordings(f.data, &labels, &warnings, f.read);
   if (!rec.ok()) return Fail(cmd, rec.status());
+  DropUnknownModels(&*rec, *catalogue, &warnings);
   PrintWarnings(warnings, f.json);
   auto costs = BuildCostTable(*rec, *catalogue, *cost_opt);
   if (!costs.ok()) return Fail(cmd, costs.status());
@@ -177,6 +194,8 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_option("--margin", pf->select_options.margin, "--select noninferiority: accuracy margin")
       ->capture_default_str();
   plan->add_flag("--no-prune", pf->no_prune, "evaluate every cascade (same result, slower)");
+  plan->add_option("--frontier", pf->frontier, "frontier points the table shows: a count or all (JSON has all)")
+      ->capture_default_str();
   plan->add_option("--out", pf->out, "write the chosen cascade (TOML)");
   plan->add_flag("--json", pf->json, "print the report as JSON");
   plan->add_flag("--allow-duplicate-ids", pf->read.allow_duplicate_ids,

@@ -40,6 +40,7 @@ int RunServe(const ServeFlags& f) {
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
+  WarnAboutCascade(*spec, *cat, false);
   EngineOptions eo;
   eo.threads = f.threads;
   ServerOptions so;

@@ -24,11 +24,30 @@ void PrintWarnings(const std::vector<std::string>& warnings, bool quiet) {
   for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", PrintableText(w).c_str());
 }
 
+void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings) {
+  for (const std::string& name :
+       DropModels(rec, [&](const std::string& m) { return catalogue.Find(m) != nullptr; }))
+    warnings->push_back(rec->source + ": ignoring column '" + name + "': it names no model of " + catalogue.source);
+}
+
+void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool quiet) {
+  std::vector<const ModelSpec*> members;
+  for (const std::string& name : spec.AllMembers())
+    if (const ModelSpec* m = catalogue.Find(name)) members.push_back(m);
+  const std::string key = DefaultCostKey(members);
+  PrintWarnings(CascadeWarnings(spec,
+                                [&](const std::string& name) -> const double* {
+                                  const ModelSpec* m = catalogue.Find(name);
+                                  return m && !key.empty() ? m->Cost(key) : nullptr;
+                                }),
+                quiet);
+}
+
 void CostFlags::Add(CLI::App* cmd) {
   cmd->add_option("--cost", key,
-                  "cost figure: a catalogue key (usd, flops, macs, latency_ms, ...) or 'recorded' "
+                  "cost figure: a catalogue key (usd, macs, flops, latency_ms, ...) or 'recorded' "
                   "(the |cost columns); default: |cost columns when present, else the first "
-                  "catalogue key of usd, flops, macs, latency_ms, params");
+                  "catalogue key of usd, macs, flops, latency_ms, latency_us, params (as coe run)");
   cmd->add_option("--latency", latency, "latency of a tier's members: parallel or sequential")
       ->check(CLI::IsMember({"parallel", "sequential"}));
   cmd->add_option("--cluster", cluster,
@@ -41,6 +60,7 @@ StatusOr<CostOptions> CostFlags::Build() const {
   CostOptions o;
   o.key = key;
   o.latency = latency == "sequential" ? LatencyMode::kSequential : LatencyMode::kParallel;
+  o.require_latency = !latency.empty();
   if (!cluster.empty()) {
     COE_ASSIGN_OR_RETURN(ClusterSpec c, ReadCluster(cluster));
     o.cluster = std::move(c);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/cost_model.h"
 #include "coe/recordings.h"
@@ -13,16 +14,23 @@
 
 namespace coe::app {
 
-// Exit codes: 0 success, 1 failure, 2 bad input (flags, files).
+// Exit codes: 0 success, 1 failure, 2 bad input (flags, files), 3 the plan's goal is
+// not met (the nearest point is reported).
+inline constexpr int kExitGoalNotMet = 3;
 int ExitCode(const Status& s);
 // Prints "coe <cmd>: error: <message>" and returns the exit code.
 int Fail(const std::string& cmd, const Status& s);
 void PrintWarnings(const std::vector<std::string>& warnings, bool quiet);
+// Drops the recordings' columns that name no model of the catalogue, with a warning
+// each (a `notes` column, say). Other columns are ignored by ReadRecordings.
+void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings);
+// Prints CascadeWarnings for `spec`, costs by the catalogue's default cost figure.
+void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool quiet);
 
 // The cost flags every reporting command shares.
 struct CostFlags {
   std::string key;
-  std::string latency = "parallel";
+  std::string latency;  // "" = parallel, reported when every model has a latency figure
   std::string cluster;
   std::string link;
   void Add(CLI::App* cmd);

@@ -16,6 +16,7 @@
 #ifndef COE_CASCADE_SPEC_H_
 #define COE_CASCADE_SPEC_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,13 @@ struct CascadeSpec {
 Status ValidateCascade(const CascadeSpec& spec, const std::string& source);
 
 StatusOr<CascadeSpec> ReadCascade(const std::string& path);
+
+// What a valid cascade may say that is almost surely not meant, one message a finding,
+// naming the tier: a non-final tier that can never defer (a vote rule that a single
+// vote meets, and no score rule), and a tier whose dearest member costs no more than
+// the tier before's (`cost_of(member)`, when given, returns its cost figure or null).
+std::vector<std::string> CascadeWarnings(const CascadeSpec& spec,
+                                         const std::function<const double*(const std::string&)>& cost_of = nullptr);
 StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& source);
 // TOML text that ParseCascade reads back to an equal spec (thresholds keep every
 // digit). `comment` lines are written first, each prefixed with "# ".

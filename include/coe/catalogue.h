@@ -66,6 +66,13 @@ struct Catalogue {
   const ModelSpec* Find(std::string_view name) const;
 };
 
+// The cost figure counted when the user names none, the same for every command
+// (`coe plan`, `eval`, `run`, `serve`): the first of usd, macs, flops, latency_ms,
+// latency_us, params that every model in `models` has; "" when none. (`coe plan` and
+// `eval` prefer the recordings' own |cost columns when every model has one.)
+std::string DefaultCostKey(const std::vector<const ModelSpec*>& models);
+inline constexpr const char* kCostKeyOrder[] = {"usd", "macs", "flops", "latency_ms", "latency_us", "params"};
+
 StatusOr<Catalogue> ReadCatalogue(const std::string& path);
 // `base_dir` resolves relative paths ("" = current directory).
 StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source,

@@ -66,6 +66,9 @@ enum class LatencyMode { kParallel, kSequential };
 struct CostOptions {
   std::string key;  // see above
   LatencyMode latency = LatencyMode::kParallel;
+  // The user asked for a latency mode: then every model needs a latency figure
+  // (InvalidArgument otherwise) instead of latency going unreported.
+  bool require_latency = false;
   std::optional<ClusterSpec> cluster;
   std::optional<LinkSpec> link;
   // When not empty, only these models need cost figures (cluster throughput, catalogue

@@ -8,8 +8,9 @@
 //   <model>|cost  per-example cost of that model (>= 0; overrides the catalogue)
 //   <model>|score the model's confidence in its own label, in [0,1]
 //   <model>|p:<label>  the model's probability for <label>, in [0,1]
-// Any other column (including a `|`-suffixed column of an unknown model or kind) is
-// ignored with a warning. Labels compare as exact strings.
+// A `|`-suffixed column of an unknown model or kind is ignored with a warning. Every
+// plain column is a model's; the commands drop, with a warning, those that name no
+// model of their catalogue (DropModels). Labels compare as exact strings.
 //
 // Errors: ReadRecordings returns InvalidArgument for malformed input (a ragged row,
 // a bad number, a NaN or negative cost, a score outside [0,1], a duplicate id, no
@@ -19,6 +20,7 @@
 #ifndef COE_RECORDINGS_H_
 #define COE_RECORDINGS_H_
 
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -82,6 +84,10 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
 // The examples `rows` of `rec` (in that order), every column kept; label indices are
 // unchanged (they still refer to the caller's LabelSet).
 Recordings SelectRows(const Recordings& rec, std::span<const int> rows);
+
+// Drops the models `keep` rejects (with their |cost, |score and |p: columns); returns
+// their names. For recordings holding columns that name no model of the catalogue.
+std::vector<std::string> DropModels(Recordings* rec, const std::function<bool(const std::string&)>& keep);
 
 // Serializes recordings as CSV (the format above). Scores, costs and probabilities
 // are written when present; `labels` gives the label names.

@@ -75,8 +75,8 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
 // JSON with the keys of issue #2: goal, cost, calib_examples, test_examples, searched,
 // seconds, chosen {tiers, calib, test}, baselines [{name, calib, test}], frontier.
 std::string PlanReportToJson(const PlanReport& report);
-// A readable table.
-std::string PlanReportToText(const PlanReport& report);
+// A readable table, with at most `max_frontier` frontier points (0 = all).
+std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 
 // `coe eval` output: {"cascade", "cost", "examples", "accuracy", "cost", "exits", ...}.
 std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name,

@@ -55,8 +55,10 @@ struct DeferralRule {
   bool empty() const { return !min_agreement && !min_score; }
   // True when a non-final tier with this tally returns its plurality label.
   bool Exits(const TierVote& vote) const;
-  // "agreement>=1, score>=0.9", or "plurality" for an empty rule.
-  std::string ToString() const;
+  // How reports show the rule: "unanimous", "agree>=2/3" (as a share of `members` when
+  // given, else "agree>=0.667"), "score>=0.9", joined by " & "; "plurality" for an
+  // empty rule.
+  std::string ToString(int members = 0) const;
 };
 
 }  // namespace coe

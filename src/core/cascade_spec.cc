@@ -19,7 +19,7 @@ std::string CascadeSpec::ToString() const {
       s += tiers[t].members[m];
     }
     s += "}";
-    if (t + 1 < tiers.size()) s += " " + tiers[t].rule.ToString();
+    if (t + 1 < tiers.size()) s += " " + tiers[t].rule.ToString(static_cast<int>(tiers[t].members.size()));
   }
   return s;
 }
@@ -128,6 +128,44 @@ std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string
     if (t + 1 == spec.tiers.size()) continue;
     if (tier.rule.min_agreement) out += "min_agreement = " + TomlNumber(*tier.rule.min_agreement) + "\n";
     if (tier.rule.min_score) out += "min_score = " + TomlNumber(*tier.rule.min_score) + "\n";
+  }
+  return out;
+}
+
+std::vector<std::string> CascadeWarnings(const CascadeSpec& spec,
+                                         const std::function<const double*(const std::string&)>& cost_of) {
+  std::vector<std::string> out;
+  double prev_top = -1;
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const TierSpec& tier = spec.tiers[t];
+    const std::string name = "tier " + std::to_string(t + 1) + " {" + [&] {
+      std::string m;
+      for (size_t k = 0; k < tier.members.size(); ++k) m += (k ? ", " : "") + tier.members[k];
+      return m;
+    }() + "}";
+    const int n = static_cast<int>(tier.members.size());
+    if (t + 1 < spec.tiers.size() && tier.rule.min_agreement && !tier.rule.min_score &&
+        std::ceil(*tier.rule.min_agreement * n - 1e-9) <= 1)
+      out.push_back(name + ": min_agreement " + FormatDouble(*tier.rule.min_agreement) + " of " + std::to_string(n) +
+                    " members is met by a single vote, so the tier never defers (unless every member abstains); "
+                    "a majority is min_agreement > 0.5");
+    if (t + 1 < spec.tiers.size() && tier.rule.min_score && *tier.rule.min_score <= 0)
+      out.push_back(name + ": min_score " + FormatDouble(*tier.rule.min_score) +
+                    " is met by every answer with a score, so the tier never defers on it");
+    if (cost_of) {
+      double top = -1;
+      bool known = true;
+      for (const std::string& m : tier.members) {
+        const double* c = cost_of(m);
+        if (!c) known = false;
+        else top = std::max(top, *c);
+      }
+      if (known && t > 0 && prev_top >= 0 && top <= prev_top)
+        out.push_back(name + " costs no more than tier " + std::to_string(t) +
+                      " (its dearest member: " + FormatDouble(top) + " vs " + FormatDouble(prev_top) +
+                      "): cascades run cheap tiers first, list tiers in ascending cost");
+      prev_top = known ? top : -1;
+    }
   }
   return out;
 }

@@ -1,5 +1,7 @@
 #include "coe/rules.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace coe {
@@ -39,13 +41,21 @@ bool DeferralRule::Exits(const TierVote& vote) const {
   return true;
 }
 
-std::string DeferralRule::ToString() const {
+std::string DeferralRule::ToString(int members) const {
   if (empty()) return "plurality";
   std::string s;
   char buf[64];
   if (min_agreement) {
-    std::snprintf(buf, sizeof buf, "agree>=%.3g", *min_agreement);
-    s += buf;
+    if (*min_agreement >= 1 - 1e-12) {
+      s += "unanimous";
+    } else if (members > 0) {
+      const int k = static_cast<int>(std::ceil(*min_agreement * members - 1e-9));
+      std::snprintf(buf, sizeof buf, "agree>=%d/%d", std::max(k, 0), members);
+      s += buf;
+    } else {
+      std::snprintf(buf, sizeof buf, "agree>=%.3g", *min_agreement);
+      s += buf;
+    }
   }
   if (min_score) {
     std::snprintf(buf, sizeof buf, "%sscore>=%.4g", s.empty() ? "" : " & ", *min_score);

@@ -36,7 +36,10 @@ StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
       return InvalidArgumentError("--link: '" + item + "': expected a non-negative number");
     if (key == "bandwidth") {
       double mult = 0;
-      if (unit == "bit" || unit.empty()) mult = 1;
+      if (unit.empty())
+        return InvalidArgumentError("--link: '" + item + "': give the bandwidth's unit (bit, kbit, Mbit, Gbit), "
+                                    "e.g. bandwidth=20Mbit");
+      if (unit == "bit") mult = 1;
       else if (unit == "kbit" || unit == "Kbit") mult = 1e3;
       else if (unit == "Mbit") mult = 1e6;
       else if (unit == "Gbit") mult = 1e9;
@@ -47,7 +50,9 @@ StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
         return InvalidArgumentError("--link: '" + item + "': bandwidth out of range");
       have_bw = true;
     } else if (key == "rtt") {
-      if (unit == "ms" || unit.empty()) link.rtt_ms = *num;
+      if (unit.empty())
+        return InvalidArgumentError("--link: '" + item + "': give the round trip's unit (us, ms, s), e.g. rtt=40ms");
+      if (unit == "ms") link.rtt_ms = *num;
       else if (unit == "s") link.rtt_ms = *num * 1000;
       else if (unit == "us") link.rtt_ms = *num / 1000;
       else return InvalidArgumentError("--link: rtt unit '" + unit + "' (use us, ms, s)");
@@ -122,7 +127,6 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
 }
 
 namespace {
-const char* const kDefaultKeys[] = {"usd", "flops", "macs", "latency_ms", "params"};
 }
 
 namespace {
@@ -220,15 +224,14 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
       if (all_recorded) {
         key = "recorded";
       } else {
-        for (const char* k : kDefaultKeys) {
-          bool all = true;
-          for (const ModelSpec* s : specs) all &= s->Cost(k) != nullptr || !needed(s->name);
-          if (all) { key = k; break; }
-        }
+        std::vector<const ModelSpec*> used;
+        for (const ModelSpec* s : specs)
+          if (needed(s->name)) used.push_back(s);
+        key = DefaultCostKey(used);
         if (key.empty())
-          return InvalidArgumentError(catalogue.source + ": no cost figure (usd, flops, macs, "
-                                      "latency_ms, params) shared by every model and no |cost "
-                                      "columns in " + rec.source + "; pass --cost KEY");
+          return InvalidArgumentError(catalogue.source + ": no cost figure (usd, macs, flops, latency_ms, "
+                                      "latency_us, params) shared by every model and no |cost columns in " +
+                                      rec.source + "; pass --cost KEY");
       }
     }
     if (key == "recorded") {
@@ -270,6 +273,11 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
     t.cloud.push_back(s->is_cloud());
     t.input_bytes.push_back(s->input_bytes);
   }
+  if (!all_latency && options.require_latency)
+    return InvalidArgumentError(std::string("--latency ") +
+                                (options.latency == LatencyMode::kSequential ? "sequential" : "parallel") +
+                                " needs latency_ms or latency_us for every model in " +
+                                catalogue.source + " (coe record writes measured latency_us beside its recordings)");
   if (!all_latency) {
     t.latency_ms.clear();
     if (options.link) t.latency_ms.assign(t.num_models, 0.0);  // link time alone

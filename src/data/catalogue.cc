@@ -173,6 +173,15 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
   return cat;
 }
 
+std::string DefaultCostKey(const std::vector<const ModelSpec*>& models) {
+  for (const char* k : kCostKeyOrder) {
+    bool all = !models.empty();
+    for (const ModelSpec* m : models) all &= m->Cost(k) != nullptr;
+    if (all) return k;
+  }
+  return "";
+}
+
 std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::string>& comment) {
   std::string out;
   for (const std::string& line : comment) out += TomlCommentLines(line);

@@ -280,6 +280,17 @@ StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& s
   return ReadRows(reader, std::count(text.begin(), text.end(), '\n'), labels, warnings, options);
 }
 
+std::vector<std::string> DropModels(Recordings* rec, const std::function<bool(const std::string&)>& keep) {
+  std::vector<std::string> dropped;
+  std::vector<ModelRecord> kept;
+  for (ModelRecord& m : rec->models) {
+    if (keep(m.name)) kept.push_back(std::move(m));
+    else dropped.push_back(m.name);
+  }
+  rec->models = std::move(kept);
+  return dropped;
+}
+
 Recordings SelectRows(const Recordings& rec, std::span<const int> rows) {
   Recordings out;
   out.source = rec.source;

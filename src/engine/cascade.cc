@@ -19,8 +19,6 @@ struct Member {
   bool identity = true;        // to_global is the identity on [0, labels)
 };
 
-const char* const kCostKeys[] = {"macs", "flops", "usd", "latency_ms", "latency_us", "params"};
-
 }  // namespace
 
 struct Cascade::Impl {
@@ -57,14 +55,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec,
     if (!s) return NotFoundError("cascade member '" + name + "' is not in the catalogue " + catalogue.source);
     specs.push_back(s);
   }
-  std::string key = options.cost_key;
-  if (key.empty()) {
-    for (const char* k : kCostKeys) {
-      bool all = true;
-      for (const ModelSpec* s : specs) all &= s->Cost(k) != nullptr;
-      if (all) { key = k; break; }
-    }
-  }
+  const std::string key = options.cost_key.empty() ? DefaultCostKey(specs) : options.cost_key;
   std::vector<double> costs;
   for (const ModelSpec* s : specs) {
     const double* c = key.empty() ? nullptr : s->Cost(key);

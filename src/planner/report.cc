@@ -275,7 +275,7 @@ std::string PlanReportToJson(const PlanReport& r) {
   return j.dump(2) + "\n";
 }
 
-std::string PlanReportToText(const PlanReport& r) {
+std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   const bool has_test = r.chosen.test.has_value();
   double ref_cost = 0;
   for (const ReportRow& b : r.baselines)
@@ -284,13 +284,13 @@ std::string PlanReportToText(const PlanReport& r) {
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "goal %s%s | cost: %s | rules: %s\n"
-                "searched %llu cascades (%llu evaluated one by one) on %d calibration examples "
-                "in %.3f s; test split: %d examples\n\n",
-                r.goal.c_str(), r.goal_met ? "" : " (NOT MET: nearest point shown)",
-                r.cost_name.c_str(), r.rules.c_str(), static_cast<unsigned long long>(r.searched),
-                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds,
-                r.test_examples);
+                "searched %llu cascades (%llu evaluated one by one) on %d calibration examples in %.3f s",
+                r.goal.c_str(), r.goal_met ? "" : " (NOT MET: nearest point shown)", r.cost_name.c_str(),
+                r.rules.c_str(), static_cast<unsigned long long>(r.searched),
+                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds);
   s += buf;
+  s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n\n"
+                : "; no test split (--test): calibration figures only\n\n";
   std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc",
                 "calib cost", "test acc", "test cost", "saving", "exits per tier");
   std::string header = buf;
@@ -316,8 +316,24 @@ std::string PlanReportToText(const PlanReport& r) {
   }
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
   for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test);
-  s += "\nFRONTIER (calibration Pareto points, cheapest first)\n" + header;
-  for (size_t i = 0; i < r.frontier.size(); ++i) {
+  // Up to `max_frontier` points: the cheapest, the most accurate, the chosen one and
+  // evenly spaced others (JSON has every point).
+  const size_t total = r.frontier.size();
+  std::vector<bool> show(total, max_frontier <= 0 || static_cast<size_t>(max_frontier) >= total);
+  if (max_frontier > 0 && total > 0 && !show[0]) {
+    const size_t k = static_cast<size_t>(max_frontier);
+    for (size_t j = 0; j < k; ++j) show[j * (total - 1) / std::max<size_t>(1, k - 1)] = true;
+    for (size_t i = 0; i < total; ++i)
+      if (r.frontier[i].cascade.ToString() == r.chosen.cascade.ToString()) show[i] = true;
+  }
+  const size_t shown = std::count(show.begin(), show.end(), true);
+  s += "\nFRONTIER (calibration Pareto points, cheapest first" +
+       (shown < total ? "; " + std::to_string(shown) + " of " + std::to_string(total) +
+                            " shown, --frontier all for every one"
+                      : std::string()) +
+       ")\n" + header;
+  for (size_t i = 0; i < total; ++i) {
+    if (!show[i]) continue;
     s += Line("#" + std::to_string(i + 1), r.frontier[i], ref_cost, has_test);
     s += "      " + r.frontier[i].cascade.ToString() + "\n";
   }
