@@ -31,7 +31,7 @@ struct ProcResult {
   double seconds = 0;
   long max_rss_kb = 0;
   int status = -1;
-  std::string out;
+  std::string out, err;  // stdout, stderr
 };
 
 ProcResult RunProcess(const std::vector<std::string>& argv) {
@@ -41,7 +41,10 @@ ProcResult RunProcess(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  // stderr to a file, shown when the process fails.
+  char err_path[] = "/tmp/plan_bench_stderr.XXXXXX";
+  const int err_fd = mkstemp(err_path);
+  if (err_fd >= 0) posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -51,6 +54,8 @@ ProcResult RunProcess(const std::vector<std::string>& argv) {
   if (posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) {
     close(fds[0]);
     close(fds[1]);
+    if (err_fd >= 0) close(err_fd), unlink(err_path);
+    r.err = "cannot start " + argv[0];
     return r;
   }
   close(fds[1]);
@@ -65,6 +70,12 @@ ProcResult RunProcess(const std::vector<std::string>& argv) {
   r.max_rss_kb = ru.ru_maxrss;
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   posix_spawn_file_actions_destroy(&fa);
+  if (err_fd >= 0) {
+    lseek(err_fd, 0, SEEK_SET);
+    while ((n = read(err_fd, buf, sizeof buf)) > 0) r.err.append(buf, n);
+    close(err_fd);
+    unlink(err_path);
+  }
   return r;
 }
 
@@ -111,7 +122,7 @@ int main(int argc, char** argv) {
   for (int r = 0; r < runs; ++r) {
     ProcResult p = RunProcess(cmd);
     if (p.status != 0) {
-      std::fprintf(stderr, "plan_bench: coe plan failed (exit %d)\n", p.status);
+      std::fprintf(stderr, "plan_bench: coe plan failed (exit %d): %s\n", p.status, p.err.c_str());
       return 1;
     }
     wall.push_back(p.seconds);
@@ -123,7 +134,7 @@ int main(int argc, char** argv) {
     if (numpy) {  // interleaved, so both see the same machine load
       ProcResult q = RunProcess({"/usr/bin/python3", numpy_script, calib, "--json"});
       if (q.status != 0) {
-        std::fprintf(stderr, "plan_bench: numpy_plan.py failed (exit %d)\n", q.status);
+        std::fprintf(stderr, "plan_bench: numpy_plan.py failed (exit %d): %s\n", q.status, q.err.c_str());
         return 1;
       }
       np_search.push_back(JsonNumber(q.out, "seconds"));
