@@ -92,7 +92,6 @@ TEST_F(CliTest, BadInputExitsTwoWithLocation) {
       {"ragged.csv", "id,label,a,b,c\n1,x,x,x\n", "ragged.csv:2: row has 4 fields"},
       {"badnum.csv", "id,label,a,b,c,a|cost\n1,x,x,x,x,zz\n", "badnum.csv:2: column 'a|cost'"},
       {"dup.csv", "id,label,a,b,c\n1,x,x,x,x\n1,x,x,x,x\n", "dup.csv:3: column 'id': duplicate id"},
-      {"unknown.csv", "id,label,a,b,zz\n1,x,x,x,x\n", "model column 'zz' is not in the catalogue"},
       {"nan.csv", "id,label,a,b,c,a|cost\n1,x,x,x,x,nan\n", "not finite"},
       {"neg.csv", "id,label,a,b,c,a|cost\n1,x,x,x,x,-3\n", "negative cost"},
       {"empty.csv", "id,label,a,b,c\n", "no data rows"},

@@ -135,6 +135,10 @@ TEST_F(Robustness, CsvErrorsKeepEveryByteOfTheirMessage) {
   static const char kNul[] = "id,label,a,b\0x,b|score\n1,x,x,x,0.5\n";
   const std::string nul = Write("nul.csv", std::string(kNul, sizeof kNul - 1));
   Proc p = RunCoe("plan --calib " + nul + " --models " + cat);
+  EXPECT_NE(p.out.find("ignoring column 'b\\x00x': it names no model of"), std::string::npos) << p.out;
+  // ... and in an error: the same column in a cascade.
+  p = RunCoe("eval --cascade " + Write("c.toml", std::string("[[tiers]]\nmembers = [\"b\\u0000x\"]\n")) + " --data " +
+             nul + " --models " + cat);
   EXPECT_EQ(p.code, 2) << p.out;
   EXPECT_NE(p.out.find("b\\x00x"), std::string::npos) << p.out;
   // Probabilities that sum to more than 1.

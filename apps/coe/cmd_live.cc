@@ -32,6 +32,7 @@ constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 struct DataFlags {
   std::string data, labels, range;
   int threads = 0, batch = 2048;
+  bool normalize_labels = false;
   void Add(CLI::App* cmd) {
     cmd->add_option("--data", data, "inputs: an IDX file (.gz ok), an image, a folder of images, or a .txt list")
         ->required();
@@ -39,6 +40,8 @@ struct DataFlags {
     cmd->add_option("--range", range, "use examples [A, B) only, e.g. 50000:60000");
     cmd->add_option("--threads", threads, "worker threads (default: the cores)");
     cmd->add_option("--batch", batch, "examples per engine call")->capture_default_str();
+    cmd->add_flag("--normalize-labels", normalize_labels,
+                  "match true labels to the models' ignoring case and surrounding spaces");
   }
 };
 
@@ -52,7 +55,26 @@ StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& 
   o.labels_path = f.labels;
   o.label_names = label_names;
   if (!f.range.empty()) COE_RETURN_IF_ERROR(ParseRange(f.range, &o.begin, &o.end));
-  return LoadDataset(f.data, o);
+  COE_ASSIGN_OR_RETURN(InputBatch b, LoadDataset(f.data, o));
+  // True labels no model gives count as wrong answers: map them (--normalize-labels)
+  // or say so, with counts.
+  std::map<std::string, std::string> by_norm;
+  for (const std::string& l : label_names) by_norm.emplace(NormalizeLabel(l), l);
+  std::map<std::string, int> unknown;
+  for (std::string& t : b.truth) {
+    if (t.empty() || std::find(label_names.begin(), label_names.end(), t) != label_names.end()) continue;
+    auto it = f.normalize_labels ? by_norm.find(NormalizeLabel(t)) : by_norm.end();
+    if (it != by_norm.end()) t = it->second;
+    else unknown[t]++;
+  }
+  if (!unknown.empty()) {
+    std::string list;
+    for (const auto& [t, n] : unknown) list += (list.empty() ? "'" : ", '") + t + "' (" + std::to_string(n) + ")";
+    std::vector<std::string> w = {"true labels " + list + " are no model's label: those examples count as wrong" +
+                                  (f.normalize_labels ? "" : " (--normalize-labels ignores case and spaces)")};
+    PrintWarnings(w, false);
+  }
+  return b;
 }
 
 // Runs `cascade` over `inputs` in batches (coe/record.h), showing progress.

@@ -200,6 +200,8 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_flag("--json", pf->json, "print the report as JSON");
   plan->add_flag("--allow-duplicate-ids", pf->read.allow_duplicate_ids,
                  "keep rows with a repeated id as distinct examples (warn instead of failing)");
+  plan->add_flag("--normalize-labels", pf->read.normalize_labels,
+                 "labels that differ only in case or surrounding spaces are one class");
   pf->cost.Add(plan);
   plan->callback([pf]() { throw CLI::RuntimeError(RunPlan(*pf)); });
 
@@ -212,6 +214,8 @@ void AddPlanCommands(CLI::App& app) {
   eval->add_flag("--json", ef->json, "print the report as JSON");
   eval->add_flag("--allow-duplicate-ids", ef->read.allow_duplicate_ids,
                  "keep rows with a repeated id as distinct examples (warn instead of failing)");
+  eval->add_flag("--normalize-labels", ef->read.normalize_labels,
+                 "labels that differ only in case or surrounding spaces are one class");
   ef->cost.Add(eval);
   eval->callback([ef]() { throw CLI::RuntimeError(RunEval(*ef)); });
 }

@@ -34,6 +34,10 @@ class LabelSet {
   std::unordered_map<std::string, int> index_;
 };
 
+// A label as --normalize-labels compares it: surrounding spaces removed, ASCII
+// letters lower-cased ("Cat " -> "cat").
+std::string NormalizeLabel(std::string_view name);
+
 }  // namespace coe
 
 #endif  // COE_LABELS_H_

@@ -68,6 +68,9 @@ struct RecordingsReadOptions {
   // Check the ids, then drop them: a planner needs no ids, and on a file of millions
   // of rows they are a large share of the memory.
   bool keep_ids = true;
+  // Compare labels after NormalizeLabel ("Cat " and "cat" are one class). Without it,
+  // labels that differ only so are kept apart, with a warning giving their counts.
+  bool normalize_labels = false;
 };
 
 // Reads recordings from a CSV file. Labels are interned into `labels`, which the

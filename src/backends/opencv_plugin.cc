@@ -74,7 +74,6 @@ StatusOr<InputBatch> LoadImages(const std::string& path, const DatasetOptions& o
     b.ids.push_back(fs::path(f).filename().string());
   }
   if (!o.labels_path.empty()) {
-    LabelSet unused;
     COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.labels_path));
     COE_ASSIGN_OR_RETURN(auto rows, csv::Parse(text, o.labels_path));
     std::unordered_map<std::string, std::string> truth;
@@ -84,9 +83,24 @@ StatusOr<InputBatch> LoadImages(const std::string& path, const DatasetOptions& o
       if (r == 0 && rows[r].fields[0] == "id") continue;
       truth[rows[r].fields[0]] = rows[r].fields[1];
     }
+    // An image's label: by its file name, else by the name without its extension
+    // (labels often omit it), which must then name one image only.
+    std::unordered_map<std::string, int> stems;
+    for (const std::string& id : b.ids) stems[fs::path(id).stem().string()]++;
     for (const std::string& id : b.ids) {
       auto it = truth.find(id);
-      b.truth.push_back(it == truth.end() ? "" : it->second);
+      if (it == truth.end()) {
+        const std::string stem = fs::path(id).stem().string();
+        it = truth.find(stem);
+        if (it != truth.end() && stems[stem] > 1)
+          return InvalidArgumentError(o.labels_path + ": id '" + stem + "' matches " + std::to_string(stems[stem]) +
+                                      " images by their names without extension (" + id +
+                                      ", ...): give the file names");
+      }
+      if (it == truth.end())
+        return InvalidArgumentError(o.labels_path + " has no label for image '" + id +
+                                    "' (ids match the file name, or the name without its extension)");
+      b.truth.push_back(it->second);
     }
   }
   return b;

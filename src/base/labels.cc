@@ -27,4 +27,14 @@ const std::string& LabelSet::name(int index) const {
   return names_[index];
 }
 
+std::string NormalizeLabel(std::string_view name) {
+  const size_t b = name.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return "";
+  const size_t e = name.find_last_not_of(" \t");
+  std::string out(name.substr(b, e - b + 1));
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 }  // namespace coe

@@ -97,6 +97,15 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   Recordings rec;
   rec.source = source;
   std::vector<Column> cols(header.fields.size());
+  std::vector<int64_t> uses;  // by label index: cells holding it, for the warning below
+  auto intern = [&](std::string_view name) {
+    const int l = options.normalize_labels ? labels->Intern(NormalizeLabel(name)) : labels->Intern(name);
+    if (l >= 0) {
+      if (static_cast<size_t>(l) >= uses.size()) uses.resize(l + 1, 0);
+      uses[l]++;
+    }
+    return l;
+  };
   std::map<std::string, int> seen;
   auto warn = [&](const std::string& w) {
     if (warnings) warnings->push_back(w);
@@ -145,7 +154,7 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
       cols[c].kind = ColumnKind::kScore;
     } else if (kind.rfind("p:", 0) == 0 && kind.size() > 2) {
       cols[c].kind = ColumnKind::kProb;
-      cols[c].prob_label = labels->Intern(kind.substr(2));
+      cols[c].prob_label = intern(kind.substr(2));
     } else {
       cols[c].model = -1;
       warn(where_header + ": ignoring column '" + name + "' (unknown kind '" + kind + "')");
@@ -218,8 +227,8 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
           if (f.empty()) return bad("empty id");
           rec.ids.push_back(f);
           break;
-        case ColumnKind::kTruth: rec.truth[i] = labels->Intern(f); break;
-        case ColumnKind::kLabel: rec.models[col.model].label[i] = labels->Intern(f); break;
+        case ColumnKind::kTruth: rec.truth[i] = intern(f); break;
+        case ColumnKind::kLabel: rec.models[col.model].label[i] = intern(f); break;
         case ColumnKind::kCost: {
           if (f.empty()) return bad("empty cost");
           COE_ASSIGN_OR_RETURN(double v, number("a cost"));
@@ -254,6 +263,18 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   }
   if (rec.ids.empty()) return InvalidArgumentError(source + ": no data rows (an empty split)");
   COE_RETURN_IF_ERROR(CheckIds(rec, lines, options, warn));
+  // Labels that differ only in case or surrounding spaces are likely one class.
+  std::map<std::string, std::vector<int>> alike;
+  for (size_t l = 0; l < uses.size(); ++l)
+    if (uses[l] > 0) alike[NormalizeLabel(labels->name(static_cast<int>(l)))].push_back(static_cast<int>(l));
+  for (const auto& [norm, group] : alike) {
+    if (group.size() < 2) continue;
+    std::string list;
+    for (int l : group)
+      list += (list.empty() ? "'" : ", '") + labels->name(l) + "' (" + std::to_string(uses[l]) + ")";
+    warn(source + ": labels " + list + " differ only in case or surrounding spaces and count as different "
+                  "classes; --normalize-labels makes them one");
+  }
   if (!options.keep_ids) {
     rec.examples_without_ids = static_cast<int>(rec.ids.size());
     std::vector<std::string>().swap(rec.ids);
