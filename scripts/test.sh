@@ -9,18 +9,18 @@ tsan_reports=""
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 dir=build
-args=(-DCMAKE_BUILD_TYPE=Release)
+args=(-DCMAKE_BUILD_TYPE=Release -DCOE_WERROR=ON)
 case "${1:-}" in
   "") ;;
   --sanitize)
     dir=build-asan
-    args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOE_SANITIZE=address -DCOE_BUILD_BENCH=OFF)
+    args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOE_SANITIZE=address -DCOE_BUILD_BENCH=OFF -DCOE_WERROR=ON)
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     ;;
   --tsan)
     dir=build-tsan
-    args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOE_SANITIZE=thread -DCOE_BUILD_BENCH=OFF)
+    args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOE_SANITIZE=thread -DCOE_BUILD_BENCH=OFF -DCOE_WERROR=ON)
     # Reports go to files that scripts/tsan_check.py reads after the tests: it excuses
     # only reports lying wholly inside a library of scripts/tsan-libraries.txt (TSan's
     # own suppressions match a frame in either stack, which could hide coe's races).
