@@ -10,7 +10,6 @@
 //   edge_cloud [--cascade FILE] [--models CAT] [--images 2000] [--bandwidth-mbit 20]
 //              [--rtt-ms 40] [--json]
 // Without --cascade it plans one with `coe demo` first.
-#include "coe/paths.h"
 #include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
@@ -31,6 +30,7 @@
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/dataset.h"
+#include "coe/paths.h"
 
 extern char** environ;
 
@@ -108,8 +108,11 @@ Result Drive(int port, const std::string& model, const coe::InputBatch& in, int6
     json req;
     std::vector<int64_t> shape = {1};
     shape.insert(shape.end(), in.example_shape.begin(), in.example_shape.end());
-    req["inputs"] = json::array({{{"name", "input"}, {"datatype", "FP32"}, {"shape", shape},
-                                  {"data", std::vector<float>(in.data.begin() + i * e, in.data.begin() + (i + 1) * e)}}});
+    req["inputs"] =
+        json::array({{{"name", "input"},
+                      {"datatype", "FP32"},
+                      {"shape", shape},
+                      {"data", std::vector<float>(in.data.begin() + i * e, in.data.begin() + (i + 1) * e)}}});
     const std::string body = req.dump();
     const auto t0 = Clock::now();
     auto res = c.Post(("/v2/models/" + model + "/infer").c_str(), body, "application/json");
@@ -152,13 +155,22 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--cascade") cascade_path = next();
-    else if (a == "--models") models = next();
-    else if (a == "--images") images = std::atoll(next().c_str());
-    else if (a == "--bandwidth-mbit") mbit = std::atof(next().c_str());
-    else if (a == "--rtt-ms") rtt = std::atof(next().c_str());
-    else if (a == "--json") as_json = true;
-    else { std::fprintf(stderr, "edge_cloud: unknown flag %s\n", a.c_str()); return 2; }
+    if (a == "--cascade")
+      cascade_path = next();
+    else if (a == "--models")
+      models = next();
+    else if (a == "--images")
+      images = std::atoll(next().c_str());
+    else if (a == "--bandwidth-mbit")
+      mbit = std::atof(next().c_str());
+    else if (a == "--rtt-ms")
+      rtt = std::atof(next().c_str());
+    else if (a == "--json")
+      as_json = true;
+    else {
+      std::fprintf(stderr, "edge_cloud: unknown flag %s\n", a.c_str());
+      return 2;
+    }
   }
   const fs::path work = fs::temp_directory_path() / ("coe-edge-cloud-" + std::to_string(getpid()));
   fs::create_directories(work);
@@ -222,8 +234,9 @@ int main(int argc, char** argv) {
   edge_spec.name = "edge";
   for (const std::string& m : cloud_models) {
     const coe::ModelSpec* s = cat->Find(m);
-    fixed += "\n[models." + Quote(m + "_remote") + "]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" +
-             std::to_string(proxy.port()) + "\"\nremote_model = " + Quote(m) + "\nsite = \"cloud\"\ntimeout_ms = 10000\n";
+    fixed += "\n[models." + Quote(m + "_remote") +
+             "]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" + std::to_string(proxy.port()) +
+             "\"\nremote_model = " + Quote(m) + "\nsite = \"cloud\"\ntimeout_ms = 10000\n";
     for (auto& [k, v] : s->costs) fixed += k + " = " + std::to_string(v) + "\n";
     for (auto& t : edge_spec.tiers)
       for (auto& mem : t.members)
@@ -271,8 +284,13 @@ int main(int argc, char** argv) {
     j["images"] = n;
     j["link"] = {{"bandwidth_mbit", mbit}, {"rtt_ms", rtt}};
     auto rj = [](const Result& r) {
-      return json{{"mean_ms", r.mean_ms}, {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms}, {"accuracy", r.accuracy},
-                  {"bytes_to_cloud_per_example", r.bytes_per_example}, {"errors", r.errors}, {"degraded", r.degraded}};
+      return json{{"mean_ms", r.mean_ms},
+                  {"p50_ms", r.p50_ms},
+                  {"p99_ms", r.p99_ms},
+                  {"accuracy", r.accuracy},
+                  {"bytes_to_cloud_per_example", r.bytes_per_example},
+                  {"errors", r.errors},
+                  {"degraded", r.degraded}};
     };
     j["edge_cascade"] = rj(edge_r);
     j["all_to_cloud"] = rj(cloud_r);
@@ -284,7 +302,8 @@ int main(int argc, char** argv) {
   std::printf("%lld test images, one request each; link %.0f Mbit/s, RTT %.0f ms (in-process shaping proxy)\n",
               static_cast<long long>(n), mbit, rtt);
   std::printf("edge cascade: %s (cloud members reached over the link)\n\n", spec->ToString().c_str());
-  std::printf("%-28s %9s %16s %10s %10s %10s %7s\n", "", "accuracy", "bytes to cloud", "mean ms", "p50 ms", "p99 ms", "errors");
+  std::printf("%-28s %9s %16s %10s %10s %10s %7s\n", "", "accuracy", "bytes to cloud", "mean ms", "p50 ms", "p99 ms",
+              "errors");
   for (auto& [name, r] : {std::pair<std::string, Result>{"edge cascade", edge_r}, {"all to cloud: " + big, cloud_r}})
     std::printf("%-28s %8.2f%% %16.0f %10.2f %10.2f %10.2f %7d\n", name.c_str(), 100 * r.accuracy, r.bytes_per_example,
                 r.mean_ms, r.p50_ms, r.p99_ms, r.errors);

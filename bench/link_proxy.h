@@ -66,7 +66,7 @@ class LinkProxy {
   // One direction of one connection.
   struct Pipe {
     std::mutex mu;
-    std::condition_variable cv;   // guarded by mu: q, closed
+    std::condition_variable cv;  // guarded by mu: q, closed
     std::deque<Chunk> q;
     bool closed = false;
     Clock::time_point free_at{};  // when the shaped link is next free

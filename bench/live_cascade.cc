@@ -9,7 +9,6 @@
 //
 //   live_cascade [--cascade FILE] [--single NAME] [--models CAT] [--runs 5] [--threads N] [--json]
 // Without --cascade it runs `coe demo --work DIR` first (record, plan) and uses its cascade.
-#include "coe/paths.h"
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -25,10 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "coe/cascade.h"
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/dataset.h"
-#include "coe/cascade.h"
+#include "coe/paths.h"
 
 extern char** environ;
 
@@ -128,14 +128,24 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--cascade") cascade_path = next();
-    else if (a == "--single") single = next();
-    else if (a == "--models") models = next();
-    else if (a == "--runs") runs = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--batch") batch = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--json") json = true;
-    else { std::fprintf(stderr, "live_cascade: unknown flag %s\n", a.c_str()); return 2; }
+    if (a == "--cascade")
+      cascade_path = next();
+    else if (a == "--single")
+      single = next();
+    else if (a == "--models")
+      models = next();
+    else if (a == "--runs")
+      runs = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--batch")
+      batch = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--json")
+      json = true;
+    else {
+      std::fprintf(stderr, "live_cascade: unknown flag %s\n", a.c_str());
+      return 2;
+    }
   }
   if (cascade_path.empty()) {
     const std::string work = (std::filesystem::temp_directory_path() / "coe-live-bench").string();

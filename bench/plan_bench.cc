@@ -9,7 +9,7 @@
 //
 //   plan_bench [--coe PATH] [--calib CSV] [--models TOML] [--runs R] [--numpy] [--json]
 //              [-- extra coe plan flags]
-#include "coe/paths.h"
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -19,9 +19,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <string>
 #include <vector>
+
+#include "coe/paths.h"
 
 extern char** environ;
 
@@ -105,17 +106,26 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--coe") coe = next();
-    else if (a == "--calib") calib = next();
-    else if (a == "--models") models = next();
-    else if (a == "--runs") runs = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--numpy") numpy = true;
-    else if (a == "--json") json = true;
-    else if (a == "--") { for (++i; i < argc; ++i) extra.push_back(argv[i]); }
-    else { std::fprintf(stderr, "plan_bench: unknown flag %s\n", a.c_str()); return 2; }
+    if (a == "--coe")
+      coe = next();
+    else if (a == "--calib")
+      calib = next();
+    else if (a == "--models")
+      models = next();
+    else if (a == "--runs")
+      runs = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--numpy")
+      numpy = true;
+    else if (a == "--json")
+      json = true;
+    else if (a == "--") {
+      for (++i; i < argc; ++i) extra.push_back(argv[i]);
+    } else {
+      std::fprintf(stderr, "plan_bench: unknown flag %s\n", a.c_str());
+      return 2;
+    }
   }
-  std::vector<std::string> cmd = {coe, "plan", "--calib", calib, "--models", models,
-                                  "--allow-duplicate-ids", "--json"};
+  std::vector<std::string> cmd = {coe, "plan", "--calib", calib, "--models", models, "--allow-duplicate-ids", "--json"};
   cmd.insert(cmd.end(), extra.begin(), extra.end());
   std::vector<double> wall, search, rss, np_search, np_wall;
   double searched = 0, examples = 0, evaluated = 0;
@@ -144,32 +154,34 @@ int main(int argc, char** argv) {
   const double w = Median(wall), s = Median(search), m = Median(rss);
   const double rate = searched * examples / s;
   if (json) {
-    std::printf("{\"runs\": %d, \"searched\": %.0f, \"evaluated\": %.0f, \"examples\": %.0f, "
-                "\"process_seconds_median\": %.6f, \"search_seconds_median\": %.6f, "
-                "\"cascade_examples_per_second\": %.4g, \"peak_rss_mib_median\": %.2f",
-                runs, searched, evaluated, examples, w, s, rate, m);
+    std::printf(
+        "{\"runs\": %d, \"searched\": %.0f, \"evaluated\": %.0f, \"examples\": %.0f, "
+        "\"process_seconds_median\": %.6f, \"search_seconds_median\": %.6f, "
+        "\"cascade_examples_per_second\": %.4g, \"peak_rss_mib_median\": %.2f",
+        runs, searched, evaluated, examples, w, s, rate, m);
     if (numpy)
-      std::printf(", \"numpy_search_seconds_median\": %.4f, \"numpy_process_seconds_median\": %.4f, "
-                  "\"speedup_search\": %.1f, \"speedup_process\": %.1f",
-                  Median(np_search), Median(np_wall), Median(np_search) / s, Median(np_wall) / w);
+      std::printf(
+          ", \"numpy_search_seconds_median\": %.4f, \"numpy_process_seconds_median\": %.4f, "
+          "\"speedup_search\": %.1f, \"speedup_process\": %.1f",
+          Median(np_search), Median(np_wall), Median(np_search) / s, Median(np_wall) / w);
     std::printf("}\n");
     return 0;
   }
   std::printf("coe plan on %s (%d runs, medians)\n", calib.c_str(), runs);
-  std::printf("  cascades in the space      %.0f (%.0f evaluated one by one, the rest pruned exactly)\n",
-              searched, evaluated);
+  std::printf("  cascades in the space      %.0f (%.0f evaluated one by one, the rest pruned exactly)\n", searched,
+              evaluated);
   std::printf("  calibration examples       %.0f\n", examples);
   std::printf("  whole process, wall        %.1f ms   (min %.1f, max %.1f)\n", 1e3 * w,
-              1e3 * *std::min_element(wall.begin(), wall.end()),
-              1e3 * *std::max_element(wall.begin(), wall.end()));
+              1e3 * *std::min_element(wall.begin(), wall.end()), 1e3 * *std::max_element(wall.begin(), wall.end()));
   std::printf("  search, as reported        %.1f ms\n", 1e3 * s);
   std::printf("  cascades x examples / s    %.3g (search time; %.3g on whole-process time)\n", rate,
               searched * examples / w);
   std::printf("  peak resident memory       %.1f MiB\n", m);
   if (numpy) {
-    std::printf("  NumPy reference search     %.3f s (process %.3f s): coe is %.0fx faster "
-                "(search), %.0fx (process)\n",
-                Median(np_search), Median(np_wall), Median(np_search) / s, Median(np_wall) / w);
+    std::printf(
+        "  NumPy reference search     %.3f s (process %.3f s): coe is %.0fx faster "
+        "(search), %.0fx (process)\n",
+        Median(np_search), Median(np_wall), Median(np_search) / s, Median(np_wall) / w);
   }
   return 0;
 }

@@ -129,18 +129,22 @@ int main(int argc, char** argv) {
   std::vector<std::string> guards = {"none", "mcnemar", "noninferiority", "holdout", "cv"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--splits" && i + 1 < argc) splits = std::atoi(argv[++i]);
-    else if (a == "--settings" && i + 1 < argc) settings = Split(argv[++i]);
-    else if (a == "--guards" && i + 1 < argc) guards = Split(argv[++i]);
-    else Die("usage: selection [--splits N] [--settings zoo300,zoo1000,zoo3000,arc,wino] [--guards a,b]");
+    if (a == "--splits" && i + 1 < argc)
+      splits = std::atoi(argv[++i]);
+    else if (a == "--settings" && i + 1 < argc)
+      settings = Split(argv[++i]);
+    else if (a == "--guards" && i + 1 < argc)
+      guards = Split(argv[++i]);
+    else
+      Die("usage: selection [--splits N] [--settings zoo300,zoo1000,zoo3000,arc,wino] [--guards a,b]");
   }
   const auto t_start = std::chrono::steady_clock::now();
   const std::string src = BuildTreeSourceDir();
   const std::string shared = src + "/../shared/data/routerbench/";
   const std::string F = "/usr/share/datasets/fashion-mnist/";
   std::printf("selection benchmark: %d random splits per setting; match-best with each guard\n", splits);
-  std::printf("%-8s %-15s %8s %9s %8s %7s %8s %8s\n", "setting", "guard", "within", "calib<=", "test<=",
-              "kept", "cut", "s/split");
+  std::printf("%-8s %-15s %8s %9s %8s %7s %8s %8s\n", "setting", "guard", "within", "calib<=", "test<=", "kept", "cut",
+              "s/split");
   std::map<std::string, std::map<std::string, Tally>> all;
   for (const std::string& setting : settings) {
     LabelSet labels;
@@ -151,8 +155,8 @@ int main(int argc, char** argv) {
       const std::string dir = ExecutableDir() + "/bench-data";
       const std::string c = ZooRecordings(dir, "zoo_calib", F + "train-images-idx3-ubyte.gz",
                                           F + "train-labels-idx1-ubyte.gz", "50000:60000");
-      const std::string t = ZooRecordings(dir, "zoo_test", F + "t10k-images-idx3-ubyte.gz",
-                                          F + "t10k-labels-idx1-ubyte.gz", "");
+      const std::string t =
+          ZooRecordings(dir, "zoo_test", F + "t10k-images-idx3-ubyte.gz", F + "t10k-labels-idx1-ubyte.gz", "");
       Catalogue cat = OrDie(ReadCatalogue(src + "/models/zoo/catalogue.toml"));
       CostOptions co;
       co.key = "macs";
@@ -225,7 +229,6 @@ int main(int argc, char** argv) {
     std::printf("%-15s %7.0f%% %8.0f%% %7.0f%% %7.2fx\n", g.c_str(), 100.0 * sum.within / sum.splits,
                 100.0 * sum.calib_ok / sum.splits, 100.0 * sum.test_ok / sum.splits, sum.cut / sum.splits);
   }
-  std::printf("\nrun time %.0f s\n",
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+  std::printf("\nrun time %.0f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
   return 0;
 }

@@ -20,10 +20,10 @@
 #include <string_view>
 #include <vector>
 
+#include "base/csv.h"
 #include "coe/labels.h"
 #include "coe/recordings.h"
 #include "coe/status.h"
-#include "base/csv.h"
 
 namespace {
 
@@ -38,10 +38,8 @@ void Check(bool ok, const std::string& what) {
 
 void CheckError(const coe::Status& s, const std::string& source) {
   Check(!s.ok(), "error status expected");
-  Check(s.code() == coe::StatusCode::kInvalidArgument,
-        "bad input must give InvalidArgument, got " + s.ToString());
-  Check(s.message().find(source) != std::string::npos,
-        "error message does not name the source: " + s.message());
+  Check(s.code() == coe::StatusCode::kInvalidArgument, "bad input must give InvalidArgument, got " + s.ToString());
+  Check(s.message().find(source) != std::string::npos, "error message does not name the source: " + s.message());
 }
 
 void CheckCsvRoundTrip(const std::vector<coe::csv::Row>& rows) {
@@ -70,8 +68,7 @@ void CheckCsvRoundTrip(const std::vector<coe::csv::Row>& rows) {
 }
 
 // Structural invariants that users of a Recordings rely on.
-void CheckRecordings(const coe::Recordings& rec, const coe::LabelSet& labels,
-                     bool allow_duplicate_ids) {
+void CheckRecordings(const coe::Recordings& rec, const coe::LabelSet& labels, bool allow_duplicate_ids) {
   const size_t n = rec.ids.size();
   Check(n > 0, "no examples but OK");
   for (const std::string& id : rec.ids) Check(!id.empty(), "empty id");
@@ -85,8 +82,7 @@ void CheckRecordings(const coe::Recordings& rec, const coe::LabelSet& labels,
   for (int t : rec.truth) Check(valid_label(t), "truth label index out of range");
   for (size_t m = 0; m < rec.models.size(); ++m) {
     const coe::ModelRecord& mr = rec.models[m];
-    Check(!mr.name.empty() && mr.name.find('|') == std::string::npos && mr.name != "id" &&
-              mr.name != "label",
+    Check(!mr.name.empty() && mr.name.find('|') == std::string::npos && mr.name != "id" && mr.name != "label",
           "bad model name '" + mr.name + "'");
     Check(rec.ModelIndex(mr.name) == static_cast<int>(m), "model names not unique");
     Check(mr.label.size() == n, "label size");
@@ -129,8 +125,7 @@ void CheckSame(const coe::Recordings& a, const coe::Recordings& b, const coe::La
       Check(labels.name(x.label[i]) == labels.name(y.label[i]), what + "labels differ");
     Check(x.cost == y.cost, what + "costs differ");
     Check(x.score.size() == y.score.size(), what + "scores differ");
-    for (size_t i = 0; i < x.score.size(); ++i)
-      Check(SameFloat(x.score[i], y.score[i]), what + "scores differ");
+    for (size_t i = 0; i < x.score.size(); ++i) Check(SameFloat(x.score[i], y.score[i]), what + "scores differ");
     Check(x.probs.empty() == y.probs.empty(), what + "probabilities differ");
     if (x.probs.empty()) continue;
     // Labels interned after the first header widen the rows read back; they are 0.
@@ -143,8 +138,7 @@ void CheckSame(const coe::Recordings& a, const coe::Recordings& b, const coe::La
   }
 }
 
-void FuzzRecordings(std::string_view text, const coe::RecordingsReadOptions& options,
-                    bool prefill) {
+void FuzzRecordings(std::string_view text, const coe::RecordingsReadOptions& options, bool prefill) {
   coe::LabelSet labels;
   if (prefill) {
     labels.Intern("A");
@@ -164,8 +158,7 @@ void FuzzRecordings(std::string_view text, const coe::RecordingsReadOptions& opt
   if (!back.ok()) Fail("RecordingsToCsv output does not parse: " + back.status().ToString());
   CheckRecordings(*back, labels, options.allow_duplicate_ids);
   CheckSame(*rec, *back, labels);
-  for (const std::string& w : warnings2)
-    Check(w.find("duplicate id") != std::string::npos, "round trip warns: " + w);
+  for (const std::string& w : warnings2) Check(w.find("duplicate id") != std::string::npos, "round trip warns: " + w);
 
   const std::string csv2 = coe::RecordingsToCsv(*back, labels);
   auto back2 = coe::ParseRecordings(csv2, "out2.csv", &labels, nullptr, options);

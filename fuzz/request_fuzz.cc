@@ -61,8 +61,8 @@ std::string Rewrite(const coe::InferRequest& r) {
 void FuzzRequest(std::string_view body, const std::vector<int64_t>& shape) {
   auto r = coe::ParseInferRequest(body, shape);
   if (!r.ok()) {
-    Check(r.status().code() == coe::StatusCode::kInvalidArgument, "bad input must give InvalidArgument, got " +
-                                                                       r.status().ToString());
+    Check(r.status().code() == coe::StatusCode::kInvalidArgument,
+          "bad input must give InvalidArgument, got " + r.status().ToString());
     Check(!r.status().message().empty(), "an error without a message");
     return;
   }

@@ -40,8 +40,7 @@ void Check(bool ok, const std::string& what) {
 
 void CheckError(const coe::Status& s, const std::string& source) {
   Check(!s.ok(), "error status expected");
-  Check(s.code() == coe::StatusCode::kInvalidArgument,
-        "bad input must give InvalidArgument, got " + s.ToString());
+  Check(s.code() == coe::StatusCode::kInvalidArgument, "bad input must give InvalidArgument, got " + s.ToString());
   Check(source.empty() || s.message().find(source) != std::string::npos,
         "error message does not name the source: " + s.message());
 }
@@ -59,8 +58,7 @@ coe::Recordings OneExample(const std::vector<std::string>& names) {
 
 void CheckCostTable(const coe::StatusOr<coe::CostTable>& t, size_t num_models) {
   if (!t.ok()) {
-    Check(t.status().code() == coe::StatusCode::kInvalidArgument ||
-              t.status().code() == coe::StatusCode::kNotFound,
+    Check(t.status().code() == coe::StatusCode::kInvalidArgument || t.status().code() == coe::StatusCode::kNotFound,
           "BuildCostTable: " + t.status().ToString());
     return;
   }
@@ -83,8 +81,7 @@ void FuzzCatalogue(std::string_view text) {
   std::vector<std::string> name_list;
   for (const coe::ModelSpec& m : cat->models) {
     const std::string what = "catalogue model '" + m.name + "': ";
-    Check(!m.name.empty() && m.name.find('|') == std::string::npos && m.name != "id" &&
-              m.name != "label",
+    Check(!m.name.empty() && m.name.find('|') == std::string::npos && m.name != "id" && m.name != "label",
           what + "bad name");
     Check(names.insert(m.name).second, what + "listed twice");
     Check(cat->Find(m.name) == &m, what + "Find");
@@ -112,8 +109,7 @@ void CheckSameCascade(const coe::CascadeSpec& a, const coe::CascadeSpec& b) {
     const std::string what = "round trip: tier " + std::to_string(t + 1) + ": ";
     Check(a.tiers[t].members == b.tiers[t].members, what + "members differ");
     if (t + 1 == a.tiers.size()) continue;  // the last tier's rule is ignored (not written)
-    Check(a.tiers[t].rule.min_agreement == b.tiers[t].rule.min_agreement,
-          what + "min_agreement differs");
+    Check(a.tiers[t].rule.min_agreement == b.tiers[t].rule.min_agreement, what + "min_agreement differs");
     Check(a.tiers[t].rule.min_score == b.tiers[t].rule.min_score, what + "min_score differs");
   }
 }
@@ -130,13 +126,12 @@ void FuzzCascade(std::string_view text) {
   (void)spec->AllMembers();
 
   // Comments as `coe plan` writes them, plus hostile ones (a file name can hold anything).
-  const std::vector<std::string> comment = {
-      "written by the fuzzer", "", spec->name, "two\nlines\r\nand \x7f \x01 \\ \"\rthen \xff\xfe \xed\xa0\x80 \xc3",
-      spec->tiers[0].members[0]};
+  const std::vector<std::string> comment = {"written by the fuzzer", "", spec->name,
+                                            "two\nlines\r\nand \x7f \x01 \\ \"\rthen \xff\xfe \xed\xa0\x80 \xc3",
+                                            spec->tiers[0].members[0]};
   const std::string toml = coe::CascadeToToml(*spec, comment);
   auto back = coe::ParseCascade(toml, "written.toml");
-  if (!back.ok())
-    Fail("CascadeToToml output does not parse: " + back.status().ToString() + "\n" + toml);
+  if (!back.ok()) Fail("CascadeToToml output does not parse: " + back.status().ToString() + "\n" + toml);
   CheckSameCascade(*spec, *back);
   Check(coe::CascadeToToml(*back, comment) == toml, "second round trip is not a fixed point");
 }
@@ -148,8 +143,7 @@ void FuzzCluster(std::string_view text) {
     return;
   }
   Check(!cluster->usd_per_hour.empty(), "cluster without GPUs");
-  for (auto& [gpu, price] : cluster->usd_per_hour)
-    Check(Finite(price) && price > 0, "gpu '" + gpu + "': bad price");
+  for (auto& [gpu, price] : cluster->usd_per_hour) Check(Finite(price) && price > 0, "gpu '" + gpu + "': bad price");
   std::vector<std::string> names;
   for (auto& [name, m] : cluster->models) {
     const std::string what = "cluster model '" + name + "': ";
@@ -160,8 +154,7 @@ void FuzzCluster(std::string_view text) {
     }
     Check(m.pin.empty() || m.throughput.count(m.pin) == 1, what + "bad pin");
     // Names that recordings can hold (the catalogue rejects the others).
-    if (!name.empty() && name.find('|') == std::string::npos && name != "id" && name != "label")
-      names.push_back(name);
+    if (!name.empty() && name.find('|') == std::string::npos && name != "id" && name != "label") names.push_back(name);
   }
   if (names.empty()) return;
   coe::Catalogue cat;

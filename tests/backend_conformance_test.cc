@@ -40,8 +40,8 @@ const char* const kLabelsToml =
 
 std::string ZooModelToml(const std::string& model) {
   return std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
-         "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n[models." + model + "]\nbackend = \"onnx\"\npath = \"" +
-         testing::ZooDir() + model + ".onnx\"\nmacs = 1\n";
+         "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n[models." + model +
+         "]\nbackend = \"onnx\"\npath = \"" + testing::ZooDir() + model + ".onnx\"\nmacs = 1\n";
 }
 
 ModelSpec SpecOf(const std::string& toml, const std::string& model) {
@@ -72,7 +72,7 @@ const InputBatch& Images() {
 struct Subject {
   std::function<std::unique_ptr<Backend>(int threads)> make;
   std::vector<int> batch_sizes = {1, 7, 256, 2048};
-  int examples = kExamples;   // examples in the batch-size check (batch 1: at most 64)
+  int examples = kExamples;    // examples in the batch-size check (batch 1: at most 64)
   int chunked_examples = 256;  // examples in the threads/chunking checks
   // Makes example `i` of `b` one the backend must abstain on; false if it has none.
   std::function<bool(InputBatch& b, int i)> spoil;
@@ -128,7 +128,8 @@ const std::string& RecordingsFile() {
       m.probs.insert(m.probs.end(), p.probs.begin(), p.probs.end());
     }
     rec.models.push_back(std::move(m));
-    auto* p = new std::string((fs::temp_directory_path() / ("coe_conformance_" + std::to_string(::getpid()) + ".csv")).string());
+    auto* p = new std::string(
+        (fs::temp_directory_path() / ("coe_conformance_" + std::to_string(::getpid()) + ".csv")).string());
     std::ofstream(*p) << RecordingsToCsv(rec, labels);
     return p;
   }();
@@ -148,10 +149,10 @@ Subject MakeSubject(const std::string& name) {
       s.chunked_examples = 32;
     }
   } else if (name == "recorded") {
-    const ModelSpec spec = SpecOf(std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
-                                      "[models.linear]\nbackend = \"recorded\"\npath = \"" + RecordingsFile() +
-                                      "\"\nmacs = 1\n",
-                                  "linear");
+    const ModelSpec spec =
+        SpecOf(std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
+                   "[models.linear]\nbackend = \"recorded\"\npath = \"" + RecordingsFile() + "\"\nmacs = 1\n",
+               "linear");
     s.make = [spec](int threads) { return MakeOrDie(spec, threads); };
     s.spoil = [](InputBatch& b, int i) {
       b.ids[i] = "no-such-id";
@@ -165,16 +166,14 @@ Subject MakeSubject(const std::string& name) {
                                   "mlp32");
     s.make = [spec](int threads) { return MakeOrDie(spec, threads); };
     s.spoil = SpoilWithNan;
-    s.examples = 1024;         // 64 single-example requests, then larger ones
+    s.examples = 1024;        // 64 single-example requests, then larger ones
     s.chunked_examples = 96;  // every chunk is a request with ~50 KB of JSON
   } else {
     const ModelSpec spec = SpecOf(ZooModelToml("mlp32"), "mlp32");
     const FaultyBackend::Mode mode = name == "slow"    ? FaultyBackend::Mode::kSlow
                                      : name == "flaky" ? FaultyBackend::Mode::kFailOdd
                                                        : FaultyBackend::Mode::kDead;
-    s.make = [spec, mode](int threads) {
-      return std::make_unique<FaultyBackend>(MakeOrDie(spec, threads), mode);
-    };
+    s.make = [spec, mode](int threads) { return std::make_unique<FaultyBackend>(MakeOrDie(spec, threads), mode); };
     s.spoil = SpoilWithNan;
     if (mode == FaultyBackend::Mode::kFailOdd) s.abstains = OddId;
     if (mode == FaultyBackend::Mode::kDead) {
@@ -365,8 +364,9 @@ TEST_P(Conformance, StatisticsAddUp) {
   InputBatch spoiled = Images().Slice(0, 100);
   const int bad = FirstAnswered(subject_, 100);
   if (bad >= 0) subject_.spoil(spoiled, bad);
-  for (const auto& [in, start, end] : {std::tuple{&Images(), 0, 7}, std::tuple{&Images(), 7, 300},
-                                       std::tuple{static_cast<const InputBatch*>(&spoiled), 0, 100}, std::tuple{&Images(), 300, 300}}) {
+  for (const auto& [in, start, end] :
+       {std::tuple{&Images(), 0, 7}, std::tuple{&Images(), 7, 300},
+        std::tuple{static_cast<const InputBatch*>(&spoiled), 0, 100}, std::tuple{&Images(), 300, 300}}) {
     std::vector<Prediction> out;
     ASSERT_TRUE(b->Predict(in->View(start, end), &out).ok());
     calls++;

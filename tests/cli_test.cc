@@ -38,12 +38,12 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, PlanWritesCascadeThatEvalReads) {
-  Proc plan = Coe("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " +
-                 P("cat.toml") + " --out " + P("c.toml"));
+  Proc plan = Coe("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " + P("cat.toml") +
+                  " --out " + P("c.toml"));
   ASSERT_EQ(plan.code, 0) << plan.out;
   EXPECT_NE(plan.out.find("CHOSEN"), std::string::npos);
-  Proc eval = CoeStdout("eval --cascade " + P("c.toml") + " --data " + P("good.csv") + " --models " +
-                       P("cat.toml") + " --json");
+  Proc eval = CoeStdout("eval --cascade " + P("c.toml") + " --data " + P("good.csv") + " --models " + P("cat.toml") +
+                        " --json");
   ASSERT_EQ(eval.code, 0) << eval.out;
   auto j = nlohmann::json::parse(eval.out);
   EXPECT_EQ(j["examples"], 4);
@@ -51,12 +51,12 @@ TEST_F(CliTest, PlanWritesCascadeThatEvalReads) {
 }
 
 TEST_F(CliTest, PlanJsonHasTheIssueKeys) {
-  Proc r = CoeStdout("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " +
-                    P("cat.toml") + " --json");
+  Proc r = CoeStdout("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " + P("cat.toml") +
+                     " --json");
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
-  for (const char* k : {"goal", "cost", "calib_examples", "test_examples", "searched", "seconds",
-                        "chosen", "baselines", "frontier"})
+  for (const char* k :
+       {"goal", "cost", "calib_examples", "test_examples", "searched", "seconds", "chosen", "baselines", "frontier"})
     EXPECT_TRUE(j.contains(k)) << k;
   for (const char* k : {"tiers", "calib", "test"}) EXPECT_TRUE(j["chosen"].contains(k)) << k;
   EXPECT_TRUE(j["chosen"]["tiers"][0].contains("min_agreement"));
@@ -112,8 +112,8 @@ TEST_F(CliTest, BadInputExitsTwoWithLocation) {
   EXPECT_NE(badcat.out.find("bad.toml:2"), std::string::npos) << badcat.out;
   Proc badflag = Coe("plan --calib " + P("good.csv") + " --models " + P("cat.toml") + " --goal fast");
   EXPECT_EQ(badflag.code, 2);
-  Proc badcascade = Coe("eval --cascade " + Write("c.toml", "[[tiers]]\nmembers=[\"q\"]\n") +
-                       " --data " + P("good.csv") + " --models " + P("cat.toml"));
+  Proc badcascade = Coe("eval --cascade " + Write("c.toml", "[[tiers]]\nmembers=[\"q\"]\n") + " --data " +
+                        P("good.csv") + " --models " + P("cat.toml"));
   EXPECT_EQ(badcascade.code, 2);
   EXPECT_NE(badcascade.out.find("'q'"), std::string::npos) << badcascade.out;
 }
@@ -125,7 +125,7 @@ TEST_F(CliTest, PlanOnRouterBenchArc) {
   if (!fs::exists(dir + "/routerbench/arc_challenge_train.csv")) GTEST_SKIP() << "no shared data at " << dir;
   std::string base = dir + "/routerbench/arc_challenge_";
   Proc r = CoeStdout("plan --calib " + base + "train.csv --test " + base + "test.csv --models " + base +
-                    "train.models.toml --allow-duplicate-ids --json");
+                     "train.models.toml --allow-duplicate-ids --json");
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["calib_examples"], 1039);

@@ -126,8 +126,8 @@ pin = "big"
   opt.cluster = *c;
   auto t = BuildCostTable(*rec, *cat, opt);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
-  EXPECT_DOUBLE_EQ(t->fixed[0], 0.5 / (3600 * 500));   // small is cheaper per example
-  EXPECT_DOUBLE_EQ(t->fixed[1], 4.0 / (3600 * 100));   // pinned to big
+  EXPECT_DOUBLE_EQ(t->fixed[0], 0.5 / (3600 * 500));  // small is cheaper per example
+  EXPECT_DOUBLE_EQ(t->fixed[1], 4.0 / (3600 * 100));  // pinned to big
   EXPECT_EQ(t->homogeneous_gpu, "big");
   EXPECT_DOUBLE_EQ(t->homogeneous[0], 4.0 / (3600 * 1000));
   EXPECT_FALSE(ParseCluster("[gpus.a]\nusd_per_hour = 1\n[models.m]\nthroughput = { b = 1.0 }\n", "x").ok());

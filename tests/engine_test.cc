@@ -1,11 +1,10 @@
 // The live engine: real ONNX models, the recorded backend, fault injection, bad input.
-#include "coe/cascade.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "coe/cascade.h"
 #include "coe/dataset.h"
 #include "fault_backends.h"
 #include "testing.h"
@@ -30,9 +29,8 @@ std::string Write(const fs::path& p, const std::string& text) {
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("coe_engine_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("coe_engine_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -40,9 +38,14 @@ class EngineTest : public ::testing::Test {
   Catalogue ZooCatalogue(const std::string& extra = "") {
     std::string text = std::string("[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\n") + kLabels +
                        "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
-                       "[models.linear]\npath = \"" + kZoo + "linear.onnx\"\nmacs = 7840\n"
-                       "[models.mlp256x2]\npath = \"" + kZoo + "mlp256x2.onnx\"\nmacs = 235000\n"
-                       "[models.cnn8_16]\npath = \"" + kZoo + "cnn8_16.onnx\"\nmacs = 290000\n" + extra;
+                       "[models.linear]\npath = \"" +
+                       kZoo +
+                       "linear.onnx\"\nmacs = 7840\n"
+                       "[models.mlp256x2]\npath = \"" +
+                       kZoo +
+                       "mlp256x2.onnx\"\nmacs = 235000\n"
+                       "[models.cnn8_16]\npath = \"" +
+                       kZoo + "cnn8_16.onnx\"\nmacs = 290000\n" + extra;
     auto c = ParseCatalogue(text, "zoo.toml", "");
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return *c;
@@ -124,8 +127,8 @@ TEST_F(EngineTest, WrongInputShapeIsAnError) {
 }
 
 TEST_F(EngineTest, BadModelFilesAreClearErrors) {
-  auto missing = Cascade::Create(TwoTier(), ZooCatalogue("[models.x]\npath = \"/nope/x.onnx\"\nmacs = 1\n"),
-                                 EngineOptions{});
+  auto missing =
+      Cascade::Create(TwoTier(), ZooCatalogue("[models.x]\npath = \"/nope/x.onnx\"\nmacs = 1\n"), EngineOptions{});
   ASSERT_TRUE(missing.ok());  // x is not a member
   CascadeSpec with_x;
   with_x.tiers.push_back(TierSpec{{"x"}, {}});
@@ -135,7 +138,8 @@ TEST_F(EngineTest, BadModelFilesAreClearErrors) {
   EXPECT_NE(m.status().message().find("/nope/x.onnx"), std::string::npos);
 
   const std::string corrupt = Write(dir_ / "corrupt.onnx", "this is not a protobuf \x01\x02\x03");
-  auto cc = Cascade::Create(with_x, ZooCatalogue("[models.x]\npath = \"" + corrupt + "\"\nmacs = 1\n"), EngineOptions{});
+  auto cc =
+      Cascade::Create(with_x, ZooCatalogue("[models.x]\npath = \"" + corrupt + "\"\nmacs = 1\n"), EngineOptions{});
   ASSERT_FALSE(cc.ok());
   EXPECT_EQ(cc.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(cc.status().message().find("corrupt.onnx"), std::string::npos) << cc.status().message();

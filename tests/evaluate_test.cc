@@ -13,9 +13,9 @@ struct Fixture {
   Fixture() {
     rec = *ParseRecordings(
         "id,label,a,a2,b,a|score,a2|score\n"
-        "1,x,x,x,x,0.9,0.8\n"   // tier 1 agrees
-        "2,y,x,y,y,0.6,0.7\n"   // defers to b
-        "3,x,,,x,,\n",          // tier 1 all abstain: defers
+        "1,x,x,x,x,0.9,0.8\n"  // tier 1 agrees
+        "2,y,x,y,y,0.6,0.7\n"  // defers to b
+        "3,x,,,x,,\n",         // tier 1 all abstain: defers
         "r.csv", &labels, nullptr);
     cat = *ParseCatalogue(R"(
 [models.a]

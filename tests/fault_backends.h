@@ -36,8 +36,8 @@ class FaultyBackend : public Backend {
     if (!shape.empty() && batch.shape() != shape) {
       out->assign(n, Prediction{kAbstain, NAN, {}, "wrong input shape"});
       stats_.abstentions += n;
-      return InvalidArgumentError("model '" + info().name + "' takes inputs of shape " + ShapeString(shape) +
-                                  ", got " + ShapeString(batch.shape()));
+      return InvalidArgumentError("model '" + info().name + "' takes inputs of shape " + ShapeString(shape) + ", got " +
+                                  ShapeString(batch.shape()));
     }
     if (mode_ == Mode::kDead) {
       out->assign(n, Prediction{kAbstain, NAN, {}, "injected: dead backend"});

@@ -34,12 +34,13 @@ class FirstHour : public ::testing::Test {
   }
   std::string P(const std::string& name) { return (dir_ / name).string(); }
   std::string Zoo() {
-    return Write("zoo.toml", "[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\n"
-                             "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", "
-                             "\"shirt\", \"sneaker\", \"bag\", \"boot\"]\nscale = 0.00392156862745098\n"
-                             "mean = 0.2860\nstd = 0.3530\n[models.linear]\npath = \"" +
-                                 testing::ZooDir() + "linear.onnx\"\nmacs = 7840\n[models.mlp32]\npath = \"" +
-                                 testing::ZooDir() + "mlp32.onnx\"\nmacs = 25408\n");
+    return Write("zoo.toml",
+                 "[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\n"
+                 "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", "
+                 "\"shirt\", \"sneaker\", \"bag\", \"boot\"]\nscale = 0.00392156862745098\n"
+                 "mean = 0.2860\nstd = 0.3530\n[models.linear]\npath = \"" +
+                     testing::ZooDir() + "linear.onnx\"\nmacs = 7840\n[models.mlp32]\npath = \"" + testing::ZooDir() +
+                     "mlp32.onnx\"\nmacs = 25408\n");
   }
   fs::path dir_;
 };
@@ -61,11 +62,13 @@ TEST_F(FirstHour, UnknownCommandsAndFlagsNameTheClosest) {
 }
 
 TEST_F(FirstHour, RulesReadAsTheyMean) {
-  Write("cat5.toml", "[models.a]\nusd = 1\n[models.b]\nusd = 2\n[models.c]\nusd = 4\n[models.d]\nusd = 8\n"
-                     "[models.e]\nusd = 16\n[models.f]\nusd = 32\n");
+  Write("cat5.toml",
+        "[models.a]\nusd = 1\n[models.b]\nusd = 2\n[models.c]\nusd = 4\n[models.d]\nusd = 8\n"
+        "[models.e]\nusd = 16\n[models.f]\nusd = 32\n");
   Write("rec5.csv", "id,label,a,b,c,d,e,f\n1,x,x,x,x,x,y,x\n2,y,x,y,y,y,y,y\n3,x,y,x,x,y,x,x\n");
-  Write("c.toml", "[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"c\", \"d\", "
-                  "\"e\"]\nmin_agreement = 0.6666666666666666\n[[tiers]]\nmembers = [\"f\"]\n");
+  Write("c.toml",
+        "[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"c\", \"d\", "
+        "\"e\"]\nmin_agreement = 0.6666666666666666\n[[tiers]]\nmembers = [\"f\"]\n");
   Proc p = RunCoe("eval --cascade " + P("c.toml") + " --data " + P("rec5.csv") + " --models " + P("cat5.toml"));
   ASSERT_EQ(p.code, 0) << p.out;
   EXPECT_NE(p.out.find("{a, b} unanimous -> {c, d, e} agree>=2/3 -> {f}"), std::string::npos) << p.out;
@@ -92,8 +95,8 @@ TEST_F(FirstHour, PlanWithoutTestAndALongFrontier) {
   const std::string zoo = testing::SourceDir() + "/models/zoo/catalogue.toml";
   std::string csv = "id,label,a,b,c,a|score,b|score,c|score\n";
   for (int i = 0; i < 400; ++i)
-    csv += std::to_string(i) + "," + (i % 2 ? "x" : "y") + "," + (i % 3 ? "x" : "y") + "," + (i % 5 ? "x" : "y") +
-           "," + (i % 7 ? "x" : "y") + ",0." + std::to_string(100 + i % 899) + ",0." + std::to_string(100 + i * 7 % 899) +
+    csv += std::to_string(i) + "," + (i % 2 ? "x" : "y") + "," + (i % 3 ? "x" : "y") + "," + (i % 5 ? "x" : "y") + "," +
+           (i % 7 ? "x" : "y") + ",0." + std::to_string(100 + i % 899) + ",0." + std::to_string(100 + i * 7 % 899) +
            ",0." + std::to_string(100 + i * 13 % 899) + "\n";
   Write("long.csv", csv);
   Proc t = RunCoe("plan --calib " + P("long.csv") + " --models " + P("cat.toml") + " --frontier 3");
@@ -139,13 +142,12 @@ TEST_F(FirstHour, ImageLabelsMatchByFileNameOrStem) {
   fs::create_directories(dir_ / "img");
   // Three 28x28 grey images (PGM, which OpenCV reads).
   const std::string pixels(784, '\x20');
-  for (const char* name : {"a.pgm", "b.pgm", "c.pgm"})
-    Write(std::string("img/") + name, "P5\n28 28\n255\n" + pixels);
+  for (const char* name : {"a.pgm", "b.pgm", "c.pgm"}) Write(std::string("img/") + name, "P5\n28 28\n255\n" + pixels);
   Write("labels.csv", "id,label\na,tshirt\nb.pgm,trouser\nc,bag\n");
   const std::string c = Write("c.toml", "[[tiers]]\nmembers = [\"linear\"]\n");
-  Proc p = RunCoe("run --cascade " + c + " --models " + Zoo() + " --data " + P("img") + " --labels " + P("labels.csv") +
-                      " --json",
-                  false);
+  Proc p = RunCoe(
+      "run --cascade " + c + " --models " + Zoo() + " --data " + P("img") + " --labels " + P("labels.csv") + " --json",
+      false);
   ASSERT_EQ(p.code, 0) << p.out;
   EXPECT_EQ(nlohmann::json::parse(p.out)["labeled"], 3);
   // No label for an image: exit 2 naming it.

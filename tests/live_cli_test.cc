@@ -31,20 +31,20 @@ const std::string kLabels =
 TEST(LiveCli, LiveRunEqualsReplayOfRecordings) {
   fs::path dir = fs::temp_directory_path() / ("coe_live_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  std::ofstream(dir / "zoo.toml") << "[defaults]\nbackend = \"onnx\"\n" << kLabels
-                                  << "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
+  std::ofstream(dir / "zoo.toml") << "[defaults]\nbackend = \"onnx\"\n"
+                                  << kLabels << "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
                                   << "[models.linear]\npath = \"" << kZoo << "linear.onnx\"\nmacs = 7840\n"
                                   << "[models.mlp256x2]\npath = \"" << kZoo << "mlp256x2.onnx\"\nmacs = 235000\n"
                                   << "[models.cnn8_16]\npath = \"" << kZoo << "cnn8_16.onnx\"\nmacs = 290000\n";
   // The same models replayed from the recordings.
-  std::ofstream(dir / "replay.toml") << "[defaults]\nbackend = \"recorded\"\npath = \"rec.csv\"\n" << kLabels
-                                     << "[models.linear]\nmacs = 7840\n[models.mlp256x2]\nmacs = 235000\n"
+  std::ofstream(dir / "replay.toml") << "[defaults]\nbackend = \"recorded\"\npath = \"rec.csv\"\n"
+                                     << kLabels << "[models.linear]\nmacs = 7840\n[models.mlp256x2]\nmacs = 235000\n"
                                      << "[models.cnn8_16]\nmacs = 290000\n";
   // Default threads and batches: answers must not depend on them.
-  const std::string data = "--data " + kF + "t10k-images-idx3-ubyte.gz --labels " + kF +
-                           "t10k-labels-idx1-ubyte.gz --range 1000:1800";
-  Proc rec = Coe("record --models " + (dir / "zoo.toml").string() + " " + data + " --out " +
-                 (dir / "rec.csv").string());
+  const std::string data =
+      "--data " + kF + "t10k-images-idx3-ubyte.gz --labels " + kF + "t10k-labels-idx1-ubyte.gz --range 1000:1800";
+  Proc rec =
+      Coe("record --models " + (dir / "zoo.toml").string() + " " + data + " --out " + (dir / "rec.csv").string());
   ASSERT_EQ(rec.code, 0) << rec.out;
   // Vote, score and combined rules, and a 3-tier cascade.
   const char* cascades[] = {
@@ -56,12 +56,11 @@ TEST(LiveCli, LiveRunEqualsReplayOfRecordings) {
   };
   for (const char* c : cascades) {
     std::ofstream(dir / "c.toml") << c;
-    Proc live = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo.toml").string() +
-                    " " + data + " --out " + (dir / "live.csv").string() + " --json");
+    Proc live = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo.toml").string() + " " +
+                    data + " --out " + (dir / "live.csv").string() + " --json");
     ASSERT_EQ(live.code, 0) << live.out;
-    Proc replay = Coe("run --cascade " + (dir / "c.toml").string() + " --models " +
-                      (dir / "replay.toml").string() + " " + data + " --out " + (dir / "replay.csv").string() +
-                      " --json");
+    Proc replay = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "replay.toml").string() +
+                      " " + data + " --out " + (dir / "replay.csv").string() + " --json");
     ASSERT_EQ(replay.code, 0) << replay.out;
     // Identical answers, exits, agreement, costs, per example.
     EXPECT_EQ(Read(dir / "live.csv"), Read(dir / "replay.csv")) << c;
@@ -84,25 +83,25 @@ TEST(LiveCli, LiveRunEqualsReplayOfRecordings) {
 TEST(LiveCli, BadInputsExitTwo) {
   fs::path dir = fs::temp_directory_path() / ("coe_livebad_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  std::ofstream(dir / "zoo.toml") << "[defaults]\nbackend = \"onnx\"\n" << kLabels
-                                  << "[models.linear]\npath = \"missing.onnx\"\nmacs = 7840\n";
+  std::ofstream(dir / "zoo.toml") << "[defaults]\nbackend = \"onnx\"\n"
+                                  << kLabels << "[models.linear]\npath = \"missing.onnx\"\nmacs = 7840\n";
   std::ofstream(dir / "c.toml") << "[[tiers]]\nmembers = [\"linear\"]\n";
-  Proc p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo.toml").string() +
-               " --data " + kF + "t10k-images-idx3-ubyte.gz");
+  Proc p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo.toml").string() + " --data " +
+               kF + "t10k-images-idx3-ubyte.gz");
   EXPECT_EQ(p.code, 2) << p.out;
   EXPECT_NE(p.out.find("missing.onnx"), std::string::npos) << p.out;
-  std::ofstream(dir / "zoo2.toml") << "[defaults]\nbackend = \"onnx\"\n" << kLabels
-                                   << "[models.linear]\npath = \"" << kZoo << "linear.onnx\"\nmacs = 7840\n";
+  std::ofstream(dir / "zoo2.toml") << "[defaults]\nbackend = \"onnx\"\n"
+                                   << kLabels << "[models.linear]\npath = \"" << kZoo << "linear.onnx\"\nmacs = 7840\n";
   std::ofstream(dir / "junk.png") << "junk";
-  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() +
-          " --data " + (dir / "junk.png").string());
+  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() + " --data " +
+          (dir / "junk.png").string());
   EXPECT_EQ(p.code, 2) << p.out;
   EXPECT_NE(p.out.find("junk.png"), std::string::npos) << p.out;
-  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() +
-          " --data " + kF + "t10k-labels-idx1-ubyte.gz");
+  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() + " --data " + kF +
+          "t10k-labels-idx1-ubyte.gz");
   EXPECT_EQ(p.code, 2) << p.out;
-  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() +
-          " --data " + kF + "t10k-images-idx3-ubyte.gz --range 5:2");
+  p = Coe("run --cascade " + (dir / "c.toml").string() + " --models " + (dir / "zoo2.toml").string() + " --data " + kF +
+          "t10k-images-idx3-ubyte.gz --range 5:2");
   EXPECT_EQ(p.code, 2) << p.out;
   fs::remove_all(dir);
 }

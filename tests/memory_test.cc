@@ -37,8 +37,9 @@ TEST(Memory, PlanPeaksBelowTwiceTheCsvSize) {
     }
     std::fclose(f);
     f = std::fopen(cat.c_str(), "w");
-    std::fprintf(f, "[models.m0]\nusd = 1\n[models.m1]\nusd = 2\n[models.m2]\nusd = 4\n[models.m3]\nusd = 8\n"
-                    "[models.m4]\nusd = 16\n");
+    std::fprintf(f,
+                 "[models.m0]\nusd = 1\n[models.m1]\nusd = 2\n[models.m2]\nusd = 4\n[models.m3]\nusd = 8\n"
+                 "[models.m4]\nusd = 16\n");
     std::fclose(f);
   }
   const double file_mib = fs::file_size(csv) / 1048576.0;

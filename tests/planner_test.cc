@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <functional>
+#include <numeric>
 #include <random>
 
 #include "coe/evaluate.h"
@@ -27,8 +27,7 @@ struct RandomSpec {
 
 // Recordings whose models get better (and dearer) with their index, with errors that
 // are partly shared (a per-example difficulty), so agreement means something.
-Recordings MakeRecordings(uint32_t seed, const RandomSpec& s, LabelSet* labels,
-                          std::vector<double>* fixed_cost) {
+Recordings MakeRecordings(uint32_t seed, const RandomSpec& s, LabelSet* labels, std::vector<double>* fixed_cost) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<double> u(0, 1);
   for (int l = 0; l < s.labels; ++l) labels->Intern("L" + std::to_string(l));
@@ -85,8 +84,7 @@ CostTable MakeCosts(const Recordings& r, const std::vector<double>& fixed) {
   return *t;
 }
 
-void ExpectFrontierMatchesSimulation(const PlanResult& plan, const Recordings& rec,
-                                     const CostTable& costs) {
+void ExpectFrontierMatchesSimulation(const PlanResult& plan, const Recordings& rec, const CostTable& costs) {
   ASSERT_FALSE(plan.frontier.empty());
   for (size_t k = 0; k < plan.frontier.size(); ++k) {
     const OperatingPoint& p = plan.frontier[k];
@@ -187,8 +185,7 @@ TEST(Planner, VoteOnlyFrontierEqualsBruteForce) {
     CostTable costs = MakeCosts(rec, fixed);
     std::vector<int> order(s.models);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int a, int b) { return costs.mean[a] < costs.mean[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return costs.mean[a] < costs.mean[b]; });
     std::vector<std::vector<int>> subsets;  // positions in cost order
     for (int mask = 1; mask < (1 << s.models); ++mask) {
       if (std::popcount(static_cast<unsigned>(mask)) > 3) continue;
@@ -223,9 +220,8 @@ TEST(Planner, VoteOnlyFrontierEqualsBruteForce) {
     };
     rec_fn(-1, 0);
     // Pareto of the brute force.
-    std::sort(points.begin(), points.end(), [](auto& a, auto& b) {
-      return a.second != b.second ? a.second < b.second : a.first > b.first;
-    });
+    std::sort(points.begin(), points.end(),
+              [](auto& a, auto& b) { return a.second != b.second ? a.second < b.second : a.first > b.first; });
     std::vector<std::pair<int, double>> pareto;
     for (auto& p : points)
       if (pareto.empty() || p.first > pareto.back().first) pareto.push_back(p);
@@ -345,8 +341,8 @@ TEST_P(MatchBest, GuardsChooseWhatTheySayAndNeverCostMoreThanTheBestModel) {
     }
     return std::pair{b, c};
   };
-  for (Guard guard : {Guard::kNone, Guard::kMcNemar, Guard::kNonInferiority, Guard::kHoldout,
-                      Guard::kCrossValidation}) {
+  for (Guard guard :
+       {Guard::kNone, Guard::kMcNemar, Guard::kNonInferiority, Guard::kHoldout, Guard::kCrossValidation}) {
     SCOPED_TRACE(GuardName(guard));
     PlannerOptions opt;
     opt.select.guard = guard;
@@ -368,8 +364,10 @@ TEST_P(MatchBest, GuardsChooseWhatTheySayAndNeverCostMoreThanTheBestModel) {
       const auto [b, c] = b_and_c(p.cascade);
       const int n = rec.num_labeled();
       switch (guard) {
-        case Guard::kNone: return p.correct >= best_correct;
-        case Guard::kMcNemar: return p.correct >= best_correct && b - c >= 1.645 * std::sqrt(double(b + c)) - 1e-9;
+        case Guard::kNone:
+          return p.correct >= best_correct;
+        case Guard::kMcNemar:
+          return p.correct >= best_correct && b - c >= 1.645 * std::sqrt(double(b + c)) - 1e-9;
         default: {
           const double d = double(b - c) / n, var = (b + c - double(b - c) * (b - c) / n) / (double(n) * n);
           return var > 0 ? (d + 0.005) / std::sqrt(var) >= z_ni : d + 0.005 > 0;

@@ -101,8 +101,10 @@ TEST(Recordings, CsvRoundTrip) {
     EXPECT_EQ(back->models[m].cost, r->models[m].cost);
     ASSERT_EQ(back->models[m].score.size(), r->models[m].score.size());
     for (size_t i = 0; i < r->models[m].score.size(); ++i) {
-      if (std::isnan(r->models[m].score[i])) EXPECT_TRUE(std::isnan(back->models[m].score[i]));
-      else EXPECT_EQ(back->models[m].score[i], r->models[m].score[i]);  // bit-exact
+      if (std::isnan(r->models[m].score[i]))
+        EXPECT_TRUE(std::isnan(back->models[m].score[i]));
+      else
+        EXPECT_EQ(back->models[m].score[i], r->models[m].score[i]);  // bit-exact
     }
   }
 }

@@ -23,11 +23,20 @@ using Ms = std::chrono::milliseconds;
 std::string EdgeToml(int port, int timeout_ms = 2000, int retries = 1, const std::string& remote_model = "cnn8_16") {
   return std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
          "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
-         "[models.linear]\nbackend = \"onnx\"\npath = \"" + kZoo + "linear.onnx\"\nmacs = 7840\n"
-         "[models.mlp256x2]\nbackend = \"onnx\"\npath = \"" + kZoo + "mlp256x2.onnx\"\nmacs = 235000\n"
-         "[models.cnn8_16]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" + std::to_string(port) + "\"\n"
-         "remote_model = \"" + remote_model + "\"\nsite = \"cloud\"\nmacs = 290000\n"
-         "timeout_ms = " + std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) + "\n";
+         "[models.linear]\nbackend = \"onnx\"\npath = \"" +
+         kZoo +
+         "linear.onnx\"\nmacs = 7840\n"
+         "[models.mlp256x2]\nbackend = \"onnx\"\npath = \"" +
+         kZoo +
+         "mlp256x2.onnx\"\nmacs = 235000\n"
+         "[models.cnn8_16]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" +
+         std::to_string(port) +
+         "\"\n"
+         "remote_model = \"" +
+         remote_model +
+         "\"\nsite = \"cloud\"\nmacs = 290000\n"
+         "timeout_ms = " +
+         std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) + "\n";
 }
 
 // The cloud: the zoo's models served individually; records body sizes per request.
@@ -291,7 +300,8 @@ TEST(Remote, RetriesOn503ThenGivesUpOnBadResponses) {
       res.set_content("{\"error\":\"busy\"}", "application/json");
       return;
     }
-    res.set_content(R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[2],"data":["b","c"]}]})", "application/json");
+    res.set_content(R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[2],"data":["b","c"]}]})",
+                    "application/json");
   };
   fake.Start();
   auto b = RemoteTo(fake.port, 2);
@@ -339,12 +349,13 @@ TEST(Remote, OversizedOrOutOfRangeResponsesAreAbstentions) {
   // 200 MiB of body: the edge stops reading past max_response_mb and keeps its memory.
   fake.infer = [&](const httplib::Request&, httplib::Response& res, int) {
     const size_t total = size_t{200} << 20;
-    res.set_content_provider(total, "application/json", [&served, total](size_t offset, size_t, httplib::DataSink& sink) {
-      static const std::string chunk(1 << 16, ' ');
-      const size_t n = std::min(chunk.size(), total - offset);
-      served += n;
-      return sink.write(chunk.data(), n);
-    });
+    res.set_content_provider(total, "application/json",
+                             [&served, total](size_t offset, size_t, httplib::DataSink& sink) {
+                               static const std::string chunk(1 << 16, ' ');
+                               const size_t n = std::min(chunk.size(), total - offset);
+                               served += n;
+                               return sink.write(chunk.data(), n);
+                             });
   };
   fake.Start();
   auto b = RemoteTo(fake.port, 2, "max_response_mb = 1\n");
@@ -362,7 +373,8 @@ TEST(Remote, OversizedOrOutOfRangeResponsesAreAbstentions) {
   auto answer = [&](const std::string& probs) {
     fake.infer = [probs](const httplib::Request&, httplib::Response& res, int) {
       res.set_content(R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[2],"data":["a","c"]},
-                          {"name":"probabilities","datatype":"FP32","shape":[2,3],"data":)" + probs + "}]}",
+                          {"name":"probabilities","datatype":"FP32","shape":[2,3],"data":)" +
+                          probs + "}]}",
                       "application/json");
     };
   };

@@ -33,10 +33,11 @@ class Robustness : public ::testing::Test {
     return (dir_ / name).string();
   }
   std::string Zoo(const std::string& extra = "") {
-    return Write("zoo.toml", "[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\n"
-                             "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", "
-                             "\"shirt\", \"sneaker\", \"bag\", \"boot\"]\n[models.linear]\npath = \"" +
-                                 testing::ZooDir() + "linear.onnx\"\nmacs = 7840\n" + extra);
+    return Write("zoo.toml",
+                 "[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\n"
+                 "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", "
+                 "\"shirt\", \"sneaker\", \"bag\", \"boot\"]\n[models.linear]\npath = \"" +
+                     testing::ZooDir() + "linear.onnx\"\nmacs = 7840\n" + extra);
   }
   std::string OneTier(const std::string& model = "linear") {
     return Write("c.toml", "[[tiers]]\nmembers = [\"" + model + "\"]\n");
@@ -153,8 +154,9 @@ TEST_F(Robustness, CsvErrorsKeepEveryByteOfTheirMessage) {
 }
 
 TEST_F(Robustness, CascadeValueErrorsPointAtTheirOwnLine) {
-  const std::string c = Write("bad.toml", "[[tiers]]\nmembers = [\"linear\", \"linear2\"]\nmin_agreement = \"high\"\n"
-                                          "[[tiers]]\nmembers = [\"linear3\"]\n");
+  const std::string c = Write("bad.toml",
+                              "[[tiers]]\nmembers = [\"linear\", \"linear2\"]\nmin_agreement = \"high\"\n"
+                              "[[tiers]]\nmembers = [\"linear3\"]\n");
   Proc p = RunCoe("run --cascade " + c + " --models " + Zoo() + " --data " + kF + "t10k-images-idx3-ubyte.gz");
   EXPECT_EQ(p.code, 2) << p.out;
   EXPECT_NE(p.out.find("bad.toml:3:"), std::string::npos) << p.out;

@@ -51,8 +51,7 @@ TEST(TallyVotes, AllAbstainNeverExits) {
 
 TEST(TallyVotes, MeanScoreFromConfidences) {
   // Member 2 votes otherwise: contributes 0; the abstainer contributes 0.
-  TierVote t = TallyVotes(std::vector<MemberOutput>{Vote(1, 0.9f), Vote(2, 0.8f), Vote(1, 0.7f),
-                                                    Vote(kAbstain)});
+  TierVote t = TallyVotes(std::vector<MemberOutput>{Vote(1, 0.9f), Vote(2, 0.8f), Vote(1, 0.7f), Vote(kAbstain)});
   EXPECT_EQ(t.plurality, 1);
   EXPECT_NEAR(t.mean_score, (0.9 + 0.0 + 0.7 + 0.0) / 4, 1e-6);
 }
@@ -61,8 +60,10 @@ TEST(TallyVotes, MeanScoreFromProbabilities) {
   float p0[3] = {0.1f, 0.6f, 0.3f};
   float p1[3] = {0.2f, 0.2f, 0.6f};
   MemberOutput a = Vote(1), b = Vote(2);
-  a.probs = p0; a.num_probs = 3;
-  b.probs = p1; b.num_probs = 3;
+  a.probs = p0;
+  a.num_probs = 3;
+  b.probs = p1;
+  b.num_probs = 3;
   TierVote t = TallyVotes(std::vector<MemberOutput>{a, b});
   EXPECT_EQ(t.plurality, 2);  // tie -> last
   EXPECT_NEAR(t.mean_score, (0.3 + 0.6) / 2, 1e-6);

@@ -1,11 +1,11 @@
 // coe serve: the Open Inference Protocol server on loopback, in process (and once as
 // the `coe serve` command): endpoints, answers equal to Cascade::Run, errors,
 // backpressure, metrics, graceful stop; ParseInferRequest on its own.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -71,15 +71,16 @@ TEST_F(ServerTest, HealthMetadataAndReadiness) {
     EXPECT_EQ(meta.body["inputs"][0]["shape"], json({-1, 1, 28, 28}));
     std::map<std::string, std::string> outputs;
     for (const json& o : meta.body["outputs"]) outputs[o["name"]] = o["datatype"];
-    EXPECT_EQ(outputs, (std::map<std::string, std::string>{
-                           {"label", "BYTES"}, {"exit_tier", "INT32"}, {"degraded", "BOOL"}, {"probabilities", "FP32"}}));
+    EXPECT_EQ(outputs,
+              (std::map<std::string, std::string>{
+                  {"label", "BYTES"}, {"exit_tier", "INT32"}, {"degraded", "BOOL"}, {"probabilities", "FP32"}}));
     Reply ready = Http(port_, "GET", "/v2/models/" + name + "/ready");
     EXPECT_EQ(ready.status, 200);
     EXPECT_EQ(ready.body["ready"], true);
     EXPECT_EQ(Http(port_, "GET", "/v2/models/" + name + "/versions/1/ready").status, 200);
   }
-  for (const std::string path : {"/v2/models/nope", "/v2/models/nope/ready", "/v2/models/fashion/versions/2",
-                                 "/v2/nothing", "/"}) {
+  for (const std::string path :
+       {"/v2/models/nope", "/v2/models/nope/ready", "/v2/models/fashion/versions/2", "/v2/nothing", "/"}) {
     Reply r = Http(port_, "GET", path);
     EXPECT_EQ(r.status, 404) << path;
     EXPECT_TRUE(r.body.is_object() && r.body["error"].is_string()) << path << ": " << r.raw;
@@ -133,10 +134,12 @@ TEST_F(ServerTest, InferEqualsCascadeRunInProcess) {
   json nested = json::array();
   for (int i = 0; i < 3; ++i) {
     json rows = json::array();
-    for (int y = 0; y < 28; ++y) rows.push_back(std::vector<float>(in.data.begin() + i * 784 + y * 28, in.data.begin() + i * 784 + y * 28 + 28));
+    for (int y = 0; y < 28; ++y)
+      rows.push_back(std::vector<float>(in.data.begin() + i * 784 + y * 28, in.data.begin() + i * 784 + y * 28 + 28));
     nested.push_back(json::array({rows}));
   }
-  json req = {{"id", "n1"}, {"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {3, 1, 28, 28}}, {"data", nested}}}}};
+  json req = {{"id", "n1"},
+              {"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {3, 1, 28, 28}}, {"data", nested}}}}};
   Reply n = Http(port_, "POST", "/v2/models/fashion/infer", req.dump());
   ASSERT_EQ(n.status, 200) << n.raw;
   EXPECT_EQ(n.body["id"], "n1");
@@ -150,7 +153,8 @@ TEST_F(ServerTest, InferEqualsCascadeRunInProcess) {
   Reply m = Http(port_, "POST", "/v2/models/cnn8_16/infer", InferBody(in, {"label"}));
   ASSERT_EQ(m.status, 200);
   EXPECT_EQ(m.body["outputs"].size(), 1u);
-  for (int i = 0; i < 300; ++i) EXPECT_EQ((*Output(m.body, "label"))["data"][i], (*single)->labels().name(want1->answer[i]));
+  for (int i = 0; i < 300; ++i)
+    EXPECT_EQ((*Output(m.body, "label"))["data"][i], (*single)->labels().name(want1->answer[i]));
 }
 
 TEST_F(ServerTest, RequestedOutputsAndId) {
@@ -181,7 +185,8 @@ TEST_F(ServerTest, BadRequestsGetJsonErrors) {
     std::string message;  // a part of the error message
   };
   auto input = [](const std::string& datatype, const std::string& shape, const std::string& data) {
-    return "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"" + datatype + "\",\"shape\":" + shape + ",\"data\":" + data + "}]}";
+    return "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"" + datatype + "\",\"shape\":" + shape +
+           ",\"data\":" + data + "}]}";
   };
   std::string zeros = "[0";
   for (int i = 1; i < 784; ++i) zeros += ",0";
@@ -215,7 +220,8 @@ TEST_F(ServerTest, BadRequestsGetJsonErrors) {
   for (const Case& c : cases) {
     Reply r = Http(port_, "POST", "/v2/models/" + c.path + "/infer", c.body);
     EXPECT_EQ(r.status, c.status) << c.what << ": " << r.raw;
-    ASSERT_TRUE(r.body.is_object() && r.body.contains("error") && r.body["error"].is_string()) << c.what << ": " << r.raw;
+    ASSERT_TRUE(r.body.is_object() && r.body.contains("error") && r.body["error"].is_string())
+        << c.what << ": " << r.raw;
     EXPECT_NE(r.body["error"].get<std::string>().find(c.message), std::string::npos)
         << c.what << ": " << r.body["error"];
   }
@@ -242,8 +248,9 @@ TEST_F(ServerTest, TruncatedHttpBodyNeitherHangsNorHarms) {
     a.sin_port = htons(port_);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    const std::string req = "POST /v2/models/fashion/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                            "Content-Length: 1000\r\n\r\n{\"inputs\":[";
+    const std::string req =
+        "POST /v2/models/fashion/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n{\"inputs\":[";
     ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
     if (half_close) shutdown(fd, SHUT_WR);
     const auto t0 = std::chrono::steady_clock::now();
@@ -329,27 +336,27 @@ TEST_F(ServerTest, MetricsCountRequestsExamplesExitsAndMembers) {
   EXPECT_EQ(Http(port_, "POST", "/v2/models/fashion/infer", "{").status, 400);
   EXPECT_EQ(Http(port_, "GET", "/nope").status, 404);
   EXPECT_TRUE(WaitForMetrics(port_, std::vector<std::string>{
-           "coe_requests_total{model=\"fashion\",code=\"200\"} 1",
-           "coe_requests_total{model=\"fashion\",code=\"400\"} 1",
-           "coe_requests_total{model=\"linear\",code=\"200\"} 1",
-           "coe_errors_total{code=\"400\"} 1",
-           "coe_errors_total{code=\"404\"} 1",
-           "coe_inflight_requests 0",
-           "coe_examples_total{model=\"fashion\"} 100",
-           "coe_examples_total{model=\"linear\"} 100",
-           "coe_exits_total{model=\"fashion\",tier=\"1\"} " + std::to_string(exits[0]),
-           "coe_exits_total{model=\"fashion\",tier=\"2\"} " + std::to_string(exits[1]),
-           "coe_deferred_total{model=\"fashion\",tier=\"1\"} " + std::to_string(exits[1]),
-           "coe_degraded_examples_total{model=\"fashion\"} 0",
-           "coe_member_latency_seconds_count{member=\"linear\"} 2",
-           "coe_member_latency_seconds_count{member=\"cnn8_16\"} 1",
-           "coe_member_latency_seconds_bucket{member=\"linear\",le=\"+Inf\"} 2",
-           "coe_member_examples_total{member=\"linear\"} 200",
-           "coe_member_examples_total{member=\"cnn8_16\"} " + std::to_string(exits[1]),
-           "coe_remote_bytes_sent_total{member=\"linear\"} 0",
-           "coe_remote_bytes_received_total{member=\"cnn8_16\"} 0",
-           "# TYPE coe_member_latency_seconds histogram",
-       }));
+                                        "coe_requests_total{model=\"fashion\",code=\"200\"} 1",
+                                        "coe_requests_total{model=\"fashion\",code=\"400\"} 1",
+                                        "coe_requests_total{model=\"linear\",code=\"200\"} 1",
+                                        "coe_errors_total{code=\"400\"} 1",
+                                        "coe_errors_total{code=\"404\"} 1",
+                                        "coe_inflight_requests 0",
+                                        "coe_examples_total{model=\"fashion\"} 100",
+                                        "coe_examples_total{model=\"linear\"} 100",
+                                        "coe_exits_total{model=\"fashion\",tier=\"1\"} " + std::to_string(exits[0]),
+                                        "coe_exits_total{model=\"fashion\",tier=\"2\"} " + std::to_string(exits[1]),
+                                        "coe_deferred_total{model=\"fashion\",tier=\"1\"} " + std::to_string(exits[1]),
+                                        "coe_degraded_examples_total{model=\"fashion\"} 0",
+                                        "coe_member_latency_seconds_count{member=\"linear\"} 2",
+                                        "coe_member_latency_seconds_count{member=\"cnn8_16\"} 1",
+                                        "coe_member_latency_seconds_bucket{member=\"linear\",le=\"+Inf\"} 2",
+                                        "coe_member_examples_total{member=\"linear\"} 200",
+                                        "coe_member_examples_total{member=\"cnn8_16\"} " + std::to_string(exits[1]),
+                                        "coe_remote_bytes_sent_total{member=\"linear\"} 0",
+                                        "coe_remote_bytes_received_total{member=\"cnn8_16\"} 0",
+                                        "# TYPE coe_member_latency_seconds histogram",
+                                    }));
 }
 
 TEST_F(ServerTest, StopAnswersInflightRequestsAndCanRestart) {
@@ -437,12 +444,13 @@ TEST(ParseInferRequest, ShapesNestingAndExactFloats) {
 }
 
 TEST(ParseInferRequest, ErrorsAreInvalidArgument) {
-  for (const char* body : {"", "{", "null", "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1],\"data\":[2]}]}",
-                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,0],\"data\":[]}]}",
-                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[],\"data\":[]}]}",
-                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[true]}],\"outputs\":[3]}",
-                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1]}]} {}",
-                           "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[18446744073709551615],\"data\":[1]}]}"}) {
+  for (const char* body :
+       {"", "{", "null", "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1],\"data\":[2]}]}",
+        "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,0],\"data\":[]}]}",
+        "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[],\"data\":[]}]}",
+        "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[true]}],\"outputs\":[3]}",
+        "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1]}]} {}",
+        "{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[18446744073709551615],\"data\":[1]}]}"}) {
     auto r = ParseInferRequest(body, {});
     ASSERT_FALSE(r.ok()) << body;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body;
@@ -492,11 +500,13 @@ TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   // Bad input is exit code 2.
-  const std::string bad = CoeBinary() + " serve --cascade /nonexistent.toml --models " +
-                          (dir / "zoo.toml").string() + " >/dev/null 2>&1";
+  const std::string bad =
+      CoeBinary() + " serve --cascade /nonexistent.toml --models " + (dir / "zoo.toml").string() + " >/dev/null 2>&1";
   const int rc = std::system(bad.c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 2);
-  EXPECT_EQ(WEXITSTATUS(std::system((CoeBinary() + " serve --cascade x --models y --max-inflight 0 >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(WEXITSTATUS(
+                std::system((CoeBinary() + " serve --cascade x --models y --max-inflight 0 >/dev/null 2>&1").c_str())),
+            2);
   fs::remove_all(dir);
 }
 

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "coe/backend.h"
-#include "coe/dataset.h"
 #include "coe/cascade.h"
+#include "coe/dataset.h"
 #include "coe/server.h"
 #include "protocol/oip.h"
 #include "testing.h"
@@ -34,9 +34,14 @@ inline const std::vector<std::string> kLabelNames = {"tshirt", "trouser", "pullo
 inline std::string ZooToml(const std::string& extra = "") {
   return std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
          "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n"
-         "[models.linear]\nbackend = \"onnx\"\npath = \"" + kZoo + "linear.onnx\"\nmacs = 7840\n"
-         "[models.mlp256x2]\nbackend = \"onnx\"\npath = \"" + kZoo + "mlp256x2.onnx\"\nmacs = 235000\n"
-         "[models.cnn8_16]\nbackend = \"onnx\"\npath = \"" + kZoo + "cnn8_16.onnx\"\nmacs = 290000\n" + extra;
+         "[models.linear]\nbackend = \"onnx\"\npath = \"" +
+         kZoo +
+         "linear.onnx\"\nmacs = 7840\n"
+         "[models.mlp256x2]\nbackend = \"onnx\"\npath = \"" +
+         kZoo +
+         "mlp256x2.onnx\"\nmacs = 235000\n"
+         "[models.cnn8_16]\nbackend = \"onnx\"\npath = \"" +
+         kZoo + "cnn8_16.onnx\"\nmacs = 290000\n" + extra;
 }
 
 inline Catalogue ParseOrDie(const std::string& toml) {
@@ -71,7 +76,8 @@ inline std::string InferBody(const InputBatch& batch, const std::vector<std::str
     shape = {batch.size()};
     shape.insert(shape.end(), batch.example_shape.begin(), batch.example_shape.end());
   }
-  std::string b = "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":" + json(shape).dump() + ",\"data\":[";
+  std::string b =
+      "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":" + json(shape).dump() + ",\"data\":[";
   for (size_t i = 0; i < batch.data.size(); ++i) {
     if (i) b += ',';
     oip::AppendFloat(&b, batch.data[i]);

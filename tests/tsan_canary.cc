@@ -11,10 +11,9 @@
 // OpenCV write with this program's read. A `race:` suppression naming any OpenCV
 // frame would hide it; tsan_check.py, which excuses only reports lying wholly inside
 // a library, does not.
-#include <opencv2/dnn.hpp>
-
 #include <cstdio>
 #include <mutex>
+#include <opencv2/dnn.hpp>
 #include <string>
 #include <thread>
 #include <vector>

@@ -7,13 +7,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "coe/cascade.h"
 #include "coe/cascade_spec.h"
 #include "coe/dataset.h"
-#include "coe/cascade.h"
 #include "coe/files.h"
 #include "coe/paths.h"
-#include "coe/record.h"
 #include "coe/planner.h"
+#include "coe/record.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
 #include "commands.h"
@@ -64,8 +64,10 @@ StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& 
   for (std::string& t : b.truth) {
     if (t.empty() || std::find(label_names.begin(), label_names.end(), t) != label_names.end()) continue;
     auto it = f.normalize_labels ? by_norm.find(NormalizeLabel(t)) : by_norm.end();
-    if (it != by_norm.end()) t = it->second;
-    else unknown[t]++;
+    if (it != by_norm.end())
+      t = it->second;
+    else
+      unknown[t]++;
   }
   if (!unknown.empty()) {
     std::string list;
@@ -174,12 +176,11 @@ StatusOr<RecordResult> Record(const Catalogue& cat, const std::vector<std::strin
 // Writes the recordings and, beside them, the catalogue to plan them with.
 Status WriteRecorded(const Catalogue& cat, const RecordResult& r, const std::string& csv, const std::string& data) {
   COE_RETURN_IF_ERROR(WriteStringToFile(csv, RecordingsToCsv(r.recordings, r.labels)));
-  return WriteStringToFile(
-      MeasuredPath(csv),
-      CatalogueToToml(MeasuredCatalogue(cat, r), {"cost figures for the recordings of " + data + ", written by coe record",
-                                                  "latency_us: measured here, wall time per example with all threads"}));
+  return WriteStringToFile(MeasuredPath(csv),
+                           CatalogueToToml(MeasuredCatalogue(cat, r),
+                                           {"cost figures for the recordings of " + data + ", written by coe record",
+                                            "latency_us: measured here, wall time per example with all threads"}));
 }
-
 
 int RunRecord(const RecordFlags& f) {
   const char* cmd = "record";
@@ -197,8 +198,8 @@ int RunRecord(const RecordFlags& f) {
     j["us_per_example"] = r->us_per_example;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("recorded %d examples x %zu models -> %s\nmeasured cost figures -> %s\n",
-                r->recordings.num_examples(), r->recordings.models.size(), f.out.c_str(), measured.c_str());
+    std::printf("recorded %d examples x %zu models -> %s\nmeasured cost figures -> %s\n", r->recordings.num_examples(),
+                r->recordings.models.size(), f.out.c_str(), measured.c_str());
     for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
   }
   return 0;
@@ -234,7 +235,8 @@ int RunRun(const RunFlags& f) {
   if (!r.ok()) return Fail(cmd, r.status());
   LiveSummary s = Summarize(**cascade, *inputs, *r, wall);
   if (!f.out.empty()) {
-    std::string csv = "id,answer,exit_tier,agreement,cost,degraded" + std::string(inputs->truth.empty() ? "" : ",label") + "\n";
+    std::string csv =
+        "id,answer,exit_tier,agreement,cost,degraded" + std::string(inputs->truth.empty() ? "" : ",label") + "\n";
     char buf[96];
     for (int64_t i = 0; i < inputs->size(); ++i) {
       std::snprintf(buf, sizeof buf, ",%d,%.4g,%.17g,%d", r->exit_tier[i] + 1, r->vote[i].agreement, r->cost[i],
@@ -254,14 +256,19 @@ int RunRun(const RunFlags& f) {
     return 0;
   }
   std::printf("cascade    %s\n", spec->ToString().c_str());
-  std::printf("examples   %lld in %.3f s: %.0f examples/s\n", static_cast<long long>(s.examples), s.seconds, s.throughput);
-  if (s.labeled) std::printf("accuracy   %.2f%% (%lld/%lld)\n", 100 * s.accuracy, static_cast<long long>(s.correct), static_cast<long long>(s.labeled));
+  std::printf("examples   %lld in %.3f s: %.0f examples/s\n", static_cast<long long>(s.examples), s.seconds,
+              s.throughput);
+  if (s.labeled)
+    std::printf("accuracy   %.2f%% (%lld/%lld)\n", 100 * s.accuracy, static_cast<long long>(s.correct),
+                static_cast<long long>(s.labeled));
   std::printf("mean cost  %.4g %s per example\n", s.mean_cost, (*cascade)->cost_name().c_str());
   std::printf("exits      ");
   for (size_t t = 0; t < s.exits.size(); ++t)
-    std::printf("%stier %zu: %d (%.1f%%)", t ? ", " : "", t + 1, s.exits[t], 100.0 * s.exits[t] / std::max<int64_t>(1, s.examples));
+    std::printf("%stier %zu: %d (%.1f%%)", t ? ", " : "", t + 1, s.exits[t],
+                100.0 * s.exits[t] / std::max<int64_t>(1, s.examples));
   std::printf("\n");
-  if (s.degraded) std::printf("degraded   %lld (a failing member forced a fallback answer)\n", static_cast<long long>(s.degraded));
+  if (s.degraded)
+    std::printf("degraded   %lld (a failing member forced a fallback answer)\n", static_cast<long long>(s.degraded));
   if (!f.out.empty()) std::printf("wrote      %s\n", f.out.c_str());
   return 0;
 }
@@ -291,8 +298,8 @@ int RunDemo(const DemoFlags& f) {
   calib.labels = f.data_dir + "/train-labels-idx1-ubyte.gz";
   calib.range = "50000:60000";
   calib.threads = f.threads;
-  say("1/3 recording " + std::to_string(cat->models.size()) + " models on the calibration split (" +
-      calib.data + ", images 50000-59999)");
+  say("1/3 recording " + std::to_string(cat->models.size()) + " models on the calibration split (" + calib.data +
+      ", images 50000-59999)");
   auto recorded = Record(*cat, {}, calib, f.json);
   if (!recorded.ok()) return Fail(cmd, recorded.status());
   const std::string calib_csv = f.work + "/calib.csv";
@@ -313,7 +320,8 @@ int RunDemo(const DemoFlags& f) {
   plan_progress.Done();
   if (!plan.ok()) return Fail(cmd, plan.status());
   const std::string cascade_path = f.work + "/cascade.toml";
-  if (Status s = WriteStringToFile(cascade_path, CascadeToToml(plan->chosen.cascade, {"planned by coe demo on " + calib_csv}));
+  if (Status s =
+          WriteStringToFile(cascade_path, CascadeToToml(plan->chosen.cascade, {"planned by coe demo on " + calib_csv}));
       !s.ok())
     return Fail(cmd, s);
   char buf[512];
@@ -370,11 +378,13 @@ int RunDemo(const DemoFlags& f) {
   for (const Row& row : rows) {
     std::string label = row.name == "cascade" ? "cascade (" + std::to_string(row.spec.tiers.size()) + " tiers)"
                                               : "best single: " + plan->best_single;
-    std::printf("%-40s %9.2f%% %14.0f %14.0f\n", label.c_str(), 100 * row.s.accuracy, row.s.mean_cost, row.s.throughput);
+    std::printf("%-40s %9.2f%% %14.0f %14.0f\n", label.c_str(), 100 * row.s.accuracy, row.s.mean_cost,
+                row.s.throughput);
   }
   std::printf("\ncascade %s\n", plan->chosen.cascade.ToString().c_str());
   std::printf("exits per tier:");
-  for (size_t t = 0; t < b.exits.size(); ++t) std::printf(" %.1f%%", 100.0 * b.exits[t] / std::max<int64_t>(1, b.examples));
+  for (size_t t = 0; t < b.exits.size(); ++t)
+    std::printf(" %.1f%%", 100.0 * b.exits[t] / std::max<int64_t>(1, b.examples));
   std::printf("\n%.2fx fewer multiply-adds, %.2fx the throughput, accuracy %+.2f points\n",
               a.mean_cost / std::max(1e-300, b.mean_cost), b.throughput / std::max(1e-300, a.throughput),
               100 * (b.accuracy - a.accuracy));
@@ -412,15 +422,19 @@ void AddLiveCommands(CLI::App& app) {
   run->add_option("--cascade", uf->cascade, "cascade (TOML)")->required();
   run->add_option("--models", uf->models, "model catalogue (TOML)")->required();
   run->add_option("--out", uf->out, "write predictions (CSV: id,answer,exit_tier,agreement,cost,degraded[,label])");
-  run->add_option("--cost", uf->cost, "catalogue figure counted as cost (default: the first of usd, macs, flops, latency_ms, latency_us, params every member has, as coe plan)");
+  run->add_option("--cost", uf->cost,
+                  "catalogue figure counted as cost (default: the first of usd, macs, flops, latency_ms, latency_us, "
+                  "params every member has, as coe plan)");
   run->add_flag("--json", uf->json, "print the summary as JSON");
   uf->data.Add(run);
   run->callback([uf]() { throw CLI::RuntimeError(RunRun(*uf)); });
 
   auto df = std::make_shared<DemoFlags>();
-  CLI::App* demo = app.add_subcommand("demo", "the whole method on the bundled Fashion-MNIST zoo: record, plan, run live");
+  CLI::App* demo =
+      app.add_subcommand("demo", "the whole method on the bundled Fashion-MNIST zoo: record, plan, run live");
   demo->add_option("--models", df->models, "model catalogue")->capture_default_str();
-  demo->add_option("--data-dir", df->data_dir, "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)")->capture_default_str();
+  demo->add_option("--data-dir", df->data_dir, "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)")
+      ->capture_default_str();
   demo->add_option("--work", df->work, "folder for the recordings and the cascade")->capture_default_str();
   demo->add_option("--goal", df->goal, "planning goal")->capture_default_str();
   demo->add_option("--threads", df->threads, "worker threads (default: the cores)");

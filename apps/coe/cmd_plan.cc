@@ -1,7 +1,7 @@
 // `coe plan` and `coe eval`: planning and scoring cascades over recordings.
-#include <cstdio>
-
 #include <malloc.h>
+
+#include <cstdio>
 
 #include "coe/cascade_spec.h"
 #include "coe/evaluate.h"
@@ -103,10 +103,10 @@ int RunPlan(const PlanFlags& f) {
                                 test_costs ? &*test_costs : nullptr);
   if (!report.ok()) return Fail(cmd, report.status());
   if (!f.out.empty()) {
-    std::vector<std::string> comment = {
-        "written by coe plan --goal " + goal->ToString() + " on " + f.calib,
-        "calibration accuracy " + std::to_string(plan->chosen.accuracy) + ", mean cost " +
-            std::to_string(plan->chosen.cost) + " (" + calib_costs->name + ")"};
+    std::vector<std::string> comment = {"written by coe plan --goal " + goal->ToString() + " on " + f.calib,
+                                        "calibration accuracy " + std::to_string(plan->chosen.accuracy) +
+                                            ", mean cost " + std::to_string(plan->chosen.cost) + " (" +
+                                            calib_costs->name + ")"};
     std::string text = CascadeToToml(plan->chosen.cascade, comment);
     FILE* fp = std::fopen(f.out.c_str(), "w");
     if (!fp || std::fwrite(text.data(), 1, text.size(), fp) != text.size() || std::fclose(fp) != 0)
@@ -150,8 +150,7 @@ int RunEval(const EvalFlags& f) {
   if (!costs.ok()) return Fail(cmd, costs.status());
   auto r = EvaluateCascade(*spec, *rec, *costs);
   if (!r.ok()) return Fail(cmd, r.status());
-  std::string out = f.json ? EvalReportToJson(*spec, costs->name, *r)
-                           : EvalReportToText(*spec, costs->name, *r);
+  std::string out = f.json ? EvalReportToJson(*spec, costs->name, *r) : EvalReportToText(*spec, costs->name, *r);
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
@@ -160,16 +159,14 @@ int RunEval(const EvalFlags& f) {
 
 void AddPlanCommands(CLI::App& app) {
   auto pf = std::make_shared<PlanFlags>();
-  CLI::App* plan = app.add_subcommand(
-      "plan", "search cascades over recordings; print the chosen cascade, frontier and baselines");
+  CLI::App* plan =
+      app.add_subcommand("plan", "search cascades over recordings; print the chosen cascade, frontier and baselines");
   plan->add_option("--calib", pf->calib, "calibration recordings (CSV)")->required();
   plan->add_option("--test", pf->test, "held-out test recordings (CSV) to report on");
   plan->add_option("--models", pf->models, "model catalogue (TOML)")->required();
-  plan->add_option("--goal", pf->goal, "match-best | accuracy=X | budget=X | max-accuracy")
-      ->capture_default_str();
+  plan->add_option("--goal", pf->goal, "match-best | accuracy=X | budget=X | max-accuracy")->capture_default_str();
   plan->add_option("--max-tiers", pf->max_tiers, "at most this many tiers")->capture_default_str();
-  plan->add_option("--max-members", pf->max_members, "at most this many models a tier")
-      ->capture_default_str();
+  plan->add_option("--max-members", pf->max_members, "at most this many models a tier")->capture_default_str();
   plan->add_option("--rules", pf->rules,
                    "rule kinds: vote, score, vote+score or a comma list (default: every kind the "
                    "recordings support)");
@@ -177,8 +174,7 @@ void AddPlanCommands(CLI::App& app) {
                    "calibration quantiles tried as score thresholds a tier, 1-100, or auto (2 below 600 "
                    "labeled examples, rising to 8 from 1,600)")
       ->capture_default_str();
-  plan->add_option("--only", pf->only, "search only these models (repeat or comma list)")
-      ->delimiter(',');
+  plan->add_option("--only", pf->only, "search only these models (repeat or comma list)")->delimiter(',');
   plan->add_option("--threads", pf->threads, "search threads (default: the cores)");
   plan->add_option("--select", pf->select,
                    "match-best's guard against choices that do not hold on new data: noninferiority (not "
@@ -206,8 +202,8 @@ void AddPlanCommands(CLI::App& app) {
   plan->callback([pf]() { throw CLI::RuntimeError(RunPlan(*pf)); });
 
   auto ef = std::make_shared<EvalFlags>();
-  CLI::App* eval = app.add_subcommand(
-      "eval", "score a cascade file on recordings: accuracy, mean cost, exits per tier");
+  CLI::App* eval =
+      app.add_subcommand("eval", "score a cascade file on recordings: accuracy, mean cost, exits per tier");
   eval->add_option("--cascade", ef->cascade, "cascade (TOML)")->required();
   eval->add_option("--data", ef->data, "recordings (CSV)")->required();
   eval->add_option("--models", ef->models, "model catalogue (TOML)")->required();

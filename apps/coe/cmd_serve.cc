@@ -1,8 +1,9 @@
 // `coe serve`: a cascade (and each of its members) over the Open Inference Protocol.
+#include <pthread.h>
+
 #include <csignal>
 #include <cstdio>
 #include <memory>
-#include <pthread.h>
 
 #include "commands.h"
 #include "common.h"

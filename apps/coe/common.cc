@@ -6,11 +6,14 @@ namespace coe::app {
 
 int ExitCode(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kOk: return 0;
+    case StatusCode::kOk:
+      return 0;
     case StatusCode::kInvalidArgument:
     case StatusCode::kNotFound:
-    case StatusCode::kFailedPrecondition: return 2;
-    default: return 1;
+    case StatusCode::kFailedPrecondition:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -25,8 +28,7 @@ void PrintWarnings(const std::vector<std::string>& warnings, bool quiet) {
 }
 
 void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings) {
-  for (const std::string& name :
-       DropModels(rec, [&](const std::string& m) { return catalogue.Find(m) != nullptr; }))
+  for (const std::string& name : DropModels(rec, [&](const std::string& m) { return catalogue.Find(m) != nullptr; }))
     warnings->push_back(rec->source + ": ignoring column '" + name + "': it names no model of " + catalogue.source);
 }
 

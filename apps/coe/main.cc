@@ -64,8 +64,8 @@ int CheckWords(CLI::App& app, int argc, char** argv) {
     const std::string near = Closest(first, commands);
     std::string all;
     for (const std::string& c : commands) all += (all.empty() ? "" : ", ") + c;
-    std::fprintf(stderr, "coe: unknown command '%s'%s (commands: %s; coe help COMMAND for its flags)\n",
-                 first.c_str(), near.empty() ? "" : ("; did you mean '" + near + "'?").c_str(), all.c_str());
+    std::fprintf(stderr, "coe: unknown command '%s'%s (commands: %s; coe help COMMAND for its flags)\n", first.c_str(),
+                 near.empty() ? "" : ("; did you mean '" + near + "'?").c_str(), all.c_str());
     return 2;
   }
   std::vector<std::string> flags = {"help"};

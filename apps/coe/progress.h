@@ -14,8 +14,7 @@ namespace coe::app {
 
 class Progress {
  public:
-  Progress(std::string what, bool enabled)
-      : what_(std::move(what)), enabled_(enabled && isatty(STDERR_FILENO)) {}
+  Progress(std::string what, bool enabled) : what_(std::move(what)), enabled_(enabled && isatty(STDERR_FILENO)) {}
   ~Progress() { Done(); }
 
   void Update(double fraction, const std::string& detail = "") {

@@ -17,10 +17,10 @@
 #define COE_BACKEND_H_
 
 #include <atomic>
-#include <limits>
-#include <span>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,10 +33,10 @@
 namespace coe {
 
 struct Prediction {
-  int label = kAbstain;              // index into BackendInfo::labels
+  int label = kAbstain;                                   // index into BackendInfo::labels
   float score = std::numeric_limits<float>::quiet_NaN();  // probability of `label`
-  std::vector<float> probs;          // one per label, or empty
-  std::string error;                 // why the member abstained, when it did
+  std::vector<float> probs;                               // one per label, or empty
+  std::string error;                                      // why the member abstained, when it did
 };
 
 struct BackendInfo {
@@ -80,8 +80,7 @@ struct BackendOptions {
 // "remote" when a url is set). Errors name the model and the file: NotFound for a
 // missing model file, InvalidArgument for a corrupt one or a wrong output shape,
 // FailedPrecondition for a backend this build lacks.
-StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,
-                                                 const BackendOptions& options);
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const BackendOptions& options);
 
 // The image decoder of the OpenCV module (libcoe_opencv.so, loaded on first use), for
 // DatasetOptions::image_loader. FailedPrecondition naming the paths tried when this

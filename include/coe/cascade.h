@@ -43,24 +43,24 @@
 namespace coe {
 
 struct EngineOptions {
-  int threads = 0;            // pool size; 0 = the hardware's
-  int chunk = 256;            // examples per task
-  std::string cost_key;       // catalogue figure counted as cost ("" = first of macs, flops, usd, ...)
+  int threads = 0;       // pool size; 0 = the hardware's
+  int chunk = 256;       // examples per task
+  std::string cost_key;  // catalogue figure counted as cost ("" = first of macs, flops, usd, ...)
 };
 
 struct TierStats {
-  int reached = 0;            // examples that entered the tier
-  int exited = 0;             // examples it answered
-  double seconds = 0;         // wall time of the tier
+  int reached = 0;     // examples that entered the tier
+  int exited = 0;      // examples it answered
+  double seconds = 0;  // wall time of the tier
 };
 
 struct RunResult {
-  std::vector<int> answer;      // per example: index into Cascade::labels(), or kAbstain
+  std::vector<int> answer;  // per example: index into Cascade::labels(), or kAbstain
   // The tier that answered, 0-based here; every user-facing output (the CLI's tables,
   // `coe run --out`, JSON reports, the server's `exit_tier`, metrics) counts from 1.
   std::vector<int> exit_tier;
-  std::vector<double> cost;     // per example, the cost_key figure summed over reached tiers
-  std::vector<TierVote> vote;   // the answering tier's tally
+  std::vector<double> cost;       // per example, the cost_key figure summed over reached tiers
+  std::vector<TierVote> vote;     // the answering tier's tally
   std::vector<uint8_t> degraded;  // 1 when a failure forced a fallback answer
   // Per example, the answering tier's mean probability per label (labels().size()
   // values; members without probabilities count as one-hot); filled when asked.
@@ -82,14 +82,14 @@ class Cascade {
   // (ValidateCascade), NotFound for a member missing from the catalogue, the
   // backends' (CreateBackend), InvalidArgument when members disagree on input shape
   // or a member lacks the cost figure.
-  static StatusOr<std::unique_ptr<Cascade>> Create(const CascadeSpec& spec,
-                                                   const Catalogue& catalogue,
+  static StatusOr<std::unique_ptr<Cascade>> Create(const CascadeSpec& spec, const Catalogue& catalogue,
                                                    const EngineOptions& options);
   // The same with given backends (members by name) and per-member costs: for tests
   // and fault injection. Every member of `spec` must have a backend.
-  static StatusOr<std::unique_ptr<Cascade>> FromBackends(
-      const CascadeSpec& spec, std::vector<std::unique_ptr<Backend>> backends,
-      std::vector<double> member_costs, const EngineOptions& options);
+  static StatusOr<std::unique_ptr<Cascade>> FromBackends(const CascadeSpec& spec,
+                                                         std::vector<std::unique_ptr<Backend>> backends,
+                                                         std::vector<double> member_costs,
+                                                         const EngineOptions& options);
   ~Cascade();
   Cascade(const Cascade&) = delete;
   Cascade& operator=(const Cascade&) = delete;
@@ -99,7 +99,7 @@ class Cascade {
   StatusOr<RunResult> Run(const InputBatch& batch, const RunOptions& options = {}) const;
 
   const CascadeSpec& spec() const;
-  const LabelSet& labels() const;                 // union of the members' labels
+  const LabelSet& labels() const;                   // union of the members' labels
   const std::vector<int64_t>& input_shape() const;  // empty = any
   const std::string& cost_name() const;
   // Members in AllMembers() order, for stats.

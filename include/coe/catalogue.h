@@ -75,8 +75,7 @@ inline constexpr const char* kCostKeyOrder[] = {"usd", "macs", "flops", "latency
 
 StatusOr<Catalogue> ReadCatalogue(const std::string& path);
 // `base_dir` resolves relative paths ("" = current directory).
-StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source,
-                                   const std::string& base_dir);
+StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source, const std::string& base_dir);
 
 // The catalogue as TOML that ParseCatalogue reads back to the same models (paths as
 // they are held: resolved). `comment` lines go first, as TOML comments.

@@ -81,17 +81,17 @@ struct CostTable {
   std::string name;  // what "cost" is, e.g. "usd (recorded per example)"
   int num_models = 0;
   int num_examples = 0;
-  std::vector<double> fixed;       // per model, when costs are not per example
-  std::vector<double> per_example; // row-major [example][model], or empty
-  std::vector<double> mean;        // per model: mean cost over the examples
+  std::vector<double> fixed;        // per model, when costs are not per example
+  std::vector<double> per_example;  // row-major [example][model], or empty
+  std::vector<double> mean;         // per model: mean cost over the examples
   // On a cluster: the per-model cost on a homogeneous cluster of the most expensive type.
   std::vector<double> homogeneous;  // empty unless a cluster is given
   std::string homogeneous_gpu;
   // Deployment figures.
   LatencyMode latency_mode = LatencyMode::kParallel;
-  std::vector<double> latency_ms;  // per model; empty when some model lacks one
-  std::vector<bool> cloud;         // per model
-  std::vector<double> input_bytes; // per model
+  std::vector<double> latency_ms;   // per model; empty when some model lacks one
+  std::vector<bool> cloud;          // per model
+  std::vector<double> input_bytes;  // per model
   std::optional<LinkSpec> link;
 
   bool is_per_example() const { return !per_example.empty(); }
@@ -102,8 +102,7 @@ struct CostTable {
 
 // Builds the table for `rec`'s models. Every model of `rec` must be in `catalogue`
 // (NotFound naming the model and both files otherwise).
-StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue,
-                                   const CostOptions& options);
+StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue, const CostOptions& options);
 
 // The table for the examples `rows` of the recordings `costs` was built for (as
 // SelectRows on them), means recomputed.

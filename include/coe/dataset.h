@@ -32,12 +32,12 @@ struct DatasetOptions;
 using ImageLoader = StatusOr<InputBatch> (*)(const std::string& path, const DatasetOptions& options);
 
 struct DatasetOptions {
-  std::vector<int64_t> expected_shape;  // one example's shape, e.g. {1, 28, 28}; empty = as read
-  int64_t begin = 0;                    // examples [begin, end) of the file(s)
-  int64_t end = -1;                     // -1 = to the end
-  std::string labels_path;              // optional truth
-  std::vector<std::string> label_names; // for IDX labels: index -> name
-  ImageLoader image_loader = nullptr;   // needed for image inputs (FailedPrecondition without)
+  std::vector<int64_t> expected_shape;   // one example's shape, e.g. {1, 28, 28}; empty = as read
+  int64_t begin = 0;                     // examples [begin, end) of the file(s)
+  int64_t end = -1;                      // -1 = to the end
+  std::string labels_path;               // optional truth
+  std::vector<std::string> label_names;  // for IDX labels: index -> name
+  ImageLoader image_loader = nullptr;    // needed for image inputs (FailedPrecondition without)
 };
 
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options);

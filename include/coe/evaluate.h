@@ -29,12 +29,12 @@ struct ExampleOutcome {
 
 struct EvalResult {
   int examples = 0;
-  int labeled = 0;            // examples with a known truth
-  int correct = 0;            // labeled examples answered correctly
-  double accuracy = 0;        // correct / labeled (0 when nothing is labeled)
-  double mean_cost = 0;       // per example, every example counted
-  std::vector<int> exits;     // examples answered by each tier
-  int unanswered = 0;         // the answering tier all abstained
+  int labeled = 0;         // examples with a known truth
+  int correct = 0;         // labeled examples answered correctly
+  double accuracy = 0;     // correct / labeled (0 when nothing is labeled)
+  double mean_cost = 0;    // per example, every example counted
+  std::vector<int> exits;  // examples answered by each tier
+  int unanswered = 0;      // the answering tier all abstained
   // Present when the cost table has latencies / a link / a cluster:
   std::optional<double> mean_latency_ms;
   std::optional<double> p99_latency_ms;
@@ -45,18 +45,16 @@ struct EvalResult {
 // Maps the spec's member names to `rec`'s model indices, checking that every member
 // exists (NotFound naming the member and the file) and that tiers with a score rule
 // have members with scores (FailedPrecondition otherwise).
-StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec,
-                                                       const Recordings& rec);
+StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec, const Recordings& rec);
 
 // Replays `spec` over every example of `rec`. `costs` must be built for `rec`.
 // When `outcomes` is not null it receives one entry per example.
-StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec,
-                                     const CostTable& costs,
+StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
                                      std::vector<ExampleOutcome>* outcomes = nullptr);
 // The same, keeping only each example's answer (label index, or kAbstain): 4 bytes
 // an example, for comparisons over large recordings.
-StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recordings& rec,
-                                            const CostTable& costs, std::vector<int>* answers);
+StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
+                                            std::vector<int>* answers);
 
 }  // namespace coe
 

@@ -88,12 +88,12 @@ std::string GuardName(Guard guard);
 
 struct SelectOptions {
   Guard guard = Guard::kNonInferiority;  // the default: see bench/selection.cc
-  double mcnemar_z = 1.645;      // kMcNemar
-  double margin = 0.005;         // kNonInferiority: accuracy
-  double alpha = 0.05;           // kNonInferiority: one-sided, before the correction
-  int folds = 5;                 // kCrossValidation
-  double holdout = 0.3;          // kHoldout: share of calibration held out
-  uint64_t seed = 20241127;      // kHoldout, kCrossValidation: how examples are split
+  double mcnemar_z = 1.645;              // kMcNemar
+  double margin = 0.005;                 // kNonInferiority: accuracy
+  double alpha = 0.05;                   // kNonInferiority: one-sided, before the correction
+  int folds = 5;                         // kCrossValidation
+  double holdout = 0.3;                  // kHoldout: share of calibration held out
+  uint64_t seed = 20241127;              // kHoldout, kCrossValidation: how examples are split
 };
 
 struct PlannerOptions {
@@ -103,9 +103,9 @@ struct PlannerOptions {
   // Score thresholds tried per tier: 0 = adapt to the calibration size (AutoScoreGrid).
   int score_quantiles = 0;
   bool prune = true;
-  int threads = 0;  // 0 = the hardware's
-  std::vector<std::string> only;    // --only: search these models (empty = all)
-  SelectOptions select;             // match-best only
+  int threads = 0;                // 0 = the hardware's
+  std::vector<std::string> only;  // --only: search these models (empty = all)
+  SelectOptions select;           // match-best only
   // Called now and then with the fraction of the search done.
   std::function<void(double)> progress;
 };
@@ -116,9 +116,9 @@ int AutoScoreGrid(int labeled);
 
 struct OperatingPoint {
   CascadeSpec cascade;
-  int correct = 0;     // labeled examples answered correctly
-  double accuracy = 0; // correct / labeled
-  double cost = 0;     // mean cost per example
+  int correct = 0;      // labeled examples answered correctly
+  double accuracy = 0;  // correct / labeled
+  double cost = 0;      // mean cost per example
   // Per tier: the calibration quantile its min_score was taken at (NaN: none), so the
   // threshold can be refitted on other data (RefitThresholds).
   std::vector<double> score_levels;
@@ -127,8 +127,8 @@ struct OperatingPoint {
 // What the guard chose on, for reports.
 struct Selection {
   Guard guard = Guard::kNone;
-  std::string basis;          // what the estimates below were measured on
-  int candidates = 0;         // cascades the guard compared with the best single model
+  std::string basis;              // what the estimates below were measured on
+  int candidates = 0;             // cascades the guard compared with the best single model
   bool kept_best_single = false;  // no cascade passed: the best single model is chosen
   // The guard's estimates for the chosen cascade and the best single model.
   double accuracy = 0, best_accuracy = 0, cost = 0, best_cost = 0;
@@ -141,17 +141,17 @@ struct Selection {
 struct PlanResult {
   std::vector<OperatingPoint> frontier;  // ascending cost, strictly ascending accuracy
   OperatingPoint chosen;
-  bool goal_met = true;       // false: no cascade meets the goal; chosen = the nearest
-  double target_accuracy = 0; // for match-best and accuracy=X
-  std::string best_single;    // the most accurate single model on calibration
+  bool goal_met = true;        // false: no cascade meets the goal; chosen = the nearest
+  double target_accuracy = 0;  // for match-best and accuracy=X
+  std::string best_single;     // the most accurate single model on calibration
   int best_single_correct = 0;
-  double best_single_cost = 0;  // its mean calibration cost
-  Selection selection;        // match-best: how the guard chose
-  int score_grid = 0;         // score thresholds tried per tier
+  double best_single_cost = 0;        // its mean calibration cost
+  Selection selection;                // match-best: how the guard chose
+  int score_grid = 0;                 // score thresholds tried per tier
   std::vector<std::string> warnings;  // e.g. a calibration split small for the search
-  uint64_t space_size = 0;    // cascades in the search space (after deduplication)
-  uint64_t evaluated = 0;     // cascades evaluated one by one (the rest were pruned)
-  unsigned rules = 0;         // the rule kinds searched
+  uint64_t space_size = 0;            // cascades in the search space (after deduplication)
+  uint64_t evaluated = 0;             // cascades evaluated one by one (the rest were pruned)
+  unsigned rules = 0;                 // the rule kinds searched
   int examples = 0;
   int labeled = 0;
   double seconds = 0;
@@ -171,8 +171,7 @@ StatusOr<CascadeSpec> RefitThresholds(const CascadeSpec& cascade, const std::vec
 
 // Picks the operating point for `goal` from a frontier (ascending cost). `labeled`
 // converts accuracies to counts; `best_single_correct` serves match-best.
-const OperatingPoint* ChooseOperatingPoint(const std::vector<OperatingPoint>& frontier,
-                                           const Goal& goal, int labeled,
+const OperatingPoint* ChooseOperatingPoint(const std::vector<OperatingPoint>& frontier, const Goal& goal, int labeled,
                                            int best_single_correct, bool* goal_met);
 
 }  // namespace coe

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "coe/catalogue.h"
 #include "coe/cascade.h"
+#include "coe/catalogue.h"
 #include "coe/recordings.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
@@ -38,16 +38,15 @@ struct RecordOptions {
 };
 
 struct RecordResult {
-  Recordings recordings;  // every model's label, score and probabilities per example
-  LabelSet labels;        // what the recordings' label indices mean
+  Recordings recordings;                         // every model's label, score and probabilities per example
+  LabelSet labels;                               // what the recordings' label indices mean
   std::map<std::string, double> us_per_example;  // measured wall time, by model
 };
 
 // Runs every chosen catalogue model on `inputs` (whose ids and truth, if any, become
 // the recordings'). InvalidArgument when `only` selects nothing or names an unknown
 // model; the engine's errors otherwise.
-StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch& inputs,
-                                    const RecordOptions& options);
+StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch& inputs, const RecordOptions& options);
 
 // A catalogue for planning on `recorded`: each recorded model's cost figures and site
 // from `catalogue`, plus `latency_us` as measured. It says nothing of how to run them.

@@ -34,9 +34,9 @@ namespace coe {
 
 struct ModelRecord {
   std::string name;
-  std::vector<int> label;        // per example; kAbstain for an abstention
-  std::vector<float> score;      // per example, or empty when the file has no |score
-  std::vector<double> cost;      // per example, or empty when the file has no |cost
+  std::vector<int> label;    // per example; kAbstain for an abstention
+  std::vector<float> score;  // per example, or empty when the file has no |score
+  std::vector<double> cost;  // per example, or empty when the file has no |cost
   // Probabilities, row-major [example][label] with num_probs labels per row, or empty.
   std::vector<float> probs;
   int num_probs = 0;
@@ -45,9 +45,9 @@ struct ModelRecord {
 };
 
 struct Recordings {
-  std::string source;             // file name, for messages
-  std::vector<std::string> ids;   // one per example
-  std::vector<int> truth;         // one per example (kAbstain = unknown); empty if no column
+  std::string source;               // file name, for messages
+  std::vector<std::string> ids;     // one per example
+  std::vector<int> truth;           // one per example (kAbstain = unknown); empty if no column
   std::vector<ModelRecord> models;  // in column order
 
   int num_examples() const { return static_cast<int>(!ids.empty() ? ids.size() : examples_without_ids); }
@@ -76,13 +76,11 @@ struct RecordingsReadOptions {
 // Reads recordings from a CSV file. Labels are interned into `labels`, which the
 // caller shares between splits so that label indices agree. Warnings (ignored
 // columns) are appended to `warnings` when it is not null.
-StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
-                                    std::vector<std::string>* warnings,
+StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels, std::vector<std::string>* warnings,
                                     const RecordingsReadOptions& options = {});
 // The same, from text; `source` names it in messages.
-StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source,
-                                     LabelSet* labels, std::vector<std::string>* warnings,
-                                     const RecordingsReadOptions& options = {});
+StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source, LabelSet* labels,
+                                     std::vector<std::string>* warnings, const RecordingsReadOptions& options = {});
 
 // The examples `rows` of `rec` (in that order), every column kept; label indices are
 // unchanged (they still refer to the caller's LabelSet).

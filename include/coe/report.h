@@ -67,9 +67,8 @@ struct PlanReport {
 
 // Scores the plan's cascades (and the baselines, planned with the same goal where
 // they involve a choice) on both splits. `test` and `test_costs` may be null.
-StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
-                                     const PlannerOptions& options, const Recordings& calib,
-                                     const CostTable& calib_costs, const Recordings* test,
+StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, const PlannerOptions& options,
+                                     const Recordings& calib, const CostTable& calib_costs, const Recordings* test,
                                      const CostTable* test_costs);
 
 // JSON with the keys of issue #2: goal, cost, calib_examples, test_examples, searched,
@@ -79,10 +78,8 @@ std::string PlanReportToJson(const PlanReport& report);
 std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 
 // `coe eval` output: {"cascade", "cost", "examples", "accuracy", "cost", "exits", ...}.
-std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name,
-                             const EvalResult& r);
-std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name,
-                             const EvalResult& r);
+std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
+std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
 
 }  // namespace coe
 

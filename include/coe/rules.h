@@ -35,7 +35,6 @@
 
 namespace coe {
 
-
 // The tally of one tier's votes on one example.
 struct TierVote {
   int plurality = kAbstain;  // kAbstain when every member abstained

@@ -52,11 +52,11 @@
 #include <string_view>
 #include <vector>
 
+#include "coe/cascade.h"
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
-#include "coe/cascade.h"
-#include "coe/status.h"
 #include "coe/protocol.h"
+#include "coe/status.h"
 #include "coe/tensor.h"
 
 namespace coe {
@@ -64,15 +64,15 @@ namespace coe {
 enum class AccessLog { kOff, kText, kJson };
 
 struct ServerOptions {
-  std::string name;              // the cascade's model name; "" = CascadeSpec::name, else "coe"
-  bool serve_members = true;     // Create from a spec: also serve each member on its own
-  int max_inflight = 64;         // infer requests running at once; more get 503
+  std::string name;                   // the cascade's model name; "" = CascadeSpec::name, else "coe"
+  bool serve_members = true;          // Create from a spec: also serve each member on its own
+  int max_inflight = 64;              // infer requests running at once; more get 503
   size_t max_body_bytes = 32u << 20;  // larger request bodies get 413
-  int http_threads = 0;          // HTTP workers; 0 = max_inflight + 8
-  int keep_alive_timeout_s = 5;  // idle keep-alive connections close after this;
-                                 // Stop()+Wait() may wait this long for them
-  int io_timeout_s = 10;         // per socket read/write
-  int retry_after_s = 1;         // the Retry-After of a 503
+  int http_threads = 0;               // HTTP workers; 0 = max_inflight + 8
+  int keep_alive_timeout_s = 5;       // idle keep-alive connections close after this;
+                                      // Stop()+Wait() may wait this long for them
+  int io_timeout_s = 10;              // per socket read/write
+  int retry_after_s = 1;              // the Retry-After of a 503
   AccessLog access_log = AccessLog::kOff;
   // Receives startup and access-log lines (no trailing newline); null = stderr.
   // Called from HTTP worker threads, concurrently.
@@ -93,8 +93,7 @@ class Server {
                                                   const EngineOptions& engine, const ServerOptions& options);
   // Serves the given models. InvalidArgument for none, a null cascade, an empty or
   // repeated name, or options out of range (max_inflight < 1, max_body_bytes 0).
-  static StatusOr<std::unique_ptr<Server>> Create(std::vector<ServedModel> models,
-                                                  const ServerOptions& options);
+  static StatusOr<std::unique_ptr<Server>> Create(std::vector<ServedModel> models, const ServerOptions& options);
   ~Server();  // Stop() and Wait()
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -75,7 +75,7 @@ Status InternalError(std::string message);
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  StatusOr(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   StatusOr(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(v_).ok() && "StatusOr built from an OK Status");
   }
@@ -111,17 +111,16 @@ std::string PrintableText(std::string_view text);
 }  // namespace coe
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define COE_RETURN_IF_ERROR(expr)          \
-  do {                                     \
-    ::coe::Status coe_status_ = (expr);    \
+#define COE_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::coe::Status coe_status_ = (expr);        \
     if (!coe_status_.ok()) return coe_status_; \
   } while (0)
 
 #define COE_CONCAT_INNER_(a, b) a##b
 #define COE_CONCAT_(a, b) COE_CONCAT_INNER_(a, b)
 // `COE_ASSIGN_OR_RETURN(auto x, F());` declares x from F()'s value or returns its error.
-#define COE_ASSIGN_OR_RETURN(lhs, expr) \
-  COE_ASSIGN_OR_RETURN_IMPL_(COE_CONCAT_(coe_statusor_, __LINE__), lhs, expr)
+#define COE_ASSIGN_OR_RETURN(lhs, expr) COE_ASSIGN_OR_RETURN_IMPL_(COE_CONCAT_(coe_statusor_, __LINE__), lhs, expr)
 #define COE_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                               \
   if (!tmp.ok()) return tmp.status();              \

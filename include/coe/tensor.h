@@ -18,8 +18,8 @@ namespace coe {
 // A non-owning view of examples [begin, end) of an InputBatch. Valid while the batch lives.
 struct InputView {
   const std::vector<int64_t>* example_shape = nullptr;
-  std::span<const float> data;        // size() * example size values
-  std::span<const std::string> ids;   // size() ids, or empty
+  std::span<const float> data;       // size() * example size values
+  std::span<const std::string> ids;  // size() ids, or empty
   int64_t n = 0;
   int64_t size() const { return n; }
   const std::vector<int64_t>& shape() const { return *example_shape; }

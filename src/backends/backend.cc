@@ -1,24 +1,24 @@
 #include "coe/backend.h"
 
-
 #include "backends/backends.h"
 #include "backends/plugin.h"
 
 namespace coe {
-
 
 StatusOr<ImageLoader> OpenCvImageLoader() {
   COE_ASSIGN_OR_RETURN(const OpenCvPlugin* plugin, LoadOpenCvPlugin());
   return plugin->load_images;
 }
 
-StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec,
-                                                 const BackendOptions& options) {
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const BackendOptions& options) {
   std::string kind = spec.backend;
   if (kind.empty()) {
-    if (!spec.url.empty()) kind = "remote";
-    else if (spec.path.size() > 5 && spec.path.substr(spec.path.size() - 5) == ".onnx") kind = "onnx";
-    else if (spec.path.size() > 4 && spec.path.substr(spec.path.size() - 4) == ".csv") kind = "recorded";
+    if (!spec.url.empty())
+      kind = "remote";
+    else if (spec.path.size() > 5 && spec.path.substr(spec.path.size() - 5) == ".onnx")
+      kind = "onnx";
+    else if (spec.path.size() > 4 && spec.path.substr(spec.path.size() - 4) == ".csv")
+      kind = "recorded";
   }
   if (kind == "recorded") return CreateRecordedBackend(spec, options);
   if (kind == "onnx") {

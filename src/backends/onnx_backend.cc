@@ -4,13 +4,12 @@
 // keeps one Net per concurrent caller (checked out under a mutex). OpenCV's own
 // threading is turned off (cv::setNumThreads(1)): the engine runs members and chunks
 // in parallel itself, and two thread pools on two cores only fight.
-#include <opencv2/core.hpp>
-#include <opencv2/dnn.hpp>
-
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
 
 #include "backends/backends.h"
 
@@ -35,8 +34,12 @@ std::string CurrentExceptionText() {
 class OnnxBackend : public Backend {
  public:
   OnnxBackend(BackendInfo info, const ModelSpec& spec, std::vector<std::unique_ptr<cv::dnn::Net>> nets)
-      : info_(std::move(info)), path_(spec.path), scale_(spec.scale), mean_(spec.mean),
-        std_(spec.std), nets_(std::move(nets)) {}
+      : info_(std::move(info)),
+        path_(spec.path),
+        scale_(spec.scale),
+        mean_(spec.mean),
+        std_(spec.std),
+        nets_(std::move(nets)) {}
 
   const BackendInfo& info() const override { return info_; }
 
@@ -50,8 +53,7 @@ class OnnxBackend : public Backend {
       for (Prediction& p : *out) p.error = "wrong input shape";
       stats_.abstentions += n;
       return InvalidArgumentError("model '" + info_.name + "' (" + path_ + ") takes inputs of shape " +
-                                  ShapeString(info_.input_shape) + ", got " +
-                                  ShapeString(batch.shape()));
+                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
     }
     // forward() returns a header over the Net's own output buffer, which the next
     // forward() on this Net (another thread's, once the lease is back in the pool)
@@ -72,10 +74,9 @@ class OnnxBackend : public Backend {
       error = "OpenCV: " + CurrentExceptionText();
     }
     const int classes = static_cast<int>(info_.labels.size());
-    if (error.empty() && (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F ||
-                          !logits.isContinuous()))
-      error = "output has " + std::to_string(logits.total()) + " values, expected " +
-              std::to_string(n * classes);
+    if (error.empty() &&
+        (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F || !logits.isContinuous()))
+      error = "output has " + std::to_string(logits.total()) + " values, expected " + std::to_string(n * classes);
     if (!error.empty()) {
       stats_.errors++;
       stats_.abstentions += n;
@@ -123,14 +124,15 @@ class OnnxBackend : public Backend {
   std::string path_;
   double scale_, mean_, std_;
   std::mutex mu_;
-  std::condition_variable cv_;                        // signalled when a Net is returned
-  std::vector<std::unique_ptr<cv::dnn::Net>> nets_;   // guarded by mu_
+  std::condition_variable cv_;                       // signalled when a Net is returned
+  std::vector<std::unique_ptr<cv::dnn::Net>> nets_;  // guarded by mu_
 };
 
 StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
   try {
     auto net = std::make_unique<cv::dnn::Net>(cv::dnn::readNetFromONNX(spec.path));
-    if (net->empty()) return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " loads as an empty network");
+    if (net->empty())
+      return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " loads as an empty network");
     net->setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
     net->setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
     return net;
@@ -142,8 +144,7 @@ StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec,
-                                                     const BackendOptions& options) {
+StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, const BackendOptions& options) {
   static std::once_flag once;
   std::call_once(once, [] { cv::setNumThreads(1); });
   if (spec.path.empty()) return InvalidArgumentError("model '" + spec.name + "': onnx backend needs a path");
@@ -177,9 +178,8 @@ StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec,
   if (info.labels.empty()) {
     for (size_t c = 0; c < per_example; ++c) info.labels.push_back(std::to_string(c));
   } else if (per_example != info.labels.size()) {
-    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " outputs " +
-                                std::to_string(per_example) + " classes but the catalogue lists " +
-                                std::to_string(info.labels.size()) + " labels");
+    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " outputs " + std::to_string(per_example) +
+                                " classes but the catalogue lists " + std::to_string(info.labels.size()) + " labels");
   }
   std::vector<std::unique_ptr<cv::dnn::Net>> nets;
   nets.push_back(std::move(first));

@@ -1,15 +1,14 @@
 // libcoe_opencv.so: the parts of coe that need OpenCV (see backends/plugin.h).
-#include <opencv2/imgcodecs.hpp>
-
 #include <algorithm>
 #include <filesystem>
+#include <opencv2/imgcodecs.hpp>
 #include <unordered_map>
 
 #include "backends/backends.h"
 #include "backends/plugin.h"
+#include "base/csv.h"
 #include "coe/files.h"
 #include "coe/recordings.h"
-#include "base/csv.h"
 
 namespace coe {
 namespace fs = std::filesystem;

@@ -77,16 +77,14 @@ class RecordedBackend : public Backend {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Backend>> CreateRecordedBackend(const ModelSpec& spec,
-                                                         const BackendOptions&) {
+StatusOr<std::unique_ptr<Backend>> CreateRecordedBackend(const ModelSpec& spec, const BackendOptions&) {
   if (spec.path.empty())
     return InvalidArgumentError("model '" + spec.name + "': the recorded backend needs path = \"recordings.csv\"");
   LabelSet labels;
   COE_ASSIGN_OR_RETURN(Recordings rec, ReadRecordings(spec.path, &labels, nullptr));
   const std::string column = spec.remote_model.empty() ? spec.name : spec.remote_model;
   int m = rec.ModelIndex(column);
-  if (m < 0)
-    return NotFoundError("model '" + spec.name + "': no column '" + column + "' in " + spec.path);
+  if (m < 0) return NotFoundError("model '" + spec.name + "': no column '" + column + "' in " + spec.path);
   BackendInfo info;
   info.name = spec.name;
   info.kind = "recorded";

@@ -52,8 +52,10 @@ std::string UrlEncode(const std::string& s) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-    else out += {'%', hex[c >> 4], hex[c & 15]};
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out += static_cast<char>(c);
+    else
+      out += {'%', hex[c >> 4], hex[c & 15]};
   }
   return out;
 }
@@ -80,9 +82,12 @@ class RemoteBackend : public Backend {
  public:
   RemoteBackend(BackendInfo info, std::string host, std::string prefix, std::string model, double timeout_ms,
                 int retries, uint64_t max_response_bytes)
-      : info_(std::move(info)), host_(std::move(host)), model_(std::move(model)),
+      : info_(std::move(info)),
+        host_(std::move(host)),
+        model_(std::move(model)),
         base_(prefix + "/v2/models/" + UrlEncode(model_)),
-        timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))), retries_(retries),
+        timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))),
+        retries_(retries),
         max_response_bytes_(max_response_bytes) {}
 
   const BackendInfo& info() const override { return info_; }
@@ -95,8 +100,8 @@ class RemoteBackend : public Backend {
     if (n == 0) return Status::Ok();
     if (!info_.input_shape.empty() && batch.shape() != info_.input_shape) {
       Abstain(out, "wrong input shape");
-      return InvalidArgumentError("model '" + info_.name + "' takes inputs of shape " +
-                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
+      return InvalidArgumentError("model '" + info_.name + "' takes inputs of shape " + ShapeString(info_.input_shape) +
+                                  ", got " + ShapeString(batch.shape()));
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -146,7 +151,8 @@ class RemoteBackend : public Backend {
     error = Decode(a.body, batch.size(), *schema, out);
     if (!error.empty()) return error;
     for (int64_t i = 0; i < batch.size(); ++i)
-      if (bad_value[i]) (*out)[i] = Prediction{kAbstain, std::numeric_limits<float>::quiet_NaN(), {}, "input holds NaN or infinity"};
+      if (bad_value[i])
+        (*out)[i] = Prediction{kAbstain, std::numeric_limits<float>::quiet_NaN(), {}, "input holds NaN or infinity"};
     return "";
   }
 
@@ -190,7 +196,8 @@ class RemoteBackend : public Backend {
         if (type == "BYTES" && (name == "label" || first_bytes.empty())) first_bytes = name;
         if (type == "FP32") {
           auto shape = o.find("shape");
-          const bool per_label = shape != o.end() && shape->is_array() && !shape->empty() && shape->back().is_number_integer() &&
+          const bool per_label = shape != o.end() && shape->is_array() && !shape->empty() &&
+                                 shape->back().is_number_integer() &&
                                  (shape->back().get<int64_t>() == -1 ||
                                   shape->back().get<int64_t>() == static_cast<int64_t>(info_.labels.size()));
           if (name == "probabilities" || (scores.empty() && per_label)) scores = name;
@@ -302,12 +309,23 @@ class RemoteBackend : public Backend {
       a.retry = true;
       const std::string ms = std::to_string(timeout_.count() / 1000) + " ms";
       switch (err) {
-        case httplib::Error::Connection: a.error = "cannot connect (refused or unreachable)"; break;
-        case httplib::Error::ConnectionTimeout: a.error = "no connection within " + ms; break;
-        case httplib::Error::Canceled: a.error = "the response took longer than " + ms; break;
-        case httplib::Error::Read: a.error = "no response within " + ms + ", or the connection broke"; break;
-        case httplib::Error::Write: a.error = "sending the request failed"; break;
-        default: a.error = "HTTP " + method + " failed: " + httplib::to_string(err);
+        case httplib::Error::Connection:
+          a.error = "cannot connect (refused or unreachable)";
+          break;
+        case httplib::Error::ConnectionTimeout:
+          a.error = "no connection within " + ms;
+          break;
+        case httplib::Error::Canceled:
+          a.error = "the response took longer than " + ms;
+          break;
+        case httplib::Error::Read:
+          a.error = "no response within " + ms + ", or the connection broke";
+          break;
+        case httplib::Error::Write:
+          a.error = "sending the request failed";
+          break;
+        default:
+          a.error = "HTTP " + method + " failed: " + httplib::to_string(err);
       }
       return a;  // the client is dropped: its connection may be broken
     }
@@ -403,9 +421,12 @@ class RemoteBackend : public Backend {
       if (label) {
         const std::string& name = label->strings[i];
         const auto f = std::find(info_.labels.begin(), info_.labels.end(), name);
-        if (name.empty()) p.error = "the remote model gave no answer";
-        else if (f == info_.labels.end()) p.error = "the remote model answered '" + name + "', not a catalogue label";
-        else p.label = static_cast<int>(f - info_.labels.begin());
+        if (name.empty())
+          p.error = "the remote model gave no answer";
+        else if (f == info_.labels.end())
+          p.error = "the remote model answered '" + name + "', not a catalogue label";
+        else
+          p.label = static_cast<int>(f - info_.labels.begin());
       }
       if (p.label == kAbstain) {
         p.probs.clear();
@@ -480,10 +501,9 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   info.labels = spec.labels;
   info.input_shape = spec.input_shape;
   info.gives_probabilities = true;
-  return std::unique_ptr<Backend>(new RemoteBackend(std::move(info), host, prefix,
-                                                    spec.remote_model.empty() ? spec.name : spec.remote_model,
-                                                    spec.timeout_ms, spec.retries,
-                                                    static_cast<uint64_t>(spec.max_response_mb * (1 << 20))));
+  return std::unique_ptr<Backend>(
+      new RemoteBackend(std::move(info), host, prefix, spec.remote_model.empty() ? spec.name : spec.remote_model,
+                        spec.timeout_ms, spec.retries, static_cast<uint64_t>(spec.max_response_mb * (1 << 20))));
 }
 
 }  // namespace coe

@@ -12,8 +12,7 @@ namespace coe {
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    return InvalidArgumentError("'" + path + "' is a directory, not a file");
+  if (std::filesystem::is_directory(path, ec)) return InvalidArgumentError("'" + path + "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFoundError("cannot open '" + path + "'");
   std::ostringstream ss;

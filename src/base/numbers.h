@@ -21,14 +21,20 @@ inline long OutOfRangeMagnitude(std::string_view s) {
   bool found = false, in_fraction = false;
   long int_digits = 0, frac_pos = 0;
   for (; i < s.size() && s[i] != 'e' && s[i] != 'E'; ++i) {
-    if (s[i] == '.') { in_fraction = true; continue; }
-    if (in_fraction) ++frac_pos; else ++int_digits;
+    if (s[i] == '.') {
+      in_fraction = true;
+      continue;
+    }
+    if (in_fraction)
+      ++frac_pos;
+    else
+      ++int_digits;
     if (!found && s[i] != '0') {
       found = true;
       lead = in_fraction ? -frac_pos : int_digits;  // int part: fixed up below
     }
   }
-  if (!found) return -1;  // all zeros: cannot be out of range, treat as underflow
+  if (!found) return -1;                   // all zeros: cannot be out of range, treat as underflow
   if (lead > 0) lead = int_digits - lead;  // digits after the leading one in the int part
   long exp = 0;
   if (i < s.size()) {  // exponent: [eE][+-]?digits, saturated

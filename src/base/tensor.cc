@@ -1,10 +1,9 @@
 #include "coe/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "coe/labels.h"
-
-#include <algorithm>
 
 namespace coe {
 
@@ -19,8 +18,7 @@ InputBatch InputBatch::Gather(std::span<const int> rows) const {
   out.example_shape = example_shape;
   const int64_t e = ExampleSize();
   out.data.resize(rows.size() * e);
-  for (size_t k = 0; k < rows.size(); ++k)
-    std::copy_n(data.data() + rows[k] * e, e, out.data.data() + k * e);
+  for (size_t k = 0; k < rows.size(); ++k) std::copy_n(data.data() + rows[k] * e, e, out.data.data() + k * e);
   if (!ids.empty())
     for (int r : rows) out.ids.push_back(ids[r]);
   if (!truth.empty())

@@ -1,10 +1,10 @@
 // The TOML pre-check (see base/toml.h): kept out of the header, it is long and only
 // ParseToml needs it.
+#include "base/toml.h"
+
 #include <cstdio>
 #include <string>
 #include <string_view>
-
-#include "base/toml.h"
 
 #include "base/numbers.h"
 
@@ -39,8 +39,7 @@ inline size_t DecodeUtf8(std::string_view text, size_t i, char32_t* cp) {
     if ((b(i + k) & 0xC0) != 0x80) return 0;
     v = (v << 6) | (b(i + k) & 0x3F);
   }
-  if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
-      (v >= 0xD800 && v <= 0xDFFF)) {
+  if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) || (v >= 0xD800 && v <= 0xDFFF)) {
     return 0;  // overlong, out of range or a surrogate
   }
   *cp = v;
@@ -54,7 +53,6 @@ inline std::string CodepointName(char32_t cp) {
 }
 
 }  // namespace
-
 
 // toml++ 3.3.0 (Debian 12) reaches TOML_UNREACHABLE, i.e. undefined behaviour, when it
 // asks whether certain non-ASCII code points are whitespace (U+00A1-U+0499,
@@ -91,8 +89,7 @@ Status PrecheckToml(std::string_view text, const std::string& source, std::strin
   rewritten->clear();
   if (text.substr(0, 3) == "\xEF\xBB\xBF") i = 3;  // toml++ skips a byte-order mark
   auto error = [&](const std::string& what) {
-    return InvalidArgumentError(source + ":" + std::to_string(line) + ":" + std::to_string(col) +
-                                ": " + what);
+    return InvalidArgumentError(source + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + what);
   };
   auto starts = [&](size_t at, std::string_view s) { return text.substr(at, s.size()) == s; };
   auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
@@ -116,8 +113,7 @@ Status PrecheckToml(std::string_view text, const std::string& source, std::strin
       col = 1;
       ++i;
       // An unterminated single-line string is toml++'s to report.
-      if (state == State::kComment || state == State::kBasic || state == State::kLiteral)
-        state = State::kBare;
+      if (state == State::kComment || state == State::kBasic || state == State::kLiteral) state = State::kBare;
       if (state == State::kBare && force_next) {
         force_next = false;  // see the date-time case below
         continue;
@@ -152,8 +148,8 @@ Status PrecheckToml(std::string_view text, const std::string& source, std::strin
           // A date and a space then a digit may be a date-time with a space for 'T':
           // toml++ reads on, taking the space, the digit and the next character
           // unchecked, then scans up to a terminator again.
-          if (c == ' ' && token.size() == 10 && token[4] == '-' && token[7] == '-' &&
-              i + 1 < text.size() && text[i + 1] >= '0' && text[i + 1] <= '9') {
+          if (c == ' ' && token.size() == 10 && token[4] == '-' && token[7] == '-' && i + 1 < text.size() &&
+              text[i + 1] >= '0' && text[i + 1] <= '9') {
             token.push_back(' ');
             force_next = true;
             i += 2;
@@ -174,8 +170,10 @@ Status PrecheckToml(std::string_view text, const std::string& source, std::strin
           }
           state = c == '"' ? State::kBasic : State::kLiteral;
         } else if (c == '=') {
-          if (expect_key) expect_key = false;
-          else in_token = true, token.clear();
+          if (expect_key)
+            expect_key = false;
+          else
+            in_token = true, token.clear();
         } else if (c == '[') {
           if (!expect_key) {
             nesting.push_back('[');
@@ -263,8 +261,7 @@ Status PrecheckToml(std::string_view text, const std::string& source, std::strin
             const size_t first_len = DecodeUtf8(text, j, &first);
             if (first_len == 0) return error("invalid UTF-8");
             if (!saw_line_break) {
-              return error(
-                  "line-ending backslashes must be the last non-whitespace character on the line");
+              return error("line-ending backslashes must be the last non-whitespace character on the line");
             }
             rewriting = true;
             rewritten->append(text.substr(copied, j - copied));
@@ -325,10 +322,10 @@ size_t Utf8Length(std::string_view s, size_t i) {
   if (len == 0 || i + len > s.size()) return 0;
   for (size_t k = 1; k < len; ++k)
     if ((b(i + k) & 0xC0) != 0x80) return 0;
-  if (c == 0xE0 && b(i + 1) < 0xA0) return 0;   // overlong
-  if (c == 0xED && b(i + 1) > 0x9F) return 0;   // surrogates
-  if (c == 0xF0 && b(i + 1) < 0x90) return 0;   // overlong
-  if (c == 0xF4 && b(i + 1) > 0x8F) return 0;   // > U+10FFFF
+  if (c == 0xE0 && b(i + 1) < 0xA0) return 0;  // overlong
+  if (c == 0xED && b(i + 1) > 0x9F) return 0;  // surrogates
+  if (c == 0xF0 && b(i + 1) < 0x90) return 0;  // overlong
+  if (c == 0xF4 && b(i + 1) > 0x8F) return 0;  // > U+10FFFF
   return len;
 }
 }  // namespace

@@ -32,8 +32,7 @@ inline StatusOr<toml::table> ParseToml(std::string_view text, const std::string&
   if (!r) {
     const toml::parse_error& e = r.error();
     return InvalidArgumentError(source + ":" + std::to_string(e.source().begin.line) + ":" +
-                                std::to_string(e.source().begin.column) + ": " +
-                                std::string(e.description()));
+                                std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
   }
   return std::move(r).table();
 }
@@ -46,8 +45,7 @@ inline std::optional<int64_t> TomlInteger(const toml::node& n) {
   if (const auto* f = n.as_floating_point()) {
     const double d = f->get();
     // [-2^63, 2^63): every integral double here converts exactly.
-    if (std::isfinite(d) && d == std::floor(d) && d >= -9223372036854775808.0 &&
-        d < 9223372036854775808.0)
+    if (std::isfinite(d) && d == std::floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
       return static_cast<int64_t>(d);
   }
   return std::nullopt;

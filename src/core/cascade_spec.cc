@@ -3,9 +3,9 @@
 #include <cmath>
 #include <set>
 
-#include "coe/files.h"
 #include "base/numbers.h"
 #include "base/toml.h"
+#include "coe/files.h"
 
 namespace coe {
 
@@ -45,13 +45,13 @@ Status ValidateCascade(const CascadeSpec& spec, const std::string& source) {
     }
     const bool last = t + 1 == spec.tiers.size();
     if (!last && tier.rule.empty()) {
-      return InvalidArgumentError(where + " is not the last tier but has no rule "
-                                          "(set min_agreement and/or min_score)");
+      return InvalidArgumentError(where +
+                                  " is not the last tier but has no rule "
+                                  "(set min_agreement and/or min_score)");
     }
     auto check = [&](const std::optional<double>& v, const char* key) -> Status {
       if (v && !(*v > 0.0 && *v <= 1.0))
-        return InvalidArgumentError(where + ": " + key + " = " + FormatDouble(*v) +
-                                    " is outside (0, 1]");
+        return InvalidArgumentError(where + ": " + key + " = " + FormatDouble(*v) + " is outside (0, 1]");
       return Status::Ok();
     };
     COE_RETURN_IF_ERROR(check(tier.rule.min_agreement, "min_agreement"));
@@ -75,8 +75,7 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
       if (!s) return InvalidArgumentError(TomlWhere(source, v) + ": 'name' must be a string");
       spec.name = *s;
     } else if (key != "tiers") {
-      return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key +
-                                  "' (expected name and [[tiers]])");
+      return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key + "' (expected name and [[tiers]])");
     }
   }
   const toml::array* tiers = root["tiers"].as_array();
@@ -96,8 +95,9 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
         if (!a) return InvalidArgumentError(at + ": 'members' must be an array of strings");
         for (const toml::node& e : *a) {
           auto s = e.value<std::string>();
-          if (!s) return InvalidArgumentError(TomlWhere(source, e) + ": tier " + std::to_string(t + 1) +
-                                              ": 'members' must be an array of strings");
+          if (!s)
+            return InvalidArgumentError(TomlWhere(source, e) + ": tier " + std::to_string(t + 1) +
+                                        ": 'members' must be an array of strings");
           tier.members.push_back(*s);
         }
       } else if (key == "min_agreement" || key == "min_score") {
@@ -105,8 +105,7 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
         if (!d) return InvalidArgumentError(at + ": '" + key + "' must be a number");
         (key == "min_agreement" ? tier.rule.min_agreement : tier.rule.min_score) = *d;
       } else {
-        return InvalidArgumentError(at + ": unknown key '" + key +
-                                    "' (expected members, min_agreement, min_score)");
+        return InvalidArgumentError(at + ": unknown key '" + key + "' (expected members, min_agreement, min_score)");
       }
     }
     spec.tiers.push_back(std::move(tier));
@@ -122,8 +121,7 @@ std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string
   for (size_t t = 0; t < spec.tiers.size(); ++t) {
     const TierSpec& tier = spec.tiers[t];
     out += "\n[[tiers]]\nmembers = [";
-    for (size_t m = 0; m < tier.members.size(); ++m)
-      out += (m ? ", " : "") + TomlQuote(tier.members[m]);
+    for (size_t m = 0; m < tier.members.size(); ++m) out += (m ? ", " : "") + TomlQuote(tier.members[m]);
     out += "]\n";
     if (t + 1 == spec.tiers.size()) continue;
     if (tier.rule.min_agreement) out += "min_agreement = " + TomlNumber(*tier.rule.min_agreement) + "\n";
@@ -157,8 +155,10 @@ std::vector<std::string> CascadeWarnings(const CascadeSpec& spec,
       bool known = true;
       for (const std::string& m : tier.members) {
         const double* c = cost_of(m);
-        if (!c) known = false;
-        else top = std::max(top, *c);
+        if (!c)
+          known = false;
+        else
+          top = std::max(top, *c);
       }
       if (known && t > 0 && prev_top >= 0 && top <= prev_top)
         out.push_back(name + " costs no more than tier " + std::to_string(t) +

@@ -5,8 +5,7 @@
 
 namespace coe {
 
-StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec,
-                                                       const Recordings& rec) {
+StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec, const Recordings& rec) {
   std::vector<std::vector<int>> out;
   for (size_t t = 0; t < spec.tiers.size(); ++t) {
     const TierSpec& tier = spec.tiers[t];
@@ -14,12 +13,11 @@ StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec,
     for (const std::string& name : tier.members) {
       int m = rec.ModelIndex(name);
       if (m < 0)
-        return NotFoundError("cascade member '" + name + "' (tier " + std::to_string(t + 1) +
-                             ") has no column in " + rec.source);
+        return NotFoundError("cascade member '" + name + "' (tier " + std::to_string(t + 1) + ") has no column in " +
+                             rec.source);
       if (tier.rule.min_score && t + 1 < spec.tiers.size() && !rec.models[m].has_scores())
-        return FailedPreconditionError("tier " + std::to_string(t + 1) +
-                                       " has a score rule but " + rec.source + " has no '" +
-                                       name + "|score' or '" + name + "|p:<label>' columns");
+        return FailedPreconditionError("tier " + std::to_string(t + 1) + " has a score rule but " + rec.source +
+                                       " has no '" + name + "|score' or '" + name + "|p:<label>' columns");
       idx.push_back(m);
     }
     out.push_back(std::move(idx));
@@ -73,8 +71,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
         if (has_latency) {
           double lat = costs.latency_ms[m];
           if (costs.link && costs.cloud[m]) lat += costs.link->rtt_ms + first_send_ms;
-          tier_lat = costs.latency_mode == LatencyMode::kParallel ? std::max(tier_lat, lat)
-                                                                  : tier_lat + lat;
+          tier_lat = costs.latency_mode == LatencyMode::kParallel ? std::max(tier_lat, lat) : tier_lat + lat;
         }
       }
       o.latency_ms += tier_lat;

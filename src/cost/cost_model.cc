@@ -5,8 +5,8 @@
 #include <limits>
 
 #include "base/numbers.h"
-#include "coe/files.h"
 #include "base/toml.h"
+#include "coe/files.h"
 
 namespace coe {
 
@@ -21,12 +21,11 @@ StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
     start = end + 1;
     if (item.empty()) continue;
     size_t eq = item.find('=');
-    if (eq == std::string::npos)
-      return InvalidArgumentError("--link: '" + item + "' is not key=value");
+    if (eq == std::string::npos) return InvalidArgumentError("--link: '" + item + "' is not key=value");
     std::string key = item.substr(0, eq), val = item.substr(eq + 1);
     size_t num_end = 0;
-    while (num_end < val.size() && (std::isdigit(static_cast<unsigned char>(val[num_end])) ||
-                                    val[num_end] == '.' || val[num_end] == 'e' || val[num_end] == '-'))
+    while (num_end < val.size() && (std::isdigit(static_cast<unsigned char>(val[num_end])) || val[num_end] == '.' ||
+                                    val[num_end] == 'e' || val[num_end] == '-'))
       ++num_end;
     std::optional<double> num = ParseDouble(val.substr(0, num_end));
     std::string unit = val.substr(num_end);
@@ -37,13 +36,19 @@ StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
     if (key == "bandwidth") {
       double mult = 0;
       if (unit.empty())
-        return InvalidArgumentError("--link: '" + item + "': give the bandwidth's unit (bit, kbit, Mbit, Gbit), "
+        return InvalidArgumentError("--link: '" + item +
+                                    "': give the bandwidth's unit (bit, kbit, Mbit, Gbit), "
                                     "e.g. bandwidth=20Mbit");
-      if (unit == "bit") mult = 1;
-      else if (unit == "kbit" || unit == "Kbit") mult = 1e3;
-      else if (unit == "Mbit") mult = 1e6;
-      else if (unit == "Gbit") mult = 1e9;
-      else return InvalidArgumentError("--link: bandwidth unit '" + unit + "' (use bit, kbit, Mbit, Gbit)");
+      if (unit == "bit")
+        mult = 1;
+      else if (unit == "kbit" || unit == "Kbit")
+        mult = 1e3;
+      else if (unit == "Mbit")
+        mult = 1e6;
+      else if (unit == "Gbit")
+        mult = 1e9;
+      else
+        return InvalidArgumentError("--link: bandwidth unit '" + unit + "' (use bit, kbit, Mbit, Gbit)");
       link.bandwidth_bits_per_s = *num * mult;
       if (link.bandwidth_bits_per_s <= 0) return InvalidArgumentError("--link: bandwidth must be > 0");
       if (!std::isfinite(link.bandwidth_bits_per_s))
@@ -52,12 +57,15 @@ StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
     } else if (key == "rtt") {
       if (unit.empty())
         return InvalidArgumentError("--link: '" + item + "': give the round trip's unit (us, ms, s), e.g. rtt=40ms");
-      if (unit == "ms") link.rtt_ms = *num;
-      else if (unit == "s") link.rtt_ms = *num * 1000;
-      else if (unit == "us") link.rtt_ms = *num / 1000;
-      else return InvalidArgumentError("--link: rtt unit '" + unit + "' (use us, ms, s)");
-      if (!std::isfinite(link.rtt_ms))
-        return InvalidArgumentError("--link: '" + item + "': rtt out of range");
+      if (unit == "ms")
+        link.rtt_ms = *num;
+      else if (unit == "s")
+        link.rtt_ms = *num * 1000;
+      else if (unit == "us")
+        link.rtt_ms = *num / 1000;
+      else
+        return InvalidArgumentError("--link: rtt unit '" + unit + "' (use us, ms, s)");
+      if (!std::isfinite(link.rtt_ms)) return InvalidArgumentError("--link: '" + item + "': rtt out of range");
       have_rtt = true;
     } else {
       return InvalidArgumentError("--link: unknown key '" + key + "' (expected bandwidth, rtt)");
@@ -100,8 +108,7 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
     const toml::table* t = v.as_table();
     const std::string where = TomlWhere(source, v) + ": models." + name;
     const toml::table* tp = t ? (*t)["throughput"].as_table() : nullptr;
-    if (!tp || tp->empty())
-      return InvalidArgumentError(where + ": expected throughput = { GPU = examples/s, ... }");
+    if (!tp || tp->empty()) return InvalidArgumentError(where + ": expected throughput = { GPU = examples/s, ... }");
     ClusterSpec::Model m;
     for (auto&& [g, tv] : *tp) {
       std::string gpu(g.str());
@@ -126,8 +133,7 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
   return c;
 }
 
-namespace {
-}
+namespace {}
 
 namespace {
 
@@ -168,8 +174,7 @@ CostTable SelectRows(const CostTable& costs, std::span<const int> rows) {
   return t;
 }
 
-StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue,
-                                   const CostOptions& options) {
+StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue, const CostOptions& options) {
   CostTable t;
   t.num_models = static_cast<int>(rec.models.size());
   t.num_examples = rec.num_examples();
@@ -177,13 +182,11 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
   for (const ModelRecord& m : rec.models) {
     const ModelSpec* s = catalogue.Find(m.name);
     if (!s)
-      return NotFoundError(rec.source + ": model column '" + m.name + "' is not in the catalogue " +
-                           catalogue.source);
+      return NotFoundError(rec.source + ": model column '" + m.name + "' is not in the catalogue " + catalogue.source);
     specs.push_back(s);
   }
   auto needed = [&](const std::string& name) {
-    return options.only.empty() ||
-           std::find(options.only.begin(), options.only.end(), name) != options.only.end();
+    return options.only.empty() || std::find(options.only.begin(), options.only.end(), name) != options.only.end();
   };
   constexpr double kNoCost = std::numeric_limits<double>::quiet_NaN();
   bool all_recorded = true;
@@ -193,7 +196,10 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
     const ClusterSpec& c = *options.cluster;
     double top_price = -1;
     for (auto& [gpu, price] : c.usd_per_hour)
-      if (price > top_price) { top_price = price; t.homogeneous_gpu = gpu; }
+      if (price > top_price) {
+        top_price = price;
+        t.homogeneous_gpu = gpu;
+      }
     for (const ModelSpec* s : specs) {
       auto it = c.models.find(s->name);
       if (it == c.models.end() && !needed(s->name)) {
@@ -201,8 +207,7 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
         t.homogeneous.push_back(kNoCost);
         continue;
       }
-      if (it == c.models.end())
-        return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
+      if (it == c.models.end()) return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
       const ClusterSpec::Model& cm = it->second;
       double best = std::numeric_limits<double>::infinity();
       for (auto& [gpu, tput] : cm.throughput) {
@@ -212,9 +217,8 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
       t.fixed.push_back(best);
       auto h = cm.throughput.find(t.homogeneous_gpu);
       if (h == cm.throughput.end())
-        return NotFoundError(c.source + ": model '" + s->name + "' has no throughput on '" +
-                             t.homogeneous_gpu + "', the most expensive type (needed for the " +
-                             "homogeneous-cluster figure)");
+        return NotFoundError(c.source + ": model '" + s->name + "' has no throughput on '" + t.homogeneous_gpu +
+                             "', the most expensive type (needed for the " + "homogeneous-cluster figure)");
       t.homogeneous.push_back(top_price / (3600.0 * h->second));
     }
     t.name = "usd per example on cluster " + c.source + " (heterogeneous)";
@@ -229,7 +233,8 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
           if (needed(s->name)) used.push_back(s);
         key = DefaultCostKey(used);
         if (key.empty())
-          return InvalidArgumentError(catalogue.source + ": no cost figure (usd, macs, flops, latency_ms, "
+          return InvalidArgumentError(catalogue.source +
+                                      ": no cost figure (usd, macs, flops, latency_ms, "
                                       "latency_us, params) shared by every model and no |cost columns in " +
                                       rec.source + "; pass --cost KEY");
       }
@@ -267,17 +272,20 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
   for (const ModelSpec* s : specs) {
     const double* ms = s->Cost("latency_ms");
     const double* us = s->Cost("latency_us");
-    if (ms) t.latency_ms.push_back(*ms);
-    else if (us) t.latency_ms.push_back(*us / 1000.0);
-    else all_latency = false;
+    if (ms)
+      t.latency_ms.push_back(*ms);
+    else if (us)
+      t.latency_ms.push_back(*us / 1000.0);
+    else
+      all_latency = false;
     t.cloud.push_back(s->is_cloud());
     t.input_bytes.push_back(s->input_bytes);
   }
   if (!all_latency && options.require_latency)
     return InvalidArgumentError(std::string("--latency ") +
                                 (options.latency == LatencyMode::kSequential ? "sequential" : "parallel") +
-                                " needs latency_ms or latency_us for every model in " +
-                                catalogue.source + " (coe record writes measured latency_us beside its recordings)");
+                                " needs latency_ms or latency_us for every model in " + catalogue.source +
+                                " (coe record writes measured latency_us beside its recordings)");
   if (!all_latency) {
     t.latency_ms.clear();
     if (options.link) t.latency_ms.assign(t.num_models, 0.0);  // link time alone

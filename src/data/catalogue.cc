@@ -1,13 +1,12 @@
 #include "coe/catalogue.h"
 
-#include "coe/tensor.h"
-
 #include <cmath>
 #include <filesystem>
 #include <set>
 
-#include "coe/files.h"
 #include "base/toml.h"
+#include "coe/files.h"
+#include "coe/tensor.h"
 
 namespace coe {
 
@@ -30,9 +29,8 @@ StatusOr<Catalogue> ReadCatalogue(const std::string& path) {
 
 namespace {
 
-
-Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v,
-                const std::string& where, const std::string& base_dir) {
+Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const std::string& where,
+                const std::string& base_dir) {
   auto bad = [&](const std::string& what) {
     return InvalidArgumentError(where + ": model '" + m.name + "': key '" + key + "': " + what);
   };
@@ -124,8 +122,7 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v,
 
 }  // namespace
 
-StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source,
-                                   const std::string& base_dir) {
+StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source, const std::string& base_dir) {
   COE_ASSIGN_OR_RETURN(toml::table root, ParseToml(text, source));
   Catalogue cat;
   cat.source = source;
@@ -137,19 +134,16 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
     }
   }
   const toml::table* defaults = root["defaults"].as_table();
-  if (root.contains("defaults") && !defaults)
-    return InvalidArgumentError(source + ": 'defaults' must be a table");
+  if (root.contains("defaults") && !defaults) return InvalidArgumentError(source + ": 'defaults' must be a table");
   const toml::table* models = root["models"].as_table();
-  if (!models || models->empty())
-    return InvalidArgumentError(source + ": no [models.NAME] tables");
+  if (!models || models->empty()) return InvalidArgumentError(source + ": no [models.NAME] tables");
   for (auto&& [k, v] : *models) {
     ModelSpec m;
     m.name = std::string(k.str());
     const toml::table* t = v.as_table();
     const std::string where = TomlWhere(source, v);
     if (!t) return InvalidArgumentError(where + ": models." + m.name + " must be a table");
-    if (m.name.empty() || m.name.find('|') != std::string::npos || m.name == "id" ||
-        m.name == "label") {
+    if (m.name.empty() || m.name.find('|') != std::string::npos || m.name == "id" || m.name == "label") {
       return InvalidArgumentError(where + ": invalid model name '" + m.name +
                                   "' (must be non-empty, without '|', not 'id' or 'label')");
     }

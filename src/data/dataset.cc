@@ -1,19 +1,17 @@
 #include "coe/dataset.h"
 
-#include "coe/files.h"
-
 #include <zlib.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <unordered_map>
 
-#include "coe/recordings.h"
 #include "base/csv.h"
 #include "base/numbers.h"
-
+#include "coe/files.h"
+#include "coe/recordings.h"
 
 namespace coe {
 
@@ -25,7 +23,10 @@ Status ParseRange(const std::string& text, int64_t* begin, int64_t* end) {
     return InvalidArgumentError("--range '" + text + "': expected BEGIN:END (e.g. 50000:60000)");
   std::string a = text.substr(0, colon), b = text.substr(colon + 1);
   auto num = [&](const std::string& s, int64_t dflt, int64_t* out) -> Status {
-    if (s.empty()) { *out = dflt; return Status::Ok(); }
+    if (s.empty()) {
+      *out = dflt;
+      return Status::Ok();
+    }
     std::optional<double> v = ParseDouble(s);
     if (!v || *v < 0 || *v != static_cast<double>(static_cast<int64_t>(*v)))
       return InvalidArgumentError("--range '" + text + "': '" + s + "' is not a non-negative integer");
@@ -62,7 +63,8 @@ class IdxReader {
       return InvalidArgumentError("'" + path + "' is not an IDX file (bad magic number)");
     if (magic[2] != 0x08) return InvalidArgumentError("'" + path + "': only unsigned-byte IDX data is supported");
     const int nd = magic[3];
-    if (nd < 1 || nd > 4) return InvalidArgumentError("'" + path + "': bad IDX header (" + std::to_string(nd) + " axes)");
+    if (nd < 1 || nd > 4)
+      return InvalidArgumentError("'" + path + "': bad IDX header (" + std::to_string(nd) + " axes)");
     for (int d = 0; d < nd; ++d) {
       unsigned char b[4];
       COE_ASSIGN_OR_RETURN(got, Read(b, 4));
@@ -104,7 +106,8 @@ class IdxReader {
     COE_ASSIGN_OR_RETURN(size_t extra, Read(buf, 1));
     if (extra != 0)
       return InvalidArgumentError("'" + path_ + "' has data after the " + std::to_string(total) +
-                                  " bytes its header declares (" + ShapeString(dims_) + "): not an IDX file, or corrupt");
+                                  " bytes its header declares (" + ShapeString(dims_) +
+                                  "): not an IDX file, or corrupt");
     return Status::Ok();
   }
 
@@ -132,7 +135,6 @@ std::string Stem(const std::string& path) {
 }
 
 }  // namespace
-
 
 namespace {
 
@@ -185,8 +187,8 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
       const int c = static_cast<unsigned char>(lb[i - begin]);
       if (!o.label_names.empty() && c >= static_cast<int>(o.label_names.size()))
         return InvalidArgumentError("'" + o.labels_path + "': label " + std::to_string(c) + " at index " +
-                                    std::to_string(i) + " has no name (" +
-                                    std::to_string(o.label_names.size()) + " labels)");
+                                    std::to_string(i) + " has no name (" + std::to_string(o.label_names.size()) +
+                                    " labels)");
       b.truth.push_back(o.label_names.empty() ? std::to_string(c) : o.label_names[c]);
     }
   }
@@ -204,7 +206,8 @@ StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& 
   if (!fs::exists(path)) return NotFoundError("input '" + path + "' does not exist");
   if (IsImageInput(path)) {
     if (!options.image_loader)
-      return FailedPreconditionError("'" + path + "' is an image input: reading images needs an image loader "
+      return FailedPreconditionError("'" + path +
+                                     "' is an image input: reading images needs an image loader "
                                      "(coe::OpenCvImageLoader() of coe/backend.h, from libcoe_opencv.so)");
     return options.image_loader(path, options);
   }

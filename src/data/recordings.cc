@@ -36,7 +36,6 @@ MemberOutput Recordings::Output(int m, int i) const {
   return o;
 }
 
-
 namespace {
 
 enum class ColumnKind { kIgnored, kId, kTruth, kLabel, kCost, kScore, kProb };
@@ -50,8 +49,7 @@ struct Column {
 // Ids must be unique (unless options allow repeats). Found by sorting 64-bit hashes
 // of the ids, not with a hash map of strings: 16 bytes an id instead of ~80.
 template <typename Warn>
-Status CheckIds(const Recordings& rec, const std::vector<int>& lines, const RecordingsReadOptions& options,
-                Warn warn) {
+Status CheckIds(const Recordings& rec, const std::vector<int>& lines, const RecordingsReadOptions& options, Warn warn) {
   const size_t n = rec.ids.size();
   std::vector<std::pair<uint64_t, uint32_t>> hashed(n);
   for (size_t i = 0; i < n; ++i) hashed[i] = {std::hash<std::string>{}(rec.ids[i]), static_cast<uint32_t>(i)};
@@ -132,8 +130,8 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
     }
   }
   if (seen.find("id") == seen.end()) {
-    return InvalidArgumentError(where_header + ": no 'id' column (header: " +
-                                (header.fields.empty() ? "" : header.fields[0]) + ",...)");
+    return InvalidArgumentError(
+        where_header + ": no 'id' column (header: " + (header.fields.empty() ? "" : header.fields[0]) + ",...)");
   }
   const bool has_truth = seen.count("label") > 0;
   // Pass 2: suffixed columns.
@@ -222,13 +220,18 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
         return *v;
       };
       switch (col.kind) {
-        case ColumnKind::kIgnored: break;
+        case ColumnKind::kIgnored:
+          break;
         case ColumnKind::kId:
           if (f.empty()) return bad("empty id");
           rec.ids.push_back(f);
           break;
-        case ColumnKind::kTruth: rec.truth[i] = intern(f); break;
-        case ColumnKind::kLabel: rec.models[col.model].label[i] = intern(f); break;
+        case ColumnKind::kTruth:
+          rec.truth[i] = intern(f);
+          break;
+        case ColumnKind::kLabel:
+          rec.models[col.model].label[i] = intern(f);
+          break;
         case ColumnKind::kCost: {
           if (f.empty()) return bad("empty cost");
           COE_ASSIGN_OR_RETURN(double v, number("a cost"));
@@ -270,10 +273,10 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   for (const auto& [norm, group] : alike) {
     if (group.size() < 2) continue;
     std::string list;
-    for (int l : group)
-      list += (list.empty() ? "'" : ", '") + labels->name(l) + "' (" + std::to_string(uses[l]) + ")";
-    warn(source + ": labels " + list + " differ only in case or surrounding spaces and count as different "
-                  "classes; --normalize-labels makes them one");
+    for (int l : group) list += (list.empty() ? "'" : ", '") + labels->name(l) + "' (" + std::to_string(uses[l]) + ")";
+    warn(source + ": labels " + list +
+         " differ only in case or surrounding spaces and count as different "
+         "classes; --normalize-labels makes them one");
   }
   if (!options.keep_ids) {
     rec.examples_without_ids = static_cast<int>(rec.ids.size());
@@ -284,8 +287,7 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
 
 }  // namespace
 
-StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
-                                    std::vector<std::string>* warnings,
+StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels, std::vector<std::string>* warnings,
                                     const RecordingsReadOptions& options) {
   if (std::filesystem::is_directory(path))
     return InvalidArgumentError("'" + path + "' is a directory, not a recordings CSV file");
@@ -294,9 +296,8 @@ StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels,
   return ReadRows(*reader, lines, labels, warnings, options);
 }
 
-StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source,
-                                     LabelSet* labels, std::vector<std::string>* warnings,
-                                     const RecordingsReadOptions& options) {
+StatusOr<Recordings> ParseRecordings(std::string_view text, const std::string& source, LabelSet* labels,
+                                     std::vector<std::string>* warnings, const RecordingsReadOptions& options) {
   csv::Reader reader(text, source);
   return ReadRows(reader, std::count(text.begin(), text.end(), '\n'), labels, warnings, options);
 }
@@ -305,8 +306,10 @@ std::vector<std::string> DropModels(Recordings* rec, const std::function<bool(co
   std::vector<std::string> dropped;
   std::vector<ModelRecord> kept;
   for (ModelRecord& m : rec->models) {
-    if (keep(m.name)) kept.push_back(std::move(m));
-    else dropped.push_back(m.name);
+    if (keep(m.name))
+      kept.push_back(std::move(m));
+    else
+      dropped.push_back(m.name);
   }
   rec->models = std::move(kept);
   return dropped;

@@ -26,8 +26,8 @@ struct Cascade::Impl {
   LabelSet labels;
   std::vector<int64_t> input_shape;
   std::string cost_name;
-  std::vector<Member> members;           // AllMembers() order
-  std::vector<std::vector<int>> tiers;   // indices into members
+  std::vector<Member> members;          // AllMembers() order
+  std::vector<std::vector<int>> tiers;  // indices into members
   std::unique_ptr<ThreadPool> pool;
   int chunk = 256;
 };
@@ -45,8 +45,7 @@ std::vector<Backend*> Cascade::members() const {
   return out;
 }
 
-StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec,
-                                                   const Catalogue& catalogue,
+StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec, const Catalogue& catalogue,
                                                    const EngineOptions& options) {
   COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
   std::vector<const ModelSpec*> specs;
@@ -63,8 +62,8 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec,
       return InvalidArgumentError("model '" + s->name + "' has no '" + key + "' figure in " + catalogue.source);
     costs.push_back(c ? *c : 0.0);
   }
-  const int threads = options.threads > 0 ? options.threads
-                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   BackendOptions bo;
   bo.threads = threads;
   std::vector<std::unique_ptr<Backend>> backends;
@@ -77,21 +76,20 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec,
   return FromBackends(spec, std::move(backends), std::move(costs), o);
 }
 
-StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(
-    const CascadeSpec& spec, std::vector<std::unique_ptr<Backend>> backends,
-    std::vector<double> member_costs, const EngineOptions& options) {
+StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(const CascadeSpec& spec,
+                                                         std::vector<std::unique_ptr<Backend>> backends,
+                                                         std::vector<double> member_costs,
+                                                         const EngineOptions& options) {
   COE_RETURN_IF_ERROR(ValidateCascade(spec, "cascade"));
   auto impl = std::make_unique<Impl>();
   impl->spec = spec;
   impl->cost_name = options.cost_key.empty() ? "cost" : options.cost_key;
   impl->chunk = std::max(1, options.chunk);
   const std::vector<std::string> names = spec.AllMembers();
-  if (member_costs.size() != names.size())
-    return InvalidArgumentError("FromBackends: one cost per member expected");
+  if (member_costs.size() != names.size()) return InvalidArgumentError("FromBackends: one cost per member expected");
   for (size_t k = 0; k < names.size(); ++k) {
-    auto it = std::find_if(backends.begin(), backends.end(), [&](const std::unique_ptr<Backend>& b) {
-      return b && b->info().name == names[k];
-    });
+    auto it = std::find_if(backends.begin(), backends.end(),
+                           [&](const std::unique_ptr<Backend>& b) { return b && b->info().name == names[k]; });
     if (it == backends.end()) return NotFoundError("no backend for cascade member '" + names[k] + "'");
     Member m;
     m.backend = std::move(*it);
@@ -119,8 +117,8 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(
     for (size_t j = 0; j < t.members.size(); ++j) idx.push_back(k++);
     impl->tiers.push_back(std::move(idx));
   }
-  const int threads = options.threads > 0 ? options.threads
-                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   impl->pool = std::make_unique<ThreadPool>(threads);
   return std::unique_ptr<Cascade>(new Cascade(std::move(impl)));
 }
@@ -134,8 +132,7 @@ using Clock = std::chrono::steady_clock;
 // reach the tier (deep tiers get small batches), none larger than the chunk size.
 // preds[j][i] is member j's prediction for example i; a member's failure is an
 // abstention. Adds each member's examples and seconds to *r.
-std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputBatch& in,
-                                             RunResult* r) {
+std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputBatch& in, RunResult* r) {
   const std::vector<int>& tier = im.tiers[t];
   const int m = static_cast<int>(in.size());
   std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));

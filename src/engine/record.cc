@@ -6,8 +6,8 @@
 
 namespace coe {
 
-StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch,
-                                 const RunOptions& options, const BatchProgress& progress) {
+StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch, const RunOptions& options,
+                                 const BatchProgress& progress) {
   const int64_t n = inputs.size();
   batch = std::max(1, batch);
   if (n <= batch) {
@@ -70,11 +70,10 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
     eo.threads = options.threads;
     COE_ASSIGN_OR_RETURN(auto cascade, Cascade::Create(one, catalogue, eo));
     BatchProgress progress;
-    if (options.progress)
-      progress = [&](int64_t done, int64_t total) { options.progress(spec->name, done, total); };
+    if (options.progress) progress = [&](int64_t done, int64_t total) { options.progress(spec->name, done, total); };
     const auto t0 = std::chrono::steady_clock::now();
-    COE_ASSIGN_OR_RETURN(RunResult r, RunInBatches(*cascade, inputs, options.batch, RunOptions{.want_probs = true},
-                                                   progress));
+    COE_ASSIGN_OR_RETURN(RunResult r,
+                         RunInBatches(*cascade, inputs, options.batch, RunOptions{.want_probs = true}, progress));
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out.us_per_example[spec->name] = 1e6 * wall / std::max(1, n);
     ModelRecord mr;

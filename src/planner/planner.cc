@@ -10,18 +10,18 @@
 #include <atomic>
 #include <bit>
 #include <chrono>
-#include <condition_variable>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <numeric>
 #include <span>
 #include <thread>
 #include <unordered_map>
 
-#include "coe/evaluate.h"
-#include "planner/select.h"
 #include "base/numbers.h"
 #include "base/thread_pool.h"
+#include "coe/evaluate.h"
+#include "planner/select.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define COE_TARGET_CLONES_AVX2
@@ -39,13 +39,16 @@ StatusOr<unsigned> ParseRuleKinds(const std::string& text) {
     if (end == std::string::npos) end = text.size();
     std::string item = text.substr(start, end - start);
     start = end + 1;
-    if (item == "vote") kinds |= kRuleVote;
-    else if (item == "score") kinds |= kRuleScore;
-    else if (item == "vote+score" || item == "score+vote") kinds |= kRuleVoteAndScore;
-    else if (item == "all") kinds |= kRuleVote | kRuleScore | kRuleVoteAndScore;
+    if (item == "vote")
+      kinds |= kRuleVote;
+    else if (item == "score")
+      kinds |= kRuleScore;
+    else if (item == "vote+score" || item == "score+vote")
+      kinds |= kRuleVoteAndScore;
+    else if (item == "all")
+      kinds |= kRuleVote | kRuleScore | kRuleVoteAndScore;
     else
-      return InvalidArgumentError("--rules: unknown rule kind '" + item +
-                                  "' (expected vote, score, vote+score, all)");
+      return InvalidArgumentError("--rules: unknown rule kind '" + item + "' (expected vote, score, vote+score, all)");
   }
   return kinds;
 }
@@ -80,24 +83,26 @@ StatusOr<Goal> Goal::Parse(const std::string& text) {
     g.kind = Kind::kBudget;
     COE_RETURN_IF_ERROR(value("budget="));
   } else {
-    return InvalidArgumentError("--goal: '" + text +
-                                "' (expected match-best, accuracy=X, budget=X or max-accuracy)");
+    return InvalidArgumentError("--goal: '" + text + "' (expected match-best, accuracy=X, budget=X or max-accuracy)");
   }
   return g;
 }
 
 std::string Goal::ToString() const {
   switch (kind) {
-    case Kind::kMatchBest: return "match-best";
-    case Kind::kMaxAccuracy: return "max-accuracy";
-    case Kind::kAccuracy: return "accuracy=" + FormatDouble(value);
-    case Kind::kBudget: return "budget=" + FormatDouble(value);
+    case Kind::kMatchBest:
+      return "match-best";
+    case Kind::kMaxAccuracy:
+      return "max-accuracy";
+    case Kind::kAccuracy:
+      return "accuracy=" + FormatDouble(value);
+    case Kind::kBudget:
+      return "budget=" + FormatDouble(value);
   }
   return "";
 }
 
-const OperatingPoint* ChooseOperatingPoint(const std::vector<OperatingPoint>& frontier,
-                                           const Goal& goal, int labeled,
+const OperatingPoint* ChooseOperatingPoint(const std::vector<OperatingPoint>& frontier, const Goal& goal, int labeled,
                                            int best_single_correct, bool* goal_met) {
   *goal_met = true;
   if (frontier.empty()) return nullptr;
@@ -109,10 +114,12 @@ const OperatingPoint* ChooseOperatingPoint(const std::vector<OperatingPoint>& fr
     return most_accurate;
   };
   switch (goal.kind) {
-    case Goal::Kind::kMatchBest: return least_cost_reaching(best_single_correct);
+    case Goal::Kind::kMatchBest:
+      return least_cost_reaching(best_single_correct);
     case Goal::Kind::kAccuracy:
       return least_cost_reaching(static_cast<int>(std::ceil(goal.value * labeled - 1e-9)));
-    case Goal::Kind::kMaxAccuracy: return most_accurate;
+    case Goal::Kind::kMaxAccuracy:
+      return most_accurate;
     case Goal::Kind::kBudget: {
       const OperatingPoint* best = nullptr;
       for (const OperatingPoint& p : frontier)
@@ -158,8 +165,8 @@ struct Tallies {
   std::vector<uint8_t> votes;  // votes for the plurality; 0 when every member abstained
   std::vector<double> mean_score;
   int members = 0;
-  std::vector<int> scratch;      // example indices for QuantileGrid
-  std::vector<uint64_t> exit;    // an option's exit mask being built
+  std::vector<int> scratch;    // example indices for QuantileGrid
+  std::vector<uint64_t> exit;  // an option's exit mask being built
   void Resize(int n, int m) {
     votes.resize(n);
     mean_score.resize(n);
@@ -187,8 +194,8 @@ struct Step {
 
 struct Candidate {
   int correct = 0;
-  double cost = 0;  // summed over examples
-  uint64_t key = 0; // deterministic tie-break: lower wins
+  double cost = 0;   // summed over examples
+  uint64_t key = 0;  // deterministic tie-break: lower wins
   int depth = 0;
   Step path[kMaxTiers];
 };
@@ -200,8 +207,7 @@ class Frontier {
   // equal in both: nothing reaching at most `correct` at no less than `cost` can be on
   // the frontier.
   bool StrictlyDominates(int correct, double cost) const {
-    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost,
-                               [](double c, const Candidate& p) { return c < p.cost; });
+    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost, [](double c, const Candidate& p) { return c < p.cost; });
     if (it == pts_.begin()) return false;
     const Candidate& p = *(it - 1);
     return p.correct >= correct && (p.correct > correct || p.cost < cost);
@@ -209,14 +215,13 @@ class Frontier {
 
   // True when a point with correct >= `correct` and cost <= `cost` exists.
   bool Covers(int correct, double cost) const {
-    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost,
-                               [](double c, const Candidate& p) { return c < p.cost; });
+    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost, [](double c, const Candidate& p) { return c < p.cost; });
     return it != pts_.begin() && (it - 1)->correct >= correct;
   }
 
   void Insert(const Candidate& c) {
-    auto it = std::upper_bound(pts_.begin(), pts_.end(), c.cost,
-                               [](double x, const Candidate& p) { return x < p.cost; });
+    auto it =
+        std::upper_bound(pts_.begin(), pts_.end(), c.cost, [](double x, const Candidate& p) { return x < p.cost; });
     if (it != pts_.begin()) {
       Candidate& p = *(it - 1);
       if (p.correct > c.correct) return;
@@ -229,8 +234,7 @@ class Frontier {
     }
     // c is on the frontier: drop the points it dominates (cost >= c.cost, correct <= c.correct).
     auto first = it;
-    while (first != pts_.begin() && (first - 1)->cost == c.cost && (first - 1)->correct <= c.correct)
-      --first;
+    while (first != pts_.begin() && (first - 1)->cost == c.cost && (first - 1)->correct <= c.correct) --first;
     auto last = it;
     while (last != pts_.end() && last->correct <= c.correct) ++last;
     it = pts_.erase(first, last);
@@ -246,22 +250,22 @@ class Frontier {
 struct Problem {
   int n = 0;  // examples
   int words = 0;
-  int num_models = 0;     // in the search
-  std::vector<int> model; // position -> recordings model index
+  int num_models = 0;             // in the search
+  std::vector<int> model;         // position -> recordings model index
   std::vector<double> mean_cost;  // by position
   bool per_example = false;
-  std::vector<double> fixed;      // by position
-  std::vector<double> rows;       // [example (sorted order)][position]
+  std::vector<double> fixed;  // by position
+  std::vector<double> rows;   // [example (sorted order)][position]
   // suffix_min[p][i] = min over positions q >= p of the cost of example i (per-example
   // costs only): the least any tier whose top member is at p or later can cost.
   std::vector<std::vector<double>> suffix_min;
-  std::vector<Word> all;          // every example
-  std::vector<int> all_words;     // 0 .. words-1
-  std::vector<Word> oracle;       // some model is right
-  std::vector<double> total_cost; // by position: summed over every example
+  std::vector<Word> all;                         // every example
+  std::vector<int> all_words;                    // 0 .. words-1
+  std::vector<Word> oracle;                      // some model is right
+  std::vector<double> total_cost;                // by position: summed over every example
   std::vector<std::vector<Word>> model_correct;  // by position
   std::vector<MemberSet> sets;
-  std::vector<int> order;         // search position -> example of the recordings
+  std::vector<int> order;  // search position -> example of the recordings
   int max_tiers = 3;
   bool prune = true;
 };
@@ -281,8 +285,7 @@ class SpaceCounter {
     for (const MemberSet& s : p_.sets) {
       if (s.max_pos <= prev_max || (s.mask & used)) continue;
       total += 1;
-      if (depth + 1 < p_.max_tiers && !s.options.empty())
-        total += s.options.size() * Count(used | s.mask, depth + 1);
+      if (depth + 1 < p_.max_tiers && !s.options.empty()) total += s.options.size() * Count(used | s.mask, depth + 1);
     }
     memo_[key] = total;
     return total;
@@ -381,8 +384,7 @@ class Searcher {
 
   // `c` holds the non-final tiers so far (c.depth of them); buf_[depth] is the reach
   // mask of the next tier, with `left` examples in it.
-  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left,
-             const std::vector<int>& parent_nz) {
+  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left, const std::vector<int>& parent_nz) {
     const std::vector<Word>& reach = buf_[depth];
     // Nonzero words only (reach is valid on the parent's nonzero words): examples are
     // sorted easy-first, so deep reach masks are dense at the end and empty at the start.
@@ -406,8 +408,7 @@ class Searcher {
           const std::vector<double>& sm = p_.suffix_min[prev_max + 1];
           lb = 0;
           for (int w : nz) {
-            for (Word bits = reach[w]; bits; bits &= bits - 1)
-              lb += sm[w * 64 + std::countr_zero(bits)];
+            for (Word bits = reach[w]; bits; bits &= bits - 1) lb += sm[w * 64 + std::countr_zero(bits)];
           }
         }
       }
@@ -449,9 +450,9 @@ class Searcher {
   }
 
   const Problem& p_;
-  std::vector<std::vector<Word>> buf_;  // reach masks by depth; [kMaxTiers] is scratch
-  std::vector<std::vector<int>> nz_;    // nonzero words of buf_[depth]
-  std::vector<std::vector<double>> mc_; // per-model cost over buf_[depth]
+  std::vector<std::vector<Word>> buf_;   // reach masks by depth; [kMaxTiers] is scratch
+  std::vector<std::vector<int>> nz_;     // nonzero words of buf_[depth]
+  std::vector<std::vector<double>> mc_;  // per-model cost over buf_[depth]
   Frontier frontier_;
   uint64_t evaluated_ = 0;
   uint64_t key_ = 0;
@@ -529,8 +530,7 @@ Status ValidateOptions(const PlannerOptions& options) {
     return InvalidArgumentError("--max-members must be in [1, " + std::to_string(kMaxMembers) + "]");
   if (options.score_quantiles < 0 || options.score_quantiles > 100)
     return InvalidArgumentError("--score-grid must be in [1, 100] (0 or auto: adapt to the calibration size)");
-  if (options.select.folds < 2 || options.select.folds > 20)
-    return InvalidArgumentError("--folds must be in [2, 20]");
+  if (options.select.folds < 2 || options.select.folds > 20) return InvalidArgumentError("--folds must be in [2, 20]");
   if (!(options.select.holdout > 0 && options.select.holdout < 1))
     return InvalidArgumentError("--holdout must be in (0, 1)");
   if (!(options.select.margin >= 0 && options.select.margin < 1))
@@ -582,8 +582,10 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
       int abstain = 0;
       for (int m : models) {
         int l = calib.models[m].label[r];
-        if (l == kAbstain) ++abstain;
-        else if (std::find(seen.begin(), seen.end(), l) == seen.end()) seen.push_back(l);
+        if (l == kAbstain)
+          ++abstain;
+        else if (std::find(seen.begin(), seen.end(), l) == seen.end())
+          seen.push_back(l);
       }
       hardness[r] = static_cast<uint8_t>(seen.size() * 2 + (abstain > 0));
     }
@@ -680,8 +682,7 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
 }
 
 // Every member set of 1 to max_members positions, built on the pool.
-void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsigned rules, int grid,
-                     ThreadPool& pool) {
+void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsigned rules, int grid, ThreadPool& pool) {
   max_members = std::min(max_members, p.num_models);
   std::vector<std::vector<int>> combos;
   std::vector<int> comb;
@@ -782,8 +783,7 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
   if (costs.num_examples != calib.num_examples() || costs.num_models != static_cast<int>(calib.models.size()))
     return InvalidArgumentError("cost table does not match " + calib.source);
   Examples ex = MakeExamples(calib, costs, rows);
-  if (ex.labeled == 0)
-    return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
+  if (ex.labeled == 0) return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
   const int grid = options.score_quantiles > 0 ? options.score_quantiles : AutoScoreGrid(ex.labeled);
   COE_ASSIGN_OR_RETURN(std::vector<int> models, ModelsByCost(ex, options));
   bool any_scores = false;
@@ -791,10 +791,11 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
   unsigned rules = options.rules;
   if (rules == 0) rules = any_scores ? (kRuleVote | kRuleScore | kRuleVoteAndScore) : kRuleVote;
   if ((rules & (kRuleScore | kRuleVoteAndScore)) && !any_scores)
-    return FailedPreconditionError(calib.source + ": score rules need '<model>|score' or "
+    return FailedPreconditionError(calib.source +
+                                   ": score rules need '<model>|score' or "
                                    "'<model>|p:<label>' columns, and no model has them");
-  const int threads = options.threads > 0 ? options.threads
-                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // The tables live only in this scope: a guard's further searches do not stack on them.
   Problem p = BuildProblem(ex, models, options);
   ThreadPool pool(threads);
@@ -829,16 +830,17 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
                                ? goal.value
                                : static_cast<double>(result.best_single_correct) / result.labeled;
   if ((result.rules & (kRuleScore | kRuleVoteAndScore)) && result.labeled < 1000)
-    result.warnings.push_back(
-        calib.source + " has " + std::to_string(result.labeled) + " labeled examples for a search of " +
-        std::to_string(result.space_size) + " cascades with score rules: estimates this fine do not hold well "
-        "on new data below ~1,000 examples (the score grid is " + std::to_string(result.score_grid) +
-        " thresholds a tier; match-best's guard: " + GuardName(options.select.guard) + ")");
+    result.warnings.push_back(calib.source + " has " + std::to_string(result.labeled) +
+                              " labeled examples for a search of " + std::to_string(result.space_size) +
+                              " cascades with score rules: estimates this fine do not hold well "
+                              "on new data below ~1,000 examples (the score grid is " +
+                              std::to_string(result.score_grid) +
+                              " thresholds a tier; match-best's guard: " + GuardName(options.select.guard) + ")");
   if (goal.kind == Goal::Kind::kMatchBest) {
     COE_RETURN_IF_ERROR(SelectMatchBest(calib, costs, options, &result));
   } else {
-    const OperatingPoint* chosen = ChooseOperatingPoint(result.frontier, goal, result.labeled,
-                                                        result.best_single_correct, &result.goal_met);
+    const OperatingPoint* chosen =
+        ChooseOperatingPoint(result.frontier, goal, result.labeled, result.best_single_correct, &result.goal_met);
     if (!chosen) return InternalError("the search found no cascade");
     result.chosen = *chosen;
   }
@@ -859,11 +861,16 @@ StatusOr<Guard> ParseGuard(const std::string& text) {
 
 std::string GuardName(Guard guard) {
   switch (guard) {
-    case Guard::kNone: return "none";
-    case Guard::kMcNemar: return "mcnemar";
-    case Guard::kNonInferiority: return "noninferiority";
-    case Guard::kHoldout: return "holdout";
-    case Guard::kCrossValidation: return "cv";
+    case Guard::kNone:
+      return "none";
+    case Guard::kMcNemar:
+      return "mcnemar";
+    case Guard::kNonInferiority:
+      return "noninferiority";
+    case Guard::kHoldout:
+      return "holdout";
+    case Guard::kCrossValidation:
+      return "cv";
   }
   return "";
 }

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <random>
 
 namespace coe {
 
@@ -12,9 +12,8 @@ using nlohmann::json;
 
 namespace {
 
-StatusOr<ReportRow> Score(const std::string& name, const CascadeSpec& spec,
-                          const Recordings& calib, const CostTable& calib_costs,
-                          const Recordings* test, const CostTable* test_costs) {
+StatusOr<ReportRow> Score(const std::string& name, const CascadeSpec& spec, const Recordings& calib,
+                          const CostTable& calib_costs, const Recordings* test, const CostTable* test_costs) {
   ReportRow row;
   row.name = name;
   row.cascade = spec;
@@ -94,8 +93,7 @@ std::string Line(const std::string& label, const ReportRow& row, double ref_cost
   if (shown.mean_cost_homogeneous) extra += "  homog " + Num(*shown.mean_cost_homogeneous);
   std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %-12s%s\n", label.c_str(),
                 Pct(row.calib.accuracy).c_str(), Num(row.calib.mean_cost).c_str(),
-                has_test ? Pct(row.test->accuracy).c_str() : "-",
-                has_test ? Num(row.test->mean_cost).c_str() : "-",
+                has_test ? Pct(row.test->accuracy).c_str() : "-", has_test ? Num(row.test->mean_cost).c_str() : "-",
                 ref_cost > 0 ? Fmt("%.2fx", ref_cost / std::max(1e-300, shown.mean_cost)).c_str() : "",
                 Exits(shown).c_str(), extra.c_str());
   return buf;
@@ -103,9 +101,8 @@ std::string Line(const std::string& label, const ReportRow& row, double ref_cost
 
 }  // namespace
 
-StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
-                                     const PlannerOptions& options, const Recordings& calib,
-                                     const CostTable& calib_costs, const Recordings* test,
+StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, const PlannerOptions& options,
+                                     const Recordings& calib, const CostTable& calib_costs, const Recordings* test,
                                      const CostTable* test_costs) {
   PlanReport rep;
   rep.goal = goal.ToString();
@@ -133,8 +130,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
     rep.intervals = BootstrapIntervals(a, b, truth);
     rep.intervals->best_single = plan.best_single;
   }
-  COE_ASSIGN_OR_RETURN(rep.chosen, Score("chosen", plan.chosen.cascade, calib, calib_costs, test,
-                                         test_costs));
+  COE_ASSIGN_OR_RETURN(rep.chosen, Score("chosen", plan.chosen.cascade, calib, calib_costs, test, test_costs));
   for (const OperatingPoint& op : plan.frontier) {
     COE_ASSIGN_OR_RETURN(ReportRow row, Score("", op.cascade, calib, calib_costs, test, test_costs));
     rep.frontier.push_back(std::move(row));
@@ -143,8 +139,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
   std::vector<int> models;
   for (size_t m = 0; m < calib.models.size(); ++m) {
     if (!options.only.empty() &&
-        std::find(options.only.begin(), options.only.end(), calib.models[m].name) ==
-            options.only.end())
+        std::find(options.only.begin(), options.only.end(), calib.models[m].name) == options.only.end())
       continue;
     models.push_back(static_cast<int>(m));
   }
@@ -156,8 +151,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
   for (int m : models) {
     CascadeSpec single;
     single.tiers.push_back(TierSpec{{calib.models[m].name}, {}});
-    COE_ASSIGN_OR_RETURN(ReportRow row, Score(calib.models[m].name, single, calib, calib_costs,
-                                              test, test_costs));
+    COE_ASSIGN_OR_RETURN(ReportRow row, Score(calib.models[m].name, single, calib, calib_costs, test, test_costs));
     rep.baselines.push_back(std::move(row));
     all_models.tiers[0].members.push_back(calib.models[m].name);
     any_scores |= calib.models[m].has_scores();
@@ -169,12 +163,12 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal,
     conf.rules = kRuleScore;
     conf.progress = nullptr;
     COE_ASSIGN_OR_RETURN(PlanResult cp, Plan(calib, calib_costs, goal, conf));
-    COE_ASSIGN_OR_RETURN(ReportRow row, Score("confidence cascade", cp.chosen.cascade, calib,
-                                              calib_costs, test, test_costs));
+    COE_ASSIGN_OR_RETURN(ReportRow row,
+                         Score("confidence cascade", cp.chosen.cascade, calib, calib_costs, test, test_costs));
     rep.baselines.push_back(std::move(row));
   }
-  COE_ASSIGN_OR_RETURN(ReportRow all, Score("plurality of all models", all_models, calib,
-                                            calib_costs, test, test_costs));
+  COE_ASSIGN_OR_RETURN(ReportRow all,
+                       Score("plurality of all models", all_models, calib, calib_costs, test, test_costs));
   rep.baselines.push_back(std::move(all));
   return rep;
 }
@@ -291,8 +285,8 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   s += buf;
   s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n\n"
                 : "; no test split (--test): calibration figures only\n\n";
-  std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc",
-                "calib cost", "test acc", "test cost", "saving", "exits per tier");
+  std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc", "calib cost", "test acc",
+                "test cost", "saving", "exits per tier");
   std::string header = buf;
   for (const std::string& w : r.warnings) s += "warning: " + w + "\n";
   if (!r.warnings.empty()) s += "\n";
@@ -310,9 +304,9 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
     const TestIntervals& t = *r.intervals;
     s += "  test, 95% bootstrap (" + std::to_string(t.resamples) + " resamples, paired with " + t.best_single +
          "): accuracy " + Pct(t.accuracy[0]) + " to " + Pct(t.accuracy[1]) + ", minus the best " +
-         Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " + Fmt("%+.2f", 100 * t.accuracy_diff[1]) +
-         " points, cost " + Num(t.cost[0]) + " to " + Num(t.cost[1]) + ", saving " + Fmt("%.2fx", t.saving[0]) +
-         " to " + Fmt("%.2fx", t.saving[1]) + "\n";
+         Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " + Fmt("%+.2f", 100 * t.accuracy_diff[1]) + " points, cost " +
+         Num(t.cost[0]) + " to " + Num(t.cost[1]) + ", saving " + Fmt("%.2fx", t.saving[0]) + " to " +
+         Fmt("%.2fx", t.saving[1]) + "\n";
   }
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
   for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test);
@@ -328,9 +322,9 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   }
   const size_t shown = std::count(show.begin(), show.end(), true);
   s += "\nFRONTIER (calibration Pareto points, cheapest first" +
-       (shown < total ? "; " + std::to_string(shown) + " of " + std::to_string(total) +
-                            " shown, --frontier all for every one"
-                      : std::string()) +
+       (shown < total
+            ? "; " + std::to_string(shown) + " of " + std::to_string(total) + " shown, --frontier all for every one"
+            : std::string()) +
        ")\n" + header;
   for (size_t i = 0; i < total; ++i) {
     if (!show[i]) continue;
@@ -340,8 +334,7 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   return s;
 }
 
-std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name,
-                             const EvalResult& r) {
+std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r) {
   json j = ResultJson(r);
   j["cascade"] = spec.ToString();
   j["tiers"] = TiersJson(spec);
@@ -349,12 +342,10 @@ std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_na
   return j.dump(2) + "\n";
 }
 
-std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name,
-                             const EvalResult& r) {
+std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r) {
   std::string s = "cascade  " + spec.ToString() + "\n";
   s += "examples " + std::to_string(r.examples) + " (" + std::to_string(r.labeled) + " labeled)\n";
-  s += "accuracy " + Pct(r.accuracy) + " (" + std::to_string(r.correct) + "/" +
-       std::to_string(r.labeled) + ")\n";
+  s += "accuracy " + Pct(r.accuracy) + " (" + std::to_string(r.correct) + "/" + std::to_string(r.labeled) + ")\n";
   s += "cost     " + Num(r.mean_cost) + " per example, " + cost_name + "\n";
   if (r.mean_cost_homogeneous) s += "cost on a homogeneous cluster " + Num(*r.mean_cost_homogeneous) + "\n";
   if (r.mean_latency_ms)
@@ -362,8 +353,8 @@ std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_na
   if (r.mean_bytes_sent) s += "sent     " + Num(*r.mean_bytes_sent) + " bytes per example to the cloud\n";
   s += "exits    ";
   for (size_t t = 0; t < r.exits.size(); ++t) {
-    s += (t ? ", " : "") + std::string("tier ") + std::to_string(t + 1) + ": " +
-         std::to_string(r.exits[t]) + Fmt(" (%.1f%%)", 100.0 * r.exits[t] / std::max(1, r.examples));
+    s += (t ? ", " : "") + std::string("tier ") + std::to_string(t + 1) + ": " + std::to_string(r.exits[t]) +
+         Fmt(" (%.1f%%)", 100.0 * r.exits[t] / std::max(1, r.examples));
   }
   s += "\n";
   if (r.unanswered) s += "unanswered " + std::to_string(r.unanswered) + " (every member abstained)\n";

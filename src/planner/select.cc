@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <numeric>
-#include <cstdlib>
 #include <random>
 
 #include "coe/evaluate.h"
@@ -14,10 +14,10 @@ namespace coe {
 double NormalQuantile(double p) {
   // Acklam's rational approximation (relative error < 1.2e-9), refined by one step of
   // Newton's method on erfc: ample for critical values.
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
                              1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
   static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-                             6.680131188771972e+01,  -1.328068155288572e+01};
+                             6.680131188771972e+01, -1.328068155288572e+01};
   static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
                              -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
   static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
@@ -135,9 +135,10 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
   if (so.guard != Guard::kNone)
     COE_RETURN_IF_ERROR(EvaluateCascadeAnswers(Single(r->best_single), calib, costs, &best).status());
   const int n = r->labeled;
-  sel.critical = so.guard == Guard::kMcNemar          ? so.mcnemar_z
-                 : so.guard == Guard::kNonInferiority ? NormalQuantile(1 - so.alpha / std::max<size_t>(1, candidates.size()))
-                                                      : 0.0;
+  sel.critical = so.guard == Guard::kMcNemar ? so.mcnemar_z
+                 : so.guard == Guard::kNonInferiority
+                     ? NormalQuantile(1 - so.alpha / std::max<size_t>(1, candidates.size()))
+                     : 0.0;
   for (const OperatingPoint* p : candidates) {
     bool pass = true;
     if (so.guard != Guard::kNone) {
@@ -253,8 +254,8 @@ Status SelectCrossValidated(const Recordings& calib, const CostTable& costs, con
     for (int i : train) folds[f].train_labeled += calib.truth[i] != kAbstain;
     folds[f].train = std::move(train);
   }
-  sel.basis = std::to_string(k) + "-fold cross-validation on " + std::to_string(r->labeled) +
-              " labeled calibration examples";
+  sel.basis =
+      std::to_string(k) + "-fold cross-validation on " + std::to_string(r->labeled) + " labeled calibration examples";
   // Structures: what the searches on the training parts put on their frontiers.
   std::map<std::string, std::pair<CascadeSpec, std::vector<double>>> structures;
   for (const Fold& fold : folds) {
@@ -283,8 +284,8 @@ Status SelectCrossValidated(const Recordings& calib, const CostTable& costs, con
   };
   int best_correct = 0, labeled = 0;
   double best_cost = 0;
-  COE_RETURN_IF_ERROR(cross(Single(r->best_single), {std::numeric_limits<double>::quiet_NaN()}, &best_correct,
-                            &labeled, &best_cost));
+  COE_RETURN_IF_ERROR(
+      cross(Single(r->best_single), {std::numeric_limits<double>::quiet_NaN()}, &best_correct, &labeled, &best_cost));
   sel.best_accuracy = labeled ? static_cast<double>(best_correct) / labeled : 0.0;
   sel.best_cost = best_cost;
   struct Scored {
@@ -330,9 +331,15 @@ Status SelectMatchBest(const Recordings& calib, const CostTable& costs, const Pl
   switch (options.select.guard) {
     case Guard::kNone:
     case Guard::kMcNemar:
-    case Guard::kNonInferiority: s = SelectOnCalibration(calib, costs, options, result); break;
-    case Guard::kHoldout: s = SelectHoldout(calib, costs, options, result); break;
-    case Guard::kCrossValidation: s = SelectCrossValidated(calib, costs, options, result); break;
+    case Guard::kNonInferiority:
+      s = SelectOnCalibration(calib, costs, options, result);
+      break;
+    case Guard::kHoldout:
+      s = SelectHoldout(calib, costs, options, result);
+      break;
+    case Guard::kCrossValidation:
+      s = SelectCrossValidated(calib, costs, options, result);
+      break;
   }
   COE_RETURN_IF_ERROR(s);
   // Whatever the guard, the best single model alone counts as "kept" (it may also be

@@ -12,7 +12,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kMaxDepth = 32;    // nesting of `data` arrays
+constexpr int kMaxDepth = 32;  // nesting of `data` arrays
 constexpr size_t kMaxTensors = 64;
 constexpr size_t kMaxRank = 16;
 
@@ -53,12 +53,23 @@ class Sax {
   }
   bool string(std::string& s) {
     switch (Role()) {
-      case kId: m_->id = std::move(s); return true;
-      case kModelName: m_->model_name = std::move(s); return true;
-      case kTensorName: Cur().name = std::move(s); return true;
-      case kDatatype: Cur().datatype = std::move(s); return true;
-      case kElement: Cur().strings.push_back(std::move(s)); return true;
-      default: return Scalar(kString, s);
+      case kId:
+        m_->id = std::move(s);
+        return true;
+      case kModelName:
+        m_->model_name = std::move(s);
+        return true;
+      case kTensorName:
+        Cur().name = std::move(s);
+        return true;
+      case kDatatype:
+        Cur().datatype = std::move(s);
+        return true;
+      case kElement:
+        Cur().strings.push_back(std::move(s));
+        return true;
+      default:
+        return Scalar(kString, s);
     }
   }
   bool binary(json::binary_t&) { return Fail("binary values are not JSON"); }
@@ -78,8 +89,10 @@ class Sax {
   }
   bool start_array(size_t) {
     switch (Role()) {
-      case kInputs: return Enter(kTensorsF, false);
-      case kOutputs: return Enter(kTensorsF, true);
+      case kInputs:
+        return Enter(kTensorsF, false);
+      case kOutputs:
+        return Enter(kTensorsF, true);
       case kShape:
         if (Cur().has_shape) return Fail("repeated \"shape\" in " + TensorWhere());
         Cur().has_shape = true;
@@ -96,9 +109,12 @@ class Sax {
         return Enter(kDataF, false, depth);
       }
       case kSkip:
-      case kParam: return Enter(kSkipF);
-      case kTop: return Fail("the request body must be a JSON object");
-      default: return Fail(Where() + " must not be an array");
+      case kParam:
+        return Enter(kSkipF);
+      case kTop:
+        return Fail("the request body must be a JSON object");
+      default:
+        return Fail(Where() + " must not be an array");
     }
   }
   bool key(std::string& k) {
@@ -117,8 +133,24 @@ class Sax {
 
  private:
   enum F { kRootF, kTensorsF, kTensorF, kShapeF, kDataF, kParamsF, kSkipF };
-  enum R { kTop, kId, kModelName, kInputs, kOutputs, kParamsObj, kTensorObj, kTensorName,
-           kDatatype, kShape, kData, kDim, kElement, kParam, kSkip, kBad };
+  enum R {
+    kTop,
+    kId,
+    kModelName,
+    kInputs,
+    kOutputs,
+    kParamsObj,
+    kTensorObj,
+    kTensorName,
+    kDatatype,
+    kShape,
+    kData,
+    kDim,
+    kElement,
+    kParam,
+    kSkip,
+    kBad
+  };
   enum Kind { kNull, kBool, kNumber, kString };
   struct Frame {
     F f;
@@ -137,17 +169,22 @@ class Sax {
         if (key_ == "outputs") return kOutputs;
         if (key_ == "parameters") return kParamsObj;
         return kSkip;
-      case kTensorsF: return kTensorObj;
+      case kTensorsF:
+        return kTensorObj;
       case kTensorF:
         if (key_ == "name") return kTensorName;
         if (key_ == "datatype") return kDatatype;
         if (key_ == "shape") return kShape;
         if (key_ == "data") return kData;
         return kSkip;
-      case kShapeF: return kDim;
-      case kDataF: return kElement;
-      case kParamsF: return kParam;
-      case kSkipF: return kSkip;
+      case kShapeF:
+        return kDim;
+      case kDataF:
+        return kElement;
+      case kParamsF:
+        return kParam;
+      case kSkipF:
+        return kSkip;
     }
     return kBad;
   }
@@ -166,20 +203,32 @@ class Sax {
   }
   std::string Where() {
     switch (Role()) {
-      case kTop: return "the request body";
-      case kId: return "\"id\"";
-      case kModelName: return "\"model_name\"";
-      case kInputs: return "\"inputs\"";
-      case kOutputs: return "\"outputs\"";
-      case kParamsObj: return "\"parameters\"";
-      case kTensorObj: return std::string("each of \"") + (stack_.back().outputs ? "outputs" : "inputs") + "\"";
-      case kTensorName: return "\"name\" of " + TensorWhere();
-      case kDatatype: return "\"datatype\" of " + TensorWhere();
+      case kTop:
+        return "the request body";
+      case kId:
+        return "\"id\"";
+      case kModelName:
+        return "\"model_name\"";
+      case kInputs:
+        return "\"inputs\"";
+      case kOutputs:
+        return "\"outputs\"";
+      case kParamsObj:
+        return "\"parameters\"";
+      case kTensorObj:
+        return std::string("each of \"") + (stack_.back().outputs ? "outputs" : "inputs") + "\"";
+      case kTensorName:
+        return "\"name\" of " + TensorWhere();
+      case kDatatype:
+        return "\"datatype\" of " + TensorWhere();
       case kShape:
-      case kDim: return "\"shape\" of " + TensorWhere();
+      case kDim:
+        return "\"shape\" of " + TensorWhere();
       case kData:
-      case kElement: return "\"data\" of " + TensorWhere();
-      default: return "the value";
+      case kElement:
+        return "\"data\" of " + TensorWhere();
+      default:
+        return "the value";
     }
   }
 
@@ -193,15 +242,37 @@ class Sax {
     static const char* const kWhat[] = {"null", "a boolean", "a number", "a string"};
     std::string want;
     switch (r) {
-      case kTop: want = "a JSON object"; break;
-      case kId: case kModelName: case kTensorName: case kDatatype: want = "a string"; break;
-      case kInputs: case kOutputs: want = "an array of tensor objects"; break;
-      case kParamsObj: want = "an object"; break;
-      case kTensorObj: want = "an object"; break;
-      case kShape: case kDim: want = "an array of non-negative integers"; break;
-      case kData: want = "an array"; break;
-      case kElement: want = "numbers, booleans or strings"; break;
-      default: return Fail("unexpected " + std::string(kWhat[kind]) + " after the end of the JSON value");
+      case kTop:
+        want = "a JSON object";
+        break;
+      case kId:
+      case kModelName:
+      case kTensorName:
+      case kDatatype:
+        want = "a string";
+        break;
+      case kInputs:
+      case kOutputs:
+        want = "an array of tensor objects";
+        break;
+      case kParamsObj:
+        want = "an object";
+        break;
+      case kTensorObj:
+        want = "an object";
+        break;
+      case kShape:
+      case kDim:
+        want = "an array of non-negative integers";
+        break;
+      case kData:
+        want = "an array";
+        break;
+      case kElement:
+        want = "numbers, booleans or strings";
+        break;
+      default:
+        return Fail("unexpected " + std::string(kWhat[kind]) + " after the end of the JSON value");
     }
     return Fail(Where() + " must be " + want + ", got " + kWhat[kind]);
   }
@@ -291,7 +362,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   oip::Tensor& t = m.inputs[0];
   const std::string name = "input '" + t.name + "'";
   if (t.datatype.empty()) return InvalidArgumentError(name + " has no \"datatype\"");
-  if (t.datatype != "FP32") return InvalidArgumentError(name + " has datatype " + t.datatype + ", the model takes FP32");
+  if (t.datatype != "FP32")
+    return InvalidArgumentError(name + " has datatype " + t.datatype + ", the model takes FP32");
   if (!t.has_shape || t.shape.empty()) return InvalidArgumentError(name + " has no \"shape\" [batch, ...]");
   if (!t.has_data) return InvalidArgumentError(name + " has no \"data\"");
   if (!t.strings.empty()) return InvalidArgumentError(name + " is FP32 but its data holds strings");
@@ -315,8 +387,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   } else {
     std::vector<int64_t> full = {-1}, flat = {-1, want};
     full.insert(full.end(), input_shape.begin(), input_shape.end());
-    return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + ", the model takes " +
-                                ShapeString(full) + " or " + ShapeString(flat));
+    return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + ", the model takes " + ShapeString(full) +
+                                " or " + ShapeString(flat));
   }
   if (t.shape[0] > 0 && req.batch.ExampleSize() == 0)
     return InvalidArgumentError(name + " has examples of no values (shape " + ShapeString(t.shape) + ")");
@@ -324,10 +396,14 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   if (!m.outputs.empty()) {
     req.want_label = req.want_exit_tier = req.want_degraded = req.want_probabilities = false;
     for (const oip::Tensor& o : m.outputs) {
-      if (o.name == "label") req.want_label = true;
-      else if (o.name == "exit_tier") req.want_exit_tier = true;
-      else if (o.name == "degraded") req.want_degraded = true;
-      else if (o.name == "probabilities") req.want_probabilities = true;
+      if (o.name == "label")
+        req.want_label = true;
+      else if (o.name == "exit_tier")
+        req.want_exit_tier = true;
+      else if (o.name == "degraded")
+        req.want_degraded = true;
+      else if (o.name == "probabilities")
+        req.want_probabilities = true;
       else
         return InvalidArgumentError("unknown output '" + o.name +
                                     "' (the model has label, exit_tier, degraded, probabilities)");

@@ -8,9 +8,12 @@ namespace {
 std::string Escape(const std::string& v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\', out += c;
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\' || c == '"')
+      out += '\\', out += c;
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -89,7 +92,8 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   Header(&out, "coe_requests_total", "counter", "Infer requests by model and HTTP status code.");
-  for (const auto& [k, v] : requests_) Line(&out, "coe_requests_total", L("model", k.first) + "," + L("code", k.second), std::to_string(v));
+  for (const auto& [k, v] : requests_)
+    Line(&out, "coe_requests_total", L("model", k.first) + "," + L("code", k.second), std::to_string(v));
   Header(&out, "coe_errors_total", "counter", "HTTP responses with status >= 400, on any route, by code.");
   for (const auto& [k, v] : errors_) Line(&out, "coe_errors_total", L("code", k), std::to_string(v));
   Header(&out, "coe_inflight_requests", "gauge", "Infer requests being handled now.");
@@ -99,10 +103,12 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
   Header(&out, "coe_examples_total", "counter", "Examples answered, by model.");
   for (const auto& [k, v] : examples_) Line(&out, "coe_examples_total", L("model", k), std::to_string(v));
   Header(&out, "coe_exits_total", "counter", "Examples answered by each tier (1-based).");
-  for (const auto& [k, v] : exits_) Line(&out, "coe_exits_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
+  for (const auto& [k, v] : exits_)
+    Line(&out, "coe_exits_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
   Header(&out, "coe_deferred_total", "counter",
          "Examples a tier deferred to the next (deferral rate = deferred / reached).");
-  for (const auto& [k, v] : deferred_) Line(&out, "coe_deferred_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
+  for (const auto& [k, v] : deferred_)
+    Line(&out, "coe_deferred_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
   Header(&out, "coe_degraded_examples_total", "counter", "Examples answered with a fallback because a member failed.");
   for (const auto& [k, v] : degraded_) Line(&out, "coe_degraded_examples_total", L("model", k), std::to_string(v));
   Header(&out, "coe_unanswered_examples_total", "counter", "Examples no tier answered.");
@@ -120,14 +126,16 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
       {"coe_member_examples_total", "Examples given to each member.", &BackendStats::examples},
       {"coe_member_abstentions_total", "Examples each member abstained on.", &BackendStats::abstentions},
       {"coe_member_errors_total", "Failed member calls (remote: failed requests).", &BackendStats::errors},
-      {"coe_remote_bytes_sent_total", "Request body bytes a member sent to its remote endpoint.", &BackendStats::bytes_sent},
+      {"coe_remote_bytes_sent_total", "Request body bytes a member sent to its remote endpoint.",
+       &BackendStats::bytes_sent},
       {"coe_remote_bytes_received_total", "Response body bytes a member received from its remote endpoint.",
        &BackendStats::bytes_received},
   };
   for (const Counter& c : kCounters) {
     Header(&out, c.name, "counter", c.help);
     for (Backend* b : members)
-      Line(&out, c.name, L("member", b->info().name), std::to_string((b->stats().*c.field).load(std::memory_order_relaxed)));
+      Line(&out, c.name, L("member", b->info().name),
+           std::to_string((b->stats().*c.field).load(std::memory_order_relaxed)));
   }
   return out;
 }

@@ -19,7 +19,7 @@ namespace coe {
 
 // Latency buckets in seconds (Prometheus convention: upper bounds, +Inf implied).
 inline constexpr std::array<double, 14> kLatencyBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                           0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                                           0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 struct Histogram {
   std::array<uint64_t, kLatencyBuckets.size() + 1> counts{};  // last: +Inf
@@ -43,12 +43,12 @@ class Metrics {
  private:
   using Key = std::pair<std::string, std::string>;
   mutable std::mutex mu_;
-  std::map<Key, uint64_t> requests_;                    // (model, code)
-  std::map<std::string, uint64_t> errors_;              // code
-  std::map<std::string, Histogram> request_seconds_;    // model
+  std::map<Key, uint64_t> requests_;                                  // (model, code)
+  std::map<std::string, uint64_t> errors_;                            // code
+  std::map<std::string, Histogram> request_seconds_;                  // model
   std::map<std::string, uint64_t> examples_, degraded_, unanswered_;  // model
-  std::map<Key, uint64_t> exits_, deferred_;            // (model, tier 1-based)
-  std::map<std::string, Histogram> member_seconds_;     // member
+  std::map<Key, uint64_t> exits_, deferred_;                          // (model, tier 1-based)
+  std::map<std::string, Histogram> member_seconds_;                   // member
 };
 
 }  // namespace coe

@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "server/metrics.h"
 #include "protocol/oip.h"
+#include "server/metrics.h"
 
 namespace coe {
 namespace {
@@ -86,12 +86,9 @@ class AdmissionQueue : public httplib::TaskQueue {
 // (shared nets, one set of stats), which it keeps alive.
 class SharedBackend : public Backend {
  public:
-  SharedBackend(std::shared_ptr<const Cascade> owner, Backend* target)
-      : owner_(std::move(owner)), target_(target) {}
+  SharedBackend(std::shared_ptr<const Cascade> owner, Backend* target) : owner_(std::move(owner)), target_(target) {}
   const BackendInfo& info() const override { return target_->info(); }
-  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
-    return target_->Predict(batch, out);
-  }
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override { return target_->Predict(batch, out); }
 
  private:
   std::shared_ptr<const Cascade> owner_;
@@ -100,12 +97,17 @@ class SharedBackend : public Backend {
 
 int HttpCode(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
     case StatusCode::kUnavailable:
-    case StatusCode::kResourceExhausted: return 503;
-    case StatusCode::kDeadlineExceeded: return 504;
-    default: return 500;
+    case StatusCode::kResourceExhausted:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
   }
 }
 
@@ -196,7 +198,8 @@ std::string Now() {
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[80];
-  const int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000);
+  const int ms =
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000);
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
   return buf;
@@ -228,8 +231,10 @@ struct Server::Impl {
   std::atomic<int> port{0};
 
   void Log(const std::string& line) const {
-    if (options.log) options.log(line);
-    else std::fprintf(stderr, "%s\n", line.c_str());
+    if (options.log)
+      options.log(line);
+    else
+      std::fprintf(stderr, "%s\n", line.c_str());
   }
 
   // The model a route names, or null after answering 404.
@@ -288,8 +293,13 @@ struct Server::Impl {
     char ms[32];
     std::snprintf(ms, sizeof ms, "%.3f", seconds * 1e3);
     if (options.access_log == AccessLog::kJson) {
-      json j = {{"time", Now()}, {"remote", req.remote_addr}, {"method", req.method}, {"path", req.path},
-                {"status", res.status}, {"ms", std::round(seconds * 1e6) / 1e3}, {"bytes_in", req.body.size()},
+      json j = {{"time", Now()},
+                {"remote", req.remote_addr},
+                {"method", req.method},
+                {"path", req.path},
+                {"status", res.status},
+                {"ms", std::round(seconds * 1e6) / 1e3},
+                {"bytes_in", req.body.size()},
                 {"bytes_out", res.body.size()}};
       Log(j.dump(-1, ' ', false, json::error_handler_t::replace));
     } else {
@@ -309,11 +319,14 @@ struct Server::Impl {
     h.set_error_handler([this](Req req, Res res) {
       if (!res.body.empty()) return;  // a handler's own error
       switch (res.status) {
-        case 404: SetError(res, 404, "no route " + req.method + " " + req.path); break;
+        case 404:
+          SetError(res, 404, "no route " + req.method + " " + req.path);
+          break;
         case 413:
           SetError(res, 413, "request body larger than " + std::to_string(options.max_body_bytes) + " bytes");
           break;
-        default: SetError(res, res.status, "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path);
+        default:
+          SetError(res, res.status, "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path);
       }
     });
     h.set_exception_handler([](Req, Res res, std::exception_ptr ep) {
@@ -331,9 +344,7 @@ struct Server::Impl {
     auto json_reply = [](Res res, const std::string& body) { res.set_content(body, "application/json"); };
     h.Get("/v2/health/live", [=](Req, Res res) { json_reply(res, "{\"live\":true}"); });
     h.Get("/v2/health/ready", [=](Req, Res res) { json_reply(res, "{\"ready\":true}"); });
-    h.Get("/v2", [=](Req, Res res) {
-      json_reply(res, "{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[]}");
-    });
+    h.Get("/v2", [=](Req, Res res) { json_reply(res, "{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[]}"); });
     h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [=, this](Req req, Res res) {
       if (const ServedModel* m = Model(req, res)) json_reply(res, MetadataJson(m->name, *m->cascade));
     });
