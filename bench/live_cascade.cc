@@ -107,7 +107,7 @@ Timed RunAll(const coe::Cascade& c, const coe::InputBatch& in, int batch) {
 double Accuracy(const coe::Cascade& c, const coe::InputBatch& in, const coe::RunResult& r) {
   int correct = 0;
   for (int64_t i = 0; i < in.size(); ++i)
-    correct += r.answer[i] != coe::kAbstain && c.labels().name(r.answer[i]) == in.truth[i];
+    correct += r.answer[i] != coe::kAbstain && r.labels.name(r.answer[i]) == in.truth[i];
   return static_cast<double>(correct) / in.size();
 }
 

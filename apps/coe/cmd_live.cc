@@ -104,7 +104,7 @@ LiveSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r
     s.unanswered += r.answer[i] == kAbstain;
     if (!in.truth.empty() && !in.truth[i].empty()) {
       s.labeled++;
-      s.correct += r.answer[i] != kAbstain && c.labels().name(r.answer[i]) == in.truth[i];
+      s.correct += r.answer[i] != kAbstain && r.labels.name(r.answer[i]) == in.truth[i];
     }
   }
   s.mean_cost /= std::max<int64_t>(1, s.examples);
@@ -241,8 +241,7 @@ int RunRun(const RunFlags& f) {
     for (int64_t i = 0; i < inputs->size(); ++i) {
       std::snprintf(buf, sizeof buf, ",%d,%.4g,%.17g,%d", r->exit_tier[i] + 1, r->vote[i].agreement, r->cost[i],
                     r->degraded[i]);
-      csv += (inputs->ids.empty() ? std::to_string(i) : inputs->ids[i]) + "," +
-             (*cascade)->labels().name(r->answer[i]) + buf;
+      csv += (inputs->ids.empty() ? std::to_string(i) : inputs->ids[i]) + "," + r->labels.name(r->answer[i]) + buf;
       if (!inputs->truth.empty()) csv += "," + inputs->truth[i];
       csv += "\n";
     }

@@ -37,6 +37,14 @@ struct Prediction {
   float score = std::numeric_limits<float>::quiet_NaN();  // probability of `label`
   std::vector<float> probs;                               // one per label, or empty
   std::string error;                                      // why the member abstained, when it did
+  // Backends with open labels (BackendInfo::open_labels: a chat model's answers) give
+  // the answer as text here ("" = abstain) instead of `label`.
+  std::string answer;
+  std::string text;  // the raw output the answer was read from, if any
+  // What this example cost, when the backend measures it (a chat model: its tokens at
+  // its prices, every attempt that returned usage); NaN = the catalogue's figure.
+  double cost = std::numeric_limits<double>::quiet_NaN();
+  int64_t tokens_in = 0, tokens_out = 0;
 };
 
 struct BackendInfo {
@@ -45,6 +53,10 @@ struct BackendInfo {
   std::vector<std::string> labels;   // class names in output order
   std::vector<int64_t> input_shape;  // one example's shape; empty = any
   bool gives_probabilities = false;
+  bool open_labels = false;         // answers as text (Prediction::answer), not indices
+  bool text_inputs = false;         // reads InputBatch::records (JSON objects)
+  std::vector<std::string> fields;  // text inputs: the record fields it needs
+  std::string cost_unit;            // what Prediction::cost counts ("usd"), if it does
 };
 
 // Counters a backend keeps (for /metrics and reports). Monotonic; relaxed atomics.
@@ -55,6 +67,10 @@ struct BackendStats {
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> errors{0};
+  // Chat models: tokens used, dollars spent, and calls whose cost was estimated
+  // because the response had no usage.
+  std::atomic<uint64_t> tokens_in{0}, tokens_out{0}, estimated_costs{0};
+  std::atomic<double> usd{0};
 };
 
 class Backend {

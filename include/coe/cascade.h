@@ -55,16 +55,27 @@ struct TierStats {
 };
 
 struct RunResult {
-  std::vector<int> answer;  // per example: index into Cascade::labels(), or kAbstain
+  // The labels of this run: the cascade's (Cascade::labels(), same indices) and then
+  // every text answer a member with open labels gave (a chat model's).
+  LabelSet labels;
+  std::vector<int> answer;  // per example: index into `labels`, or kAbstain
   // The tier that answered, 0-based here; every user-facing output (the CLI's tables,
   // `coe run --out`, JSON reports, the server's `exit_tier`, metrics) counts from 1.
   std::vector<int> exit_tier;
-  std::vector<double> cost;       // per example, the cost_key figure summed over reached tiers
+  // Per example: the cost of every member of every reached tier, each the member's
+  // measured cost when its backend reports one (a chat model's tokens) else its
+  // cost_key figure.
+  std::vector<double> cost;
   std::vector<TierVote> vote;     // the answering tier's tally
   std::vector<uint8_t> degraded;  // 1 when a failure forced a fallback answer
   // Per example, the answering tier's mean probability per label (labels().size()
   // values; members without probabilities count as one-hot); filled when asked.
   std::vector<std::vector<float>> probs;
+  // Per example, when a member gives raw text (a chat model's completion): that of
+  // the member whose answer was returned (the winning group's last-listed), and the
+  // tokens of every call made for the example.
+  std::vector<std::string> reply;
+  std::vector<int64_t> tokens_in, tokens_out;
   std::vector<TierStats> tiers;
   // Per member (in AllMembers() order): predictions it made and seconds spent in them.
   std::vector<uint64_t> member_examples;

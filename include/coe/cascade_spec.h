@@ -5,6 +5,7 @@
 //   members = ["mlp", "cnn"]  # ascending cost; ties go to the last listed
 //   min_agreement = 1.0       # vote rule (optional)
 //   min_score = 0.93          # score rule (optional; both must hold when both given)
+//   match = "jaccard:0.6"     # how answers compare: exact (default), number, jaccard:T
 //   [[tiers]]
 //   members = ["resnet"]      # the last tier needs no rule: it answers its plurality
 //
@@ -29,6 +30,7 @@ namespace coe {
 struct TierSpec {
   std::vector<std::string> members;
   DeferralRule rule;  // ignored for the last tier
+  AnswerMatch match;  // how the members' answers are compared (default: exact)
 };
 
 struct CascadeSpec {

@@ -20,6 +20,18 @@
 //   retries = 2             # remote: retries after the first try
 //   max_response_mb = 32    # remote: a larger response is a failure (read no further)
 //
+// A chat model (backend = "openai": any OpenAI-compatible chat-completions endpoint):
+//   url = "http://127.0.0.1:8080/v1"  # the API's base
+//   model = "llama-3.1-8b"  # its model name (default: NAME)
+//   api_key_env = "OPENAI_API_KEY"   # the environment variable holding the key (never
+//                           # written to files, logs, errors or metrics)
+//   system = "You answer multiple-choice questions."
+//   prompt = "Question: {question}\nAnswer with one letter."  # over an input's fields
+//   answer = "choice"       # choice (a letter A-J) | number | label | regex=RE | text
+//   max_tokens = 256, temperature = 0.0, timeout_ms, retries, max_concurrency = 8
+//   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens
+//   samples = 3             # k completions that vote as k members NAME#1 .. NAME#k
+//
 // Errors: InvalidArgument naming the file, the model and the key for malformed TOML,
 // a wrong type, a negative or non-finite cost, an unknown site.
 // Thread safety: an immutable value once read.
@@ -51,6 +63,14 @@ struct ModelSpec {
   double timeout_ms = 10000;
   int retries = 2;
   double max_response_mb = 32;
+  // backend "openai" (see above).
+  std::string model, api_key_env, system, prompt;
+  std::string answer = "choice";
+  int max_tokens = 256;
+  double temperature = 0;
+  int max_concurrency = 8;
+  int sample = 0;  // of `samples = k`: this member is NAME#sample (1..k); 0 = no samples
+  double usd_per_mtok_in = 0, usd_per_mtok_out = 0;
   std::string description;
 
   bool is_cloud() const { return site == "cloud"; }

@@ -8,6 +8,9 @@
 //    by name), or a text file ending in .txt listing one path per line. Read as
 //    grayscale when the expected shape has 1 channel; every image must have the
 //    expected size (no silent resize). Ids are the file names.
+//  - JSONL (a .jsonl file) for chat-model members: one JSON object a line with "id"
+//    (string or integer), the fields the prompt templates name, and optionally
+//    "label"; each object becomes a text record (InputBatch::records).
 // Labels: an IDX label file (class indices into `label_names`), or for images a CSV
 // with `id,label` rows.
 //

@@ -29,9 +29,12 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "coe/labels.h"
 #include "coe/member_output.h"
+#include "coe/status.h"
 
 namespace coe {
 
@@ -46,6 +49,53 @@ struct TierVote {
 
 // Tallies the outputs of a tier's members, given in the tier's order.
 TierVote TallyVotes(std::span<const MemberOutput> outputs);
+
+// How a tier tells that two answers are the same (the `match` of a tier):
+//  exact       the same label string (the default; what TallyVotes above does);
+//  number      both read as numbers (the answer's last number) and equal within 1e-6
+//              relative (|a - b| <= 1e-6 * max(|a|, |b|), or both 0);
+//  jaccard:t   the Jaccard similarity of their sets of lower-cased word stems is >= t.
+// Free-text answers: answers are grouped in member order (an answer joins the first
+// group whose first answer it matches); agreement = the largest group's size / members;
+// a tie between groups goes to the group holding the last-listed voter; the answer is
+// that of the winning group's last-listed member. mean_score counts a member's
+// confidence in its own answer when it is in the winning group, 0 otherwise.
+struct AnswerMatch {
+  enum class Kind { kExact, kNumber, kJaccard };
+  Kind kind = Kind::kExact;
+  double threshold = 0;  // kJaccard: in (0, 1]
+
+  // "exact", "number", "jaccard:0.6"; InvalidArgument otherwise.
+  static StatusOr<AnswerMatch> Parse(std::string_view text);
+  std::string ToString() const;
+  bool exact() const { return kind == Kind::kExact; }
+  // Whether answers `a` and `b` count as the same.
+  bool Same(std::string_view a, std::string_view b) const;
+};
+
+// AnswerMatch over the labels of a LabelSet, with each label's parsed form cached.
+// Not thread-safe (one a thread); `labels` must outlive it and may grow meanwhile.
+class AnswerMatcher {
+ public:
+  AnswerMatcher(const AnswerMatch& match, const LabelSet& labels);
+  const AnswerMatch& match() const { return match_; }
+  bool Same(int a, int b);
+
+ private:
+  struct Parsed {
+    bool done = false;
+    bool has_number = false;
+    double number = 0;
+    std::vector<std::string> stems;  // sorted, unique
+  };
+  const Parsed& Get(int label);
+  AnswerMatch match_;
+  const LabelSet& labels_;
+  std::vector<Parsed> cache_;
+};
+
+// TallyVotes under `matcher` (exact matching when null).
+TierVote TallyVotes(std::span<const MemberOutput> outputs, AnswerMatcher* matcher);
 
 struct DeferralRule {
   std::optional<double> min_agreement;  // vote rule: exit when agreement >= this

@@ -18,8 +18,9 @@ namespace coe {
 // A non-owning view of examples [begin, end) of an InputBatch. Valid while the batch lives.
 struct InputView {
   const std::vector<int64_t>* example_shape = nullptr;
-  std::span<const float> data;       // size() * example size values
-  std::span<const std::string> ids;  // size() ids, or empty
+  std::span<const float> data;           // size() * example size values
+  std::span<const std::string> ids;      // size() ids, or empty
+  std::span<const std::string> records;  // size() JSON objects (text inputs), or empty
   int64_t n = 0;
   int64_t size() const { return n; }
   const std::vector<int64_t>& shape() const { return *example_shape; }
@@ -39,10 +40,13 @@ std::string ShapeString(std::span<const int64_t> shape);
 int SoftmaxArgmax(std::span<const float> logits, std::vector<float>* probs);
 
 struct InputBatch {
-  std::vector<int64_t> example_shape;  // e.g. {1, 28, 28}
-  std::vector<float> data;             // n * ExampleSize() values
+  std::vector<int64_t> example_shape;  // e.g. {1, 28, 28}; empty for text inputs
+  std::vector<float> data;             // n * ExampleSize() values (tensor inputs)
   std::vector<std::string> ids;        // n ids, or empty
   std::vector<std::string> truth;      // n true labels ("" = unknown), or empty
+  // Text inputs (for chat-model members): one JSON object a example, its fields the
+  // prompt templates' (coe/dataset.h reads them from JSONL). Empty for tensor inputs.
+  std::vector<std::string> records;
 
   int64_t ExampleSize() const {
     int64_t s = 1;
@@ -50,6 +54,7 @@ struct InputBatch {
     return s;
   }
   int64_t size() const {
+    if (!records.empty()) return static_cast<int64_t>(records.size());
     const int64_t e = ExampleSize();
     return e ? static_cast<int64_t>(data.size()) / e : 0;
   }
@@ -67,8 +72,9 @@ struct InputBatch {
     const int64_t e = ExampleSize();
     InputView v;
     v.example_shape = &example_shape;
-    v.data = {data.data() + begin * e, static_cast<size_t>((end - begin) * e)};
+    if (!data.empty()) v.data = {data.data() + begin * e, static_cast<size_t>((end - begin) * e)};
     if (!ids.empty()) v.ids = {ids.data() + begin, static_cast<size_t>(end - begin)};
+    if (!records.empty()) v.records = {records.data() + begin, static_cast<size_t>(end - begin)};
     v.n = end - begin;
     return v;
   }

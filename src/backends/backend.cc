@@ -26,17 +26,17 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const Ba
     if (!plugin.ok()) return plugin.status().WithPrefix("model '" + spec.name + "'");
     return (*plugin)->create_onnx(spec, options);
   }
-  if (kind == "remote") {
+  if (kind == "remote" || kind == "openai") {
 #ifdef COE_HAVE_REMOTE
-    return CreateRemoteBackend(spec, options);
+    return kind == "remote" ? CreateRemoteBackend(spec, options) : CreateOpenAiBackend(spec, options);
 #else
-    return FailedPreconditionError("model '" + spec.name + "': this coe was built without the remote backend");
+    return FailedPreconditionError("model '" + spec.name + "': this coe was built without the " + kind + " backend");
 #endif
   }
   if (kind.empty())
     return InvalidArgumentError("model '" + spec.name + "' in the catalogue says neither backend, path nor url");
   return InvalidArgumentError("model '" + spec.name + "': unknown backend '" + kind +
-                              "' (expected onnx, recorded, remote)");
+                              "' (expected onnx, recorded, remote, openai)");
 }
 
 }  // namespace coe

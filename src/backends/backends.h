@@ -8,6 +8,7 @@ namespace coe {
 
 StatusOr<std::unique_ptr<Backend>> CreateRecordedBackend(const ModelSpec& spec, const BackendOptions& options);
 StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, const BackendOptions& options);
+StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions& options);
 StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, const BackendOptions& options);
 
 }  // namespace coe

@@ -17,8 +17,12 @@ InputBatch InputBatch::Gather(std::span<const int> rows) const {
   InputBatch out;
   out.example_shape = example_shape;
   const int64_t e = ExampleSize();
-  out.data.resize(rows.size() * e);
-  for (size_t k = 0; k < rows.size(); ++k) std::copy_n(data.data() + rows[k] * e, e, out.data.data() + k * e);
+  if (!data.empty()) {
+    out.data.resize(rows.size() * e);
+    for (size_t k = 0; k < rows.size(); ++k) std::copy_n(data.data() + rows[k] * e, e, out.data.data() + k * e);
+  }
+  if (!records.empty())
+    for (int r : rows) out.records.push_back(records[r]);
   if (!ids.empty())
     for (int r : rows) out.ids.push_back(ids[r]);
   if (!truth.empty())
@@ -30,7 +34,8 @@ InputBatch InputBatch::Slice(int64_t begin, int64_t end) const {
   InputBatch out;
   out.example_shape = example_shape;
   const int64_t e = ExampleSize();
-  out.data.assign(data.begin() + begin * e, data.begin() + end * e);
+  if (!data.empty()) out.data.assign(data.begin() + begin * e, data.begin() + end * e);
+  if (!records.empty()) out.records.assign(records.begin() + begin, records.begin() + end);
   if (!ids.empty()) out.ids.assign(ids.begin() + begin, ids.begin() + end);
   if (!truth.empty()) out.truth.assign(truth.begin() + begin, truth.begin() + end);
   return out;

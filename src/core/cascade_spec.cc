@@ -20,6 +20,7 @@ std::string CascadeSpec::ToString() const {
     }
     s += "}";
     if (t + 1 < tiers.size()) s += " " + tiers[t].rule.ToString(static_cast<int>(tiers[t].members.size()));
+    if (!tiers[t].match.exact()) s += " [" + tiers[t].match.ToString() + "]";
   }
   return s;
 }
@@ -104,8 +105,15 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
         auto d = v.value<double>();
         if (!d) return InvalidArgumentError(at + ": '" + key + "' must be a number");
         (key == "min_agreement" ? tier.rule.min_agreement : tier.rule.min_score) = *d;
+      } else if (key == "match") {
+        auto m = v.value<std::string>();
+        if (!m) return InvalidArgumentError(at + ": 'match' must be a string (exact, number, jaccard:T)");
+        auto parsed = AnswerMatch::Parse(*m);
+        if (!parsed.ok()) return parsed.status().WithPrefix(at);
+        tier.match = *parsed;
       } else {
-        return InvalidArgumentError(at + ": unknown key '" + key + "' (expected members, min_agreement, min_score)");
+        return InvalidArgumentError(at + ": unknown key '" + key +
+                                    "' (expected members, min_agreement, min_score, match)");
       }
     }
     spec.tiers.push_back(std::move(tier));
@@ -123,6 +131,7 @@ std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string
     out += "\n[[tiers]]\nmembers = [";
     for (size_t m = 0; m < tier.members.size(); ++m) out += (m ? ", " : "") + TomlQuote(tier.members[m]);
     out += "]\n";
+    if (!tier.match.exact()) out += "match = " + TomlQuote(tier.match.ToString()) + "\n";
     if (t + 1 == spec.tiers.size()) continue;
     if (tier.rule.min_agreement) out += "min_agreement = " + TomlNumber(*tier.rule.min_agreement) + "\n";
     if (tier.rule.min_score) out += "min_score = " + TomlNumber(*tier.rule.min_score) + "\n";

@@ -1,8 +1,11 @@
 #include "coe/rules.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace coe {
 
@@ -29,6 +32,210 @@ TierVote TallyVotes(std::span<const MemberOutput> outputs) {
   double sum = 0.0;
   for (const MemberOutput& o : outputs) sum += o.ProbabilityOf(v.plurality);
   v.mean_score = sum / n;  // NaN propagates when a member has no probabilities
+  return v;
+}
+
+namespace {
+
+// The last number in `text` ("the answer is 42." -> 42), if any.
+bool LastNumber(std::string_view text, double* out) {
+  bool found = false;
+  for (size_t i = 0; i < text.size();) {
+    const bool sign = (text[i] == '-' || text[i] == '+') && i + 1 < text.size() &&
+                      (std::isdigit(static_cast<unsigned char>(text[i + 1])) || text[i + 1] == '.');
+    if (!sign && !std::isdigit(static_cast<unsigned char>(text[i]))) {
+      ++i;
+      continue;
+    }
+    size_t j = i + (sign ? 1 : 0);
+    std::string digits(sign ? text.substr(i, 1) : "");
+    bool dot = false;
+    for (; j < text.size(); ++j) {
+      const char c = text[j];
+      if (std::isdigit(static_cast<unsigned char>(c)))
+        digits += c;
+      else if (c == ',' && j + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[j + 1])))
+        continue;  // 1,234
+      else if (c == '.' && !dot && j + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[j + 1])))
+        dot = true, digits += c;
+      else
+        break;
+    }
+    char* end = nullptr;
+    const double v = std::strtod(digits.c_str(), &end);
+    if (end && *end == '\0' && !digits.empty() && std::isfinite(v)) {
+      *out = v;
+      found = true;
+    }
+    i = j;
+  }
+  return found;
+}
+
+// Lower-cased word stems: words of letters and digits, with a plain English suffix
+// (-ing, -ed, -es, -s) taken off words longer than four letters; sorted, unique.
+std::vector<std::string> Stems(std::string_view text) {
+  std::vector<std::string> out;
+  std::string w;
+  auto flush = [&] {
+    if (w.empty()) return;
+    for (const char* suffix : {"ing", "ed", "es", "s"}) {
+      const size_t n = std::strlen(suffix);
+      if (w.size() > 4 && w.compare(w.size() - n, n, suffix) == 0) {
+        w.resize(w.size() - n);
+        break;
+      }
+    }
+    out.push_back(w);
+    w.clear();
+  };
+  for (char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      w += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    else
+      flush();
+  }
+  flush();
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+double Jaccard(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  if (a.empty() && b.empty()) return 1.0;
+  size_t common = 0;
+  for (size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    const int c = a[i].compare(b[j]);
+    if (c == 0)
+      ++common, ++i, ++j;
+    else if (c < 0)
+      ++i;
+    else
+      ++j;
+  }
+  return static_cast<double>(common) / static_cast<double>(a.size() + b.size() - common);
+}
+
+bool SameNumber(double a, double b) { return std::fabs(a - b) <= 1e-6 * std::max(std::fabs(a), std::fabs(b)); }
+
+}  // namespace
+
+StatusOr<AnswerMatch> AnswerMatch::Parse(std::string_view text) {
+  AnswerMatch m;
+  if (text == "exact") return m;
+  if (text == "number") {
+    m.kind = Kind::kNumber;
+    return m;
+  }
+  if (text.rfind("jaccard:", 0) == 0) {
+    const std::string t(text.substr(8));
+    char* end = nullptr;
+    const double v = std::strtod(t.c_str(), &end);
+    if (!t.empty() && end && *end == '\0' && v > 0 && v <= 1) {
+      m.kind = Kind::kJaccard;
+      m.threshold = v;
+      return m;
+    }
+  }
+  return InvalidArgumentError("match '" + std::string(text) +
+                              "': expected exact, number or jaccard:T with T in (0, 1], e.g. jaccard:0.6");
+}
+
+std::string AnswerMatch::ToString() const {
+  switch (kind) {
+    case Kind::kExact:
+      return "exact";
+    case Kind::kNumber:
+      return "number";
+    case Kind::kJaccard: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "jaccard:%g", threshold);
+      return buf;
+    }
+  }
+  return "";
+}
+
+bool AnswerMatch::Same(std::string_view a, std::string_view b) const {
+  switch (kind) {
+    case Kind::kExact:
+      return a == b;
+    case Kind::kNumber: {
+      double x = 0, y = 0;
+      if (LastNumber(a, &x) && LastNumber(b, &y)) return SameNumber(x, y);
+      return a == b;
+    }
+    case Kind::kJaccard:
+      return Jaccard(Stems(a), Stems(b)) >= threshold - 1e-12;
+  }
+  return false;
+}
+
+AnswerMatcher::AnswerMatcher(const AnswerMatch& match, const LabelSet& labels) : match_(match), labels_(labels) {}
+
+const AnswerMatcher::Parsed& AnswerMatcher::Get(int label) {
+  if (static_cast<size_t>(label) >= cache_.size()) cache_.resize(label + 1);
+  Parsed& p = cache_[label];
+  if (!p.done) {
+    p.done = true;
+    const std::string& name = labels_.name(label);
+    if (match_.kind == AnswerMatch::Kind::kNumber) p.has_number = LastNumber(name, &p.number);
+    if (match_.kind == AnswerMatch::Kind::kJaccard) p.stems = Stems(name);
+  }
+  return p;
+}
+
+bool AnswerMatcher::Same(int a, int b) {
+  if (a == b) return true;
+  if (a == kAbstain || b == kAbstain || match_.kind == AnswerMatch::Kind::kExact) return false;
+  const size_t need = static_cast<size_t>(std::max(a, b)) + 1;
+  if (cache_.size() < need) cache_.resize(need);  // so that both references below stay valid
+  const Parsed& x = Get(a);
+  const Parsed& y = Get(b);
+  if (match_.kind == AnswerMatch::Kind::kNumber)
+    return x.has_number && y.has_number ? SameNumber(x.number, y.number) : labels_.name(a) == labels_.name(b);
+  return Jaccard(x.stems, y.stems) >= match_.threshold - 1e-12;
+}
+
+TierVote TallyVotes(std::span<const MemberOutput> outputs, AnswerMatcher* matcher) {
+  if (!matcher || matcher->match().exact()) return TallyVotes(outputs);
+  TierVote v;
+  const int n = static_cast<int>(outputs.size());
+  v.members = n;
+  if (n == 0) return v;
+  // Groups in member order: an answer joins the first group whose first answer it
+  // matches. Tiers are small, so groups are kept as (first member, size, last member).
+  struct Group {
+    int first, size, last;
+  };
+  std::vector<Group> groups;
+  std::vector<int> group_of(n, -1);
+  for (int j = 0; j < n; ++j) {
+    if (outputs[j].label == kAbstain) continue;
+    int g = 0;
+    for (; g < static_cast<int>(groups.size()); ++g)
+      if (matcher->Same(outputs[groups[g].first].label, outputs[j].label)) break;
+    if (g == static_cast<int>(groups.size())) groups.push_back({j, 0, j});
+    groups[g].size++;
+    groups[g].last = j;
+    group_of[j] = g;
+  }
+  if (groups.empty()) {
+    v.agreement = 0;
+    return v;
+  }
+  int best = 0;
+  for (int g = 1; g < static_cast<int>(groups.size()); ++g)
+    if (groups[g].size > groups[best].size ||
+        (groups[g].size == groups[best].size && groups[g].last > groups[best].last))
+      best = g;
+  v.votes = groups[best].size;
+  v.plurality = outputs[groups[best].last].label;
+  v.agreement = static_cast<double>(v.votes) / n;
+  double sum = 0.0;
+  for (int j = 0; j < n; ++j)
+    if (group_of[j] == best) sum += outputs[j].ProbabilityOf(outputs[j].label);
+  v.mean_score = sum / n;  // NaN propagates when a winning member gives no confidence
   return v;
 }
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "base/numbers.h"
 #include "base/toml.h"
 #include "coe/files.h"
 #include "coe/tensor.h"
@@ -30,7 +31,7 @@ StatusOr<Catalogue> ReadCatalogue(const std::string& path) {
 namespace {
 
 Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const std::string& where,
-                const std::string& base_dir) {
+                const std::string& base_dir, int& samples) {
   auto bad = [&](const std::string& what) {
     return InvalidArgumentError(where + ": model '" + m.name + "': key '" + key + "': " + what);
   };
@@ -104,6 +105,33 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
   } else if (key == "max_response_mb") {
     COE_RETURN_IF_ERROR(num(&m.max_response_mb));
     if (m.max_response_mb <= 0 || m.max_response_mb > 65536) return bad("expected a size in (0, 65536] MiB");
+  } else if (key == "model") {
+    COE_RETURN_IF_ERROR(str(&m.model));
+  } else if (key == "api_key_env") {
+    COE_RETURN_IF_ERROR(str(&m.api_key_env));
+  } else if (key == "system") {
+    COE_RETURN_IF_ERROR(str(&m.system));
+  } else if (key == "prompt") {
+    COE_RETURN_IF_ERROR(str(&m.prompt));
+  } else if (key == "answer") {
+    COE_RETURN_IF_ERROR(str(&m.answer));
+    const bool regex = m.answer.rfind("regex=", 0) == 0 && m.answer.size() > 6;
+    if (!regex && m.answer != "choice" && m.answer != "number" && m.answer != "label" && m.answer != "text")
+      return bad("expected choice, number, label, text or regex=RE");
+  } else if (key == "max_tokens" || key == "max_concurrency" || key == "samples") {
+    double r = 0;
+    COE_RETURN_IF_ERROR(num(&r));
+    const double hi = key == "samples" ? 64 : key == "max_concurrency" ? 1024 : 1 << 20;
+    if (r < 1 || r > hi || r != std::floor(r)) return bad("expected an integer in [1, " + FormatDouble(hi) + "]");
+    (key == "max_tokens" ? m.max_tokens : key == "max_concurrency" ? m.max_concurrency : samples) = static_cast<int>(r);
+  } else if (key == "temperature") {
+    COE_RETURN_IF_ERROR(num(&m.temperature));
+    if (m.temperature < 0 || m.temperature > 2) return bad("expected a number in [0, 2]");
+  } else if (key == "usd_per_mtok_in" || key == "usd_per_mtok_out") {
+    double price = 0;
+    COE_RETURN_IF_ERROR(num(&price));
+    if (price < 0) return bad("a price must be >= 0");
+    (key == "usd_per_mtok_in" ? m.usd_per_mtok_in : m.usd_per_mtok_out) = price;
   } else if (key == "retries") {
     double r = 0;
     COE_RETURN_IF_ERROR(num(&r));
@@ -147,12 +175,25 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
       return InvalidArgumentError(where + ": invalid model name '" + m.name +
                                   "' (must be non-empty, without '|', not 'id' or 'label')");
     }
+    int samples = 1;
     if (defaults) {
       for (auto&& [dk, dv] : *defaults)
-        COE_RETURN_IF_ERROR(ApplyKey(m, std::string(dk.str()), dv, TomlWhere(source, dv), base_dir));
+        COE_RETURN_IF_ERROR(ApplyKey(m, std::string(dk.str()), dv, TomlWhere(source, dv), base_dir, samples));
     }
     for (auto&& [mk, mv] : *t)
-      COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, TomlWhere(source, mv), base_dir));
+      COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, TomlWhere(source, mv), base_dir, samples));
+    if (samples > 1) {
+      // k completions vote as k members NAME#1 .. NAME#k (recordings get k columns).
+      if (m.model.empty()) m.model = m.name;
+      const std::string base = m.name;
+      for (int k = 1; k <= samples; ++k) {
+        ModelSpec one = m;
+        one.name = base + "#" + std::to_string(k);
+        one.sample = k;
+        cat.models.push_back(std::move(one));
+      }
+      continue;
+    }
     if (m.input_bytes == 0 && !m.input_shape.empty()) {
       double elems = 1;
       for (int64_t d : m.input_shape) elems *= static_cast<double>(d);
@@ -210,6 +251,17 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
     if (m.timeout_ms != defaults.timeout_ms) number("timeout_ms", m.timeout_ms);
     if (m.retries != defaults.retries) out += "retries = " + std::to_string(m.retries) + "\n";
     if (m.max_response_mb != defaults.max_response_mb) number("max_response_mb", m.max_response_mb);
+    string("model", m.model);
+    string("api_key_env", m.api_key_env);
+    string("system", m.system);
+    string("prompt", m.prompt);
+    if (m.answer != defaults.answer) string("answer", m.answer);
+    if (m.max_tokens != defaults.max_tokens) out += "max_tokens = " + std::to_string(m.max_tokens) + "\n";
+    if (m.temperature != defaults.temperature) number("temperature", m.temperature);
+    if (m.max_concurrency != defaults.max_concurrency)
+      out += "max_concurrency = " + std::to_string(m.max_concurrency) + "\n";
+    if (m.usd_per_mtok_in != 0) number("usd_per_mtok_in", m.usd_per_mtok_in);
+    if (m.usd_per_mtok_out != 0) number("usd_per_mtok_out", m.usd_per_mtok_out);
   }
   return out;
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "base/csv.h"
@@ -197,6 +198,57 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
 
 }  // namespace
 
+// JSONL: one JSON object a line, `id` (string or integer) and the fields of the
+// members' prompt templates, and optionally `label`. Blank lines are skipped.
+StatusOr<InputBatch> LoadJsonl(const std::string& path, const DatasetOptions& o) {
+  COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  InputBatch b;
+  std::unordered_map<std::string, int> seen;
+  int64_t index = 0;
+  bool any_label = false;
+  std::vector<std::string> truth;
+  size_t start = 0;
+  for (int line = 1; start < text.size(); ++line) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    std::string_view row(text.data() + start, nl - start);
+    start = nl + 1;
+    if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
+    if (row.find_first_not_of(" \t") == std::string_view::npos) continue;
+    const std::string where = path + ":" + std::to_string(line);
+    nlohmann::json j = nlohmann::json::parse(row, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return InvalidArgumentError(where + ": not JSON (one JSON object a line)");
+    if (!j.is_object()) return InvalidArgumentError(where + ": not a JSON object (one object a line)");
+    auto id = j.find("id");
+    std::string id_text;
+    if (id == j.end() || !(id->is_string() || id->is_number_integer()))
+      return InvalidArgumentError(where + ": no \"id\" (a string or an integer)");
+    id_text = id->is_string() ? id->get<std::string>() : std::to_string(id->get<int64_t>());
+    if (id_text.empty()) return InvalidArgumentError(where + ": empty \"id\"");
+    if (auto [it, fresh] = seen.emplace(id_text, line); !fresh)
+      return InvalidArgumentError(where + ": duplicate id '" + id_text + "' (first at line " +
+                                  std::to_string(it->second) + ")");
+    const int64_t i = index++;
+    if (i < o.begin || (o.end >= 0 && i >= o.end)) continue;
+    std::string label;
+    if (auto l = j.find("label"); l != j.end() && !l->is_null()) {
+      if (l->is_string())
+        label = l->get<std::string>();
+      else if (l->is_number())
+        label = l->dump();
+      else
+        return InvalidArgumentError(where + ": \"label\" must be a string or a number");
+      any_label = true;
+    }
+    b.ids.push_back(id_text);
+    b.records.emplace_back(row);
+    truth.push_back(label);
+  }
+  if (b.records.empty()) return InvalidArgumentError("'" + path + "' has no examples (one JSON object a line)");
+  if (any_label) b.truth = std::move(truth);
+  return b;
+}
+
 bool IsImageInput(const std::string& path) {
   std::error_code ec;
   return fs::is_directory(path, ec) || IsImagePath(path) || fs::path(path).extension() == ".txt";
@@ -204,6 +256,7 @@ bool IsImageInput(const std::string& path) {
 
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options) {
   if (!fs::exists(path)) return NotFoundError("input '" + path + "' does not exist");
+  if (fs::path(path).extension() == ".jsonl") return LoadJsonl(path, options);
   if (IsImageInput(path)) {
     if (!options.image_loader)
       return FailedPreconditionError("'" + path +

@@ -54,11 +54,14 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec, cons
     if (!s) return NotFoundError("cascade member '" + name + "' is not in the catalogue " + catalogue.source);
     specs.push_back(s);
   }
-  const std::string key = options.cost_key.empty() ? DefaultCostKey(specs) : options.cost_key;
+  std::string key = options.cost_key.empty() ? DefaultCostKey(specs) : options.cost_key;
+  // Chat models measure their cost (tokens at their prices, in usd): they need no figure.
+  auto measures_cost = [](const ModelSpec* s) { return s->backend == "openai"; };
+  if (key.empty() && std::all_of(specs.begin(), specs.end(), measures_cost)) key = "usd";
   std::vector<double> costs;
   for (const ModelSpec* s : specs) {
     const double* c = key.empty() ? nullptr : s->Cost(key);
-    if (!key.empty() && !c)
+    if (!key.empty() && !c && !(key == "usd" && measures_cost(s)))
       return InvalidArgumentError("model '" + s->name + "' has no '" + key + "' figure in " + catalogue.source);
     costs.push_back(c ? *c : 0.0);
   }
@@ -174,13 +177,13 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
                             const std::vector<std::vector<Prediction>>& preds, const RunOptions& options,
                             std::vector<int>* fallback, RunResult* r) {
   const std::vector<int>& tier = im.tiers[t];
-  const int num_labels = im.labels.size();
-  double tier_cost = 0;
-  for (int j : tier) tier_cost += im.members[j].cost;
+  const int num_labels = im.labels.size();  // probabilities cover the cascade's fixed labels
   const bool last = t + 1 == im.tiers.size();
   std::vector<int> next;
   std::vector<MemberOutput> outs;
   std::vector<std::vector<float>> remapped(tier.size());
+  AnswerMatcher matcher(im.spec.tiers[t].match, r->labels);
+  const bool texts = !r->reply.empty();
   for (size_t i = 0; i < active.size(); ++i) {
     const int ex = active[i];
     outs.clear();
@@ -189,8 +192,16 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
       const Member& mem = im.members[tier[j]];
       const Prediction& p = preds[j][i];
       failed |= !p.error.empty();
+      r->cost[ex] += std::isfinite(p.cost) ? p.cost : mem.cost;
+      if (texts) {
+        r->tokens_in[ex] += p.tokens_in;
+        r->tokens_out[ex] += p.tokens_out;
+      }
       MemberOutput o;
-      o.label = p.label == kAbstain ? kAbstain : mem.to_global[p.label];
+      if (mem.backend->info().open_labels)  // a text answer: a label of this run
+        o.label = p.answer.empty() ? kAbstain : r->labels.Intern(p.answer);
+      else
+        o.label = p.label == kAbstain ? kAbstain : mem.to_global[p.label];
       o.score = p.score;
       if (!p.probs.empty()) {
         if (mem.identity) {
@@ -205,8 +216,7 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
       }
       outs.push_back(o);
     }
-    const TierVote v = TallyVotes(outs);
-    r->cost[ex] += tier_cost;
+    const TierVote v = TallyVotes(outs, &matcher);
     if (!last && !im.spec.tiers[t].rule.Exits(v)) {
       if (v.plurality != kAbstain) (*fallback)[ex] = v.plurality;
       next.push_back(ex);
@@ -215,6 +225,15 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
     r->exit_tier[ex] = static_cast<int>(t);
     r->vote[ex] = v;
     r->answer[ex] = v.plurality;
+    if (texts && v.plurality != kAbstain) {
+      // The raw text of the member whose answer is returned (the last-listed of the
+      // winning group, as TallyVotes picks it).
+      for (size_t j = tier.size(); j-- > 0;)
+        if (outs[j].label != kAbstain && matcher.Same(outs[j].label, v.plurality)) {
+          r->reply[ex] = preds[j][i].text;
+          break;
+        }
+    }
     if (v.plurality == kAbstain && failed) {
       r->answer[ex] = (*fallback)[ex];
       r->degraded[ex] = 1;
@@ -225,7 +244,7 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
       for (const MemberOutput& o : outs) {
         if (o.probs) {
           for (int l = 0; l < o.num_probs; ++l) pr[l] += o.probs[l];
-        } else if (o.label != kAbstain) {
+        } else if (o.label != kAbstain && o.label < num_labels) {
           pr[o.label] += 1.0f;
         }
       }
@@ -245,7 +264,15 @@ StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& opti
                                 ", the cascade's models take " + ShapeString(im.input_shape));
   const int n = static_cast<int>(batch.size());
   RunResult r;
+  r.labels = im.labels;
   r.answer.assign(n, kAbstain);
+  bool any_text = false;
+  for (const Member& m : im.members) any_text |= m.backend->info().open_labels;
+  if (any_text) {
+    r.reply.assign(n, "");
+    r.tokens_in.assign(n, 0);
+    r.tokens_out.assign(n, 0);
+  }
   r.exit_tier.assign(n, 0);
   r.cost.assign(n, 0.0);
   r.vote.assign(n, TierVote{});

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 namespace coe {
@@ -23,7 +24,14 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
       total = std::move(r);
     } else {
       auto append = [](auto& dst, auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+      // Each run has its own labels past the cascade's (text answers): by name here.
+      auto relabel = [&](int l) { return l == kAbstain ? kAbstain : total.labels.Intern(r.labels.name(l)); };
+      for (int& a : r.answer) a = relabel(a);
+      for (TierVote& v : r.vote) v.plurality = relabel(v.plurality);
       append(total.answer, r.answer);
+      append(total.reply, r.reply);
+      append(total.tokens_in, r.tokens_in);
+      append(total.tokens_out, r.tokens_out);
       append(total.exit_tier, r.exit_tier);
       append(total.cost, r.cost);
       append(total.vote, r.vote);
@@ -78,6 +86,20 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
     out.us_per_example[spec->name] = 1e6 * wall / std::max(1, n);
     ModelRecord mr;
     mr.name = spec->name;
+    if (!r.reply.empty()) {
+      // A chat model: text answers, the measured cost of each call, and a confidence
+      // when the endpoint gave one (log-probabilities).
+      bool any_score = false;
+      for (int i = 0; i < n; ++i) {
+        mr.label.push_back(r.answer[i] == kAbstain ? kAbstain : out.labels.Intern(r.labels.name(r.answer[i])));
+        mr.cost.push_back(r.cost[i]);
+        mr.score.push_back(static_cast<float>(r.vote[i].mean_score));
+        any_score |= std::isfinite(r.vote[i].mean_score);
+      }
+      if (!any_score) mr.score.clear();
+      rec.models.push_back(std::move(mr));
+      continue;
+    }
     const LabelSet& own = cascade->labels();
     std::vector<int> to_rec;
     for (int l = 0; l < own.size(); ++l) to_rec.push_back(out.labels.Intern(own.name(l)));
@@ -95,7 +117,7 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
   // Models recorded earlier may have fewer probability columns than labels known now.
   for (ModelRecord& m : rec.models) {
     const int width = out.labels.size();
-    if (m.num_probs == width) continue;
+    if (m.probs.empty() || m.num_probs == width) continue;
     std::vector<float> wide(static_cast<size_t>(n) * width, 0.0f);
     for (int i = 0; i < n; ++i)
       for (int l = 0; l < m.num_probs; ++l)

@@ -163,7 +163,7 @@ std::string InferResponseJson(const std::string& model, const InferRequest& q, c
     open("label", "BYTES", N);
     for (size_t i = 0; i < n; ++i) {
       if (i) s += ',';
-      oip::AppendJsonString(&s, labels.name(r.answer[i]));
+      oip::AppendJsonString(&s, r.labels.name(r.answer[i]));
     }
     s += "]}";
   }

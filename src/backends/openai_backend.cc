@@ -1,0 +1,453 @@
+// Backend "openai": a chat model behind any OpenAI-compatible chat-completions endpoint
+// (OpenAI, vLLM, llama.cpp server, Ollama, Together, ...). See coe/catalogue.h for its
+// settings.
+//
+// One example is one call (POST {url}/chat/completions): the prompt template filled
+// with the example's fields (InputBatch::records), the answer read from the
+// completion by the `answer` mode, the cost from the response's `usage` at the
+// catalogue's prices. Calls of one Predict run at once, at most `max_concurrency` in
+// flight to the endpoint whatever the callers (a pool of that many workers).
+//
+// Failures: an attempt fails on a transport error, HTTP 429/5xx (retried, after the
+// server's Retry-After when it gives one, else a jittered backoff) or another status or
+// a malformed response (not retried). All attempts of a call share one deadline,
+// `timeout_ms`. A call that fails is the example's abstention (error set). What is
+// paid: every attempt that returned `usage`; a response without `usage` is counted at
+// an estimate (a token for 4 characters of prompt and completion) and counted in
+// BackendStats::estimated_costs, never as free.
+//
+// The API key is read once, from the environment variable `api_key_env` names, and is
+// never written anywhere (errors name the variable, not its value).
+#include <httplib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "backends/backends.h"
+#include "base/thread_pool.h"
+
+namespace coe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+constexpr int kBackoffBaseMs = 50, kBackoffCapMs = 2000;
+
+// The fields "{name}" of a prompt template ("{{" and "}}" are literal braces).
+StatusOr<std::vector<std::string>> TemplateFields(const std::string& t) {
+  std::vector<std::string> fields;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] == '{' && i + 1 < t.size() && t[i + 1] == '{') {
+      ++i;
+      continue;
+    }
+    if (t[i] == '}' && i + 1 < t.size() && t[i + 1] == '}') {
+      ++i;
+      continue;
+    }
+    if (t[i] == '}') return InvalidArgumentError("a lone '}' at character " + std::to_string(i + 1) + " (write }})");
+    if (t[i] != '{') continue;
+    const size_t end = t.find('}', i);
+    if (end == std::string::npos)
+      return InvalidArgumentError("an unclosed '{' at character " + std::to_string(i + 1) + " (write {{ for a brace)");
+    const std::string name = t.substr(i + 1, end - i - 1);
+    if (name.empty() || name.find('{') != std::string::npos)
+      return InvalidArgumentError("an empty or nested field at character " + std::to_string(i + 1));
+    if (std::find(fields.begin(), fields.end(), name) == fields.end()) fields.push_back(name);
+    i = end;
+  }
+  return fields;
+}
+
+// The template with every field replaced by the record's value; "" with *missing set
+// when the record lacks a field.
+std::string FillTemplate(const std::string& t, const json& record, std::string* missing) {
+  std::string out;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if ((t[i] == '{' || t[i] == '}') && i + 1 < t.size() && t[i + 1] == t[i]) {
+      out += t[i++];
+      continue;
+    }
+    if (t[i] != '{') {
+      out += t[i];
+      continue;
+    }
+    const size_t end = t.find('}', i);
+    const std::string name = t.substr(i + 1, end - i - 1);
+    auto it = record.find(name);
+    if (it == record.end() || it->is_null()) {
+      *missing = name;
+      return "";
+    }
+    out += it->is_string() ? it->get<std::string>() : it->dump();
+    i = end;
+  }
+  return out;
+}
+
+// "the answer is (B)." -> "B": a completion that is just a letter A-J, else the letter
+// after the last "answer is" / "answer:", else the last "(X)".
+std::string ReadChoice(const std::string& text) {
+  static const std::regex alone(R"(^\s*\(?([A-J])\)?[.:]?\s*$)");
+  static const std::regex stated(R"(answer\s*(?:is|:)\s*\(?([A-J])\b)", std::regex::icase);
+  static const std::regex paren(R"(\(([A-J])\))");
+  std::smatch m;
+  if (std::regex_match(text, m, alone)) return m[1];
+  std::string found;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), stated); it != std::sregex_iterator(); ++it)
+    found = (*it)[1];
+  if (!found.empty()) return found;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), paren); it != std::sregex_iterator(); ++it)
+    found = (*it)[1];
+  return found;
+}
+
+// The last number in the text, written plainly ("1,234.50" -> "1234.5").
+std::string ReadNumber(const std::string& text) {
+  static const std::regex number(R"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)");
+  std::string last;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), number); it != std::sregex_iterator(); ++it) {
+    std::string s = (*it)[0];
+    if (s.find_first_of("0123456789") == std::string::npos) continue;
+    s.erase(std::remove(s.begin(), s.end(), ','), s.end());
+    last = s;
+  }
+  if (last.empty()) return "";
+  char* end = nullptr;
+  const double v = std::strtod(last.c_str(), &end);
+  if (!end || *end || !std::isfinite(v)) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
+// Lower case, no punctuation, no articles (a, an, the), single spaces.
+std::string NormalizeText(const std::string& text) {
+  std::string out, word;
+  auto flush = [&] {
+    if (!word.empty() && word != "a" && word != "an" && word != "the") out += (out.empty() ? "" : " ") + word;
+    word.clear();
+  };
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c >= 0x80)
+      word += static_cast<char>(std::tolower(c));
+    else
+      flush();
+  }
+  flush();
+  return out;
+}
+
+struct Attempt {
+  bool ok = false, retry = false;
+  int retry_after_ms = -1;
+  std::string error, body;
+};
+
+class OpenAiBackend : public Backend {
+ public:
+  OpenAiBackend(BackendInfo info, const ModelSpec& spec, std::string host, std::string path, std::string key,
+                std::optional<std::regex> regex)
+      : info_(std::move(info)),
+        spec_(spec),
+        host_(std::move(host)),
+        path_(std::move(path)),
+        key_(std::move(key)),
+        regex_(std::move(regex)),
+        pool_(spec.max_concurrency) {}
+
+  const BackendInfo& info() const override { return info_; }
+
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    const int64_t n = batch.size();
+    out->assign(n, Prediction{});
+    stats_.calls++;
+    stats_.examples += n;
+    if (n == 0) return Status::Ok();
+    if (static_cast<int64_t>(batch.records.size()) != n) {
+      for (Prediction& p : *out) p.error = "a chat model needs text inputs (JSONL records)";
+      stats_.abstentions += n;
+      return InvalidArgumentError("model '" + info_.name +
+                                  "' is a chat model: its inputs are JSON records (a .jsonl "
+                                  "file or the chat API), not tensors");
+    }
+    std::vector<std::function<void()>> tasks;
+    for (int64_t i = 0; i < n; ++i) tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i]); });
+    pool_.RunAll(std::move(tasks));
+    uint64_t abstained = 0;
+    for (const Prediction& p : *out) abstained += p.answer.empty();
+    stats_.abstentions += abstained;
+    return Status::Ok();
+  }
+
+ private:
+  Prediction Call(const std::string& record_text) {
+    Prediction p;
+    const json record = json::parse(record_text, nullptr, false);
+    std::string missing;
+    const std::string prompt = record.is_object() ? FillTemplate(spec_.prompt, record, &missing) : "";
+    if (!record.is_object() || !missing.empty()) {
+      p.error = record.is_object() ? "the prompt names field '" + missing + "', which the input lacks"
+                                   : "the input is not a JSON object";
+      return p;
+    }
+    json req = {{"model", spec_.model.empty() ? info_.name : spec_.model},
+                {"messages", json::array()},
+                {"max_tokens", spec_.max_tokens},
+                {"temperature", spec_.temperature}};
+    if (!spec_.system.empty()) req["messages"].push_back({{"role", "system"}, {"content", spec_.system}});
+    req["messages"].push_back({{"role", "user"}, {"content", prompt}});
+    if (spec_.sample > 0) req["seed"] = spec_.sample;  // k samples: k different draws
+    req["logprobs"] = true;
+    const std::string body = req.dump(-1, ' ', false, json::error_handler_t::replace);
+    const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_ms * 1000));
+    Attempt a;
+    for (int k = 0; k <= spec_.retries; ++k) {
+      if (k > 0) {
+        thread_local std::mt19937 rng(std::random_device{}());
+        int ms = std::min(kBackoffCapMs, kBackoffBaseMs << std::min(k - 1, 10));
+        ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
+        if (a.retry_after_ms >= 0) ms = a.retry_after_ms;
+        if (Clock::now() + std::chrono::milliseconds(ms) >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      }
+      a = Send(body, deadline, &p);
+      if (a.ok || !a.retry) break;
+    }
+    if (!a.ok) {
+      stats_.errors++;
+      p.error = "chat model '" + info_.name + "': " + a.error;
+      if (std::isnan(p.cost)) p.cost = 0;  // no attempt returned usage: nothing paid
+      return p;
+    }
+    json res = json::parse(a.body, nullptr, false);
+    const json* content = nullptr;
+    if (res.is_object() && res.contains("choices") && res["choices"].is_array() && !res["choices"].empty() &&
+        res["choices"][0].is_object() && res["choices"][0].contains("message") &&
+        res["choices"][0]["message"].is_object() && res["choices"][0]["message"].contains("content") &&
+        res["choices"][0]["message"]["content"].is_string())
+      content = &res["choices"][0]["message"]["content"];
+    if (!content) {
+      stats_.errors++;
+      p.error = "chat model '" + info_.name + "': the response has no choices[0].message.content";
+      if (std::isnan(p.cost)) p.cost = 0;
+      return p;
+    }
+    p.text = content->get<std::string>();
+    Pay(res, spec_.system.size() + prompt.size(), p.text.size(), &p);
+    p.answer = ReadAnswer(p.text);
+    if (p.answer.empty()) {
+      p.error = "no readable answer (" + spec_.answer + ") in the completion";
+      return p;
+    }
+    p.score = AnswerProbability(res, p.answer);
+    return p;
+  }
+
+  // One attempt, bounded by the deadline. A failed attempt that returned usage (an
+  // error body with it) is paid too.
+  Attempt Send(const std::string& body, Clock::time_point deadline, Prediction* p) {
+    Attempt a;
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      a.error = "no answer within " + FormatMs() + " (timeout_ms)";
+      return a;
+    }
+    std::unique_ptr<httplib::Client> client = Lease();
+    client->set_connection_timeout(left);
+    client->set_read_timeout(left);
+    client->set_write_timeout(left);
+    httplib::Headers headers = {{"Accept", "application/json"}};
+    if (!key_.empty()) headers.emplace("Authorization", "Bearer " + key_);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = path_;
+    req.headers = headers;
+    req.headers.emplace("Content-Type", "application/json");
+    req.body = body;
+    req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    httplib::Response res;
+    httplib::Error err = httplib::Error::Success;
+    if (!client->send(req, res, err)) {  // the client is dropped: its connection may be broken
+      a.retry = true;
+      a.error =
+          err == httplib::Error::Connection ? "cannot connect to " + host_
+          : (err == httplib::Error::Read || err == httplib::Error::Canceled || err == httplib::Error::ConnectionTimeout)
+              ? "no answer within " + FormatMs() + " (timeout_ms)"
+              : "HTTP request failed: " + httplib::to_string(err);
+      return a;
+    }
+    Return(std::move(client));
+    if (res.status == 200) {
+      a.ok = true;
+      a.body = std::move(res.body);
+      return a;
+    }
+    // Some servers bill a failed attempt: pay what its usage says.
+    json err_body = json::parse(res.body, nullptr, false);
+    if (err_body.is_object() && err_body.contains("usage")) Pay(err_body, 0, 0, p);
+    a.retry = res.status == 429 || res.status >= 500;
+    if (res.has_header("Retry-After")) {
+      const std::string v = res.get_header_value("Retry-After");
+      if (!v.empty() && v.size() < 6 && v.find_first_not_of("0123456789") == std::string::npos)
+        a.retry_after_ms = std::stoi(v) * 1000;
+    }
+    std::string detail;
+    if (err_body.is_object() && err_body.contains("error") && err_body["error"].is_object() &&
+        err_body["error"].contains("message") && err_body["error"]["message"].is_string())
+      detail = err_body["error"]["message"].get<std::string>();
+    else
+      detail = res.body.substr(0, 200);
+    a.error = "HTTP " + std::to_string(res.status) + ": " + detail;
+    return a;
+  }
+
+  // Adds the cost of a response to *p: its usage at the prices, or an estimate from
+  // the characters sent and received when it has none.
+  void Pay(const json& res, size_t chars_in, size_t chars_out, Prediction* p) {
+    int64_t in = 0, out = 0;
+    bool have = false;
+    if (auto u = res.find("usage"); u != res.end() && u->is_object()) {
+      auto num = [&](const char* k) -> int64_t {
+        auto it = u->find(k);
+        return it != u->end() && it->is_number_integer() && it->get<int64_t>() >= 0 ? it->get<int64_t>() : -1;
+      };
+      in = num("prompt_tokens");
+      out = num("completion_tokens");
+      have = in >= 0 && out >= 0;
+    }
+    if (!have) {
+      in = static_cast<int64_t>((chars_in + 3) / 4);
+      out = static_cast<int64_t>((chars_out + 3) / 4);
+      stats_.estimated_costs++;
+    }
+    const double usd = (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
+    p->cost = (std::isnan(p->cost) ? 0.0 : p->cost) + usd;
+    p->tokens_in += in;
+    p->tokens_out += out;
+    stats_.tokens_in += in;
+    stats_.tokens_out += out;
+    stats_.usd.fetch_add(usd, std::memory_order_relaxed);
+  }
+
+  std::string ReadAnswer(const std::string& text) const {
+    const std::string& mode = spec_.answer;
+    if (mode == "choice") return ReadChoice(text);
+    if (mode == "number") return ReadNumber(text);
+    if (mode == "text") return NormalizeText(text);
+    if (mode == "label") {
+      const std::string norm = NormalizeLabel(text);
+      for (const std::string& l : info_.labels)
+        if (NormalizeLabel(l) == norm) return l;
+      return "";
+    }
+    std::smatch m;  // regex=...
+    if (regex_ && std::regex_search(text, m, *regex_)) return m.size() > 1 ? m[1].str() : m[0].str();
+    return "";
+  }
+
+  // The probability of the answer's token, from the response's log-probabilities when
+  // it has them (the last token holding the answer); NaN otherwise.
+  static float AnswerProbability(const json& res, const std::string& answer) {
+    const json& c0 = res["choices"][0];
+    if (!c0.contains("logprobs") || !c0["logprobs"].is_object()) return NAN;
+    const json& content = c0["logprobs"]["content"];
+    if (!content.is_array()) return NAN;
+    for (size_t k = content.size(); k-- > 0;) {
+      const json& t = content[k];
+      if (!t.is_object() || !t.contains("token") || !t["token"].is_string() || !t.contains("logprob") ||
+          !t["logprob"].is_number())
+        continue;
+      if (t["token"].get<std::string>().find(answer) != std::string::npos)
+        return static_cast<float>(std::exp(std::min(0.0, t["logprob"].get<double>())));
+    }
+    return NAN;
+  }
+
+  // Kept-alive connections, one a caller at a time.
+  std::unique_ptr<httplib::Client> Lease() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!clients_.empty()) {
+        auto c = std::move(clients_.back());
+        clients_.pop_back();
+        return c;
+      }
+    }
+    auto c = std::make_unique<httplib::Client>(host_);
+    c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);
+    return c;
+  }
+  void Return(std::unique_ptr<httplib::Client> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (clients_.size() < static_cast<size_t>(spec_.max_concurrency)) clients_.push_back(std::move(c));
+  }
+
+  std::string FormatMs() const { return std::to_string(static_cast<int64_t>(spec_.timeout_ms)) + " ms"; }
+
+  const BackendInfo info_;
+  const ModelSpec spec_;
+  const std::string host_, path_, key_;
+  const std::optional<std::regex> regex_;
+  std::mutex mu_;  // guards clients_
+  std::vector<std::unique_ptr<httplib::Client>> clients_;
+  ThreadPool pool_;  // max_concurrency workers: the calls in flight to the endpoint
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions&) {
+  const std::string what = "model '" + spec.name + "': ";
+  if (spec.url.empty()) return InvalidArgumentError(what + "a chat model needs url = \"http://host:port/v1\"");
+  const size_t scheme_end = spec.url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : spec.url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https")
+    return InvalidArgumentError(what + "url '" + spec.url + "' must start with http:// or https://");
+  const size_t slash = spec.url.find('/', scheme_end + 3);
+  const std::string host = spec.url.substr(0, slash);
+  std::string prefix = slash == std::string::npos ? "" : spec.url.substr(slash);
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  if (host.size() <= scheme_end + 3) return InvalidArgumentError(what + "url '" + spec.url + "' names no host");
+  if (spec.prompt.empty())
+    return InvalidArgumentError(what + "a chat model needs a prompt template, e.g. prompt = \"{question}\"");
+  auto fields = TemplateFields(spec.prompt);
+  if (!fields.ok()) return fields.status().WithPrefix(what + "prompt");
+  std::string key;
+  if (!spec.api_key_env.empty()) {
+    const char* v = std::getenv(spec.api_key_env.c_str());
+    if (!v || !*v)
+      return FailedPreconditionError(what + "api_key_env names the environment variable " + spec.api_key_env +
+                                     ", which is not set");
+    key = v;
+  }
+  std::optional<std::regex> regex;
+  if (spec.answer.rfind("regex=", 0) == 0) {
+    try {
+      regex.emplace(spec.answer.substr(6));
+    } catch (const std::regex_error& e) {
+      return InvalidArgumentError(what + "answer '" + spec.answer + "' is not a regular expression (" + e.what() + ")");
+    }
+  }
+  if (spec.answer == "label" && spec.labels.empty())
+    return InvalidArgumentError(what + "answer = \"label\" needs the model's labels in the catalogue");
+  if (!(spec.timeout_ms > 0)) return InvalidArgumentError(what + "timeout_ms must be positive");
+  BackendInfo info;
+  info.name = spec.name;
+  info.kind = "openai";
+  info.labels = spec.labels;
+  info.open_labels = true;
+  info.text_inputs = true;
+  info.fields = *fields;
+  info.cost_unit = "usd";
+  return std::unique_ptr<Backend>(
+      new OpenAiBackend(std::move(info), spec, host, prefix + "/chat/completions", std::move(key), std::move(regex)));
+}
+
+}  // namespace coe
