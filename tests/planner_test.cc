@@ -444,6 +444,57 @@ TEST(Planner, RefitThresholdsOnTheSameDataIsTheIdentity) {
       }
 }
 
+// Free-text answers: numbers written differently ("2", "2.0") agree under
+// --match number; the search stays exact against the replay, which uses the same rule.
+TEST(Planner, NumberMatchingIsExactToo) {
+  for (uint32_t seed : {5u, 6u, 7u}) {
+    std::mt19937 rng(seed);
+    LabelSet labels;
+    const char* forms[][2] = {{"1", "1.0"}, {"2", "2.00"}, {"3", "3"}, {"4", "4.0"}};
+    Recordings rec;
+    rec.source = "numbers";
+    rec.labels = &labels;
+    const int n = 300, models = 5;
+    std::vector<int> truth_value(n);
+    for (int i = 0; i < n; ++i) {
+      rec.ids.push_back("e" + std::to_string(i));
+      truth_value[i] = static_cast<int>(rng() % 4);
+      rec.truth.push_back(labels.Intern(forms[truth_value[i]][0]));
+    }
+    std::vector<double> fixed;
+    for (int m = 0; m < models; ++m) {
+      ModelRecord mr;
+      mr.name = "m" + std::to_string(m);
+      fixed.push_back(std::pow(3.0, m));
+      for (int i = 0; i < n; ++i) {
+        const bool right = rng() % 100 < static_cast<unsigned>(50 + 10 * m);
+        const int v = right ? truth_value[i] : static_cast<int>(rng() % 4);
+        mr.label.push_back(rng() % 20 == 0 ? kAbstain : labels.Intern(forms[v][rng() % 2]));
+        mr.score.push_back(static_cast<float>((rng() % 20) / 20.0));
+      }
+      rec.models.push_back(std::move(mr));
+    }
+    CostTable costs = MakeCosts(rec, fixed);
+    PlannerOptions opt;
+    opt.match = *AnswerMatch::Parse("number");
+    opt.score_quantiles = 3;
+    auto pruned = Plan(rec, costs, Goal{}, opt);
+    ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+    EXPECT_EQ(pruned->frontier.back().cascade.tiers[0].match.ToString(), "number");
+    ExpectFrontierMatchesSimulation(*pruned, rec, costs);
+    opt.prune = false;
+    auto full = Plan(rec, costs, Goal{}, opt);
+    ASSERT_TRUE(full.ok());
+    ExpectSameFrontierValues(*pruned, *full);
+    // Under exact matching "2" and "2.00" disagree: fewer answers are right.
+    PlannerOptions exact = opt;
+    exact.match = AnswerMatch{};
+    auto e = Plan(rec, costs, Goal{}, exact);
+    ASSERT_TRUE(e.ok());
+    EXPECT_LT(e->frontier.back().correct, full->frontier.back().correct);
+  }
+}
+
 TEST(Planner, AutoScoreGridFollowsTheCalibrationSize) {
   EXPECT_EQ(AutoScoreGrid(100), 2);
   EXPECT_EQ(AutoScoreGrid(300), 2);

@@ -92,3 +92,51 @@ TEST(DeferralRule, ThresholdRoundTripOfTwoThirds) {
 
 }  // namespace
 }  // namespace coe
+
+namespace coe {
+namespace {
+
+TEST(AnswerMatch, ParsesAndCompares) {
+  EXPECT_TRUE(AnswerMatch::Parse("exact")->exact());
+  EXPECT_EQ(AnswerMatch::Parse("number")->kind, AnswerMatch::Kind::kNumber);
+  EXPECT_DOUBLE_EQ(AnswerMatch::Parse("jaccard:0.6")->threshold, 0.6);
+  for (const char* bad : {"jaccard:0", "jaccard:1.5", "jaccard:", "fuzzy", ""})
+    EXPECT_FALSE(AnswerMatch::Parse(bad).ok()) << bad;
+  const AnswerMatch number = *AnswerMatch::Parse("number");
+  EXPECT_TRUE(number.Same("42", "42.0"));
+  EXPECT_TRUE(number.Same("so the answer is 1,234", "1234"));
+  EXPECT_FALSE(number.Same("42", "43"));
+  EXPECT_TRUE(number.Same("100000000", "100000001"));  // within 1e-6 relative
+  const AnswerMatch jac = *AnswerMatch::Parse("jaccard:0.6");
+  EXPECT_TRUE(jac.Same("Red apples.", "a red apple"));  // {red, apple} both
+  EXPECT_FALSE(jac.Same("red apple", "green pear"));
+  EXPECT_TRUE(jac.Same("boxes", "box"));      // -es after x
+  EXPECT_TRUE(jac.Same("berries", "berry"));  // -ies -> -y
+  EXPECT_TRUE(jac.Same("walking", "walk"));
+}
+
+TEST(AnswerMatch, TextTiersGroupInMemberOrder) {
+  LabelSet labels;
+  const int a = labels.Intern("42"), b = labels.Intern("41"), c = labels.Intern("42.0");
+  AnswerMatcher num(*AnswerMatch::Parse("number"), labels);
+  // {42, 42.0} against {41}: agreement 2/3; the answer is the group's last-listed.
+  TierVote t = TallyVotes(std::vector<MemberOutput>{Vote(a, 0.9f), Vote(b, 0.8f), Vote(c, 0.6f)}, &num);
+  EXPECT_EQ(t.plurality, c);
+  EXPECT_EQ(t.votes, 2);
+  EXPECT_DOUBLE_EQ(t.agreement, 2.0 / 3);
+  EXPECT_NEAR(t.mean_score, (0.9 + 0.6) / 3, 1e-6);  // the losing member counts 0
+  // A tie between groups goes to the group holding the last-listed voter.
+  EXPECT_EQ(TallyVotes(std::vector<MemberOutput>{Vote(a), Vote(b)}, &num).plurality, b);
+  EXPECT_EQ(TallyVotes(std::vector<MemberOutput>{Vote(b), Vote(a), Vote(kAbstain)}, &num).plurality, a);
+  // Exact matching through the matcher is TallyVotes itself.
+  AnswerMatcher exact(AnswerMatch{}, labels);
+  const std::vector<MemberOutput> v = {Vote(a), Vote(c), Vote(a)};
+  EXPECT_EQ(TallyVotes(v, &exact).plurality, TallyVotes(v).plurality);
+  EXPECT_EQ(TallyVotes(v, &exact).votes, 2);
+  EXPECT_EQ(TallyVotes(v, &num).votes, 3);
+  // Every member abstains: no answer, no agreement.
+  EXPECT_EQ(TallyVotes(std::vector<MemberOutput>{Vote(kAbstain), Vote(kAbstain)}, &num).plurality, kAbstain);
+}
+
+}  // namespace
+}  // namespace coe

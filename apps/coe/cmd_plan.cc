@@ -18,7 +18,7 @@ namespace {
 struct PlanFlags {
   std::string calib, test, models, goal = "match-best", rules, out;
   int max_tiers = 3, max_members = 3, threads = 0;
-  std::string score_grid = "auto", select = "noninferiority", frontier = "12";
+  std::string score_grid = "auto", select = "noninferiority", frontier = "12", match = "exact";
   SelectOptions select_options;
   std::vector<std::string> only;
   bool json = false, no_prune = false;
@@ -56,6 +56,9 @@ int RunPlan(const PlanFlags& f) {
       return Fail(cmd, InvalidArgumentError("--score-grid: '" + f.score_grid + "' (expected auto or 1 to 100)"));
     opt.score_quantiles = static_cast<int>(g);
   }
+  auto match = AnswerMatch::Parse(f.match);
+  if (!match.ok()) return Fail(cmd, match.status().WithPrefix("--match"));
+  opt.match = *match;
   auto guard = ParseGuard(f.select);
   if (!guard.ok()) return Fail(cmd, guard.status());
   opt.select = f.select_options;
@@ -190,6 +193,10 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_option("--margin", pf->select_options.margin, "--select noninferiority: accuracy margin")
       ->capture_default_str();
   plan->add_flag("--no-prune", pf->no_prune, "evaluate every cascade (same result, slower)");
+  plan->add_option("--match", pf->match,
+                   "how every tier compares answers: exact, number (numbers equal within 1e-6) or jaccard:T "
+                   "(word-stem overlap >= T, for free text)")
+      ->capture_default_str();
   plan->add_option("--frontier", pf->frontier, "frontier points the table shows: a count or all (JSON has all)")
       ->capture_default_str();
   plan->add_option("--out", pf->out, "write the chosen cascade (TOML)");

@@ -106,6 +106,7 @@ struct PlannerOptions {
   int threads = 0;                // 0 = the hardware's
   std::vector<std::string> only;  // --only: search these models (empty = all)
   SelectOptions select;           // match-best only
+  AnswerMatch match;              // how every tier compares answers (--match)
   // Called now and then with the fraction of the search done.
   std::function<void(double)> progress;
 };

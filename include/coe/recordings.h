@@ -45,7 +45,11 @@ struct ModelRecord {
 };
 
 struct Recordings {
-  std::string source;               // file name, for messages
+  std::string source;  // file name, for messages
+  // The names behind the label indices: the LabelSet the reader interned into (not
+  // owned: it must outlive these recordings). Needed to compare free-text answers
+  // (AnswerMatch other than exact); null for hand-built recordings.
+  const LabelSet* labels = nullptr;
   std::vector<std::string> ids;     // one per example
   std::vector<int> truth;           // one per example (kAbstain = unknown); empty if no column
   std::vector<ModelRecord> models;  // in column order

@@ -48,6 +48,15 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
   std::vector<double> latencies;
   double sum_cost = 0, sum_lat = 0, sum_bytes = 0, sum_homog = 0;
   std::vector<MemberOutput> outs;
+  // Each tier compares answers by its `match` (free text needs the label names).
+  static const LabelSet kNoLabels;
+  std::vector<AnswerMatcher> matchers;
+  for (const TierSpec& tier : spec.tiers) {
+    if (!tier.match.exact() && !rec.labels)
+      return FailedPreconditionError("a tier's match = \"" + tier.match.ToString() + "\" compares answers as text, " +
+                                     rec.source + " has no label names");
+    matchers.emplace_back(tier.match, rec.labels ? *rec.labels : kNoLabels);
+  }
   for (int i = 0; i < n; ++i) {
     ExampleOutcome o;
     bool sent = false;  // input already sent over the link
@@ -75,7 +84,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
         }
       }
       o.latency_ms += tier_lat;
-      const TierVote v = TallyVotes(outs);
+      const TierVote v = TallyVotes(outs, &matchers[t]);
       const bool last = t + 1 == num_tiers;
       if (last || spec.tiers[t].rule.Exits(v)) {
         o.answer = v.plurality;
@@ -88,7 +97,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
     if (o.answer == kAbstain) r.unanswered++;
     if (rec.has_truth() && rec.truth[i] != kAbstain) {
       r.labeled++;
-      r.correct += o.answer == rec.truth[i];
+      r.correct += matchers[o.exit_tier].Same(o.answer, rec.truth[i]);
     }
     sum_cost += o.cost;
     sum_lat += o.latency_ms;

@@ -73,18 +73,28 @@ bool LastNumber(std::string_view text, double* out) {
 }
 
 // Lower-cased word stems: words of letters and digits, with a plain English suffix
-// (-ing, -ed, -es, -s) taken off words longer than four letters; sorted, unique.
+// taken off words longer than four letters (-ing, -ed, -ies -> -y, -es after s/x/z/ch/sh,
+// else -s but not -ss); sorted, unique.
 std::vector<std::string> Stems(std::string_view text) {
   std::vector<std::string> out;
   std::string w;
+  auto ends = [&](const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return w.size() >= n && w.compare(w.size() - n, n, suffix) == 0;
+  };
   auto flush = [&] {
     if (w.empty()) return;
-    for (const char* suffix : {"ing", "ed", "es", "s"}) {
-      const size_t n = std::strlen(suffix);
-      if (w.size() > 4 && w.compare(w.size() - n, n, suffix) == 0) {
-        w.resize(w.size() - n);
-        break;
-      }
+    if (w.size() > 4) {
+      if (ends("ing"))
+        w.resize(w.size() - 3);
+      else if (ends("ed"))
+        w.resize(w.size() - 2);
+      else if (ends("ies"))
+        w.replace(w.size() - 3, 3, "y");
+      else if (ends("sses") || ends("xes") || ends("zes") || ends("ches") || ends("shes"))
+        w.resize(w.size() - 2);
+      else if (ends("s") && !ends("ss"))
+        w.resize(w.size() - 1);
     }
     out.push_back(w);
     w.clear();

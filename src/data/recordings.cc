@@ -94,6 +94,7 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
 
   Recordings rec;
   rec.source = source;
+  rec.labels = labels;
   std::vector<Column> cols(header.fields.size());
   std::vector<int64_t> uses;  // by label index: cells holding it, for the warning below
   auto intern = [&](std::string_view name) {
@@ -318,6 +319,7 @@ std::vector<std::string> DropModels(Recordings* rec, const std::function<bool(co
 Recordings SelectRows(const Recordings& rec, std::span<const int> rows) {
   Recordings out;
   out.source = rec.source;
+  out.labels = rec.labels;
   for (int r : rows) {
     if (!rec.ids.empty()) out.ids.push_back(rec.ids[r]);
     if (rec.has_truth()) out.truth.push_back(rec.truth[r]);

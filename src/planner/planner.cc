@@ -265,7 +265,9 @@ struct Problem {
   std::vector<double> total_cost;                // by position: summed over every example
   std::vector<std::vector<Word>> model_correct;  // by position
   std::vector<MemberSet> sets;
-  std::vector<int> order;  // search position -> example of the recordings
+  std::vector<int> order;            // search position -> example of the recordings
+  AnswerMatch match;                 // how every tier compares answers
+  const LabelSet* labels = nullptr;  // the names behind label indices (for `match`)
   int max_tiers = 3;
   bool prune = true;
 };
@@ -572,6 +574,10 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
   p.max_tiers = options.max_tiers;
   p.prune = options.prune;
   p.per_example = costs.is_per_example();
+  static const LabelSet kNoLabels;
+  p.match = options.match;
+  p.labels = calib.labels ? calib.labels : &kNoLabels;
+  AnswerMatcher matcher(p.match, *p.labels);
   std::vector<int>& order = p.order;
   order = std::move(ex.rows);
   {
@@ -605,7 +611,7 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
     for (int i = 0; i < p.n; ++i) {
       int e = order[i];
       int t = calib.truth[e];
-      if (t != kAbstain && calib.models[models[q]].label[e] == t) SetBit(mcorr, i);
+      if (t != kAbstain && matcher.Same(calib.models[models[q]].label[e], t)) SetBit(mcorr, i);
     }
     p.model_correct.push_back(std::move(mcorr));
   }
@@ -628,7 +634,7 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
 // One member set: its "plurality is correct" mask and its tier options, decided on
 // every example through the engine's rule code.
 MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::vector<int>& comb, unsigned rules,
-                         int grid, Tallies& votes, std::vector<MemberOutput>& outs) {
+                         int grid, Tallies& votes, std::vector<MemberOutput>& outs, AnswerMatcher& matcher) {
   const std::vector<int>& models = p.model;
   const std::vector<int>& order = p.order;
   MemberSet s;
@@ -642,10 +648,10 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   for (int i = 0; i < p.n; ++i) {
     outs.clear();
     for (int q : comb) outs.push_back(calib.Output(models[q], order[i]));
-    const TierVote v = TallyVotes(outs);
+    const TierVote v = TallyVotes(outs, &matcher);
     votes.Set(i, v);
     int t = calib.truth[order[i]];
-    if (t != kAbstain && v.plurality == t) SetBit(s.correct, i);
+    if (t != kAbstain && matcher.Same(v.plurality, t)) SetBit(s.correct, i);
   }
   std::vector<Word>& exit = votes.exit;  // built here, copied only when new
   auto add_option = [&](DeferralRule rule, double level = std::numeric_limits<double>::quiet_NaN()) {
@@ -704,8 +710,9 @@ void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsig
     tasks.push_back([&] {
       Tallies votes;
       std::vector<MemberOutput> outs;
+      AnswerMatcher matcher(p.match, *p.labels);
       for (size_t c; (c = next_combo.fetch_add(1)) < combos.size();)
-        p.sets[c] = BuildMemberSet(p, calib, combos[c], rules, grid, votes, outs);
+        p.sets[c] = BuildMemberSet(p, calib, combos[c], rules, grid, votes, outs, matcher);
     });
   pool.RunAll(std::move(tasks));
 }
@@ -759,6 +766,7 @@ OperatingPoint ToOperatingPoint(const Problem& p, const Recordings& calib, const
     const MemberSet& s = p.sets[c.path[d].set];
     TierSpec tier;
     for (int q : s.pos) tier.members.push_back(calib.models[p.model[q]].name);
+    tier.match = p.match;
     double level = std::numeric_limits<double>::quiet_NaN();
     if (c.path[d].option >= 0) {
       tier.rule = s.options[c.path[d].option].rule;
@@ -782,6 +790,9 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
   COE_RETURN_IF_ERROR(ValidateOptions(options));
   if (costs.num_examples != calib.num_examples() || costs.num_models != static_cast<int>(calib.models.size()))
     return InvalidArgumentError("cost table does not match " + calib.source);
+  if (!options.match.exact() && !calib.labels)
+    return FailedPreconditionError("--match " + options.match.ToString() + " compares answers as text; " +
+                                   calib.source + " has no label names");
   Examples ex = MakeExamples(calib, costs, rows);
   if (ex.labeled == 0) return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
   const int grid = options.score_quantiles > 0 ? options.score_quantiles : AutoScoreGrid(ex.labeled);
@@ -889,13 +900,15 @@ StatusOr<CascadeSpec> RefitThresholdsOnRows(const CascadeSpec& cascade, const st
   for (size_t t = 0; t < out.tiers.size() && t < levels.size(); ++t) {
     if (std::isnan(levels[t]) || !out.tiers[t].rule.min_score) continue;
     const DeferralRule vote_only{out.tiers[t].rule.min_agreement, std::nullopt};
+    static const LabelSet kNoLabels;
+    AnswerMatcher matcher(out.tiers[t].match, rec.labels ? *rec.labels : kNoLabels);
     vals.clear();
     const int n = rows.empty() ? rec.num_examples() : static_cast<int>(rows.size());
     for (int k = 0; k < n; ++k) {
       const int i = rows.empty() ? k : rows[k];
       outs.clear();
       for (int m : members[t]) outs.push_back(rec.Output(m, i));
-      const TierVote v = TallyVotes(outs);
+      const TierVote v = TallyVotes(outs, &matcher);
       if (std::isnan(v.mean_score)) continue;
       if (vote_only.min_agreement && !vote_only.Exits(v)) continue;
       vals.push_back(v.mean_score);
