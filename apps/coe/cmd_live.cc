@@ -4,7 +4,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <cerrno>
+#include <cstring>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "coe/cascade.h"
@@ -61,6 +64,7 @@ StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& 
   std::map<std::string, std::string> by_norm;
   for (const std::string& l : label_names) by_norm.emplace(NormalizeLabel(l), l);
   std::map<std::string, int> unknown;
+  if (label_names.empty()) return b;  // open labels (chat models): any answer may be right
   for (std::string& t : b.truth) {
     if (t.empty() || std::find(label_names.begin(), label_names.end(), t) != label_names.end()) continue;
     auto it = f.normalize_labels ? by_norm.find(NormalizeLabel(t)) : by_norm.end();
@@ -104,7 +108,9 @@ LiveSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r
     s.unanswered += r.answer[i] == kAbstain;
     if (!in.truth.empty() && !in.truth[i].empty()) {
       s.labeled++;
-      s.correct += r.answer[i] != kAbstain && r.labels.name(r.answer[i]) == in.truth[i];
+      // Right when the answering tier's match says the answer is the truth.
+      s.correct += r.answer[i] != kAbstain &&
+                   c.spec().tiers[r.exit_tier[i]].match.Same(r.labels.name(r.answer[i]), in.truth[i]);
     }
   }
   s.mean_cost /= std::max<int64_t>(1, s.examples);
@@ -182,10 +188,122 @@ Status WriteRecorded(const Catalogue& cat, const RecordResult& r, const std::str
                                             "latency_us: measured here, wall time per example with all threads"}));
 }
 
+std::string Dollars(double usd) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", usd);
+  return buf;
+}
+
+// Every chat model's prompt fields must be in every input record: an error naming the
+// file, line (the record's position) and model otherwise.
+Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& only, const InputBatch& in,
+                         const std::string& path) {
+  for (const ModelSpec& m : cat.models) {
+    if (m.backend != "openai" || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end()))
+      continue;
+    COE_ASSIGN_OR_RETURN(std::vector<std::string> fields, PromptFields(m.prompt));
+    for (size_t i = 0; i < in.records.size(); ++i) {
+      const json j = json::parse(in.records[i], nullptr, false);
+      for (const std::string& field : fields)
+        if (!j.is_object() || !j.contains(field) || j[field].is_null())
+          return InvalidArgumentError(path + ": the input with id '" + in.ids[i] + "' (record " + std::to_string(i + 1) +
+                                      ") has no field '" + field + "', which model '" + m.name + "''s prompt names");
+    }
+  }
+  return Status::Ok();
+}
+
+// `coe record` on text inputs (JSONL, for chat models): recorded a batch at a time and
+// appended to the output as it goes, so an interrupted, paid run loses at most a
+// batch; a re-run skips the ids the output already holds.
+int RunRecordText(const RecordFlags& f, const Catalogue& cat) {
+  const char* cmd = "record";
+  auto inputs = LoadInputs(f.data, {}, {});
+  if (!inputs.ok()) return Fail(cmd, inputs.status());
+  if (Status s = CheckPromptFields(cat, f.only, *inputs, f.data.data); !s.ok()) return Fail(cmd, s);
+  std::vector<std::string> names;
+  for (const ModelSpec& m : cat.models)
+    if (f.only.empty() || std::find(f.only.begin(), f.only.end(), m.name) != f.only.end()) names.push_back(m.name);
+  if (names.empty()) return Fail(cmd, InvalidArgumentError("no models to record (check --only)"));
+  std::set<std::string> done;
+  bool have_file = false;
+  if (fs::exists(f.out)) {
+    LabelSet seen_labels;
+    auto existing = ReadRecordings(f.out, &seen_labels, nullptr);
+    if (!existing.ok()) return Fail(cmd, existing.status().WithPrefix("resuming"));
+    std::vector<std::string> have;
+    for (const ModelRecord& m : existing->models) have.push_back(m.name);
+    if (have != names)
+      return Fail(cmd, InvalidArgumentError(f.out + " holds recordings of other models; record into a new file, or "
+                                                    "with the same models (--only) to resume"));
+    done.insert(existing->ids.begin(), existing->ids.end());
+    have_file = true;
+  }
+  std::vector<int> todo;
+  for (int i = 0; i < static_cast<int>(inputs->ids.size()); ++i)
+    if (!done.count(inputs->ids[i])) todo.push_back(i);
+  if (!f.json && !done.empty())
+    std::fprintf(stderr, "coe record: resuming %s: %zu of %zu inputs recorded already\n", f.out.c_str(),
+                 inputs->ids.size() - todo.size(), inputs->ids.size());
+  RecordOptions ro;
+  ro.only = f.only;
+  ro.threads = f.data.threads;
+  ro.batch = f.data.batch;
+  Progress progress("recording " + std::to_string(names.size()) + " chat model(s)", !f.json);
+  std::map<std::string, double> seconds;
+  std::map<std::string, std::string> usd;
+  const int batch = std::max(1, std::min(f.data.batch, 256));
+  double spent = 0;
+  for (size_t b = 0; b < todo.size(); b += batch) {
+    const std::vector<int> part(todo.begin() + b, todo.begin() + std::min(todo.size(), b + batch));
+    const InputBatch chunk = inputs->Gather(part);
+    auto r = RecordModels(cat, chunk, ro);
+    if (!r.ok()) return Fail(cmd, r.status());
+    std::string csv = RecordingsToCsv(r->recordings, r->labels);
+    if (have_file) csv.erase(0, csv.find('\n') + 1);  // the header is there already
+    std::FILE* fp = std::fopen(f.out.c_str(), have_file ? "ab" : "wb");
+    if (!fp || std::fwrite(csv.data(), 1, csv.size(), fp) != csv.size() || std::fflush(fp) != 0 ||
+        std::fclose(fp) != 0)
+      return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "': " + std::strerror(errno)));
+    have_file = true;
+    for (const auto& [m, us] : r->us_per_example) seconds[m] += us * 1e-6 * part.size();
+    for (const ModelRecord& m : r->recordings.models)
+      for (double c : m.cost) spent += c;
+    progress.Update(static_cast<double>(b + part.size()) / todo.size(),
+                    std::to_string(b + part.size()) + "/" + std::to_string(todo.size()) + ", $" + Dollars(spent));
+  }
+  progress.Done();
+  if (!have_file) return Fail(cmd, InvalidArgumentError(f.data.data + " has no inputs"));
+  // The catalogue to plan with: cost comes from the recordings' |cost columns.
+  RecordResult measured;
+  for (const std::string& m : names) {
+    ModelRecord mr;
+    mr.name = m;
+    measured.recordings.models.push_back(mr);
+    measured.us_per_example[m] = todo.empty() ? 0 : 1e6 * seconds[m] / todo.size();
+  }
+  const std::string cat_path = MeasuredPath(f.out);
+  if (Status s = WriteStringToFile(cat_path, CatalogueToToml(MeasuredCatalogue(cat, measured),
+                                                             {"written by coe record for " + f.out +
+                                                              ": the cost of each call is in its |cost columns"}));
+      !s.ok())
+    return Fail(cmd, s);
+  if (f.json) {
+    json j = {{"recordings", f.out}, {"catalogue", cat_path}, {"recorded", todo.size()},
+              {"skipped", inputs->ids.size() - todo.size()}, {"usd", spent}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("recorded %zu inputs x %zu models (%zu already there) -> %s, $%s\n", todo.size(), names.size(),
+                inputs->ids.size() - todo.size(), f.out.c_str(), Dollars(spent).c_str());
+  }
+  return 0;
+}
+
 int RunRecord(const RecordFlags& f) {
   const char* cmd = "record";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
+  if (fs::path(f.data.data).extension() == ".jsonl") return RunRecordText(f, *cat);
   auto r = Record(*cat, f.only, f.data, f.json);
   if (!r.ok()) return Fail(cmd, r.status());
   const std::string measured = MeasuredPath(f.out);
@@ -227,6 +345,8 @@ int RunRun(const RunFlags& f) {
   if (!cascade.ok()) return Fail(cmd, cascade.status());
   auto inputs = LoadInputs(f.data, (*cascade)->input_shape(), (*cascade)->labels().names());
   if (!inputs.ok()) return Fail(cmd, inputs.status());
+  if (!inputs->records.empty())
+    if (Status s = CheckPromptFields(*cat, spec->AllMembers(), *inputs, f.data.data); !s.ok()) return Fail(cmd, s);
   Progress progress("running", !f.json);
   const auto t0 = std::chrono::steady_clock::now();
   auto r = RunBatched(**cascade, *inputs, f.data.batch, &progress);
@@ -234,6 +354,12 @@ int RunRun(const RunFlags& f) {
   progress.Done();
   if (!r.ok()) return Fail(cmd, r.status());
   LiveSummary s = Summarize(**cascade, *inputs, *r, wall);
+  // Chat responses without usage were paid at an estimate: say so.
+  for (Backend* b : (*cascade)->members())
+    if (uint64_t n = b->stats().estimated_costs.load(); n > 0)
+      PrintWarnings({"model '" + b->info().name + "': " + std::to_string(n) +
+                     " response(s) had no usage; their cost is estimated (a token for 4 characters)"},
+                    false);
   if (!f.out.empty()) {
     std::string csv =
         "id,answer,exit_tier,agreement,cost,degraded" + std::string(inputs->truth.empty() ? "" : ",label") + "\n";
@@ -241,8 +367,9 @@ int RunRun(const RunFlags& f) {
     for (int64_t i = 0; i < inputs->size(); ++i) {
       std::snprintf(buf, sizeof buf, ",%d,%.4g,%.17g,%d", r->exit_tier[i] + 1, r->vote[i].agreement, r->cost[i],
                     r->degraded[i]);
-      csv += (inputs->ids.empty() ? std::to_string(i) : inputs->ids[i]) + "," + r->labels.name(r->answer[i]) + buf;
-      if (!inputs->truth.empty()) csv += "," + inputs->truth[i];
+      csv += CsvField(inputs->ids.empty() ? std::to_string(i) : inputs->ids[i]) + "," +
+             CsvField(r->labels.name(r->answer[i])) + buf;
+      if (!inputs->truth.empty()) csv += "," + CsvField(inputs->truth[i]);
       csv += "\n";
     }
     if (Status ws = WriteStringToFile(f.out, csv); !ws.ok()) return Fail(cmd, ws);

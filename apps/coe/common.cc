@@ -32,6 +32,13 @@ void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<
     warnings->push_back(rec->source + ": ignoring column '" + name + "': it names no model of " + catalogue.source);
 }
 
+std::string CsvField(const std::string& field) {
+  if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
+  std::string out = "\"";
+  for (char c : field) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool quiet) {
   std::vector<const ModelSpec*> members;
   for (const std::string& name : spec.AllMembers())

@@ -24,6 +24,8 @@ void PrintWarnings(const std::vector<std::string>& warnings, bool quiet);
 // Drops the recordings' columns that name no model of the catalogue, with a warning
 // each (a `notes` column, say). Other columns are ignored by ReadRecordings.
 void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings);
+// `field` as one CSV field (quoted when it holds a comma, quote or line break).
+std::string CsvField(const std::string& field);
 // Prints CascadeWarnings for `spec`, costs by the catalogue's default cost figure.
 void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool quiet);
 

@@ -86,6 +86,11 @@ struct Catalogue {
   const ModelSpec* Find(std::string_view name) const;
 };
 
+// The fields a chat model's prompt template names ("{question}" -> "question"; "{{"
+// and "}}" are literal braces). InvalidArgument naming the character of a malformed
+// template.
+StatusOr<std::vector<std::string>> PromptFields(const std::string& prompt);
+
 // The cost figure counted when the user names none, the same for every command
 // (`coe plan`, `eval`, `run`, `serve`): the first of usd, macs, flops, latency_ms,
 // latency_us, params that every model in `models` has; "" when none. (`coe plan` and

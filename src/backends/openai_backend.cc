@@ -39,32 +39,6 @@ using json = nlohmann::json;
 
 constexpr int kBackoffBaseMs = 50, kBackoffCapMs = 2000;
 
-// The fields "{name}" of a prompt template ("{{" and "}}" are literal braces).
-StatusOr<std::vector<std::string>> TemplateFields(const std::string& t) {
-  std::vector<std::string> fields;
-  for (size_t i = 0; i < t.size(); ++i) {
-    if (t[i] == '{' && i + 1 < t.size() && t[i + 1] == '{') {
-      ++i;
-      continue;
-    }
-    if (t[i] == '}' && i + 1 < t.size() && t[i + 1] == '}') {
-      ++i;
-      continue;
-    }
-    if (t[i] == '}') return InvalidArgumentError("a lone '}' at character " + std::to_string(i + 1) + " (write }})");
-    if (t[i] != '{') continue;
-    const size_t end = t.find('}', i);
-    if (end == std::string::npos)
-      return InvalidArgumentError("an unclosed '{' at character " + std::to_string(i + 1) + " (write {{ for a brace)");
-    const std::string name = t.substr(i + 1, end - i - 1);
-    if (name.empty() || name.find('{') != std::string::npos)
-      return InvalidArgumentError("an empty or nested field at character " + std::to_string(i + 1));
-    if (std::find(fields.begin(), fields.end(), name) == fields.end()) fields.push_back(name);
-    i = end;
-  }
-  return fields;
-}
-
 // The template with every field replaced by the record's value; "" with *missing set
 // when the record lacks a field.
 std::string FillTemplate(const std::string& t, const json& record, std::string* missing) {
@@ -417,7 +391,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   if (host.size() <= scheme_end + 3) return InvalidArgumentError(what + "url '" + spec.url + "' names no host");
   if (spec.prompt.empty())
     return InvalidArgumentError(what + "a chat model needs a prompt template, e.g. prompt = \"{question}\"");
-  auto fields = TemplateFields(spec.prompt);
+  auto fields = PromptFields(spec.prompt);
   if (!fields.ok()) return fields.status().WithPrefix(what + "prompt");
   std::string key;
   if (!spec.api_key_env.empty()) {

@@ -208,6 +208,31 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
   return cat;
 }
 
+StatusOr<std::vector<std::string>> PromptFields(const std::string& t) {
+  std::vector<std::string> fields;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] == '{' && i + 1 < t.size() && t[i + 1] == '{') {
+      ++i;
+      continue;
+    }
+    if (t[i] == '}' && i + 1 < t.size() && t[i + 1] == '}') {
+      ++i;
+      continue;
+    }
+    if (t[i] == '}') return InvalidArgumentError("a lone '}' at character " + std::to_string(i + 1) + " (write }})");
+    if (t[i] != '{') continue;
+    const size_t end = t.find('}', i);
+    if (end == std::string::npos)
+      return InvalidArgumentError("an unclosed '{' at character " + std::to_string(i + 1) + " (write {{ for a brace)");
+    const std::string name = t.substr(i + 1, end - i - 1);
+    if (name.empty() || name.find('{') != std::string::npos)
+      return InvalidArgumentError("an empty or nested field at character " + std::to_string(i + 1));
+    if (std::find(fields.begin(), fields.end(), name) == fields.end()) fields.push_back(name);
+    i = end;
+  }
+  return fields;
+}
+
 std::string DefaultCostKey(const std::vector<const ModelSpec*>& models) {
   for (const char* k : kCostKeyOrder) {
     bool all = !models.empty();

@@ -267,6 +267,10 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   }
   if (rec.ids.empty()) return InvalidArgumentError(source + ": no data rows (an empty split)");
   COE_RETURN_IF_ERROR(CheckIds(rec, lines, options, warn));
+  // A |score column with no value at all is no score column.
+  for (ModelRecord& m : rec.models)
+    if (!m.score.empty() && std::all_of(m.score.begin(), m.score.end(), [](float v) { return std::isnan(v); }))
+      m.score.clear();
   // Labels that differ only in case or surrounding spaces are likely one class.
   std::map<std::string, std::vector<int>> alike;
   for (size_t l = 0; l < uses.size(); ++l)

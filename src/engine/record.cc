@@ -89,14 +89,13 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
     if (!r.reply.empty()) {
       // A chat model: text answers, the measured cost of each call, and a confidence
       // when the endpoint gave one (log-probabilities).
-      bool any_score = false;
+      // (The |score column is kept even when empty, so that recordings written in
+      // parts have the same columns; a reader treats an empty column as none.)
       for (int i = 0; i < n; ++i) {
         mr.label.push_back(r.answer[i] == kAbstain ? kAbstain : out.labels.Intern(r.labels.name(r.answer[i])));
         mr.cost.push_back(r.cost[i]);
         mr.score.push_back(static_cast<float>(r.vote[i].mean_score));
-        any_score |= std::isfinite(r.vote[i].mean_score);
       }
-      if (!any_score) mr.score.clear();
       rec.models.push_back(std::move(mr));
       continue;
     }
