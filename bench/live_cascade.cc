@@ -104,7 +104,7 @@ Timed RunAll(const coe::Cascade& c, const coe::InputBatch& in, int batch) {
   return t;
 }
 
-double Accuracy(const coe::Cascade& c, const coe::InputBatch& in, const coe::RunResult& r) {
+double Accuracy(const coe::InputBatch& in, const coe::RunResult& r) {
   int correct = 0;
   for (int64_t i = 0; i < in.size(); ++i)
     correct += r.answer[i] != coe::kAbstain && r.labels.name(r.answer[i]) == in.truth[i];
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
   Proc run = Spawn({coe_bin, "run", "--cascade", cascade_path, "--models", models, "--data",
                     kF + "t10k-images-idx3-ubyte.gz", "--labels", kF + "t10k-labels-idx1-ubyte.gz", "--json"});
   const double n = static_cast<double>(in->size());
-  const double acc_s = Accuracy(**best, *in, last_s.result), acc_c = Accuracy(**cascade, *in, last_c.result);
+  const double acc_s = Accuracy(*in, last_s.result), acc_c = Accuracy(*in, last_c.result);
   const double macs_s = MeanCost(last_s.result), macs_c = MeanCost(last_c.result);
   const double tput_s = n / Median(t_single), tput_c = n / Median(t_cascade);
   if (json) {

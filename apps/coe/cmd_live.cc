@@ -1,14 +1,14 @@
 // `coe record`, `coe run` and `coe demo`: running real models.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "coe/cascade.h"
 #include "coe/cascade_spec.h"
@@ -109,8 +109,8 @@ LiveSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r
     if (!in.truth.empty() && !in.truth[i].empty()) {
       s.labeled++;
       // Right when the answering tier's match says the answer is the truth.
-      s.correct += r.answer[i] != kAbstain &&
-                   c.spec().tiers[r.exit_tier[i]].match.Same(r.labels.name(r.answer[i]), in.truth[i]);
+      s.correct +=
+          r.answer[i] != kAbstain && c.spec().tiers[r.exit_tier[i]].match.Same(r.labels.name(r.answer[i]), in.truth[i]);
     }
   }
   s.mean_cost /= std::max<int64_t>(1, s.examples);
@@ -199,15 +199,15 @@ std::string Dollars(double usd) {
 Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& only, const InputBatch& in,
                          const std::string& path) {
   for (const ModelSpec& m : cat.models) {
-    if (m.backend != "openai" || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end()))
-      continue;
+    if (m.backend != "openai" || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end())) continue;
     COE_ASSIGN_OR_RETURN(std::vector<std::string> fields, PromptFields(m.prompt));
     for (size_t i = 0; i < in.records.size(); ++i) {
       const json j = json::parse(in.records[i], nullptr, false);
       for (const std::string& field : fields)
         if (!j.is_object() || !j.contains(field) || j[field].is_null())
-          return InvalidArgumentError(path + ": the input with id '" + in.ids[i] + "' (record " + std::to_string(i + 1) +
-                                      ") has no field '" + field + "', which model '" + m.name + "''s prompt names");
+          return InvalidArgumentError(path + ": the input with id '" + in.ids[i] + "' (record " +
+                                      std::to_string(i + 1) + ") has no field '" + field + "', which model '" + m.name +
+                                      "''s prompt names");
     }
   }
   return Status::Ok();
@@ -262,8 +262,7 @@ int RunRecordText(const RecordFlags& f, const Catalogue& cat) {
     std::string csv = RecordingsToCsv(r->recordings, r->labels);
     if (have_file) csv.erase(0, csv.find('\n') + 1);  // the header is there already
     std::FILE* fp = std::fopen(f.out.c_str(), have_file ? "ab" : "wb");
-    if (!fp || std::fwrite(csv.data(), 1, csv.size(), fp) != csv.size() || std::fflush(fp) != 0 ||
-        std::fclose(fp) != 0)
+    if (!fp || std::fwrite(csv.data(), 1, csv.size(), fp) != csv.size() || std::fflush(fp) != 0 || std::fclose(fp) != 0)
       return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "': " + std::strerror(errno)));
     have_file = true;
     for (const auto& [m, us] : r->us_per_example) seconds[m] += us * 1e-6 * part.size();
@@ -289,8 +288,11 @@ int RunRecordText(const RecordFlags& f, const Catalogue& cat) {
       !s.ok())
     return Fail(cmd, s);
   if (f.json) {
-    json j = {{"recordings", f.out}, {"catalogue", cat_path}, {"recorded", todo.size()},
-              {"skipped", inputs->ids.size() - todo.size()}, {"usd", spent}};
+    json j = {{"recordings", f.out},
+              {"catalogue", cat_path},
+              {"recorded", todo.size()},
+              {"skipped", inputs->ids.size() - todo.size()},
+              {"usd", spent}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("recorded %zu inputs x %zu models (%zu already there) -> %s, $%s\n", todo.size(), names.size(),

@@ -248,7 +248,11 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
         for (int i = 0; i < t.num_examples; ++i)
           t.per_example[static_cast<size_t>(i) * t.num_models + m] =
               rec.models[m].cost.empty() ? kNoCost : rec.models[m].cost[i];
-      t.name = "cost per example (recorded |cost columns)";
+      // Priced chat models record what each call was billed, in dollars.
+      bool all_chat = true;
+      for (const ModelSpec* s : specs)
+        if (needed(s->name) && s->usd_per_mtok_in == 0 && s->usd_per_mtok_out == 0) all_chat = false;
+      t.name = all_chat ? "usd (recorded per example)" : "cost per example (recorded |cost columns)";
     } else {
       for (const ModelSpec* s : specs) {
         const double* v = s->Cost(key);

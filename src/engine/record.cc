@@ -138,6 +138,8 @@ Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& reco
       s.costs = spec->costs;
       s.site = spec->site;
       s.input_bytes = spec->input_bytes;
+      s.usd_per_mtok_in = spec->usd_per_mtok_in;  // prices say the recorded costs are dollars
+      s.usd_per_mtok_out = spec->usd_per_mtok_out;
     }
     s.costs["latency_us"] = recorded.us_per_example.at(m.name);
     out.models.push_back(std::move(s));

@@ -1,0 +1,270 @@
+// Chat-model cascades end to end, against an OpenAI-compatible server on loopback that
+// replays the shared RouterBench answers (tests/openai_replay.h): `coe record` writes
+// the answers and costs the server gives (and resumes), `coe run` of a cascade equals
+// `coe eval` of it on those recordings example by example, every member of a reached
+// tier is paid, and faults (429/503 with Retry-After, 500, timeouts, malformed JSON,
+// missing usage) end as documented.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "coe/cost_model.h"
+#include "coe/evaluate.h"
+#include "coe/recordings.h"
+#include "openai_replay.h"
+#include "testing.h"
+
+namespace coe {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::OpenAiReplay;
+using testing::RunCoe;
+
+std::string SharedArc() {
+  const char* shared = std::getenv("COE_SHARED_DATA");
+  const std::string dir = shared ? shared : testing::SourceDir() + "/../shared/data";
+  return dir + "/routerbench/arc_challenge_test.csv";
+}
+
+const std::map<std::string, std::string> kModels = {
+    {"mistral", "mistralai/mistral-7b-chat"},
+    {"mixtral", "mistralai/mixtral-8x7b-chat"},
+    {"llama70", "meta/llama-2-70b-chat"},
+    {"gpt4", "gpt-4-1106-preview"},
+};
+
+class Llm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(SharedArc())) GTEST_SKIP() << "no shared RouterBench data at " << SharedArc();
+    dir_ = fs::temp_directory_path() / ("coe_llm_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    ASSERT_TRUE(server_.Load(SharedArc()));
+    server_.Start();
+    // 120 questions with distinct ids, their truth as labels.
+    LabelSet labels;
+    RecordingsReadOptions o;
+    o.allow_duplicate_ids = true;
+    auto rec = ReadRecordings(SharedArc(), &labels, nullptr, o);
+    ASSERT_TRUE(rec.ok());
+    std::set<std::string> seen;
+    std::ofstream jsonl(dir_ / "prompts.jsonl");
+    for (int i = 0; i < rec->num_examples() && static_cast<int>(ids_.size()) < 120; ++i) {
+      if (!seen.insert(rec->ids[i]).second) continue;
+      ids_.push_back(rec->ids[i]);
+      jsonl << R"({"id": ")" << rec->ids[i] << R"(", "question": "Which option fits question )" << rec->ids[i]
+            << R"(?", "label": ")" << labels.name(rec->truth[i]) << "\"}\n";
+    }
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  std::string P(const std::string& name) { return (dir_ / name).string(); }
+  std::string Catalogue(int timeout_ms = 2000, int retries = 2) {
+    std::ostringstream c;
+    c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << server_.port() << "/v1\"\n"
+      << "prompt = \"[id:{id}] {question}\\nAnswer with one letter.\"\nanswer = \"choice\"\n"
+      << "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " << timeout_ms << "\nretries = " << retries
+      << "\nmax_concurrency = 8\n";
+    for (const auto& [name, model] : kModels) c << "[models." << name << "]\nmodel = \"" << model << "\"\n";
+    std::ofstream(dir_ / "chat.toml") << c.str();
+    return P("chat.toml");
+  }
+  // What the server's recordings say member `name` answers and costs on `id`.
+  std::pair<std::string, double> Expected(const std::string& name, const std::string& id) {
+    const auto& [answer, dollars] = server_.calls[kModels.at(name)][id];
+    const testing::ReplayTokens t = testing::ReplayUsage(dollars);
+    return {answer, (t.in * 1.0 + t.out * 1.0) / 1e6};
+  }
+
+  OpenAiReplay server_;
+  std::vector<std::string> ids_;
+  fs::path dir_;
+};
+
+TEST_F(Llm, RecordWritesWhatTheServerAnsweredAndResumes) {
+  const std::string cat = Catalogue();
+  auto r = RunCoe("record --models " + cat + " --data " + P("prompts.jsonl") + " --out " + P("rec.csv"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  LabelSet labels;
+  auto rec = ReadRecordings(P("rec.csv"), &labels, nullptr);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  ASSERT_EQ(rec->num_examples(), static_cast<int>(ids_.size()));
+  for (const auto& [name, model] : kModels) {
+    const int m = rec->ModelIndex(name);
+    ASSERT_GE(m, 0) << name;
+    for (int i = 0; i < rec->num_examples(); ++i) {
+      const auto [answer, cost] = Expected(name, rec->ids[i]);
+      EXPECT_EQ(labels.name(rec->models[m].label[i]), answer) << name << " " << rec->ids[i];
+      EXPECT_NEAR(rec->models[m].cost[i], cost, 1e-9 * cost) << name << " " << rec->ids[i];
+    }
+  }
+  EXPECT_TRUE(fs::exists(P("rec.models.toml")));
+  // Resuming: a file with the first 40 inputs gets the other 80, and only those are asked.
+  std::ifstream all(P("prompts.jsonl"));
+  std::ofstream half(P("half.jsonl"));
+  std::string line;
+  for (int k = 0; k < 40 && std::getline(all, line); ++k) half << line << "\n";
+  half.close();
+  ASSERT_EQ(RunCoe("record --models " + cat + " --data " + P("half.jsonl") + " --out " + P("resumed.csv")).code, 0);
+  const int before = server_.requests.load();
+  r = RunCoe("record --models " + cat + " --data " + P("prompts.jsonl") + " --out " + P("resumed.csv") + " --json",
+             false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["skipped"], 40);
+  EXPECT_EQ(server_.requests.load() - before, static_cast<int>((ids_.size() - 40) * kModels.size()));
+  LabelSet l2;
+  auto resumed = ReadRecordings(P("resumed.csv"), &l2, nullptr);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ(resumed->num_examples(), static_cast<int>(ids_.size()));
+}
+
+TEST_F(Llm, LiveCascadeEqualsEvalOfItsRecordingsAndPaysEveryMember) {
+  const std::string cat = Catalogue();
+  ASSERT_EQ(RunCoe("record --models " + cat + " --data " + P("prompts.jsonl") + " --out " + P("rec.csv")).code, 0);
+  std::ofstream(P("c.toml")) << "[[tiers]]\nmembers = [\"mistral\", \"mixtral\", \"llama70\"]\nmin_agreement = 1.0\n"
+                                "[[tiers]]\nmembers = [\"gpt4\"]\n";
+  auto live = RunCoe("run --cascade " + P("c.toml") + " --models " + cat + " --data " + P("prompts.jsonl") + " --out " +
+                         P("live.csv") + " --json",
+                     false);
+  ASSERT_EQ(live.code, 0) << live.out;
+  // The replay of the recordings, example by example.
+  LabelSet labels;
+  auto rec = ReadRecordings(P("rec.csv"), &labels, nullptr);
+  ASSERT_TRUE(rec.ok());
+  auto mcat = ReadCatalogue(P("rec.models.toml"));
+  ASSERT_TRUE(mcat.ok()) << mcat.status().ToString();
+  auto costs = BuildCostTable(*rec, *mcat, CostOptions{});
+  ASSERT_TRUE(costs.ok()) << costs.status().ToString();
+  auto spec = ReadCascade(P("c.toml"));
+  std::vector<ExampleOutcome> want;
+  auto eval = EvaluateCascade(*spec, *rec, *costs, &want);
+  ASSERT_TRUE(eval.ok());
+  std::ifstream in(P("live.csv"));
+  std::string line;
+  std::getline(in, line);  // id,answer,exit_tier,agreement,cost,degraded,label
+  int i = 0, exits_first = 0;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_GE(f.size(), 6u);
+    ASSERT_EQ(f[0], rec->ids[i]);
+    EXPECT_EQ(f[1], labels.name(want[i].answer)) << f[0];
+    EXPECT_EQ(std::stoi(f[2]), want[i].exit_tier + 1) << line;
+    EXPECT_NEAR(std::stod(f[4]), want[i].cost, 1e-9 * want[i].cost) << f[0];
+    if (want[i].exit_tier == 0) {
+      // Exits at the ensemble tier: all three members are paid (never $0).
+      double three = 0;
+      for (const char* m : {"mistral", "mixtral", "llama70"}) three += Expected(m, f[0]).second;
+      EXPECT_NEAR(std::stod(f[4]), three, 1e-9 * three) << f[0];
+      EXPECT_GT(three, 0);
+      ++exits_first;
+    }
+    ++i;
+  }
+  EXPECT_EQ(i, static_cast<int>(ids_.size()));
+  EXPECT_GT(exits_first, 10);
+  const auto j = nlohmann::json::parse(live.out);
+  EXPECT_NEAR(j["cost"].get<double>(), eval->mean_cost, 1e-9 * eval->mean_cost);
+  EXPECT_NEAR(j["accuracy"].get<double>(), eval->accuracy, 1e-12);
+  // `coe plan` works unchanged on the recordings (|cost columns, text answers).
+  auto plan = RunCoe("plan --calib " + P("rec.csv") + " --models " + P("rec.models.toml") + " --json", false);
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  EXPECT_EQ(nlohmann::json::parse(plan.out)["cost"], "usd (recorded per example)");
+}
+
+TEST_F(Llm, FaultsEndAsDocumented) {
+  // Per question: which fault each model's first attempt meets.
+  const std::string busy = ids_[1], broken = ids_[2], hung = ids_[3], garbled = ids_[4], unpriced = ids_[5];
+  server_.retry_after_s = 1;
+  server_.hang_ms = 3500;
+  server_.fault = [&](const std::string&, const std::string& id, int attempt) {
+    if (id == busy && attempt == 0) return OpenAiReplay::Fault::k429;
+    if (id == broken && attempt == 0) return OpenAiReplay::Fault::k500;
+    if (id == hung) return OpenAiReplay::Fault::kTimeout;
+    if (id == garbled) return OpenAiReplay::Fault::kMalformed;
+    if (id == unpriced) return OpenAiReplay::Fault::kNoUsage;
+    return OpenAiReplay::Fault::kNone;
+  };
+  std::ofstream(P("gpt4.toml")) << "[[tiers]]\nmembers = [\"gpt4\"]\n";
+  std::ofstream(P("five.jsonl")) << [&] {
+    std::ifstream all(P("prompts.jsonl"));
+    std::string line, out;
+    for (int k = 0; k < 6 && std::getline(all, line); ++k) out += line + "\n";
+    return out;
+  }();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = RunCoe("run --cascade " + P("gpt4.toml") + " --models " + Catalogue(3000, 2) + " --data " + P("five.jsonl") +
+                  " --out " + P("out.csv"));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_LT(secs, 15.0);  // one deadline of 3 s a call, whatever the retries
+  EXPECT_NE(r.out.find("model 'gpt4': 1 response(s) had no usage"), std::string::npos) << r.out;
+  std::map<std::string, std::vector<std::string>> rows;
+  std::ifstream in(P("out.csv"));
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    rows[f[0]] = f;
+  }
+  const auto [busy_answer, busy_cost] = Expected("gpt4", busy);
+  // 429 with Retry-After, then an answer: the answer, and only the answered attempt paid.
+  EXPECT_EQ(rows[busy][1], busy_answer);
+  EXPECT_NEAR(std::stod(rows[busy][4]), busy_cost, 1e-12);
+  EXPECT_EQ(server_.Attempts("gpt-4-1106-preview", busy), 2);
+  // 500, then an answer.
+  EXPECT_EQ(rows[broken][1], Expected("gpt4", broken).first);
+  // A hang past the deadline, a malformed reply: no answer, nothing paid (no usage came).
+  for (const std::string& id : {hung, garbled}) {
+    EXPECT_EQ(rows[id][1], "") << id;
+    EXPECT_EQ(std::stod(rows[id][4]), 0.0) << id;
+  }
+  EXPECT_EQ(server_.Attempts("gpt-4-1106-preview", garbled), 1);  // not retried
+  // No usage: answered, and paid at the estimate (4 characters a token), never 0.
+  EXPECT_EQ(rows[unpriced][1], Expected("gpt4", unpriced).first);
+  EXPECT_GT(std::stod(rows[unpriced][4]), 0.0);
+  // The untouched question is as recorded.
+  EXPECT_EQ(rows[ids_[0]][1], Expected("gpt4", ids_[0]).first);
+}
+
+TEST_F(Llm, BadInputNamesModelFileAndLine) {
+  // A missing key variable.
+  std::ofstream(P("keyed.toml")) << "[models.m]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n"
+                                    "prompt = \"{question}\"\napi_key_env = \"COE_TEST_NO_SUCH_KEY\"\n";
+  std::ofstream(P("one.toml")) << "[[tiers]]\nmembers = [\"m\"]\n";
+  auto r = RunCoe("run --cascade " + P("one.toml") + " --models " + P("keyed.toml") + " --data " + P("prompts.jsonl"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("model 'm': api_key_env names the environment variable COE_TEST_NO_SUCH_KEY, which is not set"),
+            std::string::npos)
+      << r.out;
+  // A template naming a field the inputs lack.
+  std::ofstream(P("field.toml")) << "[models.m]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n"
+                                    "prompt = \"{context} {question}\"\n";
+  r = RunCoe("run --cascade " + P("one.toml") + " --models " + P("field.toml") + " --data " + P("prompts.jsonl"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("has no field 'context', which model 'm''s prompt names"), std::string::npos) << r.out;
+  // A JSONL line that is not JSON.
+  std::ofstream(P("bad.jsonl")) << "{\"id\": 1, \"question\": \"q\"}\n{\"id\": 2, question}\n";
+  r = RunCoe("run --cascade " + P("one.toml") + " --models " + P("field.toml") + " --data " + P("bad.jsonl"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("bad.jsonl:2: not JSON"), std::string::npos) << r.out;
+  // An unreachable endpoint: every answer abstains with the reason; the run ends.
+  std::ofstream(P("down.toml")) << "[models.m]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n"
+                                   "prompt = \"[id:{id}] {question}\"\ntimeout_ms = 500\nretries = 1\n";
+  r = RunCoe("run --cascade " + P("one.toml") + " --models " + P("down.toml") + " --data " + P("prompts.jsonl") +
+             " --json");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"unanswered\": " + std::to_string(ids_.size())), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace coe

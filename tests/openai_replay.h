@@ -1,0 +1,164 @@
+// An OpenAI-compatible chat server that replays recorded answers, for tests and
+// benchmarks of chat-model cascades (no model, no network beyond loopback).
+//
+// It loads recordings in coe's CSV format (the shared RouterBench files: per model and
+// question an answer letter and the dollars the call cost). A request's prompt carries
+// the question's id as "[id:...]"; the reply is a synthesised completion, "Let me
+// think. The answer is (B).", or a sentence without a letter where the model's
+// answer was unreadable. Usage: the recorded dollars at the fixture price of $1 per
+// million tokens in and out, so total tokens = round(dollars x 1e6); 8 of them are the
+// completion's, the rest the prompt's (at least 9 tokens in all).
+//
+// Faults, decided per request by `fault(model, id, attempt)`: 429 or 503 with a
+// Retry-After, 500, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
+// without usage. Latency per model in `latency_ms` (scaled down in tests).
+#ifndef COE_TESTS_OPENAI_REPLAY_H_
+#define COE_TESTS_OPENAI_REPLAY_H_
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "coe/recordings.h"
+
+namespace coe::testing {
+
+struct ReplayTokens {
+  int64_t in = 0, out = 0;
+};
+
+// The usage the replay server reports for a call that cost `dollars` (see above).
+inline ReplayTokens ReplayUsage(double dollars) {
+  const int64_t total = std::max<int64_t>(9, std::llround(dollars * 1e6));
+  return {total - 8, 8};
+}
+
+class OpenAiReplay {
+ public:
+  enum class Fault { kNone, k429, k503, k500, kTimeout, kMalformed, kNoUsage };
+
+  // model -> id -> (answer, dollars)
+  std::map<std::string, std::map<std::string, std::pair<std::string, double>>> calls;
+  std::map<std::string, int> latency_ms;  // per model (0 when absent)
+  int hang_ms = 3000;                     // a timeout fault's wait
+  int retry_after_s = 1;
+  std::function<Fault(const std::string& model, const std::string& id, int attempt)> fault;
+
+  // Loads the answers and dollars of every model of a recordings CSV.
+  bool Load(const std::string& csv) {
+    LabelSet labels;
+    RecordingsReadOptions o;
+    o.allow_duplicate_ids = true;
+    auto rec = ReadRecordings(csv, &labels, nullptr, o);
+    if (!rec.ok()) return false;
+    for (const ModelRecord& m : rec->models)
+      for (int i = 0; i < rec->num_examples(); ++i)
+        calls[m.name][rec->ids[i]] = {labels.name(m.label[i]), m.cost.empty() ? 0.0 : m.cost[i]};
+    return true;
+  }
+
+  int Start() {
+    // httplib gives each connection a worker for its life (kept alive): enough of them
+    // for every client connection of a test or benchmark.
+    http_.new_task_queue = [] { return new httplib::ThreadPool(256); };
+    http_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { Chat(req, res); });
+    http_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      nlohmann::json data = nlohmann::json::array();
+      for (const auto& [m, _] : calls) data.push_back({{"id", m}, {"object", "model"}});
+      res.set_content(nlohmann::json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+    });
+    port_ = http_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { http_.listen_after_bind(); });
+    while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return port_;
+  }
+  int port() const { return port_; }
+  ~OpenAiReplay() {
+    http_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::atomic<int> requests{0};
+  int Attempts(const std::string& model, const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return attempts_[model + "\n" + id];
+  }
+
+ private:
+  void Chat(const httplib::Request& req, httplib::Response& res) {
+    requests++;
+    const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    auto error = [&](int code, const std::string& message) {
+      res.status = code;
+      res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request_error"}}}}.dump(),
+                      "application/json");
+    };
+    if (!body.is_object() || !body.contains("model") || !body["model"].is_string() || !body.contains("messages") ||
+        !body["messages"].is_array() || body["messages"].empty())
+      return error(400, "expected model and messages");
+    const std::string model = body["model"];
+    std::string prompt;
+    for (const auto& m : body["messages"])
+      if (m.is_object() && m.value("role", "") == "user" && m.contains("content") && m["content"].is_string())
+        prompt = m["content"];
+    static const std::regex id_re(R"(\[id:([^\]]+)\])");
+    std::smatch match;
+    if (!std::regex_search(prompt, match, id_re)) return error(400, "the prompt names no [id:...]");
+    const std::string id = match[1];
+    auto mit = calls.find(model);
+    if (mit == calls.end()) return error(404, "no model " + model);
+    auto cit = mit->second.find(id);
+    if (cit == mit->second.end()) return error(404, "no recorded answer of " + model + " for " + id);
+    int attempt;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      attempt = attempts_[model + "\n" + id]++;
+    }
+    if (auto l = latency_ms.find(model); l != latency_ms.end() && l->second > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(l->second));
+    const Fault f = fault ? fault(model, id, attempt) : Fault::kNone;
+    if (f == Fault::k429 || f == Fault::k503) {
+      res.set_header("Retry-After", std::to_string(retry_after_s));
+      return error(f == Fault::k429 ? 429 : 503, "busy, retry later");
+    }
+    if (f == Fault::k500) return error(500, "internal error");
+    if (f == Fault::kTimeout) std::this_thread::sleep_for(std::chrono::milliseconds(hang_ms));
+    if (f == Fault::kMalformed) {
+      res.set_content("{\"choices\": [", "application/json");
+      return;
+    }
+    const auto& [answer, dollars] = cit->second;
+    const std::string text =
+        answer.empty() ? "I cannot tell from the options given." : "Let me think. The answer is (" + answer + ").";
+    nlohmann::json reply = {
+        {"id", "chatcmpl-replay"},
+        {"object", "chat.completion"},
+        {"model", model},
+        {"choices",
+         {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", "stop"}}}}};
+    if (f != Fault::kNoUsage) {
+      const ReplayTokens t = ReplayUsage(dollars);
+      reply["usage"] = {{"prompt_tokens", t.in}, {"completion_tokens", t.out}, {"total_tokens", t.in + t.out}};
+    }
+    res.set_content(reply.dump(), "application/json");
+  }
+
+  httplib::Server http_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::map<std::string, int> attempts_;
+};
+
+}  // namespace coe::testing
+
+#endif  // COE_TESTS_OPENAI_REPLAY_H_
