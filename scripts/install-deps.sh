@@ -16,6 +16,9 @@ pkgs=(
   dataset-fashion-mnist zlib1g-dev
   python3 python3-numpy
 )
+# Node and npm for the OpenAI client test (tests/openai_client): Debian's, unless a node
+# is already installed (another vendor's nodejs package conflicts with Debian's npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 if [ "${1:-}" = "--with-training" ]; then pkgs+=(python3-torch python3-onnx); fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

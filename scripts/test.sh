@@ -35,6 +35,11 @@ if command -v ccache >/dev/null; then
   args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 fi
+# The official OpenAI client for the front-door test: a dev-only npm package, pinned by
+# its lockfile (tests/openai_client/package-lock.json).
+if [ ! -d tests/openai_client/node_modules/openai ]; then
+  npm ci --prefix tests/openai_client --no-audit --no-fund --loglevel=error
+fi
 cmake -S . -B "$dir" "${args[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)"

@@ -14,6 +14,7 @@
 #include "coe/cost_model.h"
 #include "coe/evaluate.h"
 #include "coe/recordings.h"
+#include "coe/server.h"
 #include "openai_replay.h"
 #include "testing.h"
 
@@ -65,10 +66,11 @@ class Llm : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
   std::string P(const std::string& name) { return (dir_ / name).string(); }
-  std::string Catalogue(int timeout_ms = 2000, int retries = 2) {
+  std::string Catalogue(int timeout_ms = 2000, int retries = 2,
+                        const std::string& prompt = "[id:{id}] {question}\\nAnswer with one letter.") {
     std::ostringstream c;
     c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << server_.port() << "/v1\"\n"
-      << "prompt = \"[id:{id}] {question}\\nAnswer with one letter.\"\nanswer = \"choice\"\n"
+      << "prompt = \"" << prompt << "\"\nanswer = \"choice\"\n"
       << "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " << timeout_ms << "\nretries = " << retries
       << "\nmax_concurrency = 8\n";
     for (const auto& [name, model] : kModels) c << "[models." << name << "]\nmodel = \"" << model << "\"\n";
@@ -80,6 +82,38 @@ class Llm : public ::testing::Test {
     const auto& [answer, dollars] = server_.calls[kModels.at(name)][id];
     const testing::ReplayTokens t = testing::ReplayUsage(dollars);
     return {answer, (t.in * 1.0 + t.out * 1.0) / 1e6};
+  }
+
+  // What the cascade c.toml of these tests ({mistral, mixtral, llama70} unanimous, then
+  // gpt4) answers on `id`, from the server's recordings: answer, 1-based exit tier,
+  // dollars, tokens.
+  struct Want {
+    std::string answer;
+    int exit_tier = 1;
+    double usd = 0;
+    int64_t tokens_in = 0, tokens_out = 0;
+  };
+  Want Cascaded(const std::string& id) {
+    Want w;
+    auto pay = [&](const std::string& name) {
+      const testing::ReplayTokens t = testing::ReplayUsage(server_.calls[kModels.at(name)][id].second);
+      w.usd += Expected(name, id).second;
+      w.tokens_in += t.in;
+      w.tokens_out += t.out;
+      return Expected(name, id).first;
+    };
+    const std::string a = pay("mistral"), b = pay("mixtral"), c = pay("llama70");
+    if (!a.empty() && a == b && b == c) {
+      w.answer = a;
+      return w;
+    }
+    w.answer = pay("gpt4");
+    w.exit_tier = 2;
+    return w;
+  }
+  void WriteCascade() {
+    std::ofstream(P("c.toml")) << "[[tiers]]\nmembers = [\"mistral\", \"mixtral\", \"llama70\"]\n"
+                                  "min_agreement = 1.0\n[[tiers]]\nmembers = [\"gpt4\"]\n";
   }
 
   OpenAiReplay server_;
@@ -127,8 +161,7 @@ TEST_F(Llm, RecordWritesWhatTheServerAnsweredAndResumes) {
 TEST_F(Llm, LiveCascadeEqualsEvalOfItsRecordingsAndPaysEveryMember) {
   const std::string cat = Catalogue();
   ASSERT_EQ(RunCoe("record --models " + cat + " --data " + P("prompts.jsonl") + " --out " + P("rec.csv")).code, 0);
-  std::ofstream(P("c.toml")) << "[[tiers]]\nmembers = [\"mistral\", \"mixtral\", \"llama70\"]\nmin_agreement = 1.0\n"
-                                "[[tiers]]\nmembers = [\"gpt4\"]\n";
+  WriteCascade();
   auto live = RunCoe("run --cascade " + P("c.toml") + " --models " + cat + " --data " + P("prompts.jsonl") + " --out " +
                          P("live.csv") + " --json",
                      false);
@@ -234,6 +267,194 @@ TEST_F(Llm, FaultsEndAsDocumented) {
   EXPECT_GT(std::stod(rows[unpriced][4]), 0.0);
   // The untouched question is as recorded.
   EXPECT_EQ(rows[ids_[0]][1], Expected("gpt4", ids_[0]).first);
+}
+
+// The OpenAI front door of `coe serve`, on loopback: a chat request's last user message
+// fills {input}; the reply is the winning member's completion, usage and cost summed
+// over every call made, the same streamed; OpenAI error bodies; token and dollar metrics.
+class FrontDoor : public Llm {
+ protected:
+  void SetUp() override {
+    Llm::SetUp();
+    if (IsSkipped()) return;
+    WriteCascade();
+    auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
+    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+    auto spec = ReadCascade(P("c.toml"));
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    ServerOptions so;
+    so.name = "ladder";
+    auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    coe_ = std::move(*s);
+    ASSERT_TRUE(coe_->Start("127.0.0.1", 0).ok());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", coe_->port());
+    client_->set_read_timeout(30, 0);
+  }
+  nlohmann::json Body(const std::string& model, const std::string& user, bool stream = false) {
+    return {{"model", model},
+            {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", user}}}},
+            {"stream", stream},
+            {"temperature", 0}};
+  }
+  std::string Question(const std::string& id) { return "[id:" + id + "] Which option fits question " + id + "?"; }
+
+  std::unique_ptr<Server> coe_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(FrontDoor, RepliesAreTheCascadesWithUsageSummedOverEveryCall) {
+  double tier_usd[2] = {0, 0};
+  int exits[2] = {0, 0};
+  for (int k = 0; k < 40; ++k) {
+    const std::string& id = ids_[k];
+    const Want w = Cascaded(id);
+    auto res = client_->Post("/v1/chat/completions", Body("ladder", Question(id)).dump(), "application/json");
+    ASSERT_TRUE(res) << id;
+    ASSERT_EQ(res->status, 200) << res->body;
+    const auto j = nlohmann::json::parse(res->body);
+    EXPECT_EQ(j["object"], "chat.completion");
+    EXPECT_EQ(j["model"], "ladder");
+    const auto& facts = j["coe"];
+    EXPECT_EQ(facts["answer"].is_null() ? "" : facts["answer"].get<std::string>(), w.answer) << id;
+    EXPECT_EQ(facts["exit_tier"], w.exit_tier) << id;
+    EXPECT_NEAR(facts["cost_usd"].get<double>(), w.usd, 1e-9 * w.usd) << id;
+    EXPECT_EQ(j["usage"]["prompt_tokens"], w.tokens_in) << id;
+    EXPECT_EQ(j["usage"]["completion_tokens"], w.tokens_out) << id;
+    EXPECT_EQ(j["usage"]["total_tokens"], w.tokens_in + w.tokens_out) << id;
+    const std::string content = j["choices"][0]["message"]["content"];
+    if (!w.answer.empty()) {
+      EXPECT_NE(content.find("(" + w.answer + ")"), std::string::npos) << content;
+    }
+    exits[w.exit_tier - 1]++;
+    tier_usd[0] += w.exit_tier == 1 ? w.usd : w.usd - Expected("gpt4", id).second;
+    if (w.exit_tier == 2) tier_usd[1] += Expected("gpt4", id).second;
+  }
+  EXPECT_GT(exits[0], 5);
+  EXPECT_GT(exits[1], 5);
+  // Metrics: dollars per tier and per member, tokens.
+  const std::string m = coe_->MetricsText();
+  auto value = [&](const std::string& series) {
+    const size_t at = m.find(series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(m.substr(at + series.size() + 1));
+  };
+  EXPECT_NEAR(value("coe_tier_cost_total{model=\"ladder\",tier=\"1\",unit=\"usd\"}"), tier_usd[0], 1e-9);
+  EXPECT_NEAR(value("coe_tier_cost_total{model=\"ladder\",tier=\"2\",unit=\"usd\"}"), tier_usd[1], 1e-9);
+  EXPECT_NEAR(value("coe_member_usd_total{member=\"gpt4\"}"), tier_usd[1], 1e-9);
+  EXPECT_GT(value("coe_member_tokens_total{member=\"mistral\",kind=\"in\"}"), 0);
+  EXPECT_GT(value("coe_tier_tokens_total{model=\"ladder\",tier=\"2\",kind=\"out\"}"), 0);
+  EXPECT_EQ(value("coe_requests_total{model=\"ladder\",code=\"200\"}"), 40);
+}
+
+TEST_F(FrontDoor, StreamsTheSameReplyAsServerSentEvents) {
+  for (int k = 0; k < 5; ++k) {
+    const std::string& id = ids_[k];
+    auto plain = client_->Post("/v1/chat/completions", Body("ladder", Question(id)).dump(), "application/json");
+    auto body = Body("ladder", Question(id), true);
+    body["stream_options"] = {{"include_usage", true}};
+    auto streamed = client_->Post("/v1/chat/completions", body.dump(), "application/json");
+    ASSERT_TRUE(plain && streamed);
+    ASSERT_EQ(streamed->status, 200) << streamed->body;
+    EXPECT_EQ(streamed->get_header_value("Content-Type").rfind("text/event-stream", 0), 0u);
+    const auto p = nlohmann::json::parse(plain->body);
+    std::string text;
+    nlohmann::json usage, facts;
+    bool done = false;
+    std::stringstream ss(streamed->body);
+    for (std::string line; std::getline(ss, line);) {
+      if (line.empty()) continue;
+      ASSERT_EQ(line.rfind("data: ", 0), 0u) << line;
+      ASSERT_FALSE(done) << "an event after [DONE]";
+      if (line == "data: [DONE]") {
+        done = true;
+        continue;
+      }
+      const auto e = nlohmann::json::parse(line.substr(6));
+      EXPECT_EQ(e["object"], "chat.completion.chunk");
+      if (!e["choices"].empty() && e["choices"][0]["delta"].contains("content"))
+        text += e["choices"][0]["delta"]["content"].get<std::string>();
+      if (e.contains("usage") && !e["usage"].is_null()) usage = e["usage"];
+      if (e.contains("coe")) facts = e["coe"];
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(text, p["choices"][0]["message"]["content"]);
+    EXPECT_EQ(usage, p["usage"]);
+    EXPECT_EQ(facts, p["coe"]);
+  }
+}
+
+TEST_F(FrontDoor, ErrorsUseTheOpenAiShape) {
+  auto post = [&](const std::string& body) {
+    auto r = client_->Post("/v1/chat/completions", body, "application/json");
+    EXPECT_TRUE(r);
+    return std::make_pair(r ? r->status : 0, r ? nlohmann::json::parse(r->body, nullptr, false) : nlohmann::json());
+  };
+  auto [code, j] = post(Body("nope", "hi").dump());
+  EXPECT_EQ(code, 404);
+  EXPECT_EQ(j["error"]["code"], "model_not_found");
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("no model named 'nope'"), std::string::npos);
+  std::tie(code, j) = post("{\"model\": \"ladder\", \"messages\": [");
+  EXPECT_EQ(code, 400);
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  std::tie(code, j) = post(R"({"model": "ladder", "messages": [{"role": "system", "content": "x"}]})");
+  EXPECT_EQ(code, 400);
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("no message with role 'user'"), std::string::npos);
+  std::tie(code, j) = post(R"({"model": "ladder", "n": 3, "messages": [{"role": "user", "content": "x"}]})");
+  EXPECT_EQ(code, 400);
+  auto res = client_->Get("/v1/nothing");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_TRUE(nlohmann::json::parse(res->body)["error"].contains("message"));
+  // Every served model answers chat (members are served too), listed by /v1/models.
+  res = client_->Get("/v1/models");
+  ASSERT_TRUE(res);
+  const auto models = nlohmann::json::parse(res->body);
+  std::set<std::string> listed;
+  for (const auto& m : models["data"]) listed.insert(m["id"].get<std::string>());
+  EXPECT_EQ(listed, (std::set<std::string>{"ladder", "mistral", "mixtral", "llama70", "gpt4"}));
+  // A dead member endpoint: the cascade still answers, degraded or from the rest.
+  server_.Stop();
+  auto r = client_->Post("/v1/chat/completions", Body("ladder", Question(ids_[0])).dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_TRUE(nlohmann::json::parse(r->body)["coe"]["answer"].is_null());
+}
+
+TEST_F(FrontDoor, ACascadeWithOtherTemplateFieldsIsRefusedAtStart) {
+  auto cat = ReadCatalogue(Catalogue());  // prompts use {id} and {question}
+  ASSERT_TRUE(cat.ok());
+  auto spec = ReadCascade(P("c.toml"));
+  auto s = Server::Create(*spec, *cat, EngineOptions{}, ServerOptions{});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("may use only {input}"), std::string::npos) << s.status().ToString();
+}
+
+TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
+  const std::string dir = testing::SourceDir() + "/tests/openai_client";
+  ASSERT_TRUE(fs::exists(dir + "/node_modules/openai"))
+      << "the npm package is missing: scripts/test.sh installs it (npm ci --prefix tests/openai_client)";
+  const std::string id = ids_[7];
+  const std::string cmd = "node " + dir + "/chat.mjs http://127.0.0.1:" + std::to_string(coe_->port()) +
+                          "/v1 ladder '" + Question(id) + "' 2>&1";
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_TRUE(p);
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << out;
+  const auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  const Want w = Cascaded(id);
+  EXPECT_EQ(j["plain"]["coe"]["exit_tier"], w.exit_tier) << out;
+  EXPECT_EQ(j["plain"]["usage"]["prompt_tokens"], w.tokens_in) << out;
+  EXPECT_NE(j["plain"]["content"].get<std::string>().find("(" + w.answer + ")"), std::string::npos) << out;
+  EXPECT_EQ(j["stream"]["content"], j["plain"]["content"]) << out;
+  EXPECT_EQ(j["stream"]["usage"], j["plain"]["usage"]) << out;
+  EXPECT_EQ(j["stream"]["coe"], j["plain"]["coe"]) << out;
+  EXPECT_EQ(j["stream"]["finish"], "stop") << out;
+  EXPECT_EQ(j["error"]["status"], 404) << out;
+  EXPECT_EQ(j["error"]["code"], "model_not_found") << out;
+  EXPECT_EQ(j["models"].size(), 5u) << out;
 }
 
 TEST_F(Llm, BadInputNamesModelFileAndLine) {

@@ -82,10 +82,12 @@ class OpenAiReplay {
     return port_;
   }
   int port() const { return port_; }
-  ~OpenAiReplay() {
+  // Stops serving (a killed endpoint); also done by the destructor.
+  void Stop() {
     http_.stop();
     if (thread_.joinable()) thread_.join();
   }
+  ~OpenAiReplay() { Stop(); }
 
   std::atomic<int> requests{0};
   int Attempts(const std::string& model, const std::string& id) {

@@ -52,6 +52,10 @@ struct TierStats {
   int reached = 0;     // examples that entered the tier
   int exited = 0;      // examples it answered
   double seconds = 0;  // wall time of the tier
+  // What the tier's members cost over the examples that reached it (the cascade's
+  // cost unit), and the tokens of their calls (chat models).
+  double cost = 0;
+  int64_t tokens_in = 0, tokens_out = 0;
 };
 
 struct RunResult {

@@ -1,5 +1,6 @@
-// coe/protocol.h: the Open Inference Protocol (KServe v2) messages coe reads (protocol
-// layer). The server decodes requests with it and the remote backend builds them;
+// coe/protocol.h: the wire messages of the protocol layer: the Open Inference Protocol
+// (KServe v2) messages coe reads, and the OpenAI chat-completions messages of the
+// server's front door. The server decodes requests with it and the remote backend builds them;
 // both share one JSON reader (src/protocol/oip.h) that reads tensor data straight into
 // floats, so a float written by coe reads back bit-identical.
 //
@@ -7,6 +8,7 @@
 #ifndef COE_PROTOCOL_H_
 #define COE_PROTOCOL_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,53 @@ struct InferRequest {
 // inconsistent body is InvalidArgument with a message fit for the client. On success
 // the batch holds N * prod(input_shape) finite FP32 values.
 StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape);
+
+// --- OpenAI chat completions (POST /v1/chat/completions, GET /v1/models) ---
+
+// A chat-completions request, decoded. Of the messages only the last one with role
+// "user" matters: its text (a string, or the "text" parts of an array) is the input.
+// Sampling fields (temperature, max_tokens, n, ...) are accepted and ignored: the
+// cascade's members carry their own; n other than 1 is refused.
+struct ChatRequest {
+  std::string model;
+  std::string input;  // the last user message's text
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+};
+
+// Decodes a request body. Never throws: malformed JSON, a missing model, no user
+// message, a non-text message or n != 1 is InvalidArgument naming the field.
+StatusOr<ChatRequest> ParseChatRequest(std::string_view body);
+
+// What the cascade decided for one chat request.
+struct ChatReply {
+  std::string id;  // "chatcmpl-..."
+  std::string model;
+  int64_t created = 0;                               // Unix seconds
+  std::string content;                               // the winning member's completion ("" when no tier answered)
+  int64_t prompt_tokens = 0, completion_tokens = 0;  // summed over every call made
+  // The cascade's facts, returned under "coe".
+  std::string answer;  // the answer read from the completions ("" = none)
+  int exit_tier = 0;   // 1-based
+  int votes = 0, members = 0;
+  double cost_usd = 0;
+  bool degraded = false;
+};
+
+// The body of a non-streaming response: object "chat.completion", one choice
+// (finish_reason "stop"), "usage", and "coe": {answer, exit_tier, agreement, votes,
+// members, cost_usd, degraded}.
+std::string ChatCompletionJson(const ChatReply& reply);
+// A streamed response as server-sent events: a chunk with the role, one with the
+// content, one with finish_reason and the "coe" facts, then (when include_usage) a
+// chunk with empty choices and the usage, then "data: [DONE]".
+std::string ChatCompletionEvents(const ChatReply& reply, bool include_usage);
+// GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by":"coe"}]}.
+std::string ModelListJson(const std::vector<std::string>& names, int64_t created);
+// The OpenAI error body: {"error":{"message","type","param","code"}}; type follows the
+// status (400 invalid_request_error, 404 invalid_request_error with code
+// model_not_found when `model_not_found`, 503/429 server_busy, else server_error).
+std::string OpenAiErrorJson(int http_status, std::string_view message, bool model_not_found = false);
 
 }  // namespace coe
 

@@ -12,6 +12,8 @@
 //   GET  /v2/models/{name}[/versions/1]/ready    200 {"name", "ready": true}
 //   POST /v2/models/{name}[/versions/1]/infer    inference (below)
 //   GET  /metrics                                Prometheus text format
+//   POST /v1/chat/completions                    OpenAI chat completions (below)
+//   GET  /v1/models                              the models that answer chat
 //
 // Model metadata: platform "coe"; one input "input", FP32, shape [-1, ...input_shape];
 // outputs "label" BYTES [-1], "exit_tier" INT32 [-1], "degraded" BOOL [-1] and
@@ -38,6 +40,19 @@
 // bound: HTTP workers are fixed, at most as many accepted connections wait for one,
 // and the connections beyond are answered 503 on the accepting thread (which delays
 // further accepts: the kernel's listen backlog then holds them).
+//
+// The OpenAI front door: a model whose members are all chat models (text inputs)
+// answers POST /v1/chat/completions. The last user message fills every member's
+// {input} (such a cascade's templates may use no other field: Create refuses it
+// otherwise); the cascade runs; the reply is the completion of the member whose answer
+// won (the last-listed of the winning group), "usage" sums every call made (every
+// member of every tier reached) and "coe" holds the facts: answer, exit_tier,
+// agreement, votes, members, cost_usd, degraded. "stream": true is answered as
+// server-sent events once the deciding tier has answered (ChatCompletionEvents).
+// Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400 bad
+// request or a tensor model, 404 unknown model (code model_not_found), 503 busy.
+// The messages are built in the protocol layer (coe/protocol.h) and the handler takes
+// a body and returns a status, type and body, so that a transport can be swapped.
 //
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are
 // serialized internally. Ownership: a Server shares ownership of its cascades.

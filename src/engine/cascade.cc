@@ -192,10 +192,14 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
       const Member& mem = im.members[tier[j]];
       const Prediction& p = preds[j][i];
       failed |= !p.error.empty();
-      r->cost[ex] += std::isfinite(p.cost) ? p.cost : mem.cost;
+      const double paid = std::isfinite(p.cost) ? p.cost : mem.cost;
+      r->cost[ex] += paid;
+      r->tiers[t].cost += paid;
       if (texts) {
         r->tokens_in[ex] += p.tokens_in;
         r->tokens_out[ex] += p.tokens_out;
+        r->tiers[t].tokens_in += p.tokens_in;
+        r->tiers[t].tokens_out += p.tokens_out;
       }
       MemberOutput o;
       if (mem.backend->info().open_labels)  // a text answer: a label of this run

@@ -78,10 +78,16 @@ void Metrics::AddRun(const std::string& model, const Cascade& cascade, const Run
     unanswered += r.answer[i] == kAbstain;
   }
   degraded_[model] += degraded;
+  cost_unit_[model] = cascade.cost_name();
   unanswered_[model] += unanswered;
   for (size_t t = 0; t < r.tiers.size(); ++t) {
     const std::string tier = std::to_string(t + 1);
     exits_[{model, tier}] += r.tiers[t].exited;
+    tier_cost_[{model, tier}] += r.tiers[t].cost;
+    if (r.tiers[t].tokens_in || r.tiers[t].tokens_out) {
+      tier_tokens_in_[{model, tier}] += r.tiers[t].tokens_in;
+      tier_tokens_out_[{model, tier}] += r.tiers[t].tokens_out;
+    }
     if (t + 1 < r.tiers.size()) deferred_[{model, tier}] += r.tiers[t].reached - r.tiers[t].exited;
   }
   for (size_t m = 0; m < members.size() && m < r.member_examples.size(); ++m)
@@ -109,6 +115,18 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
          "Examples a tier deferred to the next (deferral rate = deferred / reached).");
   for (const auto& [k, v] : deferred_)
     Line(&out, "coe_deferred_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
+  Header(&out, "coe_tier_cost_total", "counter",
+         "What each tier's members cost over the examples that reached it, in the unit named by `unit` "
+         "(usd: dollars billed by chat models).");
+  for (const auto& [k, v] : tier_cost_)
+    Line(&out, "coe_tier_cost_total",
+         L("model", k.first) + "," + L("tier", k.second) + "," + L("unit", cost_unit_.at(k.first)), Num(v));
+  Header(&out, "coe_tier_tokens_total", "counter", "Tokens of the chat calls each tier made, by kind (in, out).");
+  for (const auto& [k, v] : tier_tokens_in_) {
+    const std::string l = L("model", k.first) + "," + L("tier", k.second);
+    Line(&out, "coe_tier_tokens_total", l + "," + L("kind", "in"), std::to_string(v));
+    Line(&out, "coe_tier_tokens_total", l + "," + L("kind", "out"), std::to_string(tier_tokens_out_.at(k)));
+  }
   Header(&out, "coe_degraded_examples_total", "counter", "Examples answered with a fallback because a member failed.");
   for (const auto& [k, v] : degraded_) Line(&out, "coe_degraded_examples_total", L("model", k), std::to_string(v));
   Header(&out, "coe_unanswered_examples_total", "counter", "Examples no tier answered.");
@@ -136,6 +154,30 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
     for (Backend* b : members)
       Line(&out, c.name, L("member", b->info().name),
            std::to_string((b->stats().*c.field).load(std::memory_order_relaxed)));
+  }
+  // Chat members: tokens and dollars, from the members' own statistics.
+  std::vector<Backend*> chat;
+  for (Backend* b : members)
+    if (b->info().cost_unit == "usd") chat.push_back(b);
+  if (!chat.empty()) {
+    Header(&out, "coe_member_tokens_total", "counter", "Tokens of each chat member's calls, by kind (in, out).");
+    for (Backend* b : chat) {
+      const BackendStats& st = b->stats();
+      Line(&out, "coe_member_tokens_total", L("member", b->info().name) + "," + L("kind", "in"),
+           std::to_string(st.tokens_in.load(std::memory_order_relaxed)));
+      Line(&out, "coe_member_tokens_total", L("member", b->info().name) + "," + L("kind", "out"),
+           std::to_string(st.tokens_out.load(std::memory_order_relaxed)));
+    }
+    Header(&out, "coe_member_usd_total", "counter",
+           "Dollars each chat member was billed (usage x its prices; estimated when a response had no usage).");
+    for (Backend* b : chat)
+      Line(&out, "coe_member_usd_total", L("member", b->info().name),
+           Num(b->stats().usd.load(std::memory_order_relaxed)));
+    Header(&out, "coe_member_estimated_costs_total", "counter",
+           "Chat calls whose cost was estimated because the response had no usage.");
+    for (Backend* b : chat)
+      Line(&out, "coe_member_estimated_costs_total", L("member", b->info().name),
+           std::to_string(b->stats().estimated_costs.load(std::memory_order_relaxed)));
   }
   return out;
 }

@@ -28,6 +28,7 @@ using json = nlohmann::json;
 thread_local Clock::time_point t_start;
 thread_local bool t_started = false;
 thread_local bool t_overflow = false;
+thread_local std::string t_chat_model;  // the served model a chat request named
 
 // httplib's own pool queues accepted connections without bound. This one runs
 // `workers` threads and lets at most `max_pending` connections wait for one; a
@@ -116,6 +117,35 @@ void SetError(httplib::Response& res, int code, const std::string& message) {
   std::string body = "{\"error\":";
   oip::AppendJsonString(&body, message);
   res.set_content(body + "}", "application/json");
+}
+
+// A response of the OpenAI front door, built without the HTTP library.
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  int retry_after_s = 0;  // > 0: send Retry-After
+  bool close = false;     // send Connection: close
+};
+
+HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false) {
+  return {status, "application/json", OpenAiErrorJson(status, message, model_not_found)};
+}
+
+bool IsOpenAiPath(const std::string& path) { return path.starts_with("/v1/"); }
+
+// Why a cascade cannot answer chat requests ("" when it can): every member must read
+// text, and its prompt template may use only {input} (the last user message).
+std::string ChatRefusal(const std::string& name, const Cascade& c) {
+  for (Backend* b : c.members()) {
+    const BackendInfo& info = b->info();
+    if (!info.text_inputs) return "model '" + name + "' takes tensors (member '" + info.name + "'), not chat messages";
+    for (const std::string& f : info.fields)
+      if (f != "input")
+        return "model '" + name + "': member '" + info.name + "' fills its prompt template with {" + f +
+               "}; a cascade served over /v1/chat/completions may use only {input}, the last user message";
+  }
+  return "";
 }
 
 std::string MetadataJson(const std::string& name, const Cascade& c) {
@@ -219,9 +249,13 @@ struct Server::Impl {
   ServerOptions options;
   std::vector<ServedModel> models;
   std::map<std::string, const ServedModel*, std::less<>> by_name;
-  std::vector<Backend*> members;  // one per distinct member name
+  std::map<std::string, std::string, std::less<>> chat_refusal;  // by model: ChatRefusal, "" = serves chat
+  std::vector<Backend*> members;                                 // one per distinct member name
   Metrics metrics;
   std::atomic<int64_t> inflight{0};
+  std::atomic<uint64_t> chat_count{0};
+  const int64_t started =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 
   std::mutex mu;       // guards http, listener
   std::mutex wait_mu;  // serializes Wait()
@@ -282,12 +316,68 @@ struct Server::Impl {
     res.set_content(InferResponseJson(m->name, *q, *r, m->cascade->labels()), "application/json");
   }
 
+  // POST /v1/chat/completions, request in, response out (no HTTP library here): the
+  // last user message fills every member's {input}, the cascade runs, and the reply is
+  // the winning member's completion with usage summed over every call made.
+  HttpReply Chat(const std::string& body) {
+    auto q = ParseChatRequest(body);
+    if (!q.ok()) return OpenAiError(400, q.status().message());
+    auto it = by_name.find(q->model);
+    if (it == by_name.end()) return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true);
+    const ServedModel& m = *it->second;
+    t_chat_model = m.name;
+    if (const std::string& why = chat_refusal.at(m.name); !why.empty()) return OpenAiError(400, why);
+    if (t_overflow) {
+      HttpReply r = OpenAiError(503, "server overloaded: too many connections");
+      r.retry_after_s = options.retry_after_s;
+      r.close = true;
+      return r;
+    }
+    struct Slot {
+      std::atomic<int64_t>& n;
+      ~Slot() { n--; }
+    } slot{inflight};
+    if (++inflight > options.max_inflight) {
+      HttpReply r =
+          OpenAiError(503, "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight");
+      r.retry_after_s = options.retry_after_s;
+      return r;
+    }
+    InputBatch batch;
+    const uint64_t n = ++chat_count;
+    const std::string id = "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(n);
+    batch.records.push_back(json{{"id", id}, {"input", q->input}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    batch.ids.push_back(id);
+    auto r = m.cascade->Run(batch, RunOptions{});
+    if (!r.ok()) return OpenAiError(HttpCode(r.status()), r.status().message());
+    metrics.AddRun(m.name, *m.cascade, *r);
+    ChatReply reply;
+    reply.id = id;
+    reply.model = m.name;
+    reply.created =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    reply.content = r->reply.empty() ? "" : r->reply[0];
+    reply.prompt_tokens = r->tokens_in.empty() ? 0 : r->tokens_in[0];
+    reply.completion_tokens = r->tokens_out.empty() ? 0 : r->tokens_out[0];
+    reply.answer = r->answer[0] == kAbstain ? "" : r->labels.name(r->answer[0]);
+    reply.exit_tier = r->exit_tier[0] + 1;
+    reply.votes = r->vote[0].votes;
+    reply.members = r->vote[0].members;
+    reply.cost_usd = r->cost[0];
+    reply.degraded = r->degraded[0] != 0;
+    if (q->stream) return {200, "text/event-stream", ChatCompletionEvents(reply, q->include_usage)};
+    return {200, "application/json", ChatCompletionJson(reply)};
+  }
+
   // After a response is written: counters and the access log.
   void Logged(const httplib::Request& req, const httplib::Response& res) {
     const double seconds = t_started ? std::chrono::duration<double>(Clock::now() - t_start).count() : 0.0;
     t_started = false;
     if (res.status >= 400) metrics.CountError(res.status);
-    const std::string name = req.method == "POST" ? InferPathModel(req.path) : "";
+    const std::string name = req.method != "POST"                 ? ""
+                             : req.path == "/v1/chat/completions" ? t_chat_model
+                                                                  : InferPathModel(req.path);
+    t_chat_model.clear();
     if (!name.empty()) metrics.CountRequest(by_name.count(name) ? name : "", res.status, seconds);
     if (options.access_log == AccessLog::kOff) return;
     char ms[32];
@@ -318,18 +408,23 @@ struct Server::Impl {
     });
     h.set_error_handler([this](Req req, Res res) {
       if (!res.body.empty()) return;  // a handler's own error
+      std::string message;
       switch (res.status) {
         case 404:
-          SetError(res, 404, "no route " + req.method + " " + req.path);
+          message = "no route " + req.method + " " + req.path;
           break;
         case 413:
-          SetError(res, 413, "request body larger than " + std::to_string(options.max_body_bytes) + " bytes");
+          message = "request body larger than " + std::to_string(options.max_body_bytes) + " bytes";
           break;
         default:
-          SetError(res, res.status, "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path);
+          message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
       }
+      if (IsOpenAiPath(req.path))
+        res.set_content(OpenAiErrorJson(res.status, message), "application/json");
+      else
+        SetError(res, res.status, message);
     });
-    h.set_exception_handler([](Req, Res res, std::exception_ptr ep) {
+    h.set_exception_handler([](Req req, Res res, std::exception_ptr ep) {
       std::string what = "unknown exception";
       try {
         if (ep) std::rethrow_exception(ep);
@@ -337,7 +432,12 @@ struct Server::Impl {
         what = e.what();
       } catch (...) {
       }
-      SetError(res, 500, "internal error: " + what);
+      if (IsOpenAiPath(req.path)) {
+        res.status = 500;
+        res.set_content(OpenAiErrorJson(500, "internal error: " + what), "application/json");
+      } else {
+        SetError(res, 500, "internal error: " + what);
+      }
     });
     h.set_logger([this](Req req, const httplib::Response& res) { Logged(req, res); });
 
@@ -356,6 +456,20 @@ struct Server::Impl {
       }
     });
     h.Post(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)", [this](Req req, Res res) { Infer(req, res); });
+    h.Post("/v1/chat/completions", [this](Req req, Res res) {
+      HttpReply r = Chat(req.body);
+      res.status = r.status;
+      if (r.retry_after_s > 0) res.set_header("Retry-After", std::to_string(r.retry_after_s));
+      if (r.close) res.set_header("Connection", "close");
+      if (r.content_type == "text/event-stream") res.set_header("Cache-Control", "no-cache");
+      res.set_content(std::move(r.body), r.content_type);
+    });
+    h.Get("/v1/models", [this](Req, Res res) {
+      std::vector<std::string> names;
+      for (const ServedModel& m : models)
+        if (chat_refusal.at(m.name).empty()) names.push_back(m.name);
+      res.set_content(ModelListJson(names, started), "application/json");
+    });
     h.Get("/metrics", [this](Req, Res res) {
       res.set_content(metrics.Text(inflight.load(), members), "text/plain; version=0.0.4; charset=utf-8");
     });
@@ -412,6 +526,11 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
       return InvalidArgumentError("invalid model name '" + m.name + "' (empty, or holds '/')");
     if (!m.cascade) return InvalidArgumentError("model '" + m.name + "' has no cascade");
     if (!impl->by_name.emplace(m.name, &m).second) return InvalidArgumentError("two models named '" + m.name + "'");
+    std::string refusal = ChatRefusal(m.name, *m.cascade);
+    const std::vector<Backend*> ms = m.cascade->members();
+    const bool reads_text = !ms.empty() && ms.front()->info().text_inputs;
+    if (reads_text && !refusal.empty()) return InvalidArgumentError(refusal);  // a chat cascade no route can feed
+    impl->chat_refusal[m.name] = std::move(refusal);
     for (Backend* b : m.cascade->members())
       if (!seen_member[b->info().name]) {
         seen_member[b->info().name] = true;
