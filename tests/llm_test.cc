@@ -332,7 +332,10 @@ TEST_F(FrontDoor, RepliesAreTheCascadesWithUsageSummedOverEveryCall) {
   }
   EXPECT_GT(exits[0], 5);
   EXPECT_GT(exits[1], 5);
-  // Metrics: dollars per tier and per member, tokens.
+  // Metrics: dollars per tier and per member, tokens. A request is counted after its
+  // response is written; one more request on the same kept-alive connection (served
+  // by the same worker, in order) makes sure the 40th has been counted.
+  ASSERT_TRUE(client_->Get("/v1/models"));
   const std::string m = coe_->MetricsText();
   auto value = [&](const std::string& series) {
     const size_t at = m.find(series + " ");
@@ -412,12 +415,14 @@ TEST_F(FrontDoor, ErrorsUseTheOpenAiShape) {
   std::set<std::string> listed;
   for (const auto& m : models["data"]) listed.insert(m["id"].get<std::string>());
   EXPECT_EQ(listed, (std::set<std::string>{"ladder", "mistral", "mixtral", "llama70", "gpt4"}));
-  // A dead member endpoint: the cascade still answers, degraded or from the rest.
+  // A killed endpoint: no tier can answer; a 502 says why, at once.
   server_.Stop();
   auto r = client_->Post("/v1/chat/completions", Body("ladder", Question(ids_[0])).dump(), "application/json");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_TRUE(nlohmann::json::parse(r->body)["coe"]["answer"].is_null());
+  EXPECT_EQ(r->status, 502) << r->body;
+  EXPECT_NE(nlohmann::json::parse(r->body)["error"]["message"].get<std::string>().find("members' calls failed"),
+            std::string::npos)
+      << r->body;
 }
 
 TEST_F(FrontDoor, ACascadeWithOtherTemplateFieldsIsRefusedAtStart) {
@@ -455,6 +460,84 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   EXPECT_EQ(j["error"]["status"], 404) << out;
   EXPECT_EQ(j["error"]["code"], "model_not_found") << out;
   EXPECT_EQ(j["models"].size(), 5u) << out;
+}
+
+// examples/llm as its README walks through it: record the 100 questions with the
+// example's catalogue, plan, eval the reference ladder, serve it over the chat API. The
+// test server stands in for the user's endpoint: each model answers a fixed share of
+// the questions wrongly (small models more often), at the example's own prices.
+TEST(LlmExample, RecordPlanEvalServe) {
+  const std::string ex = testing::SourceDir() + "/examples/llm/";
+  const fs::path dir = fs::temp_directory_path() / ("coe_llm_example_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto cat = ReadCatalogue(ex + "catalogue.toml");
+  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+  ASSERT_EQ(cat->models.size(), 7u);
+  // The stand-in endpoint: its prompts carry the question's id as "[id:...]".
+  OpenAiReplay server;
+  std::vector<std::pair<std::string, std::string>> questions;  // id, label
+  {
+    std::ifstream in(ex + "questions.jsonl");
+    std::ofstream out(dir / "questions.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      questions.emplace_back(j["id"], j["label"]);
+      j["input"] = "[id:" + j["id"].get<std::string>() + "] " + j["input"].get<std::string>();
+      out << j.dump() << "\n";
+    }
+  }
+  ASSERT_EQ(questions.size(), 100u);
+  const std::map<std::string, int> wrong_in_10 = {{"llama3-8b-lite", 3}, {"llama3.1-8b", 3}, {"gemma2-9b", 3},
+                                                  {"qwen2-72b", 2},      {"gemma2-27b", 2},  {"llama3.1-70b", 2},
+                                                  {"llama3.1-405b", 1}};
+  int k = 0;
+  for (const ModelSpec& m : cat->models) {
+    ++k;
+    for (size_t i = 0; i < questions.size(); ++i) {
+      const auto& [id, label] = questions[i];
+      const bool wrong = static_cast<int>((i * 7 + k * 3) % 10) < wrong_in_10.at(m.name);
+      const std::string answer = wrong ? std::string(1, static_cast<char>('A' + (label[0] - 'A' + 1) % 4)) : label;
+      server.calls[m.model][id] = {answer, 300e-6};  // 300 tokens a call
+    }
+  }
+  server.Start();
+  std::string text = testing::ReadFile(ex + "catalogue.toml");
+  const std::string from = "http://127.0.0.1:8000/v1";
+  text.replace(text.find(from), from.size(), "http://127.0.0.1:" + std::to_string(server.port()) + "/v1");
+  std::ofstream(dir / "catalogue.toml") << text;
+  auto P = [&](const std::string& name) { return (dir / name).string(); };
+  auto r = RunCoe("record --models " + P("catalogue.toml") + " --data " + P("questions.jsonl") + " --out " +
+                      P("rec.csv") + " --json",
+                  false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(server.requests.load(), 700);
+  r = RunCoe("plan --calib " + P("rec.csv") + " --models " + P("rec.models.toml") + " --out " + P("plan.toml"));
+  EXPECT_TRUE(r.code == 0 || r.code == 3) << r.out;  // 3: the goal not met on 100 questions
+  EXPECT_TRUE(fs::exists(P("plan.toml"))) << r.out;
+  r = RunCoe(
+      "eval --cascade " + ex + "ladder.toml --data " + P("rec.csv") + " --models " + P("rec.models.toml") + " --json",
+      false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto e = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(e.is_discarded()) << r.out;
+  // Every call is 300 tokens at the member's price: tier 1 alone costs 300 x $0.46/M.
+  EXPECT_GE(e["cost"].get<double>(), 300 * 0.46e-6 - 1e-12) << r.out;
+  EXPECT_GE(e["accuracy"].get<double>(), 0.85) << r.out;
+  // Served over the chat API.
+  auto served = ReadCatalogue(P("catalogue.toml"));
+  auto spec = ReadCascade(ex + "ladder.toml");
+  ASSERT_TRUE(served.ok() && spec.ok());
+  auto s = Server::Create(*spec, *served, EngineOptions{}, ServerOptions{});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
+  httplib::Client c("127.0.0.1", (*s)->port());
+  const nlohmann::json body = {{"model", "ladder"},
+                               {"messages", {{{"role", "user"}, {"content", "[id:q001] What is the capital?"}}}}};
+  auto res = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(nlohmann::json::parse(res->body)["coe"]["answer"], questions[0].second) << res->body;
+  fs::remove_all(dir);
 }
 
 TEST_F(Llm, BadInputNamesModelFileAndLine) {

@@ -70,6 +70,14 @@ class OpenAiReplay {
     // httplib gives each connection a worker for its life (kept alive): enough of them
     // for every client connection of a test or benchmark.
     http_.new_task_queue = [] { return new httplib::ThreadPool(256); };
+    http_.set_tcp_nodelay(true);
+    http_.set_keep_alive_max_count(100000);  // pooled clients keep their connections
+    int fd = -1;
+    http_.set_socket_options([&fd](int sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      fd = sock;
+    });
     http_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { Chat(req, res); });
     http_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       nlohmann::json data = nlohmann::json::array();
@@ -77,6 +85,7 @@ class OpenAiReplay {
       res.set_content(nlohmann::json{{"object", "list"}, {"data", data}}.dump(), "application/json");
     });
     port_ = http_.bind_to_any_port("127.0.0.1");
+    if (fd >= 0) ::listen(fd, 1024);  // httplib's own backlog is 5
     thread_ = std::thread([this] { http_.listen_after_bind(); });
     while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return port_;
@@ -90,6 +99,13 @@ class OpenAiReplay {
   ~OpenAiReplay() { Stop(); }
 
   std::atomic<int> requests{0};
+  // Seconds the last answered call of `model` on `id` spent in this server's handler
+  // (its latency and its own work); 0 when none.
+  double HandlerSeconds(const std::string& model, const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handled_s_.find(model + "\n" + id);
+    return it == handled_s_.end() ? 0.0 : it->second;
+  }
   int Attempts(const std::string& model, const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     return attempts_[model + "\n" + id];
@@ -98,6 +114,7 @@ class OpenAiReplay {
  private:
   void Chat(const httplib::Request& req, httplib::Response& res) {
     requests++;
+    const auto entered = std::chrono::steady_clock::now();
     const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
     auto error = [&](int code, const std::string& message) {
       res.status = code;
@@ -152,6 +169,8 @@ class OpenAiReplay {
       reply["usage"] = {{"prompt_tokens", t.in}, {"completion_tokens", t.out}, {"total_tokens", t.in + t.out}};
     }
     res.set_content(reply.dump(), "application/json");
+    std::lock_guard<std::mutex> lock(mu_);
+    handled_s_[model + "\n" + id] = std::chrono::duration<double>(std::chrono::steady_clock::now() - entered).count();
   }
 
   httplib::Server http_;
@@ -159,6 +178,7 @@ class OpenAiReplay {
   int port_ = 0;
   std::mutex mu_;
   std::map<std::string, int> attempts_;
+  std::map<std::string, double> handled_s_;
 };
 
 }  // namespace coe::testing

@@ -56,8 +56,10 @@ int RunServe(const ServeFlags& f) {
   const std::vector<std::string> names = (*server)->model_names();
   std::string members;
   for (size_t i = 1; i < names.size(); ++i) members += (i > 1 ? ", " : "") + names[i];
-  std::printf("coe serve: model '%s'%s on http://%s:%d (Open Inference Protocol v2; /metrics)\n", names[0].c_str(),
-              members.empty() ? "" : (" and its members " + members).c_str(), f.host.c_str(), (*server)->port());
+  const bool chat = !(*server)->chat_model_names().empty();
+  std::printf("coe serve: model '%s'%s on http://%s:%d (%s; /metrics)\n", names[0].c_str(),
+              members.empty() ? "" : (" and its members " + members).c_str(), f.host.c_str(), (*server)->port(),
+              chat ? "OpenAI chat completions at /v1/chat/completions" : "Open Inference Protocol v2");
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

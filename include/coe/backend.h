@@ -53,7 +53,11 @@ struct BackendInfo {
   std::vector<std::string> labels;   // class names in output order
   std::vector<int64_t> input_shape;  // one example's shape; empty = any
   bool gives_probabilities = false;
-  bool open_labels = false;         // answers as text (Prediction::answer), not indices
+  bool open_labels = false;  // answers as text (Prediction::answer), not indices
+  // Predict mostly waits on another process (remote, chat models): the engine calls it
+  // on threads of its own, never on the compute pool, so that waiting members of many
+  // concurrent requests do not hold the cores that local models need (and each other).
+  bool waits = false;
   bool text_inputs = false;         // reads InputBatch::records (JSON objects)
   std::vector<std::string> fields;  // text inputs: the record fields it needs
   std::string cost_unit;            // what Prediction::cost counts ("usd"), if it does

@@ -50,7 +50,9 @@
 // agreement, votes, members, cost_usd, degraded. "stream": true is answered as
 // server-sent events once the deciding tier has answered (ChatCompletionEvents).
 // Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400 bad
-// request or a tensor model, 404 unknown model (code model_not_found), 503 busy.
+// request or a tensor model, 404 unknown model (code model_not_found), 502 when no
+// tier could answer because members failed (an unreachable endpoint: the reply would
+// hold no completion), 503 busy.
 // The messages are built in the protocol layer (coe/protocol.h) and the handler takes
 // a body and returns a status, type and body, so that a transport can be swapped.
 //
@@ -79,15 +81,17 @@ namespace coe {
 enum class AccessLog { kOff, kText, kJson };
 
 struct ServerOptions {
-  std::string name;                   // the cascade's model name; "" = CascadeSpec::name, else "coe"
-  bool serve_members = true;          // Create from a spec: also serve each member on its own
-  int max_inflight = 64;              // infer requests running at once; more get 503
-  size_t max_body_bytes = 32u << 20;  // larger request bodies get 413
-  int http_threads = 0;               // HTTP workers; 0 = max_inflight + 8
-  int keep_alive_timeout_s = 5;       // idle keep-alive connections close after this;
-                                      // Stop()+Wait() may wait this long for them
-  int io_timeout_s = 10;              // per socket read/write
-  int retry_after_s = 1;              // the Retry-After of a 503
+  std::string name;                     // the cascade's model name; "" = CascadeSpec::name, else "coe"
+  bool serve_members = true;            // Create from a spec: also serve each member on its own
+  int max_inflight = 64;                // infer requests running at once; more get 503
+  size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
+  int http_threads = 0;                 // HTTP workers; 0 = max_inflight + 8
+  int keep_alive_max_requests = 10000;  // requests on one connection before it is closed
+  int listen_backlog = 1024;            // connections the kernel holds before accept
+  int keep_alive_timeout_s = 5;         // idle keep-alive connections close after this;
+                                        // Stop()+Wait() may wait this long for them
+  int io_timeout_s = 10;                // per socket read/write
+  int retry_after_s = 1;                // the Retry-After of a 503
   AccessLog access_log = AccessLog::kOff;
   // Receives startup and access-log lines (no trailing newline); null = stderr.
   // Called from HTTP worker threads, concurrently.
@@ -129,6 +133,8 @@ class Server {
   void Wait();
 
   // Served model names, the cascade first.
+  // The served models that answer /v1/chat/completions (their members read text).
+  std::vector<std::string> chat_model_names() const;
   std::vector<std::string> model_names() const;
   // The /metrics page.
   std::string MetricsText() const;

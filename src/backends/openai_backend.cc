@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -151,9 +152,13 @@ class OpenAiBackend : public Backend {
                                   "' is a chat model: its inputs are JSON records (a .jsonl "
                                   "file or the chat API), not tensors");
     }
-    std::vector<std::function<void()>> tasks;
-    for (int64_t i = 0; i < n; ++i) tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i]); });
-    pool_.RunAll(std::move(tasks));
+    if (n == 1) {  // one input (the chat front door): on this thread, no handoff
+      (*out)[0] = Call(batch.records[0]);
+    } else {
+      std::vector<std::function<void()>> tasks;
+      for (int64_t i = 0; i < n; ++i) tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i]); });
+      pool_.RunAll(std::move(tasks));
+    }
     uint64_t abstained = 0;
     for (const Prediction& p : *out) abstained += p.answer.empty();
     stats_.abstentions += abstained;
@@ -191,7 +196,23 @@ class OpenAiBackend : public Backend {
         if (Clock::now() + std::chrono::milliseconds(ms) >= deadline) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       }
+      {
+        // At most max_concurrency requests in flight to the endpoint, from any caller.
+        std::unique_lock<std::mutex> lock(slots_mu_);
+        if (!slots_cv_.wait_until(lock, deadline, [&] { return in_flight_ < spec_.max_concurrency; })) {
+          a = Attempt{};
+          a.error = "no answer within " + FormatMs() + " (timeout_ms): every one of the " +
+                    std::to_string(spec_.max_concurrency) + " connections (max_concurrency) stayed busy";
+          break;
+        }
+        ++in_flight_;
+      }
       a = Send(body, deadline, &p);
+      {
+        std::lock_guard<std::mutex> lock(slots_mu_);
+        --in_flight_;
+      }
+      slots_cv_.notify_one();
       if (a.ok || !a.retry) break;
     }
     if (!a.ok) {
@@ -372,7 +393,10 @@ class OpenAiBackend : public Backend {
   const std::optional<std::regex> regex_;
   std::mutex mu_;  // guards clients_
   std::vector<std::unique_ptr<httplib::Client>> clients_;
-  ThreadPool pool_;  // max_concurrency workers: the calls in flight to the endpoint
+  ThreadPool pool_;  // max_concurrency workers for a batch's inputs
+  std::mutex slots_mu_;
+  std::condition_variable slots_cv_;  // guarded by slots_mu_: in_flight_
+  int in_flight_ = 0;                 // requests being sent now (<= max_concurrency)
 };
 
 }  // namespace
@@ -420,6 +444,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   info.text_inputs = true;
   info.fields = *fields;
   info.cost_unit = "usd";
+  info.waits = true;
   return std::unique_ptr<Backend>(
       new OpenAiBackend(std::move(info), spec, host, prefix + "/chat/completions", std::move(key), std::move(regex)));
 }

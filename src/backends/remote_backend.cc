@@ -498,6 +498,7 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   BackendInfo info;
   info.name = spec.name;
   info.kind = "remote";
+  info.waits = true;
   info.labels = spec.labels;
   info.input_shape = spec.input_shape;
   info.gives_probabilities = true;

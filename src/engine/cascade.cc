@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <numeric>
+#include <system_error>
 #include <thread>
 
 #include "base/thread_pool.h"
@@ -133,22 +135,27 @@ using Clock = std::chrono::steady_clock;
 // Every member of tier `t` on every example of `in`: the (member, chunk) pairs are
 // tasks on the pool, enough of them to keep every thread busy even when few examples
 // reach the tier (deep tiers get small batches), none larger than the chunk size.
+// A member that waits on another process (BackendInfo::waits) runs its tasks on
+// threads of their own: a pool thread blocked on a network call would stall every
+// other request's local members, and a tier's waiting members would run one after
+// another instead of side by side.
 // preds[j][i] is member j's prediction for example i; a member's failure is an
 // abstention. Adds each member's examples and seconds to *r.
 std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputBatch& in, RunResult* r) {
   const std::vector<int>& tier = im.tiers[t];
   const int m = static_cast<int>(in.size());
   std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
-  std::vector<std::function<void()>> tasks;
+  std::vector<std::function<void()>> tasks, waiting;
   const int threads = im.pool->size();
   const int members = static_cast<int>(tier.size());
   const int num_chunks = std::max((m + im.chunk - 1) / im.chunk, (threads + members - 1) / members);
   const int chunk = std::max(1, (m + num_chunks - 1) / num_chunks);
   std::mutex mu;  // guards r->member_seconds, r->member_examples
   for (size_t j = 0; j < tier.size(); ++j) {
+    const bool waits = im.members[tier[j]].backend->info().waits;
     for (int b = 0; b < m; b += chunk) {
       const int e = std::min(m, b + chunk);
-      tasks.push_back([&, j, b, e] {
+      (waits ? waiting : tasks).push_back([&, j, b, e] {
         const Member& mem = im.members[tier[j]];
         std::vector<Prediction> got;
         const auto t0 = Clock::now();
@@ -165,7 +172,31 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
       });
     }
   }
-  im.pool->RunAll(std::move(tasks));
+  // The last waiting task runs on this thread, once the pool has its tasks.
+  std::function<void()> here;
+  if (!waiting.empty()) {
+    here = std::move(waiting.back());
+    waiting.pop_back();
+  }
+  std::vector<std::thread> threads_of_their_own;
+  for (std::function<void()>& task : waiting) {
+    try {
+      threads_of_their_own.emplace_back(task);
+    } catch (const std::system_error&) {  // no thread to be had: run it here, later
+      tasks.push_back(std::move(task));
+    }
+  }
+  if (here && tasks.empty()) {
+    here();
+  } else if (here) {
+    // Both: the pool's tasks wait for this thread, so it waits on the network in a
+    // thread of its own.
+    threads_of_their_own.emplace_back(std::move(here));
+    im.pool->RunAll(std::move(tasks));
+  } else {
+    im.pool->RunAll(std::move(tasks));
+  }
+  for (std::thread& th : threads_of_their_own) th.join();
   return preds;
 }
 

@@ -351,6 +351,10 @@ struct Server::Impl {
     auto r = m.cascade->Run(batch, RunOptions{});
     if (!r.ok()) return OpenAiError(HttpCode(r.status()), r.status().message());
     metrics.AddRun(m.name, *m.cascade, *r);
+    if (r->answer[0] == kAbstain && r->degraded[0])
+      return OpenAiError(502, "no tier of '" + m.name +
+                                  "' could answer: its members' calls failed (unreachable, timed out or erroring "
+                                  "endpoints; see coe_member_errors_total in /metrics)");
     ChatReply reply;
     reply.id = id;
     reply.model = m.name;
@@ -553,10 +557,16 @@ Status Server::Start(const std::string& host, int port) {
   http->set_tcp_nodelay(true);
   // SO_REUSEADDR only: a restarted server may take its port at once, but unlike
   // httplib's default (SO_REUSEPORT too) a second server cannot share it.
-  http->set_socket_options([](socket_t sock) {
+  // httplib (as Debian builds it) listens with a backlog of 5: a burst of new
+  // connections overflows it and waits out SYN retransmits (1 s, 3 s). The socket it
+  // binds is the last one given to this callback; listen() again raises the backlog.
+  auto listen_fd = std::make_shared<socket_t>(INVALID_SOCKET);
+  http->set_socket_options([listen_fd](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    *listen_fd = sock;
   });
+  http->set_keep_alive_max_count(static_cast<size_t>(std::max(1, o.keep_alive_max_requests)));
   http->set_keep_alive_timeout(o.keep_alive_timeout_s);
   http->set_read_timeout(o.io_timeout_s, 0);
   http->set_write_timeout(o.io_timeout_s, 0);
@@ -565,6 +575,7 @@ Status Server::Start(const std::string& host, int port) {
   if (bound <= 0)
     return UnavailableError("cannot listen on " + host + ":" + std::to_string(port) +
                             " (address in use, or not an address of this machine)");
+  if (*listen_fd != INVALID_SOCKET) ::listen(*listen_fd, std::max(1, o.listen_backlog));
   im.listener_done = false;
   httplib::Server* h = http.get();
   im.listener = std::thread([h, &im] {
@@ -603,6 +614,13 @@ void Server::Wait() {
 std::vector<std::string> Server::model_names() const {
   std::vector<std::string> out;
   for (const ServedModel& m : impl_->models) out.push_back(m.name);
+  return out;
+}
+
+std::vector<std::string> Server::chat_model_names() const {
+  std::vector<std::string> out;
+  for (const ServedModel& m : impl_->models)
+    if (impl_->chat_refusal.at(m.name).empty()) out.push_back(m.name);
   return out;
 }
 
