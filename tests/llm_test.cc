@@ -290,6 +290,7 @@ class FrontDoor : public Llm {
     ASSERT_TRUE(coe_->Start("127.0.0.1", 0).ok());
     client_ = std::make_unique<httplib::Client>("127.0.0.1", coe_->port());
     client_->set_read_timeout(30, 0);
+    client_->set_keep_alive(true);  // one connection: the server handles its requests in order
   }
   nlohmann::json Body(const std::string& model, const std::string& user, bool stream = false) {
     return {{"model", model},

@@ -31,6 +31,7 @@ struct Cascade::Impl {
   std::vector<Member> members;          // AllMembers() order
   std::vector<std::vector<int>> tiers;  // indices into members
   std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<WaitingPool> waiting;  // for members that wait on other processes
   int chunk = 256;
 };
 
@@ -125,6 +126,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(const CascadeSpec& spec
   const int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   impl->pool = std::make_unique<ThreadPool>(threads);
+  impl->waiting = std::make_unique<WaitingPool>();
   return std::unique_ptr<Cascade>(new Cascade(std::move(impl)));
 }
 
@@ -135,8 +137,8 @@ using Clock = std::chrono::steady_clock;
 // Every member of tier `t` on every example of `in`: the (member, chunk) pairs are
 // tasks on the pool, enough of them to keep every thread busy even when few examples
 // reach the tier (deep tiers get small batches), none larger than the chunk size.
-// A member that waits on another process (BackendInfo::waits) runs its tasks on
-// threads of their own: a pool thread blocked on a network call would stall every
+// A member that waits on another process (BackendInfo::waits) runs its tasks on the
+// waiting pool, a thread each (kept for reuse): a pool thread blocked on a network call would stall every
 // other request's local members, and a tier's waiting members would run one after
 // another instead of side by side.
 // preds[j][i] is member j's prediction for example i; a member's failure is an
@@ -172,31 +174,22 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
       });
     }
   }
-  // The last waiting task runs on this thread, once the pool has its tasks.
+  if (waiting.empty()) {
+    im.pool->RunAll(std::move(tasks));
+    return preds;
+  }
+  // Without pool tasks, this thread makes one of the waiting calls itself.
   std::function<void()> here;
-  if (!waiting.empty()) {
+  if (tasks.empty()) {
     here = std::move(waiting.back());
     waiting.pop_back();
   }
-  std::vector<std::thread> threads_of_their_own;
-  for (std::function<void()>& task : waiting) {
-    try {
-      threads_of_their_own.emplace_back(task);
-    } catch (const std::system_error&) {  // no thread to be had: run it here, later
-      tasks.push_back(std::move(task));
-    }
-  }
-  if (here && tasks.empty()) {
-    here();
-  } else if (here) {
-    // Both: the pool's tasks wait for this thread, so it waits on the network in a
-    // thread of its own.
-    threads_of_their_own.emplace_back(std::move(here));
-    im.pool->RunAll(std::move(tasks));
-  } else {
-    im.pool->RunAll(std::move(tasks));
-  }
-  for (std::thread& th : threads_of_their_own) th.join();
+  im.waiting->Run(std::move(waiting), [&] {
+    if (here)
+      here();
+    else
+      im.pool->RunAll(std::move(tasks));
+  });
   return preds;
 }
 
