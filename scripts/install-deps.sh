@@ -12,7 +12,7 @@ pkgs=(
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  wrk iproute2 curl ccache stress clang-format-14
+  wrk iproute2 curl ccache stress clang-format-14 chromium
   dataset-fashion-mnist zlib1g-dev
   python3 python3-numpy
 )

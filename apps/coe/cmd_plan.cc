@@ -5,6 +5,7 @@
 
 #include "coe/cascade_spec.h"
 #include "coe/evaluate.h"
+#include "coe/files.h"
 #include "coe/planner.h"
 #include "coe/report.h"
 #include "commands.h"
@@ -16,7 +17,7 @@ namespace coe::app {
 namespace {
 
 struct PlanFlags {
-  std::string calib, test, models, goal = "match-best", rules, out;
+  std::string calib, test, models, goal = "match-best", rules, out, report;
   int max_tiers = 3, max_members = 3, threads = 0;
   std::string score_grid = "auto", select = "noninferiority", frontier = "12", match = "exact";
   SelectOptions select_options;
@@ -25,6 +26,21 @@ struct PlanFlags {
   RecordingsReadOptions read;
   CostFlags cost;
 };
+
+struct ReportFlags {
+  std::string plan, out;
+  std::vector<std::string> runs;
+};
+
+// The cost model in words, for reports.
+std::string CostModelWords(const CostFlags& c, const std::string& cost_name) {
+  std::string s = c.key.empty() ? "the default figure of every command" : "--cost " + c.key;
+  s += " (" + cost_name + "), summed over every member of every tier an example reaches; latency " +
+       (c.latency.empty() ? std::string("parallel") : c.latency) + " where figures exist";
+  if (!c.cluster.empty()) s += "; GPU cluster " + c.cluster;
+  if (!c.link.empty()) s += "; edge/cloud link " + c.link;
+  return s;
+}
 
 struct EvalFlags {
   std::string cascade, data, models;
@@ -105,6 +121,13 @@ int RunPlan(const PlanFlags& f) {
   auto report = BuildPlanReport(*plan, *goal, opt, *calib, *calib_costs, test ? &*test : nullptr,
                                 test_costs ? &*test_costs : nullptr);
   if (!report.ok()) return Fail(cmd, report.status());
+  report->cost_model = CostModelWords(f.cost, calib_costs->name);
+  if (!f.report.empty()) {
+    auto html = RenderHtmlReport(PlanReportToJson(*report), {}, f.calib);
+    if (!html.ok()) return Fail(cmd, html.status());
+    Status w = WriteStringToFile(f.report, *html);
+    if (!w.ok()) return Fail(cmd, w);
+  }
   if (!f.out.empty()) {
     std::vector<std::string> comment = {"written by coe plan --goal " + goal->ToString() + " on " + f.calib,
                                         "calibration accuracy " + std::to_string(plan->chosen.accuracy) +
@@ -126,11 +149,30 @@ int RunPlan(const PlanFlags& f) {
   std::string out = f.json ? PlanReportToJson(*report) : PlanReportToText(*report, max_frontier);
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (!f.json && !f.out.empty()) std::printf("\nwrote %s\n", f.out.c_str());
+  if (!f.json && !f.report.empty()) std::printf("wrote %s (open it in a browser)\n", f.report.c_str());
   if (!plan->goal_met) {
     std::fprintf(stderr, "coe plan: the goal %s is not met; the nearest point is reported (exit 3)\n",
                  goal->ToString().c_str());
     return kExitGoalNotMet;
   }
+  return 0;
+}
+
+int RunReport(const ReportFlags& f) {
+  const char* cmd = "report";
+  auto plan = ReadFileToString(f.plan);
+  if (!plan.ok()) return Fail(cmd, plan.status());
+  std::vector<std::string> runs;
+  for (const std::string& r : f.runs) {
+    auto text = ReadFileToString(r);
+    if (!text.ok()) return Fail(cmd, text.status());
+    runs.push_back(std::move(*text));
+  }
+  auto html = RenderHtmlReport(*plan, runs, f.plan);
+  if (!html.ok()) return Fail(cmd, html.status());
+  Status w = WriteStringToFile(f.out, *html);
+  if (!w.ok()) return Fail(cmd, w);
+  std::printf("wrote %s (%zu bytes; open it in a browser)\n", f.out.c_str(), html->size());
   return 0;
 }
 
@@ -200,6 +242,7 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_option("--frontier", pf->frontier, "frontier points the table shows: a count or all (JSON has all)")
       ->capture_default_str();
   plan->add_option("--out", pf->out, "write the chosen cascade (TOML)");
+  plan->add_option("--report", pf->report, "also write the HTML report (as coe report) to this file");
   plan->add_flag("--json", pf->json, "print the report as JSON");
   plan->add_flag("--allow-duplicate-ids", pf->read.allow_duplicate_ids,
                  "keep rows with a repeated id as distinct examples (warn instead of failing)");
@@ -207,6 +250,14 @@ void AddPlanCommands(CLI::App& app) {
                  "labels that differ only in case or surrounding spaces are one class");
   pf->cost.Add(plan);
   plan->callback([pf]() { throw CLI::RuntimeError(RunPlan(*pf)); });
+
+  auto rf = std::make_shared<ReportFlags>();
+  CLI::App* report = app.add_subcommand(
+      "report", "write one self-contained HTML report (Pareto plot, chosen tiers, baselines) from coe plan --json");
+  report->add_option("--plan", rf->plan, "the output of coe plan --json")->required();
+  report->add_option("--run", rf->runs, "outputs of coe run --json, shown beside the plan (repeatable)");
+  report->add_option("--out", rf->out, "the HTML file to write")->required();
+  report->callback([rf]() { throw CLI::RuntimeError(RunReport(*rf)); });
 
   auto ef = std::make_shared<EvalFlags>();
   CLI::App* eval =

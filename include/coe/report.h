@@ -63,6 +63,17 @@ struct PlanReport {
   ReportRow chosen;
   std::vector<ReportRow> baselines;
   std::vector<ReportRow> frontier;
+  // The frontiers of baseline families, searched like coe's own but restricted: the
+  // confidence cascade of single models (score rules, one model a tier, every
+  // threshold of the grid) and agreement-only cascades (vote rules), so a reader sees
+  // where each family is Pareto-better. Empty families are left out.
+  struct Family {
+    std::string name, rules;
+    std::vector<ReportRow> frontier;
+  };
+  std::vector<Family> families;
+  // The cost model in words (unit, latency mode, cluster, link), for reports.
+  std::string cost_model;
 };
 
 // Scores the plan's cascades (and the baselines, planned with the same goal where
@@ -80,6 +91,16 @@ std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 // `coe eval` output: {"cascade", "cost", "examples", "accuracy", "cost", "exits", ...}.
 std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
 std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
+
+// `coe report`: one self-contained HTML file (inline SVG, no script, no network) from
+// the text of `coe plan --json` output and of any number of `coe run --json` outputs:
+// the Pareto plot (coe's frontier on calibration and test, the baselines, the baseline
+// families' frontiers, the chosen cascade; each mark's <title> is its hover text), the
+// chosen cascade as tiers, the goal and cost model, and live runs beside the plan with
+// differences flagged. `plan_source` names the plan in messages and on the page.
+// InvalidArgument when a text is not such JSON.
+StatusOr<std::string> RenderHtmlReport(const std::string& plan_text, const std::vector<std::string>& run_texts,
+                                       const std::string& plan_source);
 
 }  // namespace coe
 

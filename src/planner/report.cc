@@ -156,6 +156,15 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
     all_models.tiers[0].members.push_back(calib.models[m].name);
     any_scores |= calib.models[m].has_scores();
   }
+  auto family = [&](const std::string& name, const std::string& rules, const PlanResult& fp) -> Status {
+    PlanReport::Family f{name, rules, {}};
+    for (const OperatingPoint& op : fp.frontier) {
+      COE_ASSIGN_OR_RETURN(ReportRow row, Score("", op.cascade, calib, calib_costs, test, test_costs));
+      f.frontier.push_back(std::move(row));
+    }
+    if (!f.frontier.empty()) rep.families.push_back(std::move(f));
+    return Status::Ok();
+  };
   if (any_scores) {
     PlannerOptions conf = options;
     conf.max_members = 1;
@@ -166,6 +175,14 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
     COE_ASSIGN_OR_RETURN(ReportRow row,
                          Score("confidence cascade", cp.chosen.cascade, calib, calib_costs, test, test_costs));
     rep.baselines.push_back(std::move(row));
+    COE_RETURN_IF_ERROR(family("confidence cascade", "score, one model a tier", cp));
+  }
+  if (plan.rules != kRuleVote) {  // else coe's own frontier is the agreement-only one
+    PlannerOptions vote = options;
+    vote.rules = kRuleVote;
+    vote.progress = nullptr;
+    COE_ASSIGN_OR_RETURN(PlanResult vp, Plan(calib, calib_costs, goal, vote));
+    COE_RETURN_IF_ERROR(family("agreement-only cascades", "vote", vp));
   }
   COE_ASSIGN_OR_RETURN(ReportRow all,
                        Score("plurality of all models", all_models, calib, calib_costs, test, test_costs));
@@ -260,12 +277,20 @@ std::string PlanReportToJson(const PlanReport& r) {
   }
   j["baselines"] = json::array();
   for (const ReportRow& b : r.baselines) j["baselines"].push_back(RowJson(b));
-  j["frontier"] = json::array();
-  for (const ReportRow& f : r.frontier) {
-    json fj = RowJson(f);
-    fj.erase("name");
-    j["frontier"].push_back(fj);
-  }
+  auto frontier = [](const std::vector<ReportRow>& rows) {
+    json a = json::array();
+    for (const ReportRow& f : rows) {
+      json fj = RowJson(f);
+      fj.erase("name");
+      a.push_back(fj);
+    }
+    return a;
+  };
+  j["frontier"] = frontier(r.frontier);
+  j["families"] = json::array();
+  for (const PlanReport::Family& f : r.families)
+    j["families"].push_back({{"name", f.name}, {"rules", f.rules}, {"frontier", frontier(f.frontier)}});
+  if (!r.cost_model.empty()) j["cost_model"] = r.cost_model;
   return j.dump(2) + "\n";
 }
 
