@@ -3,9 +3,12 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 #include <vector>
+
+#include "coe/paths.h"
 
 namespace coe {
 
@@ -22,6 +25,13 @@ StatusOr<const OpenCvPlugin*> LoadOpenCvPlugin() {
     std::error_code ec;
     fs::path exe = fs::read_symlink("/proc/self/exe", ec);
     if (!ec) tried.push_back((exe.parent_path() / name).string());
+    // Beside libcoe_base.so (a build tree's, when coe is a library in another program:
+    // the Python package).
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&ExecutableDir), &info) && info.dli_fname) {
+      const std::string beside = (fs::path(info.dli_fname).parent_path() / name).string();
+      if (std::find(tried.begin(), tried.end(), beside) == tried.end()) tried.push_back(beside);
+    }
     tried.push_back((fs::path(COE_PLUGIN_INSTALL_DIR) / name).string());
     std::string errors;
     for (const std::string& path : tried) {
