@@ -69,7 +69,11 @@ class OpenAiReplay {
   int Start() {
     // httplib gives each connection a worker for its life (kept alive): enough of them
     // for every client connection of a test or benchmark.
-    http_.new_task_queue = [] { return new httplib::ThreadPool(256); };
+    http_.new_task_queue = [this] {
+      auto* q = new httplib::ThreadPool(256);
+      queue_ready_ = true;  // the accept loop starts next
+      return q;
+    };
     http_.set_tcp_nodelay(true);
     http_.set_keep_alive_max_count(100000);  // pooled clients keep their connections
     int fd = -1;
@@ -87,7 +91,9 @@ class OpenAiReplay {
     port_ = http_.bind_to_any_port("127.0.0.1");
     if (fd >= 0) ::listen(fd, 1024);  // httplib's own backlog is 5
     thread_ = std::thread([this] { http_.listen_after_bind(); });
-    while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // Listening is not accepting: httplib creates the 256 workers first (seconds under
+    // TSan, longer than a client's timeout). Wait for them.
+    while (!http_.is_running() || !queue_ready_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return port_;
   }
   int port() const { return port_; }
@@ -179,6 +185,7 @@ class OpenAiReplay {
   std::mutex mu_;
   std::map<std::string, int> attempts_;
   std::map<std::string, double> handled_s_;
+  std::atomic<bool> queue_ready_{false};
 };
 
 }  // namespace coe::testing

@@ -552,7 +552,15 @@ Status Server::Start(const std::string& host, int port) {
   auto http = std::make_unique<httplib::Server>();
   const ServerOptions& o = im.options;
   const size_t workers = o.http_threads > 0 ? o.http_threads : o.max_inflight + 8;
-  http->new_task_queue = [workers] { return new AdmissionQueue(workers, workers); };
+  // httplib builds the queue (its worker threads) inside listen, after is_running() is
+  // true and before it accepts: Start returns once the queue exists, so a client that
+  // connects at once is accepted without waiting for thread creation (slow under TSan).
+  auto queue_ready = std::make_shared<std::atomic<bool>>(false);
+  http->new_task_queue = [workers, queue_ready] {
+    auto* q = new AdmissionQueue(workers, workers);
+    *queue_ready = true;
+    return q;
+  };
   http->set_payload_max_length(o.max_body_bytes);
   http->set_tcp_nodelay(true);
   // SO_REUSEADDR only: a restarted server may take its port at once, but unlike
@@ -583,7 +591,8 @@ Status Server::Start(const std::string& host, int port) {
     im.listener_done = true;
   });
   // Stop() only works once the accept loop runs: wait for it.
-  while (!h->is_running() && !im.listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (!(h->is_running() && *queue_ready) && !im.listener_done)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   im.http = std::move(http);
   im.port = bound;
   return Status::Ok();
