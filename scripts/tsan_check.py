@@ -7,7 +7,10 @@ excuses a report only when the library alone is involved, using
 scripts/tsan-libraries.txt (one library per line, with the reason):
   - a data race: every frame of both access stacks lies in a listed library or in
     the C/C++ runtime (libtsan's interceptors, libstdc++, libc), and at least one in
-    a listed library; a single frame of coe's own code makes it count;
+    a listed library; a single frame of coe's own code makes it count. A frame of our
+    binaries counts as a library's when it runs that library's header code: its
+    function names the library's namespace (a `namespace` line of the file) and no
+    coe:: (httplib's ThreadPool worker, instantiated from httplib.h in the binary);
   - a lock-order inversion: every mutex is taken by a listed library (the innermost
     frame below the interceptor is the library's).
 Everything else is a failure, printed in full.
@@ -28,6 +31,9 @@ RUNTIME = ("libtsan.so", "libstdc++.so", "libc.so", "libgcc_s.so", "ld-linux")
 FRAME = re.compile(r"^\s+#\d+ .*\(([^()]+?)\+0x[0-9a-f]+\)(?: \(BuildId: [0-9a-f]+\))?\s*$")
 
 
+NAMESPACES = {}  # "httplib::" -> library: that library's header code, compiled into our binaries
+
+
 def listed_libraries():
     libs = {}
     with open(os.path.join(HERE, "tsan-libraries.txt")) as f:
@@ -35,9 +41,25 @@ def listed_libraries():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
+            if line.startswith("namespace "):
+                _, ns, lib = line.split(None, 3)[:3]
+                NAMESPACES[ns] = lib
+                continue
             name, _, reason = line.partition(" ")
             libs[name] = reason.strip()
     return libs
+
+
+def header_library(frame):
+    """The library whose header code a frame of our own binary runs: its function names
+    the library's namespace (e.g. std::thread running httplib::ThreadPool::worker) and
+    nothing of coe's. None otherwise."""
+    if "coe::" in frame:
+        return None
+    for ns, lib in NAMESPACES.items():
+        if ns in frame:
+            return lib
+    return None
 
 
 def split_reports(text):
@@ -104,7 +126,7 @@ def excuse(report, libs):
         for stack in st:
             for frame in stack:
                 mod = module(frame)
-                lib = lib_of(mod)
+                lib = lib_of(mod) or header_library(frame)
                 if lib:
                     found = found or lib
                 elif not mod.startswith(RUNTIME):

@@ -215,16 +215,17 @@ TEST_F(Llm, LiveCascadeEqualsEvalOfItsRecordingsAndPaysEveryMember) {
 TEST_F(Llm, FaultsEndAsDocumented) {
   // Per question: which fault each model's first attempt meets.
   const std::string busy = ids_[1], broken = ids_[2], hung = ids_[3], garbled = ids_[4], unpriced = ids_[5];
-  server_.retry_after_s = 1;
-  server_.hang_ms = 3500;
-  server_.fault = [&](const std::string&, const std::string& id, int attempt) {
-    if (id == busy && attempt == 0) return OpenAiReplay::Fault::k429;
-    if (id == broken && attempt == 0) return OpenAiReplay::Fault::k500;
-    if (id == hung) return OpenAiReplay::Fault::kTimeout;
-    if (id == garbled) return OpenAiReplay::Fault::kMalformed;
-    if (id == unpriced) return OpenAiReplay::Fault::kNoUsage;
-    return OpenAiReplay::Fault::kNone;
-  };
+  // Copies of the ids: the server's threads call this.
+  server_.SetFaults(
+      [=](const std::string&, const std::string& id, int attempt) {
+        if (id == busy && attempt == 0) return OpenAiReplay::Fault::k429;
+        if (id == broken && attempt == 0) return OpenAiReplay::Fault::k500;
+        if (id == hung) return OpenAiReplay::Fault::kTimeout;
+        if (id == garbled) return OpenAiReplay::Fault::kMalformed;
+        if (id == unpriced) return OpenAiReplay::Fault::kNoUsage;
+        return OpenAiReplay::Fault::kNone;
+      },
+      /*retry_after_s=*/1, /*hang_ms=*/3500);
   std::ofstream(P("gpt4.toml")) << "[[tiers]]\nmembers = [\"gpt4\"]\n";
   std::ofstream(P("five.jsonl")) << [&] {
     std::ifstream all(P("prompts.jsonl"));

@@ -9,8 +9,8 @@
 // million tokens in and out, so total tokens = round(dollars x 1e6); 8 of them are the
 // completion's, the rest the prompt's (at least 9 tokens in all).
 //
-// Faults, decided per request by `fault(model, id, attempt)`: 429 or 503 with a
-// Retry-After, 500, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
+// Faults, decided per request by SetFaults' `fault(model, id, attempt)`: 429 or 503 with
+// a Retry-After, 500, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
 // without usage. Latency per model in `latency_ms` (scaled down in tests).
 #ifndef COE_TESTS_OPENAI_REPLAY_H_
 #define COE_TESTS_OPENAI_REPLAY_H_
@@ -48,10 +48,19 @@ class OpenAiReplay {
 
   // model -> id -> (answer, dollars)
   std::map<std::string, std::map<std::string, std::pair<std::string, double>>> calls;
+  using FaultFn = std::function<Fault(const std::string& model, const std::string& id, int attempt)>;
+  // Set before Start() (the server's threads read them; thread creation orders it).
   std::map<std::string, int> latency_ms;  // per model (0 when absent)
-  int hang_ms = 3000;                     // a timeout fault's wait
-  int retry_after_s = 1;
-  std::function<Fault(const std::string& model, const std::string& id, int attempt)> fault;
+
+  // Faults, changeable while serving: a timeout fault's wait, a 429/503's
+  // Retry-After, and which fault each request meets. The server reads them under
+  // its lock (requests come from other processes: nothing else orders them).
+  void SetFaults(FaultFn fault, int retry_after_s = 1, int hang_ms = 3000) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fault_ = std::move(fault);
+    retry_after_s_ = retry_after_s;
+    hang_ms_ = hang_ms;
+  }
 
   // Loads the answers and dollars of every model of a recordings CSV.
   bool Load(const std::string& csv) {
@@ -143,10 +152,14 @@ class OpenAiReplay {
     if (mit == calls.end()) return error(404, "no model " + model);
     auto cit = mit->second.find(id);
     if (cit == mit->second.end()) return error(404, "no recorded answer of " + model + " for " + id);
-    int attempt;
+    int attempt, retry_after_s, hang_ms;
+    FaultFn fault;
     {
       std::lock_guard<std::mutex> lock(mu_);
       attempt = attempts_[model + "\n" + id]++;
+      fault = fault_;
+      retry_after_s = retry_after_s_;
+      hang_ms = hang_ms_;
     }
     if (auto l = latency_ms.find(model); l != latency_ms.end() && l->second > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(l->second));
@@ -186,6 +199,8 @@ class OpenAiReplay {
   std::map<std::string, int> attempts_;
   std::map<std::string, double> handled_s_;
   std::atomic<bool> queue_ready_{false};
+  FaultFn fault_;  // guarded by mu_, as the two below
+  int retry_after_s_ = 1, hang_ms_ = 3000;
 };
 
 }  // namespace coe::testing

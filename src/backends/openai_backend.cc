@@ -18,7 +18,11 @@
 //
 // The API key is read once, from the environment variable `api_key_env` names, and is
 // never written anywhere (errors name the variable, not its value).
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -124,6 +128,53 @@ struct Attempt {
   int retry_after_ms = -1;
   std::string error, body;
 };
+
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer builds only. httplib (Debian's build, not instrumented) parses a
+// response with function-local static regexes built on first use; TSan cannot see
+// their guards, so the first response read by one thread and every later read by
+// another look like a race (proven in scripts/tsan-libraries.txt: an instrumented
+// httplib reports nothing). Reading one response from a loopback peer here, on the
+// thread that creates the backend and before any thread that calls it exists, builds
+// them in an order TSan sees. Production builds do not do this.
+void WarmHttplibStatics() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ::close(fd);
+      return;
+    }
+    std::thread peer([fd] {
+      const int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) return;
+      std::string got;
+      char buf[1024];
+      while (got.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+      }
+      const std::string reply =
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+      [[maybe_unused]] ssize_t w = ::write(c, reply.data(), reply.size());
+      ::close(c);
+    });
+    httplib::Client client("127.0.0.1", ntohs(addr.sin_port));
+    client.set_connection_timeout(2, 0);
+    client.set_read_timeout(2, 0);
+    client.Post("/warm", "{}", "application/json");
+    peer.join();
+    ::close(fd);
+  });
+}
+#endif
 
 class OpenAiBackend : public Backend {
  public:
@@ -413,6 +464,13 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   std::string prefix = slash == std::string::npos ? "" : spec.url.substr(slash);
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   if (host.size() <= scheme_end + 3) return InvalidArgumentError(what + "url '" + spec.url + "' names no host");
+  // httplib parses a URL with a function-local static regex inside its uninstrumented
+  // library: built here, on the creating thread, before any thread that calls this
+  // backend exists (ordered for ThreadSanitizer, which cannot see the library's guard).
+  if (!httplib::Client(host).is_valid()) return InvalidArgumentError(what + "url '" + spec.url + "' is not valid");
+#if defined(__SANITIZE_THREAD__)
+  WarmHttplibStatics();
+#endif
   if (spec.prompt.empty())
     return InvalidArgumentError(what + "a chat model needs a prompt template, e.g. prompt = \"{question}\"");
   auto fields = PromptFields(spec.prompt);
