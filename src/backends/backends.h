@@ -11,6 +11,11 @@ StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, cons
 StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions& options);
 StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, const BackendOptions& options);
 
+// ThreadSanitizer builds: reads one HTTP response from a loopback peer, once per
+// process, on the calling thread (see openai_backend.cc); the HTTP backends call it at
+// creation, before any thread that calls them exists. A no-op in other builds.
+void WarmHttplibForTsan();
+
 }  // namespace coe
 
 #endif  // COE_BACKENDS_BACKENDS_H_

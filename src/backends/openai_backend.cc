@@ -129,6 +129,8 @@ struct Attempt {
   std::string error, body;
 };
 
+}  // namespace
+
 #if defined(__SANITIZE_THREAD__)
 // ThreadSanitizer builds only. httplib (Debian's build, not instrumented) parses a
 // response with function-local static regexes built on first use; TSan cannot see
@@ -137,7 +139,7 @@ struct Attempt {
 // httplib reports nothing). Reading one response from a loopback peer here, on the
 // thread that creates the backend and before any thread that calls it exists, builds
 // them in an order TSan sees. Production builds do not do this.
-void WarmHttplibStatics() {
+void WarmHttplibForTsan() {
   static std::once_flag once;
   std::call_once(once, [] {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -174,7 +176,11 @@ void WarmHttplibStatics() {
     ::close(fd);
   });
 }
+#else
+void WarmHttplibForTsan() {}
 #endif
+
+namespace {
 
 class OpenAiBackend : public Backend {
  public:
@@ -468,9 +474,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   // library: built here, on the creating thread, before any thread that calls this
   // backend exists (ordered for ThreadSanitizer, which cannot see the library's guard).
   if (!httplib::Client(host).is_valid()) return InvalidArgumentError(what + "url '" + spec.url + "' is not valid");
-#if defined(__SANITIZE_THREAD__)
-  WarmHttplibStatics();
-#endif
+  WarmHttplibForTsan();
   if (spec.prompt.empty())
     return InvalidArgumentError(what + "a chat model needs a prompt template, e.g. prompt = \"{question}\"");
   auto fields = PromptFields(spec.prompt);

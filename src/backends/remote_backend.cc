@@ -483,6 +483,7 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   const std::string scheme = scheme_end == std::string::npos ? "" : spec.url.substr(0, scheme_end);
   if (scheme != "http" && scheme != "https")
     return InvalidArgumentError(what + "url '" + spec.url + "' must start with http:// or https://");
+  WarmHttplibForTsan();  // (TSan builds only) before any thread that calls this backend
   const size_t path = spec.url.find('/', scheme_end + 3);
   const std::string host = spec.url.substr(0, path);
   std::string prefix = path == std::string::npos ? "" : spec.url.substr(path);
