@@ -15,6 +15,7 @@
 #include <fstream>
 #include <future>
 
+#include "backends/backends.h"
 #include "server_testing.h"
 
 namespace coe {
@@ -512,3 +513,15 @@ TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {
 
 }  // namespace
 }  // namespace coe
+
+namespace {
+// ThreadSanitizer builds: httplib's lazily built statics (response parsing) are built
+// on the main thread before any test starts a thread, as the HTTP backends do at
+// creation (WarmHttplibForTsan; a no-op in other builds). Test clients on several
+// threads would otherwise show TSan the library's invisible static guard as a race.
+class WarmHttplib : public ::testing::Environment {
+ public:
+  void SetUp() override { coe::WarmHttplibForTsan(); }
+};
+[[maybe_unused]] ::testing::Environment* const kWarmHttplib = ::testing::AddGlobalTestEnvironment(new WarmHttplib);
+}  // namespace
