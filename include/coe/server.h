@@ -138,6 +138,11 @@ class Server {
   std::vector<std::string> model_names() const;
   // The /metrics page.
   std::string MetricsText() const;
+  // The served models, the cascade first (for other front ends, e.g. gRPC).
+  const std::vector<ServedModel>& models() const;
+  // Runs `batch` on the served model `name` as an infer request does (admission,
+  // batching, metrics): NotFound for an unknown model, Unavailable when busy.
+  StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
 
  private:
   struct Impl;

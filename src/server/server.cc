@@ -633,6 +633,25 @@ std::vector<std::string> Server::chat_model_names() const {
   return out;
 }
 
+const std::vector<ServedModel>& Server::models() const { return impl_->models; }
+
+StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch, const RunOptions& options) {
+  Impl& im = *impl_;
+  auto it = im.by_name.find(name);
+  if (it == im.by_name.end()) return NotFoundError("no model named '" + name + "'");
+  struct Slot {
+    std::atomic<int64_t>& n;
+    ~Slot() { n--; }
+  } slot{im.inflight};
+  if (++im.inflight > im.options.max_inflight)
+    return UnavailableError("server busy: more than " + std::to_string(im.options.max_inflight) +
+                            " requests in flight");
+  const ServedModel& m = *it->second;
+  auto r = m.cascade->Run(batch, options);
+  if (r.ok()) im.metrics.AddRun(m.name, *m.cascade, *r);
+  return r;
+}
+
 std::string Server::MetricsText() const { return impl_->metrics.Text(impl_->inflight.load(), impl_->members); }
 
 }  // namespace coe
