@@ -9,7 +9,7 @@ pkgs=(
   build-essential cmake pkg-config git ca-certificates
   libopencv-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libcpp-httplib-dev
-  libspdlog-dev libfmt-dev
+  libspdlog-dev libfmt-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   wrk iproute2 curl ccache stress clang-format-14 chromium

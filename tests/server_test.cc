@@ -300,30 +300,38 @@ TEST_F(ServerTest, OverMaxInflightIs503WithRetryAfter) {
                                     "coe_requests_total{model=\"slow\",code=\"200\"} 2"}));
 }
 
-// Connections beyond the HTTP workers and their bounded queue are refused at once.
-TEST_F(ServerTest, ConnectionsBeyondWorkersAndQueueAre503) {
+// Connections beyond max_connections are refused at once (503, closed); the ones
+// within keep being served, and a freed place is taken again.
+TEST_F(ServerTest, ConnectionsBeyondTheCapAre503) {
   ServerOptions o;
-  o.http_threads = 1;  // one worker, at most one connection waiting for it
-  o.keep_alive_timeout_s = 1;
-  auto s = Server::Create({{"slow", SlowCascade("linear", std::chrono::milliseconds(500))}}, o);
+  o.max_connections = 2;
+  auto s = Server::Create({{"slow", SlowCascade("linear", std::chrono::milliseconds(0))}}, o);
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
   const int port = (*s)->port();
-  const std::string body = InferBody(TestImages(1));
-  auto a = std::async(std::launch::async, [&] { return Http(port, "POST", "/v2/models/slow/infer", body); });
-  const auto t0 = std::chrono::steady_clock::now();
-  while ((*s)->MetricsText().find("coe_inflight_requests 1") == std::string::npos && Since(t0) < 5)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  auto b = std::async(std::launch::async, [&] { return Http(port, "POST", "/v2/models/slow/infer", body); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // b waits for the worker
+  auto dial = [&] {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    return fd;
+  };
+  const int idle1 = dial(), idle2 = dial();                     // hold both places
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // accepted by the server
   const auto t1 = std::chrono::steady_clock::now();
-  Reply c = Http(port, "POST", "/v2/models/slow/infer", body);
-  EXPECT_LT(Since(t1), 0.3);
+  Reply c = Http(port, "GET", "/v2/health/ready");
+  EXPECT_LT(Since(t1), 1.0);
   EXPECT_EQ(c.status, 503) << c.raw;
   EXPECT_TRUE(c.headers.count("Retry-After"));
   EXPECT_NE(c.raw.find("too many connections"), std::string::npos) << c.raw;
-  EXPECT_EQ(a.get().status, 200);
-  EXPECT_EQ(b.get().status, 200);
+  close(idle1);
+  close(idle2);
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  while (status != 200 && Since(t0) < 5) status = Http(port, "GET", "/v2/health/ready").status;
+  EXPECT_EQ(status, 200);
 }
 
 TEST_F(ServerTest, MetricsCountRequestsExamplesExitsAndMembers) {

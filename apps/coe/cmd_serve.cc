@@ -19,6 +19,8 @@ namespace {
 struct ServeFlags {
   std::string cascade, models, host = "127.0.0.1", name;
   int port = 8000, threads = 0, max_inflight = 64;
+  int max_batch = 64, batch_workers = 2, max_connections = 4096, io_threads = 0;
+  int64_t max_queue_delay_us = 0, queue_timeout_ms = 1000;
   double max_body_mb = 32;
   bool json_log = false, quiet = false;
 };
@@ -47,6 +49,12 @@ int RunServe(const ServeFlags& f) {
   ServerOptions so;
   so.name = f.name;
   so.max_inflight = f.max_inflight;
+  so.max_batch = f.max_batch;
+  so.max_queue_delay_us = f.max_queue_delay_us;
+  so.queue_timeout_ms = f.queue_timeout_ms;
+  so.batch_workers = f.batch_workers;
+  so.max_connections = f.max_connections;
+  so.io_threads = f.io_threads;
   so.max_body_bytes = static_cast<size_t>(f.max_body_mb * (1 << 20));
   so.access_log = f.quiet ? AccessLog::kOff : f.json_log ? AccessLog::kJson : AccessLog::kText;
   auto server = Server::Create(*spec, *cat, eo, so);
@@ -93,6 +101,29 @@ void AddServeCommands(CLI::App& app) {
   serve->add_option("--max-body-mb", f->max_body_mb, "largest request body in MiB; larger get 413")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 4096.0));
+  serve
+      ->add_option("--max-batch", f->max_batch,
+                   "dynamic batching: examples of queued requests run together (1: off, each request alone)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  serve
+      ->add_option("--max-queue-delay-us", f->max_queue_delay_us,
+                   "dynamic batching: how long a request waits for others to share its run")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{10000000}));
+  serve
+      ->add_option("--queue-timeout-ms", f->queue_timeout_ms,
+                   "a request that cannot start within this gets 503 with Retry-After at once (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+  serve->add_option("--batch-workers", f->batch_workers, "batched runs at once per model")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  serve->add_option("--max-connections", f->max_connections, "open connections; more get 503 and are closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  serve->add_option("--io-threads", f->io_threads, "HTTP I/O threads (default: the cores, at most 4)")
+      ->check(CLI::NonNegativeNumber);
   serve->add_flag("--json-log", f->json_log, "access log as JSON lines on stderr");
   serve->add_flag("--quiet", f->quiet, "no access log");
   serve->callback([f]() { throw CLI::RuntimeError(RunServe(*f)); });

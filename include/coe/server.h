@@ -33,13 +33,20 @@
 // and, with probabilities, "labels": the C class names in column order, as the text of
 // a JSON array (e.g. "[\"tshirt\",\"trouser\"]").
 //
-// Errors are JSON {"error": "..."}: 400 malformed JSON / wrong datatype / wrong shape /
-// data length mismatch / missing input / unknown output name, 404 unknown model or
-// route, 413 body over max_body_bytes, 500 engine failure, 503 (with Retry-After) when
-// more than max_inflight infer requests are running. Requests are never queued without
-// bound: HTTP workers are fixed, at most as many accepted connections wait for one,
-// and the connections beyond are answered 503 on the accepting thread (which delays
-// further accepts: the kernel's listen backlog then holds them).
+// Errors are JSON {"error": "..."} (messages at most 512 bytes): 400 malformed JSON /
+// wrong datatype / wrong shape / data length mismatch / missing input / unknown output
+// name / malformed HTTP, 404 unknown model or route, 408 header or body not received
+// in time, 413 body over max_body_bytes (as received, chunked or not, and after
+// gzip/deflate decoding), 415 another Content-Encoding, 431 header too large, 500
+// engine failure, 503 (with Retry-After) when more than max_inflight requests are
+// admitted, when the queue would not let a request start within queue_timeout_ms, or
+// for a connection beyond max_connections.
+//
+// Transport (server/http_transport.h): event-driven HTTP/1.1 on Boost.Beast; a few I/O
+// threads serve every connection and never run models; keep-alive without a request
+// cap; pipelined requests answered in order; slow clients closed at the header and
+// body deadlines, idle ones after keep_alive_timeout_s. Infer requests for a model go
+// through its dynamic batcher (server/batcher.h); answers do not depend on batching.
 //
 // The OpenAI front door: a model whose members are all chat models (text inputs)
 // answers POST /v1/chat/completions. The last user message fills every member's
@@ -81,20 +88,30 @@ namespace coe {
 enum class AccessLog { kOff, kText, kJson };
 
 struct ServerOptions {
-  std::string name;                     // the cascade's model name; "" = CascadeSpec::name, else "coe"
-  bool serve_members = true;            // Create from a spec: also serve each member on its own
-  int max_inflight = 64;                // infer requests running at once; more get 503
-  size_t max_body_bytes = 32u << 20;    // larger request bodies get 413
-  int http_threads = 0;                 // HTTP workers; 0 = max_inflight + 8
-  int keep_alive_max_requests = 10000;  // requests on one connection before it is closed
-  int listen_backlog = 1024;            // connections the kernel holds before accept
-  int keep_alive_timeout_s = 5;         // idle keep-alive connections close after this;
-                                        // Stop()+Wait() may wait this long for them
-  int io_timeout_s = 10;                // per socket read/write
-  int retry_after_s = 1;                // the Retry-After of a 503
+  std::string name;                   // the cascade's model name; "" = CascadeSpec::name, else "coe"
+  bool serve_members = true;          // Create from a spec: also serve each member on its own
+  int max_inflight = 64;              // infer/chat requests admitted at once (queued or running); more get 503
+  size_t max_body_bytes = 32u << 20;  // larger request bodies (as received, and decoded) get 413
+  // Dynamic batching (per served model): a run takes up to max_batch examples of
+  // queued requests, waiting at most max_queue_delay_us for more; batch_workers runs
+  // at once. max_batch <= 1: off (every request runs alone, max_inflight at once).
+  int max_batch = 64;
+  int64_t max_queue_delay_us = 0;
+  int batch_workers = 2;
+  // A request that cannot start within this (estimated from the queue ahead and the
+  // measured pace, or found when a worker reaches it) gets 503 at once; 0 = no limit.
+  int64_t queue_timeout_ms = 1000;
+  int io_threads = 0;               // I/O threads; 0 = the cores (at most 4)
+  int max_connections = 4096;       // connections beyond get 503 and are closed
+  int keep_alive_max_requests = 0;  // requests on one connection before it is closed; 0 = no cap
+  int listen_backlog = 1024;        // connections the kernel holds before accept
+  int keep_alive_timeout_s = 5;     // idle keep-alive connections close after this
+  int header_timeout_ms = 10000;    // a request's header must arrive within this
+  int io_timeout_s = 10;            // a request's body must arrive, and its reply be taken, within this
+  int retry_after_s = 1;            // the Retry-After of a 503
   AccessLog access_log = AccessLog::kOff;
   // Receives startup and access-log lines (no trailing newline); null = stderr.
-  // Called from HTTP worker threads, concurrently.
+  // Called from I/O and worker threads, concurrently.
   std::function<void(const std::string&)> log;
 };
 
@@ -128,8 +145,8 @@ class Server {
   // answered. Returns at once; safe to call from a signal-watching thread, and more
   // than once.
   void Stop();
-  // Blocks until the server has stopped (after Stop) and every worker is done: in-flight
-  // requests are answered and idle keep-alive connections closed (<= keep_alive_timeout_s).
+  // Blocks until the server has stopped (after Stop) and every connection is closed:
+  // in-flight requests are answered, idle keep-alive connections closed at once.
   void Wait();
 
   // Served model names, the cascade first.

@@ -129,6 +129,10 @@ class WaitingPool {
     group.cv.wait(lock, [&] { return group.left == 0; });
   }
 
+  // Starts `task` on a thread of the pool and returns at once; false (task not run)
+  // when no thread can be had.
+  bool Post(const std::function<void()>& task) { return Start(task); }
+
  private:
   bool Start(const std::function<void()>& task) {
     std::lock_guard<std::mutex> lock(mu_);

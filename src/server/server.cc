@@ -1,20 +1,22 @@
-// The Open Inference Protocol server (cpp-httplib, Debian's libcpp-httplib-dev).
+// The Open Inference Protocol server: routes and handlers over the event-driven
+// transport (server/http_transport.h, Boost.Beast), with dynamic batching per served
+// model (server/batcher.h).
 #include "coe/server.h"
-
-#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <ctime>
-#include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/thread_pool.h"
 #include "protocol/oip.h"
+#include "server/batcher.h"
+#include "server/http_transport.h"
 #include "server/metrics.h"
 
 namespace coe {
@@ -23,65 +25,18 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
-// Per HTTP worker thread (one connection at a time): when the current request began,
-// and whether the connection is an overflow one, handled on the accepting thread.
-thread_local Clock::time_point t_start;
-thread_local bool t_started = false;
-thread_local bool t_overflow = false;
-thread_local std::string t_chat_model;  // the served model a chat request named
+// Error messages are bounded: a malformed body is never echoed back at length.
+constexpr size_t kMaxErrorMessage = 512;
 
-// httplib's own pool queues accepted connections without bound. This one runs
-// `workers` threads and lets at most `max_pending` connections wait for one; a
-// connection beyond that is handled at once on the accepting thread, where every
-// request is refused with 503 (see t_overflow), and meanwhile nothing new is accepted.
-class AdmissionQueue : public httplib::TaskQueue {
- public:
-  AdmissionQueue(size_t workers, size_t max_pending) : max_pending_(max_pending) {
-    for (size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { Loop(); });
+std::string Bounded(std::string message) {
+  if (message.size() > kMaxErrorMessage) {
+    message.resize(kMaxErrorMessage);
+    while (!message.empty() && (static_cast<unsigned char>(message.back()) & 0xC0) == 0x80) message.pop_back();
+    if (!message.empty() && static_cast<unsigned char>(message.back()) >= 0xC0) message.pop_back();
+    message += "...";
   }
-  void enqueue(std::function<void()> fn) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (pending_.size() < max_pending_) {
-        pending_.push_back(std::move(fn));
-        cv_.notify_one();
-        return;
-      }
-    }
-    t_overflow = true;
-    fn();
-    t_overflow = false;
-  }
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
-
- private:
-  void Loop() {
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stop_ || !pending_.empty(); });
-        if (pending_.empty()) return;  // stopping and drained
-        fn = std::move(pending_.front());
-        pending_.pop_front();
-      }
-      fn();
-    }
-  }
-  const size_t max_pending_;
-  std::mutex mu_;
-  std::condition_variable cv_;  // guarded by mu_: pending_, stop_
-  std::deque<std::function<void()>> pending_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
+  return message;
+}
 
 // A cascade member served on its own: forwards to the backend inside the full cascade
 // (shared nets, one set of stats), which it keeps alive.
@@ -112,11 +67,19 @@ int HttpCode(const Status& s) {
   }
 }
 
-void SetError(httplib::Response& res, int code, const std::string& message) {
-  res.status = code;
-  std::string body = "{\"error\":";
-  oip::AppendJsonString(&body, message);
-  res.set_content(body + "}", "application/json");
+http::Reply ErrorReply(int code, const std::string& message) {
+  http::Reply r;
+  r.status = code;
+  r.body = "{\"error\":";
+  oip::AppendJsonString(&r.body, Bounded(message));
+  r.body += "}";
+  return r;
+}
+
+http::Reply JsonReply(std::string body) {
+  http::Reply r;
+  r.body = std::move(body);
+  return r;
 }
 
 // A response of the OpenAI front door, built without the HTTP library.
@@ -129,7 +92,7 @@ struct HttpReply {
 };
 
 HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false) {
-  return {status, "application/json", OpenAiErrorJson(status, message, model_not_found)};
+  return {status, "application/json", OpenAiErrorJson(status, Bounded(message), model_not_found)};
 }
 
 bool IsOpenAiPath(const std::string& path) { return path.starts_with("/v1/"); }
@@ -235,12 +198,40 @@ std::string Now() {
   return buf;
 }
 
-// The model an infer path "/v2/models/{name}[/versions/{v}]/infer" names, or "".
-std::string InferPathModel(const std::string& path) {
-  constexpr std::string_view kPrefix = "/v2/models/", kSuffix = "/infer";
-  if (!path.starts_with(kPrefix) || !path.ends_with(kSuffix) || path.size() <= kPrefix.size() + kSuffix.size())
-    return "";
-  return path.substr(kPrefix.size(), path.find('/', kPrefix.size()) - kPrefix.size());
+// What a request path names under /v2/models/: the model, an optional version and
+// the action ("" metadata, "ready", "infer"); ok = false for any other shape.
+struct ModelRoute {
+  bool ok = false;
+  std::string name, version, action;
+};
+
+ModelRoute ParseModelRoute(std::string_view path) {
+  constexpr std::string_view kPrefix = "/v2/models/";
+  ModelRoute r;
+  if (!path.starts_with(kPrefix)) return r;
+  std::vector<std::string> seg;
+  std::string_view rest = path.substr(kPrefix.size());
+  while (true) {
+    const size_t slash = rest.find('/');
+    seg.emplace_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  if (seg.empty() || seg[0].empty()) return r;
+  r.name = seg[0];
+  size_t i = 1;
+  if (i < seg.size() && seg[i] == "versions") {
+    if (i + 1 >= seg.size() || seg[i + 1].empty()) return r;
+    r.version = seg[i + 1];
+    i += 2;
+  }
+  if (i + 1 < seg.size()) return r;
+  if (i < seg.size()) {
+    if (seg[i] != "ready" && seg[i] != "infer") return r;
+    r.action = seg[i];
+  }
+  r.ok = true;
+  return r;
 }
 
 }  // namespace
@@ -256,13 +247,14 @@ struct Server::Impl {
   std::atomic<uint64_t> chat_count{0};
   const int64_t started =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // Declared after metrics (their runs count there) and before the transport (whose
+  // requests they answer): destroyed first-declared last.
+  std::map<std::string, std::unique_ptr<Batcher>, std::less<>> batchers;  // by model
+  WaitingPool waiting;  // parses large bodies, runs chat requests (they wait on members)
 
-  std::mutex mu;       // guards http, listener
+  std::mutex mu;       // guards transport
   std::mutex wait_mu;  // serializes Wait()
-  std::unique_ptr<httplib::Server> http;
-  std::thread listener;
-  std::atomic<bool> listener_done{false};
-  std::atomic<int> port{0};
+  std::unique_ptr<http::Transport> transport;
 
   void Log(const std::string& line) const {
     if (options.log)
@@ -271,78 +263,81 @@ struct Server::Impl {
       std::fprintf(stderr, "%s\n", line.c_str());
   }
 
-  // The model a route names, or null after answering 404.
-  const ServedModel* Model(const httplib::Request& req, httplib::Response& res) const {
-    const std::string name = req.matches[1];
-    auto it = by_name.find(name);
-    if (it == by_name.end()) {
-      SetError(res, 404, "no model named '" + name + "'");
-      return nullptr;
-    }
-    if (req.matches.size() > 2 && req.matches[2].matched && req.matches[2] != "1") {
-      SetError(res, 404, "model '" + name + "' has no version '" + std::string(req.matches[2]) + "' (only 1)");
-      return nullptr;
-    }
-    return it->second;
+  http::Reply Busy(const std::string& why, bool openai) const {
+    http::Reply r = openai ? ToReply(OpenAiError(503, why)) : ErrorReply(503, why);
+    r.headers.emplace_back("Retry-After", std::to_string(options.retry_after_s));
+    return r;
   }
 
-  void Infer(const httplib::Request& req, httplib::Response& res) {
-    const ServedModel* m = Model(req, res);
-    if (!m) return;
-    auto busy = [&](const std::string& why) {
-      SetError(res, 503, why);
-      res.set_header("Retry-After", std::to_string(options.retry_after_s));
+  static http::Reply ToReply(HttpReply h) {
+    http::Reply r;
+    r.status = h.status;
+    r.content_type = h.content_type;
+    r.body = std::move(h.body);
+    if (h.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(h.retry_after_s));
+    if (h.content_type == "text/event-stream") r.headers.emplace_back("Cache-Control", "no-cache");
+    r.close = h.close;
+    return r;
+  }
+
+  // Holds one of max_inflight slots until the request is answered.
+  struct Slot {
+    std::atomic<int64_t>* n;
+    explicit Slot(std::atomic<int64_t>* c) : n(c) {}
+    ~Slot() { (*n)--; }
+  };
+  std::shared_ptr<Slot> Admit() {
+    auto slot = std::make_shared<Slot>(&inflight);
+    if (++inflight > options.max_inflight) return nullptr;  // the slot is given back with it
+    return slot;
+  }
+  std::string TooMany() const {
+    return "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
+  }
+
+  // Runs `task` off the I/O threads (on the waiting pool; on this thread if no thread
+  // can be had).
+  void OffIo(const std::function<void()>& task) {
+    if (!waiting.Post(task)) task();
+  }
+
+  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond) {
+    std::shared_ptr<Slot> slot = Admit();
+    if (!slot) return respond(Busy(TooMany(), false));
+    const size_t size = req.body.size();
+    auto work = [this, &m, body = std::move(req.body), respond, slot] {
+      auto q = ParseInferRequest(body, m.cascade->input_shape());
+      if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
+      RunOptions ro;
+      ro.want_probs = q->want_probabilities;
+      InputBatch batch = std::move(q->batch);
+      auto meta = std::make_shared<InferRequest>(std::move(*q));
+      Status s =
+          batchers.at(m.name)->Submit(std::move(batch), ro, [this, &m, meta, respond, slot](StatusOr<RunResult> r) {
+            if (!r.ok())
+              return respond(r.status().code() == StatusCode::kUnavailable
+                                 ? Busy(r.status().message(), false)
+                                 : ErrorReply(HttpCode(r.status()), r.status().message()));
+            respond(JsonReply(InferResponseJson(m.name, *meta, *r, m.cascade->labels())));
+          });
+      if (!s.ok()) respond(Busy(s.message(), false));
     };
-    if (t_overflow) {
-      busy("server overloaded: too many connections");
-      res.set_header("Connection", "close");
-      return;
-    }
-    struct Slot {
-      std::atomic<int64_t>& n;
-      ~Slot() { n--; }
-    } slot{inflight};
-    if (++inflight > options.max_inflight) {
-      busy("server busy: more than " + std::to_string(options.max_inflight) + " requests in flight");
-      return;
-    }
-    auto q = ParseInferRequest(req.body, m->cascade->input_shape());
-    if (!q.ok()) return SetError(res, 400, q.status().message());
-    RunOptions ro;
-    ro.want_probs = q->want_probabilities;
-    auto r = m->cascade->Run(q->batch, ro);
-    if (!r.ok()) return SetError(res, HttpCode(r.status()), r.status().message());
-    metrics.AddRun(m->name, *m->cascade, *r);
-    res.set_content(InferResponseJson(m->name, *q, *r, m->cascade->labels()), "application/json");
+    // A small body is decoded here (microseconds); a large one off the I/O threads.
+    if (size <= (64u << 10)) return work();
+    OffIo(work);
   }
 
-  // POST /v1/chat/completions, request in, response out (no HTTP library here): the
-  // last user message fills every member's {input}, the cascade runs, and the reply is
-  // the winning member's completion with usage summed over every call made.
-  HttpReply Chat(const std::string& body) {
+  // POST /v1/chat/completions, request in, response out (no transport here): the last
+  // user message fills every member's {input}, the cascade runs, and the reply is the
+  // winning member's completion with usage summed over every call made.
+  HttpReply Chat(const std::string& body, std::string* model_name) {
     auto q = ParseChatRequest(body);
     if (!q.ok()) return OpenAiError(400, q.status().message());
     auto it = by_name.find(q->model);
     if (it == by_name.end()) return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true);
     const ServedModel& m = *it->second;
-    t_chat_model = m.name;
+    *model_name = m.name;
     if (const std::string& why = chat_refusal.at(m.name); !why.empty()) return OpenAiError(400, why);
-    if (t_overflow) {
-      HttpReply r = OpenAiError(503, "server overloaded: too many connections");
-      r.retry_after_s = options.retry_after_s;
-      r.close = true;
-      return r;
-    }
-    struct Slot {
-      std::atomic<int64_t>& n;
-      ~Slot() { n--; }
-    } slot{inflight};
-    if (++inflight > options.max_inflight) {
-      HttpReply r =
-          OpenAiError(503, "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight");
-      r.retry_after_s = options.retry_after_s;
-      return r;
-    }
     InputBatch batch;
     const uint64_t n = ++chat_count;
     const std::string id = "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(n);
@@ -374,109 +369,100 @@ struct Server::Impl {
   }
 
   // After a response is written: counters and the access log.
-  void Logged(const httplib::Request& req, const httplib::Response& res) {
-    const double seconds = t_started ? std::chrono::duration<double>(Clock::now() - t_start).count() : 0.0;
-    t_started = false;
+  void Logged(const http::Request& req, const http::Reply& res, const std::string& model, double seconds) {
     if (res.status >= 400) metrics.CountError(res.status);
-    const std::string name = req.method != "POST"                 ? ""
-                             : req.path == "/v1/chat/completions" ? t_chat_model
-                                                                  : InferPathModel(req.path);
-    t_chat_model.clear();
-    if (!name.empty()) metrics.CountRequest(by_name.count(name) ? name : "", res.status, seconds);
+    if (!model.empty()) metrics.CountRequest(by_name.count(model) ? model : "", res.status, seconds);
     if (options.access_log == AccessLog::kOff) return;
     char ms[32];
     std::snprintf(ms, sizeof ms, "%.3f", seconds * 1e3);
+    const std::string path = Bounded(req.path);
     if (options.access_log == AccessLog::kJson) {
       json j = {{"time", Now()},
-                {"remote", req.remote_addr},
+                {"remote", req.remote},
                 {"method", req.method},
-                {"path", req.path},
+                {"path", path},
                 {"status", res.status},
                 {"ms", std::round(seconds * 1e6) / 1e3},
-                {"bytes_in", req.body.size()},
+                {"bytes_in", req.wire_bytes},
                 {"bytes_out", res.body.size()}};
       Log(j.dump(-1, ' ', false, json::error_handler_t::replace));
     } else {
-      Log(Now() + " " + req.remote_addr + " \"" + req.method + " " + req.path + "\" " + std::to_string(res.status) +
-          " " + ms + "ms " + std::to_string(req.body.size()) + "B in " + std::to_string(res.body.size()) + "B out");
+      Log(Now() + " " + req.remote + " \"" + req.method + " " + path + "\" " + std::to_string(res.status) + " " + ms +
+          "ms " + std::to_string(req.wire_bytes) + "B in " + std::to_string(res.body.size()) + "B out");
     }
   }
 
-  void Routes(httplib::Server& h) {
-    using Req = const httplib::Request&;
-    using Res = httplib::Response&;
-    h.set_pre_routing_handler([](Req, Res) {
-      t_start = Clock::now();
-      t_started = true;
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
-    h.set_error_handler([this](Req req, Res res) {
-      if (!res.body.empty()) return;  // a handler's own error
-      std::string message;
-      switch (res.status) {
-        case 404:
-          message = "no route " + req.method + " " + req.path;
-          break;
-        case 413:
-          message = "request body larger than " + std::to_string(options.max_body_bytes) + " bytes";
-          break;
-        default:
-          message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
-      }
-      if (IsOpenAiPath(req.path))
-        res.set_content(OpenAiErrorJson(res.status, message), "application/json");
-      else
-        SetError(res, res.status, message);
-    });
-    h.set_exception_handler([](Req req, Res res, std::exception_ptr ep) {
-      std::string what = "unknown exception";
-      try {
-        if (ep) std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      if (IsOpenAiPath(req.path)) {
-        res.status = 500;
-        res.set_content(OpenAiErrorJson(500, "internal error: " + what), "application/json");
-      } else {
-        SetError(res, 500, "internal error: " + what);
-      }
-    });
-    h.set_logger([this](Req req, const httplib::Response& res) { Logged(req, res); });
+  // A transport error (malformed request, limits, too many connections), shaped for
+  // the route it was meant for.
+  http::Reply TransportError(int status, const std::string& path, const std::string& message) {
+    metrics.CountError(status);
+    http::Reply r = IsOpenAiPath(path) ? ToReply(OpenAiError(status, message)) : ErrorReply(status, message);
+    if (options.access_log != AccessLog::kOff) {
+      Log(Now() + " - \"" + Bounded(path) + "\" " + std::to_string(status) + " " + Bounded(message));
+    }
+    return r;
+  }
 
-    auto json_reply = [](Res res, const std::string& body) { res.set_content(body, "application/json"); };
-    h.Get("/v2/health/live", [=](Req, Res res) { json_reply(res, "{\"live\":true}"); });
-    h.Get("/v2/health/ready", [=](Req, Res res) { json_reply(res, "{\"ready\":true}"); });
-    h.Get("/v2", [=](Req, Res res) { json_reply(res, "{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[]}"); });
-    h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [=, this](Req req, Res res) {
-      if (const ServedModel* m = Model(req, res)) json_reply(res, MetadataJson(m->name, *m->cascade));
-    });
-    h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [=, this](Req req, Res res) {
-      if (const ServedModel* m = Model(req, res)) {
-        std::string body = "{\"name\":";
-        oip::AppendJsonString(&body, m->name);
-        json_reply(res, body + ",\"ready\":true}");
+  // Every request, on an I/O thread: answers cheap routes at once and passes infer and
+  // chat requests on (models never run on I/O threads).
+  void Handle(http::Request&& request, http::Responder respond_raw) {
+    const auto t0 = Clock::now();
+    auto req = std::make_shared<http::Request>();
+    req->method = request.method;
+    req->path = request.path;
+    req->remote = request.remote;
+    req->wire_bytes = request.wire_bytes;
+    auto model = std::make_shared<std::string>();  // the served model for metrics, once known
+    http::Responder respond = [this, t0, req, model, respond_raw](http::Reply r) {
+      Logged(*req, r, *model, std::chrono::duration<double>(Clock::now() - t0).count());
+      respond_raw(std::move(r));
+    };
+    const std::string& method = request.method;
+    const std::string& path = request.path;
+    auto not_found = [&] {
+      const std::string what = "no route " + method + " " + path;
+      respond(IsOpenAiPath(path) ? ToReply(OpenAiError(404, what)) : ErrorReply(404, what));
+    };
+    if (method == "GET" || method == "HEAD") {
+      if (path == "/v2/health/live") return respond(JsonReply("{\"live\":true}"));
+      if (path == "/v2/health/ready") return respond(JsonReply("{\"ready\":true}"));
+      if (path == "/v2") return respond(JsonReply("{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[]}"));
+      if (path == "/metrics") {
+        http::Reply r = JsonReply(metrics.Text(inflight.load(), members));
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return respond(std::move(r));
       }
-    });
-    h.Post(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)", [this](Req req, Res res) { Infer(req, res); });
-    h.Post("/v1/chat/completions", [this](Req req, Res res) {
-      HttpReply r = Chat(req.body);
-      res.status = r.status;
-      if (r.retry_after_s > 0) res.set_header("Retry-After", std::to_string(r.retry_after_s));
-      if (r.close) res.set_header("Connection", "close");
-      if (r.content_type == "text/event-stream") res.set_header("Cache-Control", "no-cache");
-      res.set_content(std::move(r.body), r.content_type);
-    });
-    h.Get("/v1/models", [this](Req, Res res) {
-      std::vector<std::string> names;
-      for (const ServedModel& m : models)
-        if (chat_refusal.at(m.name).empty()) names.push_back(m.name);
-      res.set_content(ModelListJson(names, started), "application/json");
-    });
-    h.Get("/metrics", [this](Req, Res res) {
-      res.set_content(metrics.Text(inflight.load(), members), "text/plain; version=0.0.4; charset=utf-8");
-    });
+      if (path == "/v1/models") {
+        std::vector<std::string> names;
+        for (const ServedModel& m : models)
+          if (chat_refusal.at(m.name).empty()) names.push_back(m.name);
+        return respond(JsonReply(ModelListJson(names, started)));
+      }
+    }
+    if (method == "POST" && path == "/v1/chat/completions") {
+      std::shared_ptr<Slot> slot = Admit();
+      if (!slot) return respond(Busy(TooMany(), true));
+      OffIo(
+          [this, body = std::move(request.body), model, respond, slot] { respond(ToReply(Chat(body, model.get()))); });
+      return;
+    }
+    const ModelRoute route = ParseModelRoute(path);
+    if (!route.ok) return not_found();
+    const bool get = method == "GET" || method == "HEAD";
+    if (get == (route.action == "infer") || (method != "POST" && !get)) return not_found();
+    auto it = by_name.find(route.name);
+    if (it == by_name.end()) return respond(ErrorReply(404, "no model named '" + route.name + "'"));
+    if (!route.version.empty() && route.version != "1")
+      return respond(ErrorReply(404, "model '" + route.name + "' has no version '" + route.version + "' (only 1)"));
+    const ServedModel& m = *it->second;
+    if (route.action == "") return respond(JsonReply(MetadataJson(m.name, *m.cascade)));
+    if (route.action == "ready") {
+      std::string body = "{\"name\":";
+      oip::AppendJsonString(&body, m.name);
+      return respond(JsonReply(body + ",\"ready\":true}"));
+    }
+    *model = m.name;
+    Infer(m, std::move(request), respond);
   }
 };
 
@@ -521,6 +507,10 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
   if (models.empty()) return InvalidArgumentError("a server needs at least one model");
   if (options.max_inflight < 1) return InvalidArgumentError("max_inflight must be at least 1");
   if (options.max_body_bytes == 0) return InvalidArgumentError("max_body_bytes must be positive");
+  if (options.max_batch < 0 || options.max_queue_delay_us < 0 || options.queue_timeout_ms < 0 ||
+      options.batch_workers < 1 || options.max_connections < 1)
+    return InvalidArgumentError(
+        "max_batch, max_queue_delay_us and queue_timeout_ms must be >= 0, batch_workers and max_connections >= 1");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->models = std::move(models);
@@ -541,83 +531,86 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
         impl->members.push_back(b);
       }
   }
+  BatchOptions bo;
+  bo.max_batch = options.max_batch;
+  bo.max_queue_delay_us = options.max_queue_delay_us;
+  bo.queue_timeout_ms = options.queue_timeout_ms;
+  // Without batching every request runs alone, as many at once as are admitted.
+  bo.workers = options.max_batch > 1 ? options.batch_workers : options.max_inflight;
+  Impl* im = impl.get();
+  for (const ServedModel& m : impl->models) {
+    const ServedModel* mp = &m;
+    impl->batchers[m.name] = std::make_unique<Batcher>(
+        m.cascade, bo, [im, mp](const RunResult& r) { im->metrics.AddRun(mp->name, *mp->cascade, r); });
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 Status Server::Start(const std::string& host, int port) {
   Impl& im = *impl_;
   std::lock_guard<std::mutex> lock(im.mu);
-  if (im.http) return FailedPreconditionError("the server is already serving on port " + std::to_string(im.port));
+  if (im.transport)
+    return FailedPreconditionError("the server is already serving on port " + std::to_string(im.transport->port()));
   if (port < 0 || port > 65535) return InvalidArgumentError("port " + std::to_string(port) + " is out of range");
-  auto http = std::make_unique<httplib::Server>();
   const ServerOptions& o = im.options;
-  const size_t workers = o.http_threads > 0 ? o.http_threads : o.max_inflight + 8;
-  // httplib builds the queue (its worker threads) inside listen, after is_running() is
-  // true and before it accepts: Start returns once the queue exists, so a client that
-  // connects at once is accepted without waiting for thread creation (slow under TSan).
-  auto queue_ready = std::make_shared<std::atomic<bool>>(false);
-  http->new_task_queue = [workers, queue_ready] {
-    auto* q = new AdmissionQueue(workers, workers);
-    *queue_ready = true;
-    return q;
-  };
-  http->set_payload_max_length(o.max_body_bytes);
-  http->set_tcp_nodelay(true);
-  // SO_REUSEADDR only: a restarted server may take its port at once, but unlike
-  // httplib's default (SO_REUSEPORT too) a second server cannot share it.
-  // httplib (as Debian builds it) listens with a backlog of 5: a burst of new
-  // connections overflows it and waits out SYN retransmits (1 s, 3 s). The socket it
-  // binds is the last one given to this callback; listen() again raises the backlog.
-  auto listen_fd = std::make_shared<socket_t>(INVALID_SOCKET);
-  http->set_socket_options([listen_fd](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    *listen_fd = sock;
-  });
-  http->set_keep_alive_max_count(static_cast<size_t>(std::max(1, o.keep_alive_max_requests)));
-  http->set_keep_alive_timeout(o.keep_alive_timeout_s);
-  http->set_read_timeout(o.io_timeout_s, 0);
-  http->set_write_timeout(o.io_timeout_s, 0);
-  im.Routes(*http);
-  const int bound = port == 0 ? http->bind_to_any_port(host) : (http->bind_to_port(host, port) ? port : -1);
-  if (bound <= 0)
-    return UnavailableError("cannot listen on " + host + ":" + std::to_string(port) +
-                            " (address in use, or not an address of this machine)");
-  if (*listen_fd != INVALID_SOCKET) ::listen(*listen_fd, std::max(1, o.listen_backlog));
-  im.listener_done = false;
-  httplib::Server* h = http.get();
-  im.listener = std::thread([h, &im] {
-    h->listen_after_bind();
-    im.listener_done = true;
-  });
-  // Stop() only works once the accept loop runs: wait for it.
-  while (!(h->is_running() && *queue_ready) && !im.listener_done)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  im.http = std::move(http);
-  im.port = bound;
+  http::TransportOptions t;
+  t.io_threads =
+      o.io_threads > 0 ? o.io_threads : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  t.listen_backlog = std::max(1, o.listen_backlog);
+  t.max_connections = std::max(1, o.max_connections);
+  t.header_timeout_ms = std::max(1, o.header_timeout_ms);
+  t.body_timeout_ms = std::max(1, o.io_timeout_s * 1000);
+  t.write_timeout_ms = std::max(1, o.io_timeout_s * 1000);
+  t.idle_timeout_ms = std::max(1, o.keep_alive_timeout_s * 1000);
+  t.max_requests_per_connection = std::max(0, o.keep_alive_max_requests);
+  t.max_body_bytes = o.max_body_bytes;
+  auto transport = http::Transport::Listen(
+      host, port, t,
+      [&im](http::Request&& req, http::Responder respond) { im.Handle(std::move(req), std::move(respond)); },
+      [&im](int status, const std::string& path, const std::string& message) {
+        return im.TransportError(status, path, message);
+      });
+  if (!transport.ok()) return transport.status();
+  im.transport = std::move(*transport);
   return Status::Ok();
 }
 
-int Server::port() const { return impl_->port; }
+int Server::port() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->transport ? impl_->transport->port() : 0;
+}
 
 void Server::Stop() {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (impl_->http) impl_->http->stop();
+  if (impl_->transport) impl_->transport->Stop();
 }
 
 void Server::Wait() {
   Impl& im = *impl_;
   std::lock_guard<std::mutex> wait_lock(im.wait_mu);
-  std::thread t;
+  http::Transport* t = nullptr;
   {
     std::lock_guard<std::mutex> lock(im.mu);
-    t = std::move(im.listener);
+    t = im.transport.get();
   }
-  if (!t.joinable()) return;
-  t.join();
+  if (!t) return;
+  t->Wait();  // returns once Stop was called and every connection closed
   std::lock_guard<std::mutex> lock(im.mu);
-  im.http.reset();
-  im.port = 0;
+  im.transport.reset();
+}
+
+const std::vector<ServedModel>& Server::models() const { return impl_->models; }
+
+StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch, const RunOptions& options) {
+  Impl& im = *impl_;
+  auto it = im.batchers.find(name);
+  if (it == im.batchers.end()) return NotFoundError("no model named '" + name + "'");
+  std::shared_ptr<Impl::Slot> slot = im.Admit();
+  if (!slot) return UnavailableError(im.TooMany());
+  std::promise<StatusOr<RunResult>> answer;
+  Status s = it->second->Submit(batch, options, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
+  if (!s.ok()) return s;
+  return answer.get_future().get();
 }
 
 std::vector<std::string> Server::model_names() const {
@@ -631,25 +624,6 @@ std::vector<std::string> Server::chat_model_names() const {
   for (const ServedModel& m : impl_->models)
     if (impl_->chat_refusal.at(m.name).empty()) out.push_back(m.name);
   return out;
-}
-
-const std::vector<ServedModel>& Server::models() const { return impl_->models; }
-
-StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch, const RunOptions& options) {
-  Impl& im = *impl_;
-  auto it = im.by_name.find(name);
-  if (it == im.by_name.end()) return NotFoundError("no model named '" + name + "'");
-  struct Slot {
-    std::atomic<int64_t>& n;
-    ~Slot() { n--; }
-  } slot{im.inflight};
-  if (++im.inflight > im.options.max_inflight)
-    return UnavailableError("server busy: more than " + std::to_string(im.options.max_inflight) +
-                            " requests in flight");
-  const ServedModel& m = *it->second;
-  auto r = m.cascade->Run(batch, options);
-  if (r.ok()) im.metrics.AddRun(m.name, *m.cascade, *r);
-  return r;
 }
 
 std::string Server::MetricsText() const { return impl_->metrics.Text(impl_->inflight.load(), impl_->members); }

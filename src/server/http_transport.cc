@@ -1,0 +1,443 @@
+// The event-driven HTTP/1.1 transport (see http_transport.h): Boost.Beast on Asio.
+#include "server/http_transport.h"
+
+#include <sys/resource.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+namespace coe::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+const std::string* Request::Header(std::string_view lower_name) const {
+  for (const auto& [k, v] : headers)
+    if (k == lower_name) return &v;
+  return nullptr;
+}
+
+namespace {
+
+std::string_view SV(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+// Inflates a gzip or zlib (raw = false) or raw deflate (raw = true) body into at most
+// `limit` bytes. Returns 0 on success, 413 when the decoded body would pass the limit,
+// 400 when the body is not valid compressed data.
+int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std::string* why) {
+  z_stream z{};
+  if (inflateInit2(&z, raw ? -MAX_WBITS : MAX_WBITS + 32) != Z_OK) {
+    *why = "cannot start the decoder";
+    return 400;
+  }
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  out->clear();
+  out->reserve(limit);  // address space; pages become resident as bytes are decoded
+  char chunk[64 << 10];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(chunk);
+    z.avail_out = sizeof chunk;
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&z);
+      *why = rc == Z_BUF_ERROR ? "the compressed body ends early" : "the body is not valid compressed data";
+      return 400;
+    }
+    const size_t got = sizeof chunk - z.avail_out;
+    if (out->size() + got > limit) {
+      inflateEnd(&z);
+      out->clear();
+      out->shrink_to_fit();
+      *why = "decoded request body larger than " + std::to_string(limit) + " bytes";
+      return 413;
+    }
+    out->append(chunk, got);
+    if (rc == Z_OK && got == 0 && z.avail_in == 0) {
+      inflateEnd(&z);
+      *why = "the compressed body ends early";
+      return 400;
+    }
+  }
+  inflateEnd(&z);
+  return 0;
+}
+
+}  // namespace
+
+class Session;
+
+struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
+  TransportOptions options;
+  Handler handler;
+  ErrorReply error_reply;
+  net::io_context ioc;
+  // Keeps the I/O threads running while a connection waits for its handler (no I/O
+  // pending): released by Wait once every connection is closed.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<int> port{0};
+  std::atomic<bool> stopping{false};
+
+  std::mutex mu;               // guards sessions, accepting
+  std::condition_variable cv;  // sessions emptied, accept loop ended
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+  bool accepting = false;
+  std::atomic<int> open{0};  // connections being served (not the refused ones)
+
+  explicit Impl(int io_threads) : ioc(io_threads) { work.emplace(ioc.get_executor()); }
+  void Accept();
+  void Add(const std::shared_ptr<Session>& s);
+  void Remove(Session* s);
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, std::shared_ptr<Transport::Impl> t, bool refuse)
+      : stream_(std::move(socket)), t_(std::move(t)), refuse_(refuse) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string();
+  }
+  ~Session() {
+    if (!refuse_) t_->open--;
+    t_->Remove(this);
+  }
+
+  void Start() {
+    if (refuse_) {
+      Reply r = t_->error_reply(503, "", "server overloaded: too many connections");
+      r.headers.emplace_back("Retry-After", "1");
+      r.close = true;
+      linger_ = true;
+      return Write(std::move(r), 11);
+    }
+    ReadHeader();
+  }
+
+  // On the session's strand: a stop was asked for.
+  void StopIfIdle() {
+    stopping_ = true;
+    if (reading_) stream_.cancel();
+  }
+
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  const TransportOptions& opt() const { return t_->options; }
+
+  void ReadHeader() {
+    if (stopping_ || t_->stopping) return Close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(opt().max_header_bytes, UINT32_MAX)));
+    parser_->body_limit(opt().max_body_bytes);
+    // A fresh connection or a kept-alive one waits for its next request at most the
+    // idle timeout when nothing of it has arrived, else the header timeout.
+    const int ms = served_ > 0 && buffer_.size() == 0 ? opt().idle_timeout_ms : opt().header_timeout_ms;
+    stream_.expires_after(std::chrono::milliseconds(ms));
+    reading_ = true;
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    reading_ = false;
+    if (ec) return ReadFailed(ec, false);
+    auto& req = parser_->get();
+    path_ = std::string(req.target().substr(0, req.target().find('?')));
+    // Encodings the server cannot decode are refused before their body is read.
+    const std::string enc = Lower(Trim(SV(req[bhttp::field::content_encoding])));
+    if (!enc.empty() && enc != "identity" && enc != "gzip" && enc != "x-gzip" && enc != "deflate")
+      return Fail(415, "Content-Encoding '" + enc.substr(0, 64) + "' is not supported (gzip, deflate or identity)");
+    if (parser_->is_done()) return OnBody({});
+    // A body of unknown length (chunked) gets the limit's capacity at once: address
+    // space only, its pages resident as bytes arrive, and never a doubling copy (which
+    // would hold 1.5x the body).
+    if (!parser_->content_length()) req.body().reserve(opt().max_body_bytes);
+    auto read_body = [self = shared_from_this()] {
+      self->stream_.expires_after(std::chrono::milliseconds(self->opt().body_timeout_ms));
+      self->reading_ = true;
+      bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
+                        [self](beast::error_code ec, size_t) { self->OnBody(ec); });
+    };
+    if (Lower(Trim(SV(req[bhttp::field::expect]))) == "100-continue") {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
+      stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
+      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont, read_body](beast::error_code ec, size_t) {
+        if (ec) return self->Close();
+        read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void OnBody(beast::error_code ec) {
+    reading_ = false;
+    if (ec) return ReadFailed(ec, true);
+    stream_.expires_never();
+    auto& msg = parser_->get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.path = path_;
+    const auto target = msg.target();
+    if (const size_t q = target.find('?'); q != std::string_view::npos) req.query = std::string(target.substr(q + 1));
+    req.remote = remote_;
+    for (const auto& f : msg) req.headers.emplace_back(Lower(SV(f.name_string())), std::string(f.value()));
+    req.wire_bytes = msg.body().size();
+    const std::string enc = Lower(Trim(SV(msg[bhttp::field::content_encoding])));
+    if (enc == "gzip" || enc == "x-gzip" || enc == "deflate") {
+      std::string why;
+      int code = Inflate(msg.body(), false, opt().max_body_bytes, &req.body, &why);
+      if (code == 400 && enc == "deflate") code = Inflate(msg.body(), true, opt().max_body_bytes, &req.body, &why);
+      if (code != 0) return Fail(code, why);
+    } else {
+      req.body = std::move(msg.body());
+    }
+    keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+    parser_.reset();
+    ++served_;
+    handling_ = true;
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    Responder respond = [self = shared_from_this(), answered](Reply r) {
+      if (answered->exchange(true)) return;  // exactly once
+      net::post(self->executor(), [self, r = std::move(r)]() mutable { self->Write(std::move(r), self->version_); });
+    };
+    t_->handler(std::move(req), std::move(respond));
+  }
+
+  // A read ended in an error: a clean close, a timeout, or a request to refuse.
+  void ReadFailed(beast::error_code ec, bool in_body) {
+    if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted || ec == net::error::eof ||
+        ec == net::error::connection_reset)
+      return in_body && ec == bhttp::error::end_of_stream ? Fail(400, "the request ended before its body") : Close();
+    // A client too slow for the header or body deadline (or idle too long) is closed:
+    // the stream has already closed the socket, so no reply can be written.
+    if (ec == beast::error::timeout) return Close();
+    if (ec == bhttp::error::body_limit)
+      return Fail(413, "request body larger than " + std::to_string(opt().max_body_bytes) + " bytes");
+    if (ec == bhttp::error::header_limit)
+      return Fail(431, "request header larger than " + std::to_string(opt().max_header_bytes) + " bytes");
+    if (ec == bhttp::error::partial_message) return Fail(400, "the request ended before its body");
+    return Fail(400, "malformed HTTP request: " + ec.message());
+  }
+
+  // Answers a transport error and closes the connection.
+  void Fail(int status, const std::string& message) {
+    Reply r = t_->error_reply(status, path_, message);
+    r.close = true;
+    parser_.reset();
+    linger_ = true;
+    Write(std::move(r), version_);
+  }
+
+  // After an error reply to a client that may still be sending: stop sending, then
+  // read and drop what it sends for a moment, so that closing with unread data (a TCP
+  // reset) does not destroy the reply before the client reads it.
+  void Linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::milliseconds(2000));
+    Drain();
+  }
+  void Drain() {
+    scratch_.resize(64 << 10);
+    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec || self->stopping_) return self->stream_.close();
+      self->Drain();
+    });
+  }
+
+  void Write(Reply r, unsigned version) {
+    handling_ = false;
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->version(version == 10 ? 10 : 11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(bhttp::field::server, "coe");
+    res->set(bhttp::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    const int cap = opt().max_requests_per_connection;
+    const bool keep = !r.close && keep_alive_ && !refuse_ && !stopping_ && !t_->stopping && (cap <= 0 || served_ < cap);
+    res->keep_alive(keep);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
+      if (!ec && self->linger_) return self->Linger();
+      if (ec || !keep) return self->Close();
+      self->ReadHeader();
+    });
+  }
+
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::shared_ptr<Transport::Impl> t_;
+  std::string remote_, path_;
+  const bool refuse_;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+  int served_ = 0;
+  bool reading_ = false, handling_ = false, stopping_ = false, linger_ = false;
+  std::vector<char> scratch_;
+};
+
+void Transport::Impl::Add(const std::shared_ptr<Session>& s) {
+  std::lock_guard<std::mutex> lock(mu);
+  sessions.emplace(s.get(), s);
+}
+
+void Transport::Impl::Remove(Session* s) {
+  std::lock_guard<std::mutex> lock(mu);
+  sessions.erase(s);
+  if (sessions.empty()) cv.notify_all();
+}
+
+void Transport::Impl::Accept() {
+  acceptor->async_accept(net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || self->stopping || !self->acceptor->is_open()) {
+      std::lock_guard<std::mutex> lock(self->mu);
+      self->accepting = false;
+      self->cv.notify_all();
+      return;
+    }
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      const bool refuse = self->open.load() >= self->options.max_connections;
+      if (!refuse) self->open++;
+      auto s = std::make_shared<Session>(std::move(socket), self, refuse);
+      self->Add(s);
+      net::dispatch(s->executor(), [s] { s->Start(); });
+    } else if (ec == net::error::no_descriptors) {
+      // Out of file descriptors: pause accepting briefly rather than spin.
+      auto timer = std::make_shared<net::steady_timer>(self->ioc, std::chrono::milliseconds(50));
+      timer->async_wait([self, timer](beast::error_code) { self->Accept(); });
+      return;
+    }
+    self->Accept();
+  });
+}
+
+Transport::Transport(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Transport::~Transport() {
+  Stop();
+  Wait();
+}
+
+StatusOr<std::unique_ptr<Transport>> Transport::Listen(const std::string& host, int port,
+                                                       const TransportOptions& options, Handler handler,
+                                                       ErrorReply error_reply) {
+  auto impl = std::make_shared<Impl>(std::max(1, options.io_threads));
+  impl->options = options;
+  impl->handler = std::move(handler);
+  impl->error_reply = std::move(error_reply);
+  // Keep room for the process's other descriptors (model files, outgoing connections).
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+    const int room = static_cast<int>(std::max<rlim_t>(lim.rlim_cur, 128) - 64);
+    impl->options.max_connections = std::max(1, std::min(impl->options.max_connections, room));
+  }
+  beast::error_code ec;
+  const auto address = net::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) return InvalidArgumentError("cannot listen on '" + host + "': not an IP address");
+  tcp::endpoint ep(address, static_cast<unsigned short>(port));
+  impl->acceptor.emplace(net::make_strand(impl->ioc));
+  auto& a = *impl->acceptor;
+  auto fail = [&](const char* what) {
+    return UnavailableError("cannot listen on " + host + ":" + std::to_string(port) + " (" + what + ": " +
+                            ec.message() + ")");
+  };
+  a.open(ep.protocol(), ec);
+  if (ec) return fail("open");
+  // SO_REUSEADDR only: a restarted server takes its port at once, a second one cannot.
+  a.set_option(net::socket_base::reuse_address(true), ec);
+  a.bind(ep, ec);
+  if (ec) return fail("bind");
+  a.listen(std::max(1, options.listen_backlog), ec);
+  if (ec) return fail("listen");
+  impl->port = a.local_endpoint(ec).port();
+  impl->accepting = true;
+  impl->Accept();
+  for (int i = 0; i < std::max(1, options.io_threads); ++i)
+    impl->threads.emplace_back([im = impl.get()] {
+      for (;;) {
+        try {
+          im->ioc.run();
+          return;
+        } catch (...) {  // a handler threw: keep serving
+        }
+      }
+    });
+  return std::unique_ptr<Transport>(new Transport(std::move(impl)));
+}
+
+int Transport::port() const { return impl_->port; }
+int Transport::connections() const { return impl_->open; }
+
+void Transport::Stop() {
+  Impl& im = *impl_;
+  if (im.stopping.exchange(true)) return;
+  net::post(im.acceptor->get_executor(), [t = impl_] {
+    beast::error_code ec;
+    t->acceptor->cancel(ec);
+    t->acceptor->close(ec);
+  });
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard<std::mutex> lock(im.mu);
+    for (auto& [p, w] : im.sessions)
+      if (auto s = w.lock()) live.push_back(std::move(s));
+  }
+  for (auto& s : live) net::post(s->executor(), [s] { s->StopIfIdle(); });
+}
+
+void Transport::Wait() {
+  Impl& im = *impl_;
+  {
+    std::unique_lock<std::mutex> lock(im.mu);
+    im.cv.wait(lock, [&] { return !im.accepting && im.sessions.empty(); });
+  }
+  im.work.reset();
+  im.ioc.stop();
+  for (std::thread& t : im.threads)
+    if (t.joinable()) t.join();
+  im.threads.clear();
+}
+
+}  // namespace coe::http
