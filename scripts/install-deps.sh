@@ -12,9 +12,9 @@ pkgs=(
   libspdlog-dev libfmt-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  wrk iproute2 curl ccache stress clang-format-14 chromium
+  wrk haproxy iproute2 curl ccache stress clang-format-14 chromium
   dataset-fashion-mnist zlib1g-dev
-  python3 python3-numpy python3-dev pybind11-dev python3-pytest python3-pandas python3-matplotlib python3-venv python3-setuptools python3-pip
+  python3 python3-numpy python3-dev pybind11-dev python3-pytest python3-pandas python3-matplotlib python3-venv python3-setuptools python3-pip python3-yaml
 )
 # Node and npm for the OpenAI client test (tests/openai_client): Debian's, unless a node
 # is already installed (another vendor's nodejs package conflicts with Debian's npm).

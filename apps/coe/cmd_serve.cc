@@ -89,10 +89,11 @@ void AddServeCommands(CLI::App& app) {
   serve->add_option("--cascade", f->cascade, "cascade (TOML)")->required();
   serve->add_option("--models", f->models, "model catalogue (TOML)")->required();
   serve->add_option("--host", f->host, "address to listen on")->capture_default_str();
-  serve->add_option("--port", f->port, "port (0: any free port, printed at start)")
+  serve->add_option("--port,--http_port", f->port, "port (0: any free port, printed at start; KServe's --http_port)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
-  serve->add_option("--name", f->name, "the cascade's model name (default: the cascade file's name, else coe)");
+  serve->add_option("--name,--model_name", f->name,
+                    "the cascade's model name (default: the cascade file's name, else coe; KServe's --model_name)");
   serve->add_option("--threads", f->threads, "engine worker threads per model (default: the cores)")
       ->check(CLI::NonNegativeNumber);
   serve->add_option("--max-inflight", f->max_inflight, "infer requests running at once; more get 503")
