@@ -428,6 +428,40 @@ TEST_F(GrpcTest, ConcurrentClientsGetTheirOwnAnswers) {
   EXPECT_GT(grpc_->port(), 0);
 }
 
+TEST(GrpcStart, BusyServerAnswersUnavailable) {
+  // Admission is the server's: beyond max_inflight running requests, UNAVAILABLE.
+  ServerOptions so;
+  so.max_inflight = 1;
+  auto s = Server::Create({{"slow", SlowCascade("linear", std::chrono::milliseconds(1000))}}, so);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto g = GrpcFrontend::Start("127.0.0.1", 0, s->get(), {});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto stub = pb::GRPCInferenceService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*g)->port()), grpc::InsecureChannelCredentials()));
+  const pb::ModelInferRequest q = Request(TestImages(1), true, {}, "slow");
+  std::vector<grpc::Status> got(3);
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 3; ++k)
+    clients.emplace_back([&, k] {
+      grpc::ClientContext ctx;
+      pb::ModelInferResponse r;
+      ClientCall scope;
+      got[k] = stub->ModelInfer(&ctx, q, &r);
+    });
+  for (std::thread& t : clients) t.join();
+  int ok = 0, busy = 0;
+  for (const grpc::Status& st : got) {
+    ok += st.ok();
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      busy++;
+      EXPECT_NE(st.error_message().find("server busy"), std::string::npos) << st.error_message();
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 1);
+  EXPECT_EQ(ok + busy, 3);
+}
+
 TEST(GrpcStart, BadArgumentsAndBusyPort) {
   auto s = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 1}, {});
   ASSERT_TRUE(s.ok());
