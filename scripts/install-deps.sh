@@ -14,6 +14,7 @@ pkgs=(
   clang-14 libclang-rt-14-dev
   wrk haproxy iproute2 curl ccache stress clang-format-14 chromium
   dataset-fashion-mnist zlib1g-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler python3-grpcio python3-grpc-tools python3-protobuf
   python3 python3-numpy python3-dev pybind11-dev python3-pytest python3-pandas python3-matplotlib python3-venv python3-setuptools python3-pip python3-yaml
 )
 # Node and npm for the OpenAI client test (tests/openai_client): Debian's, unless a node

@@ -11,6 +11,9 @@
 #ifdef COE_HAVE_SERVER
 #include "coe/server.h"
 #endif
+#ifdef COE_HAVE_GRPC
+#include "server/grpc_frontend.h"
+#endif
 
 namespace coe::app {
 
@@ -21,6 +24,7 @@ struct ServeFlags {
   int port = 8000, threads = 0, max_inflight = 64;
   int max_batch = 64, batch_workers = 2, max_connections = 4096, io_threads = 0;
   int64_t max_queue_delay_us = 0, queue_timeout_ms = 1000;
+  int grpc_port = -1;  // -1: no gRPC front end
   double max_body_mb = 32;
   bool json_log = false, quiet = false;
 };
@@ -61,6 +65,21 @@ int RunServe(const ServeFlags& f) {
   if (!server.ok()) return Fail(cmd, server.status());
   Status started = (*server)->Start(f.host, f.port);
   if (!started.ok()) return Fail(cmd, started);
+#ifdef COE_HAVE_GRPC
+  std::unique_ptr<GrpcFrontend> grpc;
+  if (f.grpc_port >= 0) {
+    GrpcOptions go;
+    go.max_message_bytes = so.max_body_bytes;
+    go.max_concurrent_calls = f.max_inflight;
+    auto g = GrpcFrontend::Start(f.host, f.grpc_port, server->get(), go);
+    if (!g.ok()) return Fail(cmd, g.status());
+    grpc = std::move(*g);
+    std::printf("coe serve: gRPC (Open Inference Protocol) on %s:%d\n", f.host.c_str(), grpc->port());
+  }
+#else
+  if (f.grpc_port >= 0)
+    return Fail(cmd, FailedPreconditionError("this coe was built without gRPC (COE_WITH_GRPC=OFF)"));
+#endif
   const std::vector<std::string> names = (*server)->model_names();
   std::string members;
   for (size_t i = 1; i < names.size(); ++i) members += (i > 1 ? ", " : "") + names[i];
@@ -73,6 +92,9 @@ int RunServe(const ServeFlags& f) {
   sigwait(&signals, &sig);
   std::fprintf(stderr, "coe serve: %s: no new connections; finishing requests in flight\n",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
+#ifdef COE_HAVE_GRPC
+  if (grpc) grpc->Stop();
+#endif
   (*server)->Stop();
   (*server)->Wait();
   std::fprintf(stderr, "coe serve: stopped\n");
@@ -91,6 +113,11 @@ void AddServeCommands(CLI::App& app) {
   serve->add_option("--host", f->host, "address to listen on")->capture_default_str();
   serve->add_option("--port,--http_port", f->port, "port (0: any free port, printed at start; KServe's --http_port)")
       ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  serve
+      ->add_option("--grpc-port,--grpc_port", f->grpc_port,
+                   "also serve the Open Inference Protocol over gRPC on this port (0: any free port, printed at "
+                   "start; default: off; KServe's --grpc_port)")
       ->check(CLI::Range(0, 65535));
   serve->add_option("--name,--model_name", f->name,
                     "the cascade's model name (default: the cascade file's name, else coe; KServe's --model_name)");
