@@ -17,8 +17,10 @@
 // retried: at most `retries` more attempts, exponential backoff 25 ms x 2^k with
 // jitter, at most 500 ms, or the server's Retry-After up to that cap) or on another
 // status or a malformed response (not retried). A failed call makes every example
-// of it abstain with `error` set. Each attempt's connect, send and receive are bounded
-// by timeout_ms, and a response still arriving past it is cancelled. After 3 failed
+// of it abstain with `error` set. One deadline, timeout_ms, bounds the whole call:
+// every attempt's connect, send and receive and the waits between attempts (a retry
+// that cannot start before it is not made), and a response still arriving past it is
+// cancelled; a hung server never holds an answer longer than timeout_ms. After 3 failed
 // calls in a row the backend fails calls at once for 1 s (then tries again), so an
 // unreachable cloud costs an edge nothing but the fallback.
 //
@@ -254,6 +256,7 @@ class RemoteBackend : public Backend {
 
   // Sends one request with retries.
   Attempt Send(const std::string& method, const std::string& path, const std::string& body) {
+    const auto deadline = Clock::now() + timeout_;
     Attempt a;
     for (int k = 0; k <= retries_; ++k) {
       if (k > 0) {
@@ -261,17 +264,25 @@ class RemoteBackend : public Backend {
         int ms = std::min(kBackoffCapMs, kBackoffBaseMs << std::min(k - 1, 10));
         ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
         ms = std::max(ms, std::min(a.retry_after_ms, kBackoffCapMs));
+        // A retry needs time for a round trip after its wait: 1 ms at least.
+        if (Clock::now() + std::chrono::milliseconds(ms + 1) >= deadline) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       }
-      a = SendOnce(method, path, body);
-      if (a.ok || !a.retry) break;
+      a = SendOnce(method, path, body, deadline);
+      if (a.ok || !a.retry || Clock::now() >= deadline) break;
     }
     return a;
   }
 
-  Attempt SendOnce(const std::string& method, const std::string& path, const std::string& body) {
+  Attempt SendOnce(const std::string& method, const std::string& path, const std::string& body,
+                   Clock::time_point deadline) {
     std::unique_ptr<httplib::Client> client = Lease();
-    const auto deadline = Clock::now() + timeout_;
+    // This attempt's connect, send and receive may use what is left of the call's time.
+    const auto left = std::max(std::chrono::microseconds(1000),
+                               std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()));
+    client->set_connection_timeout(left);
+    client->set_read_timeout(left);
+    client->set_write_timeout(left);
     httplib::Request req;
     req.method = method;
     req.path = path;
