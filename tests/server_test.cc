@@ -158,6 +158,121 @@ TEST_F(ServerTest, InferEqualsCascadeRunInProcess) {
     EXPECT_EQ((*Output(m.body, "label"))["data"][i], (*single)->labels().name(want1->answer[i]));
 }
 
+// Concurrent requests share runs (dynamic batching), and each gets exactly what
+// Cascade::Run gives its images alone: labels, exit tiers, probabilities bit for bit.
+TEST_F(ServerTest, BatchedRequestsAnswerAsTheirImagesAlone) {
+  ServerOptions o;
+  o.max_queue_delay_us = 20000;  // let requests gather
+  StartZoo(o);
+  auto local = Cascade::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 1});
+  ASSERT_TRUE(local.ok());
+  constexpr int kImages = 240, kPer = 2, kThreads = 12;
+  const InputBatch in = TestImages(kImages);
+  auto want = (*local)->Run(in, RunOptions{.want_probs = true});
+  ASSERT_TRUE(want.ok());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kThreads; ++c)
+    clients.emplace_back([&, c] {
+      for (int first = c * kPer; first < kImages; first += kThreads * kPer) {
+        InputBatch part;
+        part.example_shape = in.example_shape;
+        const int64_t size = in.ExampleSize();
+        part.data.assign(in.data.begin() + first * size, in.data.begin() + (first + kPer) * size);
+        Reply r =
+            Http(port_, "POST", "/v2/models/fashion/infer", InferBody(part, {"label", "exit_tier", "probabilities"}));
+        const json* label = Output(r.body, "label");
+        const json* tier = Output(r.body, "exit_tier");
+        const json* probs = Output(r.body, "probabilities");
+        if (r.status != 200 || !label || !tier || !probs) {
+          ++failures;
+          continue;
+        }
+        for (int i = 0; i < kPer; ++i) {
+          const int k = first + i;
+          bool same = (*label)["data"][i] == (*local)->labels().name(want->answer[k]) &&
+                      (*tier)["data"][i] == want->exit_tier[k] + 1;
+          for (int l = 0; l < 10; ++l) same = same && (*probs)["data"][i * 10 + l].get<float>() == want->probs[k][l];
+          if (!same) ++failures;
+        }
+      }
+    });
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  // Fewer runs than requests: they were batched.
+  const std::string metrics = server_->MetricsText();
+  const size_t at = metrics.find("coe_runs_total{model=\"fashion\"} ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const int runs = std::atoi(metrics.c_str() + at + std::strlen("coe_runs_total{model=\"fashion\"} "));
+  EXPECT_GT(runs, 0);
+  EXPECT_LT(runs, kImages / kPer);
+  std::printf("%d requests in %d runs\n", kImages / kPer, runs);
+}
+
+// The binary tensor data extension (Inference-Header-Content-Length): FP32 and UINT8
+// inputs as raw bytes, outputs asked for as binary data; the answers equal JSON's.
+TEST_F(ServerTest, BinaryTensorDataEqualsJson) {
+  StartZoo();
+  const InputBatch in = TestImages(50);
+  Reply plain = Http(port_, "POST", "/v2/models/fashion/infer", InferBody(in, {"label", "exit_tier", "probabilities"}));
+  ASSERT_EQ(plain.status, 200);
+  auto request = [&](const std::string& type, bool binary_out) {
+    std::string head = R"({"inputs":[{"name":"input","datatype":")" + type +
+                       R"(","shape":[50,1,28,28],"parameters":{"binary_data_size":)" +
+                       std::to_string(in.data.size() * (type == "FP32" ? 4 : 1)) + "}}]";
+    head += binary_out ? R"(,"parameters":{"binary_data_output":true}})"
+                       : R"(,"outputs":[{"name":"label"},{"name":"exit_tier"},{"name":"probabilities"}]})";
+    std::string body = head;
+    for (float v : in.data) {
+      if (type == "FP32") {
+        body.append(reinterpret_cast<const char*>(&v), 4);
+      } else {
+        body.push_back(static_cast<char>(static_cast<unsigned char>(v)));
+      }
+    }
+    httplib::Client c("127.0.0.1", port_);
+    httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(head.size())}};
+    auto r = c.Post("/v2/models/fashion/infer", h, body, "application/octet-stream");
+    EXPECT_TRUE(r);
+    return r ? *r : httplib::Response{};
+  };
+  for (const std::string type : {"FP32", "UINT8"}) {
+    // JSON outputs: the same body as the JSON request's.
+    httplib::Response j = request(type, false);
+    ASSERT_EQ(j.status, 200) << j.body.substr(0, 300);
+    EXPECT_EQ(json::parse(j.body)["outputs"], plain.body["outputs"]) << type;
+    // Binary outputs: decoded, the same values.
+    httplib::Response b = request(type, true);
+    ASSERT_EQ(b.status, 200) << b.body.substr(0, 300);
+    ASSERT_TRUE(b.has_header("Inference-Header-Content-Length"));
+    const size_t json_size = std::stoul(b.get_header_value("Inference-Header-Content-Length"));
+    oip::Message m;
+    ASSERT_TRUE(oip::ParseMessage(b.body, json_size, &m).ok());
+    ASSERT_EQ(m.outputs.size(), 3u);  // label, exit_tier, degraded by default
+    const json* label = Output(plain.body, "label");
+    const json* tier = Output(plain.body, "exit_tier");
+    for (int i = 0; i < 50; ++i) {
+      EXPECT_EQ(m.outputs[0].strings[i], (*label)["data"][i].get<std::string>()) << type << i;
+      EXPECT_EQ(m.outputs[1].numbers[i], (*tier)["data"][i].get<float>()) << type << i;
+    }
+    EXPECT_LT(b.body.size(), plain.raw.size());
+  }
+  // Wrong byte counts are 400s that say so.
+  httplib::Client c("127.0.0.1", port_);
+  const std::string head =
+      R"({"inputs":[{"name":"input","datatype":"FP32","shape":[1,1,28,28],"parameters":{"binary_data_size":3136}}]})";
+  auto short_body =
+      c.Post("/v2/models/fashion/infer", {{"Inference-Header-Content-Length", std::to_string(head.size())}},
+             head + std::string(100, '\0'), "application/octet-stream");
+  ASSERT_TRUE(short_body);
+  EXPECT_EQ(short_body->status, 400);
+  EXPECT_NE(short_body->body.find("bytes of binary data are left"), std::string::npos) << short_body->body;
+  auto past = c.Post("/v2/models/fashion/infer", {{"Inference-Header-Content-Length", "999999"}}, head,
+                     "application/octet-stream");
+  ASSERT_TRUE(past);
+  EXPECT_EQ(past->status, 400);
+}
+
 TEST_F(ServerTest, RequestedOutputsAndId) {
   StartZoo();
   InputBatch in = TestImages(4);

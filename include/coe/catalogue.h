@@ -16,9 +16,11 @@
 //   scale = 0.0039          # preprocessing: x * scale, then (x - mean) / std
 //   mean = 0.0
 //   std = 1.0
-//   timeout_ms = 5000       # remote: per-call timeout
+//   timeout_ms = 5000       # remote: per-call deadline, retries included
 //   retries = 2             # remote: retries after the first try
 //   max_response_mb = 32    # remote: a larger response is a failure (read no further)
+//   wire = "auto"           # remote: "binary" tensors (the binary tensor data extension)
+//                           # when the server lists it in GET /v2 (auto), always, or "json"
 //
 // A chat model (backend = "openai": any OpenAI-compatible chat-completions endpoint):
 //   url = "http://127.0.0.1:8080/v1"  # the API's base
@@ -63,6 +65,7 @@ struct ModelSpec {
   double timeout_ms = 10000;
   int retries = 2;
   double max_response_mb = 32;
+  std::string wire = "auto";  // remote: auto | json | binary
   // backend "openai" (see above).
   std::string model, api_key_env, system, prompt;
   std::string answer = "choice";

@@ -24,13 +24,20 @@ struct InferRequest {
   std::optional<std::string> id;
   InputBatch batch;  // example_shape: the model's input_shape (the request's when any)
   bool want_label = true, want_exit_tier = true, want_degraded = true, want_probabilities = false;
+  // Outputs to answer as binary data (the binary tensor data extension): asked for by
+  // an output's "binary_data": true or the request's "binary_data_output": true.
+  bool binary_label = false, binary_exit_tier = false, binary_degraded = false, binary_probabilities = false;
 };
 
 // Decodes an Open Inference Protocol infer request body for a model taking examples of
 // `input_shape` (empty = any shape). Never throws; every malformed, ill-typed or
 // inconsistent body is InvalidArgument with a message fit for the client. On success
 // the batch holds N * prod(input_shape) finite FP32 values.
-StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape);
+// With `json_size` (the Inference-Header-Content-Length header), the body is that many
+// bytes of JSON followed by binary tensor data (oip::ParseMessage); the input may
+// then also be UINT8 (pixel values 0..255, read as the same floats).
+StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape,
+                                         std::optional<size_t> json_size = std::nullopt);
 
 // --- OpenAI chat completions (POST /v1/chat/completions, GET /v1/models) ---
 

@@ -18,22 +18,31 @@
 // jitter, at most 500 ms, or the server's Retry-After up to that cap) or on another
 // status or a malformed response (not retried). A failed call makes every example
 // of it abstain with `error` set. One deadline, timeout_ms, bounds the whole call:
-// every attempt's connect, send and receive and the waits between attempts (a retry
-// that cannot start before it is not made), and a response still arriving past it is
-// cancelled; a hung server never holds an answer longer than timeout_ms. After 3 failed
+// every attempt's connect, send and receive and the waits between attempts (a wait
+// takes at most half of the time left; with under 10 ms left there is no retry), and a
+// response still arriving past it is cancelled: a hung server never holds an answer
+// longer than timeout_ms. After 3 failed
 // calls in a row the backend fails calls at once for 1 s (then tries again), so an
 // unreachable cloud costs an edge nothing but the fallback.
 //
+// Wire: with wire = "auto" (the default) the backend asks the server (GET /v2) and,
+// when it lists "binary_tensor_data", sends the input's values as raw little-endian
+// bytes after the JSON and asks for the outputs the same way (Triton's binary tensor
+// data extension, the Inference-Header-Content-Length header); wire = "binary" always,
+// "json" never. To a coe server, whole values in [0, 255] (pixels) go as UINT8.
 // Connections: kept alive, one httplib::Client per concurrent caller, pooled.
 // Stats: bytes_sent counts request bodies sent in full (an HTTP response or a read
 // error followed), bytes_received every response body (metadata too); HTTP headers
 // are not counted. Requests are not compressed ("Accept-Encoding: identity").
 #include <httplib.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -67,6 +76,8 @@ struct Schema {
   std::string input = "input";
   std::string label_output, probs_output;
   bool probs_are_named = false;  // the output is called "probabilities": no logits
+  bool binary = false;           // send and ask for binary tensor data
+  bool uint8_ok = false;         // the server (a coe) takes UINT8 pixel values for FP32 inputs
 };
 
 // Without a label output, a row of scores summing to 1 within this (servers may round)
@@ -77,16 +88,19 @@ struct Attempt {
   bool ok = false, retry = false;
   int retry_after_ms = 0;
   std::string error;
-  std::string body;  // the response body when ok
+  std::string body;                 // the response body when ok
+  std::optional<size_t> json_size;  // its Inference-Header-Content-Length, if any
 };
 
 class RemoteBackend : public Backend {
  public:
   RemoteBackend(BackendInfo info, std::string host, std::string prefix, std::string model, double timeout_ms,
-                int retries, uint64_t max_response_bytes)
+                int retries, uint64_t max_response_bytes, std::string wire)
       : info_(std::move(info)),
         host_(std::move(host)),
         model_(std::move(model)),
+        prefix_(prefix),
+        wire_(std::move(wire)),
         base_(prefix + "/v2/models/" + UrlEncode(model_)),
         timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))),
         retries_(retries),
@@ -141,8 +155,10 @@ class RemoteBackend : public Backend {
     std::shared_ptr<const Schema> schema = GetSchema(&error);
     if (!schema) return error;
     std::vector<uint8_t> bad_value;
-    const std::string body = RequestBody(batch, *schema, &bad_value);
-    Attempt a = Send("POST", base_ + "/infer", body);
+    size_t json_size = 0;
+    const std::string body = schema->binary ? BinaryRequestBody(batch, *schema, &bad_value, &json_size)
+                                            : RequestBody(batch, *schema, &bad_value);
+    Attempt a = Send("POST", base_ + "/infer", body, json_size);
     if (!a.ok) {
       if (!a.retry) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -150,7 +166,7 @@ class RemoteBackend : public Backend {
       }
       return a.error;
     }
-    error = Decode(a.body, batch.size(), *schema, out);
+    error = Decode(a.body, a.json_size, batch.size(), *schema, out);
     if (!error.empty()) return error;
     for (int64_t i = 0; i < batch.size(); ++i)
       if (bad_value[i])
@@ -213,6 +229,15 @@ class RemoteBackend : public Backend {
       *error = "the remote model has no BYTES label output nor an FP32 output with one value per label";
       return nullptr;
     }
+    // Binary tensors when asked for, or (auto) when the server lists the extension.
+    if (wire_ != "json") {
+      Attempt server = Send("GET", prefix_ + "/v2", "");
+      json j = server.ok ? json::parse(server.body, nullptr, false) : json();
+      if (j.is_object() && j.contains("extensions") && j["extensions"].is_array())
+        for (const json& e : j["extensions"]) s->binary = s->binary || e == "binary_tensor_data";
+      s->binary = s->binary || wire_ == "binary";
+      s->uint8_ok = s->binary && j.is_object() && j.value("name", "") == "coe";
+    }
     std::lock_guard<std::mutex> lock(mu_);
     schema_ = s;
     return s;
@@ -254,8 +279,55 @@ class RemoteBackend : public Backend {
     return b + "]}";
   }
 
-  // Sends one request with retries.
-  Attempt Send(const std::string& method, const std::string& path, const std::string& body) {
+  // The same request with the binary tensor data extension: JSON naming the input's
+  // byte count, then its values: one byte each when the server takes UINT8 and every
+  // value is a whole number in [0, 255] (pixels: exact, a quarter of FP32's bytes),
+  // else FP32; outputs asked for as binary data too.
+  std::string BinaryRequestBody(const InputView& batch, const Schema& s, std::vector<uint8_t>* bad,
+                                size_t* json_size) const {
+    const int64_t n = batch.size();
+    const size_t per = n ? batch.data.size() / n : 0;
+    bad->assign(n, 0);
+    bool bytes = s.uint8_ok;
+    for (size_t i = 0; bytes && i < batch.data.size(); ++i) {
+      const float v = batch.data[i];
+      bytes = v >= 0 && v <= 255 && v == std::floor(v);
+    }
+    const size_t width = bytes ? 1 : 4;
+    std::string b = "{\"inputs\":[{\"name\":";
+    oip::AppendJsonString(&b, s.input);
+    b += std::string(",\"datatype\":\"") + (bytes ? "UINT8" : "FP32") + "\",\"shape\":[" + std::to_string(n);
+    for (int64_t d : batch.shape()) b += "," + std::to_string(d);
+    b += "],\"parameters\":{\"binary_data_size\":" + std::to_string(batch.data.size() * width) + "}}],\"outputs\":[";
+    bool first = true;
+    for (const std::string* o : {&s.label_output, &s.probs_output}) {
+      if (o->empty()) continue;
+      b += first ? "{\"name\":" : ",{\"name\":";
+      first = false;
+      oip::AppendJsonString(&b, *o);
+      b += ",\"parameters\":{\"binary_data\":true}}";
+    }
+    b += "]}";
+    *json_size = b.size();
+    b.resize(b.size() + batch.data.size() * width);
+    char* out = b.data() + *json_size;
+    for (size_t i = 0; i < batch.data.size(); ++i) {
+      float v = batch.data[i];
+      if (!std::isfinite(v)) {
+        (*bad)[i / per] = 1;
+        v = 0;
+      }
+      if (bytes)
+        out[i] = static_cast<char>(static_cast<unsigned char>(v));
+      else
+        std::memcpy(out + 4 * i, &v, 4);
+    }
+    return b;
+  }
+
+  // Sends one request with retries; json_size > 0: the body is binary tensor data after
+  // that many bytes of JSON.
+  Attempt Send(const std::string& method, const std::string& path, const std::string& body, size_t json_size = 0) {
     const auto deadline = Clock::now() + timeout_;
     Attempt a;
     for (int k = 0; k <= retries_; ++k) {
@@ -264,17 +336,20 @@ class RemoteBackend : public Backend {
         int ms = std::min(kBackoffCapMs, kBackoffBaseMs << std::min(k - 1, 10));
         ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
         ms = std::max(ms, std::min(a.retry_after_ms, kBackoffCapMs));
-        // A retry needs time for a round trip after its wait: 1 ms at least.
-        if (Clock::now() + std::chrono::milliseconds(ms + 1) >= deadline) break;
+        // The wait leaves the retry at least half of the time that is left; with less
+        // than 10 ms left there is no retry.
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left < 10) break;
+        ms = std::min<int>(ms, static_cast<int>(left / 2));
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       }
-      a = SendOnce(method, path, body, deadline);
+      a = SendOnce(method, path, body, json_size, deadline);
       if (a.ok || !a.retry || Clock::now() >= deadline) break;
     }
     return a;
   }
 
-  Attempt SendOnce(const std::string& method, const std::string& path, const std::string& body,
+  Attempt SendOnce(const std::string& method, const std::string& path, const std::string& body, size_t json_size,
                    Clock::time_point deadline) {
     std::unique_ptr<httplib::Client> client = Lease();
     // This attempt's connect, send and receive may use what is left of the call's time.
@@ -288,7 +363,8 @@ class RemoteBackend : public Backend {
     req.path = path;
     req.headers = {{"Accept-Encoding", "identity"}, {"Accept", "application/json"}};
     if (method == "POST") {
-      req.headers.emplace("Content-Type", "application/json");
+      req.headers.emplace("Content-Type", json_size ? "application/octet-stream" : "application/json");
+      if (json_size) req.headers.emplace("Inference-Header-Content-Length", std::to_string(json_size));
       req.body = body;
     }
     req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
@@ -346,6 +422,17 @@ class RemoteBackend : public Backend {
     if (res.status == 200) {
       a.ok = true;
       a.body = std::move(res.body);
+      if (res.has_header("Inference-Header-Content-Length")) {
+        const std::string v = res.get_header_value("Inference-Header-Content-Length");
+        size_t n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || p != v.data() + v.size()) {
+          a.ok = false;
+          a.error = "bad Inference-Header-Content-Length '" + v.substr(0, 32) + "'";
+          return a;
+        }
+        a.json_size = n;
+      }
       return a;
     }
     a.retry = res.status == 429 || res.status >= 500;
@@ -362,9 +449,10 @@ class RemoteBackend : public Backend {
   }
 
   // Fills *out from an infer response; "" or why the response is unusable.
-  std::string Decode(const std::string& body, int64_t n, const Schema& s, std::vector<Prediction>* out) const {
+  std::string Decode(const std::string& body, std::optional<size_t> json_size, int64_t n, const Schema& s,
+                     std::vector<Prediction>* out) const {
     oip::Message m;
-    Status st = oip::ParseMessage(body, &m);
+    Status st = json_size ? oip::ParseMessage(body, *json_size, &m) : oip::ParseMessage(body, &m);
     if (!st.ok()) return "bad response: " + st.message();
     const oip::Tensor* label = nullptr;
     const oip::Tensor* probs = nullptr;
@@ -474,7 +562,7 @@ class RemoteBackend : public Backend {
   }
 
   const BackendInfo info_;
-  const std::string host_, model_, base_;
+  const std::string host_, model_, prefix_, wire_, base_;
   const std::chrono::microseconds timeout_;
   const int retries_;
   const uint64_t max_response_bytes_;
@@ -514,9 +602,9 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   info.labels = spec.labels;
   info.input_shape = spec.input_shape;
   info.gives_probabilities = true;
-  return std::unique_ptr<Backend>(
-      new RemoteBackend(std::move(info), host, prefix, spec.remote_model.empty() ? spec.name : spec.remote_model,
-                        spec.timeout_ms, spec.retries, static_cast<uint64_t>(spec.max_response_mb * (1 << 20))));
+  return std::unique_ptr<Backend>(new RemoteBackend(
+      std::move(info), host, prefix, spec.remote_model.empty() ? spec.name : spec.remote_model, spec.timeout_ms,
+      spec.retries, static_cast<uint64_t>(spec.max_response_mb * (1 << 20)), spec.wire));
 }
 
 }  // namespace coe

@@ -105,6 +105,9 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
   } else if (key == "max_response_mb") {
     COE_RETURN_IF_ERROR(num(&m.max_response_mb));
     if (m.max_response_mb <= 0 || m.max_response_mb > 65536) return bad("expected a size in (0, 65536] MiB");
+  } else if (key == "wire") {
+    COE_RETURN_IF_ERROR(str(&m.wire));
+    if (m.wire != "auto" && m.wire != "json" && m.wire != "binary") return bad("expected auto, json or binary");
   } else if (key == "model") {
     COE_RETURN_IF_ERROR(str(&m.model));
   } else if (key == "api_key_env") {
@@ -276,6 +279,7 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
     if (m.timeout_ms != defaults.timeout_ms) number("timeout_ms", m.timeout_ms);
     if (m.retries != defaults.retries) out += "retries = " + std::to_string(m.retries) + "\n";
     if (m.max_response_mb != defaults.max_response_mb) number("max_response_mb", m.max_response_mb);
+    if (m.wire != defaults.wire) string("wire", m.wire);
     string("model", m.model);
     string("api_key_env", m.api_key_env);
     string("system", m.system);

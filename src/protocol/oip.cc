@@ -1,7 +1,9 @@
 #include "protocol/oip.h"
 
+#include <bit>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -84,7 +86,8 @@ class Sax {
       return Enter(kTensorF, stack_.back().outputs);
     }
     if (r == kParamsObj) return Enter(kParamsF);
-    if (r == kSkip || r == kParam) return Enter(kSkipF);
+    if (r == kTensorParamsObj) return Enter(kTensorParamsF);
+    if (r == kSkip || r == kParam || r == kTensorParam) return Enter(kSkipF);
     return Fail(Where() + " must not be an object");
   }
   bool start_array(size_t) {
@@ -110,6 +113,7 @@ class Sax {
       }
       case kSkip:
       case kParam:
+      case kTensorParam:
         return Enter(kSkipF);
       case kTop:
         return Fail("the request body must be a JSON object");
@@ -132,7 +136,7 @@ class Sax {
   }
 
  private:
-  enum F { kRootF, kTensorsF, kTensorF, kShapeF, kDataF, kParamsF, kSkipF };
+  enum F { kRootF, kTensorsF, kTensorF, kShapeF, kDataF, kParamsF, kTensorParamsF, kSkipF };
   enum R {
     kTop,
     kId,
@@ -148,6 +152,8 @@ class Sax {
     kDim,
     kElement,
     kParam,
+    kTensorParamsObj,
+    kTensorParam,
     kSkip,
     kBad
   };
@@ -176,6 +182,7 @@ class Sax {
         if (key_ == "datatype") return kDatatype;
         if (key_ == "shape") return kShape;
         if (key_ == "data") return kData;
+        if (key_ == "parameters") return kTensorParamsObj;
         return kSkip;
       case kShapeF:
         return kDim;
@@ -183,6 +190,8 @@ class Sax {
         return kElement;
       case kParamsF:
         return kParam;
+      case kTensorParamsF:
+        return kTensorParam;
       case kSkipF:
         return kSkip;
     }
@@ -239,6 +248,10 @@ class Sax {
       m_->parameters[key_] = text;
       return true;
     }
+    if (r == kTensorParam) {
+      Cur().parameters[key_] = text;
+      return true;
+    }
     static const char* const kWhat[] = {"null", "a boolean", "a number", "a string"};
     std::string want;
     switch (r) {
@@ -256,6 +269,7 @@ class Sax {
         want = "an array of tensor objects";
         break;
       case kParamsObj:
+      case kTensorParamsObj:
         want = "an object";
         break;
       case kTensorObj:
@@ -316,6 +330,85 @@ class Sax {
 
 }  // namespace
 
+namespace {
+
+// Reads the binary data of every tensor whose parameters declare binary_data_size,
+// in order (inputs, then outputs), from `binary`: the bytes after the JSON.
+Status ReadBinaryTensors(std::string_view binary, Message* m) {
+  static_assert(std::endian::native == std::endian::little, "binary tensors are little-endian");
+  size_t at = 0;
+  for (std::vector<Tensor>* list : {&m->inputs, &m->outputs}) {
+    for (size_t k = 0; k < list->size(); ++k) {
+      Tensor& t = (*list)[k];
+      auto it = t.parameters.find("binary_data_size");
+      if (it == t.parameters.end()) continue;
+      const std::string what = std::string(list == &m->inputs ? "inputs[" : "outputs[") + std::to_string(k) + "]";
+      size_t n = 0;
+      auto [ptr, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
+      if (ec != std::errc() || ptr != it->second.data() + it->second.size())
+        return InvalidArgumentError(what + ": binary_data_size must be a non-negative integer");
+      if (t.has_data) return InvalidArgumentError(what + " has both \"data\" and binary_data_size");
+      if (n > binary.size() - at)
+        return InvalidArgumentError(what + ": binary_data_size " + std::to_string(n) + " but only " +
+                                    std::to_string(binary.size() - at) + " bytes of binary data are left");
+      const char* p = binary.data() + at;
+      const std::string& type = t.datatype;
+      if (type == "FP32" || type == "INT32") {
+        if (n % 4) return InvalidArgumentError(what + ": " + type + " binary data of " + std::to_string(n) + " bytes");
+        t.numbers.resize(n / 4);
+        for (size_t i = 0; i < n / 4; ++i) {
+          if (type == "FP32") {
+            float f;
+            std::memcpy(&f, p + 4 * i, 4);
+            if (!std::isfinite(f))
+              return InvalidArgumentError(what + ": value " + std::to_string(i) + " is not finite");
+            t.numbers[i] = f;
+          } else {
+            int32_t v;
+            std::memcpy(&v, p + 4 * i, 4);
+            t.numbers[i] = static_cast<float>(v);
+          }
+        }
+      } else if (type == "UINT8" || type == "BOOL") {
+        t.numbers.resize(n);
+        for (size_t i = 0; i < n; ++i) t.numbers[i] = static_cast<float>(static_cast<unsigned char>(p[i]));
+      } else if (type == "BYTES") {
+        size_t i = 0;
+        while (i < n) {
+          uint32_t len;
+          if (n - i < 4) return InvalidArgumentError(what + ": BYTES binary data ends inside a length");
+          std::memcpy(&len, p + i, 4);
+          i += 4;
+          if (len > n - i) return InvalidArgumentError(what + ": BYTES element longer than its binary data");
+          t.strings.emplace_back(p + i, len);
+          i += len;
+        }
+      } else {
+        return InvalidArgumentError(what + ": binary data of datatype '" + type.substr(0, 16) + "' is not supported");
+      }
+      t.has_data = true;
+      t.data_depth = 1;
+      at += n;
+    }
+  }
+  if (at != binary.size())
+    return InvalidArgumentError(std::to_string(binary.size()) +
+                                " bytes of binary data follow the JSON but its "
+                                "tensors declare " +
+                                std::to_string(at));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseMessage(std::string_view body, size_t json_size, Message* out) {
+  if (json_size > body.size())
+    return InvalidArgumentError("Inference-Header-Content-Length " + std::to_string(json_size) +
+                                " is larger than the body (" + std::to_string(body.size()) + " bytes)");
+  COE_RETURN_IF_ERROR(ParseMessage(body.substr(0, json_size), out));
+  return ReadBinaryTensors(body.substr(json_size), out);
+}
+
 Status ParseMessage(std::string_view body, Message* out) {
   *out = Message{};
   Sax sax(out);
@@ -351,9 +444,10 @@ void AppendJsonString(std::string* out, std::string_view s) {
 
 namespace coe {
 
-StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape) {
+StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape,
+                                         std::optional<size_t> json_size) {
   oip::Message m;
-  COE_RETURN_IF_ERROR(oip::ParseMessage(body, &m));
+  COE_RETURN_IF_ERROR(json_size ? oip::ParseMessage(body, *json_size, &m) : oip::ParseMessage(body, &m));
   InferRequest req;
   req.id = std::move(m.id);
   if (m.inputs.empty()) return InvalidArgumentError("the request has no \"inputs\"");
@@ -362,8 +456,9 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   oip::Tensor& t = m.inputs[0];
   const std::string name = "input '" + t.name + "'";
   if (t.datatype.empty()) return InvalidArgumentError(name + " has no \"datatype\"");
-  if (t.datatype != "FP32")
-    return InvalidArgumentError(name + " has datatype " + t.datatype + ", the model takes FP32");
+  if (t.datatype != "FP32" && t.datatype != "UINT8")
+    return InvalidArgumentError(name + " has datatype " + t.datatype.substr(0, 32) +
+                                ", the model takes FP32 (or UINT8 pixel values)");
   if (!t.has_shape || t.shape.empty()) return InvalidArgumentError(name + " has no \"shape\" [batch, ...]");
   if (!t.has_data) return InvalidArgumentError(name + " has no \"data\"");
   if (!t.strings.empty()) return InvalidArgumentError(name + " is FP32 but its data holds strings");
@@ -392,18 +487,29 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   }
   if (t.shape[0] > 0 && req.batch.ExampleSize() == 0)
     return InvalidArgumentError(name + " has examples of no values (shape " + ShapeString(t.shape) + ")");
+  if (t.datatype == "UINT8")
+    for (float v : t.numbers)
+      if (!(v >= 0 && v <= 255 && v == std::floor(v)))
+        return InvalidArgumentError(name + " is UINT8 but holds " + std::to_string(v));
   req.batch.data = std::move(t.numbers);
+  auto flag = [](const std::map<std::string, std::string>& p, const char* key) {
+    auto it = p.find(key);
+    return it != p.end() && it->second == "true";
+  };
+  const bool all_binary = flag(m.parameters, "binary_data_output");
+  req.binary_label = req.binary_exit_tier = req.binary_degraded = req.binary_probabilities = all_binary;
   if (!m.outputs.empty()) {
     req.want_label = req.want_exit_tier = req.want_degraded = req.want_probabilities = false;
     for (const oip::Tensor& o : m.outputs) {
+      const bool binary = all_binary || flag(o.parameters, "binary_data");
       if (o.name == "label")
-        req.want_label = true;
+        req.want_label = true, req.binary_label = binary;
       else if (o.name == "exit_tier")
-        req.want_exit_tier = true;
+        req.want_exit_tier = true, req.binary_exit_tier = binary;
       else if (o.name == "degraded")
-        req.want_degraded = true;
+        req.want_degraded = true, req.binary_degraded = binary;
       else if (o.name == "probabilities")
-        req.want_probabilities = true;
+        req.want_probabilities = true, req.binary_probabilities = binary;
       else
         return InvalidArgumentError("unknown output '" + o.name +
                                     "' (the model has label, exit_tier, degraded, probabilities)");

@@ -27,6 +27,8 @@ struct Tensor {
   std::vector<float> numbers;        // numeric and boolean (0/1) elements, flattened
   std::vector<std::string> strings;  // string elements, flattened
   int data_depth = 0;                // deepest array nesting of `data`
+  // The tensor's "parameters" with scalar values, as text (e.g. binary_data_size).
+  std::map<std::string, std::string> parameters;
 };
 
 // A request ("inputs", "outputs" naming the requested outputs) or a response
@@ -43,6 +45,12 @@ struct Message {
 // InvalidArgument naming the problem (and the byte offset of a JSON syntax error).
 // Never throws.
 Status ParseMessage(std::string_view body, Message* out);
+// The binary tensor data extension (Triton's; the Inference-Header-Content-Length
+// header): the first `json_size` bytes of `body` are the JSON message, the rest the
+// data of each tensor whose parameters hold binary_data_size, in order. FP32, INT32
+// (little-endian), UINT8, BOOL (a byte each) and BYTES (each element a 4-byte
+// little-endian length and its bytes) fill `numbers` / `strings` as JSON data would.
+Status ParseMessage(std::string_view body, size_t json_size, Message* out);
 
 // Appends the shortest decimal text that reads back as exactly `v` (finite v).
 void AppendFloat(std::string* out, float v);

@@ -72,6 +72,7 @@ void Metrics::AddRun(const std::string& model, const Cascade& cascade, const Run
   const std::vector<Backend*> members = cascade.members();
   std::lock_guard<std::mutex> lock(mu_);
   examples_[model] += r.answer.size();
+  runs_[model]++;
   uint64_t degraded = 0, unanswered = 0;
   for (size_t i = 0; i < r.answer.size(); ++i) {
     degraded += r.degraded[i];
@@ -108,6 +109,10 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
   for (const auto& [k, h] : request_seconds_) WriteHistogram(&out, "coe_request_duration_seconds", L("model", k), h);
   Header(&out, "coe_examples_total", "counter", "Examples answered, by model.");
   for (const auto& [k, v] : examples_) Line(&out, "coe_examples_total", L("model", k), std::to_string(v));
+  Header(&out, "coe_runs_total", "counter",
+         "Cascade runs, by model: with dynamic batching one run answers several requests "
+         "(coe_examples_total / coe_runs_total is the mean batch).");
+  for (const auto& [k, v] : runs_) Line(&out, "coe_runs_total", L("model", k), std::to_string(v));
   Header(&out, "coe_exits_total", "counter", "Examples answered by each tier (1-based).");
   for (const auto& [k, v] : exits_)
     Line(&out, "coe_exits_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));

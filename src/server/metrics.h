@@ -43,15 +43,15 @@ class Metrics {
  private:
   using Key = std::pair<std::string, std::string>;
   mutable std::mutex mu_;
-  std::map<Key, uint64_t> requests_;                                  // (model, code)
-  std::map<std::string, uint64_t> errors_;                            // code
-  std::map<std::string, Histogram> request_seconds_;                  // model
-  std::map<std::string, uint64_t> examples_, degraded_, unanswered_;  // model
-  std::map<Key, uint64_t> exits_, deferred_;                          // (model, tier 1-based)
-  std::map<Key, double> tier_cost_;                                   // (model, tier 1-based)
-  std::map<Key, uint64_t> tier_tokens_in_, tier_tokens_out_;          // (model, tier 1-based)
-  std::map<std::string, std::string> cost_unit_;                      // model -> Cascade::cost_name()
-  std::map<std::string, Histogram> member_seconds_;                   // member
+  std::map<Key, uint64_t> requests_;                                         // (model, code)
+  std::map<std::string, uint64_t> errors_;                                   // code
+  std::map<std::string, Histogram> request_seconds_;                         // model
+  std::map<std::string, uint64_t> examples_, degraded_, unanswered_, runs_;  // model
+  std::map<Key, uint64_t> exits_, deferred_;                                 // (model, tier 1-based)
+  std::map<Key, double> tier_cost_;                                          // (model, tier 1-based)
+  std::map<Key, uint64_t> tier_tokens_in_, tier_tokens_out_;                 // (model, tier 1-based)
+  std::map<std::string, std::string> cost_unit_;                             // model -> Cascade::cost_name()
+  std::map<std::string, Histogram> member_seconds_;                          // member
 };
 
 }  // namespace coe

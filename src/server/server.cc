@@ -4,6 +4,7 @@
 #include "coe/server.h"
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -127,8 +128,11 @@ std::string MetadataJson(const std::string& name, const Cascade& c) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// The response body: JSON, and for outputs asked for as binary data (the binary tensor
+// data extension) their bytes in `*tail`, to follow the JSON (whose length then goes in
+// the Inference-Header-Content-Length header).
 std::string InferResponseJson(const std::string& model, const InferRequest& q, const RunResult& r,
-                              const LabelSet& labels) {
+                              const LabelSet& labels, std::string* tail) {
   const size_t n = r.answer.size();
   const std::string N = std::to_string(n);
   size_t degraded = 0;
@@ -150,39 +154,85 @@ std::string InferResponseJson(const std::string& model, const InferRequest& q, c
   auto open = [&](const char* name, const char* type, const std::string& shape) {
     s += first ? "" : ",";
     first = false;
-    s += std::string("{\"name\":\"") + name + "\",\"datatype\":\"" + type + "\",\"shape\":[" + shape + "],\"data\":[";
+    s += std::string("{\"name\":\"") + name + "\",\"datatype\":\"" + type + "\",\"shape\":[" + shape + "]";
+  };
+  auto binary = [&](size_t from) {
+    s += ",\"parameters\":{\"binary_data_size\":" + std::to_string(tail->size() - from) + "}}";
+  };
+  auto put = [&](const void* p, size_t bytes) { tail->append(static_cast<const char*>(p), bytes); };
+  const size_t c = labels.size();
+  auto prob = [&](size_t i, size_t l) {
+    const float p = i < r.probs.size() && l < r.probs[i].size() ? r.probs[i][l] : 0.0f;
+    return std::isfinite(p) ? p : 0.0f;
   };
   if (q.want_label) {
     open("label", "BYTES", N);
+    const size_t from = tail->size();
+    if (!q.binary_label) s += ",\"data\":[";
     for (size_t i = 0; i < n; ++i) {
-      if (i) s += ',';
-      oip::AppendJsonString(&s, r.labels.name(r.answer[i]));
+      const std::string& name = r.labels.name(r.answer[i]);
+      if (q.binary_label) {
+        const uint32_t len = static_cast<uint32_t>(name.size());
+        put(&len, 4);
+        put(name.data(), name.size());
+      } else {
+        if (i) s += ',';
+        oip::AppendJsonString(&s, name);
+      }
     }
-    s += "]}";
+    q.binary_label ? binary(from) : void(s += "]}");
   }
   if (q.want_exit_tier) {
     open("exit_tier", "INT32", N);
-    for (size_t i = 0; i < n; ++i) s += (i ? "," : "") + std::to_string(r.exit_tier[i] + 1);
-    s += "]}";
+    const size_t from = tail->size();
+    if (!q.binary_exit_tier) s += ",\"data\":[";
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t t = r.exit_tier[i] + 1;
+      q.binary_exit_tier ? put(&t, 4) : void(s += (i ? "," : "") + std::to_string(t));
+    }
+    q.binary_exit_tier ? binary(from) : void(s += "]}");
   }
   if (q.want_degraded) {
     open("degraded", "BOOL", N);
-    for (size_t i = 0; i < n; ++i) s += std::string(i ? "," : "") + (r.degraded[i] ? "true" : "false");
-    s += "]}";
+    const size_t from = tail->size();
+    if (!q.binary_degraded) s += ",\"data\":[";
+    for (size_t i = 0; i < n; ++i) {
+      const char d = r.degraded[i] ? 1 : 0;
+      q.binary_degraded ? put(&d, 1) : void(s += std::string(i ? "," : "") + (d ? "true" : "false"));
+    }
+    q.binary_degraded ? binary(from) : void(s += "]}");
   }
   if (q.want_probabilities) {
-    const size_t c = labels.size();
     open("probabilities", "FP32", N + "," + std::to_string(c));
+    const size_t from = tail->size();
+    if (!q.binary_probabilities) s += ",\"data\":[";
     for (size_t i = 0; i < n; ++i) {
       for (size_t l = 0; l < c; ++l) {
-        if (i || l) s += ',';
-        const float p = i < r.probs.size() && l < r.probs[i].size() ? r.probs[i][l] : 0.0f;
-        oip::AppendFloat(&s, std::isfinite(p) ? p : 0.0f);
+        const float p = prob(i, l);
+        if (q.binary_probabilities) {
+          put(&p, 4);
+        } else {
+          if (i || l) s += ',';
+          oip::AppendFloat(&s, p);
+        }
       }
     }
-    s += "]}";
+    q.binary_probabilities ? binary(from) : void(s += "]}");
   }
   return s + "]}";
+}
+
+// An infer response as an HTTP reply: JSON, or JSON and binary data.
+http::Reply InferReply(const std::string& model, const InferRequest& q, const RunResult& r, const LabelSet& labels) {
+  std::string tail;
+  http::Reply reply;
+  reply.body = InferResponseJson(model, q, r, labels, &tail);
+  if (!tail.empty()) {
+    reply.headers.emplace_back("Inference-Header-Content-Length", std::to_string(reply.body.size()));
+    reply.content_type = "application/octet-stream";
+    reply.body += tail;
+  }
+  return reply;
 }
 
 std::string Now() {
@@ -305,8 +355,17 @@ struct Server::Impl {
     std::shared_ptr<Slot> slot = Admit();
     if (!slot) return respond(Busy(TooMany(), false));
     const size_t size = req.body.size();
-    auto work = [this, &m, body = std::move(req.body), respond, slot] {
-      auto q = ParseInferRequest(body, m.cascade->input_shape());
+    // The binary tensor data extension: the JSON's length, when binary data follows it.
+    std::optional<size_t> json_size;
+    if (const std::string* h = req.Header("inference-header-content-length")) {
+      size_t v = 0;
+      auto [p, ec] = std::from_chars(h->data(), h->data() + h->size(), v);
+      if (ec != std::errc() || p != h->data() + h->size())
+        return respond(ErrorReply(400, "Inference-Header-Content-Length must be a byte count"));
+      json_size = v;
+    }
+    auto work = [this, &m, body = std::move(req.body), json_size, respond, slot] {
+      auto q = ParseInferRequest(body, m.cascade->input_shape(), json_size);
       if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
       RunOptions ro;
       ro.want_probs = q->want_probabilities;
@@ -318,7 +377,7 @@ struct Server::Impl {
               return respond(r.status().code() == StatusCode::kUnavailable
                                  ? Busy(r.status().message(), false)
                                  : ErrorReply(HttpCode(r.status()), r.status().message()));
-            respond(JsonReply(InferResponseJson(m.name, *meta, *r, m.cascade->labels())));
+            respond(InferReply(m.name, *meta, *r, m.cascade->labels()));
           });
       if (!s.ok()) respond(Busy(s.message(), false));
     };
@@ -426,7 +485,8 @@ struct Server::Impl {
     if (method == "GET" || method == "HEAD") {
       if (path == "/v2/health/live") return respond(JsonReply("{\"live\":true}"));
       if (path == "/v2/health/ready") return respond(JsonReply("{\"ready\":true}"));
-      if (path == "/v2") return respond(JsonReply("{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[]}"));
+      if (path == "/v2")
+        return respond(JsonReply("{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[\"binary_tensor_data\"]}"));
       if (path == "/metrics") {
         http::Reply r = JsonReply(metrics.Text(inflight.load(), members));
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
