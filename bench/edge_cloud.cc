@@ -8,7 +8,9 @@
 // images one request at a time (a camera on the edge device) and measures latency.
 //
 //   edge_cloud [--cascade FILE] [--models CAT] [--images 2000] [--bandwidth-mbit 20]
-//              [--rtt-ms 40] [--json]
+//              [--rtt-ms 40] [--wire auto|json|binary] [--json]
+// --wire: how the edge's remote members talk to the cloud (the catalogue's `wire`):
+// binary tensor data when the server offers it (auto), or always JSON / binary.
 // Without --cascade it plans one with `coe demo` first.
 #include <httplib.h>
 #include <signal.h>
@@ -152,6 +154,7 @@ int main(int argc, char** argv) {
   int64_t images = 2000;
   double mbit = 20, rtt = 40;
   bool as_json = false;
+  std::string wire = "auto";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -165,6 +168,8 @@ int main(int argc, char** argv) {
       mbit = std::atof(next().c_str());
     else if (a == "--rtt-ms")
       rtt = std::atof(next().c_str());
+    else if (a == "--wire")
+      wire = next();
     else if (a == "--json")
       as_json = true;
     else {
@@ -236,7 +241,7 @@ int main(int argc, char** argv) {
     const coe::ModelSpec* s = cat->Find(m);
     fixed += "\n[models." + Quote(m + "_remote") +
              "]\nbackend = \"remote\"\nurl = \"http://127.0.0.1:" + std::to_string(proxy.port()) +
-             "\"\nremote_model = " + Quote(m) + "\nsite = \"cloud\"\ntimeout_ms = 10000\n";
+             "\"\nremote_model = " + Quote(m) + "\nsite = \"cloud\"\ntimeout_ms = 10000\nwire = " + Quote(wire) + "\n";
     for (auto& [k, v] : s->costs) fixed += k + " = " + std::to_string(v) + "\n";
     for (auto& t : edge_spec.tiers)
       for (auto& mem : t.members)
@@ -292,6 +297,7 @@ int main(int argc, char** argv) {
                   {"errors", r.errors},
                   {"degraded", r.degraded}};
     };
+    j["wire"] = wire;
     j["edge_cascade"] = rj(edge_r);
     j["all_to_cloud"] = rj(cloud_r);
     j["bytes_ratio"] = cloud_r.bytes_per_example / std::max(1e-9, edge_r.bytes_per_example);
@@ -301,7 +307,8 @@ int main(int argc, char** argv) {
   }
   std::printf("%lld test images, one request each; link %.0f Mbit/s, RTT %.0f ms (in-process shaping proxy)\n",
               static_cast<long long>(n), mbit, rtt);
-  std::printf("edge cascade: %s (cloud members reached over the link)\n\n", spec->ToString().c_str());
+  std::printf("edge cascade: %s (cloud members reached over the link, wire = %s)\n\n", spec->ToString().c_str(),
+              wire.c_str());
   std::printf("%-28s %9s %16s %10s %10s %10s %7s\n", "", "accuracy", "bytes to cloud", "mean ms", "p50 ms", "p99 ms",
               "errors");
   for (auto& [name, r] : {std::pair<std::string, Result>{"edge cascade", edge_r}, {"all to cloud: " + big, cloud_r}})
