@@ -121,14 +121,10 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, std::shared_ptr<Transport::Impl> t, bool refuse)
-      : stream_(std::move(socket)), t_(std::move(t)), refuse_(refuse) {
+      : t_(std::move(t)), registration_{t_.get(), this, refuse}, refuse_(refuse), stream_(std::move(socket)) {
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
-  }
-  ~Session() {
-    if (!refuse_) t_->open--;
-    t_->Remove(this);
   }
 
   void Start() {
@@ -304,12 +300,26 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  // Destroyed in reverse order: the stream first (it deregisters from the I/O context),
+  // then the registration (Transport::Wait may return once the last one is gone), and
+  // last the transport's state, which may be released here, on whichever thread held
+  // the session last (a batcher's, through its responder): never before the stream.
+  struct Registration {
+    Transport::Impl* t;
+    Session* s;
+    bool refused;
+    ~Registration() {
+      if (!refused) t->open--;
+      t->Remove(s);
+    }
+  };
+  std::shared_ptr<Transport::Impl> t_;
+  Registration registration_;
+  const bool refuse_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::shared_ptr<Transport::Impl> t_;
   std::string remote_, path_;
-  const bool refuse_;
   bool keep_alive_ = true;
   unsigned version_ = 11;
   int served_ = 0;
