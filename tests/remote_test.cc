@@ -245,25 +245,11 @@ TEST(Remote, AStoppedCloudHoldsNoAnswerPastTheDeadline) {
   fs::create_directories(dir);
   std::ofstream(dir / "zoo.toml") << ZooToml();
   std::ofstream(dir / "cascade.toml") << "[[tiers]]\nmembers = [\"cnn8_16\"]\n";
-  int out[2];
-  ASSERT_EQ(pipe(out), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    const std::string cascade = (dir / "cascade.toml").string(), models = (dir / "zoo.toml").string();
-    const std::string bin = CoeBinary();
-    execl(bin.c_str(), bin.c_str(), "serve", "--cascade", cascade.c_str(), "--models", models.c_str(), "--port", "0",
-          "--name", "cloud", "--quiet", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(out[1]);
-  std::string line;
-  char c;
-  while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
-  close(out[0]);
-  const int port = std::atoi(line.c_str() + line.rfind(':') + 1);
-  ASSERT_GT(port, 0) << line;
+  const ServeProcess cloud = SpawnServe({"--cascade", (dir / "cascade.toml").string(), "--models",
+                                         (dir / "zoo.toml").string(), "--port", "0", "--name", "cloud", "--quiet"});
+  const pid_t pid = cloud.pid;
+  const int port = cloud.port;
+  ASSERT_GT(port, 0) << cloud.line;
   constexpr int kTimeoutMs = 1000;
   Catalogue cat = ParseOrDie(EdgeToml(port, kTimeoutMs, /*retries=*/2));
   CascadeSpec spec;

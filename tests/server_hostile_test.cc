@@ -20,19 +20,6 @@
 namespace coe::testing {
 namespace {
 
-int Dial(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Writes all of `data` (the server may stop reading: then the rest is dropped).
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {

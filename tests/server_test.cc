@@ -358,12 +358,8 @@ TEST_F(ServerTest, TruncatedHttpBodyNeitherHangsNorHarms) {
   StartZoo(o);
   int answered = 0;
   for (bool half_close : {true, false}) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port_);
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const int fd = Dial(port_);
+    ASSERT_GE(fd, 0);
     const std::string req =
         "POST /v2/models/fashion/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         "Content-Length: 1000\r\n\r\n{\"inputs\":[";
@@ -424,17 +420,21 @@ TEST_F(ServerTest, ConnectionsBeyondTheCapAre503) {
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
   const int port = (*s)->port();
-  auto dial = [&] {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  // Hold both places: each connection gets one answer (so the server has surely taken
+  // it), then stays open, kept alive.
+  auto hold = [&] {
+    const int fd = Dial(port);
+    EXPECT_GE(fd, 0);
+    const std::string req = "GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n";
+    EXPECT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    std::string got;
+    char buf[512];
+    ssize_t n;
+    while (got.find("\"ready\":true}") == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) got.append(buf, n);
+    EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got;
     return fd;
   };
-  const int idle1 = dial(), idle2 = dial();                     // hold both places
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // accepted by the server
+  const int idle1 = hold(), idle2 = hold();
   const auto t1 = std::chrono::steady_clock::now();
   Reply c = Http(port, "GET", "/v2/health/ready");
   EXPECT_LT(Since(t1), 1.0);
@@ -595,27 +595,12 @@ TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {
   std::ofstream(dir / "zoo.toml") << ZooToml();
   std::ofstream(dir / "cascade.toml") << "name = \"fm\"\n[[tiers]]\nmembers = [\"linear\", \"mlp256x2\"]\n"
                                          "min_agreement = 1.0\n[[tiers]]\nmembers = [\"cnn8_16\"]\n";
-  int out[2];
-  ASSERT_EQ(pipe(out), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    const std::string cascade = (dir / "cascade.toml").string(), models = (dir / "zoo.toml").string();
-    const std::string bin = CoeBinary();
-    execl(bin.c_str(), bin.c_str(), "serve", "--cascade", cascade.c_str(), "--models", models.c_str(), "--port", "0",
-          "--json-log", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(out[1]);
-  std::string line;
-  char c;
-  while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
-  close(out[0]);
-  const size_t colon = line.rfind(':');
-  ASSERT_NE(line.find("model 'fm'"), std::string::npos) << line;
-  const int port = std::atoi(line.c_str() + colon + 1);
-  ASSERT_GT(port, 0) << line;
+  const ServeProcess serve = SpawnServe({"--cascade", (dir / "cascade.toml").string(), "--models",
+                                         (dir / "zoo.toml").string(), "--port", "0", "--json-log"});
+  const pid_t pid = serve.pid;
+  const int port = serve.port;
+  ASSERT_NE(serve.line.find("model 'fm'"), std::string::npos) << serve.line;
+  ASSERT_GT(port, 0) << serve.line;
   Reply r = Http(port, "POST", "/v2/models/fm/infer", InferBody(TestImages(3)));
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(Http(port, "GET", "/v2/models/cnn8_16/ready").status, 200);

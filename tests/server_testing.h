@@ -3,8 +3,12 @@
 #ifndef COE_TESTS_SERVER_TESTING_H_
 #define COE_TESTS_SERVER_TESTING_H_
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -147,6 +151,51 @@ inline std::shared_ptr<const Cascade> SlowCascade(const std::string& model, std:
   auto c = Cascade::FromBackends(spec, std::move(backends), {1.0}, EngineOptions{.threads = 2});
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return std::shared_ptr<const Cascade>(std::move(*c));
+}
+
+// A TCP connection to 127.0.0.1:port, or -1.
+inline int Dial(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// `coe serve ARGS...` in a child process: its pid, the line it prints once serving,
+// and the port that line names (0 when it printed none).
+struct ServeProcess {
+  pid_t pid = -1;
+  std::string line;
+  int port = 0;
+};
+inline ServeProcess SpawnServe(const std::vector<std::string>& args) {
+  ServeProcess p;
+  int out[2];
+  if (pipe(out) != 0) return p;
+  p.pid = fork();
+  if (p.pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    const std::string bin = CoeBinary();
+    std::vector<char*> argv = {const_cast<char*>(bin.c_str()), const_cast<char*>("serve")};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  char c;
+  while (read(out[0], &c, 1) == 1 && c != '\n') p.line += c;
+  close(out[0]);
+  const size_t colon = p.line.rfind(':');
+  if (colon != std::string::npos) p.port = std::atoi(p.line.c_str() + colon + 1);
+  return p;
 }
 
 inline double Since(std::chrono::steady_clock::time_point t0) {

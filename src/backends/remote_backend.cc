@@ -156,8 +156,7 @@ class RemoteBackend : public Backend {
     if (!schema) return error;
     std::vector<uint8_t> bad_value;
     size_t json_size = 0;
-    const std::string body = schema->binary ? BinaryRequestBody(batch, *schema, &bad_value, &json_size)
-                                            : RequestBody(batch, *schema, &bad_value);
+    const std::string body = RequestBody(batch, *schema, &bad_value, &json_size);
     Attempt a = Send("POST", base_ + "/infer", body, json_size);
     if (!a.ok) {
       if (!a.retry) {
@@ -243,80 +242,60 @@ class RemoteBackend : public Backend {
     return s;
   }
 
-  std::string RequestBody(const InputView& batch, const Schema& s, std::vector<uint8_t>* bad) const {
+  // The infer request for `batch`, asking for the schema's outputs. In JSON, or (schema
+  // `binary`) with the binary tensor data extension: JSON naming the input's byte count
+  // (*json_size), then its values: one byte each when the server takes UINT8 and every
+  // value is a whole number in [0, 255] (pixels: exact, a quarter of FP32's bytes), else
+  // FP32; outputs asked for as binary data too. Non-finite values are sent as 0 and
+  // their examples marked in *bad.
+  std::string RequestBody(const InputView& batch, const Schema& s, std::vector<uint8_t>* bad, size_t* json_size) const {
     const int64_t n = batch.size();
     const size_t per = n ? batch.data.size() / n : 0;
     bad->assign(n, 0);
-    std::string b;
-    b.reserve(batch.data.size() * 4 + 200);
-    b += "{\"inputs\":[{\"name\":";
-    oip::AppendJsonString(&b, s.input);
-    b += ",\"datatype\":\"FP32\",\"shape\":[";
-    b += std::to_string(n);
-    for (int64_t d : batch.shape()) {
-      b += ',';
-      b += std::to_string(d);
-    }
-    b += "],\"data\":[";
-    for (size_t i = 0; i < batch.data.size(); ++i) {
-      if (i) b += ',';
-      float v = batch.data[i];
-      if (!std::isfinite(v)) {
-        (*bad)[i / per] = 1;
-        v = 0;
-      }
-      oip::AppendFloat(&b, v);
-    }
-    b += "]}],\"outputs\":[";
-    bool first = true;
-    for (const std::string* o : {&s.label_output, &s.probs_output}) {
-      if (o->empty()) continue;
-      b += first ? "{\"name\":" : ",{\"name\":";
-      first = false;
-      oip::AppendJsonString(&b, *o);
-      b += "}";
-    }
-    return b + "]}";
-  }
-
-  // The same request with the binary tensor data extension: JSON naming the input's
-  // byte count, then its values: one byte each when the server takes UINT8 and every
-  // value is a whole number in [0, 255] (pixels: exact, a quarter of FP32's bytes),
-  // else FP32; outputs asked for as binary data too.
-  std::string BinaryRequestBody(const InputView& batch, const Schema& s, std::vector<uint8_t>* bad,
-                                size_t* json_size) const {
-    const int64_t n = batch.size();
-    const size_t per = n ? batch.data.size() / n : 0;
-    bad->assign(n, 0);
-    bool bytes = s.uint8_ok;
+    auto value = [&](size_t i) {
+      const float v = batch.data[i];
+      if (std::isfinite(v)) return v;
+      (*bad)[i / per] = 1;
+      return 0.0f;
+    };
+    bool bytes = s.binary && s.uint8_ok;
     for (size_t i = 0; bytes && i < batch.data.size(); ++i) {
       const float v = batch.data[i];
       bytes = v >= 0 && v <= 255 && v == std::floor(v);
     }
     const size_t width = bytes ? 1 : 4;
-    std::string b = "{\"inputs\":[{\"name\":";
+    std::string b;
+    b.reserve(batch.data.size() * (s.binary ? width : 4) + 200);
+    b += "{\"inputs\":[{\"name\":";
     oip::AppendJsonString(&b, s.input);
     b += std::string(",\"datatype\":\"") + (bytes ? "UINT8" : "FP32") + "\",\"shape\":[" + std::to_string(n);
     for (int64_t d : batch.shape()) b += "," + std::to_string(d);
-    b += "],\"parameters\":{\"binary_data_size\":" + std::to_string(batch.data.size() * width) + "}}],\"outputs\":[";
+    if (s.binary) {
+      b += "],\"parameters\":{\"binary_data_size\":" + std::to_string(batch.data.size() * width) + "}}";
+    } else {
+      b += "],\"data\":[";
+      for (size_t i = 0; i < batch.data.size(); ++i) {
+        if (i) b += ',';
+        oip::AppendFloat(&b, value(i));
+      }
+      b += "]}";
+    }
+    b += "],\"outputs\":[";
     bool first = true;
     for (const std::string* o : {&s.label_output, &s.probs_output}) {
       if (o->empty()) continue;
       b += first ? "{\"name\":" : ",{\"name\":";
       first = false;
       oip::AppendJsonString(&b, *o);
-      b += ",\"parameters\":{\"binary_data\":true}}";
+      b += s.binary ? ",\"parameters\":{\"binary_data\":true}}" : "}";
     }
     b += "]}";
-    *json_size = b.size();
+    *json_size = s.binary ? b.size() : 0;
+    if (!s.binary) return b;
     b.resize(b.size() + batch.data.size() * width);
     char* out = b.data() + *json_size;
     for (size_t i = 0; i < batch.data.size(); ++i) {
-      float v = batch.data[i];
-      if (!std::isfinite(v)) {
-        (*bad)[i / per] = 1;
-        v = 0;
-      }
+      const float v = value(i);
       if (bytes)
         out[i] = static_cast<char>(static_cast<unsigned char>(v));
       else
