@@ -1,7 +1,9 @@
-// An open-loop HTTP load generator: requests are sent at a fixed rate whatever the
-// server's pace (unlike wrk, whose connections wait for their answers), and each
-// latency counts from the moment its request was due, so queueing anywhere (in this
-// client for a free connection, in the kernel, in the server) is measured.
+// An open-loop HTTP load generator (one thread, epoll): requests are sent at a fixed
+// rate whatever the server's pace (unlike wrk, whose connections wait for their
+// answers), and each latency counts from the moment its request was due, so queueing
+// anywhere (in this client for a free connection, in the kernel, in the server) is
+// measured. Give it a core of its own (taskset): a client that shares the server's
+// cores measures itself.
 //
 //   open_loop --port P --path /v2/models/m/infer --body FILE --rate R --seconds S
 //             [--connections C]
@@ -10,7 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -107,66 +109,104 @@ int main(int argc, char** argv) {
   const std::string body = ss.str();
   const std::string request = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
                               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  // Connections are dialled on demand, up to `connections`; a due request takes a free
+  // one or waits in `backlog` (its latency still counts from when it was due). epoll, so
+  // thousands of connections cost nothing per event (a poll() over all of them made the
+  // client, not the server, the bottleneck).
   std::vector<Conn> conns(static_cast<size_t>(connections));
-  for (Conn& c : conns) c.fd = Dial(port);
+  std::vector<size_t> free_conns;
+  size_t dialled = 0;
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
   std::deque<Clock::time_point> backlog;  // due requests waiting for a free connection
   std::vector<double> ok_ms, busy_ms;
   long sent = 0, other = 0, errors = 0;
+  size_t outstanding = 0;
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
   auto next = start;
-  auto send_on = [&](Conn& c, Clock::time_point due) {
-    if (c.fd < 0) c.fd = Dial(port);
+  auto drop = [&](size_t i) {
+    Conn& c = conns[i];
+    if (c.fd >= 0) {
+      epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
+      close(c.fd);
+    }
+    c.fd = -1;
+  };
+  // Sends the request due at `due` on connection i; false when it could not be sent.
+  auto send_on = [&](size_t i, Clock::time_point due) {
+    Conn& c = conns[i];
+    if (c.fd < 0) {
+      c.fd = Dial(port);
+      if (c.fd >= 0) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = i;
+        epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
+      }
+    }
     if (c.fd < 0 || send(c.fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
       ++errors;
-      if (c.fd >= 0) close(c.fd);
-      c.fd = -1;
-      return;
+      drop(i);
+      return false;
     }
     c.busy = true;
     c.due = due;
     c.in.clear();
     ++sent;
+    ++outstanding;
+    return true;
   };
-  std::vector<pollfd> pfds;
+  std::vector<epoll_event> events(1024);
   for (;;) {
     const auto now = Clock::now();
     while (next <= now && next < end) {
       backlog.push_back(next);
       next += interval;
     }
-    for (Conn& c : conns) {
-      if (backlog.empty()) break;
-      if (!c.busy) {
-        send_on(c, backlog.front());
+    while (!backlog.empty()) {
+      size_t i;
+      if (!free_conns.empty()) {
+        i = free_conns.back();
+        free_conns.pop_back();
+      } else if (dialled < conns.size()) {
+        i = dialled++;
+      } else {
+        break;
+      }
+      if (send_on(i, backlog.front())) {
         backlog.pop_front();
+      } else {
+        free_conns.push_back(i);  // redial on the next turn
+        break;
       }
     }
-    bool any_busy = false;
-    pfds.clear();
-    for (Conn& c : conns) {
-      pfds.push_back({c.busy ? c.fd : -1, POLLIN, 0});
-      any_busy = any_busy || c.busy;
-    }
-    if (next >= end && backlog.empty() && !any_busy) break;
+    if (next >= end && backlog.empty() && outstanding == 0) break;
     if (now > end + std::chrono::seconds(30)) break;  // give up on answers that never come
-    const int wait_ms =
-        next < end ? static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count()) : 50;
-    poll(pfds.data(), pfds.size(), std::max(0, std::min(wait_ms, 50)));
-    for (size_t i = 0; i < conns.size(); ++i) {
+    const auto wait = next < end && backlog.empty()
+                          ? std::max(Clock::duration::zero(), next - Clock::now())
+                          : std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(50));
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    const timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    const int n = epoll_pwait2(ep, events.data(), static_cast<int>(events.size()), &ts, nullptr);
+    for (int e = 0; e < n; ++e) {
+      const size_t i = static_cast<size_t>(events[static_cast<size_t>(e)].data.u64);
       Conn& c = conns[i];
-      if (!c.busy || !(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[65536];
-      const ssize_t n = read(c.fd, buf, sizeof buf);
-      if (n <= 0) {
-        ++errors;
-        close(c.fd);
-        c.fd = -1;
-        c.busy = false;
+      if (!c.busy) {  // closed by the server while idle
+        drop(i);
         continue;
       }
-      c.in.append(buf, static_cast<size_t>(n));
+      char buf[65536];
+      const ssize_t got = read(c.fd, buf, sizeof buf);
+      if (got <= 0) {
+        ++errors;
+        drop(i);
+        c.busy = false;
+        --outstanding;
+        free_conns.push_back(i);
+        continue;
+      }
+      c.in.append(buf, static_cast<size_t>(got));
       int status = 0;
       bool close_after = false;
       if (Complete(c.in, &status, &close_after) == 0) continue;
@@ -178,10 +218,9 @@ int main(int argc, char** argv) {
       else
         ++other;
       c.busy = false;
-      if (close_after) {
-        close(c.fd);
-        c.fd = -1;
-      }
+      --outstanding;
+      if (close_after) drop(i);
+      free_conns.push_back(i);
     }
   }
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
@@ -189,8 +228,9 @@ int main(int argc, char** argv) {
       "OPEN_LOOP rate=%.1f sent=%ld ok=%zu busy=%zu other=%ld errors=%ld ok_p50_ms=%.2f ok_p99_ms=%.2f "
       "busy_p50_ms=%.2f busy_p99_ms=%.2f achieved_rps=%.1f\n",
       rate, sent, ok_ms.size(), busy_ms.size(), other, errors, Pct(ok_ms, 0.5), Pct(ok_ms, 0.99), Pct(busy_ms, 0.5),
-      Pct(busy_ms, 0.99), static_cast<double>(sent) / took);
+      Pct(busy_ms, 0.99), static_cast<double>(sent) / std::min(took, seconds));
   for (Conn& c : conns)
     if (c.fd >= 0) close(c.fd);
+  close(ep);
   return 0;
 }

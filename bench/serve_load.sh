@@ -5,10 +5,11 @@
 #     the server before the Beast rewrite (OLD_COE, when given), the new server with
 #     dynamic batching (default flags), and the new server with batching off
 #     (--max-batch 1); medians and ratios;
-#  2. open loop (build/open_loop, fixed rates): the saturating rate is the median
-#     batching-on throughput of (1); at 80% of it, p99 of the answers; at 150%, how fast
-#     the excess gets 503 and the p99 of the requests accepted (--queue-timeout-ms
-#     QUEUE_MS, default 100).
+#  2. open loop (build/open_loop, fixed rates, the server pinned to one core and the
+#     client to the other): at 80% of the saturating rate, p99 of the answers; at 150%,
+#     how fast the excess gets 503 and the p99 of the requests accepted
+#     (--queue-timeout-ms QUEUE_MS, default 100), with the default load-shedding bound
+#     --max-io-wait-ms 20 and with 5.
 #   bench/serve_load.sh [DURATION=60] [ROUNDS=3]
 # OLD_COE: a coe built from the commit before the rewrite, e.g.
 #   git worktree add /tmp/coe-old 3b18b3d && (cd /tmp/coe-old && scripts/build.sh)
@@ -34,7 +35,7 @@ PY
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start() {  # binary flags... -> sets PID, PORT
   PORT=$(free_port)
-  "$1" serve --cascade "$CASCADE" --models "$MODELS" --name served --port "$PORT" --quiet --max-inflight 256 "${@:2}" \
+  ${PIN:-} "$1" serve --cascade "$CASCADE" --models "$MODELS" --name served --port "$PORT" --quiet --max-inflight 256 "${@:2}" \
     > "$WORK/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && return; sleep 0.05; done
@@ -80,13 +81,26 @@ if "old" in med:
 print(f"SATURATION {b:.1f}")
 PY
 cat "$WORK/medians" | grep -v SATURATION
-SAT=$(grep SATURATION "$WORK/medians" | cut -d' ' -f2)
-echo "open loop: batching server, --queue-timeout-ms $QUEUE_MS, 30 s per rate; saturating rate $SAT req/s"
-start "$COE" --queue-timeout-ms "$QUEUE_MS"
-for frac in 0.8 1.5; do
-  rate=$(/usr/bin/python3 -c "print(round($SAT * $frac, 1))")
-  out=$("$OPEN_LOOP" --port "$PORT" --path /v2/models/served/infer --body "$WORK/body.json" --rate "$rate" \
-    --seconds 30 --connections 512)
-  echo "  ${frac}x saturation: $out"
-done
+# Open loop needs a client that is not starved by the server it measures: the server
+# runs on core 0 and build/open_loop (epoll, one thread) on core 1. The saturating rate
+# is measured the same way (wrk on core 1, shedding off); then, at 80% and 150% of it,
+# the default shedding bound (--max-io-wait-ms 20) and a tight one (5).
+if [ "$(nproc)" -ge 2 ]; then SERVER_CPU="taskset -c 0"; CLIENT_CPU="taskset -c 1"; else SERVER_CPU=""; CLIENT_CPU=""; fi
+PIN=$SERVER_CPU
+start "$COE" --max-io-wait-ms 0
+COE_WRK_BODY="$WORK/body.json" $CLIENT_CPU wrk -t1 -c64 -d"$(( DURATION < 20 ? DURATION : 20 ))s" --timeout 10s \
+  -s bench/wrk/infer.lua "http://127.0.0.1:$PORT/v2/models/served/infer" > "$WORK/wrk.out"
 stop
+SAT=$(grep COE_SUMMARY "$WORK/wrk.out" | sed -E 's/.* rps=([0-9.]+).*/\1/')
+echo "open loop: server on one core, client on the other; saturating rate $SAT req/s (wrk, 64 connections);"
+echo "  --queue-timeout-ms $QUEUE_MS, 30 s per rate, latency from each request's due time"
+for bound in 20 5; do
+  start "$COE" --queue-timeout-ms "$QUEUE_MS" --max-io-wait-ms "$bound"
+  for frac in 0.8 1.5; do
+    rate=$(/usr/bin/python3 -c "print(round($SAT * $frac, 1))")
+    out=$($CLIENT_CPU "$OPEN_LOOP" --port "$PORT" --path /v2/models/served/infer --body "$WORK/body.json" \
+      --rate "$rate" --seconds 30 --connections 4000)
+    echo "  --max-io-wait-ms $bound, ${frac}x saturation: $out"
+  done
+  stop
+done

@@ -1,9 +1,12 @@
 // The live engine: real ONNX models, the recorded backend, fault injection, bad input.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
+#include "base/cores.h"
 #include "coe/cascade.h"
 #include "coe/dataset.h"
 #include "fault_backends.h"
@@ -273,6 +276,25 @@ TEST_F(EngineTest, FailuresAreAbstentionsAndDegradeToEarlierAnswers) {
     EXPECT_EQ(fr->degraded[i], 0);
   }
   EXPECT_EQ(odd, 100);
+}
+
+// The default thread counts follow the cores this process may use (taskset, a
+// cpuset, a container's CPU quota), not the machine's.
+TEST(Cores, TheAffinityMaskBoundsTheCores) {
+  const int all = AvailableCores();
+  EXPECT_GE(all, 1);
+  EXPECT_LE(all, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  int first = 0;
+  while (first < CPU_SETSIZE && !CPU_ISSET(first, &saved)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  EXPECT_EQ(AvailableCores(), 1);
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(AvailableCores(), all);
 }
 
 }  // namespace

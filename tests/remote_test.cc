@@ -265,6 +265,8 @@ TEST(Remote, AStoppedCloudHoldsNoAnswerPastTheDeadline) {
   for (int t : warm->exit_tier) reached += t == 1;
   ASSERT_GT(reached, 0) << "no image reached the cloud tier";
   ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  int stopped = 0;  // kill returns before every thread has stopped: wait until they have
+  ASSERT_EQ(waitpid(pid, &stopped, WUNTRACED), pid);
   double worst = 0;
   int degraded = 0;
   for (int64_t i = 0; i < images.size(); ++i) {

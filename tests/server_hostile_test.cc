@@ -8,10 +8,13 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <atomic>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -280,6 +283,54 @@ TEST_F(HostileTest, ErrorBodiesAreSmall) {
     EXPECT_LT(status, 500) << req.substr(0, 80) << " -> " << got.substr(0, 200);
     EXPECT_LT(BodyOf(got).size(), 1024u) << req.substr(0, 80) << " -> " << got.substr(0, 300);
   }
+}
+
+// Load shedding: requests whose bytes waited in the kernel past --max-io-wait-ms (here
+// because the server process was stopped for 600 ms, as a server out of CPU would be)
+// get 503 with Retry-After, while a health check that waited as long is answered; the
+// next request is served. With the bound off, the same late request is served.
+TEST(HostileServe, RequestsThatWaitedForTheIoThreadsAreShed) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("coe_shed_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "zoo.toml") << ZooToml();
+  std::ofstream(dir / "cascade.toml") << "[[tiers]]\nmembers = [\"linear\"]\n";
+  const std::string body = InferBody(TestImages(1));
+  const std::string infer = Post("/v2/models/fashion/infer", body);
+  for (const int bound_ms : {200, 0}) {
+    const ServeProcess server =
+        SpawnServe({"--cascade", (dir / "cascade.toml").string(), "--models", (dir / "zoo.toml").string(), "--port",
+                    "0", "--name", "fashion", "--quiet", "--max-io-wait-ms", std::to_string(bound_ms)});
+    ASSERT_GT(server.port, 0) << server.line;
+    EXPECT_EQ(StatusOf(Exchange(server.port, infer)), 200);
+    const int late_infer = Dial(server.port), late_health = Dial(server.port);
+    ASSERT_GE(late_infer, 0);
+    ASSERT_GE(late_health, 0);
+    ASSERT_EQ(kill(server.pid, SIGSTOP), 0);
+    int stopped = 0;  // kill returns before every thread has stopped: wait until they have
+    ASSERT_EQ(waitpid(server.pid, &stopped, WUNTRACED), server.pid);
+    ASSERT_TRUE(WIFSTOPPED(stopped));
+    WriteAll(late_infer, infer);
+    WriteAll(late_health, "GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the bytes wait in the kernel
+    ASSERT_EQ(kill(server.pid, SIGCONT), 0);
+    const std::string shed = ReadAll(late_infer, 60), health = ReadAll(late_health, 60);
+    close(late_infer);
+    close(late_health);
+    if (bound_ms > 0) {
+      EXPECT_EQ(StatusOf(shed), 503) << shed.substr(0, 300);
+      EXPECT_NE(shed.find("Retry-After"), std::string::npos) << shed.substr(0, 300);
+      EXPECT_NE(BodyOf(shed).find("I/O threads"), std::string::npos) << shed.substr(0, 300);
+    } else {
+      EXPECT_EQ(StatusOf(shed), 200) << shed.substr(0, 300);
+    }
+    EXPECT_EQ(StatusOf(health), 200) << health.substr(0, 300);
+    EXPECT_EQ(StatusOf(Exchange(server.port, infer)), 200);  // served again
+    kill(server.pid, SIGTERM);
+    int status = 0;
+    waitpid(server.pid, &status, 0);
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace

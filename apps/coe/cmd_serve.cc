@@ -22,7 +22,7 @@ namespace {
 struct ServeFlags {
   std::string cascade, models, host = "127.0.0.1", name;
   int port = 8000, threads = 0, max_inflight = 64;
-  int max_batch = 64, batch_workers = 2, max_connections = 4096, io_threads = 0;
+  int max_batch = 64, batch_workers = 2, max_connections = 4096, io_threads = 0, max_io_wait_ms = 20;
   int64_t max_queue_delay_us = 0, queue_timeout_ms = 1000;
   int grpc_port = -1;  // -1: no gRPC front end
   double max_body_mb = 32;
@@ -59,6 +59,7 @@ int RunServe(const ServeFlags& f) {
   so.batch_workers = f.batch_workers;
   so.max_connections = f.max_connections;
   so.io_threads = f.io_threads;
+  so.max_io_wait_ms = f.max_io_wait_ms;
   so.max_body_bytes = static_cast<size_t>(f.max_body_mb * (1 << 20));
   so.access_log = f.quiet ? AccessLog::kOff : f.json_log ? AccessLog::kJson : AccessLog::kText;
   auto server = Server::Create(*spec, *cat, eo, so);
@@ -152,6 +153,12 @@ void AddServeCommands(CLI::App& app) {
       ->check(CLI::Range(1, 1000000));
   serve->add_option("--io-threads", f->io_threads, "HTTP I/O threads (default: the cores, at most 4)")
       ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--max-io-wait-ms", f->max_io_wait_ms,
+                   "load shedding: an infer request that waited longer than this before the server could read it "
+                   "gets 503 at once (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60000));
   serve->add_flag("--json-log", f->json_log, "access log as JSON lines on stderr");
   serve->add_flag("--quiet", f->quiet, "no access log");
   serve->callback([f]() { throw CLI::RuntimeError(RunServe(*f)); });

@@ -101,7 +101,11 @@ struct ServerOptions {
   // A request that cannot start within this (estimated from the queue ahead and the
   // measured pace, or found when a worker reaches it) gets 503 at once; 0 = no limit.
   int64_t queue_timeout_ms = 1000;
-  int io_threads = 0;               // I/O threads; 0 = the cores (at most 4)
+  int io_threads = 0;  // I/O threads; 0 = the cores (at most 4)
+  // Load shedding: an infer or chat request whose bytes waited in the kernel longer
+  // than this before the I/O threads could read them (the server is out of CPU before
+  // its own queues fill) gets 503 at once, unparsed; 0 = never.
+  int max_io_wait_ms = 20;
   int max_connections = 4096;       // connections beyond get 503 and are closed
   int keep_alive_max_requests = 0;  // requests on one connection before it is closed; 0 = no cap
   int listen_backlog = 1024;        // connections the kernel holds before accept

@@ -8,6 +8,7 @@
 #include <system_error>
 #include <thread>
 
+#include "base/cores.h"
 #include "base/thread_pool.h"
 
 namespace coe {
@@ -68,8 +69,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec, cons
       return InvalidArgumentError("model '" + s->name + "' has no '" + key + "' figure in " + catalogue.source);
     costs.push_back(c ? *c : 0.0);
   }
-  const int threads =
-      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : AvailableCores();
   BackendOptions bo;
   bo.threads = threads;
   std::vector<std::unique_ptr<Backend>> backends;
@@ -123,8 +123,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::FromBackends(const CascadeSpec& spec
     for (size_t j = 0; j < t.members.size(); ++j) idx.push_back(k++);
     impl->tiers.push_back(std::move(idx));
   }
-  const int threads =
-      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : AvailableCores();
   impl->pool = std::make_unique<ThreadPool>(threads);
   impl->waiting = std::make_unique<WaitingPool>();
   return std::unique_ptr<Cascade>(new Cascade(std::move(impl)));

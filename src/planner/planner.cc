@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "base/cores.h"
 #include "base/numbers.h"
 #include "base/thread_pool.h"
 #include "coe/evaluate.h"
@@ -805,8 +806,7 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
     return FailedPreconditionError(calib.source +
                                    ": score rules need '<model>|score' or "
                                    "'<model>|p:<label>' columns, and no model has them");
-  const int threads =
-      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : AvailableCores();
   // The tables live only in this scope: a guard's further searches do not stack on them.
   Problem p = BuildProblem(ex, models, options);
   ThreadPool pool(threads);

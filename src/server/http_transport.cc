@@ -1,7 +1,10 @@
 // The event-driven HTTP/1.1 transport (see http_transport.h): Boost.Beast on Asio.
 #include "server/http_transport.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -93,6 +96,8 @@ int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std
 
 class Session;
 
+using Clock = std::chrono::steady_clock;
+
 struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
   TransportOptions options;
   Handler handler;
@@ -111,6 +116,17 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
   bool accepting = false;
   std::atomic<int> open{0};  // connections being served (not the refused ones)
+
+  std::atomic<uint64_t> shed{0};  // requests refused for their I/O wait
+  // A moving average of the I/O side of recent requests' time (Session::NoteIoWait):
+  // over max_io_wait_ms, the server is out of CPU before its own queues fill.
+  std::atomic<int64_t> io_wait_us{0};
+  std::atomic<Clock::rep> io_wait_at{0};  // when it was last updated
+  // The average, or 0 when no request finished in the last 100 ms (it is stale).
+  int64_t RecentIoWaitUs() const {
+    const auto at = Clock::time_point(Clock::duration(io_wait_at.load(std::memory_order_relaxed)));
+    return Clock::now() - at < std::chrono::milliseconds(100) ? io_wait_us.load(std::memory_order_relaxed) : 0;
+  }
 
   explicit Impl(int io_threads) : ioc(io_threads) { work.emplace(ioc.get_executor()); }
   void Accept();
@@ -166,6 +182,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     reading_ = false;
     if (ec) return ReadFailed(ec, false);
+    waited_us_ = KernelWaitUs();
+    t_header_ = Clock::now();
     auto& req = parser_->get();
     path_ = std::string(req.target().substr(0, req.target().find('?')));
     // Encodings the server cannot decode are refused before their body is read.
@@ -180,9 +198,25 @@ class Session : public std::enable_shared_from_this<Session> {
     auto read_body = [self = shared_from_this()] {
       self->stream_.expires_after(std::chrono::milliseconds(self->opt().body_timeout_ms));
       self->reading_ = true;
-      bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
-                        [self](beast::error_code ec, size_t) { self->OnBody(ec); });
+      bhttp::async_read(self->stream_, self->buffer_, *self->parser_, [self](beast::error_code ec, size_t) {
+        // The body's transfer is the client's time: the I/O wait counts from its end.
+        self->waited_us_ = std::max(self->waited_us_, self->KernelWaitUs());
+        self->t_header_ = Clock::now();
+        self->OnBody(ec);
+      });
     };
+    // The body, or its start, usually came with the header: parse what the buffer holds
+    // here, and a complete request skips a trip through the I/O threads' queue (which
+    // is long exactly when the server is busy).
+    while (!parser_->is_done() && buffer_.size() > 0) {
+      beast::error_code pec;
+      const size_t used = parser_->put(buffer_.data(), pec);
+      buffer_.consume(used);
+      if (pec == bhttp::error::need_more) break;
+      if (pec) return ReadFailed(pec, true);
+      if (used == 0) break;
+    }
+    if (parser_->is_done()) return OnBody({});
     if (Lower(Trim(SV(req[bhttp::field::expect]))) == "100-continue") {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
       stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
@@ -221,13 +255,34 @@ class Session : public std::enable_shared_from_this<Session> {
     version_ = msg.version();
     parser_.reset();
     ++served_;
+    const int64_t recent_us = t_->RecentIoWaitUs();
+    req.io_wait_us = recent_us;
+    // Load shedding before any parsing: a work request (POST; never health, metadata or
+    // metrics) whose bytes waited in the kernel longer than the bound, because the I/O
+    // threads were behind, gets 503 at once. The excess then costs little, and those
+    // accepted keep their latency. The connection stays open.
+    const int64_t bound_us = int64_t{opt().max_io_wait_ms} * 1000;
+    if (bound_us > 0 && req.method == "POST" && (waited_us_ > bound_us || recent_us > bound_us)) {
+      t_->shed.fetch_add(1, std::memory_order_relaxed);
+      Reply r = t_->error_reply(
+          503, path_,
+          "server overloaded: requests wait " + std::to_string(std::max(waited_us_, recent_us) / 1000) +
+              " ms for the I/O threads (over the " + std::to_string(opt().max_io_wait_ms) + " ms bound)");
+      r.headers.emplace_back("Retry-After", "1");
+      handed_ = Clock::now();
+      return Write(std::move(r), version_, handed_);
+    }
     handling_ = true;
     std::weak_ptr<Session> weak = shared_from_this();
     auto answered = std::make_shared<std::atomic<bool>>(false);
     Responder respond = [self = shared_from_this(), answered](Reply r) {
       if (answered->exchange(true)) return;  // exactly once
-      net::post(self->executor(), [self, r = std::move(r)]() mutable { self->Write(std::move(r), self->version_); });
+      const Clock::time_point responded = Clock::now();
+      net::post(self->executor(), [self, r = std::move(r), responded]() mutable {
+        self->Write(std::move(r), self->version_, responded);
+      });
     };
+    handed_ = Clock::now();
     t_->handler(std::move(req), std::move(respond));
   }
 
@@ -273,8 +328,11 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  void Write(Reply r, unsigned version) {
+  // `responded`: when the reply was ready (after the handler's own time), for the I/O
+  // wait measured when it is written.
+  void Write(Reply r, unsigned version, std::optional<Clock::time_point> responded = std::nullopt) {
     handling_ = false;
+    if (responded) NoteIoWait(*responded);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(version == 10 ? 10 : 11);
     res->result(static_cast<unsigned>(r.status));
@@ -287,11 +345,32 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = std::move(r.body);
     res->prepare_payload();
     stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
-    bhttp::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res, keep, responded](beast::error_code ec, size_t) {
       if (!ec && self->linger_) return self->Linger();
       if (ec || !keep) return self->Close();
       self->ReadHeader();
     });
+  }
+
+  // The I/O side of a request's time (its wait in the kernel, then from its header, or
+  // the end of its body, to the handler, then from its reply to the start of its
+  // writing), into the transport's moving average. Neither the handler's own time (a
+  // model, a far LLM) nor the client's (sending a body, reading a reply) counts.
+  void NoteIoWait(Clock::time_point responded) {
+    const auto us = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
+    const int64_t w = waited_us_ + us(handed_ - t_header_) + us(Clock::now() - responded);
+    const int64_t old = t_->RecentIoWaitUs();
+    t_->io_wait_us.store(old + (w - old) / 8, std::memory_order_relaxed);
+    t_->io_wait_at.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  }
+
+  // How long the newest bytes of this connection sat in the kernel before being read
+  // (TCP_INFO's last_data_recv: millisecond steps), a wait no queue of ours can see.
+  int64_t KernelWaitUs() {
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    if (getsockopt(stream_.socket().native_handle(), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return 0;
+    return int64_t{ti.tcpi_last_data_recv} * 1000;
   }
 
   void Close() {
@@ -323,6 +402,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   unsigned version_ = 11;
   int served_ = 0;
+  int64_t waited_us_ = 0;                // the current request's wait in the kernel
+  Clock::time_point t_header_, handed_;  // its header read; given to the handler
   bool reading_ = false, handling_ = false, stopping_ = false, linger_ = false;
   std::vector<char> scratch_;
 };
@@ -419,6 +500,7 @@ StatusOr<std::unique_ptr<Transport>> Transport::Listen(const std::string& host, 
 
 int Transport::port() const { return impl_->port; }
 int Transport::connections() const { return impl_->open; }
+uint64_t Transport::shed() const { return impl_->shed.load(std::memory_order_relaxed); }
 
 void Transport::Stop() {
   Impl& im = *impl_;

@@ -16,6 +16,7 @@
 #define COE_SERVER_HTTP_TRANSPORT_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +35,7 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
   std::string body;                                          // decoded (Content-Encoding undone)
   size_t wire_bytes = 0;                                     // body bytes as received
+  int64_t io_wait_us = 0;  // how long its bytes waited in the kernel before being read
 
   // The value of header `lower_name`, or null.
   const std::string* Header(std::string_view lower_name) const;
@@ -66,6 +68,10 @@ struct TransportOptions {
   int max_requests_per_connection = 0;  // 0 = no cap
   size_t max_header_bytes = 16 << 10;
   size_t max_body_bytes = 32u << 20;
+  // A POST request whose bytes waited in the kernel longer than this before being read
+  // (the I/O threads were behind) gets 503 with Retry-After, unseen by the handler
+  // (0 = never).
+  int max_io_wait_ms = 0;
 };
 
 class Transport {
@@ -77,6 +83,7 @@ class Transport {
   ~Transport();  // Stop() and Wait()
   int port() const;
   int connections() const;  // open now
+  uint64_t shed() const;    // requests refused for their wait in the kernel so far
   // Stops accepting; idle connections close; requests in flight are answered, then
   // their connections close. Returns at once.
   void Stop();

@@ -95,7 +95,7 @@ void Metrics::AddRun(const std::string& model, const Cascade& cascade, const Run
     if (r.member_examples[m] > 0) member_seconds_[members[m]->info().name].Observe(r.member_seconds[m]);
 }
 
-std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members) const {
+std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::vector<Backend*>& members) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   Header(&out, "coe_requests_total", "counter", "Infer requests by model and HTTP status code.");
@@ -105,6 +105,10 @@ std::string Metrics::Text(int64_t inflight, const std::vector<Backend*>& members
   for (const auto& [k, v] : errors_) Line(&out, "coe_errors_total", L("code", k), std::to_string(v));
   Header(&out, "coe_inflight_requests", "gauge", "Infer requests being handled now.");
   Line(&out, "coe_inflight_requests", "", std::to_string(inflight));
+  Header(&out, "coe_io_wait_seconds", "gauge",
+         "How long the last request waited in the kernel before being read (over --max-io-wait-ms, infer requests are "
+         "shed with 503).");
+  Line(&out, "coe_io_wait_seconds", "", Num(io_wait_seconds));
   Header(&out, "coe_request_duration_seconds", "histogram", "Wall time of successful infer requests, by model.");
   for (const auto& [k, h] : request_seconds_) WriteHistogram(&out, "coe_request_duration_seconds", L("model", k), h);
   Header(&out, "coe_examples_total", "counter", "Examples answered, by model.");

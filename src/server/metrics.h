@@ -38,7 +38,7 @@ class Metrics {
   // A successful run of `cascade` served as `model`.
   void AddRun(const std::string& model, const Cascade& cascade, const RunResult& r);
   // `members`: one backend per distinct member name, for the per-member counters.
-  std::string Text(int64_t inflight, const std::vector<Backend*>& members) const;
+  std::string Text(int64_t inflight, double io_wait_seconds, const std::vector<Backend*>& members) const;
 
  private:
   using Key = std::pair<std::string, std::string>;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/cores.h"
 #include "base/thread_pool.h"
 #include "protocol/oip.h"
 #include "server/batcher.h"
@@ -300,6 +301,7 @@ struct Server::Impl {
   // Declared after metrics (their runs count there) and before the transport (whose
   // requests they answer): destroyed first-declared last.
   std::map<std::string, std::unique_ptr<Batcher>, std::less<>> batchers;  // by model
+  std::atomic<int64_t> io_wait_us{0};                                     // the transport's, as of the last request
   WaitingPool waiting;  // parses large bodies, runs chat requests (they wait on members)
 
   std::mutex mu;       // guards transport
@@ -466,6 +468,7 @@ struct Server::Impl {
   // chat requests on (models never run on I/O threads).
   void Handle(http::Request&& request, http::Responder respond_raw) {
     const auto t0 = Clock::now();
+    io_wait_us.store(request.io_wait_us, std::memory_order_relaxed);
     auto req = std::make_shared<http::Request>();
     req->method = request.method;
     req->path = request.path;
@@ -488,7 +491,8 @@ struct Server::Impl {
       if (path == "/v2")
         return respond(JsonReply("{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[\"binary_tensor_data\"]}"));
       if (path == "/metrics") {
-        http::Reply r = JsonReply(metrics.Text(inflight.load(), members));
+        http::Reply r =
+            JsonReply(metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, members));
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
         return respond(std::move(r));
       }
@@ -614,8 +618,7 @@ Status Server::Start(const std::string& host, int port) {
   if (port < 0 || port > 65535) return InvalidArgumentError("port " + std::to_string(port) + " is out of range");
   const ServerOptions& o = im.options;
   http::TransportOptions t;
-  t.io_threads =
-      o.io_threads > 0 ? o.io_threads : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  t.io_threads = o.io_threads > 0 ? o.io_threads : std::clamp(AvailableCores(), 1, 4);
   t.listen_backlog = std::max(1, o.listen_backlog);
   t.max_connections = std::max(1, o.max_connections);
   t.header_timeout_ms = std::max(1, o.header_timeout_ms);
@@ -624,6 +627,7 @@ Status Server::Start(const std::string& host, int port) {
   t.idle_timeout_ms = std::max(1, o.keep_alive_timeout_s * 1000);
   t.max_requests_per_connection = std::max(0, o.keep_alive_max_requests);
   t.max_body_bytes = o.max_body_bytes;
+  t.max_io_wait_ms = std::max(0, o.max_io_wait_ms);
   auto transport = http::Transport::Listen(
       host, port, t,
       [&im](http::Request&& req, http::Responder respond) { im.Handle(std::move(req), std::move(respond)); },
@@ -686,6 +690,9 @@ std::vector<std::string> Server::chat_model_names() const {
   return out;
 }
 
-std::string Server::MetricsText() const { return impl_->metrics.Text(impl_->inflight.load(), impl_->members); }
+std::string Server::MetricsText() const {
+  return impl_->metrics.Text(impl_->inflight.load(), static_cast<double>(impl_->io_wait_us.load()) * 1e-6,
+                             impl_->members);
+}
 
 }  // namespace coe
