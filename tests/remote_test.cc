@@ -75,6 +75,22 @@ struct Cloud {
   int port() const { return server->port(); }
 };
 
+// A port nobody listens on: bind one, then close it.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return 1;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
 Backend* Member(const Cascade& c, const std::string& name) {
   for (Backend* b : c.members())
     if (b->info().name == name) return b;
@@ -489,16 +505,7 @@ TEST(Remote, OversizedOrOutOfRangeResponsesAreAbstentions) {
 }
 
 TEST(Remote, RefusedConnectionsFailFastThenTheBreakerOpens) {
-  // A port nobody listens on: bind one, then close it.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  close(fd);
-  const int port = ntohs(a.sin_port);
+  const int port = ClosedPort();
   auto b = RemoteTo(port, 2);
   InputBatch in = TwoExamples();
   std::vector<Prediction> out;
@@ -514,6 +521,80 @@ TEST(Remote, RefusedConnectionsFailFastThenTheBreakerOpens) {
   EXPECT_NE(out[0].error.find("in a row"), std::string::npos) << out[0].error;
   EXPECT_EQ(b->stats().errors.load(), 4u);
   EXPECT_EQ(b->stats().bytes_sent.load(), 0u);
+}
+
+// Hedging: a call that url has not answered within hedge_ms also goes to hedge_url;
+// the first answer wins and the slow request is stopped (the call does not wait for
+// it). A fast url is never hedged; an unreachable one fails over; when both hang the
+// deadline still holds.
+TEST(Remote, HedgingAsksTheSecondUrlWhenTheFirstIsSlow) {
+  ServerOptions o;
+  o.keep_alive_timeout_s = 1;
+  auto slow = Server::Create({{"cnn8_16", SlowCascade("cnn8_16", Ms(2000))}}, o);
+  auto fast = Server::Create({{"cnn8_16", SlowCascade("cnn8_16", Ms(0))}}, o);
+  ASSERT_TRUE(slow.ok() && fast.ok());
+  ASSERT_TRUE((*slow)->Start("127.0.0.1", 0).ok());
+  ASSERT_TRUE((*fast)->Start("127.0.0.1", 0).ok());
+  const int slow_port = (*slow)->port(), fast_port = (*fast)->port();
+  auto hedged = [](int port, int hedge_port, int timeout_ms, double hedge_ms) {
+    Catalogue cat =
+        ParseOrDie(EdgeToml(port, timeout_ms, 1) + "hedge_url = \"http://127.0.0.1:" + std::to_string(hedge_port) +
+                   "/\"\nhedge_ms = " + std::to_string(hedge_ms) + "\n");
+    auto b = CreateBackend(*cat.Find("cnn8_16"), BackendOptions{});
+    EXPECT_TRUE(b.ok()) << b.status().ToString();
+    return b.ok() ? std::move(*b) : nullptr;
+  };
+  const InputBatch in = TestImages(5);
+  auto local = CreateBackend(*ParseOrDie(ZooToml()).Find("cnn8_16"), BackendOptions{});
+  ASSERT_TRUE(local.ok());
+  std::vector<Prediction> want;
+  ASSERT_TRUE((*local)->Predict(in.View(), &want).ok());
+  auto expect_answers = [&](const std::vector<Prediction>& got) {
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].label, want[i].label) << i << " " << got[i].error;
+  };
+  std::vector<Prediction> out;
+  {  // url slow (2 s), hedge_url fast: answered by the hedge, without waiting for url
+    auto b = hedged(slow_port, fast_port, 5000, 50);
+    ASSERT_TRUE(b);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+    EXPECT_LT(Since(t0), 1.5);
+    expect_answers(out);
+    EXPECT_EQ(b->stats().hedges.load(), 1u);
+    EXPECT_EQ(b->stats().hedge_wins.load(), 1u);
+    EXPECT_EQ(b->stats().errors.load(), 0u);
+  }
+  {  // url fast: never hedged
+    auto b = hedged(fast_port, slow_port, 5000, 1000);
+    ASSERT_TRUE(b);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+    EXPECT_LT(Since(t0), 1.5);
+    expect_answers(out);
+    EXPECT_EQ(b->stats().hedges.load(), 0u);
+  }
+  {  // url refuses connections, hedge_ms 0: fail over to hedge_url
+    const int closed = ClosedPort();
+    auto b = hedged(closed, fast_port, 5000, 0);
+    ASSERT_TRUE(b);
+    ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+    expect_answers(out);
+    EXPECT_EQ(b->stats().hedges.load(), 1u);
+    EXPECT_EQ(b->stats().hedge_wins.load(), 1u);
+  }
+  {  // both hang: the call still ends at its deadline, and names both failures
+    auto b = hedged(slow_port, slow_port, 400, 50);
+    ASSERT_TRUE(b);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(b->Predict(in.View(), &out).ok());
+    EXPECT_LT(Since(t0), 0.4 + 0.6);
+    ASSERT_EQ(out.size(), 5u);
+    for (const Prediction& p : out) {
+      EXPECT_EQ(p.label, kAbstain);
+      EXPECT_NE(p.error.find("hedge_url"), std::string::npos) << p.error;
+    }
+  }
 }
 
 TEST(Remote, CatalogueErrors) {
@@ -535,6 +616,16 @@ TEST(Remote, CatalogueErrors) {
   std::vector<Prediction> out;
   EXPECT_EQ((*shaped)->Predict(in.View(), &out).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(out.size(), 2u);
+  EXPECT_NE(make("url = \"http://h:1\"\nlabels = [\"a\"]\nhedge_ms = 50\n").status().message().find("hedge_url"),
+            std::string::npos);
+  EXPECT_NE(make("url = \"http://h:1\"\nlabels = [\"a\"]\nhedge_url = \"h2\"\n").status().message().find("hedge_url"),
+            std::string::npos);
+  EXPECT_NE(
+      make("url = \"http://h:1\"\nlabels = [\"a\"]\nhedge_url = \"http://h:2\"\nhedge_ms = 500\ntimeout_ms = 400\n")
+          .status()
+          .message()
+          .find("under timeout_ms"),
+      std::string::npos);
 }
 
 }  // namespace

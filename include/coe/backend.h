@@ -71,6 +71,9 @@ struct BackendStats {
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> errors{0};
+  // Remote models with a hedge_url: calls hedged (or failed over) to it, and those it
+  // answered first.
+  std::atomic<uint64_t> hedges{0}, hedge_wins{0};
   // Chat models: tokens used, dollars spent, and calls whose cost was estimated
   // because the response had no usage.
   std::atomic<uint64_t> tokens_in{0}, tokens_out{0}, estimated_costs{0};

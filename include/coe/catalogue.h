@@ -21,6 +21,9 @@
 //   max_response_mb = 32    # remote: a larger response is a failure (read no further)
 //   wire = "auto"           # remote: "binary" tensors (the binary tensor data extension)
 //                           # when the server lists it in GET /v2 (auto), always, or "json"
+//   hedge_url = "http://host2:8000"  # remote: another endpoint of the same model: asked
+//   hedge_ms = 50           # too when url has not answered within hedge_ms (0: only
+//                           # when url failed); the first answer wins, the other is cancelled
 //
 // A chat model (backend = "openai": any OpenAI-compatible chat-completions endpoint):
 //   url = "http://127.0.0.1:8080/v1"  # the API's base
@@ -66,6 +69,8 @@ struct ModelSpec {
   int retries = 2;
   double max_response_mb = 32;
   std::string wire = "auto";  // remote: auto | json | binary
+  std::string hedge_url;      // remote: a second endpoint of the same model ("" = none)
+  double hedge_ms = 0;        // remote: ask hedge_url too after this long (0: when url failed)
   // backend "openai" (see above).
   std::string model, api_key_env, system, prompt;
   std::string answer = "choice";

@@ -30,6 +30,10 @@
 // bytes after the JSON and asks for the outputs the same way (Triton's binary tensor
 // data extension, the Inference-Header-Content-Length header); wire = "binary" always,
 // "json" never. To a coe server, whole values in [0, 255] (pixels) go as UINT8.
+// Hedging: with hedge_url (another endpoint of the same model), a call that url has not
+// answered within hedge_ms (0: at once when it fails) goes to hedge_url too, within the
+// same deadline; the first answer wins and the other request is stopped in flight (its
+// connection shut). hedge_url has its own metadata, wire and connections.
 // Connections: kept alive, one httplib::Client per concurrent caller, pooled.
 // Stats: bytes_sent counts request bodies sent in full (an HTTP response or a read
 // error followed), bytes_received every response body (metadata too); HTTP headers
@@ -39,6 +43,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -92,19 +97,56 @@ struct Attempt {
   std::optional<size_t> json_size;  // its Inference-Header-Content-Length, if any
 };
 
+// One server of the model: its address, what it takes (read once), its connections.
+struct Endpoint {
+  Endpoint(std::string host_, const std::string& prefix_, const std::string& model)
+      : host(std::move(host_)), prefix(prefix_), base(prefix_ + "/v2/models/" + UrlEncode(model)) {}
+  const std::string host, prefix, base;
+  std::mutex mu;  // guards schema, pool
+  std::shared_ptr<const Schema> schema;
+  std::vector<std::unique_ptr<httplib::Client>> pool;
+};
+
+// A hedged call: two sides (0: url, 1: hedge_url) on their own threads; the first to
+// answer stops the other, whose request in flight is shut down.
+struct Race {
+  std::mutex mu;
+  std::condition_variable cv;
+  httplib::Client* active[2] = {nullptr, nullptr};  // each side's request in flight
+  bool stopped[2] = {false, false};
+  bool finished[2] = {false, false};
+  int winner = -1;
+  std::vector<Prediction> out[2];
+  std::string error[2];
+
+  bool Stopped(int side) {
+    std::lock_guard<std::mutex> lock(mu);
+    return stopped[side];
+  }
+  // Under mu.
+  void StopLocked(int side) {
+    stopped[side] = true;
+    if (active[side]) active[side]->stop();
+    cv.notify_all();
+  }
+};
+
 class RemoteBackend : public Backend {
  public:
   RemoteBackend(BackendInfo info, std::string host, std::string prefix, std::string model, double timeout_ms,
-                int retries, uint64_t max_response_bytes, std::string wire)
+                int retries, uint64_t max_response_bytes, std::string wire, std::string hedge_host,
+                std::string hedge_prefix, double hedge_ms)
       : info_(std::move(info)),
-        host_(std::move(host)),
         model_(std::move(model)),
-        prefix_(prefix),
         wire_(std::move(wire)),
-        base_(prefix + "/v2/models/" + UrlEncode(model_)),
         timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))),
+        hedge_delay_(std::chrono::microseconds(static_cast<int64_t>(hedge_ms * 1000))),
         retries_(retries),
-        max_response_bytes_(max_response_bytes) {}
+        max_response_bytes_(max_response_bytes) {
+    endpoints_.push_back(std::make_unique<Endpoint>(std::move(host), prefix, model_));
+    if (!hedge_host.empty())
+      endpoints_.push_back(std::make_unique<Endpoint>(std::move(hedge_host), hedge_prefix, model_));
+  }
 
   const BackendInfo& info() const override { return info_; }
 
@@ -123,7 +165,7 @@ class RemoteBackend : public Backend {
       std::lock_guard<std::mutex> lock(mu_);
       if (failures_ >= kBreakerFailures && Clock::now() < open_until_) {
         stats_.errors++;
-        Abstain(out, "remote '" + info_.name + "' (" + host_ + base_ + "): " + std::to_string(failures_.load()) +
+        Abstain(out, "remote '" + info_.name + "' (" + Where() + "): " + std::to_string(failures_.load()) +
                          " calls in a row failed; the next try is within 1 s");
         return Status::Ok();
       }
@@ -131,7 +173,7 @@ class RemoteBackend : public Backend {
     const std::string error = Call(batch, out);
     if (!error.empty()) {
       stats_.errors++;
-      Abstain(out, "remote '" + info_.name + "' (" + host_ + base_ + "): " + error);
+      Abstain(out, "remote '" + info_.name + "' (" + Where() + "): " + error);
       if (failures_.fetch_add(1) + 1 >= kBreakerFailures) {
         std::lock_guard<std::mutex> lock(mu_);
         open_until_ = Clock::now() + kBreakerCooldown;
@@ -149,22 +191,76 @@ class RemoteBackend : public Backend {
     stats_.abstentions += out->size();
   }
 
-  // One whole call; "" on success (with *out filled), else why it failed.
+  std::string Where() const {
+    std::string w = endpoints_[0]->host + endpoints_[0]->base;
+    if (endpoints_.size() > 1) w += ", hedged to " + endpoints_[1]->host + endpoints_[1]->base;
+    return w;
+  }
+
+  // One whole call, within one deadline; "" on success (with *out filled), else why it
+  // failed. With a hedge_url, url and hedge_url race (see the top of this file).
   std::string Call(const InputView& batch, std::vector<Prediction>* out) {
+    const Clock::time_point deadline = Clock::now() + timeout_;
+    if (endpoints_.size() < 2) return CallOn(*endpoints_[0], batch, out, deadline, nullptr, 0);
+    Race race;
+    auto side = [&](int s) {
+      std::vector<Prediction> o;
+      std::string e = CallOn(*endpoints_[s], batch, &o, deadline, &race, s);
+      std::lock_guard<std::mutex> lock(race.mu);
+      race.finished[s] = true;
+      if (e.empty() && race.winner < 0) {
+        race.winner = s;
+        race.out[s] = std::move(o);
+        race.StopLocked(1 - s);
+      } else if (!e.empty()) {
+        race.error[s] = std::move(e);
+      }
+      race.cv.notify_all();
+    };
+    std::thread first(side, 0);
+    std::thread second;
+    bool hedged = false;
+    {
+      std::unique_lock<std::mutex> lock(race.mu);
+      if (hedge_delay_.count() > 0)
+        race.cv.wait_for(lock, hedge_delay_, [&] { return race.finished[0]; });
+      else  // failover only
+        race.cv.wait(lock, [&] { return race.finished[0]; });
+      // url is slow, or failed (then hedge_url is the failover) while time is left.
+      if (race.winner < 0 && Clock::now() < deadline) {
+        stats_.hedges++;
+        hedged = true;
+        second = std::thread(side, 1);
+      }
+    }
+    first.join();
+    if (second.joinable()) second.join();
+    if (race.winner >= 0) {
+      if (race.winner == 1) stats_.hedge_wins++;
+      *out = std::move(race.out[race.winner]);
+      return "";
+    }
+    return hedged ? race.error[0] + "; hedge_url: " + race.error[1] : race.error[0];
+  }
+
+  // The call on one endpoint; `race`: a side of a hedged call (may be stopped).
+  std::string CallOn(Endpoint& ep, const InputView& batch, std::vector<Prediction>* out, Clock::time_point deadline,
+                     Race* race, int side) {
     std::string error;
-    std::shared_ptr<const Schema> schema = GetSchema(&error);
+    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, race, side, &error);
     if (!schema) return error;
     std::vector<uint8_t> bad_value;
     size_t json_size = 0;
     const std::string body = RequestBody(batch, *schema, &bad_value, &json_size);
-    Attempt a = Send("POST", base_ + "/infer", body, json_size);
+    Attempt a = Send(ep, "POST", ep.base + "/infer", body, deadline, race, side, json_size);
     if (!a.ok) {
       if (!a.retry) {
-        std::lock_guard<std::mutex> lock(mu_);
-        schema_.reset();  // the remote model may have changed: read its metadata again
+        std::lock_guard<std::mutex> lock(ep.mu);
+        ep.schema.reset();  // the remote model may have changed: read its metadata again
       }
       return a.error;
     }
+    out->assign(static_cast<size_t>(batch.size()), Prediction{});
     error = Decode(a.body, a.json_size, batch.size(), *schema, out);
     if (!error.empty()) return error;
     for (int64_t i = 0; i < batch.size(); ++i)
@@ -174,12 +270,13 @@ class RemoteBackend : public Backend {
   }
 
   // The cached schema, or the metadata read now; null with *error set on failure.
-  std::shared_ptr<const Schema> GetSchema(std::string* error) {
+  std::shared_ptr<const Schema> GetSchema(Endpoint& ep, Clock::time_point deadline, Race* race, int side,
+                                          std::string* error) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (schema_) return schema_;
+      std::lock_guard<std::mutex> lock(ep.mu);
+      if (ep.schema) return ep.schema;
     }
-    Attempt a = Send("GET", base_, "");
+    Attempt a = Send(ep, "GET", ep.base, "", deadline, race, side);
     if (!a.ok) {
       *error = "metadata: " + a.error;
       return nullptr;
@@ -230,15 +327,15 @@ class RemoteBackend : public Backend {
     }
     // Binary tensors when asked for, or (auto) when the server lists the extension.
     if (wire_ != "json") {
-      Attempt server = Send("GET", prefix_ + "/v2", "");
+      Attempt server = Send(ep, "GET", ep.prefix + "/v2", "", deadline, race, side);
       json j = server.ok ? json::parse(server.body, nullptr, false) : json();
       if (j.is_object() && j.contains("extensions") && j["extensions"].is_array())
         for (const json& e : j["extensions"]) s->binary = s->binary || e == "binary_tensor_data";
       s->binary = s->binary || wire_ == "binary";
       s->uint8_ok = s->binary && j.is_object() && j.value("name", "") == "coe";
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    schema_ = s;
+    std::lock_guard<std::mutex> lock(ep.mu);
+    ep.schema = s;
     return s;
   }
 
@@ -306,8 +403,8 @@ class RemoteBackend : public Backend {
 
   // Sends one request with retries; json_size > 0: the body is binary tensor data after
   // that many bytes of JSON.
-  Attempt Send(const std::string& method, const std::string& path, const std::string& body, size_t json_size = 0) {
-    const auto deadline = Clock::now() + timeout_;
+  Attempt Send(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
+               Clock::time_point deadline, Race* race, int side, size_t json_size = 0) {
     Attempt a;
     for (int k = 0; k <= retries_; ++k) {
       if (k > 0) {
@@ -320,17 +417,22 @@ class RemoteBackend : public Backend {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left < 10) break;
         ms = std::min<int>(ms, static_cast<int>(left / 2));
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        if (race) {  // a stopped side wakes at once
+          std::unique_lock<std::mutex> lock(race->mu);
+          if (race->cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return race->stopped[side]; })) break;
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        }
       }
-      a = SendOnce(method, path, body, json_size, deadline);
-      if (a.ok || !a.retry || Clock::now() >= deadline) break;
+      a = SendOnce(ep, method, path, body, json_size, deadline, race, side);
+      if (a.ok || !a.retry || Clock::now() >= deadline || (race && race->Stopped(side))) break;
     }
     return a;
   }
 
-  Attempt SendOnce(const std::string& method, const std::string& path, const std::string& body, size_t json_size,
-                   Clock::time_point deadline) {
-    std::unique_ptr<httplib::Client> client = Lease();
+  Attempt SendOnce(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
+                   size_t json_size, Clock::time_point deadline, Race* race, int side) {
+    std::unique_ptr<httplib::Client> client = Lease(ep);
     // This attempt's connect, send and receive may use what is left of the call's time.
     const auto left = std::max(std::chrono::microseconds(1000),
                                std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()));
@@ -361,7 +463,18 @@ class RemoteBackend : public Backend {
     };
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
+    if (race) {  // the other side may stop this request while it is in flight
+      std::lock_guard<std::mutex> lock(race->mu);
+      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first"};
+      race->active[side] = client.get();
+    }
     const bool sent = client->send(req, res, err);
+    if (race) {
+      std::lock_guard<std::mutex> lock(race->mu);
+      race->active[side] = nullptr;
+      // Stopped: the connection was shut, so the client is not kept.
+      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first"};
+    }
     res.body = std::move(received);
     Attempt a;
     if (too_large) {
@@ -397,7 +510,7 @@ class RemoteBackend : public Backend {
     }
     stats_.bytes_sent += body.size();
     stats_.bytes_received += res.body.size();
-    Return(std::move(client));
+    Return(ep, std::move(client));
     if (res.status == 200) {
       a.ok = true;
       a.body = std::move(res.body);
@@ -516,16 +629,16 @@ class RemoteBackend : public Backend {
     return "";
   }
 
-  std::unique_ptr<httplib::Client> Lease() {
+  std::unique_ptr<httplib::Client> Lease(Endpoint& ep) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!pool_.empty()) {
-        auto c = std::move(pool_.back());
-        pool_.pop_back();
+      std::lock_guard<std::mutex> lock(ep.mu);
+      if (!ep.pool.empty()) {
+        auto c = std::move(ep.pool.back());
+        ep.pool.pop_back();
         return c;
       }
     }
-    auto c = std::make_unique<httplib::Client>(host_);
+    auto c = std::make_unique<httplib::Client>(ep.host);
     c->set_keep_alive(true);
     c->set_tcp_nodelay(true);
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout_);
@@ -535,21 +648,20 @@ class RemoteBackend : public Backend {
     c->set_decompress(false);
     return c;
   }
-  void Return(std::unique_ptr<httplib::Client> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (pool_.size() < 64) pool_.push_back(std::move(c));
+  void Return(Endpoint& ep, std::unique_ptr<httplib::Client> c) {
+    std::lock_guard<std::mutex> lock(ep.mu);
+    if (ep.pool.size() < 64) ep.pool.push_back(std::move(c));
   }
 
   const BackendInfo info_;
-  const std::string host_, model_, prefix_, wire_, base_;
-  const std::chrono::microseconds timeout_;
+  const std::string model_, wire_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;  // url, then hedge_url
+  const std::chrono::microseconds timeout_, hedge_delay_;
   const int retries_;
   const uint64_t max_response_bytes_;
   std::atomic<int> failures_{0};  // failed calls in a row
-  std::mutex mu_;                 // guards the members below
+  std::mutex mu_;                 // guards open_until_
   Clock::time_point open_until_{};
-  std::shared_ptr<const Schema> schema_;
-  std::vector<std::unique_ptr<httplib::Client>> pool_;
 };
 
 }  // namespace
@@ -557,18 +669,29 @@ class RemoteBackend : public Backend {
 StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, const BackendOptions&) {
   const std::string what = "model '" + spec.name + "': ";
   if (spec.url.empty()) return InvalidArgumentError(what + "the remote backend needs a url");
-  const size_t scheme_end = spec.url.find("://");
-  const std::string scheme = scheme_end == std::string::npos ? "" : spec.url.substr(0, scheme_end);
-  if (scheme != "http" && scheme != "https")
-    return InvalidArgumentError(what + "url '" + spec.url + "' must start with http:// or https://");
+  // "http://host:port/prefix" -> host part and path prefix.
+  auto split = [&](const std::string& key, const std::string& url, std::string* host, std::string* prefix) {
+    const size_t scheme_end = url.find("://");
+    const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+    if (scheme != "http" && scheme != "https")
+      return InvalidArgumentError(what + key + " '" + url + "' must start with http:// or https://");
+    const size_t path = url.find('/', scheme_end + 3);
+    *host = url.substr(0, path);
+    *prefix = path == std::string::npos ? "" : url.substr(path);
+    while (!prefix->empty() && prefix->back() == '/') prefix->pop_back();
+    if (host->size() <= scheme_end + 3) return InvalidArgumentError(what + key + " '" + url + "' names no host");
+    if (!httplib::Client(*host).is_valid())
+      return InvalidArgumentError(what + key + " '" + url + "' is not a valid http(s) address");
+    return Status::Ok();
+  };
+  std::string host, prefix, hedge_host, hedge_prefix;
+  COE_RETURN_IF_ERROR(split("url", spec.url, &host, &prefix));
+  if (!spec.hedge_url.empty()) COE_RETURN_IF_ERROR(split("hedge_url", spec.hedge_url, &hedge_host, &hedge_prefix));
+  if (spec.hedge_ms > 0 && spec.hedge_url.empty())
+    return InvalidArgumentError(what + "hedge_ms needs a hedge_url (another endpoint of the same model)");
+  if (!spec.hedge_url.empty() && spec.hedge_ms >= spec.timeout_ms)
+    return InvalidArgumentError(what + "hedge_ms must be under timeout_ms, or the hedge never starts in time");
   WarmHttplibForTsan();  // (TSan builds only) before any thread that calls this backend
-  const size_t path = spec.url.find('/', scheme_end + 3);
-  const std::string host = spec.url.substr(0, path);
-  std::string prefix = path == std::string::npos ? "" : spec.url.substr(path);
-  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  if (host.size() <= scheme_end + 3) return InvalidArgumentError(what + "url '" + spec.url + "' names no host");
-  if (!httplib::Client(host).is_valid())
-    return InvalidArgumentError(what + "url '" + spec.url + "' is not a valid http(s) address");
   if (spec.labels.empty())
     return InvalidArgumentError(what + "the remote backend needs the model's labels in the catalogue");
   if (!(spec.timeout_ms > 0) || !std::isfinite(spec.timeout_ms))
@@ -581,9 +704,10 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   info.labels = spec.labels;
   info.input_shape = spec.input_shape;
   info.gives_probabilities = true;
-  return std::unique_ptr<Backend>(new RemoteBackend(
-      std::move(info), host, prefix, spec.remote_model.empty() ? spec.name : spec.remote_model, spec.timeout_ms,
-      spec.retries, static_cast<uint64_t>(spec.max_response_mb * (1 << 20)), spec.wire));
+  return std::unique_ptr<Backend>(
+      new RemoteBackend(std::move(info), host, prefix, spec.remote_model.empty() ? spec.name : spec.remote_model,
+                        spec.timeout_ms, spec.retries, static_cast<uint64_t>(spec.max_response_mb * (1 << 20)),
+                        spec.wire, hedge_host, hedge_prefix, spec.hedge_ms));
 }
 
 }  // namespace coe

@@ -59,6 +59,11 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
     if (p.is_relative() && !base_dir.empty()) m.path = (std::filesystem::path(base_dir) / p).string();
   } else if (key == "url") {
     COE_RETURN_IF_ERROR(str(&m.url));
+  } else if (key == "hedge_url") {
+    COE_RETURN_IF_ERROR(str(&m.hedge_url));
+  } else if (key == "hedge_ms") {
+    COE_RETURN_IF_ERROR(num(&m.hedge_ms));
+    if (m.hedge_ms < 0 || m.hedge_ms > 3.6e6) return bad("expected milliseconds in [0, 3600000]");
   } else if (key == "remote_model") {
     COE_RETURN_IF_ERROR(str(&m.remote_model));
   } else if (key == "description") {
@@ -280,6 +285,8 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
     if (m.retries != defaults.retries) out += "retries = " + std::to_string(m.retries) + "\n";
     if (m.max_response_mb != defaults.max_response_mb) number("max_response_mb", m.max_response_mb);
     if (m.wire != defaults.wire) string("wire", m.wire);
+    string("hedge_url", m.hedge_url);
+    if (m.hedge_ms != defaults.hedge_ms) number("hedge_ms", m.hedge_ms);
     string("model", m.model);
     string("api_key_env", m.api_key_env);
     string("system", m.system);

@@ -157,6 +157,9 @@ std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::v
        &BackendStats::bytes_sent},
       {"coe_remote_bytes_received_total", "Response body bytes a member received from its remote endpoint.",
        &BackendStats::bytes_received},
+      {"coe_remote_hedges_total", "Calls a member sent to its hedge_url too (the first url was slow or failed).",
+       &BackendStats::hedges},
+      {"coe_remote_hedge_wins_total", "Hedged calls the hedge_url answered first.", &BackendStats::hedge_wins},
   };
   for (const Counter& c : kCounters) {
     Header(&out, c.name, "counter", c.help);
