@@ -214,7 +214,8 @@ TEST_F(Llm, LiveCascadeEqualsEvalOfItsRecordingsAndPaysEveryMember) {
 
 TEST_F(Llm, FaultsEndAsDocumented) {
   // Per question: which fault each model's first attempt meets.
-  const std::string busy = ids_[1], broken = ids_[2], hung = ids_[3], garbled = ids_[4], unpriced = ids_[5];
+  const std::string busy = ids_[1], broken = ids_[2], hung = ids_[3], garbled = ids_[4], unpriced = ids_[5],
+                    huge = ids_[6];
   // Copies of the ids: the server's threads call this.
   server_.SetFaults(
       [=](const std::string&, const std::string& id, int attempt) {
@@ -223,6 +224,7 @@ TEST_F(Llm, FaultsEndAsDocumented) {
         if (id == hung) return OpenAiReplay::Fault::kTimeout;
         if (id == garbled) return OpenAiReplay::Fault::kMalformed;
         if (id == unpriced) return OpenAiReplay::Fault::kNoUsage;
+        if (id == huge) return OpenAiReplay::Fault::kHuge;
         return OpenAiReplay::Fault::kNone;
       },
       /*retry_after_s=*/1, /*hang_ms=*/3500);
@@ -230,7 +232,7 @@ TEST_F(Llm, FaultsEndAsDocumented) {
   std::ofstream(P("five.jsonl")) << [&] {
     std::ifstream all(P("prompts.jsonl"));
     std::string line, out;
-    for (int k = 0; k < 6 && std::getline(all, line); ++k) out += line + "\n";
+    for (int k = 0; k < 7 && std::getline(all, line); ++k) out += line + "\n";
     return out;
   }();
   const auto t0 = std::chrono::steady_clock::now();
@@ -263,6 +265,9 @@ TEST_F(Llm, FaultsEndAsDocumented) {
     EXPECT_EQ(std::stod(rows[id][4]), 0.0) << id;
   }
   EXPECT_EQ(server_.Attempts("gpt-4-1106-preview", garbled), 1);  // not retried
+  // A reply over max_response_mb (32 MiB): refused as it arrives, not retried.
+  EXPECT_EQ(rows[huge][1], "");
+  EXPECT_EQ(server_.Attempts("gpt-4-1106-preview", huge), 1);
   // No usage: answered, and paid at the estimate (4 characters a token), never 0.
   EXPECT_EQ(rows[unpriced][1], Expected("gpt4", unpriced).first);
   EXPECT_GT(std::stod(rows[unpriced][4]), 0.0);

@@ -44,7 +44,7 @@ inline ReplayTokens ReplayUsage(double dollars) {
 
 class OpenAiReplay {
  public:
-  enum class Fault { kNone, k429, k503, k500, kTimeout, kMalformed, kNoUsage };
+  enum class Fault { kNone, k429, k503, k500, kTimeout, kMalformed, kNoUsage, kHuge /* a right answer in 40 MiB */ };
 
   // model -> id -> (answer, dollars)
   std::map<std::string, std::map<std::string, std::pair<std::string, double>>> calls;
@@ -183,6 +183,7 @@ class OpenAiReplay {
         {"model", model},
         {"choices",
          {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", "stop"}}}}};
+    if (f == Fault::kHuge) reply["pad"] = std::string(40u << 20, 'x');  // a valid reply of 40 MiB
     if (f != Fault::kNoUsage) {
       const ReplayTokens t = ReplayUsage(dollars);
       reply["usage"] = {{"prompt_tokens", t.in}, {"completion_tokens", t.out}, {"total_tokens", t.in + t.out}};

@@ -11,7 +11,8 @@
 // Failures: an attempt fails on a transport error, HTTP 429/5xx (retried, after the
 // server's Retry-After when it gives one, else a jittered backoff) or another status or
 // a malformed response (not retried). All attempts of a call share one deadline,
-// `timeout_ms`. A call that fails is the example's abstention (error set). What is
+// `timeout_ms`; a response over `max_response_mb` (default 32) is refused as it arrives
+// (not retried). A call that fails is the example's abstention (error set). What is
 // paid: every attempt that returned `usage`; a response without `usage` is counted at
 // an estimate (a token for 4 characters of prompt and completion) and counted in
 // BackendStats::estimated_costs, never as free.
@@ -324,9 +325,29 @@ class OpenAiBackend : public Backend {
     req.headers.emplace("Content-Type", "application/json");
     req.body = body;
     req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    // The body is received here, so that a response past max_response_mb is refused as
+    // it arrives (or at once, from its Content-Length), never held whole.
+    const uint64_t max_bytes = static_cast<uint64_t>(spec_.max_response_mb * (1 << 20));
+    std::string received;
+    bool too_large = false;
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t total) {
+      if (total > max_bytes || received.size() + len > max_bytes) {
+        too_large = true;
+        return false;
+      }
+      received.append(data, len);
+      return true;
+    };
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
-    if (!client->send(req, res, err)) {  // the client is dropped: its connection may be broken
+    const bool sent = client->send(req, res, err);
+    res.body = std::move(received);
+    if (too_large) {  // not retried: the same request would get the same answer
+      a.error =
+          "the response is larger than " + std::to_string(max_bytes) + " bytes (max_response_mb in the catalogue)";
+      return a;
+    }
+    if (!sent) {  // the client is dropped: its connection may be broken
       a.retry = true;
       a.error =
           err == httplib::Error::Connection ? "cannot connect to " + host_
