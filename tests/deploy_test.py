@@ -92,6 +92,7 @@ def check_yaml(deploy):
     check(flag("--http_port") == "8080", "args: --http_port 8080")
     check(flag("--model_name") == "{{.Name}}", "args: --model_name {{.Name}}")
     check(flag("--host") == "0.0.0.0", "args: --host 0.0.0.0")
+    check(flag("--max-io-wait-ms") == "20", "args: --max-io-wait-ms 20 (open traffic is shed past saturation)")
     check((flag("--cascade") or "").startswith("/mnt/models/") and (flag("--models") or "").startswith("/mnt/models/"),
           "args: cascade and catalogue from /mnt/models")
     check(not any("grpc" in a for a in args), "args: no gRPC flag (coe has no gRPC endpoint yet)")

@@ -22,7 +22,7 @@ namespace {
 struct ServeFlags {
   std::string cascade, models, host = "127.0.0.1", name;
   int port = 8000, threads = 0, max_inflight = 64;
-  int max_batch = 64, batch_workers = 2, max_connections = 4096, io_threads = 0, max_io_wait_ms = 20;
+  int max_batch = 64, batch_workers = 2, max_connections = 4096, io_threads = 0, max_io_wait_ms = 0;
   int64_t max_queue_delay_us = 0, queue_timeout_ms = 1000;
   int grpc_port = -1;  // -1: no gRPC front end
   double max_body_mb = 32;
@@ -155,8 +155,8 @@ void AddServeCommands(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   serve
       ->add_option("--max-io-wait-ms", f->max_io_wait_ms,
-                   "load shedding: an infer request that waited longer than this before the server could read it "
-                   "gets 503 at once (0: never)")
+                   "load shedding for open traffic: an infer request that waited longer than this for the I/O "
+                   "threads gets 503 at once (0: never; 20 suits public traffic)")
       ->capture_default_str()
       ->check(CLI::Range(0, 60000));
   serve->add_flag("--json-log", f->json_log, "access log as JSON lines on stderr");

@@ -102,10 +102,12 @@ struct ServerOptions {
   // measured pace, or found when a worker reaches it) gets 503 at once; 0 = no limit.
   int64_t queue_timeout_ms = 1000;
   int io_threads = 0;  // I/O threads; 0 = the cores (at most 4)
-  // Load shedding: an infer or chat request whose bytes waited in the kernel longer
-  // than this before the I/O threads could read them (the server is out of CPU before
-  // its own queues fill) gets 503 at once, unparsed; 0 = never.
-  int max_io_wait_ms = 20;
+  // Load shedding for open traffic: an infer or chat request whose I/O-side wait (its
+  // bytes' age in the kernel when read, and the I/O threads' recent delay) passes this
+  // gets 503 at once, unparsed (a server out of CPU queues there, before its own
+  // queues fill); 0 = never (the default, as Triton and Envoy: a closed-loop client
+  // that waits for its answers is never shed). 20 suits public traffic.
+  int max_io_wait_ms = 0;
   int max_connections = 4096;       // connections beyond get 503 and are closed
   int keep_alive_max_requests = 0;  // requests on one connection before it is closed; 0 = no cap
   int listen_backlog = 1024;        // connections the kernel holds before accept

@@ -3,10 +3,12 @@
 #ifndef COE_BASE_THREAD_POOL_H_
 #define COE_BASE_THREAD_POOL_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -33,35 +35,58 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()); }
 
   // Runs every task and returns when all are done. Safe to call from many threads
-  // (not from a task: that could wait on itself). While waiting, the calling thread
-  // calls `tick` (when given) every `every`.
+  // (not from a task: that could wait on itself). Without `tick`, the calling thread
+  // runs tasks too (a single task runs on it, with no handoff at all), and only as
+  // many workers are woken as there are tasks left for them. With `tick`, the calling
+  // thread only waits, calling `tick` every `every`.
   void RunAll(std::vector<std::function<void()>> tasks, const std::function<void()>& tick = nullptr,
               std::chrono::milliseconds every = std::chrono::milliseconds(100)) {
     if (tasks.empty()) return;
+    if (!tick && tasks.size() == 1) {
+      tasks[0]();
+      return;
+    }
+    // Workers and the caller claim tasks by index; `left` counts those not finished.
+    // Shared: a helper may be dequeued after every task is done and RunAll returned
+    // (it then finds nothing to claim).
     struct Group {
+      explicit Group(std::vector<std::function<void()>> t) : tasks(std::move(t)), n(tasks.size()), left(n) {}
+      std::vector<std::function<void()>> tasks;
+      const size_t n;
+      std::atomic<size_t> next{0};
       std::mutex mu;
       std::condition_variable cv;
-      size_t left;
-    } group;
-    group.left = tasks.size();
+      size_t left;  // guarded by mu
+      // Runs claimed tasks until none is left to claim.
+      void Drain() {
+        for (size_t i; (i = next.fetch_add(1)) < n;) {
+          tasks[i]();
+          std::lock_guard<std::mutex> g(mu);
+          if (--left == 0) cv.notify_all();
+        }
+      }
+    };
+    auto group = std::make_shared<Group>(std::move(tasks));
+    const size_t helpers = tick ? group->n : group->n - 1;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& t : tasks) {
-        queue_.push_back([&group, task = std::move(t)] {
-          task();
-          std::lock_guard<std::mutex> g(group.mu);
-          if (--group.left == 0) group.cv.notify_all();
-        });
-      }
+      for (size_t k = 0; k < helpers; ++k) queue_.push_back([group] { group->Drain(); });
     }
-    cv_.notify_all();
-    std::unique_lock<std::mutex> lock(group.mu);
-    while (!group.cv.wait_for(lock, every, [&] { return group.left == 0; })) {
+    if (helpers == 1)
+      cv_.notify_one();
+    else
+      cv_.notify_all();
+    if (!tick) group->Drain();
+    std::unique_lock<std::mutex> lock(group->mu);
+    while (!group->cv.wait_for(lock, every, [&] { return group->left == 0; })) {
       if (!tick) continue;
       lock.unlock();
       tick();
       lock.lock();
     }
+    // Every task has run: no helper touches them again. Their captures (references to
+    // this caller's frame) go now, not with a late helper.
+    group->tasks.clear();
   }
 
  private:
