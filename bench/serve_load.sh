@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Serving at scale, measured side by side on this machine (loopback, zoo cascade, one
 # Fashion-MNIST test image per request):
-#  1. closed loop, wrk at 64 connections for DURATION s, ROUNDS interleaved rounds of:
+#  1. closed loop, wrk at 64 connections for DURATION s (the server pinned to core 0 and
+#     wrk to core 1; PIN_CORES=0 lets them share), ROUNDS interleaved rounds of:
 #     the server before the Beast rewrite (OLD_COE, when given), the new server with
 #     dynamic batching (default flags), and the new server with batching off
 #     (--max-batch 1); medians and ratios;
-#  2. open loop (build/open_loop, fixed rates, the server pinned to one core and the
-#     client to the other): at 80% of the saturating rate, p99 of the answers; at 150%,
+#  2. open loop (build/open_loop, fixed rates, pinned the same way): at 80% of the
+#     saturating rate (the batching median of 1), p99 of the answers; at 150%,
 #     how fast the excess gets 503 and the p99 of the requests accepted
 #     (--queue-timeout-ms QUEUE_MS, default 100), with the default load-shedding bound
 #     --max-io-wait-ms 20 and with 5.
@@ -44,7 +45,7 @@ start() {  # binary flags... -> sets PID, PORT
 }
 stop() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; }
 wrk_run() {  # name -> appends "name rps p50 p99 errors" to $WORK/closed
-  COE_WRK_BODY="$WORK/body.json" wrk -t2 -c64 -d"${DURATION}s" --timeout 10s -s bench/wrk/infer.lua \
+  COE_WRK_BODY="$WORK/body.json" $CLIENT_CPU wrk -t"$WRK_THREADS" -c64 -d"${DURATION}s" --timeout 10s -s bench/wrk/infer.lua \
     "http://127.0.0.1:$PORT/v2/models/served/infer" > "$WORK/wrk.out"
   local s; s=$(grep COE_SUMMARY "$WORK/wrk.out")
   local rps p50 p99 err
@@ -55,7 +56,16 @@ wrk_run() {  # name -> appends "name rps p50 p99 errors" to $WORK/closed
   echo "$1 $rps $p50 $p99 $err" >> "$WORK/closed"
   printf '  %-12s %9.1f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %s\n' "$1" "$rps" "$p50" "$p99" "$err"
 }
-echo "closed loop: wrk, 64 connections, ${DURATION} s, 1 image per request, $ROUNDS interleaved rounds"
+# The server runs on core 0 and the client on core 1: sharing cores, the client takes
+# CPU from the server in proportion to their threads (the old server had a thread per
+# connection, so it won CPU from wrk rather than serving faster). PIN_CORES=0 shares them.
+if [ "$(nproc)" -ge 2 ] && [ "${PIN_CORES:-1}" = 1 ]; then
+  SERVER_CPU="taskset -c 0"; CLIENT_CPU="taskset -c 1"; WRK_THREADS=1; WHERE="server on core 0, client on core 1"
+else
+  SERVER_CPU=""; CLIENT_CPU=""; WRK_THREADS=2; WHERE="server and client sharing the cores"
+fi
+PIN=$SERVER_CPU
+echo "closed loop: wrk, 64 connections, ${DURATION} s, 1 image per request, $ROUNDS interleaved rounds; $WHERE"
 echo "cascade: $(grep -v '^#' "$CASCADE" | tr '\n' ' ' | tr -s ' ')"
 for r in $(seq "$ROUNDS"); do
   echo "round $r"
@@ -81,19 +91,9 @@ if "old" in med:
 print(f"SATURATION {b:.1f}")
 PY
 cat "$WORK/medians" | grep -v SATURATION
-# Open loop needs a client that is not starved by the server it measures: the server
-# runs on core 0 and build/open_loop (epoll, one thread) on core 1. The saturating rate
-# is measured the same way (wrk on core 1, shedding off); then, at 80% and 150% of it,
-# the default shedding bound (--max-io-wait-ms 20) and a tight one (5).
-if [ "$(nproc)" -ge 2 ]; then SERVER_CPU="taskset -c 0"; CLIENT_CPU="taskset -c 1"; else SERVER_CPU=""; CLIENT_CPU=""; fi
-PIN=$SERVER_CPU
-start "$COE" --max-io-wait-ms 0
-COE_WRK_BODY="$WORK/body.json" $CLIENT_CPU wrk -t1 -c64 -d"$(( DURATION < 20 ? DURATION : 20 ))s" --timeout 10s \
-  -s bench/wrk/infer.lua "http://127.0.0.1:$PORT/v2/models/served/infer" > "$WORK/wrk.out"
-stop
-SAT=$(grep COE_SUMMARY "$WORK/wrk.out" | sed -E 's/.* rps=([0-9.]+).*/\1/')
-echo "open loop: server on one core, client on the other; saturating rate $SAT req/s (wrk, 64 connections);"
-echo "  --queue-timeout-ms $QUEUE_MS, 30 s per rate, latency from each request's due time"
+SAT=$(grep SATURATION "$WORK/medians" | cut -d' ' -f2)
+echo "open loop: build/open_loop (epoll, one thread), $WHERE; saturating rate $SAT req/s (the batching"
+echo "  median above); --queue-timeout-ms $QUEUE_MS, 30 s per rate, latency from each request's due time"
 for bound in 20 5; do
   start "$COE" --queue-timeout-ms "$QUEUE_MS" --max-io-wait-ms "$bound"
   for frac in 0.8 1.5; do
