@@ -34,7 +34,7 @@ constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
 struct DataFlags {
   std::string data, labels, range;
-  int threads = 0, batch = 2048;
+  int threads = 0, batch = 2048, chunk = 0;
   bool normalize_labels = false;
   void Add(CLI::App* cmd) {
     cmd->add_option("--data", data, "inputs: an IDX file (.gz ok), an image, a folder of images, or a .txt list")
@@ -43,6 +43,8 @@ struct DataFlags {
     cmd->add_option("--range", range, "use examples [A, B) only, e.g. 50000:60000");
     cmd->add_option("--threads", threads, "worker threads (default: the cores)");
     cmd->add_option("--batch", batch, "examples per engine call")->capture_default_str();
+    cmd->add_option("--chunk", chunk, "examples per model call (one engine task; default: the engine's)")
+        ->check(CLI::Range(1, 1 << 20));
     cmd->add_flag("--normalize-labels", normalize_labels,
                   "match true labels to the models' ignoring case and surrounding spaces");
   }
@@ -342,6 +344,7 @@ int RunRun(const RunFlags& f) {
   WarnAboutCascade(*spec, *cat, f.json);
   EngineOptions eo;
   eo.threads = f.data.threads;
+  if (f.data.chunk > 0) eo.chunk = f.data.chunk;
   eo.cost_key = f.cost;
   auto cascade = Cascade::Create(*spec, *cat, eo);
   if (!cascade.ok()) return Fail(cmd, cascade.status());

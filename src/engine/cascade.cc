@@ -33,7 +33,7 @@ struct Cascade::Impl {
   std::vector<std::vector<int>> tiers;  // indices into members
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<WaitingPool> waiting;  // for members that wait on other processes
-  int chunk = 256;
+  int chunk = 16;
 };
 
 Cascade::Cascade(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
