@@ -7,8 +7,13 @@
 // wait4's rusage). With --numpy it also times bench/numpy_plan.py on the same file in
 // the same run, so the ratio is measured side by side.
 //
+// With --rules all it plans the zoo instead, with every rule kind (vote, score,
+// vote+score) and a score grid of 8: the recordings `coe demo --work DIR` makes (10,000
+// Fashion-MNIST calibration images, 10 models), recorded once into DIR (default
+// /tmp/coe-plan-bench-zoo) when missing.
+//
 //   plan_bench [--coe PATH] [--calib CSV] [--models TOML] [--runs R] [--numpy] [--json]
-//              [-- extra coe plan flags]
+//              [--rules all [--work DIR]] [-- extra coe plan flags]
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -101,7 +106,8 @@ int main(int argc, char** argv) {
   std::string models = data + "arc_challenge_train.models.toml";
   std::string numpy_script = coe::BuildTreeSourceDir() + "/bench/numpy_plan.py";
   int runs = 9;
-  bool numpy = false, json = false;
+  bool numpy = false, json = false, all_rules = false;
+  std::string work = "/tmp/coe-plan-bench-zoo";
   std::vector<std::string> extra;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -118,12 +124,33 @@ int main(int argc, char** argv) {
       numpy = true;
     else if (a == "--json")
       json = true;
+    else if (a == "--rules") {
+      if (next() != "all") {
+        std::fprintf(stderr, "plan_bench: --rules takes 'all' (for other kinds pass -- --rules K)\n");
+        return 2;
+      }
+      all_rules = true;
+    } else if (a == "--work")
+      work = next();
     else if (a == "--") {
       for (++i; i < argc; ++i) extra.push_back(argv[i]);
     } else {
       std::fprintf(stderr, "plan_bench: unknown flag %s\n", a.c_str());
       return 2;
     }
+  }
+  if (all_rules) {
+    calib = work + "/calib.csv";
+    models = work + "/calib.models.toml";
+    if (access(calib.c_str(), R_OK) != 0 || access(models.c_str(), R_OK) != 0) {
+      std::fprintf(stderr, "plan_bench: recording the zoo into %s (coe demo, once)\n", work.c_str());
+      ProcResult d = RunProcess({coe, "demo", "--work", work, "--json"});
+      if (d.status != 0 || access(calib.c_str(), R_OK) != 0) {
+        std::fprintf(stderr, "plan_bench: coe demo failed (exit %d): %s\n", d.status, d.err.c_str());
+        return 1;
+      }
+    }
+    for (const char* f : {"--rules", "vote,score,vote+score", "--score-grid", "8"}) extra.push_back(f);
   }
   std::vector<std::string> cmd = {coe, "plan", "--calib", calib, "--models", models, "--allow-duplicate-ids", "--json"};
   cmd.insert(cmd.end(), extra.begin(), extra.end());
