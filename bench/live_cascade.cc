@@ -7,7 +7,8 @@
 // measured time per example, each member timed alone on the whole test set); and the
 // peak resident memory of a `coe run` process on the test set.
 //
-//   live_cascade [--cascade FILE] [--single NAME] [--models CAT] [--runs 5] [--threads N] [--json]
+//   live_cascade [--cascade FILE] [--single NAME] [--models CAT] [--runs 5] [--threads N]
+//                [--chunk N] [--json]
 // Without --cascade it runs `coe demo --work DIR` first (record, plan) and uses its cascade.
 #include <spawn.h>
 #include <sys/resource.h>
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
   std::string coe_bin = coe::ExecutableDir() + "/coe";
   std::string models = coe::BuildTreeSourceDir() + "/models/zoo/catalogue.toml";
   std::string cascade_path, single;
-  int runs = 5, threads = 0, batch = 2048;
+  int runs = 5, threads = 0, batch = 2048, chunk = 0;
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -140,6 +141,8 @@ int main(int argc, char** argv) {
       threads = std::atoi(next().c_str());
     else if (a == "--batch")
       batch = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--chunk")  // examples per model call (default: the engine's)
+      chunk = std::max(1, std::atoi(next().c_str()));
     else if (a == "--json")
       json = true;
     else {
@@ -168,6 +171,7 @@ int main(int argc, char** argv) {
   if (single.empty()) single = spec->tiers.back().members.back();
   coe::EngineOptions eo;
   eo.threads = threads;
+  if (chunk > 0) eo.chunk = chunk;
   eo.cost_key = "macs";
   coe::CascadeSpec single_spec;
   single_spec.tiers.push_back(coe::TierSpec{{single}, {}});
