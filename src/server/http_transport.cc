@@ -117,7 +117,6 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
   bool accepting = false;
   std::atomic<int> open{0};  // connections being served (not the refused ones)
 
-  std::atomic<uint64_t> shed{0};  // requests refused for their I/O wait
   // A moving average of the I/O side of recent requests' time (Session::NoteIoWait):
   // over max_io_wait_ms, the server is out of CPU before its own queues fill.
   std::atomic<int64_t> io_wait_us{0};
@@ -263,7 +262,6 @@ class Session : public std::enable_shared_from_this<Session> {
     // accepted keep their latency. The connection stays open.
     const int64_t bound_us = int64_t{opt().max_io_wait_ms} * 1000;
     if (bound_us > 0 && req.method == "POST" && (waited_us_ > bound_us || recent_us > bound_us)) {
-      t_->shed.fetch_add(1, std::memory_order_relaxed);
       Reply r = t_->error_reply(
           503, path_,
           "server overloaded: requests wait " + std::to_string(std::max(waited_us_, recent_us) / 1000) +
@@ -500,7 +498,6 @@ StatusOr<std::unique_ptr<Transport>> Transport::Listen(const std::string& host, 
 
 int Transport::port() const { return impl_->port; }
 int Transport::connections() const { return impl_->open; }
-uint64_t Transport::shed() const { return impl_->shed.load(std::memory_order_relaxed); }
 
 void Transport::Stop() {
   Impl& im = *impl_;

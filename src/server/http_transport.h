@@ -83,7 +83,6 @@ class Transport {
   ~Transport();  // Stop() and Wait()
   int port() const;
   int connections() const;  // open now
-  uint64_t shed() const;    // requests refused for their wait in the kernel so far
   // Stops accepting; idle connections close; requests in flight are answered, then
   // their connections close. Returns at once.
   void Stop();
