@@ -30,6 +30,7 @@
 #include "coe/catalogue.h"
 #include "coe/dataset.h"
 #include "coe/paths.h"
+#include "median.h"
 
 extern char** environ;
 
@@ -38,10 +39,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 const std::string kF = "/usr/share/datasets/fashion-mnist/";
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
-}
+using coe::bench::Median;
 
 struct Proc {
   int status = -1;

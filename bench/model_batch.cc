@@ -22,15 +22,13 @@
 #include "coe/catalogue.h"
 #include "coe/dataset.h"
 #include "coe/paths.h"
+#include "median.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
-}
+using coe::bench::Median;
 
 }  // namespace
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "coe/paths.h"
+#include "median.h"
 
 extern char** environ;
 
@@ -92,10 +93,7 @@ double JsonNumber(const std::string& text, const std::string& key) {
   return std::atof(text.c_str() + p + key.size() + 3);
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
-}
+using coe::bench::Median;
 
 }  // namespace
 

@@ -35,6 +35,7 @@
 #include <thread>
 
 #include "backends/backends.h"
+#include "backends/http_body.h"
 #include "base/thread_pool.h"
 
 namespace coe {
@@ -330,14 +331,7 @@ class OpenAiBackend : public Backend {
     const uint64_t max_bytes = static_cast<uint64_t>(spec_.max_response_mb * (1 << 20));
     std::string received;
     bool too_large = false;
-    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t total) {
-      if (total > max_bytes || received.size() + len > max_bytes) {
-        too_large = true;
-        return false;
-      }
-      received.append(data, len);
-      return true;
-    };
+    req.content_receiver = BoundedBody(&received, &too_large, max_bytes);
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
     const bool sent = client->send(req, res, err);

@@ -52,6 +52,7 @@
 #include <thread>
 
 #include "backends/backends.h"
+#include "backends/http_body.h"
 #include "protocol/oip.h"
 
 namespace coe {
@@ -453,14 +454,7 @@ class RemoteBackend : public Backend {
     // refused as it arrives (or at once, from its Content-Length).
     std::string received;
     bool too_large = false;
-    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t total) {
-      if (total > max_response_bytes_ || received.size() + len > max_response_bytes_) {
-        too_large = true;
-        return false;
-      }
-      received.append(data, len);
-      return true;
-    };
+    req.content_receiver = BoundedBody(&received, &too_large, max_response_bytes_);
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
     if (race) {  // the other side may stop this request while it is in flight
