@@ -155,7 +155,9 @@ struct PlanResult {
   unsigned rules = 0;                 // the rule kinds searched
   int examples = 0;
   int labeled = 0;
-  double seconds = 0;
+  double seconds = 0;         // the whole of Plan()
+  double search_seconds = 0;  // of which: the search on all of calibration (tables and cascades)
+  double select_seconds = 0;  // of which: match-best's guard (its own searches included)
 };
 
 // Searches `calib` with costs from `costs` (built for `calib`). Errors:

@@ -54,7 +54,9 @@ struct PlanReport {
   int test_examples = 0;
   uint64_t searched = 0;
   uint64_t evaluated = 0;
-  double seconds = 0;
+  double seconds = 0;         // the whole search and selection
+  double search_seconds = 0;  // of which the search of all calibration
+  double select_seconds = 0;  // of which match-best's guard
   int score_grid = 0;
   double best_single_cost = 0;  // on calibration
   Selection selection;          // match-best: how the guard chose

@@ -22,13 +22,8 @@
 #include "base/numbers.h"
 #include "base/thread_pool.h"
 #include "coe/evaluate.h"
+#include "planner/masks.h"
 #include "planner/select.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define COE_TARGET_CLONES_AVX2
-#else
-#define COE_TARGET_CLONES_AVX2 __attribute__((target_clones("avx2", "default")))
-#endif
 
 namespace coe {
 
@@ -141,7 +136,7 @@ constexpr int kMaxTiers = 6;
 constexpr int kMaxMembers = 8;
 constexpr int kMaxModels = 64;
 
-using Word = uint64_t;
+using Word = MaskWord;
 
 // A rule option of a member set, with the examples at which it exits.
 struct Option {
@@ -159,7 +154,7 @@ struct MemberSet {
 };
 
 // One member set's tally on every example, in 9 bytes an example instead of a
-// TierVote's 32 (recordings may have millions of rows). At(i) rebuilds what
+// TierVote's 32 (recordings may have millions of rows). Of(count, score) rebuilds what
 // DeferralRule::Exits reads exactly as TallyVotes made it; the plurality label itself
 // is not kept (only whether there is one), since the correct mask is built at once.
 struct Tallies {
@@ -177,13 +172,13 @@ struct Tallies {
     votes[i] = static_cast<uint8_t>(v.plurality == kAbstain ? 0 : v.votes);
     mean_score[i] = v.mean_score;
   }
-  TierVote At(int i) const {
+  TierVote Of(int count, double score) const {
     TierVote v;
-    v.votes = votes[i];
+    v.votes = count;
     v.plurality = v.votes > 0 ? 0 : kAbstain;  // a stand-in: Exits only asks whether there is one
     v.members = members;
     v.agreement = static_cast<double>(v.votes) / members;  // as TallyVotes computes it
-    v.mean_score = mean_score[i];
+    v.mean_score = score;
     return v;
   }
 };
@@ -201,30 +196,29 @@ struct Candidate {
   Step path[kMaxTiers];
 };
 
-// Pareto frontier in (cost ascending, correct strictly ascending).
+// Pareto frontier in (cost strictly ascending, correct strictly ascending). Besides
+// the points it keeps, for every count k of examples answered right, the least cost
+// of a point reaching k or more (need_[k]), so that the questions of the search (a
+// few per cascade evaluated) are a lookup each: 8 bytes a count, the price of a
+// quarter of one mask word per example.
 class Frontier {
  public:
-  // True when a point with correct >= `correct` and cost <= `cost` exists and is not
-  // equal in both: nothing reaching at most `correct` at no less than `cost` can be on
-  // the frontier.
-  bool StrictlyDominates(int correct, double cost) const {
-    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost, [](double c, const Candidate& p) { return c < p.cost; });
-    if (it == pts_.begin()) return false;
-    const Candidate& p = *(it - 1);
-    return p.correct >= correct && (p.correct > correct || p.cost < cost);
-  }
+  // `max_correct`: no point reaches more.
+  explicit Frontier(int max_correct) : need_(max_correct + 2, std::numeric_limits<double>::infinity()) {}
+
+  // StrictlyDominates(correct, cost): a point with correct >= `correct` and cost <=
+  // `cost` exists and is not equal in both, so nothing reaching at most `correct` at no
+  // less than `cost` can be on the frontier. It holds exactly when a point reaching
+  // more costs no more, or one reaching at least as many costs less.
+  bool StrictlyDominates(int correct, double cost) const { return cost >= need_[correct + 1] || cost > need_[correct]; }
 
   // True when a point with correct >= `correct` and cost <= `cost` exists.
-  bool Covers(int correct, double cost) const {
-    auto it = std::upper_bound(pts_.begin(), pts_.end(), cost, [](double c, const Candidate& p) { return c < p.cost; });
-    return it != pts_.begin() && (it - 1)->correct >= correct;
-  }
+  bool Covers(int correct, double cost) const { return need_[correct] <= cost; }
 
   void Insert(const Candidate& c) {
-    auto it =
-        std::upper_bound(pts_.begin(), pts_.end(), c.cost, [](double x, const Candidate& p) { return x < p.cost; });
-    if (it != pts_.begin()) {
-      Candidate& p = *(it - 1);
+    size_t k = std::upper_bound(cost_.begin(), cost_.end(), c.cost) - cost_.begin();
+    if (k > 0) {
+      Candidate& p = pts_[k - 1];
       if (p.correct > c.correct) return;
       if (p.correct == c.correct) {
         if (p.cost < c.cost) return;
@@ -234,18 +228,27 @@ class Frontier {
       }
     }
     // c is on the frontier: drop the points it dominates (cost >= c.cost, correct <= c.correct).
-    auto first = it;
-    while (first != pts_.begin() && (first - 1)->cost == c.cost && (first - 1)->correct <= c.correct) --first;
-    auto last = it;
-    while (last != pts_.end() && last->correct <= c.correct) ++last;
-    it = pts_.erase(first, last);
-    pts_.insert(it, c);
+    size_t first = k;
+    while (first > 0 && cost_[first - 1] == c.cost && correct_[first - 1] <= c.correct) --first;
+    size_t last = k;
+    while (last < pts_.size() && correct_[last] <= c.correct) ++last;
+    pts_.erase(pts_.begin() + first, pts_.begin() + last);
+    cost_.erase(cost_.begin() + first, cost_.begin() + last);
+    correct_.erase(correct_.begin() + first, correct_.begin() + last);
+    pts_.insert(pts_.begin() + first, c);
+    cost_.insert(cost_.begin() + first, c.cost);
+    correct_.insert(correct_.begin() + first, c.correct);
+    // need_ ascends with the count: lower it from c.correct down while c is cheaper.
+    for (int j = c.correct; j >= 0 && need_[j] > c.cost; --j) need_[j] = c.cost;
   }
 
   const std::vector<Candidate>& points() const { return pts_; }
 
  private:
   std::vector<Candidate> pts_;
+  std::vector<double> cost_;  // pts_[k].cost
+  std::vector<int> correct_;  // pts_[k].correct
+  std::vector<double> need_;  // [k]: the least cost of a point with correct >= k
 };
 
 struct Problem {
@@ -261,12 +264,22 @@ struct Problem {
   // costs only): the least any tier whose top member is at p or later can cost.
   std::vector<std::vector<double>> suffix_min;
   std::vector<Word> all;                         // every example
-  std::vector<int> all_words;                    // 0 .. words-1
   std::vector<Word> oracle;                      // some model is right
   std::vector<double> total_cost;                // by position: summed over every example
   std::vector<std::vector<Word>> model_correct;  // by position
   std::vector<MemberSet> sets;
-  std::vector<int> order;            // search position -> example of the recordings
+  // after[q] = the sets whose top position is >= q, in the order of `sets`, with their
+  // masks at hand: the tiers that can follow one topped at q - 1.
+  struct SetRef {
+    uint64_t mask;
+    int index;
+  };
+  std::vector<std::vector<SetRef>> after;
+  std::vector<int> order;  // search position -> example of the recordings
+  // The search position of each example of the recordings (-1: not searched): the
+  // tallies read the recordings in their own order (a random walk over them costs a
+  // cache miss a read).
+  std::vector<int> position;
   AnswerMatch match;                 // how every tier compares answers
   const LabelSet* labels = nullptr;  // the names behind label indices (for `match`)
   int max_tiers = 3;
@@ -304,8 +317,8 @@ class Searcher {
   explicit Searcher(const Problem& p)
       : p_(p),
         buf_(kMaxTiers + 1, std::vector<Word>(p.words)),
-        nz_(kMaxTiers + 1),
-        mc_(kMaxTiers + 1, std::vector<double>(p.num_models)) {}
+        mc_(kMaxTiers + 1, std::vector<double>(p.num_models)),
+        next_(kMaxTiers + 1) {}
 
   // Evaluates the cascades that start with `first` (one root work item).
   void RunItem(int item_index, const Step& first) {
@@ -319,47 +332,33 @@ class Searcher {
     double set_cost = 0;
     for (int q : s.pos) set_cost += mc[q];
     if (first.option < 0) {
-      Emit(c, first, Popcount(reach, s.correct), set_cost);
+      Emit(c, first, k_.and_count(reach.data(), s.correct.data(), 0, p_.words), set_cost);
       return;
     }
     const Option& o = s.options[first.option];
     std::vector<Word>& next = buf_[1];
-    int exit_correct = 0, left = 0;
-    for (int w = 0; w < p_.words; ++w) {
-      Word e = reach[w] & o.exit[w];
-      exit_correct += std::popcount(e & s.correct[w]);
-      next[w] = reach[w] & ~o.exit[w];
-      left += std::popcount(next[w]);
-    }
+    int counts[3];
+    k_.split(reach.data(), o.exit.data(), s.correct.data(), p_.oracle.data(), next.data(), 0, p_.words, counts);
     c.path[0] = first;
     c.depth = 1;
-    c.correct = exit_correct;
+    c.correct = counts[0];
     c.cost = set_cost;
-    Visit(c, s.mask, s.max_pos, 1, left, p_.all_words);
+    Visit(c, s.mask, s.max_pos, 1, counts[1], counts[2], 0, p_.words);
   }
 
   Frontier& frontier() { return frontier_; }
   uint64_t evaluated() const { return evaluated_; }
 
  private:
-  static int Popcount(const std::vector<Word>& a, const std::vector<Word>& b) {
-    int n = 0;
-    for (size_t w = 0; w < a.size(); ++w) n += std::popcount(a[w] & b[w]);
-    return n;
-  }
-
-  // Hot with per-example costs: compiled for AVX2 too, picked at run time (not under
-  // ThreadSanitizer: an ifunc resolver runs before its runtime is ready and crashes).
-  COE_TARGET_CLONES_AVX2
-  void MaskedCosts(const std::vector<Word>& reach, const std::vector<int>& nz, int count,
-                   std::vector<double>& mc) const {
+  // The cost of each model over the examples of `reach` (words [lo, hi)).
+  void MaskedCosts(const std::vector<Word>& reach, int lo, int hi, int count, std::vector<double>& mc) const {
     if (!p_.per_example) {
       for (int q = 0; q < p_.num_models; ++q) mc[q] = count * p_.fixed[q];
       return;
     }
     std::fill(mc.begin(), mc.end(), 0.0);
     const int m = p_.num_models;
-    for (int w : nz) {
+    for (int w = lo; w < hi; ++w) {
       Word bits = reach[w];
       while (bits) {
         int i = w * 64 + std::countr_zero(bits);
@@ -386,21 +385,21 @@ class Searcher {
   }
 
   // `c` holds the non-final tiers so far (c.depth of them); buf_[depth] is the reach
-  // mask of the next tier, with `left` examples in it.
-  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left, const std::vector<int>& parent_nz) {
+  // mask of the next tier, valid on words [plo, phi), with `left` examples in it of
+  // which `reachable` are answered right by some model.
+  void Visit(Candidate& c, uint64_t used, int prev_max, int depth, int left, int reachable, int plo, int phi) {
     const std::vector<Word>& reach = buf_[depth];
-    // Nonzero words only (reach is valid on the parent's nonzero words): examples are
-    // sorted easy-first, so deep reach masks are dense at the end and empty at the start.
-    // The same pass bounds the accuracy any completion can reach: every reached example
-    // that some model gets right is answered right.
-    std::vector<int>& nz = nz_[depth];
-    nz.clear();
-    int ub = c.correct;
-    for (int w : parent_nz) {
-      if (!reach[w]) continue;
-      nz.push_back(w);
-      ub += std::popcount(reach[w] & p_.oracle[w]);
-    }
+    // The words from the first nonzero one to the last: examples are sorted easy-first,
+    // so deep reach masks are empty at the start.
+    int lo = plo, hi = phi;
+    while (lo < hi && !reach[lo]) ++lo;
+    while (hi > lo && !reach[hi - 1]) --hi;
+    // The accuracy any completion can reach: every reached example that some model gets
+    // right is answered right.
+    const int ub = c.correct + reachable;
+    // Whether the frontier strictly dominates every cascade that reaches at most ub at
+    // no less than `cost`.
+    auto dominated = [&](double cost) { return frontier_.StrictlyDominates(ub, cost); };
     if (p_.prune) {
       // Least cost: one more tier holding only the cheapest usable top member.
       double lb = std::numeric_limits<double>::infinity();
@@ -410,58 +409,87 @@ class Searcher {
         } else {
           const std::vector<double>& sm = p_.suffix_min[prev_max + 1];
           lb = 0;
-          for (int w : nz) {
+          for (int w = lo; w < hi; ++w) {
             for (Word bits = reach[w]; bits; bits &= bits - 1) lb += sm[w * 64 + std::countr_zero(bits)];
           }
         }
       }
-      if (frontier_.StrictlyDominates(ub, c.cost + lb)) return;
+      if (dominated(c.cost + lb)) return;
     }
     std::vector<double>& mc = mc_[depth];
-    MaskedCosts(reach, nz, left, mc);
-    const bool can_extend = depth + 1 < p_.max_tiers;
-    for (int si = 0; si < static_cast<int>(p_.sets.size()); ++si) {
+    MaskedCosts(reach, lo, hi, left, mc);
+    // The sets that can come next, and each one's count as the final tier, all counted
+    // in one call. Every cascade through a set costs at least the set's cost here and
+    // reaches at most ub: a set strictly dominated by that is skipped.
+    Next& next_sets = next_[depth];
+    if (next_sets.used != used || next_sets.prev_max != prev_max) {  // siblings share the list
+      next_sets.usable.clear();
+      for (const Problem::SetRef& ref : p_.after[prev_max + 1])
+        if (!(ref.mask & used)) next_sets.usable.push_back(ref.index);
+      next_sets.used = used;
+      next_sets.prev_max = prev_max;
+    }
+    next_sets.set.clear();
+    next_sets.cost.clear();
+    next_sets.rows.clear();
+    for (int si : next_sets.usable) {
       const MemberSet& s = p_.sets[si];
-      if (s.max_pos <= prev_max || (s.mask & used)) continue;
       double set_cost = 0;
       for (int q : s.pos) set_cost += mc[q];
-      // As the final tier.
-      {
-        int correct = c.correct;
-        for (int w : nz) correct += std::popcount(reach[w] & s.correct[w]);
-        Emit(c, Step{si, -1}, correct, c.cost + set_cost);
-      }
+      if (p_.prune && dominated(c.cost + set_cost)) continue;
+      next_sets.set.push_back(si);
+      next_sets.cost.push_back(set_cost);
+      next_sets.rows.push_back(s.correct.data());
+    }
+    const int num_next = static_cast<int>(next_sets.set.size());
+    next_sets.count.resize(num_next);
+    k_.and_count_rows(reach.data(), next_sets.rows.data(), num_next, lo, hi, next_sets.count.data());
+    const bool can_extend = depth + 1 < p_.max_tiers;
+    for (int k = 0; k < num_next; ++k) {
+      const int si = next_sets.set[k];
+      const MemberSet& s = p_.sets[si];
+      const double set_cost = next_sets.cost[k];
+      // The frontier may have moved since the set was listed.
+      if (k > 0 && p_.prune && dominated(c.cost + set_cost)) continue;
+      Emit(c, Step{si, -1}, c.correct + next_sets.count[k], c.cost + set_cost);
       if (!can_extend) continue;
       std::vector<Word>& next = buf_[depth + 1];
       for (int oi = 0; oi < static_cast<int>(s.options.size()); ++oi) {
         const Option& o = s.options[oi];
-        int exit_correct = 0, next_left = 0;
-        for (int w : nz) {
-          Word e = reach[w] & o.exit[w];
-          exit_correct += std::popcount(e & s.correct[w]);
-          next[w] = reach[w] & ~o.exit[w];
-          next_left += std::popcount(next[w]);
-        }
+        int counts[3];
+        k_.split(reach.data(), o.exit.data(), s.correct.data(), p_.oracle.data(), next.data(), lo, hi, counts);
         Candidate child = c;
         child.path[depth] = Step{si, oi};
         child.depth = depth + 1;
-        child.correct = c.correct + exit_correct;
+        child.correct = c.correct + counts[0];
         child.cost = c.cost + set_cost;
-        Visit(child, used | s.mask, s.max_pos, depth + 1, next_left, nz);
+        Visit(child, used | s.mask, s.max_pos, depth + 1, counts[1], counts[2], lo, hi);
       }
     }
   }
 
+  // The sets that may follow a prefix, with their cost and count as the final tier.
+  struct Next {
+    uint64_t used = ~uint64_t{0};  // the prefix `usable` was listed for
+    int prev_max = -2;
+    std::vector<int> usable;  // the sets that may follow it
+    // Of those, the ones not dominated here:
+    std::vector<int> set;
+    std::vector<double> cost;
+    std::vector<const Word*> rows;  // each set's "plurality is correct" mask
+    std::vector<int> count;
+  };
+
   const Problem& p_;
+  const MaskKernels& k_ = BestMaskKernels();
   std::vector<std::vector<Word>> buf_;   // reach masks by depth; [kMaxTiers] is scratch
-  std::vector<std::vector<int>> nz_;     // nonzero words of buf_[depth]
   std::vector<std::vector<double>> mc_;  // per-model cost over buf_[depth]
-  Frontier frontier_;
+  std::vector<Next> next_;               // by depth
+  Frontier frontier_{p_.n};
   uint64_t evaluated_ = 0;
   uint64_t key_ = 0;
 };
 
-// Thresholds at the quantiles j/(g+1), j = 1..g, of `values` (distinct, ascending).
 // The values at the j/(g+1) quantiles (j = 1..g) of values[idx[k]] (idx is reordered):
 // each is the element a full sort would put at that index, found by nth_element on
 // the part not yet ordered. Indices rather than a copy of the values: 4 bytes an
@@ -598,9 +626,9 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
     }
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return hardness[a] < hardness[b]; });
   }
+  p.position.assign(calib.num_examples(), -1);
+  for (int i = 0; i < p.n; ++i) p.position[order[i]] = i;
   p.all.assign(p.words, 0);
-  p.all_words.resize(p.words);
-  std::iota(p.all_words.begin(), p.all_words.end(), 0);
   p.total_cost.assign(p.num_models, 0.0);
   for (int q = 0; q < p.num_models; ++q)
     for (int i = 0; i < p.n; ++i) p.total_cost[q] += costs.Cost(models[q], order[i]);
@@ -637,7 +665,6 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
 MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::vector<int>& comb, unsigned rules,
                          int grid, Tallies& votes, std::vector<MemberOutput>& outs, AnswerMatcher& matcher) {
   const std::vector<int>& models = p.model;
-  const std::vector<int>& order = p.order;
   MemberSet s;
   s.pos = comb;
   for (int q : comb) s.mask |= uint64_t{1} << q;
@@ -646,19 +673,36 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   bool scores = true;
   for (int q : comb) scores &= calib.models[models[q]].has_scores();
   votes.Resize(p.n, static_cast<int>(comb.size()));
-  for (int i = 0; i < p.n; ++i) {
+  for (int e = 0; e < static_cast<int>(p.position.size()); ++e) {
+    const int i = p.position[e];
+    if (i < 0) continue;
     outs.clear();
-    for (int q : comb) outs.push_back(calib.Output(models[q], order[i]));
+    for (int q : comb) outs.push_back(calib.Output(models[q], e));
     const TierVote v = TallyVotes(outs, &matcher);
     votes.Set(i, v);
-    int t = calib.truth[order[i]];
+    int t = calib.truth[e];
     if (t != kAbstain && matcher.Same(v.plurality, t)) SetBit(s.correct, i);
   }
   std::vector<Word>& exit = votes.exit;  // built here, copied only when new
   auto add_option = [&](DeferralRule rule, double level = std::numeric_limits<double>::quiet_NaN()) {
+    // DeferralRule::Exits reads a tally's vote count and mean score only: its vote test
+    // is taken from it once per count, and its score test (mean_score >= min_score, NaN
+    // failing) is done here an example at a time, 64 to a word.
+    bool vote_passes[kMaxMembers + 1];
+    const DeferralRule vote_part{rule.min_agreement, std::nullopt};
+    for (int v = 0; v <= votes.members; ++v) vote_passes[v] = vote_part.Exits(votes.Of(v, 0.0));
+    const double tau = rule.min_score ? *rule.min_score : -std::numeric_limits<double>::infinity();
+    const bool score_test = rule.min_score.has_value();
     exit.assign(p.words, 0);
-    for (int i = 0; i < p.n; ++i)
-      if (rule.Exits(votes.At(i))) SetBit(exit, i);
+    for (int w = 0; w < p.words; ++w) {
+      Word bits = 0;
+      const int end = std::min(p.n, (w + 1) * 64);
+      for (int i = w * 64; i < end; ++i) {
+        const bool pass = vote_passes[votes.votes[i]] && (!score_test || votes.mean_score[i] >= tau);
+        bits |= Word{pass} << (i & 63);
+      }
+      exit[w] = bits;
+    }
     for (const Option& prev : s.options)
       if (prev.exit == exit) return;  // same decisions: the same cascades
     s.options.push_back(Option{rule, level, exit});
@@ -678,10 +722,12 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   }
   if ((rules & kRuleVoteAndScore) && scores && n >= 2) {
     for (double th : thetas) {
-      DeferralRule vote_only{th, std::nullopt};
+      const DeferralRule vote_only{th, std::nullopt};
+      bool vote_passes[kMaxMembers + 1];
+      for (int v = 0; v <= n; ++v) vote_passes[v] = vote_only.Exits(votes.Of(v, 0.0));
       idx.clear();
       for (int i = 0; i < p.n; ++i)
-        if (vote_only.Exits(votes.At(i)) && !std::isnan(votes.mean_score[i])) idx.push_back(i);
+        if (vote_passes[votes.votes[i]] && !std::isnan(votes.mean_score[i])) idx.push_back(i);
       for (auto [tau, level] : QuantileGrid(votes.mean_score, idx, grid)) add_option(DeferralRule{th, tau}, level);
     }
   }
@@ -716,6 +762,10 @@ void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsig
         p.sets[c] = BuildMemberSet(p, calib, combos[c], rules, grid, votes, outs, matcher);
     });
   pool.RunAll(std::move(tasks));
+  p.after.assign(p.num_models + 1, {});
+  for (int q = 0; q <= p.num_models; ++q)
+    for (int si = 0; si < static_cast<int>(p.sets.size()); ++si)
+      if (p.sets[si].max_pos >= q) p.after[q].push_back(Problem::SetRef{p.sets[si].mask, si});
 }
 
 // The depth-first search on the pool: one task a thread, each with its own Searcher
@@ -755,7 +805,7 @@ std::vector<Candidate> RunSearch(const Problem& p, ThreadPool& pool, const std::
     for (const Candidate& c : s->frontier().points()) all.push_back(c);
   }
   std::sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
-  Frontier merged;
+  Frontier merged(p.n);
   for (const Candidate& c : all) merged.Insert(c);
   return merged.points();
 }
@@ -837,6 +887,8 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
                           const PlannerOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   COE_ASSIGN_OR_RETURN(PlanResult result, SearchRows(calib, costs, options, {}));
+  const auto t1 = std::chrono::steady_clock::now();
+  result.search_seconds = std::chrono::duration<double>(t1 - t0).count();
   result.target_accuracy = goal.kind == Goal::Kind::kAccuracy
                                ? goal.value
                                : static_cast<double>(result.best_single_correct) / result.labeled;
@@ -849,6 +901,7 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
                               " thresholds a tier; match-best's guard: " + GuardName(options.select.guard) + ")");
   if (goal.kind == Goal::Kind::kMatchBest) {
     COE_RETURN_IF_ERROR(SelectMatchBest(calib, costs, options, &result));
+    result.select_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   } else {
     const OperatingPoint* chosen =
         ChooseOperatingPoint(result.frontier, goal, result.labeled, result.best_single_correct, &result.goal_met);

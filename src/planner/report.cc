@@ -115,6 +115,8 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   rep.searched = plan.space_size;
   rep.evaluated = plan.evaluated;
   rep.seconds = plan.seconds;
+  rep.search_seconds = plan.search_seconds;
+  rep.select_seconds = plan.select_seconds;
   rep.score_grid = plan.score_grid;
   rep.best_single_cost = plan.best_single_cost;
   rep.selection = plan.selection;
@@ -243,6 +245,8 @@ std::string PlanReportToJson(const PlanReport& r) {
   j["searched"] = r.searched;
   j["evaluated"] = r.evaluated;
   j["seconds"] = r.seconds;
+  j["search_seconds"] = r.search_seconds;
+  j["select_seconds"] = r.select_seconds;
   j["score_grid"] = r.score_grid;
   j["best_single_cost"] = r.best_single_cost;
   j["warnings"] = r.warnings;
@@ -303,10 +307,12 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "goal %s%s | cost: %s | rules: %s\n"
-                "searched %llu cascades (%llu evaluated one by one) on %d calibration examples in %.3f s",
+                "searched %llu cascades (%llu evaluated one by one) on %d calibration examples in %.3f s "
+                "(search %.3f s, guard %.3f s)",
                 r.goal.c_str(), r.goal_met ? "" : " (NOT MET: nearest point shown)", r.cost_name.c_str(),
                 r.rules.c_str(), static_cast<unsigned long long>(r.searched),
-                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds);
+                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds, r.search_seconds,
+                r.select_seconds);
   s += buf;
   s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n\n"
                 : "; no test split (--test): calibration figures only\n\n";
