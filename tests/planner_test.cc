@@ -180,6 +180,64 @@ TEST(Planner, ScoreRulesAtScalePruneExactly) {
   ExpectFrontierMatchesSimulation(*pruned, rec, costs);
 }
 
+TEST(CostModel, TierTimeQueuesMembersOnTheCores) {
+  const std::vector<double> ms = {2, 3, 2};
+  EXPECT_EQ(TierTime(ms, LatencyMode::kParallel, 0), 3);  // a core each: the slowest
+  EXPECT_EQ(TierTime(ms, LatencyMode::kParallel, 3), 3);
+  EXPECT_EQ(TierTime(ms, LatencyMode::kParallel, 2), 4);  // 3 | 2 + 2
+  EXPECT_EQ(TierTime(ms, LatencyMode::kParallel, 1), 7);  // one after another
+  EXPECT_EQ(TierTime(ms, LatencyMode::kSequential, 0), 7);
+  EXPECT_EQ(TierTime({}, LatencyMode::kParallel, 2), 0);
+}
+
+// Planning on latency (a tier takes its members' time on 2 cores) within a budget on
+// the dollar figure: every frontier point's latency and dollars are the per-example
+// simulation's, every one is within the budget, and pruning changes nothing.
+TEST(Planner, LatencyObjectiveWithinABudgetIsExact) {
+  for (int seed : {5, 6, 7}) {
+    RandomSpec s;
+    s.models = 6;
+    s.examples = 400;
+    s.scores = true;
+    LabelSet labels;
+    std::vector<double> fixed;
+    Recordings rec = MakeRecordings(seed, s, &labels, &fixed);
+    CostTable usd = MakeCosts(rec, fixed);
+    std::mt19937 rng(seed);
+    for (int m = 0; m < s.models; ++m) usd.latency_ms.push_back(1 + (rng() % 1000) / 10.0);
+    usd.cores = 2;
+    auto latency = LatencyCost(usd);
+    ASSERT_TRUE(latency.ok()) << latency.status().ToString();
+    std::vector<double> sorted = fixed;
+    std::sort(sorted.begin(), sorted.end());
+    PlannerOptions opt;
+    opt.max_tiers = 3;
+    opt.max_members = 3;
+    opt.score_quantiles = 4;
+    opt.budget_costs = usd;
+    opt.budget = sorted[3];  // some models alone are over it
+    auto pruned = Plan(rec, *latency, Goal{}, opt);
+    ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+    ExpectFrontierMatchesSimulation(*pruned, rec, *latency);
+    for (const OperatingPoint& p : pruned->frontier) {
+      auto dollars = EvaluateCascade(p.cascade, rec, usd);
+      ASSERT_TRUE(dollars.ok());
+      EXPECT_NEAR(dollars->mean_cost, p.budget_cost, 1e-9 * std::max(1.0, p.budget_cost)) << p.cascade.ToString();
+      EXPECT_LE(p.budget_cost, opt.budget * (1 + 1e-12)) << p.cascade.ToString();
+    }
+    EXPECT_LE(pruned->chosen.budget_cost, opt.budget * (1 + 1e-12));
+    opt.prune = false;
+    auto full = Plan(rec, *latency, Goal{}, opt);
+    ASSERT_TRUE(full.ok());
+    ExpectSameFrontierValues(*pruned, *full);
+    // Without the budget the frontier reaches further, past it.
+    opt.budget_costs.reset();
+    auto free = Plan(rec, *latency, Goal{}, opt);
+    ASSERT_TRUE(free.ok());
+    EXPECT_GT(free->frontier.back().correct, pruned->frontier.back().correct);
+  }
+}
+
 // Every build of the search's mask kernels that this CPU runs (AVX-512, AVX2, plain)
 // counts exactly as the plain one, on ranges of every alignment and length.
 TEST(PlannerMasks, EveryBuildCountsAsThePlainOne) {

@@ -20,6 +20,8 @@ struct PlanFlags {
   std::string calib, test, models, goal = "match-best", rules, out, report;
   int max_tiers = 3, max_members = 3, threads = 0;
   std::string score_grid = "auto", select = "noninferiority", frontier = "12", match = "exact";
+  std::string objective = "cost";
+  double max_cost = -1, max_latency_ms = -1;  // budgets (-1: none)
   SelectOptions select_options;
   std::vector<std::string> only;
   bool json = false, no_prune = false;
@@ -33,10 +35,16 @@ struct ReportFlags {
 };
 
 // The cost model in words, for reports.
-std::string CostModelWords(const CostFlags& c, const std::string& cost_name) {
-  std::string s = c.key.empty() ? "the default figure of every command" : "--cost " + c.key;
-  s += " (" + cost_name + "), summed over every member of every tier an example reaches; latency " +
-       (c.latency.empty() ? std::string("parallel") : c.latency) + " where figures exist";
+std::string CostModelWords(const CostFlags& c, const std::string& cost_name, bool latency_objective) {
+  std::string s;
+  if (latency_objective) {
+    s = "--objective latency: " + cost_name + ", each tier an example reaches taking its members' time";
+  } else {
+    s = c.key.empty() ? "the default figure of every command" : "--cost " + c.key;
+    s += " (" + cost_name + "), summed over every member of every tier an example reaches";
+  }
+  s += "; latency " + (c.latency.empty() ? std::string("parallel") : c.latency) +
+       (c.cores == "0" ? "" : " on " + c.cores + (c.cores == "1" ? " core" : " cores")) + " where figures exist";
   if (!c.cluster.empty()) s += "; GPU cluster " + c.cluster;
   if (!c.link.empty()) s += "; edge/cloud link " + c.link;
   return s;
@@ -104,13 +112,39 @@ int RunPlan(const PlanFlags& f) {
     test = std::move(*t);
   }
   PrintWarnings(warnings, f.json);
-  auto calib_costs = BuildCostTable(*calib, *catalogue, *cost_opt);
-  if (!calib_costs.ok()) return Fail(cmd, calib_costs.status());
+  if (f.objective != "cost" && f.objective != "latency")
+    return Fail(cmd, InvalidArgumentError("--objective: '" + f.objective + "' (expected cost or latency)"));
+  const bool by_latency = f.objective == "latency";
+  if (by_latency && f.max_latency_ms >= 0)
+    return Fail(cmd, InvalidArgumentError("--objective latency: bound the latency with --goal budget=MS, and the "
+                                          "cost with --max-cost"));
+  if (!by_latency && f.max_cost >= 0)
+    return Fail(cmd, InvalidArgumentError("bound the cost with --goal budget=X; --max-cost bounds it when "
+                                          "planning on latency (--objective latency)"));
+  // The figure the search minimises, and the one a budget bounds: cost and latency.
+  auto figures = [&](const Recordings& rec) -> StatusOr<std::pair<CostTable, std::optional<CostTable>>> {
+    COE_ASSIGN_OR_RETURN(CostTable cost, BuildCostTable(rec, *catalogue, *cost_opt));
+    if (!by_latency && f.max_latency_ms < 0) return std::make_pair(std::move(cost), std::optional<CostTable>());
+    COE_ASSIGN_OR_RETURN(CostTable latency, LatencyCost(cost));
+    if (!by_latency) return std::make_pair(std::move(cost), std::optional<CostTable>(std::move(latency)));
+    if (f.max_cost >= 0 && cost.is_per_example())
+      return InvalidArgumentError("--max-cost: " + cost.name +
+                                  " is per example; a budget needs one figure per model (--cost KEY)");
+    return std::make_pair(std::move(latency),
+                          f.max_cost >= 0 ? std::optional<CostTable>(std::move(cost)) : std::optional<CostTable>());
+  };
+  auto calib_figures = figures(*calib);
+  if (!calib_figures.ok()) return Fail(cmd, calib_figures.status());
+  std::optional<CostTable> calib_costs(std::move(calib_figures->first));
+  if (calib_figures->second) {
+    opt.budget_costs = std::move(calib_figures->second);
+    opt.budget = by_latency ? f.max_cost : f.max_latency_ms;
+  }
   std::optional<CostTable> test_costs;
   if (test) {
-    auto tc = BuildCostTable(*test, *catalogue, *cost_opt);
+    auto tc = figures(*test);
     if (!tc.ok()) return Fail(cmd, tc.status());
-    test_costs = std::move(*tc);
+    test_costs = std::move(tc->first);
   }
   Progress progress("searching cascades", !f.json);
   opt.progress = [&](double x) { progress.Update(x); };
@@ -121,7 +155,7 @@ int RunPlan(const PlanFlags& f) {
   auto report = BuildPlanReport(*plan, *goal, opt, *calib, *calib_costs, test ? &*test : nullptr,
                                 test_costs ? &*test_costs : nullptr);
   if (!report.ok()) return Fail(cmd, report.status());
-  report->cost_model = CostModelWords(f.cost, calib_costs->name);
+  report->cost_model = CostModelWords(f.cost, calib_costs->name, by_latency);
   if (!f.report.empty()) {
     auto html = RenderHtmlReport(PlanReportToJson(*report), {}, f.calib);
     if (!html.ok()) return Fail(cmd, html.status());
@@ -249,6 +283,15 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_flag("--normalize-labels", pf->read.normalize_labels,
                  "labels that differ only in case or surrounding spaces are one class");
   pf->cost.Add(plan);
+  plan->add_option("--objective", pf->objective,
+                   "what the search minimises: cost (the cost figure, every member paid) or latency (mean "
+                   "latency per example from latency_ms/latency_us, a tier taking its members' time: see "
+                   "--latency, --cores)")
+      ->capture_default_str();
+  plan->add_option("--max-cost", pf->max_cost,
+                   "--objective latency: only cascades whose mean cost per example is at most this");
+  plan->add_option("--max-latency-ms", pf->max_latency_ms,
+                   "only cascades whose mean latency per example is at most this (planning on cost)");
   plan->callback([pf]() { throw CLI::RuntimeError(RunPlan(*pf)); });
 
   auto rf = std::make_shared<ReportFlags>();

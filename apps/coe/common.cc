@@ -59,6 +59,11 @@ void CostFlags::Add(CLI::App* cmd) {
                   "catalogue key of usd, macs, flops, latency_ms, latency_us, params (as coe run)");
   cmd->add_option("--latency", latency, "latency of a tier's members: parallel or sequential")
       ->check(CLI::IsMember({"parallel", "sequential"}));
+  cmd->add_option("--cores", cores,
+                  "cores a tier's parallel members share, for latency: 0 = a core each (the tier takes its "
+                  "slowest member), N, or auto (the cores this process may use); fewer cores than members "
+                  "queue them, slowest first")
+      ->capture_default_str();
   cmd->add_option("--cluster", cluster,
                   "GPU cluster TOML: cost = GPU rental per example (also shows the homogeneous cost)");
   cmd->add_option("--link", link,
@@ -70,6 +75,15 @@ StatusOr<CostOptions> CostFlags::Build() const {
   o.key = key;
   o.latency = latency == "sequential" ? LatencyMode::kSequential : LatencyMode::kParallel;
   o.require_latency = !latency.empty();
+  if (cores == "auto") {
+    o.cores = -1;
+  } else {
+    char* end = nullptr;
+    const long c = std::strtol(cores.c_str(), &end, 10);
+    if (cores.empty() || *end || c < 0 || c > 4096)
+      return InvalidArgumentError("--cores: '" + cores + "' (expected 0, a count of cores, or auto)");
+    o.cores = static_cast<int>(c);
+  }
   if (!cluster.empty()) {
     COE_ASSIGN_OR_RETURN(ClusterSpec c, ReadCluster(cluster));
     o.cluster = std::move(c);

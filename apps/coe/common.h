@@ -35,6 +35,7 @@ struct CostFlags {
   std::string latency;  // "" = parallel, reported when every model has a latency figure
   std::string cluster;
   std::string link;
+  std::string cores = "0";  // parallel latency: cores the members share; 0 = a core each, auto
   void Add(CLI::App* cmd);
   StatusOr<CostOptions> Build() const;
 };

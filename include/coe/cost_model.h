@@ -17,6 +17,13 @@
 // its slowest member's (parallel) or the sum of its members' (sequential), plus, for a
 // cloud member, the link: one round trip per call, and the transfer of the input
 // (input_bytes) on the first cloud tier an example reaches, when the input is sent.
+// Parallel members may share `cores` cores (0: a core each): the tier then takes the
+// longest any core works when the members go, slowest first, each to the core free
+// soonest (TierTime below); one core is the sequential sum.
+//
+// Latency as the cost (LatencyCost): the planner can minimise mean latency instead of
+// the cost figure; the table's `combine` then says a tier's members combine by
+// TierTime, not by their sum.
 //
 // Cluster file (TOML):
 //   [gpus.A100]  usd_per_hour = 3.67
@@ -63,9 +70,21 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
 
 enum class LatencyMode { kParallel, kSequential };
 
+// The time of a tier whose members take `ms` each: the sum (sequential), the slowest
+// (parallel, cores == 0 or cores >= members), or the makespan of the members, slowest
+// first, each on the core free soonest (parallel on fewer cores than members).
+double TierTime(std::span<const double> ms, LatencyMode mode, int cores);
+
+// How a tier's members' figures make the tier's: every member paid (compute, dollars)
+// or the time until the last answers (latency).
+enum class TierCombine { kSum, kTime };
+
 struct CostOptions {
   std::string key;  // see above
   LatencyMode latency = LatencyMode::kParallel;
+  // Parallel latency: the members share this many cores (0 = a core each; -1 = the
+  // cores this process may use).
+  int cores = 0;
   // The user asked for a latency mode: then every model needs a latency figure
   // (InvalidArgument otherwise) instead of latency going unreported.
   bool require_latency = false;
@@ -81,14 +100,16 @@ struct CostTable {
   std::string name;  // what "cost" is, e.g. "usd (recorded per example)"
   int num_models = 0;
   int num_examples = 0;
-  std::vector<double> fixed;        // per model, when costs are not per example
-  std::vector<double> per_example;  // row-major [example][model], or empty
-  std::vector<double> mean;         // per model: mean cost over the examples
+  std::vector<double> fixed;                // per model, when costs are not per example
+  std::vector<double> per_example;          // row-major [example][model], or empty
+  std::vector<double> mean;                 // per model: mean cost over the examples
+  TierCombine combine = TierCombine::kSum;  // kTime: by TierTime(latency_mode, cores)
   // On a cluster: the per-model cost on a homogeneous cluster of the most expensive type.
   std::vector<double> homogeneous;  // empty unless a cluster is given
   std::string homogeneous_gpu;
   // Deployment figures.
   LatencyMode latency_mode = LatencyMode::kParallel;
+  int cores = 0;                    // see CostOptions
   std::vector<double> latency_ms;   // per model; empty when some model lacks one
   std::vector<bool> cloud;          // per model
   std::vector<double> input_bytes;  // per model
@@ -103,6 +124,14 @@ struct CostTable {
 // Builds the table for `rec`'s models. Every model of `rec` must be in `catalogue`
 // (NotFound naming the model and both files otherwise).
 StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue, const CostOptions& options);
+
+// `costs` with latency as the cost: each model's latency_ms, a tier's by TierTime.
+// InvalidArgument when some model has no latency figure, or with a link (the input
+// transfer depends on the tiers before, which a per-tier cost cannot say).
+StatusOr<CostTable> LatencyCost(const CostTable& costs);
+
+// The cost of one tier on example `i`: its members' costs summed, or their TierTime.
+double TierCost(const CostTable& costs, std::span<const int> members, int i);
 
 // The table for the examples `rows` of the recordings `costs` was built for (as
 // SelectRows on them), means recomputed.

@@ -27,6 +27,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -107,6 +109,13 @@ struct PlannerOptions {
   std::vector<std::string> only;  // --only: search these models (empty = all)
   SelectOptions select;           // match-best only
   AnswerMatch match;              // how every tier compares answers (--match)
+  // A bound on a second figure (--max-cost, --max-latency-ms): the mean per example of
+  // `budget_costs` (a table built for the same recordings with one fixed figure per
+  // model, a tier's combined as its `combine` says) must be <= `budget` for every
+  // frontier point; the best single model is still the target of match-best, and when
+  // it is over the budget and no cascade within it matches it, the goal is not met.
+  std::optional<CostTable> budget_costs;
+  double budget = 0;
   // Called now and then with the fraction of the search done.
   std::function<void(double)> progress;
 };
@@ -123,6 +132,7 @@ struct OperatingPoint {
   // Per tier: the calibration quantile its min_score was taken at (NaN: none), so the
   // threshold can be refitted on other data (RefitThresholds).
   std::vector<double> score_levels;
+  double budget_cost = std::numeric_limits<double>::quiet_NaN();  // mean of budget_costs (NaN: none)
 };
 
 // What the guard chose on, for reports.

@@ -54,6 +54,10 @@ struct PlanReport {
   int test_examples = 0;
   uint64_t searched = 0;
   uint64_t evaluated = 0;
+  // A bound on a second figure (--max-cost, --max-latency-ms): its name, the bound and
+  // the chosen cascade's mean on calibration ("" when none).
+  std::string budget_name;
+  double budget = 0, chosen_budget_cost = 0;
   double seconds = 0;         // the whole search and selection
   double search_seconds = 0;  // of which the search of all calibration
   double select_seconds = 0;  // of which match-best's guard

@@ -48,6 +48,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
   std::vector<double> latencies;
   double sum_cost = 0, sum_lat = 0, sum_bytes = 0, sum_homog = 0;
   std::vector<MemberOutput> outs;
+  std::vector<double> member_lat;
   // Each tier compares answers by its `match` (free text needs the label names).
   static const LabelSet kNoLabels;
   std::vector<AnswerMatcher> matchers;
@@ -73,16 +74,18 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
           break;
         }
       }
+      member_lat.clear();
       for (int m : tiers[t]) {
         outs.push_back(rec.Output(m, i));
-        o.cost += costs.Cost(m, i);
         if (has_homog) sum_homog += costs.homogeneous[m];
         if (has_latency) {
           double lat = costs.latency_ms[m];
           if (costs.link && costs.cloud[m]) lat += costs.link->rtt_ms + first_send_ms;
-          tier_lat = costs.latency_mode == LatencyMode::kParallel ? std::max(tier_lat, lat) : tier_lat + lat;
+          member_lat.push_back(lat);
         }
       }
+      o.cost += TierCost(costs, tiers[t], i);
+      if (has_latency) tier_lat = TierTime(member_lat, costs.latency_mode, costs.cores);
       o.latency_ms += tier_lat;
       const TierVote v = TallyVotes(outs, &matchers[t]);
       const bool last = t + 1 == num_tiers;

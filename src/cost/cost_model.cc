@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <iterator>
 #include <limits>
 
+#include "base/cores.h"
 #include "base/numbers.h"
 #include "base/toml.h"
 #include "coe/files.h"
@@ -160,6 +163,56 @@ void ComputeMeans(CostTable* t) {
 
 }  // namespace
 
+double TierTime(std::span<const double> ms, LatencyMode mode, int cores) {
+  double total = 0, slowest = 0;
+  for (double x : ms) {
+    total += x;
+    slowest = std::max(slowest, x);
+  }
+  if (mode == LatencyMode::kSequential || cores == 1) return total;
+  if (cores <= 0 || cores >= static_cast<int>(ms.size())) return slowest;
+  std::vector<double> sorted(ms.begin(), ms.end());
+  std::sort(sorted.begin(), sorted.end(), std::greater<>());
+  std::vector<double> load(cores, 0.0);
+  for (double x : sorted) *std::min_element(load.begin(), load.end()) += x;
+  return *std::max_element(load.begin(), load.end());
+}
+
+double TierCost(const CostTable& costs, std::span<const int> members, int i) {
+  if (costs.combine == TierCombine::kSum) {
+    double sum = 0;
+    for (int m : members) sum += costs.Cost(m, i);
+    return sum;
+  }
+  double ms[64];
+  size_t k = 0;
+  for (int m : members)
+    if (k < std::size(ms)) ms[k++] = costs.Cost(m, i);
+  return TierTime(std::span<const double>(ms, k), costs.latency_mode, costs.cores);
+}
+
+StatusOr<CostTable> LatencyCost(const CostTable& costs) {
+  if (costs.link)
+    return InvalidArgumentError(
+        "--objective latency with --link: the input's transfer depends on the tiers before, which a per-tier "
+        "cost cannot say; plan on latency without --link, or on cost with --link for the report");
+  if (costs.latency_ms.size() != static_cast<size_t>(costs.num_models))
+    return InvalidArgumentError(
+        "--objective latency needs latency_ms or latency_us for every model (coe record measures them)");
+  CostTable t = costs;
+  t.per_example.clear();
+  t.fixed = costs.latency_ms;
+  t.mean = costs.latency_ms;
+  t.combine = TierCombine::kTime;
+  t.homogeneous.clear();
+  std::string how = costs.latency_mode == LatencyMode::kSequential ? "members one after another"
+                    : costs.cores > 0 ? "members in parallel on " + std::to_string(costs.cores) +
+                                            (costs.cores == 1 ? " core" : " cores")
+                                      : "members in parallel";
+  t.name = "latency_ms (" + how + ")";
+  return t;
+}
+
 CostTable SelectRows(const CostTable& costs, std::span<const int> rows) {
   CostTable t = costs;
   t.num_examples = static_cast<int>(rows.size());
@@ -271,6 +324,7 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
   ComputeMeans(&t);
   // Deployment figures.
   t.latency_mode = options.latency;
+  t.cores = options.cores < 0 ? AvailableCores() : options.cores;
   t.link = options.link;
   bool all_latency = true;
   for (const ModelSpec* s : specs) {

@@ -151,6 +151,9 @@ struct MemberSet {
   int max_pos = 0;
   std::vector<Word> correct;  // plurality answer is the truth (labeled examples)
   std::vector<Option> options;
+  // A tier's figure per example reaching it, with fixed per-model figures: the cost's
+  // when it is a time (TierCombine::kTime), the budget's (when there is one).
+  double unit = 0, unit2 = 0;
 };
 
 // One member set's tally on every example, in 9 bytes an example instead of a
@@ -191,6 +194,7 @@ struct Step {
 struct Candidate {
   int correct = 0;
   double cost = 0;   // summed over examples
+  double cost2 = 0;  // the budget's figure, summed over examples
   uint64_t key = 0;  // deterministic tie-break: lower wins
   int depth = 0;
   Step path[kMaxTiers];
@@ -284,6 +288,16 @@ struct Problem {
   const LabelSet* labels = nullptr;  // the names behind label indices (for `match`)
   int max_tiers = 3;
   bool prune = true;
+  TierCombine combine = TierCombine::kSum;  // of the cost
+  // The budget (PlannerOptions::budget_costs), when there is one: each position's
+  // figure, the least at or after each position, and the bound on its sum.
+  bool has_budget = false;
+  std::vector<double> fixed2;
+  std::vector<double> min2_from;
+  double budget_total = 0;
+  const CostTable* budget = nullptr;
+  LatencyMode latency_mode = LatencyMode::kParallel;  // of the cost, when a time
+  int cores = 0;
 };
 
 inline void SetBit(std::vector<Word>& v, int i) { v[i >> 6] |= Word{1} << (i & 63); }
@@ -328,13 +342,13 @@ class Searcher {
     const MemberSet& s = p_.sets[first.set];
     std::vector<Word>& reach = buf_[0];
     std::copy(p_.all.begin(), p_.all.end(), reach.begin());
-    const std::vector<double>& mc = p_.total_cost;
-    double set_cost = 0;
-    for (int q : s.pos) set_cost += mc[q];
+    const double set_cost = SetCost(s, p_.total_cost, p_.n);
+    const double set_cost2 = p_.n * s.unit2;
     if (first.option < 0) {
-      Emit(c, first, k_.and_count(reach.data(), s.correct.data(), 0, p_.words), set_cost);
+      Emit(c, first, k_.and_count(reach.data(), s.correct.data(), 0, p_.words), set_cost, set_cost2);
       return;
     }
+    if (p_.has_budget && OverBudget(set_cost2)) return;
     const Option& o = s.options[first.option];
     std::vector<Word>& next = buf_[1];
     int counts[3];
@@ -343,6 +357,7 @@ class Searcher {
     c.depth = 1;
     c.correct = counts[0];
     c.cost = set_cost;
+    c.cost2 = set_cost2;
     Visit(c, s.mask, s.max_pos, 1, counts[1], counts[2], 0, p_.words);
   }
 
@@ -371,17 +386,30 @@ class Searcher {
 
   // Offers `prefix` + `last` (a final tier) with the given totals. Keys grow within a
   // worker, so a candidate that ties a point already found never replaces it.
-  void Emit(const Candidate& prefix, Step last, int correct, double cost) {
+  void Emit(const Candidate& prefix, Step last, int correct, double cost, double cost2) {
     ++evaluated_;
     const uint64_t key = key_++;
     if (frontier_.Covers(correct, cost)) return;
+    if (p_.has_budget && OverBudget(cost2)) return;
     Candidate f = prefix;
     f.path[f.depth] = last;
     f.depth += 1;
     f.correct = correct;
     f.cost = cost;
+    f.cost2 = cost2;
     f.key = key;
     frontier_.Insert(f);
+  }
+
+  bool OverBudget(double cost2) const { return cost2 > p_.budget_total * (1 + 1e-12); }
+
+  // What a member set costs over `left` examples reaching it, given each model's cost
+  // over them (mc): the sum, or its time per example times `left`.
+  double SetCost(const MemberSet& s, const std::vector<double>& mc, int left) const {
+    if (p_.combine == TierCombine::kTime) return left * s.unit;
+    double sum = 0;
+    for (int q : s.pos) sum += mc[q];
+    return sum;
   }
 
   // `c` holds the non-final tiers so far (c.depth of them); buf_[depth] is the reach
@@ -416,6 +444,9 @@ class Searcher {
       }
       if (dominated(c.cost + lb)) return;
     }
+    // Over the budget whatever comes next (a tier costs at least its top member).
+    if (p_.has_budget && prev_max + 1 < p_.num_models && OverBudget(c.cost2 + left * p_.min2_from[prev_max + 1]))
+      return;
     std::vector<double>& mc = mc_[depth];
     MaskedCosts(reach, lo, hi, left, mc);
     // The sets that can come next, and each one's count as the final tier, all counted
@@ -434,9 +465,9 @@ class Searcher {
     next_sets.rows.clear();
     for (int si : next_sets.usable) {
       const MemberSet& s = p_.sets[si];
-      double set_cost = 0;
-      for (int q : s.pos) set_cost += mc[q];
+      const double set_cost = SetCost(s, mc, left);
       if (p_.prune && dominated(c.cost + set_cost)) continue;
+      if (p_.has_budget && OverBudget(c.cost2 + left * s.unit2)) continue;
       next_sets.set.push_back(si);
       next_sets.cost.push_back(set_cost);
       next_sets.rows.push_back(s.correct.data());
@@ -451,7 +482,8 @@ class Searcher {
       const double set_cost = next_sets.cost[k];
       // The frontier may have moved since the set was listed.
       if (k > 0 && p_.prune && dominated(c.cost + set_cost)) continue;
-      Emit(c, Step{si, -1}, c.correct + next_sets.count[k], c.cost + set_cost);
+      const double cost2 = c.cost2 + left * s.unit2;
+      Emit(c, Step{si, -1}, c.correct + next_sets.count[k], c.cost + set_cost, cost2);
       if (!can_extend) continue;
       std::vector<Word>& next = buf_[depth + 1];
       for (int oi = 0; oi < static_cast<int>(s.options.size()); ++oi) {
@@ -463,6 +495,7 @@ class Searcher {
         child.depth = depth + 1;
         child.correct = c.correct + counts[0];
         child.cost = c.cost + set_cost;
+        child.cost2 = cost2;
         Visit(child, used | s.mask, s.max_pos, depth + 1, counts[1], counts[2], lo, hi);
       }
     }
@@ -602,6 +635,18 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
   p.model = models;
   p.max_tiers = options.max_tiers;
   p.prune = options.prune;
+  p.combine = costs.combine;
+  p.latency_mode = costs.latency_mode;
+  p.cores = costs.cores;
+  if (options.budget_costs) {
+    const CostTable& b = *options.budget_costs;
+    p.has_budget = true;
+    p.budget = &b;
+    for (int m : models) p.fixed2.push_back(b.fixed[m]);
+    p.min2_from.assign(p.num_models + 1, std::numeric_limits<double>::infinity());
+    for (int q = p.num_models - 1; q >= 0; --q) p.min2_from[q] = std::min(p.min2_from[q + 1], p.fixed2[q]);
+    p.budget_total = options.budget * p.n;
+  }
   p.per_example = costs.is_per_example();
   static const LabelSet kNoLabels;
   p.match = options.match;
@@ -669,6 +714,17 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   s.pos = comb;
   for (int q : comb) s.mask |= uint64_t{1} << q;
   s.max_pos = comb.back();
+  std::vector<double> figures;
+  if (p.combine == TierCombine::kTime) {
+    for (int q : comb) figures.push_back(p.fixed[q]);
+    s.unit = TierTime(figures, p.latency_mode, p.cores);
+  }
+  if (p.has_budget) {
+    figures.clear();
+    for (int q : comb) figures.push_back(p.fixed2[q]);
+    s.unit2 = p.budget->combine == TierCombine::kTime ? TierTime(figures, p.budget->latency_mode, p.budget->cores)
+                                                      : std::accumulate(figures.begin(), figures.end(), 0.0);
+  }
   s.correct.assign(p.words, 0);
   bool scores = true;
   for (int q : comb) scores &= calib.models[models[q]].has_scores();
@@ -829,6 +885,7 @@ OperatingPoint ToOperatingPoint(const Problem& p, const Recordings& calib, const
   op.correct = c.correct;
   op.accuracy = static_cast<double>(c.correct) / labeled;
   op.cost = c.cost / p.n;
+  if (p.has_budget) op.budget_cost = c.cost2 / p.n;
   return op;
 }
 
@@ -844,6 +901,16 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
   if (!options.match.exact() && !calib.labels)
     return FailedPreconditionError("--match " + options.match.ToString() + " compares answers as text; " +
                                    calib.source + " has no label names");
+  if (costs.combine == TierCombine::kTime && costs.is_per_example())
+    return InvalidArgumentError(costs.name + ": a tier's time needs one figure per model, not one per example");
+  if (options.budget_costs) {
+    const CostTable& b = *options.budget_costs;
+    if (b.num_models != costs.num_models || b.is_per_example())
+      return InvalidArgumentError("the budget's figure (" + b.name + ") needs one fixed figure per model of " +
+                                  calib.source);
+    if (!(options.budget >= 0) || !std::isfinite(options.budget))
+      return InvalidArgumentError("the budget must be a non-negative number");
+  }
   Examples ex = MakeExamples(calib, costs, rows);
   if (ex.labeled == 0) return InvalidArgumentError(calib.source + ": every 'label' is empty: nothing to calibrate on");
   const int grid = options.score_quantiles > 0 ? options.score_quantiles : AutoScoreGrid(ex.labeled);
@@ -899,6 +966,9 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
                               "on new data below ~1,000 examples (the score grid is " +
                               std::to_string(result.score_grid) +
                               " thresholds a tier; match-best's guard: " + GuardName(options.select.guard) + ")");
+  if (options.budget_costs && result.frontier.empty())
+    return InvalidArgumentError("no cascade keeps " + options.budget_costs->name + " within the budget of " +
+                                FormatDouble(options.budget) + " per example on " + calib.source);
   if (goal.kind == Goal::Kind::kMatchBest) {
     COE_RETURN_IF_ERROR(SelectMatchBest(calib, costs, options, &result));
     result.select_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
@@ -907,6 +977,21 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
         ChooseOperatingPoint(result.frontier, goal, result.labeled, result.best_single_correct, &result.goal_met);
     if (!chosen) return InternalError("the search found no cascade");
     result.chosen = *chosen;
+  }
+  if (options.budget_costs) {
+    // The guards may fall back to the best single model, which the search did not hold
+    // to the budget: the figure of what was chosen, replayed.
+    COE_ASSIGN_OR_RETURN(EvalResult b, EvaluateCascade(result.chosen.cascade, calib, *options.budget_costs));
+    result.chosen.budget_cost = b.mean_cost;
+    if (b.mean_cost > options.budget * (1 + 1e-12)) {
+      result.warnings.push_back("the best single model, " + result.best_single + ", is over the budget (" +
+                                FormatDouble(b.mean_cost) + " > " + FormatDouble(options.budget) + " " +
+                                options.budget_costs->name +
+                                ") and no cascade within it matches it: the most "
+                                "accurate cascade within the budget is shown");
+      result.chosen = result.frontier.back();
+      result.goal_met = false;
+    }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

@@ -115,6 +115,11 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   rep.searched = plan.space_size;
   rep.evaluated = plan.evaluated;
   rep.seconds = plan.seconds;
+  if (options.budget_costs) {
+    rep.budget_name = options.budget_costs->name;
+    rep.budget = options.budget;
+    rep.chosen_budget_cost = plan.chosen.budget_cost;
+  }
   rep.search_seconds = plan.search_seconds;
   rep.select_seconds = plan.select_seconds;
   rep.score_grid = plan.score_grid;
@@ -245,6 +250,8 @@ std::string PlanReportToJson(const PlanReport& r) {
   j["searched"] = r.searched;
   j["evaluated"] = r.evaluated;
   j["seconds"] = r.seconds;
+  if (!r.budget_name.empty())
+    j["budget"] = {{"figure", r.budget_name}, {"max", r.budget}, {"chosen", r.chosen_budget_cost}};
   j["search_seconds"] = r.search_seconds;
   j["select_seconds"] = r.select_seconds;
   j["score_grid"] = r.score_grid;
@@ -314,8 +321,14 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
                 static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds, r.search_seconds,
                 r.select_seconds);
   s += buf;
-  s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n\n"
-                : "; no test split (--test): calibration figures only\n\n";
+  s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n"
+                : "; no test split (--test): calibration figures only\n";
+  if (!r.budget_name.empty()) {
+    std::snprintf(buf, sizeof buf, "within a budget of %.6g %s per example: the chosen cascade's is %.6g\n", r.budget,
+                  r.budget_name.c_str(), r.chosen_budget_cost);
+    s += buf;
+  }
+  s += "\n";
   std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc", "calib cost", "test acc",
                 "test cost", "saving", "exits per tier");
   std::string header = buf;
