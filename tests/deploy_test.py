@@ -203,8 +203,8 @@ def check_containerfile(deploy, coe, args):
     check(not any(p.endswith("-dev") or p in ("build-essential", "cmake", "g++") for p in runtime_pkgs),
           "Containerfile: no build tools or -dev packages in the runtime stage")
     check({"cmake", "build-essential"} <= build_pkgs, "Containerfile: the build stage installs cmake and build-essential")
-    plugin = os.path.join(os.path.dirname(coe), "libcoe_opencv.so")
-    needed = needed_packages([coe] + ([plugin] if os.path.exists(plugin) else []))
+    plugins = [os.path.join(os.path.dirname(coe), m) for m in ("libcoe_opencv.so", "libcoe_images.so")]
+    needed = needed_packages([coe] + [p for p in plugins if os.path.exists(p)])
     if needed is not None:
         missing = sorted(set(needed) - runtime_pkgs - BASE_IMAGE_PACKAGES)
         check(not missing, "Containerfile: the runtime stage installs every library package coe loads"

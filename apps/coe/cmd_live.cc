@@ -187,7 +187,10 @@ Status WriteRecorded(const Catalogue& cat, const RecordResult& r, const std::str
   return WriteStringToFile(MeasuredPath(csv),
                            CatalogueToToml(MeasuredCatalogue(cat, r),
                                            {"cost figures for the recordings of " + data + ", written by coe record",
-                                            "latency_us: measured here, wall time per example with all threads"}));
+                                            "latency_us: measured here, wall time per example in bulk with all "
+                                            "threads",
+                                            "latency_ms: measured here, one example a call (median): what "
+                                            "latency reports and --objective latency use"}));
 }
 
 std::string Dollars(double usd) {

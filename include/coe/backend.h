@@ -105,7 +105,7 @@ struct BackendOptions {
 // FailedPrecondition for a backend this build lacks.
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const BackendOptions& options);
 
-// The image decoder of the OpenCV module (libcoe_opencv.so, loaded on first use), for
+// The image decoder of the OpenCV image module (libcoe_images.so, loaded on first use), for
 // DatasetOptions::image_loader. FailedPrecondition naming the paths tried when this
 // build or installation lacks the module.
 StatusOr<ImageLoader> OpenCvImageLoader();

@@ -41,6 +41,9 @@ struct RecordResult {
   Recordings recordings;                         // every model's label, score and probabilities per example
   LabelSet labels;                               // what the recordings' label indices mean
   std::map<std::string, double> us_per_example;  // measured wall time, by model
+  // The median time of a call with one example (one request alone), by model: local
+  // models only (a remote or chat model's is the network's, not measured here).
+  std::map<std::string, double> ms_per_request;
 };
 
 // Runs every chosen catalogue model on `inputs` (whose ids and truth, if any, become
@@ -49,7 +52,8 @@ struct RecordResult {
 StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch& inputs, const RecordOptions& options);
 
 // A catalogue for planning on `recorded`: each recorded model's cost figures and site
-// from `catalogue`, plus `latency_us` as measured. It says nothing of how to run them.
+// from `catalogue`, plus as measured `latency_us` (wall time per example in bulk, with
+// every thread) and `latency_ms` (one example a call). It says nothing of how to run them.
 Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& recorded);
 
 }  // namespace coe

@@ -6,7 +6,7 @@
 namespace coe {
 
 StatusOr<ImageLoader> OpenCvImageLoader() {
-  COE_ASSIGN_OR_RETURN(const OpenCvPlugin* plugin, LoadOpenCvPlugin());
+  COE_ASSIGN_OR_RETURN(const ImagePlugin* plugin, LoadImagePlugin());
   return plugin->load_images;
 }
 
@@ -22,7 +22,7 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const Ba
   }
   if (kind == "recorded") return CreateRecordedBackend(spec, options);
   if (kind == "onnx") {
-    auto plugin = LoadOpenCvPlugin();
+    auto plugin = LoadOnnxPlugin();
     if (!plugin.ok()) return plugin.status().WithPrefix("model '" + spec.name + "'");
     return (*plugin)->create_onnx(spec, options);
   }

@@ -1,12 +1,14 @@
-// Internal: the OpenCV plug-in (libcoe_opencv.so: the onnx backend and image input).
+// Internal: the OpenCV plug-ins: libcoe_opencv.so (the onnx backend, OpenCV DNN) and
+// libcoe_images.so (image input, OpenCV's image codecs).
 //
-// OpenCV on Debian pulls in some 140 shared libraries; loading them costs a quarter of
-// a second at every process start. So the library that needs OpenCV is a separate
-// module, dlopen()ed on first use: `coe plan` never pays for it.
+// OpenCV's image codecs on Debian pull in some 140 shared libraries (GDAL, Poppler,
+// HDF5, ...): loading them costs ~0.12 s at every process start, DNN's ~0.02 s. So
+// each part that needs OpenCV is a separate module, dlopen()ed on first use: `coe plan`
+// loads neither, a cascade of onnx models on tensor or IDX inputs only the first.
 //
-// The module is looked up in $COE_PLUGIN_DIR, then beside the running executable, then
-// in the install directory. It is never unloaded (backends it made may outlive any
-// caller).
+// A module is looked up in $COE_PLUGIN_DIR, then beside the running executable, then
+// beside libcoe_base.so, then in the install directory. It is never unloaded (backends
+// it made may outlive any caller).
 #ifndef COE_BACKENDS_PLUGIN_H_
 #define COE_BACKENDS_PLUGIN_H_
 
@@ -18,18 +20,22 @@
 
 namespace coe {
 
-struct OpenCvPlugin {
+struct OnnxPlugin {
   StatusOr<std::unique_ptr<Backend>> (*create_onnx)(const ModelSpec&, const BackendOptions&);
+};
+struct ImagePlugin {
   StatusOr<InputBatch> (*load_images)(const std::string&, const DatasetOptions&);
 };
 
-// Loads the module once (thread-safe); FailedPrecondition naming the paths tried when
+// Load their module once (thread-safe); FailedPrecondition naming the paths tried when
 // it cannot be found or loaded.
-StatusOr<const OpenCvPlugin*> LoadOpenCvPlugin();
+StatusOr<const OnnxPlugin*> LoadOnnxPlugin();
+StatusOr<const ImagePlugin*> LoadImagePlugin();
 
 }  // namespace coe
 
-// The module's entry point: fills `out`. C linkage so that dlsym finds it by name.
-extern "C" void coe_opencv_plugin_v1(coe::OpenCvPlugin* out);
+// The modules' entry points: they fill `out`. C linkage so that dlsym finds them.
+extern "C" void coe_onnx_plugin_v1(coe::OnnxPlugin* out);
+extern "C" void coe_images_plugin_v1(coe::ImagePlugin* out);
 
 #endif  // COE_BACKENDS_PLUGIN_H_

@@ -261,7 +261,7 @@ StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& 
     if (!options.image_loader)
       return FailedPreconditionError("'" + path +
                                      "' is an image input: reading images needs an image loader "
-                                     "(coe::OpenCvImageLoader() of coe/backend.h, from libcoe_opencv.so)");
+                                     "(coe::OpenCvImageLoader() of coe/backend.h, from libcoe_images.so)");
     return options.image_loader(path, options);
   }
   return LoadIdx(path, options);
