@@ -307,6 +307,7 @@ int RunRecordText(const RecordFlags& f, const Catalogue& cat) {
 }
 
 int RunRecord(const RecordFlags& f) {
+  KeepModelBuffers();
   const char* cmd = "record";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
@@ -339,6 +340,7 @@ struct RunFlags {
 };
 
 int RunRun(const RunFlags& f) {
+  KeepModelBuffers();
   const char* cmd = "run";
   auto spec = ReadCascade(f.cascade);
   if (!spec.ok()) return Fail(cmd, spec.status());
@@ -416,6 +418,7 @@ struct DemoFlags {
 };
 
 int RunDemo(const DemoFlags& f) {
+  KeepModelBuffers();
   const char* cmd = "demo";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());

@@ -30,6 +30,7 @@ struct ServeFlags {
 };
 
 int RunServe(const ServeFlags& f) {
+  KeepModelBuffers();
   const char* cmd = "serve";
 #ifndef COE_HAVE_SERVER
   (void)f;

@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <malloc.h>
+
 #include <cstdio>
 
 namespace coe::app {
@@ -50,6 +52,11 @@ void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool 
                                   return m && !key.empty() ? m->Cost(key) : nullptr;
                                 }),
                 quiet);
+}
+
+void KeepModelBuffers() {
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 void CostFlags::Add(CLI::App* cmd) {
