@@ -805,6 +805,10 @@ void BuildMemberSets(Problem& p, const Recordings& calib, int max_members, unsig
     }
   };
   gen(0);
+  // Smaller sets first: of cascades equal in accuracy and cost, the one found first is
+  // kept, and with latency as the cost a member that runs beside a slower one is free;
+  // listing smaller sets first keeps the cascade without it.
+  std::stable_sort(combos.begin(), combos.end(), [](const auto& a, const auto& b) { return a.size() < b.size(); });
   p.sets.resize(combos.size());
   // One task a thread, each with its own scratch tallies, taking sets off a counter.
   std::atomic<size_t> next_combo{0};
