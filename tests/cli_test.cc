@@ -65,6 +65,45 @@ TEST_F(CliTest, PlanJsonHasTheIssueKeys) {
   EXPECT_EQ(j["baselines"].size(), 4u);  // 3 singles + plurality of all
 }
 
+// Planning on latency within a budget on the cost, end to end: the chosen cascade's
+// latency is the plan's cost and its dollars are within the budget; wrong combinations
+// and missing figures are bad input naming the flag.
+TEST_F(CliTest, PlanOnLatencyWithinACostBudget) {
+  Write("lat.toml",
+        "[models.a]\nusd = 1\nlatency_ms = 2\n[models.b]\nusd = 2\nlatency_ms = 3\n"
+        "[models.c]\nusd = 4\nlatency_ms = 9\n");
+  Proc r = CoeStdout("plan --calib " + P("good.csv") + " --models " + P("lat.toml") +
+                     " --objective latency --max-cost 3 --json");
+  ASSERT_TRUE(r.code == 0 || r.code == 3) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_NE(j["cost"].get<std::string>().find("latency_ms"), std::string::npos) << j["cost"];
+  EXPECT_LE(j["budget"]["chosen"].get<double>(), 3.0);
+  EXPECT_EQ(j["budget"]["max"].get<double>(), 3.0);
+  for (const auto& p : j["frontier"]) EXPECT_LE(p["calib"]["cost"].get<double>(), 9.0);
+  // The budget and the objective must not name the same figure.
+  Proc same =
+      Coe("plan --calib " + P("good.csv") + " --models " + P("lat.toml") + " --objective latency --max-latency-ms 2");
+  EXPECT_EQ(same.code, 2) << same.out;
+  EXPECT_NE(same.out.find("--goal budget"), std::string::npos) << same.out;
+  Proc cost_budget = Coe("plan --calib " + P("good.csv") + " --models " + P("lat.toml") + " --max-cost 2");
+  EXPECT_EQ(cost_budget.code, 2) << cost_budget.out;
+  Proc bad = Coe("plan --calib " + P("good.csv") + " --models " + P("lat.toml") + " --objective speed");
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("--objective"), std::string::npos) << bad.out;
+  Proc cores = Coe("plan --calib " + P("good.csv") + " --models " + P("lat.toml") + " --objective latency --cores x");
+  EXPECT_EQ(cores.code, 2) << cores.out;
+  EXPECT_NE(cores.out.find("--cores"), std::string::npos) << cores.out;
+  // No latency figures: the message says what is missing.
+  Proc none = Coe("plan --calib " + P("good.csv") + " --models " + P("cat.toml") + " --objective latency");
+  EXPECT_EQ(none.code, 2) << none.out;
+  EXPECT_NE(none.out.find("latency_ms"), std::string::npos) << none.out;
+  // Nothing within the budget.
+  Proc tight =
+      Coe("plan --calib " + P("good.csv") + " --models " + P("lat.toml") + " --objective latency --max-cost 0.5");
+  EXPECT_EQ(tight.code, 2) << tight.out;
+  EXPECT_NE(tight.out.find("budget"), std::string::npos) << tight.out;
+}
+
 TEST_F(CliTest, SmallCalibrationWithScoreRulesIsFlagged) {
   std::string csv = "id,label,a,b,c,a|score,b|score,c|score\n";
   for (int i = 0; i < 40; ++i)
