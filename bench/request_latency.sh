@@ -3,7 +3,10 @@
 # --objective latency` chooses on the zoo's calibration recordings, served by
 # `coe serve`, against the best single model served the same way, each queried by one
 # client one request at a time (build/request_latency: the first IMAGES test images),
-# ROUNDS interleaved rounds; medians of the rounds' mean, p50 and p99.
+# ROUNDS interleaved rounds; medians of the rounds' mean, p50 and p99. A third server
+# with the cheapest model (FLOOR, default linear: microseconds of its own) shows what a
+# served request costs besides the models (HTTP, JSON, hand-offs), which the plan leaves out.
+# SERVE_FLAGS go to every coe serve (e.g. --max-batch 1).
 #   bench/request_latency.sh [IMAGES=2000] [ROUNDS=3]
 # WORK (default /tmp/coe-request-latency) holds `coe demo`'s recordings, made once,
 # with each model's latency at one example a call (latency_ms).
@@ -31,11 +34,13 @@ print(best, j["chosen"]["calib"]["cost"], b["calib"]["cost"], tiers.replace(" ",
 PY
 )
 printf '[[tiers]]\nmembers = ["%s"]\n' "$BEST" > "$WORK/single.toml"
+FLOOR=${FLOOR:-linear}
+printf '[[tiers]]\nmembers = ["%s"]\n' "$FLOOR" > "$WORK/floor.toml"
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 measure() {  # cascade file -> one line of JSON
   local port; port=$(free_port)
-  "$COE" serve --cascade "$1" --models "$MODELS" --name served --port "$port" --quiet > "$WORK/server.log" 2>&1 &
+  "$COE" serve --cascade "$1" --models "$MODELS" --name served --port "$port" --quiet ${SERVE_FLAGS:-} > "$WORK/server.log" 2>&1 &
   local pid=$!
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null && break; sleep 0.05; done
   "$CLIENT" --port "$port" --model served --images "$IMAGES" --json
@@ -45,11 +50,12 @@ measure() {  # cascade file -> one line of JSON
 for r in $(seq "$ROUNDS"); do
   echo "single $(measure "$WORK/single.toml")" >> "$WORK/rounds"
   echo "cascade $(measure "$WORK/latency.toml")" >> "$WORK/rounds"
+  echo "floor $(measure "$WORK/floor.toml")" >> "$WORK/rounds"
 done
 /usr/bin/python3 - "$WORK/rounds" "$BEST" "$PLANNED" "$PLANNED_BEST" "$CHOSEN" "$IMAGES" "$ROUNDS" <<'PY'
 import json, statistics as st, sys
 rounds, best, planned, planned_best, chosen, images, n = sys.argv[1:8]
-runs = {"single": [], "cascade": []}
+runs = {"single": [], "cascade": [], "floor": []}
 for line in open(rounds):
     k, v = line.split(" ", 1)
     runs[k].append(json.loads(v))
@@ -64,4 +70,8 @@ s, c = med["single"], med["cascade"]
 print(f"the cascade answers a lone request {s['mean_ms'] / c['mean_ms']:.2f}x sooner on average "
       f"(planned {float(planned_best) / float(planned):.2f}x); p50 {s['p50_ms'] / c['p50_ms']:.2f}x, "
       f"p99 {s['p99_ms'] / c['p99_ms']:.2f}x")
+f = med["floor"]
+print(f"a served request's own cost (the cheapest model served the same way): mean {f['mean_ms']:.3f} ms, "
+      f"p50 {f['p50_ms']:.3f} ms; with it added, planned {float(planned_best) + f['mean_ms']:.3f} against "
+      f"{float(planned) + f['mean_ms']:.3f} ms ({(float(planned_best) + f['mean_ms']) / (float(planned) + f['mean_ms']):.2f}x)")
 PY
