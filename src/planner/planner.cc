@@ -988,11 +988,11 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     COE_ASSIGN_OR_RETURN(EvalResult b, EvaluateCascade(result.chosen.cascade, calib, *options.budget_costs));
     result.chosen.budget_cost = b.mean_cost;
     if (b.mean_cost > options.budget * (1 + 1e-12)) {
-      result.warnings.push_back("the best single model, " + result.best_single + ", is over the budget (" +
+      result.warnings.push_back("the goal chose " + result.chosen.cascade.ToString() + ", over the budget (" +
                                 FormatDouble(b.mean_cost) + " > " + FormatDouble(options.budget) + " " +
                                 options.budget_costs->name +
-                                ") and no cascade within it matches it: the most "
-                                "accurate cascade within the budget is shown");
+                                "): no cascade within it passed; the most accurate cascade within the budget is "
+                                "shown");
       result.chosen = result.frontier.back();
       result.goal_met = false;
     }
