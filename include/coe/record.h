@@ -41,8 +41,8 @@ struct RecordResult {
   Recordings recordings;                         // every model's label, score and probabilities per example
   LabelSet labels;                               // what the recordings' label indices mean
   std::map<std::string, double> us_per_example;  // measured wall time, by model
-  // The median time of a call with one example (one request alone), by model: local
-  // models only (a remote or chat model's is the network's, not measured here).
+  // The median time of a call with one example (one request alone), by model: models
+  // that compute here only (not remote, chat or recorded ones).
   std::map<std::string, double> ms_per_request;
 };
 
