@@ -288,6 +288,26 @@ TEST(PlannerMasks, EveryBuildCountsAsThePlainOne) {
         ASSERT_EQ(cp[2], reachable);
       }
     }
+    // Exit masks: vote counts and scores (NaN among them) against every threshold, on
+    // lengths that end mid-word.
+    std::vector<uint8_t> v(333);
+    std::vector<double> sc(333);
+    for (size_t i = 0; i < v.size(); ++i) {
+      v[i] = static_cast<uint8_t>(rng() % 4);
+      sc[i] = i % 17 == 0 ? std::nan("") : static_cast<double>(rng() % 100) / 100;
+    }
+    for (int n : {0, 1, 63, 64, 65, 128, 333})
+      for (int min_votes : {1, 2, 3, 4})
+        for (bool test : {false, true})
+          for (double tau : {0.0, 0.5, 0.99}) {
+            // One word past the mask, which the kernel must leave as it is (7).
+            std::vector<MaskWord> got((n + 63) / 64 + 1, 7), expect((n + 63) / 64 + 1, 7);
+            k->exit_bits(v.data(), sc.data(), n, min_votes, test, tau, got.data());
+            for (size_t w = 0; w + 1 < expect.size(); ++w) expect[w] = 0;
+            for (int i = 0; i < n; ++i)
+              if (v[i] >= min_votes && (!test || sc[i] >= tau)) expect[i / 64] |= MaskWord{1} << (i % 64);
+            ASSERT_EQ(got, expect) << "n " << n << " votes " << min_votes << " tau " << tau;
+          }
   }
 }
 

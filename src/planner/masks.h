@@ -27,6 +27,10 @@ struct MaskKernels {
   //   out[2] = popcount(next & oracle)            (of those, ones some model gets right)
   void (*split)(const MaskWord* reach, const MaskWord* exit, const MaskWord* correct, const MaskWord* oracle,
                 MaskWord* next, int lo, int hi, int out[3]);
+  // A rule's exit mask over n examples: bit i of out is set when votes[i] >= min_votes
+  // and, with score_test, scores[i] >= tau (NaN failing). out has (n + 63) / 64 words.
+  void (*exit_bits)(const uint8_t* votes, const double* scores, int n, int min_votes, bool score_test, double tau,
+                    MaskWord* out);
 };
 
 // The fastest kernels this CPU runs.

@@ -740,25 +740,18 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
     if (t != kAbstain && matcher.Same(v.plurality, t)) SetBit(s.correct, i);
   }
   std::vector<Word>& exit = votes.exit;  // built here, copied only when new
+  const MaskKernels& k = BestMaskKernels();
   auto add_option = [&](DeferralRule rule, double level = std::numeric_limits<double>::quiet_NaN()) {
-    // DeferralRule::Exits reads a tally's vote count and mean score only: its vote test
-    // is taken from it once per count, and its score test (mean_score >= min_score, NaN
-    // failing) is done here an example at a time, 64 to a word.
-    bool vote_passes[kMaxMembers + 1];
+    // DeferralRule::Exits reads a tally's vote count and mean score only. Its vote test
+    // passes from some count on (agreement grows with the votes, and no votes never
+    // exits): that count is taken from Exits itself. Its score test (mean_score >=
+    // min_score, NaN failing) is done by the kernel, 64 examples to a word.
+    int min_votes = votes.members + 1;
     const DeferralRule vote_part{rule.min_agreement, std::nullopt};
-    for (int v = 0; v <= votes.members; ++v) vote_passes[v] = vote_part.Exits(votes.Of(v, 0.0));
-    const double tau = rule.min_score ? *rule.min_score : -std::numeric_limits<double>::infinity();
-    const bool score_test = rule.min_score.has_value();
+    for (int v = votes.members; v >= 0 && vote_part.Exits(votes.Of(v, 0.0)); --v) min_votes = v;
     exit.assign(p.words, 0);
-    for (int w = 0; w < p.words; ++w) {
-      Word bits = 0;
-      const int end = std::min(p.n, (w + 1) * 64);
-      for (int i = w * 64; i < end; ++i) {
-        const bool pass = vote_passes[votes.votes[i]] && (!score_test || votes.mean_score[i] >= tau);
-        bits |= Word{pass} << (i & 63);
-      }
-      exit[w] = bits;
-    }
+    k.exit_bits(votes.votes.data(), votes.mean_score.data(), p.n, min_votes, rule.min_score.has_value(),
+                rule.min_score.value_or(0.0), exit.data());
     for (const Option& prev : s.options)
       if (prev.exit == exit) return;  // same decisions: the same cascades
     s.options.push_back(Option{rule, level, exit});
