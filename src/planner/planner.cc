@@ -175,6 +175,15 @@ struct Tallies {
     votes[i] = static_cast<uint8_t>(v.plurality == kAbstain ? 0 : v.votes);
     mean_score[i] = v.mean_score;
   }
+  // The fewest votes from which `rule`'s vote test passes (members + 1: never).
+  // DeferralRule::Exits decides it, from the count alone: agreement grows with the
+  // votes, and no votes never exits.
+  int MinVotes(const DeferralRule& rule) const {
+    const DeferralRule vote_part{rule.min_agreement, std::nullopt};
+    int min_votes = members + 1;
+    for (int v = members; v >= 0 && vote_part.Exits(Of(v, 0.0)); --v) min_votes = v;
+    return min_votes;
+  }
   TierVote Of(int count, double score) const {
     TierVote v;
     v.votes = count;
@@ -203,8 +212,7 @@ struct Candidate {
 // Pareto frontier in (cost strictly ascending, correct strictly ascending). Besides
 // the points it keeps, for every count k of examples answered right, the least cost
 // of a point reaching k or more (need_[k]), so that the questions of the search (a
-// few per cascade evaluated) are a lookup each: 8 bytes a count, the price of a
-// quarter of one mask word per example.
+// few per cascade evaluated) are a lookup each: 8 bytes an example a searcher.
 class Frontier {
  public:
   // `max_correct`: no point reaches more.
@@ -742,15 +750,11 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   std::vector<Word>& exit = votes.exit;  // built here, copied only when new
   const MaskKernels& k = BestMaskKernels();
   auto add_option = [&](DeferralRule rule, double level = std::numeric_limits<double>::quiet_NaN()) {
-    // DeferralRule::Exits reads a tally's vote count and mean score only. Its vote test
-    // passes from some count on (agreement grows with the votes, and no votes never
-    // exits): that count is taken from Exits itself. Its score test (mean_score >=
-    // min_score, NaN failing) is done by the kernel, 64 examples to a word.
-    int min_votes = votes.members + 1;
-    const DeferralRule vote_part{rule.min_agreement, std::nullopt};
-    for (int v = votes.members; v >= 0 && vote_part.Exits(votes.Of(v, 0.0)); --v) min_votes = v;
+    // DeferralRule::Exits reads a tally's vote count and mean score only: its vote test
+    // as a count (MinVotes); its score test (mean_score >= min_score, NaN failing) done
+    // by the kernel, 64 examples to a word.
     exit.assign(p.words, 0);
-    k.exit_bits(votes.votes.data(), votes.mean_score.data(), p.n, min_votes, rule.min_score.has_value(),
+    k.exit_bits(votes.votes.data(), votes.mean_score.data(), p.n, votes.MinVotes(rule), rule.min_score.has_value(),
                 rule.min_score.value_or(0.0), exit.data());
     for (const Option& prev : s.options)
       if (prev.exit == exit) return;  // same decisions: the same cascades
@@ -771,12 +775,10 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   }
   if ((rules & kRuleVoteAndScore) && scores && n >= 2) {
     for (double th : thetas) {
-      const DeferralRule vote_only{th, std::nullopt};
-      bool vote_passes[kMaxMembers + 1];
-      for (int v = 0; v <= n; ++v) vote_passes[v] = vote_only.Exits(votes.Of(v, 0.0));
+      const int min_votes = votes.MinVotes(DeferralRule{th, std::nullopt});
       idx.clear();
       for (int i = 0; i < p.n; ++i)
-        if (vote_passes[votes.votes[i]] && !std::isnan(votes.mean_score[i])) idx.push_back(i);
+        if (votes.votes[i] >= min_votes && !std::isnan(votes.mean_score[i])) idx.push_back(i);
       for (auto [tau, level] : QuantileGrid(votes.mean_score, idx, grid)) add_option(DeferralRule{th, tau}, level);
     }
   }
