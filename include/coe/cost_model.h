@@ -130,8 +130,8 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
 // transfer depends on the tiers before, which a per-tier cost cannot say).
 StatusOr<CostTable> LatencyCost(const CostTable& costs);
 
-// The cost of one tier on example `i`: its members' costs summed, or their TierTime.
-double TierCost(const CostTable& costs, std::span<const int> members, int i);
+// The cost of one tier from its members' costs: their sum, or their TierTime.
+double TierCost(const CostTable& costs, std::span<const double> member_costs);
 
 // The table for the examples `rows` of the recordings `costs` was built for (as
 // SelectRows on them), means recomputed.

@@ -48,7 +48,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
   std::vector<double> latencies;
   double sum_cost = 0, sum_lat = 0, sum_bytes = 0, sum_homog = 0;
   std::vector<MemberOutput> outs;
-  std::vector<double> member_lat;
+  std::vector<double> member_cost, member_lat;
   // Each tier compares answers by its `match` (free text needs the label names).
   static const LabelSet kNoLabels;
   std::vector<AnswerMatcher> matchers;
@@ -74,9 +74,11 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
           break;
         }
       }
+      member_cost.clear();
       member_lat.clear();
       for (int m : tiers[t]) {
         outs.push_back(rec.Output(m, i));
+        member_cost.push_back(costs.Cost(m, i));
         if (has_homog) sum_homog += costs.homogeneous[m];
         if (has_latency) {
           double lat = costs.latency_ms[m];
@@ -84,7 +86,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
           member_lat.push_back(lat);
         }
       }
-      o.cost += TierCost(costs, tiers[t], i);
+      o.cost += TierCost(costs, member_cost);
       if (has_latency) tier_lat = TierTime(member_lat, costs.latency_mode, costs.cores);
       o.latency_ms += tier_lat;
       const TierVote v = TallyVotes(outs, &matchers[t]);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <iterator>
 #include <limits>
 
 #include "base/cores.h"
@@ -178,17 +177,11 @@ double TierTime(std::span<const double> ms, LatencyMode mode, int cores) {
   return *std::max_element(load.begin(), load.end());
 }
 
-double TierCost(const CostTable& costs, std::span<const int> members, int i) {
-  if (costs.combine == TierCombine::kSum) {
-    double sum = 0;
-    for (int m : members) sum += costs.Cost(m, i);
-    return sum;
-  }
-  double ms[64];
-  size_t k = 0;
-  for (int m : members)
-    if (k < std::size(ms)) ms[k++] = costs.Cost(m, i);
-  return TierTime(std::span<const double>(ms, k), costs.latency_mode, costs.cores);
+double TierCost(const CostTable& costs, std::span<const double> member_costs) {
+  if (costs.combine == TierCombine::kTime) return TierTime(member_costs, costs.latency_mode, costs.cores);
+  double sum = 0;
+  for (double c : member_costs) sum += c;
+  return sum;
 }
 
 StatusOr<CostTable> LatencyCost(const CostTable& costs) {
@@ -202,7 +195,7 @@ StatusOr<CostTable> LatencyCost(const CostTable& costs) {
   CostTable t = costs;
   t.per_example.clear();
   t.fixed = costs.latency_ms;
-  t.mean = costs.latency_ms;
+  ComputeMeans(&t);
   t.combine = TierCombine::kTime;
   t.homogeneous.clear();
   std::string how = costs.latency_mode == LatencyMode::kSequential ? "members one after another"
