@@ -55,25 +55,25 @@ Status LoadModule(const char* name, const char* entry_name, const char* what, Pl
   return FailedPreconditionError(std::string(what) + " needs " + name + " (built with COE_WITH_ONNX); tried:" + errors);
 }
 
-}  // namespace
-
-StatusOr<const OnnxPlugin*> LoadOnnxPlugin() {
+// The module of `Plugin`, loaded on the first call (each Plugin type has its own once).
+template <typename Plugin>
+StatusOr<const Plugin*> LoadOnce(const char* name, const char* entry_name, const char* what) {
   static std::once_flag once;
-  static OnnxPlugin plugin;
+  static Plugin plugin;
   static Status status;
-  std::call_once(once,
-                 [] { status = LoadModule("libcoe_opencv.so", "coe_onnx_plugin_v1", "the onnx backend", &plugin); });
+  std::call_once(once, [&] { status = LoadModule(name, entry_name, what, &plugin); });
   if (!status.ok()) return status;
   return &plugin;
 }
 
+}  // namespace
+
+StatusOr<const OnnxPlugin*> LoadOnnxPlugin() {
+  return LoadOnce<OnnxPlugin>("libcoe_opencv.so", "coe_onnx_plugin_v1", "the onnx backend");
+}
+
 StatusOr<const ImagePlugin*> LoadImagePlugin() {
-  static std::once_flag once;
-  static ImagePlugin plugin;
-  static Status status;
-  std::call_once(once, [] { status = LoadModule("libcoe_images.so", "coe_images_plugin_v1", "image input", &plugin); });
-  if (!status.ok()) return status;
-  return &plugin;
+  return LoadOnce<ImagePlugin>("libcoe_images.so", "coe_images_plugin_v1", "image input");
 }
 
 }  // namespace coe
