@@ -9,11 +9,7 @@
 //             [--connections C]
 // Prints one line: sent, ok (200), busy (503), other, p50/p99 of the 200s and p99 of
 // the 503s in milliseconds, and the rate achieved.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "loopback.h"
+#include "median.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -38,41 +37,9 @@ struct Conn {
   std::string in;
 };
 
-int Dial(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
-// The length of the first complete response in `in`, or 0; its status in *status.
-size_t Complete(const std::string& in, int* status, bool* close_after) {
-  const size_t head = in.find("\r\n\r\n");
-  if (head == std::string::npos) return 0;
-  *status = std::atoi(in.c_str() + 9);
-  size_t len = 0;
-  const std::string h = in.substr(0, head);
-  std::string lower = h;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  const size_t cl = lower.find("content-length:");
-  if (cl != std::string::npos) len = std::strtoul(h.c_str() + cl + 15, nullptr, 10);
-  *close_after = lower.find("connection: close") != std::string::npos;
-  return in.size() >= head + 4 + len ? head + 4 + len : 0;
-}
-
-double Pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
+using coe::bench::Complete;
+using coe::bench::Dial;
+using coe::bench::Percentile;
 
 }  // namespace
 
@@ -227,8 +194,8 @@ int main(int argc, char** argv) {
   std::printf(
       "OPEN_LOOP rate=%.1f sent=%ld ok=%zu busy=%zu other=%ld errors=%ld ok_p50_ms=%.2f ok_p99_ms=%.2f "
       "busy_p50_ms=%.2f busy_p99_ms=%.2f achieved_rps=%.1f\n",
-      rate, sent, ok_ms.size(), busy_ms.size(), other, errors, Pct(ok_ms, 0.5), Pct(ok_ms, 0.99), Pct(busy_ms, 0.5),
-      Pct(busy_ms, 0.99), static_cast<double>(sent) / std::min(took, seconds));
+      rate, sent, ok_ms.size(), busy_ms.size(), other, errors, Percentile(ok_ms, 0.5), Percentile(ok_ms, 0.99),
+      Percentile(busy_ms, 0.5), Percentile(busy_ms, 0.99), static_cast<double>(sent) / std::min(took, seconds));
   for (Conn& c : conns)
     if (c.fd >= 0) close(c.fd);
   close(ep);

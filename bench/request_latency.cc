@@ -9,10 +9,6 @@
 //   request_latency --port P --model NAME [--images 2000] [--warmup 100] [--json]
 // bench/request_latency.sh drives it: the latency-planned cascade against the best
 // model, planned beside measured.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,27 +19,19 @@
 #include <vector>
 
 #include "coe/dataset.h"
+#include "loopback.h"
+#include "median.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int Dial(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
+using coe::bench::Complete;
+using coe::bench::Dial;
+using coe::bench::Percentile;
 
-// Sends `request` and reads one whole response; its status, or -1 on a broken connection.
+// Sends `request` and reads one whole response into *in; its status, or -1 on a broken
+// connection.
 int RoundTrip(int fd, const std::string& request, std::string* in) {
   for (size_t sent = 0; sent < request.size();) {
     const ssize_t k = write(fd, request.data() + sent, request.size() - sent);
@@ -52,26 +40,14 @@ int RoundTrip(int fd, const std::string& request, std::string* in) {
   }
   in->clear();
   char buf[65536];
-  size_t need = std::string::npos;
-  while (in->size() < need) {
+  int status = -1;
+  bool close_after = false;
+  while (Complete(*in, &status, &close_after) == 0) {
     const ssize_t k = read(fd, buf, sizeof buf);
     if (k <= 0) return -1;
     in->append(buf, static_cast<size_t>(k));
-    if (need == std::string::npos) {
-      const size_t head = in->find("\r\n\r\n");
-      if (head == std::string::npos) continue;
-      std::string lower = in->substr(0, head);
-      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      const size_t cl = lower.find("content-length:");
-      need = head + 4 + (cl == std::string::npos ? 0 : std::strtoul(lower.c_str() + cl + 15, nullptr, 10));
-    }
   }
-  return std::atoi(in->c_str() + 9);
-}
-
-double Pct(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+  return status;
 }
 
 }  // namespace
@@ -146,10 +122,10 @@ int main(int argc, char** argv) {
   for (double x : ms) mean += x / ms.size();
   if (json) {
     std::printf("{\"requests\": %zu, \"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f}\n",
-                ms.size(), mean, Pct(ms, 0.5), Pct(ms, 0.99), Pct(ms, 1.0));
+                ms.size(), mean, Percentile(ms, 0.5), Percentile(ms, 0.99), Percentile(ms, 1.0));
   } else {
     std::printf("%zu requests, one at a time: mean %.3f ms, p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", ms.size(), mean,
-                Pct(ms, 0.5), Pct(ms, 0.99), Pct(ms, 1.0));
+                Percentile(ms, 0.5), Percentile(ms, 0.99), Percentile(ms, 1.0));
   }
   return 0;
 }

@@ -36,21 +36,25 @@ PY
 printf '[[tiers]]\nmembers = ["%s"]\n' "$BEST" > "$WORK/single.toml"
 FLOOR=${FLOOR:-linear}
 printf '[[tiers]]\nmembers = ["%s"]\n' "$FLOOR" > "$WORK/floor.toml"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/serve_lib.sh
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 measure() {  # cascade file -> one line of JSON
   local port; port=$(free_port)
   "$COE" serve --cascade "$1" --models "$MODELS" --name served --port "$port" --quiet ${SERVE_FLAGS:-} > "$WORK/server.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/v2/health/ready" > /dev/null && break; sleep 0.05; done
+  wait_ready "$port" "$WORK/server.log"
   "$CLIENT" --port "$port" --model served --images "$IMAGES" --json
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 }
 : > "$WORK/rounds"
 for r in $(seq "$ROUNDS"); do
-  echo "single $(measure "$WORK/single.toml")" >> "$WORK/rounds"
-  echo "cascade $(measure "$WORK/latency.toml")" >> "$WORK/rounds"
-  echo "floor $(measure "$WORK/floor.toml")" >> "$WORK/rounds"
+  # One assignment a measure, so that a failing server stops the script (set -e).
+  for kind in single cascade floor; do
+    file=$WORK/$kind.toml
+    [ "$kind" = cascade ] && file=$WORK/latency.toml
+    line=$(measure "$file")
+    echo "$kind $line" >> "$WORK/rounds"
+  done
 done
 /usr/bin/python3 - "$WORK/rounds" "$BEST" "$PLANNED" "$PLANNED_BEST" "$CHOSEN" "$IMAGES" "$ROUNDS" <<'PY'
 import json, statistics as st, sys

@@ -33,15 +33,13 @@ raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").r
 print(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1, 28, 28],
                               "data": [float(b) for b in raw]}]}))
 PY
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/serve_lib.sh
 start() {  # binary flags... -> sets PID, PORT
   PORT=$(free_port)
   ${PIN:-} "$1" serve --cascade "$CASCADE" --models "$MODELS" --name served --port "$PORT" --quiet --max-inflight 256 "${@:2}" \
     > "$WORK/server.log" 2>&1 &
   PID=$!
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && return; sleep 0.05; done
-  echo "server did not start: $(cat "$WORK/server.log")" >&2
-  exit 1
+  wait_ready "$PORT" "$WORK/server.log"
 }
 stop() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; }
 wrk_run() {  # name -> appends "name rps p50 p99 errors" to $WORK/closed
