@@ -1,5 +1,5 @@
-// One conformance suite for every backend (as ggml's test-backend-ops): onnx (several
-// zoo models), recorded, remote over loopback, and the fault-injecting wrappers all
+// One conformance suite for every backend (as ggml's test-backend-ops): onnx and
+// onednn (several zoo models), recorded, remote over loopback, and the fault-injecting wrappers all
 // pass the same checks of the backend.h contract:
 //  - the same labels and bit-identical probabilities whatever the batch size (1, 7,
 //    256, 2048), the number of nets/threads the backend was made for (1, 2, 8), the
@@ -38,10 +38,10 @@ const char* const kLabelsToml =
     "labels = [\"tshirt\", \"trouser\", \"pullover\", \"dress\", \"coat\", \"sandal\", \"shirt\", "
     "\"sneaker\", \"bag\", \"boot\"]\n";
 
-std::string ZooModelToml(const std::string& model) {
+std::string ZooModelToml(const std::string& model, const std::string& backend = "onnx") {
   return std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
-         "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n[models." + model +
-         "]\nbackend = \"onnx\"\npath = \"" + testing::ZooDir() + model + ".onnx\"\nmacs = 1\n";
+         "scale = 0.00392156862745098\nmean = 0.2860\nstd = 0.3530\n[models." + model + "]\nbackend = \"" + backend +
+         "\"\npath = \"" + testing::ZooDir() + model + ".onnx\"\nmacs = 1\n";
 }
 
 ModelSpec SpecOf(const std::string& toml, const std::string& model) {
@@ -138,9 +138,10 @@ const std::string& RecordingsFile() {
 
 Subject MakeSubject(const std::string& name) {
   Subject s;
-  if (name.rfind("onnx_", 0) == 0) {
-    const std::string model = name.substr(5);
-    const ModelSpec spec = SpecOf(ZooModelToml(model), model);
+  if (name.rfind("onnx_", 0) == 0 || name.rfind("onednn_", 0) == 0) {
+    const size_t cut = name.find('_');
+    const std::string model = name.substr(cut + 1);
+    const ModelSpec spec = SpecOf(ZooModelToml(model, name.substr(0, cut)), model);
     s.make = [spec](int threads) { return MakeOrDie(spec, threads); };
     s.spoil = SpoilWithNan;
     if (model == "resnet_small") {  // 20M multiply-adds an image: a lighter load
@@ -392,8 +393,10 @@ TEST_P(Conformance, StatisticsAddUp) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance,
                          ::testing::Values("onnx_linear", "onnx_linear_pool", "onnx_mlp32", "onnx_cnn_tiny",
-                                           "onnx_cnn8_16", "onnx_resnet_small", "recorded", "remote", "slow", "flaky",
-                                           "dead"),
+                                           "onnx_cnn8_16", "onnx_resnet_small", "onednn_linear", "onednn_linear_pool",
+                                           "onednn_mlp32", "onednn_mlp256x2", "onednn_cnn_tiny", "onednn_cnn8_16",
+                                           "onednn_cnn_small", "onednn_cnn_medium", "onednn_resnet_small", "recorded",
+                                           "remote", "slow", "flaky", "dead"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace

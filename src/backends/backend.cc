@@ -26,6 +26,11 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const Ba
     if (!plugin.ok()) return plugin.status().WithPrefix("model '" + spec.name + "'");
     return (*plugin)->create_onnx(spec, options);
   }
+  if (kind == "onednn") {
+    auto plugin = LoadOnednnPlugin();
+    if (!plugin.ok()) return plugin.status().WithPrefix("model '" + spec.name + "'");
+    return (*plugin)->create(spec, options);
+  }
   if (kind == "remote" || kind == "openai") {
 #ifdef COE_HAVE_REMOTE
     return kind == "remote" ? CreateRemoteBackend(spec, options) : CreateOpenAiBackend(spec, options);
@@ -36,7 +41,7 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const Ba
   if (kind.empty())
     return InvalidArgumentError("model '" + spec.name + "' in the catalogue says neither backend, path nor url");
   return InvalidArgumentError("model '" + spec.name + "': unknown backend '" + kind +
-                              "' (expected onnx, recorded, remote, openai)");
+                              "' (expected onnx, onednn, recorded, remote, openai)");
 }
 
 }  // namespace coe

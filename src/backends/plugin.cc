@@ -19,7 +19,7 @@ namespace {
 // dlopen()s the module `name` where plugin.h says and calls its entry point `entry`
 // with `out`; the error names every path tried.
 template <typename Plugin>
-Status LoadModule(const char* name, const char* entry_name, const char* what, Plugin* out) {
+Status LoadModule(const char* name, const char* entry_name, const char* what, const char* option, Plugin* out) {
   std::vector<std::string> tried;
   if (const char* dir = std::getenv("COE_PLUGIN_DIR")) tried.push_back((fs::path(dir) / name).string());
   std::error_code ec;
@@ -52,16 +52,17 @@ Status LoadModule(const char* name, const char* entry_name, const char* what, Pl
     entry(out);
     return Status::Ok();
   }
-  return FailedPreconditionError(std::string(what) + " needs " + name + " (built with COE_WITH_ONNX); tried:" + errors);
+  return FailedPreconditionError(std::string(what) + " needs " + name + " (built with " + option +
+                                 "); tried:" + errors);
 }
 
 // The module of `Plugin`, loaded on the first call (each Plugin type has its own once).
 template <typename Plugin>
-StatusOr<const Plugin*> LoadOnce(const char* name, const char* entry_name, const char* what) {
+StatusOr<const Plugin*> LoadOnce(const char* name, const char* entry_name, const char* what, const char* option) {
   static std::once_flag once;
   static Plugin plugin;
   static Status status;
-  std::call_once(once, [&] { status = LoadModule(name, entry_name, what, &plugin); });
+  std::call_once(once, [&] { status = LoadModule(name, entry_name, what, option, &plugin); });
   if (!status.ok()) return status;
   return &plugin;
 }
@@ -69,11 +70,19 @@ StatusOr<const Plugin*> LoadOnce(const char* name, const char* entry_name, const
 }  // namespace
 
 StatusOr<const OnnxPlugin*> LoadOnnxPlugin() {
-  return LoadOnce<OnnxPlugin>("libcoe_opencv.so", "coe_onnx_plugin_v1", "the onnx backend");
+  return LoadOnce<OnnxPlugin>("libcoe_opencv.so", "coe_onnx_plugin_v1", "the onnx backend", "COE_WITH_ONNX");
 }
 
 StatusOr<const ImagePlugin*> LoadImagePlugin() {
-  return LoadOnce<ImagePlugin>("libcoe_images.so", "coe_images_plugin_v1", "image input");
+  return LoadOnce<ImagePlugin>("libcoe_images.so", "coe_images_plugin_v1", "image input", "COE_WITH_ONNX");
+}
+
+}  // namespace coe
+
+namespace coe {
+
+StatusOr<const OnednnPlugin*> LoadOnednnPlugin() {
+  return LoadOnce<OnednnPlugin>("libcoe_onednn.so", "coe_onednn_plugin_v1", "the onednn backend", "COE_WITH_ONEDNN");
 }
 
 }  // namespace coe

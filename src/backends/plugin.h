@@ -1,5 +1,6 @@
-// Internal: the OpenCV plug-ins: libcoe_opencv.so (the onnx backend, OpenCV DNN) and
-// libcoe_images.so (image input, OpenCV's image codecs).
+// Internal: the plug-ins: libcoe_opencv.so (the onnx backend, OpenCV DNN),
+// libcoe_images.so (image input, OpenCV's image codecs) and libcoe_onednn.so (the
+// onednn backend: ONNX models on oneDNN).
 //
 // OpenCV's image codecs on Debian pull in some 140 shared libraries (GDAL, Poppler,
 // HDF5, ...): loading them costs ~0.12 s at every process start, DNN's ~0.02 s. So
@@ -23,6 +24,9 @@ namespace coe {
 struct OnnxPlugin {
   StatusOr<std::unique_ptr<Backend>> (*create_onnx)(const ModelSpec&, const BackendOptions&);
 };
+struct OnednnPlugin {
+  StatusOr<std::unique_ptr<Backend>> (*create)(const ModelSpec&, const BackendOptions&);
+};
 struct ImagePlugin {
   StatusOr<InputBatch> (*load_images)(const std::string&, const DatasetOptions&);
 };
@@ -31,11 +35,13 @@ struct ImagePlugin {
 // it cannot be found or loaded.
 StatusOr<const OnnxPlugin*> LoadOnnxPlugin();
 StatusOr<const ImagePlugin*> LoadImagePlugin();
+StatusOr<const OnednnPlugin*> LoadOnednnPlugin();
 
 }  // namespace coe
 
 // The modules' entry points: they fill `out`. C linkage so that dlsym finds them.
 extern "C" void coe_onnx_plugin_v1(coe::OnnxPlugin* out);
 extern "C" void coe_images_plugin_v1(coe::ImagePlugin* out);
+extern "C" void coe_onednn_plugin_v1(coe::OnednnPlugin* out);
 
 #endif  // COE_BACKENDS_PLUGIN_H_

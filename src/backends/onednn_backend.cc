@@ -1,0 +1,629 @@
+// Backend "onednn": an ONNX classifier run by oneDNN (Debian's libdnnl-dev), in the
+// module libcoe_onednn.so (see backends/plugin.h).
+//
+// OpenCV DNN runs the zoo's small CNNs at a third to a half of the multiply-adds per
+// second it reaches on the big one, so a cascade's cheap tiers cost more time than their
+// compute says. oneDNN's JIT kernels for the CPU at hand (AVX-512, AVX2, ...) keep small
+// convolutions fast too.
+//
+// The graph is read by backends/onnx_model.h (no protobuf library) and compiled into a
+// Plan of oneDNN primitives for one batch size: Conv, Gemm, Add and their following Relu
+// fused into one primitive each; MaxPool, AveragePool, GlobalAveragePool, Flatten.
+// Layouts are oneDNN's choice (blocked where that is faster), reordered where needed.
+//
+// Answers do not depend on batching: a call's examples run in Plans of fixed sizes
+// (kBlock, then single examples), each example computed by the same kernels whichever
+// call brought it; the conformance suite checks this bit for bit.
+//
+// Concurrency: a Plan holds its buffers, so it runs on one thread at a time. The backend
+// keeps one Worker (a stream and its Plans) per concurrent caller, checked out under a
+// mutex like the onnx backend's Nets. oneDNN's OpenMP threading is held at one thread a
+// caller: the engine runs members and chunks in parallel itself.
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "backends/dense.h"
+#include "backends/onnx_model.h"
+#include "backends/plugin.h"
+
+namespace coe {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+// Examples a Plan of the large size runs at once; the rest of a call runs one by one.
+constexpr int kBlock = 32;
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<void, FreeDeleter>;
+
+Buffer Allocate(size_t bytes) {
+  bytes = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return Buffer(p);
+}
+
+// A graph's problem, said as an exception the loader turns into an InvalidArgument.
+struct GraphError {
+  std::string what;
+};
+
+// The primitives of one graph for one batch size, with their buffers.
+class Plan {
+ public:
+  Plan(const onnx::Model& model, const std::vector<int64_t>& input_shape, int batch, const dnnl::engine& engine,
+       dnnl::stream& stream)
+      : engine_(engine), batch_(batch) {
+    Build(model, input_shape, stream);
+  }
+
+  float* input() { return static_cast<float*>(input_); }
+  const float* output() const { return static_cast<const float*>(output_); }
+  int64_t classes() const { return classes_; }
+  int batch() const { return batch_; }
+
+  void Run(dnnl::stream& stream) {
+    for (Step& s : steps_) {
+      if (s.custom) {
+        stream.wait();
+        s.custom(s.args);
+      } else {
+        s.primitive.execute(stream, s.args);
+      }
+    }
+    stream.wait();
+  }
+
+ private:
+  struct Value {
+    memory mem;
+  };
+  using Args = std::unordered_map<int, memory>;
+  struct Step {
+    dnnl::primitive primitive;
+    Args args;
+    std::function<void(const Args&)> custom;  // instead of a primitive: a Dense layer
+  };
+  // A tensor computed by the plan. Tensors live in one arena, at offsets given once
+  // the plan is built: two share memory when no step needs both (a resnet's 32-example
+  // plan needs ~4 MB, not the ~30 MB of a buffer a tensor).
+  struct Activation {
+    size_t bytes;
+    std::vector<memory> users;                               // the tensor and its views, bound to the arena at the end
+    int first = std::numeric_limits<int>::max(), last = -1;  // steps that use it
+    size_t offset = 0;
+  };
+
+  // A tensor of the plan; its memory is bound when the plan is laid out.
+  memory NewMemory(const memory::desc& md) {
+    memory m(md, engine_, DNNL_MEMORY_NONE);
+    activation_of_[m.get()] = activations_.size();
+    activations_.push_back({md.get_size(), {m}});
+    return m;
+  }
+  // `md` over the memory of the tensor `of` (a reshape).
+  memory View(const memory& of, const memory::desc& md) {
+    memory m(md, engine_, DNNL_MEMORY_NONE);
+    const size_t a = activation_of_.at(of.get());
+    activation_of_[m.get()] = a;
+    activations_[a].users.push_back(m);
+    return m;
+  }
+  // A weight or bias buffer, allocated now.
+  memory NewConstant(const memory::desc& md) {
+    buffers_.push_back(Allocate(md.get_size()));
+    return memory(md, engine_, buffers_.back().get());
+  }
+
+  // Places every tensor in the arena: largest first, each at the lowest offset clear of
+  // the tensors placed already whose steps overlap its own.
+  void LayOut(const memory& input, const memory& output) {
+    for (size_t s = 0; s < steps_.size(); ++s) {
+      for (const auto& [arg, m] : steps_[s].args) {
+        auto it = activation_of_.find(m.get());
+        if (it == activation_of_.end()) continue;
+        Activation& a = activations_[it->second];
+        a.first = std::min(a.first, static_cast<int>(s));
+        a.last = std::max(a.last, static_cast<int>(s));
+      }
+    }
+    activations_[activation_of_.at(input.get())].first = -1;  // written before the steps run
+    activations_[activation_of_.at(output.get())].last = static_cast<int>(steps_.size());  // read after
+    std::vector<size_t> order(activations_.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return activations_[x].bytes > activations_[y].bytes; });
+    std::vector<size_t> placed;
+    size_t total = 0;
+    for (size_t k : order) {
+      Activation& a = activations_[k];
+      const size_t bytes = (a.bytes + 63) / 64 * 64;
+      size_t offset = 0;
+      for (bool moved = true; moved;) {
+        moved = false;
+        for (size_t p : placed) {
+          const Activation& b = activations_[p];
+          const bool live_together = a.first <= b.last && b.first <= a.last;
+          const size_t b_end = b.offset + (b.bytes + 63) / 64 * 64;
+          if (live_together && offset < b_end && b.offset < offset + bytes) {
+            offset = b_end;
+            moved = true;
+          }
+        }
+      }
+      a.offset = offset;
+      total = std::max(total, offset + bytes);
+      placed.push_back(k);
+    }
+    arena_ = Allocate(total);
+    for (Activation& a : activations_)
+      for (memory& m : a.users) m.set_data_handle(static_cast<char*>(arena_.get()) + a.offset);
+  }
+
+  // `mem` in the layout `want`: itself, or a reorder into a new buffer.
+  memory InLayout(const memory& mem, const memory::desc& want) {
+    if (mem.get_desc() == want) return mem;
+    memory out = NewMemory(want);
+    steps_.push_back({dnnl::reorder(mem, out), {{DNNL_ARG_FROM, mem}, {DNNL_ARG_TO, out}}, {}});
+    return out;
+  }
+
+  // Weights (or a bias) from the host, reordered once into the primitive's layout.
+  memory Constant(const onnx::FloatTensor& t, const memory::dims& dims, Tag tag, const memory::desc& want,
+                  dnnl::stream& stream) {
+    memory::desc plain(dims, Dt::f32, tag);
+    if (plain.get_size() != t.data.size() * sizeof(float)) throw GraphError{"a weight tensor has the wrong size"};
+    memory host(plain, engine_, const_cast<float*>(t.data.data()));
+    memory out = NewConstant(want);
+    dnnl::reorder(host, out).execute(stream, host, out);
+    stream.wait();
+    return out;
+  }
+
+  void Add(dnnl::primitive p, std::unordered_map<int, memory> args, const memory::desc& scratch) {
+    scratch_bytes_ = std::max(scratch_bytes_, scratch.get_size());
+    scratch_descs_.push_back(scratch);
+    steps_.push_back({std::move(p), std::move(args), {}});
+    scratch_steps_.push_back(steps_.size() - 1);
+  }
+
+  static dnnl::primitive_attr Attr(bool relu) {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    return attr;
+  }
+
+  void Build(const onnx::Model& model, const std::vector<int64_t>& input_shape, dnnl::stream& stream) {
+    std::map<std::string, int> uses;
+    for (const onnx::Node& n : model.nodes)
+      for (const std::string& i : n.inputs) uses[i]++;
+    for (const std::string& o : model.outputs) uses[o]++;
+
+    std::map<std::string, Value> values;
+    memory::dims in_dims = {batch_};
+    for (int64_t d : input_shape) in_dims.push_back(d);
+    Tag in_tag = in_dims.size() == 4 ? Tag::nchw : in_dims.size() == 2 ? Tag::nc : Tag::undef;
+    if (in_tag == Tag::undef) throw GraphError{"input_shape must be [C, H, W] or [features]"};
+    memory in = NewMemory(memory::desc(in_dims, Dt::f32, in_tag));
+    values[model.inputs[0]].mem = in;
+
+    auto input_of = [&](const onnx::Node& n, size_t k) -> Value& {
+      if (k >= n.inputs.size()) throw GraphError{n.op_type + " node '" + n.name + "' lacks input " + std::to_string(k)};
+      auto it = values.find(n.inputs[k]);
+      if (it == values.end())
+        throw GraphError{n.op_type + " node '" + n.name + "' reads '" + n.inputs[k] + "', which nothing computes"};
+      return it->second;
+    };
+    auto weight = [&](const onnx::Node& n, size_t k) -> const onnx::FloatTensor* {
+      if (k >= n.inputs.size() || n.inputs[k].empty()) return nullptr;
+      auto it = model.initializers.find(n.inputs[k]);
+      if (it == model.initializers.end())
+        throw GraphError{n.op_type + " node '" + n.name + "' takes a computed tensor as input " + std::to_string(k) +
+                         " (only constant weights are supported)"};
+      return &it->second;
+    };
+    // A Relu right after node `i`, reading only its output: fused into it.
+    auto fused_relu = [&](size_t i) {
+      const onnx::Node& n = model.nodes[i];
+      if (i + 1 >= model.nodes.size() || uses[n.outputs[0]] != 1) return false;
+      const onnx::Node& next = model.nodes[i + 1];
+      return next.op_type == "Relu" && next.inputs.size() == 1 && next.inputs[0] == n.outputs[0];
+    };
+    auto plain_2d = [&](Value& v) {
+      memory::desc md = v.mem.get_desc();
+      memory::dims d = md.dims();
+      if (d.size() == 2) return InLayout(v.mem, memory::desc(d, Dt::f32, Tag::nc));
+      memory flat = InLayout(v.mem, memory::desc(d, Dt::f32, Tag::nchw));
+      int64_t features = 1;
+      for (size_t k = 1; k < d.size(); ++k) features *= d[k];
+      return View(flat, memory::desc({d[0], features}, Dt::f32, Tag::nc));
+    };
+
+    for (size_t i = 0; i < model.nodes.size(); ++i) {
+      const onnx::Node& n = model.nodes[i];
+      if (n.outputs.empty()) throw GraphError{n.op_type + " node '" + n.name + "' has no output"};
+      if (!n.domain.empty() && n.domain != "ai.onnx")
+        throw GraphError{"node '" + n.name + "' is of domain " + n.domain + " (unsupported)"};
+      const bool relu = (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "Add") && fused_relu(i);
+      std::string out_name = relu ? model.nodes[i + 1].outputs[0] : n.outputs[0];
+      Value out;
+      if (n.op_type == "Conv") {
+        memory src = input_of(n, 0).mem;
+        const onnx::FloatTensor* w = weight(n, 1);
+        const onnx::FloatTensor* b = weight(n, 2);
+        memory::dims sd = src.get_desc().dims();
+        if (!w || w->dims.size() != 4 || sd.size() != 4)
+          throw GraphError{"Conv node '" + n.name + "' is not a 2-D convolution"};
+        if (n.Int("group", 1) != 1) throw GraphError{"Conv node '" + n.name + "' is grouped (unsupported)"};
+        if (w->dims[1] != sd[1])
+          throw GraphError{"Conv node '" + n.name + "' has weights for " + std::to_string(w->dims[1]) +
+                           " input channels, its input has " + std::to_string(sd[1])};
+        std::vector<int64_t> k = n.Ints("kernel_shape", {w->dims[2], w->dims[3]});
+        std::vector<int64_t> s = n.Ints("strides", {1, 1}), dil = n.Ints("dilations", {1, 1}),
+                             p = n.Ints("pads", {0, 0, 0, 0});
+        if (n.Find("auto_pad") && n.Find("auto_pad")->s != "NOTSET")
+          throw GraphError{"Conv node '" + n.name + "' uses auto_pad (unsupported)"};
+        if (k.size() != 2 || s.size() != 2 || dil.size() != 2 || p.size() != 4 || k[0] != w->dims[2] ||
+            k[1] != w->dims[3])
+          throw GraphError{"Conv node '" + n.name + "' has attributes this backend does not read"};
+        const int64_t oc = w->dims[0];
+        memory::dims od = {sd[0], oc, (sd[2] + p[0] + p[2] - dil[0] * (k[0] - 1) - 1) / s[0] + 1,
+                           (sd[3] + p[1] + p[3] - dil[1] * (k[1] - 1) - 1) / s[1] + 1};
+        if (od[2] <= 0 || od[3] <= 0) throw GraphError{"Conv node '" + n.name + "' has an empty output"};
+        memory::desc wmd(w->dims, Dt::f32, Tag::any), bmd({oc}, Dt::f32, Tag::x), dmd(od, Dt::f32, Tag::any),
+            smd(sd, Dt::f32, Tag::any);
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, smd,
+                                          wmd, bmd, dmd, {s[0], s[1]}, {dil[0] - 1, dil[1] - 1}, {p[0], p[1]},
+                                          {p[2], p[3]});
+        dnnl::convolution_forward::primitive_desc pd(d, Attr(relu), engine_);
+        memory weights = Constant(*w, w->dims, Tag::oihw, pd.weights_desc(), stream);
+        onnx::FloatTensor zero{{oc}, std::vector<float>(oc, 0.f)};
+        memory bias = Constant(b ? *b : zero, {oc}, Tag::x, pd.bias_desc(), stream);
+        memory in = InLayout(src, pd.src_desc());
+        out.mem = NewMemory(pd.dst_desc());
+        Add(dnnl::convolution_forward(pd),
+            {{DNNL_ARG_SRC, in}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, out.mem}},
+            pd.scratchpad_desc());
+      } else if (n.op_type == "Gemm") {
+        Value& a = input_of(n, 0);
+        const onnx::FloatTensor* w = weight(n, 1);
+        const onnx::FloatTensor* c = weight(n, 2);
+        if (n.Int("transA", 0) != 0) throw GraphError{"Gemm node '" + n.name + "' transposes A (unsupported)"};
+        if (!w || w->dims.size() != 2) throw GraphError{"Gemm node '" + n.name + "' has no 2-D weight matrix"};
+        const bool trans_b = n.Int("transB", 0) != 0;
+        const int64_t outs = trans_b ? w->dims[0] : w->dims[1], ins = trans_b ? w->dims[1] : w->dims[0];
+        const float alpha = n.Float("alpha", 1.f), beta = n.Float("beta", 1.f);
+        onnx::FloatTensor wt{{outs, ins}, std::vector<float>(outs * ins)};
+        for (int64_t o = 0; o < outs; ++o)
+          for (int64_t k = 0; k < ins; ++k)
+            wt.data[o * ins + k] = alpha * w->data[trans_b ? o * ins + k : k * outs + o];
+        onnx::FloatTensor bias{{outs}, std::vector<float>(outs, 0.f)};
+        if (c) {
+          if (c->size() != outs && c->size() != 1)
+            throw GraphError{"Gemm node '" + n.name + "' has a bias C of another shape"};
+          for (int64_t o = 0; o < outs; ++o) bias.data[o] = beta * c->data[c->size() == 1 ? 0 : o];
+        }
+        memory src = plain_2d(a);
+        if (src.get_desc().dims()[1] != ins)
+          throw GraphError{"Gemm node '" + n.name + "' takes " + std::to_string(ins) + " features, its input has " +
+                           std::to_string(src.get_desc().dims()[1])};
+        out.mem = NewMemory(memory::desc({batch_, outs}, Dt::f32, Tag::nc));
+        auto dense = std::make_shared<const Dense>(ins, outs, wt.data, bias.data, relu);
+        const int64_t rows = batch_;
+        Step step;
+        step.args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out.mem}};
+        step.custom = [dense, rows](const Args& args) {
+          dense->Run(static_cast<const float*>(args.at(DNNL_ARG_SRC).get_data_handle()), rows,
+                     static_cast<float*>(args.at(DNNL_ARG_DST).get_data_handle()));
+        };
+        steps_.push_back(std::move(step));
+      } else if (n.op_type == "Add") {
+        memory x = input_of(n, 0).mem, y = input_of(n, 1).mem;
+        if (x.get_desc().dims() != y.get_desc().dims())
+          throw GraphError{"Add node '" + n.name + "' adds tensors of different shapes (broadcasting is unsupported)"};
+        y = InLayout(y, x.get_desc());
+        memory::desc dmd(x.get_desc().dims(), Dt::f32, Tag::any);
+        dnnl::binary::desc d(dnnl::algorithm::binary_add, x.get_desc(), y.get_desc(), x.get_desc());
+        dnnl::binary::primitive_desc pd(d, Attr(relu), engine_);
+        out.mem = NewMemory(pd.dst_desc());
+        Add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, y}, {DNNL_ARG_DST, out.mem}},
+            pd.scratchpad_desc());
+      } else if (n.op_type == "Relu") {
+        memory x = input_of(n, 0).mem;
+        dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, x.get_desc(),
+                                      0.f);
+        dnnl::eltwise_forward::primitive_desc pd(d, Attr(false), engine_);
+        out.mem = NewMemory(pd.dst_desc());
+        Add(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out.mem}}, pd.scratchpad_desc());
+      } else if (n.op_type == "MaxPool" || n.op_type == "AveragePool" || n.op_type == "GlobalAveragePool") {
+        memory x = input_of(n, 0).mem;
+        memory::dims sd = x.get_desc().dims();
+        if (sd.size() != 4)
+          throw GraphError{n.op_type + " node '" + n.name + "' reads a tensor that is not [N, C, H, W]"};
+        const bool global = n.op_type == "GlobalAveragePool";
+        std::vector<int64_t> k = global ? std::vector<int64_t>{sd[2], sd[3]} : n.Ints("kernel_shape");
+        std::vector<int64_t> s = n.Ints("strides", {1, 1}), p = n.Ints("pads", {0, 0, 0, 0}),
+                             dil = n.Ints("dilations", {1, 1});
+        if (k.size() != 2 || s.size() != 2 || p.size() != 4 || dil != std::vector<int64_t>{1, 1} ||
+            n.Int("ceil_mode", 0) != 0 || n.Int("storage_order", 0) != 0 ||
+            (n.Find("auto_pad") && n.Find("auto_pad")->s != "NOTSET"))
+          throw GraphError{n.op_type + " node '" + n.name + "' has attributes this backend does not support"};
+        memory::dims od = {sd[0], sd[1], (sd[2] + p[0] + p[2] - k[0]) / s[0] + 1,
+                           (sd[3] + p[1] + p[3] - k[1]) / s[1] + 1};
+        if (od[2] <= 0 || od[3] <= 0) throw GraphError{n.op_type + " node '" + n.name + "' has an empty output"};
+        const dnnl::algorithm alg = n.op_type == "MaxPool"               ? dnnl::algorithm::pooling_max
+                                    : n.Int("count_include_pad", 0) != 0 ? dnnl::algorithm::pooling_avg_include_padding
+                                                                         : dnnl::algorithm::pooling_avg_exclude_padding;
+        dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.get_desc(),
+                                      memory::desc(od, Dt::f32, Tag::any), {s[0], s[1]}, {k[0], k[1]}, {p[0], p[1]},
+                                      {p[2], p[3]});
+        dnnl::pooling_forward::primitive_desc pd(d, Attr(false), engine_);
+        out.mem = NewMemory(pd.dst_desc());
+        Add(dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out.mem}}, pd.scratchpad_desc());
+      } else if (n.op_type == "Flatten") {
+        Value& x = input_of(n, 0);
+        if (n.Int("axis", 1) != 1)
+          throw GraphError{"Flatten node '" + n.name + "' has an axis other than 1 (unsupported)"};
+        out.mem = plain_2d(x);
+      } else if (n.op_type == "Identity" || n.op_type == "Dropout") {
+        out = input_of(n, 0);
+      } else {
+        throw GraphError{"node '" + n.name + "' is a " + n.op_type +
+                         ", which the onednn backend does not run (it runs Conv, Gemm, Add, Relu, MaxPool, "
+                         "AveragePool, GlobalAveragePool, Flatten; backend = \"onnx\" runs more on OpenCV DNN)"};
+      }
+      if (relu) ++i;
+      values[out_name] = std::move(out);
+    }
+    auto it = values.find(model.outputs[0]);
+    if (it == values.end()) throw GraphError{"nothing computes the graph's output '" + model.outputs[0] + "'"};
+    memory result = it->second.mem;
+    memory::dims od = result.get_desc().dims();
+    if (od.size() != 2) throw GraphError{"the output is not [batch, classes]"};
+    result = InLayout(result, memory::desc(od, Dt::f32, Tag::nc));
+    classes_ = od[1];
+    LayOut(in, result);
+    input_ = in.get_data_handle();
+    output_ = result.get_data_handle();
+    // One scratchpad for every step (they run one after another).
+    scratch_ = Allocate(scratch_bytes_);
+    for (size_t k = 0; k < scratch_steps_.size(); ++k)
+      steps_[scratch_steps_[k]].args[DNNL_ARG_SCRATCHPAD] = memory(scratch_descs_[k], engine_, scratch_.get());
+  }
+
+  dnnl::engine engine_;
+  int batch_;
+  std::vector<Buffer> buffers_;  // weights and biases
+  std::vector<Activation> activations_;
+  std::unordered_map<dnnl_memory_t, size_t> activation_of_;
+  Buffer arena_;
+  std::vector<Step> steps_;
+  std::vector<memory::desc> scratch_descs_;
+  std::vector<size_t> scratch_steps_;
+  size_t scratch_bytes_ = 0;
+  Buffer scratch_;
+  void* input_ = nullptr;
+  void* output_ = nullptr;
+  int64_t classes_ = 0;
+};
+
+// What the exception being handled says; no exception leaves this file.
+std::string CurrentExceptionText() {
+  try {
+    throw;
+  } catch (const GraphError& e) {
+    return e.what;
+  } catch (const dnnl::error& e) {
+    return std::string("oneDNN: ") + e.what();
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "unknown exception";
+}
+
+// Plans of kBlock, kBlock / 2, ..., 1 examples.
+constexpr int kPlanSizes = std::bit_width(static_cast<unsigned>(kBlock));
+
+// One caller's stream and Plans (plans[k] runs kBlock >> k examples; made on first use).
+struct Worker {
+  dnnl::stream stream;
+  std::unique_ptr<Plan> plans[kPlanSizes];
+};
+
+class OnednnBackend : public Backend {
+ public:
+  OnednnBackend(BackendInfo info, const ModelSpec& spec, std::shared_ptr<const onnx::Model> model, dnnl::engine engine,
+                std::vector<std::unique_ptr<Worker>> workers)
+      : info_(std::move(info)),
+        path_(spec.path),
+        scale_(spec.scale),
+        mean_(spec.mean),
+        std_(spec.std),
+        model_(std::move(model)),
+        engine_(std::move(engine)),
+        workers_(std::move(workers)) {}
+
+  const BackendInfo& info() const override { return info_; }
+
+  Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    const int64_t n = batch.size();
+    out->assign(n, Prediction{});
+    stats_.calls++;
+    stats_.examples += n;
+    if (n == 0) return Status::Ok();
+    if (batch.shape() != info_.input_shape) {
+      for (Prediction& p : *out) p.error = "wrong input shape";
+      stats_.abstentions += n;
+      return InvalidArgumentError("model '" + info_.name + "' (" + path_ + ") takes inputs of shape " +
+                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
+    }
+    omp_set_num_threads(1);
+    Lease lease(this);
+    const int64_t e = static_cast<int64_t>(batch.data.size()) / n;
+    const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
+    const int classes = static_cast<int>(info_.labels.size());
+    std::string error;
+    uint64_t abstained = 0;
+    bool bad[kBlock];
+    for (int64_t start = 0; start < n;) {
+      const int64_t rest = n - start;
+      Plan* plan = nullptr;
+      try {
+        plan = PlanFor(*lease.worker,
+                       rest >= kBlock ? kBlock : static_cast<int>(std::bit_floor(static_cast<uint64_t>(rest))));
+        float* dst = plan->input();
+        const float* src = batch.data.data() + start * e;
+        for (int64_t i = 0; i < plan->batch(); ++i) {
+          // A non-finite input abstains: Relu would turn its NaNs into zeros, where OpenCV
+          // (and the contract) let the example's output be non-finite.
+          uint32_t non_finite = 0;
+          for (int64_t k = i * e; k < (i + 1) * e; ++k) {
+            dst[k] = src[k] * a + b;
+            const uint32_t bits = std::bit_cast<uint32_t>(dst[k]);
+            non_finite |= (bits & 0x7f800000u) == 0x7f800000u;  // an exponent of all ones
+          }
+          bad[i] = non_finite != 0;
+        }
+        plan->Run(lease.worker->stream);
+      } catch (...) {
+        error = CurrentExceptionText();
+        break;
+      }
+      const float* rows = plan->output();
+      for (int64_t i = 0; i < plan->batch(); ++i) {
+        Prediction& p = (*out)[start + i];
+        if (bad[i]) {
+          p.error = "non-finite input";
+          ++abstained;
+          continue;
+        }
+        p.label = SoftmaxArgmax({rows + i * classes, static_cast<size_t>(classes)}, &p.probs);
+        if (p.label == kAbstain) {
+          p.error = "non-finite output";
+          p.probs.clear();
+          ++abstained;
+          continue;
+        }
+        p.score = p.probs[p.label];
+      }
+      start += plan->batch();
+    }
+    if (!error.empty()) {
+      stats_.errors++;
+      stats_.abstentions += n;
+      for (Prediction& p : *out) p = Prediction{.error = error};
+      return Status::Ok();
+    }
+    stats_.abstentions += abstained;
+    return Status::Ok();
+  }
+
+ private:
+  Plan* PlanFor(Worker& w, int size) {
+    std::unique_ptr<Plan>& plan = w.plans[std::countr_zero(static_cast<unsigned>(kBlock / size))];
+    if (!plan) plan = std::make_unique<Plan>(*model_, info_.input_shape, size, engine_, w.stream);
+    return plan.get();
+  }
+
+  struct Lease {
+    explicit Lease(OnednnBackend* b) : backend(b) {
+      std::unique_lock<std::mutex> lock(b->mu_);
+      b->cv_.wait(lock, [b] { return !b->workers_.empty(); });
+      owned = std::move(b->workers_.back());
+      b->workers_.pop_back();
+      worker = owned.get();
+    }
+    ~Lease() {
+      std::lock_guard<std::mutex> lock(backend->mu_);
+      backend->workers_.push_back(std::move(owned));
+      backend->cv_.notify_one();
+    }
+    OnednnBackend* backend;
+    std::unique_ptr<Worker> owned;
+    Worker* worker;
+  };
+
+  BackendInfo info_;
+  std::string path_;
+  double scale_, mean_, std_;
+  std::shared_ptr<const onnx::Model> model_;
+  dnnl::engine engine_;
+  std::mutex mu_;
+  std::condition_variable cv_;                    // signalled when a Worker is returned
+  std::vector<std::unique_ptr<Worker>> workers_;  // guarded by mu_
+};
+
+StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, const BackendOptions& options) {
+  if (spec.path.empty()) return InvalidArgumentError("model '" + spec.name + "': onednn backend needs a path");
+  if (!std::filesystem::exists(spec.path))
+    return NotFoundError("model '" + spec.name + "': model file " + spec.path + " does not exist");
+  if (spec.input_shape.empty())
+    return InvalidArgumentError("model '" + spec.name + "': the catalogue gives no input_shape");
+  auto parsed = onnx::ReadModel(spec.path);
+  if (!parsed.ok()) return parsed.status().WithPrefix("model '" + spec.name + "'");
+  auto model = std::make_shared<const onnx::Model>(std::move(*parsed));
+  omp_set_num_threads(1);
+  BackendInfo info;
+  info.name = spec.name;
+  info.kind = "onednn";
+  info.input_shape = spec.input_shape;
+  info.gives_probabilities = true;
+  info.labels = spec.labels;
+  std::vector<std::unique_ptr<Worker>> workers;
+  try {
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    // The first worker's single-example Plan checks the graph now, so that a model this
+    // backend cannot run is an error at load time, not an abstention on every example.
+    for (int t = 0; t < std::max(1, options.threads); ++t) {
+      auto w = std::make_unique<Worker>();
+      w->stream = dnnl::stream(engine);
+      workers.push_back(std::move(w));
+    }
+    try {
+      workers[0]->plans[kPlanSizes - 1] =
+          std::make_unique<Plan>(*model, spec.input_shape, 1, engine, workers[0]->stream);
+    } catch (...) {
+      return InvalidArgumentError("model '" + spec.name + "': " + spec.path +
+                                  " cannot run on the onednn backend with inputs of shape " +
+                                  ShapeString(spec.input_shape) + ": " + CurrentExceptionText());
+    }
+    const size_t classes = static_cast<size_t>(workers[0]->plans[kPlanSizes - 1]->classes());
+    if (info.labels.empty()) {
+      for (size_t c = 0; c < classes; ++c) info.labels.push_back(std::to_string(c));
+    } else if (classes != info.labels.size()) {
+      return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " outputs " + std::to_string(classes) +
+                                  " classes but the catalogue lists " + std::to_string(info.labels.size()) + " labels");
+    }
+    return std::unique_ptr<Backend>(
+        new OnednnBackend(std::move(info), spec, std::move(model), std::move(engine), std::move(workers)));
+  } catch (...) {
+    return InvalidArgumentError("model '" + spec.name + "': " + CurrentExceptionText());
+  }
+}
+
+}  // namespace
+}  // namespace coe
+
+extern "C" void coe_onednn_plugin_v1(coe::OnednnPlugin* out) { out->create = &coe::CreateOnednnBackend; }

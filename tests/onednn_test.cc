@@ -1,0 +1,307 @@
+// The onednn backend's parts: the ONNX reader (every zoo model, corrupt and truncated
+// files, hand-written graphs it must refuse), the batch-invariant Dense layer (every
+// kernel build bit for bit, against a double-precision reference), and the backend
+// against OpenCV DNN on the zoo. Its backend.h contract is checked by the conformance
+// suite (tests/backend_conformance_test.cc, subjects onednn_*).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "backends/dense.h"
+#include "backends/onnx_model.h"
+#include "coe/backend.h"
+#include "coe/dataset.h"
+#include "testing.h"
+
+namespace coe {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kZoo[] = {"linear",   "linear_pool", "mlp32",     "mlp128",     "mlp256x2",
+                            "cnn_tiny", "cnn8_16",     "cnn_small", "cnn_medium", "resnet_small"};
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(OnnxModel, ReadsEveryZooModel) {
+  for (const char* name : kZoo) {
+    auto m = onnx::ReadModel(testing::ZooDir() + name + ".onnx");
+    ASSERT_TRUE(m.ok()) << name << ": " << m.status().ToString();
+    EXPECT_EQ(m->opset, 13) << name;
+    EXPECT_EQ(m->inputs, std::vector<std::string>{"input"}) << name;
+    EXPECT_EQ(m->outputs, std::vector<std::string>{"logits"}) << name;
+    ASSERT_FALSE(m->nodes.empty()) << name;
+    EXPECT_EQ(m->nodes.back().op_type, "Gemm") << name;
+    const onnx::FloatTensor& w = m->initializers.at(m->nodes.back().inputs[1]);
+    ASSERT_EQ(w.dims.size(), 2u) << name;
+    EXPECT_EQ(w.dims[0], 10) << name;  // ten classes
+    EXPECT_EQ(static_cast<int64_t>(w.data.size()), w.size()) << name;
+  }
+}
+
+// Every prefix of a model file and every single-byte corruption of its structure is
+// either read or refused with a message naming the file: never a crash (the ASan lane
+// runs this too).
+TEST(OnnxModel, TruncatedAndCorruptFilesAreErrorsNotCrashes) {
+  const std::string bytes = ReadBytes(testing::ZooDir() + std::string("cnn_tiny.onnx"));
+  ASSERT_GT(bytes.size(), 1000u);
+  int refused = 0;
+  for (size_t cut = 0; cut < bytes.size(); cut += 97) {
+    auto m = onnx::ParseModel(std::string_view(bytes).substr(0, cut), "cut.onnx");
+    if (!m.ok()) {
+      ++refused;
+      EXPECT_NE(m.status().message().find("cut.onnx"), std::string::npos) << m.status().ToString();
+    }
+  }
+  EXPECT_GT(refused, 0);
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string spoiled = bytes;
+    const size_t at = std::uniform_int_distribution<size_t>(0, 2000)(rng);  // the graph's structure, not weights
+    spoiled[at] = static_cast<char>(std::uniform_int_distribution<int>(0, 255)(rng));
+    auto m = onnx::ParseModel(spoiled, "spoiled.onnx");
+    if (!m.ok()) {
+      EXPECT_NE(m.status().message().find("spoiled.onnx"), std::string::npos);
+    }
+  }
+  auto missing = onnx::ReadModel("/no/such/model.onnx");
+  EXPECT_FALSE(missing.ok());
+}
+
+// A protobuf writer for hand-made graphs.
+struct Proto {
+  std::string out;
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+  }
+  Proto& Int(uint32_t field, int64_t v) {
+    Varint(field << 3);
+    Varint(static_cast<uint64_t>(v));
+    return *this;
+  }
+  Proto& Bytes(uint32_t field, const std::string& b) {
+    Varint((field << 3) | 2);
+    Varint(b.size());
+    out += b;
+    return *this;
+  }
+};
+
+std::string Tensor(const std::string& name, std::vector<int64_t> dims, const std::vector<float>& data) {
+  Proto t;
+  for (int64_t d : dims) t.Int(1, d);
+  t.Int(2, 1);  // FLOAT
+  t.Bytes(8, name);
+  t.Bytes(9, std::string(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float)));
+  return t.out;
+}
+
+std::string NodeProto(const std::string& op, std::vector<std::string> in, const std::string& out) {
+  Proto n;
+  for (const std::string& i : in) n.Bytes(1, i);
+  n.Bytes(2, out).Bytes(4, op);
+  return n.out;
+}
+
+// A model of `nodes` from "input" ([1, 4] features) to "logits", with a Gemm's weights W
+// ([3, 4]) and B.
+std::string ModelBytes(const std::vector<std::string>& nodes) {
+  Proto g;
+  for (const std::string& n : nodes) g.Bytes(1, n);
+  g.Bytes(5, Tensor("W", {3, 4}, std::vector<float>(12, 0.5f)));
+  g.Bytes(5, Tensor("B", {3}, {1.f, 2.f, 3.f}));
+  g.Bytes(11, Proto().Bytes(1, "input").out);
+  g.Bytes(11, Proto().Bytes(1, "W").out);
+  g.Bytes(12, Proto().Bytes(1, "logits").out);
+  Proto m;
+  m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
+  return m.out;
+}
+
+struct TempModel {
+  std::string path;
+  explicit TempModel(const std::string& bytes) {
+    path = (fs::temp_directory_path() / ("coe_onednn_" + std::to_string(::getpid()) + "_" +
+                                         std::to_string(reinterpret_cast<uintptr_t>(this)) + ".onnx"))
+               .string();
+    std::ofstream(path, std::ios::binary) << bytes;
+  }
+  ~TempModel() { fs::remove(path); }
+};
+
+StatusOr<std::unique_ptr<Backend>> MakeOnednn(const std::string& path, std::vector<int64_t> shape,
+                                              std::vector<std::string> labels = {}) {
+  ModelSpec spec;
+  spec.name = "m";
+  spec.backend = "onednn";
+  spec.path = path;
+  spec.input_shape = std::move(shape);
+  spec.labels = std::move(labels);
+  return CreateBackend(spec, BackendOptions{.threads = 2});
+}
+
+TEST(OnednnBackend, RunsAHandWrittenGraph) {
+  // logits = W x + B with W all 0.5 ([3, 4], transB = 1) and B = (1, 2, 3): on x = 1s,
+  // (3, 4, 5), softmax-ed.
+  Proto trans_b;
+  trans_b.Bytes(1, "transB").Int(3, 1).Int(20, 2);  // name, i, type INT
+  Proto gemm;
+  gemm.out = NodeProto("Gemm", {"input", "W", "B"}, "logits");
+  gemm.Bytes(5, trans_b.out);
+  TempModel model(ModelBytes({gemm.out}));
+  auto b = MakeOnednn(model.path, {4});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ((*b)->info().labels, (std::vector<std::string>{"0", "1", "2"}));
+  InputBatch in;
+  in.example_shape = {4};
+  in.data.assign(4 * 40, 1.f);  // 40 examples: one Plan of 32, one of 8
+  std::vector<Prediction> out;
+  ASSERT_TRUE((*b)->Predict(in.View(), &out).ok());
+  ASSERT_EQ(out.size(), 40u);
+  const double z = std::exp(3.0) + std::exp(4.0) + std::exp(5.0);
+  for (const Prediction& p : out) {
+    EXPECT_EQ(p.label, 2);
+    ASSERT_EQ(p.probs.size(), 3u);
+    EXPECT_NEAR(p.probs[0], std::exp(3.0) / z, 1e-6);
+    EXPECT_NEAR(p.probs[2], std::exp(5.0) / z, 1e-6);
+  }
+  // Without transB the weights read as [ins = 3, outs = 4]: a graph of 3 features.
+  TempModel plain(ModelBytes({NodeProto("Gemm", {"input", "W", "B"}, "logits")}));
+  auto wrong = MakeOnednn(plain.path, {4});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("bias"), std::string::npos) << wrong.status().ToString();
+}
+
+TEST(OnednnBackend, RefusesGraphsItCannotRunWithAMessage) {
+  struct Case {
+    std::vector<std::string> nodes;
+    std::vector<int64_t> shape;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{NodeProto("Softmax", {"input"}, "logits")}, {4}, "Softmax"},
+      {{NodeProto("Gemm", {"nowhere", "W", "B"}, "logits")}, {4}, "nowhere"},
+      {{NodeProto("Relu", {"input"}, "x")}, {4}, "logits"},
+      {{NodeProto("Gemm", {"input", "input", "B"}, "logits")}, {4}, "constant"},
+      {{NodeProto("Conv", {"input", "W"}, "logits")}, {1, 4, 4}, "Conv"},
+  };
+  for (const Case& c : cases) {
+    TempModel model(ModelBytes(c.nodes));
+    auto b = MakeOnednn(model.path, c.shape);
+    ASSERT_FALSE(b.ok()) << c.says;
+    EXPECT_EQ(b.status().code(), StatusCode::kInvalidArgument) << b.status().ToString();
+    EXPECT_NE(b.status().message().find(c.says), std::string::npos) << b.status().ToString();
+    EXPECT_NE(b.status().message().find("'m'"), std::string::npos) << b.status().ToString();
+  }
+  TempModel garbage("this is not a protobuf at all");
+  auto g = MakeOnednn(garbage.path, {4});
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find(garbage.path), std::string::npos) << g.status().ToString();
+  auto missing = MakeOnednn("/no/such/model.onnx", {4});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  // A zoo model with an input shape it cannot take, and with the wrong number of labels.
+  auto shape = MakeOnednn(testing::ZooDir() + std::string("cnn_tiny.onnx"), {1, 20, 20});
+  EXPECT_FALSE(shape.ok());
+  auto labels = MakeOnednn(testing::ZooDir() + std::string("linear.onnx"), {1, 28, 28}, {"a", "b"});
+  ASSERT_FALSE(labels.ok());
+  EXPECT_NE(labels.status().message().find("10 classes"), std::string::npos) << labels.status().ToString();
+}
+
+// Dense: every build this CPU runs gives the plain loop's bits, a row gives the same bits
+// alone as in any batch, and the sums are right (against doubles).
+TEST(Dense, EveryBuildAndEveryBatchGiveTheSameBits) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  for (auto [ins, outs] :
+       std::vector<std::pair<int, int>>{{1, 1}, {7, 10}, {784, 10}, {64, 17}, {300, 33}, {256, 256}}) {
+    std::vector<float> w(ins * outs), bias(outs), x(20 * ins);
+    for (float& v : w) v = normal(rng);
+    for (float& v : bias) v = normal(rng);
+    for (float& v : x) v = normal(rng);
+    for (bool relu : {false, true}) {
+      Dense dense(ins, outs, w, bias, relu);
+      std::vector<float> plain(20 * outs);
+      dense.RunWith("plain", x.data(), 20, plain.data());
+      for (const char* build : {"avx512", "avx2"}) {
+        std::vector<float> got(20 * outs, -1.f);
+        dense.RunWith(build, x.data(), 20, got.data());
+        if (got[0] == -1.f && std::string(build) != Dense::Build()) continue;  // not on this CPU
+        EXPECT_EQ(0, std::memcmp(plain.data(), got.data(), got.size() * sizeof(float)))
+            << build << " " << ins << "x" << outs;
+      }
+      for (int rows : {1, 3, 8, 9, 20}) {
+        for (int start = 0; start + rows <= 20; start += 5) {
+          std::vector<float> got(rows * outs);
+          dense.Run(x.data() + start * ins, rows, got.data());
+          EXPECT_EQ(0, std::memcmp(plain.data() + start * outs, got.data(), got.size() * sizeof(float)))
+              << rows << " rows from " << start << ", " << ins << "x" << outs;
+        }
+      }
+      for (int r = 0; r < 20; ++r) {
+        for (int o = 0; o < outs; ++o) {
+          double want = bias[o];
+          for (int k = 0; k < ins; ++k) want += static_cast<double>(x[r * ins + k]) * w[o * ins + k];
+          if (relu) want = std::max(want, 0.0);
+          EXPECT_NEAR(plain[r * outs + o], want, 1e-4 * (1 + std::sqrt(ins))) << r << "," << o;
+        }
+      }
+    }
+  }
+}
+
+// The same answers as OpenCV DNN (the onnx backend) on 2,048 test images: labels equal
+// (but for near ties) and probabilities within 1e-5.
+TEST(OnednnBackend, AgreesWithOpenCvOnTheZoo) {
+  DatasetOptions o;
+  o.expected_shape = {1, 28, 28};
+  o.end = 2048;
+  auto images = LoadDataset("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", o);
+  ASSERT_TRUE(images.ok()) << images.status().ToString();
+  for (const char* name : kZoo) {
+    ModelSpec spec;
+    spec.name = name;
+    spec.path = testing::ZooDir() + std::string(name) + ".onnx";
+    spec.input_shape = {1, 28, 28};
+    spec.scale = 1.0 / 255;
+    spec.mean = 0.2860;
+    spec.std = 0.3530;
+    spec.backend = "onnx";
+    auto cv = CreateBackend(spec, {});
+    spec.backend = "onednn";
+    auto dnnl = CreateBackend(spec, {});
+    ASSERT_TRUE(cv.ok()) << cv.status().ToString();
+    ASSERT_TRUE(dnnl.ok()) << dnnl.status().ToString();
+    EXPECT_EQ((*dnnl)->info().kind, "onednn");
+    std::vector<Prediction> want, got;
+    ASSERT_TRUE((*cv)->Predict(images->View(), &want).ok());
+    ASSERT_TRUE((*dnnl)->Predict(images->View(), &got).ok());
+    ASSERT_EQ(want.size(), got.size());
+    int differ = 0;
+    double worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got[i].probs.size(), 10u) << name << " " << i << ": " << got[i].error;
+      if (want[i].label != got[i].label) ++differ;
+      for (int c = 0; c < 10; ++c) worst = std::max(worst, std::abs(double(want[i].probs[c]) - got[i].probs[c]));
+    }
+    EXPECT_LE(differ, 1) << name;
+    EXPECT_LT(worst, 1e-5) << name;
+  }
+}
+
+}  // namespace
+}  // namespace coe
