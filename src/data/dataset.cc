@@ -1,11 +1,13 @@
 #include "coe/dataset.h"
 
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -42,6 +44,19 @@ Status ParseRange(const std::string& text, int64_t* begin, int64_t* end) {
 
 namespace {
 
+// Reserves room for `n` floats in `v` and asks the kernel to back it with huge pages
+// (transparent huge pages are on "madvise" in Debian's kernels). 10,000 Fashion-MNIST
+// images are 31 MB of floats: ~7,700 page faults on 4 KiB pages, which took ~0.1 s of a
+// `coe run` process on a VM, against ~15 on 2 MiB pages. A hint: if the kernel declines,
+// nothing changes.
+void ReserveOnHugePages(std::vector<float>* v, size_t n) {
+  v->reserve(n);
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(v->data()), end = begin + n * sizeof(float);
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
 // An IDX file (MNIST format, unsigned bytes), plain or gzipped (zlib reads plain
 // files as they are), read as a stream: the header, then exactly the payload it
 // declares. Only the examples asked for are kept, and data past the declared payload
@@ -76,11 +91,12 @@ class IdxReader {
   }
   const std::vector<int64_t>& dims() const { return dims_; }
 
-  // Reads the payload of `count` items of `item` bytes each, keeping items
-  // [begin, end) in *kept; then checks that the file ends there.
-  Status ReadPayload(int64_t count, int64_t item, int64_t begin, int64_t end, std::string* kept) {
+  // Reads the payload of `count` items of `item` bytes each, handing the bytes of items
+  // [begin, end) to `keep` (in order, in pieces); then checks that the file ends there.
+  Status ReadPayload(int64_t count, int64_t item, int64_t begin, int64_t end,
+                     const std::function<void(const unsigned char*, size_t)>& keep) {
     const uint64_t total = static_cast<uint64_t>(count) * static_cast<uint64_t>(item);  // both < 2^32 and 2^26
-    const uint64_t skip = static_cast<uint64_t>(begin) * item, keep = static_cast<uint64_t>(end - begin) * item;
+    const uint64_t skip = static_cast<uint64_t>(begin) * item, kept = static_cast<uint64_t>(end - begin) * item;
     uint64_t done = 0;
     char buf[1 << 16];
     auto truncated = [&] {
@@ -92,10 +108,10 @@ class IdxReader {
       if (got == 0) return truncated();
       done += got;
     }
-    kept->resize(keep);
-    for (uint64_t k = 0; k < keep;) {
-      COE_ASSIGN_OR_RETURN(size_t got, Read(kept->data() + k, std::min<uint64_t>(1 << 20, keep - k)));
+    for (uint64_t k = 0; k < kept;) {
+      COE_ASSIGN_OR_RETURN(size_t got, Read(buf, std::min<uint64_t>(sizeof buf, kept - k)));
       if (got == 0) return truncated();
+      keep(reinterpret_cast<const unsigned char*>(buf), got);
       k += got;
       done += got;
     }
@@ -165,11 +181,10 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
   const int64_t end = o.end < 0 ? count : std::min(o.end, count);
   if (end <= begin)
     return InvalidArgumentError("'" + path + "' has " + std::to_string(count) + " examples; the range is empty");
-  std::string bytes;
-  COE_RETURN_IF_ERROR(in.ReadPayload(count, e, begin, end, &bytes));
-  b.data.resize((end - begin) * e);
-  const unsigned char* src = reinterpret_cast<const unsigned char*>(bytes.data());
-  for (int64_t k = 0; k < (end - begin) * e; ++k) b.data[k] = src[k];
+  // Pixels become floats as they are decompressed, into memory on huge pages.
+  ReserveOnHugePages(&b.data, static_cast<size_t>((end - begin) * e));
+  COE_RETURN_IF_ERROR(in.ReadPayload(
+      count, e, begin, end, [&](const unsigned char* src, size_t n) { b.data.insert(b.data.end(), src, src + n); }));
   const std::string stem = Stem(path);
   for (int64_t i = begin; i < end; ++i) b.ids.push_back(stem + "#" + std::to_string(i));
   if (!o.labels_path.empty()) {
@@ -183,7 +198,9 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
       return InvalidArgumentError("'" + o.labels_path + "' has " + std::to_string(lin.dims()[0]) + " labels for " +
                                   std::to_string(count) + " examples in '" + path + "'");
     std::string lb;
-    COE_RETURN_IF_ERROR(lin.ReadPayload(count, 1, begin, end, &lb));
+    COE_RETURN_IF_ERROR(lin.ReadPayload(count, 1, begin, end, [&](const unsigned char* src, size_t n) {
+      lb.append(reinterpret_cast<const char*>(src), n);
+    }));
     for (int64_t i = begin; i < end; ++i) {
       const int c = static_cast<unsigned char>(lb[i - begin]);
       if (!o.label_names.empty() && c >= static_cast<int>(o.label_names.size()))
