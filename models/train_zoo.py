@@ -448,7 +448,9 @@ def write_catalogue(results):
     lines = [
         "# coe model catalogue: Fashion-MNIST zoo (trained by models/train_zoo.py; see models/README.md)",
         "[defaults]",
-        'backend = "onnx"',
+        'backend = "onednn"   # oneDNN (libcoe_onednn.so); "onnx" runs the same files on OpenCV DNN',
+        "# latency_us below: OpenCV DNN's, from train_zoo.py; `coe record` writes the running",
+        "# backend's own (latency_us and latency_ms) into REC.models.toml.",
         'site = "edge"',
         "input_shape = [1, 28, 28]",
         "labels = [" + ", ".join(f'"{l}"' for l in LABELS) + "]",
