@@ -439,6 +439,21 @@ class Plan {
   int64_t classes_ = 0;
 };
 
+// Plans are built one at a time, process-wide. Building one creates oneDNN primitives,
+// which go through oneDNN's global primitive cache; with two workers building at once,
+// ThreadSanitizer reported a query of a new primitive descriptor (pd.dst_desc() of a
+// pooling) reading memory that another thread's primitive creation had allocated, with
+// no ordering it could see (scripts/test.sh --tsan, the server tests). Whether or not
+// the library's own locking covers it, building under one mutex orders every creation
+// after the last. It costs nothing that matters: a plan is built once per batch size
+// and caller.
+std::unique_ptr<Plan> BuildPlan(const onnx::Model& model, const std::vector<int64_t>& input_shape, int batch,
+                                const dnnl::engine& engine, dnnl::stream& stream) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  return std::make_unique<Plan>(model, input_shape, batch, engine, stream);
+}
+
 // What the exception being handled says; no exception leaves this file.
 std::string CurrentExceptionText() {
   try {
@@ -554,7 +569,7 @@ class OnednnBackend : public Backend {
  private:
   Plan* PlanFor(Worker& w, int size) {
     std::unique_ptr<Plan>& plan = w.plans[std::countr_zero(static_cast<unsigned>(kBlock / size))];
-    if (!plan) plan = std::make_unique<Plan>(*model_, info_.input_shape, size, engine_, w.stream);
+    if (!plan) plan = BuildPlan(*model_, info_.input_shape, size, engine_, w.stream);
     return plan.get();
   }
 
@@ -613,8 +628,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
       workers.push_back(std::move(w));
     }
     try {
-      workers[0]->plans[kPlanSizes - 1] =
-          std::make_unique<Plan>(*model, spec.input_shape, 1, engine, workers[0]->stream);
+      workers[0]->plans[kPlanSizes - 1] = BuildPlan(*model, spec.input_shape, 1, engine, workers[0]->stream);
     } catch (...) {
       return InvalidArgumentError("model '" + spec.name + "': " + spec.path +
                                   " cannot run on the onednn backend with inputs of shape " +
