@@ -190,7 +190,9 @@ class Reader {
 template <typename Fn>
 Status Sub(Reader& r, WireType type, const char* what, Fn parse) {
   std::string_view body;
-  if (type != kBytes || !r.Bytes(&body)) return InvalidArgumentError(std::string(what) + " is malformed");
+  if (type != kBytes || !r.Bytes(&body))
+    return InvalidArgumentError(std::string(what) + " is malformed" +
+                                (r.error().empty() ? std::string() : " (" + r.error() + "; is the file truncated?)"));
   Reader sub(body);
   COE_RETURN_IF_ERROR(parse(sub));
   if (!sub.error().empty()) return InvalidArgumentError(std::string(what) + ": " + sub.error());
