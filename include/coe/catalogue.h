@@ -6,7 +6,8 @@
 //   usd = 0.0004            # cost figures: any numeric key that is not a setting below
 //   flops = 3.9e6           #   (flops, macs, usd, latency_ms, latency_us, params, ...)
 //   site = "edge"           # or "cloud": reached over the link (see cost_model.h)
-//   backend = "onnx"        # how to run it live: onnx | recorded | remote
+//   backend = "onednn"      # how to run it live: onednn (ONNX on oneDNN) | onnx (ONNX on
+//                           #   OpenCV DNN) | recorded | remote | openai
 //   path = "m.onnx"         # onnx model or recordings file, relative to the catalogue
 //   url = "http://host:8000"  # remote endpoint (Open Inference Protocol)
 //   remote_model = "name"   # model name at the remote endpoint (default: NAME)
