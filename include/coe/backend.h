@@ -1,6 +1,6 @@
 // coe/backend.h: how a cascade member runs. One narrow interface; each backend is a
-// small plug-in (onnx: OpenCV DNN; recorded: replays a recordings CSV; remote: an
-// Open Inference Protocol endpoint).
+// small plug-in (onednn: ONNX on oneDNN; onnx: ONNX on OpenCV DNN; recorded: replays a
+// recordings CSV; remote: an Open Inference Protocol endpoint; openai: a chat model).
 //
 // Contract of Backend::Predict:
 //  - It answers every example of the batch: out->size() == batch.size() on return.

@@ -45,8 +45,9 @@ namespace coe {
 struct EngineOptions {
   int threads = 0;  // pool size; 0 = the cores this process may use
   // Examples per task (one model call). Small: OpenCV DNN runs the zoo's conv nets
-  // fastest at 8-16 examples a call and up to 1.7x slower at 256 (bench/model_batch);
-  // `coe run` of the zoo cascade on 10,000 images took 1.36 s at 16, 2.36 s at 256.
+  // fastest at 8-16 examples a call and up to 1.7x slower at 256, and oneDNN is within
+  // 5-10% of its best from 8 on (bench/model_batch); `coe run` of the zoo cascade on
+  // 10,000 images took 1.36 s at 16, 2.36 s at 256 (on OpenCV).
   int chunk = 16;
   std::string cost_key;  // catalogue figure counted as cost ("" = first of macs, flops, usd, ...)
 };
