@@ -119,11 +119,12 @@ std::string NodeProto(const std::string& op, std::vector<std::string> in, const 
 
 // A model of `nodes` from "input" ([1, 4] features) to "logits", with a Gemm's weights W
 // ([3, 4]) and B.
-std::string ModelBytes(const std::vector<std::string>& nodes) {
+std::string ModelBytes(const std::vector<std::string>& nodes, const std::vector<std::string>& tensors = {}) {
   Proto g;
   for (const std::string& n : nodes) g.Bytes(1, n);
   g.Bytes(5, Tensor("W", {3, 4}, std::vector<float>(12, 0.5f)));
   g.Bytes(5, Tensor("B", {3}, {1.f, 2.f, 3.f}));
+  for (const std::string& t : tensors) g.Bytes(5, t);
   g.Bytes(11, Proto().Bytes(1, "input").out);
   g.Bytes(11, Proto().Bytes(1, "W").out);
   g.Bytes(12, Proto().Bytes(1, "logits").out);
@@ -206,6 +207,34 @@ TEST(OnednnBackend, RefusesGraphsItCannotRunWithAMessage) {
     EXPECT_EQ(b.status().code(), StatusCode::kInvalidArgument) << b.status().ToString();
     EXPECT_NE(b.status().message().find(c.says), std::string::npos) << b.status().ToString();
     EXPECT_NE(b.status().message().find("'m'"), std::string::npos) << b.status().ToString();
+  }
+  // Hostile attributes and tensors: errors, never a crash (a division by a zero stride, a
+  // fused Relu without an output, a tensor whose size wraps or is empty).
+  const std::string kernel = Tensor("K", {2, 1, 3, 3}, std::vector<float>(18, 0.1f));
+  Proto zero_stride;
+  zero_stride.Bytes(1, "strides").Int(8, 0).Int(8, 0).Int(20, 7);  // name, ints, type INTS
+  Proto conv;
+  conv.out = NodeProto("Conv", {"input", "K"}, "c");
+  conv.Bytes(5, zero_stride.out);
+  Proto relu_without_output;
+  relu_without_output.Bytes(1, "c").Bytes(4, "Relu");
+  Proto trans_b;
+  trans_b.Bytes(1, "transB").Int(3, 1).Int(20, 2);
+  Proto empty_gemm;
+  empty_gemm.out = NodeProto("Gemm", {"input", "E"}, "logits");
+  empty_gemm.Bytes(5, trans_b.out);
+  const std::vector<std::pair<std::string, std::string>> hostile = {
+      {ModelBytes({conv.out, NodeProto("Flatten", {"c"}, "f"), NodeProto("Gemm", {"f", "W", "B"}, "logits")}, {kernel}),
+       "stride"},
+      {ModelBytes({NodeProto("Conv", {"input", "K"}, "c"), relu_without_output.out}, {kernel}), "no output"},
+      {ModelBytes({empty_gemm.out}, {Tensor("E", {int64_t{1} << 31, 0}, {})}), "empty"},
+      {ModelBytes({empty_gemm.out}, {Tensor("E", {int64_t{1} << 32, int64_t{1} << 32}, {})}), "dimension"},
+  };
+  for (const auto& [bytes, says] : hostile) {
+    TempModel model(bytes);
+    auto b = MakeOnednn(model.path, {1, 4, 4});
+    ASSERT_FALSE(b.ok()) << says;
+    EXPECT_NE(b.status().message().find(says), std::string::npos) << b.status().ToString();
   }
   TempModel garbage("this is not a protobuf at all");
   auto g = MakeOnednn(garbage.path, {4});

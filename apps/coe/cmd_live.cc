@@ -51,8 +51,10 @@ struct DataFlags {
   }
 };
 
+// Warnings (true labels no model gives) are printed, or added to *warnings when given.
 StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& shape,
-                                const std::vector<std::string>& label_names) {
+                                const std::vector<std::string>& label_names,
+                                std::vector<std::string>* warnings = nullptr) {
   DatasetOptions o;
   if (IsImageInput(f.data)) {
     COE_ASSIGN_OR_RETURN(o.image_loader, OpenCvImageLoader());
@@ -81,7 +83,10 @@ StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& 
     for (const auto& [t, n] : unknown) list += (list.empty() ? "'" : ", '") + t + "' (" + std::to_string(n) + ")";
     std::vector<std::string> w = {"true labels " + list + " are no model's label: those examples count as wrong" +
                                   (f.normalize_labels ? "" : " (--normalize-labels ignores case and spaces)")};
-    PrintWarnings(w, false);
+    if (warnings)
+      warnings->insert(warnings->end(), w.begin(), w.end());
+    else
+      PrintWarnings(w, false);
   }
   return b;
 }
@@ -102,14 +107,18 @@ StatusOr<Prepared> CreateWhileLoading(const CascadeSpec& spec, const Catalogue& 
   const ModelSpec* first =
       spec.tiers.empty() || spec.tiers[0].members.empty() ? nullptr : cat.Find(spec.tiers[0].members[0]);
   std::future<StatusOr<InputBatch>> early;
+  std::vector<std::string> early_warnings;  // printed only if this load is the one used
   if (first && !first->input_shape.empty() && !first->labels.empty())
-    early = std::async(std::launch::async, [&df, first] { return LoadInputs(df, first->input_shape, first->labels); });
+    early = std::async(std::launch::async, [&df, first, &early_warnings] {
+      return LoadInputs(df, first->input_shape, first->labels, &early_warnings);
+    });
   auto cascade = Cascade::Create(spec, cat, eo);
   if (early.valid()) early.wait();  // the loader reads `df` and `first`: it ends before they may go
   if (!cascade.ok()) return cascade.status();
   Prepared p{std::move(*cascade), {}};
   if (early.valid() && p.cascade->input_shape() == first->input_shape && p.cascade->labels().names() == first->labels) {
     COE_ASSIGN_OR_RETURN(p.inputs, early.get());
+    PrintWarnings(early_warnings, false);
   } else {
     COE_ASSIGN_OR_RETURN(p.inputs, LoadInputs(df, p.cascade->input_shape(), p.cascade->labels().names()));
   }

@@ -65,6 +65,19 @@ struct GraphError {
   std::string what;
 };
 
+// The output length of a convolution or pooling along one axis (0 when empty), after
+// checking the attributes a hostile file could set to crash the arithmetic (a stride of
+// 0, pads near 2^63).
+int64_t OutputLength(const std::string& node, int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel,
+                     int64_t stride, int64_t dilation) {
+  constexpr int64_t kMax = int64_t{1} << 20;
+  auto within = [](int64_t v, int64_t lo) { return v >= lo && v <= kMax; };
+  if (!within(stride, 1) || !within(dilation, 1) || !within(kernel, 1) || !within(pad_begin, 0) || !within(pad_end, 0))
+    throw GraphError{node + " has a stride, dilation or kernel below 1, a negative pad, or one above 2^20"};
+  const int64_t span = in + pad_begin + pad_end - dilation * (kernel - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
+}
+
 // The primitives of one graph for one batch size, with their buffers.
 class Plan {
  public:
@@ -146,6 +159,17 @@ class Plan {
     }
     activations_[activation_of_.at(input.get())].first = -1;  // written before the steps run
     activations_[activation_of_.at(output.get())].last = static_cast<int>(steps_.size());  // read after
+    // A blocked layout padded past the channel count (16-blocks of 6 channels, say) must
+    // keep zeros in its padding, which oneDNN's kernels may read and leave untouched: such
+    // a tensor shares its bytes with nothing, so the zeros set_data_handle writes stay.
+    for (Activation& a : activations_) {
+      int64_t dense = sizeof(float);
+      for (int64_t d : a.users.front().get_desc().dims()) dense *= d;
+      if (a.bytes > static_cast<size_t>(dense)) {
+        a.first = -1;
+        a.last = static_cast<int>(steps_.size());
+      }
+    }
     std::vector<size_t> order(activations_.size());
     for (size_t k = 0; k < order.size(); ++k) order[k] = k;
     std::stable_sort(order.begin(), order.end(),
@@ -181,7 +205,8 @@ class Plan {
   memory InLayout(const memory& mem, const memory::desc& want) {
     if (mem.get_desc() == want) return mem;
     memory out = NewMemory(want);
-    steps_.push_back({dnnl::reorder(mem, out), {{DNNL_ARG_FROM, mem}, {DNNL_ARG_TO, out}}, {}});
+    dnnl::reorder::primitive_desc pd(engine_, mem.get_desc(), engine_, want, Attr(false));
+    Add(dnnl::reorder(pd), {{DNNL_ARG_FROM, mem}, {DNNL_ARG_TO, out}}, pd.scratchpad_desc());
     return out;
   }
 
@@ -249,7 +274,8 @@ class Plan {
       const onnx::Node& n = model.nodes[i];
       if (i + 1 >= model.nodes.size() || uses[n.outputs[0]] != 1) return false;
       const onnx::Node& next = model.nodes[i + 1];
-      return next.op_type == "Relu" && next.inputs.size() == 1 && next.inputs[0] == n.outputs[0];
+      return next.op_type == "Relu" && next.inputs.size() == 1 && next.inputs[0] == n.outputs[0] &&
+             !next.outputs.empty();
     };
     auto plain_2d = [&](Value& v) {
       memory::desc md = v.mem.get_desc();
@@ -289,8 +315,9 @@ class Plan {
             k[1] != w->dims[3])
           throw GraphError{"Conv node '" + n.name + "' has attributes this backend does not read"};
         const int64_t oc = w->dims[0];
-        memory::dims od = {sd[0], oc, (sd[2] + p[0] + p[2] - dil[0] * (k[0] - 1) - 1) / s[0] + 1,
-                           (sd[3] + p[1] + p[3] - dil[1] * (k[1] - 1) - 1) / s[1] + 1};
+        const std::string what = "Conv node '" + n.name + "'";
+        memory::dims od = {sd[0], oc, OutputLength(what, sd[2], p[0], p[2], k[0], s[0], dil[0]),
+                           OutputLength(what, sd[3], p[1], p[3], k[1], s[1], dil[1])};
         if (od[2] <= 0 || od[3] <= 0) throw GraphError{"Conv node '" + n.name + "' has an empty output"};
         auto make = [&](Tag src_tag, Tag dst_tag) {
           memory::desc wmd(w->dims, Dt::f32, Tag::any), bmd({oc}, Dt::f32, Tag::x), dmd(od, Dt::f32, dst_tag),
@@ -325,6 +352,8 @@ class Plan {
         if (!w || w->dims.size() != 2) throw GraphError{"Gemm node '" + n.name + "' has no 2-D weight matrix"};
         const bool trans_b = n.Int("transB", 0) != 0;
         const int64_t outs = trans_b ? w->dims[0] : w->dims[1], ins = trans_b ? w->dims[1] : w->dims[0];
+        if (outs < 1 || ins < 1 || static_cast<int64_t>(w->data.size()) != outs * ins)
+          throw GraphError{"Gemm node '" + n.name + "' has an empty or inconsistent weight matrix"};
         const float alpha = n.Float("alpha", 1.f), beta = n.Float("beta", 1.f);
         onnx::FloatTensor wt{{outs, ins}, std::vector<float>(outs * ins)};
         for (int64_t o = 0; o < outs; ++o)
@@ -386,8 +415,9 @@ class Plan {
             n.Int("ceil_mode", 0) != 0 || n.Int("storage_order", 0) != 0 ||
             (n.Find("auto_pad") && n.Find("auto_pad")->s != "NOTSET"))
           throw GraphError{n.op_type + " node '" + n.name + "' has attributes this backend does not support"};
-        memory::dims od = {sd[0], sd[1], (sd[2] + p[0] + p[2] - k[0]) / s[0] + 1,
-                           (sd[3] + p[1] + p[3] - k[1]) / s[1] + 1};
+        const std::string what = n.op_type + " node '" + n.name + "'";
+        memory::dims od = {sd[0], sd[1], OutputLength(what, sd[2], p[0], p[2], k[0], s[0], 1),
+                           OutputLength(what, sd[3], p[1], p[3], k[1], s[1], 1)};
         if (od[2] <= 0 || od[3] <= 0) throw GraphError{n.op_type + " node '" + n.name + "' has an empty output"};
         const dnnl::algorithm alg = n.op_type == "MaxPool"               ? dnnl::algorithm::pooling_max
                                     : n.Int("count_include_pad", 0) != 0 ? dnnl::algorithm::pooling_avg_include_padding
@@ -609,7 +639,8 @@ class OnednnBackend : public Backend {
 
 StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, const BackendOptions& options) {
   if (spec.path.empty()) return InvalidArgumentError("model '" + spec.name + "': onednn backend needs a path");
-  if (!std::filesystem::exists(spec.path))
+  std::error_code ec;
+  if (!std::filesystem::exists(spec.path, ec))
     return NotFoundError("model '" + spec.name + "': model file " + spec.path + " does not exist");
   if (spec.input_shape.empty())
     return InvalidArgumentError("model '" + spec.name + "': the catalogue gives no input_shape");
@@ -635,6 +666,8 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
     }
     try {
       workers[0]->plans[kPlanSizes - 1] = BuildPlan(*model, spec.input_shape, 1, engine, workers[0]->stream);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("model '" + spec.name + "': out of memory compiling " + spec.path);
     } catch (...) {
       return InvalidArgumentError("model '" + spec.name + "': " + spec.path +
                                   " cannot run on the onednn backend with inputs of shape " +

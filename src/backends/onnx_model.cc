@@ -192,7 +192,7 @@ Status Sub(Reader& r, WireType type, const char* what, Fn parse) {
   std::string_view body;
   if (type != kBytes || !r.Bytes(&body))
     return InvalidArgumentError(std::string(what) + " is malformed" +
-                                (r.error().empty() ? std::string() : " (" + r.error() + "; is the file truncated?)"));
+                                (r.error().empty() ? std::string() : " (" + r.error() + ")"));
   Reader sub(body);
   COE_RETURN_IF_ERROR(parse(sub));
   if (!sub.error().empty()) return InvalidArgumentError(std::string(what) + ": " + sub.error());
@@ -242,11 +242,14 @@ Status ParseTensor(Reader& r, FloatTensor* t, std::string* name) {
   if (!r.error().empty()) return InvalidArgumentError("tensor '" + *name + "': " + r.error());
   if (location != 0)
     return InvalidArgumentError("tensor '" + *name + "' keeps its data in an external file (unsupported)");
-  for (int64_t d : t->dims)
-    if (d < 0 || d > (int64_t{1} << 32))
+  // The element count, checked at every factor: dims of 2^32 x 2^32 must not wrap to 0.
+  int64_t n = 1;
+  for (int64_t d : t->dims) {
+    if (d < 0 || d > (int64_t{1} << 31))
       return InvalidArgumentError("tensor '" + *name + "' has a dimension of " + std::to_string(d));
-  const int64_t n = t->size();
-  if (n > (int64_t{1} << 31)) return InvalidArgumentError("tensor '" + *name + "' is too large");
+    if (d != 0 && n > (int64_t{1} << 31) / d) return InvalidArgumentError("tensor '" + *name + "' is too large");
+    n *= d;
+  }
   if (has_raw) {
     const size_t width = data_type == kFloat || data_type == kInt32    ? 4
                          : data_type == kInt64 || data_type == kDouble ? 8
@@ -454,7 +457,7 @@ StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where) {
   Model m;
   Reader r(bytes);
   bool has_graph = false;
-  uint32_t field;
+  uint32_t field = 0;
   WireType type;
   Status status;
   while (status.ok() && r.Next(&field, &type)) {
@@ -473,7 +476,11 @@ StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where) {
         r.Skip(type);
     }
   }
-  if (!status.ok()) return status.WithPrefix(where + " is not a valid ONNX model");
+  if (!status.ok()) {
+    // The graph running past the end of the file is what a cut-off download looks like.
+    const bool cut = field == kModelGraph && status.message().find("runs past the end") != std::string::npos;
+    return status.WithPrefix(where + " is not a valid ONNX model" + (cut ? " (is the file truncated?)" : ""));
+  }
   if (!r.error().empty()) return InvalidArgumentError(where + " is not a valid ONNX model: " + r.error());
   if (!has_graph || m.nodes.empty()) return InvalidArgumentError(where + " is not a valid ONNX model: it has no graph");
   if (m.inputs.size() != 1 || m.outputs.size() != 1)
