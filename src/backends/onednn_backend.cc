@@ -12,8 +12,9 @@
 //
 // Answers do not depend on batching: a call's examples run in Plans of kBlock, then of
 // the powers of two below it, and every kernel computes an example alike at every size
-// (oneDNN's inner product did not, hence Dense); the conformance suite checks this bit
-// for bit.
+// (oneDNN's inner product did not, hence Dense). Loading checks this on a probe batch
+// (SizesAgree) and falls back to one example at a time where it fails; the conformance
+// suite checks the answers bit for bit.
 //
 // Concurrency: a Plan holds its buffers, so it runs on one thread at a time. The backend
 // keeps one Worker (a stream and its Plans) per concurrent caller, checked out under a
@@ -25,6 +26,7 @@
 #include <bit>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -514,11 +516,45 @@ struct Worker {
   std::unique_ptr<Plan> plans[kPlanSizes];
 };
 
+// Whether every plan size gives each example the bits the one-example plan gives, on a
+// probe of kBlock pseudo-random examples. oneDNN chooses kernels per problem, batch size
+// included; on this CPU it chooses alike for every zoo model (the conformance suite
+// checks the answers bit for bit), but a CPU where it does not would make an answer
+// depend on how it was batched. Such a backend runs one example at a time instead.
+// Builds `w`'s plans of every size.
+bool SizesAgree(Worker& w, const onnx::Model& model, const std::vector<int64_t>& input_shape,
+                const dnnl::engine& engine) {
+  int64_t e = 1;
+  for (int64_t d : input_shape) e *= d;
+  std::vector<float> probe(kBlock * e);
+  uint32_t state = 12345;
+  for (float& v : probe) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<float>(state >> 8) / static_cast<float>(1u << 24) * 4.f - 2.f;
+  }
+  Plan& one = *w.plans[kPlanSizes - 1];
+  std::vector<float> want;
+  for (int i = 0; i < kBlock; ++i) {
+    std::copy(probe.begin() + i * e, probe.begin() + (i + 1) * e, one.input());
+    one.Run(w.stream);
+    want.insert(want.end(), one.output(), one.output() + one.classes());
+  }
+  for (int k = 0; k + 1 < kPlanSizes; ++k) {
+    if (!w.plans[k]) w.plans[k] = BuildPlan(model, input_shape, kBlock >> k, engine, w.stream);
+    Plan& plan = *w.plans[k];
+    std::copy(probe.begin(), probe.begin() + plan.batch() * e, plan.input());
+    plan.Run(w.stream);
+    if (std::memcmp(plan.output(), want.data(), plan.batch() * plan.classes() * sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+
 class OnednnBackend : public Backend {
  public:
   OnednnBackend(BackendInfo info, const ModelSpec& spec, std::shared_ptr<const onnx::Model> model, dnnl::engine engine,
-                std::vector<std::unique_ptr<Worker>> workers)
-      : info_(std::move(info)),
+                std::vector<std::unique_ptr<Worker>> workers, int largest_plan)
+      : largest_plan_(largest_plan),
+        info_(std::move(info)),
         path_(spec.path),
         scale_(spec.scale),
         mean_(spec.mean),
@@ -554,7 +590,7 @@ class OnednnBackend : public Backend {
       Plan* plan = nullptr;
       try {
         plan = PlanFor(*lease.worker,
-                       rest >= kBlock ? kBlock : static_cast<int>(std::bit_floor(static_cast<uint64_t>(rest))));
+                       static_cast<int>(std::bit_floor(static_cast<uint64_t>(std::min<int64_t>(rest, largest_plan_)))));
         float* dst = plan->input();
         const float* src = batch.data.data() + start * e;
         for (int64_t i = 0; i < plan->batch(); ++i) {
@@ -627,6 +663,7 @@ class OnednnBackend : public Backend {
     Worker* worker;
   };
 
+  const int largest_plan_;  // kBlock, or 1 where plan sizes disagreed (SizesAgree)
   BackendInfo info_;
   std::string path_;
   double scale_, mean_, std_;
@@ -680,8 +717,9 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
       return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " outputs " + std::to_string(classes) +
                                   " classes but the catalogue lists " + std::to_string(info.labels.size()) + " labels");
     }
-    return std::unique_ptr<Backend>(
-        new OnednnBackend(std::move(info), spec, std::move(model), std::move(engine), std::move(workers)));
+    const int largest_plan = SizesAgree(*workers[0], *model, spec.input_shape, engine) ? kBlock : 1;
+    return std::unique_ptr<Backend>(new OnednnBackend(std::move(info), spec, std::move(model), std::move(engine),
+                                                      std::move(workers), largest_plan));
   } catch (...) {
     return InvalidArgumentError("model '" + spec.name + "': " + CurrentExceptionText());
   }
