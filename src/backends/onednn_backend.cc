@@ -12,9 +12,9 @@
 //
 // Answers do not depend on batching: a call's examples run in Plans of kBlock, then of
 // the powers of two below it, and every kernel computes an example alike at every size
-// (oneDNN's inner product did not, hence Dense). Loading checks this on a probe batch
-// (SizesAgree) and falls back to one example at a time where it fails; the conformance
-// suite checks the answers bit for bit.
+// (oneDNN's inner product did not, hence Dense). Each plan is checked when built against
+// the one-example plan's answers to a probe batch, and a size that differs is not used
+// (PlanFor); the conformance suite checks the answers bit for bit.
 //
 // Concurrency: a Plan holds its buffers, so it runs on one thread at a time. The backend
 // keeps one Worker (a stream and its Plans) per concurrent caller, checked out under a
@@ -23,6 +23,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <condition_variable>
 #include <cstdlib>
@@ -516,44 +517,37 @@ struct Worker {
   std::unique_ptr<Plan> plans[kPlanSizes];
 };
 
-// Whether every plan size gives each example the bits the one-example plan gives, on a
-// probe of kBlock pseudo-random examples. oneDNN chooses kernels per problem, batch size
-// included; on this CPU it chooses alike for every zoo model (the conformance suite
-// checks the answers bit for bit), but a CPU where it does not would make an answer
-// depend on how it was batched. Such a backend runs one example at a time instead.
-// Builds `w`'s plans of every size.
-bool SizesAgree(Worker& w, const onnx::Model& model, const std::vector<int64_t>& input_shape,
-                const dnnl::engine& engine) {
+// A probe of kBlock pseudo-random examples, and what the one-example plan answers on
+// each (Probe::want, kBlock rows of `classes`). Every larger plan is checked against it
+// when built (OnednnBackend::PlanFor).
+struct Probe {
+  std::vector<float> inputs, want;
+};
+
+Probe MakeProbe(Worker& w, const std::vector<int64_t>& input_shape) {
   int64_t e = 1;
   for (int64_t d : input_shape) e *= d;
-  std::vector<float> probe(kBlock * e);
+  Probe p;
+  p.inputs.resize(kBlock * e);
   uint32_t state = 12345;
-  for (float& v : probe) {
+  for (float& v : p.inputs) {
     state = state * 1664525u + 1013904223u;
     v = static_cast<float>(state >> 8) / static_cast<float>(1u << 24) * 4.f - 2.f;
   }
   Plan& one = *w.plans[kPlanSizes - 1];
-  std::vector<float> want;
   for (int i = 0; i < kBlock; ++i) {
-    std::copy(probe.begin() + i * e, probe.begin() + (i + 1) * e, one.input());
+    std::copy(p.inputs.begin() + i * e, p.inputs.begin() + (i + 1) * e, one.input());
     one.Run(w.stream);
-    want.insert(want.end(), one.output(), one.output() + one.classes());
+    p.want.insert(p.want.end(), one.output(), one.output() + one.classes());
   }
-  for (int k = 0; k + 1 < kPlanSizes; ++k) {
-    if (!w.plans[k]) w.plans[k] = BuildPlan(model, input_shape, kBlock >> k, engine, w.stream);
-    Plan& plan = *w.plans[k];
-    std::copy(probe.begin(), probe.begin() + plan.batch() * e, plan.input());
-    plan.Run(w.stream);
-    if (std::memcmp(plan.output(), want.data(), plan.batch() * plan.classes() * sizeof(float)) != 0) return false;
-  }
-  return true;
+  return p;
 }
 
 class OnednnBackend : public Backend {
  public:
   OnednnBackend(BackendInfo info, const ModelSpec& spec, std::shared_ptr<const onnx::Model> model, dnnl::engine engine,
-                std::vector<std::unique_ptr<Worker>> workers, int largest_plan)
-      : largest_plan_(largest_plan),
+                std::vector<std::unique_ptr<Worker>> workers, Probe probe)
+      : probe_(std::move(probe)),
         info_(std::move(info)),
         path_(spec.path),
         scale_(spec.scale),
@@ -589,8 +583,9 @@ class OnednnBackend : public Backend {
       const int64_t rest = n - start;
       Plan* plan = nullptr;
       try {
-        plan = PlanFor(*lease.worker,
-                       static_cast<int>(std::bit_floor(static_cast<uint64_t>(std::min<int64_t>(rest, largest_plan_)))));
+        for (int size = static_cast<int>(std::bit_floor(static_cast<uint64_t>(std::min<int64_t>(rest, kBlock)))); !plan;
+             size /= 2)
+          plan = PlanFor(*lease.worker, size);
         float* dst = plan->input();
         const float* src = batch.data.data() + start * e;
         for (int64_t i = 0; i < plan->batch(); ++i) {
@@ -639,9 +634,26 @@ class OnednnBackend : public Backend {
   }
 
  private:
+  // `w`'s plan of `size` examples, built on first use; nullptr when plans of that size
+  // answer the probe differently from the one-example plan (oneDNN chooses kernels per
+  // problem, batch size included: on this CPU alike for every zoo model, but a CPU where
+  // not would make an answer depend on how it was batched). Callers then use smaller
+  // plans, down to one example, so answers never depend on batching.
   Plan* PlanFor(Worker& w, int size) {
-    std::unique_ptr<Plan>& plan = w.plans[std::countr_zero(static_cast<unsigned>(kBlock / size))];
-    if (!plan) plan = BuildPlan(*model_, info_.input_shape, size, engine_, w.stream);
+    const int k = std::countr_zero(static_cast<unsigned>(kBlock / size));
+    if (differs_[k].load(std::memory_order_relaxed)) return nullptr;
+    std::unique_ptr<Plan>& plan = w.plans[k];
+    if (plan) return plan.get();
+    plan = BuildPlan(*model_, info_.input_shape, size, engine_, w.stream);
+    if (size > 1) {
+      const int64_t e = static_cast<int64_t>(probe_.inputs.size()) / kBlock;
+      std::copy(probe_.inputs.begin(), probe_.inputs.begin() + size * e, plan->input());
+      plan->Run(w.stream);
+      if (std::memcmp(plan->output(), probe_.want.data(), size * plan->classes() * sizeof(float)) != 0) {
+        differs_[k].store(true, std::memory_order_relaxed);
+        plan.reset();
+      }
+    }
     return plan.get();
   }
 
@@ -663,7 +675,8 @@ class OnednnBackend : public Backend {
     Worker* worker;
   };
 
-  const int largest_plan_;  // kBlock, or 1 where plan sizes disagreed (SizesAgree)
+  const Probe probe_;
+  std::atomic<bool> differs_[kPlanSizes] = {};  // plan sizes refused by the probe
   BackendInfo info_;
   std::string path_;
   double scale_, mean_, std_;
@@ -717,9 +730,9 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
       return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " outputs " + std::to_string(classes) +
                                   " classes but the catalogue lists " + std::to_string(info.labels.size()) + " labels");
     }
-    const int largest_plan = SizesAgree(*workers[0], *model, spec.input_shape, engine) ? kBlock : 1;
+    Probe probe = MakeProbe(*workers[0], spec.input_shape);
     return std::unique_ptr<Backend>(new OnednnBackend(std::move(info), spec, std::move(model), std::move(engine),
-                                                      std::move(workers), largest_plan));
+                                                      std::move(workers), std::move(probe)));
   } catch (...) {
     return InvalidArgumentError("model '" + spec.name + "': " + CurrentExceptionText());
   }
