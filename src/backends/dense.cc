@@ -33,6 +33,25 @@ void RunPlain(const float* x, int64_t rows, int64_t ins, const float* packed, co
   }
 }
 
+// One tile: some rows of one panel (x's rows, the panel's weights `w` and 16 biases) into the
+// first `n` lanes of y's rows; a tile template's row count is its template argument.
+using TileFn = void (*)(const float* x, int64_t ins, const float* w, const float* bias, bool relu, int64_t n,
+                        int64_t outs, float* y);
+
+// Runs `rows` in tiles of up to `max_rows`, panel by panel; tiles[k] computes k + 1 rows.
+// The AVX-512 and AVX2 builds differ only in their tiles.
+void RunTiled(const TileFn* tiles, int64_t max_rows, const float* x, int64_t rows, int64_t ins, const float* packed,
+              const float* bias, int64_t outs, int64_t panels, bool relu, float* y) {
+  for (int64_t r = 0; r < rows; r += max_rows) {
+    const int64_t tile = std::min<int64_t>(max_rows, rows - r);
+    for (int64_t p = 0; p < panels; ++p) {
+      tiles[tile - 1](x + r * ins, ins, packed + p * ins * Dense::kLanes, bias + p * Dense::kLanes, relu,
+                      std::min<int64_t>(Dense::kLanes, outs - p * Dense::kLanes), outs,
+                      y + r * outs + p * Dense::kLanes);
+    }
+  }
+}
+
 // R rows of one panel, on AVX-512: R accumulators of 16 lanes.
 template <int R>
 __attribute__((target("avx512f"))) inline void Tile512(const float* x, int64_t ins, const float* w, const float* bias,
@@ -50,46 +69,11 @@ __attribute__((target("avx512f"))) inline void Tile512(const float* x, int64_t i
   }
 }
 
-__attribute__((target("avx512f"))) void RunAvx512(const float* x, int64_t rows, int64_t ins, const float* packed,
-                                                  const float* bias, int64_t outs, int64_t panels, bool relu,
-                                                  float* y) {
-  constexpr int kRows = 8;
-  for (int64_t r = 0; r < rows; r += kRows) {
-    const int64_t tile = std::min<int64_t>(kRows, rows - r);
-    for (int64_t p = 0; p < panels; ++p) {
-      const float* w = packed + p * ins * Dense::kLanes;
-      const float* b = bias + p * Dense::kLanes;
-      const int64_t n = std::min<int64_t>(Dense::kLanes, outs - p * Dense::kLanes);
-      const float* xr = x + r * ins;
-      float* yr = y + r * outs + p * Dense::kLanes;
-      switch (tile) {
-        case 8:
-          Tile512<8>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 7:
-          Tile512<7>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 6:
-          Tile512<6>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 5:
-          Tile512<5>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 4:
-          Tile512<4>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 3:
-          Tile512<3>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 2:
-          Tile512<2>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        default:
-          Tile512<1>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-      }
-    }
-  }
+void RunAvx512(const float* x, int64_t rows, int64_t ins, const float* packed, const float* bias, int64_t outs,
+               int64_t panels, bool relu, float* y) {
+  static constexpr TileFn kTiles[] = {&Tile512<1>, &Tile512<2>, &Tile512<3>, &Tile512<4>,
+                                      &Tile512<5>, &Tile512<6>, &Tile512<7>, &Tile512<8>};
+  RunTiled(kTiles, 8, x, rows, ins, packed, bias, outs, panels, relu, y);
 }
 
 // R rows of one panel, on AVX2: two 8-lane accumulators a row.
@@ -121,33 +105,10 @@ __attribute__((target("avx2,fma"))) inline void Tile256(const float* x, int64_t 
   }
 }
 
-__attribute__((target("avx2,fma"))) void RunAvx2(const float* x, int64_t rows, int64_t ins, const float* packed,
-                                                 const float* bias, int64_t outs, int64_t panels, bool relu, float* y) {
-  constexpr int kRows = 4;
-  for (int64_t r = 0; r < rows; r += kRows) {
-    const int64_t tile = std::min<int64_t>(kRows, rows - r);
-    for (int64_t p = 0; p < panels; ++p) {
-      const float* w = packed + p * ins * Dense::kLanes;
-      const float* b = bias + p * Dense::kLanes;
-      const int64_t n = std::min<int64_t>(Dense::kLanes, outs - p * Dense::kLanes);
-      const float* xr = x + r * ins;
-      float* yr = y + r * outs + p * Dense::kLanes;
-      switch (tile) {
-        case 4:
-          Tile256<4>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 3:
-          Tile256<3>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        case 2:
-          Tile256<2>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-        default:
-          Tile256<1>(xr, ins, w, b, relu, n, outs, yr);
-          break;
-      }
-    }
-  }
+void RunAvx2(const float* x, int64_t rows, int64_t ins, const float* packed, const float* bias, int64_t outs,
+             int64_t panels, bool relu, float* y) {
+  static constexpr TileFn kTiles[] = {&Tile256<1>, &Tile256<2>, &Tile256<3>, &Tile256<4>};
+  RunTiled(kTiles, 4, x, rows, ins, packed, bias, outs, panels, relu, y);
 }
 
 struct NamedKernel {

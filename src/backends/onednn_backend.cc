@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -37,6 +36,7 @@
 #include <unordered_map>
 
 #include "backends/dense.h"
+#include "backends/model_module.h"
 #include "backends/onnx_model.h"
 #include "backends/plugin.h"
 
@@ -493,19 +493,18 @@ std::unique_ptr<Plan> BuildPlan(const onnx::Model& model, const std::vector<int6
   return std::make_unique<Plan>(model, input_shape, batch, engine, stream);
 }
 
-// What the exception being handled says; no exception leaves this file.
-std::string CurrentExceptionText() {
+// What the exception being handled says (CurrentExceptionText), with the graph's own
+// problems in full and oneDNN's errors named; no exception leaves this file.
+std::string ErrorText() {
   try {
     throw;
   } catch (const GraphError& e) {
     return e.what;
   } catch (const dnnl::error& e) {
     return std::string("oneDNN: ") + e.what();
-  } catch (const std::exception& e) {
-    return e.what();
   } catch (...) {
+    return CurrentExceptionText();
   }
-  return "unknown exception";
 }
 
 // Plans of kBlock, kBlock / 2, ..., 1 examples.
@@ -560,19 +559,10 @@ class OnednnBackend : public Backend {
   const BackendInfo& info() const override { return info_; }
 
   Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    if (Status s; !BeginPredict(info_, path_, batch, out, stats_, &s)) return s;
     const int64_t n = batch.size();
-    out->assign(n, Prediction{});
-    stats_.calls++;
-    stats_.examples += n;
-    if (n == 0) return Status::Ok();
-    if (batch.shape() != info_.input_shape) {
-      for (Prediction& p : *out) p.error = "wrong input shape";
-      stats_.abstentions += n;
-      return InvalidArgumentError("model '" + info_.name + "' (" + path_ + ") takes inputs of shape " +
-                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
-    }
     omp_set_num_threads(1);
-    Lease lease(this);
+    LeasePool<Worker>::Lease worker(&workers_);
     const int64_t e = static_cast<int64_t>(batch.data.size()) / n;
     const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
     const int classes = static_cast<int>(info_.labels.size());
@@ -585,7 +575,7 @@ class OnednnBackend : public Backend {
       try {
         for (int size = static_cast<int>(std::bit_floor(static_cast<uint64_t>(std::min<int64_t>(rest, kBlock)))); !plan;
              size /= 2)
-          plan = PlanFor(*lease.worker, size);
+          plan = PlanFor(*worker, size);
         float* dst = plan->input();
         const float* src = batch.data.data() + start * e;
         for (int64_t i = 0; i < plan->batch(); ++i) {
@@ -599,9 +589,9 @@ class OnednnBackend : public Backend {
           }
           bad[i] = non_finite != 0;
         }
-        plan->Run(lease.worker->stream);
+        plan->Run(worker->stream);
       } catch (...) {
-        error = CurrentExceptionText();
+        error = ErrorText();
         break;
       }
       const float* rows = plan->output();
@@ -657,24 +647,6 @@ class OnednnBackend : public Backend {
     return plan.get();
   }
 
-  struct Lease {
-    explicit Lease(OnednnBackend* b) : backend(b) {
-      std::unique_lock<std::mutex> lock(b->mu_);
-      b->cv_.wait(lock, [b] { return !b->workers_.empty(); });
-      owned = std::move(b->workers_.back());
-      b->workers_.pop_back();
-      worker = owned.get();
-    }
-    ~Lease() {
-      std::lock_guard<std::mutex> lock(backend->mu_);
-      backend->workers_.push_back(std::move(owned));
-      backend->cv_.notify_one();
-    }
-    OnednnBackend* backend;
-    std::unique_ptr<Worker> owned;
-    Worker* worker;
-  };
-
   const Probe probe_;
   std::atomic<bool> differs_[kPlanSizes] = {};  // plan sizes refused by the probe
   BackendInfo info_;
@@ -682,9 +654,7 @@ class OnednnBackend : public Backend {
   double scale_, mean_, std_;
   std::shared_ptr<const onnx::Model> model_;
   dnnl::engine engine_;
-  std::mutex mu_;
-  std::condition_variable cv_;                    // signalled when a Worker is returned
-  std::vector<std::unique_ptr<Worker>> workers_;  // guarded by mu_
+  LeasePool<Worker> workers_;  // one Worker a concurrent caller
 };
 
 StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, const BackendOptions& options) {
@@ -721,7 +691,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
     } catch (...) {
       return InvalidArgumentError("model '" + spec.name + "': " + spec.path +
                                   " cannot run on the onednn backend with inputs of shape " +
-                                  ShapeString(spec.input_shape) + ": " + CurrentExceptionText());
+                                  ShapeString(spec.input_shape) + ": " + ErrorText());
     }
     const size_t classes = static_cast<size_t>(workers[0]->plans[kPlanSizes - 1]->classes());
     if (info.labels.empty()) {
@@ -734,7 +704,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
     return std::unique_ptr<Backend>(new OnednnBackend(std::move(info), spec, std::move(model), std::move(engine),
                                                       std::move(workers), std::move(probe)));
   } catch (...) {
-    return InvalidArgumentError("model '" + spec.name + "': " + CurrentExceptionText());
+    return InvalidArgumentError("model '" + spec.name + "': " + ErrorText());
   }
 }
 

@@ -5,31 +5,16 @@
 // threading is turned off (cv::setNumThreads(1)): the engine runs members and chunks
 // in parallel itself, and two thread pools on two cores only fight.
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
 
 #include "backends/backends.h"
+#include "backends/model_module.h"
 
 namespace coe {
 namespace {
-
-// What the exception being handled says, cut to a readable length. No exception
-// (cv::Exception, std::bad_alloc, anything) leaves this file.
-std::string CurrentExceptionText() {
-  std::string what = "unknown exception";
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-  }
-  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
-  if (what.size() > 300) what = what.substr(0, 300) + "...";
-  return what;
-}
 
 class OnnxBackend : public Backend {
  public:
@@ -44,21 +29,12 @@ class OnnxBackend : public Backend {
   const BackendInfo& info() const override { return info_; }
 
   Status Predict(const InputView& batch, std::vector<Prediction>* out) override {
+    if (Status s; !BeginPredict(info_, path_, batch, out, stats_, &s)) return s;
     const int64_t n = batch.size();
-    out->assign(n, Prediction{});
-    stats_.calls++;
-    stats_.examples += n;
-    if (n == 0) return Status::Ok();
-    if (batch.shape() != info_.input_shape) {
-      for (Prediction& p : *out) p.error = "wrong input shape";
-      stats_.abstentions += n;
-      return InvalidArgumentError("model '" + info_.name + "' (" + path_ + ") takes inputs of shape " +
-                                  ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
-    }
     // forward() returns a header over the Net's own output buffer, which the next
     // forward() on this Net (another thread's, once the lease is back in the pool)
     // overwrites. So the output is read while the lease is held, never after.
-    Lease lease(this);
+    LeasePool<cv::dnn::Net>::Lease net(&nets_);
     cv::Mat logits;
     std::string error;
     try {
@@ -68,8 +44,8 @@ class OnnxBackend : public Backend {
       float* dst = blob.ptr<float>();
       const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
       for (size_t i = 0; i < batch.data.size(); ++i) dst[i] = batch.data[i] * a + b;
-      lease.net->setInput(blob);
-      logits = lease.net->forward();
+      net->setInput(blob);
+      logits = net->forward();
     } catch (...) {
       error = "OpenCV: " + CurrentExceptionText();
     }
@@ -101,31 +77,10 @@ class OnnxBackend : public Backend {
   }
 
  private:
-  // Checks a Net out of the pool for one forward pass.
-  struct Lease {
-    explicit Lease(OnnxBackend* b) : backend(b) {
-      std::unique_lock<std::mutex> lock(b->mu_);
-      b->cv_.wait(lock, [b] { return !b->nets_.empty(); });
-      owned = std::move(b->nets_.back());
-      b->nets_.pop_back();
-      net = owned.get();
-    }
-    ~Lease() {
-      std::lock_guard<std::mutex> lock(backend->mu_);
-      backend->nets_.push_back(std::move(owned));
-      backend->cv_.notify_one();
-    }
-    OnnxBackend* backend;
-    std::unique_ptr<cv::dnn::Net> owned;
-    cv::dnn::Net* net;
-  };
-
   BackendInfo info_;
   std::string path_;
   double scale_, mean_, std_;
-  std::mutex mu_;
-  std::condition_variable cv_;                       // signalled when a Net is returned
-  std::vector<std::unique_ptr<cv::dnn::Net>> nets_;  // guarded by mu_
+  LeasePool<cv::dnn::Net> nets_;  // one Net a concurrent caller
 };
 
 StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {

@@ -137,32 +137,21 @@ class Reader {
     }
     return true;
   }
-  // A repeated float field: packed or one fixed32 at a time.
-  bool Floats(WireType type, std::vector<float>* out) {
-    if (type == kFixed32) {
-      uint32_t u;
-      if (!Fixed32(&u)) return false;
-      out->push_back(std::bit_cast<float>(u));
+  // A repeated float or double field: packed, or one fixed32 (fixed64) at a time.
+  template <typename T>
+  bool Repeated(WireType type, std::vector<T>* out) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8);
+    if (type == (sizeof(T) == 4 ? kFixed32 : kFixed64)) {
+      T v;
+      if (!Fixed(&v, sizeof(T))) return false;
+      out->push_back(v);
       return true;
     }
     std::string_view run;
-    if (type != kBytes || !Bytes(&run) || run.size() % 4 != 0) return Fail("a repeated float field is malformed");
+    if (type != kBytes || !Bytes(&run) || run.size() % sizeof(T) != 0)
+      return Fail(sizeof(T) == 4 ? "a repeated float field is malformed" : "a repeated double field is malformed");
     const size_t at = out->size();
-    out->resize(at + run.size() / 4);
-    std::memcpy(out->data() + at, run.data(), run.size());
-    return true;
-  }
-  bool Doubles(WireType type, std::vector<double>* out) {
-    if (type == kFixed64) {
-      uint64_t u;
-      if (!Fixed64(&u)) return false;
-      out->push_back(std::bit_cast<double>(u));
-      return true;
-    }
-    std::string_view run;
-    if (type != kBytes || !Bytes(&run) || run.size() % 8 != 0) return Fail("a repeated double field is malformed");
-    const size_t at = out->size();
-    out->resize(at + run.size() / 8);
+    out->resize(at + run.size() / sizeof(T));
     std::memcpy(out->data() + at, run.data(), run.size());
     return true;
   }
@@ -216,14 +205,14 @@ Status ParseTensor(Reader& r, FloatTensor* t, std::string* name) {
         r.Int(type, &data_type);
         break;
       case kTensorFloatData:
-        r.Floats(type, &t->data);
+        r.Repeated(type, &t->data);
         break;
       case kTensorInt32Data:
       case kTensorInt64Data:
         r.Ints(type, &ints);
         break;
       case kTensorDoubleData:
-        r.Doubles(type, &doubles);
+        r.Repeated(type, &doubles);
         break;
       case kTensorName:
         r.String(type, name);
@@ -322,7 +311,7 @@ Status ParseAttribute(Reader& r, Attribute* a) {
         break;
       }
       case kAttrFloats:
-        r.Floats(type, &a->floats);
+        r.Repeated(type, &a->floats);
         break;
       case kAttrInts:
         r.Ints(type, &a->ints);
