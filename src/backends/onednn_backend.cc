@@ -334,11 +334,11 @@ class Plan {
         // blocks than in the channels-last layout oneDNN picks for it (cnn_tiny: 290k
         // against 250k images/s, one thread), unless this CPU has only a reference kernel
         // for that (then oneDNN's choice stands).
-        dnnl::convolution_forward::primitive_desc pd = make(Tag::any, Tag::any);
-        if (sd[1] == 1 && oc % 8 == 0) {
-          dnnl::convolution_forward::primitive_desc first = make(Tag::nchw, Tag::nChw8c);
-          if (std::string(first.impl_info_str()).find("ref") == std::string::npos) pd = first;
-        }
+        const bool first_layer = sd[1] == 1 && oc % 8 == 0;
+        dnnl::convolution_forward::primitive_desc pd =
+            first_layer ? make(Tag::nchw, Tag::nChw8c) : make(Tag::any, Tag::any);
+        if (first_layer && std::string(pd.impl_info_str()).find("ref") != std::string::npos)
+          pd = make(Tag::any, Tag::any);
         memory weights = Constant(*w, w->dims, Tag::oihw, pd.weights_desc(), stream);
         onnx::FloatTensor zero{{oc}, std::vector<float>(oc, 0.f)};
         memory bias = Constant(b ? *b : zero, {oc}, Tag::x, pd.bias_desc(), stream);
