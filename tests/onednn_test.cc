@@ -293,6 +293,66 @@ TEST(Dense, EveryBuildAndEveryBatchGiveTheSameBits) {
   }
 }
 
+// PatchConv: every build gives the plain loop's bits, an image gives the same bits alone as
+// in any batch, and the sums are a convolution's (against doubles, padding as zeros).
+TEST(PatchConv, EveryBuildAndEveryBatchGiveTheSameBitsAndConvolve) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal;
+  struct Case {
+    int64_t h, w, kh, kw, sh, sw, pads[4], outs;
+  };
+  for (const Case& c : std::vector<Case>{{28, 28, 5, 5, 2, 2, {2, 2, 2, 2}, 8},
+                                         {28, 28, 3, 3, 1, 1, {1, 1, 1, 1}, 16},
+                                         {9, 7, 3, 2, 2, 1, {0, 1, 2, 0}, 33},
+                                         {5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1}}) {
+    const int64_t taps = c.kh * c.kw, images = 11;
+    std::vector<float> w(c.outs * taps), bias(c.outs), x(images * c.h * c.w);
+    for (float& v : w) v = normal(rng);
+    for (float& v : bias) v = normal(rng);
+    for (float& v : x) v = normal(rng);
+    for (bool relu : {false, true}) {
+      PatchConv conv(c.h, c.w, c.kh, c.kw, c.sh, c.sw, c.pads, c.outs, w, bias, relu);
+      const int64_t oh = conv.out_h(), ow = conv.out_w(), per = oh * ow * c.outs;
+      ASSERT_EQ(oh, (c.h + c.pads[0] + c.pads[2] - c.kh) / c.sh + 1);
+      ASSERT_EQ(ow, (c.w + c.pads[1] + c.pads[3] - c.kw) / c.sw + 1);
+      std::vector<float> scratch(conv.scratch_size(), 7.f);  // garbage: Run must not read it
+      std::vector<float> plain(images * per);
+      conv.RunWith("plain", x.data(), images, plain.data(), scratch.data());
+      for (const char* build : {"avx512", "avx2"}) {
+        std::vector<float> got(images * per, -1.f);
+        std::fill(scratch.begin(), scratch.end(), -3.f);
+        conv.RunWith(build, x.data(), images, got.data(), scratch.data());
+        if (got[0] == -1.f && std::string(build) != Dense::Build()) continue;  // not on this CPU
+        EXPECT_EQ(0, std::memcmp(plain.data(), got.data(), got.size() * sizeof(float))) << build << " " << c.outs;
+      }
+      for (int rows : {1, 2, 5}) {
+        for (int start = 0; start + rows <= images; start += 3) {
+          std::vector<float> got(rows * per);
+          std::fill(scratch.begin(), scratch.end(), 5.f);
+          conv.Run(x.data() + start * c.h * c.w, rows, got.data(), scratch.data());
+          EXPECT_EQ(0, std::memcmp(plain.data() + start * per, got.data(), got.size() * sizeof(float)))
+              << rows << " images from " << start;
+        }
+      }
+      for (int64_t n = 0; n < images; ++n)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j)
+            for (int64_t o = 0; o < c.outs; ++o) {
+              double want = bias[o];
+              for (int64_t a = 0; a < c.kh; ++a)
+                for (int64_t b = 0; b < c.kw; ++b) {
+                  const int64_t y = i * c.sh + a - c.pads[0], z = j * c.sw + b - c.pads[1];
+                  if (y >= 0 && y < c.h && z >= 0 && z < c.w)
+                    want += static_cast<double>(x[(n * c.h + y) * c.w + z]) * w[o * taps + a * c.kw + b];
+                }
+              if (relu) want = std::max(want, 0.0);
+              ASSERT_NEAR(plain[n * per + (i * ow + j) * c.outs + o], want, 1e-4 * (1 + taps))
+                  << n << " " << i << "," << j << " " << o;
+            }
+    }
+  }
+}
+
 // The same answers as OpenCV DNN (the onnx backend) on 2,048 test images: labels equal
 // (but for near ties) and probabilities within 1e-5.
 TEST(OnednnBackend, AgreesWithOpenCvOnTheZoo) {

@@ -9,77 +9,69 @@
 namespace coe {
 namespace {
 
-using Kernel = void (*)(const float* x, int64_t rows, int64_t ins, const float* packed, const float* bias, int64_t outs,
-                        int64_t panels, bool relu, float* y);
+// What a tile reads: x(r, k) is input k of its row r.
+// Rows of a matrix (Dense): row r at p + r * ins.
+struct MatrixRows {
+  const float* p;
+  int64_t ins;
+  float operator()(int r, int64_t k) const { return p[r * ins + k]; }
+};
+// Pixels of a padded image (PatchConv): pixel r's patch starts `step` floats after pixel
+// r - 1's, and input k is the tap at offset taps[k] from there.
+struct PatchRows {
+  const float* p;
+  int64_t step;
+  const int64_t* taps;
+  float operator()(int r, int64_t k) const { return p[r * step + taps[k]]; }
+};
+
+// One tile: some rows (the template's R) of one panel (its weights `w` and 16 biases),
+// into the first `n` lanes of each row of y (rows `y_step` floats apart).
+template <class X>
+using TileFn = void (*)(const X& x, int64_t ins, const float* w, const float* bias, bool relu, int64_t n,
+                        int64_t y_step, float* y);
 
 // Writes lanes [0, n) of a panel's 16 results to y.
 inline void StoreLanes(const float* lanes, int64_t n, float* y) { std::memcpy(y, lanes, n * sizeof(float)); }
 
-void RunPlain(const float* x, int64_t rows, int64_t ins, const float* packed, const float* bias, int64_t outs,
-              int64_t panels, bool relu, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t p = 0; p < panels; ++p) {
-      float acc[Dense::kLanes];
-      std::memcpy(acc, bias + p * Dense::kLanes, sizeof(acc));
-      const float* w = packed + p * ins * Dense::kLanes;
-      for (int64_t k = 0; k < ins; ++k) {
-        const float v = x[r * ins + k];
-        for (int l = 0; l < Dense::kLanes; ++l) acc[l] = std::fma(v, w[k * Dense::kLanes + l], acc[l]);
-      }
-      if (relu)
-        for (float& a : acc) a = a > 0.f ? a : 0.f;
-      StoreLanes(acc, std::min<int64_t>(Dense::kLanes, outs - p * Dense::kLanes), y + r * outs + p * Dense::kLanes);
-    }
+// The plain loop: one row.
+template <int R, class X>
+void TilePlain(const X& x, int64_t ins, const float* w, const float* bias, bool relu, int64_t n, int64_t y_step,
+               float* y) {
+  static_assert(R == 1);
+  (void)y_step;
+  float acc[Dense::kLanes];
+  std::memcpy(acc, bias, sizeof(acc));
+  for (int64_t k = 0; k < ins; ++k) {
+    const float v = x(0, k);
+    for (int l = 0; l < Dense::kLanes; ++l) acc[l] = std::fma(v, w[k * Dense::kLanes + l], acc[l]);
   }
+  if (relu)
+    for (float& a : acc) a = a > 0.f ? a : 0.f;
+  StoreLanes(acc, n, y);
 }
 
-// One tile: some rows of one panel (x's rows, the panel's weights `w` and 16 biases) into the
-// first `n` lanes of y's rows; a tile template's row count is its template argument.
-using TileFn = void (*)(const float* x, int64_t ins, const float* w, const float* bias, bool relu, int64_t n,
-                        int64_t outs, float* y);
-
-// Runs `rows` in tiles of up to `max_rows`, panel by panel; tiles[k] computes k + 1 rows.
-// The AVX-512 and AVX2 builds differ only in their tiles.
-void RunTiled(const TileFn* tiles, int64_t max_rows, const float* x, int64_t rows, int64_t ins, const float* packed,
-              const float* bias, int64_t outs, int64_t panels, bool relu, float* y) {
-  for (int64_t r = 0; r < rows; r += max_rows) {
-    const int64_t tile = std::min<int64_t>(max_rows, rows - r);
-    for (int64_t p = 0; p < panels; ++p) {
-      tiles[tile - 1](x + r * ins, ins, packed + p * ins * Dense::kLanes, bias + p * Dense::kLanes, relu,
-                      std::min<int64_t>(Dense::kLanes, outs - p * Dense::kLanes), outs,
-                      y + r * outs + p * Dense::kLanes);
-    }
-  }
-}
-
-// R rows of one panel, on AVX-512: R accumulators of 16 lanes.
-template <int R>
-__attribute__((target("avx512f"))) inline void Tile512(const float* x, int64_t ins, const float* w, const float* bias,
-                                                       bool relu, int64_t n, int64_t outs, float* y) {
+// R rows, on AVX-512: R accumulators of 16 lanes.
+template <int R, class X>
+__attribute__((target("avx512f"))) inline void Tile512(const X& x, int64_t ins, const float* w, const float* bias,
+                                                       bool relu, int64_t n, int64_t y_step, float* y) {
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_loadu_ps(bias);
   for (int64_t k = 0; k < ins; ++k) {
     const __m512 wk = _mm512_loadu_ps(w + k * Dense::kLanes);
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ins + k]), wk, acc[r]);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x(r, k)), wk, acc[r]);
   }
   const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1);
   for (int r = 0; r < R; ++r) {
     if (relu) acc[r] = _mm512_maskz_max_ps(0xffff, acc[r], _mm512_set1_ps(0.f));
-    _mm512_mask_storeu_ps(y + r * outs, mask, acc[r]);
+    _mm512_mask_storeu_ps(y + r * y_step, mask, acc[r]);
   }
 }
 
-void RunAvx512(const float* x, int64_t rows, int64_t ins, const float* packed, const float* bias, int64_t outs,
-               int64_t panels, bool relu, float* y) {
-  static constexpr TileFn kTiles[] = {&Tile512<1>, &Tile512<2>, &Tile512<3>, &Tile512<4>,
-                                      &Tile512<5>, &Tile512<6>, &Tile512<7>, &Tile512<8>};
-  RunTiled(kTiles, 8, x, rows, ins, packed, bias, outs, panels, relu, y);
-}
-
-// R rows of one panel, on AVX2: two 8-lane accumulators a row.
-template <int R>
-__attribute__((target("avx2,fma"))) inline void Tile256(const float* x, int64_t ins, const float* w, const float* bias,
-                                                        bool relu, int64_t n, int64_t outs, float* y) {
+// R rows, on AVX2: two 8-lane accumulators a row.
+template <int R, class X>
+__attribute__((target("avx2,fma"))) inline void Tile256(const X& x, int64_t ins, const float* w, const float* bias,
+                                                        bool relu, int64_t n, int64_t y_step, float* y) {
   __m256 lo[R], hi[R];
   for (int r = 0; r < R; ++r) {
     lo[r] = _mm256_loadu_ps(bias);
@@ -88,7 +80,7 @@ __attribute__((target("avx2,fma"))) inline void Tile256(const float* x, int64_t 
   for (int64_t k = 0; k < ins; ++k) {
     const __m256 wl = _mm256_loadu_ps(w + k * Dense::kLanes), wh = _mm256_loadu_ps(w + k * Dense::kLanes + 8);
     for (int r = 0; r < R; ++r) {
-      const __m256 v = _mm256_set1_ps(x[r * ins + k]);
+      const __m256 v = _mm256_set1_ps(x(r, k));
       lo[r] = _mm256_fmadd_ps(v, wl, lo[r]);
       hi[r] = _mm256_fmadd_ps(v, wh, hi[r]);
     }
@@ -101,33 +93,73 @@ __attribute__((target("avx2,fma"))) inline void Tile256(const float* x, int64_t 
     alignas(32) float lanes[Dense::kLanes];
     _mm256_store_ps(lanes, lo[r]);
     _mm256_store_ps(lanes + 8, hi[r]);
-    StoreLanes(lanes, n, y + r * outs);
+    StoreLanes(lanes, n, y + r * y_step);
   }
 }
 
-void RunAvx2(const float* x, int64_t rows, int64_t ins, const float* packed, const float* bias, int64_t outs,
-             int64_t panels, bool relu, float* y) {
-  static constexpr TileFn kTiles[] = {&Tile256<1>, &Tile256<2>, &Tile256<3>, &Tile256<4>};
-  RunTiled(kTiles, 4, x, rows, ins, packed, bias, outs, panels, relu, y);
-}
-
-struct NamedKernel {
+// A build: its tiles (tiles[k] computes k + 1 rows). The builds differ only in their tiles.
+template <class X>
+struct Build {
   const char* name;
-  Kernel run;
+  const TileFn<X>* tiles;
+  int64_t max_rows;
 };
 
 // The builds this CPU runs, fastest first.
-std::vector<NamedKernel> Supported() {
-  std::vector<NamedKernel> out;
-  if (__builtin_cpu_supports("avx512f")) out.push_back({"avx512", &RunAvx512});
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back({"avx2", &RunAvx2});
-  out.push_back({"plain", &RunPlain});
+template <class X>
+std::vector<Build<X>> Supported() {
+  static constexpr TileFn<X> k512[] = {&Tile512<1, X>, &Tile512<2, X>, &Tile512<3, X>, &Tile512<4, X>,
+                                       &Tile512<5, X>, &Tile512<6, X>, &Tile512<7, X>, &Tile512<8, X>};
+  static constexpr TileFn<X> k256[] = {&Tile256<1, X>, &Tile256<2, X>, &Tile256<3, X>, &Tile256<4, X>};
+  static constexpr TileFn<X> kPlain[] = {&TilePlain<1, X>};
+  std::vector<Build<X>> out;
+  if (__builtin_cpu_supports("avx512f")) out.push_back({"avx512", k512, 8});
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back({"avx2", k256, 4});
+  out.push_back({"plain", kPlain, 1});
   return out;
 }
 
-const NamedKernel& Best() {
-  static const NamedKernel best = Supported().front();
+template <class X>
+const Build<X>& Best() {
+  static const Build<X> best = Supported<X>().front();
   return best;
+}
+
+// The build named `name` (nullptr when this CPU does not run it).
+template <class X>
+const Build<X>* Named(const char* name) {
+  static const std::vector<Build<X>> builds = Supported<X>();
+  for (const Build<X>& b : builds)
+    if (std::strcmp(b.name, name) == 0) return &b;
+  return nullptr;
+}
+
+// `count` rows read through x(r, k) (x_at(first) gives the accessor whose row 0 is row
+// `first`), in tiles of up to the build's rows, panel by panel, into y (rows `y_step` apart).
+template <class X, class At>
+void RunTiled(const Build<X>& b, const At& x_at, int64_t count, int64_t ins, const float* packed, const float* bias,
+              int64_t outs, int64_t panels, bool relu, int64_t y_step, float* y) {
+  for (int64_t r = 0; r < count;) {
+    // Tiles of equal size as far as possible (14 rows in 7 + 7, not 8 + 6).
+    const int64_t tiles_left = (count - r + b.max_rows - 1) / b.max_rows;
+    const int64_t tile = (count - r + tiles_left - 1) / tiles_left;
+    const X x = x_at(r);
+    for (int64_t p = 0; p < panels; ++p)
+      b.tiles[tile - 1](x, ins, packed + p * ins * Dense::kLanes, bias + p * Dense::kLanes, relu,
+                        std::min<int64_t>(Dense::kLanes, outs - p * Dense::kLanes), y_step,
+                        y + r * y_step + p * Dense::kLanes);
+    r += tile;
+  }
+}
+
+void RunDense(const Build<MatrixRows>& b, const float* x, int64_t rows, int64_t ins, const float* packed,
+              const float* bias, int64_t outs, int64_t panels, bool relu, float* y) {
+  RunTiled(
+      b,
+      [&](int64_t r) {
+        return MatrixRows{x + r * ins, ins};
+      },
+      rows, ins, packed, bias, outs, panels, relu, outs, y);
 }
 
 }  // namespace
@@ -144,15 +176,69 @@ Dense::Dense(int64_t ins, int64_t outs, const std::vector<float>& weights, const
 }
 
 void Dense::Run(const float* x, int64_t rows, float* y) const {
-  Best().run(x, rows, ins_, packed_.data(), bias_.data(), outs_, panels_, relu_, y);
+  RunDense(Best<MatrixRows>(), x, rows, ins_, packed_.data(), bias_.data(), outs_, panels_, relu_, y);
 }
 
-const char* Dense::Build() { return Best().name; }
+const char* Dense::Build() { return Best<MatrixRows>().name; }
 
 void Dense::RunWith(const char* build, const float* x, int64_t rows, float* y) const {
-  for (const NamedKernel& k : Supported())
-    if (std::strcmp(k.name, build) == 0)
-      return k.run(x, rows, ins_, packed_.data(), bias_.data(), outs_, panels_, relu_, y);
+  if (const coe::Build<MatrixRows>* b = Named<MatrixRows>(build))
+    RunDense(*b, x, rows, ins_, packed_.data(), bias_.data(), outs_, panels_, relu_, y);
+}
+
+PatchConv::PatchConv(int64_t in_h, int64_t in_w, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+                     const int64_t pads[4], int64_t outs, const std::vector<float>& weights,
+                     const std::vector<float>& bias, bool relu)
+    : in_h_(in_h),
+      in_w_(in_w),
+      stride_h_(stride_h),
+      stride_w_(stride_w),
+      pad_top_(pads[0]),
+      pad_left_(pads[1]),
+      padded_h_(in_h + pads[0] + pads[2]),
+      padded_w_(in_w + pads[1] + pads[3]),
+      out_h_(padded_h_ < kernel_h ? 0 : (padded_h_ - kernel_h) / stride_h + 1),
+      out_w_(padded_w_ < kernel_w ? 0 : (padded_w_ - kernel_w) / stride_w + 1),
+      dense_(kernel_h * kernel_w, outs, weights, bias, relu) {
+  for (int64_t i = 0; i < kernel_h; ++i)
+    for (int64_t j = 0; j < kernel_w; ++j) taps_.push_back(i * padded_w_ + j);
+}
+
+namespace {
+
+void RunPatches(const Build<PatchRows>& b, const float* x, int64_t rows, float* y, float* scratch, int64_t in_h,
+                int64_t in_w, int64_t pad_top, int64_t pad_left, int64_t padded_w, int64_t stride_h, int64_t stride_w,
+                int64_t out_h, int64_t out_w, const int64_t* taps, const Dense& d, const float* packed,
+                const float* bias, int64_t panels, bool relu, int64_t scratch_size) {
+  std::memset(scratch, 0, scratch_size * sizeof(float));  // the padding; each example fills the rest
+  for (int64_t n = 0; n < rows; ++n) {
+    for (int64_t i = 0; i < in_h; ++i)
+      std::memcpy(scratch + (i + pad_top) * padded_w + pad_left, x + (n * in_h + i) * in_w, in_w * sizeof(float));
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const float* row = scratch + oh * stride_h * padded_w;
+      RunTiled(
+          b,
+          [&](int64_t ow) {
+            return PatchRows{row + ow * stride_w, stride_w, taps};
+          },
+          out_w, d.ins(), packed, bias, d.outs(), panels, relu, d.outs(), y + (n * out_h + oh) * out_w * d.outs());
+    }
+  }
+}
+
+}  // namespace
+
+void PatchConv::Run(const float* x, int64_t rows, float* y, float* scratch) const {
+  RunPatches(Best<PatchRows>(), x, rows, y, scratch, in_h_, in_w_, pad_top_, pad_left_, padded_w_, stride_h_, stride_w_,
+             out_h_, out_w_, taps_.data(), dense_, dense_.packed_.data(), dense_.bias_.data(), dense_.panels_,
+             dense_.relu_, scratch_size());
+}
+
+void PatchConv::RunWith(const char* build, const float* x, int64_t rows, float* y, float* scratch) const {
+  if (const coe::Build<PatchRows>* b = Named<PatchRows>(build))
+    RunPatches(*b, x, rows, y, scratch, in_h_, in_w_, pad_top_, pad_left_, padded_w_, stride_h_, stride_w_, out_h_,
+               out_w_, taps_.data(), dense_, dense_.packed_.data(), dense_.bias_.data(), dense_.panels_, dense_.relu_,
+               scratch_size());
 }
 
 }  // namespace coe
