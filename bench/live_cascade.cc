@@ -84,8 +84,7 @@ Timed RunAll(const coe::Cascade& c, const coe::InputBatch& in, int batch) {
   Timed t;
   const auto t0 = Clock::now();
   for (int64_t b = 0; b < in.size(); b += batch) {
-    coe::InputBatch part = in.Slice(b, std::min(in.size(), b + batch));
-    auto r = c.Run(part);
+    auto r = c.Run(in.View(b, std::min(in.size(), b + batch)));  // as coe run: no copy
     if (!r.ok()) {
       std::fprintf(stderr, "live_cascade: %s\n", r.status().ToString().c_str());
       std::exit(1);

@@ -111,6 +111,23 @@ TEST_F(EngineTest, RunsRealModelsAndDefersOnlyDisagreements) {
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->answer, r->answer);
   EXPECT_EQ(r2->exit_tier, r->exit_tier);
+  // A view of some of the examples (no copy) answers them as the whole batch did, and
+  // as a copy of them does, probabilities included.
+  RunOptions probs{.want_probs = true};
+  auto whole = (*c)->Run(in, probs);
+  ASSERT_TRUE(whole.ok());
+  for (auto [b, e] : std::vector<std::pair<int, int>>{{0, 500}, {123, 389}, {499, 500}}) {
+    auto v = (*c)->Run(in.View(b, e), probs);
+    auto copy = (*c)->Run(in.Slice(b, e), probs);
+    ASSERT_TRUE(v.ok() && copy.ok()) << v.status().ToString();
+    ASSERT_EQ(v->answer.size(), static_cast<size_t>(e - b));
+    EXPECT_EQ(v->answer, copy->answer);
+    EXPECT_EQ(v->exit_tier, copy->exit_tier);
+    EXPECT_EQ(v->cost, copy->cost);
+    EXPECT_EQ(v->probs, copy->probs);
+    EXPECT_EQ(v->answer, std::vector<int>(whole->answer.begin() + b, whole->answer.begin() + e));
+    EXPECT_EQ(v->probs, std::vector<std::vector<float>>(whole->probs.begin() + b, whole->probs.begin() + e));
+  }
 }
 
 TEST_F(EngineTest, WrongInputShapeIsAnError) {

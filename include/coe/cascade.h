@@ -116,6 +116,8 @@ class Cascade {
   // Runs `batch` through the cascade. Error only for misuse: a batch whose example
   // shape differs from input_shape() (InvalidArgument naming both shapes).
   StatusOr<RunResult> Run(const InputBatch& batch, const RunOptions& options = {}) const;
+  // The same on a view of a batch's examples, without copying them (coe run's batches).
+  StatusOr<RunResult> Run(const InputView& examples, const RunOptions& options = {}) const;
 
   const CascadeSpec& spec() const;
   const LabelSet& labels() const;                   // union of the members' labels

@@ -16,6 +16,7 @@
 namespace coe {
 
 // A non-owning view of examples [begin, end) of an InputBatch. Valid while the batch lives.
+struct InputBatch;
 struct InputView {
   const std::vector<int64_t>* example_shape = nullptr;
   std::span<const float> data;           // size() * example size values
@@ -24,6 +25,10 @@ struct InputView {
   int64_t n = 0;
   int64_t size() const { return n; }
   const std::vector<int64_t>& shape() const { return *example_shape; }
+  // Examples [begin, end) of this view.
+  InputView Sub(int64_t begin, int64_t end) const;
+  // A copy of the examples at `rows`, in that order (with their ids and records).
+  InputBatch Gather(std::span<const int> rows) const;
 };
 
 // The largest example coe accepts anywhere (catalogue input_shape, requests, data

@@ -13,18 +13,33 @@ std::string ShapeString(std::span<const int64_t> s) {
   return out + "]";
 }
 
-InputBatch InputBatch::Gather(std::span<const int> rows) const {
+InputView InputView::Sub(int64_t begin, int64_t end) const {
+  InputView v = *this;
+  const int64_t e = n ? static_cast<int64_t>(data.size()) / n : 0;
+  if (!data.empty()) v.data = data.subspan(begin * e, (end - begin) * e);
+  if (!ids.empty()) v.ids = ids.subspan(begin, end - begin);
+  if (!records.empty()) v.records = records.subspan(begin, end - begin);
+  v.n = end - begin;
+  return v;
+}
+
+InputBatch InputView::Gather(std::span<const int> rows) const {
   InputBatch out;
-  out.example_shape = example_shape;
-  const int64_t e = ExampleSize();
+  if (example_shape) out.example_shape = *example_shape;
+  const int64_t e = n ? static_cast<int64_t>(data.size()) / n : 0;
   if (!data.empty()) {
-    out.data.resize(rows.size() * e);
-    for (size_t k = 0; k < rows.size(); ++k) std::copy_n(data.data() + rows[k] * e, e, out.data.data() + k * e);
+    out.data.reserve(rows.size() * e);
+    for (int r : rows) out.data.insert(out.data.end(), data.begin() + r * e, data.begin() + (r + 1) * e);
   }
   if (!records.empty())
     for (int r : rows) out.records.push_back(records[r]);
   if (!ids.empty())
     for (int r : rows) out.ids.push_back(ids[r]);
+  return out;
+}
+
+InputBatch InputBatch::Gather(std::span<const int> rows) const {
+  InputBatch out = View().Gather(rows);
   if (!truth.empty())
     for (int r : rows) out.truth.push_back(truth[r]);
   return out;

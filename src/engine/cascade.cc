@@ -140,11 +140,15 @@ using Clock = std::chrono::steady_clock;
 // waiting pool, a thread each (kept for reuse): a pool thread blocked on a network call would stall every
 // other request's local members, and a tier's waiting members would run one after
 // another instead of side by side.
+// The tier's examples are `in` itself (tier 1) or its examples at `rows` (later tiers):
+// then each task copies its own chunk's examples (in parallel, into a buffer that stays
+// in cache, not one large copy on the calling thread first).
 // preds[j][i] is member j's prediction for example i; a member's failure is an
 // abstention. Adds each member's examples and seconds to *r.
-std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputBatch& in, RunResult* r) {
+std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputView& in,
+                                             const std::vector<int>* rows, RunResult* r) {
   const std::vector<int>& tier = im.tiers[t];
-  const int m = static_cast<int>(in.size());
+  const int m = static_cast<int>(rows ? rows->size() : in.size());
   std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
   std::vector<std::function<void()>> tasks, waiting;
   const int threads = im.pool->size();
@@ -159,8 +163,10 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
       (waits ? waiting : tasks).push_back([&, j, b, e] {
         const Member& mem = im.members[tier[j]];
         std::vector<Prediction> got;
+        InputBatch gathered;
+        if (rows) gathered = in.Gather(std::span<const int>(rows->data() + b, e - b));
         const auto t0 = Clock::now();
-        Status s = mem.backend->Predict(in.View(b, e), &got);
+        Status s = mem.backend->Predict(rows ? gathered.View() : in.Sub(b, e), &got);
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         if (!s.ok() || static_cast<int>(got.size()) != e - b) {
           got.assign(e - b, Prediction{});
@@ -284,11 +290,17 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
 }  // namespace
 
 StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& options) const {
+  return Run(batch.View(), options);
+}
+
+StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& options) const {
   const Impl& im = *impl_;
   const auto t_start = Clock::now();
-  if (!im.input_shape.empty() && batch.example_shape != im.input_shape)
-    return InvalidArgumentError("input examples have shape " + ShapeString(batch.example_shape) +
-                                ", the cascade's models take " + ShapeString(im.input_shape));
+  static const std::vector<int64_t> kNoShape;
+  const std::vector<int64_t>& shape = batch.example_shape ? *batch.example_shape : kNoShape;
+  if (!im.input_shape.empty() && shape != im.input_shape)
+    return InvalidArgumentError("input examples have shape " + ShapeString(shape) + ", the cascade's models take " +
+                                ShapeString(im.input_shape));
   const int n = static_cast<int>(batch.size());
   RunResult r;
   r.labels = im.labels;
@@ -314,8 +326,7 @@ StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& opti
   for (size_t t = 0; t < im.tiers.size() && !active.empty(); ++t) {
     const auto t_tier = Clock::now();
     // Tier 1 sees the batch itself; later tiers the examples that did not exit.
-    const InputBatch gathered = t > 0 ? batch.Gather(active) : InputBatch{};
-    const auto preds = RunTier(im, t, t > 0 ? gathered : batch, &r);
+    const auto preds = RunTier(im, t, batch, t > 0 ? &active : nullptr, &r);
     std::vector<int> next = DecideTier(im, t, active, preds, options, &fallback, &r);
     r.tiers[t].reached = static_cast<int>(active.size());
     r.tiers[t].exited = static_cast<int>(active.size() - next.size());

@@ -19,7 +19,7 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
   RunResult total;
   for (int64_t b = 0; b < n; b += batch) {
     const int64_t e = std::min(n, b + batch);
-    COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run(inputs.Slice(b, e), options));
+    COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run(inputs.View(b, e), options));
     if (b == 0) {
       total = std::move(r);
     } else {
