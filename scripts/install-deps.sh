@@ -13,7 +13,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   wrk haproxy iproute2 curl ccache stress clang-format-14 chromium
-  dataset-fashion-mnist zlib1g-dev
+  dataset-fashion-mnist zlib1g-dev libdeflate-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler python3-grpcio python3-grpc-tools python3-protobuf
   python3 python3-numpy python3-dev pybind11-dev python3-pytest python3-pandas python3-matplotlib python3-venv python3-setuptools python3-pip python3-yaml
 )

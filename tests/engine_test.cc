@@ -1,6 +1,7 @@
 // The live engine: real ONNX models, the recorded backend, fault injection, bad input.
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -128,6 +129,58 @@ TEST_F(EngineTest, RunsRealModelsAndDefersOnlyDisagreements) {
     EXPECT_EQ(v->answer, std::vector<int>(whole->answer.begin() + b, whole->answer.begin() + e));
     EXPECT_EQ(v->probs, std::vector<std::vector<float>>(whole->probs.begin() + b, whole->probs.begin() + e));
   }
+}
+
+// An IDX file reads the same examples whichever way it is stored: gzip of one member
+// (decompressed whole by libdeflate), two members or plain (streamed by zlib); a corrupt
+// gzip file is an error naming it, on either path.
+TEST_F(EngineTest, IdxFilesReadAlikeEveryWayTheyAreStored) {
+  const std::string gz = std::string(kFashion) + "t10k-images-idx3-ubyte.gz";
+  std::string raw;
+  {
+    gzFile f = gzopen(gz.c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    char buf[1 << 16];
+    for (int n; (n = gzread(f, buf, sizeof buf)) > 0;) raw.append(buf, n);
+    gzclose(f);
+  }
+  ASSERT_EQ(raw.size(), 16u + 10000u * 784u);
+  auto write_gz = [&](const fs::path& p, const std::vector<std::pair<size_t, size_t>>& members) {
+    std::ofstream out(p, std::ios::binary);
+    for (auto [from, n] : members) {  // each member a gzip stream of its own
+      const fs::path part = dir_ / "part.gz";
+      gzFile f = gzopen(part.c_str(), "wb1");
+      gzwrite(f, raw.data() + from, static_cast<unsigned>(n));
+      gzclose(f);
+      std::ifstream in(part, std::ios::binary);
+      out << in.rdbuf();
+    }
+    return p.string();
+  };
+  const std::string two = write_gz(dir_ / "two-idx3-ubyte.gz", {{0, 1000000}, {1000000, raw.size() - 1000000}});
+  const std::string plain = Write(dir_ / "plain-idx3-ubyte", raw);
+  DatasetOptions o;
+  o.expected_shape = {1, 28, 28};
+  o.begin = 17;
+  o.end = 9000;
+  auto a = LoadDataset(gz, o), b = LoadDataset(two, o), c = LoadDataset(plain, o);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok()) << a.status().ToString() << b.status().ToString() << c.status().ToString();
+  ASSERT_EQ(a->size(), 9000 - 17);
+  EXPECT_EQ(a->data, b->data);
+  EXPECT_EQ(a->data, c->data);
+  for (int64_t i = 0; i < 784; ++i)
+    ASSERT_EQ(a->data[i], static_cast<float>(static_cast<unsigned char>(raw[16 + 17 * 784 + i])));
+  // One byte of the compressed data changed: libdeflate refuses it, zlib names it.
+  std::string bytes;
+  {
+    std::ifstream in(gz, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  bytes[bytes.size() / 2] ^= 0x5a;
+  const std::string bad = Write(dir_ / "bad-idx3-ubyte.gz", bytes);
+  auto d = LoadDataset(bad, o);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("bad-idx3-ubyte.gz"), std::string::npos) << d.status().message();
 }
 
 TEST_F(EngineTest, WrongInputShapeIsAnError) {

@@ -1,6 +1,10 @@
 #include "coe/dataset.h"
 
+#include <fcntl.h>
+#include <libdeflate.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -57,11 +61,32 @@ void ReserveOnHugePages(std::vector<float>* v, size_t n) {
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 }
 
+struct FreeDeleter {
+  void operator()(unsigned char* p) const { std::free(p); }
+};
+using HugeBuffer = std::unique_ptr<unsigned char[], FreeDeleter>;
+
+// `bytes` of memory (uninitialized) advised onto huge pages as above; null when out of memory.
+HugeBuffer AllocateOnHugePages(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t rounded = std::max<size_t>(1, (bytes + kHuge - 1) / kHuge) * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (p) ::madvise(p, rounded, MADV_HUGEPAGE);
+  return HugeBuffer(static_cast<unsigned char*>(p));
+}
+
 // An IDX file (MNIST format, unsigned bytes), plain or gzipped (zlib reads plain
 // files as they are), read as a stream: the header, then exactly the payload it
 // declares. Only the examples asked for are kept, and data past the declared payload
 // is an error, so memory follows what is used, never what the file (or a lying
 // header) says.
+//
+// Once the header is read, a gzip file of one member that decompresses to exactly the
+// declared header and payload (its size trailer says so, and libdeflate checks it with
+// room for no more) is decompressed whole by libdeflate, ~3x zlib's speed (the 10,000
+// Fashion-MNIST test images: 12 against 36-49 ms, on the critical path of a `coe run`),
+// then read from memory alike. Anything else (several members, data past the payload, a
+// truncated payload, corruption) streams through zlib, whose errors name the problem.
 class IdxReader {
  public:
   ~IdxReader() {
@@ -86,6 +111,15 @@ class IdxReader {
       COE_ASSIGN_OR_RETURN(got, Read(b, 4));
       if (got < 4) return InvalidArgumentError("'" + path + "': bad IDX header (truncated)");
       dims_.push_back((int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | int64_t{b[3]});
+    }
+    // The header and the payload it declares, if under 4 GiB (a gzip trailer's limit).
+    uint64_t size = 1;
+    for (int64_t d : dims_) size = std::min<uint64_t>(size * static_cast<uint64_t>(d), uint64_t{1} << 32);
+    size += 4 + 4 * dims_.size();
+    if (!gzdirect(f_) && size < (uint64_t{1} << 32) && Inflate(path, size)) {
+      gzclose(f_);
+      f_ = nullptr;
+      position_ = 4 + 4 * dims_.size();
     }
     return Status::Ok();
   }
@@ -129,7 +163,47 @@ class IdxReader {
   }
 
  private:
+  // Decompresses the gzip file at `path` into inflated_ when it is one member of exactly
+  // `size` bytes (its header's declared size), with no more memory than that; false (and
+  // nothing kept) otherwise: the stream then says what is wrong (data past the payload, a
+  // truncated payload, corruption).
+  // The file is mapped (its pages populated at once), the result lands on huge pages: on
+  // this VM page faults cost as much as the decompression.
+  bool Inflate(const std::string& path, size_t size) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    const size_t n = ::fstat(fd, &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+    void* map = n >= 18 ? ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : MAP_FAILED;
+    ::close(fd);
+    if (map == MAP_FAILED) return false;
+    const auto* file = static_cast<const unsigned char*>(map);
+    const unsigned char* tail = file + n - 4;
+    const size_t trailer = tail[0] | (size_t{tail[1]} << 8) | (size_t{tail[2]} << 16) | (size_t{tail[3]} << 24);
+    HugeBuffer out;
+    libdeflate_decompressor* d = nullptr;
+    bool ok = file[0] == 0x1f && file[1] == 0x8b && trailer == size && (out = AllocateOnHugePages(size)) &&
+              (d = libdeflate_alloc_decompressor()) != nullptr;
+    if (ok) {
+      size_t in_used = 0, out_used = 0;
+      ok = libdeflate_gzip_decompress_ex(d, file, n, out.get(), size, &in_used, &out_used) == LIBDEFLATE_SUCCESS &&
+           in_used == n && out_used == size;
+    }
+    if (d) libdeflate_free_decompressor(d);
+    ::munmap(map, n);
+    if (!ok) return false;
+    inflated_ = std::move(out);
+    inflated_size_ = size;
+    return true;
+  }
+
   StatusOr<size_t> Read(void* dst, uint64_t n) {
+    if (inflated_) {
+      const size_t got = std::min<uint64_t>(n, inflated_size_ - position_);
+      std::memcpy(dst, inflated_.get() + position_, got);
+      position_ += got;
+      return got;
+    }
     const int got = gzread(f_, dst, static_cast<unsigned>(n));
     if (got < 0) {
       int err = 0;
@@ -141,6 +215,8 @@ class IdxReader {
 
   std::string path_;
   gzFile f_ = nullptr;
+  HugeBuffer inflated_;  // the whole file, decompressed (or null: f_ streams it)
+  size_t inflated_size_ = 0, position_ = 0;
   std::vector<int64_t> dims_;
 };
 
