@@ -348,6 +348,7 @@ int RunRecordText(const RecordFlags& f, const Catalogue& cat) {
 
 int RunRecord(const RecordFlags& f) {
   KeepModelBuffers();
+  HeapOnHugePages(f.data.threads);
   const char* cmd = "record";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
@@ -381,6 +382,7 @@ struct RunFlags {
 
 int RunRun(const RunFlags& f) {
   KeepModelBuffers();
+  HeapOnHugePages(f.data.threads);
   const char* cmd = "run";
   auto spec = ReadCascade(f.cascade);
   if (!spec.ok()) return Fail(cmd, spec.status());
@@ -459,6 +461,7 @@ struct DemoFlags {
 
 int RunDemo(const DemoFlags& f) {
   KeepModelBuffers();
+  HeapOnHugePages(f.threads);
   const char* cmd = "demo";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());

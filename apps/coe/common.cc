@@ -1,8 +1,13 @@
 #include "common.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+
+#include "base/cores.h"
 
 namespace coe::app {
 
@@ -57,6 +62,17 @@ void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool 
 void KeepModelBuffers() {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+void HeapOnHugePages(int threads) {
+  if ((threads > 0 ? threads : AvailableCores()) <= 8) mallopt(M_ARENA_MAX, 1);
+  mallopt(M_TOP_PAD, 256 << 20);       // the heap's next growth reserves 256 MiB (untouched: no memory yet)
+  void* probe = std::malloc(1 << 20);  // ... which this makes now
+  char* const top = static_cast<char*>(sbrk(0));
+  constexpr uintptr_t kPage = 4096;
+  char* const start = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(probe) & ~(kPage - 1));
+  if (probe && top != reinterpret_cast<char*>(-1) && start < top) madvise(start, top - start, MADV_HUGEPAGE);
+  std::free(probe);
 }
 
 void CostFlags::Add(CLI::App* cmd) {

@@ -66,9 +66,11 @@ struct FreeDeleter {
 };
 using HugeBuffer = std::unique_ptr<unsigned char[], FreeDeleter>;
 
-// `bytes` of memory (uninitialized) advised onto huge pages as above; null when out of memory.
+// `bytes` of memory (uninitialized), advised onto huge pages as above when 2 MiB or more;
+// null when out of memory.
 HugeBuffer AllocateOnHugePages(size_t bytes) {
   constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < kHuge) return HugeBuffer(static_cast<unsigned char*>(std::malloc(std::max<size_t>(1, bytes))));
   const size_t rounded = std::max<size_t>(1, (bytes + kHuge - 1) / kHuge) * kHuge;
   void* p = std::aligned_alloc(kHuge, rounded);
   if (p) ::madvise(p, rounded, MADV_HUGEPAGE);
