@@ -13,7 +13,7 @@
 // needed; tensors share one arena.
 //
 // Answers do not depend on batching: a call's examples run in Plans of kBlock, then of
-// the powers of two below it, and every kernel computes an example alike at every size
+// the powers of four below it, and every kernel computes an example alike at every size
 // (oneDNN's inner product did not, hence Dense). Each plan is checked when built against
 // the one-example plan's answers to a probe batch, and a size that differs is not used
 // (PlanFor); the conformance suite checks the answers bit for bit.
@@ -52,7 +52,7 @@ using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
 // Examples the largest Plan runs at once; the rest of a call runs in Plans of the powers of
-// two below (a call of 7: 4, 2, 1). The engine's chunk is 16; plans of 32 were no faster
+// four below (a call of 7: 4, 1, 1, 1). The engine's chunk is 16; plans of 32 were no faster
 // (bench/model_batch) and cost a probe twice as long.
 constexpr int kBlock = 16;
 
@@ -591,10 +591,17 @@ std::string ErrorText() {
   }
 }
 
-// Plans of kBlock, kBlock / 2, ..., 1 examples.
-constexpr int kPlanSizes = std::bit_width(static_cast<unsigned>(kBlock));
+// Plans of kBlock, kBlock / 4, ..., 1 examples: 16, 4 and 1. Each size a process uses is
+// built (its primitives JIT-compiled) and probed once, and first runs cold: with every
+// power of two, a `coe run` of the zoo cascade built 123 primitives (40 ms) where sizes
+// 16, 4 and 1 need ~70; a remainder of 7 now runs 4 + 1 + 1 + 1 instead of 4 + 2 + 1.
+constexpr int kPlanSizes = std::bit_width(static_cast<unsigned>(kBlock)) / 2 + 1;
+static_assert(kBlock == 1 << (2 * (kPlanSizes - 1)), "kBlock is a power of 4");
 
-// One caller's stream and Plans (plans[k] runs kBlock >> k examples; made on first use).
+// The index of the plan of `size` examples (a power of 4 up to kBlock).
+int PlanIndex(int size) { return std::countr_zero(static_cast<unsigned>(kBlock / size)) / 2; }
+
+// One caller's stream and Plans (plans[k] runs kBlock >> 2k examples; made on first use).
 struct Worker {
   dnnl::stream stream;
   std::unique_ptr<Plan> plans[kPlanSizes];
@@ -659,9 +666,9 @@ class OnednnBackend : public Backend {
       const int64_t rest = n - start;
       Plan* plan = nullptr;
       try {
-        for (int size = static_cast<int>(std::bit_floor(static_cast<uint64_t>(std::min<int64_t>(rest, kBlock)))); !plan;
-             size /= 2)
-          plan = PlanFor(*worker, size);
+        int size = kBlock;
+        while (size > rest) size /= 4;
+        for (; !plan; size /= 4) plan = PlanFor(*worker, size);
         float* dst = plan->input();
         const float* src = batch.data.data() + start * e;
         for (int64_t i = 0; i < plan->batch(); ++i) {
@@ -717,7 +724,7 @@ class OnednnBackend : public Backend {
   // CPU where not would make an answer depend on how it was batched). Callers then use
   // smaller plans, down to one example, so answers never depend on batching.
   Plan* PlanFor(Worker& w, int size) {
-    const int k = std::countr_zero(static_cast<unsigned>(kBlock / size));
+    const int k = PlanIndex(size);
     std::unique_ptr<Plan>& plan = w.plans[k];
     if (plan) return plan.get();
     std::lock_guard<std::mutex> lock(first_mu_);
