@@ -609,8 +609,8 @@ struct Worker {
 
 // A probe of kBlock pseudo-random examples, and what the one-example plan answers on
 // each (Probe::want, kBlock rows of `classes`). Every larger plan is checked against it
-// when built (OnednnBackend::PlanFor), which makes the probe on first need: not while
-// the models load, on the critical path of a process (~4 ms for resnet_small).
+// when built (OnednnBackend::PlanFor), which makes the probe on first need: when the
+// kBlock plan is built as the model loads (Warm; ~4 ms for resnet_small), or later.
 struct Probe {
   std::vector<float> inputs, want;
 };
