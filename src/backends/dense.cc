@@ -204,41 +204,32 @@ PatchConv::PatchConv(int64_t in_h, int64_t in_w, int64_t kernel_h, int64_t kerne
     for (int64_t j = 0; j < kernel_w; ++j) taps_.push_back(i * padded_w_ + j);
 }
 
-namespace {
-
-void RunPatches(const Build<PatchRows>& b, const float* x, int64_t rows, float* y, float* scratch, int64_t in_h,
-                int64_t in_w, int64_t pad_top, int64_t pad_left, int64_t padded_w, int64_t stride_h, int64_t stride_w,
-                int64_t out_h, int64_t out_w, const int64_t* taps, const Dense& d, const float* packed,
-                const float* bias, int64_t panels, bool relu, int64_t scratch_size) {
-  std::memset(scratch, 0, scratch_size * sizeof(float));  // the padding; each example fills the rest
+template <class B>
+void PatchConv::RunOn(const B& build, const float* x, int64_t rows, float* y, float* scratch) const {
+  std::memset(scratch, 0, scratch_size() * sizeof(float));  // the padding; each example fills the rest
+  const int64_t outs = dense_.outs_;
   for (int64_t n = 0; n < rows; ++n) {
-    for (int64_t i = 0; i < in_h; ++i)
-      std::memcpy(scratch + (i + pad_top) * padded_w + pad_left, x + (n * in_h + i) * in_w, in_w * sizeof(float));
-    for (int64_t oh = 0; oh < out_h; ++oh) {
-      const float* row = scratch + oh * stride_h * padded_w;
+    for (int64_t i = 0; i < in_h_; ++i)
+      std::memcpy(scratch + (i + pad_top_) * padded_w_ + pad_left_, x + (n * in_h_ + i) * in_w_, in_w_ * sizeof(float));
+    for (int64_t oh = 0; oh < out_h_; ++oh) {
+      const float* row = scratch + oh * stride_h_ * padded_w_;
       RunTiled(
-          b,
+          build,
           [&](int64_t ow) {
-            return PatchRows{row + ow * stride_w, stride_w, taps};
+            return PatchRows{row + ow * stride_w_, stride_w_, taps_.data()};
           },
-          out_w, d.ins(), packed, bias, d.outs(), panels, relu, d.outs(), y + (n * out_h + oh) * out_w * d.outs());
+          out_w_, dense_.ins_, dense_.packed_.data(), dense_.bias_.data(), outs, dense_.panels_, dense_.relu_, outs,
+          y + (n * out_h_ + oh) * out_w_ * outs);
     }
   }
 }
 
-}  // namespace
-
 void PatchConv::Run(const float* x, int64_t rows, float* y, float* scratch) const {
-  RunPatches(Best<PatchRows>(), x, rows, y, scratch, in_h_, in_w_, pad_top_, pad_left_, padded_w_, stride_h_, stride_w_,
-             out_h_, out_w_, taps_.data(), dense_, dense_.packed_.data(), dense_.bias_.data(), dense_.panels_,
-             dense_.relu_, scratch_size());
+  RunOn(Best<PatchRows>(), x, rows, y, scratch);
 }
 
 void PatchConv::RunWith(const char* build, const float* x, int64_t rows, float* y, float* scratch) const {
-  if (const coe::Build<PatchRows>* b = Named<PatchRows>(build))
-    RunPatches(*b, x, rows, y, scratch, in_h_, in_w_, pad_top_, pad_left_, padded_w_, stride_h_, stride_w_, out_h_,
-               out_w_, taps_.data(), dense_, dense_.packed_.data(), dense_.bias_.data(), dense_.panels_, dense_.relu_,
-               scratch_size());
+  if (const coe::Build<PatchRows>* b = Named<PatchRows>(build)) RunOn(*b, x, rows, y, scratch);
 }
 
 }  // namespace coe

@@ -68,6 +68,10 @@ class PatchConv {
   void RunWith(const char* build, const float* x, int64_t rows, float* y, float* scratch) const;
 
  private:
+  // Run through one build of the tiles (dense.cc's Build).
+  template <class B>
+  void RunOn(const B& build, const float* x, int64_t rows, float* y, float* scratch) const;
+
   int64_t in_h_, in_w_, stride_h_, stride_w_, pad_top_, pad_left_, padded_h_, padded_w_, out_h_, out_w_;
   std::vector<int64_t> taps_;  // each tap's offset in the padded image, row by row
   Dense dense_;                // the weights as a Dense layer of kernel_h * kernel_w inputs

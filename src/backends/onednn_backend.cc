@@ -22,12 +22,12 @@
 // keeps one Worker (a stream and its Plans) per concurrent caller, checked out under a
 // mutex like the onnx backend's Nets. Only the first Plan of each size is built; the other
 // Workers' are clones of it, sharing its primitives and weights (halving the build time
-// a process pays on its first examples, ~3.5 ms a plan for resnet_small, and the weights). oneDNN's OpenMP threading is
-// held at one thread a caller: the engine runs members and chunks in parallel itself.
+// a process pays on its first examples, ~3.5 ms a plan for resnet_small, and the
+// weights). oneDNN's OpenMP threading is held at one thread a caller: the engine runs
+// members and chunks in parallel itself.
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cstdlib>
 #include <cstring>
@@ -413,10 +413,11 @@ class Plan {
                                             {p[2], p[3]});
           return dnnl::convolution_forward::primitive_desc(d, Attr(relu), engine_);
         };
-        // A first layer (one input channel) runs ~15% faster from plain NCHW into 8-channel
-        // blocks than in the channels-last layout oneDNN picks for it (cnn_tiny: 290k
-        // against 250k images/s, one thread), unless this CPU has only a reference kernel
-        // for that (then oneDNN's choice stands).
+        // A first layer PatchConv did not take (dilated, or padded past its kernel) runs ~15%
+        // faster on oneDNN from plain NCHW into 8-channel blocks than in the channels-last
+        // layout oneDNN picks for it (cnn_tiny, before PatchConv: 290k against 250k images/s,
+        // one thread), unless this CPU has only a reference kernel for that (then oneDNN's
+        // choice stands).
         const bool first_layer = sd[1] == 1 && oc % 8 == 0;
         dnnl::convolution_forward::primitive_desc pd =
             first_layer ? make(Tag::nchw, Tag::nChw8c) : make(Tag::any, Tag::any);

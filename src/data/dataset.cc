@@ -48,6 +48,15 @@ Status ParseRange(const std::string& text, int64_t* begin, int64_t* end) {
 
 namespace {
 
+constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+
+// Advises the whole 2 MiB pages inside [p, p + bytes) onto huge pages.
+void AdviseHugePages(void* p, size_t bytes) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+  const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1), last = end & ~(kHugePage - 1);
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
 // Reserves room for `n` floats in `v` and asks the kernel to back it with huge pages
 // (transparent huge pages are on "madvise" in Debian's kernels). 10,000 Fashion-MNIST
 // images are 31 MB of floats: ~7,700 page faults on 4 KiB pages, which took ~0.1 s of a
@@ -55,10 +64,7 @@ namespace {
 // nothing changes.
 void ReserveOnHugePages(std::vector<float>* v, size_t n) {
   v->reserve(n);
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(v->data()), end = begin + n * sizeof(float);
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
-  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  AdviseHugePages(v->data(), n * sizeof(float));
 }
 
 struct FreeDeleter {
@@ -69,11 +75,10 @@ using HugeBuffer = std::unique_ptr<unsigned char[], FreeDeleter>;
 // `bytes` of memory (uninitialized), advised onto huge pages as above when 2 MiB or more;
 // null when out of memory.
 HugeBuffer AllocateOnHugePages(size_t bytes) {
-  constexpr size_t kHuge = size_t{2} << 20;
-  if (bytes < kHuge) return HugeBuffer(static_cast<unsigned char*>(std::malloc(std::max<size_t>(1, bytes))));
-  const size_t rounded = std::max<size_t>(1, (bytes + kHuge - 1) / kHuge) * kHuge;
-  void* p = std::aligned_alloc(kHuge, rounded);
-  if (p) ::madvise(p, rounded, MADV_HUGEPAGE);
+  if (bytes < kHugePage) return HugeBuffer(static_cast<unsigned char*>(std::malloc(std::max<size_t>(1, bytes))));
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (p) AdviseHugePages(p, rounded);
   return HugeBuffer(static_cast<unsigned char*>(p));
 }
 
