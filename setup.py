@@ -1,6 +1,7 @@
 """Builds coe's native module with CMake for `pip install --no-build-isolation .`.
 
-The module (coe._coe), libcoe_base.so and the modules libcoe_opencv.so, libcoe_images.so and libcoe_onednn.so go into
+The module (coe._coe), libcoe_base.so and the modules libcoe_opencv.so, libcoe_images.so, libcoe_onednn.so and
+libcoe_remote.so go into
 the package directory; the module finds the others beside itself ($ORIGIN).
 """
 import glob
@@ -25,12 +26,12 @@ class CMakeBuild(build_ext):
             args.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
             os.environ.setdefault("CCACHE_BASEDIR", ROOT)
         subprocess.check_call(["cmake", "-S", ROOT, "-B", build, *args])
-        subprocess.check_call(["cmake", "--build", build, "--target", "_coe", "coe_opencv", "coe_images", "coe_onednn", "-j", str(os.cpu_count() or 2)])
+        subprocess.check_call(["cmake", "--build", build, "--target", "_coe", "coe_opencv", "coe_images", "coe_onednn", "coe_remote", "-j", str(os.cpu_count() or 2)])
         out = os.path.dirname(os.path.abspath(self.get_ext_fullpath(ext.name)))
         os.makedirs(out, exist_ok=True)
         for f in glob.glob(os.path.join(build, "python", "coe", "_coe*.so")) + \
                 glob.glob(os.path.join(build, "libcoe_base.so*")) + [os.path.join(build, m) for m in (
-                    "libcoe_opencv.so", "libcoe_images.so", "libcoe_onednn.so")]:
+                    "libcoe_opencv.so", "libcoe_images.so", "libcoe_onednn.so", "libcoe_remote.so")]:
             shutil.copy2(f, out, follow_symlinks=True)
 
 

@@ -203,7 +203,7 @@ def check_containerfile(deploy, coe, args):
     check(not any(p.endswith("-dev") or p in ("build-essential", "cmake", "g++") for p in runtime_pkgs),
           "Containerfile: no build tools or -dev packages in the runtime stage")
     check({"cmake", "build-essential"} <= build_pkgs, "Containerfile: the build stage installs cmake and build-essential")
-    plugins = [os.path.join(os.path.dirname(coe), m) for m in ("libcoe_opencv.so", "libcoe_images.so", "libcoe_onednn.so")]
+    plugins = [os.path.join(os.path.dirname(coe), m) for m in ("libcoe_opencv.so", "libcoe_images.so", "libcoe_onednn.so", "libcoe_grpc.so")]
     needed = needed_packages([coe] + [p for p in plugins if os.path.exists(p)])
     if needed is not None:
         missing = sorted(set(needed) - runtime_pkgs - BASE_IMAGE_PACKAGES)

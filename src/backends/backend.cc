@@ -33,7 +33,9 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelSpec& spec, const Ba
   }
   if (kind == "remote" || kind == "openai") {
 #ifdef COE_HAVE_REMOTE
-    return kind == "remote" ? CreateRemoteBackend(spec, options) : CreateOpenAiBackend(spec, options);
+    auto plugin = LoadRemotePlugin();
+    if (!plugin.ok()) return plugin.status().WithPrefix("model '" + spec.name + "'");
+    return kind == "remote" ? (*plugin)->create_remote(spec, options) : (*plugin)->create_openai(spec, options);
 #else
     return FailedPreconditionError("model '" + spec.name + "': this coe was built without the " + kind + " backend");
 #endif

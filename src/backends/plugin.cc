@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <mutex>
 #include <vector>
 
 #include "coe/paths.h"
@@ -14,13 +13,15 @@ namespace coe {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// dlopen()s the module `name` where plugin.h says and calls its entry point `entry`
-// with `out`; the error names every path tried.
-template <typename Plugin>
-Status LoadModule(const char* name, const char* entry_name, const char* what, const char* option, Plugin* out) {
+StatusOr<void*> LoadModuleEntry(const char* name, const char* entry_name, const char* what, const char* option) {
   std::vector<std::string> tried;
+  std::string errors;
+  // A module already in the process (a test or a host program linked it) is used as is:
+  // a second copy would register its protobuf messages twice.
+  if (void* h = dlopen(name, RTLD_NOW | RTLD_NOLOAD)) {
+    if (void* entry = dlsym(h, entry_name)) return entry;
+    errors += std::string("\n  ") + name + " (already loaded): no entry point " + entry_name;
+  }
   if (const char* dir = std::getenv("COE_PLUGIN_DIR")) tried.push_back((fs::path(dir) / name).string());
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -33,7 +34,6 @@ Status LoadModule(const char* name, const char* entry_name, const char* what, co
     if (std::find(tried.begin(), tried.end(), beside) == tried.end()) tried.push_back(beside);
   }
   tried.push_back((fs::path(COE_PLUGIN_INSTALL_DIR) / name).string());
-  std::string errors;
   for (const std::string& path : tried) {
     if (!fs::exists(path)) {
       errors += "\n  " + path + ": no such file";
@@ -44,45 +44,33 @@ Status LoadModule(const char* name, const char* entry_name, const char* what, co
       errors += "\n  " + path + ": " + dlerror();
       continue;
     }
-    auto entry = reinterpret_cast<void (*)(Plugin*)>(dlsym(h, entry_name));
+    void* entry = dlsym(h, entry_name);
     if (!entry) {
       errors += "\n  " + path + ": no entry point " + entry_name;
       continue;
     }
-    entry(out);
-    return Status::Ok();
+    return entry;
   }
   return FailedPreconditionError(std::string(what) + " needs " + name + " (built with " + option +
                                  "); tried:" + errors);
 }
 
-// The module of `Plugin`, loaded on the first call (each Plugin type has its own once).
-template <typename Plugin>
-StatusOr<const Plugin*> LoadOnce(const char* name, const char* entry_name, const char* what, const char* option) {
-  static std::once_flag once;
-  static Plugin plugin;
-  static Status status;
-  std::call_once(once, [&] { status = LoadModule(name, entry_name, what, option, &plugin); });
-  if (!status.ok()) return status;
-  return &plugin;
-}
-
-}  // namespace
-
 StatusOr<const OnnxPlugin*> LoadOnnxPlugin() {
-  return LoadOnce<OnnxPlugin>("libcoe_opencv.so", "coe_onnx_plugin_v1", "the onnx backend", "COE_WITH_ONNX");
+  return LoadPluginOnce<OnnxPlugin>("libcoe_opencv.so", "coe_onnx_plugin_v1", "the onnx backend", "COE_WITH_ONNX");
 }
 
 StatusOr<const ImagePlugin*> LoadImagePlugin() {
-  return LoadOnce<ImagePlugin>("libcoe_images.so", "coe_images_plugin_v1", "image input", "COE_WITH_ONNX");
+  return LoadPluginOnce<ImagePlugin>("libcoe_images.so", "coe_images_plugin_v1", "image input", "COE_WITH_ONNX");
 }
 
-}  // namespace coe
-
-namespace coe {
-
 StatusOr<const OnednnPlugin*> LoadOnednnPlugin() {
-  return LoadOnce<OnednnPlugin>("libcoe_onednn.so", "coe_onednn_plugin_v1", "the onednn backend", "COE_WITH_ONEDNN");
+  return LoadPluginOnce<OnednnPlugin>("libcoe_onednn.so", "coe_onednn_plugin_v1", "the onednn backend",
+                                      "COE_WITH_ONEDNN");
+}
+
+StatusOr<const RemotePlugin*> LoadRemotePlugin() {
+  return LoadPluginOnce<RemotePlugin>("libcoe_remote.so", "coe_remote_plugin_v1", "the remote and openai backends",
+                                      "COE_WITH_SERVER");
 }
 
 }  // namespace coe

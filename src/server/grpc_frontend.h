@@ -63,7 +63,9 @@ class GrpcFrontend {
   // Listens on host:port (port 0 = an ephemeral port; see port()) and serves until
   // Stop. InvalidArgument for a port out of range or options out of range (
   // max_message_bytes 0 or over 2 GiB, max_concurrent_calls < 1), Unavailable when the
-  // address cannot be bound.
+  // address cannot be bound, FailedPrecondition (naming the paths tried) when
+  // libcoe_grpc.so, which holds the implementation (server/grpc_module.h), cannot be
+  // loaded.
   static StatusOr<std::unique_ptr<GrpcFrontend>> Start(const std::string& host, int port, Server* server,
                                                        const GrpcOptions& options);
   ~GrpcFrontend();  // Stop()

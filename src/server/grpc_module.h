@@ -1,0 +1,60 @@
+// Internal (server layer): the contract between the server and libcoe_grpc.so, the
+// module that holds the gRPC front end (src/server/grpc_service.cc, the code protoc
+// makes of proto/open_inference.proto, and Debian's gRPC, protobuf and absl).
+//
+// gRPC and what it loads (some 50 shared libraries) cost every process ~20 ms to map
+// and relocate, so they live in a module that only `coe serve --grpc-port` loads
+// (src/backends/plugin.h). The module links only libcoe_base.so: it sees the server
+// through a GrpcHost (the served models' names, input shapes and labels, and a call
+// that runs a batch as Server::Run does), and the server sees it through GrpcService's
+// virtual functions; no other symbol crosses.
+#ifndef COE_SERVER_GRPC_MODULE_H_
+#define COE_SERVER_GRPC_MODULE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coe/cascade.h"
+#include "coe/labels.h"
+#include "coe/status.h"
+#include "coe/tensor.h"
+#include "server/grpc_frontend.h"
+
+namespace coe {
+
+// A served model as gRPC shows it (ModelMetadata) and runs it (ModelInfer).
+struct GrpcModel {
+  std::string name;
+  std::vector<int64_t> input_shape;  // empty = any
+  LabelSet labels;
+};
+
+struct GrpcHost {
+  std::vector<GrpcModel> models;  // the cascade first
+  // Server::Run: admission, metrics, batching. Thread-safe; outlives the service.
+  std::function<StatusOr<RunResult>(const std::string& name, const InputBatch& batch, const RunOptions& options)> run;
+};
+
+// A listening gRPC server (GrpcFrontend's body).
+class GrpcService {
+ public:
+  virtual ~GrpcService() = default;  // Stop()
+  virtual int port() const = 0;
+  virtual void Stop() = 0;  // idempotent, any thread
+};
+
+struct GrpcPlugin {
+  // GrpcFrontend::Start's contract, with the server as a GrpcHost.
+  StatusOr<std::unique_ptr<GrpcService>> (*start)(const std::string& host, int port, GrpcHost server,
+                                                  const GrpcOptions& options);
+};
+
+}  // namespace coe
+
+// The module's entry point: fills `out` (C linkage so that dlsym finds it).
+extern "C" void coe_grpc_plugin_v1(coe::GrpcPlugin* out);
+
+#endif  // COE_SERVER_GRPC_MODULE_H_
