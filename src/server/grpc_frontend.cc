@@ -18,9 +18,8 @@ GrpcFrontend::~GrpcFrontend() { Stop(); }
 StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const std::string& host, int port, Server* server,
                                                             const GrpcOptions& options) {
   if (!server) return InvalidArgumentError("the gRPC front end needs a server");
-  COE_ASSIGN_OR_RETURN(const GrpcPlugin* plugin,
-                       LoadPluginOnce<GrpcPlugin>("libcoe_grpc.so", "coe_grpc_plugin_v1", "the gRPC front end",
-                                                  "COE_WITH_GRPC"));
+  COE_ASSIGN_OR_RETURN(const GrpcPlugin* plugin, LoadPluginOnce<GrpcPlugin>("libcoe_grpc.so", "coe_grpc_plugin_v1",
+                                                                            "the gRPC front end", "COE_WITH_GRPC"));
   GrpcHost h;
   for (const ServedModel& m : server->models())
     h.models.push_back({m.name, m.cascade->input_shape(), m.cascade->labels()});
