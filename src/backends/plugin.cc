@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
 #include <vector>
 
 #include "coe/paths.h"
@@ -14,6 +15,13 @@ namespace coe {
 namespace fs = std::filesystem;
 
 StatusOr<void*> LoadModuleEntry(const char* name, const char* entry_name, const char* what, const char* option) {
+  // One module at a time. The dynamic loader serializes dlopen itself, but under a lock
+  // of its own that ThreadSanitizer cannot see: two modules loading at once (the onnx
+  // backend on one thread, image input on another) grow its table of unique symbols
+  // with a calloc on one thread and a free on the other, which TSan then reports
+  // (do_lookup_unique, elf/dl-lookup.c) as a race. This lock is the same order, visible.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
   std::vector<std::string> tried;
   std::string errors;
   // A module already in the process (a test or a host program linked it) is used as is:
