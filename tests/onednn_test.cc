@@ -294,24 +294,28 @@ TEST(Dense, EveryBuildAndEveryBatchGiveTheSameBits) {
 }
 
 // PatchConv: every build gives the plain loop's bits, an image gives the same bits alone as
-// in any batch, and the sums are a convolution's (against doubles, padding as zeros).
+// in any batch, and the sums are a convolution's (against doubles, padding as zeros), for
+// one input channel (a first layer) and several (channels last, weights as ONNX's).
 TEST(PatchConv, EveryBuildAndEveryBatchGiveTheSameBitsAndConvolve) {
   std::mt19937 rng(12);
   std::normal_distribution<float> normal;
   struct Case {
-    int64_t h, w, kh, kw, sh, sw, pads[4], outs;
+    int64_t h, w, ch, kh, kw, sh, sw, pads[4], outs;
   };
-  for (const Case& c : std::vector<Case>{{28, 28, 5, 5, 2, 2, {2, 2, 2, 2}, 8},
-                                         {28, 28, 3, 3, 1, 1, {1, 1, 1, 1}, 16},
-                                         {9, 7, 3, 2, 2, 1, {0, 1, 2, 0}, 33},
-                                         {5, 5, 1, 1, 1, 1, {0, 0, 0, 0}, 1}}) {
-    const int64_t taps = c.kh * c.kw, images = 11;
-    std::vector<float> w(c.outs * taps), bias(c.outs), x(images * c.h * c.w);
+  for (const Case& c : std::vector<Case>{{28, 28, 1, 5, 5, 2, 2, {2, 2, 2, 2}, 8},
+                                         {28, 28, 1, 3, 3, 1, 1, {1, 1, 1, 1}, 16},
+                                         {9, 7, 1, 3, 2, 2, 1, {0, 1, 2, 0}, 33},
+                                         {5, 5, 1, 1, 1, 1, 1, {0, 0, 0, 0}, 1},
+                                         {14, 14, 8, 3, 3, 2, 2, {1, 1, 1, 1}, 16},
+                                         {14, 14, 8, 3, 3, 1, 1, {1, 1, 1, 1}, 16},
+                                         {6, 5, 3, 3, 2, 1, 2, {2, 0, 1, 1}, 17}}) {
+    const int64_t taps = c.kh * c.kw * c.ch, images = 11;
+    std::vector<float> w(c.outs * taps), bias(c.outs), x(images * c.h * c.w * c.ch);
     for (float& v : w) v = normal(rng);
     for (float& v : bias) v = normal(rng);
     for (float& v : x) v = normal(rng);
     for (bool relu : {false, true}) {
-      PatchConv conv(c.h, c.w, c.kh, c.kw, c.sh, c.sw, c.pads, c.outs, w, bias, relu);
+      PatchConv conv(c.h, c.w, c.ch, c.kh, c.kw, c.sh, c.sw, c.pads, c.outs, w, bias, relu);
       const int64_t oh = conv.out_h(), ow = conv.out_w(), per = oh * ow * c.outs;
       ASSERT_EQ(oh, (c.h + c.pads[0] + c.pads[2] - c.kh) / c.sh + 1);
       ASSERT_EQ(ow, (c.w + c.pads[1] + c.pads[3] - c.kw) / c.sw + 1);
@@ -329,7 +333,7 @@ TEST(PatchConv, EveryBuildAndEveryBatchGiveTheSameBitsAndConvolve) {
         for (int start = 0; start + rows <= images; start += 3) {
           std::vector<float> got(rows * per);
           std::fill(scratch.begin(), scratch.end(), 5.f);
-          conv.Run(x.data() + start * c.h * c.w, rows, got.data(), scratch.data());
+          conv.Run(x.data() + start * c.h * c.w * c.ch, rows, got.data(), scratch.data());
           EXPECT_EQ(0, std::memcmp(plain.data() + start * per, got.data(), got.size() * sizeof(float)))
               << rows << " images from " << start;
         }
@@ -339,15 +343,17 @@ TEST(PatchConv, EveryBuildAndEveryBatchGiveTheSameBitsAndConvolve) {
           for (int64_t j = 0; j < ow; ++j)
             for (int64_t o = 0; o < c.outs; ++o) {
               double want = bias[o];
-              for (int64_t a = 0; a < c.kh; ++a)
-                for (int64_t b = 0; b < c.kw; ++b) {
-                  const int64_t y = i * c.sh + a - c.pads[0], z = j * c.sw + b - c.pads[1];
-                  if (y >= 0 && y < c.h && z >= 0 && z < c.w)
-                    want += static_cast<double>(x[(n * c.h + y) * c.w + z]) * w[o * taps + a * c.kw + b];
-                }
+              for (int64_t k = 0; k < c.ch; ++k)
+                for (int64_t a = 0; a < c.kh; ++a)
+                  for (int64_t b = 0; b < c.kw; ++b) {
+                    const int64_t y = i * c.sh + a - c.pads[0], z = j * c.sw + b - c.pads[1];
+                    if (y >= 0 && y < c.h && z >= 0 && z < c.w)  // x channels last, w [outs][ch][kh][kw]
+                      want += static_cast<double>(x[((n * c.h + y) * c.w + z) * c.ch + k]) *
+                              w[((o * c.ch + k) * c.kh + a) * c.kw + b];
+                  }
               if (relu) want = std::max(want, 0.0);
               ASSERT_NEAR(plain[n * per + (i * ow + j) * c.outs + o], want, 1e-4 * (1 + taps))
-                  << n << " " << i << "," << j << " " << o;
+                  << c.ch << " channels: " << n << " " << i << "," << j << " " << o;
             }
     }
   }

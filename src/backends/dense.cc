@@ -186,11 +186,27 @@ void Dense::RunWith(const char* build, const float* x, int64_t rows, float* y) c
     RunDense(*b, x, rows, ins_, packed_.data(), bias_.data(), outs_, panels_, relu_, y);
 }
 
-PatchConv::PatchConv(int64_t in_h, int64_t in_w, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
-                     const int64_t pads[4], int64_t outs, const std::vector<float>& weights,
+namespace {
+
+// ONNX's [outs][channels][kh][kw] as [outs][kh][kw][channels]: the order of the taps.
+std::vector<float> TapsOrder(const std::vector<float>& w, int64_t outs, int64_t channels, int64_t kh, int64_t kw) {
+  std::vector<float> t(w.size());
+  for (int64_t o = 0; o < outs; ++o)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j)
+          t[((o * kh + i) * kw + j) * channels + c] = w[((o * channels + c) * kh + i) * kw + j];
+  return t;
+}
+
+}  // namespace
+
+PatchConv::PatchConv(int64_t in_h, int64_t in_w, int64_t channels, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                     int64_t stride_w, const int64_t pads[4], int64_t outs, const std::vector<float>& weights,
                      const std::vector<float>& bias, bool relu)
     : in_h_(in_h),
       in_w_(in_w),
+      channels_(channels),
       stride_h_(stride_h),
       stride_w_(stride_w),
       pad_top_(pads[0]),
@@ -199,24 +215,26 @@ PatchConv::PatchConv(int64_t in_h, int64_t in_w, int64_t kernel_h, int64_t kerne
       padded_w_(in_w + pads[1] + pads[3]),
       out_h_(padded_h_ < kernel_h ? 0 : (padded_h_ - kernel_h) / stride_h + 1),
       out_w_(padded_w_ < kernel_w ? 0 : (padded_w_ - kernel_w) / stride_w + 1),
-      dense_(kernel_h * kernel_w, outs, weights, bias, relu) {
+      dense_(kernel_h * kernel_w * channels, outs, TapsOrder(weights, outs, channels, kernel_h, kernel_w), bias, relu) {
   for (int64_t i = 0; i < kernel_h; ++i)
-    for (int64_t j = 0; j < kernel_w; ++j) taps_.push_back(i * padded_w_ + j);
+    for (int64_t j = 0; j < kernel_w; ++j)
+      for (int64_t c = 0; c < channels; ++c) taps_.push_back((i * padded_w_ + j) * channels + c);
 }
 
 template <class B>
 void PatchConv::RunOn(const B& build, const float* x, int64_t rows, float* y, float* scratch) const {
   std::memset(scratch, 0, scratch_size() * sizeof(float));  // the padding; each example fills the rest
-  const int64_t outs = dense_.outs_;
+  const int64_t outs = dense_.outs_, line = in_w_ * channels_, padded_line = padded_w_ * channels_;
   for (int64_t n = 0; n < rows; ++n) {
     for (int64_t i = 0; i < in_h_; ++i)
-      std::memcpy(scratch + (i + pad_top_) * padded_w_ + pad_left_, x + (n * in_h_ + i) * in_w_, in_w_ * sizeof(float));
+      std::memcpy(scratch + (i + pad_top_) * padded_line + pad_left_ * channels_, x + (n * in_h_ + i) * line,
+                  line * sizeof(float));
     for (int64_t oh = 0; oh < out_h_; ++oh) {
-      const float* row = scratch + oh * stride_h_ * padded_w_;
+      const float* row = scratch + oh * stride_h_ * padded_line;
       RunTiled(
           build,
           [&](int64_t ow) {
-            return PatchRows{row + ow * stride_w_, stride_w_, taps_.data()};
+            return PatchRows{row + ow * stride_w_ * channels_, stride_w_ * channels_, taps_.data()};
           },
           out_w_, dense_.ins_, dense_.packed_.data(), dense_.bias_.data(), outs, dense_.panels_, dense_.relu_, outs,
           y + (n * out_h_ + oh) * out_w_ * outs);
