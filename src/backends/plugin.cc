@@ -77,7 +77,7 @@ StatusOr<const OnednnPlugin*> LoadOnednnPlugin() {
 }
 
 StatusOr<const RemotePlugin*> LoadRemotePlugin() {
-  return LoadPluginOnce<RemotePlugin>("libcoe_remote.so", "coe_remote_plugin_v1", "the remote and openai backends",
+  return LoadPluginOnce<RemotePlugin>("libcoe_remote.so", "coe_remote_plugin_v1", "a remote or openai model",
                                       "COE_WITH_SERVER");
 }
 
