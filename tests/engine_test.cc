@@ -10,6 +10,7 @@
 #include "base/cores.h"
 #include "coe/cascade.h"
 #include "coe/dataset.h"
+#include "coe/record.h"
 #include "fault_backends.h"
 #include "testing.h"
 
@@ -128,6 +129,52 @@ TEST_F(EngineTest, RunsRealModelsAndDefersOnlyDisagreements) {
     EXPECT_EQ(v->probs, copy->probs);
     EXPECT_EQ(v->answer, std::vector<int>(whole->answer.begin() + b, whole->answer.begin() + e));
     EXPECT_EQ(v->probs, std::vector<std::vector<float>>(whole->probs.begin() + b, whole->probs.begin() + e));
+  }
+}
+
+// RunInBatches joins its calls into what one Run gives, whatever their sizes: at most
+// `batch` examples a call, the first min(batch, kFirstBatch), each next as large as the
+// last or twice as large (calls under kGrowBelow grow; which do depends on the machine,
+// so only that pattern is checked).
+TEST_F(EngineTest, BatchesJoinIntoOneRun) {
+  Catalogue cat = ZooCatalogue();
+  const int64_t n = 10000;
+  InputBatch in = TestImages(n);
+  auto c = Cascade::Create(TwoTier(), cat, EngineOptions{});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto whole = (*c)->Run(in);
+  ASSERT_TRUE(whole.ok());
+  for (int batch : {1000, 2048, 5000, 32768}) {
+    std::vector<int64_t> done;
+    auto r = RunInBatches(**c, in, batch, {}, [&](int64_t d, int64_t total) {
+      EXPECT_EQ(total, n);
+      done.push_back(d);
+    });
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->answer, whole->answer) << batch;
+    EXPECT_EQ(r->exit_tier, whole->exit_tier) << batch;
+    EXPECT_EQ(r->cost, whole->cost) << batch;
+    EXPECT_EQ(r->degraded, whole->degraded) << batch;
+    ASSERT_EQ(r->tiers.size(), whole->tiers.size());
+    for (size_t t = 0; t < r->tiers.size(); ++t) {
+      EXPECT_EQ(r->tiers[t].reached, whole->tiers[t].reached) << batch << " tier " << t;
+      EXPECT_EQ(r->tiers[t].exited, whole->tiers[t].exited) << batch << " tier " << t;
+    }
+    ASSERT_FALSE(done.empty());
+    EXPECT_EQ(done.back(), n);
+    int64_t prev = 0, last = 0;
+    for (int64_t d : done) {
+      const int64_t size = d - prev;
+      EXPECT_LE(size, batch);
+      if (prev == 0)
+        EXPECT_EQ(size, std::min<int64_t>({batch, kFirstBatch, n})) << batch;
+      else if (d < n)
+        EXPECT_TRUE(size == last || size == std::min<int64_t>(batch, 2 * last)) << batch << ": " << size;
+      else
+        EXPECT_LE(size, std::min<int64_t>(batch, 2 * last)) << batch;
+      last = size;
+      prev = d;
+    }
   }
 }
 

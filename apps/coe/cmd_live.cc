@@ -35,7 +35,7 @@ constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
 struct DataFlags {
   std::string data, labels, range;
-  int threads = 0, batch = 2048, chunk = 0;
+  int threads = 0, batch = 32768, chunk = 0;
   bool normalize_labels = false;
   void Add(CLI::App* cmd) {
     cmd->add_option("--data", data, "inputs: an IDX file (.gz ok), an image, a folder of images, or a .txt list")
@@ -43,7 +43,9 @@ struct DataFlags {
     cmd->add_option("--labels", labels, "true labels: an IDX label file, or a CSV of id,label for images");
     cmd->add_option("--range", range, "use examples [A, B) only, e.g. 50000:60000");
     cmd->add_option("--threads", threads, "worker threads (default: the cores)");
-    cmd->add_option("--batch", batch, "examples per engine call")->capture_default_str();
+    cmd->add_option("--batch", batch,
+                    "most examples per engine call (calls start at 2048 and double while one takes under 0.1 s)")
+        ->capture_default_str();
     cmd->add_option("--chunk", chunk, "examples per model call (one engine task; default: the engine's)")
         ->check(CLI::Range(1, 1 << 20));
     cmd->add_flag("--normalize-labels", normalize_labels,

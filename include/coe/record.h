@@ -6,6 +6,7 @@
 #ifndef COE_RECORD_H_
 #define COE_RECORD_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -23,9 +24,14 @@ namespace coe {
 // Called after each batch with the examples done and the total.
 using BatchProgress = std::function<void(int64_t done, int64_t total)>;
 
-// Runs `cascade` over `inputs` in consecutive batches of `batch` examples (one Run
-// each, so memory stays bounded) and joins the results. Answers do not depend on
-// `batch` (see coe/cascade.h). Errors: Cascade::Run's.
+// Runs `cascade` over `inputs` in consecutive batches of at most `batch` examples (one
+// Run each, so memory stays bounded) and joins the results. The first batch has
+// min(batch, kFirstBatch) examples; after a call that took under kGrowBelow the next
+// is twice as large (up to `batch`), so fast models run in few large calls and slow
+// ones still report progress often. Answers do not depend on the batches (see
+// coe/cascade.h). Errors: Cascade::Run's.
+inline constexpr int64_t kFirstBatch = 2048;
+inline constexpr std::chrono::milliseconds kGrowBelow{100};
 StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch,
                                  const RunOptions& options = {}, const BatchProgress& progress = nullptr);
 

@@ -10,16 +10,22 @@ namespace coe {
 StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch, const RunOptions& options,
                                  const BatchProgress& progress) {
   const int64_t n = inputs.size();
-  batch = std::max(1, batch);
-  if (n <= batch) {
+  const int64_t most = std::max(1, batch);
+  if (n == 0) {
     COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run(inputs, options));
     if (progress) progress(n, n);
     return r;
   }
   RunResult total;
-  for (int64_t b = 0; b < n; b += batch) {
-    const int64_t e = std::min(n, b + batch);
+  int64_t size = std::min(most, kFirstBatch);
+  for (int64_t b = 0; b < n;) {
+    const int64_t e = std::min(n, b + size);
+    const auto t0 = std::chrono::steady_clock::now();
     COE_ASSIGN_OR_RETURN(RunResult r, cascade.Run(inputs.View(b, e), options));
+    // Each call pays a tier's tail (one thread idle while another ends the tier's last
+    // chunk) and the calls' joins: fast calls grow, slow ones (remote models) keep the
+    // progress coming.
+    if (std::chrono::steady_clock::now() - t0 < kGrowBelow) size = std::min(most, size * 2);
     if (b == 0) {
       total = std::move(r);
     } else {
@@ -49,6 +55,7 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
       total.seconds += r.seconds;
     }
     if (progress) progress(e, n);
+    b = e;
   }
   return total;
 }
