@@ -4,10 +4,11 @@
 //
 // gRPC and what it loads (some 50 shared libraries) cost every process ~20 ms to map
 // and relocate, so they live in a module that only `coe serve --grpc-port` loads
-// (src/backends/plugin.h). The module links only libcoe_base.so: it sees the server
-// through a GrpcHost (the served models' names, input shapes and labels, and a call
-// that runs a batch as Server::Run does), and the server sees it through GrpcService's
-// virtual functions; no other symbol crosses.
+// (src/backends/plugin.h). Of coe it links libcoe_base.so and its own copy of the
+// (stateless) protocol layer, not the server: it sees the server through a GrpcHost
+// (the served models' names, input shapes and labels, and a call that runs a batch as
+// Server::Run does), and the server sees it through GrpcService's virtual functions;
+// no other symbol crosses.
 #ifndef COE_SERVER_GRPC_MODULE_H_
 #define COE_SERVER_GRPC_MODULE_H_
 
