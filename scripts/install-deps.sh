@@ -8,6 +8,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(
   build-essential cmake pkg-config git ca-certificates
   libopencv-dev libdnnl-dev
+  # oneDNN's CMake config (dnnl-config.cmake) requires OpenCL, which libdnnl-dev only
+  # recommends (scripts/fresh-machine.sh found it: configure fails without it).
+  ocl-icd-opencl-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
