@@ -23,6 +23,7 @@ ALLOWED = {
     "opencv": {"base", "data", "backends"},
     "engine": {"base", "data", "core", "backends"},
     "planner": {"base", "data", "core", "cost"},
+    "workflow": {"base", "data", "core", "cost", "backends", "engine", "planner"},
     "server": {"base", "data", "core", "backends", "engine", "protocol"},
 }
 
@@ -36,6 +37,7 @@ PUBLIC = {
     "backend.h": "backends",
     "cascade.h": "engine", "record.h": "engine",
     "planner.h": "planner", "report.h": "planner",
+    "workflow.h": "workflow",
     "server.h": "server",
 }
 

@@ -76,6 +76,9 @@ struct Subject {
   int chunked_examples = 256;  // examples in the threads/chunking checks
   // Makes example `i` of `b` one the backend must abstain on; false if it has none.
   std::function<bool(InputBatch& b, int i)> spoil;
+  // The spoiled example has no answer at all (a failure), rather than an unreadable one
+  // (an abstention): a recorded backend has no recording of an unknown id.
+  bool spoil_fails = false;
   // True when the backend abstains on example `i` of the clean batch.
   std::function<bool(const InputBatch& b, int i)> abstains = [](const InputBatch&, int) { return false; };
   bool errors_every_call = false;  // `errors` counts every call (a dead backend)
@@ -159,6 +162,7 @@ Subject MakeSubject(const std::string& name) {
       b.ids[i] = "no-such-id";
       return true;
     };
+    s.spoil_fails = true;
   } else if (name == "remote") {
     static Loopback* loopback = new Loopback();
     const ModelSpec spec = SpecOf(std::string("[defaults]\ninput_shape = [1, 28, 28]\n") + kLabelsToml +
@@ -190,6 +194,7 @@ Subject MakeSubject(const std::string& name) {
 void ExpectSame(const Prediction& want, const Prediction& got, const std::string& where) {
   ASSERT_EQ(want.label, got.label) << where;
   ASSERT_EQ(want.error.empty(), got.error.empty()) << where << ": " << got.error;
+  ASSERT_EQ(want.failed, got.failed) << where << ": " << got.error;
   ASSERT_EQ(want.probs.size(), got.probs.size()) << where;
   if (!want.probs.empty()) {
     ASSERT_EQ(0, std::memcmp(want.probs.data(), got.probs.data(), want.probs.size() * sizeof(float))) << where;
@@ -325,6 +330,7 @@ TEST_P(Conformance, WrongShapeIsAnErrorAndEveryExampleAbstains) {
   for (const Prediction& p : out) {
     EXPECT_EQ(p.label, kAbstain);
     EXPECT_FALSE(p.error.empty());
+    EXPECT_TRUE(p.failed);  // misuse: no example was answered
   }
   // An empty batch is answered with nothing.
   EXPECT_TRUE(b->Predict(Images().View(0, 0), &out).ok());
@@ -355,6 +361,7 @@ TEST_P(Conformance, AFailingExampleAbstainsAlone) {
     }
     EXPECT_EQ(out[i].label, kAbstain);
     EXPECT_FALSE(out[i].error.empty());
+    EXPECT_EQ(out[i].failed, subject_.spoil_fails) << out[i].error;
     EXPECT_TRUE(out[i].probs.empty());
   }
 }

@@ -159,6 +159,8 @@ TEST_F(EngineTest, BatchesJoinIntoOneRun) {
     for (size_t t = 0; t < r->tiers.size(); ++t) {
       EXPECT_EQ(r->tiers[t].reached, whole->tiers[t].reached) << batch << " tier " << t;
       EXPECT_EQ(r->tiers[t].exited, whole->tiers[t].exited) << batch << " tier " << t;
+      // Every call's cost joins in (the zoo's costs are whole multiply-adds: exact sums).
+      EXPECT_EQ(r->tiers[t].cost, whole->tiers[t].cost) << batch << " tier " << t;
     }
     ASSERT_FALSE(done.empty());
     EXPECT_EQ(done.back(), n);
@@ -290,9 +292,21 @@ TEST_F(EngineTest, NanOutputIsAnAbstention) {
   ASSERT_TRUE(a.ok());
   auto ra = (*a)->Run(TestImages(5));
   ASSERT_TRUE(ra.ok());
+  // A non-finite output is the model's answer, unreadable: an abstention, not a failed
+  // call (backend.h). The example is unanswered, but nothing failed: not degraded, and
+  // no failure is listed (a failure would be retried by coe record, forever).
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(ra->answer[i], kAbstain);
-    EXPECT_EQ(ra->degraded[i], 1);  // a failure (non-finite output), no earlier answer
+    EXPECT_EQ(ra->degraded[i], 0);
+  }
+  EXPECT_TRUE(ra->failures.empty());
+  auto direct = CreateBackend(*cat.Find("nan"), BackendOptions{});
+  ASSERT_TRUE(direct.ok());
+  std::vector<Prediction> got;
+  ASSERT_TRUE((*direct)->Predict(TestImages(3).View(), &got).ok());
+  for (const Prediction& p : got) {
+    EXPECT_FALSE(p.failed);
+    EXPECT_EQ(p.error, "non-finite output");
   }
 }
 
@@ -360,8 +374,21 @@ TEST_F(EngineTest, FailuresAreAbstentionsAndDegradeToEarlierAnswers) {
       }
     }
     EXPECT_GT(degraded, 0);
+    // Every failed call is listed, by example, with its cause: the examples that reached
+    // the dead tier, member 2 (a broken backend's status becomes every example's failure).
+    std::vector<MemberFailure> want;
+    for (int i = 0; i < 200; ++i)
+      if (rr->exit_tier[i] == 1)
+        want.push_back(MemberFailure{
+            i, 2, mode == FaultyBackend::Mode::kDead ? "injected: dead backend" : "injected: broken backend",
+            mode == FaultyBackend::Mode::kDead ? "connect" : "input"});
+    EXPECT_EQ(dr->failures, want);
+    // The same when the run is cut into calls: the examples' indices are the batch's.
+    auto joined = RunInBatches(**dc, in, 64);
+    ASSERT_TRUE(joined.ok());
+    EXPECT_EQ(joined->failures, want);
   }
-  // A member failing on odd ids abstains there: tier 1 cannot be unanimous on them.
+  // A member failing on odd ids has no answer there: tier 1 cannot be unanimous on them.
   std::vector<std::unique_ptr<Backend>> flaky;
   flaky.push_back(std::make_unique<FaultyBackend>(make("linear"), FaultyBackend::Mode::kFailOdd));
   flaky.push_back(make("mlp256x2"));
@@ -390,9 +417,15 @@ TEST_F(EngineTest, FailuresAreAbstentionsAndDegradeToEarlierAnswers) {
       EXPECT_EQ(fr->answer[i], rr->answer[i]);
       EXPECT_EQ(fr->exit_tier[i], rr->exit_tier[i]);
     }
-    EXPECT_EQ(fr->degraded[i], 0);
+    EXPECT_EQ(fr->degraded[i], 0);  // tier 2 answered: the failure forced no fallback
   }
   EXPECT_EQ(odd, 100);
+  ASSERT_EQ(fr->failures.size(), 100u);  // listed all the same
+  for (const MemberFailure& f : fr->failures) {
+    EXPECT_EQ((in.ids[f.example].back() - '0') % 2, 1);
+    EXPECT_EQ(f.member, 0);
+    EXPECT_EQ(f.error, "injected failure");
+  }
 }
 
 // The default thread counts follow the cores this process may use (taskset, a

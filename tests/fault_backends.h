@@ -18,8 +18,8 @@ class FaultyBackend : public Backend {
  public:
   enum class Mode {
     kSlow,     // answers as the inner backend, after a delay
-    kFailOdd,  // abstains (with an error) on examples whose id ends in an odd digit
-    kDead,     // every call fails: all abstain
+    kFailOdd,  // fails (no answer) on examples whose id ends in an odd digit
+    kDead,     // every call fails: no example has an answer
     kBroken,   // breaks the contract: returns an error status and answers nothing
   };
   FaultyBackend(std::unique_ptr<Backend> inner, Mode mode,
@@ -34,13 +34,13 @@ class FaultyBackend : public Backend {
     stats_.examples += n;
     const std::vector<int64_t>& shape = inner_->info().input_shape;
     if (!shape.empty() && batch.shape() != shape) {
-      out->assign(n, Prediction{kAbstain, NAN, {}, "wrong input shape"});
+      out->assign(n, Prediction::Failure("wrong input shape", "input"));
       stats_.abstentions += n;
       return InvalidArgumentError("model '" + info().name + "' takes inputs of shape " + ShapeString(shape) + ", got " +
                                   ShapeString(batch.shape()));
     }
     if (mode_ == Mode::kDead) {
-      out->assign(n, Prediction{kAbstain, NAN, {}, "injected: dead backend"});
+      out->assign(n, Prediction::Failure("injected: dead backend", "connect"));
       stats_.errors++;
       stats_.abstentions += n;
       return Status::Ok();
@@ -60,7 +60,7 @@ class FaultyBackend : public Backend {
       Prediction& p = (*out)[i];
       if (mode_ == Mode::kFailOdd && i < static_cast<int64_t>(batch.ids.size()) && !batch.ids[i].empty() &&
           (batch.ids[i].back() - '0') % 2 == 1)
-        p = Prediction{kAbstain, NAN, {}, "injected failure"};
+        p = Prediction::Failure("injected failure", "http_500");
       abstained += p.label == kAbstain;
     }
     stats_.abstentions += abstained;

@@ -4,7 +4,11 @@
 // `coe eval` of it on those recordings example by example, every member of a reached
 // tier is paid, and faults (429/503 with Retry-After, 500, timeouts, malformed JSON,
 // missing usage) end as documented.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -67,9 +71,9 @@ class Llm : public ::testing::Test {
   }
   std::string P(const std::string& name) { return (dir_ / name).string(); }
   std::string Catalogue(int timeout_ms = 2000, int retries = 2,
-                        const std::string& prompt = "[id:{id}] {question}\\nAnswer with one letter.") {
+                        const std::string& prompt = "[id:{id}] {question}\\nAnswer with one letter.", int port = 0) {
     std::ostringstream c;
-    c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << server_.port() << "/v1\"\n"
+    c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << (port ? port : server_.port()) << "/v1\"\n"
       << "prompt = \"" << prompt << "\"\nanswer = \"choice\"\n"
       << "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " << timeout_ms << "\nretries = " << retries
       << "\nmax_concurrency = 8\n";
@@ -150,12 +154,123 @@ TEST_F(Llm, RecordWritesWhatTheServerAnsweredAndResumes) {
   r = RunCoe("record --models " + cat + " --data " + P("prompts.jsonl") + " --out " + P("resumed.csv") + " --json",
              false);
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["skipped"], 40);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["kept"], 40);
   EXPECT_EQ(server_.requests.load() - before, static_cast<int>((ids_.size() - 40) * kModels.size()));
   LabelSet l2;
   auto resumed = ReadRecordings(P("resumed.csv"), &l2, nullptr);
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
   EXPECT_EQ(resumed->num_examples(), static_cast<int>(ids_.size()));
+}
+
+// A failed call is never an answer: with the upstream down, `coe record` fails naming
+// the cause, writes no answer (the planner refuses the file), and once the upstream is
+// back, running it again makes exactly the failed calls and completes the file: the
+// same file a record against a healthy upstream writes, byte for byte.
+TEST_F(Llm, FailedCallsAreNeverAnswersAndRecordingAgainRetriesThem) {
+  const int n = static_cast<int>(ids_.size());
+  int dead_port = 0;
+  {  // a port that was bound, then closed: nothing listens there (connections are refused)
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    dead_port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  const std::string dead = Catalogue(2000, 1, "[id:{id}] {question}\\nAnswer with one letter.", dead_port);
+  const std::string rec_args = " --data " + P("prompts.jsonl") + " --out " + P("rec.csv");
+  auto r = RunCoe("record --models " + dead + rec_args);
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("coe record: error: " + std::to_string(4 * n) + " model calls failed (no answer): not " +
+                       "recorded as answers; run the same command again"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(std::to_string(n) +
+                       " calls of model 'gpt4' failed: chat model 'gpt4': cannot connect to "
+                       "http://127.0.0.1:" +
+                       std::to_string(dead_port)),
+            std::string::npos)
+      << r.out;
+  {
+    LabelSet labels;
+    RecordingsReadOptions o;
+    o.allow_failures = true;
+    auto rec = ReadRecordings(P("rec.csv"), &labels, nullptr, o);
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    ASSERT_EQ(rec->num_examples(), n);
+    for (const ModelRecord& m : rec->models)
+      for (int i = 0; i < n; ++i) {
+        EXPECT_EQ(m.label[i], kAbstain) << m.name;
+        EXPECT_NE(m.error[i].find("cannot connect"), std::string::npos) << m.error[i];
+        EXPECT_EQ(m.cost[i], 0.0);
+      }
+  }
+  // Nothing plans on it: the file names the first failed call and how to retry.
+  auto plan = RunCoe("plan --calib " + P("rec.csv") + " --models " + P("rec.models.toml"));
+  EXPECT_EQ(plan.code, 2) << plan.out;
+  EXPECT_NE(plan.out.find("its call failed (chat model"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find("run `coe record` again with the same --out"), std::string::npos) << plan.out;
+
+  // The upstream is up, but refuses one model's key: the other three answer.
+  server_.SetFaults([](const std::string& model, const std::string&, int) {
+    return model == "gpt-4-1106-preview" ? OpenAiReplay::Fault::k401 : OpenAiReplay::Fault::kNone;
+  });
+  const std::string live = Catalogue(2000, 1);
+  int before = server_.requests.load();
+  r = RunCoe("record --models " + live + rec_args);
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(std::to_string(n) +
+                       " calls of model 'gpt4' failed: chat model 'gpt4': HTTP 401: invalid api key"
+                       " (first on input '" +
+                       ids_[0] + "')"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(server_.requests.load() - before, 4 * n);  // every failed call, retried once
+  // The key is fixed: only gpt4's calls are made, and the file is complete.
+  server_.SetFaults(nullptr);
+  before = server_.requests.load();
+  r = RunCoe("record --models " + live + rec_args + " --json", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["calls"], n);
+  EXPECT_EQ(j["failed_calls"], 0);
+  EXPECT_EQ(server_.requests.load() - before, n);
+  LabelSet labels;
+  auto rec = ReadRecordings(P("rec.csv"), &labels, nullptr);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  for (const auto& [name, model] : kModels)
+    for (int i = 0; i < n; ++i)
+      EXPECT_EQ(labels.name(rec->models[rec->ModelIndex(name)].label[i]), Expected(name, rec->ids[i]).first);
+  ASSERT_EQ(RunCoe("record --models " + live + " --data " + P("prompts.jsonl") + " --out " + P("fresh.csv")).code, 0);
+  EXPECT_EQ(testing::ReadFile(P("rec.csv")), testing::ReadFile(P("fresh.csv")));
+  // Nothing left to do: no call, and the measured catalogue keeps its figures.
+  const std::string measured = testing::ReadFile(P("rec.models.toml"));
+  before = server_.requests.load();
+  ASSERT_EQ(RunCoe("record --models " + live + rec_args).code, 0);
+  EXPECT_EQ(server_.requests.load(), before);
+  EXPECT_EQ(testing::ReadFile(P("rec.models.toml")), measured);
+  EXPECT_EQ(measured.find("latency_us = 0\n"), std::string::npos) << measured;
+}
+
+// A row cut off by an interrupted write is recorded again (with a warning), not a reason
+// the file cannot be resumed.
+TEST_F(Llm, ACutOffLastRowIsRecordedAgain) {
+  const std::string cat = Catalogue();
+  const std::string args = "record --models " + cat + " --data " + P("prompts.jsonl") + " --out " + P("rec.csv");
+  ASSERT_EQ(RunCoe(args).code, 0);
+  const std::string whole = testing::ReadFile(P("rec.csv"));
+  const size_t last = whole.rfind('\n', whole.size() - 2);
+  std::ofstream(P("rec.csv"), std::ios::binary) << whole.substr(0, last + 1 + (whole.size() - last) / 2);
+  const int before = server_.requests.load();
+  auto r = RunCoe(args);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("its last row was cut off (an interrupted write): it is recorded again"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(server_.requests.load() - before, static_cast<int>(kModels.size()));
+  EXPECT_EQ(testing::ReadFile(P("rec.csv")), whole);
 }
 
 TEST_F(Llm, LiveCascadeEqualsEvalOfItsRecordingsAndPaysEveryMember) {
@@ -239,7 +354,14 @@ TEST_F(Llm, FaultsEndAsDocumented) {
   auto r = RunCoe("run --cascade " + P("gpt4.toml") + " --models " + Catalogue(3000, 2) + " --data " + P("five.jsonl") +
                   " --out " + P("out.csv"));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ASSERT_EQ(r.code, 0) << r.out;
+  // Three calls had no answer (a hang, a malformed reply, one too large): the run says so,
+  // naming each cause, and fails, after writing its answers.
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("coe run: error: 3 model calls failed (no answer)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("chat model 'gpt4': no answer within 3000 ms (timeout_ms)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("chat model 'gpt4': the response has no choices[0].message.content"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("chat model 'gpt4': the response is larger than 33554432 bytes"), std::string::npos) << r.out;
   EXPECT_LT(secs, 15.0);  // one deadline of 3 s a call, whatever the retries
   EXPECT_NE(r.out.find("model 'gpt4': 1 response(s) had no usage"), std::string::npos) << r.out;
   std::map<std::string, std::vector<std::string>> rows;
@@ -422,14 +544,45 @@ TEST_F(FrontDoor, ErrorsUseTheOpenAiShape) {
   std::set<std::string> listed;
   for (const auto& m : models["data"]) listed.insert(m["id"].get<std::string>());
   EXPECT_EQ(listed, (std::set<std::string>{"ladder", "mistral", "mixtral", "llama70", "gpt4"}));
-  // A killed endpoint: no tier can answer; a 502 says why, at once.
-  server_.Stop();
+  // No tier can answer: a 502 in the upstream's own words, never an empty 200, and no
+  // tier is counted as its exit.
+  auto exits = [&] {
+    const std::string m = coe_->MetricsText();
+    int64_t n = 0;
+    for (size_t at = 0; (at = m.find("coe_exits_total{model=\"ladder\"", at)) != std::string::npos; ++at)
+      n += std::stoll(m.substr(m.find(' ', at) + 1));
+    return n;
+  };
+  const int64_t exits_before = exits();
+  auto message = [&](const httplib::Result& r) {
+    return r ? nlohmann::json::parse(r->body)["error"]["message"].get<std::string>() : std::string();
+  };
+  server_.SetFaults([](const std::string&, const std::string&, int) { return OpenAiReplay::Fault::k401; });
   auto r = client_->Post("/v1/chat/completions", Body("ladder", Question(ids_[0])).dump(), "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502) << r->body;
-  EXPECT_NE(nlohmann::json::parse(r->body)["error"]["message"].get<std::string>().find("members' calls failed"),
+  EXPECT_NE(message(r).find("no tier of 'ladder' could answer: 4 member call(s) failed: chat model 'mistral': HTTP "
+                            "401: invalid api key"),
             std::string::npos)
       << r->body;
+  // Every member answers, but nothing can be read from the completions: a 502 that says so.
+  server_.SetFaults([](const std::string&, const std::string&, int) { return OpenAiReplay::Fault::kUnreadable; });
+  r = client_->Post("/v1/chat/completions", Body("ladder", Question(ids_[0])).dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502) << r->body;
+  EXPECT_NE(message(r).find("no tier of 'ladder' gave a readable answer"), std::string::npos) << r->body;
+  server_.SetFaults(nullptr);
+  // A killed endpoint: the same, at once.
+  server_.Stop();
+  r = client_->Post("/v1/chat/completions", Body("ladder", Question(ids_[0])).dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502) << r->body;
+  EXPECT_NE(message(r).find("cannot connect to http://127.0.0.1:"), std::string::npos) << r->body;
+  EXPECT_EQ(exits(), exits_before);
+  const std::string m = coe_->MetricsText();
+  EXPECT_NE(m.find("coe_unanswered_examples_total{model=\"ladder\"} 3\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("coe_member_failures_total{member=\"gpt4\",reason=\"http_401\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("coe_member_failures_total{member=\"gpt4\",reason=\"connect\"} 1\n"), std::string::npos) << m;
 }
 
 TEST_F(FrontDoor, ACascadeWithOtherTemplateFieldsIsRefusedAtStart) {
@@ -568,13 +721,18 @@ TEST_F(Llm, BadInputNamesModelFileAndLine) {
   r = RunCoe("run --cascade " + P("one.toml") + " --models " + P("field.toml") + " --data " + P("bad.jsonl"));
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("bad.jsonl:2: not JSON"), std::string::npos) << r.out;
-  // An unreachable endpoint: every answer abstains with the reason; the run ends.
+  // An unreachable endpoint: no call has an answer; the run ends, names the cause and
+  // fails (a failed call is not an answer).
   std::ofstream(P("down.toml")) << "[models.m]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n"
                                    "prompt = \"[id:{id}] {question}\"\ntimeout_ms = 500\nretries = 1\n";
   r = RunCoe("run --cascade " + P("one.toml") + " --models " + P("down.toml") + " --data " + P("prompts.jsonl") +
              " --json");
-  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("\"unanswered\": " + std::to_string(ids_.size())), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"failed_calls\": " + std::to_string(ids_.size())), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("calls of model 'm' failed: chat model 'm': cannot connect to http://127.0.0.1:1"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 // completion's, the rest the prompt's (at least 9 tokens in all).
 //
 // Faults, decided per request by SetFaults' `fault(model, id, attempt)`: 429 or 503 with
-// a Retry-After, 500, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
+// a Retry-After, 500, 401, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
 // without usage. Latency per model in `latency_ms` (scaled down in tests).
 #ifndef COE_TESTS_OPENAI_REPLAY_H_
 #define COE_TESTS_OPENAI_REPLAY_H_
@@ -44,7 +44,18 @@ inline ReplayTokens ReplayUsage(double dollars) {
 
 class OpenAiReplay {
  public:
-  enum class Fault { kNone, k429, k503, k500, kTimeout, kMalformed, kNoUsage, kHuge /* a right answer in 40 MiB */ };
+  enum class Fault {
+    kNone,
+    k429,
+    k503,
+    k500,
+    k401,         // "invalid api key", as OpenAI says it
+    kUnreadable,  // a completion with no answer in it
+    kTimeout,
+    kMalformed,
+    kNoUsage,
+    kHuge /* a right answer in 40 MiB */
+  };
 
   // model -> id -> (answer, dollars)
   std::map<std::string, std::map<std::string, std::pair<std::string, double>>> calls;
@@ -169,14 +180,16 @@ class OpenAiReplay {
       return error(f == Fault::k429 ? 429 : 503, "busy, retry later");
     }
     if (f == Fault::k500) return error(500, "internal error");
+    if (f == Fault::k401) return error(401, "invalid api key");
     if (f == Fault::kTimeout) std::this_thread::sleep_for(std::chrono::milliseconds(hang_ms));
     if (f == Fault::kMalformed) {
       res.set_content("{\"choices\": [", "application/json");
       return;
     }
     const auto& [answer, dollars] = cit->second;
-    const std::string text =
-        answer.empty() ? "I cannot tell from the options given." : "Let me think. The answer is (" + answer + ").";
+    const std::string text = answer.empty() || f == Fault::kUnreadable
+                                 ? "I cannot tell from the options given."
+                                 : "Let me think. The answer is (" + answer + ").";
     nlohmann::json reply = {
         {"id", "chatcmpl-replay"},
         {"object", "chat.completion"},

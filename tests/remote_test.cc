@@ -180,6 +180,9 @@ TEST(Remote, EdgeServerDegradesWhileTheCloudIsDownAndRecovers) {
             std::string::npos)
       << metrics;
   EXPECT_EQ(metrics.find("coe_member_errors_total{member=\"cnn8_16\"} 0\n"), std::string::npos) << metrics;
+  // Failed examples by member and cause: refused connections, then the open breaker.
+  EXPECT_NE(metrics.find("coe_member_failures_total{member=\"cnn8_16\",reason=\"connect\"} "), std::string::npos)
+      << metrics;
 
   // The cloud comes back on the same port: within a few seconds nothing is degraded.
   cloud.Start(cloud_port);
@@ -193,6 +196,44 @@ TEST(Remote, EdgeServerDegradesWhileTheCloudIsDownAndRecovers) {
   } while (Since(t0) < 5);
   EXPECT_EQ(back.body["parameters"]["degraded_count"], 0) << "still degraded " << Since(t0) << " s after restart";
   EXPECT_EQ(*Output(back.body, "label"), *Output(healthy.body, "label"));
+}
+
+// `coe record` of an image catalogue with a member on a stopped cloud: the failed calls
+// are named, the command fails, no answer is made up (the planner refuses the file), and
+// once the cloud is back, running it again makes only those calls and completes the
+// file, byte for byte as a record with the cloud up writes it.
+TEST(Remote, RecordNamesFailedCallsAndRecordingAgainFillsThem) {
+  const fs::path dir = fs::temp_directory_path() / ("coe_remote_record_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const int port = ClosedPort();
+  std::ofstream(dir / "edge.toml") << EdgeToml(port, 1000, 0);
+  const std::string f = "/usr/share/datasets/fashion-mnist/t10k-";
+  const std::string data = " --data " + f + "images-idx3-ubyte.gz --labels " + f + "labels-idx1-ubyte.gz --range 0:300";
+  const std::string record = "record --models " + (dir / "edge.toml").string() + data + " --out ";
+  Proc r = RunCoe(record + (dir / "rec.csv").string());
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("coe record: error: 300 model calls failed (no answer): not recorded as answers"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("of model 'cnn8_16' failed: remote 'cnn8_16' (http://127.0.0.1:" + std::to_string(port)),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("cannot connect (refused or unreachable)"), std::string::npos) << r.out;
+  Proc plan = RunCoe("plan --calib " + (dir / "rec.csv").string() + " --models " + (dir / "rec.models.toml").string());
+  EXPECT_EQ(plan.code, 2) << plan.out;
+  EXPECT_NE(plan.out.find("model 'cnn8_16' has no answer for id"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find("and 299 more"), std::string::npos) << plan.out;
+
+  Cloud cloud;
+  cloud.Start(port);
+  r = RunCoe(record + (dir / "rec.csv").string() + " --json", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["calls"], 300);  // cnn8_16's, and no other model's
+  EXPECT_EQ(j["failed_calls"], 0);
+  ASSERT_EQ(RunCoe(record + (dir / "fresh.csv").string()).code, 0);
+  EXPECT_EQ(ReadFile((dir / "rec.csv").string()), ReadFile((dir / "fresh.csv").string()));
+  fs::remove_all(dir);
 }
 
 // The edge talks to a coe cloud with binary tensor data (wire = "auto": the server
@@ -474,6 +515,8 @@ TEST(Remote, OversizedOrOutOfRangeResponsesAreAbstentions) {
   ASSERT_TRUE(b->Predict(in.View(), &out).ok());
   for (const Prediction& p : out) {
     EXPECT_EQ(p.label, kAbstain);
+    EXPECT_TRUE(p.failed);  // no answer came: a failure, not an abstention
+    EXPECT_EQ(p.failure_kind, "too_large");
     EXPECT_NE(p.error.find("larger than 1048576 bytes"), std::string::npos) << p.error;
   }
   EXPECT_EQ(fake.infers.load(), 1);  // refused, not retried
@@ -492,6 +535,7 @@ TEST(Remote, OversizedOrOutOfRangeResponsesAreAbstentions) {
   auto c = RemoteTo(fake.port, 0);
   ASSERT_TRUE(c->Predict(in.View(), &out).ok());
   EXPECT_EQ(out[0].label, kAbstain);
+  EXPECT_FALSE(out[0].failed);  // an answer came, unreadable: an abstention
   EXPECT_NE(out[0].error.find("outside [0,1]"), std::string::npos) << out[0].error;
   EXPECT_EQ(out[1].label, 2);  // the valid row stands
   EXPECT_FLOAT_EQ(out[1].score, 0.5f);

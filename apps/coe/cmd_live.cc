@@ -20,6 +20,7 @@
 #include "coe/record.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
+#include "coe/workflow.h"
 #include "commands.h"
 #include "common.h"
 #include "progress.h"
@@ -184,19 +185,14 @@ json SummaryJson(const LiveSummary& s) {
 struct RecordFlags {
   std::string models, out;
   std::vector<std::string> only;
-  bool json = false;
+  bool json = false, overwrite = false;
   DataFlags data;
 };
 
-std::string MeasuredPath(const std::string& csv) {
-  std::string base = csv;
-  if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
-  return base + ".models.toml";
-}
-
-// Records the chosen catalogue models on the inputs of `df`, a progress bar per model.
-StatusOr<RecordResult> Record(const Catalogue& cat, const std::vector<std::string>& only, const DataFlags& df,
-                              bool quiet) {
+// The inputs to record: read with the shape and labels of the first model recorded
+// (none for text inputs).
+StatusOr<InputBatch> LoadRecordInputs(const Catalogue& cat, const std::vector<std::string>& only, const DataFlags& df,
+                                      bool quiet) {
   const ModelSpec* first = nullptr;
   for (const ModelSpec& m : cat.models)
     if (only.empty() || std::find(only.begin(), only.end(), m.name) != only.end()) {
@@ -204,35 +200,10 @@ StatusOr<RecordResult> Record(const Catalogue& cat, const std::vector<std::strin
       break;
     }
   if (!first) return InvalidArgumentError("no models to record (check --only)");
-  COE_ASSIGN_OR_RETURN(InputBatch inputs, LoadInputs(df, first->input_shape, first->labels));
-  RecordOptions ro;
-  ro.only = only;
-  ro.threads = df.threads;
-  ro.batch = df.batch;
-  std::unique_ptr<Progress> progress;
-  std::string current;
-  ro.progress = [&](const std::string& model, int64_t done, int64_t total) {
-    if (model != current) {
-      current = model;
-      progress = std::make_unique<Progress>("recording " + model, !quiet);
-    }
-    progress->Update(static_cast<double>(done) / total, std::to_string(done) + "/" + std::to_string(total));
-  };
-  COE_ASSIGN_OR_RETURN(RecordResult r, RecordModels(cat, inputs, ro));
-  r.recordings.source = df.data;
-  return r;
-}
-
-// Writes the recordings and, beside them, the catalogue to plan them with.
-Status WriteRecorded(const Catalogue& cat, const RecordResult& r, const std::string& csv, const std::string& data) {
-  COE_RETURN_IF_ERROR(WriteStringToFile(csv, RecordingsToCsv(r.recordings, r.labels)));
-  return WriteStringToFile(MeasuredPath(csv),
-                           CatalogueToToml(MeasuredCatalogue(cat, r),
-                                           {"cost figures for the recordings of " + data + ", written by coe record",
-                                            "latency_us: measured here, wall time per example in bulk with all "
-                                            "threads",
-                                            "latency_ms: measured here, one example a call (median): what "
-                                            "latency reports and --objective latency use"}));
+  std::vector<std::string> warnings;
+  auto in = LoadInputs(df, first->input_shape, first->labels, &warnings);
+  PrintWarnings(warnings, quiet);
+  return in;
 }
 
 std::string Dollars(double usd) {
@@ -241,111 +212,39 @@ std::string Dollars(double usd) {
   return buf;
 }
 
-// Every chat model's prompt fields must be in every input record: an error naming the
-// file, line (the record's position) and model otherwise.
-Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& only, const InputBatch& in,
-                         const std::string& path) {
-  for (const ModelSpec& m : cat.models) {
-    if (m.backend != "openai" || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end())) continue;
-    COE_ASSIGN_OR_RETURN(std::vector<std::string> fields, PromptFields(m.prompt));
-    for (size_t i = 0; i < in.records.size(); ++i) {
-      const json j = json::parse(in.records[i], nullptr, false);
-      for (const std::string& field : fields)
-        if (!j.is_object() || !j.contains(field) || j[field].is_null())
-          return InvalidArgumentError(path + ": the input with id '" + in.ids[i] + "' (record " +
-                                      std::to_string(i + 1) + ") has no field '" + field + "', which model '" + m.name +
-                                      "''s prompt names");
+// Records into `out` (coe/workflow.h: resumable; failed calls never written as
+// answers), a progress bar per model or part.
+StatusOr<RecordFileResult> Record(const Catalogue& cat, const InputBatch& inputs, const std::string& out,
+                                  const RecordFlags& f) {
+  RecordFileOptions o;
+  o.only = f.only;
+  o.threads = f.data.threads;
+  o.batch = f.data.batch;
+  o.overwrite = f.overwrite;
+  o.data_name = f.data.data;
+  std::unique_ptr<Progress> progress;
+  std::string current;
+  o.progress = [&](const std::string& what, int64_t done, int64_t total, double usd) {
+    if (what != current) {
+      current = what;
+      progress = std::make_unique<Progress>(what, !f.json);
     }
-  }
-  return Status::Ok();
+    progress->Update(static_cast<double>(done) / std::max<int64_t>(1, total),
+                     std::to_string(done) + "/" + std::to_string(total) + (usd > 0 ? ", $" + Dollars(usd) : ""));
+  };
+  auto r = RecordToFile(cat, inputs, out, o);
+  progress.reset();
+  return r;
 }
 
-// `coe record` on text inputs (JSONL, for chat models): recorded a batch at a time and
-// appended to the output as it goes, so an interrupted, paid run loses at most a
-// batch; a re-run skips the ids the output already holds.
-int RunRecordText(const RecordFlags& f, const Catalogue& cat) {
-  const char* cmd = "record";
-  auto inputs = LoadInputs(f.data, {}, {});
-  if (!inputs.ok()) return Fail(cmd, inputs.status());
-  if (Status s = CheckPromptFields(cat, f.only, *inputs, f.data.data); !s.ok()) return Fail(cmd, s);
-  std::vector<std::string> names;
-  for (const ModelSpec& m : cat.models)
-    if (f.only.empty() || std::find(f.only.begin(), f.only.end(), m.name) != f.only.end()) names.push_back(m.name);
-  if (names.empty()) return Fail(cmd, InvalidArgumentError("no models to record (check --only)"));
-  std::set<std::string> done;
-  bool have_file = false;
-  if (fs::exists(f.out)) {
-    LabelSet seen_labels;
-    auto existing = ReadRecordings(f.out, &seen_labels, nullptr);
-    if (!existing.ok()) return Fail(cmd, existing.status().WithPrefix("resuming"));
-    std::vector<std::string> have;
-    for (const ModelRecord& m : existing->models) have.push_back(m.name);
-    if (have != names)
-      return Fail(cmd, InvalidArgumentError(f.out + " holds recordings of other models; record into a new file, or "
-                                                    "with the same models (--only) to resume"));
-    done.insert(existing->ids.begin(), existing->ids.end());
-    have_file = true;
-  }
-  std::vector<int> todo;
-  for (int i = 0; i < static_cast<int>(inputs->ids.size()); ++i)
-    if (!done.count(inputs->ids[i])) todo.push_back(i);
-  if (!f.json && !done.empty())
-    std::fprintf(stderr, "coe record: resuming %s: %zu of %zu inputs recorded already\n", f.out.c_str(),
-                 inputs->ids.size() - todo.size(), inputs->ids.size());
-  RecordOptions ro;
-  ro.only = f.only;
-  ro.threads = f.data.threads;
-  ro.batch = f.data.batch;
-  Progress progress("recording " + std::to_string(names.size()) + " chat model(s)", !f.json);
-  std::map<std::string, double> seconds;
-  std::map<std::string, std::string> usd;
-  const int batch = std::max(1, std::min(f.data.batch, 256));
-  double spent = 0;
-  for (size_t b = 0; b < todo.size(); b += batch) {
-    const std::vector<int> part(todo.begin() + b, todo.begin() + std::min(todo.size(), b + batch));
-    const InputBatch chunk = inputs->Gather(part);
-    auto r = RecordModels(cat, chunk, ro);
-    if (!r.ok()) return Fail(cmd, r.status());
-    std::string csv = RecordingsToCsv(r->recordings, r->labels);
-    if (have_file) csv.erase(0, csv.find('\n') + 1);  // the header is there already
-    std::FILE* fp = std::fopen(f.out.c_str(), have_file ? "ab" : "wb");
-    if (!fp || std::fwrite(csv.data(), 1, csv.size(), fp) != csv.size() || std::fflush(fp) != 0 || std::fclose(fp) != 0)
-      return Fail(cmd, InvalidArgumentError("cannot write '" + f.out + "': " + std::strerror(errno)));
-    have_file = true;
-    for (const auto& [m, us] : r->us_per_example) seconds[m] += us * 1e-6 * part.size();
-    for (const ModelRecord& m : r->recordings.models)
-      for (double c : m.cost) spent += c;
-    progress.Update(static_cast<double>(b + part.size()) / todo.size(),
-                    std::to_string(b + part.size()) + "/" + std::to_string(todo.size()) + ", $" + Dollars(spent));
-  }
-  progress.Done();
-  if (!have_file) return Fail(cmd, InvalidArgumentError(f.data.data + " has no inputs"));
-  // The catalogue to plan with: cost comes from the recordings' |cost columns.
-  RecordResult measured;
-  for (const std::string& m : names) {
-    ModelRecord mr;
-    mr.name = m;
-    measured.recordings.models.push_back(mr);
-    measured.us_per_example[m] = todo.empty() ? 0 : 1e6 * seconds[m] / todo.size();
-  }
-  const std::string cat_path = MeasuredPath(f.out);
-  if (Status s = WriteStringToFile(cat_path, CatalogueToToml(MeasuredCatalogue(cat, measured),
-                                                             {"written by coe record for " + f.out +
-                                                              ": the cost of each call is in its |cost columns"}));
-      !s.ok())
-    return Fail(cmd, s);
-  if (f.json) {
-    json j = {{"recordings", f.out},
-              {"catalogue", cat_path},
-              {"recorded", todo.size()},
-              {"skipped", inputs->ids.size() - todo.size()},
-              {"usd", spent}};
-    std::printf("%s\n", j.dump(2).c_str());
-  } else {
-    std::printf("recorded %zu inputs x %zu models (%zu already there) -> %s, $%s\n", todo.size(), names.size(),
-                inputs->ids.size() - todo.size(), f.out.c_str(), Dollars(spent).c_str());
-  }
-  return 0;
+// Failed calls: named, and the command fails (after writing what it could).
+int ReportFailures(const char* cmd, const std::vector<FailureGroup>& failures, int64_t failed,
+                   const std::string& retry) {
+  if (failed == 0) return 0;
+  std::fprintf(stderr, "coe %s: error: %lld model %s failed (no answer)%s\n", cmd, static_cast<long long>(failed),
+               failed == 1 ? "call" : "calls", retry.c_str());
+  for (const std::string& line : FailureLines(failures)) std::fprintf(stderr, "  %s\n", line.c_str());
+  return 1;
 }
 
 int RunRecord(const RecordFlags& f) {
@@ -354,24 +253,23 @@ int RunRecord(const RecordFlags& f) {
   const char* cmd = "record";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
-  if (fs::path(f.data.data).extension() == ".jsonl") return RunRecordText(f, *cat);
-  auto r = Record(*cat, f.only, f.data, f.json);
+  auto inputs = LoadRecordInputs(*cat, f.only, f.data, f.json);
+  if (!inputs.ok()) return Fail(cmd, inputs.status());
+  auto r = Record(*cat, *inputs, f.out, f);
   if (!r.ok()) return Fail(cmd, r.status());
-  const std::string measured = MeasuredPath(f.out);
-  if (Status s = WriteRecorded(*cat, *r, f.out, f.data.data); !s.ok()) return Fail(cmd, s);
+  PrintWarnings(r->warnings, f.json);
   if (f.json) {
-    json j;
-    j["recordings"] = f.out;
-    j["catalogue"] = measured;
-    j["examples"] = r->recordings.num_examples();
-    j["us_per_example"] = r->us_per_example;
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", RecordFileResultJson(*r).c_str());
   } else {
-    std::printf("recorded %d examples x %zu models -> %s\nmeasured cost figures -> %s\n", r->recordings.num_examples(),
-                r->recordings.models.size(), f.out.c_str(), measured.c_str());
+    std::printf("recorded %lld inputs x %zu models -> %s", static_cast<long long>(r->recorded), r->models.size(),
+                r->recordings.c_str());
+    if (r->kept > 0) std::printf(" (%lld inputs were there already)", static_cast<long long>(r->kept));
+    if (r->usd > 0) std::printf(", $%s", Dollars(r->usd).c_str());
+    std::printf("\nmeasured cost figures -> %s\n", r->catalogue.c_str());
     for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
   }
-  return 0;
+  return ReportFailures(cmd, r->failures, r->failed,
+                        ": not recorded as answers; run the same command again to retry them (the rest is kept)");
 }
 
 // ---------------------------------------------------------------- run
@@ -408,6 +306,7 @@ int RunRun(const RunFlags& f) {
   progress.Done();
   if (!r.ok()) return Fail(cmd, r.status());
   LiveSummary s = Summarize(**cascade, *inputs, *r, wall);
+  const std::vector<FailureGroup> failures = GroupFailures(*r, (*cascade)->members(), inputs->ids);
   // Chat responses without usage were paid at an estimate: say so.
   for (Backend* b : (*cascade)->members())
     if (uint64_t n = b->stats().estimated_costs.load(); n > 0)
@@ -432,8 +331,12 @@ int RunRun(const RunFlags& f) {
     json j = SummaryJson(s);
     j["cascade"] = spec->ToString();
     j["cost_name"] = (*cascade)->cost_name();
+    j["failed_calls"] = r->failures.size();
+    j["failures"] = json::array();
+    for (const FailureGroup& g : failures)
+      j["failures"].push_back({{"model", g.model}, {"error", g.error}, {"count", g.count}, {"first_id", g.first_id}});
     std::printf("%s\n", j.dump(2).c_str());
-    return 0;
+    return ReportFailures(cmd, failures, static_cast<int64_t>(r->failures.size()), "");
   }
   std::printf("cascade    %s\n", spec->ToString().c_str());
   std::printf("examples   %lld in %.3f s: %.0f examples/s\n", static_cast<long long>(s.examples), s.seconds,
@@ -450,7 +353,7 @@ int RunRun(const RunFlags& f) {
   if (s.degraded)
     std::printf("degraded   %lld (a failing member forced a fallback answer)\n", static_cast<long long>(s.degraded));
   if (!f.out.empty()) std::printf("wrote      %s\n", f.out.c_str());
-  return 0;
+  return ReportFailures(cmd, failures, static_cast<int64_t>(r->failures.size()), "");
 }
 
 // ---------------------------------------------------------------- demo
@@ -482,23 +385,32 @@ int RunDemo(const DemoFlags& f) {
   calib.threads = f.threads;
   say("1/3 recording " + std::to_string(cat->models.size()) + " models on the calibration split (" + calib.data +
       ", images 50000-59999)");
-  auto recorded = Record(*cat, {}, calib, f.json);
-  if (!recorded.ok()) return Fail(cmd, recorded.status());
+  RecordFlags rf;
+  rf.data = calib;
+  rf.json = f.json;
+  rf.overwrite = true;  // the demo records anew each time
   const std::string calib_csv = f.work + "/calib.csv";
-  if (Status s = WriteRecorded(*cat, *recorded, calib_csv, calib.data); !s.ok()) return Fail(cmd, s);
+  auto calib_inputs = LoadRecordInputs(*cat, {}, calib, f.json);
+  if (!calib_inputs.ok()) return Fail(cmd, calib_inputs.status());
+  auto recorded = Record(*cat, *calib_inputs, calib_csv, rf);
+  if (!recorded.ok()) return Fail(cmd, recorded.status());
+  if (int code = ReportFailures(cmd, recorded->failures, recorded->failed, ""); code != 0) return code;
+  LabelSet calib_labels;
+  auto calib_rec = ReadRecordings(calib_csv, &calib_labels, nullptr);
+  if (!calib_rec.ok()) return Fail(cmd, calib_rec.status());
   // 2. Plan on the recordings (cost: multiply-adds).
   say("2/3 planning (goal " + f.goal + ", cost: multiply-adds) over the recordings");
   auto goal = Goal::Parse(f.goal);
   if (!goal.ok()) return Fail(cmd, goal.status());
   CostOptions co;
   co.key = "macs";
-  auto costs = BuildCostTable(recorded->recordings, *cat, co);
+  auto costs = BuildCostTable(*calib_rec, *cat, co);
   if (!costs.ok()) return Fail(cmd, costs.status());
   PlannerOptions po;
   po.threads = f.threads;
   Progress plan_progress("searching cascades", !f.json);
   po.progress = [&](double x) { plan_progress.Update(x); };
-  auto plan = Plan(recorded->recordings, *costs, *goal, po);
+  auto plan = Plan(*calib_rec, *costs, *goal, po);
   plan_progress.Done();
   if (!plan.ok()) return Fail(cmd, plan.status());
   const std::string cascade_path = f.work + "/cascade.toml";
@@ -593,8 +505,13 @@ void AddLiveCommands(CLI::App& app) {
   auto rf = std::make_shared<RecordFlags>();
   CLI::App* record = app.add_subcommand("record", "run every catalogue model on inputs; write recordings for coe plan");
   record->add_option("--models", rf->models, "model catalogue (TOML)")->required();
-  record->add_option("--out", rf->out, "recordings to write (CSV); cost figures go to <out>.models.toml")->required();
+  record
+      ->add_option("--out", rf->out,
+                   "recordings to write (CSV); cost figures go to <out>.models.toml. An existing file of the same "
+                   "models is resumed: only inputs it lacks, and its failed calls, are recorded")
+      ->required();
   record->add_option("--only", rf->only, "record only these models (comma list)")->delimiter(',');
+  record->add_flag("--overwrite", rf->overwrite, "record into --out anew instead of resuming it");
   record->add_flag("--json", rf->json, "print a JSON summary");
   rf->data.Add(record);
   record->callback([rf]() { throw CLI::RuntimeError(RunRecord(*rf)); });

@@ -4,10 +4,20 @@
 //
 // Contract of Backend::Predict:
 //  - It answers every example of the batch: out->size() == batch.size() on return.
-//  - A failure for one example (a NaN output, a missing recording, a remote timeout)
-//    is that example's abstention (label kAbstain, `error` set), never a failed call.
+//  - Two ways an example gets no label, kept apart:
+//    * an *abstention*: the model answered, but nothing could be read from it (a NaN
+//      output, a completion with no readable answer, a label outside the catalogue's):
+//      label kAbstain, `error` may say why, `failed` false. It is the member's answer:
+//      recordings hold it as an empty cell, and it votes for nothing.
+//    * a *failure*: there is no answer at all (the call failed: unreachable, timed out,
+//      an HTTP error, a response that is not one, a runtime exception): label
+//      kAbstain, `failed` true, `error` names the cause with the upstream's own status
+//      and text. It is never recorded as an answer (coe record retries it), it is
+//      counted and named (RunResult::failures, metrics), and an example left without
+//      an answer by it is degraded (coe/cascade.h).
+//    Either way one example's trouble never fails the call.
 //  - A non-OK Status means nothing was answered at all and is reserved for misuse
-//    (a batch of the wrong shape). The engine turns it into abstentions too.
+//    (a batch of the wrong shape). The engine turns it into failures of every example.
 //  - Labels are the backend's own indices into info().labels.
 // Thread safety: Predict may be called from several threads at once (a backend that
 // cannot run concurrently serializes internally).
@@ -36,7 +46,12 @@ struct Prediction {
   int label = kAbstain;                                   // index into BackendInfo::labels
   float score = std::numeric_limits<float>::quiet_NaN();  // probability of `label`
   std::vector<float> probs;                               // one per label, or empty
-  std::string error;                                      // why the member abstained, when it did
+  std::string error;                                      // why the member abstained or failed, when it did
+  // The call failed (no answer; see the contract above), as opposed to an abstention.
+  bool failed = false;
+  // For a failure: a short class for metrics ("http_401", "timeout", "connect",
+  // "bad_response", "too_large", "busy", "input", "runtime"); "" otherwise.
+  std::string failure_kind;
   // Backends with open labels (BackendInfo::open_labels: a chat model's answers) give
   // the answer as text here ("" = abstain) instead of `label`.
   std::string answer;
@@ -45,6 +60,15 @@ struct Prediction {
   // its prices, every attempt that returned usage); NaN = the catalogue's figure.
   double cost = std::numeric_limits<double>::quiet_NaN();
   int64_t tokens_in = 0, tokens_out = 0;
+
+  // A failure (see the contract): no answer; `why` and `kind` say what happened.
+  static Prediction Failure(std::string why, std::string kind) {
+    Prediction p;
+    p.error = std::move(why);
+    p.failed = true;
+    p.failure_kind = std::move(kind);
+    return p;
+  }
 };
 
 struct BackendInfo {

@@ -6,10 +6,12 @@
 // Decisions use TallyVotes() and DeferralRule::Exits() from coe/rules.h, the code the
 // planner and `coe eval` use, so a live run and a replay of its recordings agree.
 //
-// Failures: a member failing on an example is an abstention (Backend's contract). When
-// the answering tier has no answer and some member of it failed (not merely
+// Failures: a member failing on an example (no answer; Prediction::failed) votes for
+// nothing, as an abstention does, and is listed in RunResult::failures with its cause.
+// When the answering tier has no answer and some member of it failed (not merely
 // abstained), the example gets the answer of the deepest earlier tier that had one and
-// is marked degraded; if no tier had one, it is unanswered (and degraded).
+// is marked degraded; if no tier had one, it is unanswered (and degraded). An example
+// whose members all abstained (answered, but unreadably) is unanswered, not degraded.
 //
 // Determinism: answers are a pure function of (input, cascade, models). The labels,
 // exit tiers, votes, costs and probabilities of a Run do not depend on the number of
@@ -62,6 +64,15 @@ struct TierStats {
   int64_t tokens_in = 0, tokens_out = 0;
 };
 
+// A member call that failed on one example (Prediction::failed): there is no answer.
+struct MemberFailure {
+  int example = 0;    // index into the run's batch
+  int member = 0;     // index into Cascade::members() (AllMembers() order)
+  std::string error;  // the backend's message: the upstream's own status and text
+  std::string kind;   // Prediction::failure_kind ("http_401", "timeout", ...)
+  friend bool operator==(const MemberFailure&, const MemberFailure&) = default;
+};
+
 struct RunResult {
   // The labels of this run: the cascade's (Cascade::labels(), same indices) and then
   // every text answer a member with open labels gave (a chat model's).
@@ -76,6 +87,8 @@ struct RunResult {
   std::vector<double> cost;
   std::vector<TierVote> vote;     // the answering tier's tally
   std::vector<uint8_t> degraded;  // 1 when a failure forced a fallback answer
+  // Every failed member call of every reached tier, sorted by (example, member).
+  std::vector<MemberFailure> failures;
   // Per example, the answering tier's mean probability per label (labels().size()
   // values; members without probabilities count as one-hot); filled when asked.
   std::vector<std::vector<float>> probs;

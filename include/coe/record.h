@@ -44,7 +44,9 @@ struct RecordOptions {
 };
 
 struct RecordResult {
-  Recordings recordings;                         // every model's label, score and probabilities per example
+  // Every model's label, score and probabilities per example, and (ModelRecord::error)
+  // why its call failed where it did: a failed call's label is empty, never an answer.
+  Recordings recordings;
   LabelSet labels;                               // what the recordings' label indices mean
   std::map<std::string, double> us_per_example;  // measured wall time, by model
   // The median time of a call with one example (one request alone), by model: models
@@ -59,7 +61,8 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
 
 // A catalogue for planning on `recorded`: each recorded model's cost figures and site
 // from `catalogue`, plus as measured `latency_us` (wall time per example in bulk, with
-// every thread) and `latency_ms` (one example a call). It says nothing of how to run them.
+// every thread) and `latency_ms` (one example a call), for the models `recorded` has
+// them for. It says nothing of how to run them.
 Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& recorded);
 
 }  // namespace coe

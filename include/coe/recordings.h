@@ -8,6 +8,11 @@
 //   <model>|cost  per-example cost of that model (>= 0; overrides the catalogue)
 //   <model>|score the model's confidence in its own label, in [0,1]
 //   <model>|p:<label>  the model's probability for <label>, in [0,1]
+//   <model>|error why the model's call failed on this example (`coe record` writes it):
+//                 a failed call is not an answer, so its label cell is empty and the
+//                 readers refuse the file (naming the model, id and error, and that
+//                 re-running `coe record` with the same --out retries those calls)
+//                 unless RecordingsReadOptions::allow_failures is set
 // A `|`-suffixed column of an unknown model or kind is ignored with a warning. Every
 // plain column is a model's; the commands drop, with a warning, those that name no
 // model of their catalogue (DropModels). Labels compare as exact strings.
@@ -40,6 +45,9 @@ struct ModelRecord {
   // Probabilities, row-major [example][label] with num_probs labels per row, or empty.
   std::vector<float> probs;
   int num_probs = 0;
+  // Per example: why the model's call failed ("" = it answered or abstained), or empty
+  // when the recordings say nothing of failures (no |error column).
+  std::vector<std::string> error;
 
   bool has_scores() const { return !score.empty() || !probs.empty(); }
 };
@@ -75,6 +83,9 @@ struct RecordingsReadOptions {
   // Compare labels after NormalizeLabel ("Cat " and "cat" are one class). Without it,
   // labels that differ only so are kept apart, with a warning giving their counts.
   bool normalize_labels = false;
+  // Read |error cells into ModelRecord::error instead of refusing the file (for
+  // `coe record`, which retries those calls).
+  bool allow_failures = false;
 };
 
 // Reads recordings from a CSV file. Labels are interned into `labels`, which the
@@ -94,8 +105,9 @@ Recordings SelectRows(const Recordings& rec, std::span<const int> rows);
 // their names. For recordings holding columns that name no model of the catalogue.
 std::vector<std::string> DropModels(Recordings* rec, const std::function<bool(const std::string&)>& keep);
 
-// Serializes recordings as CSV (the format above). Scores, costs and probabilities
-// are written when present; `labels` gives the label names.
+// Serializes recordings as CSV (the format above). Scores, costs, probabilities and
+// failures are written when present; `labels` gives the label names. An example a model
+// abstained on (or failed on) has empty score and probability cells.
 std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels);
 
 }  // namespace coe

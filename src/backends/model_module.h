@@ -42,7 +42,7 @@ inline bool BeginPredict(const BackendInfo& info, const std::string& path, const
   *status = Status::Ok();
   if (n == 0) return false;
   if (batch.shape() == info.input_shape) return true;
-  for (Prediction& p : *out) p.error = "wrong input shape";
+  for (Prediction& p : *out) p = Prediction::Failure("wrong input shape", "input");
   stats.abstentions += n;
   *status = InvalidArgumentError("model '" + info.name + "' (" + path + ") takes inputs of shape " +
                                  ShapeString(info.input_shape) + ", got " + ShapeString(batch.shape()));

@@ -728,7 +728,7 @@ class OnednnBackend : public Backend {
     if (!error.empty()) {
       stats_.errors++;
       stats_.abstentions += n;
-      for (Prediction& p : *out) p = Prediction{.error = error};
+      for (Prediction& p : *out) p = Prediction::Failure(error, "runtime");
       return Status::Ok();
     }
     stats_.abstentions += abstained;

@@ -56,7 +56,7 @@ class OnnxBackend : public Backend {
     if (!error.empty()) {
       stats_.errors++;
       stats_.abstentions += n;
-      for (Prediction& p : *out) p.error = error;
+      for (Prediction& p : *out) p = Prediction::Failure(error, "runtime");
       return Status::Ok();
     }
     const float* rows = logits.ptr<float>();

@@ -129,6 +129,7 @@ struct Attempt {
   bool ok = false, retry = false;
   int retry_after_ms = -1;
   std::string error, body;
+  std::string kind;  // a failed attempt's Prediction::failure_kind
 };
 
 }  // namespace
@@ -205,7 +206,7 @@ class OpenAiBackend : public Backend {
     stats_.examples += n;
     if (n == 0) return Status::Ok();
     if (static_cast<int64_t>(batch.records.size()) != n) {
-      for (Prediction& p : *out) p.error = "a chat model needs text inputs (JSONL records)";
+      for (Prediction& p : *out) p = Prediction::Failure("a chat model needs text inputs (JSONL records)", "input");
       stats_.abstentions += n;
       return InvalidArgumentError("model '" + info_.name +
                                   "' is a chat model: its inputs are JSON records (a .jsonl "
@@ -230,11 +231,10 @@ class OpenAiBackend : public Backend {
     const json record = json::parse(record_text, nullptr, false);
     std::string missing;
     const std::string prompt = record.is_object() ? FillTemplate(spec_.prompt, record, &missing) : "";
-    if (!record.is_object() || !missing.empty()) {
-      p.error = record.is_object() ? "the prompt names field '" + missing + "', which the input lacks"
-                                   : "the input is not a JSON object";
-      return p;
-    }
+    if (!record.is_object() || !missing.empty())
+      return Prediction::Failure(record.is_object() ? "the prompt names field '" + missing + "', which the input lacks"
+                                                    : "the input is not a JSON object",
+                                 "input");
     json req = {{"model", spec_.model.empty() ? info_.name : spec_.model},
                 {"messages", json::array()},
                 {"max_tokens", spec_.max_tokens},
@@ -262,6 +262,7 @@ class OpenAiBackend : public Backend {
           a = Attempt{};
           a.error = "no answer within " + FormatMs() + " (timeout_ms): every one of the " +
                     std::to_string(spec_.max_concurrency) + " connections (max_concurrency) stayed busy";
+          a.kind = "busy";
           break;
         }
         ++in_flight_;
@@ -274,12 +275,7 @@ class OpenAiBackend : public Backend {
       slots_cv_.notify_one();
       if (a.ok || !a.retry) break;
     }
-    if (!a.ok) {
-      stats_.errors++;
-      p.error = "chat model '" + info_.name + "': " + a.error;
-      if (std::isnan(p.cost)) p.cost = 0;  // no attempt returned usage: nothing paid
-      return p;
-    }
+    if (!a.ok) return Failed(std::move(p), a.error, a.kind);
     json res = json::parse(a.body, nullptr, false);
     const json* content = nullptr;
     if (res.is_object() && res.contains("choices") && res["choices"].is_array() && !res["choices"].empty() &&
@@ -287,12 +283,7 @@ class OpenAiBackend : public Backend {
         res["choices"][0]["message"].is_object() && res["choices"][0]["message"].contains("content") &&
         res["choices"][0]["message"]["content"].is_string())
       content = &res["choices"][0]["message"]["content"];
-    if (!content) {
-      stats_.errors++;
-      p.error = "chat model '" + info_.name + "': the response has no choices[0].message.content";
-      if (std::isnan(p.cost)) p.cost = 0;
-      return p;
-    }
+    if (!content) return Failed(std::move(p), "the response has no choices[0].message.content", "bad_response");
     p.text = content->get<std::string>();
     Pay(res, spec_.system.size() + prompt.size(), p.text.size(), &p);
     p.answer = ReadAnswer(p.text);
@@ -304,6 +295,16 @@ class OpenAiBackend : public Backend {
     return p;
   }
 
+  // The call failed: no answer. What its attempts' usage said was paid stays paid.
+  Prediction Failed(Prediction p, const std::string& why, const std::string& kind) {
+    stats_.errors++;
+    p.error = "chat model '" + info_.name + "': " + why;
+    p.failed = true;
+    p.failure_kind = kind;
+    if (std::isnan(p.cost)) p.cost = 0;  // no attempt returned usage: nothing paid
+    return p;
+  }
+
   // One attempt, bounded by the deadline. A failed attempt that returned usage (an
   // error body with it) is paid too.
   Attempt Send(const std::string& body, Clock::time_point deadline, Prediction* p) {
@@ -311,6 +312,7 @@ class OpenAiBackend : public Backend {
     const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       a.error = "no answer within " + FormatMs() + " (timeout_ms)";
+      a.kind = "timeout";
       return a;
     }
     std::unique_ptr<httplib::Client> client = Lease();
@@ -339,10 +341,12 @@ class OpenAiBackend : public Backend {
     if (too_large) {  // not retried: the same request would get the same answer
       a.error =
           "the response is larger than " + std::to_string(max_bytes) + " bytes (max_response_mb in the catalogue)";
+      a.kind = "too_large";
       return a;
     }
     if (!sent) {  // the client is dropped: its connection may be broken
       a.retry = true;
+      a.kind = err == httplib::Error::Connection ? "connect" : "timeout";
       a.error =
           err == httplib::Error::Connection ? "cannot connect to " + host_
           : (err == httplib::Error::Read || err == httplib::Error::Canceled || err == httplib::Error::ConnectionTimeout)
@@ -372,6 +376,7 @@ class OpenAiBackend : public Backend {
     else
       detail = res.body.substr(0, 200);
     a.error = "HTTP " + std::to_string(res.status) + ": " + detail;
+    a.kind = "http_" + std::to_string(res.status);
     return a;
   }
 

@@ -29,13 +29,13 @@ class RecordedBackend : public Backend {
     stats_.calls++;
     stats_.examples += n;
     if (n > 0 && !info_.input_shape.empty() && batch.shape() != info_.input_shape) {
-      for (Prediction& p : *out) p.error = "wrong input shape";
+      for (Prediction& p : *out) p = Prediction::Failure("wrong input shape", "input");
       stats_.abstentions += n;
       return InvalidArgumentError("model '" + info_.name + "' (recorded) takes inputs of shape " +
                                   ShapeString(info_.input_shape) + ", got " + ShapeString(batch.shape()));
     }
     if (static_cast<int64_t>(batch.ids.size()) != n) {
-      for (Prediction& p : *out) p.error = "the recorded backend needs example ids";
+      for (Prediction& p : *out) p = Prediction::Failure("the recorded backend needs example ids", "input");
       stats_.abstentions += n;
       return Status::Ok();
     }
@@ -44,7 +44,7 @@ class RecordedBackend : public Backend {
       Prediction& p = (*out)[i];
       auto it = row_.find(batch.ids[i]);
       if (it == row_.end()) {
-        p.error = "no recording for id '" + batch.ids[i] + "'";
+        p = Prediction::Failure("no recording for id '" + batch.ids[i] + "'", "input");
         stats_.abstentions++;
         continue;
       }

@@ -94,6 +94,7 @@ struct Attempt {
   bool ok = false, retry = false;
   int retry_after_ms = 0;
   std::string error;
+  std::string kind;                 // a failed attempt's Prediction::failure_kind
   std::string body;                 // the response body when ok
   std::optional<size_t> json_size;  // its Inference-Header-Content-Length, if any
 };
@@ -118,7 +119,7 @@ struct Race {
   bool finished[2] = {false, false};
   int winner = -1;
   std::vector<Prediction> out[2];
-  std::string error[2];
+  std::string error[2], kind[2];
 
   bool Stopped(int side) {
     std::lock_guard<std::mutex> lock(mu);
@@ -158,7 +159,7 @@ class RemoteBackend : public Backend {
     stats_.examples += n;
     if (n == 0) return Status::Ok();
     if (!info_.input_shape.empty() && batch.shape() != info_.input_shape) {
-      Abstain(out, "wrong input shape");
+      Fail(out, "wrong input shape", "input");
       return InvalidArgumentError("model '" + info_.name + "' takes inputs of shape " + ShapeString(info_.input_shape) +
                                   ", got " + ShapeString(batch.shape()));
     }
@@ -166,15 +167,18 @@ class RemoteBackend : public Backend {
       std::lock_guard<std::mutex> lock(mu_);
       if (failures_ >= kBreakerFailures && Clock::now() < open_until_) {
         stats_.errors++;
-        Abstain(out, "remote '" + info_.name + "' (" + Where() + "): " + std::to_string(failures_.load()) +
-                         " calls in a row failed; the next try is within 1 s");
+        Fail(out,
+             "remote '" + info_.name + "' (" + Where() + "): " + std::to_string(failures_.load()) +
+                 " calls in a row failed; the next try is within 1 s",
+             "circuit_open");
         return Status::Ok();
       }
     }
-    const std::string error = Call(batch, out);
+    std::string kind;
+    const std::string error = Call(batch, out, &kind);
     if (!error.empty()) {
       stats_.errors++;
-      Abstain(out, "remote '" + info_.name + "' (" + Where() + "): " + error);
+      Fail(out, "remote '" + info_.name + "' (" + Where() + "): " + error, kind);
       if (failures_.fetch_add(1) + 1 >= kBreakerFailures) {
         std::lock_guard<std::mutex> lock(mu_);
         open_until_ = Clock::now() + kBreakerCooldown;
@@ -187,8 +191,9 @@ class RemoteBackend : public Backend {
   }
 
  private:
-  void Abstain(std::vector<Prediction>* out, const std::string& why) {
-    for (Prediction& p : *out) p = Prediction{kAbstain, std::numeric_limits<float>::quiet_NaN(), {}, why};
+  // The call failed: no example has an answer.
+  void Fail(std::vector<Prediction>* out, const std::string& why, const std::string& kind) {
+    for (Prediction& p : *out) p = Prediction::Failure(why, kind);
     stats_.abstentions += out->size();
   }
 
@@ -199,14 +204,16 @@ class RemoteBackend : public Backend {
   }
 
   // One whole call, within one deadline; "" on success (with *out filled), else why it
-  // failed. With a hedge_url, url and hedge_url race (see the top of this file).
-  std::string Call(const InputView& batch, std::vector<Prediction>* out) {
+  // failed (and *kind its class). With a hedge_url, url and hedge_url race (see the top
+  // of this file).
+  std::string Call(const InputView& batch, std::vector<Prediction>* out, std::string* kind) {
     const Clock::time_point deadline = Clock::now() + timeout_;
-    if (endpoints_.size() < 2) return CallOn(*endpoints_[0], batch, out, deadline, nullptr, 0);
+    if (endpoints_.size() < 2) return CallOn(*endpoints_[0], batch, out, deadline, nullptr, 0, kind);
     Race race;
     auto side = [&](int s) {
       std::vector<Prediction> o;
-      std::string e = CallOn(*endpoints_[s], batch, &o, deadline, &race, s);
+      std::string k;
+      std::string e = CallOn(*endpoints_[s], batch, &o, deadline, &race, s, &k);
       std::lock_guard<std::mutex> lock(race.mu);
       race.finished[s] = true;
       if (e.empty() && race.winner < 0) {
@@ -215,6 +222,7 @@ class RemoteBackend : public Backend {
         race.StopLocked(1 - s);
       } else if (!e.empty()) {
         race.error[s] = std::move(e);
+        race.kind[s] = std::move(k);
       }
       race.cv.notify_all();
     };
@@ -241,14 +249,15 @@ class RemoteBackend : public Backend {
       *out = std::move(race.out[race.winner]);
       return "";
     }
+    *kind = hedged && race.kind[0] != race.kind[1] ? race.kind[0] + "+" + race.kind[1] : race.kind[0];
     return hedged ? race.error[0] + "; hedge_url: " + race.error[1] : race.error[0];
   }
 
   // The call on one endpoint; `race`: a side of a hedged call (may be stopped).
   std::string CallOn(Endpoint& ep, const InputView& batch, std::vector<Prediction>* out, Clock::time_point deadline,
-                     Race* race, int side) {
+                     Race* race, int side, std::string* kind) {
     std::string error;
-    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, race, side, &error);
+    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, race, side, &error, kind);
     if (!schema) return error;
     std::vector<uint8_t> bad_value;
     size_t json_size = 0;
@@ -259,11 +268,15 @@ class RemoteBackend : public Backend {
         std::lock_guard<std::mutex> lock(ep.mu);
         ep.schema.reset();  // the remote model may have changed: read its metadata again
       }
+      *kind = a.kind;
       return a.error;
     }
     out->assign(static_cast<size_t>(batch.size()), Prediction{});
     error = Decode(a.body, a.json_size, batch.size(), *schema, out);
-    if (!error.empty()) return error;
+    if (!error.empty()) {
+      *kind = "bad_response";
+      return error;
+    }
     for (int64_t i = 0; i < batch.size(); ++i)
       if (bad_value[i])
         (*out)[i] = Prediction{kAbstain, std::numeric_limits<float>::quiet_NaN(), {}, "input holds NaN or infinity"};
@@ -272,7 +285,7 @@ class RemoteBackend : public Backend {
 
   // The cached schema, or the metadata read now; null with *error set on failure.
   std::shared_ptr<const Schema> GetSchema(Endpoint& ep, Clock::time_point deadline, Race* race, int side,
-                                          std::string* error) {
+                                          std::string* error, std::string* kind) {
     {
       std::lock_guard<std::mutex> lock(ep.mu);
       if (ep.schema) return ep.schema;
@@ -280,8 +293,10 @@ class RemoteBackend : public Backend {
     Attempt a = Send(ep, "GET", ep.base, "", deadline, race, side);
     if (!a.ok) {
       *error = "metadata: " + a.error;
+      *kind = a.kind;
       return nullptr;
     }
+    *kind = "bad_response";  // for the errors below: the metadata is not usable
     json meta = json::parse(a.body, nullptr, /*allow_exceptions=*/false);
     if (!meta.is_object()) {
       *error = "metadata is not a JSON object";
@@ -459,7 +474,7 @@ class RemoteBackend : public Backend {
     httplib::Error err = httplib::Error::Success;
     if (race) {  // the other side may stop this request while it is in flight
       std::lock_guard<std::mutex> lock(race->mu);
-      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first"};
+      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first", .kind = "stopped"};
       race->active[side] = client.get();
     }
     const bool sent = client->send(req, res, err);
@@ -467,7 +482,7 @@ class RemoteBackend : public Backend {
       std::lock_guard<std::mutex> lock(race->mu);
       race->active[side] = nullptr;
       // Stopped: the connection was shut, so the client is not kept.
-      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first"};
+      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first", .kind = "stopped"};
     }
     res.body = std::move(received);
     Attempt a;
@@ -475,11 +490,13 @@ class RemoteBackend : public Backend {
       stats_.bytes_sent += body.size();
       a.error = "the response is larger than " + std::to_string(max_response_bytes_) +
                 " bytes (max_response_mb in the catalogue)";
+      a.kind = "too_large";
       return a;  // not retried: the same request would get the same answer
     }
     if (!sent) {
       if (err == httplib::Error::Read || err == httplib::Error::Canceled) stats_.bytes_sent += body.size();
       a.retry = true;
+      a.kind = err == httplib::Error::Connection ? "connect" : "timeout";
       const std::string ms = std::to_string(timeout_.count() / 1000) + " ms";
       switch (err) {
         case httplib::Error::Connection:
@@ -515,6 +532,7 @@ class RemoteBackend : public Backend {
         if (ec != std::errc() || p != v.data() + v.size()) {
           a.ok = false;
           a.error = "bad Inference-Header-Content-Length '" + v.substr(0, 32) + "'";
+          a.kind = "bad_response";
           return a;
         }
         a.json_size = n;
@@ -531,6 +549,7 @@ class RemoteBackend : public Backend {
     json j = json::parse(res.body, nullptr, false);
     if (j.is_object() && j.contains("error") && j["error"].is_string()) detail = j["error"].get<std::string>();
     a.error = "HTTP " + std::to_string(res.status) + " from " + method + " " + path + ": " + detail;
+    a.kind = "http_" + std::to_string(res.status);
     return a;
   }
 

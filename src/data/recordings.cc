@@ -38,7 +38,7 @@ MemberOutput Recordings::Output(int m, int i) const {
 
 namespace {
 
-enum class ColumnKind { kIgnored, kId, kTruth, kLabel, kCost, kScore, kProb };
+enum class ColumnKind { kIgnored, kId, kTruth, kLabel, kCost, kScore, kProb, kError };
 
 struct Column {
   ColumnKind kind = ColumnKind::kIgnored;
@@ -151,6 +151,8 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
       cols[c].kind = ColumnKind::kCost;
     } else if (kind == "score") {
       cols[c].kind = ColumnKind::kScore;
+    } else if (kind == "error") {
+      cols[c].kind = ColumnKind::kError;
     } else if (kind.rfind("p:", 0) == 0 && kind.size() > 2) {
       cols[c].kind = ColumnKind::kProb;
       cols[c].prob_label = intern(kind.substr(2));
@@ -161,7 +163,9 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   }
   const int num_labels_after_header = labels->size();
   std::vector<uint8_t> has_cost(rec.models.size()), has_score(rec.models.size()), has_probs(rec.models.size());
+  std::vector<uint8_t> has_error(rec.models.size());
   for (const Column& col : cols) {
+    if (col.kind == ColumnKind::kError) has_error[col.model] = 1;
     if (col.kind == ColumnKind::kCost) has_cost[col.model] = 1;
     if (col.kind == ColumnKind::kScore) has_score[col.model] = 1;
     if (col.kind == ColumnKind::kProb) has_probs[col.model] = 1;
@@ -178,6 +182,7 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
       if (has_cost[m]) mr.cost.reserve(n);
       if (has_score[m]) mr.score.reserve(n);
       if (has_probs[m]) mr.probs.reserve(n * mr.num_probs);
+      if (has_error[m]) mr.error.reserve(n);
     }
   };
   reserve(expected_rows);
@@ -186,6 +191,9 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   lines.reserve(expected_rows);
   std::vector<double> prob_sum(rec.models.size());
   std::vector<uint8_t> prob_seen(rec.models.size());
+  // Failed calls: counted, and the first named, when the caller does not allow them.
+  int64_t failures = 0;
+  std::string first_failure;
   csv::Row row;
   for (;;) {
     COE_ASSIGN_OR_RETURN(bool more, reader.Next(&row));
@@ -204,6 +212,7 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
       if (has_cost[m]) mr.cost.push_back(0.0);
       if (has_score[m]) mr.score.push_back(std::numeric_limits<float>::quiet_NaN());
       if (has_probs[m]) mr.probs.resize(mr.probs.size() + mr.num_probs, 0.0f);
+      if (has_error[m]) mr.error.emplace_back();
       prob_sum[m] = 0;
       prob_seen[m] = 0;
     }
@@ -257,7 +266,20 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
           prob_seen[col.model] = 1;
           break;
         }
+        case ColumnKind::kError:
+          rec.models[col.model].error[i] = f;
+          break;
       }
+    }
+    for (size_t m = 0; m < rec.models.size(); ++m) {
+      if (!has_error[m] || rec.models[m].error[i].empty()) continue;
+      if (rec.models[m].label[i] != kAbstain)
+        return InvalidArgumentError(where + ": model '" + rec.models[m].name +
+                                    "' has both an answer and an error; a failed call has no answer");
+      if (!options.allow_failures && failures++ == 0)
+        first_failure = where + ": model '" + rec.models[m].name + "' has no answer for id '" +
+                        (rec.ids.size() > i ? rec.ids[i] : std::string("?")) + "': its call failed (" +
+                        rec.models[m].error[i] + ")";
     }
     for (size_t m = 0; m < rec.models.size(); ++m)
       if (prob_seen[m] && std::fabs(prob_sum[m] - 1) > kProbabilitySumTolerance)
@@ -266,6 +288,11 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
                                     FormatDouble(kProbabilitySumTolerance) + ")");
   }
   if (rec.ids.empty()) return InvalidArgumentError(source + ": no data rows (an empty split)");
+  if (failures > 0)
+    return InvalidArgumentError(first_failure +
+                                (failures > 1 ? ", and " + std::to_string(failures - 1) + " more" : "") +
+                                ". A failed call is not an answer: run `coe record` again with the same --out to "
+                                "retry the failed calls");
   COE_RETURN_IF_ERROR(CheckIds(rec, lines, options, warn));
   // A |score column with no value at all is no score column.
   for (ModelRecord& m : rec.models)
@@ -337,6 +364,7 @@ Recordings SelectRows(const Recordings& rec, std::span<const int> rows) {
       o.label.push_back(m.label[r]);
       if (!m.score.empty()) o.score.push_back(m.score[r]);
       if (!m.cost.empty()) o.cost.push_back(m.cost[r]);
+      if (!m.error.empty()) o.error.push_back(m.error[r]);
       if (!m.probs.empty())
         o.probs.insert(o.probs.end(), m.probs.begin() + static_cast<size_t>(r) * m.num_probs,
                        m.probs.begin() + static_cast<size_t>(r + 1) * m.num_probs);
@@ -355,6 +383,7 @@ std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels) {
     if (!m.score.empty()) out += "," + csv::Escape(m.name + "|score");
     for (int l = 0; l < (m.probs.empty() ? 0 : m.num_probs); ++l)
       out += "," + csv::Escape(m.name + "|p:" + labels.name(l));
+    if (!m.error.empty()) out += "," + csv::Escape(m.name + "|error");
   }
   out += "\n";
   char buf[32];
@@ -364,17 +393,23 @@ std::string RecordingsToCsv(const Recordings& rec, const LabelSet& labels) {
     for (const ModelRecord& m : rec.models) out += "," + csv::Escape(labels.name(m.label[i]));
     for (const ModelRecord& m : rec.models) {
       if (!m.cost.empty()) out += "," + FormatDouble(m.cost[i]);
+      const bool answered = m.label[i] != kAbstain;
       if (!m.score.empty()) {
         out += ",";
-        if (!std::isnan(m.score[i])) {
+        if (answered && !std::isnan(m.score[i])) {
           std::snprintf(buf, sizeof buf, "%.9g", m.score[i]);
           out += buf;
         }
       }
       for (int l = 0; l < (m.probs.empty() ? 0 : m.num_probs); ++l) {
+        if (!answered) {  // no distribution: the readers take empty cells as none
+          out += ",";
+          continue;
+        }
         std::snprintf(buf, sizeof buf, ",%.9g", m.probs[static_cast<size_t>(i) * m.num_probs + l]);
         out += buf;
       }
+      if (!m.error.empty()) out += "," + csv::Escape(m.error[i]);
     }
     out += "\n";
   }

@@ -169,8 +169,8 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
         Status s = mem.backend->Predict(rows ? gathered.View() : in.Sub(b, e), &got);
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         if (!s.ok() || static_cast<int>(got.size()) != e - b) {
-          got.assign(e - b, Prediction{});
-          for (Prediction& p : got) p.error = s.ok() ? "backend answered the wrong number of examples" : s.message();
+          got.assign(e - b, Prediction::Failure(s.ok() ? "backend answered the wrong number of examples" : s.message(),
+                                                s.ok() ? "runtime" : "input"));
         }
         std::move(got.begin(), got.end(), preds[j].begin() + b);  // each task its own slice
         std::lock_guard<std::mutex> lock(mu);
@@ -220,7 +220,10 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
     for (size_t j = 0; j < tier.size(); ++j) {
       const Member& mem = im.members[tier[j]];
       const Prediction& p = preds[j][i];
-      failed |= !p.error.empty();
+      if (p.failed) {
+        failed = true;
+        r->failures.push_back(MemberFailure{ex, tier[j], p.error, p.failure_kind});
+      }
       const double paid = std::isfinite(p.cost) ? p.cost : mem.cost;
       r->cost[ex] += paid;
       r->tiers[t].cost += paid;
@@ -333,6 +336,10 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
     r.tiers[t].seconds = std::chrono::duration<double>(Clock::now() - t_tier).count();
     active = std::move(next);
   }
+  // Tiers append their failures in turn: ordered by example, as the contract says.
+  std::stable_sort(r.failures.begin(), r.failures.end(), [](const MemberFailure& a, const MemberFailure& b) {
+    return a.example != b.example ? a.example < b.example : a.member < b.member;
+  });
   r.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   return r;
 }

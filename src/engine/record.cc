@@ -43,10 +43,17 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
       append(total.vote, r.vote);
       append(total.degraded, r.degraded);
       append(total.probs, r.probs);
+      for (MemberFailure& f : r.failures) {
+        f.example += static_cast<int>(b);
+        total.failures.push_back(std::move(f));
+      }
       for (size_t t = 0; t < r.tiers.size(); ++t) {
         total.tiers[t].reached += r.tiers[t].reached;
         total.tiers[t].exited += r.tiers[t].exited;
         total.tiers[t].seconds += r.tiers[t].seconds;
+        total.tiers[t].cost += r.tiers[t].cost;
+        total.tiers[t].tokens_in += r.tiers[t].tokens_in;
+        total.tiers[t].tokens_out += r.tiers[t].tokens_out;
       }
       for (size_t m = 0; m < r.member_seconds.size(); ++m) {
         total.member_seconds[m] += r.member_seconds[m];
@@ -110,6 +117,9 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
     }
     ModelRecord mr;
     mr.name = spec->name;
+    // Failed calls (no answer): their label stays empty and the error says why.
+    mr.error.assign(n, "");
+    for (const MemberFailure& f : r.failures) mr.error[f.example] = f.error;
     if (!r.reply.empty()) {
       // A chat model: text answers, the measured cost of each call, and a confidence
       // when the endpoint gave one (log-probabilities).
@@ -165,7 +175,8 @@ Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& reco
       s.usd_per_mtok_in = spec->usd_per_mtok_in;  // prices say the recorded costs are dollars
       s.usd_per_mtok_out = spec->usd_per_mtok_out;
     }
-    s.costs["latency_us"] = recorded.us_per_example.at(m.name);
+    if (auto it = recorded.us_per_example.find(m.name); it != recorded.us_per_example.end())
+      s.costs["latency_us"] = it->second;
     if (auto it = recorded.ms_per_request.find(m.name); it != recorded.ms_per_request.end())
       s.costs["latency_ms"] = it->second;
     out.models.push_back(std::move(s));

@@ -81,9 +81,14 @@ void Metrics::AddRun(const std::string& model, const Cascade& cascade, const Run
   degraded_[model] += degraded;
   cost_unit_[model] = cascade.cost_name();
   unanswered_[model] += unanswered;
+  std::vector<uint64_t> answered(r.tiers.size(), 0);
+  for (size_t i = 0; i < r.answer.size(); ++i)
+    if (r.answer[i] != kAbstain) answered[r.exit_tier[i]]++;
+  for (const MemberFailure& f : r.failures)
+    member_failures_[{members[f.member]->info().name, f.kind.empty() ? "unknown" : f.kind}]++;
   for (size_t t = 0; t < r.tiers.size(); ++t) {
     const std::string tier = std::to_string(t + 1);
-    exits_[{model, tier}] += r.tiers[t].exited;
+    exits_[{model, tier}] += answered[t];
     tier_cost_[{model, tier}] += r.tiers[t].cost;
     if (r.tiers[t].tokens_in || r.tiers[t].tokens_out) {
       tier_tokens_in_[{model, tier}] += r.tiers[t].tokens_in;
@@ -117,7 +122,9 @@ std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::v
          "Cascade runs, by model: with dynamic batching one run answers several requests "
          "(coe_examples_total / coe_runs_total is the mean batch).");
   for (const auto& [k, v] : runs_) Line(&out, "coe_runs_total", L("model", k), std::to_string(v));
-  Header(&out, "coe_exits_total", "counter", "Examples answered by each tier (1-based).");
+  Header(&out, "coe_exits_total", "counter",
+         "Examples answered by each tier (1-based); an example no tier answered counts in "
+         "coe_unanswered_examples_total instead.");
   for (const auto& [k, v] : exits_)
     Line(&out, "coe_exits_total", L("model", k.first) + "," + L("tier", k.second), std::to_string(v));
   Header(&out, "coe_deferred_total", "counter",
@@ -140,6 +147,11 @@ std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::v
   for (const auto& [k, v] : degraded_) Line(&out, "coe_degraded_examples_total", L("model", k), std::to_string(v));
   Header(&out, "coe_unanswered_examples_total", "counter", "Examples no tier answered.");
   for (const auto& [k, v] : unanswered_) Line(&out, "coe_unanswered_examples_total", L("model", k), std::to_string(v));
+  Header(&out, "coe_member_failures_total", "counter",
+         "Examples a member had no answer for because its call failed, by member and cause (reason: http_<status>, "
+         "timeout, connect, bad_response, too_large, busy, input, runtime, circuit_open).");
+  for (const auto& [k, v] : member_failures_)
+    Line(&out, "coe_member_failures_total", L("member", k.first) + "," + L("reason", k.second), std::to_string(v));
   Header(&out, "coe_member_latency_seconds", "histogram",
          "Seconds a member spent on one request (its chunks summed), by member.");
   for (const auto& [k, h] : member_seconds_) WriteHistogram(&out, "coe_member_latency_seconds", L("member", k), h);

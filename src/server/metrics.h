@@ -35,7 +35,9 @@ class Metrics {
   void CountRequest(const std::string& model, int code, double seconds);
   // Any response with status >= 400, on any route.
   void CountError(int code);
-  // A successful run of `cascade` served as `model`.
+  // A successful run of `cascade` served as `model`: its examples, exits (answered
+  // ones only: an example no tier answered is no tier's exit), costs, and its members'
+  // failed calls by cause.
   void AddRun(const std::string& model, const Cascade& cascade, const RunResult& r);
   // `members`: one backend per distinct member name, for the per-member counters.
   std::string Text(int64_t inflight, double io_wait_seconds, const std::vector<Backend*>& members) const;
@@ -52,6 +54,7 @@ class Metrics {
   std::map<Key, uint64_t> tier_tokens_in_, tier_tokens_out_;                 // (model, tier 1-based)
   std::map<std::string, std::string> cost_unit_;                             // model -> Cascade::cost_name()
   std::map<std::string, Histogram> member_seconds_;                          // member
+  std::map<Key, uint64_t> member_failures_;                                  // (member, failure kind)
 };
 
 }  // namespace coe

@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "base/cores.h"
@@ -388,6 +389,21 @@ struct Server::Impl {
     OffIo(work);
   }
 
+  // The 502 of a chat request no tier answered: the upstreams' own words when calls
+  // failed, else that the members answered but nothing could be read from them.
+  HttpReply NoAnswer(const ServedModel& m, const RunResult& r) {
+    if (r.failures.empty())
+      return OpenAiError(502, "no tier of '" + m.name +
+                                  "' gave a readable answer: the last tier's members answered, but no answer could be "
+                                  "read from their completions (the catalogue's `answer` mode)");
+    std::string why;
+    std::set<std::string> seen;
+    for (const MemberFailure& f : r.failures)
+      if (seen.insert(f.error).second) why += (why.empty() ? "" : "; ") + f.error;
+    return OpenAiError(502, "no tier of '" + m.name + "' could answer: " + std::to_string(r.failures.size()) +
+                                " member call(s) failed: " + why);
+  }
+
   // POST /v1/chat/completions, request in, response out (no transport here): the last
   // user message fills every member's {input}, the cascade runs, and the reply is the
   // winning member's completion with usage summed over every call made.
@@ -407,10 +423,7 @@ struct Server::Impl {
     auto r = m.cascade->Run(batch, RunOptions{});
     if (!r.ok()) return OpenAiError(HttpCode(r.status()), r.status().message());
     metrics.AddRun(m.name, *m.cascade, *r);
-    if (r->answer[0] == kAbstain && r->degraded[0])
-      return OpenAiError(502, "no tier of '" + m.name +
-                                  "' could answer: its members' calls failed (unreachable, timed out or erroring "
-                                  "endpoints; see coe_member_errors_total in /metrics)");
+    if (r->answer[0] == kAbstain) return NoAnswer(m, *r);
     ChatReply reply;
     reply.id = id;
     reply.model = m.name;
