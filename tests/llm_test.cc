@@ -544,6 +544,16 @@ TEST_F(FrontDoor, ErrorsUseTheOpenAiShape) {
   std::set<std::string> listed;
   for (const auto& m : models["data"]) listed.insert(m["id"].get<std::string>());
   EXPECT_EQ(listed, (std::set<std::string>{"ladder", "mistral", "mixtral", "llama70", "gpt4"}));
+  // The winning member's finish_reason is passed through, not made up, streamed or not.
+  server_.SetFaults([](const std::string&, const std::string&, int) { return OpenAiReplay::Fault::kLength; });
+  for (bool stream : {false, true}) {
+    auto fr =
+        client_->Post("/v1/chat/completions", Body("ladder", Question(ids_[0]), stream).dump(), "application/json");
+    ASSERT_TRUE(fr);
+    ASSERT_EQ(fr->status, 200) << fr->body;
+    EXPECT_NE(fr->body.find("\"finish_reason\":\"length\""), std::string::npos) << fr->body;
+  }
+  server_.SetFaults(nullptr);
   // No tier can answer: a 502 in the upstream's own words, never an empty 200, and no
   // tier is counted as its exit.
   auto exits = [&] {
@@ -698,6 +708,43 @@ TEST(LlmExample, RecordPlanEvalServe) {
   ASSERT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(nlohmann::json::parse(res->body)["coe"]["answer"], questions[0].second) << res->body;
   fs::remove_all(dir);
+}
+
+// JSONL inputs carry their truth in a field: `label`, or the one --label-field names;
+// a labels file, or a field no record has, is refused rather than ignored.
+TEST_F(Llm, TheTruthOfJsonlIsAFieldNamedByLabelField) {
+  WriteCascade();
+  const std::string cat = Catalogue();
+  {
+    std::ifstream in(P("prompts.jsonl"));
+    std::ofstream out(P("gold.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      const size_t at = line.find("\"label\":");
+      out << line.substr(0, at) << "\"gold\":" << line.substr(at + 8) << "\n";
+    }
+  }
+  const std::string run = "run --cascade " + P("c.toml") + " --models " + cat + " --json --data ";
+  auto by_label = RunCoe(run + P("prompts.jsonl"), false);
+  ASSERT_EQ(by_label.code, 0) << by_label.out;
+  auto by_gold = RunCoe(run + P("gold.jsonl") + " --label-field gold", false);
+  ASSERT_EQ(by_gold.code, 0) << by_gold.out;
+  const auto a = nlohmann::json::parse(by_label.out), b = nlohmann::json::parse(by_gold.out);
+  EXPECT_EQ(a["labeled"], static_cast<int>(ids_.size()));
+  EXPECT_EQ(b["labeled"], a["labeled"]);
+  EXPECT_EQ(b["correct"], a["correct"]);
+  auto no_field = RunCoe(run + P("gold.jsonl") + " --label-field answer");
+  EXPECT_EQ(no_field.code, 2) << no_field.out;
+  EXPECT_NE(no_field.out.find("no record has the field 'answer' that --label-field names"), std::string::npos)
+      << no_field.out;
+  auto labels_file = RunCoe(run + P("prompts.jsonl") + " --labels " + P("gold.jsonl"));
+  EXPECT_EQ(labels_file.code, 2) << labels_file.out;
+  EXPECT_NE(labels_file.out.find("is JSONL: its truth is a field of each record, not a labels file"), std::string::npos)
+      << labels_file.out;
+  const std::string f = "/usr/share/datasets/fashion-mnist/t10k-";
+  auto idx = RunCoe("record --models " + testing::ZooDir() + "catalogue.toml --only linear --data " + f +
+                    "images-idx3-ubyte.gz --range 0:10 --label-field label --out " + P("x.csv"));
+  EXPECT_EQ(idx.code, 2) << idx.out;
+  EXPECT_NE(idx.out.find("--label-field 'label' is for JSONL inputs"), std::string::npos) << idx.out;
 }
 
 TEST_F(Llm, BadInputNamesModelFileAndLine) {

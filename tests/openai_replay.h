@@ -51,6 +51,7 @@ class OpenAiReplay {
     k500,
     k401,         // "invalid api key", as OpenAI says it
     kUnreadable,  // a completion with no answer in it
+    kLength,      // the answer, with finish_reason "length" (cut at max_tokens)
     kTimeout,
     kMalformed,
     kNoUsage,
@@ -190,12 +191,13 @@ class OpenAiReplay {
     const std::string text = answer.empty() || f == Fault::kUnreadable
                                  ? "I cannot tell from the options given."
                                  : "Let me think. The answer is (" + answer + ").";
-    nlohmann::json reply = {
-        {"id", "chatcmpl-replay"},
-        {"object", "chat.completion"},
-        {"model", model},
-        {"choices",
-         {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", "stop"}}}}};
+    nlohmann::json reply = {{"id", "chatcmpl-replay"},
+                            {"object", "chat.completion"},
+                            {"model", model},
+                            {"choices",
+                             {{{"index", 0},
+                               {"message", {{"role", "assistant"}, {"content", text}}},
+                               {"finish_reason", f == Fault::kLength ? "length" : "stop"}}}}};
     if (f == Fault::kHuge) reply["pad"] = std::string(40u << 20, 'x');  // a valid reply of 40 MiB
     if (f != Fault::kNoUsage) {
       const ReplayTokens t = ReplayUsage(dollars);

@@ -35,13 +35,17 @@ namespace {
 constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
 struct DataFlags {
-  std::string data, labels, range;
+  std::string data, labels, range, label_field;
   int threads = 0, batch = 32768, chunk = 0;
   bool normalize_labels = false;
   void Add(CLI::App* cmd) {
-    cmd->add_option("--data", data, "inputs: an IDX file (.gz ok), an image, a folder of images, or a .txt list")
+    cmd->add_option("--data", data,
+                    "inputs: an IDX file (.gz ok), an image, a folder of images, a .txt list of images, or a .jsonl "
+                    "file of JSON records for chat models (an \"id\" and the fields their prompts name)")
         ->required();
     cmd->add_option("--labels", labels, "true labels: an IDX label file, or a CSV of id,label for images");
+    cmd->add_option("--label-field", label_field,
+                    "JSONL inputs: the record field holding the true answer (default: label, when present)");
     cmd->add_option("--range", range, "use examples [A, B) only, e.g. 50000:60000");
     cmd->add_option("--threads", threads, "worker threads (default: the cores)");
     cmd->add_option("--batch", batch,
@@ -64,6 +68,7 @@ StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& 
   }
   o.expected_shape = shape;
   o.labels_path = f.labels;
+  o.label_field = f.label_field;
   o.label_names = label_names;
   if (!f.range.empty()) COE_RETURN_IF_ERROR(ParseRange(f.range, &o.begin, &o.end));
   COE_ASSIGN_OR_RETURN(InputBatch b, LoadDataset(f.data, o));

@@ -109,7 +109,10 @@ int RunServe(const ServeFlags& f) {
 void AddServeCommands(CLI::App& app) {
   auto f = std::make_shared<ServeFlags>();
   CLI::App* serve = app.add_subcommand(
-      "serve", "serve a cascade, and each of its members, over the Open Inference Protocol (KServe v2) REST API");
+      "serve",
+      "serve a cascade, and each of its members, over the Open Inference Protocol (KServe v2) REST API (and gRPC "
+      "with --grpc-port); a cascade of chat models also over the OpenAI chat-completions API (POST "
+      "/v1/chat/completions, GET /v1/models)");
   serve->add_option("--cascade", f->cascade, "cascade (TOML)")->required();
   serve->add_option("--models", f->models, "model catalogue (TOML)")->required();
   serve->add_option("--host", f->host, "address to listen on")->capture_default_str();

@@ -56,6 +56,9 @@ struct Prediction {
   // the answer as text here ("" = abstain) instead of `label`.
   std::string answer;
   std::string text;  // the raw output the answer was read from, if any
+  // Why the model stopped producing `text`, as its endpoint says ("stop", "length",
+  // "tool_calls", "content_filter", ...); "" when it does not say.
+  std::string finish_reason;
   // What this example cost, when the backend measures it (a chat model: its tokens at
   // its prices, every attempt that returned usage); NaN = the catalogue's figure.
   double cost = std::numeric_limits<double>::quiet_NaN();

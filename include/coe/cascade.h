@@ -96,6 +96,7 @@ struct RunResult {
   // the member whose answer was returned (the winning group's last-listed), and the
   // tokens of every call made for the example.
   std::vector<std::string> reply;
+  std::vector<std::string> finish_reason;  // of that member's call, as its endpoint said
   std::vector<int64_t> tokens_in, tokens_out;
   std::vector<TierStats> tiers;
   // Per member (in AllMembers() order): predictions it made and seconds spent in them.

@@ -41,6 +41,10 @@ struct DatasetOptions {
   std::string labels_path;               // optional truth
   std::vector<std::string> label_names;  // for IDX labels: index -> name
   ImageLoader image_loader = nullptr;    // needed for image inputs (FailedPrecondition without)
+  // JSONL inputs: the field holding the truth. Empty: "label", when records have it. A
+  // field named here must be in some record (InvalidArgument naming it otherwise); for
+  // other inputs it is refused, as `labels_path` is for JSONL (whose truth is a field).
+  std::string label_field;
 };
 
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options);

@@ -63,6 +63,8 @@ struct ChatReply {
   int64_t created = 0;                               // Unix seconds
   std::string content;                               // the winning member's completion ("" when no tier answered)
   int64_t prompt_tokens = 0, completion_tokens = 0;  // summed over every call made
+  // The winning member's, as its endpoint said ("stop", "length", ...).
+  std::string finish_reason = "stop";
   // The cascade's facts, returned under "coe".
   std::string answer;  // the answer read from the completions ("" = none)
   int exit_tier = 0;   // 1-based
@@ -72,7 +74,7 @@ struct ChatReply {
 };
 
 // The body of a non-streaming response: object "chat.completion", one choice
-// (finish_reason "stop"), "usage", and "coe": {answer, exit_tier, agreement, votes,
+// (the reply's finish_reason), "usage", and "coe": {answer, exit_tier, agreement, votes,
 // members, cost_usd, degraded}.
 std::string ChatCompletionJson(const ChatReply& reply);
 // A streamed response as server-sent events: a chunk with the role, one with the

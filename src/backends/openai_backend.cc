@@ -285,6 +285,8 @@ class OpenAiBackend : public Backend {
       content = &res["choices"][0]["message"]["content"];
     if (!content) return Failed(std::move(p), "the response has no choices[0].message.content", "bad_response");
     p.text = content->get<std::string>();
+    if (auto fr = res["choices"][0].find("finish_reason"); fr != res["choices"][0].end() && fr->is_string())
+      p.finish_reason = fr->get<std::string>();
     Pay(res, spec_.system.size() + prompt.size(), p.text.size(), &p);
     p.answer = ReadAnswer(p.text);
     if (p.answer.empty()) {

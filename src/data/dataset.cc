@@ -301,6 +301,10 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
 // JSONL: one JSON object a line, `id` (string or integer) and the fields of the
 // members' prompt templates, and optionally `label`. Blank lines are skipped.
 StatusOr<InputBatch> LoadJsonl(const std::string& path, const DatasetOptions& o) {
+  if (!o.labels_path.empty())
+    return InvalidArgumentError("'" + path + "' is JSONL: its truth is a field of each record, not a labels file ('" +
+                                o.labels_path + "'); name the field with --label-field (default: label)");
+  const std::string field = o.label_field.empty() ? "label" : o.label_field;
   COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   InputBatch b;
   std::unordered_map<std::string, int> seen;
@@ -331,13 +335,13 @@ StatusOr<InputBatch> LoadJsonl(const std::string& path, const DatasetOptions& o)
     const int64_t i = index++;
     if (i < o.begin || (o.end >= 0 && i >= o.end)) continue;
     std::string label;
-    if (auto l = j.find("label"); l != j.end() && !l->is_null()) {
+    if (auto l = j.find(field); l != j.end() && !l->is_null()) {
       if (l->is_string())
         label = l->get<std::string>();
       else if (l->is_number())
         label = l->dump();
       else
-        return InvalidArgumentError(where + ": \"label\" must be a string or a number");
+        return InvalidArgumentError(where + ": \"" + field + "\" (the truth) must be a string or a number");
       any_label = true;
     }
     b.ids.push_back(id_text);
@@ -345,6 +349,9 @@ StatusOr<InputBatch> LoadJsonl(const std::string& path, const DatasetOptions& o)
     truth.push_back(label);
   }
   if (b.records.empty()) return InvalidArgumentError("'" + path + "' has no examples (one JSON object a line)");
+  if (!any_label && !o.label_field.empty())
+    return InvalidArgumentError("'" + path + "': no record has the field '" + o.label_field +
+                                "' that --label-field names");
   if (any_label) b.truth = std::move(truth);
   return b;
 }
@@ -357,6 +364,9 @@ bool IsImageInput(const std::string& path) {
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options) {
   if (!fs::exists(path)) return NotFoundError("input '" + path + "' does not exist");
   if (fs::path(path).extension() == ".jsonl") return LoadJsonl(path, options);
+  if (!options.label_field.empty())
+    return InvalidArgumentError("--label-field '" + options.label_field + "' is for JSONL inputs; '" + path +
+                                "' takes its truth from a labels file (--labels)");
   if (IsImageInput(path)) {
     if (!options.image_loader)
       return FailedPreconditionError("'" + path +

@@ -267,6 +267,7 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
       for (size_t j = tier.size(); j-- > 0;)
         if (outs[j].label != kAbstain && matcher.Same(outs[j].label, v.plurality)) {
           r->reply[ex] = preds[j][i].text;
+          r->finish_reason[ex] = preds[j][i].finish_reason;
           break;
         }
     }
@@ -312,6 +313,7 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
   for (const Member& m : im.members) any_text |= m.backend->info().open_labels;
   if (any_text) {
     r.reply.assign(n, "");
+    r.finish_reason.assign(n, "");
     r.tokens_in.assign(n, 0);
     r.tokens_out.assign(n, 0);
   }

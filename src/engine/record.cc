@@ -36,6 +36,7 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
       for (TierVote& v : r.vote) v.plurality = relabel(v.plurality);
       append(total.answer, r.answer);
       append(total.reply, r.reply);
+      append(total.finish_reason, r.finish_reason);
       append(total.tokens_in, r.tokens_in);
       append(total.tokens_out, r.tokens_out);
       append(total.exit_tier, r.exit_tier);

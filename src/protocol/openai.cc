@@ -98,7 +98,7 @@ std::string ChatCompletionJson(const ChatReply& r) {
              {{{"index", 0},
                {"message", {{"role", "assistant"}, {"content", r.content}, {"refusal", nullptr}}},
                {"logprobs", nullptr},
-               {"finish_reason", "stop"}}}},
+               {"finish_reason", r.finish_reason}}}},
             {"usage", Usage(r)},
             {"coe", Facts(r)}};
   return Dump(j);
@@ -119,8 +119,8 @@ std::string ChatCompletionEvents(const ChatReply& r, bool include_usage) {
   if (!r.content.empty())
     event(with(Chunk(
         r, {{{"index", 0}, {"delta", {{"content", r.content}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}})));
-  json last =
-      with(Chunk(r, {{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", "stop"}}}));
+  json last = with(
+      Chunk(r, {{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}}}));
   last["coe"] = Facts(r);
   event(last);
   if (include_usage) {

@@ -430,6 +430,7 @@ struct Server::Impl {
     reply.created =
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     reply.content = r->reply.empty() ? "" : r->reply[0];
+    if (!r->finish_reason.empty() && !r->finish_reason[0].empty()) reply.finish_reason = r->finish_reason[0];
     reply.prompt_tokens = r->tokens_in.empty() ? 0 : r->tokens_in[0];
     reply.completion_tokens = r->tokens_out.empty() ? 0 : r->tokens_out[0];
     reply.answer = r->answer[0] == kAbstain ? "" : r->labels.name(r->answer[0]);
