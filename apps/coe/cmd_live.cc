@@ -1,25 +1,12 @@
-// `coe record`, `coe run` and `coe demo`: running real models.
-#include <unistd.h>
-
-#include <cerrno>
-#include <chrono>
+// `coe record`, `coe run` and `coe demo`: flags in, one workflow (coe/workflow.h) called,
+// its result printed.
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <future>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <set>
+#include <memory>
 
-#include "coe/cascade.h"
 #include "coe/cascade_spec.h"
-#include "coe/dataset.h"
+#include "coe/catalogue.h"
 #include "coe/files.h"
 #include "coe/paths.h"
-#include "coe/planner.h"
-#include "coe/record.h"
-#include "coe/recordings.h"
-#include "coe/report.h"
 #include "coe/workflow.h"
 #include "commands.h"
 #include "common.h"
@@ -27,220 +14,54 @@
 
 namespace coe::app {
 
-namespace fs = std::filesystem;
-using nlohmann::json;
-
 namespace {
 
 constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
 struct DataFlags {
-  std::string data, labels, range, label_field;
+  InputSpec in;
   int threads = 0, batch = 32768, chunk = 0;
-  bool normalize_labels = false;
   void Add(CLI::App* cmd) {
-    cmd->add_option("--data", data,
+    cmd->add_option("--data", in.data,
                     "inputs: an IDX file (.gz ok), an image, a folder of images, a .txt list of images, or a .jsonl "
                     "file of JSON records for chat models (an \"id\" and the fields their prompts name)")
         ->required();
-    cmd->add_option("--labels", labels, "true labels: an IDX label file, or a CSV of id,label for images");
-    cmd->add_option("--label-field", label_field,
+    cmd->add_option("--labels", in.labels, "true labels: an IDX label file, or a CSV of id,label for images");
+    cmd->add_option("--label-field", in.label_field,
                     "JSONL inputs: the record field holding the true answer (default: label, when present)");
-    cmd->add_option("--range", range, "use examples [A, B) only, e.g. 50000:60000");
+    cmd->add_option("--range", in.range, "use examples [A, B) only, e.g. 50000:60000");
     cmd->add_option("--threads", threads, "worker threads (default: the cores)");
     cmd->add_option("--batch", batch,
                     "most examples per engine call (calls start at 2048 and double while one takes under 0.1 s)")
         ->capture_default_str();
     cmd->add_option("--chunk", chunk, "examples per model call (one engine task; default: the engine's)")
         ->check(CLI::Range(1, 1 << 20));
-    cmd->add_flag("--normalize-labels", normalize_labels,
+    cmd->add_flag("--normalize-labels", in.normalize_labels,
                   "match true labels to the models' ignoring case and surrounding spaces");
   }
 };
 
-// Warnings (true labels no model gives) are printed, or added to *warnings when given.
-StatusOr<InputBatch> LoadInputs(const DataFlags& f, const std::vector<int64_t>& shape,
-                                const std::vector<std::string>& label_names,
-                                std::vector<std::string>* warnings = nullptr) {
-  DatasetOptions o;
-  if (IsImageInput(f.data)) {
-    COE_ASSIGN_OR_RETURN(o.image_loader, OpenCvImageLoader());
+// A progress bar on the terminal for a workflow's ProgressSink: a new bar whenever what
+// it does changes. Quiet with --json or when stderr is not a terminal.
+class Bars {
+ public:
+  explicit Bars(bool quiet) : quiet_(quiet) {}
+  ProgressSink Sink() {
+    return [this](const std::string& what, double fraction, const std::string& detail) {
+      if (what != what_) {
+        what_ = what;
+        bar_ = std::make_unique<Progress>(what, !quiet_);
+      }
+      bar_->Update(fraction, detail);
+    };
   }
-  o.expected_shape = shape;
-  o.labels_path = f.labels;
-  o.label_field = f.label_field;
-  o.label_names = label_names;
-  if (!f.range.empty()) COE_RETURN_IF_ERROR(ParseRange(f.range, &o.begin, &o.end));
-  COE_ASSIGN_OR_RETURN(InputBatch b, LoadDataset(f.data, o));
-  // True labels no model gives count as wrong answers: map them (--normalize-labels)
-  // or say so, with counts.
-  std::map<std::string, std::string> by_norm;
-  for (const std::string& l : label_names) by_norm.emplace(NormalizeLabel(l), l);
-  std::map<std::string, int> unknown;
-  if (label_names.empty()) return b;  // open labels (chat models): any answer may be right
-  for (std::string& t : b.truth) {
-    if (t.empty() || std::find(label_names.begin(), label_names.end(), t) != label_names.end()) continue;
-    auto it = f.normalize_labels ? by_norm.find(NormalizeLabel(t)) : by_norm.end();
-    if (it != by_norm.end())
-      t = it->second;
-    else
-      unknown[t]++;
-  }
-  if (!unknown.empty()) {
-    std::string list;
-    for (const auto& [t, n] : unknown) list += (list.empty() ? "'" : ", '") + t + "' (" + std::to_string(n) + ")";
-    std::vector<std::string> w = {"true labels " + list + " are no model's label: those examples count as wrong" +
-                                  (f.normalize_labels ? "" : " (--normalize-labels ignores case and spaces)")};
-    if (warnings)
-      warnings->insert(warnings->end(), w.begin(), w.end());
-    else
-      PrintWarnings(w, false);
-  }
-  return b;
-}
+  void Done() { bar_.reset(); }
 
-// A cascade ready to run and its inputs.
-struct Prepared {
-  std::unique_ptr<Cascade> cascade;
-  InputBatch inputs;
+ private:
+  bool quiet_;
+  std::string what_;
+  std::unique_ptr<Progress> bar_;
 };
-
-// Creates the cascade while another thread loads the inputs, so that decoding them
-// (~50 ms for 10,000 images) overlaps reading and compiling the models. The inputs are
-// read with the shape and labels the catalogue gives the first member; when the
-// cascade's own differ (a remote member's metadata), they are read again with those.
-// The cascade's error, if any, comes first, as when the two ran one after the other.
-StatusOr<Prepared> CreateWhileLoading(const CascadeSpec& spec, const Catalogue& cat, const EngineOptions& eo,
-                                      const DataFlags& df) {
-  const ModelSpec* first =
-      spec.tiers.empty() || spec.tiers[0].members.empty() ? nullptr : cat.Find(spec.tiers[0].members[0]);
-  std::future<StatusOr<InputBatch>> early;
-  std::vector<std::string> early_warnings;  // printed only if this load is the one used
-  if (first && !first->input_shape.empty() && !first->labels.empty())
-    early = std::async(std::launch::async, [&df, first, &early_warnings] {
-      return LoadInputs(df, first->input_shape, first->labels, &early_warnings);
-    });
-  auto cascade = Cascade::Create(spec, cat, eo);
-  if (early.valid()) early.wait();  // the loader reads `df` and `first`: it ends before they may go
-  if (!cascade.ok()) return cascade.status();
-  Prepared p{std::move(*cascade), {}};
-  if (early.valid() && p.cascade->input_shape() == first->input_shape && p.cascade->labels().names() == first->labels) {
-    COE_ASSIGN_OR_RETURN(p.inputs, early.get());
-    PrintWarnings(early_warnings, false);
-  } else {
-    COE_ASSIGN_OR_RETURN(p.inputs, LoadInputs(df, p.cascade->input_shape(), p.cascade->labels().names()));
-  }
-  return p;
-}
-
-// Runs `cascade` over `inputs` in batches (coe/record.h), showing progress.
-StatusOr<RunResult> RunBatched(const Cascade& cascade, const InputBatch& inputs, int batch, Progress* progress) {
-  return RunInBatches(cascade, inputs, batch, {}, [&](int64_t done, int64_t total) {
-    progress->Update(static_cast<double>(done) / total, std::to_string(done) + "/" + std::to_string(total));
-  });
-}
-
-// Summary figures of one live run.
-struct LiveSummary {
-  int64_t examples = 0, labeled = 0, correct = 0, degraded = 0, unanswered = 0;
-  double accuracy = 0, mean_cost = 0, seconds = 0, throughput = 0;
-  std::vector<int> exits;
-};
-
-LiveSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r, double wall) {
-  LiveSummary s;
-  s.examples = in.size();
-  s.exits.assign(c.spec().tiers.size(), 0);
-  for (int64_t i = 0; i < s.examples; ++i) {
-    s.exits[r.exit_tier[i]]++;
-    s.mean_cost += r.cost[i];
-    s.degraded += r.degraded[i];
-    s.unanswered += r.answer[i] == kAbstain;
-    if (!in.truth.empty() && !in.truth[i].empty()) {
-      s.labeled++;
-      // Right when the answering tier's match says the answer is the truth.
-      s.correct +=
-          r.answer[i] != kAbstain && c.spec().tiers[r.exit_tier[i]].match.Same(r.labels.name(r.answer[i]), in.truth[i]);
-    }
-  }
-  s.mean_cost /= std::max<int64_t>(1, s.examples);
-  s.accuracy = s.labeled ? static_cast<double>(s.correct) / s.labeled : 0;
-  s.seconds = wall;
-  s.throughput = wall > 0 ? s.examples / wall : 0;
-  return s;
-}
-
-json SummaryJson(const LiveSummary& s) {
-  json j;
-  j["examples"] = s.examples;
-  j["labeled"] = s.labeled;
-  j["correct"] = s.correct;
-  j["accuracy"] = s.labeled ? json(s.accuracy) : json();
-  j["cost"] = s.mean_cost;
-  j["exits"] = s.exits;
-  j["seconds"] = s.seconds;
-  j["examples_per_second"] = s.throughput;
-  j["degraded"] = s.degraded;
-  j["unanswered"] = s.unanswered;
-  return j;
-}
-
-// ---------------------------------------------------------------- record
-
-struct RecordFlags {
-  std::string models, out;
-  std::vector<std::string> only;
-  bool json = false, overwrite = false;
-  DataFlags data;
-};
-
-// The inputs to record: read with the shape and labels of the first model recorded
-// (none for text inputs).
-StatusOr<InputBatch> LoadRecordInputs(const Catalogue& cat, const std::vector<std::string>& only, const DataFlags& df,
-                                      bool quiet) {
-  const ModelSpec* first = nullptr;
-  for (const ModelSpec& m : cat.models)
-    if (only.empty() || std::find(only.begin(), only.end(), m.name) != only.end()) {
-      first = &m;
-      break;
-    }
-  if (!first) return InvalidArgumentError("no models to record (check --only)");
-  std::vector<std::string> warnings;
-  auto in = LoadInputs(df, first->input_shape, first->labels, &warnings);
-  PrintWarnings(warnings, quiet);
-  return in;
-}
-
-std::string Dollars(double usd) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", usd);
-  return buf;
-}
-
-// Records into `out` (coe/workflow.h: resumable; failed calls never written as
-// answers), a progress bar per model or part.
-StatusOr<RecordFileResult> Record(const Catalogue& cat, const InputBatch& inputs, const std::string& out,
-                                  const RecordFlags& f) {
-  RecordFileOptions o;
-  o.only = f.only;
-  o.threads = f.data.threads;
-  o.batch = f.data.batch;
-  o.overwrite = f.overwrite;
-  o.data_name = f.data.data;
-  std::unique_ptr<Progress> progress;
-  std::string current;
-  o.progress = [&](const std::string& what, int64_t done, int64_t total, double usd) {
-    if (what != current) {
-      current = what;
-      progress = std::make_unique<Progress>(what, !f.json);
-    }
-    progress->Update(static_cast<double>(done) / std::max<int64_t>(1, total),
-                     std::to_string(done) + "/" + std::to_string(total) + (usd > 0 ? ", $" + Dollars(usd) : ""));
-  };
-  auto r = RecordToFile(cat, inputs, out, o);
-  progress.reset();
-  return r;
-}
 
 // Failed calls: named, and the command fails (after writing what it could).
 int ReportFailures(const char* cmd, const std::vector<FailureGroup>& failures, int64_t failed,
@@ -252,15 +73,43 @@ int ReportFailures(const char* cmd, const std::vector<FailureGroup>& failures, i
   return 1;
 }
 
+// ---------------------------------------------------------------- record
+
+struct RecordFlags {
+  std::string models, out;
+  std::vector<std::string> only;
+  bool json = false, overwrite = false;
+  DataFlags data;
+};
+
 int RunRecord(const RecordFlags& f) {
   KeepModelBuffers();
   HeapOnHugePages(f.data.threads);
   const char* cmd = "record";
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
-  auto inputs = LoadRecordInputs(*cat, f.only, f.data, f.json);
+  // The inputs, read with the shape and labels of the first model recorded.
+  const ModelSpec* first = nullptr;
+  for (const ModelSpec& m : cat->models)
+    if (f.only.empty() || std::find(f.only.begin(), f.only.end(), m.name) != f.only.end()) {
+      first = &m;
+      break;
+    }
+  if (!first) return Fail(cmd, InvalidArgumentError("no models to record (check --only)"));
+  std::vector<std::string> warnings;
+  auto inputs = LoadInputs(f.data.in, first->input_shape, first->labels, &warnings);
   if (!inputs.ok()) return Fail(cmd, inputs.status());
-  auto r = Record(*cat, *inputs, f.out, f);
+  PrintWarnings(warnings, f.json);
+  RecordFileOptions o;
+  o.only = f.only;
+  o.threads = f.data.threads;
+  o.batch = f.data.batch;
+  o.overwrite = f.overwrite;
+  o.data_name = f.data.in.data;
+  Bars bars(f.json);
+  o.progress = bars.Sink();
+  auto r = RecordToFile(*cat, *inputs, f.out, o);
+  bars.Done();
   if (!r.ok()) return Fail(cmd, r.status());
   PrintWarnings(r->warnings, f.json);
   if (f.json) {
@@ -269,7 +118,7 @@ int RunRecord(const RecordFlags& f) {
     std::printf("recorded %lld inputs x %zu models -> %s", static_cast<long long>(r->recorded), r->models.size(),
                 r->recordings.c_str());
     if (r->kept > 0) std::printf(" (%lld inputs were there already)", static_cast<long long>(r->kept));
-    if (r->usd > 0) std::printf(", $%s", Dollars(r->usd).c_str());
+    if (r->usd > 0) std::printf(", $%.4g", r->usd);
     std::printf("\nmeasured cost figures -> %s\n", r->catalogue.c_str());
     for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
   }
@@ -294,217 +143,55 @@ int RunRun(const RunFlags& f) {
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
   WarnAboutCascade(*spec, *cat, f.json);
-  EngineOptions eo;
-  eo.threads = f.data.threads;
-  if (f.data.chunk > 0) eo.chunk = f.data.chunk;
-  eo.cost_key = f.cost;
-  auto prepared = CreateWhileLoading(*spec, *cat, eo, f.data);
-  if (!prepared.ok()) return Fail(cmd, prepared.status());
-  std::unique_ptr<Cascade>* cascade = &prepared->cascade;
-  InputBatch* inputs = &prepared->inputs;
-  if (!inputs->records.empty())
-    if (Status s = CheckPromptFields(*cat, spec->AllMembers(), *inputs, f.data.data); !s.ok()) return Fail(cmd, s);
-  Progress progress("running", !f.json);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto r = RunBatched(**cascade, *inputs, f.data.batch, &progress);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  progress.Done();
-  if (!r.ok()) return Fail(cmd, r.status());
-  LiveSummary s = Summarize(**cascade, *inputs, *r, wall);
-  const std::vector<FailureGroup> failures = GroupFailures(*r, (*cascade)->members(), inputs->ids);
-  // Chat responses without usage were paid at an estimate: say so.
-  for (Backend* b : (*cascade)->members())
-    if (uint64_t n = b->stats().estimated_costs.load(); n > 0)
-      PrintWarnings({"model '" + b->info().name + "': " + std::to_string(n) +
-                     " response(s) had no usage; their cost is estimated (a token for 4 characters)"},
-                    false);
-  if (!f.out.empty()) {
-    std::string csv =
-        "id,answer,exit_tier,agreement,cost,degraded" + std::string(inputs->truth.empty() ? "" : ",label") + "\n";
-    char buf[96];
-    for (int64_t i = 0; i < inputs->size(); ++i) {
-      std::snprintf(buf, sizeof buf, ",%d,%.4g,%.17g,%d", r->exit_tier[i] + 1, r->vote[i].agreement, r->cost[i],
-                    r->degraded[i]);
-      csv += CsvField(inputs->ids.empty() ? std::to_string(i) : inputs->ids[i]) + "," +
-             CsvField(r->labels.name(r->answer[i])) + buf;
-      if (!inputs->truth.empty()) csv += "," + CsvField(inputs->truth[i]);
-      csv += "\n";
-    }
-    if (Status ws = WriteStringToFile(f.out, csv); !ws.ok()) return Fail(cmd, ws);
-  }
+  LiveRunOptions o;
+  o.threads = f.data.threads;
+  o.batch = f.data.batch;
+  o.chunk = f.data.chunk;
+  o.cost_key = f.cost;
+  Bars bars(f.json);
+  o.progress = bars.Sink();
+  auto run = RunLive(*spec, *cat, f.data.in, o);
+  bars.Done();
+  if (!run.ok()) return Fail(cmd, run.status());
+  const RunSummary& s = run->summary;
+  PrintWarnings(s.warnings, f.json);
+  if (!f.out.empty())
+    if (Status ws = WriteStringToFile(f.out, PredictionsCsv(run->inputs, run->result)); !ws.ok()) return Fail(cmd, ws);
   if (f.json) {
-    json j = SummaryJson(s);
-    j["cascade"] = spec->ToString();
-    j["cost_name"] = (*cascade)->cost_name();
-    j["failed_calls"] = r->failures.size();
-    j["failures"] = json::array();
-    for (const FailureGroup& g : failures)
-      j["failures"].push_back({{"model", g.model}, {"error", g.error}, {"count", g.count}, {"first_id", g.first_id}});
-    std::printf("%s\n", j.dump(2).c_str());
-    return ReportFailures(cmd, failures, static_cast<int64_t>(r->failures.size()), "");
+    std::printf("%s\n", RunSummaryJson(s).c_str());
+  } else {
+    std::fputs(RunSummaryText(s).c_str(), stdout);
+    if (!f.out.empty()) std::printf("wrote      %s\n", f.out.c_str());
   }
-  std::printf("cascade    %s\n", spec->ToString().c_str());
-  std::printf("examples   %lld in %.3f s: %.0f examples/s\n", static_cast<long long>(s.examples), s.seconds,
-              s.throughput);
-  if (s.labeled)
-    std::printf("accuracy   %.2f%% (%lld/%lld)\n", 100 * s.accuracy, static_cast<long long>(s.correct),
-                static_cast<long long>(s.labeled));
-  std::printf("mean cost  %.4g %s per example\n", s.mean_cost, (*cascade)->cost_name().c_str());
-  std::printf("exits      ");
-  for (size_t t = 0; t < s.exits.size(); ++t)
-    std::printf("%stier %zu: %d (%.1f%%)", t ? ", " : "", t + 1, s.exits[t],
-                100.0 * s.exits[t] / std::max<int64_t>(1, s.examples));
-  std::printf("\n");
-  if (s.degraded)
-    std::printf("degraded   %lld (a failing member forced a fallback answer)\n", static_cast<long long>(s.degraded));
-  if (!f.out.empty()) std::printf("wrote      %s\n", f.out.c_str());
-  return ReportFailures(cmd, failures, static_cast<int64_t>(r->failures.size()), "");
+  return ReportFailures(cmd, s.failures, s.failed_calls, "");
 }
 
 // ---------------------------------------------------------------- demo
 
 struct DemoFlags {
-  std::string models = BundledZooCatalogue(), data_dir = kFashionDir, work = "coe-demo", goal = "match-best";
-  int threads = 0;
+  DemoOptions o{.models = BundledZooCatalogue(), .data_dir = kFashionDir, .work = "coe-demo"};
   bool json = false;
 };
 
-int RunDemo(const DemoFlags& f) {
+int RunDemoCommand(const DemoFlags& f) {
   KeepModelBuffers();
-  HeapOnHugePages(f.threads);
-  const char* cmd = "demo";
-  auto cat = ReadCatalogue(f.models);
-  if (!cat.ok()) return Fail(cmd, cat.status());
-  std::error_code ec;
-  fs::create_directories(f.work, ec);
-  if (ec) return Fail(cmd, InvalidArgumentError("cannot create '" + f.work + "': " + ec.message()));
-  auto say = [&](const std::string& s) {
-    if (!f.json) std::printf("%s\n", s.c_str());
+  HeapOnHugePages(f.o.threads);
+  DemoOptions o = f.o;
+  o.say = [&](const std::string& s) {
+    if (f.json) return;
+    std::printf("%s\n", s.c_str());
     std::fflush(stdout);
   };
-  // 1. Record every model on the calibration split (the last 10,000 training images).
-  DataFlags calib;
-  calib.data = f.data_dir + "/train-images-idx3-ubyte.gz";
-  calib.labels = f.data_dir + "/train-labels-idx1-ubyte.gz";
-  calib.range = "50000:60000";
-  calib.threads = f.threads;
-  say("1/3 recording " + std::to_string(cat->models.size()) + " models on the calibration split (" + calib.data +
-      ", images 50000-59999)");
-  RecordFlags rf;
-  rf.data = calib;
-  rf.json = f.json;
-  rf.overwrite = true;  // the demo records anew each time
-  const std::string calib_csv = f.work + "/calib.csv";
-  auto calib_inputs = LoadRecordInputs(*cat, {}, calib, f.json);
-  if (!calib_inputs.ok()) return Fail(cmd, calib_inputs.status());
-  auto recorded = Record(*cat, *calib_inputs, calib_csv, rf);
-  if (!recorded.ok()) return Fail(cmd, recorded.status());
-  if (int code = ReportFailures(cmd, recorded->failures, recorded->failed, ""); code != 0) return code;
-  LabelSet calib_labels;
-  auto calib_rec = ReadRecordings(calib_csv, &calib_labels, nullptr);
-  if (!calib_rec.ok()) return Fail(cmd, calib_rec.status());
-  // 2. Plan on the recordings (cost: multiply-adds).
-  say("2/3 planning (goal " + f.goal + ", cost: multiply-adds) over the recordings");
-  auto goal = Goal::Parse(f.goal);
-  if (!goal.ok()) return Fail(cmd, goal.status());
-  CostOptions co;
-  co.key = "macs";
-  auto costs = BuildCostTable(*calib_rec, *cat, co);
-  if (!costs.ok()) return Fail(cmd, costs.status());
-  PlannerOptions po;
-  po.threads = f.threads;
-  Progress plan_progress("searching cascades", !f.json);
-  po.progress = [&](double x) { plan_progress.Update(x); };
-  auto plan = Plan(*calib_rec, *costs, *goal, po);
-  plan_progress.Done();
-  if (!plan.ok()) return Fail(cmd, plan.status());
-  const std::string cascade_path = f.work + "/cascade.toml";
-  if (Status s =
-          WriteStringToFile(cascade_path, CascadeToToml(plan->chosen.cascade, {"planned by coe demo on " + calib_csv}));
-      !s.ok())
-    return Fail(cmd, s);
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "    searched %llu cascades in %.2f s; chosen: %s",
-                static_cast<unsigned long long>(plan->space_size), plan->seconds,
-                plan->chosen.cascade.ToString().c_str());
-  say(buf);
-  // 3. Run the cascade and the best single model live on the test split.
-  DataFlags test;
-  test.data = f.data_dir + "/t10k-images-idx3-ubyte.gz";
-  test.labels = f.data_dir + "/t10k-labels-idx1-ubyte.gz";
-  test.threads = f.threads;
-  say("3/3 running live on the test split (" + test.data + ")");
-  CascadeSpec single;
-  single.tiers.push_back(TierSpec{{plan->best_single}, {}});
-  struct Row {
-    std::string name;
-    CascadeSpec spec;
-    LiveSummary s;
-  };
-  std::vector<Row> rows = {{"best single model", single, {}}, {"cascade", plan->chosen.cascade, {}}};
-  for (Row& row : rows) {
-    EngineOptions eo;
-    eo.threads = f.threads;
-    eo.cost_key = "macs";
-    auto prepared = CreateWhileLoading(row.spec, *cat, eo, test);
-    if (!prepared.ok()) return Fail(cmd, prepared.status());
-    std::unique_ptr<Cascade>* cascade = &prepared->cascade;
-    InputBatch* inputs = &prepared->inputs;
-    Progress progress("running " + row.name, !f.json);
-    const auto t0 = std::chrono::steady_clock::now();
-    auto r = RunBatched(**cascade, *inputs, test.batch, &progress);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    progress.Done();
-    if (!r.ok()) return Fail(cmd, r.status());
-    row.s = Summarize(**cascade, *inputs, *r, wall);
-  }
-  const LiveSummary& a = rows[0].s;
-  const LiveSummary& b = rows[1].s;
-  if (f.json) {
-    json j;
-    j["cascade"] = TierSpecsJson(plan->chosen.cascade);
-    j["cascade_text"] = plan->chosen.cascade.ToString();
-    j["best_single"] = plan->best_single;
-    j["single"] = SummaryJson(a);
-    j["cascade_run"] = SummaryJson(b);
-    j["macs_ratio"] = a.mean_cost / std::max(1e-300, b.mean_cost);
-    j["throughput_ratio"] = b.throughput / std::max(1e-300, a.throughput);
-    j["files"] = {{"recordings", calib_csv}, {"cascade", cascade_path}};
-    std::printf("%s\n", j.dump(2).c_str());
-    return 0;
-  }
-  std::printf("\n%-40s %10s %14s %14s\n", "on the 10,000 test images", "accuracy", "mean MACs", "images/s");
-  for (const Row& row : rows) {
-    std::string label = row.name == "cascade" ? "cascade (" + std::to_string(row.spec.tiers.size()) + " tiers)"
-                                              : "best single: " + plan->best_single;
-    std::printf("%-40s %9.2f%% %14.0f %14.0f\n", label.c_str(), 100 * row.s.accuracy, row.s.mean_cost,
-                row.s.throughput);
-  }
-  std::printf("\ncascade %s\n", plan->chosen.cascade.ToString().c_str());
-  std::printf("exits per tier:");
-  for (size_t t = 0; t < b.exits.size(); ++t)
-    std::printf(" %.1f%%", 100.0 * b.exits[t] / std::max<int64_t>(1, b.examples));
-  std::printf("\n%.2fx fewer multiply-adds, %.2fx the throughput, accuracy %+.2f points\n",
-              a.mean_cost / std::max(1e-300, b.mean_cost), b.throughput / std::max(1e-300, a.throughput),
-              100 * (b.accuracy - a.accuracy));
-  std::printf("files: %s (recordings), %s (cascade)\n", calib_csv.c_str(), cascade_path.c_str());
+  Bars bars(f.json);
+  o.progress = bars.Sink();
+  auto d = RunDemo(o);
+  bars.Done();
+  if (!d.ok()) return Fail("demo", d.status());
+  std::fputs((f.json ? DemoResultJson(*d) + "\n" : DemoResultText(*d)).c_str(), stdout);
   return 0;
 }
 
 }  // namespace
-
-json TierSpecsJson(const CascadeSpec& spec) {
-  json tiers = json::array();
-  for (size_t t = 0; t < spec.tiers.size(); ++t) {
-    const bool last = t + 1 == spec.tiers.size();
-    json j;
-    j["members"] = spec.tiers[t].members;
-    j["min_agreement"] = (!last && spec.tiers[t].rule.min_agreement) ? json(*spec.tiers[t].rule.min_agreement) : json();
-    j["min_score"] = (!last && spec.tiers[t].rule.min_score) ? json(*spec.tiers[t].rule.min_score) : json();
-    tiers.push_back(j);
-  }
-  return tiers;
-}
 
 void AddLiveCommands(CLI::App& app) {
   auto rf = std::make_shared<RecordFlags>();
@@ -536,14 +223,14 @@ void AddLiveCommands(CLI::App& app) {
   auto df = std::make_shared<DemoFlags>();
   CLI::App* demo =
       app.add_subcommand("demo", "the whole method on the bundled Fashion-MNIST zoo: record, plan, run live");
-  demo->add_option("--models", df->models, "model catalogue")->capture_default_str();
-  demo->add_option("--data-dir", df->data_dir, "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)")
+  demo->add_option("--models", df->o.models, "model catalogue")->capture_default_str();
+  demo->add_option("--data-dir", df->o.data_dir, "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)")
       ->capture_default_str();
-  demo->add_option("--work", df->work, "folder for the recordings and the cascade")->capture_default_str();
-  demo->add_option("--goal", df->goal, "planning goal")->capture_default_str();
-  demo->add_option("--threads", df->threads, "worker threads (default: the cores)");
+  demo->add_option("--work", df->o.work, "folder for the recordings and the cascade")->capture_default_str();
+  demo->add_option("--goal", df->o.goal, "planning goal")->capture_default_str();
+  demo->add_option("--threads", df->o.threads, "worker threads (default: the cores)");
   demo->add_flag("--json", df->json, "print the result as JSON");
-  demo->callback([df]() { throw CLI::RuntimeError(RunDemo(*df)); });
+  demo->callback([df]() { throw CLI::RuntimeError(RunDemoCommand(*df)); });
 }
 
 }  // namespace coe::app

@@ -4,16 +4,11 @@
 #define COE_APPS_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
-#include "coe/cascade_spec.h"
 
 namespace coe::app {
 void AddPlanCommands(CLI::App& app);
 void AddLiveCommands(CLI::App& app);
 void AddServeCommands(CLI::App& app);  // coe serve (cmd_serve.cc)
-// The tiers of a cascade as JSON (members, min_agreement, min_score).
-nlohmann::json TierSpecsJson(const CascadeSpec& spec);
 }  // namespace coe::app
 
 #endif  // COE_APPS_COMMANDS_H_

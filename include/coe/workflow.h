@@ -35,16 +35,134 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coe/backend.h"
 #include "coe/cascade.h"
+#include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
 
 namespace coe {
+
+// Where a long workflow says how far it is: what it is doing, the share done (0 to 1)
+// and a short detail ("2048/10000", "$0.12"). Called on the workflow's thread.
+using ProgressSink = std::function<void(const std::string& what, double fraction, const std::string& detail)>;
+
+// The failed calls of one model with one cause (a record's, or a run's).
+struct FailureGroup {
+  std::string model;
+  std::string error;     // the backend's message: the upstream's status and text
+  int64_t count = 0;     // calls that failed so
+  std::string first_id;  // the first input it happened on
+};
+
+// ---------------------------------------------------------------- inputs
+
+// Where inputs come from: what `--data`, `--labels`, `--label-field`, `--range` and
+// `--normalize-labels` say.
+struct InputSpec {
+  std::string data;               // an IDX file, an image, a folder or .txt list of images, or .jsonl records
+  std::string labels;             // the truth: an IDX label file, or a CSV of id,label (images)
+  std::string label_field;        // JSONL: the record field holding the truth (default: label)
+  std::string range;              // "A:B": examples [A, B) only
+  bool normalize_labels = false;  // match true labels to the models' ignoring case and spaces
+};
+
+// Reads the inputs with one example's `shape` and the models' `label_names` (for IDX
+// labels; empty for chat models, whose answers are open). True labels that no model
+// gives count as wrong answers: mapped when `normalize_labels` finds them, else named
+// with their counts in *warnings. Errors: the dataset's (coe/dataset.h).
+StatusOr<InputBatch> LoadInputs(const InputSpec& spec, const std::vector<int64_t>& shape,
+                                const std::vector<std::string>& label_names, std::vector<std::string>* warnings);
+
+// ---------------------------------------------------------------- run
+
+// One live run in figures: what `coe run` prints, and (JSON) what `coe report` reads.
+struct RunSummary {
+  std::string cascade;    // the cascade, in one line
+  std::string cost_name;  // the unit of `mean_cost`
+  int64_t examples = 0, labeled = 0, correct = 0;
+  int64_t degraded = 0;    // answered with a fallback because a member failed
+  int64_t unanswered = 0;  // no tier had an answer
+  double accuracy = 0;     // correct / labeled (0 when nothing is labeled)
+  double mean_cost = 0, seconds = 0, throughput = 0;
+  std::vector<int64_t> exits;  // examples per tier (0-based index; tier t + 1)
+  int64_t failed_calls = 0;    // member calls with no answer
+  std::vector<FailureGroup> failures;
+  std::vector<std::string> warnings;
+};
+
+// The figures of `run` (a run of `cascade` over `inputs`, taking `seconds`): an answer
+// is right when the answering tier's `match` says it is the truth.
+RunSummary Summarize(const Cascade& cascade, const InputBatch& inputs, const RunResult& run, double seconds);
+// `coe run --json`: {examples, labeled, correct, accuracy (null when unlabeled), cost,
+// cost_name, exits, seconds, examples_per_second, degraded, unanswered, cascade,
+// failed_calls, failures [{model, error, count, first_id}], warnings}.
+std::string RunSummaryJson(const RunSummary& summary);
+// Reads RunSummaryJson's output back (what `coe report` shows beside a plan): an
+// InvalidArgument naming `source` and the key for text that is not such JSON.
+StatusOr<RunSummary> ParseRunSummaryJson(std::string_view text, const std::string& source);
+// The table `coe run` prints.
+std::string RunSummaryText(const RunSummary& summary);
+// `coe run --out`: id,answer,exit_tier,agreement,cost,degraded[,label], a row an input.
+std::string PredictionsCsv(const InputBatch& inputs, const RunResult& run);
+
+struct LiveRunOptions {
+  int threads = 0;       // engine threads (0 = the cores)
+  int batch = 32768;     // most examples per engine call
+  int chunk = 0;         // examples per model call (0 = the engine's)
+  std::string cost_key;  // the catalogue figure counted as cost ("" = the default)
+  ProgressSink progress;
+};
+
+struct LiveRun {
+  std::unique_ptr<Cascade> cascade;
+  InputBatch inputs;
+  RunResult result;
+  RunSummary summary;  // failures and warnings (estimated chat costs, unknown labels) included
+};
+
+// `coe run`: builds `spec`'s cascade from `catalogue` while another thread reads the
+// inputs (with the first member's shape and labels), checks chat models' prompt fields,
+// and runs it over the inputs in growing calls (coe/record.h RunInBatches). A failed
+// member call is a failure in the summary, not an error of the run.
+StatusOr<LiveRun> RunLive(const CascadeSpec& spec, const Catalogue& catalogue, const InputSpec& inputs,
+                          const LiveRunOptions& options);
+
+// ---------------------------------------------------------------- demo
+
+struct DemoOptions {
+  std::string models;    // the catalogue (default: the bundled zoo's)
+  std::string data_dir;  // Debian's dataset-fashion-mnist
+  std::string work;      // where the recordings and the cascade go
+  std::string goal = "match-best";
+  int threads = 0;
+  std::function<void(const std::string&)> say;  // a line of what is happening
+  ProgressSink progress;
+};
+
+struct DemoResult {
+  std::string recordings, cascade_file;  // written
+  uint64_t searched = 0;                 // cascades the planner searched
+  double search_seconds = 0;
+  CascadeSpec cascade;  // chosen
+  std::string best_single;
+  RunSummary single, cascaded;  // live on the test split
+};
+
+// `coe demo`: records every zoo model on the calibration split (the last 10,000
+// training images), plans (cost: multiply-adds), and runs the chosen cascade and the
+// best single model live on the 10,000 test images.
+StatusOr<DemoResult> RunDemo(const DemoOptions& options);
+std::string DemoResultJson(const DemoResult& result);
+std::string DemoResultText(const DemoResult& result);
+
+// ---------------------------------------------------------------- record
 
 inline constexpr int64_t kRecordPart = 256;
 
@@ -54,17 +172,9 @@ struct RecordFileOptions {
   int batch = 32768;              // most examples per engine call
   bool overwrite = false;         // start a new file even when `out` exists
   std::string data_name;          // what the inputs are (a path), for the file's comments
-  // Called after each model's engine call and each part: what is being done, the inputs
-  // done of those to do, and the dollars spent by the calls so far (chat models).
-  std::function<void(const std::string& what, int64_t done, int64_t total, double usd)> progress;
-};
-
-// The failed calls of one model with one cause (a record's, or a run's).
-struct FailureGroup {
-  std::string model;
-  std::string error;     // the backend's message: the upstream's status and text
-  int64_t count = 0;     // calls that failed so
-  std::string first_id;  // the first input it happened on
+  // After each model's engine call and each part: inputs done of those to do, and the
+  // dollars the calls so far cost (chat models).
+  ProgressSink progress;
 };
 
 struct RecordFileResult {

@@ -2,6 +2,7 @@
 // where failed calls are written as failures (never as answers) and retried.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -335,9 +336,10 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
       ro.only = {res.models[m]};
       ro.threads = o.threads;
       ro.batch = o.batch;
-      if (o.progress)
+      if (o.progress && part >= w.inputs.size())  // one part: a bar a model
         ro.progress = [&](const std::string& model, int64_t done, int64_t total) {
-          if (part >= w.inputs.size()) o.progress("recording " + model, done, total, res.usd);
+          o.progress("recording " + model, static_cast<double>(done) / std::max<int64_t>(1, total),
+                     std::to_string(done) + "/" + std::to_string(total));
         };
       const auto t0 = std::chrono::steady_clock::now();
       COE_ASSIGN_OR_RETURN(RecordResult got, RecordModels(cat, inputs.Gather(rows), ro));
@@ -361,9 +363,13 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
     }
     res.recorded += static_cast<int64_t>(e - b);
     COE_RETURN_IF_ERROR(WritePart(t, out, new_rows, repaired, &file_header));
-    if (o.progress && part < w.inputs.size())
-      o.progress("recording " + std::to_string(res.models.size()) + " model(s)", static_cast<int64_t>(e),
-                 static_cast<int64_t>(w.inputs.size()), res.usd);
+    if (o.progress && part < w.inputs.size()) {
+      char usd[32];
+      std::snprintf(usd, sizeof usd, ", $%.4g", res.usd);
+      o.progress("recording " + std::to_string(res.models.size()) + " model(s)",
+                 static_cast<double>(e) / static_cast<double>(w.inputs.size()),
+                 std::to_string(e) + "/" + std::to_string(w.inputs.size()) + (res.usd > 0 ? usd : ""));
+    }
   }
   // Nothing to record: the file still says what it did (older versions' columns, or a
   // cut-off row, are brought up to date).
