@@ -157,6 +157,30 @@ TEST_F(CliTest, BadInputExitsTwoWithLocation) {
   EXPECT_NE(badcascade.out.find("'q'"), std::string::npos) << badcascade.out;
 }
 
+// `coe eval` warns about a tier that costs no more than the one before by the cost
+// figure it reports (--cost, or the default), not by another catalogue figure.
+TEST_F(CliTest, EvalWarnsAboutTierOrderByTheCostInUse) {
+  // By params b is dearer than a; by latency it is cheaper (the default key would be latency_ms).
+  Write("two.toml", "[models.a]\nlatency_ms = 5\nparams = 1\n[models.b]\nlatency_ms = 3\nparams = 10\n");
+  Write("ab.toml", "[[tiers]]\nmembers = [\"a\"]\nmin_score = 0.5\n[[tiers]]\nmembers = [\"b\"]\n");
+  Write("ab.csv", "id,label,a,b,a|score\n1,x,x,x,0.9\n2,y,x,y,0.1\n");
+  const std::string base = "eval --cascade " + P("ab.toml") + " --data " + P("ab.csv") + " --models " + P("two.toml");
+  Proc by_params = Coe(base + " --cost params");
+  ASSERT_EQ(by_params.code, 0) << by_params.out;
+  EXPECT_EQ(by_params.out.find("costs no more"), std::string::npos) << by_params.out;
+  Proc by_latency = Coe(base + " --cost latency_ms");
+  ASSERT_EQ(by_latency.code, 0) << by_latency.out;
+  EXPECT_NE(by_latency.out.find("warning: tier 2 {b} costs no more than tier 1 (its dearest member: 3 vs 5)"),
+            std::string::npos)
+      << by_latency.out;
+  // Recorded per-example costs are the default cost: their means decide.
+  Write("rc.csv", "id,label,a,b,a|score,a|cost,b|cost\n1,x,x,x,0.9,1,8\n2,y,x,y,0.1,3,8\n");
+  Proc recorded = Coe("eval --cascade " + P("ab.toml") + " --data " + P("rc.csv") + " --models " + P("two.toml"));
+  ASSERT_EQ(recorded.code, 0) << recorded.out;
+  EXPECT_NE(recorded.out.find("recorded"), std::string::npos) << recorded.out;
+  EXPECT_EQ(recorded.out.find("costs no more"), std::string::npos) << recorded.out;
+}
+
 // The shared RouterBench recordings (third-party data beside the repo, not in it).
 TEST_F(CliTest, PlanOnRouterBenchArc) {
   const char* shared = std::getenv("COE_SHARED_DATA");

@@ -1,6 +1,7 @@
 // `coe plan` and `coe eval`: planning and scoring cascades over recordings.
 #include <malloc.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "coe/cascade_spec.h"
@@ -217,7 +218,6 @@ int RunEval(const EvalFlags& f) {
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto catalogue = ReadCatalogue(f.models);
   if (!catalogue.ok()) return Fail(cmd, catalogue.status());
-  WarnAboutCascade(*spec, *catalogue, f.json);
   auto cost_opt = f.cost.Build();
   if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
   LabelSet labels;
@@ -227,6 +227,14 @@ int RunEval(const EvalFlags& f) {
   PrintWarnings(warnings, f.json);
   auto costs = BuildCostTable(*rec, *catalogue, *cost_opt);
   if (!costs.ok()) return Fail(cmd, costs.status());
+  // Tiers out of cost order, by the figure this report shows (--cost or the default):
+  // each member's mean cost over these recordings.
+  PrintWarnings(CascadeWarnings(*spec,
+                                [&](const std::string& name) -> const double* {
+                                  const int m = rec->ModelIndex(name);
+                                  return m >= 0 && !std::isnan(costs->mean[m]) ? &costs->mean[m] : nullptr;
+                                }),
+                f.json);
   auto r = EvaluateCascade(*spec, *rec, *costs);
   if (!r.ok()) return Fail(cmd, r.status());
   std::string out = f.json ? EvalReportToJson(*spec, costs->name, *r) : EvalReportToText(*spec, costs->name, *r);
