@@ -39,10 +39,11 @@ struct TestIntervals {
   double saving[2] = {0, 0};         // best single's mean cost / chosen's
 };
 
-// Bootstraps TestIntervals from per-example outcomes on the test split (`resamples`
-// draws, seeded: the same inputs give the same intervals).
+// Bootstraps TestIntervals from per-example outcomes on the test split, one per
+// example in the same order for both (`resamples` draws, seeded: the same inputs give
+// the same intervals). Accuracy counts ExampleOutcome::correct over the labeled ones.
 TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, const std::vector<ExampleOutcome>& best,
-                                 const std::vector<int>& truth, int resamples = 2000, uint64_t seed = 1);
+                                 int resamples = 2000, uint64_t seed = 1);
 
 struct PlanReport {
   std::string goal;
