@@ -158,7 +158,7 @@ int RunPlan(const PlanFlags& f) {
   if (!report.ok()) return Fail(cmd, report.status());
   report->cost_model = CostModelWords(f.cost, calib_costs->name, by_latency);
   if (!f.report.empty()) {
-    auto html = RenderHtmlReport(PlanReportToJson(*report), {}, f.calib);
+    auto html = RenderHtmlReport({f.calib, PlanReportToJson(*report)}, {});
     if (!html.ok()) return Fail(cmd, html.status());
     Status w = WriteStringToFile(f.report, *html);
     if (!w.ok()) return Fail(cmd, w);
@@ -197,13 +197,13 @@ int RunReport(const ReportFlags& f) {
   const char* cmd = "report";
   auto plan = ReadFileToString(f.plan);
   if (!plan.ok()) return Fail(cmd, plan.status());
-  std::vector<std::string> runs;
+  std::vector<JsonDocument> runs;
   for (const std::string& r : f.runs) {
     auto text = ReadFileToString(r);
     if (!text.ok()) return Fail(cmd, text.status());
-    runs.push_back(std::move(*text));
+    runs.push_back({r, std::move(*text)});
   }
-  auto html = RenderHtmlReport(*plan, runs, f.plan);
+  auto html = RenderHtmlReport({f.plan, std::move(*plan)}, runs);
   if (!html.ok()) return Fail(cmd, html.status());
   Status w = WriteStringToFile(f.out, *html);
   if (!w.ok()) return Fail(cmd, w);

@@ -126,6 +126,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   rep.goal = goal.ToString();
   rep.cost_name = calib_costs.name;
   rep.rules = RuleKindsToString(plan.rules);
+  rep.match = options.match;
   rep.goal_met = plan.goal_met;
   rep.best_single = plan.best_single;
   rep.calib_examples = calib.num_examples();
@@ -261,6 +262,7 @@ std::string PlanReportToJson(const PlanReport& r) {
   j["goal_met"] = r.goal_met;
   j["cost"] = r.cost_name;
   j["rules"] = r.rules;
+  j["match"] = r.match.ToString();
   j["best_single"] = r.best_single;
   j["calib_examples"] = r.calib_examples;
   j["test_examples"] = r.test_examples;
@@ -330,13 +332,13 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   std::string s;
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "goal %s%s | cost: %s | rules: %s\n"
+                "goal %s%s | cost: %s | rules: %s%s\n"
                 "searched %llu cascades (%llu evaluated one by one) on %d calibration examples in %.3f s "
                 "(search %.3f s, guard %.3f s)",
                 r.goal.c_str(), r.goal_met ? "" : " (NOT MET: nearest point shown)", r.cost_name.c_str(),
-                r.rules.c_str(), static_cast<unsigned long long>(r.searched),
-                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds, r.search_seconds,
-                r.select_seconds);
+                r.rules.c_str(), r.match.exact() ? "" : (" | match: " + r.match.ToString()).c_str(),
+                static_cast<unsigned long long>(r.searched), static_cast<unsigned long long>(r.evaluated),
+                r.calib_examples, r.seconds, r.search_seconds, r.select_seconds);
   s += buf;
   s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n"
                 : "; no test split (--test): calibration figures only\n";
