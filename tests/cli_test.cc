@@ -2,13 +2,18 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 #include <string>
 
+#include "coe/report.h"
 #include "testing.h"
 
 namespace {
@@ -155,6 +160,191 @@ TEST_F(CliTest, BadInputExitsTwoWithLocation) {
                         P("good.csv") + " --models " + P("cat.toml"));
   EXPECT_EQ(badcascade.code, 2);
   EXPECT_NE(badcascade.out.find("'q'"), std::string::npos) << badcascade.out;
+}
+
+// `coe eval` warns about a tier that costs no more than the one before by the cost
+// figure it reports (--cost, or the default), not by another catalogue figure.
+TEST_F(CliTest, EvalWarnsAboutTierOrderByTheCostInUse) {
+  // By params b is dearer than a; by latency it is cheaper (the default key would be latency_ms).
+  Write("two.toml", "[models.a]\nlatency_ms = 5\nparams = 1\n[models.b]\nlatency_ms = 3\nparams = 10\n");
+  Write("ab.toml", "[[tiers]]\nmembers = [\"a\"]\nmin_score = 0.5\n[[tiers]]\nmembers = [\"b\"]\n");
+  Write("ab.csv", "id,label,a,b,a|score\n1,x,x,x,0.9\n2,y,x,y,0.1\n");
+  const std::string base = "eval --cascade " + P("ab.toml") + " --data " + P("ab.csv") + " --models " + P("two.toml");
+  Proc by_params = Coe(base + " --cost params");
+  ASSERT_EQ(by_params.code, 0) << by_params.out;
+  EXPECT_EQ(by_params.out.find("costs no more"), std::string::npos) << by_params.out;
+  Proc by_latency = Coe(base + " --cost latency_ms");
+  ASSERT_EQ(by_latency.code, 0) << by_latency.out;
+  EXPECT_NE(by_latency.out.find("warning: tier 2 {b} costs no more than tier 1 (its dearest member: 3 vs 5)"),
+            std::string::npos)
+      << by_latency.out;
+  // Recorded per-example costs are the default cost: their means decide.
+  Write("rc.csv", "id,label,a,b,a|score,a|cost,b|cost\n1,x,x,x,0.9,1,8\n2,y,x,y,0.1,3,8\n");
+  Proc recorded = Coe("eval --cascade " + P("ab.toml") + " --data " + P("rc.csv") + " --models " + P("two.toml"));
+  ASSERT_EQ(recorded.code, 0) << recorded.out;
+  EXPECT_NE(recorded.out.find("recorded"), std::string::npos) << recorded.out;
+  EXPECT_EQ(recorded.out.find("costs no more"), std::string::npos) << recorded.out;
+}
+
+// Every way to spoil one value of a JSON document: each value set to null and to a
+// value of another type (an integer also to 0.5), each object member removed, each
+// non-empty object emptied. `visit(path, kind, spoiled)` sees each; paths are as jq
+// writes them (.frontier[0].calib.accuracy).
+void SpoilEveryValue(const nlohmann::json& doc,
+                     const std::function<void(const std::string&, const std::string&, const nlohmann::json&)>& visit) {
+  using nlohmann::json;
+  std::function<void(const json::json_pointer&, const std::string&, const json&)> walk =
+      [&](const json::json_pointer& ptr, const std::string& path, const json& v) {
+        auto with = [&](const std::string& kind, const json& value) {
+          json d = doc;
+          d[ptr] = value;
+          visit(path, kind, d);
+        };
+        if (!v.is_null()) with("null", nullptr);
+        with("wrong type", v.is_object()   ? json::array()
+                           : v.is_array()  ? json::object()
+                           : v.is_string() ? json(5)
+                                           : json("x"));
+        if (v.is_number_integer()) with("not an integer", 0.5);
+        if (v.is_object() && !v.empty()) with("empty object", json::object());
+        if (!ptr.empty() && doc[ptr.parent_pointer()].is_object()) {
+          json d = doc;
+          d[ptr.parent_pointer()].erase(ptr.back());
+          visit(path, "missing", d);
+        }
+        if (v.is_object())
+          for (auto it = v.begin(); it != v.end(); ++it) walk(ptr / it.key(), path + "." + it.key(), it.value());
+        if (v.is_array())
+          for (size_t i = 0; i < v.size(); ++i) walk(ptr / i, path + "[" + std::to_string(i) + "]", v[i]);
+      };
+  walk(json::json_pointer(), "", doc);
+}
+
+// The keys coe plan --json writes only sometimes (coe/report.h): they may be null or
+// missing. `path` with its indices dropped ([3] -> []).
+bool OptionalInPlan(const std::string& path) {
+  static const std::regex kOptional(
+      R"(^\.(budget|cost_model|match|chosen\.test_intervals|selection\.statistic|selection\.critical)$)"
+      R"(|\.test$|\.tiers\[\]\.(min_agreement|min_score|match)$)"
+      R"(|\.(calib|test)\.(latency_ms|p99_latency_ms|bytes_sent|cost_homogeneous)$)");
+  return std::regex_search(std::regex_replace(path, std::regex(R"(\[\d+\])"), "[]"), kOptional);
+}
+
+// coe report reads a plan through one checked reader: every value of a real plan
+// spoiled in every way is an error naming the file and the value's path (or, for a
+// key written only sometimes, null or missing is fine); never a crash (issue 22: a
+// number for a string aborted, a frontier entry {} read invalid memory).
+TEST_F(CliTest, ReportRefusesEveryMalformedPlanValueNamingIt) {
+  std::string csv = "id,label,a,b,c,a|score,b|score,c|score\n";
+  for (int i = 0; i < 60; ++i) {
+    const std::string t(1, "xyz"[i % 3]), other(1, "xyz"[(i + 1) % 3]);
+    csv += std::to_string(i) + "," + t;
+    for (int m = 0; m < 3; ++m) csv += "," + ((i * 7 + m * 5) % 10 < 6 + m ? t : other);
+    for (int m = 0; m < 3; ++m) csv += ",0." + std::to_string(2 + (i * (m + 1)) % 8);
+    csv += "\n";
+  }
+  Write("r.csv", csv);
+  Write("lat.toml",
+        "[models.a]\nusd = 1\nlatency_ms = 1\n[models.b]\nusd = 2\nlatency_ms = 2\n[models.c]\nusd = 4\n"
+        "latency_ms = 5\n");
+  Proc plan = CoeStdout("plan --calib " + P("r.csv") + " --test " + P("r.csv") + " --models " + P("lat.toml") +
+                        " --max-latency-ms 6 --max-tiers 2 --match jaccard:0.5 --json");
+  ASSERT_TRUE(plan.code == 0 || plan.code == 3) << plan.out;
+  const nlohmann::json doc = nlohmann::json::parse(plan.out);
+  for (const char* k : {"budget", "families", "selection", "cost_model", "warnings"}) ASSERT_FALSE(doc[k].empty()) << k;
+  ASSERT_TRUE(doc["chosen"].contains("test_intervals"));
+  // The reader reads every key the writer writes: writing what it read gives the same text.
+  auto read = coe::PlanReportFromJson(plan.out, "plan.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(coe::PlanReportToJson(*read), plan.out);
+  int variants = 0, refused = 0;
+  SpoilEveryValue(doc, [&](const std::string& path, const std::string& kind, const nlohmann::json& spoiled) {
+    ++variants;
+    auto html = coe::RenderHtmlReport({"plan.json", spoiled.dump(1)}, {});
+    if ((kind == "null" || kind == "missing") && OptionalInPlan(path)) {
+      EXPECT_TRUE(html.ok()) << path << " " << kind << ": " << html.status().ToString();
+      return;
+    }
+    ++refused;
+    ASSERT_FALSE(html.ok()) << path << " " << kind;
+    EXPECT_EQ(html.status().code(), coe::StatusCode::kInvalidArgument) << path << " " << kind;
+    EXPECT_NE(html.status().message().find("plan.json: " + path), std::string::npos)
+        << path << " " << kind << ": " << html.status().message();
+  });
+  EXPECT_GT(variants, 1000);
+  EXPECT_GT(refused, 900);
+  // Through the command: exit 2, the file and the value named, no report written.
+  const std::pair<const char*, nlohmann::json> cli[] = {
+      {"/goal", 5},
+      {"/cost", nullptr},
+      {"/frontier/0", nlohmann::json::object()},
+      {"/frontier/0/calib/accuracy", "high"},
+      {"/baselines/1/name", false},
+      {"/chosen/tiers/0/members", "a"},
+      {"/chosen/calib/exits/0", -1},
+      {"/chosen/test_intervals/accuracy", {0.5}},
+      {"/selection/candidates", 1.5},
+      {"/families/0/frontier", nlohmann::json::object()},
+      {"/budget/max", "6"},
+      {"/searched", nlohmann::json::array()},
+  };
+  for (const auto& [where, value] : cli) {
+    nlohmann::json spoiled = doc;
+    spoiled[nlohmann::json::json_pointer(where)] = value;
+    std::ofstream(P("bad.json")) << spoiled.dump(2);
+    Proc r = Coe("report --plan " + P("bad.json") + " --out " + P("bad.html"));
+    EXPECT_EQ(r.code, 2) << where << ": " << r.out;
+    std::string path = where;  // /frontier/0/calib -> .frontier[0].calib
+    path = std::regex_replace(path, std::regex(R"(/(\d+))"), "[$1]");
+    std::replace(path.begin(), path.end(), '/', '.');
+    EXPECT_NE(r.out.find(P("bad.json") + ": " + path), std::string::npos) << where << ": " << r.out;
+    EXPECT_FALSE(fs::exists(P("bad.html"))) << where;
+  }
+  std::ofstream(P("plan.json")) << plan.out;
+  Proc good = Coe("report --plan " + P("plan.json") + " --out " + P("good.html"));
+  EXPECT_EQ(good.code, 0) << good.out;
+  EXPECT_NE(coe::testing::ReadFile(P("good.html")).find("Answers compared: jaccard:0.5"), std::string::npos);
+}
+
+// A live run beside the plan: the keys coe report reads of coe run --json are checked
+// the same way (accuracy and seconds may be null or missing); the others are ignored.
+TEST_F(CliTest, ReportRefusesMalformedRunValuesNamingThem) {
+  fs::create_directories(dir_ / "img");
+  const std::string pixels(784, '\x20');
+  for (const char* name : {"a.pgm", "b.pgm", "c.pgm"}) Write(std::string("img/") + name, "P5\n28 28\n255\n" + pixels);
+  Write("labels.csv", "id,label\na,tshirt\nb,trouser\nc,bag\n");
+  const std::string zoo = coe::testing::ZooDir() + "catalogue.toml";
+  const std::string c = Write("c.toml", "[[tiers]]\nmembers = [\"linear\"]\n");
+  Proc run = CoeStdout("run --cascade " + c + " --models " + zoo + " --data " + P("img") + " --labels " +
+                       P("labels.csv") + " --json");
+  ASSERT_EQ(run.code, 0) << run.out;
+  Proc plan = CoeStdout("plan --calib " + P("good.csv") + " --test " + P("good.csv") + " --models " + P("cat.toml") +
+                        " --json");
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  ASSERT_TRUE(coe::RenderHtmlReport({"plan.json", plan.out}, {{"run.json", run.out}}).ok());
+  const std::set<std::string> read = {".examples", ".exits", ".cost", ".accuracy", ".seconds"};
+  int refused = 0;
+  SpoilEveryValue(nlohmann::json::parse(run.out),
+                  [&](const std::string& path, const std::string& kind, const nlohmann::json& spoiled) {
+                    auto html = coe::RenderHtmlReport({"plan.json", plan.out}, {{"run.json", spoiled.dump()}});
+                    const std::string key = path.substr(0, path.find('['));
+                    const bool optional = key == ".accuracy" || key == ".seconds";
+                    if ((!key.empty() && !read.count(key)) || (optional && (kind == "null" || kind == "missing"))) {
+                      EXPECT_TRUE(html.ok()) << path << " " << kind << ": " << html.status().ToString();
+                      return;
+                    }
+                    ++refused;
+                    ASSERT_FALSE(html.ok()) << path << " " << kind;
+                    EXPECT_NE(html.status().message().find("run.json: " + path), std::string::npos)
+                        << path << " " << kind << ": " << html.status().message();
+                  });
+  EXPECT_GT(refused, 10);
+  std::ofstream(P("plan.json")) << plan.out;
+  std::ofstream(P("run.json")) << "{\"examples\": 3, \"exits\": \"all\", \"cost\": 1}";
+  Proc r = Coe("report --plan " + P("plan.json") + " --run " + P("run.json") + " --out " + P("r.html"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find(P("run.json") + ": .exits: expected an array, got the string \"all\""), std::string::npos)
+      << r.out;
 }
 
 // The shared RouterBench recordings (third-party data beside the repo, not in it).

@@ -10,7 +10,9 @@
 #include <numeric>
 #include <random>
 
+#include "base/numbers.h"
 #include "coe/evaluate.h"
+#include "coe/report.h"
 #include "planner/masks.h"
 
 namespace coe {
@@ -659,6 +661,137 @@ TEST(Planner, NumberMatchingIsExactToo) {
     ASSERT_TRUE(e.ok());
     EXPECT_LT(e->frontier.back().correct, full->frontier.back().correct);
   }
+}
+
+// Numbers stored as text, each model writing them its own way ("42.0", "42.00",
+// "4.2e1") against labels written "42": under --match number every figure of a plan
+// (the guards' paired counts, the baselines, test scores, the bootstrap) counts an
+// answer right exactly when the AnswerMatcher says so (issue 22: the guards, the
+// baselines and the bootstrap compared label strings, so a model 6.7 points worse
+// than the best passed as "noninferior" with 0 wins and 0 losses).
+Recordings NumberRecordings(uint32_t seed, int n, LabelSet* labels, std::vector<double>* fixed) {
+  std::mt19937 rng(seed);
+  Recordings rec;
+  rec.source = "numbers-" + std::to_string(seed);
+  rec.labels = labels;
+  std::vector<int> value(n);
+  for (int i = 0; i < n; ++i) {
+    rec.ids.push_back("e" + std::to_string(i));
+    value[i] = 1 + static_cast<int>(rng() % 60);
+    rec.truth.push_back(labels->Intern(std::to_string(value[i])));
+  }
+  auto form = [](int m, int v, int i) {
+    if (m == 0) return std::to_string(v) + ".0";
+    if (m == 1) return std::to_string(v) + ".00";
+    return i % 3 ? std::to_string(v) + ".000" : FormatDouble(v / 10.0) + "e1";
+  };
+  *fixed = {1, 2, 4};
+  for (int m = 0; m < 3; ++m) {
+    ModelRecord mr;
+    mr.name = "m" + std::to_string(m);
+    for (int i = 0; i < n; ++i) {
+      const bool right = rng() % 1000 < static_cast<unsigned>(800 + 50 * m);
+      const int v = right ? value[i] : 1 + static_cast<int>(rng() % 60);
+      mr.label.push_back(labels->Intern(form(m, v, i)));
+      mr.score.push_back(static_cast<float>((right ? 10 + rng() % 11 : rng() % 15) / 20.0));
+    }
+    rec.models.push_back(std::move(mr));
+  }
+  return rec;
+}
+
+TEST(Planner, EveryFigureUsesTheAnswerMatch) {
+  LabelSet labels;
+  std::vector<double> fixed;
+  const Recordings calib = NumberRecordings(11, 1200, &labels, &fixed);
+  const Recordings test = NumberRecordings(12, 1200, &labels, &fixed);
+  const CostTable calib_costs = MakeCosts(calib, fixed), test_costs = MakeCosts(test, fixed);
+  const AnswerMatch number = *AnswerMatch::Parse("number");
+  AnswerMatcher matcher(number, labels);
+  // The oracle: per example, whether `spec`'s answer is the truth by the matcher.
+  auto right = [&](const CascadeSpec& spec, const Recordings& rec) {
+    std::vector<int> answers;
+    EXPECT_TRUE(
+        EvaluateCascadeAnswers(spec, rec, rec.source == calib.source ? calib_costs : test_costs, &answers).ok());
+    std::vector<bool> r(rec.num_examples());
+    for (int i = 0; i < rec.num_examples(); ++i) r[i] = matcher.Same(answers[i], rec.truth[i]);
+    return r;
+  };
+  auto count = [](const std::vector<bool>& v) { return static_cast<int>(std::count(v.begin(), v.end(), true)); };
+  auto single = [&](const std::string& m) {
+    CascadeSpec s;
+    s.tiers.push_back(TierSpec{{m}, {}, number});
+    return s;
+  };
+  std::string best;
+  int best_correct = -1;
+  for (const char* m : {"m0", "m1", "m2"})
+    if (count(right(single(m), calib)) > best_correct) best = m, best_correct = count(right(single(m), calib));
+  const std::vector<bool> best_right = right(single(best), calib);
+  for (Guard guard :
+       {Guard::kNone, Guard::kMcNemar, Guard::kNonInferiority, Guard::kHoldout, Guard::kCrossValidation}) {
+    SCOPED_TRACE(GuardName(guard));
+    PlannerOptions opt;
+    opt.match = number;
+    opt.select.guard = guard;
+    auto plan = Plan(calib, calib_costs, Goal{}, opt);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    EXPECT_EQ(plan->best_single, best);
+    EXPECT_EQ(plan->best_single_correct, best_correct);
+    EXPECT_TRUE(plan->warnings.empty()) << plan->warnings[0];
+    for (const TierSpec& tier : plan->chosen.cascade.tiers) EXPECT_EQ(tier.match.ToString(), "number");
+    const std::vector<bool> chosen = right(plan->chosen.cascade, calib);
+    EXPECT_EQ(plan->chosen.correct, count(chosen));
+    if (guard == Guard::kMcNemar || guard == Guard::kNonInferiority) {
+      int b = 0, c = 0;
+      for (size_t i = 0; i < chosen.size(); ++i) b += chosen[i] && !best_right[i], c += best_right[i] && !chosen[i];
+      EXPECT_EQ(plan->selection.wins_over_best, plan->selection.kept_best_single ? 0 : b);
+      EXPECT_EQ(plan->selection.losses_to_best, plan->selection.kept_best_single ? 0 : c);
+      // Never a cascade more than the margin worse on calibration.
+      EXPECT_GE(plan->chosen.correct, best_correct - 0.005 * calib.num_labeled() - 3 * std::sqrt(b + c + 1.0));
+    }
+    auto report = BuildPlanReport(*plan, Goal{}, opt, calib, calib_costs, &test, &test_costs);
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
+    for (const ReportRow& row : report->baselines) {
+      SCOPED_TRACE(row.name);
+      for (const TierSpec& tier : row.cascade.tiers) EXPECT_EQ(tier.match.ToString(), "number");
+      if (row.cascade.tiers[0].members.size() > 1) continue;
+      EXPECT_EQ(row.calib.correct, count(right(row.cascade, calib)));
+      EXPECT_EQ(row.test->correct, count(right(row.cascade, test)));
+    }
+    // The plurality of all models, by TallyVotes under the matcher.
+    int plurality = 0;
+    for (int i = 0; i < test.num_examples(); ++i) {
+      std::vector<MemberOutput> outs;
+      for (int m = 0; m < 3; ++m) outs.push_back(test.Output(m, i));
+      plurality += matcher.Same(TallyVotes(outs, &matcher).plurality, test.truth[i]);
+    }
+    EXPECT_EQ(report->baselines.back().name, "plurality of all models");
+    EXPECT_EQ(report->baselines.back().test->correct, plurality);
+    // Test scores and their bootstrap intervals.
+    const std::vector<bool> chosen_test = right(plan->chosen.cascade, test), best_test = right(single(best), test);
+    const double n = test.num_labeled(), acc = count(chosen_test) / n, diff = acc - count(best_test) / n;
+    EXPECT_EQ(report->chosen.test->correct, count(chosen_test));
+    ASSERT_TRUE(report->intervals);
+    EXPECT_GT(acc, 0.5);
+    EXPECT_LE(report->intervals->accuracy[0], acc);
+    EXPECT_GE(report->intervals->accuracy[1], acc);
+    EXPECT_LE(report->intervals->accuracy_diff[0], diff + 1e-12);
+    EXPECT_GE(report->intervals->accuracy_diff[1], diff - 1e-12);
+  }
+  // Compared as exact strings no model is ever right: both splits say so.
+  auto plan = Plan(calib, calib_costs, Goal{}, PlannerOptions{});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  auto report = BuildPlanReport(*plan, Goal{}, PlannerOptions{}, calib, calib_costs, &test, &test_costs);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  int flagged = 0;
+  for (const std::string& w : report->warnings)
+    flagged += w.find("no model answers any of its 1200 labeled examples right") != std::string::npos &&
+               w.find("--match exact") != std::string::npos;
+  EXPECT_EQ(flagged, 2) << ::testing::PrintToString(report->warnings);
+  EXPECT_NE(PlanReportToText(*report).find("warning: numbers-12: no model answers any"), std::string::npos);
+  EXPECT_NE(PlanReportToJson(*report).find("numbers-11: no model answers any"), std::string::npos);
 }
 
 TEST(Planner, AutoScoreGridFollowsTheCalibrationSize) {

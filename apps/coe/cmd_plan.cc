@@ -1,6 +1,7 @@
 // `coe plan` and `coe eval`: planning and scoring cascades over recordings.
 #include <malloc.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "coe/cascade_spec.h"
@@ -157,7 +158,7 @@ int RunPlan(const PlanFlags& f) {
   if (!report.ok()) return Fail(cmd, report.status());
   report->cost_model = CostModelWords(f.cost, calib_costs->name, by_latency);
   if (!f.report.empty()) {
-    auto html = RenderHtmlReport(PlanReportToJson(*report), {}, f.calib);
+    auto html = RenderHtmlReport({f.calib, PlanReportToJson(*report)}, {});
     if (!html.ok()) return Fail(cmd, html.status());
     Status w = WriteStringToFile(f.report, *html);
     if (!w.ok()) return Fail(cmd, w);
@@ -196,13 +197,13 @@ int RunReport(const ReportFlags& f) {
   const char* cmd = "report";
   auto plan = ReadFileToString(f.plan);
   if (!plan.ok()) return Fail(cmd, plan.status());
-  std::vector<std::string> runs;
+  std::vector<JsonDocument> runs;
   for (const std::string& r : f.runs) {
     auto text = ReadFileToString(r);
     if (!text.ok()) return Fail(cmd, text.status());
-    runs.push_back(std::move(*text));
+    runs.push_back({r, std::move(*text)});
   }
-  auto html = RenderHtmlReport(*plan, runs, f.plan);
+  auto html = RenderHtmlReport({f.plan, std::move(*plan)}, runs);
   if (!html.ok()) return Fail(cmd, html.status());
   Status w = WriteStringToFile(f.out, *html);
   if (!w.ok()) return Fail(cmd, w);
@@ -217,7 +218,6 @@ int RunEval(const EvalFlags& f) {
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto catalogue = ReadCatalogue(f.models);
   if (!catalogue.ok()) return Fail(cmd, catalogue.status());
-  WarnAboutCascade(*spec, *catalogue, f.json);
   auto cost_opt = f.cost.Build();
   if (!cost_opt.ok()) return Fail(cmd, cost_opt.status());
   LabelSet labels;
@@ -227,6 +227,14 @@ int RunEval(const EvalFlags& f) {
   PrintWarnings(warnings, f.json);
   auto costs = BuildCostTable(*rec, *catalogue, *cost_opt);
   if (!costs.ok()) return Fail(cmd, costs.status());
+  // Tiers out of cost order, by the figure this report shows (--cost or the default):
+  // each member's mean cost over these recordings.
+  PrintWarnings(CascadeWarnings(*spec,
+                                [&](const std::string& name) -> const double* {
+                                  const int m = rec->ModelIndex(name);
+                                  return m >= 0 && !std::isnan(costs->mean[m]) ? &costs->mean[m] : nullptr;
+                                }),
+                f.json);
   auto r = EvaluateCascade(*spec, *rec, *costs);
   if (!r.ok()) return Fail(cmd, r.status());
   std::string out = f.json ? EvalReportToJson(*spec, costs->name, *r) : EvalReportToText(*spec, costs->name, *r);

@@ -7,6 +7,7 @@
 #ifndef COE_EVALUATE_H_
 #define COE_EVALUATE_H_
 
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -25,6 +26,11 @@ struct ExampleOutcome {
   double latency_ms = 0;
   double bytes_sent = 0;  // input bytes sent over the link to cloud members
   TierVote vote;          // the answering tier's tally
+  bool labeled = false;   // the example has a truth
+  // Labeled, and the answer is the truth by the answering tier's `match` (what
+  // EvalResult::correct counts): every figure built on outcomes reads this, never
+  // `answer == truth`, so that --match number or jaccard holds everywhere.
+  bool correct = false;
 };
 
 struct EvalResult {
@@ -52,9 +58,13 @@ StatusOr<std::vector<std::vector<int>>> ResolveMembers(const CascadeSpec& spec, 
 StatusOr<EvalResult> EvaluateCascade(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
                                      std::vector<ExampleOutcome>* outcomes = nullptr);
 // The same, keeping only each example's answer (label index, or kAbstain): 4 bytes
-// an example, for comparisons over large recordings.
+// an example. Whether an answer is right is the tier's match, not `==`: see below.
 StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
                                             std::vector<int>* answers);
+// The same, keeping only ExampleOutcome::correct (1 or 0) for each example: 1 byte an
+// example, for paired comparisons of cascades over large recordings.
+StatusOr<EvalResult> EvaluateCascadeCorrect(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
+                                            std::vector<uint8_t>* correct);
 
 }  // namespace coe
 

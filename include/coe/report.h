@@ -39,15 +39,17 @@ struct TestIntervals {
   double saving[2] = {0, 0};         // best single's mean cost / chosen's
 };
 
-// Bootstraps TestIntervals from per-example outcomes on the test split (`resamples`
-// draws, seeded: the same inputs give the same intervals).
+// Bootstraps TestIntervals from per-example outcomes on the test split, one per
+// example in the same order for both (`resamples` draws, seeded: the same inputs give
+// the same intervals). Accuracy counts ExampleOutcome::correct over the labeled ones.
 TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, const std::vector<ExampleOutcome>& best,
-                                 const std::vector<int>& truth, int resamples = 2000, uint64_t seed = 1);
+                                 int resamples = 2000, uint64_t seed = 1);
 
 struct PlanReport {
   std::string goal;
   std::string cost_name;
   std::string rules;
+  AnswerMatch match;  // how answers were compared with the truth, and in every tier
   bool goal_met = true;
   std::string best_single;
   int calib_examples = 0;
@@ -91,6 +93,16 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
 // JSON with the keys of issue #2: goal, cost, calib_examples, test_examples, searched,
 // seconds, chosen {tiers, calib, test}, baselines [{name, calib, test}], frontier.
 std::string PlanReportToJson(const PlanReport& report);
+// Reads PlanReportToJson's output back: writing what it reads gives the same text.
+// Every value is checked before it is taken (type, range, one exit count per tier):
+// InvalidArgument naming `source`, the value's path as jq writes it
+// (".frontier[3].calib.accuracy") and what was expected. Keys PlanReportToJson writes
+// only sometimes may be missing or null: budget, cost_model, match, a row's test,
+// chosen.test_intervals, a tier's min_agreement, min_score and match, a split's
+// latency_ms, p99_latency_ms, bytes_sent and cost_homogeneous, and the selection's
+// statistic and critical; the selection itself is read for goal match-best only.
+// Unknown keys are ignored.
+StatusOr<PlanReport> PlanReportFromJson(const std::string& text, const std::string& source);
 // A readable table, with at most `max_frontier` frontier points (0 = all).
 std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 
@@ -98,15 +110,22 @@ std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
 std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
 
+// The text of a JSON document and where it came from (a file name, for messages).
+struct JsonDocument {
+  std::string source;
+  std::string text;
+};
+
 // `coe report`: one self-contained HTML file (inline SVG, no script, no network) from
-// the text of `coe plan --json` output and of any number of `coe run --json` outputs:
-// the Pareto plot (coe's frontier on calibration and test, the baselines, the baseline
-// families' frontiers, the chosen cascade; each mark's <title> is its hover text), the
-// chosen cascade as tiers, the goal and cost model, and live runs beside the plan with
-// differences flagged. `plan_source` names the plan in messages and on the page.
-// InvalidArgument when a text is not such JSON.
-StatusOr<std::string> RenderHtmlReport(const std::string& plan_text, const std::vector<std::string>& run_texts,
-                                       const std::string& plan_source);
+// `coe plan --json` output and any number of `coe run --json` outputs: the Pareto plot
+// (coe's frontier on calibration and test, the baselines, the baseline families'
+// frontiers, the chosen cascade; each mark's <title> is its hover text), the chosen
+// cascade as tiers, the goal and cost model, and live runs beside the plan with
+// differences flagged. The plan is read by PlanReportFromJson; of a run, examples,
+// exits (integers), cost and seconds (non-negative numbers; seconds may be absent)
+// and accuracy (in [0, 1] or null). InvalidArgument, from the first malformed value,
+// naming its document's source, the value's path and what was expected.
+StatusOr<std::string> RenderHtmlReport(const JsonDocument& plan, const std::vector<JsonDocument>& runs);
 
 }  // namespace coe
 

@@ -101,8 +101,10 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
     r.exits[o.exit_tier]++;
     if (o.answer == kAbstain) r.unanswered++;
     if (rec.has_truth() && rec.truth[i] != kAbstain) {
+      o.labeled = true;
+      o.correct = matchers[o.exit_tier].Same(o.answer, rec.truth[i]);
       r.labeled++;
-      r.correct += matchers[o.exit_tier].Same(o.answer, rec.truth[i]);
+      r.correct += o.correct;
     }
     sum_cost += o.cost;
     sum_lat += o.latency_ms;
@@ -136,6 +138,12 @@ StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recor
                                             std::vector<int>* answers) {
   answers->assign(rec.num_examples(), kAbstain);
   return Replay(spec, rec, costs, [&](int i, const ExampleOutcome& o) { (*answers)[i] = o.answer; });
+}
+
+StatusOr<EvalResult> EvaluateCascadeCorrect(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
+                                            std::vector<uint8_t>* correct) {
+  correct->assign(rec.num_examples(), 0);
+  return Replay(spec, rec, costs, [&](int i, const ExampleOutcome& o) { (*correct)[i] = o.correct; });
 }
 
 }  // namespace coe

@@ -1,20 +1,21 @@
 // `coe report`: one self-contained HTML file from `coe plan --json` (and `coe run
 // --json`) output. The plot is inline SVG drawn here: no script, no network, no font
 // files; hovering a mark shows its <title> (the browser's own tooltip), so the file
-// reads the same offline, attached to a ticket, years later.
+// reads the same offline, attached to a ticket, years later. The page is drawn from
+// the typed PlanReport and RunFigures that the checked readers (report_json.cc) make
+// of the JSON: nothing here reads JSON.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "coe/report.h"
+#include "planner/report_json.h"
 
 namespace coe {
 namespace {
-
-using json = nlohmann::json;
 
 std::string Esc(const std::string& s) {
   std::string o;
@@ -47,43 +48,37 @@ std::string F(const char* fmt, double v) {
 std::string Pct(double v) { return F("%.2f%%", 100 * v); }
 std::string Num(double v) { return F("%.4g", v); }
 
-bool Has(const json& j, const char* k) { return j.is_object() && j.contains(k) && !j[k].is_null(); }
-double D(const json& j, const char* k) { return Has(j, k) && j[k].is_number() ? j[k].get<double>() : NAN; }
-
-// "T1: a, b agree>=2/3 | T2: c" with exits.
-std::string TiersText(const json& row) {
+// "tier 1: a, b (exit when agreement >= 0.667)" lines.
+std::string TiersText(const CascadeSpec& spec) {
   std::string out;
-  if (!Has(row, "tiers")) return Has(row, "cascade") ? row["cascade"].get<std::string>() : "";
-  const json& tiers = row["tiers"];
-  for (size_t t = 0; t < tiers.size(); ++t) {
-    const json& tier = tiers[t];
+  for (size_t t = 0; t < spec.tiers.size(); ++t) {
+    const TierSpec& tier = spec.tiers[t];
     out += (t ? "\n" : "") + std::string("tier ") + std::to_string(t + 1) + ": ";
-    std::string members;
-    for (const auto& m : tier["members"]) members += (members.empty() ? "" : ", ") + m.get<std::string>();
-    out += members;
+    for (size_t k = 0; k < tier.members.size(); ++k) out += (k ? ", " : "") + tier.members[k];
+    if (!tier.match.exact()) out += " [match " + tier.match.ToString() + "]";
     std::string rule;
-    if (Has(tier, "min_agreement")) rule += "agreement >= " + F("%.3g", tier["min_agreement"].get<double>());
-    if (Has(tier, "min_score"))
-      rule += (rule.empty() ? "" : " and ") + ("score >= " + F("%.4g", tier["min_score"].get<double>()));
+    if (t + 1 < spec.tiers.size()) {
+      if (tier.rule.min_agreement) rule += "agreement >= " + F("%.3g", *tier.rule.min_agreement);
+      if (tier.rule.min_score) rule += (rule.empty() ? "" : " and ") + ("score >= " + F("%.4g", *tier.rule.min_score));
+    }
     if (!rule.empty()) out += " (exit when " + rule + ")";
   }
   return out;
 }
 
-std::string SplitText(const json& split, const char* name) {
-  if (!split.is_object()) return "";
-  std::string s = std::string(name) + ": accuracy " + Pct(D(split, "accuracy")) + ", cost " + Num(D(split, "cost"));
-  if (Has(split, "exits") && split["exits"].size() > 1) {
-    const double n = std::max(1.0, D(split, "examples"));
+std::string SplitText(const EvalResult& split, const char* name) {
+  std::string s = std::string(name) + ": accuracy " + Pct(split.accuracy) + ", cost " + Num(split.mean_cost);
+  if (split.exits.size() > 1) {
+    const double n = std::max(1, split.examples);
     s += ", exits";
-    for (const auto& e : split["exits"]) s += " " + F("%.0f%%", 100 * e.get<double>() / n);
+    for (int e : split.exits) s += " " + F("%.0f%%", 100 * e / n);
   }
   return s;
 }
 
-std::string Tooltip(const std::string& what, const json& row) {
-  std::string t = what + "\n" + TiersText(row) + "\n" + SplitText(row["calib"], "calibration");
-  if (Has(row, "test")) t += "\n" + SplitText(row["test"], "test");
+std::string Tooltip(const std::string& what, const ReportRow& row) {
+  std::string t = what + "\n" + TiersText(row.cascade) + "\n" + SplitText(row.calib, "calibration");
+  if (row.test) t += "\n" + SplitText(*row.test, "test");
   return t;
 }
 
@@ -130,29 +125,28 @@ std::string Steps(const Axes& a, std::vector<Point> pts, const std::string& cls)
   return d.empty() ? "" : "<path class=\"" + cls + "\" d=\"" + d + "\"/>\n";
 }
 
-bool Usable(const json& split) {
-  return split.is_object() && std::isfinite(D(split, "cost")) && D(split, "cost") > 0 &&
-         std::isfinite(D(split, "accuracy"));
+bool Usable(const EvalResult& split) {
+  return std::isfinite(split.mean_cost) && split.mean_cost > 0 && std::isfinite(split.accuracy);
 }
+bool Usable(const std::optional<EvalResult>& split) { return split && Usable(*split); }
 
-std::string Plot(const json& plan) {
+std::string Plot(const PlanReport& plan) {
   // Ranges over every mark.
   double cmin = INFINITY, cmax = -INFINITY, amin = INFINITY, amax = -INFINITY;
-  auto take = [&](const json& row) {
-    for (const char* s : {"calib", "test"}) {
-      if (!Has(row, s) || !Usable(row[s])) continue;
-      cmin = std::min(cmin, D(row[s], "cost"));
-      cmax = std::max(cmax, D(row[s], "cost"));
-      amin = std::min(amin, D(row[s], "accuracy"));
-      amax = std::max(amax, D(row[s], "accuracy"));
+  auto take = [&](const ReportRow& row) {
+    for (const EvalResult* s : {&row.calib, row.test ? &*row.test : nullptr}) {
+      if (!s || !Usable(*s)) continue;
+      cmin = std::min(cmin, s->mean_cost);
+      cmax = std::max(cmax, s->mean_cost);
+      amin = std::min(amin, s->accuracy);
+      amax = std::max(amax, s->accuracy);
     }
   };
-  for (const auto& r : plan["frontier"]) take(r);
-  for (const auto& r : plan["baselines"]) take(r);
-  if (Has(plan, "families"))
-    for (const auto& f : plan["families"])
-      for (const auto& r : f["frontier"]) take(r);
-  take(plan["chosen"]);
+  for (const ReportRow& r : plan.frontier) take(r);
+  for (const ReportRow& r : plan.baselines) take(r);
+  for (const PlanReport::Family& f : plan.families)
+    for (const ReportRow& r : f.frontier) take(r);
+  take(plan.chosen);
   if (!std::isfinite(cmin)) return "<p>No mark has a positive cost: nothing to plot on a log axis.</p>\n";
   Axes a;
   a.x0 = std::log10(cmin) - 0.1;
@@ -186,54 +180,49 @@ std::string Plot(const json& plan) {
          F(step < 0.01 ? "%.1f%%" : "%.0f%%", 100 * v) + "</text>";
   }
   s += "<text class=\"label\" x=\"" + F("%.0f", a.left + a.width / 2) + "\" y=\"" + F("%.0f", a.top + a.height + 44) +
-       "\" text-anchor=\"middle\">mean cost per example (" + Esc(plan.value("cost", std::string("cost"))) +
-       "), log scale</text>";
+       "\" text-anchor=\"middle\">mean cost per example (" + Esc(plan.cost_name) + "), log scale</text>";
   s += "<text class=\"label\" transform=\"rotate(-90)\" x=\"" + F("%.0f", -(a.top + a.height / 2)) +
        "\" y=\"20\" text-anchor=\"middle\">accuracy</text></g>\n";
   // Families' curves, coe's frontier (calibration, and test where present), baselines, chosen.
   static const char* kFamilyClass[] = {"fam0", "fam1", "fam2"};
-  if (Has(plan, "families")) {
-    int k = 0;
-    for (const auto& f : plan["families"]) {
-      const std::string cls = kFamilyClass[std::min(k++, 2)];
-      std::vector<Point> pts;
-      std::string marks;
-      for (const auto& r : f["frontier"])
-        if (Usable(r["calib"])) {
-          pts.push_back({D(r["calib"], "cost"), D(r["calib"], "accuracy")});
-          marks += Mark(a, pts.back(), "pt family " + cls, "diamond",
-                        f["name"].get<std::string>() + " (calibration)\n" + Tooltip("", r));
-        }
-      s += Steps(a, pts, "curve family " + cls) + marks;
-    }
+  int k = 0;
+  for (const PlanReport::Family& f : plan.families) {
+    const std::string cls = kFamilyClass[std::min(k++, 2)];
+    std::vector<Point> pts;
+    std::string marks;
+    for (const ReportRow& r : f.frontier)
+      if (Usable(r.calib)) {
+        pts.push_back({r.calib.mean_cost, r.calib.accuracy});
+        marks += Mark(a, pts.back(), "pt family " + cls, "diamond", f.name + " (calibration)\n" + Tooltip("", r));
+      }
+    s += Steps(a, pts, "curve family " + cls) + marks;
   }
   std::vector<Point> calib, test;
   std::string marks;
-  for (const auto& r : plan["frontier"]) {
-    if (Usable(r["calib"])) {
-      calib.push_back({D(r["calib"], "cost"), D(r["calib"], "accuracy")});
+  for (const ReportRow& r : plan.frontier) {
+    if (Usable(r.calib)) {
+      calib.push_back({r.calib.mean_cost, r.calib.accuracy});
       marks += Mark(a, calib.back(), "pt frontier calib", "dot", Tooltip("coe frontier point (calibration)", r));
     }
-    if (Has(r, "test") && Usable(r["test"])) {
-      test.push_back({D(r["test"], "cost"), D(r["test"], "accuracy")});
+    if (Usable(r.test)) {
+      test.push_back({r.test->mean_cost, r.test->accuracy});
       marks += Mark(a, test.back(), "pt frontier test", "dot", Tooltip("the same cascade on the test split", r));
     }
   }
   s += Steps(a, calib, "curve frontier calib") + Steps(a, test, "curve frontier test") + marks;
-  for (const auto& b : plan["baselines"]) {
-    if (!Usable(b["calib"])) continue;
-    const Point p{D(b["calib"], "cost"), D(b["calib"], "accuracy")};
-    const std::string name = b.value("name", std::string("baseline"));
-    s += Mark(a, p, "pt baseline", "square", "baseline: " + name + "\n" + Tooltip("", b));
+  for (const ReportRow& b : plan.baselines) {
+    if (!Usable(b.calib)) continue;
+    const Point p{b.calib.mean_cost, b.calib.accuracy};
+    s += Mark(a, p, "pt baseline", "square", "baseline: " + b.name + "\n" + Tooltip("", b));
     s += "<text class=\"blabel\" x=\"" + F("%.2f", a.X(p.cost) + 8) + "\" y=\"" + F("%.2f", a.Y(p.acc) + 4) + "\">" +
-         Esc(name) + "</text>\n";
+         Esc(b.name) + "</text>\n";
   }
-  const json& chosen = plan["chosen"];
-  if (Usable(chosen["calib"]))
-    s += Mark(a, {D(chosen["calib"], "cost"), D(chosen["calib"], "accuracy")}, "pt chosen calib", "big",
+  const ReportRow& chosen = plan.chosen;
+  if (Usable(chosen.calib))
+    s += Mark(a, {chosen.calib.mean_cost, chosen.calib.accuracy}, "pt chosen calib", "big",
               Tooltip("CHOSEN (calibration)", chosen));
-  if (Has(chosen, "test") && Usable(chosen["test"]))
-    s += Mark(a, {D(chosen["test"], "cost"), D(chosen["test"], "accuracy")}, "pt chosen test", "big",
+  if (Usable(chosen.test))
+    s += Mark(a, {chosen.test->mean_cost, chosen.test->accuracy}, "pt chosen test", "big",
               Tooltip("CHOSEN (test split)", chosen));
   // Legend: a row under the axis label.
   const double ly = a.top + a.height + 74;
@@ -248,37 +237,34 @@ std::string Plot(const json& plan) {
   if (!test.empty()) legend("key frontier test", "the same, test split");
   legend("key chosen", "chosen cascade");
   legend("key baseline", "baselines");
-  if (Has(plan, "families")) {
-    int k = 0;
-    for (const auto& f : plan["families"])
-      legend(std::string("key family ") + kFamilyClass[std::min(k++, 2)], f["name"].get<std::string>());
-  }
+  k = 0;
+  for (const PlanReport::Family& f : plan.families)
+    legend(std::string("key family ") + kFamilyClass[std::min(k++, 2)], f.name);
   return s + "</svg>\n";
 }
 
-std::string TierDiagram(const json& chosen) {
+std::string TierDiagram(const ReportRow& chosen) {
   std::string s = "<div class=\"tiers\" id=\"chosen-tiers\">\n";
-  const json& tiers = chosen["tiers"];
-  const json& split = Has(chosen, "test") ? chosen["test"] : chosen["calib"];
-  const double n = std::max(1.0, D(split, "examples"));
+  const std::vector<TierSpec>& tiers = chosen.cascade.tiers;
+  const EvalResult& split = chosen.test ? *chosen.test : chosen.calib;
+  const double n = std::max(1, split.examples);
   for (size_t t = 0; t < tiers.size(); ++t) {
-    const json& tier = tiers[t];
+    const TierSpec& tier = tiers[t];
+    const bool last = t + 1 == tiers.size();
     std::string members;
-    for (const auto& m : tier["members"]) members += "<li>" + Esc(m.get<std::string>()) + "</li>";
+    for (const std::string& m : tier.members) members += "<li>" + Esc(m) + "</li>";
     std::string rule;
-    if (Has(tier, "min_agreement"))
-      rule += "exit when agreement &ge; " + F("%.3g", tier["min_agreement"].get<double>());
-    if (Has(tier, "min_score"))
-      rule += std::string(rule.empty() ? "exit when" : " and") + " score &ge; " +
-              F("%.4g", tier["min_score"].get<double>());
-    if (rule.empty()) rule = t + 1 == tiers.size() ? "answers every example it gets" : "";
-    const double exits = Has(split, "exits") && t < split["exits"].size() ? split["exits"][t].get<double>() : NAN;
+    if (!last && tier.rule.min_agreement) rule += "exit when agreement &ge; " + F("%.3g", *tier.rule.min_agreement);
+    if (!last && tier.rule.min_score)
+      rule += std::string(rule.empty() ? "exit when" : " and") + " score &ge; " + F("%.4g", *tier.rule.min_score);
+    if (rule.empty()) rule = last ? "answers every example it gets" : "";
+    if (!tier.match.exact()) rule += " (answers compared: " + Esc(tier.match.ToString()) + ")";
     s += "<div class=\"tier\"><h4>Tier " + std::to_string(t + 1) + "</h4><ul>" + members + "</ul><p class=\"rule\">" +
          rule + "</p>";
-    if (std::isfinite(exits))
-      s += "<div class=\"bar\"><div style=\"width:" + F("%.1f", 100 * exits / n) + "%\"></div></div><p>" +
-           F("%.1f%%", 100 * exits / n) + " of examples exit here</p>";
-    s += "</div>" + std::string(t + 1 < tiers.size() ? "<div class=\"arrow\">&rarr;</div>" : "") + "\n";
+    if (t < split.exits.size())
+      s += "<div class=\"bar\"><div style=\"width:" + F("%.1f", 100 * split.exits[t] / n) + "%\"></div></div><p>" +
+           F("%.1f%%", 100 * split.exits[t] / n) + " of examples exit here</p>";
+    s += "</div>" + std::string(last ? "" : "<div class=\"arrow\">&rarr;</div>") + "\n";
   }
   return s + "</div>\n";
 }
@@ -308,160 +294,142 @@ svg{width:100%;height:auto;background:#fff;border:1px solid #dde2ea;border-radiu
 .bar{height:8px;background:#e3e8ef;border-radius:4px;overflow:hidden}.bar div{height:100%;background:#e8710a}
 )";
 
-}  // namespace
+// The page's top: what was planned, the goal, the cost model.
+std::string Heading(const PlanReport& plan, const std::string& source) {
+  std::string h = "<h1>coe plan report</h1><p class=\"muted\">" + Esc(source) + " &middot; " +
+                  std::to_string(plan.calib_examples) + " calibration examples" +
+                  (plan.test_examples > 0 ? ", " + std::to_string(plan.test_examples) + " test examples" : "") +
+                  " &middot; " + std::to_string(plan.searched) + " cascades searched</p>\n";
+  h += "<h2>Goal</h2><p>Goal <b>" + Esc(plan.goal) + "</b>: " +
+       (plan.goal_met ? "<span class=\"met\">met</span>"
+                      : "<span class=\"unmet\">not met (the nearest point is shown)</span>");
+  if (plan.goal == "match-best")
+    h += "; chosen with the <b>" + Esc(GuardName(plan.selection.guard)) + "</b> guard on " + Esc(plan.selection.basis) +
+         (plan.selection.kept_best_single ? " (no cascade passed: the best single model is kept)" : "");
+  h += ".</p><p>Cost model: <b>" + Esc(plan.cost_name) + "</b>" +
+       (plan.cost_model.empty() ? std::string() : "; " + Esc(plan.cost_model)) +
+       ". Rules searched: " + Esc(plan.rules) + ". Answers compared: " + Esc(plan.match.ToString()) + ".</p>\n";
+  for (const std::string& w : plan.warnings) h += "<p class=\"flag\">warning: " + Esc(w) + "</p>\n";
+  return h;
+}
 
-StatusOr<std::string> RenderHtmlReport(const std::string& plan_text, const std::vector<std::string>& run_texts,
-                                       const std::string& plan_source) {
-  const json plan = json::parse(plan_text, nullptr, false);
-  if (plan.is_discarded() || !plan.is_object())
-    return InvalidArgumentError(plan_source + ": not JSON (expected the output of coe plan --json)");
-  for (const char* key : {"chosen", "frontier", "baselines", "goal", "cost"})
-    if (!plan.contains(key))
-      return InvalidArgumentError(plan_source + ": no '" + std::string(key) +
-                                  "' (expected the output of coe plan --json)");
-  if (!plan["frontier"].is_array() || !plan["baselines"].is_array() || !plan["chosen"].is_object() ||
-      !plan["chosen"].contains("calib") || !plan["chosen"].contains("tiers"))
-    return InvalidArgumentError(plan_source + ": 'chosen', 'frontier' or 'baselines' has the wrong shape");
-  std::vector<json> runs;
-  for (size_t k = 0; k < run_texts.size(); ++k) {
-    json r = json::parse(run_texts[k], nullptr, false);
-    if (r.is_discarded() || !r.is_object())
-      return InvalidArgumentError("run report " + std::to_string(k + 1) + ": not JSON (expected coe run --json)");
-    runs.push_back(std::move(r));
+// The chosen cascade's figures beside the best single model's.
+std::string ChosenTable(const PlanReport& plan, const ReportRow* best_row) {
+  std::string h = "<table>" + Row({"", "accuracy", "mean cost", "vs best single model"}, true);
+  for (const bool test : {false, true}) {
+    if (test && !plan.chosen.test) continue;
+    const EvalResult& c = test ? *plan.chosen.test : plan.chosen.calib;
+    const EvalResult* b = !best_row ? nullptr : test ? (best_row->test ? &*best_row->test : nullptr) : &best_row->calib;
+    std::string vs;
+    if (b)
+      vs = F("%+.2f pt", 100 * (c.accuracy - b->accuracy)) + ", " +
+           F("%.2fx", b->mean_cost / std::max(1e-300, c.mean_cost)) + " cheaper";
+    else if (std::isfinite(plan.best_single_cost))
+      vs = F("%.2fx", plan.best_single_cost / std::max(1e-300, c.mean_cost)) + " cheaper";
+    h += Row({test ? "test" : "calibration", Pct(c.accuracy), Num(c.mean_cost), vs});
   }
-  const json& chosen = plan["chosen"];
-  const bool goal_met = plan.value("goal_met", true);
+  return h + "</table>\n";
+}
+
+// Each baseline family's cheapest point at the best model's calibration accuracy.
+std::string FamiliesTable(const PlanReport& plan, const ReportRow* best_row) {
+  if (plan.families.empty()) return "";
+  std::string h = "<h2>Baseline families</h2><table>" +
+                  Row({"family", "rules", "points", "cheapest at the best model's calibration accuracy"}, true);
+  const double best_acc = best_row ? best_row->calib.accuracy : NAN;
+  auto cheapest = [&](const std::vector<ReportRow>& rows) {
+    double c = INFINITY;
+    for (const ReportRow& r : rows)
+      if (Usable(r.calib) && r.calib.accuracy >= best_acc - 1e-12) c = std::min(c, r.calib.mean_cost);
+    return c;
+  };
+  const double own = cheapest(plan.frontier);
+  h += Row({"coe (all rules searched)", Esc(plan.rules), std::to_string(plan.frontier.size()),
+            std::isfinite(own) ? Num(own) : "not reached"});
+  for (const PlanReport::Family& f : plan.families) {
+    const double c = cheapest(f.frontier);
+    std::string cell = std::isfinite(c) ? Num(c) : "not reached";
+    if (std::isfinite(c) && std::isfinite(own)) cell += F(" (%.2fx coe's)", c / own);
+    h += Row({Esc(f.name), Esc(f.rules), std::to_string(f.frontier.size()), cell});
+  }
+  return h + "</table>\n";
+}
+
+// Live runs beside the chosen cascade's planned figures, differences flagged.
+std::string RunsTable(const PlanReport& plan, const std::vector<RunFigures>& runs) {
+  if (runs.empty()) return "";
+  const EvalResult& planned = plan.chosen.test ? *plan.chosen.test : plan.chosen.calib;
+  const double pn = std::max(1, planned.examples);
+  std::string h = "<h2>Live runs</h2><p class=\"muted\">Planned figures are the chosen cascade's on the " +
+                  std::string(plan.chosen.test ? "test" : "calibration") +
+                  " split; a difference over 0.5 points of accuracy or 2 points of any tier's exits is flagged.</p>"
+                  "<table>" +
+                  Row({"", "accuracy", "mean cost", "exits per tier", "examples/s"}, true);
+  std::string pexits;
+  for (int e : planned.exits) pexits += (pexits.empty() ? "" : " / ") + F("%.1f%%", 100 * e / pn);
+  h += Row({"planned", Pct(planned.accuracy), Num(planned.mean_cost), pexits, "-"});
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const RunFigures& r = runs[k];
+    const double n = std::max<double>(1, r.examples);
+    std::string exits;
+    bool flag_exits = r.exits.size() != planned.exits.size();
+    for (size_t t = 0; t < r.exits.size(); ++t) {
+      const double share = r.exits[t] / n;
+      exits += (exits.empty() ? "" : " / ") + F("%.1f%%", 100 * share);
+      if (t < planned.exits.size() && std::fabs(share - planned.exits[t] / pn) > 0.02) flag_exits = true;
+    }
+    const bool flag_acc = r.accuracy && std::fabs(*r.accuracy - planned.accuracy) > 0.005;
+    h += Row({"run " + std::to_string(k + 1) + " <span class=\"muted\">" + Esc(r.source) + "</span>",
+              (flag_acc ? "<span class=\"flag\">" : std::string("<span>")) + (r.accuracy ? Pct(*r.accuracy) : "-") +
+                  "</span>",
+              Num(r.cost), (flag_exits ? "<span class=\"flag\">" : std::string("<span>")) + exits + "</span>",
+              r.seconds && *r.seconds > 0 ? F("%.0f", r.examples / *r.seconds) : "-"});
+  }
+  return h + "</table>\n";
+}
+
+std::string SplitCells(const ReportRow& r) {
+  return "<td>" + Pct(r.calib.accuracy) + "</td><td>" + Num(r.calib.mean_cost) + "</td><td>" +
+         (r.test ? Pct(r.test->accuracy) : "-") + "</td><td>" + (r.test ? Num(r.test->mean_cost) : "-") + "</td>";
+}
+
+std::string Page(const PlanReport& plan, const std::string& source, const std::vector<RunFigures>& runs) {
+  const ReportRow* best_row = nullptr;
+  for (const ReportRow& b : plan.baselines)
+    if (b.name == plan.best_single) best_row = &b;
   std::string h =
       "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>coe plan report</title>"
       "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><style>" +
       std::string(kStyle) + "</style></head><body>\n";
-  h += "<h1>coe plan report</h1><p class=\"muted\">" + Esc(plan_source) + " &middot; " +
-       F("%.0f", D(plan, "calib_examples")) + " calibration examples" +
-       (D(plan, "test_examples") > 0 ? ", " + F("%.0f", D(plan, "test_examples")) + " test examples" : std::string()) +
-       " &middot; " + F("%.0f", D(plan, "searched")) + " cascades searched</p>\n";
-  // Goal and the cost model.
-  h += "<h2>Goal</h2><p>Goal <b>" + Esc(plan["goal"].get<std::string>()) + "</b>: " +
-       (goal_met ? "<span class=\"met\">met</span>"
-                 : "<span class=\"unmet\">not met (the nearest point is shown)</span>");
-  if (Has(plan, "selection")) {
-    const json& sel = plan["selection"];
-    h += "; chosen with the <b>" + Esc(sel.value("guard", std::string())) + "</b> guard on " +
-         Esc(sel.value("basis", std::string())) +
-         (sel.value("kept_best_single", false) ? " (no cascade passed: the best single model is kept)" : "");
-  }
-  h += ".</p><p>Cost model: <b>" + Esc(plan["cost"].get<std::string>()) + "</b>" +
-       (Has(plan, "cost_model") ? "; " + Esc(plan["cost_model"].get<std::string>()) : std::string()) +
-       ". Rules searched: " + Esc(plan.value("rules", std::string("?"))) + ".</p>\n";
-  // Chosen.
-  h += "<h2>Chosen cascade</h2>" + TierDiagram(chosen);
-  h += "<table>" + Row({"", "accuracy", "mean cost", "vs best single model"}, true);
-  const double best_cost = D(plan, "best_single_cost");
-  auto best_row = [&]() -> const json* {
-    for (const auto& b : plan["baselines"])
-      if (b.value("name", std::string()) == plan.value("best_single", std::string())) return &b;
-    return nullptr;
-  }();
-  for (const char* split : {"calib", "test"}) {
-    if (!Has(chosen, split)) continue;
-    const json& c = chosen[split];
-    std::string vs;
-    if (best_row && Has(*best_row, split)) {
-      const json& b = (*best_row)[split];
-      vs = F("%+.2f pt", 100 * (D(c, "accuracy") - D(b, "accuracy"))) + ", " +
-           F("%.2fx", D(b, "cost") / std::max(1e-300, D(c, "cost"))) + " cheaper";
-    } else if (std::isfinite(best_cost)) {
-      vs = F("%.2fx", best_cost / std::max(1e-300, D(c, "cost"))) + " cheaper";
-    }
-    h += Row({std::string(split) == "calib" ? "calibration" : "test", Pct(D(c, "accuracy")), Num(D(c, "cost")), vs});
-  }
-  h += "</table>\n";
-  // The plot.
+  h += Heading(plan, source);
+  h += "<h2>Chosen cascade</h2>" + TierDiagram(plan.chosen) + ChosenTable(plan, best_row);
   h += "<h2>Accuracy against cost</h2><p class=\"muted\">Hover a mark for its cascade, rules, exits and figures on "
        "both splits. Lines are frontiers on calibration (dashed: coe's on test); diamonds are the baseline "
        "families' own frontiers.</p>\n" +
        Plot(plan);
-  // Families summary: where each is Pareto-better.
-  if (Has(plan, "families") && !plan["families"].empty()) {
-    h += "<h2>Baseline families</h2><table>" +
-         Row({"family", "rules", "points", "cheapest at the best model's calibration accuracy"}, true);
-    double best_acc = NAN;
-    if (best_row) best_acc = D((*best_row)["calib"], "accuracy");
-    auto cheapest = [&](const json& rows) {
-      double c = INFINITY;
-      for (const auto& r : rows)
-        if (Usable(r["calib"]) && D(r["calib"], "accuracy") >= best_acc - 1e-12) c = std::min(c, D(r["calib"], "cost"));
-      return c;
-    };
-    const double own = cheapest(plan["frontier"]);
-    h += Row({"coe (all rules searched)", Esc(plan.value("rules", std::string())),
-              std::to_string(plan["frontier"].size()), std::isfinite(own) ? Num(own) : "not reached"});
-    for (const auto& f : plan["families"]) {
-      const double c = cheapest(f["frontier"]);
-      std::string cell = std::isfinite(c) ? Num(c) : "not reached";
-      if (std::isfinite(c) && std::isfinite(own)) cell += F(" (%.2fx coe's)", c / own);
-      h += Row({Esc(f["name"].get<std::string>()), Esc(f["rules"].get<std::string>()),
-                std::to_string(f["frontier"].size()), cell});
-    }
-    h += "</table>\n";
-  }
-  // Baselines table.
+  h += FamiliesTable(plan, best_row);
   h += "<h2>Baselines</h2><table>" +
        Row({"baseline", "calib accuracy", "calib cost", "test accuracy", "test cost"}, true);
-  for (const auto& b : plan["baselines"]) {
-    const bool t = Has(b, "test");
-    h += Row({Esc(b.value("name", std::string())), Pct(D(b["calib"], "accuracy")), Num(D(b["calib"], "cost")),
-              t ? Pct(D(b["test"], "accuracy")) : "-", t ? Num(D(b["test"], "cost")) : "-"});
-  }
-  h += "</table>\n";
-  // Live runs beside the plan.
-  if (!runs.empty()) {
-    const json& planned = Has(chosen, "test") ? chosen["test"] : chosen["calib"];
-    const double pn = std::max(1.0, D(planned, "examples"));
-    h += "<h2>Live runs</h2><p class=\"muted\">Planned figures are the chosen cascade's on the " +
-         std::string(Has(chosen, "test") ? "test" : "calibration") +
-         " split; a difference over 0.5 points of accuracy or 2 points of any tier's exits is flagged.</p><table>" +
-         Row({"", "accuracy", "mean cost", "exits per tier", "examples/s"}, true);
-    std::string pexits;
-    if (Has(planned, "exits"))
-      for (const auto& e : planned["exits"])
-        pexits += (pexits.empty() ? "" : " / ") + F("%.1f%%", 100 * e.get<double>() / pn);
-    h += Row({"planned", Pct(D(planned, "accuracy")), Num(D(planned, "cost")), pexits, "-"});
-    for (size_t k = 0; k < runs.size(); ++k) {
-      const json& r = runs[k];
-      const double n = std::max(1.0, D(r, "examples"));
-      std::string exits;
-      bool flag_exits = false;
-      if (Has(r, "exits"))
-        for (size_t t = 0; t < r["exits"].size(); ++t) {
-          const double share = r["exits"][t].get<double>() / n;
-          exits += (exits.empty() ? "" : " / ") + F("%.1f%%", 100 * share);
-          if (Has(planned, "exits") && t < planned["exits"].size() &&
-              std::fabs(share - planned["exits"][t].get<double>() / pn) > 0.02)
-            flag_exits = true;
-        }
-      const double acc = D(r, "accuracy");
-      const bool flag_acc = std::isfinite(acc) && std::fabs(acc - D(planned, "accuracy")) > 0.005;
-      const double secs = D(r, "seconds");
-      h += Row({"run " + std::to_string(k + 1),
-                (flag_acc ? "<span class=\"flag\">" : std::string("<span>")) + (std::isfinite(acc) ? Pct(acc) : "-") +
-                    "</span>",
-                Num(D(r, "cost")), (flag_exits ? "<span class=\"flag\">" : std::string("<span>")) + exits + "</span>",
-                std::isfinite(secs) && secs > 0 ? F("%.0f", n / secs) : "-"});
-    }
-    h += "</table>\n";
-  }
-  // The frontier as a table too.
+  for (const ReportRow& b : plan.baselines) h += "<tr><td>" + Esc(b.name) + "</td>" + SplitCells(b) + "</tr>\n";
+  h += "</table>\n" + RunsTable(plan, runs);
   h += "<h2>Frontier</h2><table>" +
        Row({"#", "cascade", "calib accuracy", "calib cost", "test accuracy", "test cost"}, true);
-  int k = 0;
-  for (const auto& r : plan["frontier"]) {
-    const bool t = Has(r, "test");
-    h +=
-        Row({std::to_string(++k), Esc(r.value("cascade", std::string())), Pct(D(r["calib"], "accuracy")),
-             Num(D(r["calib"], "cost")), t ? Pct(D(r["test"], "accuracy")) : "-", t ? Num(D(r["test"], "cost")) : "-"});
+  for (size_t k = 0; k < plan.frontier.size(); ++k)
+    h += "<tr><td>" + std::to_string(k + 1) + "</td><td>" + Esc(plan.frontier[k].cascade.ToString()) + "</td>" +
+         SplitCells(plan.frontier[k]) + "</tr>\n";
+  return h + "</table>\n<p class=\"muted\">Written by coe report.</p></body></html>\n";
+}
+
+}  // namespace
+
+StatusOr<std::string> RenderHtmlReport(const JsonDocument& plan, const std::vector<JsonDocument>& runs) {
+  COE_ASSIGN_OR_RETURN(PlanReport report, PlanReportFromJson(plan.text, plan.source));
+  std::vector<RunFigures> figures;
+  for (const JsonDocument& run : runs) {
+    COE_ASSIGN_OR_RETURN(RunFigures f, RunFiguresFromJson(run.text, run.source));
+    figures.push_back(std::move(f));
   }
-  h += "</table>\n<p class=\"muted\">Written by coe report.</p></body></html>\n";
-  return h;
+  return Page(report, plan.source, figures);
 }
 
 }  // namespace coe

@@ -965,6 +965,8 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
                               "on new data below ~1,000 examples (the score grid is " +
                               std::to_string(result.score_grid) +
                               " thresholds a tier; match-best's guard: " + GuardName(options.select.guard) + ")");
+  if (result.best_single_correct == 0)
+    result.warnings.push_back(NoModelIsRightWarning(calib, result.labeled, options.match));
   if (options.budget_costs && result.frontier.empty())
     return InvalidArgumentError("no cascade keeps " + options.budget_costs->name + " within the budget of " +
                                 FormatDouble(options.budget) + " per example on " + calib.source);
@@ -994,6 +996,13 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
+}
+
+std::string NoModelIsRightWarning(const Recordings& rec, int labeled, const AnswerMatch& match) {
+  return rec.source + ": no model answers any of its " + std::to_string(labeled) +
+         " labeled examples right (every model scores 0% with --match " + match.ToString() +
+         "): are the answers written otherwise than the labels (\"42.0\" for \"42\": --match number; free text: "
+         "--match jaccard:0.6), or is 'label' the wrong column?";
 }
 
 int AutoScoreGrid(int labeled) { return std::clamp(labeled / 200, 2, 8); }

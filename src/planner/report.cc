@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "planner/select.h"
+
 namespace coe {
 
 using nlohmann::json;
@@ -34,6 +36,7 @@ json TiersJson(const CascadeSpec& spec) {
     j["members"] = tier.members;
     j["min_agreement"] = (!last && tier.rule.min_agreement) ? json(*tier.rule.min_agreement) : json();
     j["min_score"] = (!last && tier.rule.min_score) ? json(*tier.rule.min_score) : json();
+    if (!tier.match.exact()) j["match"] = tier.match.ToString();
     tiers.push_back(j);
   }
   return tiers;
@@ -99,6 +102,21 @@ std::string Line(const std::string& label, const ReportRow& row, double ref_cost
   return buf;
 }
 
+// A test split on which every model of the search scores 0% (`rows`: the baselines,
+// single models among them) most likely compares answers wrongly: say so (Plan() says
+// it of calibration).
+void WarnIfNoModelIsRight(const Recordings& test, const AnswerMatch& match, const std::vector<ReportRow>& rows,
+                          std::vector<std::string>* warnings) {
+  int singles = 0, labeled = 0;
+  for (const ReportRow& row : rows) {
+    if (row.cascade.tiers.size() != 1 || row.cascade.tiers[0].members.size() != 1 || !row.test) continue;
+    if (row.test->correct > 0) return;
+    ++singles;
+    labeled = row.test->labeled;
+  }
+  if (singles > 0 && labeled > 0) warnings->push_back(NoModelIsRightWarning(test, labeled, match));
+}
+
 }  // namespace
 
 StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, const PlannerOptions& options,
@@ -108,6 +126,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   rep.goal = goal.ToString();
   rep.cost_name = calib_costs.name;
   rep.rules = RuleKindsToString(plan.rules);
+  rep.match = options.match;
   rep.goal_met = plan.goal_met;
   rep.best_single = plan.best_single;
   rep.calib_examples = calib.num_examples();
@@ -127,14 +146,11 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   rep.selection = plan.selection;
   rep.warnings = plan.warnings;
   if (test) {
-    CascadeSpec best;
-    best.tiers.push_back(TierSpec{{plan.best_single}, {}});
     std::vector<ExampleOutcome> a, b;
     COE_RETURN_IF_ERROR(EvaluateCascade(plan.chosen.cascade, *test, *test_costs, &a).status());
-    COE_RETURN_IF_ERROR(EvaluateCascade(best, *test, *test_costs, &b).status());
-    std::vector<int> truth = test->truth;
-    if (truth.empty()) truth.assign(test->num_examples(), kAbstain);
-    rep.intervals = BootstrapIntervals(a, b, truth);
+    COE_RETURN_IF_ERROR(
+        EvaluateCascade(SingleModelCascade(plan.best_single, options.match), *test, *test_costs, &b).status());
+    rep.intervals = BootstrapIntervals(a, b);
     rep.intervals->best_single = plan.best_single;
   }
   COE_ASSIGN_OR_RETURN(rep.chosen, Score("chosen", plan.chosen.cascade, calib, calib_costs, test, test_costs));
@@ -154,11 +170,12 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
                    [&](int a, int b) { return calib_costs.mean[a] < calib_costs.mean[b]; });
   CascadeSpec all_models;
   all_models.tiers.emplace_back();
+  all_models.tiers[0].match = options.match;
   bool any_scores = false;
   for (int m : models) {
-    CascadeSpec single;
-    single.tiers.push_back(TierSpec{{calib.models[m].name}, {}});
-    COE_ASSIGN_OR_RETURN(ReportRow row, Score(calib.models[m].name, single, calib, calib_costs, test, test_costs));
+    COE_ASSIGN_OR_RETURN(ReportRow row,
+                         Score(calib.models[m].name, SingleModelCascade(calib.models[m].name, options.match), calib,
+                               calib_costs, test, test_costs));
     rep.baselines.push_back(std::move(row));
     all_models.tiers[0].members.push_back(calib.models[m].name);
     any_scores |= calib.models[m].has_scores();
@@ -194,15 +211,16 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   COE_ASSIGN_OR_RETURN(ReportRow all,
                        Score("plurality of all models", all_models, calib, calib_costs, test, test_costs));
   rep.baselines.push_back(std::move(all));
+  if (test) WarnIfNoModelIsRight(*test, options.match, rep.baselines, &rep.warnings);
   return rep;
 }
 
 TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, const std::vector<ExampleOutcome>& best,
-                                 const std::vector<int>& truth, int resamples, uint64_t seed) {
+                                 int resamples, uint64_t seed) {
   TestIntervals t;
   t.resamples = resamples;
-  const size_t n = truth.size();
-  if (n == 0 || chosen.size() != n || best.size() != n) return t;
+  const size_t n = chosen.size();
+  if (n == 0 || best.size() != n) return t;
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<size_t> pick(0, n - 1);
   std::vector<double> acc, diff, cost, saving;
@@ -213,10 +231,10 @@ TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, cons
       const size_t i = pick(rng);
       c += chosen[i].cost;
       bc += best[i].cost;
-      if (truth[i] == kAbstain) continue;
+      if (!chosen[i].labeled) continue;
       ++labeled;
-      right += chosen[i].answer == truth[i];
-      best_right += best[i].answer == truth[i];
+      right += chosen[i].correct;
+      best_right += best[i].correct;
     }
     if (labeled) {
       acc.push_back(static_cast<double>(right) / labeled);
@@ -244,6 +262,7 @@ std::string PlanReportToJson(const PlanReport& r) {
   j["goal_met"] = r.goal_met;
   j["cost"] = r.cost_name;
   j["rules"] = r.rules;
+  j["match"] = r.match.ToString();
   j["best_single"] = r.best_single;
   j["calib_examples"] = r.calib_examples;
   j["test_examples"] = r.test_examples;
@@ -313,13 +332,13 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   std::string s;
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "goal %s%s | cost: %s | rules: %s\n"
+                "goal %s%s | cost: %s | rules: %s%s\n"
                 "searched %llu cascades (%llu evaluated one by one) on %d calibration examples in %.3f s "
                 "(search %.3f s, guard %.3f s)",
                 r.goal.c_str(), r.goal_met ? "" : " (NOT MET: nearest point shown)", r.cost_name.c_str(),
-                r.rules.c_str(), static_cast<unsigned long long>(r.searched),
-                static_cast<unsigned long long>(r.evaluated), r.calib_examples, r.seconds, r.search_seconds,
-                r.select_seconds);
+                r.rules.c_str(), r.match.exact() ? "" : (" | match: " + r.match.ToString()).c_str(),
+                static_cast<unsigned long long>(r.searched), static_cast<unsigned long long>(r.evaluated),
+                r.calib_examples, r.seconds, r.search_seconds, r.select_seconds);
   s += buf;
   s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n"
                 : "; no test split (--test): calibration figures only\n";

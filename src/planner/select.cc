@@ -42,17 +42,17 @@ double NormalQuantile(double p) {
   return x - u / (1 + x * u / 2);
 }
 
-namespace {
-
-CascadeSpec Single(const std::string& model) {
+CascadeSpec SingleModelCascade(const std::string& model, const AnswerMatch& match) {
   CascadeSpec s;
-  s.tiers.push_back(TierSpec{{model}, {}});
+  s.tiers.push_back(TierSpec{{model}, {}, match});
   return s;
 }
 
-OperatingPoint BestSinglePoint(const PlanResult& r) {
+namespace {
+
+OperatingPoint BestSinglePoint(const PlanResult& r, const AnswerMatch& match) {
   OperatingPoint p;
-  p.cascade = Single(r.best_single);
+  p.cascade = SingleModelCascade(r.best_single, match);
   p.correct = r.best_single_correct;
   p.accuracy = r.labeled ? static_cast<double>(r.best_single_correct) / r.labeled : 0.0;
   p.cost = r.best_single_cost;
@@ -62,15 +62,13 @@ OperatingPoint BestSinglePoint(const PlanResult& r) {
 
 bool NoDearer(double cost, double best_cost) { return cost <= best_cost * (1 + 1e-12); }
 
-// Examples only the cascade gets right (b) and only the other gets right (c).
-std::pair<int, int> Discordant(const std::vector<int>& a, const std::vector<int>& other,
-                               const std::vector<int>& truth) {
+// Examples only the cascade gets right (b) and only the other gets right (c), from
+// their ExampleOutcome::correct (the tiers' match decides, as in every other figure).
+std::pair<int, int> Discordant(const std::vector<uint8_t>& a, const std::vector<uint8_t>& other) {
   int b = 0, c = 0;
-  for (size_t i = 0; i < truth.size(); ++i) {
-    if (truth[i] == kAbstain) continue;
-    const bool ra = a[i] == truth[i], ro = other[i] == truth[i];
-    b += ra && !ro;
-    c += ro && !ra;
+  for (size_t i = 0; i < a.size(); ++i) {
+    b += a[i] && !other[i];
+    c += other[i] && !a[i];
   }
   return {b, c};
 }
@@ -131,9 +129,10 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
     candidates.push_back(&p);
   }
   sel.candidates = static_cast<int>(candidates.size());
-  std::vector<int> best, mine;
+  std::vector<uint8_t> best, mine;
   if (so.guard != Guard::kNone)
-    COE_RETURN_IF_ERROR(EvaluateCascadeAnswers(Single(r->best_single), calib, costs, &best).status());
+    COE_RETURN_IF_ERROR(
+        EvaluateCascadeCorrect(SingleModelCascade(r->best_single, options.match), calib, costs, &best).status());
   const int n = r->labeled;
   sel.critical = so.guard == Guard::kMcNemar ? so.mcnemar_z
                  : so.guard == Guard::kNonInferiority
@@ -142,8 +141,8 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
   for (const OperatingPoint* p : candidates) {
     bool pass = true;
     if (so.guard != Guard::kNone) {
-      COE_RETURN_IF_ERROR(EvaluateCascadeAnswers(p->cascade, calib, costs, &mine).status());
-      const auto [b, c] = Discordant(mine, best, calib.truth);
+      COE_RETURN_IF_ERROR(EvaluateCascadeCorrect(p->cascade, calib, costs, &mine).status());
+      const auto [b, c] = Discordant(mine, best);
       sel.wins_over_best = b;
       sel.losses_to_best = c;
       if (so.guard == Guard::kMcNemar) {
@@ -162,7 +161,7 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
       return Status::Ok();
     }
   }
-  r->chosen = BestSinglePoint(*r);
+  r->chosen = BestSinglePoint(*r, options.match);
   sel.wins_over_best = sel.losses_to_best = 0;
   sel.statistic = std::numeric_limits<double>::quiet_NaN();
   return Status::Ok();
@@ -196,28 +195,31 @@ Status SelectHoldout(const Recordings& calib, const CostTable& costs, const Plan
   sel.basis = "held-out " + std::to_string(hold_rec.num_labeled()) + " of " + std::to_string(r->labeled) +
               " labeled calibration examples (search on the rest)";
   auto keep_best = [&] {
-    r->chosen = BestSinglePoint(*r);
+    r->chosen = BestSinglePoint(*r, options.match);
     sel.kept_best_single = true;
     return Status::Ok();
   };
   if (fit_labeled < 20 || hold_rec.num_labeled() < 20) return keep_best();
   COE_ASSIGN_OR_RETURN(PlanResult sub, SearchRows(calib, costs, SubSearch(options, r->score_grid), fit));
-  COE_ASSIGN_OR_RETURN(EvalResult best, EvaluateCascade(Single(sub.best_single), hold_rec, hold_costs));
+  COE_ASSIGN_OR_RETURN(EvalResult best,
+                       EvaluateCascade(SingleModelCascade(sub.best_single, options.match), hold_rec, hold_costs));
   sel.best_accuracy = best.accuracy;
   sel.best_cost = best.mean_cost;
   // Candidates: the fit part's frontier points that match the best single model there
   // at no more cost, cheapest first. Each must be confirmed on the held-out part: a
   // one-sided paired non-inferiority test (margin, alpha) against the fit part's best
   // model. The first confirmed one is taken, its thresholds refitted on all of it.
-  std::vector<int> best_ans, ans;
-  COE_RETURN_IF_ERROR(EvaluateCascadeAnswers(Single(sub.best_single), hold_rec, hold_costs, &best_ans).status());
+  std::vector<uint8_t> best_ans, ans;
+  COE_RETURN_IF_ERROR(
+      EvaluateCascadeCorrect(SingleModelCascade(sub.best_single, options.match), hold_rec, hold_costs, &best_ans)
+          .status());
   const int nh = hold_rec.num_labeled();
   sel.critical = NormalQuantile(1 - so.alpha);
   for (const OperatingPoint& p : sub.frontier) {
     if (!NoDearer(p.cost, sub.best_single_cost) || p.correct < sub.best_single_correct) continue;
     ++sel.candidates;
-    COE_ASSIGN_OR_RETURN(EvalResult e, EvaluateCascadeAnswers(p.cascade, hold_rec, hold_costs, &ans));
-    const auto [b, c] = Discordant(ans, best_ans, hold_rec.truth);
+    COE_ASSIGN_OR_RETURN(EvalResult e, EvaluateCascadeCorrect(p.cascade, hold_rec, hold_costs, &ans));
+    const auto [b, c] = Discordant(ans, best_ans);
     sel.statistic = NonInferiorityZ(b, c, nh, so.margin);
     if (sel.statistic < sel.critical) continue;
     COE_ASSIGN_OR_RETURN(bool taken, TakeRefitted(p.cascade, p.score_levels, calib, costs, r));
@@ -284,8 +286,8 @@ Status SelectCrossValidated(const Recordings& calib, const CostTable& costs, con
   };
   int best_correct = 0, labeled = 0;
   double best_cost = 0;
-  COE_RETURN_IF_ERROR(
-      cross(Single(r->best_single), {std::numeric_limits<double>::quiet_NaN()}, &best_correct, &labeled, &best_cost));
+  COE_RETURN_IF_ERROR(cross(SingleModelCascade(r->best_single, options.match),
+                            {std::numeric_limits<double>::quiet_NaN()}, &best_correct, &labeled, &best_cost));
   sel.best_accuracy = labeled ? static_cast<double>(best_correct) / labeled : 0.0;
   sel.best_cost = best_cost;
   struct Scored {
@@ -312,7 +314,7 @@ Status SelectCrossValidated(const Recordings& calib, const CostTable& costs, con
     sel.cost = c.cost;
     return Status::Ok();
   }
-  r->chosen = BestSinglePoint(*r);
+  r->chosen = BestSinglePoint(*r, options.match);
   sel.kept_best_single = true;
   sel.accuracy = sel.best_accuracy;
   sel.cost = sel.best_cost;
@@ -345,7 +347,8 @@ Status SelectMatchBest(const Recordings& calib, const CostTable& costs, const Pl
   // Whatever the guard, the best single model alone counts as "kept" (it may also be
   // a frontier point that passed).
   Selection& sel = result->selection;
-  sel.kept_best_single = result->chosen.cascade.ToString() == Single(result->best_single).ToString();
+  sel.kept_best_single =
+      result->chosen.cascade.ToString() == SingleModelCascade(result->best_single, options.match).ToString();
   if (sel.kept_best_single && options.select.guard != Guard::kHoldout &&
       options.select.guard != Guard::kCrossValidation) {
     sel.accuracy = sel.best_accuracy;

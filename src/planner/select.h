@@ -3,6 +3,7 @@
 #define COE_PLANNER_SELECT_H_
 
 #include <span>
+#include <string>
 
 #include "coe/cost_model.h"
 #include "coe/planner.h"
@@ -25,6 +26,14 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
 // RefitThresholds on the examples `rows` of `rec` only (empty = all).
 StatusOr<CascadeSpec> RefitThresholdsOnRows(const CascadeSpec& cascade, const std::vector<double>& levels,
                                             const Recordings& rec, std::span<const int> rows);
+
+// `model` alone, its answers compared with the truth by `match` (the plan's --match:
+// every baseline and guard scores single models so, as the search does).
+CascadeSpec SingleModelCascade(const std::string& model, const AnswerMatch& match);
+
+// The warning for a split of `labeled` labeled examples on which no model of the
+// search answers any right (a wrong --match or label column, most likely).
+std::string NoModelIsRightWarning(const Recordings& rec, int labeled, const AnswerMatch& match);
 
 // The inverse of the standard normal CDF, for p in (0, 1).
 double NormalQuantile(double p);
