@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -68,17 +70,61 @@ std::vector<double> Doubles(const py::handle& a, size_t n, const std::string& wh
   return {arr.data(), arr.data() + n};
 }
 
+// Scores: None marks an example with no score (a CSV's empty cell; it becomes NaN, as
+// coe holds it); a NaN given as a number is refused, as the CSV reader refuses "nan".
+std::vector<float> Scores(const py::handle& a, const std::vector<std::string>& ids, const std::string& what) {
+  const std::vector<double> s = Doubles(a, ids.size(), what);
+  if (std::none_of(s.begin(), s.end(), [](double v) { return std::isnan(v); })) return {s.begin(), s.end()};
+  size_t i = 0;
+  for (const py::handle& v : py::iter(a)) {
+    if (std::isnan(s[i]) && !v.is_none())
+      throw py::value_error(what + "[" + std::to_string(i) + "] (id '" + ids[i] +
+                            "'): NaN is not a score (a score is in [0,1]; None marks an example with no score)");
+    ++i;
+  }
+  return {s.begin(), s.end()};
+}
+
+// The probability columns' label names: each once, none empty (as the CSV's |p:
+// columns, whose names must differ).
+std::vector<std::string> LabelNames(const py::handle& names) {
+  std::vector<std::string> out = Strings(names, "label_names");
+  for (size_t l = 0; l < out.size(); ++l) {
+    if (out[l].empty()) throw py::value_error("label_names[" + std::to_string(l) + "] is empty");
+    for (size_t k = 0; k < l; ++k)
+      if (out[k] == out[l])
+        throw py::value_error("label_names: '" + out[l] + "' is listed twice (at " + std::to_string(k) + " and " +
+                              std::to_string(l) + "): one probability column a label");
+  }
+  return out;
+}
+
+// The per-model dict `arg` (costs, scores, probabilities): a dict whose keys are models
+// of `predictions` (a key naming no model would be ignored: a typo made silent).
+py::dict PerModel(const py::object& arg, const py::dict& predictions, const char* what) {
+  if (arg.is_none()) return {};
+  if (!py::isinstance<py::dict>(arg)) throw py::value_error(std::string(what) + ": expected a dict {model: values}");
+  py::dict d = arg.cast<py::dict>();
+  for (const auto& [k, v] : d)
+    if (!predictions.contains(k))
+      throw py::value_error(std::string(what) + ": '" + py::str(k).cast<std::string>() +
+                            "' is not a model of predictions");
+  return d;
+}
+
+// Recordings from arrays. The arrays are converted here; their values are checked by
+// coe::ValidateRecordings, the rules the CSV reader applies too (ValueError).
 PyRecordings FromArrays(const py::object& ids, const py::object& truth, const py::dict& predictions,
-                        const py::object& costs, const py::object& scores, const py::object& probabilities,
-                        const py::object& label_names) {
+                        const py::object& costs_arg, const py::object& scores_arg, const py::object& probs_arg,
+                        const py::object& label_names, bool allow_duplicate_ids) {
   PyRecordings r;
-  r.rec.source = "arrays";
+  r.rec.source = "coe.Recordings";
   r.rec.labels = r.labels.get();
   // Probability columns are label indices: the label names come first, in their order.
   int num_probs = 0;
   if (!label_names.is_none())
-    for (const std::string& l : Strings(label_names, "label_names")) r.labels->Intern(l), ++num_probs;
-  if (!probabilities.is_none() && num_probs == 0)
+    for (const std::string& l : LabelNames(label_names)) r.labels->Intern(l), ++num_probs;
+  if (!probs_arg.is_none() && num_probs == 0)
     throw py::value_error("probabilities need label_names: the label of each column");
   r.rec.ids = Strings(ids, "ids");
   const size_t n = r.rec.ids.size();
@@ -90,22 +136,22 @@ PyRecordings FromArrays(const py::object& ids, const py::object& truth, const py
                             " ids");
   }
   if (predictions.empty()) throw py::value_error("predictions: no models");
+  const py::dict costs = PerModel(costs_arg, predictions, "costs");
+  const py::dict scores = PerModel(scores_arg, predictions, "scores");
+  const py::dict probabilities = PerModel(probs_arg, predictions, "probabilities");
   for (const auto& [k, v] : predictions) {
     coe::ModelRecord m;
+    if (!py::isinstance<py::str>(k)) throw py::value_error("predictions: model names must be strings");
     m.name = k.cast<std::string>();
     for (const std::string& p : Strings(v, "predictions['" + m.name + "']"))
       m.label.push_back(p.empty() ? coe::kAbstain : r.labels->Intern(p));
     if (m.label.size() != n)
       throw py::value_error("predictions['" + m.name + "']: " + std::to_string(m.label.size()) + " values for " +
                             std::to_string(n) + " ids");
-    if (!costs.is_none() && py::dict(costs).contains(k))
-      m.cost = Doubles(py::dict(costs)[k], n, "costs['" + m.name + "']");
-    if (!scores.is_none() && py::dict(scores).contains(k)) {
-      std::vector<double> s = Doubles(py::dict(scores)[k], n, "scores['" + m.name + "']");
-      m.score.assign(s.begin(), s.end());
-    }
-    if (!probabilities.is_none() && py::dict(probabilities).contains(k)) {
-      auto p = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(py::dict(probabilities)[k]);
+    if (costs.contains(k)) m.cost = Doubles(costs[k], n, "costs['" + m.name + "']");
+    if (scores.contains(k)) m.score = Scores(scores[k], r.rec.ids, "scores['" + m.name + "']");
+    if (probabilities.contains(k)) {
+      auto p = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(probabilities[k]);
       if (!p || p.ndim() != 2 || static_cast<size_t>(p.shape(0)) != n || p.shape(1) != num_probs)
         throw py::value_error("probabilities['" + m.name + "']: expected an array of shape (" + std::to_string(n) +
                               ", " + std::to_string(num_probs) + "): a column per label_names");
@@ -114,6 +160,12 @@ PyRecordings FromArrays(const py::object& ids, const py::object& truth, const py
     }
     r.rec.models.push_back(std::move(m));
   }
+  coe::RecordingsReadOptions options;
+  options.allow_duplicate_ids = allow_duplicate_ids;
+  std::vector<std::string> warnings;
+  if (coe::Status s = coe::ValidateRecordings(&r.rec, options, &warnings); !s.ok()) throw py::value_error(s.message());
+  for (const std::string& w : warnings)
+    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1) < 0) throw py::error_already_set();  // warnings as errors
   return r;
 }
 
@@ -176,7 +228,7 @@ PYBIND11_MODULE(_coe, m) {
           py::arg("path"), py::arg("allow_duplicate_ids") = false)
       .def_static("from_arrays", &FromArrays, py::arg("ids"), py::arg("labels"), py::arg("predictions"),
                   py::arg("costs") = py::none(), py::arg("scores") = py::none(), py::arg("probabilities") = py::none(),
-                  py::arg("label_names") = py::none())
+                  py::arg("label_names") = py::none(), py::arg("allow_duplicate_ids") = false)
       .def_property_readonly("num_examples", [](const PyRecordings& r) { return r.rec.num_examples(); })
       .def_property_readonly("models",
                              [](const PyRecordings& r) {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 #include "base/csv.h"
 
 namespace coe {
@@ -73,6 +76,11 @@ TEST(Recordings, BadInputNamesFileLineAndColumn) {
       {"", "empty file"},
       {"id,m,m\ne,A,A\n", "duplicate column 'm'"},
       {"id,,m\ne,A,A\n", "empty name"},
+      {"id,label,m\ne1,A,A\n,B,B\n", "rec.csv:3: column 'id': empty id"},
+      {"id,label,m,m|score\ne1,A,A,-3\n", "rec.csv:2: column 'm|score': score -3 is outside [0,1]"},
+      {"id,label,m,m|score\ne1,A,A,nan\n", "column 'm|score': 'nan' is not finite"},
+      {"id,label,m,m|p:A,m|p:B\ne1,A,A,1.5,0\n", "rec.csv:2: column 'm|p:A': probability 1.5 is outside [0,1]"},
+      {"id,label,m,m|p:A,m|p:B\ne1,A,A,0.5,\n", "rec.csv:2: model 'm': its |p: columns sum to 0.5, not 1"},
   };
   for (const BadCase& c : cases) {
     auto r = Parse(c.text);
@@ -107,6 +115,78 @@ TEST(Recordings, CsvRoundTrip) {
         EXPECT_EQ(back->models[m].score[i], r->models[m].score[i]);  // bit-exact
     }
   }
+}
+
+// Recordings built by hand (as the Python package builds them from arrays): each rule
+// of ValidateRecordings, with the message naming the example, its id and the column.
+TEST(Recordings, ValidateAppliesTheReadersRulesToAnyRecordings) {
+  LabelSet labels;
+  auto valid = [&] {
+    Recordings r;
+    r.source = "arrays";
+    r.labels = &labels;
+    r.ids = {"a", "b", "c"};
+    r.truth = {labels.Intern("x"), labels.Intern("y"), kAbstain};
+    ModelRecord m{.name = "m", .label = {0, 1, kAbstain}, .score = {0.5f, 1.0f, NAN}, .cost = {0, 1, 2}};
+    m.probs = {1, 0, 0.5f, 0.5f, 0, 0};  // the last example has none
+    m.num_probs = 2;
+    r.models.push_back(m);
+    return r;
+  };
+  {
+    Recordings r = valid();
+    ASSERT_TRUE(ValidateRecordings(&r, {}, nullptr).ok()) << ValidateRecordings(&r, {}, nullptr).ToString();
+  }
+  const std::pair<std::function<void(Recordings&)>, const char*> cases[] = {
+      {[](Recordings& r) { r.models[0].cost[1] = -999999999; },
+       "arrays: example 1 (id 'b'): column 'm|cost': negative cost -999999999"},
+      {[](Recordings& r) { r.models[0].cost[2] = INFINITY; },
+       "example 2 (id 'c'): column 'm|cost': cost inf is not finite"},
+      {[](Recordings& r) { r.models[0].cost[0] = NAN; }, "example 0 (id 'a'): column 'm|cost': cost nan is not finite"},
+      {[](Recordings& r) { r.models[0].score[0] = 7.5f; }, "column 'm|score': score 7.5 is outside [0,1]"},
+      {[](Recordings& r) { r.models[0].score[1] = -3; }, "column 'm|score': score -3 is outside [0,1]"},
+      {[](Recordings& r) { r.models[0].score[1] = INFINITY; }, "column 'm|score': score inf is outside [0,1]"},
+      {[](Recordings& r) { r.models[0].probs[1] = NAN; }, "column 'm|p:y': probability nan is outside [0,1]"},
+      {[](Recordings& r) { r.models[0].probs[2] = 0.9f; }, "example 1 (id 'b'): model 'm': its |p: columns sum to"},
+      {[](Recordings& r) { r.ids[2] = "a"; }, "example 2 (id 'a'): column 'id': duplicate id 'a' (first at example 0)"},
+      {[](Recordings& r) { r.ids[1] = ""; }, "example 1 (id ''): column 'id': empty id"},
+      {[](Recordings& r) { r.models[0].num_probs = 3, r.models[0].probs.resize(9); },
+       "model 'm': 3 probability columns for 2 labels"},
+      {[](Recordings& r) { r.models[0].label[0] = 7; }, "column 'm': label index 7 names no label"},
+      {[](Recordings& r) { r.models[0].cost.pop_back(); }, "arrays: column 'm|cost': 2 values for 3 examples"},
+      {[](Recordings& r) { r.models.push_back(r.models[0]); }, "arrays: model 'm' appears twice"},
+      {[](Recordings& r) { r.models[0].name = "m|x"; }, "model name 'm|x' cannot name a column"},
+      {[](Recordings& r) { r.models[0].name = "id"; }, "model name 'id' cannot name a column"},
+      {[](Recordings& r) { r.ids.clear(); }, "arrays: no examples"},
+  };
+  for (const auto& [spoil, want] : cases) {
+    Recordings r = valid();
+    spoil(r);
+    Status s = ValidateRecordings(&r, {}, nullptr);
+    ASSERT_FALSE(s.ok()) << want;
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(want), std::string::npos) << "got: " << s.message() << "\nwanted: " << want;
+  }
+  // Repeated ids when allowed: a warning each; a score column without a score is dropped.
+  Recordings r = valid();
+  r.ids = {"a", "a", "a"};
+  r.models[0].score.assign(3, NAN);
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(ValidateRecordings(&r, {.allow_duplicate_ids = true}, &warnings).ok());
+  EXPECT_EQ(warnings.size(), 2u);
+  EXPECT_TRUE(r.models[0].score.empty());
+}
+
+// An example without probabilities (empty |p: cells) is written as zeros, which read
+// back as none.
+TEST(Recordings, EmptyProbabilitiesRoundTrip) {
+  LabelSet labels;
+  auto r = ParseRecordings("id,label,m,m|p:A,m|p:B\ne1,A,A,0.25,0.75\ne2,B,,,\n", "a.csv", &labels, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const std::string text = RecordingsToCsv(*r, labels);
+  auto back = ParseRecordings(text, "b.csv", &labels, nullptr);
+  ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << text;
+  EXPECT_EQ(back->models[0].probs, r->models[0].probs);
 }
 
 }  // namespace

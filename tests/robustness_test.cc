@@ -7,8 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "coe/catalogue.h"
+#include "coe/dataset.h"
 #include "testing.h"
 
 namespace coe {
@@ -16,6 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::Proc;
+using testing::ReadFile;
 using testing::RunCoe;
 
 const std::string kF = "/usr/share/datasets/fashion-mnist/";
@@ -114,6 +118,85 @@ TEST_F(Robustness, IdxReadsOnlyWhatItsHeaderDeclares) {
   EXPECT_EQ(p.code, 2) << p.out;
   EXPECT_NE(p.out.find("truncated: the header promises 7840 bytes of data, the file has 5000"), std::string::npos)
       << p.out;
+}
+
+// An IDX header of 4 axes [n, a, b, c] (big-endian 32-bit sizes) and `payload` bytes.
+std::string Idx(std::vector<uint32_t> dims, size_t payload) {
+  std::string s = {0, 0, 8, static_cast<char>(dims.size())};
+  for (uint32_t d : dims)
+    for (int shift : {24, 16, 8, 0}) s += static_cast<char>((d >> shift) & 0xff);
+  return s + std::string(payload, '\x40');
+}
+
+// A header's sizes are claims: a file claiming 2^31 or 2^32-1 images is refused by its
+// real size (plain) or by what decompression yields (gzip), never allocated for (it was
+// a std::bad_alloc abort); zero sizes and shapes past the limit say which header field.
+TEST_F(Robustness, IdxHeadersThatClaimMoreThanTheFileHoldsAreErrors) {
+  auto gz = [&](const std::string& name, const std::string& bytes) {
+    const std::string path = (dir_ / name).string();
+    gzFile f = gzopen(path.c_str(), "wb9");
+    gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+    gzclose(f);
+    return path;
+  };
+  DatasetOptions o;
+  for (uint32_t n : {uint32_t{1} << 31, uint32_t{0xffffffff}}) {
+    const std::string bytes = Idx({n, 28, 28}, 10 * 784);
+    for (const std::string& path : {Write("claims-idx3-ubyte", bytes), gz("claims-idx3-ubyte.gz", bytes)}) {
+      SCOPED_TRACE(path + " claiming " + std::to_string(n));
+      auto d = LoadDataset(path, o);
+      ASSERT_FALSE(d.ok());
+      EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_NE(d.status().message().find("'" + path + "' is truncated"), std::string::npos) << d.status().message();
+      EXPECT_NE(d.status().message().find(std::to_string(uint64_t{n} * 784) + " bytes"), std::string::npos)
+          << d.status().message();
+      // A range inside what the file holds: still refused, the rest is missing.
+      o.end = 5;
+      EXPECT_FALSE(LoadDataset(path, o).ok());
+      o.end = -1;
+    }
+  }
+  // The plain file's message names the header field and the file's real size.
+  const std::string plain = Write("claims-idx3-ubyte", Idx({uint32_t{1} << 31, 28, 28}, 10 * 784));
+  EXPECT_NE(LoadDataset(plain, o).status().message().find("IDX header (dimension 0, the number of examples) claims "
+                                                          "2147483648 examples of 784 bytes"),
+            std::string::npos)
+      << LoadDataset(plain, o).status().message();
+  EXPECT_NE(LoadDataset(plain, o).status().message().find("the file holds 7840"), std::string::npos);
+  // Zero sizes: named, not "more than 67108864 values" or "the range is empty".
+  const std::pair<std::vector<uint32_t>, std::string> zeros[] = {
+      {{1, 0, 0}, "IDX header field 'dimension 1' is 0: every size must be at least 1"},
+      {{0, 28, 28}, "IDX header field 'dimension 0' (the number of examples) is 0: the file holds no examples"},
+      {{5, 28, 28, 0}, "IDX header field 'dimension 3' is 0"},
+  };
+  for (const auto& [dims, want] : zeros) {
+    for (const std::string& path : {Write("zero-idx3-ubyte", Idx(dims, 0)), gz("zero-idx3-ubyte.gz", Idx(dims, 0))}) {
+      auto d = LoadDataset(path, o);
+      ASSERT_FALSE(d.ok()) << path;
+      EXPECT_NE(d.status().message().find("'" + path + "': " + want), std::string::npos) << d.status().message();
+    }
+  }
+  // Axes whose product overflows 64 bits (4 axes of 2^32-1): the shape limit, named.
+  auto huge = LoadDataset(Write("huge-idx3-ubyte", Idx({1, 0xffffffff, 0xffffffff, 0xffffffff}, 0)), o);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("examples of shape [4294967295, 4294967295, 4294967295] have more than "
+                                         "67108864 values"),
+            std::string::npos)
+      << huge.status().message();
+  // A gzip whose size trailer is forged to agree with its header (5,000,000 images, 3.9
+  // GB): more than deflate can yield from this file, so nothing is allocated for it.
+  std::string forged = ReadFile(gz("forged-idx3-ubyte.gz", Idx({5000000, 28, 28}, 784)));
+  const uint32_t claimed = 5000000u * 784u + 16u;
+  for (int k = 0; k < 4; ++k) forged[forged.size() - 4 + k] = static_cast<char>((claimed >> (8 * k)) & 0xff);
+  auto f = LoadDataset(Write("forged-idx3-ubyte.gz", forged), o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("forged-idx3-ubyte.gz' is corrupt"), std::string::npos) << f.status().message();
+  EXPECT_NE(f.status().message().find("incorrect length check"), std::string::npos) << f.status().message();
+  // And through the command: exit 2 with the message (it was an abort).
+  Proc p = RunCoe("run --cascade " + OneTier() + " --models " + Zoo() + " --data " +
+                  gz("claims-idx3-ubyte.gz", Idx({uint32_t{1} << 31, 28, 28}, 784)));
+  EXPECT_EQ(p.code, 2) << p.out;
+  EXPECT_NE(p.out.find("is truncated"), std::string::npos) << p.out;
 }
 
 TEST_F(Robustness, ImagesAsLabelsAndEmptyImageListsAreErrors) {

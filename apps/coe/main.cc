@@ -8,41 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "base/words.h"
 #include "commands.h"
 
 namespace {
-
-// Edit distance, for "did you mean" (hand-written: a dozen lines, no library needed).
-size_t Distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 CLI::App* Find(CLI::App& app, const std::string& name) {
   for (CLI::App* sub : app.get_subcommands({}))
     if (sub->get_name() == name) return sub;
   return nullptr;
-}
-
-// The closest of `names` to `word` when it is close enough to be a typo, else "".
-std::string Closest(const std::string& word, const std::vector<std::string>& names) {
-  std::string best;
-  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
-  for (const std::string& n : names) {
-    const size_t d = n.rfind(word, 0) == 0 || word.rfind(n, 0) == 0 ? 1 : Distance(word, n);
-    if (d < best_d) best_d = d, best = n;
-  }
-  return best;
 }
 
 // Unknown commands and flags get a message naming them and the closest known one
@@ -61,7 +35,7 @@ int CheckWords(CLI::App& app, int argc, char** argv) {
   if (first.empty() || first[0] == '-') return -1;
   CLI::App* sub = Find(app, first);
   if (!sub) {
-    const std::string near = Closest(first, commands);
+    const std::string near = coe::ClosestWord(first, commands);
     std::string all;
     for (const std::string& c : commands) all += (all.empty() ? "" : ", ") + c;
     std::fprintf(stderr, "coe: unknown command '%s'%s (commands: %s; coe help COMMAND for its flags)\n", first.c_str(),
@@ -77,7 +51,7 @@ int CheckWords(CLI::App& app, int argc, char** argv) {
     if (word.size() < 3 || word.rfind("--", 0) != 0) continue;
     word = word.substr(2, word.find('=') == std::string::npos ? std::string::npos : word.find('=') - 2);
     if (std::find(flags.begin(), flags.end(), word) != flags.end()) continue;
-    const std::string near = Closest(word, flags);
+    const std::string near = coe::ClosestWord(word, flags);
     std::fprintf(stderr, "coe %s: unknown flag --%s%s (coe help %s lists them)\n", first.c_str(), word.c_str(),
                  near.empty() ? "" : ("; did you mean --" + near + "?").c_str(), first.c_str());
     return 2;

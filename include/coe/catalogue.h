@@ -3,8 +3,10 @@
 //   [defaults]              # optional; every key here is inherited by each model
 //   backend = "onnx"
 //   [models.NAME]
-//   usd = 0.0004            # cost figures: any numeric key that is not a setting below
-//   flops = 3.9e6           #   (flops, macs, usd, latency_ms, latency_us, params, ...)
+//   usd = 0.0004            # cost figures, each a number >= 0: usd, macs, flops,
+//   flops = 3.9e6           #   latency_ms, latency_us, params (kCostKeyOrder)
+//   costs = { energy_j = 3 }  # cost figures of any other name (also written as a
+//                           #   [models.NAME.costs] table); `--cost energy_j` counts it
 //   site = "edge"           # or "cloud": reached over the link (see cost_model.h)
 //   backend = "onednn"      # how to run it live: onednn (ONNX on oneDNN) | onnx (ONNX on
 //                           #   OpenCV DNN) | recorded | remote | openai
@@ -38,8 +40,13 @@
 //   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens
 //   samples = 3             # k completions that vote as k members NAME#1 .. NAME#k
 //
+// Every other key is an error, never a cost figure or a silent default: "cat.toml:3:1:
+// unknown key 'usd_per_mtok_input' in model 'x': did you mean 'usd_per_mtok_in'?" (a
+// typo of a price would have billed those tokens at $0). A cost figure both given as a
+// key and in `costs` of the same table is an error.
+//
 // Errors: InvalidArgument naming the file, the model and the key for malformed TOML,
-// a wrong type, a negative or non-finite cost, an unknown site.
+// a wrong type, a negative or non-finite cost, an unknown site, an unknown key.
 // Thread safety: an immutable value once read.
 #ifndef COE_CATALOGUE_H_
 #define COE_CATALOGUE_H_
@@ -106,13 +113,25 @@ StatusOr<std::vector<std::string>> PromptFields(const std::string& prompt);
 // `eval` prefer the recordings' own |cost columns when every model has one.)
 std::string DefaultCostKey(const std::vector<const ModelSpec*>& models);
 inline constexpr const char* kCostKeyOrder[] = {"usd", "macs", "flops", "latency_ms", "latency_us", "params"};
+// The settings a model (or [defaults]) takes besides the cost figures above: every
+// other key is refused.
+// clang-format off
+inline constexpr std::string_view kCatalogueSettings[] = {
+    "site", "backend", "path", "url", "remote_model", "description",               // where and how
+    "input_shape", "input_bytes", "labels", "scale", "mean", "std",                // inputs, outputs
+    "timeout_ms", "retries", "max_response_mb", "wire", "hedge_url", "hedge_ms",   // remote
+    "model", "api_key_env", "system", "prompt", "answer", "max_tokens",            // chat (openai)
+    "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out",
+    "costs"};                                                                      // other cost figures
+// clang-format on
 
 StatusOr<Catalogue> ReadCatalogue(const std::string& path);
 // `base_dir` resolves relative paths ("" = current directory).
 StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& source, const std::string& base_dir);
 
 // The catalogue as TOML that ParseCatalogue reads back to the same models (paths as
-// they are held: resolved). `comment` lines go first, as TOML comments.
+// they are held: resolved; cost figures not in kCostKeyOrder in a costs table).
+// `comment` lines go first, as TOML comments.
 std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::string>& comment = {});
 
 }  // namespace coe

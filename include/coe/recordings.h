@@ -18,8 +18,9 @@
 // model of their catalogue (DropModels). Labels compare as exact strings.
 //
 // Errors: ReadRecordings returns InvalidArgument for malformed input (a ragged row,
-// a bad number, a NaN or negative cost, a score outside [0,1], a duplicate id, no
-// `id` column, no data rows) with "<file>:<line>: column '<name>': ..." in the message.
+// a bad number, no `id` column, no data rows) and for any rule of ValidateRecordings
+// (a negative cost, a score outside [0,1], a duplicate id, ...) with
+// "<file>:<line>: column '<name>': ..." in the message.
 //
 // Thread safety: a Recordings is an immutable value once built; concurrent reads are safe.
 #ifndef COE_RECORDINGS_H_
@@ -87,6 +88,29 @@ struct RecordingsReadOptions {
   // `coe record`, which retries those calls).
   bool allow_failures = false;
 };
+
+// The rules every Recordings keeps, however it was built: ReadRecordings applies them
+// to what it parsed and the Python package to arrays (coe.Recordings(...)), so the
+// two cannot differ.
+//  - at least one example; every column has one value per example (num_probs per
+//    example for probabilities, 1 <= num_probs <= labels->size());
+//  - model names can name a CSV column: non-empty, without '|', not "id" or "label",
+//    each once;
+//  - ids are non-empty and unique; with options.allow_duplicate_ids a repeat is a
+//    warning instead (the rows stay distinct examples);
+//  - label indices are kAbstain or name a label of `labels` (when set);
+//  - costs are finite and >= 0;
+//  - scores are in [0,1], or NaN: no score for that example (a CSV's empty cell);
+//  - probabilities are in [0,1], and one example's sum to 1 within 0.01 or are all 0:
+//    none for that example (a CSV's empty cells).
+// Normalizes one thing: a score column with no score at all is dropped.
+// `lines` is each example's source line (a CSV's); messages then name an example
+// "<source>:<line>", else "<source>: example <i> (id '<id>')" with i counted from 0.
+// Returns InvalidArgument "<example>: column '<name>': <what>" (or "<source>: ..." for
+// a column's size or a model name) for the first broken rule, in example order;
+// warnings are appended to `warnings` when it is not null.
+Status ValidateRecordings(Recordings* rec, const RecordingsReadOptions& options, std::vector<std::string>* warnings,
+                          std::span<const int> lines = {});
 
 // Reads recordings from a CSV file. Labels are interned into `labels`, which the
 // caller shares between splits so that label indices agree. Warnings (ignored

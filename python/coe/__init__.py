@@ -21,23 +21,36 @@ from ._coe import Error
 __all__ = ["Error", "Recordings", "Cascade", "Plan", "plan", "run"]
 
 
+def _missing_as_none(series):
+    """A pandas Series as an object array with None where pandas has a missing value."""
+    return series.astype(object).where(series.notna(), None).to_numpy()
+
+
 class Recordings:
     """Every model's answer (and cost, score) on each example, with the true labels."""
 
-    def __init__(self, ids, labels, predictions, costs=None, scores=None, probabilities=None, label_names=None):
+    def __init__(self, ids, labels, predictions, costs=None, scores=None, probabilities=None, label_names=None,
+                 allow_duplicate_ids=False):
         """Recordings from arrays.
 
-        ids: one id per example (list, NumPy array or pandas Series).
+        ids: one non-empty id per example, each once (list, NumPy array or pandas Series).
         labels: the true label of each example (None or "" where unknown), or None.
         predictions: {model name: its answer on each example (None or "" = abstained)}.
-        costs: {model name: cost per example}, optional (else the catalogue's figures).
-        scores: {model name: confidence per example in [0, 1]}, optional.
-        probabilities: {model name: array (examples, len(label_names))}, optional.
-        label_names: the label of each probability column (required with probabilities).
+        costs: {model name: cost per example, finite and >= 0}, optional (else the
+            catalogue's figures).
+        scores: {model name: confidence per example in [0, 1]; None where it gives none},
+            optional.
+        probabilities: {model name: array (examples, len(label_names)) of probabilities
+            in [0, 1], each row summing to 1 (within 0.01) or all 0 (none)}, optional.
+        label_names: the label of each probability column, each once (required with
+            probabilities).
+        allow_duplicate_ids: keep examples whose id repeats an earlier one's (a warning).
+        The values obey the same rules as the CSV reader's (coe::ValidateRecordings);
+        a broken one raises ValueError naming the model's column and the example.
         The arrays are read once into coe's own columns (one copy).
         """
         self._r = _coe._Recordings.from_arrays(ids, labels, dict(predictions), costs, scores, probabilities,
-                                               label_names)
+                                               label_names, allow_duplicate_ids)
 
     @classmethod
     def from_csv(cls, path, allow_duplicate_ids=False):
@@ -49,10 +62,11 @@ class Recordings:
     @classmethod
     def from_pandas(cls, df, id_column="id", label_column="label"):
         """Recordings from a DataFrame with an id column, a label column and one column
-        per model (its answers); `<model>|cost` and `<model>|score` columns as in the CSV."""
+        per model (its answers); `<model>|cost` and `<model>|score` columns as in the CSV
+        (a missing score, pandas' NaN, is no score for that example, as an empty cell)."""
         models = [c for c in df.columns if c not in (id_column, label_column) and "|" not in c]
         costs = {m: df[m + "|cost"].to_numpy() for m in models if m + "|cost" in df.columns}
-        scores = {m: df[m + "|score"].to_numpy() for m in models if m + "|score" in df.columns}
+        scores = {m: _missing_as_none(df[m + "|score"]) for m in models if m + "|score" in df.columns}
         labels = df[label_column] if label_column in df.columns else None
         return cls(df[id_column].astype(str), labels, {m: df[m] for m in models}, costs or None, scores or None)
 

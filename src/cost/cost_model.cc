@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 
 #include "base/cores.h"
 #include "base/numbers.h"
 #include "base/toml.h"
+#include "base/words.h"
 #include "coe/files.h"
 
 namespace coe {
@@ -89,10 +91,31 @@ StatusOr<ClusterSpec> ReadCluster(const std::string& path) {
   return ParseCluster(text, path);
 }
 
+namespace {
+
+// Every key of `t` is one of `known`: another (a typo of `pin`, say) would be ignored
+// silently. The error names the closest known key.
+Status CheckClusterKeys(const toml::table& t, std::initializer_list<std::string_view> known, const std::string& source,
+                        const std::string& scope) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    std::string list;
+    for (std::string_view n : known) list += (list.empty() ? "" : ", ") + std::string(n);
+    const std::string near = ClosestWord(key, known);
+    return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key + "' in " + scope +
+                                (near.empty() ? " (expected " + list + ")" : ": did you mean '" + near + "'?"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& source) {
   COE_ASSIGN_OR_RETURN(toml::table root, ParseToml(text, source));
   ClusterSpec c;
   c.source = source;
+  COE_RETURN_IF_ERROR(CheckClusterKeys(root, {"gpus", "models"}, source, "the cluster file"));
   const toml::table* gpus = root["gpus"].as_table();
   if (!gpus || gpus->empty()) return InvalidArgumentError(source + ": no [gpus.TYPE] tables");
   for (auto&& [k, v] : *gpus) {
@@ -101,6 +124,7 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
     if (!price || !std::isfinite(*price) || *price <= 0)
       return InvalidArgumentError(TomlWhere(source, v) + ": gpus." + std::string(k.str()) +
                                   ": expected usd_per_hour = a positive number");
+    COE_RETURN_IF_ERROR(CheckClusterKeys(*t, {"usd_per_hour"}, source, "gpus." + std::string(k.str())));
     c.usd_per_hour[std::string(k.str())] = *price;
   }
   const toml::table* models = root["models"].as_table();
@@ -111,6 +135,10 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
     const std::string where = TomlWhere(source, v) + ": models." + name;
     const toml::table* tp = t ? (*t)["throughput"].as_table() : nullptr;
     if (!tp || tp->empty()) return InvalidArgumentError(where + ": expected throughput = { GPU = examples/s, ... }");
+    COE_RETURN_IF_ERROR(CheckClusterKeys(*t, {"throughput", "pin"}, source, "models." + name));
+    if (t->contains("pin") && !(*t)["pin"].is_string())
+      return InvalidArgumentError(TomlWhere(source, *t->get("pin")) + ": models." + name +
+                                  ": pin must be a GPU type's name (a string)");
     ClusterSpec::Model m;
     for (auto&& [g, tv] : *tp) {
       std::string gpu(g.str());

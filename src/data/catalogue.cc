@@ -1,11 +1,15 @@
 #include "coe/catalogue.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
 #include "base/numbers.h"
 #include "base/toml.h"
+#include "base/words.h"
 #include "coe/files.h"
 #include "coe/tensor.h"
 
@@ -30,24 +34,154 @@ StatusOr<Catalogue> ReadCatalogue(const std::string& path) {
 
 namespace {
 
-Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const std::string& where,
-                const std::string& base_dir, int& samples) {
-  auto bad = [&](const std::string& what) {
-    return InvalidArgumentError(where + ": model '" + m.name + "': key '" + key + "': " + what);
-  };
-  auto str = [&](std::string* out) -> Status {
+// A TOML key: bare when it can be (energy_j), else quoted ("gpu seconds").
+std::string TomlKey(const std::string& key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+  return bare ? key : TomlQuote(key);
+}
+
+bool IsCostKey(std::string_view key) {
+  return std::find(std::begin(kCostKeyOrder), std::end(kCostKeyOrder), key) != std::end(kCostKeyOrder);
+}
+
+// A key that is no setting and no cost figure: an error with the closest known key
+// (usd_per_mtok_input -> usd_per_mtok_in), or where a cost figure of another name goes.
+Status UnknownKey(const std::string& key, const toml::node& v, const std::string& where, const std::string& scope) {
+  std::vector<std::string_view> known(std::begin(kCatalogueSettings), std::end(kCatalogueSettings));
+  known.insert(known.end(), std::begin(kCostKeyOrder), std::end(kCostKeyOrder));
+  const std::string near = ClosestWord(key, known);
+  std::string msg = where + ": unknown key '" + key + "' in " + scope;
+  if (!near.empty()) msg += ": did you mean '" + near + "'?";
+  if (v.is_number()) {
+    std::string figures;
+    for (const char* k : kCostKeyOrder) figures += (figures.empty() ? "" : ", ") + std::string(k);
+    const std::string where_costs = "goes in the costs table: costs = { " + TomlKey(key) + " = ... }";
+    msg += near.empty() ? ": a cost figure other than " + figures + " " + where_costs
+                        : " (a cost figure of another name " + where_costs + ")";
+  } else if (near.empty()) {
+    msg += " (see coe/catalogue.h for the keys a model takes)";
+  }
+  return InvalidArgumentError(msg);
+}
+
+// One key's value, read as a setting: messages "<file:line:col>: <scope>: key '<key>': ...".
+struct Setting {
+  const std::string& key;
+  const toml::node& v;
+  std::string where;         // file:line:column of the value
+  const std::string& scope;  // "model 'x'" or "[defaults]"
+
+  Status Bad(const std::string& what) const {
+    return InvalidArgumentError(where + ": " + scope + ": key '" + key + "': " + what);
+  }
+  Status Str(std::string* out) const {
     auto s = v.value<std::string>();
-    if (!s) return bad("expected a string");
+    if (!s) return Bad("expected a string");
     *out = *s;
     return Status::Ok();
-  };
-  auto num = [&](double* out) -> Status {
+  }
+  Status Num(double* out) const {
     auto d = v.value<double>();
-    if (!d) return bad("expected a number");
-    if (!std::isfinite(*d)) return bad("expected a finite number");
+    if (!d) return Bad("expected a number");
+    if (!std::isfinite(*d)) return Bad("expected a finite number");
     *out = *d;
     return Status::Ok();
-  };
+  }
+};
+
+// One cost figure: a finite number >= 0. `shown` is how messages name it (a key of
+// the model, or costs.NAME).
+Status ApplyCost(ModelSpec& m, const std::string& key, const toml::node& v, const std::string& where,
+                 const std::string& scope, const std::string& shown) {
+  const Setting s{shown, v, where, scope};
+  if (key.empty()) return s.Bad("a cost figure needs a name");
+  double d = 0;
+  COE_RETURN_IF_ERROR(s.Num(&d));
+  if (d < 0) return s.Bad("a cost figure must be >= 0");
+  m.costs[key] = d;
+  return Status::Ok();
+}
+
+// The costs table: cost figures of any name. One table (a model's or [defaults]) may
+// not give a figure both here and as a key of its own.
+Status ApplyCosts(ModelSpec& m, const toml::node& v, const toml::table& owner, const std::string& source,
+                  const std::string& scope) {
+  const toml::table* t = v.as_table();
+  if (!t)
+    return InvalidArgumentError(TomlWhere(source, v) + ": " + scope + ": 'costs' must be a table of cost " +
+                                "figures (costs = { energy_j = 3 } or [models.NAME.costs])");
+  for (auto&& [k, cv] : *t) {
+    const std::string key(k.str());
+    if (owner.contains(key))
+      return InvalidArgumentError(TomlWhere(source, cv) + ": " + scope + ": cost figure '" + key +
+                                  "' is given twice (as a key and in costs)");
+    COE_RETURN_IF_ERROR(ApplyCost(m, key, cv, TomlWhere(source, cv), scope, "costs." + key));
+  }
+  return Status::Ok();
+}
+
+// The settings of a chat model (backend = "openai").
+Status ApplyChatKey(ModelSpec& m, const Setting& s, int& samples) {
+  const std::string& key = s.key;
+  auto bad = [&](const std::string& what) { return s.Bad(what); };
+  auto str = [&](std::string* out) { return s.Str(out); };
+  auto num = [&](double* out) { return s.Num(out); };
+  if (key == "model") return str(&m.model);
+  if (key == "api_key_env") return str(&m.api_key_env);
+  if (key == "system") return str(&m.system);
+  if (key == "prompt") return str(&m.prompt);
+  if (key == "answer") {
+    COE_RETURN_IF_ERROR(str(&m.answer));
+    const bool regex = m.answer.rfind("regex=", 0) == 0 && m.answer.size() > 6;
+    if (!regex && m.answer != "choice" && m.answer != "number" && m.answer != "label" && m.answer != "text")
+      return bad("expected choice, number, label, text or regex=RE");
+    return Status::Ok();
+  }
+  if (key == "max_tokens" || key == "max_concurrency" || key == "samples") {
+    double r = 0;
+    COE_RETURN_IF_ERROR(num(&r));
+    const double hi = key == "samples" ? 64 : key == "max_concurrency" ? 1024 : 1 << 20;
+    if (r < 1 || r > hi || r != std::floor(r)) return bad("expected an integer in [1, " + FormatDouble(hi) + "]");
+    (key == "max_tokens" ? m.max_tokens : key == "max_concurrency" ? m.max_concurrency : samples) = static_cast<int>(r);
+    return Status::Ok();
+  }
+  if (key == "temperature") {
+    COE_RETURN_IF_ERROR(num(&m.temperature));
+    if (m.temperature < 0 || m.temperature > 2) return bad("expected a number in [0, 2]");
+    return Status::Ok();
+  }
+  if (key == "usd_per_mtok_in" || key == "usd_per_mtok_out") {
+    double price = 0;
+    COE_RETURN_IF_ERROR(num(&price));
+    if (price < 0) return bad("a price must be >= 0");
+    (key == "usd_per_mtok_in" ? m.usd_per_mtok_in : m.usd_per_mtok_out) = price;
+    return Status::Ok();
+  }
+  std::fprintf(stderr, "coe: catalogue key '%s' is listed as a chat setting but has no handler\n", key.c_str());
+  std::abort();  // a broken invariant: kChatSettings and this function disagree
+}
+
+constexpr std::string_view kChatSettings[] = {"model",       "api_key_env",     "system",          "prompt",
+                                              "answer",      "max_tokens",      "max_concurrency", "samples",
+                                              "temperature", "usd_per_mtok_in", "usd_per_mtok_out"};
+
+// One key of a model's table (or of [defaults], `scope`): a setting, a cost figure, or
+// the costs table; anything else is an unknown key.
+Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const toml::table& owner,
+                const std::string& source, const std::string& scope, const std::string& base_dir, int& samples) {
+  const std::string where = TomlWhere(source, v);
+  if (IsCostKey(key)) return ApplyCost(m, key, v, where, scope, key);
+  if (std::find(std::begin(kCatalogueSettings), std::end(kCatalogueSettings), key) == std::end(kCatalogueSettings))
+    return UnknownKey(key, v, where, scope);
+  if (key == "costs") return ApplyCosts(m, v, owner, source, scope);
+  if (std::find(std::begin(kChatSettings), std::end(kChatSettings), key) != std::end(kChatSettings))
+    return ApplyChatKey(m, Setting{key, v, where, scope}, samples);
+  const Setting s{key, v, where, scope};
+  auto bad = [&](const std::string& what) { return s.Bad(what); };
+  auto str = [&](std::string* out) { return s.Str(out); };
+  auto num = [&](double* out) { return s.Num(out); };
   if (key == "site") {
     COE_RETURN_IF_ERROR(str(&m.site));
     if (m.site != "edge" && m.site != "cloud") return bad("expected \"edge\" or \"cloud\"");
@@ -113,45 +247,14 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
   } else if (key == "wire") {
     COE_RETURN_IF_ERROR(str(&m.wire));
     if (m.wire != "auto" && m.wire != "json" && m.wire != "binary") return bad("expected auto, json or binary");
-  } else if (key == "model") {
-    COE_RETURN_IF_ERROR(str(&m.model));
-  } else if (key == "api_key_env") {
-    COE_RETURN_IF_ERROR(str(&m.api_key_env));
-  } else if (key == "system") {
-    COE_RETURN_IF_ERROR(str(&m.system));
-  } else if (key == "prompt") {
-    COE_RETURN_IF_ERROR(str(&m.prompt));
-  } else if (key == "answer") {
-    COE_RETURN_IF_ERROR(str(&m.answer));
-    const bool regex = m.answer.rfind("regex=", 0) == 0 && m.answer.size() > 6;
-    if (!regex && m.answer != "choice" && m.answer != "number" && m.answer != "label" && m.answer != "text")
-      return bad("expected choice, number, label, text or regex=RE");
-  } else if (key == "max_tokens" || key == "max_concurrency" || key == "samples") {
-    double r = 0;
-    COE_RETURN_IF_ERROR(num(&r));
-    const double hi = key == "samples" ? 64 : key == "max_concurrency" ? 1024 : 1 << 20;
-    if (r < 1 || r > hi || r != std::floor(r)) return bad("expected an integer in [1, " + FormatDouble(hi) + "]");
-    (key == "max_tokens" ? m.max_tokens : key == "max_concurrency" ? m.max_concurrency : samples) = static_cast<int>(r);
-  } else if (key == "temperature") {
-    COE_RETURN_IF_ERROR(num(&m.temperature));
-    if (m.temperature < 0 || m.temperature > 2) return bad("expected a number in [0, 2]");
-  } else if (key == "usd_per_mtok_in" || key == "usd_per_mtok_out") {
-    double price = 0;
-    COE_RETURN_IF_ERROR(num(&price));
-    if (price < 0) return bad("a price must be >= 0");
-    (key == "usd_per_mtok_in" ? m.usd_per_mtok_in : m.usd_per_mtok_out) = price;
   } else if (key == "retries") {
     double r = 0;
     COE_RETURN_IF_ERROR(num(&r));
     if (r < 0 || r > 10 || r != std::floor(r)) return bad("expected an integer in [0,10]");
     m.retries = static_cast<int>(r);
-  } else if (v.is_number()) {
-    double d = 0;
-    COE_RETURN_IF_ERROR(num(&d));
-    if (d < 0) return bad("a cost figure must be >= 0");
-    m.costs[key] = d;
   } else {
-    return bad("unknown setting (cost figures are numbers)");
+    std::fprintf(stderr, "coe: catalogue key '%s' is listed in kCatalogueSettings but has no handler\n", key.c_str());
+    std::abort();  // a broken invariant: kCatalogueSettings and ApplyKey disagree
   }
   return Status::Ok();
 }
@@ -186,10 +289,11 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
     int samples = 1;
     if (defaults) {
       for (auto&& [dk, dv] : *defaults)
-        COE_RETURN_IF_ERROR(ApplyKey(m, std::string(dk.str()), dv, TomlWhere(source, dv), base_dir, samples));
+        COE_RETURN_IF_ERROR(ApplyKey(m, std::string(dk.str()), dv, *defaults, source, "[defaults]", base_dir, samples));
     }
+    const std::string scope = "model '" + m.name + "'";
     for (auto&& [mk, mv] : *t)
-      COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, TomlWhere(source, mv), base_dir, samples));
+      COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, *t, source, scope, base_dir, samples));
     if (samples > 1) {
       // k completions vote as k members NAME#1 .. NAME#k (recordings get k columns).
       if (m.model.empty()) m.model = m.name;
@@ -260,7 +364,14 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
   };
   for (const ModelSpec& m : catalogue.models) {
     out += "\n[models." + TomlQuote(m.name) + "]\n";
-    for (const auto& [key, value] : m.costs) out += TomlQuote(key) + " = " + TomlNumber(value) + "\n";
+    std::string other;  // cost figures of other names, in the costs table
+    for (const auto& [key, value] : m.costs) {
+      if (IsCostKey(key))
+        out += key + " = " + TomlNumber(value) + "\n";
+      else
+        other += (other.empty() ? "costs = { " : ", ") + TomlKey(key) + " = " + TomlNumber(value);
+    }
+    if (!other.empty()) out += other + " }\n";
     string("site", m.site);
     string("backend", m.backend);
     string("path", m.path);

@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_map>
 
 #include "base/csv.h"
@@ -82,11 +84,16 @@ HugeBuffer AllocateOnHugePages(size_t bytes) {
   return HugeBuffer(static_cast<unsigned char*>(p));
 }
 
+// Deflate's largest ratio of output to input (RFC 1951: a 258-byte match costs at least
+// 2 bits, 1032:1): a gzip file yields at most this many times its size.
+constexpr uint64_t kMaxDeflateRatio = 1032;
+
 // An IDX file (MNIST format, unsigned bytes), plain or gzipped (zlib reads plain
 // files as they are), read as a stream: the header, then exactly the payload it
 // declares. Only the examples asked for are kept, and data past the declared payload
 // is an error, so memory follows what is used, never what the file (or a lying
-// header) says.
+// header) says: a header's sizes are claims, checked against the file's size (plain)
+// or what decompression yields (gzip) before anything is allocated for them.
 //
 // Once the header is read, a gzip file of one member that decompresses to exactly the
 // declared header and payload (its size trailer says so, and libdeflate checks it with
@@ -118,7 +125,14 @@ class IdxReader {
       COE_ASSIGN_OR_RETURN(got, Read(b, 4));
       if (got < 4) return InvalidArgumentError("'" + path + "': bad IDX header (truncated)");
       dims_.push_back((int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | int64_t{b[3]});
+      if (dims_.back() == 0)
+        return InvalidArgumentError("'" + path + "': IDX header field 'dimension " + std::to_string(d) + "'" +
+                                    (d == 0 ? " (the number of examples) is 0: the file holds no examples"
+                                            : " is 0: every size must be at least 1"));
     }
+    std::error_code ec;
+    file_size_ = fs::file_size(path, ec);
+    if (ec) file_size_ = 0;
     // The header and the payload it declares, if under 4 GiB (a gzip trailer's limit).
     uint64_t size = 1;
     for (int64_t d : dims_) size = std::min<uint64_t>(size * static_cast<uint64_t>(d), uint64_t{1} << 32);
@@ -131,6 +145,21 @@ class IdxReader {
     return Status::Ok();
   }
   const std::vector<int64_t>& dims() const { return dims_; }
+  uint64_t header_bytes() const { return 4 + 4 * dims_.size(); }
+  // The payload bytes the file holds, when known before reading it: a plain file's size
+  // less the header, or a gzip file decompressed whole; nullopt for a gzip stream.
+  std::optional<uint64_t> payload_bytes() const {
+    if (inflated_) return inflated_size_ - header_bytes();
+    if (f_ && gzdirect(f_)) return file_size_ > header_bytes() ? file_size_ - header_bytes() : 0;
+    return std::nullopt;
+  }
+  // The most payload bytes the file can yield: payload_bytes(), or for a gzip stream
+  // what deflate can yield from the file's size.
+  uint64_t max_payload_bytes() const {
+    if (std::optional<uint64_t> known = payload_bytes()) return *known;
+    return file_size_ > std::numeric_limits<uint64_t>::max() / kMaxDeflateRatio ? std::numeric_limits<uint64_t>::max()
+                                                                                : file_size_ * kMaxDeflateRatio;
+  }
 
   // Reads the payload of `count` items of `item` bytes each, handing the bytes of items
   // [begin, end) to `keep` (in order, in pieces); then checks that the file ends there.
@@ -189,8 +218,9 @@ class IdxReader {
     const size_t trailer = tail[0] | (size_t{tail[1]} << 8) | (size_t{tail[2]} << 16) | (size_t{tail[3]} << 24);
     HugeBuffer out;
     libdeflate_decompressor* d = nullptr;
-    bool ok = file[0] == 0x1f && file[1] == 0x8b && trailer == size && (out = AllocateOnHugePages(size)) &&
-              (d = libdeflate_alloc_decompressor()) != nullptr;
+    // The trailer is a claim too: allocate only what deflate can yield from n bytes.
+    bool ok = file[0] == 0x1f && file[1] == 0x8b && trailer == size && size / kMaxDeflateRatio <= n &&
+              (out = AllocateOnHugePages(size)) && (d = libdeflate_alloc_decompressor()) != nullptr;
     if (ok) {
       size_t in_used = 0, out_used = 0;
       ok = libdeflate_gzip_decompress_ex(d, file, n, out.get(), size, &in_used, &out_used) == LIBDEFLATE_SUCCESS &&
@@ -221,6 +251,7 @@ class IdxReader {
   }
 
   std::string path_;
+  uint64_t file_size_ = 0;  // on disk (compressed, for a gzip file)
   gzFile f_ = nullptr;
   HugeBuffer inflated_;  // the whole file, decompressed (or null: f_ streams it)
   size_t inflated_size_ = 0, position_ = 0;
@@ -250,10 +281,17 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
   if (shape.size() == 2) shape.insert(shape.begin(), 1);  // [rows, cols] -> [1, rows, cols]
   InputBatch b;
   b.example_shape = shape;
-  const int64_t e = b.ExampleSize();  // < 2^32 * 2^32: dims are 32-bit
-  if (e <= 0 || e > kMaxExampleValues)
-    return InvalidArgumentError("'" + path + "': examples of shape " + ShapeString(shape) + " have more than " +
-                                std::to_string(kMaxExampleValues) + " values (the most coe takes)");
+  int64_t e = 1;  // every size is in [1, 2^32): stop before the product can overflow
+  for (int64_t d : shape)
+    if ((e *= d) > kMaxExampleValues)
+      return InvalidArgumentError("'" + path + "': examples of shape " + ShapeString(shape) + " have more than " +
+                                  std::to_string(kMaxExampleValues) + " values (the most coe takes)");
+  const uint64_t declared = static_cast<uint64_t>(count) * static_cast<uint64_t>(e);  // < 2^32 * 2^26
+  if (std::optional<uint64_t> held = in.payload_bytes(); held && declared > *held)
+    return InvalidArgumentError("'" + path + "' is truncated: its IDX header (dimension 0, the number of examples) " +
+                                "claims " + std::to_string(count) + " examples of " + std::to_string(e) + " bytes (" +
+                                std::to_string(declared) + " bytes of data), the file holds " + std::to_string(*held) +
+                                " after its " + std::to_string(in.header_bytes()) + "-byte header");
   if (!o.expected_shape.empty() && shape != o.expected_shape) {
     std::string a, x;
     for (int64_t d : shape) a += (a.empty() ? "" : "x") + std::to_string(d);
@@ -264,8 +302,13 @@ StatusOr<InputBatch> LoadIdx(const std::string& path, const DatasetOptions& o) {
   const int64_t end = o.end < 0 ? count : std::min(o.end, count);
   if (end <= begin)
     return InvalidArgumentError("'" + path + "' has " + std::to_string(count) + " examples; the range is empty");
-  // Pixels become floats as they are decompressed, into memory on huge pages.
-  ReserveOnHugePages(&b.data, static_cast<size_t>((end - begin) * e));
+  // Pixels become floats as they are decompressed, into memory on huge pages: all of
+  // them when the file is known to hold them; from a gzip stream, no more than deflate
+  // can yield nor kStreamReserve (the vector grows as data really arrives).
+  constexpr uint64_t kStreamReserve = uint64_t{1} << 24;
+  uint64_t reserve = static_cast<uint64_t>(end - begin) * e;
+  if (!in.payload_bytes()) reserve = std::min({reserve, in.max_payload_bytes(), kStreamReserve});
+  ReserveOnHugePages(&b.data, static_cast<size_t>(reserve));
   COE_RETURN_IF_ERROR(in.ReadPayload(
       count, e, begin, end, [&](const unsigned char* src, size_t n) { b.data.insert(b.data.end(), src, src + n); }));
   const std::string stem = Stem(path);

@@ -1,9 +1,11 @@
 #include "coe/recordings.h"
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 
@@ -46,10 +48,31 @@ struct Column {
   int prob_label = -1;  // for kProb: label index
 };
 
+// Names example `i` in messages: "<source>:<line>" when the source lines are known (a
+// CSV's), else "<source>: example <i> (id '<id>')" (counted from 0, as arrays are).
+class ExampleNames {
+ public:
+  ExampleNames(const Recordings& rec, std::span<const int> lines) : rec_(rec), lines_(lines) {}
+  std::string operator()(size_t i) const {
+    if (!lines_.empty()) return rec_.source + ":" + std::to_string(lines_[i]);
+    std::string s = rec_.source + ": example " + std::to_string(i);
+    if (i < rec_.ids.size()) s += " (id '" + rec_.ids[i] + "')";
+    return s;
+  }
+  // How a message refers back to an earlier example: "line 2" or "example 0".
+  std::string Earlier(size_t i) const {
+    return lines_.empty() ? "example " + std::to_string(i) : "line " + std::to_string(lines_[i]);
+  }
+
+ private:
+  const Recordings& rec_;
+  std::span<const int> lines_;
+};
+
 // Ids must be unique (unless options allow repeats). Found by sorting 64-bit hashes
 // of the ids, not with a hash map of strings: 16 bytes an id instead of ~80.
 template <typename Warn>
-Status CheckIds(const Recordings& rec, const std::vector<int>& lines, const RecordingsReadOptions& options, Warn warn) {
+Status CheckIds(const Recordings& rec, const ExampleNames& name, const RecordingsReadOptions& options, Warn warn) {
   const size_t n = rec.ids.size();
   std::vector<std::pair<uint64_t, uint32_t>> hashed(n);
   for (size_t i = 0; i < n; ++i) hashed[i] = {std::hash<std::string>{}(rec.ids[i]), static_cast<uint32_t>(i)};
@@ -69,18 +92,120 @@ Status CheckIds(const Recordings& rec, const std::vector<int>& lines, const Reco
   }
   std::sort(repeats.begin(), repeats.end());
   for (const auto& [row, first] : repeats) {
-    const std::string where = rec.source + ":" + std::to_string(lines[row]) + ": column 'id': ";
-    const std::string what = "duplicate id '" + rec.ids[row] + "' (first at line " + std::to_string(lines[first]) + ")";
+    const std::string what = "duplicate id '" + rec.ids[row] + "' (first at " + name.Earlier(first) + ")";
     if (!options.allow_duplicate_ids)
-      return InvalidArgumentError(where + what + "; if the rows are distinct examples, pass --allow-duplicate-ids");
-    warn(rec.source + ":" + std::to_string(lines[row]) + ": " + what + " kept as a distinct example");
+      return InvalidArgumentError(name(row) + ": column 'id': " + what +
+                                  "; if the rows are distinct examples, pass --allow-duplicate-ids");
+    warn(name(row) + ": " + what + " kept as a distinct example");
   }
   return Status::Ok();
 }
 
-// A row's |p: columns must describe a distribution: they sum to 1 within this (files
-// round their probabilities). A row whose |p: cells are all empty has none.
+// A float as it reads back (FormatDouble of the float's double shows its binary noise).
+std::string FormatFloat(float v) {
+  char buf[32];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, p) : "nan";
+}
+
+// An example's probabilities sum to 1 within this (files round their probabilities),
+// or are all 0: none for that example (a CSV's empty |p: cells).
 constexpr double kProbabilitySumTolerance = 0.01;
+
+// The columns' sizes, the model names and the label indices' range: what every later
+// check and every reader of the recordings relies on.
+Status CheckShape(const Recordings& rec) {
+  const std::string& src = rec.source;
+  const size_t n = static_cast<size_t>(rec.num_examples());
+  if (n == 0) return InvalidArgumentError(src + ": no examples (an empty split)");
+  auto sized = [&](size_t got, size_t want, const std::string& what) -> Status {
+    if (got == want) return Status::Ok();
+    return InvalidArgumentError(src + ": " + what + ": " + std::to_string(got) + " values for " + std::to_string(n) +
+                                " examples");
+  };
+  if (!rec.truth.empty()) COE_RETURN_IF_ERROR(sized(rec.truth.size(), n, "column 'label'"));
+  const int num_labels = rec.labels ? rec.labels->size() : std::numeric_limits<int>::max();
+  std::set<std::string_view> names;
+  for (const ModelRecord& m : rec.models) {
+    if (m.name.empty() || m.name.find('|') != std::string::npos || m.name == "id" || m.name == "label")
+      return InvalidArgumentError(src + ": model name '" + m.name +
+                                  "' cannot name a column of recordings (it must be non-empty, without '|', "
+                                  "not 'id' or 'label')");
+    if (!names.insert(m.name).second) return InvalidArgumentError(src + ": model '" + m.name + "' appears twice");
+    const std::string col = "column '" + m.name;
+    COE_RETURN_IF_ERROR(sized(m.label.size(), n, col + "'"));
+    if (!m.cost.empty()) COE_RETURN_IF_ERROR(sized(m.cost.size(), n, col + "|cost'"));
+    if (!m.score.empty()) COE_RETURN_IF_ERROR(sized(m.score.size(), n, col + "|score'"));
+    if (!m.error.empty()) COE_RETURN_IF_ERROR(sized(m.error.size(), n, col + "|error'"));
+    if (m.probs.empty()) continue;
+    if (m.num_probs < 1 || m.num_probs > num_labels)
+      return InvalidArgumentError(src + ": model '" + m.name + "': " + std::to_string(m.num_probs) +
+                                  " probability columns for " + std::to_string(num_labels) + " labels");
+    COE_RETURN_IF_ERROR(sized(m.probs.size() / m.num_probs, n, col + "|p:' columns"));
+    if (m.probs.size() % m.num_probs != 0) COE_RETURN_IF_ERROR(sized(m.probs.size(), n * m.num_probs, col + "|p:'"));
+  }
+  return Status::Ok();
+}
+
+// Failed calls (|error cells): never with an answer, and (unless allowed) none at all:
+// a failed call is not an answer, so nothing may plan on it. All are counted, the first
+// named, with how to retry them.
+Status CheckFailures(const Recordings& rec, const ExampleNames& name, const RecordingsReadOptions& options) {
+  int64_t failures = 0;
+  std::string first;
+  for (size_t i = 0; i < static_cast<size_t>(rec.num_examples()); ++i)
+    for (const ModelRecord& m : rec.models) {
+      if (m.error.empty() || m.error[i].empty()) continue;
+      if (m.label[i] != kAbstain)
+        return InvalidArgumentError(name(i) + ": column '" + m.name +
+                                    "|error': the model has both an answer and an error; a failed call has no answer");
+      if (failures++ == 0)
+        first = name(i) + ": model '" + m.name + "' has no answer for id '" + (i < rec.ids.size() ? rec.ids[i] : "?") +
+                "': its call failed (" + m.error[i] + ")";
+    }
+  if (failures == 0 || options.allow_failures) return Status::Ok();
+  return InvalidArgumentError(first + (failures > 1 ? ", and " + std::to_string(failures - 1) + " more" : "") +
+                              ". A failed call is not an answer: run `coe record` again with the same --out to "
+                              "retry the failed calls");
+}
+
+// The values of example `i`: ids, label indices, costs, scores and probabilities.
+Status CheckExample(const Recordings& rec, size_t i, const ExampleNames& name) {
+  const int num_labels = rec.labels ? rec.labels->size() : std::numeric_limits<int>::max();
+  auto bad = [&](const std::string& column, const std::string& what) {
+    return InvalidArgumentError(name(i) + ": column '" + column + "': " + what);
+  };
+  auto label_ok = [&](int l) { return l == kAbstain || (l >= 0 && l < num_labels); };
+  if (!rec.ids.empty() && rec.ids[i].empty()) return bad("id", "empty id");
+  if (!rec.truth.empty() && !label_ok(rec.truth[i]))
+    return bad("label", "label index " + std::to_string(rec.truth[i]) + " names no label");
+  for (const ModelRecord& m : rec.models) {
+    if (!label_ok(m.label[i])) return bad(m.name, "label index " + std::to_string(m.label[i]) + " names no label");
+    if (!m.cost.empty()) {
+      const double c = m.cost[i];
+      if (!std::isfinite(c)) return bad(m.name + "|cost", "cost " + FormatDouble(c) + " is not finite");
+      if (c < 0) return bad(m.name + "|cost", "negative cost " + FormatDouble(c));
+    }
+    if (!m.score.empty()) {
+      const float s = m.score[i];  // NaN: no score for this example
+      if (!std::isnan(s) && !(s >= 0 && s <= 1))
+        return bad(m.name + "|score", "score " + FormatFloat(s) + " is outside [0,1]");
+    }
+    if (m.probs.empty()) continue;
+    double sum = 0;
+    for (int l = 0; l < m.num_probs; ++l) {
+      const float p = m.probs[i * m.num_probs + l];
+      if (!(p >= 0 && p <= 1))
+        return bad(m.name + "|p:" + (rec.labels ? rec.labels->name(l) : "#" + std::to_string(l)),
+                   "probability " + FormatFloat(p) + " is outside [0,1]");
+      sum += p;
+    }
+    if (sum != 0 && std::fabs(sum - 1) > kProbabilitySumTolerance)
+      return InvalidArgumentError(name(i) + ": model '" + m.name + "': its |p: columns sum to " + FormatDouble(sum) +
+                                  ", not 1 (within " + FormatDouble(kProbabilitySumTolerance) + ")");
+  }
+  return Status::Ok();
+}
 
 // Builds Recordings from a stream of CSV rows, column by column, so that a large file
 // is never held as text or as rows: memory is the columns themselves.
@@ -189,11 +314,6 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
 
   std::vector<int> lines;  // line of each row, for messages about duplicate ids
   lines.reserve(expected_rows);
-  std::vector<double> prob_sum(rec.models.size());
-  std::vector<uint8_t> prob_seen(rec.models.size());
-  // Failed calls: counted, and the first named, when the caller does not allow them.
-  int64_t failures = 0;
-  std::string first_failure;
   csv::Row row;
   for (;;) {
     COE_ASSIGN_OR_RETURN(bool more, reader.Next(&row));
@@ -213,10 +333,10 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
       if (has_score[m]) mr.score.push_back(std::numeric_limits<float>::quiet_NaN());
       if (has_probs[m]) mr.probs.resize(mr.probs.size() + mr.num_probs, 0.0f);
       if (has_error[m]) mr.error.emplace_back();
-      prob_sum[m] = 0;
-      prob_seen[m] = 0;
     }
     lines.push_back(row.line);
+    // Cells are parsed here; their values are checked by ValidateRecordings, the one
+    // set of rules for recordings however they were built.
     for (size_t c = 0; c < cols.size(); ++c) {
       const std::string& f = row.fields[c];
       const Column& col = cols[c];
@@ -233,7 +353,6 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
         case ColumnKind::kIgnored:
           break;
         case ColumnKind::kId:
-          if (f.empty()) return bad("empty id");
           rec.ids.push_back(f);
           break;
         case ColumnKind::kTruth:
@@ -245,25 +364,20 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
         case ColumnKind::kCost: {
           if (f.empty()) return bad("empty cost");
           COE_ASSIGN_OR_RETURN(double v, number("a cost"));
-          if (v < 0) return bad("negative cost " + f);
           rec.models[col.model].cost[i] = v;
           break;
         }
         case ColumnKind::kScore: {
-          if (f.empty()) break;  // no confidence for this example
-          COE_ASSIGN_OR_RETURN(double v, number("a score"));
-          if (v < 0 || v > 1) return bad("score " + f + " is outside [0,1]");
+          if (f.empty()) break;                               // no confidence for this example
+          COE_ASSIGN_OR_RETURN(double v, number("a score"));  // "nan" is no empty cell
           rec.models[col.model].score[i] = static_cast<float>(v);
           break;
         }
         case ColumnKind::kProb: {
           if (f.empty()) break;
           COE_ASSIGN_OR_RETURN(double v, number("a probability"));
-          if (v < 0 || v > 1) return bad("probability " + f + " is outside [0,1]");
           ModelRecord& mr = rec.models[col.model];
           mr.probs[i * mr.num_probs + col.prob_label] = static_cast<float>(v);
-          prob_sum[col.model] += v;
-          prob_seen[col.model] = 1;
           break;
         }
         case ColumnKind::kError:
@@ -271,33 +385,9 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
           break;
       }
     }
-    for (size_t m = 0; m < rec.models.size(); ++m) {
-      if (!has_error[m] || rec.models[m].error[i].empty()) continue;
-      if (rec.models[m].label[i] != kAbstain)
-        return InvalidArgumentError(where + ": model '" + rec.models[m].name +
-                                    "' has both an answer and an error; a failed call has no answer");
-      if (!options.allow_failures && failures++ == 0)
-        first_failure = where + ": model '" + rec.models[m].name + "' has no answer for id '" +
-                        (rec.ids.size() > i ? rec.ids[i] : std::string("?")) + "': its call failed (" +
-                        rec.models[m].error[i] + ")";
-    }
-    for (size_t m = 0; m < rec.models.size(); ++m)
-      if (prob_seen[m] && std::fabs(prob_sum[m] - 1) > kProbabilitySumTolerance)
-        return InvalidArgumentError(where + ": model '" + rec.models[m].name + "': its |p: columns sum to " +
-                                    FormatDouble(prob_sum[m]) + ", not 1 (within " +
-                                    FormatDouble(kProbabilitySumTolerance) + ")");
   }
   if (rec.ids.empty()) return InvalidArgumentError(source + ": no data rows (an empty split)");
-  if (failures > 0)
-    return InvalidArgumentError(first_failure +
-                                (failures > 1 ? ", and " + std::to_string(failures - 1) + " more" : "") +
-                                ". A failed call is not an answer: run `coe record` again with the same --out to "
-                                "retry the failed calls");
-  COE_RETURN_IF_ERROR(CheckIds(rec, lines, options, warn));
-  // A |score column with no value at all is no score column.
-  for (ModelRecord& m : rec.models)
-    if (!m.score.empty() && std::all_of(m.score.begin(), m.score.end(), [](float v) { return std::isnan(v); }))
-      m.score.clear();
+  COE_RETURN_IF_ERROR(ValidateRecordings(&rec, options, warnings, lines));
   // Labels that differ only in case or surrounding spaces are likely one class.
   std::map<std::string, std::vector<int>> alike;
   for (size_t l = 0; l < uses.size(); ++l)
@@ -318,6 +408,26 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
 }
 
 }  // namespace
+
+Status ValidateRecordings(Recordings* rec, const RecordingsReadOptions& options, std::vector<std::string>* warnings,
+                          std::span<const int> lines) {
+  COE_RETURN_IF_ERROR(CheckShape(*rec));
+  if (!lines.empty() && lines.size() != static_cast<size_t>(rec->num_examples()))
+    return InvalidArgumentError(rec->source + ": " + std::to_string(lines.size()) + " source lines for " +
+                                std::to_string(rec->num_examples()) + " examples");
+  const ExampleNames name(*rec, lines);
+  for (size_t i = 0; i < static_cast<size_t>(rec->num_examples()); ++i)
+    COE_RETURN_IF_ERROR(CheckExample(*rec, i, name));
+  COE_RETURN_IF_ERROR(CheckFailures(*rec, name, options));
+  COE_RETURN_IF_ERROR(CheckIds(*rec, name, options, [&](const std::string& w) {
+    if (warnings) warnings->push_back(w);
+  }));
+  // A |score column with no score at all is no score column.
+  for (ModelRecord& m : rec->models)
+    if (!m.score.empty() && std::all_of(m.score.begin(), m.score.end(), [](float v) { return std::isnan(v); }))
+      m.score.clear();
+  return Status::Ok();
+}
 
 StatusOr<Recordings> ReadRecordings(const std::string& path, LabelSet* labels, std::vector<std::string>* warnings,
                                     const RecordingsReadOptions& options) {

@@ -143,3 +143,66 @@ def test_planning_releases_the_gil(zoo):
     th.join()
     # With the GIL held through the search this thread could not run for its length.
     assert spins > 0.3 * seconds[0] / 0.0011, (spins, seconds[0])
+
+
+def test_arrays_obey_the_csv_readers_rules():
+    """coe.Recordings(...) refuses what the CSV reader refuses, with the same message
+    (model's column, example and id): one set of rules, coe::ValidateRecordings."""
+    ids, truth, preds = ["a", "b", "c"], ["x", "y", "x"], {"m": ["x", "y", "y"], "n": ["x", "x", None]}
+
+    def refused(match, **kw):
+        args = dict(ids=ids, labels=truth, predictions=preds)
+        args.update(kw)
+        with pytest.raises(ValueError, match=match):
+            coe.Recordings(**args)
+
+    for bad, what in ((-999999999.0, "negative cost -999999999"), (np.inf, "cost inf is not finite"),
+                      (np.nan, "cost nan is not finite"), (None, "cost nan is not finite")):
+        refused(r"example 1 \(id 'b'\): column 'm\|cost': " + what, costs={"m": [1.0, bad, 2.0]})
+    for bad in (7.5, -3.0):
+        refused(rf"example 2 \(id 'c'\): column 'n\|score': score {bad:g} is outside \[0,1\]",
+                scores={"n": np.array([0.5, 0.5, bad])})
+    refused(r"scores\['m'\]\[0\] \(id 'a'\): NaN is not a score", scores={"m": np.array([np.nan, 0.5, 0.5])})
+    refused(r"column 'id': duplicate id 'a' \(first at example 0\)", ids=["a", "b", "a"])
+    refused(r"example 1 \(id ''\): column 'id': empty id", ids=["a", "", "c"])
+    refused(r"example 1 \(id ''\): column 'id': empty id", ids=["a", None, "c"])
+    refused(r"example 2 \(id 'c'\): column 'm\|p:x': probability -0.5 is outside \[0,1\]", label_names=["x", "y"],
+            probabilities={"m": np.array([[1, 0], [0, 1], [-0.5, 1.5]])})
+    refused(r"example 0 \(id 'a'\): model 'm': its \|p: columns sum to 0.5, not 1", label_names=["x", "y"],
+            probabilities={"m": np.array([[0.25, 0.25], [0, 1], [0, 1]])})
+    refused(r"probability nan is outside", label_names=["x", "y"],
+            probabilities={"m": np.array([[np.nan, 1], [0, 1], [0, 1]])})
+    refused(r"model name 'a\|b' cannot name a column", predictions={"a|b": ["x", "y", "y"]})
+    refused(r"model name 'label' cannot name a column", predictions={"label": ["x", "y", "y"]})
+    refused(r"costs: 'mm' is not a model of predictions", costs={"mm": [1.0, 1.0, 1.0]})
+    # Repeated label names: 1,000 of them crashed to_csv(), 3 renamed its columns.
+    refused(r"label_names: 'x' is listed twice \(at 0 and 2\)", label_names=["x", "y", "x"],
+            probabilities={"m": np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0]])})
+    refused(r"label_names: 'x' is listed twice", label_names=["x"] * 1000,
+            probabilities={"m": np.zeros((3, 1000))})
+    # What is allowed: duplicate ids when asked (a warning), None for no score, rows of
+    # zero probabilities (none), an abstention.
+    with pytest.warns(UserWarning, match="duplicate id 'a'"):
+        rec = coe.Recordings(["a", "a", "c"], truth, preds, allow_duplicate_ids=True)
+    assert len(rec) == 3
+    rec = coe.Recordings(ids, truth, preds, costs={"m": [0.0, 1.0, 2.0]}, scores={"m": [0.5, None, 1.0]},
+                         probabilities={"n": np.array([[1, 0], [0.5, 0.5], [0, 0]])}, label_names=["x", "y"])
+    text = rec.to_csv()
+    assert text.splitlines()[0] == "id,label,m,n,m|cost,m|score,n|p:x,n|p:y", text
+    assert text.splitlines()[2].startswith("b,y,y,x,1,,"), text
+
+
+def test_arrays_and_csv_give_the_same_message(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("id,label,m,m|cost\na,x,x,1\nb,y,y,-2\n")
+    with pytest.raises(coe.Error, match=r"r.csv:3: column 'm\|cost': negative cost -2$"):
+        coe.Recordings.from_csv(path)
+    with pytest.raises(ValueError, match=r"^coe.Recordings: example 1 \(id 'b'\): column 'm\|cost': negative cost -2$"):
+        coe.Recordings(["a", "b"], ["x", "y"], {"m": ["x", "y"]}, costs={"m": [1, -2]})
+
+
+def test_from_pandas_reads_missing_scores_as_none():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"id": ["a", "b"], "label": ["x", "y"], "m": ["x", "y"], "m|score": [0.5, np.nan]})
+    rec = coe.Recordings.from_pandas(df)
+    assert rec.to_csv().splitlines()[1:] == ["a,x,x,0.5", "b,y,y,"]
