@@ -22,6 +22,7 @@
 #include "coe/planner.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
+#include "coe/workflow.h"
 
 namespace py = pybind11;
 
@@ -169,41 +170,28 @@ PyRecordings FromArrays(const py::object& ids, const py::object& truth, const py
   return r;
 }
 
-coe::CostTable Costs(const PyRecordings& r, const coe::Catalogue& cat, const std::string& cost) {
-  coe::CostOptions o;
-  o.key = cost;
-  return Value(coe::BuildCostTable(r.rec, cat, o));
-}
-
-// Plans; returns the report (coe plan --json) and the chosen cascade as TOML.
+// Plans (the workflow `coe plan` calls); returns the report (coe plan --json) and the
+// chosen cascade as TOML.
 std::pair<std::string, std::string> PlanJson(const PyRecordings& calib, const std::string& catalogue,
                                              const std::string& goal, const std::string& rules,
                                              const PyRecordings* test, const std::string& select, int max_tiers,
                                              int max_members, const std::string& cost, int threads) {
   const coe::Catalogue cat = Value(coe::ReadCatalogue(catalogue));
-  const coe::Goal g = Value(coe::Goal::Parse(goal));
-  coe::PlannerOptions opt;
-  opt.max_tiers = max_tiers;
-  opt.max_members = max_members;
-  opt.threads = threads;
-  opt.select.guard = Value(coe::ParseGuard(select));
-  if (!rules.empty()) opt.rules = Value(coe::ParseRuleKinds(rules));
-  const coe::CostTable calib_costs = Costs(calib, cat, cost);
-  std::optional<coe::CostTable> test_costs;
-  if (test) test_costs = Costs(*test, cat, cost);
-  coe::StatusOr<coe::PlanReport> report = coe::InvalidArgumentError("not planned");
-  coe::StatusOr<coe::PlanResult> plan = coe::InvalidArgumentError("not planned");
+  coe::PlanRequest request;
+  request.goal = goal;
+  request.rules = rules;
+  request.select = select;
+  request.max_tiers = max_tiers;
+  request.max_members = max_members;
+  request.threads = threads;
+  request.cost.key = cost;
+  coe::StatusOr<coe::PlanOutcome> p = coe::InvalidArgumentError("not planned");
   {
     py::gil_scoped_release release;
-    plan = coe::Plan(calib.rec, calib_costs, g, opt);
-    if (plan.ok())
-      report = coe::BuildPlanReport(*plan, g, opt, calib.rec, calib_costs, test ? &test->rec : nullptr,
-                                    test_costs ? &*test_costs : nullptr);
+    p = coe::PlanRecordings(calib.rec, test ? &test->rec : nullptr, cat, request);
   }
-  if (!plan.ok()) Raise(plan.status());
-  if (!report.ok()) Raise(report.status());
-  report->cost_model = "cost per example = " + calib_costs.name;
-  return {coe::PlanReportToJson(*report), coe::CascadeToToml(plan->chosen.cascade, {})};
+  if (!p.ok()) Raise(p.status());
+  return {coe::PlanReportToJson(p->report), coe::CascadeToToml(p->plan.chosen.cascade, {})};
 }
 
 }  // namespace
@@ -260,14 +248,16 @@ PYBIND11_MODULE(_coe, m) {
       [](const std::string& toml, const PyRecordings& rec, const std::string& catalogue, const std::string& cost) {
         const coe::CascadeSpec spec = Value(coe::ParseCascade(toml, "cascade"));
         const coe::Catalogue cat = Value(coe::ReadCatalogue(catalogue));
-        const coe::CostTable costs = Costs(rec, cat, cost);
-        coe::StatusOr<coe::EvalResult> r = coe::InvalidArgumentError("not evaluated");
+        coe::CostOptions o;
+        o.key = cost;
+        coe::StatusOr<coe::EvalOutcome> e = coe::InvalidArgumentError("not evaluated");
         {
           py::gil_scoped_release release;
-          r = coe::EvaluateCascade(spec, rec.rec, costs);
+          std::vector<std::string> warnings;
+          e = coe::EvalRecordings(spec, rec.rec, cat, o, &warnings);
         }
-        if (!r.ok()) Raise(r.status());
-        return coe::EvalReportToJson(spec, costs.name, *r);
+        if (!e.ok()) Raise(e.status());
+        return coe::EvalReportToJson(e->cascade, e->cost_name, e->result);
       },
       py::arg("toml"), py::arg("recordings"), py::arg("catalogue"), py::arg("cost") = "");
 

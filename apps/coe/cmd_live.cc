@@ -142,7 +142,6 @@ int RunRun(const RunFlags& f) {
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto cat = ReadCatalogue(f.models);
   if (!cat.ok()) return Fail(cmd, cat.status());
-  WarnAboutCascade(*spec, *cat, f.json);
   LiveRunOptions o;
   o.threads = f.data.threads;
   o.batch = f.data.batch;

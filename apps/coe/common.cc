@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "base/cores.h"
+#include "coe/workflow.h"
 
 namespace coe::app {
 
@@ -34,11 +35,6 @@ void PrintWarnings(const std::vector<std::string>& warnings, bool quiet) {
   for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", PrintableText(w).c_str());
 }
 
-void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings) {
-  for (const std::string& name : DropModels(rec, [&](const std::string& m) { return catalogue.Find(m) != nullptr; }))
-    warnings->push_back(rec->source + ": ignoring column '" + name + "': it names no model of " + catalogue.source);
-}
-
 std::string CsvField(const std::string& field) {
   if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
   std::string out = "\"";
@@ -47,16 +43,7 @@ std::string CsvField(const std::string& field) {
 }
 
 void WarnAboutCascade(const CascadeSpec& spec, const Catalogue& catalogue, bool quiet) {
-  std::vector<const ModelSpec*> members;
-  for (const std::string& name : spec.AllMembers())
-    if (const ModelSpec* m = catalogue.Find(name)) members.push_back(m);
-  const std::string key = DefaultCostKey(members);
-  PrintWarnings(CascadeWarnings(spec,
-                                [&](const std::string& name) -> const double* {
-                                  const ModelSpec* m = catalogue.Find(name);
-                                  return m && !key.empty() ? m->Cost(key) : nullptr;
-                                }),
-                quiet);
+  PrintWarnings(CascadeCostWarnings(spec, catalogue, ""), quiet);
 }
 
 void KeepModelBuffers() {

@@ -21,9 +21,6 @@ int ExitCode(const Status& s);
 // Prints "coe <cmd>: error: <message>" and returns the exit code.
 int Fail(const std::string& cmd, const Status& s);
 void PrintWarnings(const std::vector<std::string>& warnings, bool quiet);
-// Drops the recordings' columns that name no model of the catalogue, with a warning
-// each (a `notes` column, say). Other columns are ignored by ReadRecordings.
-void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings);
 // `field` as one CSV field (quoted when it holds a comma, quote or line break).
 std::string CsvField(const std::string& field);
 // For commands that run models (run, serve, record, demo): blocks up to 64 MiB stay in

@@ -44,6 +44,11 @@
 #include "coe/cascade.h"
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
+#include "coe/cost_model.h"
+#include "coe/evaluate.h"
+#include "coe/planner.h"
+#include "coe/recordings.h"
+#include "coe/report.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
 
@@ -133,6 +138,73 @@ struct LiveRun {
 // member call is a failure in the summary, not an error of the run.
 StatusOr<LiveRun> RunLive(const CascadeSpec& spec, const Catalogue& catalogue, const InputSpec& inputs,
                           const LiveRunOptions& options);
+
+// ---------------------------------------------------------------- plan and eval
+
+// What `coe plan` (and coe.plan()) asks of the planner, in the command's words.
+struct PlanRequest {
+  std::string goal = "match-best";        // match-best | accuracy=X | budget=X | max-accuracy
+  std::string rules;                      // rule kinds (coe/planner.h ParseRuleKinds); "" = all supported
+  std::string score_grid = "auto";        // quantiles tried as score thresholds: auto or 1-100
+  std::string select = "noninferiority";  // match-best's guard
+  SelectOptions select_options;
+  std::string match = "exact";     // how every tier compares answers
+  std::string objective = "cost";  // cost | latency
+  double max_cost = -1;            // with objective latency: a bound on the mean cost (-1: none)
+  double max_latency_ms = -1;      // with objective cost: a bound on the mean latency (-1: none)
+  int max_tiers = 3, max_members = 3;
+  int threads = 0;
+  std::vector<std::string> only;  // search only these models
+  bool prune = true;
+  CostOptions cost;        // the cost model
+  std::string cost_words;  // the cost model in words, for reports ("" = its figure's name)
+  ProgressSink progress;
+};
+
+struct PlanOutcome {
+  PlanResult plan;
+  PlanReport report;         // the figures every output of a plan shows
+  std::string goal;          // as Goal::ToString writes it
+  std::string cost_name;     // what "cost" is
+  std::string calib_source;  // the calibration file, if read from one
+};
+
+// Plans over recordings in memory (`test` may be null): the search, match-best's guard
+// and the report beside the baselines. InvalidArgument names the flag of a bad word.
+StatusOr<PlanOutcome> PlanRecordings(const Recordings& calib, const Recordings* test, const Catalogue& catalogue,
+                                     const PlanRequest& request);
+
+struct PlanFiles {
+  std::string calib, test, models;  // test may be ""
+  RecordingsReadOptions read;
+};
+// `coe plan`: reads the files (columns naming no model of the catalogue are dropped,
+// with a warning) and plans.
+StatusOr<PlanOutcome> PlanFromFiles(const PlanFiles& files, const PlanRequest& request,
+                                    std::vector<std::string>* warnings);
+// The chosen cascade as the TOML `coe plan --out` writes, saying how it was chosen.
+std::string ChosenCascadeToml(const PlanOutcome& outcome);
+
+struct EvalOutcome {
+  CascadeSpec cascade;
+  EvalResult result;
+  std::string cost_name;
+};
+// `coe eval`: a cascade replayed over recordings, costs by `cost_options`. Warnings
+// (ignored columns, tiers out of cost order) go to *warnings, also when it fails.
+StatusOr<EvalOutcome> EvalRecordings(const CascadeSpec& spec, const Recordings& recordings, const Catalogue& catalogue,
+                                     const CostOptions& cost_options, std::vector<std::string>* warnings);
+StatusOr<EvalOutcome> EvalFromFiles(const std::string& cascade, const std::string& recordings,
+                                    const std::string& models, const RecordingsReadOptions& read,
+                                    const CostOptions& cost_options, std::vector<std::string>* warnings);
+
+// Drops the recordings' columns that name no model of the catalogue, with a warning each
+// (a `notes` column, say).
+void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings);
+// Tiers whose members cost less than an earlier tier's, by the catalogue figure
+// `cost_key` ("" = the default figure): CascadeWarnings (coe/cascade_spec.h).
+std::vector<std::string> CascadeCostWarnings(const CascadeSpec& spec, const Catalogue& catalogue,
+                                             const std::string& cost_key);
 
 // ---------------------------------------------------------------- demo
 

@@ -1,0 +1,172 @@
+// `coe plan` and `coe eval` as library workflows: recordings (files or in memory) in,
+// a report out.
+#include <cstdlib>
+#include <optional>
+
+#include "coe/evaluate.h"
+#include "coe/workflow.h"
+
+namespace coe {
+
+void DropUnknownModels(Recordings* rec, const Catalogue& catalogue, std::vector<std::string>* warnings) {
+  for (const std::string& name : DropModels(rec, [&](const std::string& m) { return catalogue.Find(m) != nullptr; }))
+    warnings->push_back(rec->source + ": ignoring column '" + name + "': it names no model of " + catalogue.source);
+}
+
+namespace {
+
+// The planner's options from the request's words; InvalidArgument naming the flag.
+StatusOr<PlannerOptions> PlannerOptionsOf(const PlanRequest& r) {
+  PlannerOptions opt;
+  opt.max_tiers = r.max_tiers;
+  opt.max_members = r.max_members;
+  if (r.score_grid == "auto") {
+    opt.score_quantiles = 0;
+  } else {
+    char* end = nullptr;
+    const long g = std::strtol(r.score_grid.c_str(), &end, 10);
+    if (r.score_grid.empty() || *end || g < 1 || g > 100)
+      return InvalidArgumentError("--score-grid: '" + r.score_grid + "' (expected auto or 1 to 100)");
+    opt.score_quantiles = static_cast<int>(g);
+  }
+  auto match = AnswerMatch::Parse(r.match);
+  if (!match.ok()) return match.status().WithPrefix("--match");
+  opt.match = *match;
+  COE_ASSIGN_OR_RETURN(Guard guard, ParseGuard(r.select));
+  opt.select = r.select_options;
+  opt.select.guard = guard;
+  opt.prune = r.prune;
+  opt.threads = r.threads;
+  opt.only = r.only;
+  if (!r.rules.empty()) {
+    COE_ASSIGN_OR_RETURN(opt.rules, ParseRuleKinds(r.rules));
+  }
+  if (r.objective != "cost" && r.objective != "latency")
+    return InvalidArgumentError("--objective: '" + r.objective + "' (expected cost or latency)");
+  if (r.objective == "latency" && r.max_latency_ms >= 0)
+    return InvalidArgumentError(
+        "--objective latency: bound the latency with --goal budget=MS, and the cost with "
+        "--max-cost");
+  if (r.objective == "cost" && r.max_cost >= 0)
+    return InvalidArgumentError(
+        "bound the cost with --goal budget=X; --max-cost bounds it when planning on latency "
+        "(--objective latency)");
+  return opt;
+}
+
+// The figure the search minimises, and the one a budget bounds (if any): cost and
+// latency, one way or the other round.
+struct Figures {
+  CostTable objective;
+  std::optional<CostTable> budget;
+};
+
+StatusOr<Figures> FiguresOf(const Recordings& rec, const Catalogue& cat, const PlanRequest& r,
+                            const CostOptions& cost_options) {
+  const bool by_latency = r.objective == "latency";
+  COE_ASSIGN_OR_RETURN(CostTable cost, BuildCostTable(rec, cat, cost_options));
+  if (!by_latency && r.max_latency_ms < 0) return Figures{std::move(cost), std::nullopt};
+  COE_ASSIGN_OR_RETURN(CostTable latency, LatencyCost(cost));
+  if (!by_latency) return Figures{std::move(cost), std::move(latency)};
+  if (r.max_cost >= 0 && cost.is_per_example())
+    return InvalidArgumentError("--max-cost: " + cost.name +
+                                " is per example; a budget needs one figure per model (--cost KEY)");
+  if (r.max_cost >= 0) return Figures{std::move(latency), std::move(cost)};
+  return Figures{std::move(latency), std::nullopt};
+}
+
+}  // namespace
+
+StatusOr<PlanOutcome> PlanRecordings(const Recordings& calib, const Recordings* test, const Catalogue& cat,
+                                     const PlanRequest& r) {
+  COE_ASSIGN_OR_RETURN(Goal goal, Goal::Parse(r.goal));
+  COE_ASSIGN_OR_RETURN(PlannerOptions opt, PlannerOptionsOf(r));
+  CostOptions cost_options = r.cost;
+  cost_options.only = r.only;
+  COE_ASSIGN_OR_RETURN(Figures calib_figures, FiguresOf(calib, cat, r, cost_options));
+  if (calib_figures.budget) {
+    opt.budget_costs = std::move(calib_figures.budget);
+    opt.budget = r.objective == "latency" ? r.max_cost : r.max_latency_ms;
+  }
+  std::optional<Figures> test_figures;
+  if (test) {
+    COE_ASSIGN_OR_RETURN(test_figures, FiguresOf(*test, cat, r, cost_options));
+  }
+  if (r.progress) opt.progress = [&](double x) { r.progress("searching cascades", x, ""); };
+  PlanOutcome out;
+  COE_ASSIGN_OR_RETURN(out.plan, Plan(calib, calib_figures.objective, goal, opt));
+  opt.progress = nullptr;
+  COE_ASSIGN_OR_RETURN(out.report, BuildPlanReport(out.plan, goal, opt, calib, calib_figures.objective, test,
+                                                   test_figures ? &test_figures->objective : nullptr));
+  out.report.cost_model = r.cost_words.empty() ? "cost per example = " + calib_figures.objective.name : r.cost_words;
+  out.goal = goal.ToString();
+  out.cost_name = calib_figures.objective.name;
+  return out;
+}
+
+StatusOr<PlanOutcome> PlanFromFiles(const PlanFiles& files, const PlanRequest& request,
+                                    std::vector<std::string>* warnings) {
+  COE_ASSIGN_OR_RETURN(Catalogue cat, ReadCatalogue(files.models));
+  LabelSet labels;
+  RecordingsReadOptions read = files.read;
+  read.keep_ids = false;  // planning needs no ids
+  COE_ASSIGN_OR_RETURN(Recordings calib, ReadRecordings(files.calib, &labels, warnings, read));
+  DropUnknownModels(&calib, cat, warnings);
+  std::optional<Recordings> test;
+  if (!files.test.empty()) {
+    COE_ASSIGN_OR_RETURN(test, ReadRecordings(files.test, &labels, warnings, read));
+    DropUnknownModels(&*test, cat, warnings);
+  }
+  COE_ASSIGN_OR_RETURN(PlanOutcome out, PlanRecordings(calib, test ? &*test : nullptr, cat, request));
+  out.calib_source = files.calib;
+  return out;
+}
+
+std::string ChosenCascadeToml(const PlanOutcome& p) {
+  return CascadeToToml(p.plan.chosen.cascade,
+                       {"written by coe plan --goal " + p.goal + " on " + p.calib_source,
+                        "calibration accuracy " + std::to_string(p.plan.chosen.accuracy) + ", mean cost " +
+                            std::to_string(p.plan.chosen.cost) + " (" + p.cost_name + ")"});
+}
+
+StatusOr<EvalOutcome> EvalRecordings(const CascadeSpec& spec, const Recordings& rec, const Catalogue& cat,
+                                     const CostOptions& cost_options, std::vector<std::string>* warnings) {
+  EvalOutcome out;
+  out.cascade = spec;
+  COE_ASSIGN_OR_RETURN(CostTable costs, BuildCostTable(rec, cat, cost_options));
+  out.cost_name = costs.name;
+  // Tiers out of cost order, by the figure this report shows (--cost or the default):
+  // each member's mean cost over these recordings.
+  std::vector<std::string> order = CascadeWarnings(spec, [&](const std::string& name) -> const double* {
+    const int m = rec.ModelIndex(name);
+    return m >= 0 && !std::isnan(costs.mean[m]) ? &costs.mean[m] : nullptr;
+  });
+  warnings->insert(warnings->end(), order.begin(), order.end());
+  COE_ASSIGN_OR_RETURN(out.result, EvaluateCascade(spec, rec, costs));
+  return out;
+}
+
+StatusOr<EvalOutcome> EvalFromFiles(const std::string& cascade, const std::string& recordings,
+                                    const std::string& models, const RecordingsReadOptions& read,
+                                    const CostOptions& cost_options, std::vector<std::string>* warnings) {
+  COE_ASSIGN_OR_RETURN(CascadeSpec spec, ReadCascade(cascade));
+  COE_ASSIGN_OR_RETURN(Catalogue cat, ReadCatalogue(models));
+  LabelSet labels;
+  COE_ASSIGN_OR_RETURN(Recordings rec, ReadRecordings(recordings, &labels, warnings, read));
+  DropUnknownModels(&rec, cat, warnings);
+  return EvalRecordings(spec, rec, cat, cost_options, warnings);
+}
+
+std::vector<std::string> CascadeCostWarnings(const CascadeSpec& spec, const Catalogue& catalogue,
+                                             const std::string& cost_key) {
+  std::vector<const ModelSpec*> members;
+  for (const std::string& name : spec.AllMembers())
+    if (const ModelSpec* m = catalogue.Find(name)) members.push_back(m);
+  const std::string key = cost_key.empty() ? DefaultCostKey(members) : cost_key;
+  return CascadeWarnings(spec, [&](const std::string& name) -> const double* {
+    const ModelSpec* m = catalogue.Find(name);
+    return m && !key.empty() ? m->Cost(key) : nullptr;
+  });
+}
+
+}  // namespace coe
