@@ -443,5 +443,30 @@ TEST_F(Upstream, ServeReadsLongCompletionsAndKeepsServing) {
   EXPECT_EQ(nlohmann::json::parse(res->body)["coe"]["answer"], "C");
 }
 
+// Two members that answer 12345678901234561 and 12345678901234562 disagree (the old
+// reader read both as 1.23456789012346e+16, an answer neither gave, and the tier
+// exited with it); the same number written two ways agrees, and the answer is a
+// member's own, as read.
+TEST_F(Upstream, NumberAgreementIsExact) {
+  server_.SetTexts({{"upstream-num\nq1", "It is 12345678901234561."},
+                    {"upstream-num2\nq1", "It is 12345678901234562."},
+                    {"upstream-num\nq2", "It is 12,345,678,901,234,561.0"},
+                    {"upstream-num2\nq2", "12345678901234561"},
+                    {"upstream-num\nq3", "-0"},
+                    {"upstream-num2\nq3", "0.00"}});
+  std::ofstream(P("c.toml")) << "[[tiers]]\nmembers = [\"num\", \"num2\"]\nmatch = \"number\"\nmin_agreement = 1.0\n"
+                                "[[tiers]]\nmembers = [\"pick\"]\n";
+  auto r = RunCoe("run --cascade " + P("c.toml") + " --models " + Catalogue("[id:{id}] {question}") + " --data " +
+                  P("prompts.jsonl") + " --out " + P("out.csv"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto rows = testing::CsvRowsById(P("out.csv"));  // id,answer,exit_tier,...
+  EXPECT_EQ(rows["q1"].at(1), "C");                // deferred to pick
+  EXPECT_EQ(rows["q1"].at(2), "2");
+  EXPECT_EQ(rows["q2"].at(1), "12345678901234561");
+  EXPECT_EQ(rows["q2"].at(2), "1");
+  EXPECT_EQ(rows["q3"].at(1), "0");
+  EXPECT_EQ(rows["q3"].at(2), "1");
+}
+
 }  // namespace
 }  // namespace coe
