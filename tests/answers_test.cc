@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 
 #include "backends/answer_reader.h"
 #include "base/decimal.h"
+#include "base/tokens.h"
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/recordings.h"
@@ -377,6 +379,22 @@ class Upstream : public ::testing::Test {
       << "[models.pick]\nmodel = \"upstream-pick\"\nanswer = \"choice\"\n";
     return P("chat.toml");
   }
+  // `coe serve` of the cascade `toml` as model "ladder" (its members served too), the
+  // catalogue's prompt "{input}", on an ephemeral port.
+  void Serve(const std::string& toml, std::unique_ptr<Server>* out) {
+    auto cat = ReadCatalogue(Catalogue("{input}"));
+    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+    std::ofstream(P("c.toml")) << toml;
+    auto spec = ReadCascade(P("c.toml"));
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    ServerOptions so;
+    so.name = "ladder";
+    auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
+    *out = std::move(*s);
+  }
+
   const std::string digits_ = std::string(30000, '7'), spaces_ = std::string(40000, ' ');
   OpenAiReplay server_;
   fs::path dir_;
@@ -412,18 +430,12 @@ TEST_F(Upstream, RunAndRecordReadLongCompletions) {
 }
 
 TEST_F(Upstream, ServeReadsLongCompletionsAndKeepsServing) {
-  auto cat = ReadCatalogue(Catalogue("{input}"));
-  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
-  std::ofstream(P("c.toml"))
-      << "[[tiers]]\nmembers = [\"num\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"pick\"]\n";
-  auto spec = ReadCascade(P("c.toml"));
-  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-  ServerOptions so;
-  so.name = "ladder";
-  auto s = Server::Create(*spec, *cat, EngineOptions{}, so);  // serves its members too
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
-  httplib::Client client("127.0.0.1", (*s)->port());
+  std::unique_ptr<Server> coe;
+  ASSERT_NO_FATAL_FAILURE(
+      Serve("[[tiers]]\nmembers = [\"num\"]\nmin_agreement = 1.0\n"
+            "[[tiers]]\nmembers = [\"pick\"]\n",
+            &coe));
+  httplib::Client client("127.0.0.1", coe->port());
   client.set_read_timeout(60, 0);
   auto ask = [&](const std::string& model, const std::string& id) {
     const nlohmann::json body = {{"model", model},
@@ -466,6 +478,70 @@ TEST_F(Upstream, NumberAgreementIsExact) {
   EXPECT_EQ(rows["q2"].at(2), "1");
   EXPECT_EQ(rows["q3"].at(1), "0");
   EXPECT_EQ(rows["q3"].at(2), "1");
+}
+
+// Usage of 2^62 tokens a call (issue 22): it summed past int64_t over a tier's three
+// members, and a client was told prompt_tokens -9223372036854775808 and a cost of
+// $2.8e13. A count over kMaxUsageTokens is no usage: the call is paid at the estimate
+// (4 characters a token) and counted as estimated, which /metrics and `coe run` say.
+TEST_F(Upstream, ImplausibleUsageIsEstimatedAndSaid) {
+  server_.SetFaults([](const std::string&, const std::string&, int) { return OpenAiReplay::Fault::kHugeUsage; });
+  std::unique_ptr<Server> coe;
+  ASSERT_NO_FATAL_FAILURE(Serve("[[tiers]]\nmembers = [\"num\", \"num2\", \"pick\"]\n", &coe));
+  httplib::Client client("127.0.0.1", coe->port());
+  client.set_keep_alive(true);  // one connection: requests are served, and counted, in order
+  const std::string question = "[id:q3] Which?";
+  const nlohmann::json body = {{"model", "ladder"}, {"messages", {{{"role", "user"}, {"content", question}}}}};
+  auto res = client.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j["coe"]["answer"], "C");
+  // Three calls at the estimate: the prompt's and the completion's characters / 4.
+  const std::string completion = "Let me think. The answer is (C).";
+  const int64_t in = (question.size() + 3) / 4, out = (completion.size() + 3) / 4;
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 3 * in) << j["usage"];
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3 * out) << j["usage"];
+  EXPECT_EQ(j["usage"]["total_tokens"], 3 * (in + out)) << j["usage"];
+  EXPECT_NEAR(j["coe"]["cost_usd"].get<double>(), 3 * (in + out) / 1e6, 1e-12) << j["coe"];
+  ASSERT_TRUE(client.Get("/v1/models"));  // the chat request is counted once this one is served
+  const std::string m = coe->MetricsText();
+  for (const char* member : {"num", "num2", "pick"})
+    EXPECT_NE(m.find("coe_member_estimated_costs_total{member=\"" + std::string(member) + "\"} 1\n"), std::string::npos)
+        << member << "\n"
+        << m;
+  EXPECT_NE(m.find("coe_tier_tokens_total{model=\"ladder\",tier=\"1\",kind=\"in\"} " + std::to_string(3 * in)),
+            std::string::npos)
+      << m;
+  // `coe run` says so.
+  std::ofstream(P("one.toml")) << "[[tiers]]\nmembers = [\"pick\"]\n";
+  auto r = RunCoe("run --cascade " + P("one.toml") + " --models " + Catalogue("[id:{id}] {question}") + " --data " +
+                  P("prompts.jsonl") + " --out " + P("out.csv"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("model 'pick': 3 response(s) had no usage, or a token count that is not an integer from 0 to "
+                       "2^40; their cost is estimated"),
+            std::string::npos)
+      << r.out;
+  for (const auto& [id, row] : testing::CsvRowsById(P("out.csv"))) {
+    const double cost = std::stod(row.at(4));
+    EXPECT_GT(cost, 0) << id;
+    EXPECT_LT(cost, 0.1) << id;  // at most 40,000 characters (q2) at $1 per million tokens
+  }
+}
+
+TEST(Tokens, SumsSaturate) {
+  EXPECT_EQ(AddTokens(int64_t{2}, 3), 5);
+  EXPECT_EQ(AddTokens(kTokenCap - 1, 5), kTokenCap);
+  EXPECT_EQ(AddTokens(kTokenCap, kTokenCap), kTokenCap);
+  EXPECT_EQ(AddTokens(int64_t{1} << 62, int64_t{1} << 62), kTokenCap);
+  EXPECT_EQ(AddTokens(int64_t{7}, -3), 7);  // a negative count adds nothing
+  EXPECT_EQ(AddTokens(uint64_t{1} << 63, 1), static_cast<uint64_t>(kTokenCap));
+  std::atomic<uint64_t> sum{0};
+  AddTokens(&sum, kTokenCap);
+  AddTokens(&sum, kTokenCap);
+  EXPECT_EQ(sum.load(), static_cast<uint64_t>(kTokenCap));
+  // Two capped counts (prompt and completion tokens) still add up without overflow.
+  EXPECT_GT(kTokenCap + kTokenCap, 0);
 }
 
 }  // namespace

@@ -408,11 +408,13 @@ int RunRun(const RunFlags& f) {
   progress.Done();
   if (!r.ok()) return Fail(cmd, r.status());
   LiveSummary s = Summarize(**cascade, *inputs, *r, wall);
-  // Chat responses without usage were paid at an estimate: say so.
+  // Chat responses without usage (or with an implausible one) were paid at an
+  // estimate: say so.
   for (Backend* b : (*cascade)->members())
     if (uint64_t n = b->stats().estimated_costs.load(); n > 0)
       PrintWarnings({"model '" + b->info().name + "': " + std::to_string(n) +
-                     " response(s) had no usage; their cost is estimated (a token for 4 characters)"},
+                     " response(s) had no usage, or a token count that is not an integer from 0 to 2^40; their "
+                     "cost is estimated (a token for 4 characters)"},
                     false);
   if (!f.out.empty()) {
     std::string csv =

@@ -41,7 +41,11 @@
 //                           #   no answer (std::regex recurses per character). Every other
 //                           #   mode reads any completion up to max_response_mb in linear time
 //   max_tokens = 256, temperature = 0.0, timeout_ms, retries, max_concurrency = 8
-//   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens
+//   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens: a call
+//                           # costs its response's usage at these prices; a response
+//                           # without usage, or with a token count that is not an integer
+//                           # from 0 to 2^40, is estimated (a token for 4 characters) and
+//                           # counted in estimated costs; token sums stop at 2^62 - 1
 //   samples = 3             # k completions that vote as k members NAME#1 .. NAME#k
 //
 // Errors: InvalidArgument naming the file, the model and the key for malformed TOML,

@@ -13,9 +13,11 @@
 // a malformed response (not retried). All attempts of a call share one deadline,
 // `timeout_ms`; a response over `max_response_mb` (default 32) is refused as it arrives
 // (not retried). A call that fails is the example's abstention (error set). What is
-// paid: every attempt that returned `usage`; a response without `usage` is counted at
-// an estimate (a token for 4 characters of prompt and completion) and counted in
-// BackendStats::estimated_costs, never as free.
+// paid: every attempt that returned `usage`; a response without `usage`, or with a
+// figure that is no token count (not an integer from 0 to kMaxUsageTokens, 2^40:
+// base/tokens.h), is counted at an estimate (a token for 4 characters of prompt and
+// completion) and counted in BackendStats::estimated_costs, never as free. Token sums
+// saturate at kTokenCap.
 //
 // The API key is read once, from the environment variable `api_key_env` names, and is
 // never written anywhere (errors name the variable, not its value).
@@ -37,6 +39,7 @@
 #include "backends/backends.h"
 #include "backends/http_body.h"
 #include "base/thread_pool.h"
+#include "base/tokens.h"
 
 namespace coe {
 namespace {
@@ -320,14 +323,21 @@ class OpenAiBackend : public Backend {
   }
 
   // Adds the cost of a response to *p: its usage at the prices, or an estimate from
-  // the characters sent and received when it has none.
+  // the characters sent and received when it has none or an implausible one (a figure
+  // that is not an integer in [0, kMaxUsageTokens]).
   void Pay(const json& res, size_t chars_in, size_t chars_out, Prediction* p) {
     int64_t in = 0, out = 0;
     bool have = false;
     if (auto u = res.find("usage"); u != res.end() && u->is_object()) {
       auto num = [&](const char* k) -> int64_t {
         auto it = u->find(k);
-        return it != u->end() && it->is_number_integer() && it->get<int64_t>() >= 0 ? it->get<int64_t>() : -1;
+        if (it == u->end() || !it->is_number_integer()) return -1;
+        if (it->is_number_unsigned()) {  // past int64_t too, e.g. 2^64 - 1
+          const uint64_t v = it->get<uint64_t>();
+          return v <= static_cast<uint64_t>(kMaxUsageTokens) ? static_cast<int64_t>(v) : -1;
+        }
+        const int64_t v = it->get<int64_t>();
+        return v >= 0 && v <= kMaxUsageTokens ? v : -1;
       };
       in = num("prompt_tokens");
       out = num("completion_tokens");
@@ -340,10 +350,10 @@ class OpenAiBackend : public Backend {
     }
     const double usd = (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
     p->cost = (std::isnan(p->cost) ? 0.0 : p->cost) + usd;
-    p->tokens_in += in;
-    p->tokens_out += out;
-    stats_.tokens_in += in;
-    stats_.tokens_out += out;
+    p->tokens_in = AddTokens(p->tokens_in, in);
+    p->tokens_out = AddTokens(p->tokens_out, out);
+    AddTokens(&stats_.tokens_in, in);
+    AddTokens(&stats_.tokens_out, out);
     stats_.usd.fetch_add(usd, std::memory_order_relaxed);
   }
 
