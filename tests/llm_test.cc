@@ -365,16 +365,7 @@ TEST_F(Llm, FaultsEndAsDocumented) {
   // build it, meets the deadline first: either way the third failure.)
   EXPECT_LT(secs, 15.0);  // one deadline of 3 s a call, whatever the retries
   EXPECT_NE(r.out.find("model 'gpt4': 1 response(s) had no usage"), std::string::npos) << r.out;
-  std::map<std::string, std::vector<std::string>> rows;
-  std::ifstream in(P("out.csv"));
-  std::string line;
-  std::getline(in, line);
-  while (std::getline(in, line)) {
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    rows[f[0]] = f;
-  }
+  auto rows = testing::CsvRowsById(P("out.csv"));
   const auto [busy_answer, busy_cost] = Expected("gpt4", busy);
   // 429 with Retry-After, then an answer: the answer, and only the answered attempt paid.
   EXPECT_EQ(rows[busy][1], busy_answer);

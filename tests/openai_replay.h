@@ -11,7 +11,8 @@
 //
 // Faults, decided per request by SetFaults' `fault(model, id, attempt)`: 429 or 503 with
 // a Retry-After, 500, 401, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
-// without usage. Latency per model in `latency_ms` (scaled down in tests).
+// without usage, usage of 2^62 tokens in and out. Latency per model in `latency_ms`
+// (scaled down in tests). SetTexts replaces the synthesised completions of chosen ids.
 #ifndef COE_TESTS_OPENAI_REPLAY_H_
 #define COE_TESTS_OPENAI_REPLAY_H_
 
@@ -55,7 +56,8 @@ class OpenAiReplay {
     kTimeout,
     kMalformed,
     kNoUsage,
-    kHuge /* a right answer in 40 MiB */
+    kHuge,       // a right answer in 40 MiB
+    kHugeUsage,  // usage: 2^62 prompt and completion tokens
   };
 
   // model -> id -> (answer, dollars)
@@ -72,6 +74,13 @@ class OpenAiReplay {
     fault_ = std::move(fault);
     retry_after_s_ = retry_after_s;
     hang_ms_ = hang_ms;
+  }
+
+  // Completions instead of the synthesised ones, keyed by id (every model's reply) or
+  // by model + "\n" + id (that model's); changeable while serving, like the faults.
+  void SetTexts(std::map<std::string, std::string> by_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    texts_ = std::move(by_id);
   }
 
   // Loads the answers and dollars of every model of a recordings CSV.
@@ -188,9 +197,16 @@ class OpenAiReplay {
       return;
     }
     const auto& [answer, dollars] = cit->second;
-    const std::string text = answer.empty() || f == Fault::kUnreadable
-                                 ? "I cannot tell from the options given."
-                                 : "Let me think. The answer is (" + answer + ").";
+    std::string text = answer.empty() || f == Fault::kUnreadable
+                           ? "I cannot tell from the options given."
+                           : "Let me think. The answer is (" + answer + ").";
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto t = texts_.find(model + "\n" + id); t != texts_.end())
+        text = t->second;
+      else if (auto all = texts_.find(id); all != texts_.end())
+        text = all->second;
+    }
     nlohmann::json reply = {{"id", "chatcmpl-replay"},
                             {"object", "chat.completion"},
                             {"model", model},
@@ -199,7 +215,10 @@ class OpenAiReplay {
                                {"message", {{"role", "assistant"}, {"content", text}}},
                                {"finish_reason", f == Fault::kLength ? "length" : "stop"}}}}};
     if (f == Fault::kHuge) reply["pad"] = std::string(40u << 20, 'x');  // a valid reply of 40 MiB
-    if (f != Fault::kNoUsage) {
+    if (f == Fault::kHugeUsage) {
+      const int64_t huge = int64_t{1} << 62;
+      reply["usage"] = {{"prompt_tokens", huge}, {"completion_tokens", huge}, {"total_tokens", huge}};
+    } else if (f != Fault::kNoUsage) {
       const ReplayTokens t = ReplayUsage(dollars);
       reply["usage"] = {{"prompt_tokens", t.in}, {"completion_tokens", t.out}, {"total_tokens", t.in + t.out}};
     }
@@ -215,8 +234,9 @@ class OpenAiReplay {
   std::map<std::string, int> attempts_;
   std::map<std::string, double> handled_s_;
   std::atomic<bool> queue_ready_{false};
-  FaultFn fault_;  // guarded by mu_, as the two below
+  FaultFn fault_;  // guarded by mu_, as the three below
   int retry_after_s_ = 1, hang_ms_ = 3000;
+  std::map<std::string, std::string> texts_;
 };
 
 }  // namespace coe::testing

@@ -106,7 +106,9 @@ TEST(AnswerMatch, ParsesAndCompares) {
   EXPECT_TRUE(number.Same("42", "42.0"));
   EXPECT_TRUE(number.Same("so the answer is 1,234", "1234"));
   EXPECT_FALSE(number.Same("42", "43"));
-  EXPECT_TRUE(number.Same("100000000", "100000001"));  // within 1e-6 relative
+  // Equal exactly, as decimals (no longer within 1e-6 relative, which made up
+  // agreement between different answers: issue 22).
+  EXPECT_FALSE(number.Same("100000000", "100000001"));
   const AnswerMatch jac = *AnswerMatch::Parse("jaccard:0.6");
   EXPECT_TRUE(jac.Same("Red apples.", "a red apple"));  // {red, apple} both
   EXPECT_FALSE(jac.Same("red apple", "green pear"));
@@ -136,6 +138,45 @@ TEST(AnswerMatch, TextTiersGroupInMemberOrder) {
   EXPECT_EQ(TallyVotes(v, &num).votes, 3);
   // Every member abstains: no answer, no agreement.
   EXPECT_EQ(TallyVotes(std::vector<MemberOutput>{Vote(kAbstain), Vote(kAbstain)}, &num).plurality, kAbstain);
+}
+
+}  // namespace
+}  // namespace coe
+
+namespace coe {
+namespace {
+
+// Numbers agree when they are equal exactly, as decimals (issue 22): within 1e-6
+// relative, 12345678901234561 and 12345678901234562 agreed, and the old reader's
+// "1.23456789012346e+16" agreed with "2e+16" (both read as their last number, 16).
+TEST(AnswerMatch, NumbersAreEqualExactly) {
+  const AnswerMatch number = *AnswerMatch::Parse("number");
+  EXPECT_FALSE(number.Same("12345678901234561", "12345678901234562"));
+  EXPECT_TRUE(number.Same("12345678901234561", "the answer is 12,345,678,901,234,561"));
+  EXPECT_TRUE(number.Same("1,234.50", "1234.5"));
+  EXPECT_TRUE(number.Same("-0", "0"));
+  EXPECT_TRUE(number.Same("1e-05", "0.00001"));
+  EXPECT_TRUE(number.Same("1.23456789012346e+16", "12345678901234600"));
+  EXPECT_FALSE(number.Same("1.23456789012346e+16", "2e+16"));
+  EXPECT_FALSE(number.Same("0.1", "0.10000000000000001"));
+  EXPECT_TRUE(number.Same(".5", "0.5"));
+  EXPECT_TRUE(number.Same("no number", "no number"));  // without numbers: the same string
+  EXPECT_FALSE(number.Same("no number", "none"));
+  EXPECT_FALSE(number.Same("7", "seven"));
+}
+
+TEST(AnswerMatch, TheAnswerIsAMembersOwnText) {
+  LabelSet labels;
+  const int a = labels.Intern("12345678901234561"), b = labels.Intern("12345678901234562"),
+            c = labels.Intern("12345678901234561.0");
+  AnswerMatcher num(*AnswerMatch::Parse("number"), labels);
+  TierVote t = TallyVotes(std::vector<MemberOutput>{Vote(a), Vote(b)}, &num);
+  EXPECT_EQ(t.votes, 1);
+  EXPECT_DOUBLE_EQ(t.agreement, 0.5);
+  EXPECT_FALSE((DeferralRule{1.0, std::nullopt}).Exits(t));
+  t = TallyVotes(std::vector<MemberOutput>{Vote(a), Vote(c), Vote(b)}, &num);
+  EXPECT_EQ(t.votes, 2);
+  EXPECT_EQ(labels.name(t.plurality), "12345678901234561.0");  // the group's last-listed member's text
 }
 
 }  // namespace

@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "coe/paths.h"
 
@@ -47,6 +49,22 @@ inline Proc RunCoe(const std::string& args, bool with_stderr = true) {
   const int status = pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// The rows of a CSV file without quoted fields, by their first field (the header row
+// skipped).
+inline std::map<std::string, std::vector<std::string>> CsvRowsById(const std::string& path) {
+  std::map<std::string, std::vector<std::string>> rows;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    if (!f.empty()) rows[f[0]] = f;
+  }
+  return rows;
 }
 
 inline std::string ReadFile(const std::string& path) {

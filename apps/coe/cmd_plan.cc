@@ -168,7 +168,7 @@ void AddPlanCommands(CLI::App& app) {
       ->capture_default_str();
   plan->add_flag("--no-prune", pf->no_prune, "evaluate every cascade (same result, slower)");
   plan->add_option("--match", pf->request.match,
-                   "how every tier compares answers: exact, number (numbers equal within 1e-6) or jaccard:T "
+                   "how every tier compares answers: exact, number (the last numbers equal exactly) or jaccard:T "
                    "(word-stem overlap >= T, for free text)")
       ->capture_default_str();
   plan->add_option("--frontier", pf->frontier, "frontier points the table shows: a count or all (JSON has all)")

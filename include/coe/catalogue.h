@@ -36,8 +36,18 @@
 //   system = "You answer multiple-choice questions."
 //   prompt = "Question: {question}\nAnswer with one letter."  # over an input's fields
 //   answer = "choice"       # choice (a letter A-J) | number | label | regex=RE | text
+//                           # number: the last number, exact (never through a double),
+//                           #   canonical: "1,234.50" -> "1234.5", "-0" -> "0", "1.5e3" ->
+//                           #   "1500"; regex=RE: the first match (its group 1 if it has
+//                           #   one) of a completion of at most 16 KiB; a longer one is
+//                           #   no answer (std::regex recurses per character). Every other
+//                           #   mode reads any completion up to max_response_mb in linear time
 //   max_tokens = 256, temperature = 0.0, timeout_ms, retries, max_concurrency = 8
-//   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens
+//   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens: a call
+//                           # costs its response's usage at these prices; a response
+//                           # without usage, or with a token count that is not an integer
+//                           # from 0 to 2^40, is estimated (a token for 4 characters) and
+//                           # counted in estimated costs; token sums stop at 2^62 - 1
 //   samples = 3             # k completions that vote as k members NAME#1 .. NAME#k
 //
 // Every other key is an error, never a cost figure or a silent default: "cat.toml:3:1:

@@ -52,8 +52,12 @@ TierVote TallyVotes(std::span<const MemberOutput> outputs);
 
 // How a tier tells that two answers are the same (the `match` of a tier):
 //  exact       the same label string (the default; what TallyVotes above does);
-//  number      both read as numbers (the answer's last number) and equal within 1e-6
-//              relative (|a - b| <= 1e-6 * max(|a|, |b|), or both 0);
+//  number      both hold a number and their last numbers are equal exactly, as decimals
+//              (never through a double: "1,234.50" = "1234.5" = "1.2345e3", "-0" = "0",
+//              but 12345678901234561 != 12345678901234562); numbers are read as a chat
+//              model's answer = "number" reads them (an optional sign, digits with
+//              optional thousands commas, a fraction, an exponent: 6.02e23); answers
+//              without a number match only the same string;
 //  jaccard:t   the Jaccard similarity of their sets of lower-cased word stems is >= t.
 // Free-text answers: answers are grouped in member order (an answer joins the first
 // group whose first answer it matches); agreement = the largest group's size / members;
@@ -85,7 +89,7 @@ class AnswerMatcher {
   struct Parsed {
     bool done = false;
     bool has_number = false;
-    double number = 0;
+    std::string number;              // the canonical form of the last number (base/decimal.h)
     std::vector<std::string> stems;  // sorted, unique
   };
   const Parsed& Get(int label);

@@ -13,9 +13,11 @@
 // a malformed response (not retried). All attempts of a call share one deadline,
 // `timeout_ms`; a response over `max_response_mb` (default 32) is refused as it arrives
 // (not retried). A call that fails is the example's abstention (error set). What is
-// paid: every attempt that returned `usage`; a response without `usage` is counted at
-// an estimate (a token for 4 characters of prompt and completion) and counted in
-// BackendStats::estimated_costs, never as free.
+// paid: every attempt that returned `usage`; a response without `usage`, or with a
+// figure that is no token count (not an integer from 0 to kMaxUsageTokens, 2^40:
+// base/tokens.h), is counted at an estimate (a token for 4 characters of prompt and
+// completion) and counted in BackendStats::estimated_costs, never as free. Token sums
+// saturate at kTokenCap.
 //
 // The API key is read once, from the environment variable `api_key_env` names, and is
 // never written anywhere (errors name the variable, not its value).
@@ -31,12 +33,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <regex>
 #include <thread>
 
+#include "backends/answer_reader.h"
 #include "backends/backends.h"
 #include "backends/http_body.h"
 #include "base/thread_pool.h"
+#include "base/tokens.h"
 
 namespace coe {
 namespace {
@@ -69,59 +72,6 @@ std::string FillTemplate(const std::string& t, const json& record, std::string* 
     out += it->is_string() ? it->get<std::string>() : it->dump();
     i = end;
   }
-  return out;
-}
-
-// "the answer is (B)." -> "B": a completion that is just a letter A-J, else the letter
-// after the last "answer is" / "answer:", else the last "(X)".
-std::string ReadChoice(const std::string& text) {
-  static const std::regex alone(R"(^\s*\(?([A-J])\)?[.:]?\s*$)");
-  static const std::regex stated(R"(answer\s*(?:is|:)\s*\(?([A-J])\b)", std::regex::icase);
-  static const std::regex paren(R"(\(([A-J])\))");
-  std::smatch m;
-  if (std::regex_match(text, m, alone)) return m[1];
-  std::string found;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), stated); it != std::sregex_iterator(); ++it)
-    found = (*it)[1];
-  if (!found.empty()) return found;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), paren); it != std::sregex_iterator(); ++it)
-    found = (*it)[1];
-  return found;
-}
-
-// The last number in the text, written plainly ("1,234.50" -> "1234.5").
-std::string ReadNumber(const std::string& text) {
-  static const std::regex number(R"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)");
-  std::string last;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), number); it != std::sregex_iterator(); ++it) {
-    std::string s = (*it)[0];
-    if (s.find_first_of("0123456789") == std::string::npos) continue;
-    s.erase(std::remove(s.begin(), s.end(), ','), s.end());
-    last = s;
-  }
-  if (last.empty()) return "";
-  char* end = nullptr;
-  const double v = std::strtod(last.c_str(), &end);
-  if (!end || *end || !std::isfinite(v)) return "";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.15g", v);
-  return buf;
-}
-
-// Lower case, no punctuation, no articles (a, an, the), single spaces.
-std::string NormalizeText(const std::string& text) {
-  std::string out, word;
-  auto flush = [&] {
-    if (!word.empty() && word != "a" && word != "an" && word != "the") out += (out.empty() ? "" : " ") + word;
-    word.clear();
-  };
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c >= 0x80)
-      word += static_cast<char>(std::tolower(c));
-    else
-      flush();
-  }
-  flush();
   return out;
 }
 
@@ -188,13 +138,13 @@ namespace {
 class OpenAiBackend : public Backend {
  public:
   OpenAiBackend(BackendInfo info, const ModelSpec& spec, std::string host, std::string path, std::string key,
-                std::optional<std::regex> regex)
+                AnswerReader reader)
       : info_(std::move(info)),
         spec_(spec),
         host_(std::move(host)),
         path_(std::move(path)),
         key_(std::move(key)),
-        regex_(std::move(regex)),
+        reader_(std::move(reader)),
         pool_(spec.max_concurrency) {}
 
   const BackendInfo& info() const override { return info_; }
@@ -288,11 +238,8 @@ class OpenAiBackend : public Backend {
     if (auto fr = res["choices"][0].find("finish_reason"); fr != res["choices"][0].end() && fr->is_string())
       p.finish_reason = fr->get<std::string>();
     Pay(res, spec_.system.size() + prompt.size(), p.text.size(), &p);
-    p.answer = ReadAnswer(p.text);
-    if (p.answer.empty()) {
-      p.error = "no readable answer (" + spec_.answer + ") in the completion";
-      return p;
-    }
+    p.answer = reader_.Read(p.text, &p.error);
+    if (p.answer.empty()) return p;
     p.score = AnswerProbability(res, p.answer);
     return p;
   }
@@ -383,14 +330,21 @@ class OpenAiBackend : public Backend {
   }
 
   // Adds the cost of a response to *p: its usage at the prices, or an estimate from
-  // the characters sent and received when it has none.
+  // the characters sent and received when it has none or an implausible one (a figure
+  // that is not an integer in [0, kMaxUsageTokens]).
   void Pay(const json& res, size_t chars_in, size_t chars_out, Prediction* p) {
     int64_t in = 0, out = 0;
     bool have = false;
     if (auto u = res.find("usage"); u != res.end() && u->is_object()) {
       auto num = [&](const char* k) -> int64_t {
         auto it = u->find(k);
-        return it != u->end() && it->is_number_integer() && it->get<int64_t>() >= 0 ? it->get<int64_t>() : -1;
+        if (it == u->end() || !it->is_number_integer()) return -1;
+        if (it->is_number_unsigned()) {  // past int64_t too, e.g. 2^64 - 1
+          const uint64_t v = it->get<uint64_t>();
+          return v <= static_cast<uint64_t>(kMaxUsageTokens) ? static_cast<int64_t>(v) : -1;
+        }
+        const int64_t v = it->get<int64_t>();
+        return v >= 0 && v <= kMaxUsageTokens ? v : -1;
       };
       in = num("prompt_tokens");
       out = num("completion_tokens");
@@ -403,27 +357,11 @@ class OpenAiBackend : public Backend {
     }
     const double usd = (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
     p->cost = (std::isnan(p->cost) ? 0.0 : p->cost) + usd;
-    p->tokens_in += in;
-    p->tokens_out += out;
-    stats_.tokens_in += in;
-    stats_.tokens_out += out;
+    p->tokens_in = AddTokens(p->tokens_in, in);
+    p->tokens_out = AddTokens(p->tokens_out, out);
+    AddTokens(&stats_.tokens_in, in);
+    AddTokens(&stats_.tokens_out, out);
     stats_.usd.fetch_add(usd, std::memory_order_relaxed);
-  }
-
-  std::string ReadAnswer(const std::string& text) const {
-    const std::string& mode = spec_.answer;
-    if (mode == "choice") return ReadChoice(text);
-    if (mode == "number") return ReadNumber(text);
-    if (mode == "text") return NormalizeText(text);
-    if (mode == "label") {
-      const std::string norm = NormalizeLabel(text);
-      for (const std::string& l : info_.labels)
-        if (NormalizeLabel(l) == norm) return l;
-      return "";
-    }
-    std::smatch m;  // regex=...
-    if (regex_ && std::regex_search(text, m, *regex_)) return m.size() > 1 ? m[1].str() : m[0].str();
-    return "";
   }
 
   // The probability of the answer's token, from the response's log-probabilities when
@@ -469,7 +407,7 @@ class OpenAiBackend : public Backend {
   const BackendInfo info_;
   const ModelSpec spec_;
   const std::string host_, path_, key_;
-  const std::optional<std::regex> regex_;
+  const AnswerReader reader_;
   std::mutex mu_;  // guards clients_
   std::vector<std::unique_ptr<httplib::Client>> clients_;
   ThreadPool pool_;  // max_concurrency workers for a batch's inputs
@@ -509,16 +447,8 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
                                      ", which is not set");
     key = v;
   }
-  std::optional<std::regex> regex;
-  if (spec.answer.rfind("regex=", 0) == 0) {
-    try {
-      regex.emplace(spec.answer.substr(6));
-    } catch (const std::regex_error& e) {
-      return InvalidArgumentError(what + "answer '" + spec.answer + "' is not a regular expression (" + e.what() + ")");
-    }
-  }
-  if (spec.answer == "label" && spec.labels.empty())
-    return InvalidArgumentError(what + "answer = \"label\" needs the model's labels in the catalogue");
+  auto reader = AnswerReader::Create(spec.answer, spec.labels);
+  if (!reader.ok()) return reader.status().WithPrefix("model '" + spec.name + "'");
   if (!(spec.timeout_ms > 0)) return InvalidArgumentError(what + "timeout_ms must be positive");
   BackendInfo info;
   info.name = spec.name;
@@ -530,7 +460,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   info.cost_unit = "usd";
   info.waits = true;
   return std::unique_ptr<Backend>(
-      new OpenAiBackend(std::move(info), spec, host, prefix + "/chat/completions", std::move(key), std::move(regex)));
+      new OpenAiBackend(std::move(info), spec, host, prefix + "/chat/completions", std::move(key), std::move(*reader)));
 }
 
 }  // namespace coe

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/decimal.h"
+
 namespace coe {
 
 TierVote TallyVotes(std::span<const MemberOutput> outputs) {
@@ -36,41 +38,6 @@ TierVote TallyVotes(std::span<const MemberOutput> outputs) {
 }
 
 namespace {
-
-// The last number in `text` ("the answer is 42." -> 42), if any.
-bool LastNumber(std::string_view text, double* out) {
-  bool found = false;
-  for (size_t i = 0; i < text.size();) {
-    const bool sign = (text[i] == '-' || text[i] == '+') && i + 1 < text.size() &&
-                      (std::isdigit(static_cast<unsigned char>(text[i + 1])) || text[i + 1] == '.');
-    if (!sign && !std::isdigit(static_cast<unsigned char>(text[i]))) {
-      ++i;
-      continue;
-    }
-    size_t j = i + (sign ? 1 : 0);
-    std::string digits(sign ? text.substr(i, 1) : "");
-    bool dot = false;
-    for (; j < text.size(); ++j) {
-      const char c = text[j];
-      if (std::isdigit(static_cast<unsigned char>(c)))
-        digits += c;
-      else if (c == ',' && j + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[j + 1])))
-        continue;  // 1,234
-      else if (c == '.' && !dot && j + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[j + 1])))
-        dot = true, digits += c;
-      else
-        break;
-    }
-    char* end = nullptr;
-    const double v = std::strtod(digits.c_str(), &end);
-    if (end && *end == '\0' && !digits.empty() && std::isfinite(v)) {
-      *out = v;
-      found = true;
-    }
-    i = j;
-  }
-  return found;
-}
 
 // Lower-cased word stems: words of letters and digits, with a plain English suffix
 // taken off words longer than four letters (-ing, -ed, -ies -> -y, -es after s/x/z/ch/sh,
@@ -126,8 +93,6 @@ double Jaccard(const std::vector<std::string>& a, const std::vector<std::string>
   return static_cast<double>(common) / static_cast<double>(a.size() + b.size() - common);
 }
 
-bool SameNumber(double a, double b) { return std::fabs(a - b) <= 1e-6 * std::max(std::fabs(a), std::fabs(b)); }
-
 }  // namespace
 
 StatusOr<AnswerMatch> AnswerMatch::Parse(std::string_view text) {
@@ -171,9 +136,8 @@ bool AnswerMatch::Same(std::string_view a, std::string_view b) const {
     case Kind::kExact:
       return a == b;
     case Kind::kNumber: {
-      double x = 0, y = 0;
-      if (LastNumber(a, &x) && LastNumber(b, &y)) return SameNumber(x, y);
-      return a == b;
+      const std::optional<std::string> x = LastNumber(a), y = LastNumber(b);
+      return x && y ? *x == *y : a == b;
     }
     case Kind::kJaccard:
       return Jaccard(Stems(a), Stems(b)) >= threshold - 1e-12;
@@ -189,7 +153,11 @@ const AnswerMatcher::Parsed& AnswerMatcher::Get(int label) {
   if (!p.done) {
     p.done = true;
     const std::string& name = labels_.name(label);
-    if (match_.kind == AnswerMatch::Kind::kNumber) p.has_number = LastNumber(name, &p.number);
+    if (match_.kind == AnswerMatch::Kind::kNumber) {
+      std::optional<std::string> number = LastNumber(name);
+      p.has_number = number.has_value();
+      if (number) p.number = std::move(*number);
+    }
     if (match_.kind == AnswerMatch::Kind::kJaccard) p.stems = Stems(name);
   }
   return p;
@@ -203,7 +171,7 @@ bool AnswerMatcher::Same(int a, int b) {
   const Parsed& x = Get(a);
   const Parsed& y = Get(b);
   if (match_.kind == AnswerMatch::Kind::kNumber)
-    return x.has_number && y.has_number ? SameNumber(x.number, y.number) : labels_.name(a) == labels_.name(b);
+    return x.has_number && y.has_number ? x.number == y.number : labels_.name(a) == labels_.name(b);
   return Jaccard(x.stems, y.stems) >= match_.threshold - 1e-12;
 }
 

@@ -10,6 +10,7 @@
 
 #include "base/cores.h"
 #include "base/thread_pool.h"
+#include "base/tokens.h"
 
 namespace coe {
 
@@ -228,10 +229,10 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
       r->cost[ex] += paid;
       r->tiers[t].cost += paid;
       if (texts) {
-        r->tokens_in[ex] += p.tokens_in;
-        r->tokens_out[ex] += p.tokens_out;
-        r->tiers[t].tokens_in += p.tokens_in;
-        r->tiers[t].tokens_out += p.tokens_out;
+        r->tokens_in[ex] = AddTokens(r->tokens_in[ex], p.tokens_in);  // saturating (base/tokens.h)
+        r->tokens_out[ex] = AddTokens(r->tokens_out[ex], p.tokens_out);
+        r->tiers[t].tokens_in = AddTokens(r->tiers[t].tokens_in, p.tokens_in);
+        r->tiers[t].tokens_out = AddTokens(r->tiers[t].tokens_out, p.tokens_out);
       }
       MemberOutput o;
       if (mem.backend->info().open_labels)  // a text answer: a label of this run

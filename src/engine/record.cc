@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "base/tokens.h"
+
 namespace coe {
 
 StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& inputs, int batch, const RunOptions& options,
@@ -53,8 +55,8 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
         total.tiers[t].exited += r.tiers[t].exited;
         total.tiers[t].seconds += r.tiers[t].seconds;
         total.tiers[t].cost += r.tiers[t].cost;
-        total.tiers[t].tokens_in += r.tiers[t].tokens_in;
-        total.tiers[t].tokens_out += r.tiers[t].tokens_out;
+        total.tiers[t].tokens_in = AddTokens(total.tiers[t].tokens_in, r.tiers[t].tokens_in);
+        total.tiers[t].tokens_out = AddTokens(total.tiers[t].tokens_out, r.tiers[t].tokens_out);
       }
       for (size_t m = 0; m < r.member_seconds.size(); ++m) {
         total.member_seconds[m] += r.member_seconds[m];

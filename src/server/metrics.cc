@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "base/tokens.h"
+
 namespace coe {
 namespace {
 
@@ -91,8 +93,10 @@ void Metrics::AddRun(const std::string& model, const Cascade& cascade, const Run
     exits_[{model, tier}] += answered[t];
     tier_cost_[{model, tier}] += r.tiers[t].cost;
     if (r.tiers[t].tokens_in || r.tiers[t].tokens_out) {
-      tier_tokens_in_[{model, tier}] += r.tiers[t].tokens_in;
-      tier_tokens_out_[{model, tier}] += r.tiers[t].tokens_out;
+      uint64_t& in = tier_tokens_in_[{model, tier}];
+      uint64_t& out = tier_tokens_out_[{model, tier}];
+      in = AddTokens(in, r.tiers[t].tokens_in);  // saturating (base/tokens.h)
+      out = AddTokens(out, r.tiers[t].tokens_out);
     }
     if (t + 1 < r.tiers.size()) deferred_[{model, tier}] += r.tiers[t].reached - r.tiers[t].exited;
   }
@@ -198,7 +202,8 @@ std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::v
       Line(&out, "coe_member_usd_total", L("member", b->info().name),
            Num(b->stats().usd.load(std::memory_order_relaxed)));
     Header(&out, "coe_member_estimated_costs_total", "counter",
-           "Chat calls whose cost was estimated because the response had no usage.");
+           "Chat calls whose cost was estimated because the response had no usage, or a token count that is "
+           "not an integer from 0 to 2^40.");
     for (Backend* b : chat)
       Line(&out, "coe_member_estimated_costs_total", L("member", b->info().name),
            std::to_string(b->stats().estimated_costs.load(std::memory_order_relaxed)));

@@ -17,6 +17,7 @@
 
 #include "base/cores.h"
 #include "base/thread_pool.h"
+#include "base/tokens.h"
 #include "protocol/oip.h"
 #include "server/batcher.h"
 #include "server/http_transport.h"
@@ -431,8 +432,9 @@ struct Server::Impl {
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     reply.content = r->reply.empty() ? "" : r->reply[0];
     if (!r->finish_reason.empty() && !r->finish_reason[0].empty()) reply.finish_reason = r->finish_reason[0];
-    reply.prompt_tokens = r->tokens_in.empty() ? 0 : r->tokens_in[0];
-    reply.completion_tokens = r->tokens_out.empty() ? 0 : r->tokens_out[0];
+    // In [0, kTokenCap] (base/tokens.h): their sum, total_tokens, fits too.
+    reply.prompt_tokens = r->tokens_in.empty() ? 0 : ClampTokens(r->tokens_in[0]);
+    reply.completion_tokens = r->tokens_out.empty() ? 0 : ClampTokens(r->tokens_out[0]);
     reply.answer = r->answer[0] == kAbstain ? "" : r->labels.name(r->answer[0]);
     reply.exit_tier = r->exit_tier[0] + 1;
     reply.votes = r->vote[0].votes;

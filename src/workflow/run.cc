@@ -78,7 +78,8 @@ RunSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r,
   for (Backend* b : c.members())
     if (uint64_t n = b->stats().estimated_costs.load(); n > 0)
       s.warnings.push_back("model '" + b->info().name + "': " + std::to_string(n) +
-                           " response(s) had no usage; their cost is estimated (a token for 4 characters)");
+                           " response(s) had no usage, or a token count that is not an integer from 0 to 2^40; "
+                           "their cost is estimated (a token for 4 characters)");
   return s;
 }
 
