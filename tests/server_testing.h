@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -20,6 +22,7 @@
 #include "coe/cascade.h"
 #include "coe/dataset.h"
 #include "coe/server.h"
+#include "openai_replay.h"
 #include "protocol/oip.h"
 #include "testing.h"
 
@@ -197,6 +200,60 @@ inline ServeProcess SpawnServe(const std::vector<std::string>& args) {
   if (colon != std::string::npos) p.port = std::atoi(p.line.c_str() + colon + 1);
   return p;
 }
+
+// A chat cascade over an OpenAI-compatible server on loopback that replays answers
+// (tests/openai_replay.h): questions q0..q{n-1}; members "a" and "b" (tier 1,
+// unanimous) answer A and B, so every question defers to "c" (tier 2), which answers
+// C. Each prompt is the user message ({input}); it names its question as "[id:qK]".
+class ChatUpstream {
+ public:
+  explicit ChatUpstream(int questions = 64) {
+    dir_ = std::filesystem::temp_directory_path() / ("coe_chat_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    std::ofstream csv(dir_ / "answers.csv");
+    csv << "id,label,a,b,c,a|cost,b|cost,c|cost\n";
+    for (int i = 0; i < questions; ++i) csv << "q" << i << ",C,A,B,C,0.00001,0.00001,0.0001\n";
+    csv.close();
+    EXPECT_TRUE(replay.Load((dir_ / "answers.csv").string()));
+  }
+  ~ChatUpstream() {
+    replay.Stop();
+    std::filesystem::remove_all(dir_);
+  }
+  // Starts the replay server (after setting replay.latency_ms) and returns the served
+  // cascade "chat" of a, b -> c; `timeout_ms` and `retries` for every member.
+  StatusOr<std::unique_ptr<Server>> Serve(ServerOptions so = {}, int timeout_ms = 20000, int retries = 0) {
+    replay.Start();
+    std::string toml = "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" + std::to_string(replay.port()) +
+                       "/v1\"\nprompt = \"{input}\"\nanswer = \"choice\"\n"
+                       "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " +
+                       std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) +
+                       "\nmax_concurrency = 64\n[models.a]\n[models.b]\n[models.c]\n";
+    auto cat = ParseCatalogue(toml, "chat.toml", "");
+    if (!cat.ok()) return cat.status();
+    auto spec = ParseCascade("[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"c\"]\n",
+                             "chat-cascade");
+    if (!spec.ok()) return spec.status();
+    so.name = "chat";
+    so.access_log = AccessLog::kOff;
+    return Server::Create(*spec, *cat, EngineOptions{}, so);
+  }
+  // A chat request body for question `k`, its user message padded to `pad` bytes.
+  static std::string Body(int k, size_t pad = 0) {
+    std::string user = "[id:q" + std::to_string(k) + "] Which option? ";
+    if (pad > user.size()) user.append(pad - user.size(), 'x');
+    json b = {{"model", "chat"}, {"messages", {{{"role", "user"}, {"content", user}}}}};
+    return b.dump();
+  }
+  // Upstream calls made to member `m` ("a", "b", "c") for question k.
+  int Calls(const std::string& m, int k) { return replay.Attempts(m, "q" + std::to_string(k)); }
+
+  OpenAiReplay replay;
+
+ private:
+  std::filesystem::path dir_;
+};
 
 inline double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -332,16 +332,33 @@ struct Server::Impl {
     return r;
   }
 
-  // Holds one of max_inflight slots until the request is answered.
-  struct Slot {
-    std::atomic<int64_t>* n;
-    explicit Slot(std::atomic<int64_t>* c) : n(c) {}
-    ~Slot() { (*n)--; }
+  // One of max_inflight places, held from admission until the answer is handed to the
+  // transport: given back before the reply can reach the client, so that a client
+  // sending its next request on an answer never finds its previous one still counted
+  // (a closed loop at max_inflight is never refused). Destroyed unanswered: given back.
+  class Slot {
+   public:
+    explicit Slot(std::atomic<int64_t>* n) : n_(n) {}
+    ~Slot() { Release(); }
+    void Release() {
+      if (!released_.exchange(true)) (*n_)--;
+    }
+
+   private:
+    std::atomic<int64_t>* n_;
+    std::atomic<bool> released_{false};
   };
   std::shared_ptr<Slot> Admit() {
     auto slot = std::make_shared<Slot>(&inflight);
     if (++inflight > options.max_inflight) return nullptr;  // the slot is given back with it
     return slot;
+  }
+  // `respond`, giving `slot` back first.
+  static http::Responder Releasing(std::shared_ptr<Slot> slot, http::Responder respond) {
+    return [slot = std::move(slot), respond = std::move(respond)](http::Reply r) {
+      slot->Release();
+      respond(std::move(r));
+    };
   }
   std::string TooMany() const {
     return "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
@@ -353,9 +370,10 @@ struct Server::Impl {
     if (!waiting.Post(task)) task();
   }
 
-  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond) {
+  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw) {
     std::shared_ptr<Slot> slot = Admit();
-    if (!slot) return respond(Busy(TooMany(), false));
+    if (!slot) return respond_raw(Busy(TooMany(), false));
+    const http::Responder respond = Releasing(std::move(slot), respond_raw);
     const size_t size = req.body.size();
     // The binary tensor data extension: the JSON's length, when binary data follows it.
     std::optional<size_t> json_size;
@@ -366,21 +384,20 @@ struct Server::Impl {
         return respond(ErrorReply(400, "Inference-Header-Content-Length must be a byte count"));
       json_size = v;
     }
-    auto work = [this, &m, body = std::move(req.body), json_size, respond, slot] {
+    auto work = [this, &m, body = std::move(req.body), json_size, respond] {
       auto q = ParseInferRequest(body, m.cascade->input_shape(), json_size);
       if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
       RunOptions ro;
       ro.want_probs = q->want_probabilities;
       InputBatch batch = std::move(q->batch);
       auto meta = std::make_shared<InferRequest>(std::move(*q));
-      Status s =
-          batchers.at(m.name)->Submit(std::move(batch), ro, [this, &m, meta, respond, slot](StatusOr<RunResult> r) {
-            if (!r.ok())
-              return respond(r.status().code() == StatusCode::kUnavailable
-                                 ? Busy(r.status().message(), false)
-                                 : ErrorReply(HttpCode(r.status()), r.status().message()));
-            respond(InferReply(m.name, *meta, *r, m.cascade->labels()));
-          });
+      Status s = batchers.at(m.name)->Submit(std::move(batch), ro, [this, &m, meta, respond](StatusOr<RunResult> r) {
+        if (!r.ok())
+          return respond(r.status().code() == StatusCode::kUnavailable
+                             ? Busy(r.status().message(), false)
+                             : ErrorReply(HttpCode(r.status()), r.status().message()));
+        respond(InferReply(m.name, *meta, *r, m.cascade->labels()));
+      });
       if (!s.ok()) respond(Busy(s.message(), false));
     };
     // A small body is decoded here (microseconds); a large one off the I/O threads.
@@ -506,8 +523,9 @@ struct Server::Impl {
     if (method == "POST" && path == "/v1/chat/completions") {
       std::shared_ptr<Slot> slot = Admit();
       if (!slot) return respond(Busy(TooMany(), true));
-      OffIo(
-          [this, body = std::move(request.body), model, respond, slot] { respond(ToReply(Chat(body, model.get()))); });
+      OffIo([this, body = std::move(request.body), model, respond = Releasing(std::move(slot), respond)] {
+        respond(ToReply(Chat(body, model.get())));
+      });
       return;
     }
     const ModelRoute route = ParseModelRoute(path);
