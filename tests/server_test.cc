@@ -587,6 +587,29 @@ TEST(ParseInferRequest, ErrorsAreInvalidArgument) {
   EXPECT_EQ(ParseInferRequest(deep_skipped, {}).status().message(), "the request has no \"inputs\"");
 }
 
+// A chat cascade (and each of its members) takes chat messages: tensors sent to it are
+// refused, naming the route, on REST and through Server::Run (gRPC's path), and no
+// upstream call is made.
+TEST(ServeChat, TensorsForAChatModelAreRefused) {
+  ChatUpstream chat;
+  auto s = chat.Serve();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE((*s)->Start("127.0.0.1", 0).ok());
+  const std::string tensors = R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,3],"data":[1,2,3]}]})";
+  for (const std::string model : {"chat", "a"}) {
+    Reply r = Http((*s)->port(), "POST", "/v2/models/" + model + "/infer", tensors);
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_EQ(r.body.value("error", ""),
+              "model '" + model + "' takes chat messages (POST /v1/chat/completions), not tensors");
+    InputBatch b;
+    b.example_shape = {3};
+    b.data = {1, 2, 3};
+    auto run = (*s)->Run(model, b, {});
+    EXPECT_EQ(run.status().code(), StatusCode::kInvalidArgument) << run.status().ToString();
+  }
+  EXPECT_EQ(chat.replay.requests.load(), 0);
+}
+
 // ------------------------------------------------------------ the command
 
 TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {

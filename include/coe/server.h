@@ -35,7 +35,8 @@
 //
 // Errors are JSON {"error": "..."} (messages at most 512 bytes): 400 malformed JSON /
 // wrong datatype / wrong shape / data length mismatch / missing input / unknown output
-// name / malformed HTTP, 404 unknown model or route, 408 header or body not received
+// name / malformed HTTP / a model whose members read text ("model 'x' takes chat
+// messages (POST /v1/chat/completions), not tensors"), 404 unknown model or route, 408 header or body not received
 // in time, 413 body over max_body_bytes (as received, chunked or not, and after
 // gzip/deflate decoding), 415 another Content-Encoding, 431 header too large, 500
 // engine failure, 503 (with Retry-After) when more than max_inflight requests are
@@ -164,7 +165,8 @@ class Server {
   // The served models, the cascade first (for other front ends, e.g. gRPC).
   const std::vector<ServedModel>& models() const;
   // Runs `batch` on the served model `name` as an infer request does (admission,
-  // batching, metrics): NotFound for an unknown model, Unavailable when busy.
+  // batching, metrics): NotFound for an unknown model, InvalidArgument for a model
+  // whose members read text (a chat model), Unavailable when busy.
   StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
 
  private:

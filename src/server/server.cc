@@ -113,6 +113,16 @@ std::string ChatRefusal(const std::string& name, const Cascade& c) {
   return "";
 }
 
+// Why a cascade cannot answer infer requests (tensors), "" when it can: a member reads
+// text. A chat cascade is named with its route.
+std::string TensorRefusal(const std::string& name, const Cascade& c, bool serves_chat) {
+  if (serves_chat) return "model '" + name + "' takes chat messages (POST /v1/chat/completions), not tensors";
+  for (Backend* b : c.members())
+    if (b->info().text_inputs)
+      return "model '" + name + "': member '" + b->info().name + "' takes text (JSON records), not tensors";
+  return "";
+}
+
 std::string MetadataJson(const std::string& name, const Cascade& c) {
   json shape = json::array({-1});
   for (int64_t d : c.input_shape()) shape.push_back(d);
@@ -291,8 +301,9 @@ struct Server::Impl {
   ServerOptions options;
   std::vector<ServedModel> models;
   std::map<std::string, const ServedModel*, std::less<>> by_name;
-  std::map<std::string, std::string, std::less<>> chat_refusal;  // by model: ChatRefusal, "" = serves chat
-  std::vector<Backend*> members;                                 // one per distinct member name
+  std::map<std::string, std::string, std::less<>> chat_refusal;    // by model: ChatRefusal, "" = serves chat
+  std::map<std::string, std::string, std::less<>> tensor_refusal;  // by model: TensorRefusal, "" = takes tensors
+  std::vector<Backend*> members;                                   // one per distinct member name
   Metrics metrics;
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
@@ -371,6 +382,7 @@ struct Server::Impl {
   }
 
   void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw) {
+    if (const std::string& why = tensor_refusal.at(m.name); !why.empty()) return respond_raw(ErrorReply(400, why));
     std::shared_ptr<Slot> slot = Admit();
     if (!slot) return respond_raw(Busy(TooMany(), false));
     const http::Responder respond = Releasing(std::move(slot), respond_raw);
@@ -606,6 +618,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
     const std::vector<Backend*> ms = m.cascade->members();
     const bool reads_text = !ms.empty() && ms.front()->info().text_inputs;
     if (reads_text && !refusal.empty()) return InvalidArgumentError(refusal);  // a chat cascade no route can feed
+    impl->tensor_refusal[m.name] = TensorRefusal(m.name, *m.cascade, refusal.empty());
     impl->chat_refusal[m.name] = std::move(refusal);
     for (Backend* b : m.cascade->members())
       if (!seen_member[b->info().name]) {
@@ -687,6 +700,7 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   Impl& im = *impl_;
   auto it = im.batchers.find(name);
   if (it == im.batchers.end()) return NotFoundError("no model named '" + name + "'");
+  if (const std::string& why = im.tensor_refusal.at(name); !why.empty()) return InvalidArgumentError(why);
   std::shared_ptr<Impl::Slot> slot = im.Admit();
   if (!slot) return UnavailableError(im.TooMany());
   std::promise<StatusOr<RunResult>> answer;
