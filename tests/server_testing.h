@@ -170,6 +170,28 @@ inline int Dial(int port) {
   return fd;
 }
 
+// A loopback server that takes connections and never answers (a hung upstream): the
+// kernel completes the handshakes and buffers what clients send; nothing reads it.
+class HungServer {
+ public:
+  HungServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t len = sizeof a;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(fd_, 128) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      port_ = ntohs(a.sin_port);
+  }
+  ~HungServer() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 // `coe serve ARGS...` in a child process: its pid, the line it prints once serving,
 // and the port that line names (0 when it printed none).
 struct ServeProcess {

@@ -43,6 +43,14 @@
 // admitted, when the queue would not let a request start within queue_timeout_ms, or
 // for a connection beyond max_connections.
 //
+// Cancellation: a client that closes its connection before its answer (Go's net/http
+// and nginx treat a half-close so too) has its request cancelled: its run starts no
+// further tier nor upstream call and its members' HTTP calls in flight are aborted
+// (RunOptions::cancelled); the reply is dropped and counted as 499 (nginx's "client
+// closed request") in /metrics and the access log. A batched run of several requests
+// goes on while any of them waits for it. Shutdown(grace_ms) cancels what is still
+// running after its grace period (503 "server stopping").
+//
 // Transport (server/http_transport.h): event-driven HTTP/1.1 on Boost.Beast; a few I/O
 // threads serve every connection and never run models; keep-alive without a request
 // cap; pipelined requests answered in order; slow clients closed at the header and
@@ -155,6 +163,14 @@ class Server {
   // Blocks until the server has stopped (after Stop) and every connection is closed:
   // in-flight requests are answered, idle keep-alive connections closed at once.
   void Wait();
+  // A bounded stop (coe serve on SIGTERM): Stop(), then waits up to `grace_ms` for the
+  // admitted requests (infer, chat and Run, so gRPC's too) to be answered. Those still
+  // running then are cancelled: their runs start no further tier nor upstream call,
+  // the HTTP calls of their members in flight are aborted, and they are answered 503
+  // "server stopping: ..." (gRPC: UNAVAILABLE); requests arriving meanwhile get the
+  // same. Returns as Wait() does. A gRPC front end's Stop (which waits for its calls)
+  // runs on another thread meanwhile.
+  void Shutdown(int grace_ms);
 
   // Served model names, the cascade first.
   // The served models that answer /v1/chat/completions (their members read text).
@@ -166,7 +182,8 @@ class Server {
   const std::vector<ServedModel>& models() const;
   // Runs `batch` on the served model `name` as an infer request does (admission,
   // batching, metrics): NotFound for an unknown model, InvalidArgument for a model
-  // whose members read text (a chat model), Unavailable when busy.
+  // whose members read text (a chat model), Unavailable when busy or cancelled by a
+  // Shutdown (the server's cancellation flag replaces options.cancelled).
   StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
 
  private:

@@ -36,6 +36,7 @@
 
 #include "backends/backends.h"
 #include "backends/http_body.h"
+#include "backends/http_cancel.h"
 #include "base/thread_pool.h"
 
 namespace coe {
@@ -212,10 +213,11 @@ class OpenAiBackend : public Backend {
                                   "file or the chat API), not tensors");
     }
     if (n == 1) {  // one input (the chat front door): on this thread, no handoff
-      (*out)[0] = Call(batch.records[0]);
+      (*out)[0] = Call(batch.records[0], batch.cancelled);
     } else {
       std::vector<std::function<void()>> tasks;
-      for (int64_t i = 0; i < n; ++i) tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i]); });
+      for (int64_t i = 0; i < n; ++i)
+        tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i], batch.cancelled); });
       pool_.RunAll(std::move(tasks));
     }
     uint64_t abstained = 0;
@@ -225,7 +227,9 @@ class OpenAiBackend : public Backend {
   }
 
  private:
-  Prediction Call(const std::string& record_text) {
+  // `cancelled`: the run's flag (InputView::cancelled): no attempt starts once it is
+  // set, and the one in flight is aborted.
+  Prediction Call(const std::string& record_text, const std::atomic<bool>* cancelled) {
     Prediction p;
     const json record = json::parse(record_text, nullptr, false);
     std::string missing;
@@ -253,29 +257,36 @@ class OpenAiBackend : public Backend {
         ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
         if (a.retry_after_ms >= 0) ms = a.retry_after_ms;
         if (Clock::now() + std::chrono::milliseconds(ms) >= deadline) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        if (!SleepUnlessCancelled(std::chrono::milliseconds(ms), cancelled)) break;
       }
       {
         // At most max_concurrency requests in flight to the endpoint, from any caller.
         std::unique_lock<std::mutex> lock(slots_mu_);
-        if (!slots_cv_.wait_until(lock, deadline, [&] { return in_flight_ < spec_.max_concurrency; })) {
+        // A cancelled run's calls in flight are aborted: their slots free up at once.
+        if (!slots_cv_.wait_until(lock, deadline,
+                                  [&] { return in_flight_ < spec_.max_concurrency || IsCancelled(cancelled); })) {
           a = Attempt{};
           a.error = "no answer within " + FormatMs() + " (timeout_ms): every one of the " +
                     std::to_string(spec_.max_concurrency) + " connections (max_concurrency) stayed busy";
           break;
         }
+        if (IsCancelled(cancelled)) {
+          a = Attempt{};
+          a.error = "cancelled: the request's client went away or the server is stopping";
+          break;
+        }
         ++in_flight_;
       }
-      a = Send(body, deadline, &p);
+      a = Send(body, deadline, &p, cancelled);
       {
         std::lock_guard<std::mutex> lock(slots_mu_);
         --in_flight_;
       }
       slots_cv_.notify_one();
-      if (a.ok || !a.retry) break;
+      if (a.ok || !a.retry || IsCancelled(cancelled)) break;
     }
     if (!a.ok) {
-      stats_.errors++;
+      if (!IsCancelled(cancelled)) stats_.errors++;  // a cancelled call is not the model's failure
       p.error = "chat model '" + info_.name + "': " + a.error;
       if (std::isnan(p.cost)) p.cost = 0;  // no attempt returned usage: nothing paid
       return p;
@@ -306,7 +317,7 @@ class OpenAiBackend : public Backend {
 
   // One attempt, bounded by the deadline. A failed attempt that returned usage (an
   // error body with it) is paid too.
-  Attempt Send(const std::string& body, Clock::time_point deadline, Prediction* p) {
+  Attempt Send(const std::string& body, Clock::time_point deadline, Prediction* p, const std::atomic<bool>* cancelled) {
     Attempt a;
     const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
@@ -325,7 +336,9 @@ class OpenAiBackend : public Backend {
     req.headers = headers;
     req.headers.emplace("Content-Type", "application/json");
     req.body = body;
-    req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    req.progress = [deadline, cancelled](uint64_t, uint64_t) {
+      return Clock::now() < deadline && !IsCancelled(cancelled);
+    };
     // The body is received here, so that a response past max_response_mb is refused as
     // it arrives (or at once, from its Content-Length), never held whole.
     const uint64_t max_bytes = static_cast<uint64_t>(spec_.max_response_mb * (1 << 20));
@@ -334,8 +347,16 @@ class OpenAiBackend : public Backend {
     req.content_receiver = BoundedBody(&received, &too_large, max_bytes);
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
-    const bool sent = client->send(req, res, err);
+    bool sent = false;
+    {
+      CancelWatch watch(cancelled, client.get());  // a cancelled run's call is aborted
+      sent = client->send(req, res, err);
+    }
     res.body = std::move(received);
+    if (IsCancelled(cancelled)) {  // not retried, and the client (maybe stopped) not kept
+      a.error = "cancelled: the request's client went away or the server is stopping";
+      return a;
+    }
     if (too_large) {  // not retried: the same request would get the same answer
       a.error =
           "the response is larger than " + std::to_string(max_bytes) + " bytes (max_response_mb in the catalogue)";

@@ -116,8 +116,18 @@ void Batcher::Loop() {
 }
 
 void Batcher::RunBatch(std::vector<Item>& items) {
+  std::vector<Item> live;
+  for (Item& it : items) {
+    if (it.options.cancelled && it.options.cancelled->load())
+      it.done(UnavailableError("the request was cancelled (its client went away) before its run"));
+    else
+      live.push_back(std::move(it));
+  }
+  items.swap(live);
+  if (items.empty()) return;
   RunOptions ro;
   for (const Item& it : items) ro.want_probs = ro.want_probs || it.options.want_probs;
+  ro.cancelled = items.size() == 1 ? items[0].options.cancelled : options_.cancel_all;
   const auto t0 = Clock::now();
   StatusOr<RunResult> run = [&]() -> StatusOr<RunResult> {
     if (items.size() == 1) return cascade_->Run(items[0].batch, ro);

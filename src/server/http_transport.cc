@@ -13,6 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -271,7 +272,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Write(std::move(r), version_, handed_);
     }
     handling_ = true;
-    std::weak_ptr<Session> weak = shared_from_this();
+    req.cancelled = cancelled_ = std::make_shared<std::atomic<bool>>(false);
     auto answered = std::make_shared<std::atomic<bool>>(false);
     Responder respond = [self = shared_from_this(), answered](Reply r) {
       if (answered->exchange(true)) return;  // exactly once
@@ -282,6 +283,27 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     handed_ = Clock::now();
     t_->handler(std::move(req), std::move(respond));
+    if (handling_) WatchForClose();
+  }
+
+  // While the handler has the request: a readable socket is either the client's next
+  // (pipelined) request, left for later, or its end of stream / a reset: the client is
+  // gone, so its request is cancelled and the connection closed. Write ends the watch.
+  void WatchForClose() {
+    const uint64_t gen = ++watch_gen_;
+    watching_ = true;
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen](beast::error_code ec) {
+      if (gen != self->watch_gen_ || !self->watching_) return;  // ended by Write
+      self->watching_ = false;
+      if (ec) return;
+      char c;
+      const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // a pipelined request: the client is there
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return self->WatchForClose();
+      self->gone_ = true;
+      self->cancelled_->store(true);
+      self->Close();
+    });
   }
 
   // A read ended in an error: a clean close, a timeout, or a request to refuse.
@@ -330,6 +352,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // wait measured when it is written.
   void Write(Reply r, unsigned version, std::optional<Clock::time_point> responded = std::nullopt) {
     handling_ = false;
+    if (watching_) {  // only the watch is pending now: cancel it before writing
+      watching_ = false;
+      ++watch_gen_;
+      beast::error_code ec;
+      stream_.socket().cancel(ec);
+    }
+    if (gone_) return;  // the client went away: nobody to answer
     if (responded) NoteIoWait(*responded);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(version == 10 ? 10 : 11);
@@ -403,6 +432,9 @@ class Session : public std::enable_shared_from_this<Session> {
   int64_t waited_us_ = 0;                // the current request's wait in the kernel
   Clock::time_point t_header_, handed_;  // its header read; given to the handler
   bool reading_ = false, handling_ = false, stopping_ = false, linger_ = false;
+  bool watching_ = false, gone_ = false;          // WatchForClose: pending; the client went away
+  uint64_t watch_gen_ = 0;                        // the current watch (a cancelled one's handler is ignored)
+  std::shared_ptr<std::atomic<bool>> cancelled_;  // the current request's (Request::cancelled)
   std::vector<char> scratch_;
 };
 

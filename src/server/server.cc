@@ -7,11 +7,13 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <ctime>
 #include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "base/cores.h"
@@ -343,25 +345,52 @@ struct Server::Impl {
     return r;
   }
 
+  // Admitted requests (infer, chat, Run): their cancellation flags, set when a
+  // shutdown's grace period ends (Shutdown) or, by the transport, when a client goes
+  // away.
+  std::mutex admitted_mu;
+  std::condition_variable admitted_cv;                    // admitted emptied
+  std::set<std::shared_ptr<std::atomic<bool>>> admitted;  // under admitted_mu
+  std::atomic<bool> cancel_all{false};                    // the grace period ended: every run is cancelled
+  std::atomic<int64_t> grace_ms{0};                       // of that shutdown
+
   // One of max_inflight places, held from admission until the answer is handed to the
   // transport: given back before the reply can reach the client, so that a client
   // sending its next request on an answer never finds its previous one still counted
   // (a closed loop at max_inflight is never refused). Destroyed unanswered: given back.
+  // It keeps the request's cancellation flag alive.
   class Slot {
    public:
-    explicit Slot(std::atomic<int64_t>* n) : n_(n) {}
+    Slot(Impl* im, std::shared_ptr<std::atomic<bool>> cancelled) : im_(im), cancelled_(std::move(cancelled)) {}
     ~Slot() { Release(); }
     void Release() {
-      if (!released_.exchange(true)) (*n_)--;
+      if (released_.exchange(true)) return;
+      im_->inflight--;
+      std::lock_guard<std::mutex> lock(im_->admitted_mu);
+      if (im_->admitted.erase(cancelled_) && im_->admitted.empty()) im_->admitted_cv.notify_all();
     }
+    const std::atomic<bool>* cancelled() const { return cancelled_.get(); }
 
    private:
-    std::atomic<int64_t>* n_;
+    Impl* const im_;
+    const std::shared_ptr<std::atomic<bool>> cancelled_;
     std::atomic<bool> released_{false};
   };
-  std::shared_ptr<Slot> Admit() {
-    auto slot = std::make_shared<Slot>(&inflight);
-    if (++inflight > options.max_inflight) return nullptr;  // the slot is given back with it
+  // A place for a request whose cancellation flag is `cancelled` (null: a new one), or
+  // null with *why when max_inflight requests are in flight or the server is stopping.
+  std::shared_ptr<Slot> Admit(std::shared_ptr<std::atomic<bool>> cancelled, std::string* why) {
+    if (!cancelled) cancelled = std::make_shared<std::atomic<bool>>(false);
+    auto slot = std::make_shared<Slot>(this, cancelled);
+    if (++inflight > options.max_inflight) {  // the place is given back with the slot
+      *why = "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(admitted_mu);
+    if (cancel_all) {
+      *why = Stopping();
+      return nullptr;
+    }
+    admitted.insert(std::move(cancelled));
     return slot;
   }
   // `respond`, giving `slot` back first.
@@ -371,8 +400,20 @@ struct Server::Impl {
       respond(std::move(r));
     };
   }
-  std::string TooMany() const {
-    return "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
+  std::string Stopping() const {
+    return "server stopping: the request was cancelled when the " + std::to_string(grace_ms.load()) +
+           " ms shutdown grace period ended (coe serve --shutdown-grace-ms)";
+  }
+  // The message of a run that failed with `s`: a run cancelled by a shutdown says so.
+  std::string RunError(const Status& s) const {
+    return s.code() == StatusCode::kUnavailable && cancel_all ? Stopping() : s.message();
+  }
+  // The status of a run that failed with `s`: 499 (nginx's "client closed request": the
+  // reply is not written; for the metrics and the access log) when its client went
+  // away, 503 when busy or stopping, else as HttpCode.
+  int RunErrorCode(const Status& s, const std::atomic<bool>* cancelled) const {
+    if (s.code() != StatusCode::kUnavailable) return HttpCode(s);
+    return !cancel_all && cancelled && cancelled->load() ? 499 : 503;
   }
 
   // Runs `task` off the I/O threads (on the waiting pool; on this thread if no thread
@@ -383,8 +424,10 @@ struct Server::Impl {
 
   void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw) {
     if (const std::string& why = tensor_refusal.at(m.name); !why.empty()) return respond_raw(ErrorReply(400, why));
-    std::shared_ptr<Slot> slot = Admit();
-    if (!slot) return respond_raw(Busy(TooMany(), false));
+    std::string why;
+    std::shared_ptr<Slot> slot = Admit(std::move(req.cancelled), &why);
+    if (!slot) return respond_raw(Busy(why, false));
+    const std::atomic<bool>* cancelled = slot->cancelled();  // lives as long as `respond`
     const http::Responder respond = Releasing(std::move(slot), respond_raw);
     const size_t size = req.body.size();
     // The binary tensor data extension: the JSON's length, when binary data follows it.
@@ -396,20 +439,22 @@ struct Server::Impl {
         return respond(ErrorReply(400, "Inference-Header-Content-Length must be a byte count"));
       json_size = v;
     }
-    auto work = [this, &m, body = std::move(req.body), json_size, respond] {
+    auto work = [this, &m, body = std::move(req.body), json_size, respond, cancelled] {
       auto q = ParseInferRequest(body, m.cascade->input_shape(), json_size);
       if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
       RunOptions ro;
       ro.want_probs = q->want_probabilities;
+      ro.cancelled = cancelled;
       InputBatch batch = std::move(q->batch);
       auto meta = std::make_shared<InferRequest>(std::move(*q));
-      Status s = batchers.at(m.name)->Submit(std::move(batch), ro, [this, &m, meta, respond](StatusOr<RunResult> r) {
-        if (!r.ok())
-          return respond(r.status().code() == StatusCode::kUnavailable
-                             ? Busy(r.status().message(), false)
-                             : ErrorReply(HttpCode(r.status()), r.status().message()));
+      auto done = [this, &m, meta, respond, cancelled](StatusOr<RunResult> r) {
+        if (!r.ok()) {
+          const int code = RunErrorCode(r.status(), cancelled);
+          return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
+        }
         respond(InferReply(m.name, *meta, *r, m.cascade->labels()));
-      });
+      };
+      Status s = batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
       if (!s.ok()) respond(Busy(s.message(), false));
     };
     // A small body is decoded here (microseconds); a large one off the I/O threads.
@@ -420,7 +465,7 @@ struct Server::Impl {
   // POST /v1/chat/completions, request in, response out (no transport here): the last
   // user message fills every member's {input}, the cascade runs, and the reply is the
   // winning member's completion with usage summed over every call made.
-  HttpReply Chat(const std::string& body, std::string* model_name) {
+  HttpReply Chat(const std::string& body, std::string* model_name, const std::atomic<bool>* cancelled) {
     auto q = ParseChatRequest(body);
     if (!q.ok()) return OpenAiError(400, q.status().message());
     auto it = by_name.find(q->model);
@@ -433,8 +478,12 @@ struct Server::Impl {
     const std::string id = "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(n);
     batch.records.push_back(json{{"id", id}, {"input", q->input}}.dump(-1, ' ', false, json::error_handler_t::replace));
     batch.ids.push_back(id);
-    auto r = m.cascade->Run(batch, RunOptions{});
-    if (!r.ok()) return OpenAiError(HttpCode(r.status()), r.status().message());
+    auto r = m.cascade->Run(batch, RunOptions{.cancelled = cancelled});
+    if (!r.ok()) {
+      HttpReply e = OpenAiError(RunErrorCode(r.status(), cancelled), RunError(r.status()));
+      if (e.status == 503) e.retry_after_s = options.retry_after_s;
+      return e;
+    }
     metrics.AddRun(m.name, *m.cascade, *r);
     if (r->answer[0] == kAbstain && r->degraded[0])
       return OpenAiError(502, "no tier of '" + m.name +
@@ -533,10 +582,12 @@ struct Server::Impl {
       }
     }
     if (method == "POST" && path == "/v1/chat/completions") {
-      std::shared_ptr<Slot> slot = Admit();
-      if (!slot) return respond(Busy(TooMany(), true));
-      OffIo([this, body = std::move(request.body), model, respond = Releasing(std::move(slot), respond)] {
-        respond(ToReply(Chat(body, model.get())));
+      std::string why;
+      std::shared_ptr<Slot> slot = Admit(std::move(request.cancelled), &why);
+      if (!slot) return respond(Busy(why, true));
+      const std::atomic<bool>* cancelled = slot->cancelled();  // lives as long as `respond`
+      OffIo([this, body = std::move(request.body), model, cancelled, respond = Releasing(std::move(slot), respond)] {
+        respond(ToReply(Chat(body, model.get(), cancelled)));
       });
       return;
     }
@@ -630,6 +681,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
   bo.max_batch = options.max_batch;
   bo.max_queue_delay_us = options.max_queue_delay_us;
   bo.queue_timeout_ms = options.queue_timeout_ms;
+  bo.cancel_all = &impl->cancel_all;
   // Without batching every request runs alone, as many at once as are admitted.
   bo.workers = options.max_batch > 1 ? options.batch_workers : options.max_inflight;
   Impl* im = impl.get();
@@ -647,6 +699,7 @@ Status Server::Start(const std::string& host, int port) {
   if (im.transport)
     return FailedPreconditionError("the server is already serving on port " + std::to_string(im.transport->port()));
   if (port < 0 || port > 65535) return InvalidArgumentError("port " + std::to_string(port) + " is out of range");
+  im.cancel_all = false;  // after a Shutdown
   const ServerOptions& o = im.options;
   http::TransportOptions t;
   t.io_threads = o.io_threads > 0 ? o.io_threads : std::clamp(AvailableCores(), 1, 4);
@@ -680,6 +733,20 @@ void Server::Stop() {
   if (impl_->transport) impl_->transport->Stop();
 }
 
+void Server::Shutdown(int grace_ms) {
+  Impl& im = *impl_;
+  Stop();
+  {
+    std::unique_lock<std::mutex> lock(im.admitted_mu);
+    im.admitted_cv.wait_for(lock, std::chrono::milliseconds(std::max(0, grace_ms)),
+                            [&] { return im.admitted.empty(); });
+    im.grace_ms = std::max(0, grace_ms);
+    im.cancel_all = true;  // runs of several requests (batched) see it; nothing more is admitted
+    for (const auto& cancelled : im.admitted) cancelled->store(true);
+  }
+  Wait();
+}
+
 void Server::Wait() {
   Impl& im = *impl_;
   std::lock_guard<std::mutex> wait_lock(im.wait_mu);
@@ -701,12 +768,17 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   auto it = im.batchers.find(name);
   if (it == im.batchers.end()) return NotFoundError("no model named '" + name + "'");
   if (const std::string& why = im.tensor_refusal.at(name); !why.empty()) return InvalidArgumentError(why);
-  std::shared_ptr<Impl::Slot> slot = im.Admit();
-  if (!slot) return UnavailableError(im.TooMany());
+  std::string why;
+  std::shared_ptr<Impl::Slot> slot = im.Admit(nullptr, &why);
+  if (!slot) return UnavailableError(why);
+  RunOptions ro = options;
+  ro.cancelled = slot->cancelled();
   std::promise<StatusOr<RunResult>> answer;
-  Status s = it->second->Submit(batch, options, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
+  Status s = it->second->Submit(batch, ro, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
   if (!s.ok()) return s;
-  return answer.get_future().get();
+  StatusOr<RunResult> r = answer.get_future().get();
+  if (!r.ok() && r.status().code() == StatusCode::kUnavailable) return UnavailableError(im.RunError(r.status()));
+  return r;
 }
 
 std::vector<std::string> Server::model_names() const {
