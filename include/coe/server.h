@@ -36,8 +36,9 @@
 // Errors are JSON {"error": "..."} (messages at most 512 bytes): 400 malformed JSON /
 // wrong datatype / wrong shape / data length mismatch / missing input / unknown output
 // name / malformed HTTP / a model whose members read text ("model 'x' takes chat
-// messages (POST /v1/chat/completions), not tensors"), 404 unknown model or route, 408 header or body not received
-// in time, 413 body over max_body_bytes (as received, chunked or not, and after
+// messages (POST /v1/chat/completions), not tensors"), 404 unknown model or route, 408
+// body not received within io_timeout_s of the client's time (time its bytes wait for
+// the server's I/O threads does not count), 413 body over max_body_bytes (as received, chunked or not, and after
 // gzip/deflate decoding), 415 another Content-Encoding, 431 header too large, 500
 // engine failure, 503 (with Retry-After) when more than max_inflight requests are
 // admitted, when the queue would not let a request start within queue_timeout_ms, or
@@ -53,8 +54,9 @@
 //
 // Transport (server/http_transport.h): event-driven HTTP/1.1 on Boost.Beast; a few I/O
 // threads serve every connection and never run models; keep-alive without a request
-// cap; pipelined requests answered in order; slow clients closed at the header and
-// body deadlines, idle ones after keep_alive_timeout_s. Infer requests for a model go
+// cap; pipelined requests answered in order; a client too slow for the header deadline
+// is closed, one too slow for the body's gets 408, idle ones are closed after
+// keep_alive_timeout_s. Infer requests for a model go
 // through its dynamic batcher (server/batcher.h); answers do not depend on batching.
 //
 // The OpenAI front door: a model whose members are all chat models (text inputs)
@@ -122,8 +124,10 @@ struct ServerOptions {
   int listen_backlog = 1024;        // connections the kernel holds before accept
   int keep_alive_timeout_s = 5;     // idle keep-alive connections close after this
   int header_timeout_ms = 10000;    // a request's header must arrive within this
-  int io_timeout_s = 10;            // a request's body must arrive, and its reply be taken, within this
-  int retry_after_s = 1;            // the Retry-After of a 503
+  // A request's body must arrive within this of the client's time (else 408), and its
+  // reply be taken within it.
+  int io_timeout_s = 10;
+  int retry_after_s = 1;  // the Retry-After of a 503
   AccessLog access_log = AccessLog::kOff;
   // Receives startup and access-log lines (no trailing newline); null = stderr.
   // Called from I/O and worker threads, concurrently.

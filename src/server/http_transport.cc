@@ -3,6 +3,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <zlib.h>
@@ -137,7 +138,11 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, std::shared_ptr<Transport::Impl> t, bool refuse)
-      : t_(std::move(t)), registration_{t_.get(), this, refuse}, refuse_(refuse), stream_(std::move(socket)) {
+      : t_(std::move(t)),
+        registration_{t_.get(), this, refuse},
+        refuse_(refuse),
+        stream_(std::move(socket)),
+        deadline_(stream_.get_executor()) {
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
@@ -195,16 +200,6 @@ class Session : public std::enable_shared_from_this<Session> {
     // space only, its pages resident as bytes arrive, and never a doubling copy (which
     // would hold 1.5x the body).
     if (!parser_->content_length()) req.body().reserve(opt().max_body_bytes);
-    auto read_body = [self = shared_from_this()] {
-      self->stream_.expires_after(std::chrono::milliseconds(self->opt().body_timeout_ms));
-      self->reading_ = true;
-      bhttp::async_read(self->stream_, self->buffer_, *self->parser_, [self](beast::error_code ec, size_t) {
-        // The body's transfer is the client's time: the I/O wait counts from its end.
-        self->waited_us_ = std::max(self->waited_us_, self->KernelWaitUs());
-        self->t_header_ = Clock::now();
-        self->OnBody(ec);
-      });
-    };
     // The body, or its start, usually came with the header: parse what the buffer holds
     // here, and a complete request skips a trip through the I/O threads' queue (which
     // is long exactly when the server is busy).
@@ -220,13 +215,81 @@ class Session : public std::enable_shared_from_this<Session> {
     if (Lower(Trim(SV(req[bhttp::field::expect]))) == "100-continue") {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
       stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
-      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont, read_body](beast::error_code ec, size_t) {
+      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, size_t) {
         if (ec) return self->Close();
-        read_body();
+        self->client_us_ = 0;
+        self->ReadBody();
       });
       return;
     }
-    read_body();
+    client_us_ = 0;
+    ReadBody();
+  }
+
+  // The body is read a piece at a time against its deadline, body_timeout_ms of the
+  // client's time only: a piece's wait counts while the connection has nothing for us
+  // to read, until its newest bytes arrived. Time bytes wait in the kernel for an I/O
+  // thread (the server busy) is the server's, never the client's. A client past the
+  // deadline gets 408 (the stream's own timeout would close the socket unanswered).
+  void ReadBody() {
+    stream_.expires_never();
+    reading_ = true;
+    piece_start_ = Clock::now();
+    piece_had_bytes_ = KernelBytes() > 0;
+    ArmBodyDeadline(int64_t{opt().body_timeout_ms} * 1000 - client_us_);
+    bhttp::async_read_some(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBodyPiece(ec); });
+  }
+
+  void OnBodyPiece(beast::error_code ec) {
+    reading_ = false;
+    ++deadline_gen_;
+    deadline_.cancel();
+    if (body_late_) {
+      const size_t got = parser_->get().body().size();
+      const auto want = parser_->content_length();
+      return Fail(408, "the request body did not arrive within the " + std::to_string(opt().body_timeout_ms) +
+                           " ms body deadline (the client's time; " + std::to_string(got) + " of " +
+                           (want ? std::to_string(*want) : std::string("?")) + " bytes received)");
+    }
+    if (ec) return ReadFailed(ec, true);
+    client_us_ += PieceClientUs(true);
+    if (!parser_->is_done()) return ReadBody();
+    // The body's transfer is the client's time: the I/O wait counts from its end.
+    waited_us_ = std::max(waited_us_, KernelWaitUs());
+    t_header_ = Clock::now();
+    OnBody({});
+  }
+
+  // The client's share of the current piece's wait: none when bytes were waiting for
+  // us at its start; else while nothing came (`done`: the read completed), until its
+  // newest bytes arrived.
+  int64_t PieceClientUs(bool done) {
+    if (piece_had_bytes_) return 0;
+    const int64_t waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - piece_start_).count();
+    if (!done && KernelBytes() == 0) return waited;
+    return std::max<int64_t>(0, waited - KernelWaitUs());
+  }
+
+  // In `left_us`, checks the client's time: past the deadline, the read is cancelled
+  // (then 408); else checked again when it could be.
+  void ArmBodyDeadline(int64_t left_us) {
+    const uint64_t gen = ++deadline_gen_;
+    deadline_.expires_after(std::chrono::microseconds(std::max<int64_t>(left_us, 1000)));
+    deadline_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+      if (ec || gen != self->deadline_gen_ || !self->reading_) return;
+      const int64_t left = int64_t{self->opt().body_timeout_ms} * 1000 - self->client_us_ - self->PieceClientUs(false);
+      if (left > 0) return self->ArmBodyDeadline(left);
+      self->body_late_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);  // OnBodyPiece answers 408
+    });
+  }
+
+  // Bytes received by the kernel that no read has taken yet.
+  int KernelBytes() {
+    int n = 0;
+    return ioctl(stream_.socket().native_handle(), FIONREAD, &n) == 0 ? n : 0;
   }
 
   void OnBody(beast::error_code ec) {
@@ -401,6 +464,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Close() {
+    ++deadline_gen_;
+    deadline_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.close();
@@ -435,6 +500,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool watching_ = false, gone_ = false;          // WatchForClose: pending; the client went away
   uint64_t watch_gen_ = 0;                        // the current watch (a cancelled one's handler is ignored)
   std::shared_ptr<std::atomic<bool>> cancelled_;  // the current request's (Request::cancelled)
+  // The body's deadline (ReadBody): the client's time so far, the piece being read.
+  net::steady_timer deadline_;
+  uint64_t deadline_gen_ = 0;  // the current check (a stale one's handler is ignored)
+  int64_t client_us_ = 0;
+  Clock::time_point piece_start_;
+  bool piece_had_bytes_ = false, body_late_ = false;
   std::vector<char> scratch_;
 };
 
