@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -199,12 +200,17 @@ struct ServeProcess {
   std::string line;
   int port = 0;
 };
-inline ServeProcess SpawnServe(const std::vector<std::string>& args) {
+// `address_space_bytes` > 0: the child's RLIMIT_AS.
+inline ServeProcess SpawnServe(const std::vector<std::string>& args, rlim_t address_space_bytes = 0) {
   ServeProcess p;
   int out[2];
   if (pipe(out) != 0) return p;
   p.pid = fork();
   if (p.pid == 0) {
+    if (address_space_bytes > 0) {
+      const rlimit lim{address_space_bytes, address_space_bytes};
+      setrlimit(RLIMIT_AS, &lim);
+    }
     dup2(out[1], 1);
     close(out[0]);
     const std::string bin = CoeBinary();
@@ -243,19 +249,23 @@ class ChatUpstream {
     replay.Stop();
     std::filesystem::remove_all(dir_);
   }
+  // The catalogue of a, b and c (after Start): `timeout_ms` and `retries` for each.
+  std::string CatalogueToml(int timeout_ms = 20000, int retries = 0) const {
+    return "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" + std::to_string(replay.port()) +
+           "/v1\"\nprompt = \"{input}\"\nanswer = \"choice\"\n"
+           "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " +
+           std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) +
+           "\nmax_concurrency = 64\n[models.a]\n[models.b]\n[models.c]\n";
+  }
+  static constexpr const char* kCascadeToml =
+      "[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"c\"]\n";
   // Starts the replay server (after setting replay.latency_ms) and returns the served
   // cascade "chat" of a, b -> c; `timeout_ms` and `retries` for every member.
   StatusOr<std::unique_ptr<Server>> Serve(ServerOptions so = {}, int timeout_ms = 20000, int retries = 0) {
     replay.Start();
-    std::string toml = "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" + std::to_string(replay.port()) +
-                       "/v1\"\nprompt = \"{input}\"\nanswer = \"choice\"\n"
-                       "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " +
-                       std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) +
-                       "\nmax_concurrency = 64\n[models.a]\n[models.b]\n[models.c]\n";
-    auto cat = ParseCatalogue(toml, "chat.toml", "");
+    auto cat = ParseCatalogue(CatalogueToml(timeout_ms, retries), "chat.toml", "");
     if (!cat.ok()) return cat.status();
-    auto spec = ParseCascade("[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"c\"]\n",
-                             "chat-cascade");
+    auto spec = ParseCascade(kCascadeToml, "chat-cascade");
     if (!spec.ok()) return spec.status();
     so.name = "chat";
     so.access_log = AccessLog::kOff;
@@ -270,6 +280,8 @@ class ChatUpstream {
   }
   // Upstream calls made to member `m` ("a", "b", "c") for question k.
   int Calls(const std::string& m, int k) { return replay.Attempts(m, "q" + std::to_string(k)); }
+
+  const std::filesystem::path& dir() const { return dir_; }
 
   OpenAiReplay replay;
 

@@ -41,8 +41,9 @@
 // the server's I/O threads does not count), 413 body over max_body_bytes (as received, chunked or not, and after
 // gzip/deflate decoding), 415 another Content-Encoding, 431 header too large, 500
 // engine failure, 503 (with Retry-After) when more than max_inflight requests are
-// admitted, when the queue would not let a request start within queue_timeout_ms, or
-// for a connection beyond max_connections.
+// admitted, when the queue would not let a request start within queue_timeout_ms, for
+// a connection beyond max_connections, or for a request the server cannot allocate
+// (out of memory: refused, never the end of the process).
 //
 // Cancellation: a client that closes its connection before its answer (Go's net/http
 // and nginx treat a half-close so too) has its request cancelled: its run starts no
@@ -73,6 +74,10 @@
 // hold no completion), 503 busy.
 // The messages are built in the protocol layer (coe/protocol.h) and the handler takes
 // a body and returns a status, type and body, so that a transport can be swapped.
+// Memory: a chat request holds at most two of its body, its message's JSON text and
+// the cascade's record at once (the message is never decoded; the chat members send
+// it from the record without a copy); when the last request of 1 MiB or more is done,
+// the server gives malloc's free pages back to the system (malloc_trim).
 //
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are
 // serialized internally. Ownership: a Server shares ownership of its cascades.

@@ -35,6 +35,7 @@
 #include <thread>
 
 #include "backends/backends.h"
+#include "backends/chat_body.h"
 #include "backends/http_body.h"
 #include "backends/http_cancel.h"
 #include "base/thread_pool.h"
@@ -46,32 +47,6 @@ using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 constexpr int kBackoffBaseMs = 50, kBackoffCapMs = 2000;
-
-// The template with every field replaced by the record's value; "" with *missing set
-// when the record lacks a field.
-std::string FillTemplate(const std::string& t, const json& record, std::string* missing) {
-  std::string out;
-  for (size_t i = 0; i < t.size(); ++i) {
-    if ((t[i] == '{' || t[i] == '}') && i + 1 < t.size() && t[i + 1] == t[i]) {
-      out += t[i++];
-      continue;
-    }
-    if (t[i] != '{') {
-      out += t[i];
-      continue;
-    }
-    const size_t end = t.find('}', i);
-    const std::string name = t.substr(i + 1, end - i - 1);
-    auto it = record.find(name);
-    if (it == record.end() || it->is_null()) {
-      *missing = name;
-      return "";
-    }
-    out += it->is_string() ? it->get<std::string>() : it->dump();
-    i = end;
-  }
-  return out;
-}
 
 // "the answer is (B)." -> "B": a completion that is just a letter A-J, else the letter
 // after the last "answer is" / "answer:", else the last "(X)".
@@ -231,23 +206,15 @@ class OpenAiBackend : public Backend {
   // set, and the one in flight is aborted.
   Prediction Call(const std::string& record_text, const std::atomic<bool>* cancelled) {
     Prediction p;
-    const json record = json::parse(record_text, nullptr, false);
-    std::string missing;
-    const std::string prompt = record.is_object() ? FillTemplate(spec_.prompt, record, &missing) : "";
-    if (!record.is_object() || !missing.empty()) {
-      p.error = record.is_object() ? "the prompt names field '" + missing + "', which the input lacks"
-                                   : "the input is not a JSON object";
+    // The request body: pieces of its own and views of the record, never a copy of a
+    // message (backends/chat_body.h).
+    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text);
+    if (!built.ok()) {
+      p.error = built.status().message();
       return p;
     }
-    json req = {{"model", spec_.model.empty() ? info_.name : spec_.model},
-                {"messages", json::array()},
-                {"max_tokens", spec_.max_tokens},
-                {"temperature", spec_.temperature}};
-    if (!spec_.system.empty()) req["messages"].push_back({{"role", "system"}, {"content", spec_.system}});
-    req["messages"].push_back({{"role", "user"}, {"content", prompt}});
-    if (spec_.sample > 0) req["seed"] = spec_.sample;  // k samples: k different draws
-    req["logprobs"] = true;
-    const std::string body = req.dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::vector<std::string_view> body = built->Views(record_text);
+    const size_t prompt_bytes = built->prompt_bytes;
     const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_ms * 1000));
     Attempt a;
     for (int k = 0; k <= spec_.retries; ++k) {
@@ -305,7 +272,7 @@ class OpenAiBackend : public Backend {
       return p;
     }
     p.text = content->get<std::string>();
-    Pay(res, spec_.system.size() + prompt.size(), p.text.size(), &p);
+    Pay(res, spec_.system.size() + prompt_bytes, p.text.size(), &p);
     p.answer = ReadAnswer(p.text);
     if (p.answer.empty()) {
       p.error = "no readable answer (" + spec_.answer + ") in the completion";
@@ -317,7 +284,9 @@ class OpenAiBackend : public Backend {
 
   // One attempt, bounded by the deadline. A failed attempt that returned usage (an
   // error body with it) is paid too.
-  Attempt Send(const std::string& body, Clock::time_point deadline, Prediction* p, const std::atomic<bool>* cancelled) {
+  // `body`: its pieces, sent one after the other (they outlive the call).
+  Attempt Send(const std::vector<std::string_view>& body, Clock::time_point deadline, Prediction* p,
+               const std::atomic<bool>* cancelled) {
     Attempt a;
     const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
@@ -335,7 +304,7 @@ class OpenAiBackend : public Backend {
     req.path = path_;
     req.headers = headers;
     req.headers.emplace("Content-Type", "application/json");
-    req.body = body;
+    LendBody(&req, body);
     req.progress = [deadline, cancelled](uint64_t, uint64_t) {
       return Clock::now() < deadline && !IsCancelled(cancelled);
     };

@@ -457,7 +457,7 @@ class RemoteBackend : public Backend {
     if (method == "POST") {
       req.headers.emplace("Content-Type", json_size ? "application/octet-stream" : "application/json");
       if (json_size) req.headers.emplace("Inference-Header-Content-Length", std::to_string(json_size));
-      req.body = body;
+      LendBody(&req, body);
     }
     req.progress = [deadline, cancelled](uint64_t, uint64_t) {
       return Clock::now() < deadline && !IsCancelled(cancelled);

@@ -173,8 +173,17 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
         InputView view = rows ? gathered.View() : in.Sub(b, e);
         view.cancelled = in.cancelled;
         const auto t0 = Clock::now();
-        // A cancelled run starts no more calls (its answers are not wanted).
-        Status s = Cancelled(in) ? UnavailableError("the run was cancelled") : mem.backend->Predict(view, &got);
+        // A cancelled run starts no more calls (its answers are not wanted). A backend's
+        // exception (out of memory: no backend throws otherwise) fails its examples, on
+        // a pool thread where it would end the process.
+        Status s = UnavailableError("the run was cancelled");
+        if (!Cancelled(in)) {
+          try {
+            s = mem.backend->Predict(view, &got);
+          } catch (const std::exception& e) {
+            s = UnavailableError(std::string("the member's call failed: ") + e.what());
+          }
+        }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         if (!s.ok() || static_cast<int>(got.size()) != e - b) {
           got.assign(e - b, Prediction{});

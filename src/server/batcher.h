@@ -71,6 +71,8 @@ class Batcher {
   };
   void Loop();
   void RunBatch(std::vector<Item>& items);
+  // The cascade on the items' examples (each request's given back as it joins the run).
+  StatusOr<RunResult> Run(std::vector<Item>& items, const RunOptions& ro) const;
 
   const std::shared_ptr<const Cascade> cascade_;
   const BatchOptions options_;

@@ -53,7 +53,7 @@ std::string Trim(std::string_view s) {
 
 // Inflates a gzip or zlib (raw = false) or raw deflate (raw = true) body into at most
 // `limit` bytes. Returns 0 on success, 413 when the decoded body would pass the limit,
-// 400 when the body is not valid compressed data.
+// 400 when the body is not valid compressed data, 503 when out of memory.
 int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std::string* why) {
   z_stream z{};
   if (inflateInit2(&z, raw ? -MAX_WBITS : MAX_WBITS + 32) != Z_OK) {
@@ -63,7 +63,13 @@ int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   z.avail_in = static_cast<uInt>(in.size());
   out->clear();
-  out->reserve(limit);  // address space; pages become resident as bytes are decoded
+  try {
+    out->reserve(limit);  // address space; pages become resident as bytes are decoded
+  } catch (const std::bad_alloc&) {
+    inflateEnd(&z);
+    *why = "server out of memory for this request's decoded body; retry later";
+    return 503;
+  }
   char chunk[64 << 10];
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
@@ -93,6 +99,44 @@ int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std
   inflateEnd(&z);
   return 0;
 }
+
+// A request body as beast's string_body reads it, except that a body it cannot
+// allocate is an error (answered 503), not an exception out of the I/O thread (which
+// would drop the connection unanswered).
+struct Body {
+  using value_type = std::string;
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(bhttp::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+      ec = {};
+      if (length) Grow(body_.size() + static_cast<size_t>(*length), true, ec);
+    }
+    template <class ConstBufferSequence>
+    size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      const size_t at = body_.size(), n = net::buffer_size(buffers);
+      ec = {};
+      Grow(at + n, false, ec);
+      if (ec) return 0;
+      net::buffer_copy(net::buffer(body_.data() + at, n), buffers);
+      return n;
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    void Grow(size_t size, bool reserve_only, beast::error_code& ec) {
+      try {
+        reserve_only ? body_.reserve(size) : body_.resize(size);
+      } catch (const std::bad_alloc&) {
+        ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+      } catch (const std::length_error&) {
+        ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+      }
+    }
+    value_type& body_;
+  };
+};
 
 }  // namespace
 
@@ -199,7 +243,13 @@ class Session : public std::enable_shared_from_this<Session> {
     // A body of unknown length (chunked) gets the limit's capacity at once: address
     // space only, its pages resident as bytes arrive, and never a doubling copy (which
     // would hold 1.5x the body).
-    if (!parser_->content_length()) req.body().reserve(opt().max_body_bytes);
+    if (!parser_->content_length()) {
+      try {
+        req.body().reserve(opt().max_body_bytes);
+      } catch (const std::bad_alloc&) {
+        return ReadFailed(boost::system::errc::make_error_code(boost::system::errc::not_enough_memory), true);
+      }
+    }
     // The body, or its start, usually came with the header: parse what the buffer holds
     // here, and a complete request skips a trip through the I/O threads' queue (which
     // is long exactly when the server is busy).
@@ -377,6 +427,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client too slow for the header or body deadline (or idle too long) is closed:
     // the stream has already closed the socket, so no reply can be written.
     if (ec == beast::error::timeout) return Close();
+    if (ec == boost::system::errc::not_enough_memory)  // then answered at once: the client may retry
+      return Fail(503, "server out of memory for this request's body; retry later");
     if (ec == bhttp::error::body_limit)
       return Fail(413, "request body larger than " + std::to_string(opt().max_body_bytes) + " bytes");
     if (ec == bhttp::error::header_limit)
@@ -388,6 +440,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Answers a transport error and closes the connection.
   void Fail(int status, const std::string& message) {
     Reply r = t_->error_reply(status, path_, message);
+    if (status == 503) r.headers.emplace_back("Retry-After", "1");
     r.close = true;
     parser_.reset();
     linger_ = true;
@@ -489,7 +542,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const bool refuse_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::request_parser<Body>> parser_;
   std::string remote_, path_;
   bool keep_alive_ = true;
   unsigned version_ = 11;
