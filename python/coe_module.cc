@@ -270,6 +270,12 @@ PYBIND11_MODULE(_coe, m) {
         coe::EngineOptions eo;
         eo.threads = threads;
         std::unique_ptr<coe::Cascade> cascade = Value(coe::Cascade::Create(spec, cat, eo));
+        // A chat model would answer an array with nothing (every example abstains): refused.
+        for (coe::Backend* b : cascade->members())
+          if (b->info().text_inputs)
+            throw py::value_error("cascade member '" + b->info().name +
+                                  "' is a chat model: it takes text (JSON records: coe run --data x.jsonl, or "
+                                  "coe serve's POST /v1/chat/completions), not an array of tensors");
         if (images.ndim() < 2) throw py::value_error("images: expected an array of shape (N, ...)");
         coe::InputBatch batch;
         for (py::ssize_t d = 1; d < images.ndim(); ++d) batch.example_shape.push_back(images.shape(d));

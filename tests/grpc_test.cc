@@ -473,6 +473,30 @@ TEST(GrpcStart, BusyServerAnswersUnavailable) {
   EXPECT_EQ(ok + busy, 3);
 }
 
+// A chat cascade takes chat messages: a tensor is INVALID_ARGUMENT naming the route.
+TEST(GrpcStart, TensorsForAChatModelAreInvalidArgument) {
+  ChatUpstream chat;
+  auto s = chat.Serve();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto g = GrpcFrontend::Start("127.0.0.1", 0, s->get(), {});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto stub = pb::GRPCInferenceService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*g)->port()), grpc::InsecureChannelCredentials()));
+  InputBatch in;
+  in.example_shape = {3};
+  in.data = {1, 2, 3};
+  grpc::ClientContext ctx;
+  pb::ModelInferResponse r;
+  grpc::Status st;
+  {
+    ClientCall scope;
+    st = stub->ModelInfer(&ctx, Request(in, false, {}, "chat"), &r);
+  }
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_EQ(st.error_message(), "model 'chat' takes chat messages (POST /v1/chat/completions), not tensors");
+  EXPECT_EQ(chat.replay.requests.load(), 0);
+}
+
 TEST(GrpcStart, BadArgumentsAndBusyPort) {
   auto s = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 1}, {});
   ASSERT_TRUE(s.ok());

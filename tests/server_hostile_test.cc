@@ -16,8 +16,10 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <thread>
 
+#include "server/http_transport.h"
 #include "server_testing.h"
 
 namespace coe::testing {
@@ -166,6 +168,85 @@ TEST_F(HostileTest, SlowHeaderIsClosedAtTheDeadline) {
   close(fd);
   EXPECT_LT(Since(t0), 5.0);
   EXPECT_EQ(got, "");
+}
+
+// A client that sends its body too slowly gets 408 with a JSON error once the body
+// deadline (io_timeout_s: 1 s here) has passed, not a connection closed unanswered.
+TEST_F(HostileTest, SlowBodyGets408) {
+  ServerOptions o;
+  o.io_timeout_s = 1;
+  Start(o);
+  for (const std::string path : {"/v2/models/fashion/infer", "/v1/chat/completions"}) {
+    const int fd = Dial(port_);
+    ASSERT_GE(fd, 0);
+    WriteAll(fd, "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inputs\": [");
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string got = ReadAll(fd, 10);  // the client sends no more
+    close(fd);
+    EXPECT_LT(Since(t0), 5.0);
+    EXPECT_EQ(StatusOf(got), 408) << got;
+    const json body = json::parse(BodyOf(got), nullptr, false);
+    const std::string message =
+        path.starts_with("/v1/") ? body["error"]["message"].get<std::string>() : body["error"].get<std::string>();
+    EXPECT_NE(message.find("1000 ms body deadline"), std::string::npos) << got;
+  }
+}
+
+// The body deadline counts the client's time only: a body whose client keeps up while
+// the server's only I/O thread is busy (a handler holds it for 1.5 s, three body
+// deadlines) is read and answered, not cut; the client's one short pause (50 ms) is
+// all that counts.
+TEST(HostileTransport, ABodySentFastWhileTheServerIsBusyIsNot408) {
+  http::TransportOptions o;
+  o.io_threads = 1;
+  o.body_timeout_ms = 500;
+  o.max_body_bytes = 64u << 20;
+  std::promise<void> holding;
+  auto transport = http::Transport::Listen(
+      "127.0.0.1", 0, o,
+      [&holding](http::Request&& req, http::Responder respond) {
+        http::Reply r;
+        if (req.path == "/hold") {  // the server's own slowness: the I/O thread is held
+          holding.set_value();
+          std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        }
+        r.body = std::to_string(req.body.size());
+        respond(std::move(r));
+      },
+      [](int status, const std::string&, const std::string& message) {
+        http::Reply r;
+        r.status = status;
+        r.body = message;
+        return r;
+      });
+  ASSERT_TRUE(transport.ok()) << transport.status().ToString();
+  const int port = (*transport)->port();
+  const std::string body(16u << 20, 'x');
+  const int fd = Dial(port);
+  ASSERT_GE(fd, 0);
+  // The header, with 100-continue: once "100 Continue" is back, the body's clock runs.
+  WriteAll(fd, "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n");
+  std::string got;
+  char buf[256];
+  while (got.find("\r\n\r\n") == std::string::npos) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ASSERT_EQ(got.rfind("HTTP/1.1 100", 0), 0u) << got;
+  auto hold = std::async(std::launch::async, [&] { return Exchange(port, Post("/hold", "{}")); });
+  holding.get_future().wait();  // the I/O thread is held from now on
+  const size_t part = 1u << 20;
+  WriteAll(fd, body.substr(0, part));                          // the kernel holds it for the server
+  EXPECT_EQ(StatusOf(hold.get()), 200);                        // the I/O thread is free again: the server reads it
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the scenario: the client pauses
+  std::thread writer([&] { WriteAll(fd, body.substr(part)); });
+  const std::string reply = ReadAll(fd, 60);
+  writer.join();
+  close(fd);
+  EXPECT_EQ(StatusOf(reply), 200) << reply.substr(0, 300);
+  EXPECT_EQ(BodyOf(reply), std::to_string(body.size()));
 }
 
 // Pipelined requests (all written before any reply is read) are all answered, in order.

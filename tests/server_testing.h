@@ -7,10 +7,13 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -20,6 +23,7 @@
 #include "coe/cascade.h"
 #include "coe/dataset.h"
 #include "coe/server.h"
+#include "openai_replay.h"
 #include "protocol/oip.h"
 #include "testing.h"
 
@@ -167,6 +171,28 @@ inline int Dial(int port) {
   return fd;
 }
 
+// A loopback server that takes connections and never answers (a hung upstream): the
+// kernel completes the handshakes and buffers what clients send; nothing reads it.
+class HungServer {
+ public:
+  HungServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t len = sizeof a;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(fd_, 128) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      port_ = ntohs(a.sin_port);
+  }
+  ~HungServer() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 // `coe serve ARGS...` in a child process: its pid, the line it prints once serving,
 // and the port that line names (0 when it printed none).
 struct ServeProcess {
@@ -174,12 +200,17 @@ struct ServeProcess {
   std::string line;
   int port = 0;
 };
-inline ServeProcess SpawnServe(const std::vector<std::string>& args) {
+// `address_space_bytes` > 0: the child's RLIMIT_AS.
+inline ServeProcess SpawnServe(const std::vector<std::string>& args, rlim_t address_space_bytes = 0) {
   ServeProcess p;
   int out[2];
   if (pipe(out) != 0) return p;
   p.pid = fork();
   if (p.pid == 0) {
+    if (address_space_bytes > 0) {
+      const rlimit lim{address_space_bytes, address_space_bytes};
+      setrlimit(RLIMIT_AS, &lim);
+    }
     dup2(out[1], 1);
     close(out[0]);
     const std::string bin = CoeBinary();
@@ -197,6 +228,66 @@ inline ServeProcess SpawnServe(const std::vector<std::string>& args) {
   if (colon != std::string::npos) p.port = std::atoi(p.line.c_str() + colon + 1);
   return p;
 }
+
+// A chat cascade over an OpenAI-compatible server on loopback that replays answers
+// (tests/openai_replay.h): questions q0..q{n-1}; members "a" and "b" (tier 1,
+// unanimous) answer A and B, so every question defers to "c" (tier 2), which answers
+// C. Each prompt is the user message ({input}); it names its question as "[id:qK]".
+class ChatUpstream {
+ public:
+  explicit ChatUpstream(int questions = 64) {
+    dir_ = std::filesystem::temp_directory_path() / ("coe_chat_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    std::ofstream csv(dir_ / "answers.csv");
+    csv << "id,label,a,b,c,a|cost,b|cost,c|cost\n";
+    for (int i = 0; i < questions; ++i) csv << "q" << i << ",C,A,B,C,0.00001,0.00001,0.0001\n";
+    csv.close();
+    EXPECT_TRUE(replay.Load((dir_ / "answers.csv").string()));
+  }
+  ~ChatUpstream() {
+    replay.Stop();
+    std::filesystem::remove_all(dir_);
+  }
+  // The catalogue of a, b and c (after Start): `timeout_ms` and `retries` for each.
+  std::string CatalogueToml(int timeout_ms = 20000, int retries = 0) const {
+    return "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" + std::to_string(replay.port()) +
+           "/v1\"\nprompt = \"{input}\"\nanswer = \"choice\"\n"
+           "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " +
+           std::to_string(timeout_ms) + "\nretries = " + std::to_string(retries) +
+           "\nmax_concurrency = 64\n[models.a]\n[models.b]\n[models.c]\n";
+  }
+  static constexpr const char* kCascadeToml =
+      "[[tiers]]\nmembers = [\"a\", \"b\"]\nmin_agreement = 1.0\n[[tiers]]\nmembers = [\"c\"]\n";
+  // Starts the replay server (after setting replay.latency_ms) and returns the served
+  // cascade "chat" of a, b -> c; `timeout_ms` and `retries` for every member.
+  StatusOr<std::unique_ptr<Server>> Serve(ServerOptions so = {}, int timeout_ms = 20000, int retries = 0) {
+    replay.Start();
+    auto cat = ParseCatalogue(CatalogueToml(timeout_ms, retries), "chat.toml", "");
+    if (!cat.ok()) return cat.status();
+    auto spec = ParseCascade(kCascadeToml, "chat-cascade");
+    if (!spec.ok()) return spec.status();
+    so.name = "chat";
+    so.access_log = AccessLog::kOff;
+    return Server::Create(*spec, *cat, EngineOptions{}, so);
+  }
+  // A chat request body for question `k`, its user message padded to `pad` bytes.
+  static std::string Body(int k, size_t pad = 0) {
+    std::string user = "[id:q" + std::to_string(k) + "] Which option? ";
+    if (pad > user.size()) user.append(pad - user.size(), 'x');
+    json b = {{"model", "chat"}, {"messages", {{{"role", "user"}, {"content", user}}}}};
+    return b.dump();
+  }
+  // Upstream calls made to member `m` ("a", "b", "c") for question k.
+  int Calls(const std::string& m, int k) { return replay.Attempts(m, "q" + std::to_string(k)); }
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  OpenAiReplay replay;
+
+ private:
+  std::filesystem::path dir_;
+};
 
 inline double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -107,6 +107,11 @@ struct RunResult {
 
 struct RunOptions {
   bool want_probs = false;
+  // When set (true) while the run goes on, the run is cancelled: no tier starts after
+  // it is seen, backends see it in InputView::cancelled (the HTTP ones abort their
+  // calls in flight), and Run returns Unavailable. The server sets it when a client
+  // goes away or a shutdown's grace period ends. Null: never. Must outlive the Run.
+  const std::atomic<bool>* cancelled = nullptr;
 };
 
 class Cascade {
@@ -128,7 +133,8 @@ class Cascade {
   Cascade& operator=(const Cascade&) = delete;
 
   // Runs `batch` through the cascade. Error only for misuse: a batch whose example
-  // shape differs from input_shape() (InvalidArgument naming both shapes).
+  // shape differs from input_shape() (InvalidArgument naming both shapes), and for a
+  // run cancelled by options.cancelled (Unavailable).
   StatusOr<RunResult> Run(const InputBatch& batch, const RunOptions& options = {}) const;
   // The same on a view of a batch's examples, without copying them (coe run's batches).
   StatusOr<RunResult> Run(const InputView& examples, const RunOptions& options = {}) const;

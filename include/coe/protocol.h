@@ -47,13 +47,18 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
 // cascade's members carry their own; n other than 1 is refused.
 struct ChatRequest {
   std::string model;
-  std::string input;  // the last user message's text
+  // The last user message's text as the request holds it: the inside of a JSON string
+  // literal (escaped, no quotes; the "text" of parts joined by an escaped line break).
+  // Kept so, a large message is never decoded and escaped again: it goes into the
+  // cascade's record as it is.
+  std::string input_json;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
 };
 
 // Decodes a request body. Never throws: malformed JSON, a missing model, no user
-// message, a non-text message or n != 1 is InvalidArgument naming the field.
+// message, a non-text message or n != 1 is InvalidArgument naming the field. Its
+// memory: the body and the message's text once more, nothing in between (no DOM).
 StatusOr<ChatRequest> ParseChatRequest(std::string_view body);
 
 // What the cascade decided for one chat request.

@@ -35,17 +35,29 @@
 //
 // Errors are JSON {"error": "..."} (messages at most 512 bytes): 400 malformed JSON /
 // wrong datatype / wrong shape / data length mismatch / missing input / unknown output
-// name / malformed HTTP, 404 unknown model or route, 408 header or body not received
-// in time, 413 body over max_body_bytes (as received, chunked or not, and after
+// name / malformed HTTP / a model whose members read text ("model 'x' takes chat
+// messages (POST /v1/chat/completions), not tensors"), 404 unknown model or route, 408
+// body not received within io_timeout_s of the client's time (time its bytes wait for
+// the server's I/O threads does not count), 413 body over max_body_bytes (as received, chunked or not, and after
 // gzip/deflate decoding), 415 another Content-Encoding, 431 header too large, 500
 // engine failure, 503 (with Retry-After) when more than max_inflight requests are
-// admitted, when the queue would not let a request start within queue_timeout_ms, or
-// for a connection beyond max_connections.
+// admitted, when the queue would not let a request start within queue_timeout_ms, for
+// a connection beyond max_connections, or for a request the server cannot allocate
+// (out of memory: refused, never the end of the process).
+//
+// Cancellation: a client that closes its connection before its answer (Go's net/http
+// and nginx treat a half-close so too) has its request cancelled: its run starts no
+// further tier nor upstream call and its members' HTTP calls in flight are aborted
+// (RunOptions::cancelled); the reply is dropped and counted as 499 (nginx's "client
+// closed request") in /metrics and the access log. A batched run of several requests
+// goes on while any of them waits for it. Shutdown(grace_ms) cancels what is still
+// running after its grace period (503 "server stopping").
 //
 // Transport (server/http_transport.h): event-driven HTTP/1.1 on Boost.Beast; a few I/O
 // threads serve every connection and never run models; keep-alive without a request
-// cap; pipelined requests answered in order; slow clients closed at the header and
-// body deadlines, idle ones after keep_alive_timeout_s. Infer requests for a model go
+// cap; pipelined requests answered in order; a client too slow for the header deadline
+// is closed, one too slow for the body's gets 408, idle ones are closed after
+// keep_alive_timeout_s. Infer requests for a model go
 // through its dynamic batcher (server/batcher.h); answers do not depend on batching.
 //
 // The OpenAI front door: a model whose members are all chat models (text inputs)
@@ -62,6 +74,10 @@
 // hold no completion), 503 busy.
 // The messages are built in the protocol layer (coe/protocol.h) and the handler takes
 // a body and returns a status, type and body, so that a transport can be swapped.
+// Memory: a chat request holds at most two of its body, its message's JSON text and
+// the cascade's record at once (the message is never decoded; the chat members send
+// it from the record without a copy); when the last request of 1 MiB or more is done,
+// the server gives malloc's free pages back to the system (malloc_trim).
 //
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are
 // serialized internally. Ownership: a Server shares ownership of its cascades.
@@ -113,8 +129,10 @@ struct ServerOptions {
   int listen_backlog = 1024;        // connections the kernel holds before accept
   int keep_alive_timeout_s = 5;     // idle keep-alive connections close after this
   int header_timeout_ms = 10000;    // a request's header must arrive within this
-  int io_timeout_s = 10;            // a request's body must arrive, and its reply be taken, within this
-  int retry_after_s = 1;            // the Retry-After of a 503
+  // A request's body must arrive within this of the client's time (else 408), and its
+  // reply be taken within it.
+  int io_timeout_s = 10;
+  int retry_after_s = 1;  // the Retry-After of a 503
   AccessLog access_log = AccessLog::kOff;
   // Receives startup and access-log lines (no trailing newline); null = stderr.
   // Called from I/O and worker threads, concurrently.
@@ -154,6 +172,14 @@ class Server {
   // Blocks until the server has stopped (after Stop) and every connection is closed:
   // in-flight requests are answered, idle keep-alive connections closed at once.
   void Wait();
+  // A bounded stop (coe serve on SIGTERM): Stop(), then waits up to `grace_ms` for the
+  // admitted requests (infer, chat and Run, so gRPC's too) to be answered. Those still
+  // running then are cancelled: their runs start no further tier nor upstream call,
+  // the HTTP calls of their members in flight are aborted, and they are answered 503
+  // "server stopping: ..." (gRPC: UNAVAILABLE); requests arriving meanwhile get the
+  // same. Returns as Wait() does. A gRPC front end's Stop (which waits for its calls)
+  // runs on another thread meanwhile.
+  void Shutdown(int grace_ms);
 
   // Served model names, the cascade first.
   // The served models that answer /v1/chat/completions (their members read text).
@@ -164,7 +190,9 @@ class Server {
   // The served models, the cascade first (for other front ends, e.g. gRPC).
   const std::vector<ServedModel>& models() const;
   // Runs `batch` on the served model `name` as an infer request does (admission,
-  // batching, metrics): NotFound for an unknown model, Unavailable when busy.
+  // batching, metrics): NotFound for an unknown model, InvalidArgument for a model
+  // whose members read text (a chat model), Unavailable when busy or cancelled by a
+  // Shutdown (the server's cancellation flag replaces options.cancelled).
   StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
 
  private:

@@ -8,6 +8,7 @@
 #ifndef COE_TENSOR_H_
 #define COE_TENSOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -23,6 +24,9 @@ struct InputView {
   std::span<const std::string> ids;      // size() ids, or empty
   std::span<const std::string> records;  // size() JSON objects (text inputs), or empty
   int64_t n = 0;
+  // Set while the run these examples belong to is cancelled (RunOptions::cancelled):
+  // a backend may stop early (abstaining), e.g. abort a call in flight. Null: never.
+  const std::atomic<bool>* cancelled = nullptr;
   int64_t size() const { return n; }
   const std::vector<int64_t>& shape() const { return *example_shape; }
   // Examples [begin, end) of this view.

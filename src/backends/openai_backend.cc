@@ -37,7 +37,9 @@
 
 #include "backends/answer_reader.h"
 #include "backends/backends.h"
+#include "backends/chat_body.h"
 #include "backends/http_body.h"
+#include "backends/http_cancel.h"
 #include "base/thread_pool.h"
 #include "base/tokens.h"
 
@@ -48,32 +50,6 @@ using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 constexpr int kBackoffBaseMs = 50, kBackoffCapMs = 2000;
-
-// The template with every field replaced by the record's value; "" with *missing set
-// when the record lacks a field.
-std::string FillTemplate(const std::string& t, const json& record, std::string* missing) {
-  std::string out;
-  for (size_t i = 0; i < t.size(); ++i) {
-    if ((t[i] == '{' || t[i] == '}') && i + 1 < t.size() && t[i + 1] == t[i]) {
-      out += t[i++];
-      continue;
-    }
-    if (t[i] != '{') {
-      out += t[i];
-      continue;
-    }
-    const size_t end = t.find('}', i);
-    const std::string name = t.substr(i + 1, end - i - 1);
-    auto it = record.find(name);
-    if (it == record.end() || it->is_null()) {
-      *missing = name;
-      return "";
-    }
-    out += it->is_string() ? it->get<std::string>() : it->dump();
-    i = end;
-  }
-  return out;
-}
 
 struct Attempt {
   bool ok = false, retry = false;
@@ -163,10 +139,11 @@ class OpenAiBackend : public Backend {
                                   "file or the chat API), not tensors");
     }
     if (n == 1) {  // one input (the chat front door): on this thread, no handoff
-      (*out)[0] = Call(batch.records[0]);
+      (*out)[0] = Call(batch.records[0], batch.cancelled);
     } else {
       std::vector<std::function<void()>> tasks;
-      for (int64_t i = 0; i < n; ++i) tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i]); });
+      for (int64_t i = 0; i < n; ++i)
+        tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i], batch.cancelled); });
       pool_.RunAll(std::move(tasks));
     }
     uint64_t abstained = 0;
@@ -176,24 +153,16 @@ class OpenAiBackend : public Backend {
   }
 
  private:
-  Prediction Call(const std::string& record_text) {
+  // `cancelled`: the run's flag (InputView::cancelled): no attempt starts once it is
+  // set, and the one in flight is aborted.
+  Prediction Call(const std::string& record_text, const std::atomic<bool>* cancelled) {
     Prediction p;
-    const json record = json::parse(record_text, nullptr, false);
-    std::string missing;
-    const std::string prompt = record.is_object() ? FillTemplate(spec_.prompt, record, &missing) : "";
-    if (!record.is_object() || !missing.empty())
-      return Prediction::Failure(record.is_object() ? "the prompt names field '" + missing + "', which the input lacks"
-                                                    : "the input is not a JSON object",
-                                 "input");
-    json req = {{"model", spec_.model.empty() ? info_.name : spec_.model},
-                {"messages", json::array()},
-                {"max_tokens", spec_.max_tokens},
-                {"temperature", spec_.temperature}};
-    if (!spec_.system.empty()) req["messages"].push_back({{"role", "system"}, {"content", spec_.system}});
-    req["messages"].push_back({{"role", "user"}, {"content", prompt}});
-    if (spec_.sample > 0) req["seed"] = spec_.sample;  // k samples: k different draws
-    req["logprobs"] = true;
-    const std::string body = req.dump(-1, ' ', false, json::error_handler_t::replace);
+    // The request body: pieces of its own and views of the record, never a copy of a
+    // message (backends/chat_body.h).
+    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text);
+    if (!built.ok()) return Prediction::Failure(built.status().message(), "input");
+    const std::vector<std::string_view> body = built->Views(record_text);
+    const size_t prompt_bytes = built->prompt_bytes;
     const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_ms * 1000));
     Attempt a;
     for (int k = 0; k <= spec_.retries; ++k) {
@@ -203,29 +172,36 @@ class OpenAiBackend : public Backend {
         ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
         if (a.retry_after_ms >= 0) ms = a.retry_after_ms;
         if (Clock::now() + std::chrono::milliseconds(ms) >= deadline) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        if (!SleepUnlessCancelled(std::chrono::milliseconds(ms), cancelled)) break;
       }
       {
         // At most max_concurrency requests in flight to the endpoint, from any caller.
         std::unique_lock<std::mutex> lock(slots_mu_);
-        if (!slots_cv_.wait_until(lock, deadline, [&] { return in_flight_ < spec_.max_concurrency; })) {
+        // A cancelled run's calls in flight are aborted: their slots free up at once.
+        if (!slots_cv_.wait_until(lock, deadline,
+                                  [&] { return in_flight_ < spec_.max_concurrency || IsCancelled(cancelled); })) {
           a = Attempt{};
           a.error = "no answer within " + FormatMs() + " (timeout_ms): every one of the " +
                     std::to_string(spec_.max_concurrency) + " connections (max_concurrency) stayed busy";
           a.kind = "busy";
           break;
         }
+        if (IsCancelled(cancelled)) {
+          a = Attempt{};
+          a.error = "cancelled: the request's client went away or the server is stopping";
+          break;
+        }
         ++in_flight_;
       }
-      a = Send(body, deadline, &p);
+      a = Send(body, deadline, &p, cancelled);
       {
         std::lock_guard<std::mutex> lock(slots_mu_);
         --in_flight_;
       }
       slots_cv_.notify_one();
-      if (a.ok || !a.retry) break;
+      if (a.ok || !a.retry || IsCancelled(cancelled)) break;
     }
-    if (!a.ok) return Failed(std::move(p), a.error, a.kind);
+    if (!a.ok) return Failed(std::move(p), a.error, IsCancelled(cancelled) ? "cancelled" : a.kind);
     json res = json::parse(a.body, nullptr, false);
     const json* content = nullptr;
     if (res.is_object() && res.contains("choices") && res["choices"].is_array() && !res["choices"].empty() &&
@@ -237,7 +213,7 @@ class OpenAiBackend : public Backend {
     p.text = content->get<std::string>();
     if (auto fr = res["choices"][0].find("finish_reason"); fr != res["choices"][0].end() && fr->is_string())
       p.finish_reason = fr->get<std::string>();
-    Pay(res, spec_.system.size() + prompt.size(), p.text.size(), &p);
+    Pay(res, spec_.system.size() + prompt_bytes, p.text.size(), &p);
     p.answer = reader_.Read(p.text, &p.error);
     if (p.answer.empty()) return p;
     p.score = AnswerProbability(res, p.answer);
@@ -246,7 +222,7 @@ class OpenAiBackend : public Backend {
 
   // The call failed: no answer. What its attempts' usage said was paid stays paid.
   Prediction Failed(Prediction p, const std::string& why, const std::string& kind) {
-    stats_.errors++;
+    if (kind != "cancelled") stats_.errors++;  // a cancelled call is not the model's failure
     p.error = "chat model '" + info_.name + "': " + why;
     p.failed = true;
     p.failure_kind = kind;
@@ -256,7 +232,9 @@ class OpenAiBackend : public Backend {
 
   // One attempt, bounded by the deadline. A failed attempt that returned usage (an
   // error body with it) is paid too.
-  Attempt Send(const std::string& body, Clock::time_point deadline, Prediction* p) {
+  // `body`: its pieces, sent one after the other (they outlive the call).
+  Attempt Send(const std::vector<std::string_view>& body, Clock::time_point deadline, Prediction* p,
+               const std::atomic<bool>* cancelled) {
     Attempt a;
     const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
@@ -275,8 +253,10 @@ class OpenAiBackend : public Backend {
     req.path = path_;
     req.headers = headers;
     req.headers.emplace("Content-Type", "application/json");
-    req.body = body;
-    req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    LendBody(&req, body);
+    req.progress = [deadline, cancelled](uint64_t, uint64_t) {
+      return Clock::now() < deadline && !IsCancelled(cancelled);
+    };
     // The body is received here, so that a response past max_response_mb is refused as
     // it arrives (or at once, from its Content-Length), never held whole.
     const uint64_t max_bytes = static_cast<uint64_t>(spec_.max_response_mb * (1 << 20));
@@ -285,8 +265,16 @@ class OpenAiBackend : public Backend {
     req.content_receiver = BoundedBody(&received, &too_large, max_bytes);
     httplib::Response res;
     httplib::Error err = httplib::Error::Success;
-    const bool sent = client->send(req, res, err);
+    bool sent = false;
+    {
+      CancelWatch watch(cancelled, client.get());  // a cancelled run's call is aborted
+      sent = client->send(req, res, err);
+    }
     res.body = std::move(received);
+    if (IsCancelled(cancelled)) {  // not retried, and the client (maybe stopped) not kept
+      a.error = "cancelled: the request's client went away or the server is stopping";
+      return a;
+    }
     if (too_large) {  // not retried: the same request would get the same answer
       a.error =
           "the response is larger than " + std::to_string(max_bytes) + " bytes (max_response_mb in the catalogue)";

@@ -53,6 +53,7 @@
 
 #include "backends/backends.h"
 #include "backends/http_body.h"
+#include "backends/http_cancel.h"
 #include "protocol/oip.h"
 
 namespace coe {
@@ -64,6 +65,7 @@ using json = nlohmann::json;
 constexpr int kBreakerFailures = 3;
 constexpr auto kBreakerCooldown = std::chrono::seconds(1);
 constexpr int kBackoffBaseMs = 25, kBackoffCapMs = 500;
+constexpr const char* kCancelled = "cancelled: the request's client went away or the server is stopping";
 
 std::string UrlEncode(const std::string& s) {
   static const char* hex = "0123456789ABCDEF";
@@ -176,6 +178,10 @@ class RemoteBackend : public Backend {
     }
     std::string kind;
     const std::string error = Call(batch, out, &kind);
+    if (!error.empty() && IsCancelled(batch.cancelled)) {  // not the remote's failure: no breaker, no error count
+      Fail(out, "remote '" + info_.name + "': " + error, "cancelled");
+      return Status::Ok();
+    }
     if (!error.empty()) {
       stats_.errors++;
       Fail(out, "remote '" + info_.name + "' (" + Where() + "): " + error, kind);
@@ -257,12 +263,12 @@ class RemoteBackend : public Backend {
   std::string CallOn(Endpoint& ep, const InputView& batch, std::vector<Prediction>* out, Clock::time_point deadline,
                      Race* race, int side, std::string* kind) {
     std::string error;
-    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, race, side, &error, kind);
+    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, race, side, &error, kind, batch.cancelled);
     if (!schema) return error;
     std::vector<uint8_t> bad_value;
     size_t json_size = 0;
     const std::string body = RequestBody(batch, *schema, &bad_value, &json_size);
-    Attempt a = Send(ep, "POST", ep.base + "/infer", body, deadline, race, side, json_size);
+    Attempt a = Send(ep, "POST", ep.base + "/infer", body, deadline, race, side, batch.cancelled, json_size);
     if (!a.ok) {
       if (!a.retry) {
         std::lock_guard<std::mutex> lock(ep.mu);
@@ -285,12 +291,12 @@ class RemoteBackend : public Backend {
 
   // The cached schema, or the metadata read now; null with *error set on failure.
   std::shared_ptr<const Schema> GetSchema(Endpoint& ep, Clock::time_point deadline, Race* race, int side,
-                                          std::string* error, std::string* kind) {
+                                          std::string* error, std::string* kind, const std::atomic<bool>* cancelled) {
     {
       std::lock_guard<std::mutex> lock(ep.mu);
       if (ep.schema) return ep.schema;
     }
-    Attempt a = Send(ep, "GET", ep.base, "", deadline, race, side);
+    Attempt a = Send(ep, "GET", ep.base, "", deadline, race, side, cancelled);
     if (!a.ok) {
       *error = "metadata: " + a.error;
       *kind = a.kind;
@@ -343,7 +349,7 @@ class RemoteBackend : public Backend {
     }
     // Binary tensors when asked for, or (auto) when the server lists the extension.
     if (wire_ != "json") {
-      Attempt server = Send(ep, "GET", ep.prefix + "/v2", "", deadline, race, side);
+      Attempt server = Send(ep, "GET", ep.prefix + "/v2", "", deadline, race, side, cancelled);
       json j = server.ok ? json::parse(server.body, nullptr, false) : json();
       if (j.is_object() && j.contains("extensions") && j["extensions"].is_array())
         for (const json& e : j["extensions"]) s->binary = s->binary || e == "binary_tensor_data";
@@ -420,7 +426,8 @@ class RemoteBackend : public Backend {
   // Sends one request with retries; json_size > 0: the body is binary tensor data after
   // that many bytes of JSON.
   Attempt Send(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
-               Clock::time_point deadline, Race* race, int side, size_t json_size = 0) {
+               Clock::time_point deadline, Race* race, int side, const std::atomic<bool>* cancelled,
+               size_t json_size = 0) {
     Attempt a;
     for (int k = 0; k <= retries_; ++k) {
       if (k > 0) {
@@ -436,18 +443,21 @@ class RemoteBackend : public Backend {
         if (race) {  // a stopped side wakes at once
           std::unique_lock<std::mutex> lock(race->mu);
           if (race->cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return race->stopped[side]; })) break;
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        } else if (!SleepUnlessCancelled(std::chrono::milliseconds(ms), cancelled)) {
+          break;
         }
       }
-      a = SendOnce(ep, method, path, body, json_size, deadline, race, side);
-      if (a.ok || !a.retry || Clock::now() >= deadline || (race && race->Stopped(side))) break;
+      if (IsCancelled(cancelled)) return Attempt{.error = kCancelled, .kind = "cancelled"};
+      a = SendOnce(ep, method, path, body, json_size, deadline, race, side, cancelled);
+      if (a.ok || !a.retry || Clock::now() >= deadline || (race && race->Stopped(side)) || IsCancelled(cancelled))
+        break;
     }
     return a;
   }
 
   Attempt SendOnce(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
-                   size_t json_size, Clock::time_point deadline, Race* race, int side) {
+                   size_t json_size, Clock::time_point deadline, Race* race, int side,
+                   const std::atomic<bool>* cancelled) {
     std::unique_ptr<httplib::Client> client = Lease(ep);
     // This attempt's connect, send and receive may use what is left of the call's time.
     const auto left = std::max(std::chrono::microseconds(1000),
@@ -462,9 +472,11 @@ class RemoteBackend : public Backend {
     if (method == "POST") {
       req.headers.emplace("Content-Type", json_size ? "application/octet-stream" : "application/json");
       if (json_size) req.headers.emplace("Inference-Header-Content-Length", std::to_string(json_size));
-      req.body = body;
+      LendBody(&req, body);
     }
-    req.progress = [deadline](uint64_t, uint64_t) { return Clock::now() < deadline; };
+    req.progress = [deadline, cancelled](uint64_t, uint64_t) {
+      return Clock::now() < deadline && !IsCancelled(cancelled);
+    };
     // The body is received here, not by httplib, so that a response past the bound is
     // refused as it arrives (or at once, from its Content-Length).
     std::string received;
@@ -477,7 +489,12 @@ class RemoteBackend : public Backend {
       if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first", .kind = "stopped"};
       race->active[side] = client.get();
     }
-    const bool sent = client->send(req, res, err);
+    bool sent = false;
+    {
+      CancelWatch watch(cancelled, client.get());  // a cancelled run's request is aborted
+      sent = client->send(req, res, err);
+    }
+    if (IsCancelled(cancelled)) return Attempt{.error = kCancelled, .kind = "cancelled"};  // the client (maybe stopped) is not kept
     if (race) {
       std::lock_guard<std::mutex> lock(race->mu);
       race->active[side] = nullptr;

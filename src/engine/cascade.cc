@@ -134,6 +134,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+bool Cancelled(const InputView& v) { return v.cancelled && v.cancelled->load(std::memory_order_relaxed); }
+
 // Every member of tier `t` on every example of `in`: the (member, chunk) pairs are
 // tasks on the pool, enough of them to keep every thread busy even when few examples
 // reach the tier (deep tiers get small batches), none larger than the chunk size.
@@ -148,6 +150,9 @@ using Clock = std::chrono::steady_clock;
 // abstention. Adds each member's examples and seconds to *r.
 std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, const InputView& in,
                                              const std::vector<int>* rows, RunResult* r) {
+  // Every example still active (rows are ascending): the examples are `in` itself, and
+  // no task copies them (a chat request's record, megabytes, reaches tier 2 uncopied).
+  if (rows && static_cast<int64_t>(rows->size()) == in.size()) rows = nullptr;
   const std::vector<int>& tier = im.tiers[t];
   const int m = static_cast<int>(rows ? rows->size() : in.size());
   std::vector<std::vector<Prediction>> preds(tier.size(), std::vector<Prediction>(m));
@@ -166,8 +171,20 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
         std::vector<Prediction> got;
         InputBatch gathered;
         if (rows) gathered = in.Gather(std::span<const int>(rows->data() + b, e - b));
+        InputView view = rows ? gathered.View() : in.Sub(b, e);
+        view.cancelled = in.cancelled;
         const auto t0 = Clock::now();
-        Status s = mem.backend->Predict(rows ? gathered.View() : in.Sub(b, e), &got);
+        // A cancelled run starts no more calls (its answers are not wanted). A backend's
+        // exception (out of memory: no backend throws otherwise) fails its examples, on
+        // a pool thread where it would end the process.
+        Status s = UnavailableError("the run was cancelled");
+        if (!Cancelled(in)) {
+          try {
+            s = mem.backend->Predict(view, &got);
+          } catch (const std::exception& e) {
+            s = UnavailableError(std::string("the member's call failed: ") + e.what());
+          }
+        }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         if (!s.ok() || static_cast<int>(got.size()) != e - b) {
           got.assign(e - b, Prediction::Failure(s.ok() ? "backend answered the wrong number of examples" : s.message(),
@@ -329,10 +346,19 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
   std::vector<int> fallback(n, kAbstain);  // deepest earlier plurality, for degraded answers
   std::vector<int> active(n);
   std::iota(active.begin(), active.end(), 0);
+  InputView examples = batch;
+  examples.cancelled = options.cancelled;
+  auto cancelled = [&](size_t t) {
+    return UnavailableError("the run was cancelled (its client went away or the server is stopping) at tier " +
+                            std::to_string(t + 1));
+  };
   for (size_t t = 0; t < im.tiers.size() && !active.empty(); ++t) {
+    if (Cancelled(examples)) return cancelled(t);
     const auto t_tier = Clock::now();
     // Tier 1 sees the batch itself; later tiers the examples that did not exit.
-    const auto preds = RunTier(im, t, batch, t > 0 ? &active : nullptr, &r);
+    const auto preds = RunTier(im, t, examples, t > 0 ? &active : nullptr, &r);
+    // Predictions of a cancelled tier are not answers (aborted calls look like failures).
+    if (Cancelled(examples)) return cancelled(t);
     std::vector<int> next = DecideTier(im, t, active, preds, options, &fallback, &r);
     r.tiers[t].reached = static_cast<int>(active.size());
     r.tiers[t].exited = static_cast<int>(active.size() - next.size());

@@ -3,11 +3,13 @@
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "coe/protocol.h"
+#include "protocol/json_text.h"
 
 namespace coe::oip {
 namespace {
@@ -436,8 +438,67 @@ void AppendFloat(std::string* out, float v) {
   out->append(buf, end);
 }
 
+void AppendJsonEscaped(std::string* out, std::string_view s) {
+  if (!json_text::IsUtf8(s)) {  // rare: nlohmann's own replacement of the invalid sequences
+    const std::string q = json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+    out->append(q, 1, q.size() - 2);
+    return;
+  }
+  // Escaped as nlohmann's serializer does (ensure_ascii off): '"', '\\', and the control
+  // characters below 0x20 (\b \t \n \f \r, else \u00xx); every other byte as it is. The
+  // exact size first (and room for a closing quote and brace): a large string is
+  // appended without regrowth, which would copy it into twice its size.
+  size_t size = s.size();
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\' || c == '\b' || c == '\t' || c == '\n' || c == '\f' || c == '\r')
+      size += 1;
+    else if (c < 0x20)
+      size += 5;
+  }
+  out->reserve(out->size() + size + 16);
+  size_t from = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + from, i - from);
+    from = i + 1;
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      default: {
+        char u[8];
+        std::snprintf(u, sizeof u, "\\u%04x", c);
+        *out += u;
+      }
+    }
+  }
+  out->append(s.data() + from, s.size() - from);
+}
+
 void AppendJsonString(std::string* out, std::string_view s) {
-  *out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+  out->push_back('"');
+  AppendJsonEscaped(out, s);
+  out->push_back('"');
 }
 
 }  // namespace coe::oip

@@ -54,8 +54,11 @@ Status ParseMessage(std::string_view body, size_t json_size, Message* out);
 
 // Appends the shortest decimal text that reads back as exactly `v` (finite v).
 void AppendFloat(std::string* out, float v);
-// Appends `s` as a JSON string literal (quoted, escaped; invalid UTF-8 replaced).
+// Appends `s` as a JSON string literal (quoted, escaped; invalid UTF-8 replaced), the
+// bytes nlohmann's dump (error_handler_t::replace) writes, without copying `s`.
 void AppendJsonString(std::string* out, std::string_view s);
+// The same without the quotes: the text inside a JSON string literal.
+void AppendJsonEscaped(std::string* out, std::string_view s);
 
 }  // namespace coe::oip
 

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coe/protocol.h"
+#include "protocol/json_text.h"
 
 namespace coe {
 namespace {
@@ -34,57 +35,69 @@ json Chunk(const ChatReply& r, json choices) {
           {"choices", std::move(choices)}};
 }
 
-// The text of a message's content: a string, or the "text" of its parts.
-StatusOr<std::string> ContentText(const json& content, size_t index) {
+// The text of a message's content, as the inside of a JSON string (escaped): a
+// string, or the "text" of its parts joined by line breaks.
+StatusOr<std::string> ContentJson(std::string_view content, size_t index) {
   const std::string where = "messages[" + std::to_string(index) + "].content";
-  if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) return InvalidArgumentError(where + " must be a string or an array of parts");
+  if (json_text::Kind(content) == '"') return std::string(json_text::Inside(content));
+  if (json_text::Kind(content) != '[') return InvalidArgumentError(where + " must be a string or an array of parts");
   std::string text;
-  for (const json& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+  for (std::string_view part : json_text::Elements(content)) {
+    const auto m = json_text::Members(part);
+    const auto type = m.find("type"), t = m.find("text");
+    if (json_text::Kind(part) != '{' || type == m.end() || json_text::Kind(type->second) != '"' ||
+        json_text::Decode(type->second) != "text" || t == m.end() || json_text::Kind(t->second) != '"')
       return InvalidArgumentError(where + ": only text parts ({\"type\":\"text\",\"text\":...}) are supported");
-    if (!text.empty()) text += "\n";
-    text += part["text"].get<std::string>();
+    if (!text.empty()) text += "\\n";
+    text += json_text::Inside(t->second);
   }
   return text;
 }
 
 }  // namespace
 
+// Read with json_text, not a DOM: the message is never decoded (coe/protocol.h).
 StatusOr<ChatRequest> ParseChatRequest(std::string_view body) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return InvalidArgumentError("the request body is not valid JSON");
-  if (!j.is_object()) return InvalidArgumentError("the request body must be a JSON object");
+  using json_text::Kind;
+  if (!json_text::Valid(body)) return InvalidArgumentError("the request body is not valid JSON");
+  if (Kind(body) != '{') return InvalidArgumentError("the request body must be a JSON object");
+  const auto top = json_text::Members(body);
+  auto field = [&](const char* name) {
+    auto it = top.find(name);
+    return it == top.end() ? std::string_view() : it->second;
+  };
   ChatRequest q;
-  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
+  const std::string_view model = field("model");
+  if (Kind(model) != '"' || (q.model = json_text::Decode(model)).empty())
     return InvalidArgumentError("'model' is required: a string naming a served cascade (see GET /v1/models)");
-  q.model = j["model"].get<std::string>();
-  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
-    return InvalidArgumentError("'messages' is required: a non-empty array of {role, content}");
-  const json& messages = j["messages"];
+  const std::vector<std::string_view> messages = json_text::Elements(field("messages"));
+  if (messages.empty()) return InvalidArgumentError("'messages' is required: a non-empty array of {role, content}");
   bool found = false;
   for (size_t k = 0; k < messages.size(); ++k) {
-    const json& m = messages[k];
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+    const auto m = json_text::Members(messages[k]);
+    const auto role = m.find("role");
+    if (Kind(messages[k]) != '{' || role == m.end() || Kind(role->second) != '"')
       return InvalidArgumentError("messages[" + std::to_string(k) + "] must be an object with a string 'role'");
-    if (m["role"] != "user") continue;
-    if (!m.contains("content")) return InvalidArgumentError("messages[" + std::to_string(k) + "] has no 'content'");
-    auto text = ContentText(m["content"], k);
-    if (!text.ok()) return text.status();
-    q.input = std::move(*text);
+    if (json_text::Decode(role->second) != "user") continue;
+    const auto content = m.find("content");
+    if (content == m.end()) return InvalidArgumentError("messages[" + std::to_string(k) + "] has no 'content'");
+    COE_ASSIGN_OR_RETURN(q.input_json, ContentJson(content->second, k));
     found = true;
   }
   if (!found) return InvalidArgumentError("'messages' holds no message with role 'user'");
-  if (j.contains("n") && !j["n"].is_null() && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
-    return InvalidArgumentError("'n' must be 1: a cascade answers with one completion");
-  if (j.contains("stream") && !j["stream"].is_null()) {
-    if (!j["stream"].is_boolean()) return InvalidArgumentError("'stream' must be true or false");
-    q.stream = j["stream"].get<bool>();
+  if (const std::string_view n = field("n"); !n.empty() && Kind(n) != 'n') {
+    const json v = json::parse(n);
+    if (!(v.is_number_integer() && v.get<int64_t>() == 1))
+      return InvalidArgumentError("'n' must be 1: a cascade answers with one completion");
   }
-  if (j.contains("stream_options") && j["stream_options"].is_object()) {
-    const json& so = j["stream_options"];
-    q.include_usage =
-        so.contains("include_usage") && so["include_usage"].is_boolean() && so["include_usage"].get<bool>();
+  if (const std::string_view stream = field("stream"); !stream.empty() && Kind(stream) != 'n') {
+    if (Kind(stream) != 't' && Kind(stream) != 'f') return InvalidArgumentError("'stream' must be true or false");
+    q.stream = Kind(stream) == 't';
+  }
+  if (const std::string_view so = field("stream_options"); Kind(so) == '{') {
+    const auto o = json_text::Members(so);
+    const auto usage = o.find("include_usage");
+    q.include_usage = usage != o.end() && Kind(usage->second) == 't';
   }
   return q;
 }

@@ -115,22 +115,50 @@ void Batcher::Loop() {
   }
 }
 
+StatusOr<RunResult> Batcher::Run(std::vector<Item>& items, const RunOptions& ro) const {
+  if (items.size() == 1) {
+    StatusOr<RunResult> r = cascade_->Run(items[0].batch, ro);
+    items[0].batch = InputBatch{};
+    return r;
+  }
+  InputBatch all;
+  all.example_shape = items[0].batch.example_shape;
+  for (Item& it : items) {
+    InputBatch& b = it.batch;
+    all.data.insert(all.data.end(), b.data.begin(), b.data.end());
+    all.ids.insert(all.ids.end(), b.ids.begin(), b.ids.end());
+    all.truth.insert(all.truth.end(), b.truth.begin(), b.truth.end());
+    all.records.insert(all.records.end(), std::make_move_iterator(b.records.begin()),
+                       std::make_move_iterator(b.records.end()));
+    b = InputBatch{};
+  }
+  return cascade_->Run(all, ro);
+}
+
 void Batcher::RunBatch(std::vector<Item>& items) {
+  std::vector<Item> live;
+  for (Item& it : items) {
+    if (it.options.cancelled && it.options.cancelled->load())
+      it.done(UnavailableError("the request was cancelled (its client went away) before its run"));
+    else
+      live.push_back(std::move(it));
+  }
+  items.swap(live);
+  if (items.empty()) return;
   RunOptions ro;
   for (const Item& it : items) ro.want_probs = ro.want_probs || it.options.want_probs;
+  ro.cancelled = items.size() == 1 ? items[0].options.cancelled : options_.cancel_all;
   const auto t0 = Clock::now();
+  std::vector<size_t> sizes;  // each request's examples
+  for (const Item& it : items) sizes.push_back(static_cast<size_t>(it.batch.size()));
+  // Each request's inputs are given back once run (or joined into the run's batch),
+  // before the answers are handed out: a request answered holds no memory here.
   StatusOr<RunResult> run = [&]() -> StatusOr<RunResult> {
-    if (items.size() == 1) return cascade_->Run(items[0].batch, ro);
-    InputBatch all;
-    all.example_shape = items[0].batch.example_shape;
-    for (Item& it : items) {
-      InputBatch& b = it.batch;
-      all.data.insert(all.data.end(), b.data.begin(), b.data.end());
-      all.ids.insert(all.ids.end(), b.ids.begin(), b.ids.end());
-      all.truth.insert(all.truth.end(), b.truth.begin(), b.truth.end());
-      all.records.insert(all.records.end(), b.records.begin(), b.records.end());
+    try {
+      return Run(items, ro);
+    } catch (const std::bad_alloc&) {  // refused, never the end of the process
+      return UnavailableError("server out of memory for this run; retry later");
     }
-    return cascade_->Run(all, ro);
   }();
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!run.ok()) {
@@ -149,8 +177,9 @@ void Batcher::RunBatch(std::vector<Item>& items) {
     return;
   }
   size_t from = 0;
-  for (Item& it : items) {
-    const size_t n = static_cast<size_t>(it.batch.size());
+  for (size_t k = 0; k < items.size(); ++k) {
+    Item& it = items[k];
+    const size_t n = sizes[k];
     RunResult part;
     part.labels = r.labels;
     part.answer = Slice(r.answer, from, n);

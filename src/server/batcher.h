@@ -12,6 +12,11 @@
 // when a worker reaches it is refused then.
 //
 // With max_batch <= 1 batching is off: every request runs alone, `workers` at once.
+//
+// Cancellation: a request whose RunOptions::cancelled is set before its run starts is
+// answered Unavailable and left out of the run; a run of one request stops when its
+// flag is set, a run of several when BatchOptions::cancel_all is (they share one
+// run: one client going away does not cancel the others).
 #ifndef COE_SERVER_BATCHER_H_
 #define COE_SERVER_BATCHER_H_
 
@@ -34,6 +39,9 @@ struct BatchOptions {
   int64_t max_queue_delay_us = 0;   // how long the first request waits for others
   int64_t queue_timeout_ms = 1000;  // 0: no admission by deadline
   int workers = 2;                  // runs at once (threads start on demand)
+  // Cancels runs of several requests when set (a shutdown); a run of one request is
+  // cancelled by its own RunOptions::cancelled. Null: never. Must outlive the batcher.
+  const std::atomic<bool>* cancel_all = nullptr;
 };
 
 class Batcher {
@@ -63,6 +71,8 @@ class Batcher {
   };
   void Loop();
   void RunBatch(std::vector<Item>& items);
+  // The cascade on the items' examples (each request's given back as it joins the run).
+  StatusOr<RunResult> Run(std::vector<Item>& items, const RunOptions& ro) const;
 
   const std::shared_ptr<const Cascade> cascade_;
   const BatchOptions options_;

@@ -29,9 +29,10 @@
 //     (int64_param) and, with probabilities, "labels" (string_param: the C class
 //     names as the text of a JSON array), as REST's.
 // Errors are gRPC statuses carrying coe's message (at most kMaxErrorMessageBytes):
-// INVALID_ARGUMENT (bad input, unknown output), NOT_FOUND (unknown model or version),
-// UNAVAILABLE (more than the server's max_inflight requests running), RESOURCE_EXHAUSTED
-// (a message over max_message_bytes, or every call slot taken), INTERNAL (engine failure).
+// INVALID_ARGUMENT (bad input, unknown output, a chat model: it takes no tensors),
+// NOT_FOUND (unknown model or version), UNAVAILABLE (more than the server's
+// max_inflight requests running), RESOURCE_EXHAUSTED (a message over
+// max_message_bytes, or every call slot taken), INTERNAL (engine failure).
 //
 // Thread safety: gRPC runs the handlers on its own threads, at most
 // max_concurrent_calls at once; they share only the Server (itself thread-safe) and

@@ -3,6 +3,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <zlib.h>
@@ -13,6 +14,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -51,7 +53,7 @@ std::string Trim(std::string_view s) {
 
 // Inflates a gzip or zlib (raw = false) or raw deflate (raw = true) body into at most
 // `limit` bytes. Returns 0 on success, 413 when the decoded body would pass the limit,
-// 400 when the body is not valid compressed data.
+// 400 when the body is not valid compressed data, 503 when out of memory.
 int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std::string* why) {
   z_stream z{};
   if (inflateInit2(&z, raw ? -MAX_WBITS : MAX_WBITS + 32) != Z_OK) {
@@ -61,7 +63,13 @@ int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   z.avail_in = static_cast<uInt>(in.size());
   out->clear();
-  out->reserve(limit);  // address space; pages become resident as bytes are decoded
+  try {
+    out->reserve(limit);  // address space; pages become resident as bytes are decoded
+  } catch (const std::bad_alloc&) {
+    inflateEnd(&z);
+    *why = "server out of memory for this request's decoded body; retry later";
+    return 503;
+  }
   char chunk[64 << 10];
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
@@ -91,6 +99,44 @@ int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std
   inflateEnd(&z);
   return 0;
 }
+
+// A request body as beast's string_body reads it, except that a body it cannot
+// allocate is an error (answered 503), not an exception out of the I/O thread (which
+// would drop the connection unanswered).
+struct Body {
+  using value_type = std::string;
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(bhttp::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+      ec = {};
+      if (length) Grow(body_.size() + static_cast<size_t>(*length), true, ec);
+    }
+    template <class ConstBufferSequence>
+    size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      const size_t at = body_.size(), n = net::buffer_size(buffers);
+      ec = {};
+      Grow(at + n, false, ec);
+      if (ec) return 0;
+      net::buffer_copy(net::buffer(body_.data() + at, n), buffers);
+      return n;
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    void Grow(size_t size, bool reserve_only, beast::error_code& ec) {
+      try {
+        reserve_only ? body_.reserve(size) : body_.resize(size);
+      } catch (const std::bad_alloc&) {
+        ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+      } catch (const std::length_error&) {
+        ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+      }
+    }
+    value_type& body_;
+  };
+};
 
 }  // namespace
 
@@ -136,7 +182,11 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, std::shared_ptr<Transport::Impl> t, bool refuse)
-      : t_(std::move(t)), registration_{t_.get(), this, refuse}, refuse_(refuse), stream_(std::move(socket)) {
+      : t_(std::move(t)),
+        registration_{t_.get(), this, refuse},
+        refuse_(refuse),
+        stream_(std::move(socket)),
+        deadline_(stream_.get_executor()) {
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
@@ -193,17 +243,13 @@ class Session : public std::enable_shared_from_this<Session> {
     // A body of unknown length (chunked) gets the limit's capacity at once: address
     // space only, its pages resident as bytes arrive, and never a doubling copy (which
     // would hold 1.5x the body).
-    if (!parser_->content_length()) req.body().reserve(opt().max_body_bytes);
-    auto read_body = [self = shared_from_this()] {
-      self->stream_.expires_after(std::chrono::milliseconds(self->opt().body_timeout_ms));
-      self->reading_ = true;
-      bhttp::async_read(self->stream_, self->buffer_, *self->parser_, [self](beast::error_code ec, size_t) {
-        // The body's transfer is the client's time: the I/O wait counts from its end.
-        self->waited_us_ = std::max(self->waited_us_, self->KernelWaitUs());
-        self->t_header_ = Clock::now();
-        self->OnBody(ec);
-      });
-    };
+    if (!parser_->content_length()) {
+      try {
+        req.body().reserve(opt().max_body_bytes);
+      } catch (const std::bad_alloc&) {
+        return ReadFailed(boost::system::errc::make_error_code(boost::system::errc::not_enough_memory), true);
+      }
+    }
     // The body, or its start, usually came with the header: parse what the buffer holds
     // here, and a complete request skips a trip through the I/O threads' queue (which
     // is long exactly when the server is busy).
@@ -219,13 +265,81 @@ class Session : public std::enable_shared_from_this<Session> {
     if (Lower(Trim(SV(req[bhttp::field::expect]))) == "100-continue") {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
       stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
-      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont, read_body](beast::error_code ec, size_t) {
+      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, size_t) {
         if (ec) return self->Close();
-        read_body();
+        self->client_us_ = 0;
+        self->ReadBody();
       });
       return;
     }
-    read_body();
+    client_us_ = 0;
+    ReadBody();
+  }
+
+  // The body is read a piece at a time against its deadline, body_timeout_ms of the
+  // client's time only: a piece's wait counts while the connection has nothing for us
+  // to read, until its newest bytes arrived. Time bytes wait in the kernel for an I/O
+  // thread (the server busy) is the server's, never the client's. A client past the
+  // deadline gets 408 (the stream's own timeout would close the socket unanswered).
+  void ReadBody() {
+    stream_.expires_never();
+    reading_ = true;
+    piece_start_ = Clock::now();
+    piece_had_bytes_ = KernelBytes() > 0;
+    ArmBodyDeadline(int64_t{opt().body_timeout_ms} * 1000 - client_us_);
+    bhttp::async_read_some(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBodyPiece(ec); });
+  }
+
+  void OnBodyPiece(beast::error_code ec) {
+    reading_ = false;
+    ++deadline_gen_;
+    deadline_.cancel();
+    if (body_late_) {
+      const size_t got = parser_->get().body().size();
+      const auto want = parser_->content_length();
+      return Fail(408, "the request body did not arrive within the " + std::to_string(opt().body_timeout_ms) +
+                           " ms body deadline (the client's time; " + std::to_string(got) + " of " +
+                           (want ? std::to_string(*want) : std::string("?")) + " bytes received)");
+    }
+    if (ec) return ReadFailed(ec, true);
+    client_us_ += PieceClientUs(true);
+    if (!parser_->is_done()) return ReadBody();
+    // The body's transfer is the client's time: the I/O wait counts from its end.
+    waited_us_ = std::max(waited_us_, KernelWaitUs());
+    t_header_ = Clock::now();
+    OnBody({});
+  }
+
+  // The client's share of the current piece's wait: none when bytes were waiting for
+  // us at its start; else while nothing came (`done`: the read completed), until its
+  // newest bytes arrived.
+  int64_t PieceClientUs(bool done) {
+    if (piece_had_bytes_) return 0;
+    const int64_t waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - piece_start_).count();
+    if (!done && KernelBytes() == 0) return waited;
+    return std::max<int64_t>(0, waited - KernelWaitUs());
+  }
+
+  // In `left_us`, checks the client's time: past the deadline, the read is cancelled
+  // (then 408); else checked again when it could be.
+  void ArmBodyDeadline(int64_t left_us) {
+    const uint64_t gen = ++deadline_gen_;
+    deadline_.expires_after(std::chrono::microseconds(std::max<int64_t>(left_us, 1000)));
+    deadline_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+      if (ec || gen != self->deadline_gen_ || !self->reading_) return;
+      const int64_t left = int64_t{self->opt().body_timeout_ms} * 1000 - self->client_us_ - self->PieceClientUs(false);
+      if (left > 0) return self->ArmBodyDeadline(left);
+      self->body_late_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);  // OnBodyPiece answers 408
+    });
+  }
+
+  // Bytes received by the kernel that no read has taken yet.
+  int KernelBytes() {
+    int n = 0;
+    return ioctl(stream_.socket().native_handle(), FIONREAD, &n) == 0 ? n : 0;
   }
 
   void OnBody(beast::error_code ec) {
@@ -271,7 +385,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Write(std::move(r), version_, handed_);
     }
     handling_ = true;
-    std::weak_ptr<Session> weak = shared_from_this();
+    req.cancelled = cancelled_ = std::make_shared<std::atomic<bool>>(false);
     auto answered = std::make_shared<std::atomic<bool>>(false);
     Responder respond = [self = shared_from_this(), answered](Reply r) {
       if (answered->exchange(true)) return;  // exactly once
@@ -282,6 +396,27 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     handed_ = Clock::now();
     t_->handler(std::move(req), std::move(respond));
+    if (handling_) WatchForClose();
+  }
+
+  // While the handler has the request: a readable socket is either the client's next
+  // (pipelined) request, left for later, or its end of stream / a reset: the client is
+  // gone, so its request is cancelled and the connection closed. Write ends the watch.
+  void WatchForClose() {
+    const uint64_t gen = ++watch_gen_;
+    watching_ = true;
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen](beast::error_code ec) {
+      if (gen != self->watch_gen_ || !self->watching_) return;  // ended by Write
+      self->watching_ = false;
+      if (ec) return;
+      char c;
+      const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // a pipelined request: the client is there
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return self->WatchForClose();
+      self->gone_ = true;
+      self->cancelled_->store(true);
+      self->Close();
+    });
   }
 
   // A read ended in an error: a clean close, a timeout, or a request to refuse.
@@ -292,6 +427,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client too slow for the header or body deadline (or idle too long) is closed:
     // the stream has already closed the socket, so no reply can be written.
     if (ec == beast::error::timeout) return Close();
+    if (ec == boost::system::errc::not_enough_memory)  // then answered at once: the client may retry
+      return Fail(503, "server out of memory for this request's body; retry later");
     if (ec == bhttp::error::body_limit)
       return Fail(413, "request body larger than " + std::to_string(opt().max_body_bytes) + " bytes");
     if (ec == bhttp::error::header_limit)
@@ -303,6 +440,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Answers a transport error and closes the connection.
   void Fail(int status, const std::string& message) {
     Reply r = t_->error_reply(status, path_, message);
+    if (status == 503) r.headers.emplace_back("Retry-After", "1");
     r.close = true;
     parser_.reset();
     linger_ = true;
@@ -330,6 +468,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // wait measured when it is written.
   void Write(Reply r, unsigned version, std::optional<Clock::time_point> responded = std::nullopt) {
     handling_ = false;
+    if (watching_) {  // only the watch is pending now: cancel it before writing
+      watching_ = false;
+      ++watch_gen_;
+      beast::error_code ec;
+      stream_.socket().cancel(ec);
+    }
+    if (gone_) return;  // the client went away: nobody to answer
     if (responded) NoteIoWait(*responded);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(version == 10 ? 10 : 11);
@@ -372,6 +517,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Close() {
+    ++deadline_gen_;
+    deadline_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.close();
@@ -395,7 +542,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const bool refuse_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::request_parser<Body>> parser_;
   std::string remote_, path_;
   bool keep_alive_ = true;
   unsigned version_ = 11;
@@ -403,6 +550,15 @@ class Session : public std::enable_shared_from_this<Session> {
   int64_t waited_us_ = 0;                // the current request's wait in the kernel
   Clock::time_point t_header_, handed_;  // its header read; given to the handler
   bool reading_ = false, handling_ = false, stopping_ = false, linger_ = false;
+  bool watching_ = false, gone_ = false;          // WatchForClose: pending; the client went away
+  uint64_t watch_gen_ = 0;                        // the current watch (a cancelled one's handler is ignored)
+  std::shared_ptr<std::atomic<bool>> cancelled_;  // the current request's (Request::cancelled)
+  // The body's deadline (ReadBody): the client's time so far, the piece being read.
+  net::steady_timer deadline_;
+  uint64_t deadline_gen_ = 0;  // the current check (a stale one's handler is ignored)
+  int64_t client_us_ = 0;
+  Clock::time_point piece_start_;
+  bool piece_had_bytes_ = false, body_late_ = false;
   std::vector<char> scratch_;
 };
 

@@ -4,9 +4,15 @@
 // A few I/O threads serve every connection; nothing on them blocks: the handler must
 // answer quickly or pass the work to another thread and call the Responder from there.
 // Per connection: requests are read one at a time and answered in order (pipelined
-// requests wait in the read buffer); the header must arrive within header_timeout_ms
-// and the body within body_timeout_ms (a slow client is closed, holding no thread);
-// an idle keep-alive connection closes after idle_timeout_ms. Limits: header bytes
+// requests wait in the read buffer). While a request is with the handler, the
+// connection is watched: a client that closes it (or resets it) is gone, and its
+// request's `cancelled` flag is set (as Go's net/http and nginx do; a client that
+// half-closes its side before reading the reply counts as gone too). The header must
+// arrive within header_timeout_ms (a slow client is closed, holding no thread), the
+// body within body_timeout_ms of the client's time: its waits while the connection
+// has nothing for the server to read; time its bytes wait for a busy I/O thread is
+// the server's (past it: 408, `error_reply`); an idle keep-alive connection closes
+// after idle_timeout_ms. Limits: header bytes
 // (431), body bytes as received, chunked or not (413), gzip/deflate bodies decoded
 // with the same limit on the decoded bytes (413; other encodings 415), connections
 // (the ones beyond max_connections get 503 and are closed). Transport errors are
@@ -15,6 +21,7 @@
 #ifndef COE_SERVER_HTTP_TRANSPORT_H_
 #define COE_SERVER_HTTP_TRANSPORT_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -36,6 +43,10 @@ struct Request {
   std::string body;                                          // decoded (Content-Encoding undone)
   size_t wire_bytes = 0;                                     // body bytes as received
   int64_t io_wait_us = 0;  // how long its bytes waited in the kernel before being read
+  // Set (true) by the transport when the client goes away (its connection reaches end
+  // of stream or fails) before the reply is written; then the reply is dropped. The
+  // handler may set it too (a shutdown). Never null for a request from the transport.
+  std::shared_ptr<std::atomic<bool>> cancelled;
 
   // The value of header `lower_name`, or null.
   const std::string* Header(std::string_view lower_name) const;
@@ -62,7 +73,7 @@ struct TransportOptions {
   int listen_backlog = 1024;
   int max_connections = 4096;  // clamped below the process's file descriptor limit
   int header_timeout_ms = 10000;
-  int body_timeout_ms = 10000;
+  int body_timeout_ms = 10000;  // of the client's time (see above)
   int write_timeout_ms = 10000;
   int idle_timeout_ms = 5000;
   int max_requests_per_connection = 0;  // 0 = no cap

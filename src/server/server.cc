@@ -3,10 +3,13 @@
 // model (server/batcher.h).
 #include "coe/server.h"
 
+#include <malloc.h>
+
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <ctime>
 #include <future>
 #include <map>
@@ -112,6 +115,16 @@ std::string ChatRefusal(const std::string& name, const Cascade& c) {
         return "model '" + name + "': member '" + info.name + "' fills its prompt template with {" + f +
                "}; a cascade served over /v1/chat/completions may use only {input}, the last user message";
   }
+  return "";
+}
+
+// Why a cascade cannot answer infer requests (tensors), "" when it can: a member reads
+// text. A chat cascade is named with its route.
+std::string TensorRefusal(const std::string& name, const Cascade& c, bool serves_chat) {
+  if (serves_chat) return "model '" + name + "' takes chat messages (POST /v1/chat/completions), not tensors";
+  for (Backend* b : c.members())
+    if (b->info().text_inputs)
+      return "model '" + name + "': member '" + b->info().name + "' takes text (JSON records), not tensors";
   return "";
 }
 
@@ -293,8 +306,9 @@ struct Server::Impl {
   ServerOptions options;
   std::vector<ServedModel> models;
   std::map<std::string, const ServedModel*, std::less<>> by_name;
-  std::map<std::string, std::string, std::less<>> chat_refusal;  // by model: ChatRefusal, "" = serves chat
-  std::vector<Backend*> members;                                 // one per distinct member name
+  std::map<std::string, std::string, std::less<>> chat_refusal;    // by model: ChatRefusal, "" = serves chat
+  std::map<std::string, std::string, std::less<>> tensor_refusal;  // by model: TensorRefusal, "" = takes tensors
+  std::vector<Backend*> members;                                   // one per distinct member name
   Metrics metrics;
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
@@ -334,19 +348,101 @@ struct Server::Impl {
     return r;
   }
 
-  // Holds one of max_inflight slots until the request is answered.
-  struct Slot {
-    std::atomic<int64_t>* n;
-    explicit Slot(std::atomic<int64_t>* c) : n(c) {}
-    ~Slot() { (*n)--; }
+  // Admitted requests (infer, chat, Run): their cancellation flags, set when a
+  // shutdown's grace period ends (Shutdown) or, by the transport, when a client goes
+  // away.
+  std::mutex admitted_mu;
+  std::condition_variable admitted_cv;                    // admitted emptied
+  std::set<std::shared_ptr<std::atomic<bool>>> admitted;  // under admitted_mu
+  std::atomic<bool> cancel_all{false};                    // the grace period ended: every run is cancelled
+  std::atomic<int64_t> grace_ms{0};                       // of that shutdown
+
+  // One of max_inflight places, held from admission until the answer is handed to the
+  // transport: given back before the reply can reach the client, so that a client
+  // sending its next request on an answer never finds its previous one still counted
+  // (a closed loop at max_inflight is never refused). Destroyed unanswered: given back.
+  // It keeps the request's cancellation flag alive.
+  //
+  // A large request (a body of kLargeBytes or more) counts in large_inflight: when the
+  // last one is done its memory goes back to the system (malloc_trim). coe serve keeps
+  // freed blocks of up to 64 MiB in malloc's heap (KeepModelBuffers: the models' buffers
+  // are reused at every call), request bodies and messages among them: 16 chat requests
+  // of 8 MiB left 1.3 GB resident. The trim also returns free pages inside the heap.
+  class Slot {
+   public:
+    Slot(Impl* im, std::shared_ptr<std::atomic<bool>> cancelled, bool large)
+        : im_(im), cancelled_(std::move(cancelled)), large_(large) {
+      if (large_) im_->large_inflight++;
+    }
+    ~Slot() { Release(); }
+    void Release() {
+      if (released_.exchange(true)) return;
+      im_->inflight--;
+      {
+        std::lock_guard<std::mutex> lock(im_->admitted_mu);
+        if (im_->admitted.erase(cancelled_) && im_->admitted.empty()) im_->admitted_cv.notify_all();
+      }
+      if (large_ && --im_->large_inflight == 0) malloc_trim(0);
+    }
+    const std::atomic<bool>* cancelled() const { return cancelled_.get(); }
+
+   private:
+    Impl* const im_;
+    const std::shared_ptr<std::atomic<bool>> cancelled_;
+    const bool large_;
+    std::atomic<bool> released_{false};
   };
-  std::shared_ptr<Slot> Admit() {
-    auto slot = std::make_shared<Slot>(&inflight);
-    if (++inflight > options.max_inflight) return nullptr;  // the slot is given back with it
+  static constexpr size_t kLargeBytes = 1u << 20;
+  std::atomic<int> large_inflight{0};
+  // A place for a request of `bytes` whose cancellation flag is `cancelled` (null: a
+  // new one), or null with *why when max_inflight requests are in flight or the server
+  // is stopping.
+  std::shared_ptr<Slot> Admit(std::shared_ptr<std::atomic<bool>> cancelled, size_t bytes, std::string* why) {
+    if (!cancelled) cancelled = std::make_shared<std::atomic<bool>>(false);
+    auto slot = std::make_shared<Slot>(this, cancelled, bytes >= kLargeBytes);
+    if (++inflight > options.max_inflight) {  // the place is given back with the slot
+      *why = "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(admitted_mu);
+    if (cancel_all) {
+      *why = Stopping();
+      return nullptr;
+    }
+    admitted.insert(std::move(cancelled));
     return slot;
   }
-  std::string TooMany() const {
-    return "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
+  // `respond`, giving `slot` back first.
+  static http::Responder Releasing(std::shared_ptr<Slot> slot, http::Responder respond) {
+    return [slot = std::move(slot), respond = std::move(respond)](http::Reply r) {
+      slot->Release();
+      respond(std::move(r));
+    };
+  }
+  std::string Stopping() const {
+    return "server stopping: the request was cancelled when the " + std::to_string(grace_ms.load()) +
+           " ms shutdown grace period ended (coe serve --shutdown-grace-ms)";
+  }
+  // The message of a run that failed with `s`: a run cancelled by a shutdown says so.
+  std::string RunError(const Status& s) const {
+    return s.code() == StatusCode::kUnavailable && cancel_all ? Stopping() : s.message();
+  }
+  // The status of a run that failed with `s`: 499 (nginx's "client closed request": the
+  // reply is not written; for the metrics and the access log) when its client went
+  // away, 503 when busy or stopping, else as HttpCode.
+  int RunErrorCode(const Status& s, const std::atomic<bool>* cancelled) const {
+    if (s.code() != StatusCode::kUnavailable) return HttpCode(s);
+    return !cancel_all && cancelled && cancelled->load() ? 499 : 503;
+  }
+
+  // Runs `work`, answering 503 through `respond` when memory runs out: a request the
+  // server cannot hold is refused, never the end of the process.
+  void OutOfMemoryIs503(const std::function<void()>& work, const http::Responder& respond, bool openai) const {
+    try {
+      work();
+    } catch (const std::bad_alloc&) {
+      respond(Busy("server out of memory for this request; retry later", openai));
+    }
   }
 
   // Runs `task` off the I/O threads (on the waiting pool; on this thread if no thread
@@ -355,9 +451,13 @@ struct Server::Impl {
     if (!waiting.Post(task)) task();
   }
 
-  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond) {
-    std::shared_ptr<Slot> slot = Admit();
-    if (!slot) return respond(Busy(TooMany(), false));
+  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw) {
+    if (const std::string& why = tensor_refusal.at(m.name); !why.empty()) return respond_raw(ErrorReply(400, why));
+    std::string why;
+    std::shared_ptr<Slot> slot = Admit(std::move(req.cancelled), req.body.size(), &why);
+    if (!slot) return respond_raw(Busy(why, false));
+    const std::atomic<bool>* cancelled = slot->cancelled();  // lives as long as `respond`
+    const http::Responder respond = Releasing(std::move(slot), respond_raw);
     const size_t size = req.body.size();
     // The binary tensor data extension: the JSON's length, when binary data follows it.
     std::optional<size_t> json_size;
@@ -368,26 +468,30 @@ struct Server::Impl {
         return respond(ErrorReply(400, "Inference-Header-Content-Length must be a byte count"));
       json_size = v;
     }
-    auto work = [this, &m, body = std::move(req.body), json_size, respond, slot] {
-      auto q = ParseInferRequest(body, m.cascade->input_shape(), json_size);
+    // Shared: OffIo's task is copied, its captures with it.
+    auto work = [this, &m, body = std::make_shared<std::string>(std::move(req.body)), json_size, respond, cancelled] {
+      auto q = ParseInferRequest(*body, m.cascade->input_shape(), json_size);
+      std::string().swap(*body);  // decoded: given back before the run
       if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
       RunOptions ro;
       ro.want_probs = q->want_probabilities;
+      ro.cancelled = cancelled;
       InputBatch batch = std::move(q->batch);
       auto meta = std::make_shared<InferRequest>(std::move(*q));
-      Status s =
-          batchers.at(m.name)->Submit(std::move(batch), ro, [this, &m, meta, respond, slot](StatusOr<RunResult> r) {
-            if (!r.ok())
-              return respond(r.status().code() == StatusCode::kUnavailable
-                                 ? Busy(r.status().message(), false)
-                                 : ErrorReply(HttpCode(r.status()), r.status().message()));
-            respond(InferReply(m.name, *meta, *r, m.cascade->labels()));
-          });
+      auto done = [this, &m, meta, respond, cancelled](StatusOr<RunResult> r) {
+        if (!r.ok()) {
+          const int code = RunErrorCode(r.status(), cancelled);
+          return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
+        }
+        OutOfMemoryIs503([&] { respond(InferReply(m.name, *meta, *r, m.cascade->labels())); }, respond, false);
+      };
+      Status s = batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
       if (!s.ok()) respond(Busy(s.message(), false));
     };
+    auto guarded = [this, work = std::move(work), respond] { OutOfMemoryIs503(work, respond, false); };
     // A small body is decoded here (microseconds); a large one off the I/O threads.
-    if (size <= (64u << 10)) return work();
-    OffIo(work);
+    if (size <= (64u << 10)) return guarded();
+    OffIo(guarded);
   }
 
   // The 502 of a chat request no tier answered: the upstreams' own words when calls
@@ -408,8 +512,11 @@ struct Server::Impl {
   // POST /v1/chat/completions, request in, response out (no transport here): the last
   // user message fills every member's {input}, the cascade runs, and the reply is the
   // winning member's completion with usage summed over every call made.
-  HttpReply Chat(const std::string& body, std::string* model_name) {
+  // The request's memory: its body, then the message (its JSON text, never decoded),
+  // then the record; each given back once the next is made.
+  HttpReply Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled) {
     auto q = ParseChatRequest(body);
+    std::string().swap(body);
     if (!q.ok()) return OpenAiError(400, q.status().message());
     auto it = by_name.find(q->model);
     if (it == by_name.end()) return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true);
@@ -419,10 +526,21 @@ struct Server::Impl {
     InputBatch batch;
     const uint64_t n = ++chat_count;
     const std::string id = "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(n);
-    batch.records.push_back(json{{"id", id}, {"input", q->input}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    std::string record = "{\"id\":";
+    oip::AppendJsonString(&record, id);
+    record += ",\"input\":\"";
+    record.reserve(record.size() + q->input_json.size() + 2);
+    record += q->input_json;
+    record += "\"}";
+    std::string().swap(q->input_json);
+    batch.records.push_back(std::move(record));
     batch.ids.push_back(id);
-    auto r = m.cascade->Run(batch, RunOptions{});
-    if (!r.ok()) return OpenAiError(HttpCode(r.status()), r.status().message());
+    auto r = m.cascade->Run(batch, RunOptions{.cancelled = cancelled});
+    if (!r.ok()) {
+      HttpReply e = OpenAiError(RunErrorCode(r.status(), cancelled), RunError(r.status()));
+      if (e.status == 503) e.retry_after_s = options.retry_after_s;
+      return e;
+    }
     metrics.AddRun(m.name, *m.cascade, *r);
     if (r->answer[0] == kAbstain) return NoAnswer(m, *r);
     ChatReply reply;
@@ -520,10 +638,15 @@ struct Server::Impl {
       }
     }
     if (method == "POST" && path == "/v1/chat/completions") {
-      std::shared_ptr<Slot> slot = Admit();
-      if (!slot) return respond(Busy(TooMany(), true));
-      OffIo(
-          [this, body = std::move(request.body), model, respond, slot] { respond(ToReply(Chat(body, model.get()))); });
+      std::string why;
+      std::shared_ptr<Slot> slot = Admit(std::move(request.cancelled), request.body.size(), &why);
+      if (!slot) return respond(Busy(why, true));
+      const std::atomic<bool>* cancelled = slot->cancelled();  // lives as long as `respond`
+      // The body is shared: OffIo's task is copied, its captures with it.
+      OffIo([this, body = std::make_shared<std::string>(std::move(request.body)), model, cancelled,
+             respond = Releasing(std::move(slot), respond)] {
+        OutOfMemoryIs503([&] { respond(ToReply(Chat(std::move(*body), model.get(), cancelled))); }, respond, true);
+      });
       return;
     }
     const ModelRoute route = ParseModelRoute(path);
@@ -604,6 +727,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
     const std::vector<Backend*> ms = m.cascade->members();
     const bool reads_text = !ms.empty() && ms.front()->info().text_inputs;
     if (reads_text && !refusal.empty()) return InvalidArgumentError(refusal);  // a chat cascade no route can feed
+    impl->tensor_refusal[m.name] = TensorRefusal(m.name, *m.cascade, refusal.empty());
     impl->chat_refusal[m.name] = std::move(refusal);
     for (Backend* b : m.cascade->members())
       if (!seen_member[b->info().name]) {
@@ -615,6 +739,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
   bo.max_batch = options.max_batch;
   bo.max_queue_delay_us = options.max_queue_delay_us;
   bo.queue_timeout_ms = options.queue_timeout_ms;
+  bo.cancel_all = &impl->cancel_all;
   // Without batching every request runs alone, as many at once as are admitted.
   bo.workers = options.max_batch > 1 ? options.batch_workers : options.max_inflight;
   Impl* im = impl.get();
@@ -632,6 +757,7 @@ Status Server::Start(const std::string& host, int port) {
   if (im.transport)
     return FailedPreconditionError("the server is already serving on port " + std::to_string(im.transport->port()));
   if (port < 0 || port > 65535) return InvalidArgumentError("port " + std::to_string(port) + " is out of range");
+  im.cancel_all = false;  // after a Shutdown
   const ServerOptions& o = im.options;
   http::TransportOptions t;
   t.io_threads = o.io_threads > 0 ? o.io_threads : std::clamp(AvailableCores(), 1, 4);
@@ -665,6 +791,20 @@ void Server::Stop() {
   if (impl_->transport) impl_->transport->Stop();
 }
 
+void Server::Shutdown(int grace_ms) {
+  Impl& im = *impl_;
+  Stop();
+  {
+    std::unique_lock<std::mutex> lock(im.admitted_mu);
+    im.admitted_cv.wait_for(lock, std::chrono::milliseconds(std::max(0, grace_ms)),
+                            [&] { return im.admitted.empty(); });
+    im.grace_ms = std::max(0, grace_ms);
+    im.cancel_all = true;  // runs of several requests (batched) see it; nothing more is admitted
+    for (const auto& cancelled : im.admitted) cancelled->store(true);
+  }
+  Wait();
+}
+
 void Server::Wait() {
   Impl& im = *impl_;
   std::lock_guard<std::mutex> wait_lock(im.wait_mu);
@@ -685,12 +825,20 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   Impl& im = *impl_;
   auto it = im.batchers.find(name);
   if (it == im.batchers.end()) return NotFoundError("no model named '" + name + "'");
-  std::shared_ptr<Impl::Slot> slot = im.Admit();
-  if (!slot) return UnavailableError(im.TooMany());
+  if (const std::string& why = im.tensor_refusal.at(name); !why.empty()) return InvalidArgumentError(why);
+  std::string why;
+  size_t bytes = batch.data.size() * sizeof(float);
+  for (const std::string& r : batch.records) bytes += r.size();
+  std::shared_ptr<Impl::Slot> slot = im.Admit(nullptr, bytes, &why);
+  if (!slot) return UnavailableError(why);
+  RunOptions ro = options;
+  ro.cancelled = slot->cancelled();
   std::promise<StatusOr<RunResult>> answer;
-  Status s = it->second->Submit(batch, options, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
+  Status s = it->second->Submit(batch, ro, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
   if (!s.ok()) return s;
-  return answer.get_future().get();
+  StatusOr<RunResult> r = answer.get_future().get();
+  if (!r.ok() && r.status().code() == StatusCode::kUnavailable) return UnavailableError(im.RunError(r.status()));
+  return r;
 }
 
 std::vector<std::string> Server::model_names() const {

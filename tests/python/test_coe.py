@@ -123,6 +123,16 @@ def test_errors_carry_coes_message(tmp_path):
         coe.run(coe.Cascade("[[tiers]]\nmembers = [\"mlp32\"]\n"), ZOO, np.zeros((2, 3, 3), np.float32))
 
 
+def test_run_refuses_tensors_for_a_chat_cascade(tmp_path):
+    """A chat model takes text: an array sent to it is a ValueError, not empty answers."""
+    cat = tmp_path / "chat.toml"
+    cat.write_text("[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:9/v1\"\nprompt = \"{input}\"\n"
+                   "answer = \"choice\"\n[models.a]\n[models.b]\n")
+    cascade = coe.Cascade("[[tiers]]\nmembers = [\"a\", \"b\"]\n")
+    with pytest.raises(ValueError, match="member 'a' is a chat model: it takes text"):
+        coe.run(cascade, cat, np.zeros((2, 3), np.float32))
+
+
 def test_planning_releases_the_gil(zoo):
     rec = coe.Recordings.from_csv(zoo / "calib.csv")
     done = threading.Event()
