@@ -386,6 +386,18 @@ TEST_F(GrpcTest, ErrorsCarryCodesAndCoeMessages) {
     q.mutable_inputs(0)->set_shape(0, -2);
     cases.push_back({"negative batch", q, grpc::StatusCode::INVALID_ARGUMENT, "impossible shape"});
   }
+  {
+    pb::ModelInferRequest q = Request(in, false);
+    (*q.mutable_parameters())["priority"].set_int64_param(1);
+    cases.push_back({"a request parameter", q, grpc::StatusCode::INVALID_ARGUMENT,
+                     "parameters of the request (priority) are not honoured over gRPC"});
+  }
+  {
+    pb::ModelInferRequest q = Request(in, false, {"label"});
+    (*q.mutable_outputs(0)->mutable_parameters())["binary_data"].set_bool_param(true);
+    cases.push_back({"an output parameter", q, grpc::StatusCode::INVALID_ARGUMENT,
+                     "parameters of outputs[0] (binary_data) are not honoured over gRPC"});
+  }
   for (const Case& c : cases) {
     pb::ModelInferResponse r;
     grpc::Status s = Infer(c.q, &r);

@@ -197,9 +197,8 @@ class OpenAiReplay {
       return;
     }
     const auto& [answer, dollars] = cit->second;
-    std::string text = answer.empty() || f == Fault::kUnreadable
-                           ? "I cannot tell from the options given."
-                           : "Let me think. The answer is (" + answer + ").";
+    std::string text = answer.empty() || f == Fault::kUnreadable ? "I cannot tell from the options given."
+                                                                 : "Let me think. The answer is (" + answer + ").";
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto t = texts_.find(model + "\n" + id); t != texts_.end())

@@ -529,8 +529,7 @@ TEST(ServerCreate, RejectsBadModelsAndOptions) {
 TEST(ParseInferRequest, ShapesNestingAndExactFloats) {
   const std::vector<int64_t> shape = {2, 3};
   auto flat = ParseInferRequest(
-      R"({"inputs":[{"name":"i","datatype":"FP32","shape":[2,6],"data":[0.1,1e-50,-2,3,4,5,6,7,8,9,10,3.4028234e38]}],
-          "parameters":{"a":[1,{"b":2}]},"unknown":{"x":[[]]}})",
+      R"({"inputs":[{"name":"i","datatype":"FP32","shape":[2,6],"data":[0.1,1e-50,-2,3,4,5,6,7,8,9,10,3.4028234e38]}]})",
       shape);
   ASSERT_TRUE(flat.ok()) << flat.status().ToString();
   EXPECT_EQ(flat->batch.example_shape, shape);
@@ -580,7 +579,45 @@ TEST(ParseInferRequest, ErrorsAreInvalidArgument) {
   std::string deep = R"({"inputs":[{"datatype":"FP32","shape":[1],"data":)" + std::string(100000, '[');
   EXPECT_FALSE(ParseInferRequest(deep, {}).ok());
   std::string deep_skipped = R"({"parameters":{"p":)" + std::string(100000, '[') + std::string(100000, ']') + "}}";
-  EXPECT_EQ(ParseInferRequest(deep_skipped, {}).status().message(), "the request has no \"inputs\"");
+  EXPECT_EQ(
+      ParseInferRequest(deep_skipped, {}).status().message(),
+      "the request has parameter \"p\" (not a scalar), which coe does not read (a request has id, inputs, outputs "
+      "and parameters; a tensor has name, datatype, shape, data and parameters)");
+}
+
+// Nothing of a request goes unread: a key coe does not read, a parameter it does not
+// honour or a flag that is not true/false is refused, naming it (each was ignored and
+// answered 200: a misspelt "outputs" gave every output, "binary_data_outptu" JSON).
+TEST(ParseInferRequest, WhatIsNotReadIsRefusedNamingIt) {
+  const std::string input = R"({"name":"i","datatype":"FP32","shape":[1,1],"data":[1])";
+  const std::pair<std::string, std::string> cases[] = {
+      {"{\"inputs\":[" + input + "}],\"ouputs\":[{\"name\":\"label\"}]}", "the request has \"ouputs\", which"},
+      {"{\"inputs\":[" + input + ",\"shap\":[1]}]}", "the request has \"shap\" of inputs[0], which"},
+      {"{\"inputs\":[" + input + "}],\"parameters\":{\"binary_data_outptu\":true}}",
+       "parameter \"binary_data_outptu\" of the request is not one coe honours (it reads binary_data_output there)"},
+      {"{\"inputs\":[" + input + "}],\"parameters\":{\"binary_data_output\":1}}",
+       "parameter \"binary_data_output\" of the request must be true or false, got 1"},
+      {"{\"inputs\":[" + input + "}],\"outputs\":[{\"name\":\"label\",\"parameters\":{\"classification\":3}}]}",
+       "parameter \"classification\" of outputs[0] is not one coe honours"},
+      {"{\"inputs\":[" + input + ",\"parameters\":{\"shared_memory_region\":\"r\"}}]}",
+       "parameter \"shared_memory_region\" of inputs[0] is not one coe honours"},
+      {"{\"inputs\":[" + input + "}],\"parameters\":{\"priority\":{\"level\":1}}}",
+       "the request has parameter \"priority\" (not a scalar), which"},
+  };
+  for (const auto& [body, message] : cases) {
+    auto r = ParseInferRequest(body, {});
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body;
+    EXPECT_TRUE(r.status().message().starts_with(message)) << body << "\n" << r.status().message();
+  }
+  // What coe reads is still read.
+  auto ok = ParseInferRequest("{\"id\":\"7\",\"inputs\":[" + input +
+                                  "}],\"outputs\":[{\"name\":\"label\",\"parameters\":{\"binary_data\":false}}],"
+                                  "\"parameters\":{\"binary_data_output\":false}}",
+                              {});
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_TRUE(ok->want_label);
+  EXPECT_FALSE(ok->want_exit_tier);
 }
 
 // A chat cascade (and each of its members) takes chat messages: tensors sent to it are

@@ -36,6 +36,9 @@ struct InferRequest {
 // With `json_size` (the Inference-Header-Content-Length header), the body is that many
 // bytes of JSON followed by binary tensor data (oip::ParseMessage); the input may
 // then also be UINT8 (pixel values 0..255, read as the same floats).
+// Nothing is ignored: a key coe does not read (a misspelt "ouputs") or a parameter it
+// does not honour (it honours binary_data_output, an input's binary_data_size and an
+// output's binary_data, the flags true or false) is InvalidArgument naming it.
 StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape,
                                          std::optional<size_t> json_size = std::nullopt);
 

@@ -494,7 +494,8 @@ class RemoteBackend : public Backend {
       CancelWatch watch(cancelled, client.get());  // a cancelled run's request is aborted
       sent = client->send(req, res, err);
     }
-    if (IsCancelled(cancelled)) return Attempt{.error = kCancelled, .kind = "cancelled"};  // the client (maybe stopped) is not kept
+    if (IsCancelled(cancelled))
+      return Attempt{.error = kCancelled, .kind = "cancelled"};  // the client (maybe stopped) is not kept
     if (race) {
       std::lock_guard<std::mutex> lock(race->mu);
       race->active[side] = nullptr;

@@ -89,6 +89,7 @@ class Sax {
     }
     if (r == kParamsObj) return Enter(kParamsF);
     if (r == kTensorParamsObj) return Enter(kTensorParamsF);
+    if (r == kParam || r == kTensorParam) NoteSkippedParameter(r);
     if (r == kSkip || r == kParam || r == kTensorParam) return Enter(kSkipF);
     return Fail(Where() + " must not be an object");
   }
@@ -113,9 +114,11 @@ class Sax {
         Cur().data_depth = std::max(Cur().data_depth, depth);
         return Enter(kDataF, false, depth);
       }
-      case kSkip:
       case kParam:
       case kTensorParam:
+        NoteSkippedParameter(Role());
+        return Enter(kSkipF);
+      case kSkip:
         return Enter(kSkipF);
       case kTop:
         return Fail("the request body must be a JSON object");
@@ -125,6 +128,12 @@ class Sax {
   }
   bool key(std::string& k) {
     key_ = std::move(k);
+    // A key of the message or of a tensor that is not read: noted (a request refuses it).
+    if (!stack_.empty() && Role() == kSkip && m_->skipped.size() < 8) {
+      const F f = stack_.back().f;
+      if (f == kRootF) m_->skipped.push_back("\"" + key_.substr(0, 64) + "\"");
+      if (f == kTensorF) m_->skipped.push_back("\"" + key_.substr(0, 64) + "\" of " + TensorWhere());
+    }
     return true;
   }
   bool end_object() { return Leave(); }
@@ -321,6 +330,12 @@ class Sax {
     if (error_.empty()) error_ = std::move(message);
     return false;
   }
+  // A parameter whose value is an object or array (not read; a request refuses it).
+  void NoteSkippedParameter(R r) {
+    if (m_->skipped.size() >= 8) return;
+    m_->skipped.push_back("parameter \"" + key_.substr(0, 64) + "\"" +
+                          (r == kTensorParam ? " of " + TensorWhere() : "") + " (not a scalar)");
+  }
 
   Message* m_;
   std::vector<Frame> stack_;
@@ -505,10 +520,48 @@ void AppendJsonString(std::string* out, std::string_view s) {
 
 namespace coe {
 
+namespace {
+
+// Nothing of the request goes unread: a key coe does not read, or a parameter it does
+// not honour, is InvalidArgument naming it (a misspelt "ouputs" or "binary_data_outptu"
+// was ignored and answered 200).
+Status CheckRead(const oip::Message& m) {
+  if (!m.skipped.empty()) {
+    std::string list;
+    for (const std::string& k : m.skipped) list += (list.empty() ? "" : ", ") + k;
+    return InvalidArgumentError("the request has " + list +
+                                ", which coe does not read (a request has id, inputs, outputs and parameters; a "
+                                "tensor has name, datatype, shape, data and parameters)");
+  }
+  // Each parameter coe honours, where it may be, and whether it is a flag.
+  auto check = [](const std::map<std::string, std::string>& params, const std::string& where, const char* known,
+                  bool flag) -> Status {
+    for (const auto& [key, value] : params) {
+      if (key != known)
+        return InvalidArgumentError("parameter \"" + key.substr(0, 64) + "\"" + where +
+                                    " is not one coe honours (it reads " + known + " there)");
+      if (flag && value != "true" && value != "false")
+        return InvalidArgumentError("parameter \"" + key + "\"" + where + " must be true or false, got " +
+                                    value.substr(0, 32));
+    }
+    return Status::Ok();
+  };
+  COE_RETURN_IF_ERROR(check(m.parameters, " of the request", "binary_data_output", true));
+  for (size_t i = 0; i < m.inputs.size(); ++i)
+    COE_RETURN_IF_ERROR(
+        check(m.inputs[i].parameters, " of inputs[" + std::to_string(i) + "]", "binary_data_size", false));
+  for (size_t i = 0; i < m.outputs.size(); ++i)
+    COE_RETURN_IF_ERROR(check(m.outputs[i].parameters, " of outputs[" + std::to_string(i) + "]", "binary_data", true));
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape,
                                          std::optional<size_t> json_size) {
   oip::Message m;
   COE_RETURN_IF_ERROR(json_size ? oip::ParseMessage(body, *json_size, &m) : oip::ParseMessage(body, &m));
+  COE_RETURN_IF_ERROR(CheckRead(m));
   InferRequest req;
   req.id = std::move(m.id);
   if (m.inputs.empty()) return InvalidArgumentError("the request has no \"inputs\"");

@@ -32,7 +32,8 @@ struct Tensor {
 };
 
 // A request ("inputs", "outputs" naming the requested outputs) or a response
-// ("model_name", "outputs" with data); unknown keys are skipped.
+// ("model_name", "outputs" with data); unknown keys are skipped and listed in `skipped` (a request refuses them; a
+// response from another server may carry more).
 struct Message {
   std::optional<std::string> id;
   std::string model_name;
@@ -40,6 +41,9 @@ struct Message {
   // Top-level "parameters" with scalar values, as text (strings unquoted, numbers as
   // written, true/false/null); non-scalar values are skipped.
   std::map<std::string, std::string> parameters;
+  // What was not read (up to 8): keys of the message or of a tensor that it does not
+  // have ("\"ouputs\"", "\"shape_\" of inputs[0]") and parameters that are not scalars.
+  std::vector<std::string> skipped;
 };
 
 // InvalidArgument naming the problem (and the byte offset of a JSON syntax error).

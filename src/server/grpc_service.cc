@@ -116,6 +116,19 @@ StatusOr<std::vector<int64_t>> ExampleShape(const std::string& name, const std::
 
 StatusOr<Decoded> DecodeInfer(const pb::ModelInferRequest& q, const std::vector<int64_t>& input_shape) {
   Decoded d;
+  // No parameter is honoured over gRPC (tensors come and go raw or typed as sent): one
+  // would be ignored, so it is refused, naming it.
+  auto refuse = [](const auto& params, const std::string& where) -> Status {
+    if (params.empty()) return Status::Ok();
+    std::string names;
+    for (const auto& [key, value] : params) names += (names.empty() ? "" : ", ") + key.substr(0, 64);
+    return InvalidArgumentError("parameters of " + where + " (" + names + ") are not honoured over gRPC");
+  };
+  COE_RETURN_IF_ERROR(refuse(q.parameters(), "the request"));
+  for (int i = 0; i < q.inputs_size(); ++i)
+    COE_RETURN_IF_ERROR(refuse(q.inputs(i).parameters(), "inputs[" + std::to_string(i) + "]"));
+  for (int i = 0; i < q.outputs_size(); ++i)
+    COE_RETURN_IF_ERROR(refuse(q.outputs(i).parameters(), "outputs[" + std::to_string(i) + "]"));
   if (q.inputs().empty()) return InvalidArgumentError("the request has no inputs");
   if (q.inputs_size() != 1)
     return InvalidArgumentError("the model takes one input tensor, the request has " + std::to_string(q.inputs_size()));
