@@ -208,6 +208,10 @@ TEST_F(Llm, FailedCallsAreNeverAnswersAndRecordingAgainRetriesThem) {
         EXPECT_EQ(m.cost[i], 0.0);
       }
   }
+  // A refused connection's time is not a model's latency: no figure is measured.
+  for (const char* figure : {"latency_us =", "latency_ms ="})
+    EXPECT_EQ(testing::ReadFile(P("rec.models.toml")).find(figure), std::string::npos)
+        << testing::ReadFile(P("rec.models.toml"));
   // Nothing plans on it: the file names the first failed call and how to retry.
   auto plan = RunCoe("plan --calib " + P("rec.csv") + " --models " + P("rec.models.toml"));
   EXPECT_EQ(plan.code, 2) << plan.out;

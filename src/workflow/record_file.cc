@@ -343,10 +343,14 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
         };
       const auto t0 = std::chrono::steady_clock::now();
       COE_ASSIGN_OR_RETURN(RecordResult got, RecordModels(cat, inputs.Gather(rows), ro));
-      seconds[res.models[m]] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      examples[res.models[m]] += static_cast<int64_t>(rows.size());
-      for (const auto& [name, v] : got.ms_per_request) ms[name] = v;
       const ModelRecord& mr = got.recordings.models[0];
+      // A part with a failed call measures no latency: a refused connection is not the
+      // model's time (the model keeps the figure it had, or none).
+      if (std::all_of(mr.error.begin(), mr.error.end(), [](const std::string& e) { return e.empty(); })) {
+        seconds[res.models[m]] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        examples[res.models[m]] += static_cast<int64_t>(rows.size());
+        for (const auto& [name, v] : got.ms_per_request) ms[name] = v;
+      }
       Merge(mr, got.labels, inputs, rows, static_cast<int>(m), &t);
       res.calls += static_cast<int64_t>(rows.size());
       for (double c : mr.cost) res.usd += c;
