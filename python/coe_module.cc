@@ -48,16 +48,25 @@ T Value(coe::StatusOr<T> v) {
 }
 
 // Strings from a list, a tuple, a NumPy array of str/object, a pandas Series (anything
-// iterable); None and NaN are "" (unknown truth / an abstention).
+// iterable); None and NaN are "" (unknown truth / an abstention). Each value is a str,
+// bytes or a number (its text: an integer's digits, a float's repr); anything else (a
+// list, a dict, an array: a 2-D array's row) is ValueError naming where, never its
+// Python text taken for an answer.
 std::vector<std::string> Strings(const py::handle& seq, const std::string& what) {
+  const py::object number = py::module_::import("numbers").attr("Number");
+  const py::object np_bool = py::module_::import("numpy").attr("bool_");
   std::vector<std::string> out;
   for (const py::handle& v : py::iter(seq)) {
     if (v.is_none() || (py::isinstance<py::float_>(v) && std::isnan(v.cast<double>()))) {
       out.emplace_back();
     } else if (py::isinstance<py::str>(v) || py::isinstance<py::bytes>(v)) {
       out.push_back(v.cast<std::string>());
-    } else {
+    } else if (py::isinstance(v, number) && !py::isinstance<py::bool_>(v) && !py::isinstance(v, np_bool)) {
       out.push_back(py::str(v).cast<std::string>());  // numbers as their text
+    } else {
+      throw py::value_error(what + "[" + std::to_string(out.size()) + "] is " +
+                            py::str(py::type::of(v).attr("__name__")).cast<std::string>() +
+                            ", not a string or a number");
     }
   }
   if (out.empty()) throw py::value_error(what + " is empty");

@@ -216,3 +216,18 @@ def test_from_pandas_reads_missing_scores_as_none():
     df = pd.DataFrame({"id": ["a", "b"], "label": ["x", "y"], "m": ["x", "y"], "m|score": [0.5, np.nan]})
     rec = coe.Recordings.from_pandas(df)
     assert rec.to_csv().splitlines()[1:] == ["a,x,x,0.5", "b,y,y,"]
+
+
+def test_arrays_refuse_values_that_are_not_strings_or_numbers():
+    """A list, a dict, a boolean or a 2-D array's row is not an answer or a label: its
+    Python text ("[0. 0.]", "{'a': 1}") was taken for one."""
+    base = dict(ids=["a", "b"], labels=["x", "y"], costs={"m": [1.0, 1.0]})
+    for bad, kind in [(np.zeros((2, 2)), "ndarray"), ([["x", "y"], "y"], "list"), ([{"a": 1}, "y"], "dict"),
+                      ([True, "y"], "bool")]:
+        with pytest.raises(ValueError, match=r"^predictions\['m'\]\[0\] is %s, not a string or a number$" % kind):
+            coe.Recordings(**base, predictions={"m": bad})
+    with pytest.raises(ValueError, match=r"^labels\[1\] is list, not a string or a number$"):
+        coe.Recordings(ids=["a", "b"], labels=["x", ["y"]], predictions={"m": ["x", "y"]})
+    # Numbers are their text, None and NaN no answer.
+    r = coe.Recordings(**base, predictions={"m": [np.int64(3), float("nan")]})
+    assert r.to_csv() == "id,label,m,m|cost\na,x,3,1\nb,y,,1\n"
