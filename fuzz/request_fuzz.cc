@@ -50,11 +50,12 @@ std::string Rewrite(const coe::InferRequest& r) {
   }
   b += "]}],\"outputs\":[";
   std::string outs;
-  if (r.want_label) outs += ",{\"name\":\"label\"}";
-  if (r.want_exit_tier) outs += ",{\"name\":\"exit_tier\"}";
-  if (r.want_degraded) outs += ",{\"name\":\"degraded\"}";
-  if (r.want_probabilities) outs += ",{\"name\":\"probabilities\"}";
-  if (outs.empty()) outs = ",{\"name\":\"label\"}";  // an empty list means the defaults
+  for (const coe::InferRequest::Output& o : r.outputs) {
+    outs += ",{\"name\":";
+    coe::oip::AppendJsonString(&outs, o.name);
+    outs += o.binary ? ",\"parameters\":{\"binary_data\":true}}" : "}";
+  }
+  if (outs.empty()) outs = ",{\"name\":\"label\"}";  // the defaults: named
   return b + outs.substr(1) + "]}";
 }
 
@@ -72,8 +73,7 @@ void FuzzRequest(std::string_view body, const std::vector<int64_t>& shape) {
   Check(e > 0 || b.data.empty(), "examples of no values");
   Check(e == 0 || static_cast<int64_t>(b.data.size()) % e == 0, "data is not whole examples");
   for (float v : b.data) Check(std::isfinite(v), "a non-finite value");
-  const bool none = !r->want_label && !r->want_exit_tier && !r->want_degraded && !r->want_probabilities;
-  if (none || b.size() > 4096) return;  // no outputs asked: cannot be written back as is
+  if (r->outputs.empty() || b.size() > 4096) return;  // the defaults: not written back as is
   const std::string again = Rewrite(*r);
   auto r2 = coe::ParseInferRequest(again, shape);
   if (!r2.ok()) Fail("a rewritten request does not parse: " + r2.status().ToString() + "\n" + again);
@@ -82,9 +82,10 @@ void FuzzRequest(std::string_view body, const std::vector<int64_t>& shape) {
             (b.data.empty() || std::memcmp(r2->batch.data.data(), b.data.data(), b.data.size() * sizeof(float)) == 0),
         "round trip: values differ\n" + again);
   Check(r2->id == r->id, "round trip: id differs");
-  Check(r2->want_label == r->want_label && r2->want_exit_tier == r->want_exit_tier &&
-            r2->want_degraded == r->want_degraded && r2->want_probabilities == r->want_probabilities,
-        "round trip: requested outputs differ");
+  bool same = r2->outputs.size() == r->outputs.size();
+  for (size_t k = 0; same && k < r->outputs.size(); ++k)
+    same = r2->outputs[k].name == r->outputs[k].name && r2->outputs[k].binary == r->outputs[k].binary;
+  Check(same, "round trip: requested outputs differ");
 }
 
 void FuzzMessage(std::string_view body) {

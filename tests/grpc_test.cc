@@ -170,9 +170,11 @@ TEST_F(GrpcTest, HealthAndMetadata) {
               (std::vector<int64_t>{-1, 1, 28, 28}));
     std::map<std::string, std::string> outputs;
     for (const auto& o : r.outputs()) outputs[o.name()] = o.datatype();
-    EXPECT_EQ(outputs,
-              (std::map<std::string, std::string>{
-                  {"label", "BYTES"}, {"exit_tier", "INT32"}, {"degraded", "BOOL"}, {"probabilities", "FP32"}}));
+    EXPECT_EQ(outputs, (std::map<std::string, std::string>{{"label", "BYTES"},
+                                                           {"exit_tier", "INT32"},
+                                                           {"degraded", "BOOL"},
+                                                           {"probabilities", "FP32"},
+                                                           {"agreement", "FP32"}}));
     grpc::ClientContext rc;
     pb::ModelReadyRequest rq;
     rq.set_name(name);
@@ -290,6 +292,47 @@ TEST_F(GrpcTest, InferTypedAndRawEqualCascadeRunAndRest) {
   EXPECT_EQ(m.raw_output_contents_size(), 3);
   EXPECT_EQ(Out(m, "probabilities"), nullptr);
   EXPECT_EQ(m.parameters().count("labels"), 0u);
+}
+
+// The "agreement" output (the answering tier's vote share), added in one place
+// (src/server/cascade_outputs.cc): listed in both metadata, answered over gRPC typed
+// and raw and over REST, equal to Cascade::Run's vote, and not answered by default.
+TEST_F(GrpcTest, AgreementIsOneOutputOnEveryRoute) {
+  auto local = Cascade::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 1});
+  ASSERT_TRUE(local.ok());
+  InputBatch in = TestImages(200);
+  auto want = (*local)->Run(in, RunOptions{});
+  ASSERT_TRUE(want.ok());
+  pb::ModelInferResponse typed, raw;
+  ASSERT_TRUE(Infer(Request(in, false, {"agreement"}), &typed).ok());
+  ASSERT_TRUE(Infer(Request(in, true, {"label", "agreement"}), &raw).ok());
+  ASSERT_NE(Out(typed, "agreement"), nullptr);
+  EXPECT_EQ(Out(typed, "agreement")->datatype(), "FP32");
+  const auto& ta = Out(typed, "agreement")->contents().fp32_contents();
+  int ai = -1;
+  ASSERT_TRUE(Out(raw, "agreement", &ai));
+  ASSERT_EQ(raw.raw_output_contents(ai).size(), 200u * 4);
+  ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
+  Reply rest = Http(server_->port(), "POST", "/v2/models/fashion/infer", InferBody(in, {"agreement"}));
+  ASSERT_EQ(rest.status, 200) << rest.raw;
+  const json* ra = Output(rest.body, "agreement");
+  ASSERT_NE(ra, nullptr);
+  ASSERT_EQ(ta.size(), 200);
+  for (int i = 0; i < 200; ++i) {
+    const float a = static_cast<float>(want->vote[i].agreement);
+    float r;
+    std::memcpy(&r, raw.raw_output_contents(ai).data() + 4 * i, 4);
+    EXPECT_EQ(ta[i], a) << i;
+    EXPECT_EQ(r, a) << i;
+    EXPECT_EQ((*ra)["data"][i].get<float>(), a) << i;
+  }
+  Reply meta = Http(server_->port(), "GET", "/v2/models/fashion");
+  EXPECT_NE(meta.raw.find("\"agreement\""), std::string::npos) << meta.raw;
+  server_->Stop();
+  server_->Wait();
+  pb::ModelInferResponse defaults;
+  ASSERT_TRUE(Infer(Request(in, false), &defaults).ok());
+  EXPECT_EQ(Out(defaults, "agreement"), nullptr);
 }
 
 TEST_F(GrpcTest, Uint8InputIsThePixelValues) {

@@ -72,9 +72,11 @@ TEST_F(ServerTest, HealthMetadataAndReadiness) {
     EXPECT_EQ(meta.body["inputs"][0]["shape"], json({-1, 1, 28, 28}));
     std::map<std::string, std::string> outputs;
     for (const json& o : meta.body["outputs"]) outputs[o["name"]] = o["datatype"];
-    EXPECT_EQ(outputs,
-              (std::map<std::string, std::string>{
-                  {"label", "BYTES"}, {"exit_tier", "INT32"}, {"degraded", "BOOL"}, {"probabilities", "FP32"}}));
+    EXPECT_EQ(outputs, (std::map<std::string, std::string>{{"label", "BYTES"},
+                                                           {"exit_tier", "INT32"},
+                                                           {"degraded", "BOOL"},
+                                                           {"probabilities", "FP32"},
+                                                           {"agreement", "FP32"}}));
     Reply ready = Http(port_, "GET", "/v2/models/" + name + "/ready");
     EXPECT_EQ(ready.status, 200);
     EXPECT_EQ(ready.body["ready"], true);
@@ -538,7 +540,7 @@ TEST(ParseInferRequest, ShapesNestingAndExactFloats) {
   EXPECT_EQ(flat->batch.data[1], 0.0f);  // underflow rounds to zero
   EXPECT_EQ(flat->batch.data[11], 3.4028234e38f);
   EXPECT_FALSE(flat->id.has_value());
-  EXPECT_TRUE(flat->want_label && flat->want_exit_tier && flat->want_degraded && !flat->want_probabilities);
+  EXPECT_TRUE(flat->outputs.empty());  // the defaults
   auto nested = ParseInferRequest(
       R"({"id":"7","inputs":[{"name":"i","datatype":"FP32","shape":[1,2,3],"data":[[[1,2,3],[4,5,6]]]}],
           "outputs":[{"name":"probabilities","parameters":{"binary_data":false}}]})",
@@ -546,7 +548,9 @@ TEST(ParseInferRequest, ShapesNestingAndExactFloats) {
   ASSERT_TRUE(nested.ok()) << nested.status().ToString();
   EXPECT_EQ(nested->batch.data, (std::vector<float>{1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(nested->id, "7");
-  EXPECT_TRUE(nested->want_probabilities && !nested->want_label);
+  ASSERT_EQ(nested->outputs.size(), 1u);
+  EXPECT_EQ(nested->outputs[0].name, "probabilities");
+  EXPECT_FALSE(nested->outputs[0].binary);
   // A model taking any shape takes the request's.
   auto any = ParseInferRequest(R"({"inputs":[{"name":"i","datatype":"FP32","shape":[3],"data":[1,2,3]}]})", {});
   ASSERT_TRUE(any.ok()) << any.status().ToString();
@@ -616,8 +620,8 @@ TEST(ParseInferRequest, WhatIsNotReadIsRefusedNamingIt) {
                                   "\"parameters\":{\"binary_data_output\":false}}",
                               {});
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_TRUE(ok->want_label);
-  EXPECT_FALSE(ok->want_exit_tier);
+  ASSERT_EQ(ok->outputs.size(), 1u);
+  EXPECT_EQ(ok->outputs[0].name, "label");
 }
 
 // A chat cascade (and each of its members) takes chat messages: tensors sent to it are

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "coe/status.h"
@@ -19,15 +20,53 @@
 
 namespace coe {
 
-// An infer request, decoded.
+// An infer request, decoded (from JSON by ParseInferRequest, from protobuf by the gRPC
+// service's codec, src/protocol/oip_proto.h): the values both codecs produce.
 struct InferRequest {
   std::optional<std::string> id;
   InputBatch batch;  // example_shape: the model's input_shape (the request's when any)
-  bool want_label = true, want_exit_tier = true, want_degraded = true, want_probabilities = false;
-  // Outputs to answer as binary data (the binary tensor data extension): asked for by
-  // an output's "binary_data": true or the request's "binary_data_output": true.
-  bool binary_label = false, binary_exit_tier = false, binary_degraded = false, binary_probabilities = false;
+  // The outputs asked for, in order; empty: the model's defaults. `binary`: answered as
+  // binary data (the JSON codec's binary tensor data extension: the output's
+  // "binary_data": true, or the request's "binary_data_output": true).
+  struct Output {
+    std::string name;
+    bool binary = false;
+  };
+  std::vector<Output> outputs;
+  bool binary_output = false;  // "binary_data_output": outputs not named, as binary data
+  bool raw = false;            // protobuf: the input came in raw_input_contents (answered raw too)
 };
+
+// An output tensor of an infer response, as both codecs carry it: one of the value
+// vectors, by `datatype`, holds prod(shape) elements.
+struct OutputTensor {
+  enum class Type { kBytes, kInt32, kBool, kFp32 };
+  std::string name;
+  Type type = Type::kFp32;
+  std::vector<int64_t> shape;
+  std::vector<std::string> bytes;
+  std::vector<int32_t> int32;
+  std::vector<uint8_t> bools;  // 0 or 1
+  std::vector<float> fp32;     // finite (JSON cannot hold more)
+  bool binary = false;         // JSON: sent as binary data after the JSON
+};
+// The protocol's name of a type ("BYTES", "INT32", "BOOL", "FP32").
+const char* DatatypeName(OutputTensor::Type t);
+
+// An infer response: the value the server builds once (src/server/cascade_outputs.h)
+// and each codec writes.
+struct InferResponse {
+  std::string model_name, model_version = "1";
+  std::optional<std::string> id;
+  // Response parameters: an integer or a string each, in order.
+  std::vector<std::pair<std::string, int64_t>> int_parameters;
+  std::vector<std::pair<std::string, std::string>> string_parameters;
+  std::vector<OutputTensor> outputs;
+};
+
+// The JSON codec's response: the JSON text; the bytes of outputs with `binary` go to
+// *tail, to follow the JSON (whose length is then the Inference-Header-Content-Length).
+std::string EncodeInferResponseJson(const InferResponse& r, std::string* tail);
 
 // Decodes an Open Inference Protocol infer request body for a model taking examples of
 // `input_shape` (empty = any shape). Never throws; every malformed, ill-typed or
@@ -38,7 +77,8 @@ struct InferRequest {
 // then also be UINT8 (pixel values 0..255, read as the same floats).
 // Nothing is ignored: a key coe does not read (a misspelt "ouputs") or a parameter it
 // does not honour (it honours binary_data_output, an input's binary_data_size and an
-// output's binary_data, the flags true or false) is InvalidArgument naming it.
+// output's binary_data, the flags true or false) is InvalidArgument naming it. Output
+// names are the server's to check (src/server/cascade_outputs.h).
 StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape,
                                          std::optional<size_t> json_size = std::nullopt);
 

@@ -562,6 +562,25 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   oip::Message m;
   COE_RETURN_IF_ERROR(json_size ? oip::ParseMessage(body, *json_size, &m) : oip::ParseMessage(body, &m));
   COE_RETURN_IF_ERROR(CheckRead(m));
+  return oip::RequestFromMessage(std::move(m), input_shape);
+}
+
+namespace oip {
+
+StatusOr<std::vector<int64_t>> ExampleShapeFor(const std::string& name, const std::vector<int64_t>& shape,
+                                               const std::vector<int64_t>& input_shape) {
+  const std::vector<int64_t> rest(shape.begin() + 1, shape.end());
+  if (input_shape.empty()) return rest;
+  int64_t want = 1;
+  for (int64_t d : input_shape) want *= d;
+  if (rest == input_shape || (rest.size() == 1 && rest[0] == want)) return input_shape;
+  std::vector<int64_t> full = {-1}, flat = {-1, want};
+  full.insert(full.end(), input_shape.begin(), input_shape.end());
+  return InvalidArgumentError(name + " has shape " + ShapeString(shape) + ", the model takes " + ShapeString(full) +
+                              " or " + ShapeString(flat));
+}
+
+StatusOr<InferRequest> RequestFromMessage(Message m, const std::vector<int64_t>& input_shape) {
   InferRequest req;
   req.id = std::move(m.id);
   if (m.inputs.empty()) return InvalidArgumentError("the request has no \"inputs\"");
@@ -586,50 +605,135 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
   if (static_cast<uint64_t>(elements) != t.numbers.size())
     return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + " (" + std::to_string(elements) +
                                 " values) but its data holds " + std::to_string(t.numbers.size()) + " values");
-  const std::vector<int64_t> rest(t.shape.begin() + 1, t.shape.end());
-  int64_t want = 1;
-  for (int64_t d : input_shape) want *= d;
-  if (input_shape.empty()) {
-    req.batch.example_shape = rest;
-  } else if (rest == input_shape || (rest.size() == 1 && rest[0] == want)) {
-    req.batch.example_shape = input_shape;
-  } else {
-    std::vector<int64_t> full = {-1}, flat = {-1, want};
-    full.insert(full.end(), input_shape.begin(), input_shape.end());
-    return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + ", the model takes " + ShapeString(full) +
-                                " or " + ShapeString(flat));
-  }
+  COE_ASSIGN_OR_RETURN(req.batch.example_shape, ExampleShapeFor(name, t.shape, input_shape));
   if (t.shape[0] > 0 && req.batch.ExampleSize() == 0)
     return InvalidArgumentError(name + " has examples of no values (shape " + ShapeString(t.shape) + ")");
   if (t.datatype == "UINT8")
     for (float v : t.numbers)
       if (!(v >= 0 && v <= 255 && v == std::floor(v)))
         return InvalidArgumentError(name + " is UINT8 but holds " + std::to_string(v));
+  if (t.datatype == "FP32")
+    for (size_t i = 0; i < t.numbers.size(); ++i)
+      if (!std::isfinite(t.numbers[i]))
+        return InvalidArgumentError(name + ": element " + std::to_string(i) + " is not a finite number");
   req.batch.data = std::move(t.numbers);
   auto flag = [](const std::map<std::string, std::string>& p, const char* key) {
     auto it = p.find(key);
     return it != p.end() && it->second == "true";
   };
-  const bool all_binary = flag(m.parameters, "binary_data_output");
-  req.binary_label = req.binary_exit_tier = req.binary_degraded = req.binary_probabilities = all_binary;
-  if (!m.outputs.empty()) {
-    req.want_label = req.want_exit_tier = req.want_degraded = req.want_probabilities = false;
-    for (const oip::Tensor& o : m.outputs) {
-      const bool binary = all_binary || flag(o.parameters, "binary_data");
-      if (o.name == "label")
-        req.want_label = true, req.binary_label = binary;
-      else if (o.name == "exit_tier")
-        req.want_exit_tier = true, req.binary_exit_tier = binary;
-      else if (o.name == "degraded")
-        req.want_degraded = true, req.binary_degraded = binary;
-      else if (o.name == "probabilities")
-        req.want_probabilities = true, req.binary_probabilities = binary;
-      else
-        return InvalidArgumentError("unknown output '" + o.name +
-                                    "' (the model has label, exit_tier, degraded, probabilities)");
-    }
-  }
+  req.binary_output = flag(m.parameters, "binary_data_output");
+  for (const oip::Tensor& o : m.outputs)
+    req.outputs.push_back({.name = o.name, .binary = req.binary_output || flag(o.parameters, "binary_data")});
   return req;
+}
+
+}  // namespace oip
+
+const char* DatatypeName(OutputTensor::Type t) {
+  switch (t) {
+    case OutputTensor::Type::kBytes:
+      return "BYTES";
+    case OutputTensor::Type::kInt32:
+      return "INT32";
+    case OutputTensor::Type::kBool:
+      return "BOOL";
+    case OutputTensor::Type::kFp32:
+      return "FP32";
+  }
+  return "FP32";
+}
+
+namespace {
+
+// One output's elements: as JSON "data", or as binary data appended to *tail (BYTES
+// each as a 4-byte little-endian length and its bytes; the others little-endian).
+void AppendOutputData(const OutputTensor& o, std::string* s, std::string* tail) {
+  using T = OutputTensor::Type;
+  auto put = [&](const void* p, size_t bytes) { tail->append(static_cast<const char*>(p), bytes); };
+  if (o.binary) {
+    const size_t from = tail->size();
+    switch (o.type) {
+      case T::kBytes:
+        for (const std::string& b : o.bytes) {
+          const uint32_t len = static_cast<uint32_t>(b.size());
+          put(&len, 4);
+          put(b.data(), b.size());
+        }
+        break;
+      case T::kInt32:
+        put(o.int32.data(), 4 * o.int32.size());
+        break;
+      case T::kBool:
+        put(o.bools.data(), o.bools.size());
+        break;
+      case T::kFp32:
+        put(o.fp32.data(), 4 * o.fp32.size());
+        break;
+    }
+    *s += ",\"parameters\":{\"binary_data_size\":" + std::to_string(tail->size() - from) + "}}";
+    return;
+  }
+  *s += ",\"data\":[";
+  switch (o.type) {
+    case T::kBytes:
+      for (size_t i = 0; i < o.bytes.size(); ++i) {
+        if (i) *s += ',';
+        oip::AppendJsonString(s, o.bytes[i]);
+      }
+      break;
+    case T::kInt32:
+      for (size_t i = 0; i < o.int32.size(); ++i) *s += (i ? "," : "") + std::to_string(o.int32[i]);
+      break;
+    case T::kBool:
+      for (size_t i = 0; i < o.bools.size(); ++i) *s += std::string(i ? "," : "") + (o.bools[i] ? "true" : "false");
+      break;
+    case T::kFp32:
+      for (size_t i = 0; i < o.fp32.size(); ++i) {
+        if (i) *s += ',';
+        oip::AppendFloat(s, std::isfinite(o.fp32[i]) ? o.fp32[i] : 0.0f);
+      }
+      break;
+  }
+  *s += "]}";
+}
+
+}  // namespace
+
+std::string EncodeInferResponseJson(const InferResponse& r, std::string* tail) {
+  std::string s = "{\"model_name\":";
+  oip::AppendJsonString(&s, r.model_name);
+  s += ",\"model_version\":";
+  oip::AppendJsonString(&s, r.model_version);
+  if (r.id) {
+    s += ",\"id\":";
+    oip::AppendJsonString(&s, *r.id);
+  }
+  s += ",\"parameters\":{";
+  bool first = true;
+  for (const auto& [key, value] : r.int_parameters) {
+    s += first ? "" : ",";
+    first = false;
+    oip::AppendJsonString(&s, key);
+    s += ":" + std::to_string(value);
+  }
+  for (const auto& [key, value] : r.string_parameters) {
+    s += first ? "" : ",";
+    first = false;
+    oip::AppendJsonString(&s, key);
+    s += ':';
+    oip::AppendJsonString(&s, value);
+  }
+  s += "},\"outputs\":[";
+  for (size_t k = 0; k < r.outputs.size(); ++k) {
+    const OutputTensor& o = r.outputs[k];
+    s += k ? ",{\"name\":" : "{\"name\":";
+    oip::AppendJsonString(&s, o.name);
+    s += std::string(",\"datatype\":\"") + DatatypeName(o.type) + "\",\"shape\":[";
+    for (size_t d = 0; d < o.shape.size(); ++d) s += (d ? "," : "") + std::to_string(o.shape[d]);
+    s += "]";
+    AppendOutputData(o, &s, tail);
+  }
+  return s + "]}";
 }
 
 }  // namespace coe

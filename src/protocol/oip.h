@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coe/protocol.h"
 #include "coe/status.h"
 
 namespace coe::oip {
@@ -55,6 +56,18 @@ Status ParseMessage(std::string_view body, Message* out);
 // (little-endian), UINT8, BOOL (a byte each) and BYTES (each element a 4-byte
 // little-endian length and its bytes) fill `numbers` / `strings` as JSON data would.
 Status ParseMessage(std::string_view body, size_t json_size, Message* out);
+
+// The request a message holds, checked for a model taking examples of `input_shape`
+// (empty = any): one FP32 or UINT8 input whose shape and data agree, finite values,
+// UINT8 in 0..255; the outputs named (the server checks their names). Both codecs
+// (ParseInferRequest's JSON, oip_proto.h's protobuf) end here, so a request is checked
+// by one set of rules with one set of messages.
+StatusOr<InferRequest> RequestFromMessage(Message m, const std::vector<int64_t>& input_shape);
+// The example shape of an input `name` of `shape` ([batch, ...], non-empty) for a
+// model taking `input_shape` (empty = any: the request's): the model's, when the rest
+// of `shape` is it or its flat size; else InvalidArgument saying what the model takes.
+StatusOr<std::vector<int64_t>> ExampleShapeFor(const std::string& name, const std::vector<int64_t>& shape,
+                                               const std::vector<int64_t>& input_shape);
 
 // Appends the shortest decimal text that reads back as exactly `v` (finite v).
 void AppendFloat(std::string* out, float v);

@@ -23,6 +23,7 @@
 #include "base/tokens.h"
 #include "protocol/oip.h"
 #include "server/batcher.h"
+#include "server/cascade_outputs.h"
 #include "server/http_transport.h"
 #include "server/metrics.h"
 
@@ -136,113 +137,20 @@ std::string MetadataJson(const std::string& name, const Cascade& c) {
             {"versions", {"1"}},
             {"platform", "coe"},
             {"inputs", {{{"name", "input"}, {"datatype", "FP32"}, {"shape", shape}}}},
-            {"outputs",
-             {{{"name", "label"}, {"datatype", "BYTES"}, {"shape", {-1}}},
-              {{"name", "exit_tier"}, {"datatype", "INT32"}, {"shape", {-1}}},
-              {{"name", "degraded"}, {"datatype", "BOOL"}, {"shape", {-1}}},
-              {{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, c.labels().size()}}}}}};
+            {"outputs", json::array()}};
+  for (const CascadeOutput& o : CascadeOutputs()) {
+    json shape = json::array({-1});
+    if (o.per_label) shape.push_back(c.labels().size());
+    j["outputs"].push_back({{"name", o.name}, {"datatype", DatatypeName(o.type)}, {"shape", shape}});
+  }
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// The response body: JSON, and for outputs asked for as binary data (the binary tensor
-// data extension) their bytes in `*tail`, to follow the JSON (whose length then goes in
-// the Inference-Header-Content-Length header).
-std::string InferResponseJson(const std::string& model, const InferRequest& q, const RunResult& r,
-                              const LabelSet& labels, std::string* tail) {
-  const size_t n = r.answer.size();
-  const std::string N = std::to_string(n);
-  size_t degraded = 0;
-  for (uint8_t d : r.degraded) degraded += d;
-  std::string s = "{\"model_name\":";
-  oip::AppendJsonString(&s, model);
-  s += ",\"model_version\":\"1\"";
-  if (q.id) {
-    s += ",\"id\":";
-    oip::AppendJsonString(&s, *q.id);
-  }
-  s += ",\"parameters\":{\"degraded_count\":" + std::to_string(degraded);
-  if (q.want_probabilities) {
-    s += ",\"labels\":";
-    oip::AppendJsonString(&s, json(labels.names()).dump(-1, ' ', false, json::error_handler_t::replace));
-  }
-  s += "},\"outputs\":[";
-  bool first = true;
-  auto open = [&](const char* name, const char* type, const std::string& shape) {
-    s += first ? "" : ",";
-    first = false;
-    s += std::string("{\"name\":\"") + name + "\",\"datatype\":\"" + type + "\",\"shape\":[" + shape + "]";
-  };
-  auto binary = [&](size_t from) {
-    s += ",\"parameters\":{\"binary_data_size\":" + std::to_string(tail->size() - from) + "}}";
-  };
-  auto put = [&](const void* p, size_t bytes) { tail->append(static_cast<const char*>(p), bytes); };
-  const size_t c = labels.size();
-  auto prob = [&](size_t i, size_t l) {
-    const float p = i < r.probs.size() && l < r.probs[i].size() ? r.probs[i][l] : 0.0f;
-    return std::isfinite(p) ? p : 0.0f;
-  };
-  if (q.want_label) {
-    open("label", "BYTES", N);
-    const size_t from = tail->size();
-    if (!q.binary_label) s += ",\"data\":[";
-    for (size_t i = 0; i < n; ++i) {
-      const std::string& name = r.labels.name(r.answer[i]);
-      if (q.binary_label) {
-        const uint32_t len = static_cast<uint32_t>(name.size());
-        put(&len, 4);
-        put(name.data(), name.size());
-      } else {
-        if (i) s += ',';
-        oip::AppendJsonString(&s, name);
-      }
-    }
-    q.binary_label ? binary(from) : void(s += "]}");
-  }
-  if (q.want_exit_tier) {
-    open("exit_tier", "INT32", N);
-    const size_t from = tail->size();
-    if (!q.binary_exit_tier) s += ",\"data\":[";
-    for (size_t i = 0; i < n; ++i) {
-      const int32_t t = r.exit_tier[i] + 1;
-      q.binary_exit_tier ? put(&t, 4) : void(s += (i ? "," : "") + std::to_string(t));
-    }
-    q.binary_exit_tier ? binary(from) : void(s += "]}");
-  }
-  if (q.want_degraded) {
-    open("degraded", "BOOL", N);
-    const size_t from = tail->size();
-    if (!q.binary_degraded) s += ",\"data\":[";
-    for (size_t i = 0; i < n; ++i) {
-      const char d = r.degraded[i] ? 1 : 0;
-      q.binary_degraded ? put(&d, 1) : void(s += std::string(i ? "," : "") + (d ? "true" : "false"));
-    }
-    q.binary_degraded ? binary(from) : void(s += "]}");
-  }
-  if (q.want_probabilities) {
-    open("probabilities", "FP32", N + "," + std::to_string(c));
-    const size_t from = tail->size();
-    if (!q.binary_probabilities) s += ",\"data\":[";
-    for (size_t i = 0; i < n; ++i) {
-      for (size_t l = 0; l < c; ++l) {
-        const float p = prob(i, l);
-        if (q.binary_probabilities) {
-          put(&p, 4);
-        } else {
-          if (i || l) s += ',';
-          oip::AppendFloat(&s, p);
-        }
-      }
-    }
-    q.binary_probabilities ? binary(from) : void(s += "]}");
-  }
-  return s + "]}";
-}
-
 // An infer response as an HTTP reply: JSON, or JSON and binary data.
-http::Reply InferReply(const std::string& model, const InferRequest& q, const RunResult& r, const LabelSet& labels) {
+http::Reply InferReply(const InferResponse& res) {
   std::string tail;
   http::Reply reply;
-  reply.body = InferResponseJson(model, q, r, labels, &tail);
+  reply.body = EncodeInferResponseJson(res, &tail);
   if (!tail.empty()) {
     reply.headers.emplace_back("Inference-Header-Content-Length", std::to_string(reply.body.size()));
     reply.content_type = "application/octet-stream";
@@ -473,17 +381,20 @@ struct Server::Impl {
       auto q = ParseInferRequest(*body, m.cascade->input_shape(), json_size);
       std::string().swap(*body);  // decoded: given back before the run
       if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
+      auto chosen = ChooseOutputs(*q);
+      if (!chosen.ok()) return respond(ErrorReply(400, chosen.status().message()));
       RunOptions ro;
-      ro.want_probs = q->want_probabilities;
+      ro.want_probs = NeedsProbabilities(*chosen);
       ro.cancelled = cancelled;
       InputBatch batch = std::move(q->batch);
       auto meta = std::make_shared<InferRequest>(std::move(*q));
-      auto done = [this, &m, meta, respond, cancelled](StatusOr<RunResult> r) {
+      auto done = [this, &m, meta, chosen = std::move(*chosen), respond, cancelled](StatusOr<RunResult> r) {
         if (!r.ok()) {
           const int code = RunErrorCode(r.status(), cancelled);
           return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
         }
-        OutOfMemoryIs503([&] { respond(InferReply(m.name, *meta, *r, m.cascade->labels())); }, respond, false);
+        OutOfMemoryIs503([&] { respond(InferReply(CascadeResponse(m.name, *meta, chosen, *r, m.cascade->labels()))); },
+                         respond, false);
       };
       Status s = batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
       if (!s.ok()) respond(Busy(s.message(), false));

@@ -1,0 +1,104 @@
+#include "server/cascade_outputs.h"
+
+#include <cmath>
+#include <set>
+
+#include "protocol/oip.h"
+
+namespace coe {
+
+const std::vector<CascadeOutput>& CascadeOutputs() {
+  using T = OutputTensor::Type;
+  static const std::vector<CascadeOutput> outputs = {
+      {"label", T::kBytes, false, true},     {"exit_tier", T::kInt32, false, true},
+      {"degraded", T::kBool, false, true},   {"probabilities", T::kFp32, true, false},
+      {"agreement", T::kFp32, false, false},
+  };
+  return outputs;
+}
+
+StatusOr<std::vector<ChosenOutput>> ChooseOutputs(const InferRequest& q) {
+  const std::vector<CascadeOutput>& all = CascadeOutputs();
+  std::vector<ChosenOutput> chosen;
+  if (q.outputs.empty()) {
+    for (size_t k = 0; k < all.size(); ++k)
+      if (all[k].by_default) chosen.push_back({k, q.binary_output});
+    return chosen;
+  }
+  std::set<size_t> seen;
+  for (const InferRequest::Output& o : q.outputs) {
+    size_t k = 0;
+    while (k < all.size() && o.name != all[k].name) ++k;
+    if (k == all.size()) {
+      std::string names;
+      for (const CascadeOutput& c : all) names += (names.empty() ? "" : ", ") + std::string(c.name);
+      return InvalidArgumentError("unknown output '" + o.name.substr(0, 64) + "' (the model has " + names + ")");
+    }
+    if (!seen.insert(k).second) return InvalidArgumentError("output '" + o.name + "' is asked for twice");
+    chosen.push_back({k, o.binary});
+  }
+  std::sort(chosen.begin(), chosen.end(),
+            [](const ChosenOutput& a, const ChosenOutput& b) { return a.index < b.index; });
+  return chosen;
+}
+
+bool NeedsProbabilities(const std::vector<ChosenOutput>& chosen) {
+  for (const ChosenOutput& c : chosen)
+    if (CascadeOutputs()[c.index].per_label) return true;
+  return false;
+}
+
+namespace {
+
+// The output `c` of a run, its values filled.
+OutputTensor Fill(const CascadeOutput& c, const RunResult& r, const LabelSet& labels) {
+  const size_t n = r.answer.size();
+  OutputTensor o{.name = c.name, .type = c.type, .shape = {static_cast<int64_t>(n)}};
+  const std::string name = c.name;
+  if (name == "label") {
+    for (size_t i = 0; i < n; ++i) o.bytes.push_back(r.labels.name(r.answer[i]));
+  } else if (name == "exit_tier") {
+    for (size_t i = 0; i < n; ++i) o.int32.push_back(r.exit_tier[i] + 1);  // 1-based
+  } else if (name == "degraded") {
+    for (size_t i = 0; i < n; ++i) o.bools.push_back(r.degraded[i] ? 1 : 0);
+  } else if (name == "agreement") {  // the answering tier's vote share for its answer
+    for (size_t i = 0; i < n; ++i) o.fp32.push_back(static_cast<float>(r.vote[i].agreement));
+  } else if (name == "probabilities") {
+    const size_t columns = labels.size();
+    o.shape.push_back(static_cast<int64_t>(columns));
+    o.fp32.reserve(n * columns);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t l = 0; l < columns; ++l) {
+        const float p = i < r.probs.size() && l < r.probs[i].size() ? r.probs[i][l] : 0.0f;
+        o.fp32.push_back(std::isfinite(p) ? p : 0.0f);
+      }
+  }
+  return o;
+}
+
+}  // namespace
+
+InferResponse CascadeResponse(const std::string& model, const InferRequest& q, const std::vector<ChosenOutput>& chosen,
+                              const RunResult& r, const LabelSet& labels) {
+  InferResponse res;
+  res.model_name = model;
+  res.id = q.id;
+  int64_t degraded = 0;
+  for (uint8_t d : r.degraded) degraded += d;
+  res.int_parameters.emplace_back("degraded_count", degraded);
+  if (NeedsProbabilities(chosen)) {
+    std::string names = "[";
+    for (int l = 0; l < labels.size(); ++l) {
+      if (l) names += ',';
+      oip::AppendJsonString(&names, labels.name(l));
+    }
+    res.string_parameters.emplace_back("labels", names + "]");
+  }
+  for (const ChosenOutput& c : chosen) {
+    res.outputs.push_back(Fill(CascadeOutputs()[c.index], r, labels));
+    res.outputs.back().binary = c.binary;
+  }
+  return res;
+}
+
+}  // namespace coe
