@@ -29,6 +29,7 @@
 #include "coe/paths.h"
 #include "coe/planner.h"
 #include "coe/recordings.h"
+#include "planner/search.h"
 #include "planner/select.h"
 
 namespace fs = std::filesystem;

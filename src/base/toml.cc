@@ -52,6 +52,285 @@ inline std::string CodepointName(char32_t cp) {
   return buf;
 }
 
+// PrecheckToml's scanner: where it is in the text, and where toml++ would be there
+// (outside strings: expecting a key or a value, inside which brackets, inside a bare
+// value; or inside which kind of string or a comment).
+class TomlScanner {
+ public:
+  TomlScanner(std::string_view text, const std::string& source, std::string* rewritten)
+      : text_(text), source_(source), rewritten_(rewritten) {}
+
+  Status Run() {
+    rewritten_->clear();
+    if (text_.substr(0, 3) == "\xEF\xBB\xBF") i_ = 3;  // toml++ skips a byte-order mark
+    while (i_ < text_.size()) {
+      char32_t cp = 0;
+      const size_t len = DecodeUtf8(text_, i_, &cp);
+      if (len == 0) return Error("invalid UTF-8");
+      const char c = text_[i_];
+      if (c == '\n') {
+        LineBreak();
+        continue;
+      }
+      Next next = Next::kPass;
+      switch (state_) {
+        case State::kBare:
+          next = Bare(cp, c);
+          break;
+        case State::kComment:
+          break;
+        case State::kBasic:
+          next = Basic(c);
+          break;
+        case State::kMlBasic:
+          next = MultiLineBasic(c);
+          break;
+        case State::kLiteral:
+          if (c == '\'') state_ = State::kBare;
+          break;
+        case State::kMlLiteral:
+          if (Starts(i_, "'''")) {
+            CloseMultiLine('\'');
+            next = Next::kMoved;
+          }
+          break;
+      }
+      if (next == Next::kError) return error_;
+      if (next == Next::kMoved) continue;
+      i_ += len;
+      ++col_;
+    }
+    if (rewriting_) rewritten_->append(text_.substr(copied_));
+    return Status::Ok();
+  }
+
+ private:
+  enum class State { kBare, kComment, kBasic, kMlBasic, kLiteral, kMlLiteral };
+  // After a character: pass it (Run moves on by its length), the step moved on itself,
+  // or the text is refused (error_).
+  enum class Next { kPass, kMoved, kError };
+
+  Status Error(const std::string& what) const {
+    return InvalidArgumentError(source_ + ":" + std::to_string(line_) + ":" + std::to_string(col_) + ": " + what);
+  }
+  Next Fail(const std::string& what) {
+    error_ = Error(what);
+    return Next::kError;
+  }
+  bool Starts(size_t at, std::string_view s) const { return text_.substr(at, s.size()) == s; }
+  static bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+  // Skips the run of `q` quote characters at i that closes a multi-line string: toml++
+  // reads up to five, the last three being the delimiter.
+  void CloseMultiLine(char q) {
+    size_t n = 3;
+    while (n < 5 && i_ + n < text_.size() && text_[i_ + n] == q) ++n;
+    i_ += n;
+    col_ += n;
+    state_ = State::kBare;
+  }
+
+  void LineBreak() {
+    ++line_;
+    col_ = 1;
+    ++i_;
+    // An unterminated single-line string is toml++'s to report.
+    if (state_ == State::kComment || state_ == State::kBasic || state_ == State::kLiteral) state_ = State::kBare;
+    if (state_ == State::kBare && force_next_) {
+      force_next_ = false;  // see the date-time case in Bare
+      return;
+    }
+    if (state_ == State::kBare) {
+      in_token_ = false;
+      // A line break ends a key = value pair, except inside an array.
+      if (arrays_ == 0) {
+        nesting_.clear();
+        expect_key_ = true;
+      }
+    }
+  }
+
+  // A character outside strings and comments.
+  Next Bare(char32_t cp, char c) {
+    if (cp >= 0x80) {
+      return Fail("unexpected character " + CodepointName(cp) +
+                  " (outside strings and comments TOML allows only ASCII)");
+    }
+    if (force_next_) {
+      force_next_ = false;
+      return Next::kPass;
+    }
+    if (in_token_) {
+      // toml++ scans a bare value up to a value terminator, quotes and brackets
+      // included, asking of each character whether it is whitespace.
+      if (c != ' ' && c != '\t' && c != '\r' && c != ']' && c != '}' && c != ',' && c != '#') {
+        if (c != '_' && token_.size() < 11) token_.push_back(c);
+        return Next::kPass;
+      }
+      // A date and a space then a digit may be a date-time with a space for 'T':
+      // toml++ reads on, taking the space, the digit and the next character
+      // unchecked, then scans up to a terminator again.
+      if (c == ' ' && token_.size() == 10 && token_[4] == '-' && token_[7] == '-' && i_ + 1 < text_.size() &&
+          text_[i_ + 1] >= '0' && text_[i_ + 1] <= '9') {
+        token_.push_back(' ');
+        force_next_ = true;
+        i_ += 2;
+        col_ += 2;
+        return Next::kMoved;
+      }
+      in_token_ = false;
+    }
+    return Structure(c);
+  }
+
+  // Outside a bare value: comments, strings, '=', brackets, commas, a value's start.
+  Next Structure(char c) {
+    if (c == '#') {
+      state_ = State::kComment;
+    } else if (c == '"' || c == '\'') {
+      const bool multi = Starts(i_, c == '"' ? "\"\"\"" : "'''");
+      if (multi) {
+        state_ = c == '"' ? State::kMlBasic : State::kMlLiteral;
+        i_ += 3;
+        col_ += 3;
+        return Next::kMoved;
+      }
+      state_ = c == '"' ? State::kBasic : State::kLiteral;
+    } else if (c == '=') {
+      if (expect_key_)
+        expect_key_ = false;
+      else
+        in_token_ = true, token_.clear();
+    } else if (c == '[') {
+      if (!expect_key_) {
+        nesting_.push_back('[');
+        ++arrays_;
+      } else if (nesting_.empty()) {
+        nesting_.push_back('h');  // a [table] or [[array of tables]] header
+        if (Starts(i_, "[[")) {
+          i_ += 2;
+          col_ += 2;
+          return Next::kMoved;
+        }
+      }
+    } else if (c == ']') {
+      if (!nesting_.empty() && nesting_.back() != '{') {
+        arrays_ -= nesting_.back() == '[';
+        nesting_.pop_back();
+      }
+    } else if (c == '{') {
+      if (!expect_key_) {
+        nesting_.push_back('{');
+        expect_key_ = true;
+      }
+    } else if (c == '}') {
+      if (!nesting_.empty() && nesting_.back() == '{') nesting_.pop_back();
+      expect_key_ = false;
+    } else if (c == ',') {
+      expect_key_ = !nesting_.empty() && nesting_.back() == '{';
+    } else if (c != ' ' && c != '\t' && c != '\r' && !expect_key_) {
+      in_token_ = true;  // a bare value: number, date, boolean, inf, nan (or junk)
+      token_.assign(c == '_' ? 0 : 1, c);
+    }
+    return Next::kPass;
+  }
+
+  // A character of a single-line basic string.
+  Next Basic(char c) {
+    if (c == '"') {
+      state_ = State::kBare;
+    } else if (c == '\\' && i_ + 1 < text_.size() && text_[i_ + 1] != '\n') {
+      // Skip the escaped character, so that an escaped quote does not close the
+      // string. (A non-ASCII one is an invalid escape toml++ reports cleanly.)
+      char32_t next = 0;
+      const size_t next_len = DecodeUtf8(text_, i_ + 1, &next);
+      if (next_len == 0) {
+        ++col_;
+        return Fail("invalid UTF-8");
+      }
+      i_ += 1 + next_len;
+      col_ += 2;
+      return Next::kMoved;
+    }
+    return Next::kPass;
+  }
+
+  // A character of a multi-line basic string.
+  Next MultiLineBasic(char c) {
+    if (Starts(i_, "\"\"\"")) {
+      CloseMultiLine('"');
+      return Next::kMoved;
+    }
+    if (c != '\\' || i_ + 1 >= text_.size()) return Next::kPass;
+    if (static_cast<unsigned char>(text_[i_ + 1]) >= 0x80) {
+      ++col_;
+      return Fail("invalid escape sequence (a backslash before a non-ASCII character)");
+    }
+    if (!IsSpace(text_[i_ + 1])) {  // an ordinary escape: skip '\' and its character
+      i_ += 2;
+      col_ += 2;
+      return Next::kMoved;
+    }
+    return LineEndingBackslash();
+  }
+
+  // A line-ending backslash: toml++ skips the whitespace and line breaks after it, then
+  // asks whether the next character is whitespace. A non-ASCII one is rewritten as its
+  // escape.
+  Next LineEndingBackslash() {
+    size_t j = i_ + 1;
+    bool saw_line_break = false;
+    ++col_;
+    while (j < text_.size() && IsSpace(text_[j])) {
+      if (text_[j] == '\n') {
+        saw_line_break = true;
+        ++line_;
+        col_ = 1;
+      } else {
+        ++col_;
+      }
+      ++j;
+    }
+    i_ = j;
+    if (j < text_.size() && static_cast<unsigned char>(text_[j]) >= 0x80) {
+      char32_t first = 0;
+      const size_t first_len = DecodeUtf8(text_, j, &first);
+      if (first_len == 0) return Fail("invalid UTF-8");
+      if (!saw_line_break) {
+        return Fail("line-ending backslashes must be the last non-whitespace character on the line");
+      }
+      rewriting_ = true;
+      rewritten_->append(text_.substr(copied_, j - copied_));
+      char buf[16];
+      if (first > 0xFFFF)
+        std::snprintf(buf, sizeof buf, "\\U%08X", static_cast<unsigned>(first));
+      else
+        std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(first));
+      rewritten_->append(buf);
+      copied_ = j + first_len;
+      i_ = copied_;
+      ++col_;
+    }
+    return Next::kMoved;
+  }
+
+  const std::string_view text_;
+  const std::string& source_;
+  std::string* rewritten_;
+  Status error_;
+  State state_ = State::kBare;
+  size_t line_ = 1, col_ = 1;
+  size_t i_ = 0;
+  size_t copied_ = 0;  // when rewriting: text[0, copied) is already in *rewritten
+  bool rewriting_ = false;
+  bool expect_key_ = true;   // outside strings: a key (or a [header]) comes next, not a value
+  bool in_token_ = false;    // inside a bare value
+  std::string token_;        // the bare value's first characters, underscores left out
+  bool force_next_ = false;  // the next character belongs to the bare value, whatever it is
+  std::string nesting_;      // the brackets we are in: '[' array, '{' inline table, 'h' header
+  size_t arrays_ = 0;        // '[' in nesting_
+};
+
 }  // namespace
 
 // toml++ 3.3.0 (Debian 12) reaches TOML_UNREACHABLE, i.e. undefined behaviour, when it
@@ -72,227 +351,7 @@ inline std::string CodepointName(char32_t cp) {
 //    same value). Then *rewritten holds the text to parse; otherwise it is left empty.
 // Returns OK or an InvalidArgument naming source:line:column.
 Status PrecheckToml(std::string_view text, const std::string& source, std::string* rewritten) {
-  enum class State { kBare, kComment, kBasic, kMlBasic, kLiteral, kMlLiteral };
-  State state = State::kBare;
-  size_t line = 1, col = 1;
-  size_t i = 0;
-  size_t copied = 0;  // when rewriting: text[0, copied) is already in *rewritten
-  bool rewriting = false;
-  // Where toml++ is outside strings: expecting a key (or a [header]) or a value; inside
-  // which brackets ('[' array, '{' inline table, 'h' header); inside a bare value.
-  bool expect_key = true;
-  bool in_token = false;
-  std::string token;        // the bare value's first characters, underscores left out
-  bool force_next = false;  // the next character belongs to the bare value, whatever it is
-  std::string nesting;
-  size_t arrays = 0;  // '[' in nesting
-  rewritten->clear();
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") i = 3;  // toml++ skips a byte-order mark
-  auto error = [&](const std::string& what) {
-    return InvalidArgumentError(source + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + what);
-  };
-  auto starts = [&](size_t at, std::string_view s) { return text.substr(at, s.size()) == s; };
-  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  // Skips the run of `q` quote characters at i that closes a multi-line string: toml++
-  // reads up to five, the last three being the delimiter.
-  auto close_multi_line = [&](char q) {
-    size_t n = 3;
-    while (n < 5 && i + n < text.size() && text[i + n] == q) ++n;
-    i += n;
-    col += n;
-    state = State::kBare;
-  };
-
-  while (i < text.size()) {
-    char32_t cp = 0;
-    const size_t len = DecodeUtf8(text, i, &cp);
-    if (len == 0) return error("invalid UTF-8");
-    const char c = text[i];
-    if (c == '\n') {
-      ++line;
-      col = 1;
-      ++i;
-      // An unterminated single-line string is toml++'s to report.
-      if (state == State::kComment || state == State::kBasic || state == State::kLiteral) state = State::kBare;
-      if (state == State::kBare && force_next) {
-        force_next = false;  // see the date-time case below
-        continue;
-      }
-      if (state == State::kBare) {
-        in_token = false;
-        // A line break ends a key = value pair, except inside an array.
-        if (arrays == 0) {
-          nesting.clear();
-          expect_key = true;
-        }
-      }
-      continue;
-    }
-    switch (state) {
-      case State::kBare:
-        if (cp >= 0x80) {
-          return error("unexpected character " + CodepointName(cp) +
-                       " (outside strings and comments TOML allows only ASCII)");
-        }
-        if (force_next) {
-          force_next = false;
-          break;
-        }
-        if (in_token) {
-          // toml++ scans a bare value up to a value terminator, quotes and brackets
-          // included, asking of each character whether it is whitespace.
-          if (c != ' ' && c != '\t' && c != '\r' && c != ']' && c != '}' && c != ',' && c != '#') {
-            if (c != '_' && token.size() < 11) token.push_back(c);
-            break;
-          }
-          // A date and a space then a digit may be a date-time with a space for 'T':
-          // toml++ reads on, taking the space, the digit and the next character
-          // unchecked, then scans up to a terminator again.
-          if (c == ' ' && token.size() == 10 && token[4] == '-' && token[7] == '-' && i + 1 < text.size() &&
-              text[i + 1] >= '0' && text[i + 1] <= '9') {
-            token.push_back(' ');
-            force_next = true;
-            i += 2;
-            col += 2;
-            continue;
-          }
-          in_token = false;
-        }
-        if (c == '#') {
-          state = State::kComment;
-        } else if (c == '"' || c == '\'') {
-          const bool multi = starts(i, c == '"' ? "\"\"\"" : "'''");
-          if (multi) {
-            state = c == '"' ? State::kMlBasic : State::kMlLiteral;
-            i += 3;
-            col += 3;
-            continue;
-          }
-          state = c == '"' ? State::kBasic : State::kLiteral;
-        } else if (c == '=') {
-          if (expect_key)
-            expect_key = false;
-          else
-            in_token = true, token.clear();
-        } else if (c == '[') {
-          if (!expect_key) {
-            nesting.push_back('[');
-            ++arrays;
-          } else if (nesting.empty()) {
-            nesting.push_back('h');  // a [table] or [[array of tables]] header
-            if (starts(i, "[[")) {
-              i += 2;
-              col += 2;
-              continue;
-            }
-          }
-        } else if (c == ']') {
-          if (!nesting.empty() && nesting.back() != '{') {
-            arrays -= nesting.back() == '[';
-            nesting.pop_back();
-          }
-        } else if (c == '{') {
-          if (!expect_key) {
-            nesting.push_back('{');
-            expect_key = true;
-          }
-        } else if (c == '}') {
-          if (!nesting.empty() && nesting.back() == '{') nesting.pop_back();
-          expect_key = false;
-        } else if (c == ',') {
-          expect_key = !nesting.empty() && nesting.back() == '{';
-        } else if (c != ' ' && c != '\t' && c != '\r' && !expect_key) {
-          in_token = true;  // a bare value: number, date, boolean, inf, nan (or junk)
-          token.assign(c == '_' ? 0 : 1, c);
-        }
-        break;
-      case State::kComment:
-        break;
-      case State::kBasic:
-        if (c == '"') {
-          state = State::kBare;
-        } else if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
-          // Skip the escaped character, so that an escaped quote does not close the
-          // string. (A non-ASCII one is an invalid escape toml++ reports cleanly.)
-          char32_t next = 0;
-          const size_t next_len = DecodeUtf8(text, i + 1, &next);
-          if (next_len == 0) {
-            ++col;
-            return error("invalid UTF-8");
-          }
-          i += 1 + next_len;
-          col += 2;
-          continue;
-        }
-        break;
-      case State::kMlBasic:
-        if (starts(i, "\"\"\"")) {
-          close_multi_line('"');
-          continue;
-        }
-        if (c == '\\' && i + 1 < text.size()) {
-          if (static_cast<unsigned char>(text[i + 1]) >= 0x80) {
-            ++col;
-            return error("invalid escape sequence (a backslash before a non-ASCII character)");
-          }
-          if (!is_space(text[i + 1])) {  // an ordinary escape: skip '\' and its character
-            i += 2;
-            col += 2;
-            continue;
-          }
-          // A line-ending backslash: toml++ skips the whitespace and line breaks after
-          // it, then asks whether the next character is whitespace.
-          size_t j = i + 1;
-          bool saw_line_break = false;
-          ++col;
-          while (j < text.size() && is_space(text[j])) {
-            if (text[j] == '\n') {
-              saw_line_break = true;
-              ++line;
-              col = 1;
-            } else {
-              ++col;
-            }
-            ++j;
-          }
-          i = j;
-          if (j < text.size() && static_cast<unsigned char>(text[j]) >= 0x80) {
-            char32_t first = 0;
-            const size_t first_len = DecodeUtf8(text, j, &first);
-            if (first_len == 0) return error("invalid UTF-8");
-            if (!saw_line_break) {
-              return error("line-ending backslashes must be the last non-whitespace character on the line");
-            }
-            rewriting = true;
-            rewritten->append(text.substr(copied, j - copied));
-            char buf[16];
-            if (first > 0xFFFF)
-              std::snprintf(buf, sizeof buf, "\\U%08X", static_cast<unsigned>(first));
-            else
-              std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(first));
-            rewritten->append(buf);
-            copied = j + first_len;
-            i = copied;
-            ++col;
-          }
-          continue;
-        }
-        break;
-      case State::kLiteral:
-        if (c == '\'') state = State::kBare;
-        break;
-      case State::kMlLiteral:
-        if (starts(i, "'''")) {
-          close_multi_line('\'');
-          continue;
-        }
-        break;
-    }
-    i += len;
-    ++col;
-  }
-  if (rewriting) rewritten->append(text.substr(copied));
-  return Status::Ok();
+  return TomlScanner(text, source, rewritten).Run();
 }
 
 std::string TomlQuote(std::string_view s) {

@@ -248,6 +248,140 @@ CostTable SelectRows(const CostTable& costs, std::span<const int> rows) {
   return t;
 }
 
+namespace {
+
+constexpr double kNoCost = std::numeric_limits<double>::quiet_NaN();
+
+// Whether the plan needs model `name`'s cost (every model, unless --only).
+bool Needed(const CostOptions& options, const std::string& name) {
+  return options.only.empty() || std::find(options.only.begin(), options.only.end(), name) != options.only.end();
+}
+
+// Dollars per example on a cluster: on each model's cheapest GPU type (or its pinned
+// one), and on the most expensive type for the homogeneous-cluster figure.
+Status ClusterCosts(const ClusterSpec& c, const std::vector<const ModelSpec*>& specs, const CostOptions& options,
+                    CostTable* t) {
+  double top_price = -1;
+  for (auto& [gpu, price] : c.usd_per_hour)
+    if (price > top_price) {
+      top_price = price;
+      t->homogeneous_gpu = gpu;
+    }
+  for (const ModelSpec* s : specs) {
+    auto it = c.models.find(s->name);
+    if (it == c.models.end() && !Needed(options, s->name)) {
+      t->fixed.push_back(kNoCost);
+      t->homogeneous.push_back(kNoCost);
+      continue;
+    }
+    if (it == c.models.end()) return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
+    const ClusterSpec::Model& cm = it->second;
+    double best = std::numeric_limits<double>::infinity();
+    for (auto& [gpu, tput] : cm.throughput) {
+      if (!cm.pin.empty() && gpu != cm.pin) continue;
+      best = std::min(best, c.usd_per_hour.at(gpu) / (3600.0 * tput));
+    }
+    t->fixed.push_back(best);
+    auto h = cm.throughput.find(t->homogeneous_gpu);
+    if (h == cm.throughput.end())
+      return NotFoundError(c.source + ": model '" + s->name + "' has no throughput on '" + t->homogeneous_gpu +
+                           "', the most expensive type (needed for the " + "homogeneous-cluster figure)");
+    t->homogeneous.push_back(top_price / (3600.0 * h->second));
+  }
+  t->name = "usd per example on cluster " + c.source + " (heterogeneous)";
+  return Status::Ok();
+}
+
+// The cost figure to plan on: --cost, else "recorded" when every needed model has a
+// |cost column, else the catalogue figure every needed model has.
+StatusOr<std::string> CostKey(const Recordings& rec, const Catalogue& catalogue,
+                              const std::vector<const ModelSpec*>& specs, const CostOptions& options) {
+  if (!options.key.empty()) return options.key;
+  bool all_recorded = true;
+  for (const ModelRecord& m : rec.models) all_recorded &= !m.cost.empty() || !Needed(options, m.name);
+  if (all_recorded) return std::string("recorded");
+  std::vector<const ModelSpec*> used;
+  for (const ModelSpec* s : specs)
+    if (Needed(options, s->name)) used.push_back(s);
+  std::string key = DefaultCostKey(used);
+  if (key.empty())
+    return InvalidArgumentError(catalogue.source +
+                                ": no cost figure (usd, macs, flops, latency_ms, "
+                                "latency_us, params) shared by every model and no |cost columns in " +
+                                rec.source + "; pass --cost KEY");
+  return key;
+}
+
+// Per-example costs from the recordings' |cost columns.
+Status RecordedCosts(const Recordings& rec, const std::vector<const ModelSpec*>& specs, const CostOptions& options,
+                     CostTable* t) {
+  for (const ModelRecord& m : rec.models)
+    if (m.cost.empty() && Needed(options, m.name))
+      return InvalidArgumentError(rec.source + ": no '" + m.name + "|cost' column for --cost recorded");
+  t->per_example.resize(static_cast<size_t>(t->num_examples) * t->num_models);
+  for (int m = 0; m < t->num_models; ++m)
+    for (int i = 0; i < t->num_examples; ++i)
+      t->per_example[static_cast<size_t>(i) * t->num_models + m] =
+          rec.models[m].cost.empty() ? kNoCost : rec.models[m].cost[i];
+  // Priced chat models record what each call was billed, in dollars.
+  bool all_chat = true;
+  for (const ModelSpec* s : specs)
+    if (Needed(options, s->name) && s->usd_per_mtok_in == 0 && s->usd_per_mtok_out == 0) all_chat = false;
+  t->name = all_chat ? "usd (recorded per example)" : "cost per example (recorded |cost columns)";
+  return Status::Ok();
+}
+
+// A fixed figure per model: the catalogue's `key`.
+Status CatalogueCosts(const Catalogue& catalogue, const std::vector<const ModelSpec*>& specs, const std::string& key,
+                      const CostOptions& options, CostTable* t) {
+  for (const ModelSpec* s : specs) {
+    const double* v = s->Cost(key);
+    if (!v && !Needed(options, s->name)) {
+      t->fixed.push_back(kNoCost);
+      continue;
+    }
+    if (!v)
+      return InvalidArgumentError(catalogue.source + ": model '" + s->name + "' has no '" + key +
+                                  "' figure (asked for by --cost)");
+    t->fixed.push_back(*v);
+  }
+  t->name = key + " (catalogue)";
+  return Status::Ok();
+}
+
+// Deployment figures: latency mode, cores, link, each model's latency, site and input size.
+Status DeploymentFigures(const Catalogue& catalogue, const std::vector<const ModelSpec*>& specs,
+                         const CostOptions& options, CostTable* t) {
+  t->latency_mode = options.latency;
+  t->cores = options.cores < 0 ? AvailableCores() : options.cores;
+  t->link = options.link;
+  bool all_latency = true;
+  for (const ModelSpec* s : specs) {
+    const double* ms = s->Cost("latency_ms");
+    const double* us = s->Cost("latency_us");
+    if (ms)
+      t->latency_ms.push_back(*ms);
+    else if (us)
+      t->latency_ms.push_back(*us / 1000.0);
+    else
+      all_latency = false;
+    t->cloud.push_back(s->is_cloud());
+    t->input_bytes.push_back(s->input_bytes);
+  }
+  if (!all_latency && options.require_latency)
+    return InvalidArgumentError(std::string("--latency ") +
+                                (options.latency == LatencyMode::kSequential ? "sequential" : "parallel") +
+                                " needs latency_ms or latency_us for every model in " + catalogue.source +
+                                " (coe record writes measured latency_us beside its recordings)");
+  if (!all_latency) {
+    t->latency_ms.clear();
+    if (options.link) t->latency_ms.assign(t->num_models, 0.0);  // link time alone
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catalogue, const CostOptions& options) {
   CostTable t;
   t.num_models = static_cast<int>(rec.models.size());
@@ -259,116 +393,18 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
       return NotFoundError(rec.source + ": model column '" + m.name + "' is not in the catalogue " + catalogue.source);
     specs.push_back(s);
   }
-  auto needed = [&](const std::string& name) {
-    return options.only.empty() || std::find(options.only.begin(), options.only.end(), name) != options.only.end();
-  };
-  constexpr double kNoCost = std::numeric_limits<double>::quiet_NaN();
-  bool all_recorded = true;
-  for (const ModelRecord& m : rec.models) all_recorded &= !m.cost.empty() || !needed(m.name);
-
   if (options.cluster) {
-    const ClusterSpec& c = *options.cluster;
-    double top_price = -1;
-    for (auto& [gpu, price] : c.usd_per_hour)
-      if (price > top_price) {
-        top_price = price;
-        t.homogeneous_gpu = gpu;
-      }
-    for (const ModelSpec* s : specs) {
-      auto it = c.models.find(s->name);
-      if (it == c.models.end() && !needed(s->name)) {
-        t.fixed.push_back(kNoCost);
-        t.homogeneous.push_back(kNoCost);
-        continue;
-      }
-      if (it == c.models.end()) return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
-      const ClusterSpec::Model& cm = it->second;
-      double best = std::numeric_limits<double>::infinity();
-      for (auto& [gpu, tput] : cm.throughput) {
-        if (!cm.pin.empty() && gpu != cm.pin) continue;
-        best = std::min(best, c.usd_per_hour.at(gpu) / (3600.0 * tput));
-      }
-      t.fixed.push_back(best);
-      auto h = cm.throughput.find(t.homogeneous_gpu);
-      if (h == cm.throughput.end())
-        return NotFoundError(c.source + ": model '" + s->name + "' has no throughput on '" + t.homogeneous_gpu +
-                             "', the most expensive type (needed for the " + "homogeneous-cluster figure)");
-      t.homogeneous.push_back(top_price / (3600.0 * h->second));
-    }
-    t.name = "usd per example on cluster " + c.source + " (heterogeneous)";
+    COE_RETURN_IF_ERROR(ClusterCosts(*options.cluster, specs, options, &t));
   } else {
-    std::string key = options.key;
-    if (key.empty()) {
-      if (all_recorded) {
-        key = "recorded";
-      } else {
-        std::vector<const ModelSpec*> used;
-        for (const ModelSpec* s : specs)
-          if (needed(s->name)) used.push_back(s);
-        key = DefaultCostKey(used);
-        if (key.empty())
-          return InvalidArgumentError(catalogue.source +
-                                      ": no cost figure (usd, macs, flops, latency_ms, "
-                                      "latency_us, params) shared by every model and no |cost columns in " +
-                                      rec.source + "; pass --cost KEY");
-      }
-    }
+    COE_ASSIGN_OR_RETURN(std::string key, CostKey(rec, catalogue, specs, options));
     if (key == "recorded") {
-      for (const ModelRecord& m : rec.models)
-        if (m.cost.empty() && needed(m.name))
-          return InvalidArgumentError(rec.source + ": no '" + m.name + "|cost' column for --cost recorded");
-      t.per_example.resize(static_cast<size_t>(t.num_examples) * t.num_models);
-      for (int m = 0; m < t.num_models; ++m)
-        for (int i = 0; i < t.num_examples; ++i)
-          t.per_example[static_cast<size_t>(i) * t.num_models + m] =
-              rec.models[m].cost.empty() ? kNoCost : rec.models[m].cost[i];
-      // Priced chat models record what each call was billed, in dollars.
-      bool all_chat = true;
-      for (const ModelSpec* s : specs)
-        if (needed(s->name) && s->usd_per_mtok_in == 0 && s->usd_per_mtok_out == 0) all_chat = false;
-      t.name = all_chat ? "usd (recorded per example)" : "cost per example (recorded |cost columns)";
+      COE_RETURN_IF_ERROR(RecordedCosts(rec, specs, options, &t));
     } else {
-      for (const ModelSpec* s : specs) {
-        const double* v = s->Cost(key);
-        if (!v && !needed(s->name)) {
-          t.fixed.push_back(kNoCost);
-          continue;
-        }
-        if (!v)
-          return InvalidArgumentError(catalogue.source + ": model '" + s->name + "' has no '" + key +
-                                      "' figure (asked for by --cost)");
-        t.fixed.push_back(*v);
-      }
-      t.name = key + " (catalogue)";
+      COE_RETURN_IF_ERROR(CatalogueCosts(catalogue, specs, key, options, &t));
     }
   }
   ComputeMeans(&t);
-  // Deployment figures.
-  t.latency_mode = options.latency;
-  t.cores = options.cores < 0 ? AvailableCores() : options.cores;
-  t.link = options.link;
-  bool all_latency = true;
-  for (const ModelSpec* s : specs) {
-    const double* ms = s->Cost("latency_ms");
-    const double* us = s->Cost("latency_us");
-    if (ms)
-      t.latency_ms.push_back(*ms);
-    else if (us)
-      t.latency_ms.push_back(*us / 1000.0);
-    else
-      all_latency = false;
-    t.cloud.push_back(s->is_cloud());
-    t.input_bytes.push_back(s->input_bytes);
-  }
-  if (!all_latency && options.require_latency)
-    return InvalidArgumentError(std::string("--latency ") +
-                                (options.latency == LatencyMode::kSequential ? "sequential" : "parallel") +
-                                " needs latency_ms or latency_us for every model in " + catalogue.source +
-                                " (coe record writes measured latency_us beside its recordings)");
-  if (!all_latency) {
-    t.latency_ms.clear();
-    if (options.link) t.latency_ms.assign(t.num_models, 0.0);  // link time alone
-  }
+  COE_RETURN_IF_ERROR(DeploymentFigures(catalogue, specs, options, &t));
   return t;
 }
 

@@ -207,6 +207,233 @@ Status CheckExample(const Recordings& rec, size_t i, const ExampleNames& name) {
   return Status::Ok();
 }
 
+// ReadRows' state while it reads: the recordings being built column by column, what
+// each column of the file holds, and how often each label was read.
+class RowsBuilder {
+ public:
+  RowsBuilder(const std::string& source, LabelSet* labels, std::vector<std::string>* warnings,
+              const RecordingsReadOptions& options)
+      : source_(source), labels_(labels), warnings_(warnings), options_(options) {
+    rec_.source = source;
+    rec_.labels = labels;
+  }
+
+  // What every column holds, from the header row: id, label and model columns first,
+  // so that suffixed columns can refer to a model whatever the column order.
+  Status ReadHeader(const csv::Row& header) {
+    header_ = &header;
+    where_header_ = source_ + ":" + std::to_string(header.line);
+    cols_.assign(header.fields.size(), Column{});
+    COE_RETURN_IF_ERROR(ReadPlainColumns());
+    ReadSuffixedColumns();
+    const int num_labels_after_header = labels_->size();
+    const size_t models = rec_.models.size();
+    has_cost_.assign(models, 0);
+    has_score_.assign(models, 0);
+    has_probs_.assign(models, 0);
+    has_error_.assign(models, 0);
+    for (const Column& col : cols_) {
+      if (col.kind == ColumnKind::kError) has_error_[col.model] = 1;
+      if (col.kind == ColumnKind::kCost) has_cost_[col.model] = 1;
+      if (col.kind == ColumnKind::kScore) has_score_[col.model] = 1;
+      if (col.kind == ColumnKind::kProb) has_probs_[col.model] = 1;
+    }
+    // Probability columns are dense per model over the labels known after the header.
+    for (size_t m = 0; m < models; ++m)
+      if (has_probs_[m]) rec_.models[m].num_probs = num_labels_after_header;
+    return Status::Ok();
+  }
+
+  // Room for `n` examples in every column.
+  void Reserve(size_t n) {
+    rec_.ids.reserve(n);
+    if (has_truth_) rec_.truth.reserve(n);
+    for (size_t m = 0; m < rec_.models.size(); ++m) {
+      ModelRecord& mr = rec_.models[m];
+      mr.label.reserve(n);
+      if (has_cost_[m]) mr.cost.reserve(n);
+      if (has_score_[m]) mr.score.reserve(n);
+      if (has_probs_[m]) mr.probs.reserve(n * mr.num_probs);
+      if (has_error_[m]) mr.error.reserve(n);
+    }
+  }
+
+  // One data row: every column gets a value (defaults first), then the row's cells.
+  Status AddRow(const csv::Row& row) {
+    const size_t i = rec_.ids.size();
+    const std::string where = source_ + ":" + std::to_string(row.line);
+    if (row.fields.size() != header_->fields.size()) {
+      return InvalidArgumentError(where + ": row has " + std::to_string(row.fields.size()) +
+                                  " fields, the header has " + std::to_string(header_->fields.size()));
+    }
+    if (has_truth_) rec_.truth.push_back(kAbstain);
+    for (size_t m = 0; m < rec_.models.size(); ++m) {
+      ModelRecord& mr = rec_.models[m];
+      mr.label.push_back(kAbstain);
+      if (has_cost_[m]) mr.cost.push_back(0.0);
+      if (has_score_[m]) mr.score.push_back(std::numeric_limits<float>::quiet_NaN());
+      if (has_probs_[m]) mr.probs.resize(mr.probs.size() + mr.num_probs, 0.0f);
+      if (has_error_[m]) mr.error.emplace_back();
+    }
+    for (size_t c = 0; c < cols_.size(); ++c) COE_RETURN_IF_ERROR(ReadCell(where, c, row.fields[c], i));
+    return Status::Ok();
+  }
+
+  // Labels that differ only in case or surrounding spaces are likely one class.
+  void WarnLabelsAlike() {
+    std::map<std::string, std::vector<int>> alike;
+    for (size_t l = 0; l < uses_.size(); ++l)
+      if (uses_[l] > 0) alike[NormalizeLabel(labels_->name(static_cast<int>(l)))].push_back(static_cast<int>(l));
+    for (const auto& [norm, group] : alike) {
+      if (group.size() < 2) continue;
+      std::string list;
+      for (int l : group)
+        list += (list.empty() ? "'" : ", '") + labels_->name(l) + "' (" + std::to_string(uses_[l]) + ")";
+      Warn(source_ + ": labels " + list +
+           " differ only in case or surrounding spaces and count as different "
+           "classes; --normalize-labels makes them one");
+    }
+  }
+
+  Recordings& recordings() { return rec_; }
+
+ private:
+  int Intern(std::string_view name) {
+    const int l = options_.normalize_labels ? labels_->Intern(NormalizeLabel(name)) : labels_->Intern(name);
+    if (l >= 0) {
+      if (static_cast<size_t>(l) >= uses_.size()) uses_.resize(l + 1, 0);
+      uses_[l]++;
+    }
+    return l;
+  }
+
+  void Warn(const std::string& w) {
+    if (warnings_) warnings_->push_back(w);
+  }
+
+  // Pass 1: the id, label and model columns.
+  Status ReadPlainColumns() {
+    const std::vector<std::string>& fields = header_->fields;
+    std::map<std::string, int> seen;
+    for (size_t c = 0; c < fields.size(); ++c) {
+      const std::string& name = fields[c];
+      if (name.empty()) {
+        return InvalidArgumentError(where_header_ + ": column " + std::to_string(c + 1) + " has an empty name");
+      }
+      if (!seen.emplace(name, static_cast<int>(c)).second) {
+        return InvalidArgumentError(where_header_ + ": duplicate column '" + name + "'");
+      }
+      if (name == "id") {
+        cols_[c].kind = ColumnKind::kId;
+      } else if (name == "label") {
+        cols_[c].kind = ColumnKind::kTruth;
+      } else if (name.find('|') == std::string::npos) {
+        cols_[c].kind = ColumnKind::kLabel;
+        cols_[c].model = static_cast<int>(rec_.models.size());
+        rec_.models.push_back(ModelRecord{.name = name});
+      }
+    }
+    if (seen.find("id") == seen.end()) {
+      return InvalidArgumentError(where_header_ + ": no 'id' column (header: " + (fields.empty() ? "" : fields[0]) +
+                                  ",...)");
+    }
+    has_truth_ = seen.count("label") > 0;
+    return Status::Ok();
+  }
+
+  // Pass 2: the suffixed columns (<model>|cost, |score, |error, |p:<label>).
+  void ReadSuffixedColumns() {
+    for (size_t c = 0; c < header_->fields.size(); ++c) {
+      const std::string& name = header_->fields[c];
+      size_t bar = name.find('|');
+      if (bar == std::string::npos) continue;
+      std::string model = name.substr(0, bar), kind = name.substr(bar + 1);
+      int m = rec_.ModelIndex(model);
+      if (m < 0) {
+        Warn(where_header_ + ": ignoring column '" + name + "' (no model column '" + model + "')");
+        continue;
+      }
+      cols_[c].model = m;
+      if (kind == "cost") {
+        cols_[c].kind = ColumnKind::kCost;
+      } else if (kind == "score") {
+        cols_[c].kind = ColumnKind::kScore;
+      } else if (kind == "error") {
+        cols_[c].kind = ColumnKind::kError;
+      } else if (kind.rfind("p:", 0) == 0 && kind.size() > 2) {
+        cols_[c].kind = ColumnKind::kProb;
+        cols_[c].prob_label = Intern(kind.substr(2));
+      } else {
+        cols_[c].model = -1;
+        Warn(where_header_ + ": ignoring column '" + name + "' (unknown kind '" + kind + "')");
+      }
+    }
+  }
+
+  // Cell `f` of column `c` of example `i`, parsed; its value is checked by
+  // ValidateRecordings, the one set of rules for recordings however they were built.
+  Status ReadCell(const std::string& where, size_t c, const std::string& f, size_t i) {
+    const Column& col = cols_[c];
+    auto bad = [&](const std::string& what) {
+      return InvalidArgumentError(where + ": column '" + header_->fields[c] + "': " + what);
+    };
+    auto number = [&](const char* what) -> StatusOr<double> {
+      std::optional<double> v = ParseDouble(f);
+      if (!v) return bad(std::string("'") + f + "' is not a number (" + what + ")");
+      if (!std::isfinite(*v)) return bad(std::string("'") + f + "' is not finite (" + what + ")");
+      return *v;
+    };
+    switch (col.kind) {
+      case ColumnKind::kIgnored:
+        break;
+      case ColumnKind::kId:
+        rec_.ids.push_back(f);
+        break;
+      case ColumnKind::kTruth:
+        rec_.truth[i] = Intern(f);
+        break;
+      case ColumnKind::kLabel:
+        rec_.models[col.model].label[i] = Intern(f);
+        break;
+      case ColumnKind::kCost: {
+        if (f.empty()) return bad("empty cost");
+        COE_ASSIGN_OR_RETURN(double v, number("a cost"));
+        rec_.models[col.model].cost[i] = v;
+        break;
+      }
+      case ColumnKind::kScore: {
+        if (f.empty()) break;                               // no confidence for this example
+        COE_ASSIGN_OR_RETURN(double v, number("a score"));  // "nan" is no empty cell
+        rec_.models[col.model].score[i] = static_cast<float>(v);
+        break;
+      }
+      case ColumnKind::kProb: {
+        if (f.empty()) break;
+        COE_ASSIGN_OR_RETURN(double v, number("a probability"));
+        ModelRecord& mr = rec_.models[col.model];
+        mr.probs[i * mr.num_probs + col.prob_label] = static_cast<float>(v);
+        break;
+      }
+      case ColumnKind::kError:
+        rec_.models[col.model].error[i] = f;
+        break;
+    }
+    return Status::Ok();
+  }
+
+  const std::string& source_;
+  LabelSet* labels_;
+  std::vector<std::string>* warnings_;
+  const RecordingsReadOptions& options_;
+  Recordings rec_;
+  const csv::Row* header_ = nullptr;  // ReadHeader's: outlives the builder's use
+  std::string where_header_;          // "<source>:<line of the header>"
+  std::vector<Column> cols_;          // by column of the file
+  bool has_truth_ = false;
+  std::vector<uint8_t> has_cost_, has_score_, has_probs_, has_error_;  // by model
+  std::vector<int64_t> uses_;  // by label index: cells holding it, for WarnLabelsAlike
+};
+
 // Builds Recordings from a stream of CSV rows, column by column, so that a large file
 // is never held as text or as rows: memory is the columns themselves.
 StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSet* labels,
@@ -215,196 +442,27 @@ StatusOr<Recordings> ReadRows(csv::Reader& reader, size_t expected_rows, LabelSe
   csv::Row header;
   COE_ASSIGN_OR_RETURN(bool any, reader.Next(&header));
   if (!any) return InvalidArgumentError(source + ": empty file (no header row)");
-  const std::string where_header = source + ":" + std::to_string(header.line);
-
-  Recordings rec;
-  rec.source = source;
-  rec.labels = labels;
-  std::vector<Column> cols(header.fields.size());
-  std::vector<int64_t> uses;  // by label index: cells holding it, for the warning below
-  auto intern = [&](std::string_view name) {
-    const int l = options.normalize_labels ? labels->Intern(NormalizeLabel(name)) : labels->Intern(name);
-    if (l >= 0) {
-      if (static_cast<size_t>(l) >= uses.size()) uses.resize(l + 1, 0);
-      uses[l]++;
-    }
-    return l;
-  };
-  std::map<std::string, int> seen;
-  auto warn = [&](const std::string& w) {
-    if (warnings) warnings->push_back(w);
-  };
-
-  // Pass 1: the id, label and model columns, so that suffixed columns can refer to a
-  // model whatever the column order.
-  for (size_t c = 0; c < header.fields.size(); ++c) {
-    const std::string& name = header.fields[c];
-    if (name.empty()) {
-      return InvalidArgumentError(where_header + ": column " + std::to_string(c + 1) + " has an empty name");
-    }
-    if (!seen.emplace(name, static_cast<int>(c)).second) {
-      return InvalidArgumentError(where_header + ": duplicate column '" + name + "'");
-    }
-    if (name == "id") {
-      cols[c].kind = ColumnKind::kId;
-    } else if (name == "label") {
-      cols[c].kind = ColumnKind::kTruth;
-    } else if (name.find('|') == std::string::npos) {
-      cols[c].kind = ColumnKind::kLabel;
-      cols[c].model = static_cast<int>(rec.models.size());
-      rec.models.push_back(ModelRecord{.name = name});
-    }
-  }
-  if (seen.find("id") == seen.end()) {
-    return InvalidArgumentError(
-        where_header + ": no 'id' column (header: " + (header.fields.empty() ? "" : header.fields[0]) + ",...)");
-  }
-  const bool has_truth = seen.count("label") > 0;
-  // Pass 2: suffixed columns.
-  for (size_t c = 0; c < header.fields.size(); ++c) {
-    const std::string& name = header.fields[c];
-    size_t bar = name.find('|');
-    if (bar == std::string::npos) continue;
-    std::string model = name.substr(0, bar), kind = name.substr(bar + 1);
-    int m = rec.ModelIndex(model);
-    if (m < 0) {
-      warn(where_header + ": ignoring column '" + name + "' (no model column '" + model + "')");
-      continue;
-    }
-    cols[c].model = m;
-    if (kind == "cost") {
-      cols[c].kind = ColumnKind::kCost;
-    } else if (kind == "score") {
-      cols[c].kind = ColumnKind::kScore;
-    } else if (kind == "error") {
-      cols[c].kind = ColumnKind::kError;
-    } else if (kind.rfind("p:", 0) == 0 && kind.size() > 2) {
-      cols[c].kind = ColumnKind::kProb;
-      cols[c].prob_label = intern(kind.substr(2));
-    } else {
-      cols[c].model = -1;
-      warn(where_header + ": ignoring column '" + name + "' (unknown kind '" + kind + "')");
-    }
-  }
-  const int num_labels_after_header = labels->size();
-  std::vector<uint8_t> has_cost(rec.models.size()), has_score(rec.models.size()), has_probs(rec.models.size());
-  std::vector<uint8_t> has_error(rec.models.size());
-  for (const Column& col : cols) {
-    if (col.kind == ColumnKind::kError) has_error[col.model] = 1;
-    if (col.kind == ColumnKind::kCost) has_cost[col.model] = 1;
-    if (col.kind == ColumnKind::kScore) has_score[col.model] = 1;
-    if (col.kind == ColumnKind::kProb) has_probs[col.model] = 1;
-  }
-  // Probability columns are dense per model over the labels known after the header.
-  for (size_t m = 0; m < rec.models.size(); ++m)
-    if (has_probs[m]) rec.models[m].num_probs = num_labels_after_header;
-  auto reserve = [&](size_t n) {
-    rec.ids.reserve(n);
-    if (has_truth) rec.truth.reserve(n);
-    for (size_t m = 0; m < rec.models.size(); ++m) {
-      ModelRecord& mr = rec.models[m];
-      mr.label.reserve(n);
-      if (has_cost[m]) mr.cost.reserve(n);
-      if (has_score[m]) mr.score.reserve(n);
-      if (has_probs[m]) mr.probs.reserve(n * mr.num_probs);
-      if (has_error[m]) mr.error.reserve(n);
-    }
-  };
-  reserve(expected_rows);
-
+  RowsBuilder builder(source, labels, warnings, options);
+  COE_RETURN_IF_ERROR(builder.ReadHeader(header));
+  builder.Reserve(expected_rows);
   std::vector<int> lines;  // line of each row, for messages about duplicate ids
   lines.reserve(expected_rows);
   csv::Row row;
   for (;;) {
     COE_ASSIGN_OR_RETURN(bool more, reader.Next(&row));
     if (!more) break;
-    const size_t i = rec.ids.size();
-    const std::string where = source + ":" + std::to_string(row.line);
-    if (row.fields.size() != header.fields.size()) {
-      return InvalidArgumentError(where + ": row has " + std::to_string(row.fields.size()) +
-                                  " fields, the header has " + std::to_string(header.fields.size()));
-    }
-    // Every column of this row gets a value (defaults first), then the cells.
-    if (has_truth) rec.truth.push_back(kAbstain);
-    for (size_t m = 0; m < rec.models.size(); ++m) {
-      ModelRecord& mr = rec.models[m];
-      mr.label.push_back(kAbstain);
-      if (has_cost[m]) mr.cost.push_back(0.0);
-      if (has_score[m]) mr.score.push_back(std::numeric_limits<float>::quiet_NaN());
-      if (has_probs[m]) mr.probs.resize(mr.probs.size() + mr.num_probs, 0.0f);
-      if (has_error[m]) mr.error.emplace_back();
-    }
+    COE_RETURN_IF_ERROR(builder.AddRow(row));
     lines.push_back(row.line);
-    // Cells are parsed here; their values are checked by ValidateRecordings, the one
-    // set of rules for recordings however they were built.
-    for (size_t c = 0; c < cols.size(); ++c) {
-      const std::string& f = row.fields[c];
-      const Column& col = cols[c];
-      auto bad = [&](const std::string& what) {
-        return InvalidArgumentError(where + ": column '" + header.fields[c] + "': " + what);
-      };
-      auto number = [&](const char* what) -> StatusOr<double> {
-        std::optional<double> v = ParseDouble(f);
-        if (!v) return bad(std::string("'") + f + "' is not a number (" + what + ")");
-        if (!std::isfinite(*v)) return bad(std::string("'") + f + "' is not finite (" + what + ")");
-        return *v;
-      };
-      switch (col.kind) {
-        case ColumnKind::kIgnored:
-          break;
-        case ColumnKind::kId:
-          rec.ids.push_back(f);
-          break;
-        case ColumnKind::kTruth:
-          rec.truth[i] = intern(f);
-          break;
-        case ColumnKind::kLabel:
-          rec.models[col.model].label[i] = intern(f);
-          break;
-        case ColumnKind::kCost: {
-          if (f.empty()) return bad("empty cost");
-          COE_ASSIGN_OR_RETURN(double v, number("a cost"));
-          rec.models[col.model].cost[i] = v;
-          break;
-        }
-        case ColumnKind::kScore: {
-          if (f.empty()) break;                               // no confidence for this example
-          COE_ASSIGN_OR_RETURN(double v, number("a score"));  // "nan" is no empty cell
-          rec.models[col.model].score[i] = static_cast<float>(v);
-          break;
-        }
-        case ColumnKind::kProb: {
-          if (f.empty()) break;
-          COE_ASSIGN_OR_RETURN(double v, number("a probability"));
-          ModelRecord& mr = rec.models[col.model];
-          mr.probs[i * mr.num_probs + col.prob_label] = static_cast<float>(v);
-          break;
-        }
-        case ColumnKind::kError:
-          rec.models[col.model].error[i] = f;
-          break;
-      }
-    }
   }
+  Recordings& rec = builder.recordings();
   if (rec.ids.empty()) return InvalidArgumentError(source + ": no data rows (an empty split)");
   COE_RETURN_IF_ERROR(ValidateRecordings(&rec, options, warnings, lines));
-  // Labels that differ only in case or surrounding spaces are likely one class.
-  std::map<std::string, std::vector<int>> alike;
-  for (size_t l = 0; l < uses.size(); ++l)
-    if (uses[l] > 0) alike[NormalizeLabel(labels->name(static_cast<int>(l)))].push_back(static_cast<int>(l));
-  for (const auto& [norm, group] : alike) {
-    if (group.size() < 2) continue;
-    std::string list;
-    for (int l : group) list += (list.empty() ? "'" : ", '") + labels->name(l) + "' (" + std::to_string(uses[l]) + ")";
-    warn(source + ": labels " + list +
-         " differ only in case or surrounding spaces and count as different "
-         "classes; --normalize-labels makes them one");
-  }
+  builder.WarnLabelsAlike();
   if (!options.keep_ids) {
     rec.examples_without_ids = static_cast<int>(rec.ids.size());
     std::vector<std::string>().swap(rec.ids);
   }
-  return rec;
+  return std::move(rec);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // files; hovering a mark shows its <title> (the browser's own tooltip), so the file
 // reads the same offline, attached to a ticket, years later. The page is drawn from
 // the typed PlanReport and RunFigures that the checked readers (report_json.cc) make
-// of the JSON: nothing here reads JSON.
+// of the JSON: nothing here reads JSON. Uses report_json.cc and goals.cc (GuardName).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

@@ -1,3 +1,4 @@
+// The search's bit-mask kernels (planner/masks.h). Uses no other planner file.
 #include "planner/masks.h"
 
 #include <algorithm>

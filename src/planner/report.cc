@@ -1,3 +1,6 @@
+// Plan and evaluation reports (coe/report.h): the chosen cascade, the frontier and the
+// baselines scored on calibration and test, as JSON and text. Uses select.cc
+// (SingleModelCascade), search.cc (NoModelIsRightWarning) and goals.cc.
 #include "coe/report.h"
 
 #include <algorithm>
@@ -6,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "planner/search.h"
 #include "planner/select.h"
 
 namespace coe {

@@ -3,6 +3,7 @@
 // first error, naming the file, the value's path (as jq writes it:
 // .frontier[3].calib.accuracy) and what was expected. Nothing here calls get<>() or
 // operator[] on a value it has not checked (nlohmann throws, or reads out of bounds).
+// Uses goals.cc (ParseGuard).
 #include "planner/report_json.h"
 
 #include <cmath>

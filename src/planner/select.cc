@@ -1,3 +1,5 @@
+// Match-best's selection guards (planner/select.h). Uses planner/search.h (the guards
+// that search parts of calibration again) and planner/refit.h.
 #include "planner/select.h"
 
 #include <algorithm>
@@ -8,6 +10,8 @@
 #include <random>
 
 #include "coe/evaluate.h"
+#include "planner/refit.h"
+#include "planner/search.h"
 
 namespace coe {
 

@@ -265,6 +265,58 @@ Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& o
   return Status::Ok();
 }
 
+namespace {
+
+// What the parts of a recording add up, by model: time and examples of the parts
+// without a failed call, ms per request, and the failed calls grouped by error.
+struct PartTotals {
+  std::map<std::string, double> seconds, ms;
+  std::map<std::string, int64_t> examples;
+  std::map<std::pair<std::string, std::string>, FailureGroup> failures;
+};
+
+// Records model `m` (of res->models) on the inputs `rows`, merges its answers into `t`,
+// and counts its calls, dollars and failures into `res` and `totals`.
+Status RecordModelPart(const Catalogue& cat, const InputBatch& inputs, const std::vector<int>& rows, size_t m,
+                       bool one_part, const RecordFileOptions& o, Table* t, RecordFileResult* res, PartTotals* totals) {
+  const std::string& model_name = res->models[m];
+  RecordOptions ro;
+  ro.only = {model_name};
+  ro.threads = o.threads;
+  ro.batch = o.batch;
+  if (o.progress && one_part)  // one part: a bar a model
+    ro.progress = [&](const std::string& model, int64_t done, int64_t total) {
+      o.progress("recording " + model, static_cast<double>(done) / std::max<int64_t>(1, total),
+                 std::to_string(done) + "/" + std::to_string(total));
+    };
+  const auto t0 = std::chrono::steady_clock::now();
+  COE_ASSIGN_OR_RETURN(RecordResult got, RecordModels(cat, inputs.Gather(rows), ro));
+  const ModelRecord& mr = got.recordings.models[0];
+  // A part with a failed call measures no latency: a refused connection is not the
+  // model's time (the model keeps the figure it had, or none).
+  if (std::all_of(mr.error.begin(), mr.error.end(), [](const std::string& e) { return e.empty(); })) {
+    totals->seconds[model_name] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    totals->examples[model_name] += static_cast<int64_t>(rows.size());
+    for (const auto& [name, v] : got.ms_per_request) totals->ms[name] = v;
+  }
+  Merge(mr, got.labels, inputs, rows, static_cast<int>(m), t);
+  res->calls += static_cast<int64_t>(rows.size());
+  for (double c : mr.cost) res->usd += c;
+  for (size_t k = 0; k < mr.error.size(); ++k) {
+    if (mr.error[k].empty()) continue;
+    ++res->failed;
+    FailureGroup& f = totals->failures[{model_name, mr.error[k]}];
+    if (f.count++ == 0) {
+      f.model = model_name;
+      f.error = mr.error[k];
+      f.first_id = inputs.ids[rows[k]];
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& given, const std::string& out,
                                         const RecordFileOptions& o) {
   for (const std::string& name : o.only)
@@ -311,9 +363,7 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
     waits |= s->backend == "openai" || s->backend == "remote" || !s->url.empty();
   }
   const size_t part = waits ? static_cast<size_t>(kRecordPart) : std::max<size_t>(1, w.inputs.size());
-  std::map<std::string, double> seconds, ms;
-  std::map<std::string, int64_t> examples;
-  std::map<std::pair<std::string, std::string>, FailureGroup> failures;
+  PartTotals totals;
   for (size_t b = 0; b < w.inputs.size(); b += part) {
     const size_t e = std::min(w.inputs.size(), b + part);
     Widen(&t);  // labels the last part's answers added
@@ -332,38 +382,7 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
       for (size_t k = b; k < e; ++k)
         if (w.todo[m][k]) rows.push_back(w.inputs[k]);
       if (rows.empty()) continue;
-      RecordOptions ro;
-      ro.only = {res.models[m]};
-      ro.threads = o.threads;
-      ro.batch = o.batch;
-      if (o.progress && part >= w.inputs.size())  // one part: a bar a model
-        ro.progress = [&](const std::string& model, int64_t done, int64_t total) {
-          o.progress("recording " + model, static_cast<double>(done) / std::max<int64_t>(1, total),
-                     std::to_string(done) + "/" + std::to_string(total));
-        };
-      const auto t0 = std::chrono::steady_clock::now();
-      COE_ASSIGN_OR_RETURN(RecordResult got, RecordModels(cat, inputs.Gather(rows), ro));
-      const ModelRecord& mr = got.recordings.models[0];
-      // A part with a failed call measures no latency: a refused connection is not the
-      // model's time (the model keeps the figure it had, or none).
-      if (std::all_of(mr.error.begin(), mr.error.end(), [](const std::string& e) { return e.empty(); })) {
-        seconds[res.models[m]] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        examples[res.models[m]] += static_cast<int64_t>(rows.size());
-        for (const auto& [name, v] : got.ms_per_request) ms[name] = v;
-      }
-      Merge(mr, got.labels, inputs, rows, static_cast<int>(m), &t);
-      res.calls += static_cast<int64_t>(rows.size());
-      for (double c : mr.cost) res.usd += c;
-      for (size_t k = 0; k < mr.error.size(); ++k) {
-        if (mr.error[k].empty()) continue;
-        ++res.failed;
-        FailureGroup& f = failures[{res.models[m], mr.error[k]}];
-        if (f.count++ == 0) {
-          f.model = res.models[m];
-          f.error = mr.error[k];
-          f.first_id = inputs.ids[rows[k]];
-        }
-      }
+      COE_RETURN_IF_ERROR(RecordModelPart(cat, inputs, rows, m, part >= w.inputs.size(), o, &t, &res, &totals));
     }
     res.recorded += static_cast<int64_t>(e - b);
     COE_RETURN_IF_ERROR(WritePart(t, out, new_rows, repaired, &file_header));
@@ -380,11 +399,11 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
   if (w.inputs.empty() && (file_header.empty() || !res.warnings.empty() ||
                            file_header != FirstLine(RecordingsToCsv(SelectRows(t.rec, std::vector<int>{0}), t.labels))))
     COE_RETURN_IF_ERROR(ReplaceFile(out, RecordingsToCsv(t.rec, t.labels)));
-  for (const auto& [m, s] : seconds) res.us_per_example[m] = 1e6 * s / std::max<int64_t>(1, examples[m]);
-  for (auto& [key, f] : failures) res.failures.push_back(std::move(f));
+  for (const auto& [m, s] : totals.seconds) res.us_per_example[m] = 1e6 * s / std::max<int64_t>(1, totals.examples[m]);
+  for (auto& [key, f] : totals.failures) res.failures.push_back(std::move(f));
   std::stable_sort(res.failures.begin(), res.failures.end(),
                    [](const FailureGroup& a, const FailureGroup& b) { return a.count > b.count; });
-  COE_RETURN_IF_ERROR(WriteMeasured(cat, res.models, o, res.us_per_example, ms, res.catalogue));
+  COE_RETURN_IF_ERROR(WriteMeasured(cat, res.models, o, res.us_per_example, totals.ms, res.catalogue));
   return res;
 }
 

@@ -1,0 +1,143 @@
+// Internal (the onednn module): an ONNX graph compiled by oneDNN for one batch size.
+//
+// The graph is read by backends/onnx_model.h (no protobuf library) and compiled into
+// oneDNN primitives: Conv, Add and a following Relu fused into one primitive each;
+// MaxPool, AveragePool, GlobalAveragePool, Flatten; Gemm (and a following Relu) by
+// backends/dense.h, and so are convolutions of few channels (a first layer, and up to
+// 8 -> 16 channels after it: PatchConv), which oneDNN ran at a fifth to a third of its
+// speed on larger layers. Layouts are oneDNN's choice (blocked or channels-last where
+// that is faster), reordered where needed; tensors share one arena. Every kernel
+// computes an example alike at every batch size.
+//
+// Errors: compiling throws GraphError for what the graph asks that this compiler does
+// not do (or a hostile file sets), dnnl::error from oneDNN, std::bad_alloc; the backend
+// (onednn_backend.cc) turns them into Status values.
+//
+// Threads: a CompiledGraph holds its buffers, so it runs on one thread at a time; Clone
+// gives another caller its own, sharing the primitives and weights.
+#ifndef COE_BACKENDS_ONEDNN_GRAPH_H_
+#define COE_BACKENDS_ONEDNN_GRAPH_H_
+
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/onnx_model.h"
+
+namespace coe::onednn {
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<void, FreeDeleter>;
+
+// A graph's problem, said as an exception the loader turns into an InvalidArgument.
+struct GraphError {
+  std::string what;
+};
+
+// The primitives of one graph for one batch size, with their buffers.
+class CompiledGraph {
+ public:
+  // Compiles `model` for `batch` examples of `input_shape` ([C, H, W] or [features]);
+  // weights are reordered into their layouts on `stream`. Throws as said above.
+  CompiledGraph(const onnx::Model& model, const std::vector<int64_t>& input_shape, int batch,
+                const dnnl::engine& engine, dnnl::stream& stream);
+
+  // A graph like this one, for another caller: the same primitives and weights (shared,
+  // read only: oneDNN primitives run concurrently on their own memory and scratchpad), its
+  // own tensors and scratchpad, laid out alike. Cloning reads only what the compiler
+  // wrote, so it may run while this graph runs on another thread.
+  std::unique_ptr<CompiledGraph> Clone() const;
+
+  // batch() examples of the input shape, row after row; written before Run.
+  float* input() { return static_cast<float*>(input_); }
+  // batch() rows of classes() logits; read after Run.
+  const float* output() const { return static_cast<const float*>(output_); }
+  int64_t classes() const { return classes_; }
+  int batch() const { return batch_; }
+
+  // Runs every step on `stream` and waits for them.
+  void Run(dnnl::stream& stream);
+
+ private:
+  using memory = dnnl::memory;
+  struct Value {
+    memory mem;
+  };
+  using Args = std::unordered_map<int, memory>;
+  struct Step {
+    dnnl::primitive primitive;
+    Args args;
+    std::function<void(const Args&)> custom;  // instead of a primitive: a Dense layer
+  };
+  // A tensor computed by the graph. Tensors live in one arena, at offsets given once
+  // the graph is compiled: two share memory when no step needs both (a resnet's
+  // 32-example graph needs ~4 MB, not the ~30 MB of a buffer a tensor).
+  struct Activation {
+    size_t bytes;
+    std::vector<memory> users;                               // the tensor and its views, bound to the arena at the end
+    int first = std::numeric_limits<int>::max(), last = -1;  // steps that use it
+    size_t offset = 0;
+  };
+  struct Compilation;  // the model being compiled and the values computed so far
+  struct ConvShape;    // a convolution's checked attributes and sizes
+
+  CompiledGraph(const dnnl::engine& engine, int batch) : engine_(engine), batch_(batch) {}
+
+  // The tensors of the graph, their layouts and the arena.
+  memory NewMemory(const memory::desc& md);
+  memory View(const memory& of, const memory::desc& md);
+  memory NewConstant(const memory::desc& md);
+  void LayOut(const memory& input, const memory& output);
+  memory InLayout(const memory& mem, const memory::desc& want);
+  memory Constant(const onnx::FloatTensor& t, const memory::dims& dims, memory::format_tag tag,
+                  const memory::desc& want, dnnl::stream& stream);
+  memory Plain2d(const memory& mem);
+  void Add(dnnl::primitive p, Args args, const memory::desc& scratch);
+  void AddCustom(Args args, std::function<void(const Args&)> run);
+  static dnnl::primitive_attr Attr(bool relu);
+
+  // The compiler: the graph node by node, one step (or none) each.
+  void Build(const onnx::Model& model, const std::vector<int64_t>& input_shape, dnnl::stream& stream);
+  memory CompileNode(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream);
+  memory CompileConv(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream);
+  memory AddPatchConv(const ConvShape& c, const memory& src, bool relu);
+  memory AddOnednnConv(const ConvShape& c, const memory& src, bool relu, dnnl::stream& stream);
+  memory CompileGemm(Compilation& g, const onnx::Node& n, bool relu);
+  memory CompileAdd(Compilation& g, const onnx::Node& n, bool relu);
+  memory CompileRelu(Compilation& g, const onnx::Node& n);
+  memory CompilePool(Compilation& g, const onnx::Node& n);
+  void Finish(const memory& in, memory result);
+
+  dnnl::engine engine_;
+  int batch_;
+  std::shared_ptr<std::vector<Buffer>> constants_ = std::make_shared<std::vector<Buffer>>();  // weights, biases
+  std::vector<Activation> activations_;                                                       // (while compiling)
+  std::unordered_map<dnnl_memory_t, size_t> activation_of_;
+  size_t arena_bytes_ = 0;
+  Buffer arena_;
+  std::vector<Step> steps_;
+  std::vector<memory::desc> scratch_descs_;
+  std::vector<size_t> scratch_steps_;
+  size_t scratch_bytes_ = 0;
+  Buffer scratch_;
+  void* input_ = nullptr;
+  void* output_ = nullptr;
+  int64_t classes_ = 0;
+};
+
+// Compiles a graph as the constructor does, one compilation at a time process-wide (see
+// the .cc file for why).
+std::unique_ptr<CompiledGraph> CompileGraph(const onnx::Model& model, const std::vector<int64_t>& input_shape,
+                                            int batch, const dnnl::engine& engine, dnnl::stream& stream);
+
+}  // namespace coe::onednn
+
+#endif  // COE_BACKENDS_ONEDNN_GRAPH_H_
