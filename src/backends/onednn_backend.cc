@@ -42,8 +42,8 @@
 
 #include "backends/dense.h"
 #include "backends/model_module.h"
-#include "backends/onnx_model.h"
 #include "backends/module.h"
+#include "backends/onnx_model.h"
 
 namespace coe {
 namespace {

@@ -13,8 +13,8 @@
 #include <map>
 #include <mutex>
 
-#include "open_inference.grpc.pb.h"
 #include "backends/module.h"
+#include "open_inference.grpc.pb.h"
 #include "protocol/oip.h"
 #include "server/grpc_module.h"
 
