@@ -1,7 +1,7 @@
 // llm_cascade: a chat-model cascade served by coe's OpenAI front door against the best
 // single model, side by side in one run, at 32 concurrent users.
 //
-// The models are an OpenAI-compatible replay server on loopback (tests/openai_replay.h)
+// The models are an OpenAI-compatible replay server on loopback (testing/openai_replay.h)
 // answering as the shared RouterBench recordings say (ARC-Challenge test split) and
 // billing the recorded dollars, each model after a fixed latency (sleep): mixtral 0.4 s,
 // Yi-34B 0.6 s, claude-instant 0.5 s, gpt-4 3 s per call (--scale multiplies them).
@@ -36,7 +36,7 @@
 #include "coe/paths.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
-#include "tests/openai_replay.h"
+#include "testing/openai_replay.h"
 
 namespace {
 

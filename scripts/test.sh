@@ -3,7 +3,9 @@
 #   scripts/test.sh              Release build in build/
 #   scripts/test.sh --sanitize   AddressSanitizer + UBSan build in build-asan/
 #   scripts/test.sh --tsan       ThreadSanitizer build in build-tsan/
-# Every lane runs the whole suite with its default threads and chunking.
+#   scripts/test.sh --no-grpc    the `coe` command alone, built with -DCOE_WITH_GRPC=OFF in
+#                                build-nogrpc/, and a few commands of it (not the suite)
+# Every other lane runs the whole suite with its default threads and chunking.
 set -euo pipefail
 tsan_reports=""
 cd "$(dirname "$0")/.."
@@ -43,7 +45,14 @@ case "${1:-}" in
     # `race:` entries.
     export TSAN_OPTIONS="halt_on_error=0 exitcode=0 second_deadlock_stack=1 log_path=$tsan_reports/report suppressions=$root/scripts/tsan-uninstrumented.supp"
     ;;
-  *) echo "usage: scripts/test.sh [--sanitize|--tsan]" >&2; exit 2 ;;
+  --no-grpc)
+    # A build without gRPC must build and work (without `coe serve --grpc-port`): only
+    # the command and its modules, which ccache has from the Release lane.
+    dir=build-nogrpc
+    args=(-DCMAKE_BUILD_TYPE=Release -DCOE_WITH_GRPC=OFF -DCOE_BUILD_TESTS=OFF -DCOE_BUILD_BENCH=OFF
+          -DCOE_WITH_PYTHON=OFF -DCOE_WERROR=ON)
+    ;;
+  *) echo "usage: scripts/test.sh [--sanitize|--tsan|--no-grpc]" >&2; exit 2 ;;
 esac
 # ccache, with paths relative to the checkout, so another clone reuses the objects.
 if command -v ccache >/dev/null; then
@@ -52,6 +61,11 @@ if command -v ccache >/dev/null; then
 fi
 # The official OpenAI client for the front-door test: a dev-only npm package, pinned by
 # its lockfile (tests/openai_client/package-lock.json).
+if [ "$dir" = build-nogrpc ]; then
+  cmake -S . -B "$dir" "${args[@]}" >/dev/null
+  cmake --build "$dir" -j"$(nproc)" --target coe_cli
+  exec scripts/check_no_grpc.sh "$dir/coe"
+fi
 if [ ! -d tests/openai_client/node_modules/openai ]; then
   npm ci --prefix tests/openai_client --no-audit --no-fund --loglevel=error
 fi

@@ -24,8 +24,8 @@
 #include "coe/catalogue.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
-#include "openai_replay.h"
 #include "testing.h"
+#include "testing/openai_replay.h"
 
 namespace coe {
 namespace {
@@ -343,7 +343,7 @@ TEST(AnswerReader, RegexReadsUpToItsLimitOnAStackOfItsOwn) {
 }  // namespace
 }  // namespace coe
 
-// The same completions from an OpenAI-compatible upstream (tests/openai_replay.h),
+// The same completions from an OpenAI-compatible upstream (testing/openai_replay.h),
 // through `coe run`, `coe record` and `coe serve`: each crashed its whole process.
 namespace coe {
 namespace {

@@ -20,6 +20,7 @@
 #include <random>
 #include <thread>
 
+#include "backends/registry.h"
 #include "coe/backend.h"
 #include "coe/dataset.h"
 #include "coe/recordings.h"
@@ -396,6 +397,19 @@ TEST_P(Conformance, StatisticsAddUp) {
     EXPECT_EQ(is.abstentions.load(), dead ? 0 : (bad >= 0 ? 1u : 0u));  // only the spoiled example
     EXPECT_EQ(is.errors.load(), 0u);
   }
+}
+
+// What the backend says of itself is what the registry (backends/registry.h) says of
+// its kind without making one: the layers ask the registry.
+TEST_P(Conformance, InfoAgreesWithTheRegistrysTraits) {
+  auto made = subject_.make(1);
+  Backend* b = subject_.inner(made.get()) ? subject_.inner(made.get()) : made.get();
+  const BackendInfo& info = b->info();
+  const BackendKind* kind = FindBackendKind(info.kind);
+  ASSERT_NE(kind, nullptr) << "backend kind '" << info.kind << "' is not in the registry";
+  EXPECT_EQ(kind->traits.text_inputs, info.text_inputs) << info.kind;
+  EXPECT_EQ(kind->traits.waits, info.waits) << info.kind;
+  EXPECT_EQ(kind->traits.measures_cost, !info.cost_unit.empty()) << info.kind;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance,

@@ -1,13 +1,14 @@
 // The Open Inference Protocol over gRPC (src/server/grpc_frontend.h) on loopback, with
 // a C++ client generated from proto/open_inference.proto: health and metadata, infer
 // with typed and raw contents equal to Cascade::Run and to the REST API, errors.
+#include "coe/grpc.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <bit>
 #include <cstring>
 
 #include "open_inference.grpc.pb.h"
-#include "server/grpc_frontend.h"
 #include "server_testing.h"
 
 namespace coe {

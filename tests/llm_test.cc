@@ -1,5 +1,5 @@
 // Chat-model cascades end to end, against an OpenAI-compatible server on loopback that
-// replays the shared RouterBench answers (tests/openai_replay.h): `coe record` writes
+// replays the shared RouterBench answers (testing/openai_replay.h): `coe record` writes
 // the answers and costs the server gives (and resumes), `coe run` of a cascade equals
 // `coe eval` of it on those recordings example by example, every member of a reached
 // tier is paid, and faults (429/503 with Retry-After, 500, timeouts, malformed JSON,
@@ -19,8 +19,8 @@
 #include "coe/evaluate.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
-#include "openai_replay.h"
 #include "testing.h"
+#include "testing/openai_replay.h"
 
 namespace coe {
 namespace {

@@ -2,7 +2,7 @@
 // multiple of its body, the server's is bounded by its admission limits, memory is
 // given back after, and a server under an address-space limit answers (200 or 503),
 // never dies of std::bad_alloc. The upstream is the replay server of
-// tests/openai_replay.h in this process; the server is `coe serve` in a child, whose
+// testing/openai_replay.h in this process; the server is `coe serve` in a child, whose
 // /proc/PID/status (VmRSS, VmHWM) is read. Release lane only (ctest label "memory"):
 // sanitizers change memory use.
 #include <gtest/gtest.h>

@@ -23,9 +23,9 @@
 #include "coe/cascade.h"
 #include "coe/dataset.h"
 #include "coe/server.h"
-#include "openai_replay.h"
 #include "protocol/oip.h"
 #include "testing.h"
+#include "testing/openai_replay.h"
 
 namespace coe::testing {
 
@@ -230,7 +230,7 @@ inline ServeProcess SpawnServe(const std::vector<std::string>& args, rlim_t addr
 }
 
 // A chat cascade over an OpenAI-compatible server on loopback that replays answers
-// (tests/openai_replay.h): questions q0..q{n-1}; members "a" and "b" (tier 1,
+// (testing/openai_replay.h): questions q0..q{n-1}; members "a" and "b" (tier 1,
 // unanimous) answer A and B, so every question defers to "c" (tier 2), which answers
 // C. Each prompt is the user message ({input}); it names its question as "[id:qK]".
 class ChatUpstream {

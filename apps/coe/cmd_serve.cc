@@ -11,10 +11,8 @@
 #include "common.h"
 
 #ifdef COE_HAVE_SERVER
+#include "coe/grpc.h"
 #include "coe/server.h"
-#endif
-#ifdef COE_HAVE_GRPC
-#include "server/grpc_frontend.h"
 #endif
 
 namespace coe::app {
@@ -77,7 +75,7 @@ int RunServe(const ServeFlags& f) {
   if (!server.ok()) return Fail(cmd, server.status());
   Status started = (*server)->Start(f.host, f.port);
   if (!started.ok()) return Fail(cmd, started);
-#ifdef COE_HAVE_GRPC
+  // Without the gRPC module (COE_WITH_GRPC=OFF, or gRPC not found) Start says so.
   std::unique_ptr<GrpcFrontend> grpc;
   if (f.grpc_port >= 0) {
     GrpcOptions go;
@@ -89,10 +87,6 @@ int RunServe(const ServeFlags& f) {
     grpc = std::move(*g);
     std::printf("coe serve: gRPC (Open Inference Protocol) on %s:%d\n", f.host.c_str(), grpc->port());
   }
-#else
-  if (f.grpc_port >= 0)
-    return Fail(cmd, FailedPreconditionError("this coe was built without gRPC (COE_WITH_GRPC=OFF)"));
-#endif
   const std::vector<std::string> names = (*server)->model_names();
   std::string members;
   for (size_t i = 1; i < names.size(); ++i) members += (i > 1 ? ", " : "") + names[i];
@@ -110,9 +104,7 @@ int RunServe(const ServeFlags& f) {
   // gRPC's Stop waits for its calls, which the server's Shutdown cancels at the end of
   // the grace period (they run through Server::Run): both at once.
   std::thread grpc_stop;
-#ifdef COE_HAVE_GRPC
   if (grpc) grpc_stop = std::thread([&grpc] { grpc->Stop(); });
-#endif
   (*server)->Shutdown(f.shutdown_grace_ms);
   if (grpc_stop.joinable()) grpc_stop.join();
   std::fprintf(stderr, "coe serve: stopped\n");

@@ -1,5 +1,5 @@
 // Internal: what the in-process model backends (onnx: OpenCV DNN, onednn: oneDNN) share.
-// Header-only: each lives in its own module (backends/plugin.h), linked against the
+// Header-only: each lives in its own module (backends/module.h), linked against the
 // shared base only.
 #ifndef COE_BACKENDS_MODEL_MODULE_H_
 #define COE_BACKENDS_MODEL_MODULE_H_

@@ -1,5 +1,5 @@
 // Backend "onednn": an ONNX classifier run by oneDNN (Debian's libdnnl-dev), in the
-// module libcoe_onednn.so (see backends/plugin.h).
+// module libcoe_onednn.so (see backends/module.h).
 //
 // oneDNN's JIT kernels for the CPU at hand (AVX-512, AVX2, ...) run the zoo's models 2-4x
 // faster than OpenCV DNN (bench/model_batch), with the same answers within 1e-5.
@@ -30,9 +30,9 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backends/model_module.h"
+#include "backends/module.h"
 #include "backends/onednn_graph.h"
 #include "backends/onnx_model.h"
-#include "backends/plugin.h"
 
 namespace coe {
 namespace {
@@ -301,4 +301,9 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
 }  // namespace
 }  // namespace coe
 
-extern "C" void coe_onednn_plugin_v1(coe::OnednnPlugin* out) { out->create = &coe::CreateOnednnBackend; }
+namespace {
+const coe::ModuleBackend kBackends[] = {{"onednn", &coe::CreateOnednnBackend}};
+const coe::ModuleExports kExports{.name = "onednn", .backends = kBackends, .num_backends = 1};
+}  // namespace
+
+extern "C" const coe::ModuleExports* coe_module() { return &kExports; }

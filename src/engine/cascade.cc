@@ -8,6 +8,7 @@
 #include <system_error>
 #include <thread>
 
+#include "backends/registry.h"
 #include "base/cores.h"
 #include "base/thread_pool.h"
 #include "base/tokens.h"
@@ -61,7 +62,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec, cons
   }
   std::string key = options.cost_key.empty() ? DefaultCostKey(specs) : options.cost_key;
   // Chat models measure their cost (tokens at their prices, in usd): they need no figure.
-  auto measures_cost = [](const ModelSpec* s) { return s->backend == "openai"; };
+  auto measures_cost = [](const ModelSpec* s) { return BackendTraitsOf(*s).measures_cost; };
   if (key.empty() && std::all_of(specs.begin(), specs.end(), measures_cost)) key = "usd";
   std::vector<double> costs;
   for (const ModelSpec* s : specs) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/registry.h"
 #include "base/tokens.h"
 
 namespace coe {
@@ -105,7 +106,7 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
     // on the first examples (at most ~0.3 s a model). Models that compute here only: a
     // remote or chat model's time is the network's, a recorded one's a table lookup.
     const BackendInfo& info = cascade->members()[0]->info();
-    if (n > 0 && !info.waits && info.kind != "recorded") {
+    if (n > 0 && !info.waits && BackendTraitsOf(*spec).computes) {
       std::vector<double> ms;
       const auto m0 = std::chrono::steady_clock::now();
       for (int i = 0;

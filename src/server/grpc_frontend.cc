@@ -1,8 +1,8 @@
 // GrpcFrontend: the server's side of libcoe_grpc.so (src/server/grpc_module.h). The
-// module is loaded by the first Start; `coe` itself does not link gRPC.
-#include "server/grpc_frontend.h"
-
-#include "backends/plugin.h"
+// module is loaded by the first Start; `coe` itself does not link gRPC. Built whether or
+// not gRPC is: without the module, Start says so (FailedPrecondition).
+#include "backends/registry.h"
+#include "coe/grpc.h"
 #include "server/grpc_module.h"
 
 namespace coe {
@@ -18,8 +18,8 @@ GrpcFrontend::~GrpcFrontend() { Stop(); }
 StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const std::string& host, int port, Server* server,
                                                             const GrpcOptions& options) {
   if (!server) return InvalidArgumentError("the gRPC front end needs a server");
-  COE_ASSIGN_OR_RETURN(const GrpcPlugin* plugin, LoadPluginOnce<GrpcPlugin>("libcoe_grpc.so", "coe_grpc_plugin_v1",
-                                                                            "the gRPC front end", "COE_WITH_GRPC"));
+  COE_ASSIGN_OR_RETURN(const void* table, LoadModuleService("grpc", "grpc"));
+  const auto* module = static_cast<const GrpcModuleTable*>(table);
   GrpcHost h;
   for (const ServedModel& m : server->models())
     h.models.push_back({m.name, m.cascade->input_shape(), m.cascade->labels()});
@@ -27,7 +27,7 @@ StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const std::string& h
     return server->Run(name, batch, options);
   };
   auto impl = std::make_unique<Impl>();
-  COE_ASSIGN_OR_RETURN(impl->service, plugin->start(host, port, std::move(h), options));
+  COE_ASSIGN_OR_RETURN(impl->service, module->start(host, port, std::move(h), options));
   return std::unique_ptr<GrpcFrontend>(new GrpcFrontend(std::move(impl)));
 }
 

@@ -4,11 +4,10 @@
 //
 // gRPC and what it loads (some 50 shared libraries) cost every process ~20 ms to map
 // and relocate, so they live in a module that only `coe serve --grpc-port` loads
-// (src/backends/plugin.h). Of coe it links libcoe_base.so and its own copy of the
-// (stateless) protocol layer, not the server: it sees the server through a GrpcHost
-// (the served models' names, input shapes and labels, and a call that runs a batch as
-// Server::Run does), and the server sees it through GrpcService's virtual functions;
-// no other symbol crosses.
+// (src/backends/module.h: its service "grpc" is a GrpcModuleTable). Of coe it links libcoe_base.so and its own copy of
+// the (stateless) protocol layer, not the server: it sees the server through a GrpcHost (the served models' names,
+// input shapes and labels, and a call that runs a batch as Server::Run does), and the server sees it through
+// GrpcService's virtual functions; no other symbol crosses.
 #ifndef COE_SERVER_GRPC_MODULE_H_
 #define COE_SERVER_GRPC_MODULE_H_
 
@@ -19,10 +18,10 @@
 #include <vector>
 
 #include "coe/cascade.h"
+#include "coe/grpc.h"
 #include "coe/labels.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
-#include "server/grpc_frontend.h"
 
 namespace coe {
 
@@ -47,15 +46,12 @@ class GrpcService {
   virtual void Stop() = 0;  // idempotent, any thread
 };
 
-struct GrpcPlugin {
+struct GrpcModuleTable {
   // GrpcFrontend::Start's contract, with the server as a GrpcHost.
   StatusOr<std::unique_ptr<GrpcService>> (*start)(const std::string& host, int port, GrpcHost server,
                                                   const GrpcOptions& options);
 };
 
 }  // namespace coe
-
-// The module's entry point: fills `out` (C linkage so that dlsym finds it).
-extern "C" void coe_grpc_plugin_v1(coe::GrpcPlugin* out);
 
 #endif  // COE_SERVER_GRPC_MODULE_H_

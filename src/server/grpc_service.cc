@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 
+#include "backends/module.h"
 #include "open_inference.grpc.pb.h"
 #include "protocol/oip.h"
 #include "protocol/oip_proto.h"
@@ -210,4 +211,10 @@ StatusOr<std::unique_ptr<GrpcService>> StartGrpc(const std::string& host, int po
 }  // namespace
 }  // namespace coe
 
-extern "C" void coe_grpc_plugin_v1(coe::GrpcPlugin* out) { out->start = &coe::StartGrpc; }
+namespace {
+const coe::GrpcModuleTable kGrpc{.start = &coe::StartGrpc};
+const coe::ModuleService kServices[] = {{"grpc", &kGrpc}};
+const coe::ModuleExports kExports{.name = "grpc", .services = kServices, .num_services = 1};
+}  // namespace
+
+extern "C" const coe::ModuleExports* coe_module() { return &kExports; }

@@ -8,6 +8,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "backends/registry.h"
 #include "coe/files.h"
 #include "coe/record.h"
 #include "coe/recordings.h"
@@ -29,9 +30,11 @@ struct Table {
   bool truth = false;                           // has a label column
 };
 
-bool IsChat(const Catalogue& cat, const std::string& model) {
+// A model that measures each call's cost (a chat model): its recordings have |cost
+// columns and no probabilities.
+bool MeasuresCost(const Catalogue& cat, const std::string& model) {
   const ModelSpec* s = cat.Find(model);
-  return s && s->backend == "openai";
+  return s && BackendTraitsOf(*s).measures_cost;
 }
 
 // An empty table for `models`.
@@ -66,7 +69,7 @@ void AddRow(const Catalogue& cat, const InputBatch& inputs, int i, Table* t) {
     m.label.push_back(kAbstain);
     m.score.push_back(std::numeric_limits<float>::quiet_NaN());
     m.error.emplace_back();
-    if (IsChat(cat, m.name)) {
+    if (MeasuresCost(cat, m.name)) {
       m.cost.push_back(0.0);
     } else {  // (Widen keeps num_probs at the labels known, before rows are added)
       if (m.num_probs == 0) m.num_probs = t->labels.size();
@@ -148,7 +151,7 @@ Status LoadExisting(const Catalogue& cat, const std::vector<std::string>& models
   for (ModelRecord& m : rec.models) {
     if (m.error.empty()) m.error.assign(n, "");
     if (m.score.empty()) m.score.assign(n, std::numeric_limits<float>::quiet_NaN());
-    if (IsChat(cat, m.name)) {
+    if (MeasuresCost(cat, m.name)) {
       if (m.cost.empty()) m.cost.assign(n, 0.0);
       m.probs.clear();
       m.num_probs = 0;
@@ -196,7 +199,7 @@ Status WriteMeasured(const Catalogue& cat, const std::vector<std::string>& model
   auto old = fs::exists(path) ? ReadCatalogue(path) : StatusOr<Catalogue>(NotFoundError(path));
   bool chat = false;
   for (ModelSpec& s : out.models) {
-    chat |= IsChat(cat, s.name);
+    chat |= MeasuresCost(cat, s.name);
     const ModelSpec* before = old.ok() ? old->Find(s.name) : nullptr;
     if (!before || us.count(s.name)) continue;
     for (const char* key : {"latency_us", "latency_ms"})
@@ -251,7 +254,8 @@ std::string MeasuredCataloguePath(const std::string& csv) {
 Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& only, const InputBatch& in,
                          const std::string& path) {
   for (const ModelSpec& m : cat.models) {
-    if (m.backend != "openai" || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end())) continue;
+    if (!BackendTraitsOf(m).text_inputs || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end()))
+      continue;
     COE_ASSIGN_OR_RETURN(std::vector<std::string> fields, PromptFields(m.prompt));
     for (size_t i = 0; i < in.records.size(); ++i) {
       const json j = json::parse(in.records[i], nullptr, false);
@@ -360,7 +364,7 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
   bool waits = false;
   for (const std::string& m : res.models) {
     const ModelSpec* s = cat.Find(m);
-    waits |= s->backend == "openai" || s->backend == "remote" || !s->url.empty();
+    waits |= BackendTraitsOf(*s).waits;
   }
   const size_t part = waits ? static_cast<size_t>(kRecordPart) : std::max<size_t>(1, w.inputs.size());
   PartTotals totals;

@@ -1,4 +1,4 @@
-// Internal (server layer): the Open Inference Protocol over gRPC, beside the REST
+// The Open Inference Protocol over gRPC (server layer), beside the REST
 // server (Debian's gRPC, libgrpc++-dev; the service is proto/open_inference.proto,
 // package `inference`, service GRPCInferenceService, KServe's message names and field
 // numbers).
@@ -38,8 +38,8 @@
 // max_concurrent_calls at once; they share only the Server (itself thread-safe) and
 // this object's constant fields. Start/Stop/port may be called from any thread; Stop
 // is idempotent. Ownership: `server` is not owned and must outlive the GrpcFrontend.
-#ifndef COE_SERVER_GRPC_FRONTEND_H_
-#define COE_SERVER_GRPC_FRONTEND_H_
+#ifndef COE_GRPC_H_
+#define COE_GRPC_H_
 
 #include <cstddef>
 #include <memory>
@@ -88,4 +88,4 @@ class GrpcFrontend {
 
 }  // namespace coe
 
-#endif  // COE_SERVER_GRPC_FRONTEND_H_
+#endif  // COE_GRPC_H_

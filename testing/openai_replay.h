@@ -1,5 +1,6 @@
 // An OpenAI-compatible chat server that replays recorded answers, for tests and
-// benchmarks of chat-model cascades (no model, no network beyond loopback).
+// benchmarks of chat-model cascades (no model, no network beyond loopback). In
+// testing/: the fixtures tests/ and bench/ share (scripts/check_layers.py).
 //
 // It loads recordings in coe's CSV format (the shared RouterBench files: per model and
 // question an answer letter and the dollars the call cost). A request's prompt carries
@@ -13,8 +14,8 @@
 // a Retry-After, 500, 401, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
 // without usage, usage of 2^62 tokens in and out. Latency per model in `latency_ms`
 // (scaled down in tests). SetTexts replaces the synthesised completions of chosen ids.
-#ifndef COE_TESTS_OPENAI_REPLAY_H_
-#define COE_TESTS_OPENAI_REPLAY_H_
+#ifndef COE_TESTING_OPENAI_REPLAY_H_
+#define COE_TESTING_OPENAI_REPLAY_H_
 
 #include <httplib.h>
 
@@ -240,4 +241,4 @@ class OpenAiReplay {
 
 }  // namespace coe::testing
 
-#endif  // COE_TESTS_OPENAI_REPLAY_H_
+#endif  // COE_TESTING_OPENAI_REPLAY_H_

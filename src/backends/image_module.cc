@@ -1,10 +1,10 @@
-// libcoe_images.so: image input, through OpenCV's image codecs (see backends/plugin.h).
+// libcoe_images.so: image input, through OpenCV's image codecs (see backends/module.h).
 #include <algorithm>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 #include <unordered_map>
 
-#include "backends/plugin.h"
+#include "backends/module.h"
 #include "base/csv.h"
 #include "coe/files.h"
 #include "coe/recordings.h"
@@ -107,4 +107,8 @@ StatusOr<InputBatch> LoadImages(const std::string& path, const DatasetOptions& o
 }  // namespace
 }  // namespace coe
 
-extern "C" void coe_images_plugin_v1(coe::ImagePlugin* out) { out->load_images = &coe::LoadImages; }
+namespace {
+const coe::ModuleExports kExports{.name = "images", .load_images = &coe::LoadImages};
+}  // namespace
+
+extern "C" const coe::ModuleExports* coe_module() { return &kExports; }
