@@ -672,5 +672,93 @@ TEST(Remote, CatalogueErrors) {
       std::string::npos);
 }
 
+// A row of scores summing to 1 within kProbabilitySumTolerance (base/numbers.h, 0.01:
+// the rule recordings are read by) is taken as probabilities, as it would be read from
+// a recording; the remote rule was 1e-3, so a server rounding to 1.005 was softmaxed.
+TEST(Remote, ScoresSummingToOneWithinTheRecordingsToleranceAreProbabilities) {
+  FakeServer fake;
+  fake.metadata = R"({"name":"m","outputs":[{"name":"scores","datatype":"FP32","shape":[-1,3]}]})";
+  fake.infer = [](const httplib::Request&, httplib::Response& res, int) {
+    res.set_content(R"({"outputs":[{"name":"scores","datatype":"FP32","shape":[2,3],
+                        "data":[0.5,0.3,0.205,3.0,1.0,0.5]}]})",
+                    "application/json");
+  };
+  fake.Start();
+  std::vector<Prediction> out;
+  const InputBatch in = TwoExamples();
+  ASSERT_TRUE(RemoteTo(fake.port, 0)->Predict(in.View(), &out).ok());
+  ASSERT_EQ(out[0].probs.size(), 3u) << out[0].error;
+  EXPECT_FLOAT_EQ(out[0].probs[0], 0.5f);  // as given, not a softmax of them
+  EXPECT_FLOAT_EQ(out[0].probs[2], 0.205f);
+  EXPECT_EQ(out[0].label, 0);
+  // Scores far from summing to 1 are still logits.
+  ASSERT_EQ(out[1].probs.size(), 3u) << out[1].error;
+  EXPECT_NEAR(out[1].probs[0], std::exp(3.0) / (std::exp(3.0) + std::exp(1.0) + std::exp(0.5)), 1e-6);
+}
+
+// One backoff for every HTTP backend (backends/http_client.h): a Retry-After is waited
+// up to 2 s, and at most half of the time left before the deadline, then the retry is
+// answered. (Before the shared client, remote waited at most 500 ms whatever the
+// Retry-After, and openai gave up at once when the Retry-After passed the deadline.)
+TEST(HttpBackends, OneBackoffHonoursRetryAfterUpToItsCapAndHalfTheTimeLeft) {
+  FakeServer fake;
+  fake.metadata = R"({"name":"m","outputs":[{"name":"label","datatype":"BYTES","shape":[-1]}]})";
+  std::atomic<int> retry_after_s{1};
+  auto busy = [&](httplib::Response& res) {
+    res.status = 429;
+    res.set_header("Retry-After", std::to_string(retry_after_s.load()));
+    res.set_content("{\"error\":\"slow down\"}", "application/json");
+  };
+  fake.infer = [&](const httplib::Request&, httplib::Response& res, int n) {
+    if (n % 2 == 0) return busy(res);
+    res.set_content(R"({"outputs":[{"name":"label","datatype":"BYTES","shape":[2],"data":["b","c"]}]})",
+                    "application/json");
+  };
+  std::atomic<int> chats{0};
+  fake.http.Post("/v1/chat/completions", [&](const httplib::Request&, httplib::Response& res) {
+    if (chats++ % 2 == 0) return busy(res);
+    res.set_content(R"({"choices":[{"message":{"content":"The answer is (B)."},"finish_reason":"stop"}],
+                        "usage":{"prompt_tokens":10,"completion_tokens":5}})",
+                    "application/json");
+  });
+  fake.Start();
+  const std::string url = "url = \"http://127.0.0.1:" + std::to_string(fake.port);
+  struct Case {
+    int timeout_ms, retry_after_s;
+    double least_s;  // the wait: the Retry-After (1 s), or half of the time left (~0.5 s)
+  };
+  for (const Case& c : {Case{3000, 1, 0.9}, Case{1000, 30, 0.4}}) {
+    retry_after_s = c.retry_after_s;
+    const std::string common = "timeout_ms = " + std::to_string(c.timeout_ms) + "\nretries = 2\n";
+    auto cat = ParseCatalogue("[models.m]\nbackend = \"remote\"\n" + url +
+                                  "/\"\nlabels = [\"a\", \"b\", \"c\"]\ninput_shape = [2]\nwire = \"json\"\n" + common +
+                                  "[models.chat]\nbackend = \"openai\"\n" + url +
+                                  "/v1\"\nprompt = \"{input}\"\nanswer = \"choice\"\n" + common,
+                              "t.toml", "");
+    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+    for (const ModelSpec& spec : cat->models) {
+      SCOPED_TRACE(spec.name + " with timeout_ms " + std::to_string(c.timeout_ms));
+      auto b = CreateBackend(spec, BackendOptions{});
+      ASSERT_TRUE(b.ok()) << b.status().ToString();
+      InputBatch in = TwoExamples();
+      if (spec.backend == "openai") in.records = {R"({"input": "Which letter?"})"};
+      fake.infers = 0;
+      chats = 0;
+      std::vector<Prediction> out;
+      const auto t0 = std::chrono::steady_clock::now();
+      ASSERT_TRUE((*b)->Predict(in.View(), &out).ok());
+      EXPECT_GE(Since(t0), c.least_s);
+      ASSERT_FALSE(out[0].failed) << out[0].error;
+      if (spec.backend == "openai") {
+        EXPECT_EQ(out[0].answer, "B");
+        EXPECT_EQ(chats.load(), 2);
+      } else {
+        EXPECT_EQ(out[0].label, 1);
+        EXPECT_EQ(fake.infers.load(), 2);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace coe

@@ -8,11 +8,14 @@
 // catalogue's prices. Calls of one Predict run at once, at most `max_concurrency` in
 // flight to the endpoint whatever the callers (a pool of that many workers).
 //
-// Failures: an attempt fails on a transport error, HTTP 429/5xx (retried, after the
-// server's Retry-After when it gives one, else a jittered backoff) or another status or
-// a malformed response (not retried). All attempts of a call share one deadline,
-// `timeout_ms`; a response over `max_response_mb` (default 32) is refused as it arrives
-// (not retried). A call that fails is the example's abstention (error set). What is
+// Failures: an attempt fails on a transport error, HTTP 429/5xx (retried, with the
+// backoff of every HTTP backend, backends/http_client.h: 50 ms x 2^k with jitter, at
+// most 2 s, or the server's Retry-After up to that cap) or another status or a
+// malformed response (not retried). All attempts of a call share one deadline,
+// `timeout_ms` (a wait takes at most half of the time left); a response over
+// `max_response_mb` (default 32) is refused as it arrives (not retried); with
+// max_concurrency requests in flight, another waits for a connection until the
+// deadline. A call that fails is the example's abstention (error set). What is
 // paid: every attempt that returned `usage`; a response without `usage`, or with a
 // figure that is no token count (not an integer from 0 to kMaxUsageTokens, 2^40:
 // base/tokens.h), is counted at an estimate (a token for 4 characters of prompt and
@@ -21,25 +24,16 @@
 //
 // The API key is read once, from the environment variable `api_key_env` names, and is
 // never written anywhere (errors name the variable, not its value).
-#include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <thread>
 
 #include "backends/answer_reader.h"
 #include "backends/backends.h"
 #include "backends/chat_body.h"
-#include "backends/http_body.h"
-#include "backends/http_cancel.h"
+#include "backends/http_client.h"
 #include "base/thread_pool.h"
 #include "base/tokens.h"
 
@@ -49,78 +43,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
-constexpr int kBackoffBaseMs = 50, kBackoffCapMs = 2000;
-
-struct Attempt {
-  bool ok = false, retry = false;
-  int retry_after_ms = -1;
-  std::string error, body;
-  std::string kind;  // a failed attempt's Prediction::failure_kind
-};
-
-}  // namespace
-
-#if defined(__SANITIZE_THREAD__)
-// ThreadSanitizer builds only. httplib (Debian's build, not instrumented) parses a
-// response with function-local static regexes built on first use; TSan cannot see
-// their guards, so the first response read by one thread and every later read by
-// another look like a race (proven in scripts/tsan-libraries.txt: an instrumented
-// httplib reports nothing). Reading one response from a loopback peer here, on the
-// thread that creates the backend and before any thread that calls it exists, builds
-// them in an order TSan sees. Production builds do not do this.
-void WarmHttplibForTsan() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ::close(fd);
-      return;
-    }
-    std::thread peer([fd] {
-      const int c = ::accept(fd, nullptr, nullptr);
-      if (c < 0) return;
-      std::string got;
-      char buf[1024];
-      while (got.find("\r\n\r\n") == std::string::npos) {
-        const ssize_t n = ::read(c, buf, sizeof buf);
-        if (n <= 0) break;
-        got.append(buf, static_cast<size_t>(n));
-      }
-      const std::string reply =
-          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-      [[maybe_unused]] ssize_t w = ::write(c, reply.data(), reply.size());
-      ::close(c);
-    });
-    httplib::Client client("127.0.0.1", ntohs(addr.sin_port));
-    client.set_connection_timeout(2, 0);
-    client.set_read_timeout(2, 0);
-    client.Post("/warm", "{}", "application/json");
-    peer.join();
-    ::close(fd);
-  });
-}
-#else
-void WarmHttplibForTsan() {}
-#endif
-
-namespace {
-
 class OpenAiBackend : public Backend {
  public:
-  OpenAiBackend(BackendInfo info, const ModelSpec& spec, std::string host, std::string path, std::string key,
-                AnswerReader reader)
+  OpenAiBackend(BackendInfo info, const ModelSpec& spec, http::Options options, std::string path, AnswerReader reader)
       : info_(std::move(info)),
         spec_(spec),
-        host_(std::move(host)),
         path_(std::move(path)),
-        key_(std::move(key)),
         reader_(std::move(reader)),
+        client_(std::move(options)),
         pool_(spec.max_concurrency) {}
 
   const BackendInfo& info() const override { return info_; }
@@ -161,47 +91,21 @@ class OpenAiBackend : public Backend {
     // message (backends/chat_body.h).
     auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text);
     if (!built.ok()) return Prediction::Failure(built.status().message(), "input");
-    const std::vector<std::string_view> body = built->Views(record_text);
     const size_t prompt_bytes = built->prompt_bytes;
     const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_ms * 1000));
-    Attempt a;
-    for (int k = 0; k <= spec_.retries; ++k) {
-      if (k > 0) {
-        thread_local std::mt19937 rng(std::random_device{}());
-        int ms = std::min(kBackoffCapMs, kBackoffBaseMs << std::min(k - 1, 10));
-        ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
-        if (a.retry_after_ms >= 0) ms = a.retry_after_ms;
-        if (Clock::now() + std::chrono::milliseconds(ms) >= deadline) break;
-        if (!SleepUnlessCancelled(std::chrono::milliseconds(ms), cancelled)) break;
-      }
-      {
-        // At most max_concurrency requests in flight to the endpoint, from any caller.
-        std::unique_lock<std::mutex> lock(slots_mu_);
-        // A cancelled run's calls in flight are aborted: their slots free up at once.
-        if (!slots_cv_.wait_until(lock, deadline,
-                                  [&] { return in_flight_ < spec_.max_concurrency || IsCancelled(cancelled); })) {
-          a = Attempt{};
-          a.error = "no answer within " + FormatMs() + " (timeout_ms): every one of the " +
-                    std::to_string(spec_.max_concurrency) + " connections (max_concurrency) stayed busy";
-          a.kind = "busy";
-          break;
-        }
-        if (IsCancelled(cancelled)) {
-          a = Attempt{};
-          a.error = "cancelled: the request's client went away or the server is stopping";
-          break;
-        }
-        ++in_flight_;
-      }
-      a = Send(body, deadline, &p, cancelled);
-      {
-        std::lock_guard<std::mutex> lock(slots_mu_);
-        --in_flight_;
-      }
-      slots_cv_.notify_one();
-      if (a.ok || !a.retry || IsCancelled(cancelled)) break;
-    }
-    if (!a.ok) return Failed(std::move(p), a.error, IsCancelled(cancelled) ? "cancelled" : a.kind);
+    http::Request request;
+    request.method = "POST";
+    request.path = path_;
+    request.body = built->Views(record_text);
+    request.headers = {{"Content-Type", "application/json"}};
+    request.cancelled = cancelled;
+    // Some servers bill a failed attempt: pay what its usage says.
+    request.on_refused = [this, &p](const httplib::Response& res) {
+      const json err_body = json::parse(res.body, nullptr, false);
+      if (err_body.is_object() && err_body.contains("usage")) Pay(err_body, 0, 0, &p);
+    };
+    const http::Response a = client_.Send(request, deadline);
+    if (!a.ok) return Failed(std::move(p), a.error, a.kind);
     json res = json::parse(a.body, nullptr, false);
     const json* content = nullptr;
     if (res.is_object() && res.contains("choices") && res["choices"].is_array() && !res["choices"].empty() &&
@@ -228,93 +132,6 @@ class OpenAiBackend : public Backend {
     p.failure_kind = kind;
     if (std::isnan(p.cost)) p.cost = 0;  // no attempt returned usage: nothing paid
     return p;
-  }
-
-  // One attempt, bounded by the deadline. A failed attempt that returned usage (an
-  // error body with it) is paid too.
-  // `body`: its pieces, sent one after the other (they outlive the call).
-  Attempt Send(const std::vector<std::string_view>& body, Clock::time_point deadline, Prediction* p,
-               const std::atomic<bool>* cancelled) {
-    Attempt a;
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
-      a.error = "no answer within " + FormatMs() + " (timeout_ms)";
-      a.kind = "timeout";
-      return a;
-    }
-    std::unique_ptr<httplib::Client> client = Lease();
-    client->set_connection_timeout(left);
-    client->set_read_timeout(left);
-    client->set_write_timeout(left);
-    httplib::Headers headers = {{"Accept", "application/json"}};
-    if (!key_.empty()) headers.emplace("Authorization", "Bearer " + key_);
-    httplib::Request req;
-    req.method = "POST";
-    req.path = path_;
-    req.headers = headers;
-    req.headers.emplace("Content-Type", "application/json");
-    LendBody(&req, body);
-    req.progress = [deadline, cancelled](uint64_t, uint64_t) {
-      return Clock::now() < deadline && !IsCancelled(cancelled);
-    };
-    // The body is received here, so that a response past max_response_mb is refused as
-    // it arrives (or at once, from its Content-Length), never held whole.
-    const uint64_t max_bytes = static_cast<uint64_t>(spec_.max_response_mb * (1 << 20));
-    std::string received;
-    bool too_large = false;
-    req.content_receiver = BoundedBody(&received, &too_large, max_bytes);
-    httplib::Response res;
-    httplib::Error err = httplib::Error::Success;
-    bool sent = false;
-    {
-      CancelWatch watch(cancelled, client.get());  // a cancelled run's call is aborted
-      sent = client->send(req, res, err);
-    }
-    res.body = std::move(received);
-    if (IsCancelled(cancelled)) {  // not retried, and the client (maybe stopped) not kept
-      a.error = "cancelled: the request's client went away or the server is stopping";
-      return a;
-    }
-    if (too_large) {  // not retried: the same request would get the same answer
-      a.error =
-          "the response is larger than " + std::to_string(max_bytes) + " bytes (max_response_mb in the catalogue)";
-      a.kind = "too_large";
-      return a;
-    }
-    if (!sent) {  // the client is dropped: its connection may be broken
-      a.retry = true;
-      a.kind = err == httplib::Error::Connection ? "connect" : "timeout";
-      a.error =
-          err == httplib::Error::Connection ? "cannot connect to " + host_
-          : (err == httplib::Error::Read || err == httplib::Error::Canceled || err == httplib::Error::ConnectionTimeout)
-              ? "no answer within " + FormatMs() + " (timeout_ms)"
-              : "HTTP request failed: " + httplib::to_string(err);
-      return a;
-    }
-    Return(std::move(client));
-    if (res.status == 200) {
-      a.ok = true;
-      a.body = std::move(res.body);
-      return a;
-    }
-    // Some servers bill a failed attempt: pay what its usage says.
-    json err_body = json::parse(res.body, nullptr, false);
-    if (err_body.is_object() && err_body.contains("usage")) Pay(err_body, 0, 0, p);
-    a.retry = res.status == 429 || res.status >= 500;
-    if (res.has_header("Retry-After")) {
-      const std::string v = res.get_header_value("Retry-After");
-      if (!v.empty() && v.size() < 6 && v.find_first_not_of("0123456789") == std::string::npos)
-        a.retry_after_ms = std::stoi(v) * 1000;
-    }
-    std::string detail;
-    if (err_body.is_object() && err_body.contains("error") && err_body["error"].is_object() &&
-        err_body["error"].contains("message") && err_body["error"]["message"].is_string())
-      detail = err_body["error"]["message"].get<std::string>();
-    else
-      detail = res.body.substr(0, 200);
-    a.error = "HTTP " + std::to_string(res.status) + ": " + detail;
-    a.kind = "http_" + std::to_string(res.status);
-    return a;
   }
 
   // Adds the cost of a response to *p: its usage at the prices, or an estimate from
@@ -370,38 +187,12 @@ class OpenAiBackend : public Backend {
     return NAN;
   }
 
-  // Kept-alive connections, one a caller at a time.
-  std::unique_ptr<httplib::Client> Lease() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!clients_.empty()) {
-        auto c = std::move(clients_.back());
-        clients_.pop_back();
-        return c;
-      }
-    }
-    auto c = std::make_unique<httplib::Client>(host_);
-    c->set_keep_alive(true);
-    c->set_tcp_nodelay(true);
-    return c;
-  }
-  void Return(std::unique_ptr<httplib::Client> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (clients_.size() < static_cast<size_t>(spec_.max_concurrency)) clients_.push_back(std::move(c));
-  }
-
-  std::string FormatMs() const { return std::to_string(static_cast<int64_t>(spec_.timeout_ms)) + " ms"; }
-
   const BackendInfo info_;
   const ModelSpec spec_;
-  const std::string host_, path_, key_;
+  const std::string path_;
   const AnswerReader reader_;
-  std::mutex mu_;  // guards clients_
-  std::vector<std::unique_ptr<httplib::Client>> clients_;
-  ThreadPool pool_;  // max_concurrency workers for a batch's inputs
-  std::mutex slots_mu_;
-  std::condition_variable slots_cv_;  // guarded by slots_mu_: in_flight_
-  int in_flight_ = 0;                 // requests being sent now (<= max_concurrency)
+  http::Client client_;  // at most max_concurrency requests in flight, from any caller
+  ThreadPool pool_;      // max_concurrency workers for a batch's inputs
 };
 
 }  // namespace
@@ -447,8 +238,16 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   info.fields = *fields;
   info.cost_unit = "usd";
   info.waits = true;
+  http::Options options;
+  options.host = host;
+  options.timeout_ms = spec.timeout_ms;
+  options.retries = spec.retries;
+  options.max_response_bytes = static_cast<uint64_t>(spec.max_response_mb * (1 << 20));
+  options.max_connections = spec.max_concurrency;
+  options.headers = {{"Accept", "application/json"}};
+  if (!key.empty()) options.headers.emplace("Authorization", "Bearer " + key);
   return std::unique_ptr<Backend>(
-      new OpenAiBackend(std::move(info), spec, host, prefix + "/chat/completions", std::move(key), std::move(*reader)));
+      new OpenAiBackend(std::move(info), spec, std::move(options), prefix + "/chat/completions", std::move(*reader)));
 }
 
 }  // namespace coe

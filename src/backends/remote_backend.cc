@@ -14,14 +14,14 @@
 // first when they do not look like probabilities).
 //
 // Failures: an attempt fails on a transport error or timeout, on HTTP 429/5xx (both
-// retried: at most `retries` more attempts, exponential backoff 25 ms x 2^k with
-// jitter, at most 500 ms, or the server's Retry-After up to that cap) or on another
-// status or a malformed response (not retried). A failed call makes every example
-// of it abstain with `error` set. One deadline, timeout_ms, bounds the whole call:
-// every attempt's connect, send and receive and the waits between attempts (a wait
-// takes at most half of the time left; with under 10 ms left there is no retry), and a
-// response still arriving past it is cancelled: a hung server never holds an answer
-// longer than timeout_ms. After 3 failed
+// retried: at most `retries` more attempts, with the backoff of every HTTP backend,
+// backends/http_client.h: 50 ms x 2^k with jitter, at most 2 s, or the server's
+// Retry-After up to that cap) or on another status or a malformed response (not
+// retried). A failed call makes every example of it abstain with `error` set. One
+// deadline, timeout_ms, bounds the whole call: every attempt's connect, send and
+// receive and the waits between attempts (a wait takes at most half of the time left;
+// with under 10 ms left there is no retry), and a response still arriving past it is
+// cancelled: a hung server never holds an answer longer than timeout_ms. After 3 failed
 // calls in a row the backend fails calls at once for 1 s (then tries again), so an
 // unreachable cloud costs an edge nothing but the fallback.
 //
@@ -34,7 +34,8 @@
 // answered within hedge_ms (0: at once when it fails) goes to hedge_url too, within the
 // same deadline; the first answer wins and the other request is stopped in flight (its
 // connection shut). hedge_url has its own metadata, wire and connections.
-// Connections: kept alive, one httplib::Client per concurrent caller, pooled.
+// Connections: kept alive, one httplib::Client per concurrent caller, pooled (the
+// shared client of backends/http_client.h, one per endpoint).
 // Stats: bytes_sent counts request bodies sent in full (an HTTP response or a read
 // error followed), bytes_received every response body (metadata too); HTTP headers
 // are not counted. Requests are not compressed ("Accept-Encoding: identity").
@@ -43,17 +44,15 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
-#include <thread>
 
 #include "backends/backends.h"
-#include "backends/http_body.h"
 #include "backends/http_cancel.h"
+#include "backends/http_client.h"
+#include "base/numbers.h"
 #include "protocol/oip.h"
 
 namespace coe {
@@ -64,8 +63,6 @@ using json = nlohmann::json;
 
 constexpr int kBreakerFailures = 3;
 constexpr auto kBreakerCooldown = std::chrono::seconds(1);
-constexpr int kBackoffBaseMs = 25, kBackoffCapMs = 500;
-constexpr const char* kCancelled = "cancelled: the request's client went away or the server is stopping";
 
 std::string UrlEncode(const std::string& s) {
   static const char* hex = "0123456789ABCDEF";
@@ -88,68 +85,43 @@ struct Schema {
   bool uint8_ok = false;         // the server (a coe) takes UINT8 pixel values for FP32 inputs
 };
 
-// Without a label output, a row of scores summing to 1 within this (servers may round)
-// is taken as probabilities; other rows are logits.
-constexpr double kProbabilitySumTolerance = 1e-3;
-
-struct Attempt {
-  bool ok = false, retry = false;
-  int retry_after_ms = 0;
-  std::string error;
-  std::string kind;                 // a failed attempt's Prediction::failure_kind
-  std::string body;                 // the response body when ok
-  std::optional<size_t> json_size;  // its Inference-Header-Content-Length, if any
-};
-
 // One server of the model: its address, what it takes (read once), its connections.
 struct Endpoint {
-  Endpoint(std::string host_, const std::string& prefix_, const std::string& model)
-      : host(std::move(host_)), prefix(prefix_), base(prefix_ + "/v2/models/" + UrlEncode(model)) {}
+  Endpoint(http::Options options, const std::string& prefix_, const std::string& model)
+      : host(options.host),
+        prefix(prefix_),
+        base(prefix_ + "/v2/models/" + UrlEncode(model)),
+        client(std::move(options)) {}
   const std::string host, prefix, base;
-  std::mutex mu;  // guards schema, pool
+  http::Client client;
+  std::mutex mu;  // guards schema
   std::shared_ptr<const Schema> schema;
-  std::vector<std::unique_ptr<httplib::Client>> pool;
-};
-
-// A hedged call: two sides (0: url, 1: hedge_url) on their own threads; the first to
-// answer stops the other, whose request in flight is shut down.
-struct Race {
-  std::mutex mu;
-  std::condition_variable cv;
-  httplib::Client* active[2] = {nullptr, nullptr};  // each side's request in flight
-  bool stopped[2] = {false, false};
-  bool finished[2] = {false, false};
-  int winner = -1;
-  std::vector<Prediction> out[2];
-  std::string error[2], kind[2];
-
-  bool Stopped(int side) {
-    std::lock_guard<std::mutex> lock(mu);
-    return stopped[side];
-  }
-  // Under mu.
-  void StopLocked(int side) {
-    stopped[side] = true;
-    if (active[side]) active[side]->stop();
-    cv.notify_all();
-  }
 };
 
 class RemoteBackend : public Backend {
  public:
-  RemoteBackend(BackendInfo info, std::string host, std::string prefix, std::string model, double timeout_ms,
-                int retries, uint64_t max_response_bytes, std::string wire, std::string hedge_host,
-                std::string hedge_prefix, double hedge_ms)
+  RemoteBackend(BackendInfo info, const ModelSpec& spec, std::string host, std::string prefix, std::string model,
+                std::string hedge_host, std::string hedge_prefix)
       : info_(std::move(info)),
         model_(std::move(model)),
-        wire_(std::move(wire)),
-        timeout_(std::chrono::microseconds(static_cast<int64_t>(timeout_ms * 1000))),
-        hedge_delay_(std::chrono::microseconds(static_cast<int64_t>(hedge_ms * 1000))),
-        retries_(retries),
-        max_response_bytes_(max_response_bytes) {
-    endpoints_.push_back(std::make_unique<Endpoint>(std::move(host), prefix, model_));
+        wire_(spec.wire),
+        timeout_(std::chrono::microseconds(static_cast<int64_t>(spec.timeout_ms * 1000))),
+        hedge_delay_(std::chrono::microseconds(static_cast<int64_t>(spec.hedge_ms * 1000))) {
+    auto options = [&](std::string h) {
+      http::Options o;
+      o.host = std::move(h);
+      o.timeout_ms = spec.timeout_ms;
+      o.retries = spec.retries;
+      o.max_response_bytes = static_cast<uint64_t>(spec.max_response_mb * (1 << 20));
+      o.headers = {{"Accept-Encoding", "identity"}, {"Accept", "application/json"}};
+      o.decompress = false;
+      o.name_host_in_errors = false;  // the errors name the endpoints (Where)
+      o.count_bytes = &stats_;
+      return o;
+    };
+    endpoints_.push_back(std::make_unique<Endpoint>(options(std::move(host)), prefix, model_));
     if (!hedge_host.empty())
-      endpoints_.push_back(std::make_unique<Endpoint>(std::move(hedge_host), hedge_prefix, model_));
+      endpoints_.push_back(std::make_unique<Endpoint>(options(std::move(hedge_host)), hedge_prefix, model_));
   }
 
   const BackendInfo& info() const override { return info_; }
@@ -214,63 +186,53 @@ class RemoteBackend : public Backend {
   // of this file).
   std::string Call(const InputView& batch, std::vector<Prediction>* out, std::string* kind) {
     const Clock::time_point deadline = Clock::now() + timeout_;
-    if (endpoints_.size() < 2) return CallOn(*endpoints_[0], batch, out, deadline, nullptr, 0, kind);
-    Race race;
-    auto side = [&](int s) {
-      std::vector<Prediction> o;
-      std::string k;
-      std::string e = CallOn(*endpoints_[s], batch, &o, deadline, &race, s, &k);
-      std::lock_guard<std::mutex> lock(race.mu);
-      race.finished[s] = true;
-      if (e.empty() && race.winner < 0) {
-        race.winner = s;
-        race.out[s] = std::move(o);
-        race.StopLocked(1 - s);
-      } else if (!e.empty()) {
-        race.error[s] = std::move(e);
-        race.kind[s] = std::move(k);
-      }
-      race.cv.notify_all();
-    };
-    std::thread first(side, 0);
-    std::thread second;
+    if (endpoints_.size() < 2) return CallOn(*endpoints_[0], batch, out, deadline, nullptr, kind);
+    std::vector<Prediction> outs[2];
+    std::string errors[2], kinds[2];
     bool hedged = false;
-    {
-      std::unique_lock<std::mutex> lock(race.mu);
-      if (hedge_delay_.count() > 0)
-        race.cv.wait_for(lock, hedge_delay_, [&] { return race.finished[0]; });
-      else  // failover only
-        race.cv.wait(lock, [&] { return race.finished[0]; });
-      // url is slow, or failed (then hedge_url is the failover) while time is left.
-      if (race.winner < 0 && Clock::now() < deadline) {
-        stats_.hedges++;
-        hedged = true;
-        second = std::thread(side, 1);
-      }
-    }
-    first.join();
-    if (second.joinable()) second.join();
-    if (race.winner >= 0) {
-      if (race.winner == 1) stats_.hedge_wins++;
-      *out = std::move(race.out[race.winner]);
+    const int winner = http::Race(
+        [&](int s, http::Stopper* stopper) {
+          errors[s] = CallOn(*endpoints_[s], batch, &outs[s], deadline, stopper, &kinds[s]);
+          return errors[s].empty();
+        },
+        hedge_delay_, deadline, &hedged);
+    if (hedged) stats_.hedges++;
+    if (winner >= 0) {
+      if (winner == 1) stats_.hedge_wins++;
+      *out = std::move(outs[winner]);
       return "";
     }
-    *kind = hedged && race.kind[0] != race.kind[1] ? race.kind[0] + "+" + race.kind[1] : race.kind[0];
-    return hedged ? race.error[0] + "; hedge_url: " + race.error[1] : race.error[0];
+    *kind = hedged && kinds[0] != kinds[1] ? kinds[0] + "+" + kinds[1] : kinds[0];
+    return hedged ? errors[0] + "; hedge_url: " + errors[1] : errors[0];
   }
 
-  // The call on one endpoint; `race`: a side of a hedged call (may be stopped).
+  // The call on one endpoint; `stopper`: a side of a hedged call (may be stopped).
   std::string CallOn(Endpoint& ep, const InputView& batch, std::vector<Prediction>* out, Clock::time_point deadline,
-                     Race* race, int side, std::string* kind) {
+                     http::Stopper* stopper, std::string* kind) {
     std::string error;
-    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, race, side, &error, kind, batch.cancelled);
+    std::shared_ptr<const Schema> schema = GetSchema(ep, deadline, stopper, &error, kind, batch.cancelled);
     if (!schema) return error;
     std::vector<uint8_t> bad_value;
     size_t json_size = 0;
     const std::string body = RequestBody(batch, *schema, &bad_value, &json_size);
-    Attempt a = Send(ep, "POST", ep.base + "/infer", body, deadline, race, side, batch.cancelled, json_size);
+    http::Response a = Send(ep, "POST", ep.base + "/infer", body, deadline, stopper, batch.cancelled, json_size);
+    std::optional<size_t> response_json_size;
+    if (a.ok) {
+      auto it = a.headers.find("Inference-Header-Content-Length");
+      if (it != a.headers.end()) {
+        const std::string& v = it->second;
+        size_t n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || p != v.data() + v.size()) {
+          a.ok = false;
+          a.error = "bad Inference-Header-Content-Length '" + v.substr(0, 32) + "'";
+          a.kind = "bad_response";
+        }
+        response_json_size = n;
+      }
+    }
     if (!a.ok) {
-      if (!a.retry) {
+      if (!a.retryable) {
         std::lock_guard<std::mutex> lock(ep.mu);
         ep.schema.reset();  // the remote model may have changed: read its metadata again
       }
@@ -278,7 +240,7 @@ class RemoteBackend : public Backend {
       return a.error;
     }
     out->assign(static_cast<size_t>(batch.size()), Prediction{});
-    error = Decode(a.body, a.json_size, batch.size(), *schema, out);
+    error = Decode(a.body, response_json_size, batch.size(), *schema, out);
     if (!error.empty()) {
       *kind = "bad_response";
       return error;
@@ -290,13 +252,13 @@ class RemoteBackend : public Backend {
   }
 
   // The cached schema, or the metadata read now; null with *error set on failure.
-  std::shared_ptr<const Schema> GetSchema(Endpoint& ep, Clock::time_point deadline, Race* race, int side,
+  std::shared_ptr<const Schema> GetSchema(Endpoint& ep, Clock::time_point deadline, http::Stopper* stopper,
                                           std::string* error, std::string* kind, const std::atomic<bool>* cancelled) {
     {
       std::lock_guard<std::mutex> lock(ep.mu);
       if (ep.schema) return ep.schema;
     }
-    Attempt a = Send(ep, "GET", ep.base, "", deadline, race, side, cancelled);
+    http::Response a = Send(ep, "GET", ep.base, "", deadline, stopper, cancelled);
     if (!a.ok) {
       *error = "metadata: " + a.error;
       *kind = a.kind;
@@ -349,7 +311,7 @@ class RemoteBackend : public Backend {
     }
     // Binary tensors when asked for, or (auto) when the server lists the extension.
     if (wire_ != "json") {
-      Attempt server = Send(ep, "GET", ep.prefix + "/v2", "", deadline, race, side, cancelled);
+      http::Response server = Send(ep, "GET", ep.prefix + "/v2", "", deadline, stopper, cancelled);
       json j = server.ok ? json::parse(server.body, nullptr, false) : json();
       if (j.is_object() && j.contains("extensions") && j["extensions"].is_array())
         for (const json& e : j["extensions"]) s->binary = s->binary || e == "binary_tensor_data";
@@ -423,152 +385,22 @@ class RemoteBackend : public Backend {
     return b;
   }
 
-  // Sends one request with retries; json_size > 0: the body is binary tensor data after
-  // that many bytes of JSON.
-  Attempt Send(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
-               Clock::time_point deadline, Race* race, int side, const std::atomic<bool>* cancelled,
-               size_t json_size = 0) {
-    Attempt a;
-    for (int k = 0; k <= retries_; ++k) {
-      if (k > 0) {
-        thread_local std::mt19937 rng(std::random_device{}());
-        int ms = std::min(kBackoffCapMs, kBackoffBaseMs << std::min(k - 1, 10));
-        ms = std::uniform_int_distribution<int>(ms / 2, ms)(rng);
-        ms = std::max(ms, std::min(a.retry_after_ms, kBackoffCapMs));
-        // The wait leaves the retry at least half of the time that is left; with less
-        // than 10 ms left there is no retry.
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        if (left < 10) break;
-        ms = std::min<int>(ms, static_cast<int>(left / 2));
-        if (race) {  // a stopped side wakes at once
-          std::unique_lock<std::mutex> lock(race->mu);
-          if (race->cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return race->stopped[side]; })) break;
-        } else if (!SleepUnlessCancelled(std::chrono::milliseconds(ms), cancelled)) {
-          break;
-        }
-      }
-      if (IsCancelled(cancelled)) return Attempt{.error = kCancelled, .kind = "cancelled"};
-      a = SendOnce(ep, method, path, body, json_size, deadline, race, side, cancelled);
-      if (a.ok || !a.retry || Clock::now() >= deadline || (race && race->Stopped(side)) || IsCancelled(cancelled))
-        break;
-    }
-    return a;
-  }
-
-  Attempt SendOnce(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
-                   size_t json_size, Clock::time_point deadline, Race* race, int side,
-                   const std::atomic<bool>* cancelled) {
-    std::unique_ptr<httplib::Client> client = Lease(ep);
-    // This attempt's connect, send and receive may use what is left of the call's time.
-    const auto left = std::max(std::chrono::microseconds(1000),
-                               std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()));
-    client->set_connection_timeout(left);
-    client->set_read_timeout(left);
-    client->set_write_timeout(left);
-    httplib::Request req;
-    req.method = method;
-    req.path = path;
-    req.headers = {{"Accept-Encoding", "identity"}, {"Accept", "application/json"}};
+  // Sends one request (http_client.h: with retries); json_size > 0: the body is binary
+  // tensor data after that many bytes of JSON.
+  http::Response Send(Endpoint& ep, const std::string& method, const std::string& path, const std::string& body,
+                      Clock::time_point deadline, http::Stopper* stopper, const std::atomic<bool>* cancelled,
+                      size_t json_size = 0) {
+    http::Request r;
+    r.method = method;
+    r.path = path;
+    r.cancelled = cancelled;
+    r.stopper = stopper;
     if (method == "POST") {
-      req.headers.emplace("Content-Type", json_size ? "application/octet-stream" : "application/json");
-      if (json_size) req.headers.emplace("Inference-Header-Content-Length", std::to_string(json_size));
-      LendBody(&req, body);
+      r.body = {std::string_view(body)};
+      r.headers.emplace("Content-Type", json_size ? "application/octet-stream" : "application/json");
+      if (json_size) r.headers.emplace("Inference-Header-Content-Length", std::to_string(json_size));
     }
-    req.progress = [deadline, cancelled](uint64_t, uint64_t) {
-      return Clock::now() < deadline && !IsCancelled(cancelled);
-    };
-    // The body is received here, not by httplib, so that a response past the bound is
-    // refused as it arrives (or at once, from its Content-Length).
-    std::string received;
-    bool too_large = false;
-    req.content_receiver = BoundedBody(&received, &too_large, max_response_bytes_);
-    httplib::Response res;
-    httplib::Error err = httplib::Error::Success;
-    if (race) {  // the other side may stop this request while it is in flight
-      std::lock_guard<std::mutex> lock(race->mu);
-      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first", .kind = "stopped"};
-      race->active[side] = client.get();
-    }
-    bool sent = false;
-    {
-      CancelWatch watch(cancelled, client.get());  // a cancelled run's request is aborted
-      sent = client->send(req, res, err);
-    }
-    if (IsCancelled(cancelled))
-      return Attempt{.error = kCancelled, .kind = "cancelled"};  // the client (maybe stopped) is not kept
-    if (race) {
-      std::lock_guard<std::mutex> lock(race->mu);
-      race->active[side] = nullptr;
-      // Stopped: the connection was shut, so the client is not kept.
-      if (race->stopped[side]) return Attempt{.error = "stopped: the other endpoint answered first", .kind = "stopped"};
-    }
-    res.body = std::move(received);
-    Attempt a;
-    if (too_large) {
-      stats_.bytes_sent += body.size();
-      a.error = "the response is larger than " + std::to_string(max_response_bytes_) +
-                " bytes (max_response_mb in the catalogue)";
-      a.kind = "too_large";
-      return a;  // not retried: the same request would get the same answer
-    }
-    if (!sent) {
-      if (err == httplib::Error::Read || err == httplib::Error::Canceled) stats_.bytes_sent += body.size();
-      a.retry = true;
-      a.kind = err == httplib::Error::Connection ? "connect" : "timeout";
-      const std::string ms = std::to_string(timeout_.count() / 1000) + " ms";
-      switch (err) {
-        case httplib::Error::Connection:
-          a.error = "cannot connect (refused or unreachable)";
-          break;
-        case httplib::Error::ConnectionTimeout:
-          a.error = "no connection within " + ms;
-          break;
-        case httplib::Error::Canceled:
-          a.error = "the response took longer than " + ms;
-          break;
-        case httplib::Error::Read:
-          a.error = "no response within " + ms + ", or the connection broke";
-          break;
-        case httplib::Error::Write:
-          a.error = "sending the request failed";
-          break;
-        default:
-          a.error = "HTTP " + method + " failed: " + httplib::to_string(err);
-      }
-      return a;  // the client is dropped: its connection may be broken
-    }
-    stats_.bytes_sent += body.size();
-    stats_.bytes_received += res.body.size();
-    Return(ep, std::move(client));
-    if (res.status == 200) {
-      a.ok = true;
-      a.body = std::move(res.body);
-      if (res.has_header("Inference-Header-Content-Length")) {
-        const std::string v = res.get_header_value("Inference-Header-Content-Length");
-        size_t n = 0;
-        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (ec != std::errc() || p != v.data() + v.size()) {
-          a.ok = false;
-          a.error = "bad Inference-Header-Content-Length '" + v.substr(0, 32) + "'";
-          a.kind = "bad_response";
-          return a;
-        }
-        a.json_size = n;
-      }
-      return a;
-    }
-    a.retry = res.status == 429 || res.status >= 500;
-    if (res.has_header("Retry-After")) {
-      const std::string v = res.get_header_value("Retry-After");
-      if (!v.empty() && v.size() < 6 && v.find_first_not_of("0123456789") == std::string::npos)
-        a.retry_after_ms = std::stoi(v) * 1000;
-    }
-    std::string detail = res.body.substr(0, 300);
-    json j = json::parse(res.body, nullptr, false);
-    if (j.is_object() && j.contains("error") && j["error"].is_string()) detail = j["error"].get<std::string>();
-    a.error = "HTTP " + std::to_string(res.status) + " from " + method + " " + path + ": " + detail;
-    a.kind = "http_" + std::to_string(res.status);
-    return a;
+    return ep.client.Send(r, deadline);
   }
 
   // Fills *out from an infer response; "" or why the response is unusable.
@@ -660,36 +492,10 @@ class RemoteBackend : public Backend {
     return "";
   }
 
-  std::unique_ptr<httplib::Client> Lease(Endpoint& ep) {
-    {
-      std::lock_guard<std::mutex> lock(ep.mu);
-      if (!ep.pool.empty()) {
-        auto c = std::move(ep.pool.back());
-        ep.pool.pop_back();
-        return c;
-      }
-    }
-    auto c = std::make_unique<httplib::Client>(ep.host);
-    c->set_keep_alive(true);
-    c->set_tcp_nodelay(true);
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout_);
-    c->set_connection_timeout(us);
-    c->set_read_timeout(us);
-    c->set_write_timeout(us);
-    c->set_decompress(false);
-    return c;
-  }
-  void Return(Endpoint& ep, std::unique_ptr<httplib::Client> c) {
-    std::lock_guard<std::mutex> lock(ep.mu);
-    if (ep.pool.size() < 64) ep.pool.push_back(std::move(c));
-  }
-
   const BackendInfo info_;
   const std::string model_, wire_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;  // url, then hedge_url
   const std::chrono::microseconds timeout_, hedge_delay_;
-  const int retries_;
-  const uint64_t max_response_bytes_;
   std::atomic<int> failures_{0};  // failed calls in a row
   std::mutex mu_;                 // guards open_until_
   Clock::time_point open_until_{};
@@ -735,10 +541,9 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   info.labels = spec.labels;
   info.input_shape = spec.input_shape;
   info.gives_probabilities = true;
-  return std::unique_ptr<Backend>(
-      new RemoteBackend(std::move(info), host, prefix, spec.remote_model.empty() ? spec.name : spec.remote_model,
-                        spec.timeout_ms, spec.retries, static_cast<uint64_t>(spec.max_response_mb * (1 << 20)),
-                        spec.wire, hedge_host, hedge_prefix, spec.hedge_ms));
+  return std::unique_ptr<Backend>(new RemoteBackend(std::move(info), spec, host, prefix,
+                                                    spec.remote_model.empty() ? spec.name : spec.remote_model,
+                                                    hedge_host, hedge_prefix));
 }
 
 }  // namespace coe

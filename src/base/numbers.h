@@ -11,6 +11,12 @@
 
 namespace coe {
 
+// Probabilities sum to 1 within this (files and servers round them). The one rule for
+// recordings (an example's probabilities sum to 1 within it, or are all 0: none) and
+// for a remote model's scores (without a label output, a row summing to 1 within it
+// is taken as probabilities; other rows are logits).
+inline constexpr double kProbabilitySumTolerance = 0.01;
+
 // Decimal exponent of the leading significant digit of a number that std::from_chars
 // matched but could not represent (e.g. 2 for "123.4", -3 for "0.00123e0", 400 for
 // "1e400"): > 0 means it overflowed, otherwise it underflowed.

@@ -16,23 +16,56 @@
 
 namespace coe {
 
-class ThreadPool {
+// What ThreadPool and WaitingPool share: a queue of tasks, the threads that run them,
+// and their stop. A thread runs Loop: it takes queued tasks until the pool stops with
+// nothing queued. The destructor stops the pool, wakes every thread and joins it; the
+// pools derived from this keep no state of their own that a thread uses.
+class TaskThreads {
  public:
-  explicit ThreadPool(int threads) {
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Loop(); });
-  }
-  ~ThreadPool() {
+  TaskThreads(const TaskThreads&) = delete;
+  TaskThreads& operator=(const TaskThreads&) = delete;
+
+ protected:
+  TaskThreads() = default;
+  ~TaskThreads() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
     cv_.notify_all();
-    for (std::thread& t : workers_) t.join();
+    for (std::thread& t : threads_) t.join();
   }
-  ThreadPool(const ThreadPool&) = delete;
-  ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return static_cast<int>(workers_.size()); }
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      ++idle_;
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      --idle_;
+      if (queue_.empty()) return;  // stopping
+      std::function<void()> task = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;  // guarded by mu_: queue_, idle_, stop_
+  std::deque<std::function<void()>> queue_;
+  size_t idle_ = 0;  // threads waiting for a task
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+class ThreadPool : private TaskThreads {
+ public:
+  explicit ThreadPool(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+
+  int size() const { return static_cast<int>(threads_.size()); }
 
   // Runs every task and returns when all are done. Safe to call from many threads
   // (not from a task: that could wait on itself). Without `tick`, the calling thread
@@ -88,46 +121,15 @@ class ThreadPool {
     // this caller's frame) go now, not with a late helper.
     group->tasks.clear();
   }
-
- private:
-  void Loop() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-        if (stop_ && queue_.empty()) return;
-        task = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      task();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;  // guarded by mu_: queue_ and stop_
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::vector<std::thread> workers_;
 };
 
 // Threads for tasks that mostly wait on another process (a network call): a task gets
 // an idle thread, or a new one, so that waiting tasks never queue behind each other;
 // threads are kept for reuse (their number is the most tasks ever in flight at once)
 // and joined by the destructor.
-class WaitingPool {
+class WaitingPool : private TaskThreads {
  public:
   WaitingPool() = default;
-  ~WaitingPool() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
-  WaitingPool(const WaitingPool&) = delete;
-  WaitingPool& operator=(const WaitingPool&) = delete;
 
   // Starts every task on a thread of the pool, runs `meanwhile` on the calling thread,
   // and returns when all are done. A task no thread can be had for (the system is out
@@ -172,27 +174,6 @@ class WaitingPool {
     cv_.notify_one();
     return true;
   }
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      ++idle_;
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      --idle_;
-      if (queue_.empty()) return;  // stopping
-      std::function<void()> task = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      task();
-      lock.lock();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;  // guarded by mu_: queue_, idle_, stop_
-  std::deque<std::function<void()>> queue_;
-  size_t idle_ = 0;  // threads waiting for a task
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace coe

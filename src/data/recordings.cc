@@ -108,10 +108,6 @@ std::string FormatFloat(float v) {
   return ec == std::errc() ? std::string(buf, p) : "nan";
 }
 
-// An example's probabilities sum to 1 within this (files round their probabilities),
-// or are all 0: none for that example (a CSV's empty |p: cells).
-constexpr double kProbabilitySumTolerance = 0.01;
-
 // The columns' sizes, the model names and the label indices' range: what every later
 // check and every reader of the recordings relies on.
 Status CheckShape(const Recordings& rec) {
