@@ -329,60 +329,35 @@ class RemoteBackend : public Backend {
   // value is a whole number in [0, 255] (pixels: exact, a quarter of FP32's bytes), else
   // FP32; outputs asked for as binary data too. Non-finite values are sent as 0 and
   // their examples marked in *bad.
+  // The request for `batch` (protocol/oip.h's codec): a non-finite value is sent as 0
+  // and its example marked in *bad (it abstains); values that are all bytes go as UINT8
+  // when the remote takes it and binary data is on.
   std::string RequestBody(const InputView& batch, const Schema& s, std::vector<uint8_t>* bad, size_t* json_size) const {
     const int64_t n = batch.size();
     const size_t per = n ? batch.data.size() / n : 0;
     bad->assign(n, 0);
-    auto value = [&](size_t i) {
-      const float v = batch.data[i];
-      if (std::isfinite(v)) return v;
-      (*bad)[i / per] = 1;
-      return 0.0f;
-    };
-    bool bytes = s.binary && s.uint8_ok;
-    for (size_t i = 0; bytes && i < batch.data.size(); ++i) {
-      const float v = batch.data[i];
-      bytes = v >= 0 && v <= 255 && v == std::floor(v);
-    }
-    const size_t width = bytes ? 1 : 4;
-    std::string b;
-    b.reserve(batch.data.size() * (s.binary ? width : 4) + 200);
-    b += "{\"inputs\":[{\"name\":";
-    oip::AppendJsonString(&b, s.input);
-    b += std::string(",\"datatype\":\"") + (bytes ? "UINT8" : "FP32") + "\",\"shape\":[" + std::to_string(n);
-    for (int64_t d : batch.shape()) b += "," + std::to_string(d);
-    if (s.binary) {
-      b += "],\"parameters\":{\"binary_data_size\":" + std::to_string(batch.data.size() * width) + "}}";
-    } else {
-      b += "],\"data\":[";
-      for (size_t i = 0; i < batch.data.size(); ++i) {
-        if (i) b += ',';
-        oip::AppendFloat(&b, value(i));
-      }
-      b += "]}";
-    }
-    b += "],\"outputs\":[";
-    bool first = true;
-    for (const std::string* o : {&s.label_output, &s.probs_output}) {
-      if (o->empty()) continue;
-      b += first ? "{\"name\":" : ",{\"name\":";
-      first = false;
-      oip::AppendJsonString(&b, *o);
-      b += s.binary ? ",\"parameters\":{\"binary_data\":true}}" : "}";
-    }
-    b += "]}";
-    *json_size = s.binary ? b.size() : 0;
-    if (!s.binary) return b;
-    b.resize(b.size() + batch.data.size() * width);
-    char* out = b.data() + *json_size;
+    std::vector<float> finite;  // a copy only when a value is not finite
     for (size_t i = 0; i < batch.data.size(); ++i) {
-      const float v = value(i);
-      if (bytes)
-        out[i] = static_cast<char>(static_cast<unsigned char>(v));
-      else
-        std::memcpy(out + 4 * i, &v, 4);
+      if (std::isfinite(batch.data[i])) continue;
+      if (finite.empty()) finite.assign(batch.data.begin(), batch.data.end());
+      finite[i] = 0.0f;
+      (*bad)[i / per] = 1;
     }
-    return b;
+    oip::OutgoingRequest q;
+    q.input = s.input;
+    q.shape = {n};
+    for (int64_t d : batch.shape()) q.shape.push_back(d);
+    q.values =
+        finite.empty() ? std::span<const float>(batch.data.data(), batch.data.size()) : std::span<const float>(finite);
+    q.binary = s.binary;
+    q.uint8 = s.binary && s.uint8_ok;
+    for (size_t i = 0; q.uint8 && i < q.values.size(); ++i) {
+      const float v = q.values[i];
+      q.uint8 = v >= 0 && v <= 255 && v == std::floor(v);
+    }
+    for (const std::string* o : {&s.label_output, &s.probs_output})
+      if (!o->empty()) q.outputs.push_back(*o);
+    return oip::EncodeInferRequestJson(q, json_size);
   }
 
   // Sends one request (http_client.h: with retries); json_size > 0: the body is binary

@@ -510,6 +510,45 @@ void AppendJsonEscaped(std::string* out, std::string_view s) {
   out->append(s.data() + from, s.size() - from);
 }
 
+std::string EncodeInferRequestJson(const OutgoingRequest& q, size_t* json_size) {
+  const bool bytes = q.binary && q.uint8;
+  const size_t width = bytes ? 1 : 4;
+  std::string b;
+  b.reserve(q.values.size() * (q.binary ? width : 12) + 200);
+  b += "{\"inputs\":[{\"name\":";
+  AppendJsonString(&b, q.input);
+  b += std::string(",\"datatype\":\"") + (bytes ? "UINT8" : "FP32") + "\",\"shape\":[";
+  for (size_t d = 0; d < q.shape.size(); ++d) b += (d ? "," : "") + std::to_string(q.shape[d]);
+  if (q.binary) {
+    b += "],\"parameters\":{\"binary_data_size\":" + std::to_string(q.values.size() * width) + "}}";
+  } else {
+    b += "],\"data\":[";
+    for (size_t i = 0; i < q.values.size(); ++i) {
+      if (i) b += ',';
+      AppendFloat(&b, q.values[i]);
+    }
+    b += "]}";
+  }
+  b += "],\"outputs\":[";
+  for (size_t k = 0; k < q.outputs.size(); ++k) {
+    b += k ? ",{\"name\":" : "{\"name\":";
+    AppendJsonString(&b, q.outputs[k]);
+    b += q.binary ? ",\"parameters\":{\"binary_data\":true}}" : "}";
+  }
+  b += "]}";
+  *json_size = q.binary ? b.size() : 0;
+  if (!q.binary) return b;
+  b.resize(b.size() + q.values.size() * width);
+  char* out = b.data() + *json_size;
+  for (size_t i = 0; i < q.values.size(); ++i) {
+    if (bytes)
+      out[i] = static_cast<char>(static_cast<unsigned char>(q.values[i]));
+    else
+      std::memcpy(out + 4 * i, &q.values[i], 4);
+  }
+  return b;
+}
+
 void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
   AppendJsonEscaped(out, s);

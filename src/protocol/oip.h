@@ -69,6 +69,19 @@ StatusOr<InferRequest> RequestFromMessage(Message m, const std::vector<int64_t>&
 StatusOr<std::vector<int64_t>> ExampleShapeFor(const std::string& name, const std::vector<int64_t>& shape,
                                                const std::vector<int64_t>& input_shape);
 
+// A request to another server's model (the remote backend's): one input tensor and
+// the outputs wanted.
+struct OutgoingRequest {
+  std::string input;              // the input tensor's name
+  std::vector<int64_t> shape;     // [batch, ...]
+  std::span<const float> values;  // prod(shape), finite
+  bool uint8 = false;             // with binary: values are 0..255 integers, sent a byte each
+  bool binary = false;            // the binary tensor data extension, for the input and outputs
+  std::vector<std::string> outputs;
+};
+// Its body; *json_size: the JSON's length when binary data follows it, else 0.
+std::string EncodeInferRequestJson(const OutgoingRequest& q, size_t* json_size);
+
 // Appends the shortest decimal text that reads back as exactly `v` (finite v).
 void AppendFloat(std::string* out, float v);
 // Appends `s` as a JSON string literal (quoted, escaped; invalid UTF-8 replaced), the
