@@ -1,6 +1,6 @@
 // Internal (core layer): a cascade's tiers as JSON, the one form every JSON report
-// (plan, eval, demo, run) gives them in: [{members, min_agreement, min_score}], the
-// last tier's rule null (it always answers).
+// (plan, eval, demo, run) gives them in: [{members, min_agreement, min_score, and
+// match when not exact}], the last tier's rule null (it always answers).
 #ifndef COE_CORE_CASCADE_JSON_H_
 #define COE_CORE_CASCADE_JSON_H_
 
@@ -20,6 +20,7 @@ inline nlohmann::json CascadeTiersJson(const CascadeSpec& spec) {
     j["members"] = tier.members;
     j["min_agreement"] = (!last && tier.rule.min_agreement) ? json(*tier.rule.min_agreement) : json();
     j["min_score"] = (!last && tier.rule.min_score) ? json(*tier.rule.min_score) : json();
+    if (!tier.match.exact()) j["match"] = tier.match.ToString();
     tiers.push_back(j);
   }
   return tiers;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/cascade_json.h"
 #include "planner/search.h"
 #include "planner/select.h"
 
@@ -31,20 +32,7 @@ StatusOr<ReportRow> Score(const std::string& name, const CascadeSpec& spec, cons
   return row;
 }
 
-json TiersJson(const CascadeSpec& spec) {
-  json tiers = json::array();
-  for (size_t t = 0; t < spec.tiers.size(); ++t) {
-    const TierSpec& tier = spec.tiers[t];
-    const bool last = t + 1 == spec.tiers.size();
-    json j;
-    j["members"] = tier.members;
-    j["min_agreement"] = (!last && tier.rule.min_agreement) ? json(*tier.rule.min_agreement) : json();
-    j["min_score"] = (!last && tier.rule.min_score) ? json(*tier.rule.min_score) : json();
-    if (!tier.match.exact()) j["match"] = tier.match.ToString();
-    tiers.push_back(j);
-  }
-  return tiers;
-}
+json TiersJson(const CascadeSpec& spec) { return CascadeTiersJson(spec); }
 
 json ResultJson(const EvalResult& r) {
   json j;
