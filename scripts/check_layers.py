@@ -20,7 +20,7 @@ import os
 import re
 import sys
 
-# Who may use whom (besides itself). The OpenCV module (src/backends/onnx_backend.cc,
+# Who may use whom (besides itself). The OpenCV module (src/backends/opencv_backend.cc,
 # opencv_module.cc) is its own layer "opencv": it links only the shared base.
 ALLOWED = {
     "base": set(),
@@ -64,7 +64,7 @@ OUTSIDE = {
     "testing": (LAYERS, False),     # fixtures shared by tests/ and bench/
 }
 
-OPENCV_FILES = {"src/backends/onnx_backend.cc", "src/backends/opencv_module.cc"}
+OPENCV_FILES = {"src/backends/opencv_backend.cc", "src/backends/opencv_module.cc"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 

@@ -741,7 +741,7 @@ TEST(HttpBackends, OneBackoffHonoursRetryAfterUpToItsCapAndHalfTheTimeLeft) {
       auto b = CreateBackend(spec, BackendOptions{});
       ASSERT_TRUE(b.ok()) << b.status().ToString();
       InputBatch in = TwoExamples();
-      if (spec.backend == "openai") in.records = {R"({"input": "Which letter?"})"};
+      if (spec.backend == "openai") in.texts = {R"({"input": "Which letter?"})"};
       fake.infers = 0;
       chats = 0;
       std::vector<Prediction> out;

@@ -85,7 +85,7 @@ struct BackendInfo {
   // on threads of its own, never on the compute pool, so that waiting members of many
   // concurrent requests do not hold the cores that local models need (and each other).
   bool waits = false;
-  bool text_inputs = false;         // reads InputBatch::records (JSON objects)
+  bool text_inputs = false;         // reads InputBatch::texts (JSON objects)
   std::vector<std::string> fields;  // text inputs: the record fields it needs
   std::string cost_unit;            // what Prediction::cost counts ("usd"), if it does
 };

@@ -10,7 +10,7 @@
 //    expected size (no silent resize). Ids are the file names.
 //  - JSONL (a .jsonl file) for chat-model members: one JSON object a line with "id"
 //    (string or integer), the fields the prompt templates name, and optionally
-//    "label"; each object becomes a text record (InputBatch::records).
+//    "label"; each object becomes a text input (InputBatch::texts).
 // Labels: an IDX label file (class indices into `label_names`), or for images a CSV
 // with `id,label` rows.
 //

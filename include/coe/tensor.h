@@ -20,9 +20,9 @@ namespace coe {
 struct InputBatch;
 struct InputView {
   const std::vector<int64_t>* example_shape = nullptr;
-  std::span<const float> data;           // size() * example size values
-  std::span<const std::string> ids;      // size() ids, or empty
-  std::span<const std::string> records;  // size() JSON objects (text inputs), or empty
+  std::span<const float> data;         // size() * example size values
+  std::span<const std::string> ids;    // size() ids, or empty
+  std::span<const std::string> texts;  // size() JSON objects (text inputs), or empty
   int64_t n = 0;
   // Set while the run these examples belong to is cancelled (RunOptions::cancelled):
   // a backend may stop early (abstaining), e.g. abort a call in flight. Null: never.
@@ -31,7 +31,7 @@ struct InputView {
   const std::vector<int64_t>& shape() const { return *example_shape; }
   // Examples [begin, end) of this view.
   InputView Sub(int64_t begin, int64_t end) const;
-  // A copy of the examples at `rows`, in that order (with their ids and records).
+  // A copy of the examples at `rows`, in that order (with their ids and texts).
   InputBatch Gather(std::span<const int> rows) const;
 };
 
@@ -55,7 +55,7 @@ struct InputBatch {
   std::vector<std::string> truth;      // n true labels ("" = unknown), or empty
   // Text inputs (for chat-model members): one JSON object a example, its fields the
   // prompt templates' (coe/dataset.h reads them from JSONL). Empty for tensor inputs.
-  std::vector<std::string> records;
+  std::vector<std::string> texts;
 
   int64_t ExampleSize() const {
     int64_t s = 1;
@@ -63,7 +63,7 @@ struct InputBatch {
     return s;
   }
   int64_t size() const {
-    if (!records.empty()) return static_cast<int64_t>(records.size());
+    if (!texts.empty()) return static_cast<int64_t>(texts.size());
     const int64_t e = ExampleSize();
     return e ? static_cast<int64_t>(data.size()) / e : 0;
   }
@@ -83,7 +83,7 @@ struct InputBatch {
     v.example_shape = &example_shape;
     if (!data.empty()) v.data = {data.data() + begin * e, static_cast<size_t>((end - begin) * e)};
     if (!ids.empty()) v.ids = {ids.data() + begin, static_cast<size_t>(end - begin)};
-    if (!records.empty()) v.records = {records.data() + begin, static_cast<size_t>(end - begin)};
+    if (!texts.empty()) v.texts = {texts.data() + begin, static_cast<size_t>(end - begin)};
     v.n = end - begin;
     return v;
   }

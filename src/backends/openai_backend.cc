@@ -3,7 +3,7 @@
 // settings.
 //
 // One example is one call (POST {url}/chat/completions): the prompt template filled
-// with the example's fields (InputBatch::records), the answer read from the
+// with the example's fields (InputBatch::texts), the answer read from the
 // completion by the `answer` mode, the cost from the response's `usage` at the
 // catalogue's prices. Calls of one Predict run at once, at most `max_concurrency` in
 // flight to the endpoint whatever the callers (a pool of that many workers).
@@ -61,7 +61,7 @@ class OpenAiBackend : public Backend {
     stats_.calls++;
     stats_.examples += n;
     if (n == 0) return Status::Ok();
-    if (static_cast<int64_t>(batch.records.size()) != n) {
+    if (static_cast<int64_t>(batch.texts.size()) != n) {
       for (Prediction& p : *out) p = Prediction::Failure("a chat model needs text inputs (JSONL records)", "input");
       stats_.abstentions += n;
       return InvalidArgumentError("model '" + info_.name +
@@ -69,11 +69,11 @@ class OpenAiBackend : public Backend {
                                   "file or the chat API), not tensors");
     }
     if (n == 1) {  // one input (the chat front door): on this thread, no handoff
-      (*out)[0] = Call(batch.records[0], batch.cancelled);
+      (*out)[0] = Call(batch.texts[0], batch.cancelled);
     } else {
       std::vector<std::function<void()>> tasks;
       for (int64_t i = 0; i < n; ++i)
-        tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.records[i], batch.cancelled); });
+        tasks.push_back([this, &batch, out, i] { (*out)[i] = Call(batch.texts[i], batch.cancelled); });
       pool_.RunAll(std::move(tasks));
     }
     uint64_t abstained = 0;

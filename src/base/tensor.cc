@@ -18,7 +18,7 @@ InputView InputView::Sub(int64_t begin, int64_t end) const {
   const int64_t e = n ? static_cast<int64_t>(data.size()) / n : 0;
   if (!data.empty()) v.data = data.subspan(begin * e, (end - begin) * e);
   if (!ids.empty()) v.ids = ids.subspan(begin, end - begin);
-  if (!records.empty()) v.records = records.subspan(begin, end - begin);
+  if (!texts.empty()) v.texts = texts.subspan(begin, end - begin);
   v.n = end - begin;
   return v;
 }
@@ -31,8 +31,8 @@ InputBatch InputView::Gather(std::span<const int> rows) const {
     out.data.reserve(rows.size() * e);
     for (int r : rows) out.data.insert(out.data.end(), data.begin() + r * e, data.begin() + (r + 1) * e);
   }
-  if (!records.empty())
-    for (int r : rows) out.records.push_back(records[r]);
+  if (!texts.empty())
+    for (int r : rows) out.texts.push_back(texts[r]);
   if (!ids.empty())
     for (int r : rows) out.ids.push_back(ids[r]);
   return out;
@@ -50,7 +50,7 @@ InputBatch InputBatch::Slice(int64_t begin, int64_t end) const {
   out.example_shape = example_shape;
   const int64_t e = ExampleSize();
   if (!data.empty()) out.data.assign(data.begin() + begin * e, data.begin() + end * e);
-  if (!records.empty()) out.records.assign(records.begin() + begin, records.begin() + end);
+  if (!texts.empty()) out.texts.assign(texts.begin() + begin, texts.begin() + end);
   if (!ids.empty()) out.ids.assign(ids.begin() + begin, ids.begin() + end);
   if (!truth.empty()) out.truth.assign(truth.begin() + begin, truth.begin() + end);
   return out;

@@ -388,10 +388,10 @@ StatusOr<InputBatch> LoadJsonl(const std::string& path, const DatasetOptions& o)
       any_label = true;
     }
     b.ids.push_back(id_text);
-    b.records.emplace_back(row);
+    b.texts.emplace_back(row);
     truth.push_back(label);
   }
-  if (b.records.empty()) return InvalidArgumentError("'" + path + "' has no examples (one JSON object a line)");
+  if (b.texts.empty()) return InvalidArgumentError("'" + path + "' has no examples (one JSON object a line)");
   if (!any_label && !o.label_field.empty())
     return InvalidArgumentError("'" + path + "': no record has the field '" + o.label_field +
                                 "' that --label-field names");

@@ -11,7 +11,7 @@ namespace {
 // records either present in both or in neither.
 bool Compatible(const InputBatch& a, const InputBatch& b) {
   return a.example_shape == b.example_shape && a.ids.empty() == b.ids.empty() && a.truth.empty() == b.truth.empty() &&
-         a.records.empty() == b.records.empty();
+         a.texts.empty() == b.texts.empty();
 }
 
 template <typename T>
@@ -128,8 +128,7 @@ StatusOr<RunResult> Batcher::Run(std::vector<Item>& items, const RunOptions& ro)
     all.data.insert(all.data.end(), b.data.begin(), b.data.end());
     all.ids.insert(all.ids.end(), b.ids.begin(), b.ids.end());
     all.truth.insert(all.truth.end(), b.truth.begin(), b.truth.end());
-    all.records.insert(all.records.end(), std::make_move_iterator(b.records.begin()),
-                       std::make_move_iterator(b.records.end()));
+    all.texts.insert(all.texts.end(), std::make_move_iterator(b.texts.begin()), std::make_move_iterator(b.texts.end()));
     b = InputBatch{};
   }
   return cascade_->Run(all, ro);

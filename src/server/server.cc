@@ -444,7 +444,7 @@ struct Server::Impl {
     record += q->input_json;
     record += "\"}";
     std::string().swap(q->input_json);
-    batch.records.push_back(std::move(record));
+    batch.texts.push_back(std::move(record));
     batch.ids.push_back(id);
     auto r = m.cascade->Run(batch, RunOptions{.cancelled = cancelled});
     if (!r.ok()) {
@@ -739,7 +739,7 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   if (const std::string& why = im.tensor_refusal.at(name); !why.empty()) return InvalidArgumentError(why);
   std::string why;
   size_t bytes = batch.data.size() * sizeof(float);
-  for (const std::string& r : batch.records) bytes += r.size();
+  for (const std::string& r : batch.texts) bytes += r.size();
   std::shared_ptr<Impl::Slot> slot = im.Admit(nullptr, bytes, &why);
   if (!slot) return UnavailableError(why);
   RunOptions ro = options;

@@ -257,8 +257,8 @@ Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& o
     if (!BackendTraitsOf(m).text_inputs || (!only.empty() && std::find(only.begin(), only.end(), m.name) == only.end()))
       continue;
     COE_ASSIGN_OR_RETURN(std::vector<std::string> fields, PromptFields(m.prompt));
-    for (size_t i = 0; i < in.records.size(); ++i) {
-      const json j = json::parse(in.records[i], nullptr, false);
+    for (size_t i = 0; i < in.texts.size(); ++i) {
+      const json j = json::parse(in.texts[i], nullptr, false);
       for (const std::string& field : fields)
         if (!j.is_object() || !j.contains(field) || j[field].is_null())
           return InvalidArgumentError(path + ": the input with id '" + in.ids[i] + "' (record " +
@@ -338,7 +338,7 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
     in = &with_ids;
   }
   const InputBatch& inputs = *in;
-  if (!inputs.records.empty()) COE_RETURN_IF_ERROR(CheckPromptFields(cat, o.only, inputs, o.data_name));
+  if (!inputs.texts.empty()) COE_RETURN_IF_ERROR(CheckPromptFields(cat, o.only, inputs, o.data_name));
   res.recordings = out;
   res.catalogue = MeasuredCataloguePath(out);
   res.inputs = inputs.size();

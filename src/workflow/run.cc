@@ -257,7 +257,7 @@ StatusOr<LiveRun> RunLive(const CascadeSpec& spec, const Catalogue& cat, const I
   // Tiers out of cost order, by the figure this run counts.
   std::vector<std::string> order = CascadeCostWarnings(spec, cat, o.cost_key);
   run.summary.warnings.insert(run.summary.warnings.begin(), order.begin(), order.end());
-  if (!run.inputs.records.empty()) COE_RETURN_IF_ERROR(CheckPromptFields(cat, spec.AllMembers(), run.inputs, in.data));
+  if (!run.inputs.texts.empty()) COE_RETURN_IF_ERROR(CheckPromptFields(cat, spec.AllMembers(), run.inputs, in.data));
   const auto t0 = std::chrono::steady_clock::now();
   COE_ASSIGN_OR_RETURN(run.result, RunInBatches(*run.cascade, run.inputs, o.batch, {}, [&](int64_t done, int64_t n) {
                          if (o.progress)
