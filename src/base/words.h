@@ -1,4 +1,5 @@
-// Internal: "did you mean" for unknown words (commands, flags, configuration keys).
+// Internal: words in flags and settings: comma lists, and "did you mean" for unknown
+// words (commands, flags, configuration keys).
 #ifndef COE_BASE_WORDS_H_
 #define COE_BASE_WORDS_H_
 
@@ -8,6 +9,19 @@
 #include <vector>
 
 namespace coe {
+
+// The items of a comma-separated list, empty ones included ("a,,b" -> a, "", b).
+inline std::vector<std::string> SplitCommas(std::string_view text) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    items.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
 
 // Levenshtein distance (hand-written: a dozen lines, no library needed).
 inline size_t EditDistance(std::string_view a, std::string_view b) {

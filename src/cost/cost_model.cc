@@ -17,12 +17,7 @@ namespace coe {
 StatusOr<LinkSpec> LinkSpec::Parse(const std::string& text) {
   LinkSpec link;
   bool have_bw = false, have_rtt = false;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(start, end - start);
-    start = end + 1;
+  for (const std::string& item : SplitCommas(text)) {
     if (item.empty()) continue;
     size_t eq = item.find('=');
     if (eq == std::string::npos) return InvalidArgumentError("--link: '" + item + "' is not key=value");

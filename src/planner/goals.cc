@@ -5,18 +5,14 @@
 #include <cmath>
 
 #include "base/numbers.h"
+#include "base/words.h"
 #include "coe/planner.h"
 
 namespace coe {
 
 StatusOr<unsigned> ParseRuleKinds(const std::string& text) {
   unsigned kinds = 0;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(start, end - start);
-    start = end + 1;
+  for (const std::string& item : SplitCommas(text)) {
     if (item == "vote")
       kinds |= kRuleVote;
     else if (item == "score")
