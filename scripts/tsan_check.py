@@ -11,6 +11,12 @@ scripts/tsan-libraries.txt (one library per line, with the reason):
     binaries counts as a library's when it runs that library's header code: its
     function names the library's namespace (a `namespace` line of the file) and no
     coe:: (httplib's ThreadPool worker, instantiated from httplib.h in the binary);
+  - a data race on the dynamic loader's own memory: both accesses are made by the
+    loader itself (the innermost frame below libtsan's interceptor is in ld-linux, as in
+    `free <- _dl_deallocate_tls` against `malloc <- allocate_dtv_entry`), whatever code
+    called into it. The loader's DTV blocks are memory no caller ever sees: a thread
+    only asks for its thread_local (tls_get_addr_tail), so coe's frame above that is a
+    caller, not an accessor;
   - a lock-order inversion: every mutex is taken by a listed library (the innermost
     frame below the interceptor is the library's).
 Everything else is a failure, printed in full.
@@ -110,6 +116,11 @@ def module(frame):
     return ""
 
 
+def inner_frame(stack):
+    """The innermost frame below libtsan's interceptor ("" when there is none)."""
+    return next((f for f in stack if not module(f).startswith("libtsan.so")), "")
+
+
 def excuse(report, libs):
     """The listed library that excuses `report`, or None."""
     kind = report[0]
@@ -122,6 +133,9 @@ def excuse(report, libs):
                 return name
         return None
     if "data race" in kind:
+        loader = lib_of("ld-linux-x86-64.so.2")
+        if loader and all(module(inner_frame(stack)).startswith("ld-linux") for stack in st):
+            return loader
         found = None
         for stack in st:
             for frame in stack:
