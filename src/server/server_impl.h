@@ -1,0 +1,240 @@
+// Internal to the server layer: the state of a Server (Server::Impl) and the helpers
+// its routes share. server.cc holds the server's life (create, start, stop), the
+// admission of requests and the routing of every request (Impl::Handle); infer_route.cc
+// the Open Inference Protocol's infer route; chat_route.cc the OpenAI front door.
+#ifndef COE_SERVER_SERVER_IMPL_H_
+#define COE_SERVER_SERVER_IMPL_H_
+
+#include <malloc.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "coe/server.h"
+#include "server/batcher.h"
+#include "server/http_transport.h"
+#include "server/metrics.h"
+
+namespace coe {
+
+using Clock = std::chrono::steady_clock;
+
+// An error message cut to 512 bytes (at a UTF-8 boundary) with "...": a malformed body
+// is never echoed back at length.
+std::string Bounded(std::string message);
+
+// The HTTP status of a failed run's or request's status code.
+int HttpCode(const Status& s);
+
+// {"error": message} with `code`: the Open Inference Protocol's error.
+http::Reply ErrorReply(int code, const std::string& message);
+http::Reply JsonReply(std::string body);
+
+// A response of the OpenAI front door, built without the HTTP library.
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  int retry_after_s = 0;  // > 0: send Retry-After
+  bool close = false;     // send Connection: close
+};
+
+// An error in OpenAI's shape (the message Bounded).
+HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false);
+
+// Why a cascade cannot answer chat requests ("" when it can): every member must read
+// text, and its prompt template may use only {input} (the last user message).
+std::string ChatRefusal(const std::string& name, const Cascade& c);
+
+struct Server::Impl {
+  ServerOptions options;
+  std::vector<ServedModel> models;
+  std::map<std::string, const ServedModel*, std::less<>> by_name;
+  std::map<std::string, std::string, std::less<>> chat_refusal;    // by model: ChatRefusal, "" = serves chat
+  std::map<std::string, std::string, std::less<>> tensor_refusal;  // by model: TensorRefusal, "" = takes tensors
+  std::vector<Backend*> members;                                   // one per distinct member name
+  Metrics metrics;
+  std::atomic<int64_t> inflight{0};
+  std::atomic<uint64_t> chat_count{0};
+  const int64_t started =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // Declared after metrics (their runs count there) and before the transport (whose
+  // requests they answer): destroyed first-declared last.
+  std::map<std::string, std::unique_ptr<Batcher>, std::less<>> batchers;  // by model
+  std::atomic<int64_t> io_wait_us{0};                                     // the transport's, as of the last request
+  WaitingPool waiting;  // parses large bodies, runs chat requests (they wait on members)
+
+  std::mutex mu;       // guards transport
+  std::mutex wait_mu;  // serializes Wait()
+  std::unique_ptr<http::Transport> transport;
+
+  void Log(const std::string& line) const {
+    if (options.log)
+      options.log(line);
+    else
+      std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+  http::Reply Busy(const std::string& why, bool openai) const {
+    http::Reply r = openai ? ToReply(OpenAiError(503, why)) : ErrorReply(503, why);
+    r.headers.emplace_back("Retry-After", std::to_string(options.retry_after_s));
+    return r;
+  }
+
+  static http::Reply ToReply(HttpReply h) {
+    http::Reply r;
+    r.status = h.status;
+    r.content_type = h.content_type;
+    r.body = std::move(h.body);
+    if (h.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(h.retry_after_s));
+    if (h.content_type == "text/event-stream") r.headers.emplace_back("Cache-Control", "no-cache");
+    r.close = h.close;
+    return r;
+  }
+
+  // Admitted requests (infer, chat, Run): their cancellation flags, set when a
+  // shutdown's grace period ends (Shutdown) or, by the transport, when a client goes
+  // away.
+  std::mutex admitted_mu;
+  std::condition_variable admitted_cv;                    // admitted emptied
+  std::set<std::shared_ptr<std::atomic<bool>>> admitted;  // under admitted_mu
+  std::atomic<bool> cancel_all{false};                    // the grace period ended: every run is cancelled
+  std::atomic<int64_t> grace_ms{0};                       // of that shutdown
+
+  // One of max_inflight places, held from admission until the answer is handed to the
+  // transport: given back before the reply can reach the client, so that a client
+  // sending its next request on an answer never finds its previous one still counted
+  // (a closed loop at max_inflight is never refused). Destroyed unanswered: given back.
+  // It keeps the request's cancellation flag alive.
+  //
+  // A large request (a body of kLargeBytes or more) counts in large_inflight: when the
+  // last one is done its memory goes back to the system (malloc_trim). coe serve keeps
+  // freed blocks of up to 64 MiB in malloc's heap (KeepModelBuffers: the models' buffers
+  // are reused at every call), request bodies and messages among them: 16 chat requests
+  // of 8 MiB left 1.3 GB resident. The trim also returns free pages inside the heap.
+  class Slot {
+   public:
+    Slot(Impl* im, std::shared_ptr<std::atomic<bool>> cancelled, bool large)
+        : im_(im), cancelled_(std::move(cancelled)), large_(large) {
+      if (large_) im_->large_inflight++;
+    }
+    ~Slot() { Release(); }
+    void Release() {
+      if (released_.exchange(true)) return;
+      im_->inflight--;
+      {
+        std::lock_guard<std::mutex> lock(im_->admitted_mu);
+        if (im_->admitted.erase(cancelled_) && im_->admitted.empty()) im_->admitted_cv.notify_all();
+      }
+      if (large_ && --im_->large_inflight == 0) malloc_trim(0);
+    }
+    const std::atomic<bool>* cancelled() const { return cancelled_.get(); }
+
+   private:
+    Impl* const im_;
+    const std::shared_ptr<std::atomic<bool>> cancelled_;
+    const bool large_;
+    std::atomic<bool> released_{false};
+  };
+  static constexpr size_t kLargeBytes = 1u << 20;
+  std::atomic<int> large_inflight{0};
+  // A place for a request of `bytes` whose cancellation flag is `cancelled` (null: a
+  // new one), or null with *why when max_inflight requests are in flight or the server
+  // is stopping.
+  std::shared_ptr<Slot> Admit(std::shared_ptr<std::atomic<bool>> cancelled, size_t bytes, std::string* why) {
+    if (!cancelled) cancelled = std::make_shared<std::atomic<bool>>(false);
+    auto slot = std::make_shared<Slot>(this, cancelled, bytes >= kLargeBytes);
+    if (++inflight > options.max_inflight) {  // the place is given back with the slot
+      *why = "server busy: more than " + std::to_string(options.max_inflight) + " requests in flight";
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(admitted_mu);
+    if (cancel_all) {
+      *why = Stopping();
+      return nullptr;
+    }
+    admitted.insert(std::move(cancelled));
+    return slot;
+  }
+  // `respond`, giving `slot` back first.
+  static http::Responder Releasing(std::shared_ptr<Slot> slot, http::Responder respond) {
+    return [slot = std::move(slot), respond = std::move(respond)](http::Reply r) {
+      slot->Release();
+      respond(std::move(r));
+    };
+  }
+  std::string Stopping() const {
+    return "server stopping: the request was cancelled when the " + std::to_string(grace_ms.load()) +
+           " ms shutdown grace period ended (coe serve --shutdown-grace-ms)";
+  }
+  // The message of a run that failed with `s`: a run cancelled by a shutdown says so.
+  std::string RunError(const Status& s) const {
+    return s.code() == StatusCode::kUnavailable && cancel_all ? Stopping() : s.message();
+  }
+  // The status of a run that failed with `s`: 499 (nginx's "client closed request": the
+  // reply is not written; for the metrics and the access log) when its client went
+  // away, 503 when busy or stopping, else as HttpCode.
+  int RunErrorCode(const Status& s, const std::atomic<bool>* cancelled) const {
+    if (s.code() != StatusCode::kUnavailable) return HttpCode(s);
+    return !cancel_all && cancelled && cancelled->load() ? 499 : 503;
+  }
+
+  // Runs `work`, answering 503 through `respond` when memory runs out: a request the
+  // server cannot hold is refused, never the end of the process.
+  void OutOfMemoryIs503(const std::function<void()>& work, const http::Responder& respond, bool openai) const {
+    try {
+      work();
+    } catch (const std::bad_alloc&) {
+      respond(Busy("server out of memory for this request; retry later", openai));
+    }
+  }
+
+  // Runs `task` off the I/O threads (on the waiting pool; on this thread if no thread
+  // can be had).
+  void OffIo(const std::function<void()>& task) {
+    if (!waiting.Post(task)) task();
+  }
+
+  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw);
+
+  // The 502 of a chat request no tier answered: the upstreams' own words when calls
+  // failed, else that the members answered but nothing could be read from them.
+  HttpReply NoAnswer(const ServedModel& m, const RunResult& r);
+
+  // POST /v1/chat/completions, request in, response out (no transport here): the last
+  // user message fills every member's {input}, the cascade runs, and the reply is the
+  // winning member's completion with usage summed over every call made.
+  // The request's memory: its body, then the message (its JSON text, never decoded),
+  // then the record; each given back once the next is made.
+  HttpReply Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled);
+
+  // After a response is written: counters and the access log.
+  void Logged(const http::Request& req, const http::Reply& res, const std::string& model, double seconds);
+
+  // A transport error (malformed request, limits, too many connections), shaped for
+  // the route it was meant for.
+  http::Reply TransportError(int status, const std::string& path, const std::string& message);
+
+  // Every request, on an I/O thread: answers cheap routes at once and passes infer and
+  // chat requests on (models never run on I/O threads).
+  void Handle(http::Request&& request, http::Responder respond_raw);
+
+  // POST /v1/chat/completions on an I/O thread: admits the request and runs Chat off
+  // the I/O threads.
+  void ChatRoute(http::Request&& request, http::Responder respond, std::shared_ptr<std::string> model);
+  // GET /v1/models: the cascades that answer chat requests.
+  http::Reply ModelList() const;
+};
+
+}  // namespace coe
+
+#endif  // COE_SERVER_SERVER_IMPL_H_
