@@ -13,7 +13,10 @@
 // Faults, decided per request by SetFaults' `fault(model, id, attempt)`: 429 or 503 with
 // a Retry-After, 500, 401, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
 // without usage, usage of 2^62 tokens in and out. Latency per model in `latency_ms`
-// (scaled down in tests). SetTexts replaces the synthesised completions of chosen ids.
+// (scaled down in tests). SetTexts replaces the synthesised completions of chosen ids;
+// SetToolCalls answers chosen ids with tool calls instead (content null, finish_reason
+// "tool_calls"). With KeepBodies(true) it keeps every request body it receives
+// (Received()), for tests that check what reached the upstream.
 #ifndef COE_TESTING_OPENAI_REPLAY_H_
 #define COE_TESTING_OPENAI_REPLAY_H_
 
@@ -29,6 +32,7 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "coe/recordings.h"
 
@@ -82,6 +86,32 @@ class OpenAiReplay {
   void SetTexts(std::map<std::string, std::string> by_id) {
     std::lock_guard<std::mutex> lock(mu_);
     texts_ = std::move(by_id);
+  }
+
+  // Tool calls (a JSON array, OpenAI's message.tool_calls) instead of a completion,
+  // keyed as SetTexts' texts; changeable while serving.
+  void SetToolCalls(std::map<std::string, nlohmann::json> by_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    tool_calls_ = std::move(by_id);
+  }
+
+  // Whether to keep the bodies of the requests received from now on (off: a test of
+  // memory sends megabytes).
+  void KeepBodies(bool keep) {
+    std::lock_guard<std::mutex> lock(mu_);
+    keep_bodies_ = keep;
+  }
+  // The bodies kept, in the order received; `model`: only those for that model.
+  std::vector<nlohmann::json> Received(const std::string& model = "") {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<nlohmann::json> out;
+    for (const nlohmann::json& b : received_)
+      if (model.empty() || (b.is_object() && b.value("model", "") == model)) out.push_back(b);
+    return out;
+  }
+  void ClearReceived() {
+    std::lock_guard<std::mutex> lock(mu_);
+    received_.clear();
   }
 
   // Loads the answers and dollars of every model of a recordings CSV.
@@ -153,6 +183,10 @@ class OpenAiReplay {
     requests++;
     const auto entered = std::chrono::steady_clock::now();
     const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (keep_bodies_) received_.push_back(body);
+    }
     auto error = [&](int code, const std::string& message) {
       res.status = code;
       res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request_error"}}}}.dump(),
@@ -200,20 +234,23 @@ class OpenAiReplay {
     const auto& [answer, dollars] = cit->second;
     std::string text = answer.empty() || f == Fault::kUnreadable ? "I cannot tell from the options given."
                                                                  : "Let me think. The answer is (" + answer + ").";
+    nlohmann::json message = {{"role", "assistant"}, {"content", text}};
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto t = texts_.find(model + "\n" + id); t != texts_.end())
-        text = t->second;
+        message["content"] = t->second;
       else if (auto all = texts_.find(id); all != texts_.end())
-        text = all->second;
+        message["content"] = all->second;
+      auto calls = tool_calls_.find(model + "\n" + id);
+      if (calls == tool_calls_.end()) calls = tool_calls_.find(id);
+      if (calls != tool_calls_.end())
+        message = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", calls->second}};
     }
+    const char* finish = message.contains("tool_calls") ? "tool_calls" : f == Fault::kLength ? "length" : "stop";
     nlohmann::json reply = {{"id", "chatcmpl-replay"},
                             {"object", "chat.completion"},
                             {"model", model},
-                            {"choices",
-                             {{{"index", 0},
-                               {"message", {{"role", "assistant"}, {"content", text}}},
-                               {"finish_reason", f == Fault::kLength ? "length" : "stop"}}}}};
+                            {"choices", {{{"index", 0}, {"message", message}, {"finish_reason", finish}}}}};
     if (f == Fault::kHuge) reply["pad"] = std::string(40u << 20, 'x');  // a valid reply of 40 MiB
     if (f == Fault::kHugeUsage) {
       const int64_t huge = int64_t{1} << 62;
@@ -237,6 +274,9 @@ class OpenAiReplay {
   FaultFn fault_;  // guarded by mu_, as the three below
   int retry_after_s_ = 1, hang_ms_ = 3000;
   std::map<std::string, std::string> texts_;
+  std::map<std::string, nlohmann::json> tool_calls_;
+  bool keep_bodies_ = false;
+  std::vector<nlohmann::json> received_;
 };
 
 }  // namespace coe::testing

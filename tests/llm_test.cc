@@ -393,18 +393,24 @@ TEST_F(Llm, FaultsEndAsDocumented) {
   EXPECT_EQ(rows[ids_[0]][1], Expected("gpt4", ids_[0]).first);
 }
 
-// The OpenAI front door of `coe serve`, on loopback: a chat request's last user message
-// fills {input}; the reply is the winning member's completion, usage and cost summed
-// over every call made, the same streamed; OpenAI error bodies; token and dollar metrics.
+// The OpenAI front door of `coe serve`, on loopback: a chat request's user message
+// fills {input} (or, with input = "messages", the conversation goes to every member);
+// the reply is the winning member's completion, usage and cost summed over every call
+// made, the same streamed; OpenAI error bodies; token and dollar metrics.
 class FrontDoor : public Llm {
  protected:
   void SetUp() override {
     Llm::SetUp();
     if (IsSkipped()) return;
     WriteCascade();
+    Serve("template");
+  }
+  // Serves c.toml as "ladder", its chat requests read in `input` mode.
+  void Serve(const std::string& input) {
+    coe_.reset();
     auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
     ASSERT_TRUE(cat.ok()) << cat.status().ToString();
-    auto spec = ReadCascade(P("c.toml"));
+    auto spec = ParseCascade("input = \"" + input + "\"\n" + testing::ReadFile(P("c.toml")), P("c.toml"));
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     ServerOptions so;
     so.name = "ladder";
@@ -418,7 +424,7 @@ class FrontDoor : public Llm {
   }
   nlohmann::json Body(const std::string& model, const std::string& user, bool stream = false) {
     return {{"model", model},
-            {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", user}}}},
+            {"messages", {{{"role", "user"}, {"content", user}}}},
             {"stream", stream},
             {"temperature", 0}};
   }
@@ -604,9 +610,16 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   const std::string dir = testing::SourceDir() + "/tests/openai_client";
   ASSERT_TRUE(fs::exists(dir + "/node_modules/openai"))
       << "the npm package is missing: scripts/test.sh installs it (npm ci --prefix tests/openai_client)";
-  const std::string id = ids_[7];
+  ASSERT_NO_FATAL_FAILURE(Serve("messages"));  // the client sends system prompts and earlier turns
+  const std::string id = ids_[7], tool_id = ids_[8];
+  std::map<std::string, nlohmann::json> calls;  // every member calls answer(B), each call its own id
+  for (const auto& [name, model] : kModels)
+    calls[model + "\n" + tool_id] = {{{"id", "call_" + name},
+                                      {"type", "function"},
+                                      {"function", {{"name", "answer"}, {"arguments", "{\"letter\": \"B\"}"}}}}};
+  server_.SetToolCalls(calls);
   const std::string cmd = "node " + dir + "/chat.mjs http://127.0.0.1:" + std::to_string(coe_->port()) +
-                          "/v1 ladder '" + Question(id) + "' 2>&1";
+                          "/v1 ladder '" + Question(id) + "' '" + Question(tool_id) + "' 2>&1";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_TRUE(p);
@@ -623,6 +636,12 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   EXPECT_EQ(j["stream"]["usage"], j["plain"]["usage"]) << out;
   EXPECT_EQ(j["stream"]["coe"], j["plain"]["coe"]) << out;
   EXPECT_EQ(j["stream"]["finish"], "stop") << out;
+  EXPECT_EQ(j["conversation"]["content"], j["plain"]["content"]) << out;
+  EXPECT_EQ(j["conversation"]["coe"]["exit_tier"], w.exit_tier) << out;
+  EXPECT_EQ(j["tools"]["finish"], "tool_calls") << out;
+  EXPECT_TRUE(j["tools"]["content"].is_null()) << out;
+  EXPECT_EQ(j["tools"]["calls"], calls.at(kModels.at("llama70") + "\n" + tool_id)) << out;  // tier 1's last
+  EXPECT_EQ(j["tools"]["coe"]["exit_tier"], 1) << out;
   EXPECT_EQ(j["error"]["status"], 404) << out;
   EXPECT_EQ(j["error"]["code"], "model_not_found") << out;
   EXPECT_EQ(j["models"].size(), 5u) << out;

@@ -97,6 +97,8 @@ struct RunResult {
   // tokens of every call made for the example.
   std::vector<std::string> reply;
   std::vector<std::string> finish_reason;  // of that member's call, as its endpoint said
+  // That member's tool calls and logprobs (Prediction::tool_calls, logprobs), "" = none.
+  std::vector<std::string> tool_calls, logprobs;
   std::vector<int64_t> tokens_in, tokens_out;
   std::vector<TierStats> tiers;
   // Per member (in AllMembers() order): predictions it made and seconds spent in them.

@@ -33,6 +33,7 @@
 #include "backends/answer_reader.h"
 #include "backends/backends.h"
 #include "backends/chat_body.h"
+#include "backends/chat_reply.h"
 #include "backends/http_client.h"
 #include "base/thread_pool.h"
 #include "base/tokens.h"
@@ -89,7 +90,7 @@ class OpenAiBackend : public Backend {
     Prediction p;
     // The request body: pieces of its own and views of the record, never a copy of a
     // message (backends/chat_body.h).
-    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text);
+    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text, info_.messages);
     if (!built.ok()) return Prediction::Failure(built.status().message(), "input");
     const size_t prompt_bytes = built->prompt_bytes;
     const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_ms * 1000));
@@ -106,19 +107,10 @@ class OpenAiBackend : public Backend {
     };
     const http::Response a = client_.Send(request, deadline);
     if (!a.ok) return Failed(std::move(p), a.error, a.kind);
-    json res = json::parse(a.body, nullptr, false);
-    const json* content = nullptr;
-    if (res.is_object() && res.contains("choices") && res["choices"].is_array() && !res["choices"].empty() &&
-        res["choices"][0].is_object() && res["choices"][0].contains("message") &&
-        res["choices"][0]["message"].is_object() && res["choices"][0]["message"].contains("content") &&
-        res["choices"][0]["message"]["content"].is_string())
-      content = &res["choices"][0]["message"]["content"];
-    if (!content) return Failed(std::move(p), "the response has no choices[0].message.content", "bad_response");
-    p.text = content->get<std::string>();
-    if (auto fr = res["choices"][0].find("finish_reason"); fr != res["choices"][0].end() && fr->is_string())
-      p.finish_reason = fr->get<std::string>();
+    const json res = json::parse(a.body, nullptr, false);
+    std::string why;
+    if (!ReadChatReply(res, *built, reader_, &p, &why)) return Failed(std::move(p), why, "bad_response");
     Pay(res, spec_.system.size() + prompt_bytes, p.text.size(), &p);
-    p.answer = reader_.Read(p.text, &p.error);
     if (p.answer.empty()) return p;
     p.score = AnswerProbability(res, p.answer);
     return p;
@@ -197,7 +189,7 @@ class OpenAiBackend : public Backend {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions&) {
+StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions& backend) {
   const std::string what = "model '" + spec.name + "': ";
   if (spec.url.empty()) return InvalidArgumentError(what + "a chat model needs url = \"http://host:port/v1\"");
   const size_t scheme_end = spec.url.find("://");
@@ -214,10 +206,12 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   // backend exists (ordered for ThreadSanitizer, which cannot see the library's guard).
   if (!httplib::Client(host).is_valid()) return InvalidArgumentError(what + "url '" + spec.url + "' is not valid");
   WarmHttplibForTsan();
-  if (spec.prompt.empty())
+  // In messages mode the conversation is the prompt: a template is not needed, nor used.
+  if (spec.prompt.empty() && !backend.messages)
     return InvalidArgumentError(what + "a chat model needs a prompt template, e.g. prompt = \"{question}\"");
   auto fields = PromptFields(spec.prompt);
   if (!fields.ok()) return fields.status().WithPrefix(what + "prompt");
+  if (backend.messages) fields->clear();
   std::string key;
   if (!spec.api_key_env.empty()) {
     const char* v = std::getenv(spec.api_key_env.c_str());
@@ -236,6 +230,8 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   info.open_labels = true;
   info.text_inputs = true;
   info.fields = *fields;
+  info.messages = backend.messages;
+  info.pinned = PinnedParameters(spec);
   info.cost_unit = "usd";
   info.waits = true;
   http::Options options;

@@ -74,6 +74,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec, cons
   const int threads = options.threads > 0 ? options.threads : AvailableCores();
   BackendOptions bo;
   bo.threads = threads;
+  bo.messages = spec.input == ChatInput::kMessages;
   std::vector<std::unique_ptr<Backend>> backends;
   for (const ModelSpec* s : specs) {
     COE_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b, CreateBackend(*s, bo));
@@ -287,6 +288,8 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
         if (outs[j].label != kAbstain && matcher.Same(outs[j].label, v.plurality)) {
           r->reply[ex] = preds[j][i].text;
           r->finish_reason[ex] = preds[j][i].finish_reason;
+          r->tool_calls[ex] = preds[j][i].tool_calls;
+          r->logprobs[ex] = preds[j][i].logprobs;
           break;
         }
     }
@@ -333,6 +336,8 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
   if (any_text) {
     r.reply.assign(n, "");
     r.finish_reason.assign(n, "");
+    r.tool_calls.assign(n, "");
+    r.logprobs.assign(n, "");
     r.tokens_in.assign(n, 0);
     r.tokens_out.assign(n, 0);
   }

@@ -154,8 +154,8 @@ http::Reply JsonReply(std::string body) {
   return r;
 }
 
-HttpReply OpenAiError(int status, const std::string& message, bool model_not_found) {
-  return {status, "application/json", OpenAiErrorJson(status, Bounded(message), model_not_found)};
+HttpReply OpenAiError(int status, const std::string& message, bool model_not_found, const std::string& param) {
+  return {status, "application/json", OpenAiErrorJson(status, Bounded(message), model_not_found, param)};
 }
 
 // After a response is written: counters and the access log.
@@ -268,6 +268,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const CascadeSpec& spec, const 
                                     "', which is also a member's name; give it another name");
       CascadeSpec one;
       one.name = names[k];
+      one.input = spec.input;  // a member served alone reads chat requests as in the cascade
       one.tiers.push_back(TierSpec{{names[k]}, {}});
       std::vector<std::unique_ptr<Backend>> b;
       b.push_back(std::make_unique<SharedBackend>(cascade, backends[k]));

@@ -44,15 +44,19 @@ struct HttpReply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  int retry_after_s = 0;  // > 0: send Retry-After
-  bool close = false;     // send Connection: close
+  int retry_after_s = 0;                                     // > 0: send Retry-After
+  bool close = false;                                        // send Connection: close
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers
 };
 
-// An error in OpenAI's shape (the message Bounded).
-HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false);
+// An error in OpenAI's shape (the message Bounded); `param`: the request parameter it
+// is about, if any.
+HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false,
+                      const std::string& param = "");
 
 // Why a cascade cannot answer chat requests ("" when it can): every member must read
-// text, and its prompt template may use only {input} (the last user message).
+// text; with input = "template" its prompt template may use only {input} (the user
+// message), with input = "messages" it must read conversations.
 std::string ChatRefusal(const std::string& name, const Cascade& c);
 
 struct Server::Impl {
@@ -97,6 +101,7 @@ struct Server::Impl {
     r.body = std::move(h.body);
     if (h.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(h.retry_after_s));
     if (h.content_type == "text/event-stream") r.headers.emplace_back("Cache-Control", "no-cache");
+    for (auto& header : h.headers) r.headers.push_back(std::move(header));
     r.close = h.close;
     return r;
   }
@@ -210,11 +215,12 @@ struct Server::Impl {
   // failed, else that the members answered but nothing could be read from them.
   HttpReply NoAnswer(const ServedModel& m, const RunResult& r);
 
-  // POST /v1/chat/completions, request in, response out (no transport here): the last
-  // user message fills every member's {input}, the cascade runs, and the reply is the
-  // winning member's completion with usage summed over every call made.
-  // The request's memory: its body, then the message (its JSON text, never decoded),
-  // then the record; each given back once the next is made.
+  // POST /v1/chat/completions, request in, response out (no transport here): the
+  // request becomes the cascade's record (the user message for {input}, or the whole
+  // conversation, by the cascade's input mode, and the parameters to forward), the
+  // cascade runs, and the reply is the winning member's completion with usage summed
+  // over every call made. The request's memory: its body, then the record (the
+  // messages' JSON text, never decoded), the body given back once the record is made.
   HttpReply Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled);
 
   // After a response is written: counters and the access log.
