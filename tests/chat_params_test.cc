@@ -8,6 +8,8 @@
 
 #include "backends/chat_body.h"
 #include "backends/chat_reply.h"
+#include "coe/cascade_spec.h"
+#include "coe/catalogue.h"
 #include "coe/protocol.h"
 #include "coe/rules.h"
 #include "protocol/json_text.h"
@@ -244,6 +246,37 @@ TEST(ChatBody, SendsTheConversationAndTheParametersTheCatalogueDoesNotPin) {
             "conversation");
   EXPECT_EQ(BuildChatBody(spec, "m", R"({"input":"x","coe.parameters":[1]})", false).status().message(),
             "the input's 'coe.parameters' is not an object");
+}
+
+TEST(CascadeSpec, InputSaysHowMembersSeeAChatRequest) {
+  auto s = ParseCascade("input = \"messages\"\n[[tiers]]\nmembers = [\"a\"]\n", "c.toml");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->input, ChatInput::kMessages);
+  auto back = ParseCascade(CascadeToToml(*s, {}), "back.toml");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->input, ChatInput::kMessages);
+  EXPECT_EQ(ParseCascade("[[tiers]]\nmembers = [\"a\"]\n", "c.toml")->input, ChatInput::kTemplate);
+  EXPECT_EQ(CascadeToToml(*ParseCascade("[[tiers]]\nmembers = [\"a\"]\n", "c.toml"), {}).find("input"),
+            std::string::npos);
+  auto bad = ParseCascade("input = \"chat\"\n[[tiers]]\nmembers = [\"a\"]\n", "c.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("c.toml:1:9: 'input' must be \"template\""), std::string::npos)
+      << bad.status().message();
+}
+
+TEST(Catalogue, PinNamesParametersTheCatalogueSets) {
+  auto c =
+      ParseCatalogue("[models.x]\nbackend = \"openai\"\npin = [\"temperature\", \"max_tokens\"]\n", "cat.toml", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->Find("x")->pin, (std::vector<std::string>{"temperature", "max_tokens"}));
+  auto back = ParseCatalogue(CatalogueToToml(*c), "back.toml", "");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->Find("x")->pin, c->Find("x")->pin);
+  for (const char* wrong : {"[\"top_p\"]", "[\"temperature\", \"temperature\"]", "\"temperature\""}) {
+    auto bad = ParseCatalogue(std::string("[models.x]\npin = ") + wrong + "\n", "cat.toml", "");
+    ASSERT_FALSE(bad.ok()) << wrong;
+    EXPECT_NE(bad.status().message().find("key 'pin'"), std::string::npos) << bad.status().message();
+  }
 }
 
 }  // namespace

@@ -407,7 +407,6 @@ class FrontDoor : public Llm {
   }
   // Serves c.toml as "ladder", its chat requests read in `input` mode.
   void Serve(const std::string& input) {
-    coe_.reset();
     auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
     ASSERT_TRUE(cat.ok()) << cat.status().ToString();
     auto spec = ParseCascade("input = \"" + input + "\"\n" + testing::ReadFile(P("c.toml")), P("c.toml"));
