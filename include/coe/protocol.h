@@ -87,7 +87,9 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
 // A chat-completions request, decoded. Of the messages only the last one with role
 // "user" matters: its text (a string, or the "text" parts of an array) is the input.
 // Sampling fields (temperature, max_tokens, n, ...) are accepted and ignored: the
-// cascade's members carry their own; n other than 1 is refused.
+// cascade's members carry their own; n other than 1 is refused. coe's own field,
+// "coe": {"max_cost_usd": x}, is the request's cost ceiling (a number >= 0; no other
+// key is allowed in it).
 struct ChatRequest {
   std::string model;
   // The last user message's text as the request holds it: the inside of a JSON string
@@ -96,13 +98,28 @@ struct ChatRequest {
   // cascade's record as it is.
   std::string input_json;
   bool stream = false;
-  bool include_usage = false;  // stream_options.include_usage
+  bool include_usage = false;          // stream_options.include_usage
+  std::optional<double> max_cost_usd;  // coe.max_cost_usd
 };
 
 // Decodes a request body. Never throws: malformed JSON, a missing model, no user
-// message, a non-text message or n != 1 is InvalidArgument naming the field. Its
+// message, a non-text message, n != 1, a "coe" that is not an object, a key in it other
+// than max_cost_usd, or a max_cost_usd that is not a number >= 0 is InvalidArgument
+// naming the field. Its
 // memory: the body and the message's text once more, nothing in between (no DOM).
 StatusOr<ChatRequest> ParseChatRequest(std::string_view body);
+
+// A chat request in canonical form, for an exact-request cache: the body parsed, its
+// "stream" and "stream_options" removed (they change only the framing of the reply),
+// coe.max_cost_usd set to the request's ceiling when it has one (so that a header's
+// ceiling and the body's key alike), numbers of one value written alike (an integral
+// float up to 2^53 as an integer: 0.0 is 0), written with sorted keys and no white space.
+struct CanonicalChatRequest {
+  std::string text;                   // "" when the body is not JSON
+  std::optional<double> temperature;  // the request's "temperature", when a number
+  bool seed = false;                  // the request has an integer "seed"
+};
+CanonicalChatRequest CanonicalizeChatRequest(std::string_view body, std::optional<double> max_cost_usd);
 
 // What the cascade decided for one chat request.
 struct ChatReply {
@@ -119,11 +136,18 @@ struct ChatReply {
   int votes = 0, members = 0;
   double cost_usd = 0;
   bool degraded = false;
+  bool cached = false;  // answered from the server's response cache (no call made)
+  // The request's cost ceiling (coe.max_cost_usd), when it gave one; budget_tier > 0
+  // when the ceiling stopped the cascade: the (1-based) deepest tier it allowed
+  // answered, where the tier's rule would have deferred.
+  std::optional<double> max_cost_usd;
+  int budget_tier = 0;
 };
 
 // The body of a non-streaming response: object "chat.completion", one choice
 // (the reply's finish_reason), "usage", and "coe": {answer, exit_tier, agreement, votes,
-// members, cost_usd, degraded}.
+// members, cost_usd, degraded, cached} and, with a ceiling, max_cost_usd and
+// budget_stopped (with stopped_at_tier when true).
 std::string ChatCompletionJson(const ChatReply& reply);
 // A streamed response as server-sent events: a chunk with the role, one with the
 // content, one with finish_reason and the "coe" facts, then (when include_usage) a
@@ -131,10 +155,15 @@ std::string ChatCompletionJson(const ChatReply& reply);
 std::string ChatCompletionEvents(const ChatReply& reply, bool include_usage);
 // GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by":"coe"}]}.
 std::string ModelListJson(const std::vector<std::string>& names, int64_t created);
+// GET /v1/models/{id}: one model object, {"id","object":"model","created","owned_by":"coe"}.
+std::string ModelJson(const std::string& name, int64_t created);
 // The OpenAI error body: {"error":{"message","type","param","code"}}; type follows the
 // status (400 invalid_request_error, 404 invalid_request_error with code
 // model_not_found when `model_not_found`, 503/429 server_busy, else server_error).
 std::string OpenAiErrorJson(int http_status, std::string_view message, bool model_not_found = false);
+// The same with the given `code` (e.g. "invalid_api_key") and `param` (the request
+// field at fault; "" for both: null).
+std::string OpenAiErrorJson(int http_status, std::string_view message, std::string_view code, std::string_view param);
 
 }  // namespace coe
 
