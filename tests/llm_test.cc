@@ -19,8 +19,7 @@
 #include "coe/evaluate.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
-#include "testing.h"
-#include "testing/openai_replay.h"
+#include "server_testing.h"
 
 namespace coe {
 namespace {
@@ -402,19 +401,21 @@ class FrontDoor : public Llm {
     Llm::SetUp();
     if (IsSkipped()) return;
     WriteCascade();
+    StartCoe("");
+  }
+  // Serves c.toml as "ladder"; `api_key`: the front door's key ("": none).
+  void StartCoe(const std::string& api_key) {
     auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
     ASSERT_TRUE(cat.ok()) << cat.status().ToString();
     auto spec = ReadCascade(P("c.toml"));
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     ServerOptions so;
     so.name = "ladder";
-    auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    coe_ = std::move(*s);
-    ASSERT_TRUE(coe_->Start("127.0.0.1", 0).ok());
-    client_ = std::make_unique<httplib::Client>("127.0.0.1", coe_->port());
-    client_->set_read_timeout(30, 0);
-    client_->set_keep_alive(true);  // one connection: the server handles its requests in order
+    so.api_key = api_key;
+    testing::Served served = testing::ServeOnLoopback(*spec, *cat, so);
+    ASSERT_TRUE(served.server);
+    coe_ = std::move(served.server);
+    client_ = std::move(served.client);  // one connection: the server handles its requests in order
   }
   nlohmann::json Body(const std::string& model, const std::string& user, bool stream = false) {
     return {{"model", model},
@@ -605,8 +606,10 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   ASSERT_TRUE(fs::exists(dir + "/node_modules/openai"))
       << "the npm package is missing: scripts/test.sh installs it (npm ci --prefix tests/openai_client)";
   const std::string id = ids_[7];
+  coe_.reset();
+  StartCoe("sk-coe-front-door");  // the client sends the key
   const std::string cmd = "node " + dir + "/chat.mjs http://127.0.0.1:" + std::to_string(coe_->port()) +
-                          "/v1 ladder '" + Question(id) + "' 2>&1";
+                          "/v1 ladder '" + Question(id) + "' sk-coe-front-door 2>&1";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_TRUE(p);
@@ -626,6 +629,11 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   EXPECT_EQ(j["error"]["status"], 404) << out;
   EXPECT_EQ(j["error"]["code"], "model_not_found") << out;
   EXPECT_EQ(j["models"].size(), 5u) << out;
+  EXPECT_EQ(j["retrieved"], (nlohmann::json{{"id", "ladder"}, {"object", "model"}})) << out;
+  // A wrong key: the SDK's AuthenticationError (401, code invalid_api_key).
+  EXPECT_EQ(j["wrongKey"]["status"], 401) << out;
+  EXPECT_EQ(j["wrongKey"]["code"], "invalid_api_key") << out;
+  EXPECT_EQ(j["wrongKey"]["authentication"], true) << out;
 }
 
 // examples/llm as its README walks through it: record the 100 questions with the
