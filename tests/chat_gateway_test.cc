@@ -27,7 +27,7 @@ using testing::Reply;
 
 // Members m1 and m2 (tier 1, unanimous) and m3 (tier 2), answering (C) to every
 // question q0..q39 unless a test says otherwise; m1's catalogue has a system prompt.
-class Gateway : public ::testing::Test {
+class ChatGateway : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("coe_gateway_" + std::to_string(::getpid()) + "_" +
@@ -90,7 +90,7 @@ const json kConversation = {{{"role", "system"}, {"content", "Be brief."}},
                             {{"role", "assistant"}, {"content", "The answer is (C)."}},
                             {{"role", "user"}, {"content", "[id:q1] And this one?"}}};
 
-TEST_F(Gateway, AConversationReachesEveryMemberWholeInMessagesMode) {
+TEST_F(ChatGateway, AConversationReachesEveryMemberWholeInMessagesMode) {
   ASSERT_NO_FATAL_FAILURE(Serve("messages"));
   replay_.SetTexts({{"m1\nq1", "The answer is (A)."}});  // tier 1 disagrees: m3 is asked too
   Reply r = Post({{"model", "gw"}, {"messages", kConversation}});
@@ -117,7 +117,7 @@ TEST_F(Gateway, AConversationReachesEveryMemberWholeInMessagesMode) {
   }
 }
 
-TEST_F(Gateway, TemplateModeRefusesWhatItWouldNotShowItsMembers) {
+TEST_F(ChatGateway, TemplateModeRefusesWhatItWouldNotShowItsMembers) {
   ASSERT_NO_FATAL_FAILURE(Serve("template"));
   Reply r = Post({{"model", "gw"}, {"messages", kConversation}});
   EXPECT_EQ(r.status, 400) << r.raw;
@@ -150,7 +150,7 @@ struct ParamCase {
   json good, bad;
   json with = json::object();  // what else the request needs
 };
-const std::set<std::string> kCoeOwn = {"stream", "stream_options"};
+const std::set<std::string> kCoeOwn = {"coe", "stream", "stream_options"};
 
 const json kTools = json::parse(R"([{"type": "function", "function": {"name": "weather",
     "description": "The weather in a city",
@@ -180,6 +180,7 @@ std::vector<ParamCase> ParamCases() {
       {"service_tier", "auto", "gold"},
       {"stop", {"END", "STOP"}, {"a", "b", "c", "d", "e"}},
       {"store", false, 1},
+      {"coe", {{"max_cost_usd", 1}}, "cheap"},  // the cost ceiling (tests/gateway_test.cc)
       {"stream", true, "yes"},
       {"stream_options", {{"include_usage", true}}, {{"include_usage", "yes"}}, {{"stream", true}}},
       {"temperature", 0.7, "hot"},
@@ -193,7 +194,7 @@ std::vector<ParamCase> ParamCases() {
   };
 }
 
-TEST_F(Gateway, EveryParameterIsForwardedOrRefusedNamingIt) {
+TEST_F(ChatGateway, EveryParameterIsForwardedOrRefusedNamingIt) {
   ASSERT_NO_FATAL_FAILURE(Serve("template"));
   replay_.SetTexts({{"q30", "{\"answer\": \"C\"}"}});  // a JSON reply, for response_format
   for (const ParamCase& c : ParamCases()) {
@@ -242,7 +243,7 @@ TEST_F(Gateway, EveryParameterIsForwardedOrRefusedNamingIt) {
 }
 
 // The table above holds every parameter coe knows, as coe uses it.
-TEST(GatewayParameters, TheTableHoldsEveryParameter) {
+TEST(ChatGatewayParameters, TheTableHoldsEveryParameter) {
   const std::vector<ParamCase> cases = ParamCases();
   EXPECT_EQ(cases.size(), ChatParameters().size());
   for (const ChatParameter& p : ChatParameters()) {
@@ -253,7 +254,7 @@ TEST(GatewayParameters, TheTableHoldsEveryParameter) {
   }
 }
 
-TEST_F(Gateway, APinnedParameterWinsAndIsSaid) {
+TEST_F(ChatGateway, APinnedParameterWinsAndIsSaid) {
   ASSERT_NO_FATAL_FAILURE(
       Serve("messages", "pin = [\"temperature\", \"max_tokens\"]\ntemperature = 0.2\nmax_tokens = 64"));
   Reply r = Post(Request("q1", {{"temperature", 0.9}, {"max_completion_tokens", 10}}));
@@ -281,7 +282,7 @@ json ToolCall(const std::string& id, const std::string& arguments) {
       {{{"id", id}, {"type", "function"}, {"function", {{"name", "weather"}, {"arguments", arguments}}}}});
 }
 
-TEST_F(Gateway, AToolCallAgreedByTwoMembersIsReturnedWithItsToolCalls) {
+TEST_F(ChatGateway, AToolCallAgreedByTwoMembersIsReturnedWithItsToolCalls) {
   ASSERT_NO_FATAL_FAILURE(Serve("messages"));
   const json m2_calls = ToolCall("call_m2", "{ \"days\": 3.0, \"city\": \"Paris\" }");
   replay_.SetToolCalls({{"m1\nq1", ToolCall("call_m1", R"({"city":"Paris","days":3})")},
@@ -324,7 +325,7 @@ TEST_F(Gateway, AToolCallAgreedByTwoMembersIsReturnedWithItsToolCalls) {
   }
 }
 
-TEST_F(Gateway, JsonRepliesAgreeAsCanonicalJson) {
+TEST_F(ChatGateway, JsonRepliesAgreeAsCanonicalJson) {
   ASSERT_NO_FATAL_FAILURE(Serve("messages"));
   replay_.SetTexts({{"m1\nq1", "{\"b\": 1, \"a\": [1.0]}"},
                     {"m2\nq1", "{\"a\":[1],\"b\":1}"},
@@ -345,7 +346,7 @@ TEST_F(Gateway, JsonRepliesAgreeAsCanonicalJson) {
 
 // `coe run` of a messages-mode cascade reads each JSONL record's conversation; a record
 // without one is each member's failure, named.
-TEST_F(Gateway, RunReadsEachRecordsConversationInMessagesMode) {
+TEST_F(ChatGateway, RunReadsEachRecordsConversationInMessagesMode) {
   ASSERT_NO_FATAL_FAILURE(Serve("messages"));
   std::ofstream(dir_ / "cascade.toml") << "input = \"messages\"\n[[tiers]]\nmembers = [\"m2\", \"m3\"]\n";
   std::ofstream(dir_ / "cat.toml") << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << replay_.port()

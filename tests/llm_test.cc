@@ -19,8 +19,7 @@
 #include "coe/evaluate.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
-#include "testing.h"
-#include "testing/openai_replay.h"
+#include "server_testing.h"
 
 namespace coe {
 namespace {
@@ -405,21 +404,20 @@ class FrontDoor : public Llm {
     WriteCascade();
     Serve("template");
   }
-  // Serves c.toml as "ladder", its chat requests read in `input` mode.
-  void Serve(const std::string& input) {
+  // Serves c.toml as "ladder", its chat requests read in `input` mode; `api_key`: the
+  // front door's key ("": none).
+  void Serve(const std::string& input, const std::string& api_key = "") {
     auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
     ASSERT_TRUE(cat.ok()) << cat.status().ToString();
     auto spec = ParseCascade("input = \"" + input + "\"\n" + testing::ReadFile(P("c.toml")), P("c.toml"));
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     ServerOptions so;
     so.name = "ladder";
-    auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    coe_ = std::move(*s);
-    ASSERT_TRUE(coe_->Start("127.0.0.1", 0).ok());
-    client_ = std::make_unique<httplib::Client>("127.0.0.1", coe_->port());
-    client_->set_read_timeout(30, 0);
-    client_->set_keep_alive(true);  // one connection: the server handles its requests in order
+    so.api_key = api_key;
+    testing::Served served = testing::ServeOnLoopback(*spec, *cat, so);
+    ASSERT_TRUE(served.server);
+    coe_ = std::move(served.server);
+    client_ = std::move(served.client);  // one connection: the server handles its requests in order
   }
   nlohmann::json Body(const std::string& model, const std::string& user, bool stream = false) {
     return {{"model", model},
@@ -609,7 +607,9 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   const std::string dir = testing::SourceDir() + "/tests/openai_client";
   ASSERT_TRUE(fs::exists(dir + "/node_modules/openai"))
       << "the npm package is missing: scripts/test.sh installs it (npm ci --prefix tests/openai_client)";
-  ASSERT_NO_FATAL_FAILURE(Serve("messages"));  // the client sends system prompts and earlier turns
+  coe_.reset();
+  // The client sends system prompts and earlier turns, and the key.
+  ASSERT_NO_FATAL_FAILURE(Serve("messages", "sk-coe-front-door"));
   const std::string id = ids_[7], tool_id = ids_[8];
   std::map<std::string, nlohmann::json> calls;  // every member calls answer(B), each call its own id
   for (const auto& [name, model] : kModels)
@@ -618,7 +618,7 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
                                       {"function", {{"name", "answer"}, {"arguments", "{\"letter\": \"B\"}"}}}}};
   server_.SetToolCalls(calls);
   const std::string cmd = "node " + dir + "/chat.mjs http://127.0.0.1:" + std::to_string(coe_->port()) +
-                          "/v1 ladder '" + Question(id) + "' '" + Question(tool_id) + "' 2>&1";
+                          "/v1 ladder '" + Question(id) + "' '" + Question(tool_id) + "' sk-coe-front-door 2>&1";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_TRUE(p);
@@ -644,6 +644,11 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   EXPECT_EQ(j["error"]["status"], 404) << out;
   EXPECT_EQ(j["error"]["code"], "model_not_found") << out;
   EXPECT_EQ(j["models"].size(), 5u) << out;
+  EXPECT_EQ(j["retrieved"], (nlohmann::json{{"id", "ladder"}, {"object", "model"}})) << out;
+  // A wrong key: the SDK's AuthenticationError (401, code invalid_api_key).
+  EXPECT_EQ(j["wrongKey"]["status"], 401) << out;
+  EXPECT_EQ(j["wrongKey"]["code"], "invalid_api_key") << out;
+  EXPECT_EQ(j["wrongKey"]["authentication"], true) << out;
 }
 
 // examples/llm as its README walks through it: record the 100 questions with the

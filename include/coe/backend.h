@@ -100,6 +100,9 @@ struct BackendInfo {
   // `pin`, and its sample's seed).
   std::map<std::string, std::string> pinned;
   std::string cost_unit;  // what Prediction::cost counts ("usd"), if it does
+  // A chat model's sampling temperature, as its catalogue sets it (0 there by default);
+  // 0 for every other backend (their answers are not drawn at random).
+  double temperature = 0;
 };
 
 // Counters a backend keeps (for /metrics and reports). Monotonic; relaxed atomics.
@@ -127,6 +130,16 @@ class Backend {
 
   virtual const BackendInfo& info() const = 0;
   virtual Status Predict(const InputView& batch, std::vector<Prediction>* out) = 0;
+  // What a call on example `i` of `examples` is expected to cost, before it is made,
+  // in Prediction::cost's unit; NaN (the default) when the backend does not measure
+  // its cost (its catalogue figure is the cost). A chat model: its prompt at 4
+  // characters a token (the estimate of a reply without usage) and its completion at
+  // max_tokens (the most it may be billed), at its prices. Thread-safe; no call made.
+  virtual double EstimateCost(const InputView& examples, int64_t i) const {
+    (void)examples;
+    (void)i;
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   BackendStats& stats() { return stats_; }
 
  protected:

@@ -114,6 +114,11 @@ struct RunOptions {
   // calls in flight), and Run returns Unavailable. The server sets it when a client
   // goes away or a shutdown's grace period ends. Null: never. Must outlive the Run.
   const std::atomic<bool>* cancelled = nullptr;
+  // Runs at most the first max_tiers tiers (0 or more than the cascade has: all); the
+  // last of them decides as the cascade's last tier does: its plurality answers, and
+  // when it has none and a member failed, the degraded fallback. A request's cost
+  // ceiling sets it (coe serve: the deepest tier it can pay for, by EstimateTierCosts).
+  int max_tiers = 0;
 };
 
 class Cascade {
@@ -145,6 +150,10 @@ class Cascade {
   const LabelSet& labels() const;                   // union of the members' labels
   const std::vector<int64_t>& input_shape() const;  // empty = any
   const std::string& cost_name() const;
+  // Before running: what each tier's members are expected to cost on example `i` of
+  // `examples`, one sum per tier, in the cost unit: each member's
+  // Backend::EstimateCost, or its cost figure when that is NaN. No call is made.
+  std::vector<double> EstimateTierCosts(const InputView& examples, int64_t i) const;
   // Members in AllMembers() order, for stats.
   std::vector<Backend*> members() const;
 

@@ -88,6 +88,8 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
 // A chat-completions request, decoded and checked. Its views point into the body given
 // to ParseChatRequest, which must outlive them: a large message is never copied nor
 // decoded here, it goes from the body into the cascade's record (ChatRecordJson).
+// coe's own field, "coe": {"max_cost_usd": x}, is the request's cost ceiling (a
+// number >= 0; no other key is allowed in it).
 struct ChatRequest {
   std::string model;
   // The messages array's JSON text, as the request holds it.
@@ -104,8 +106,9 @@ struct ChatRequest {
   // out (null is the parameter's default).
   std::vector<std::pair<std::string, std::string_view>> parameters;
   bool stream = false;
-  bool include_usage = false;  // stream_options.include_usage
-  bool logprobs = false;       // the client asked for the winning completion's logprobs
+  bool include_usage = false;          // stream_options.include_usage
+  bool logprobs = false;               // the client asked for the winning completion's logprobs
+  std::optional<double> max_cost_usd;  // coe.max_cost_usd
 };
 
 // Decodes and checks a request body. Never throws: malformed JSON, a missing model, a
@@ -139,6 +142,18 @@ const std::vector<ChatParameter>& ChatParameters();
 inline constexpr const char* kRecordParameters = "coe.parameters";
 StatusOr<std::string> ChatRecordJson(const ChatRequest& request, std::string_view id, bool messages);
 
+// A chat request in canonical form, for an exact-request cache: the body parsed, its
+// "stream" and "stream_options" removed (they change only the framing of the reply),
+// coe.max_cost_usd set to the request's ceiling when it has one (so that a header's
+// ceiling and the body's key alike), numbers of one value written alike (an integral
+// float up to 2^53 as an integer: 0.0 is 0), written with sorted keys and no white space.
+struct CanonicalChatRequest {
+  std::string text;                   // "" when the body is not JSON
+  std::optional<double> temperature;  // the request's "temperature", when a number
+  bool seed = false;                  // the request has an integer "seed"
+};
+CanonicalChatRequest CanonicalizeChatRequest(std::string_view body, std::optional<double> max_cost_usd);
+
 // What the cascade decided for one chat request.
 struct ChatReply {
   std::string id;  // "chatcmpl-..."
@@ -160,12 +175,19 @@ struct ChatReply {
   // Parameters of the request that members' catalogues pinned to another value:
   // parameter -> member -> the value sent (JSON text). Returned as "coe": {"pinned"}.
   std::map<std::string, std::map<std::string, std::string>> pinned;
+  bool cached = false;  // answered from the server's response cache (no call made)
+  // The request's cost ceiling (coe.max_cost_usd), when it gave one; budget_tier > 0
+  // when the ceiling stopped the cascade: the (1-based) deepest tier it allowed
+  // answered, where the tier's rule would have deferred.
+  std::optional<double> max_cost_usd;
+  int budget_tier = 0;
 };
 
 // The body of a non-streaming response: object "chat.completion", one choice
 // (the reply's finish_reason, message.tool_calls when the reply has them, logprobs),
 // "usage", and "coe": {answer, exit_tier, agreement, votes, members, cost_usd,
-// degraded, and pinned when a parameter was}.
+// degraded, cached, pinned when a parameter was} and, with a ceiling, max_cost_usd and
+// budget_stopped (with stopped_at_tier when true).
 std::string ChatCompletionJson(const ChatReply& reply);
 // A streamed response as server-sent events: a chunk with the role, one with the
 // content (and logprobs), one with the tool calls (each with its "index") when the
@@ -174,12 +196,17 @@ std::string ChatCompletionJson(const ChatReply& reply);
 std::string ChatCompletionEvents(const ChatReply& reply, bool include_usage);
 // GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by":"coe"}]}.
 std::string ModelListJson(const std::vector<std::string>& names, int64_t created);
+// GET /v1/models/{id}: one model object, {"id","object":"model","created","owned_by":"coe"}.
+std::string ModelJson(const std::string& name, int64_t created);
 // The OpenAI error body: {"error":{"message","type","param","code"}}; type follows the
 // status (400 invalid_request_error, 404 invalid_request_error with code
 // model_not_found when `model_not_found`, 503/429 server_busy, else server_error);
 // param: the request parameter it is about (null when `param` is empty).
 std::string OpenAiErrorJson(int http_status, std::string_view message, bool model_not_found = false,
                             std::string_view param = {});
+// The same with the given `code` (e.g. "invalid_api_key") and `param` ("" for both: null).
+std::string OpenAiCodedErrorJson(int http_status, std::string_view message, std::string_view code,
+                                 std::string_view param);
 
 }  // namespace coe
 

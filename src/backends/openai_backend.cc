@@ -83,6 +83,14 @@ class OpenAiBackend : public Backend {
     return Status::Ok();
   }
 
+  // The prompt's characters as Pay estimates them, the completion at max_tokens.
+  double EstimateCost(const InputView& examples, int64_t i) const override {
+    if (i < 0 || i >= static_cast<int64_t>(examples.texts.size())) return NAN;
+    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, examples.texts[i]);
+    if (!built.ok()) return 0;  // the call will fail on its input: nothing is sent, nothing paid
+    return Usd(EstimatedTokens(spec_.system.size() + built->prompt_bytes), spec_.max_tokens);
+  }
+
  private:
   // `cancelled`: the run's flag (InputView::cancelled): no attempt starts once it is
   // set, and the one in flight is aborted.
@@ -148,17 +156,23 @@ class OpenAiBackend : public Backend {
       have = in >= 0 && out >= 0;
     }
     if (!have) {
-      in = static_cast<int64_t>((chars_in + 3) / 4);
-      out = static_cast<int64_t>((chars_out + 3) / 4);
+      in = EstimatedTokens(chars_in);
+      out = EstimatedTokens(chars_out);
       stats_.estimated_costs++;
     }
-    const double usd = (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
+    const double usd = Usd(in, out);
     p->cost = (std::isnan(p->cost) ? 0.0 : p->cost) + usd;
     p->tokens_in = AddTokens(p->tokens_in, in);
     p->tokens_out = AddTokens(p->tokens_out, out);
     AddTokens(&stats_.tokens_in, in);
     AddTokens(&stats_.tokens_out, out);
     stats_.usd.fetch_add(usd, std::memory_order_relaxed);
+  }
+
+  // Tokens of a text of `chars` characters, estimated without a tokenizer: 4 a token.
+  static int64_t EstimatedTokens(size_t chars) { return static_cast<int64_t>((chars + 3) / 4); }
+  double Usd(int64_t in, int64_t out) const {
+    return (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
   }
 
   // The probability of the answer's token, from the response's log-probabilities when
@@ -233,6 +247,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   info.messages = backend.messages;
   info.pinned = PinnedParameters(spec);
   info.cost_unit = "usd";
+  info.temperature = spec.temperature;
   info.waits = true;
   http::Options options;
   options.host = host;

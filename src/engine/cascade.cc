@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -45,6 +46,20 @@ const CascadeSpec& Cascade::spec() const { return impl_->spec; }
 const LabelSet& Cascade::labels() const { return impl_->labels; }
 const std::vector<int64_t>& Cascade::input_shape() const { return impl_->input_shape; }
 const std::string& Cascade::cost_name() const { return impl_->cost_name; }
+std::vector<double> Cascade::EstimateTierCosts(const InputView& examples, int64_t i) const {
+  std::vector<double> out;
+  for (const std::vector<int>& tier : impl_->tiers) {
+    double sum = 0;
+    for (int m : tier) {
+      const Member& mem = impl_->members[m];
+      const double e = mem.backend->EstimateCost(examples, i);
+      sum += std::isnan(e) ? mem.cost : e;
+    }
+    out.push_back(sum);
+  }
+  return out;
+}
+
 std::vector<Backend*> Cascade::members() const {
   std::vector<Backend*> out;
   for (const Member& m : impl_->members) out.push_back(m.backend.get());
@@ -138,6 +153,11 @@ using Clock = std::chrono::steady_clock;
 
 bool Cancelled(const InputView& v) { return v.cancelled && v.cancelled->load(std::memory_order_relaxed); }
 
+// The tiers a run goes through: all, or the first options.max_tiers.
+size_t TiersToRun(const Cascade::Impl& im, const RunOptions& options) {
+  return options.max_tiers > 0 ? std::min(im.tiers.size(), static_cast<size_t>(options.max_tiers)) : im.tiers.size();
+}
+
 // Every member of tier `t` on every example of `in`: the (member, chunk) pairs are
 // tasks on the pool, enough of them to keep every thread busy even when few examples
 // reach the tier (deep tiers get small batches), none larger than the chunk size.
@@ -226,8 +246,8 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
                             const std::vector<std::vector<Prediction>>& preds, const RunOptions& options,
                             std::vector<int>* fallback, RunResult* r) {
   const std::vector<int>& tier = im.tiers[t];
-  const int num_labels = im.labels.size();  // probabilities cover the cascade's fixed labels
-  const bool last = t + 1 == im.tiers.size();
+  const int num_labels = im.labels.size();             // probabilities cover the cascade's fixed labels
+  const bool last = t + 1 == TiersToRun(im, options);  // a cost ceiling may stop before the cascade's last
   std::vector<int> next;
   std::vector<MemberOutput> outs;
   std::vector<std::vector<float>> remapped(tier.size());
@@ -358,7 +378,7 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
     return UnavailableError("the run was cancelled (its client went away or the server is stopping) at tier " +
                             std::to_string(t + 1));
   };
-  for (size_t t = 0; t < im.tiers.size() && !active.empty(); ++t) {
+  for (size_t t = 0; t < TiersToRun(im, options) && !active.empty(); ++t) {
     if (Cancelled(examples)) return cancelled(t);
     const auto t_tier = Clock::now();
     // Tier 1 sees the batch itself; later tiers the examples that did not exit.

@@ -48,6 +48,7 @@ constexpr double kInt64 = 9223372036854775807.0;
 const std::vector<Rule>& Rules() {
   static const std::vector<Rule> rules = {
       {{"audio", Use::kRefuse, "coe answers with text; audio output is not relayed"}},
+      {{"coe", Use::kCoe, {}}},  // {"max_cost_usd": x}: read by ParseChatRequest
       {{"frequency_penalty", Use::kForward, {}}, Check::kNumber, -2, 2},
       {{"function_call", Use::kRefuse, "deprecated by OpenAI; use tool_choice"}},
       {{"functions", Use::kRefuse, "deprecated by OpenAI; use tools"}},

@@ -1,4 +1,5 @@
 // OpenAI chat-completions messages: the front door of `coe serve` (coe/protocol.h).
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "coe/protocol.h"
@@ -26,7 +27,13 @@ json Facts(const ChatReply& r) {
                 {"votes", r.votes},
                 {"members", r.members},
                 {"cost_usd", r.cost_usd},
-                {"degraded", r.degraded}};
+                {"degraded", r.degraded},
+                {"cached", r.cached}};
+  if (r.max_cost_usd) {
+    facts["max_cost_usd"] = *r.max_cost_usd;
+    facts["budget_stopped"] = r.budget_tier > 0;
+    if (r.budget_tier > 0) facts["stopped_at_tier"] = r.budget_tier;
+  }
   if (!r.pinned.empty()) {
     json& pinned = facts["pinned"];
     for (const auto& [name, by_member] : r.pinned)
@@ -133,6 +140,22 @@ std::string BeyondUser(const std::vector<std::string>& roles, size_t user) {
   return out;
 }
 
+// coe's own field of a request: {"max_cost_usd": x}, nothing else.
+Status ParseCoeField(std::string_view coe, ChatRequest* q) {
+  if (json_text::Kind(coe) != '{')
+    return InvalidArgumentError("'coe' must be an object: {\"max_cost_usd\": x}, the request's cost ceiling");
+  for (const auto& [key, value] : json_text::Members(coe)) {
+    if (key != "max_cost_usd")
+      return InvalidArgumentError("'coe." + key + "' is not a field coe reads: 'coe' takes only max_cost_usd");
+    const json v = json::parse(value, nullptr, false);
+    if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>()))
+      return InvalidArgumentError("'coe.max_cost_usd' must be a number >= 0 (dollars), not " +
+                                  std::string(value.substr(0, 40)));
+    q->max_cost_usd = v.get<double>();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 // Read with json_text, not a DOM: no message is decoded (coe/protocol.h).
@@ -170,6 +193,8 @@ StatusOr<ChatRequest> ParseChatRequest(std::string_view body, std::string* param
   if (q.user_content.empty()) return bad("messages", "'messages' holds no message with role 'user'");
   q.beyond_user = BeyondUser(roles, q.user_index);
   COE_RETURN_IF_ERROR(chat_params::Read(top, &q, param));
+  if (const std::string_view coe = field("coe"); !coe.empty() && Kind(coe) != 'n')
+    if (Status s = ParseCoeField(coe, &q); !s.ok()) return bad("coe", s.message());
   return q;
 }
 
@@ -202,6 +227,33 @@ StatusOr<std::string> ChatRecordJson(const ChatRequest& q, std::string_view id, 
   }
   r += '}';
   return r;
+}
+
+namespace {
+// Numbers of the same value written alike: a float with an integral value that a
+// double holds exactly (up to 2^53) becomes that integer (0.0 and 0, 1e3 and 1000).
+void CanonicalNumbers(json* j) {
+  if (j->is_structured()) {
+    for (json& v : *j) CanonicalNumbers(&v);
+  } else if (j->is_number_float()) {
+    const double d = j->get<double>();
+    if (d == std::trunc(d) && std::fabs(d) <= 9007199254740992.0) *j = static_cast<int64_t>(d);
+  }
+}
+}  // namespace
+
+CanonicalChatRequest CanonicalizeChatRequest(std::string_view body, std::optional<double> max_cost_usd) {
+  CanonicalChatRequest c;
+  json j = json::parse(body, nullptr, false);
+  if (!j.is_object()) return c;
+  j.erase("stream");
+  j.erase("stream_options");
+  if (max_cost_usd) j["coe"]["max_cost_usd"] = *max_cost_usd;  // a double, whatever the body wrote
+  if (auto t = j.find("temperature"); t != j.end() && t->is_number()) c.temperature = t->get<double>();
+  if (auto s = j.find("seed"); s != j.end()) c.seed = s->is_number_integer();
+  CanonicalNumbers(&j);
+  c.text = Dump(j);  // nlohmann's objects keep their keys sorted
+  return c;
 }
 
 std::string ChatCompletionJson(const ChatReply& r) {
@@ -254,22 +306,32 @@ std::string ChatCompletionEvents(const ChatReply& r, bool include_usage) {
   return out + "data: [DONE]\n\n";
 }
 
+namespace {
+json Model(const std::string& name, int64_t created) {
+  return {{"id", name}, {"object", "model"}, {"created", created}, {"owned_by", "coe"}};
+}
+}  // namespace
+
 std::string ModelListJson(const std::vector<std::string>& names, int64_t created) {
   json data = json::array();
-  for (const std::string& n : names)
-    data.push_back({{"id", n}, {"object", "model"}, {"created", created}, {"owned_by", "coe"}});
+  for (const std::string& n : names) data.push_back(Model(n, created));
   return Dump({{"object", "list"}, {"data", data}});
 }
 
+std::string ModelJson(const std::string& name, int64_t created) { return Dump(Model(name, created)); }
+
 std::string OpenAiErrorJson(int http_status, std::string_view message, bool model_not_found, std::string_view param) {
+  return OpenAiCodedErrorJson(http_status, message, model_not_found ? "model_not_found" : "", param);
+}
+
+std::string OpenAiCodedErrorJson(int http_status, std::string_view message, std::string_view code,
+                                 std::string_view param) {
   std::string type = http_status >= 500 || http_status == 429 ? "server_error" : "invalid_request_error";
   if (http_status == 503 || http_status == 429) type = "server_busy";
-  json code = model_not_found ? json("model_not_found") : json(nullptr);
-  return Dump({{"error",
-                {{"message", std::string(message)},
-                 {"type", type},
-                 {"param", param.empty() ? json(nullptr) : json(param)},
-                 {"code", code}}}});
+  auto or_null = [](std::string_view v) { return v.empty() ? json(nullptr) : json(std::string(v)); };
+  return Dump(
+      {{"error",
+        {{"message", std::string(message)}, {"type", type}, {"param", or_null(param)}, {"code", or_null(code)}}}});
 }
 
 }  // namespace coe

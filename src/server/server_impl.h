@@ -14,8 +14,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -23,6 +25,7 @@
 #include "server/batcher.h"
 #include "server/http_transport.h"
 #include "server/metrics.h"
+#include "server/response_cache.h"
 
 namespace coe {
 
@@ -53,6 +56,8 @@ struct HttpReply {
 // is about, if any.
 HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false,
                       const std::string& param = "");
+// The same with its `code` and `param` ("": null).
+HttpReply OpenAiCodedError(int status, const std::string& message, std::string_view code, std::string_view param);
 
 // Why a cascade cannot answer chat requests ("" when it can): every member must read
 // text; with input = "template" its prompt template may use only {input} (the user
@@ -69,6 +74,10 @@ struct Server::Impl {
   Metrics metrics;
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
+  // By model: its load, a number no other cascade loaded in this process has (the
+  // response cache's keys hold it).
+  std::map<std::string, uint64_t, std::less<>> loads;
+  std::unique_ptr<ResponseCache> cache;  // null: off (ServerOptions::cache_bytes 0)
   const int64_t started =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // Declared after metrics (their runs count there) and before the transport (whose
@@ -221,7 +230,23 @@ struct Server::Impl {
   // cascade runs, and the reply is the winning member's completion with usage summed
   // over every call made. The request's memory: its body, then the record (the
   // messages' JSON text, never decoded), the body given back once the record is made.
-  HttpReply Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled);
+  // `header_ceiling`: the coe-max-cost-usd header's cost ceiling, if any.
+  HttpReply Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
+                 const std::atomic<bool>* cancelled);
+  std::string NewChatId();
+  static int64_t NowSeconds();
+  // The response to `q` of `reply`: JSON, or server-sent events when q streams.
+  static HttpReply Render(const ChatReply& reply, const ChatRequest& q);
+  // The response cache (chat_route.cc): the key of a request to `m` ("" when it is not
+  // cached: the cache is off, the request is large or not deterministic), and a reply
+  // from the cache.
+  std::string CacheKey(const ServedModel& m, const CanonicalChatRequest& c) const;
+  HttpReply FromCache(ChatReply reply, const ChatRequest& q);
+  // A cost ceiling (chat_route.cc): sets ro->max_tiers to the deepest tier it can pay
+  // for, or returns the refusal (400) of a ceiling below tier 1's estimated cost.
+  std::optional<HttpReply> Budget(const ServedModel& m, const InputBatch& batch, double ceiling, RunOptions* ro) const;
+  // The 1-based tier where the ceiling stopped run `r` (its rule would have deferred), or 0.
+  static int BudgetStop(const ServedModel& m, const RunOptions& ro, const RunResult& r);
 
   // After a response is written: counters and the access log.
   void Logged(const http::Request& req, const http::Reply& res, const std::string& model, double seconds);
@@ -239,6 +264,13 @@ struct Server::Impl {
   void ChatRoute(http::Request&& request, http::Responder respond, std::shared_ptr<std::string> model);
   // GET /v1/models: the cascades that answer chat requests.
   http::Reply ModelList() const;
+  // GET /v1/models/{id}: one of them, or 404 (code model_not_found).
+  http::Reply ModelRetrieve(std::string_view id) const;
+  // The /metrics page.
+  std::string MetricsPage() const;
+  // With ServerOptions::api_key: the 401 of a request to a model route without the key
+  // (null when it may pass). Never logs the key.
+  std::optional<http::Reply> KeyRefusal(const http::Request& request) const;
 };
 
 }  // namespace coe

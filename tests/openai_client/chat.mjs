@@ -1,12 +1,13 @@
 // The official OpenAI client (npm `openai`) against coe serve's front door.
-// Usage: node chat.mjs BASE_URL MODEL PROMPT TOOL_PROMPT
+// Usage: node chat.mjs BASE_URL MODEL PROMPT TOOL_PROMPT API_KEY
 // Prints one JSON object: a plain completion, a streamed one (with usage), a
 // conversation (system prompt, earlier turns) ending in PROMPT, a call with tools on
-// TOOL_PROMPT, the error an unknown model gets, and the listed models.
+// TOOL_PROMPT, the error an unknown model gets, the listed models, the model retrieved
+// (models.retrieve) and the error a wrong API key gets.
 import OpenAI from 'openai';
 
-const [baseURL, model, prompt, toolPrompt] = process.argv.slice(2);
-const client = new OpenAI({ baseURL, apiKey: 'not-needed', maxRetries: 0, timeout: 30000 });
+const [baseURL, model, prompt, toolPrompt, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 30000 });
 const messages = [
   { role: 'system', content: 'You are terse.' },
   { role: 'user', content: prompt },
@@ -65,6 +66,18 @@ try {
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);
 
+const retrieved = await client.models.retrieve(model);
+
+let wrongKey = null;
+try {
+  const stranger = new OpenAI({ baseURL, apiKey: apiKey + '-wrong', maxRetries: 0, timeout: 30000 });
+  await stranger.chat.completions.create({ model, messages });
+} catch (e) {
+  wrongKey = {
+    status: e.status, code: e.code, type: e.type, authentication: e instanceof OpenAI.AuthenticationError,
+  };
+}
+
 console.log(JSON.stringify({
   plain: { content: plain.choices[0].message.content, usage: plain.usage, coe: plain.coe },
   stream: { content: text, usage, coe, chunks, finish },
@@ -77,4 +90,6 @@ console.log(JSON.stringify({
   },
   error,
   models,
+  retrieved: { id: retrieved.id, object: retrieved.object },
+  wrongKey,
 }));
