@@ -105,7 +105,8 @@ TEST(StructuredAnswers, CompareExactlyUnderEveryMatch) {
 // The message of a refused request and the parameter it names.
 std::pair<std::string, std::string> Refusal(const json& body) {
   std::string param;
-  auto q = ParseChatRequest(body.dump(), &param);
+  const std::string text = body.dump();
+  auto q = ParseChatRequest(text, &param);
   return {q.ok() ? "" : q.status().message(), param};
 }
 
@@ -144,7 +145,8 @@ TEST(ParseChatRequest, NamesTheParameterOfEachRefusal) {
             P("messages[0] has no 'content' (a string or an array of parts)", "messages"));
   EXPECT_EQ(Refusal({{"messages", {{{"role", "user"}, {"content", "x"}}}}}).second, "model");
   // null is a parameter's default: neither checked nor sent.
-  auto q = ParseChatRequest(Request({{"temperature", nullptr}, {"stop", nullptr}, {"seed", 7}}).dump());
+  const std::string body = Request({{"temperature", nullptr}, {"stop", nullptr}, {"seed", 7}}).dump();
+  auto q = ParseChatRequest(body);
   ASSERT_TRUE(q.ok());
   ASSERT_EQ(q->parameters.size(), 1u);
   EXPECT_EQ(q->parameters[0].first, "seed");
@@ -155,7 +157,8 @@ TEST(ParseChatRequest, SaysWhatAConversationHoldsBesidesItsUserMessage) {
   auto beyond = [](std::vector<std::string> roles) {
     json messages = json::array();
     for (const std::string& r : roles) messages.push_back({{"role", r}, {"content", r}});
-    auto q = ParseChatRequest(json{{"model", "m"}, {"messages", messages}}.dump());
+    const std::string body = json{{"model", "m"}, {"messages", messages}}.dump();
+    auto q = ParseChatRequest(body);
     EXPECT_TRUE(q.ok()) << q.status().ToString();
     return q.ok() ? q->beyond_user : "?";
   };

@@ -201,7 +201,8 @@ TEST(ParseChatRequest, ReadsTheMessageTheDomReads) {
        {"stream_options", {{"include_usage", true}}}},
   };
   for (const json& r : requests) {
-    auto q = ParseChatRequest(r.dump());
+    const std::string body = r.dump();  // the request's views point into it
+    auto q = ParseChatRequest(body);
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     EXPECT_EQ(q->model, "m");
     auto record = ChatRecordJson(*q, "id", false);  // the user message, for a template

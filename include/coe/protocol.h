@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -118,6 +119,10 @@ struct ChatRequest {
 // for OpenAI's error field `param`, "" when none. Its memory: no more than the body
 // and a few small strings (no DOM).
 StatusOr<ChatRequest> ParseChatRequest(std::string_view body, std::string* param = nullptr);
+// A temporary std::string body would die before the request's views: refused at
+// compile time (name the body first).
+template <class S, std::enable_if_t<std::is_same_v<S, std::string>, int> = 0>
+StatusOr<ChatRequest> ParseChatRequest(S&& body, std::string* param = nullptr) = delete;
 
 // How coe treats each top-level field of a chat request besides model and messages.
 //  kForward  checked (type, range), then sent to every member as the request gave it
