@@ -112,6 +112,13 @@ struct RunOptions {
   // calls in flight), and Run returns Unavailable. The server sets it when a client
   // goes away or a shutdown's grace period ends. Null: never. Must outlive the Run.
   const std::atomic<bool>* cancelled = nullptr;
+  // Streaming (a chat request's `stream: true`): when the run is one example and it
+  // reaches the last tier, and that tier has a single member (no vote to wait for),
+  // that member's call gets this sink (InputView::tokens) and a backend that can
+  // stream passes its completion to it as it arrives. Nothing else about the run
+  // changes: answers, exit tiers, votes, costs and failures are those of the run
+  // without it. Null: no streaming. Must outlive the Run.
+  TokenSink* tokens = nullptr;
 };
 
 class Cascade {

@@ -42,7 +42,8 @@ HttpReply Server::Impl::NoAnswer(const ServedModel& m, const RunResult& r) {
 // winning member's completion with usage summed over every call made.
 // The request's memory: its body, then the message (its JSON text, never decoded),
 // then the record; each given back once the next is made.
-HttpReply Server::Impl::Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled) {
+HttpReply Server::Impl::Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled,
+                             ChatStream* stream) {
   auto q = ParseChatRequest(body);
   std::string().swap(body);
   if (!q.ok()) return OpenAiError(400, q.status().message());
@@ -63,19 +64,25 @@ HttpReply Server::Impl::Chat(std::string body, std::string* model_name, const st
   std::string().swap(q->input_json);
   batch.texts.push_back(std::move(record));
   batch.ids.push_back(id);
-  auto r = m.cascade->Run(batch, RunOptions{.cancelled = cancelled});
+  const int64_t created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (q->stream && stream) stream->Start(ChatReply{.id = id, .model = m.name, .created = created}, q->include_usage);
+  auto r = m.cascade->Run(batch, RunOptions{.cancelled = cancelled, .tokens = q->stream ? stream : nullptr});
   if (!r.ok()) {
     HttpReply e = OpenAiError(RunErrorCode(r.status(), cancelled), RunError(r.status()));
     if (e.status == 503) e.retry_after_s = options.retry_after_s;
     return e;
   }
   metrics.AddRun(m.name, *m.cascade, *r);
+  if (stream && stream->opened()) {  // the last tier streamed: its failure cannot fall back any more
+    if (!r->failures.empty() && r->failures.back().member + 1 == static_cast<int>(m.cascade->members().size()))
+      return OpenAiError(502, "the streamed completion failed after its first bytes: " + r->failures.back().error);
+  }
   if (r->answer[0] == kAbstain) return NoAnswer(m, *r);
   ChatReply reply;
   reply.id = id;
   reply.model = m.name;
-  reply.created =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  reply.created = created;
   reply.content = r->reply.empty() ? "" : r->reply[0];
   if (!r->finish_reason.empty() && !r->finish_reason[0].empty()) reply.finish_reason = r->finish_reason[0];
   // In [0, kTokenCap] (base/tokens.h): their sum, total_tokens, fits too.
@@ -87,6 +94,7 @@ HttpReply Server::Impl::Chat(std::string body, std::string* model_name, const st
   reply.members = r->vote[0].members;
   reply.cost_usd = r->cost[0];
   reply.degraded = r->degraded[0] != 0;
+  if (stream && stream->opened()) return {200, "text/event-stream", ChatFinalEvents(reply, q->include_usage)};
   if (q->stream) return {200, "text/event-stream", ChatCompletionEvents(reply, q->include_usage)};
   return {200, "application/json", ChatCompletionJson(reply)};
 }
@@ -99,8 +107,46 @@ void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, s
   // The body is shared: OffIo's task is copied, its captures with it.
   OffIo([this, body = std::make_shared<std::string>(std::move(request.body)), model, cancelled,
          respond = Releasing(std::move(slot), respond)] {
-    OutOfMemoryIs503([&] { respond(ToReply(Chat(std::move(*body), model.get(), cancelled))); }, respond, true);
+    ChatStream stream(&respond);
+    // Out of memory once the stream opened: its status went, the stream ends with an error.
+    const http::Responder unless_streamed = [&](http::Reply r) {
+      if (!stream.opened()) respond(std::move(r));
+    };
+    OutOfMemoryIs503(
+        [&] {
+          HttpReply reply = Chat(std::move(*body), model.get(), cancelled, &stream);
+          if (stream.opened())
+            stream.End(reply);
+          else
+            respond(ToReply(std::move(reply)));
+        },
+        unless_streamed, true);
   });
+}
+
+bool ChatStream::Text(std::string_view piece) {
+  if (!stream_) {  // the first piece: the reply's head goes now, its status final
+    stream_ = std::make_shared<http::ReplyStream>();
+    http::Reply head;
+    head.content_type = "text/event-stream";
+    // No cache; a proxy in front (nginx) passes each event on as it comes.
+    head.headers = {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}};
+    head.stream = stream_;
+    (*respond_)(std::move(head));
+    if (!stream_->Write(ChatRoleEvent(head_, include_usage_))) return false;
+  }
+  return stream_->Write(ChatContentEvent(head_, piece, include_usage_));
+}
+
+void ChatStream::End(const HttpReply& reply) {
+  // A 200's body is the last events; an error (the run failed, the member failed after
+  // its first bytes, no readable answer) ends the stream with an error event.
+  stream_->Finish(reply.status, reply.status == 200 ? reply.body : ChatErrorEvent(reply.body));
+}
+
+ChatStream::~ChatStream() {
+  if (stream_)  // not ended (an exception, out of memory): the client is told, the request's place given back
+    stream_->Finish(500, ChatErrorEvent(OpenAiErrorJson(500, "the server failed while streaming the reply")));
 }
 
 http::Reply Server::Impl::ModelList() const {

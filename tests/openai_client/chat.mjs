@@ -1,7 +1,8 @@
 // The official OpenAI client (npm `openai`) against coe serve's front door.
 // Usage: node chat.mjs BASE_URL MODEL PROMPT
-// Prints one JSON object: a plain completion, a streamed one (with usage), the error
-// an unknown model gets, and the listed models.
+// Prints one JSON object: a plain completion, a streamed one (with usage; `pieces`:
+// the chunks that carried content), the error an unknown model gets, and the listed
+// models.
 import OpenAI from 'openai';
 
 const [baseURL, model, prompt] = process.argv.slice(2);
@@ -20,11 +21,15 @@ let text = '';
 let usage = null;
 let coe = null;
 let chunks = 0;
+let pieces = 0;
 let finish = null;
 for await (const chunk of stream) {
   chunks++;
   const choice = chunk.choices[0];
-  if (choice?.delta?.content) text += choice.delta.content;
+  if (choice?.delta?.content) {
+    text += choice.delta.content;
+    pieces++;
+  }
   if (choice?.finish_reason) finish = choice.finish_reason;
   if (chunk.usage) usage = chunk.usage;
   if (chunk.coe) coe = chunk.coe;
@@ -42,7 +47,7 @@ for await (const m of client.models.list()) models.push(m.id);
 
 console.log(JSON.stringify({
   plain: { content: plain.choices[0].message.content, usage: plain.usage, coe: plain.coe },
-  stream: { content: text, usage, coe, chunks, finish },
+  stream: { content: text, usage, coe, chunks, pieces, finish },
   error,
   models,
 }));
