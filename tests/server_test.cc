@@ -323,7 +323,7 @@ TEST_F(ServerTest, BadRequestsGetJsonErrors) {
       {"wrong shape", "fashion", input("FP32", "[1,28,28]", zeros), 400, "the model takes [-1, 1, 28, 28]"},
       {"negative dimension", "fashion", input("FP32", "[-1,784]", zeros), 400, "non-negative"},
       {"fractional dimension", "fashion", input("FP32", "[1.5,784]", zeros), 400, "non-negative"},
-      {"huge shape", "fashion", input("FP32", "[4294967296,4294967296,784]", zeros), 400, "impossibly large"},
+      {"huge shape", "fashion", input("FP32", "[4294967296,4294967296,784]", zeros), 400, "impossible shape"},
       {"length mismatch", "fashion", input("FP32", "[2,784]", zeros), 400, "holds 784 values"},
       {"strings in data", "fashion", input("FP32", "[1,2]", "[\"a\",\"b\"]"), 400, "strings"},
       {"null in data", "fashion", input("FP32", "[1,784]", "[null]"), 400, "\"data\""},

@@ -107,11 +107,10 @@ struct RunSummary {
 RunSummary Summarize(const Cascade& cascade, const InputBatch& inputs, const RunResult& run, double seconds);
 // `coe run --json`: {examples, labeled, correct, accuracy (null when unlabeled), cost,
 // cost_name, exits, seconds, examples_per_second, degraded, unanswered, cascade,
-// failed_calls, failures [{model, error, count, first_id}], warnings}.
+// failed_calls, failures [{model, error, count, first_id}], warnings}. `coe report`
+// reads examples, exits, accuracy, cost and seconds of it back (RenderHtmlReport,
+// coe/report.h), checked; a test runs `coe run --json` into it.
 std::string RunSummaryJson(const RunSummary& summary);
-// Reads RunSummaryJson's output back (what `coe report` shows beside a plan): an
-// InvalidArgument naming `source` and the key for text that is not such JSON.
-StatusOr<RunSummary> ParseRunSummaryJson(std::string_view text, const std::string& source);
 // The table `coe run` prints.
 std::string RunSummaryText(const RunSummary& summary);
 // `coe run --out`: id,answer,exit_tier,agreement,cost,degraded[,label], a row an input.

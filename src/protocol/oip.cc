@@ -374,17 +374,10 @@ Status ReadBinaryTensors(std::string_view binary, Message* m) {
         if (n % 4) return InvalidArgumentError(what + ": " + type + " binary data of " + std::to_string(n) + " bytes");
         t.numbers.resize(n / 4);
         for (size_t i = 0; i < n / 4; ++i) {
-          if (type == "FP32") {
-            float f;
-            std::memcpy(&f, p + 4 * i, 4);
-            if (!std::isfinite(f))
-              return InvalidArgumentError(what + ": value " + std::to_string(i) + " is not finite");
-            t.numbers[i] = f;
-          } else {
-            int32_t v;
-            std::memcpy(&v, p + 4 * i, 4);
-            t.numbers[i] = static_cast<float>(v);
-          }
+          // Finite or not: a request's values are checked by RequestFromMessage, a
+          // response's by its reader (the remote backend abstains on a row).
+          const uint32_t u = ReadU32Le(p + 4 * i);
+          t.numbers[i] = type == "FP32" ? std::bit_cast<float>(u) : static_cast<float>(static_cast<int32_t>(u));
         }
       } else if (type == "UINT8" || type == "BOOL") {
         t.numbers.resize(n);
@@ -392,9 +385,8 @@ Status ReadBinaryTensors(std::string_view binary, Message* m) {
       } else if (type == "BYTES") {
         size_t i = 0;
         while (i < n) {
-          uint32_t len;
           if (n - i < 4) return InvalidArgumentError(what + ": BYTES binary data ends inside a length");
-          std::memcpy(&len, p + i, 4);
+          const uint32_t len = ReadU32Le(p + i);
           i += 4;
           if (len > n - i) return InvalidArgumentError(what + ": BYTES element longer than its binary data");
           t.strings.emplace_back(p + i, len);
@@ -538,15 +530,33 @@ std::string EncodeInferRequestJson(const OutgoingRequest& q, size_t* json_size) 
   b += "]}";
   *json_size = q.binary ? b.size() : 0;
   if (!q.binary) return b;
-  b.resize(b.size() + q.values.size() * width);
-  char* out = b.data() + *json_size;
-  for (size_t i = 0; i < q.values.size(); ++i) {
+  b.reserve(b.size() + q.values.size() * width);
+  for (float v : q.values) {
     if (bytes)
-      out[i] = static_cast<char>(static_cast<unsigned char>(q.values[i]));
+      b.push_back(static_cast<char>(static_cast<unsigned char>(v)));
     else
-      std::memcpy(out + 4 * i, &q.values[i], 4);
+      AppendU32Le(&b, std::bit_cast<uint32_t>(v));
   }
   return b;
+}
+
+StatusOr<int64_t> ShapeElements(const std::string& name, const std::vector<int64_t>& shape) {
+  int64_t elements = 1;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(elements, d, &elements) || elements > (int64_t{1} << 40))
+      return InvalidArgumentError(name + " has an impossible shape " + ShapeString(shape));
+  return elements;
+}
+
+void AppendU32Le(std::string* out, uint32_t v) {
+  const char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 24)};
+  out->append(b, 4);
+}
+
+uint32_t ReadU32Le(const char* p) {
+  const auto* b = reinterpret_cast<const unsigned char*>(p);
+  return uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
 }
 
 void AppendJsonString(std::string* out, std::string_view s) {
@@ -636,11 +646,7 @@ StatusOr<InferRequest> RequestFromMessage(Message m, const std::vector<int64_t>&
   if (!t.strings.empty()) return InvalidArgumentError(name + " is FP32 but its data holds strings");
   if (t.data_depth > static_cast<int>(t.shape.size()))
     return InvalidArgumentError(name + ": \"data\" is nested deeper than its shape " + ShapeString(t.shape));
-  // Count the elements the shape calls for, without overflow.
-  int64_t elements = 1;
-  for (int64_t d : t.shape)
-    if (__builtin_mul_overflow(elements, d, &elements) || elements > (int64_t{1} << 40))
-      return InvalidArgumentError(name + " has an impossibly large shape " + ShapeString(t.shape));
+  COE_ASSIGN_OR_RETURN(const int64_t elements, ShapeElements(name, t.shape));
   if (static_cast<uint64_t>(elements) != t.numbers.size())
     return InvalidArgumentError(name + " has shape " + ShapeString(t.shape) + " (" + std::to_string(elements) +
                                 " values) but its data holds " + std::to_string(t.numbers.size()) + " values");
@@ -688,25 +694,23 @@ namespace {
 // each as a 4-byte little-endian length and its bytes; the others little-endian).
 void AppendOutputData(const OutputTensor& o, std::string* s, std::string* tail) {
   using T = OutputTensor::Type;
-  auto put = [&](const void* p, size_t bytes) { tail->append(static_cast<const char*>(p), bytes); };
   if (o.binary) {
     const size_t from = tail->size();
     switch (o.type) {
       case T::kBytes:
         for (const std::string& b : o.bytes) {
-          const uint32_t len = static_cast<uint32_t>(b.size());
-          put(&len, 4);
-          put(b.data(), b.size());
+          oip::AppendU32Le(tail, static_cast<uint32_t>(b.size()));
+          tail->append(b);
         }
         break;
       case T::kInt32:
-        put(o.int32.data(), 4 * o.int32.size());
+        for (int32_t v : o.int32) oip::AppendU32Le(tail, static_cast<uint32_t>(v));
         break;
       case T::kBool:
-        put(o.bools.data(), o.bools.size());
+        tail->append(reinterpret_cast<const char*>(o.bools.data()), o.bools.size());
         break;
       case T::kFp32:
-        put(o.fp32.data(), 4 * o.fp32.size());
+        for (float v : o.fp32) oip::AppendU32Le(tail, std::bit_cast<uint32_t>(v));
         break;
     }
     *s += ",\"parameters\":{\"binary_data_size\":" + std::to_string(tail->size() - from) + "}}";

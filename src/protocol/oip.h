@@ -82,6 +82,15 @@ struct OutgoingRequest {
 // Its body; *json_size: the JSON's length when binary data follows it, else 0.
 std::string EncodeInferRequestJson(const OutgoingRequest& q, size_t* json_size);
 
+// The number of elements of a tensor `name` of `shape` (every dimension >= 0, at most
+// 2^40 in all), counted without overflow; else InvalidArgument naming the shape.
+StatusOr<int64_t> ShapeElements(const std::string& name, const std::vector<int64_t>& shape);
+
+// Little-endian 4-byte elements of binary tensor data (both codecs), written with
+// shifts so that they hold on any host byte order.
+void AppendU32Le(std::string* out, uint32_t v);
+uint32_t ReadU32Le(const char* p);
+
 // Appends the shortest decimal text that reads back as exactly `v` (finite v).
 void AppendFloat(std::string* out, float v);
 // Appends `s` as a JSON string literal (quoted, escaped; invalid UTF-8 replaced), the

@@ -10,18 +10,6 @@ namespace {
 
 namespace pb = ::inference;
 
-// Little-endian element codecs of raw contents, written with shifts so that they hold
-// on any host byte order.
-void PutU32(std::string* out, uint32_t v) {
-  const char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 24)};
-  out->append(b, 4);
-}
-uint32_t GetU32(const char* p) {
-  const auto* b = reinterpret_cast<const unsigned char*>(p);
-  return uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
-}
-
 // No parameter is honoured over gRPC (tensors come and go raw or typed as sent): one
 // would be ignored, so it is refused, naming it.
 template <typename Map>
@@ -39,10 +27,7 @@ Status ReadContents(const pb::ModelInferRequest& q, const std::vector<int64_t>& 
   const std::string name = "input '" + in.name() + "'";
   const bool fp32 = in.datatype() == "FP32", uint8 = in.datatype() == "UINT8";
   if (!fp32 && !uint8) return Status::Ok();  // RequestFromMessage names the datatype
-  int64_t elements = 1;
-  for (int64_t dim : t->shape)
-    if (dim < 0 || __builtin_mul_overflow(elements, dim, &elements) || elements > (int64_t{1} << 40))
-      return InvalidArgumentError(name + " has an impossible shape " + ShapeString(t->shape));
+  COE_ASSIGN_OR_RETURN(const int64_t elements, ShapeElements(name, t->shape));
   // The model's shape first: a wrong shape says what the model takes, whatever the bytes.
   COE_RETURN_IF_ERROR(ExampleShapeFor(name, t->shape, input_shape).status());
   const auto& c = in.contents();
@@ -58,7 +43,8 @@ Status ReadContents(const pb::ModelInferRequest& q, const std::vector<int64_t>& 
                                   std::to_string(want));
     t->numbers.resize(elements);
     for (int64_t i = 0; i < elements; ++i)
-      t->numbers[i] = fp32 ? std::bit_cast<float>(GetU32(bytes.data() + 4 * i)) : static_cast<unsigned char>(bytes[i]);
+      t->numbers[i] =
+          fp32 ? std::bit_cast<float>(ReadU32Le(bytes.data() + 4 * i)) : static_cast<unsigned char>(bytes[i]);
     return Status::Ok();
   }
   const int64_t given = fp32 ? c.fp32_contents_size() : c.uint_contents_size();
@@ -127,7 +113,7 @@ void InferResponseToProto(const InferResponse& r, bool raw, pb::ModelInferRespon
       case T::kBytes:
         for (const std::string& s : o.bytes) {
           if (bytes) {
-            PutU32(bytes, static_cast<uint32_t>(s.size()));
+            AppendU32Le(bytes, static_cast<uint32_t>(s.size()));
             *bytes += s;
           } else {
             c->add_bytes_contents(s);
@@ -135,13 +121,13 @@ void InferResponseToProto(const InferResponse& r, bool raw, pb::ModelInferRespon
         }
         break;
       case T::kInt32:
-        for (int32_t v : o.int32) bytes ? PutU32(bytes, static_cast<uint32_t>(v)) : c->add_int_contents(v);
+        for (int32_t v : o.int32) bytes ? AppendU32Le(bytes, static_cast<uint32_t>(v)) : c->add_int_contents(v);
         break;
       case T::kBool:
         for (uint8_t v : o.bools) bytes ? bytes->push_back(v ? 1 : 0) : c->add_bool_contents(v != 0);
         break;
       case T::kFp32:
-        for (float v : o.fp32) bytes ? PutU32(bytes, std::bit_cast<uint32_t>(v)) : c->add_fp32_contents(v);
+        for (float v : o.fp32) bytes ? AppendU32Le(bytes, std::bit_cast<uint32_t>(v)) : c->add_fp32_contents(v);
         break;
     }
     if (bytes) t->clear_contents();

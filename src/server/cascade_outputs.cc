@@ -7,12 +7,40 @@
 
 namespace coe {
 
+namespace {
+
+// The outputs' values (CascadeOutput::fill), one per example of the run.
+void Labels(const RunResult& r, const LabelSet&, OutputTensor* o) {
+  for (int a : r.answer) o->bytes.push_back(r.labels.name(a));
+}
+void ExitTiers(const RunResult& r, const LabelSet&, OutputTensor* o) {
+  for (int t : r.exit_tier) o->int32.push_back(t + 1);  // 1-based
+}
+void Degraded(const RunResult& r, const LabelSet&, OutputTensor* o) {
+  for (uint8_t d : r.degraded) o->bools.push_back(d ? 1 : 0);
+}
+void Agreement(const RunResult& r, const LabelSet&, OutputTensor* o) {  // the answering tier's vote share
+  for (const auto& v : r.vote) o->fp32.push_back(static_cast<float>(v.agreement));
+}
+void Probabilities(const RunResult& r, const LabelSet& labels, OutputTensor* o) {
+  const size_t n = r.answer.size(), columns = labels.size();
+  o->shape.push_back(static_cast<int64_t>(columns));
+  o->fp32.reserve(n * columns);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t l = 0; l < columns; ++l) {
+      const float p = i < r.probs.size() && l < r.probs[i].size() ? r.probs[i][l] : 0.0f;
+      o->fp32.push_back(std::isfinite(p) ? p : 0.0f);
+    }
+}
+
+}  // namespace
+
 const std::vector<CascadeOutput>& CascadeOutputs() {
   using T = OutputTensor::Type;
   static const std::vector<CascadeOutput> outputs = {
-      {"label", T::kBytes, false, true},     {"exit_tier", T::kInt32, false, true},
-      {"degraded", T::kBool, false, true},   {"probabilities", T::kFp32, true, false},
-      {"agreement", T::kFp32, false, false},
+      {"label", T::kBytes, false, true, Labels},        {"exit_tier", T::kInt32, false, true, ExitTiers},
+      {"degraded", T::kBool, false, true, Degraded},    {"probabilities", T::kFp32, true, false, Probabilities},
+      {"agreement", T::kFp32, false, false, Agreement},
   };
   return outputs;
 }
@@ -48,36 +76,6 @@ bool NeedsProbabilities(const std::vector<ChosenOutput>& chosen) {
   return false;
 }
 
-namespace {
-
-// The output `c` of a run, its values filled.
-OutputTensor Fill(const CascadeOutput& c, const RunResult& r, const LabelSet& labels) {
-  const size_t n = r.answer.size();
-  OutputTensor o{.name = c.name, .type = c.type, .shape = {static_cast<int64_t>(n)}};
-  const std::string name = c.name;
-  if (name == "label") {
-    for (size_t i = 0; i < n; ++i) o.bytes.push_back(r.labels.name(r.answer[i]));
-  } else if (name == "exit_tier") {
-    for (size_t i = 0; i < n; ++i) o.int32.push_back(r.exit_tier[i] + 1);  // 1-based
-  } else if (name == "degraded") {
-    for (size_t i = 0; i < n; ++i) o.bools.push_back(r.degraded[i] ? 1 : 0);
-  } else if (name == "agreement") {  // the answering tier's vote share for its answer
-    for (size_t i = 0; i < n; ++i) o.fp32.push_back(static_cast<float>(r.vote[i].agreement));
-  } else if (name == "probabilities") {
-    const size_t columns = labels.size();
-    o.shape.push_back(static_cast<int64_t>(columns));
-    o.fp32.reserve(n * columns);
-    for (size_t i = 0; i < n; ++i)
-      for (size_t l = 0; l < columns; ++l) {
-        const float p = i < r.probs.size() && l < r.probs[i].size() ? r.probs[i][l] : 0.0f;
-        o.fp32.push_back(std::isfinite(p) ? p : 0.0f);
-      }
-  }
-  return o;
-}
-
-}  // namespace
-
 InferResponse CascadeResponse(const std::string& model, const InferRequest& q, const std::vector<ChosenOutput>& chosen,
                               const RunResult& r, const LabelSet& labels) {
   InferResponse res;
@@ -95,8 +93,11 @@ InferResponse CascadeResponse(const std::string& model, const InferRequest& q, c
     res.string_parameters.emplace_back("labels", names + "]");
   }
   for (const ChosenOutput& c : chosen) {
-    res.outputs.push_back(Fill(CascadeOutputs()[c.index], r, labels));
-    res.outputs.back().binary = c.binary;
+    const CascadeOutput& out = CascadeOutputs()[c.index];
+    OutputTensor o{.name = out.name, .type = out.type, .shape = {static_cast<int64_t>(r.answer.size())}};
+    out.fill(r, labels, &o);
+    o.binary = c.binary;
+    res.outputs.push_back(std::move(o));
   }
   return res;
 }

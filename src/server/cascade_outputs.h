@@ -25,6 +25,9 @@ struct CascadeOutput {
   OutputTensor::Type type;
   bool per_label;   // shape [N, labels] (else [N])
   bool by_default;  // answered when a request names no outputs
+  // Appends the output's values for a run to `o` (shaped [N] already; a per-label
+  // output adds its columns), `labels` the cascade's probability columns.
+  void (*fill)(const RunResult& r, const LabelSet& labels, OutputTensor* o);
 };
 
 // Every output, in the order responses list them.
