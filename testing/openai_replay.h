@@ -103,6 +103,12 @@ class OpenAiReplay {
     chunks_ = std::max(1, chunks);
     token_ms_ = std::max(0, token_ms);
   }
+  // Answers a request for a stream with a plain response, as a server that cannot
+  // stream does.
+  void IgnoreStream(bool ignore) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ignore_stream_ = ignore;
+  }
   // Streams stop after their k-th piece (0: never) until Release().
   void HoldAfter(int k) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -239,7 +245,7 @@ class OpenAiReplay {
     }
     if (auto l = latency_ms.find(model); l != latency_ms.end() && l->second > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(l->second));
-    const bool stream = body.contains("stream") && body["stream"] == true;
+    bool stream = body.contains("stream") && body["stream"] == true;
     bool include_usage = false;
     if (auto so = body.find("stream_options"); so != body.end() && so->is_object())
       include_usage = so->value("include_usage", false);
@@ -247,6 +253,7 @@ class OpenAiReplay {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stream) stream_asked_[model + "\n" + id] = include_usage;
+      stream &= !ignore_stream_;
       chunks = chunks_;
       token_ms = token_ms_;
     }
@@ -393,7 +400,7 @@ class OpenAiReplay {
   std::map<std::string, std::string> texts_;
   // Streaming (guarded by mu_ but for the atomics).
   int chunks_ = 20, token_ms_ = 0, hold_after_ = 0;
-  bool released_ = false;
+  bool released_ = false, ignore_stream_ = false;
   std::condition_variable hold_cv_;           // released_
   std::map<std::string, bool> stream_asked_;  // model + "\n" + id: include_usage
   std::map<std::string, double> first_piece_s_;

@@ -19,6 +19,7 @@
 #include "coe/evaluate.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
+#include "llm_testing.h"
 #include "testing.h"
 #include "testing/openai_replay.h"
 
@@ -26,29 +27,16 @@ namespace coe {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::kModels;
 using testing::OpenAiReplay;
 using testing::RunCoe;
-
-std::string SharedArc() {
-  const char* shared = std::getenv("COE_SHARED_DATA");
-  const std::string dir = shared ? shared : testing::SourceDir() + "/../shared/data";
-  return dir + "/routerbench/arc_challenge_test.csv";
-}
-
-const std::map<std::string, std::string> kModels = {
-    {"mistral", "mistralai/mistral-7b-chat"},
-    {"mixtral", "mistralai/mixtral-8x7b-chat"},
-    {"llama70", "meta/llama-2-70b-chat"},
-    {"gpt4", "gpt-4-1106-preview"},
-};
+using testing::SharedArc;
 
 class Llm : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(SharedArc())) GTEST_SKIP() << "no shared RouterBench data at " << SharedArc();
-    dir_ = fs::temp_directory_path() / ("coe_llm_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = testing::TestDir("coe_llm");
     ASSERT_TRUE(server_.Load(SharedArc()));
     server_.Start();
     // 120 questions with distinct ids, their truth as labels.
@@ -72,13 +60,8 @@ class Llm : public ::testing::Test {
   std::string P(const std::string& name) { return (dir_ / name).string(); }
   std::string Catalogue(int timeout_ms = 2000, int retries = 2,
                         const std::string& prompt = "[id:{id}] {question}\\nAnswer with one letter.", int port = 0) {
-    std::ostringstream c;
-    c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << (port ? port : server_.port()) << "/v1\"\n"
-      << "prompt = \"" << prompt << "\"\nanswer = \"choice\"\n"
-      << "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " << timeout_ms << "\nretries = " << retries
-      << "\nmax_concurrency = 8\n";
-    for (const auto& [name, model] : kModels) c << "[models." << name << "]\nmodel = \"" << model << "\"\n";
-    std::ofstream(dir_ / "chat.toml") << c.str();
+    std::ofstream(dir_ / "chat.toml") << testing::ReplayCatalogue(port ? port : server_.port(), prompt, timeout_ms,
+                                                                  retries);
     return P("chat.toml");
   }
   // What the server's recordings say member `name` answers and costs on `id`.
@@ -115,10 +98,7 @@ class Llm : public ::testing::Test {
     w.exit_tier = 2;
     return w;
   }
-  void WriteCascade() {
-    std::ofstream(P("c.toml")) << "[[tiers]]\nmembers = [\"mistral\", \"mixtral\", \"llama70\"]\n"
-                                  "min_agreement = 1.0\n[[tiers]]\nmembers = [\"gpt4\"]\n";
-  }
+  void WriteCascade() { std::ofstream(P("c.toml")) << testing::kLadderToml; }
 
   OpenAiReplay server_;
   std::vector<std::string> ids_;
@@ -401,17 +381,9 @@ class FrontDoor : public Llm {
   void SetUp() override {
     Llm::SetUp();
     if (IsSkipped()) return;
-    WriteCascade();
-    auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
-    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
-    auto spec = ReadCascade(P("c.toml"));
-    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-    ServerOptions so;
-    so.name = "ladder";
-    auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
+    auto s = testing::ServeLadder(dir_, server_.port(), 2000, 2);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     coe_ = std::move(*s);
-    ASSERT_TRUE(coe_->Start("127.0.0.1", 0).ok());
     client_ = std::make_unique<httplib::Client>("127.0.0.1", coe_->port());
     client_->set_read_timeout(30, 0);
     client_->set_keep_alive(true);  // one connection: the server handles its requests in order

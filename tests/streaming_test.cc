@@ -19,6 +19,7 @@
 #include "backends/chat_stream.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
+#include "llm_testing.h"
 #include "server/http_transport.h"
 #include "server_testing.h"
 #include "testing/openai_replay.h"
@@ -227,19 +228,6 @@ TEST(ChatStreamReader, AnErrorEventOrACutStreamIsAFailure) {
 
 // --- coe serve, streaming ---
 
-std::string SharedArc() {
-  const char* shared = std::getenv("COE_SHARED_DATA");
-  const std::string dir = shared ? shared : SourceDir() + "/../shared/data";
-  return dir + "/routerbench/arc_challenge_test.csv";
-}
-
-const std::map<std::string, std::string> kModels = {
-    {"mistral", "mistralai/mistral-7b-chat"},
-    {"mixtral", "mistralai/mixtral-8x7b-chat"},
-    {"llama70", "meta/llama-2-70b-chat"},
-    {"gpt4", "gpt-4-1106-preview"},
-};
-
 // A reply read as it arrives: its events parsed, its content pieces counted.
 struct Streamed {
   int status = 0;
@@ -260,29 +248,12 @@ class Streaming : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(SharedArc())) GTEST_SKIP() << "no shared RouterBench data at " << SharedArc();
-    dir_ = fs::temp_directory_path() / ("coe_stream_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = TestDir("coe_stream");
     ASSERT_TRUE(replay_.Load(SharedArc()));
     replay_.Start();
-    std::ostringstream c;
-    c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << replay_.port() << "/v1\"\n"
-      << "prompt = \"{input}\\nAnswer with one letter.\"\nanswer = \"choice\"\n"
-      << "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = 20000\nretries = 2\nmax_concurrency = 8\n";
-    for (const auto& [name, model] : kModels) c << "[models." << name << "]\nmodel = \"" << model << "\"\n";
-    std::ofstream(dir_ / "chat.toml") << c.str();
-    std::ofstream(dir_ / "c.toml") << "[[tiers]]\nmembers = [\"mistral\", \"mixtral\", \"llama70\"]\n"
-                                      "min_agreement = 1.0\n[[tiers]]\nmembers = [\"gpt4\"]\n";
-    auto cat = ReadCatalogue((dir_ / "chat.toml").string());
-    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
-    auto spec = ReadCascade((dir_ / "c.toml").string());
-    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-    ServerOptions so;
-    so.name = "ladder";
-    auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
+    auto s = ServeLadder(dir_, replay_.port(), 20000, 2);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     coe_ = std::move(*s);
-    ASSERT_TRUE(coe_->Start("127.0.0.1", 0).ok());
     // Questions the ladder answers at tier 1 (its three agree) and at tier 2.
     for (const auto& [id, call] : replay_.calls.at(kModels.at("gpt4"))) {
       const std::string a = Answer("mistral", id);
@@ -355,6 +326,12 @@ class Streaming : public ::testing::Test {
     out.headers = res.headers;
     if (out.status != 200) out.body = res.body.empty() ? out.body : res.body;
     return out;
+  }
+  // Every call of gpt4 (the last tier) meets `fault`.
+  void FailGpt4(OpenAiReplay::Fault fault) {
+    replay_.SetFaults([gpt4 = kModels.at("gpt4"), fault](const std::string& model, const std::string&, int) {
+      return model == gpt4 ? fault : OpenAiReplay::Fault::kNone;
+    });
   }
   // The metric `series` (0 when absent), waited for until it reaches `want` (a
   // stream is counted as it ends, after its client has read it).
@@ -440,6 +417,21 @@ TEST_F(Streaming, StreamedAndPlainRepliesAgree) {
   }
 }
 
+// An upstream that answers a request for a stream with a plain response (a server
+// that cannot stream): the reply is the same, sent whole at the end.
+TEST_F(Streaming, AnUpstreamThatDoesNotStreamIsReadWhole) {
+  replay_.IgnoreStream(true);
+  const std::string& id = tier2_[4];
+  const Streamed s = Stream(Body("ladder", id, true));
+  ASSERT_EQ(s.status, 200) << s.body;
+  const json p = Plain("ladder", id);
+  EXPECT_TRUE(s.done);
+  EXPECT_EQ(s.pieces, 1);
+  EXPECT_EQ(s.content, p["choices"][0]["message"]["content"]);
+  EXPECT_EQ(s.Find("coe"), p["coe"]);
+  EXPECT_EQ(s.Find("usage"), p["usage"]);
+}
+
 // A client that closes its connection mid-stream cancels the run: the upstream call it
 // started is aborted and its connection closed at once (the replay server, holding
 // its stream after the first piece, notices it), and the request is logged as 499.
@@ -481,9 +473,7 @@ TEST_F(Streaming, AClientThatGoesAwayClosesTheUpstreamConnection) {
 // on), and the request counts as a 502 failure.
 TEST_F(Streaming, AnUpstreamThatFailsMidStreamEndsItWithAnErrorEvent) {
   const std::string gpt4 = kModels.at("gpt4");
-  replay_.SetFaults([gpt4](const std::string& model, const std::string&, int) {
-    return model == gpt4 ? OpenAiReplay::Fault::kStreamCut : OpenAiReplay::Fault::kNone;
-  });
+  FailGpt4(OpenAiReplay::Fault::kStreamCut);
   const std::string& id = tier2_[2];
   const Streamed s = Stream(Body("ladder", id, true));
   ASSERT_EQ(s.status, 200);
@@ -503,9 +493,7 @@ TEST_F(Streaming, AnUpstreamThatFailsMidStreamEndsItWithAnErrorEvent) {
 // retried, then the same reply (status, facts) streamed or not.
 TEST_F(Streaming, AnUpstreamThatFailsBeforeItsFirstByteIsAnsweredAsUsual) {
   const std::string gpt4 = kModels.at("gpt4");
-  replay_.SetFaults([gpt4](const std::string& model, const std::string&, int) {
-    return model == gpt4 ? OpenAiReplay::Fault::k500 : OpenAiReplay::Fault::kNone;
-  });
+  FailGpt4(OpenAiReplay::Fault::k500);
   const std::string& id = tier2_[3];
   const Streamed s = Stream(Body("ladder", id, true));
   httplib::Client c("127.0.0.1", coe_->port());

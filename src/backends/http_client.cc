@@ -77,6 +77,7 @@ Response Failure(std::string error, std::string kind, bool retryable = false) {
   return a;
 }
 Response Cancelled() { return Failure(kCancelled, "cancelled"); }
+Response Stopped() { return Failure("stopped: the other endpoint answered first", "stopped"); }
 
 // What went to Request::on_stream in one attempt.
 struct Streamed {
@@ -85,7 +86,6 @@ struct Streamed {
   bool too_large = false;  // past the bound
   bool refused = false;    // on_stream said stop
 };
-Response Stopped() { return Failure("stopped: the other endpoint answered first", "stopped"); }
 
 // What a refusal's body says: an Open Inference Protocol {"error": "..."}, an OpenAI
 // {"error": {"message": "..."}}, else its start.
