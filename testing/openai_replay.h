@@ -13,7 +13,10 @@
 // Faults, decided per request by SetFaults' `fault(model, id, attempt)`: 429 or 503 with
 // a Retry-After, 500, 401, a timeout (the reply waits `hang_ms`), malformed JSON, a reply
 // without usage, usage of 2^62 tokens in and out. Latency per model in `latency_ms`
-// (scaled down in tests). SetTexts replaces the synthesised completions of chosen ids.
+// (scaled down in tests). SetTexts replaces the synthesised completions of chosen ids;
+// SetToolCalls answers chosen ids with tool calls instead (content null, finish_reason
+// "tool_calls"). With KeepBodies(true) it keeps every request body it receives
+// (Received()), for tests that check what reached the upstream.
 //
 // Streaming: a request with "stream": true gets its completion as server-sent events
 // (OpenAI's chat.completion.chunk format: the role, the text in SetStreaming's
@@ -21,8 +24,9 @@
 // stream_options.include_usage, then [DONE]); a plain request waits as long in all
 // (latency, then the pieces' time). HoldAfter(k) makes a stream stop after its k-th
 // piece until Release(), writing an SSE comment every 10 ms meanwhile, so that a
-// connection its client closed is noticed (StreamsAborted). Fault kStreamCut closes a
-// stream's connection after half its pieces.
+// connection its client closed is noticed (StreamsAborted). Tool calls stream as
+// OpenAI's do: each in two deltas (its id and name, then its arguments). Fault
+// kStreamCut closes a stream's connection after half its pieces.
 #ifndef COE_TESTING_OPENAI_REPLAY_H_
 #define COE_TESTING_OPENAI_REPLAY_H_
 
@@ -144,6 +148,32 @@ class OpenAiReplay {
     return it == first_piece_s_.end() ? 0.0 : it->second;
   }
 
+  // Tool calls (a JSON array, OpenAI's message.tool_calls) instead of a completion,
+  // keyed as SetTexts' texts; changeable while serving.
+  void SetToolCalls(std::map<std::string, nlohmann::json> by_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    tool_calls_ = std::move(by_id);
+  }
+
+  // Whether to keep the bodies of the requests received from now on (off: a test of
+  // memory sends megabytes).
+  void KeepBodies(bool keep) {
+    std::lock_guard<std::mutex> lock(mu_);
+    keep_bodies_ = keep;
+  }
+  // The bodies kept, in the order received; `model`: only those for that model.
+  std::vector<nlohmann::json> Received(const std::string& model = "") {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<nlohmann::json> out;
+    for (const nlohmann::json& b : received_)
+      if (model.empty() || (b.is_object() && b.value("model", "") == model)) out.push_back(b);
+    return out;
+  }
+  void ClearReceived() {
+    std::lock_guard<std::mutex> lock(mu_);
+    received_.clear();
+  }
+
   // Loads the answers and dollars of every model of a recordings CSV.
   bool Load(const std::string& csv) {
     LabelSet labels;
@@ -213,6 +243,10 @@ class OpenAiReplay {
     requests++;
     const auto entered = std::chrono::steady_clock::now();
     const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (keep_bodies_) received_.push_back(body);
+    }
     auto error = [&](int code, const std::string& message) {
       res.status = code;
       res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request_error"}}}}.dump(),
@@ -272,23 +306,27 @@ class OpenAiReplay {
     const auto& [answer, dollars] = cit->second;
     std::string text = answer.empty() || f == Fault::kUnreadable ? "I cannot tell from the options given."
                                                                  : "Let me think. The answer is (" + answer + ").";
+    nlohmann::json message = {{"role", "assistant"}, {"content", text}};
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto t = texts_.find(model + "\n" + id); t != texts_.end())
-        text = t->second;
+        message["content"] = t->second;
       else if (auto all = texts_.find(id); all != texts_.end())
-        text = all->second;
+        message["content"] = all->second;
+      auto calls = tool_calls_.find(model + "\n" + id);
+      if (calls == tool_calls_.end()) calls = tool_calls_.find(id);
+      if (calls != tool_calls_.end())
+        message = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", calls->second}};
     }
-    const std::vector<std::string> pieces = Pieces(text, chunks);
+    const char* finish = message.contains("tool_calls") ? "tool_calls" : f == Fault::kLength ? "length" : "stop";
+    const std::vector<std::string> pieces =
+        Pieces(message["content"].is_string() ? message["content"].get<std::string>() : "", chunks);
     if (!stream && token_ms > 0 && pieces.size() > 1)  // as long as streaming it
       std::this_thread::sleep_for(std::chrono::milliseconds(token_ms * static_cast<int>(pieces.size() - 1)));
     nlohmann::json reply = {{"id", "chatcmpl-replay"},
                             {"object", "chat.completion"},
                             {"model", model},
-                            {"choices",
-                             {{{"index", 0},
-                               {"message", {{"role", "assistant"}, {"content", text}}},
-                               {"finish_reason", f == Fault::kLength ? "length" : "stop"}}}}};
+                            {"choices", {{{"index", 0}, {"message", message}, {"finish_reason", finish}}}}};
     if (f == Fault::kHuge) reply["pad"] = std::string(40u << 20, 'x');  // a valid reply of 40 MiB
     if (f == Fault::kHugeUsage) {
       const int64_t huge = int64_t{1} << 62;
@@ -331,6 +369,18 @@ class OpenAiReplay {
     };
     std::vector<std::string> events = {chunk({{"role", "assistant"}, {"content", ""}}, nullptr)};
     for (const std::string& p : pieces) events.push_back(chunk({{"content", p}}, nullptr));
+    if (const nlohmann::json& calls = c0["message"].value("tool_calls", nlohmann::json()); calls.is_array())
+      for (size_t k = 0; k < calls.size(); ++k) {  // each call in two deltas: its name, then its arguments
+        const nlohmann::json& f = calls[k].value("function", nlohmann::json::object());
+        const nlohmann::json args = f.value("arguments", nlohmann::json("{}"));
+        nlohmann::json head = {{"index", k},
+                               {"id", calls[k].value("id", "")},
+                               {"type", "function"},
+                               {"function", {{"name", f.value("name", "")}, {"arguments", ""}}}};
+        events.push_back(chunk({{"tool_calls", nlohmann::json::array({head})}}, nullptr));
+        nlohmann::json rest = {{"index", k}, {"function", {{"arguments", args.is_string() ? args : nlohmann::json(args.dump())}}}};
+        events.push_back(chunk({{"tool_calls", nlohmann::json::array({rest})}}, nullptr));
+      }
     events.push_back(chunk(nlohmann::json::object(), c0["finish_reason"]));
     if (include_usage && reply.contains("usage"))
       events.push_back("data: " +
@@ -406,6 +456,9 @@ class OpenAiReplay {
   std::map<std::string, double> first_piece_s_;
   std::chrono::steady_clock::time_point abort_noticed_;
   std::atomic<int> pieces_sent_{0}, streams_aborted_{0};
+  std::map<std::string, nlohmann::json> tool_calls_;
+  bool keep_bodies_ = false;
+  std::vector<nlohmann::json> received_;
 };
 
 }  // namespace coe::testing

@@ -20,8 +20,7 @@
 #include "coe/recordings.h"
 #include "coe/server.h"
 #include "llm_testing.h"
-#include "testing.h"
-#include "testing/openai_replay.h"
+#include "server_testing.h"
 
 namespace coe {
 namespace {
@@ -373,24 +372,36 @@ TEST_F(Llm, FaultsEndAsDocumented) {
   EXPECT_EQ(rows[ids_[0]][1], Expected("gpt4", ids_[0]).first);
 }
 
-// The OpenAI front door of `coe serve`, on loopback: a chat request's last user message
-// fills {input}; the reply is the winning member's completion, usage and cost summed
-// over every call made, the same streamed; OpenAI error bodies; token and dollar metrics.
+// The OpenAI front door of `coe serve`, on loopback: a chat request's user message
+// fills {input} (or, with input = "messages", the conversation goes to every member);
+// the reply is the winning member's completion, usage and cost summed over every call
+// made, the same streamed; OpenAI error bodies; token and dollar metrics.
 class FrontDoor : public Llm {
  protected:
   void SetUp() override {
     Llm::SetUp();
     if (IsSkipped()) return;
-    auto s = testing::ServeLadder(dir_, server_.port(), 2000, 2);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    coe_ = std::move(*s);
-    client_ = std::make_unique<httplib::Client>("127.0.0.1", coe_->port());
-    client_->set_read_timeout(30, 0);
-    client_->set_keep_alive(true);  // one connection: the server handles its requests in order
+    WriteCascade();
+    Serve("template");
+  }
+  // Serves c.toml as "ladder", its chat requests read in `input` mode; `api_key`: the
+  // front door's key ("": none).
+  void Serve(const std::string& input, const std::string& api_key = "") {
+    auto cat = ReadCatalogue(Catalogue(2000, 2, "{input}\\nAnswer with one letter."));
+    ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+    auto spec = ParseCascade("input = \"" + input + "\"\n" + testing::ReadFile(P("c.toml")), P("c.toml"));
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    ServerOptions so;
+    so.name = "ladder";
+    so.api_key = api_key;
+    testing::Served served = testing::ServeOnLoopback(*spec, *cat, so);
+    ASSERT_TRUE(served.server);
+    coe_ = std::move(served.server);
+    client_ = std::move(served.client);  // one connection: the server handles its requests in order
   }
   nlohmann::json Body(const std::string& model, const std::string& user, bool stream = false) {
     return {{"model", model},
-            {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", user}}}},
+            {"messages", {{{"role", "user"}, {"content", user}}}},
             {"stream", stream},
             {"temperature", 0}};
   }
@@ -576,13 +587,23 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   const std::string dir = testing::SourceDir() + "/tests/openai_client";
   ASSERT_TRUE(fs::exists(dir + "/node_modules/openai"))
       << "the npm package is missing: scripts/test.sh installs it (npm ci --prefix tests/openai_client)";
+  coe_.reset();
+  // The client sends system prompts and earlier turns, and the key.
+  ASSERT_NO_FATAL_FAILURE(Serve("messages", "sk-coe-front-door"));
+  const std::string tool_id = ids_[8];
   // A question the ladder answers at its last tier: its member's completion is streamed
   // as the upstream produces it, in several chunks.
   std::string id = ids_[7];
-  for (size_t k = 7; Cascaded(id).exit_tier != 2 && k + 1 < ids_.size();) id = ids_[++k];
+  for (size_t k = 7; (Cascaded(id).exit_tier != 2 || id == tool_id) && k + 1 < ids_.size();) id = ids_[++k];
   ASSERT_EQ(Cascaded(id).exit_tier, 2);
+  std::map<std::string, nlohmann::json> calls;  // every member calls answer(B), each call its own id
+  for (const auto& [name, model] : kModels)
+    calls[model + "\n" + tool_id] = {{{"id", "call_" + name},
+                                      {"type", "function"},
+                                      {"function", {{"name", "answer"}, {"arguments", "{\"letter\": \"B\"}"}}}}};
+  server_.SetToolCalls(calls);
   const std::string cmd = "node " + dir + "/chat.mjs http://127.0.0.1:" + std::to_string(coe_->port()) +
-                          "/v1 ladder '" + Question(id) + "' 2>&1";
+                          "/v1 ladder '" + Question(id) + "' '" + Question(tool_id) + "' sk-coe-front-door 2>&1";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_TRUE(p);
@@ -600,9 +621,20 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   EXPECT_EQ(j["stream"]["coe"], j["plain"]["coe"]) << out;
   EXPECT_EQ(j["stream"]["finish"], "stop") << out;
   EXPECT_GT(j["stream"]["pieces"].get<int>(), 1) << out;
+  EXPECT_EQ(j["conversation"]["content"], j["plain"]["content"]) << out;
+  EXPECT_EQ(j["conversation"]["coe"]["exit_tier"], w.exit_tier) << out;
+  EXPECT_EQ(j["tools"]["finish"], "tool_calls") << out;
+  EXPECT_TRUE(j["tools"]["content"].is_null()) << out;
+  EXPECT_EQ(j["tools"]["calls"], calls.at(kModels.at("llama70") + "\n" + tool_id)) << out;  // tier 1's last
+  EXPECT_EQ(j["tools"]["coe"]["exit_tier"], 1) << out;
   EXPECT_EQ(j["error"]["status"], 404) << out;
   EXPECT_EQ(j["error"]["code"], "model_not_found") << out;
   EXPECT_EQ(j["models"].size(), 5u) << out;
+  EXPECT_EQ(j["retrieved"], (nlohmann::json{{"id", "ladder"}, {"object", "model"}})) << out;
+  // A wrong key: the SDK's AuthenticationError (401, code invalid_api_key).
+  EXPECT_EQ(j["wrongKey"]["status"], 401) << out;
+  EXPECT_EQ(j["wrongKey"]["code"], "invalid_api_key") << out;
+  EXPECT_EQ(j["wrongKey"]["authentication"], true) << out;
 }
 
 // examples/llm as its README walks through it: record the 100 questions with the

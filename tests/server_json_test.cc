@@ -189,7 +189,7 @@ TEST(ParseChatRequest, ReadsTheMessageTheDomReads) {
       {{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "caf\u00e9 \"quoted\"\n\ttab \\ end"}}}}},
       {{"model", "m"},
        {"messages",
-        {{{"role", "system"}, {"content", 5}},
+        {{{"role", "system"}, {"content", "5"}},
          {{"content", "first"}, {"role", "user"}},
          {{"role", "assistant"}, {"content", "x"}},
          {{"role", "user"},
@@ -204,7 +204,9 @@ TEST(ParseChatRequest, ReadsTheMessageTheDomReads) {
     auto q = ParseChatRequest(r.dump());
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     EXPECT_EQ(q->model, "m");
-    EXPECT_EQ(json::parse("\"" + q->input_json + "\"").get<std::string>(), DomInput(r)) << r.dump();
+    auto record = ChatRecordJson(*q, "id", false);  // the user message, for a template
+    ASSERT_TRUE(record.ok()) << record.status().ToString();
+    EXPECT_EQ(json::parse(*record)["input"].get<std::string>(), DomInput(r)) << r.dump();
     EXPECT_EQ(q->stream, r.value("stream", false));
     EXPECT_EQ(q->include_usage, r.contains("stream_options"));
   }
@@ -212,9 +214,11 @@ TEST(ParseChatRequest, ReadsTheMessageTheDomReads) {
             "the request body is not valid JSON");
   EXPECT_EQ(ParseChatRequest(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":1.0})").status().message(),
             "'n' must be 1: a cascade answers with one completion");
-  EXPECT_EQ(
-      ParseChatRequest(R"({"model":"m","messages":[{"role":"user","content":[{"type":"image"}]}]})").status().message(),
-      "messages[0].content: only text parts ({\"type\":\"text\",\"text\":...}) are supported");
+  // Parts other than text are the members' to read (messages mode), not a template's.
+  auto image = ParseChatRequest(R"({"model":"m","messages":[{"role":"user","content":[{"type":"image"}]}]})");
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  EXPECT_EQ(ChatRecordJson(*image, "id", false).status().message(),
+            "messages[0].content: only text parts ({\"type\":\"text\",\"text\":...}) are supported");
 }
 
 // The request body the openai backend built with a DOM before (the code it replaced).

@@ -1,5 +1,6 @@
-// Shared by server_test.cc and remote_test.cc: the zoo catalogue, test images, request
-// bodies, an HTTP client on loopback and a slow backend.
+// Shared by server_test.cc, remote_test.cc and the chat front door's tests: the zoo
+// catalogue, test images, request bodies, an HTTP client on loopback, a slow backend and
+// a server started on loopback with its client.
 #ifndef COE_TESTS_SERVER_TESTING_H_
 #define COE_TESTS_SERVER_TESTING_H_
 
@@ -120,6 +121,27 @@ inline Reply Http(int port, const std::string& method, const std::string& path, 
 }
 
 // The output tensor `name` of an infer response, or null.
+// A server of `spec` over `catalogue` started on an ephemeral loopback port, and a client
+// of it keeping one connection (its requests are answered, and counted, in order).
+// On failure: a test failure, and a null server.
+struct Served {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<httplib::Client> client;
+};
+inline Served ServeOnLoopback(const CascadeSpec& spec, const Catalogue& catalogue, const ServerOptions& options) {
+  Served out;
+  auto s = Server::Create(spec, catalogue, EngineOptions{}, options);
+  if (!s.ok() || !(*s)->Start("127.0.0.1", 0).ok()) {
+    ADD_FAILURE() << "cannot serve the cascade: " << (s.ok() ? "Start failed" : s.status().ToString());
+    return out;
+  }
+  out.server = std::move(*s);
+  out.client = std::make_unique<httplib::Client>("127.0.0.1", out.server->port());
+  out.client->set_read_timeout(30, 0);
+  out.client->set_keep_alive(true);
+  return out;
+}
+
 inline const json* Output(const json& response, const std::string& name) {
   if (!response.contains("outputs")) return nullptr;
   for (const json& o : response["outputs"])

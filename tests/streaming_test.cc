@@ -432,6 +432,33 @@ TEST_F(Streaming, AnUpstreamThatDoesNotStreamIsReadWhole) {
   EXPECT_EQ(s.Find("usage"), p["usage"]);
 }
 
+// A reply of tool calls streams as deltas (an id and name, then arguments): read into
+// the same calls, answer and cost as the plain reply; with no content to relay, it
+// is sent whole when the call ends.
+TEST_F(Streaming, ToolCallsAreReadFromTheStream) {
+  const std::string& id = tier2_[5];
+  const json calls = {{{"id", "call_1"},
+                       {"type", "function"},
+                       {"function", {{"name", "answer"}, {"arguments", "{\"letter\": \"B\"}"}}}}};
+  replay_.SetToolCalls({{kModels.at("gpt4") + "\n" + id, calls}});
+  const Streamed s = Stream(Body("gpt4", id, true));
+  ASSERT_EQ(s.status, 200) << s.body;
+  bool include_usage = false;
+  EXPECT_TRUE(replay_.StreamAsked(kModels.at("gpt4"), id, &include_usage));
+  const json p = Plain("gpt4", id);
+  EXPECT_EQ(p["choices"][0]["message"]["tool_calls"], calls);
+  json streamed_calls;
+  for (const json& e : s.events)
+    if (!e["choices"].empty() && e["choices"][0]["delta"].contains("tool_calls"))
+      streamed_calls = e["choices"][0]["delta"]["tool_calls"];
+  ASSERT_TRUE(streamed_calls.is_array()) << s.body;
+  ASSERT_EQ(streamed_calls.size(), 1u);
+  streamed_calls[0].erase("index");
+  EXPECT_EQ(streamed_calls, calls);
+  EXPECT_EQ(s.Find("coe"), p["coe"]);
+  EXPECT_EQ(s.Find("usage"), p["usage"]);
+}
+
 // A client that closes its connection mid-stream cancels the run: the upstream call it
 // started is aborted and its connection closed at once (the replay server, holding
 // its stream after the first piece, notices it), and the request is logged as 499.

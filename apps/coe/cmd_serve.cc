@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -26,9 +27,27 @@ struct ServeFlags {
   int64_t max_queue_delay_us = 0, queue_timeout_ms = 1000;
   int grpc_port = -1;  // -1: no gRPC front end
   int shutdown_grace_ms = 5000;
-  double max_body_mb = 32;
+  double max_body_mb = 32, cache_mb = 0;
+  std::string api_key_env;  // the variable holding the front door's key ("": no key)
   bool json_log = false, quiet = false;
 };
+
+#ifdef COE_HAVE_SERVER
+// The front door's key, from the variable --api-key-env names ("" without the flag).
+// Refused: a variable unset or empty (a server meant to be guarded never starts open),
+// and gRPC beside it (its calls carry no key check).
+StatusOr<std::string> FrontDoorKey(const ServeFlags& f) {
+  if (f.api_key_env.empty()) return std::string();
+  const char* v = std::getenv(f.api_key_env.c_str());
+  if (!v || !*v)
+    return FailedPreconditionError("--api-key-env names the environment variable " + f.api_key_env +
+                                   ", which is not set or empty: put the front door's key in it");
+  if (f.grpc_port >= 0)
+    return InvalidArgumentError(
+        "--api-key-env guards the HTTP routes only, and gRPC calls carry no key check: leave out --grpc-port");
+  return std::string(v);
+}
+#endif
 
 int RunServe(const ServeFlags& f) {
   KeepModelBuffers();
@@ -52,6 +71,8 @@ int RunServe(const ServeFlags& f) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  auto key = FrontDoorKey(f);
+  if (!key.ok()) return Fail(cmd, key.status());
   auto spec = ReadCascade(f.cascade);
   if (!spec.ok()) return Fail(cmd, spec.status());
   auto cat = ReadCatalogue(f.models);
@@ -71,6 +92,8 @@ int RunServe(const ServeFlags& f) {
   so.max_io_wait_ms = f.max_io_wait_ms;
   so.max_body_bytes = static_cast<size_t>(f.max_body_mb * (1 << 20));
   so.access_log = f.quiet ? AccessLog::kOff : f.json_log ? AccessLog::kJson : AccessLog::kText;
+  so.api_key = std::move(*key);
+  so.cache_bytes = static_cast<size_t>(f.cache_mb * (1 << 20));
   auto server = Server::Create(*spec, *cat, eo, so);
   if (!server.ok()) return Fail(cmd, server.status());
   Status started = (*server)->Start(f.host, f.port);
@@ -91,9 +114,10 @@ int RunServe(const ServeFlags& f) {
   std::string members;
   for (size_t i = 1; i < names.size(); ++i) members += (i > 1 ? ", " : "") + names[i];
   const bool chat = !(*server)->chat_model_names().empty();
-  std::printf("coe serve: model '%s'%s on http://%s:%d (%s; /metrics)\n", names[0].c_str(),
+  std::printf("coe serve: model '%s'%s on http://%s:%d (%s; /metrics)%s\n", names[0].c_str(),
               members.empty() ? "" : (" and its members " + members).c_str(), f.host.c_str(), (*server)->port(),
-              chat ? "OpenAI chat completions at /v1/chat/completions" : "Open Inference Protocol v2");
+              chat ? "OpenAI chat completions at /v1/chat/completions" : "Open Inference Protocol v2",
+              f.api_key_env.empty() ? "" : ("; model routes need the key in $" + f.api_key_env).c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);
@@ -177,6 +201,21 @@ void AddServeCommands(CLI::App& app) {
                    "cancelled (503, their upstream calls aborted) and coe exits")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600000));
+  serve
+      ->add_option("--api-key-env", f->api_key_env,
+                   "the model routes (/v1/*: chat, models; /v2/models/*: metadata, ready, infer) require "
+                   "'Authorization: Bearer KEY', KEY the value of this environment variable (unset or empty: coe "
+                   "refuses to start; compared in constant time; never logged); without it: 401. Health "
+                   "(/v2/health/*), /v2 and /metrics stay open. Not with --grpc-port (gRPC has no key check)")
+      ->type_name("NAME");
+  serve
+      ->add_option("--cache-mb", f->cache_mb,
+                   "exact-request response cache of /v1/chat/completions, in MiB (0: off): a request with an "
+                   "integer seed, or at temperature 0 (or none, its members' catalogue temperature 0), repeated "
+                   "exactly (the same JSON, streamed or not) is answered from it: no upstream call, cost 0, "
+                   "\"cached\": true")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1048576.0));
   serve->add_flag("--json-log", f->json_log, "access log as JSON lines on stderr");
   serve->add_flag("--quiet", f->quiet, "no access log");
   serve->callback([f]() { throw CLI::RuntimeError(RunServe(*f)); });

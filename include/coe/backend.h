@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -56,6 +57,10 @@ struct Prediction {
   // the answer as text here ("" = abstain) instead of `label`.
   std::string answer;
   std::string text;  // the raw output the answer was read from, if any
+  // A chat model's reply beyond its text, as JSON text ("" = none): its message's
+  // tool_calls (then the answer is the calls' canonical form, see openai_backend.cc),
+  // and its choice's logprobs when the record asked for them (kept for the client).
+  std::string tool_calls, logprobs;
   // Why the model stopped producing `text`, as its endpoint says ("stop", "length",
   // "tool_calls", "content_filter", ...); "" when it does not say.
   std::string finish_reason;
@@ -87,7 +92,17 @@ struct BackendInfo {
   bool waits = false;
   bool text_inputs = false;         // reads InputBatch::texts (JSON objects)
   std::vector<std::string> fields;  // text inputs: the record fields it needs
-  std::string cost_unit;            // what Prediction::cost counts ("usd"), if it does
+  // Text inputs: reads a record's `messages` (a conversation), not its fields
+  // (BackendOptions::messages).
+  bool messages = false;
+  // Request parameters whose value the catalogue fixes for this member, by name, as
+  // JSON text ({"temperature": "0"}): a record's own value is not sent (a chat model's
+  // `pin`, and its sample's seed).
+  std::map<std::string, std::string> pinned;
+  std::string cost_unit;  // what Prediction::cost counts ("usd"), if it does
+  // A chat model's sampling temperature, as its catalogue sets it (0 there by default);
+  // 0 for every other backend (their answers are not drawn at random).
+  double temperature = 0;
 };
 
 // Counters a backend keeps (for /metrics and reports). Monotonic; relaxed atomics.
@@ -115,6 +130,16 @@ class Backend {
 
   virtual const BackendInfo& info() const = 0;
   virtual Status Predict(const InputView& batch, std::vector<Prediction>* out) = 0;
+  // What a call on example `i` of `examples` is expected to cost, before it is made,
+  // in Prediction::cost's unit; NaN (the default) when the backend does not measure
+  // its cost (its catalogue figure is the cost). A chat model: its prompt at 4
+  // characters a token (the estimate of a reply without usage) and its completion at
+  // max_tokens (the most it may be billed), at its prices. Thread-safe; no call made.
+  virtual double EstimateCost(const InputView& examples, int64_t i) const {
+    (void)examples;
+    (void)i;
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   BackendStats& stats() { return stats_; }
 
  protected:
@@ -124,6 +149,9 @@ class Backend {
 
 struct BackendOptions {
   int threads = 1;  // concurrent Predict calls the backend should be ready for
+  // Chat models: a record is a conversation (its `messages`, sent whole) rather than
+  // the fields of the prompt template (a cascade's input = "messages").
+  bool messages = false;
 };
 
 // Builds the backend `spec.backend` names ("onnx" when empty and a path ends in .onnx,

@@ -97,6 +97,8 @@ struct RunResult {
   // tokens of every call made for the example.
   std::vector<std::string> reply;
   std::vector<std::string> finish_reason;  // of that member's call, as its endpoint said
+  // That member's tool calls and logprobs (Prediction::tool_calls, logprobs), "" = none.
+  std::vector<std::string> tool_calls, logprobs;
   std::vector<int64_t> tokens_in, tokens_out;
   std::vector<TierStats> tiers;
   // Per member (in AllMembers() order): predictions it made and seconds spent in them.
@@ -112,6 +114,11 @@ struct RunOptions {
   // calls in flight), and Run returns Unavailable. The server sets it when a client
   // goes away or a shutdown's grace period ends. Null: never. Must outlive the Run.
   const std::atomic<bool>* cancelled = nullptr;
+  // Runs at most the first max_tiers tiers (0 or more than the cascade has: all); the
+  // last of them decides as the cascade's last tier does: its plurality answers, and
+  // when it has none and a member failed, the degraded fallback. A request's cost
+  // ceiling sets it (coe serve: the deepest tier it can pay for, by EstimateTierCosts).
+  int max_tiers = 0;
   // Streaming (a chat request's `stream: true`): when the run is one example and it
   // reaches the last tier, and that tier has a single member (no vote to wait for),
   // that member's call gets this sink (InputView::tokens) and a backend that can
@@ -150,6 +157,10 @@ class Cascade {
   const LabelSet& labels() const;                   // union of the members' labels
   const std::vector<int64_t>& input_shape() const;  // empty = any
   const std::string& cost_name() const;
+  // Before running: what each tier's members are expected to cost on example `i` of
+  // `examples`, one sum per tier, in the cost unit: each member's
+  // Backend::EstimateCost, or its cost figure when that is NaN. No call is made.
+  std::vector<double> EstimateTierCosts(const InputView& examples, int64_t i) const;
   // Members in AllMembers() order, for stats.
   std::vector<Backend*> members() const;
 

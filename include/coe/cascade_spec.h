@@ -1,6 +1,7 @@
 // coe/cascade_spec.h: a cascade of ensembles as data, and its TOML file format.
 //
 //   name = "fashion"          # optional; the served model's name
+//   input = "messages"        # optional: how chat members see a chat request (below)
 //   [[tiers]]
 //   members = ["mlp", "cnn"]  # ascending cost; ties go to the last listed
 //   min_agreement = 1.0       # vote rule (optional)
@@ -9,10 +10,17 @@
 //   [[tiers]]
 //   members = ["resnet"]      # the last tier needs no rule: it answers its plurality
 //
+// `input` (cascades of chat models): "template" (the default) fills each member's
+// prompt template with the request's one user message, and a request that carries more
+// (a system message, earlier turns, a trailing assistant message) is refused;
+// "messages" gives every member the whole conversation (the catalogue's `system`, if
+// set, first as a system message of its own) and uses no template. `coe run` then reads
+// a record's `messages`. Planners ignore it.
+//
 // `coe plan` writes these files; `coe run`, `coe serve` and `coe eval` read them.
-// Errors: InvalidArgument naming the file and tier for malformed TOML, an empty
-// cascade or tier, a member listed twice, a non-final tier without a rule, a rule
-// threshold outside (0,1].
+// Errors: InvalidArgument naming the file and tier for malformed TOML, an `input`
+// other than "template" or "messages", an empty cascade or tier, a member listed
+// twice, a non-final tier without a rule, a rule threshold outside (0,1].
 // Thread safety: an immutable value once built.
 #ifndef COE_CASCADE_SPEC_H_
 #define COE_CASCADE_SPEC_H_
@@ -33,8 +41,14 @@ struct TierSpec {
   AnswerMatch match;  // how the members' answers are compared (default: exact)
 };
 
+// How a cascade's chat members see a chat request (the `input` key above).
+enum class ChatInput { kTemplate, kMessages };
+// "template", "messages".
+const char* ChatInputName(ChatInput input);
+
 struct CascadeSpec {
   std::string name;
+  ChatInput input = ChatInput::kTemplate;
   std::vector<TierSpec> tiers;
 
   // "{a, b} agree>=1 -> {c}".

@@ -43,6 +43,10 @@
 //                           #   no answer (std::regex recurses per character). Every other
 //                           #   mode reads any completion up to max_response_mb in linear time
 //   max_tokens = 256, temperature = 0.0, timeout_ms, retries, max_concurrency = 8
+//                           # max_tokens and temperature are defaults: a chat request's own
+//                           # value (`coe serve`) is sent instead, unless pinned:
+//   pin = ["temperature"]   # these catalogue values win over a request's (of kPinnable);
+//                           # the response says which were overridden (coe/server.h)
 //   usd_per_mtok_in = 0.18, usd_per_mtok_out = 0.18   # the price of its tokens: a call
 //                           # costs its response's usage at these prices; a response
 //                           # without usage, or with a token count that is not an integer
@@ -94,6 +98,7 @@ struct ModelSpec {
   std::string answer = "choice";
   int max_tokens = 256;
   double temperature = 0;
+  std::vector<std::string> pin;  // of kPinnable: the catalogue's value wins over a request's
   int max_concurrency = 8;
   int sample = 0;  // of `samples = k`: this member is NAME#sample (1..k); 0 = no samples
   double usd_per_mtok_in = 0, usd_per_mtok_out = 0;
@@ -123,6 +128,8 @@ StatusOr<std::vector<std::string>> PromptFields(const std::string& prompt);
 // `eval` prefer the recordings' own |cost columns when every model has one.)
 std::string DefaultCostKey(const std::vector<const ModelSpec*>& models);
 inline constexpr const char* kCostKeyOrder[] = {"usd", "macs", "flops", "latency_ms", "latency_us", "params"};
+// The request parameters a chat model may pin (`pin`): those the catalogue sets.
+inline constexpr std::string_view kPinnable[] = {"temperature", "max_tokens"};
 // The settings a model (or [defaults]) takes besides the cost figures above: every
 // other key is refused.
 // clang-format off
@@ -131,7 +138,7 @@ inline constexpr std::string_view kCatalogueSettings[] = {
     "input_shape", "input_bytes", "labels", "scale", "mean", "std",                // inputs, outputs
     "timeout_ms", "retries", "max_response_mb", "wire", "hedge_url", "hedge_ms",   // remote
     "model", "api_key_env", "system", "prompt", "answer", "max_tokens",            // chat (openai)
-    "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out",
+    "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin",
     "costs"};                                                                      // other cost figures
 // clang-format on
 

@@ -9,6 +9,7 @@
 #define COE_PROTOCOL_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,32 +85,84 @@ StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vecto
 
 // --- OpenAI chat completions (POST /v1/chat/completions, GET /v1/models) ---
 
-// A chat-completions request, decoded. Of the messages only the last one with role
-// "user" matters: its text (a string, or the "text" parts of an array) is the input.
-// Sampling fields (temperature, max_tokens, n, ...) are accepted and ignored: the
-// cascade's members carry their own; n other than 1 is refused.
+// A chat-completions request, decoded and checked. Its views point into the body given
+// to ParseChatRequest, which must outlive them: a large message is never copied nor
+// decoded here, it goes from the body into the cascade's record (ChatRecordJson).
+// coe's own field, "coe": {"max_cost_usd": x}, is the request's cost ceiling (a
+// number >= 0; no other key is allowed in it).
 struct ChatRequest {
   std::string model;
-  // The last user message's text as the request holds it: the inside of a JSON string
-  // literal (escaped, no quotes; the "text" of parts joined by an escaped line break).
-  // Kept so, a large message is never decoded and escaped again: it goes into the
-  // cascade's record as it is.
-  std::string input_json;
+  // The messages array's JSON text, as the request holds it.
+  std::string_view messages_json;
+  // The content (JSON text: a string, or an array of parts) of the last user message.
+  std::string_view user_content;
+  size_t user_index = 0;  // that message's index in messages
+  // What the conversation holds besides one user message ("" when it is just that),
+  // e.g. "a system message, 2 earlier messages and a trailing assistant message":
+  // what a cascade of input = "template" would not show its members.
+  std::string beyond_user;
+  // The request's parameters to forward to every member (kChatParameters, use
+  // kForward), each checked, as name and JSON text, in name order; null values left
+  // out (null is the parameter's default).
+  std::vector<std::pair<std::string, std::string_view>> parameters;
   bool stream = false;
-  bool include_usage = false;  // stream_options.include_usage
+  bool include_usage = false;          // stream_options.include_usage
+  bool logprobs = false;               // the client asked for the winning completion's logprobs
+  std::optional<double> max_cost_usd;  // coe.max_cost_usd
 };
 
-// Decodes a request body. Never throws: malformed JSON, a missing model, no user
-// message, a non-text message or n != 1 is InvalidArgument naming the field. Its
-// memory: the body and the message's text once more, nothing in between (no DOM).
-StatusOr<ChatRequest> ParseChatRequest(std::string_view body);
+// Decodes and checks a request body. Never throws: malformed JSON, a missing model, a
+// malformed message, no user message, or a parameter coe does not know, refuses (see
+// kChatParameters) or finds of the wrong type or range is InvalidArgument naming it;
+// *param (when given) is then the parameter's name ("messages", "temperature", ...)
+// for OpenAI's error field `param`, "" when none. Its memory: no more than the body
+// and a few small strings (no DOM).
+StatusOr<ChatRequest> ParseChatRequest(std::string_view body, std::string* param = nullptr);
+
+// How coe treats each top-level field of a chat request besides model and messages.
+//  kForward  checked (type, range), then sent to every member as the request gave it
+//            (unless the member's catalogue pins it: coe/catalogue.h `pin`);
+//  kCoe      coe's own (stream, stream_options), not sent;
+//  kRefuse   refused with 400 naming it and why (`refusal`).
+// Any field not listed is refused as unknown.
+struct ChatParameter {
+  enum class Use { kForward, kCoe, kRefuse };
+  std::string_view name;
+  Use use;
+  std::string_view refusal;  // kRefuse: why
+};
+const std::vector<ChatParameter>& ChatParameters();
+
+// The record a chat request becomes (one of InputBatch::texts): a JSON object with
+// "id", then "messages" (the request's array, as its text: `messages`) or "input"
+// (the last user message's text, its text parts joined by line breaks: template
+// mode), and kRecordParameters: an object of the forwarded parameters (absent when
+// none). InvalidArgument (param "messages") when template mode meets a message part
+// that is not text. Sized once: a large message is copied once, into it.
+inline constexpr const char* kRecordParameters = "coe.parameters";
+StatusOr<std::string> ChatRecordJson(const ChatRequest& request, std::string_view id, bool messages);
+
+// A chat request in canonical form, for an exact-request cache: the body parsed, its
+// "stream" and "stream_options" removed (they change only the framing of the reply),
+// coe.max_cost_usd set to the request's ceiling when it has one (so that a header's
+// ceiling and the body's key alike), numbers of one value written alike (an integral
+// float up to 2^53 as an integer: 0.0 is 0), written with sorted keys and no white space.
+struct CanonicalChatRequest {
+  std::string text;                   // "" when the body is not JSON
+  std::optional<double> temperature;  // the request's "temperature", when a number
+  bool seed = false;                  // the request has an integer "seed"
+};
+CanonicalChatRequest CanonicalizeChatRequest(std::string_view body, std::optional<double> max_cost_usd);
 
 // What the cascade decided for one chat request.
 struct ChatReply {
   std::string id;  // "chatcmpl-..."
   std::string model;
-  int64_t created = 0;                               // Unix seconds
-  std::string content;                               // the winning member's completion ("" when no tier answered)
+  int64_t created = 0;  // Unix seconds
+  std::string content;  // the winning member's completion ("" when no tier answered)
+  // The winning member's tool calls and logprobs as JSON text ("" = none): sent as
+  // message.tool_calls (content then null when empty) and the choice's logprobs.
+  std::string tool_calls, logprobs;
   int64_t prompt_tokens = 0, completion_tokens = 0;  // summed over every call made
   // The winning member's, as its endpoint said ("stop", "length", ...).
   std::string finish_reason = "stop";
@@ -119,20 +172,34 @@ struct ChatReply {
   int votes = 0, members = 0;
   double cost_usd = 0;
   bool degraded = false;
+  // Parameters of the request that members' catalogues pinned to another value:
+  // parameter -> member -> the value sent (JSON text). Returned as "coe": {"pinned"}.
+  std::map<std::string, std::map<std::string, std::string>> pinned;
+  bool cached = false;  // answered from the server's response cache (no call made)
+  // The request's cost ceiling (coe.max_cost_usd), when it gave one; budget_tier > 0
+  // when the ceiling stopped the cascade: the (1-based) deepest tier it allowed
+  // answered, where the tier's rule would have deferred.
+  std::optional<double> max_cost_usd;
+  int budget_tier = 0;
 };
 
 // The body of a non-streaming response: object "chat.completion", one choice
-// (the reply's finish_reason), "usage", and "coe": {answer, exit_tier, agreement, votes,
-// members, cost_usd, degraded}.
+// (the reply's finish_reason, message.tool_calls when the reply has them, logprobs),
+// "usage", and "coe": {answer, exit_tier, agreement, votes, members, cost_usd,
+// degraded, cached, pinned when a parameter was} and, with a ceiling, max_cost_usd and
+// budget_stopped (with stopped_at_tier when true).
 std::string ChatCompletionJson(const ChatReply& reply);
 // A streamed response as server-sent events: a chunk with the role, one with the
-// content, one with finish_reason and the "coe" facts, then (when include_usage) a
+// content (and logprobs), one with the tool calls (each with its "index") when the
+// reply has them, one with finish_reason and the "coe" facts, then (when include_usage) a
 // chunk with empty choices and the usage, then "data: [DONE]".
 std::string ChatCompletionEvents(const ChatReply& reply, bool include_usage);
-// The same events one at a time, for a reply streamed as its member produces it
-// (ChatCompletionEvents is their concatenation): the first chunk (the role), a chunk
-// of content, the last ones (finish_reason and "coe", the usage chunk when
-// include_usage, "data: [DONE]"). `head` needs only id, model and created.
+// The same events in parts, for a reply streamed as its member produces it
+// (ChatCompletionEvents is ChatRoleEvent + ChatFinalEvents): the first chunk (the
+// role); a chunk of content; the rest (a chunk with reply.content and logprobs when
+// either is not empty: a streamed reply's content went already, so it is left empty
+// there; the tool calls; finish_reason and "coe"; usage; "data: [DONE]"). `head` needs
+// only id, model and created.
 std::string ChatRoleEvent(const ChatReply& head, bool include_usage);
 std::string ChatContentEvent(const ChatReply& head, std::string_view content, bool include_usage);
 std::string ChatFinalEvents(const ChatReply& reply, bool include_usage);
@@ -141,10 +208,17 @@ std::string ChatFinalEvents(const ChatReply& reply, bool include_usage);
 std::string ChatErrorEvent(std::string_view error_json);
 // GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by":"coe"}]}.
 std::string ModelListJson(const std::vector<std::string>& names, int64_t created);
+// GET /v1/models/{id}: one model object, {"id","object":"model","created","owned_by":"coe"}.
+std::string ModelJson(const std::string& name, int64_t created);
 // The OpenAI error body: {"error":{"message","type","param","code"}}; type follows the
 // status (400 invalid_request_error, 404 invalid_request_error with code
-// model_not_found when `model_not_found`, 503/429 server_busy, else server_error).
-std::string OpenAiErrorJson(int http_status, std::string_view message, bool model_not_found = false);
+// model_not_found when `model_not_found`, 503/429 server_busy, else server_error);
+// param: the request parameter it is about (null when `param` is empty).
+std::string OpenAiErrorJson(int http_status, std::string_view message, bool model_not_found = false,
+                            std::string_view param = {});
+// The same with the given `code` (e.g. "invalid_api_key") and `param` ("" for both: null).
+std::string OpenAiCodedErrorJson(int http_status, std::string_view message, std::string_view code,
+                                 std::string_view param);
 
 }  // namespace coe
 

@@ -59,6 +59,11 @@ TierVote TallyVotes(std::span<const MemberOutput> outputs);
 //              optional thousands commas, a fraction, an exponent: 6.02e23); answers
 //              without a number match only the same string;
 //  jaccard:t   the Jaccard similarity of their sets of lower-cased word stems is >= t.
+// Structured answers (a chat model's tool calls and JSON replies, which it gives as
+// canonical JSON, protocol/json_text.h Canonical: an object or array) are the same
+// only when equal, under every match: "number" must not equate two tool calls that end
+// in the same number, nor jaccard two JSON objects with the same words. An answer is
+// structured when it is a JSON object or array (IsStructuredAnswer).
 // Free-text answers: answers are grouped in member order (an answer joins the first
 // group whose first answer it matches); agreement = the largest group's size / members;
 // a tie between groups goes to the group holding the last-listed voter; the answer is
@@ -77,6 +82,9 @@ struct AnswerMatch {
   bool Same(std::string_view a, std::string_view b) const;
 };
 
+// Whether `answer` is a JSON object or array (see AnswerMatch).
+bool IsStructuredAnswer(std::string_view answer);
+
 // AnswerMatch over the labels of a LabelSet, with each label's parsed form cached.
 // Not thread-safe (one a thread); `labels` must outlive it and may grow meanwhile.
 class AnswerMatcher {
@@ -88,6 +96,7 @@ class AnswerMatcher {
  private:
   struct Parsed {
     bool done = false;
+    bool structured = false;  // IsStructuredAnswer
     bool has_number = false;
     std::string number;              // the canonical form of the last number (base/decimal.h)
     std::vector<std::string> stems;  // sorted, unique

@@ -14,6 +14,7 @@
 //   GET  /metrics                                Prometheus text format
 //   POST /v1/chat/completions                    OpenAI chat completions (below)
 //   GET  /v1/models                              the models that answer chat
+//   GET  /v1/models/{id}                         one of them (404 model_not_found otherwise)
 //
 // Model metadata: platform "coe"; one input "input", FP32, shape [-1, ...input_shape];
 // outputs "label" BYTES [-1], "exit_tier" INT32 [-1], "degraded" BOOL [-1] and
@@ -69,9 +70,40 @@
 // agreement, votes, members, cost_usd, degraded. "stream": true is answered as
 // server-sent events once the deciding tier has answered (ChatCompletionEvents).
 // Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400 bad
-// request or a tensor model, 404 unknown model (code model_not_found), 502 when no
+// request or a tensor model, 401 without the server's key (ServerOptions::api_key; code
+// invalid_api_key), 404 unknown model (code model_not_found), 502 when no
 // tier could answer because members failed (an unreachable endpoint: the reply would
 // hold no completion), 503 busy.
+//
+// A cost ceiling per chat request: "coe": {"max_cost_usd": x} in the body, or the
+// header `coe-max-cost-usd: x` (both: they must be equal; x a number >= 0, dollars;
+// anything else is 400 naming it). Before any call, each tier's cost on the request
+// is estimated (Cascade::EstimateTierCosts: a chat member's prompt at 4 characters a
+// token, its completion at max_tokens, at its prices); the run reaches at most the
+// deepest tier k whose tiers 1..k together are estimated at <= x (RunOptions::
+// max_tiers): tier k then decides as a last tier does (its plurality; the degraded
+// fallback when it has none and a member failed). "coe" says max_cost_usd and
+// budget_stopped: true, with stopped_at_tier k, when the run ended at tier k < the
+// cascade's last and tier k's rule would have deferred. A ceiling below tier 1's
+// estimate is 400 (code "max_cost_too_low", param "coe.max_cost_usd") naming both:
+// the request can never be served as sent (not 402: no payment would change that).
+// What is paid is measured as always: the estimate only chooses the tiers.
+//
+// Response cache (ServerOptions::cache_bytes > 0): a chat request that would get the
+// same answer again is answered from the cache when an identical one was: one with
+// an integer "seed", or one whose members sample greedily (its temperature 0 or
+// absent, and every member's catalogue temperature 0, the catalogue's default).
+// Identical: the same served model (and load of its cascade) and the same canonical
+// request (CanonicalizeChatRequest: the body parsed, "stream"/"stream_options" left
+// out, the ceiling as coe.max_cost_usd, 0.0 as 0, keys sorted). A hit makes no upstream call,
+// gets a new id, usage 0 and "coe": {"cached": true, "cost_usd": 0, ...the rest as
+// first answered}, streamed or not as asked. Only 200 answers that are not degraded
+// are stored (no 4xx/5xx, no degraded answer); request bodies of 1 MiB or more are
+// not cached (a cached request holds its key, as large as its body, while it runs).
+// Least recently used entries are evicted past cache_bytes (keys and
+// replies, 256 bytes each for the bookkeeping). Metrics: coe_cache_hits_total,
+// coe_cache_misses_total (cacheable requests only), coe_cache_evictions_total,
+// coe_cache_bytes, coe_cache_entries, coe_cache_capacity_bytes.
 // The messages are built in the protocol layer (coe/protocol.h) and the handler takes
 // a body and returns a status, type and body, so that a transport can be swapped.
 // Memory: a chat request holds at most two of its body, its message's JSON text and
@@ -134,6 +166,17 @@ struct ServerOptions {
   int io_timeout_s = 10;
   int retry_after_s = 1;  // the Retry-After of a 503
   AccessLog access_log = AccessLog::kOff;
+  // The front door's key: when not empty, a request to a model route (/v1/... and
+  // /v2/models/...) must carry `Authorization: Bearer <api_key>` (compared in constant
+  // time), else it gets 401 (OpenAI's shape, code "invalid_api_key", on /v1; the
+  // protocol's {"error"} on /v2) with `WWW-Authenticate: Bearer`. Health (/v2/health/...),
+  // server metadata (/v2) and /metrics stay open: probes and scrapers carry no key.
+  // Never logged. `coe serve --api-key-env NAME` reads it from the variable NAME.
+  // Server::Run (in process: the gRPC front end's path) does not check it.
+  std::string api_key;
+  // The exact-request response cache of /v1/chat/completions, in bytes (0: off). See
+  // "Response cache" above.
+  size_t cache_bytes = 0;
   // Receives startup and access-log lines (no trailing newline); null = stderr.
   // Called from I/O and worker threads, concurrently.
   std::function<void(const std::string&)> log;

@@ -1,8 +1,10 @@
 #include "backends/chat_body.h"
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "coe/protocol.h"
 #include "protocol/json_text.h"
 #include "protocol/oip.h"
 
@@ -43,17 +45,12 @@ std::vector<std::string_view> ChatBody::Views(std::string_view record) const {
   return out;
 }
 
-StatusOr<ChatBody> BuildChatBody(const ModelSpec& spec, const std::string& model, std::string_view record) {
-  // Checked, then taken apart, without a copy of any of its strings.
-  if (!json_text::Valid(record) || json_text::Kind(record) != '{')
-    return InvalidArgumentError("the input is not a JSON object");
-  const std::map<std::string, std::string_view> fields = json_text::Members(record);
-  ChatBody b;
-  Writer w{&b, record};
-  w.Own("{\"logprobs\":true,\"max_tokens\":" + Dump(spec.max_tokens) + ",\"messages\":[");
-  if (!spec.system.empty()) w.Own("{\"content\":" + Dump(spec.system) + ",\"role\":\"system\"},");
-  w.Own("{\"content\":\"");
-  // The template: literal text, escaped, and fields.
+namespace {
+
+// The filled template of `spec` for the record's `fields`, as the user message's
+// escaped text: literal text, escaped, and fields (strings as the JSON text they are).
+Status WriteTemplate(const ModelSpec& spec, const std::map<std::string, std::string_view>& fields, Writer& w,
+                     ChatBody& b) {
   std::string literal;
   const std::string& t = spec.prompt;
   for (size_t i = 0; i < t.size(); ++i) {
@@ -85,10 +82,95 @@ StatusOr<ChatBody> BuildChatBody(const ModelSpec& spec, const std::string& model
   }
   w.Escaped(literal, true);
   b.prompt_bytes += literal.size();
-  w.Own("\",\"role\":\"user\"}],\"model\":" + Dump(model));
+  return Status::Ok();
+}
+
+// Whether the catalogue's value of the request parameter `name` is sent instead of the
+// record's: pinned, a sample's seed, or logprobs (always asked for: the answer's
+// probability is read from them).
+bool CatalogueWins(const ModelSpec& spec, std::string_view name) {
+  auto pinned = [&](std::string_view p) { return std::find(spec.pin.begin(), spec.pin.end(), p) != spec.pin.end(); };
+  if (name == "temperature") return pinned("temperature");
+  if (name == "max_tokens" || name == "max_completion_tokens") return pinned("max_tokens");
+  if (name == "seed") return spec.sample > 0;
+  return name == "logprobs";
+}
+
+// The record's parameters to send (those the catalogue does not override), and what
+// they ask of the reply.
+StatusOr<std::vector<std::pair<std::string, std::string_view>>> RecordParameters(
+    const ModelSpec& spec, const std::map<std::string, std::string_view>& fields, ChatBody* b) {
+  std::vector<std::pair<std::string, std::string_view>> out;
+  const auto it = fields.find(kRecordParameters);
+  if (it == fields.end()) return out;
+  if (json_text::Kind(it->second) != '{')
+    return InvalidArgumentError(std::string("the input's '") + kRecordParameters + "' is not an object");
+  for (const auto& [name, value] : json_text::Members(it->second)) {
+    if (name == "logprobs") b->keep_logprobs = json_text::Kind(value) == 't';
+    if (name == "response_format") {
+      const auto f = json_text::Members(value);
+      const auto type = f.find("type");
+      const std::string t =
+          type == f.end() || json_text::Kind(type->second) != '"' ? "" : json_text::Decode(type->second);
+      b->json_reply = t == "json_object" || t == "json_schema";
+    }
+    if (!CatalogueWins(spec, name)) out.emplace_back(name, value);
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<ChatBody> BuildChatBody(const ModelSpec& spec, const std::string& model, std::string_view record,
+                                 bool messages) {
+  // Checked, then taken apart, without a copy of any of its strings.
+  if (!json_text::Valid(record) || json_text::Kind(record) != '{')
+    return InvalidArgumentError("the input is not a JSON object");
+  const std::map<std::string, std::string_view> fields = json_text::Members(record);
+  ChatBody b;
+  Writer w{&b, record};
+  COE_ASSIGN_OR_RETURN(const auto params, RecordParameters(spec, fields, &b));
+  auto given = [&](std::string_view name) {
+    return std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.first == name; });
+  };
+  w.Own("{\"logprobs\":true");
+  if (!given("max_tokens") && !given("max_completion_tokens")) w.Own(",\"max_tokens\":" + Dump(spec.max_tokens));
+  w.Own(",\"messages\":[");
+  if (!spec.system.empty()) w.Own("{\"content\":" + Dump(spec.system) + ",\"role\":\"system\"},");
+  if (messages) {  // the conversation, as the record holds it
+    const auto it = fields.find("messages");
+    if (it == fields.end() || json_text::Elements(it->second).empty())
+      return InvalidArgumentError(
+          "the input has no 'messages' (a non-empty array): the cascade's input = \"messages\" "
+          "sends each record's conversation");
+    const std::string_view m = it->second;
+    const std::string_view inner = m.substr(1, m.size() - 2);
+    w.Record(inner);
+    b.prompt_bytes += inner.size();
+    w.Own("]");
+  } else {
+    w.Own("{\"content\":\"");
+    COE_RETURN_IF_ERROR(WriteTemplate(spec, fields, w, b));
+    w.Own("\",\"role\":\"user\"}]");
+  }
+  w.Own(",\"model\":" + Dump(model));
   if (spec.sample > 0) w.Own(",\"seed\":" + Dump(spec.sample));  // k samples: k different draws
-  w.Own(",\"temperature\":" + Dump(spec.temperature) + "}");
+  if (!given("temperature")) w.Own(",\"temperature\":" + Dump(spec.temperature));
+  for (const auto& [name, value] : params) {  // the request's own JSON text
+    std::string key = ",";
+    oip::AppendJsonString(&key, name);
+    w.Own(key + ":");
+    w.Record(value);
+  }
+  w.Own("}");
   return b;
+}
+
+std::map<std::string, std::string> PinnedParameters(const ModelSpec& spec) {
+  std::map<std::string, std::string> out;
+  for (const std::string& p : spec.pin) out[p] = p == "temperature" ? Dump(spec.temperature) : Dump(spec.max_tokens);
+  if (spec.sample > 0) out["seed"] = Dump(spec.sample);
+  return out;
 }
 
 }  // namespace coe

@@ -60,11 +60,10 @@ bool ChatStreamReader::Event(std::string_view data) {
   if (choices == chunk.end() || !choices->is_array() || choices->empty() || !(*choices)[0].is_object()) return true;
   const json& c0 = (*choices)[0];
   if (auto fr = c0.find("finish_reason"); fr != c0.end() && fr->is_string()) finish_reason_ = fr->get<std::string>();
-  if (auto lp = c0.find("logprobs"); lp != c0.end() && lp->is_object())
-    if (auto content = lp->find("content"); content != lp->end() && content->is_array())
-      for (const json& t : *content) logprobs_.push_back(t);
+  if (auto lp = c0.find("logprobs"); lp != c0.end() && lp->is_object()) Logprobs(*lp);
   auto delta = c0.find("delta");
   if (delta == c0.end() || !delta->is_object()) return true;
+  if (auto calls = delta->find("tool_calls"); calls != delta->end() && calls->is_array()) ToolCalls(*calls);
   auto content = delta->find("content");
   if (content == delta->end() || !content->is_string()) return true;
   const std::string& piece = content->get_ref<const std::string&>();
@@ -73,14 +72,50 @@ bool ChatStreamReader::Event(std::string_view data) {
   return !sink_ || sink_->Text(piece);
 }
 
+// A chunk's logprobs: its arrays ("content", "refusal": the tokens) continue the ones
+// before, its other values are kept as they first came.
+void ChatStreamReader::Logprobs(const json& lp) {
+  for (const auto& [key, value] : lp.items()) {
+    json& kept = logprobs_[key];
+    if (value.is_array()) {
+      if (!kept.is_array()) kept = json::array();
+      for (const json& t : value) kept.push_back(t);
+    } else if (kept.is_null()) {
+      kept = value;
+    }
+  }
+}
+
+// A chunk's tool-call deltas: by "index", the id and type as they come, the function's
+// name and arguments continued piece by piece.
+void ChatStreamReader::ToolCalls(const json& calls) {
+  for (const json& d : calls) {
+    if (!d.is_object()) continue;
+    const size_t k = d.contains("index") && d["index"].is_number_unsigned() ? d["index"].get<size_t>() : 0;
+    if (k >= kMaxToolCalls) continue;
+    while (tool_calls_.size() <= k)
+      tool_calls_.push_back({{"id", ""}, {"type", "function"}, {"function", {{"name", ""}, {"arguments", ""}}}});
+    json& call = tool_calls_[k];
+    for (const char* key : {"id", "type"})
+      if (d.contains(key) && d[key].is_string()) call[key] = d[key];
+    if (!d.contains("function") || !d["function"].is_object()) continue;
+    for (const char* key : {"name", "arguments"})
+      if (d["function"].contains(key) && d["function"][key].is_string())
+        call["function"][key] = call["function"][key].get<std::string>() + d["function"][key].get<std::string>();
+  }
+}
+
 StatusOr<json> ChatStreamReader::Completion() const {
   if (!error_.empty()) return FailedPreconditionError(error_);
   if (!done_ && finish_reason_.empty())
     return FailedPreconditionError("the stream ended before its last event (no finish_reason, no [DONE])");
-  json message = {{"role", "assistant"}, {"content", text_}};
+  // A reply of tool calls alone has no content (null), as a plain response says.
+  json message = {{"role", "assistant"},
+                  {"content", text_.empty() && !tool_calls_.empty() ? json(nullptr) : json(text_)}};
+  if (!tool_calls_.empty()) message["tool_calls"] = tool_calls_;
   json choice = {{"index", 0}, {"message", std::move(message)}};
   if (!finish_reason_.empty()) choice["finish_reason"] = finish_reason_;
-  if (!logprobs_.empty()) choice["logprobs"] = {{"content", logprobs_}};
+  if (!logprobs_.empty()) choice["logprobs"] = logprobs_;
   json res = {{"object", "chat.completion"}, {"choices", json::array({std::move(choice)})}};
   if (!usage_.is_null()) res["usage"] = usage_;
   return res;

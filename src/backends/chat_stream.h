@@ -10,9 +10,11 @@
 // (the space optional), an event ending at an empty line; X is a chat.completion.chunk
 // or "[DONE]". Comments (": ..."), other fields (event:, id:, retry:) and chunks
 // without choices are read past. A chunk's choices[0].delta.content is the next
-// piece, its choices[0].finish_reason and logprobs.content (joined in order) and its
+// piece; its delta.tool_calls (by index: id, type, and the function's name and
+// arguments joined in order), finish_reason, logprobs (arrays joined in order) and
 // usage (the last one seen) are kept; a chunk {"error": ...} ends the stream as a
-// failure naming the upstream's message.
+// failure naming the upstream's message. Tool calls are not passed to the sink: a
+// reply of tool calls alone is sent whole when the call ends.
 //
 // Thread safety: one call's, on its thread.
 #ifndef COE_BACKENDS_CHAT_STREAM_H_
@@ -41,7 +43,7 @@ class ChatStreamReader {
   bool Feed(std::string_view bytes);
 
   // After the response ended: the completion as a plain chat.completion response
-  // ({"choices": [{"message": {"content"}, "finish_reason", "logprobs": {"content"}}],
+  // ({"choices": [{"message": {"content", "tool_calls"}, "finish_reason", "logprobs"}],
   // "usage"}), or FailedPrecondition saying what went wrong (an error event, an event
   // that is not JSON, a stream cut before its finish_reason or [DONE]).
   StatusOr<nlohmann::json> Completion() const;
@@ -50,12 +52,16 @@ class ChatStreamReader {
 
  private:
   bool Event(std::string_view data);
+  void Logprobs(const nlohmann::json& lp);
+  void ToolCalls(const nlohmann::json& calls);
+
+  static constexpr size_t kMaxToolCalls = 128;  // an index past it is not a call (nor an allocation)
 
   TokenSink* const sink_;
   std::string line_;  // a line not yet ended
   std::string data_;  // the current event's data lines
   std::string text_, finish_reason_, error_;
-  nlohmann::json logprobs_ = nlohmann::json::array(), usage_;
+  nlohmann::json logprobs_ = nlohmann::json::object(), tool_calls_ = nlohmann::json::array(), usage_;
   bool done_ = false;
 };
 

@@ -40,6 +40,7 @@
 #include "backends/answer_reader.h"
 #include "backends/backends.h"
 #include "backends/chat_body.h"
+#include "backends/chat_reply.h"
 #include "backends/chat_stream.h"
 #include "backends/http_client.h"
 #include "base/thread_pool.h"
@@ -90,6 +91,14 @@ class OpenAiBackend : public Backend {
     return Status::Ok();
   }
 
+  // The prompt's characters as Pay estimates them, the completion at max_tokens.
+  double EstimateCost(const InputView& examples, int64_t i) const override {
+    if (i < 0 || i >= static_cast<int64_t>(examples.texts.size())) return NAN;
+    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, examples.texts[i]);
+    if (!built.ok()) return 0;  // the call will fail on its input: nothing is sent, nothing paid
+    return Usd(EstimatedTokens(spec_.system.size() + built->prompt_bytes), spec_.max_tokens);
+  }
+
  private:
   // `cancelled`: the run's flag (InputView::cancelled): no attempt starts once it is
   // set, and the one in flight is aborted. `tokens`: the completion is streamed there
@@ -98,7 +107,7 @@ class OpenAiBackend : public Backend {
     Prediction p;
     // The request body: pieces of its own and views of the record, never a copy of a
     // message (backends/chat_body.h).
-    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text);
+    auto built = BuildChatBody(spec_, spec_.model.empty() ? info_.name : spec_.model, record_text, info_.messages);
     if (!built.ok()) return Prediction::Failure(built.status().message(), "input");
     const size_t prompt_bytes = built->prompt_bytes;
     const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_ms * 1000));
@@ -125,19 +134,10 @@ class OpenAiBackend : public Backend {
     if (!a.ok) return Failed(std::move(p), a.error, a.kind);
     auto streamed = stream && a.streamed ? stream->Completion() : StatusOr<json>(json::parse(a.body, nullptr, false));
     if (!streamed.ok()) return Failed(std::move(p), streamed.status().message(), "bad_response");
-    json res = std::move(*streamed);
-    const json* content = nullptr;
-    if (res.is_object() && res.contains("choices") && res["choices"].is_array() && !res["choices"].empty() &&
-        res["choices"][0].is_object() && res["choices"][0].contains("message") &&
-        res["choices"][0]["message"].is_object() && res["choices"][0]["message"].contains("content") &&
-        res["choices"][0]["message"]["content"].is_string())
-      content = &res["choices"][0]["message"]["content"];
-    if (!content) return Failed(std::move(p), "the response has no choices[0].message.content", "bad_response");
-    p.text = content->get<std::string>();
-    if (auto fr = res["choices"][0].find("finish_reason"); fr != res["choices"][0].end() && fr->is_string())
-      p.finish_reason = fr->get<std::string>();
+    const json res = std::move(*streamed);
+    std::string why;
+    if (!ReadChatReply(res, *built, reader_, &p, &why)) return Failed(std::move(p), why, "bad_response");
     Pay(res, spec_.system.size() + prompt_bytes, p.text.size(), &p);
-    p.answer = reader_.Read(p.text, &p.error);
     if (p.answer.empty()) return p;
     p.score = AnswerProbability(res, p.answer);
     return p;
@@ -175,17 +175,23 @@ class OpenAiBackend : public Backend {
       have = in >= 0 && out >= 0;
     }
     if (!have) {
-      in = static_cast<int64_t>((chars_in + 3) / 4);
-      out = static_cast<int64_t>((chars_out + 3) / 4);
+      in = EstimatedTokens(chars_in);
+      out = EstimatedTokens(chars_out);
       stats_.estimated_costs++;
     }
-    const double usd = (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
+    const double usd = Usd(in, out);
     p->cost = (std::isnan(p->cost) ? 0.0 : p->cost) + usd;
     p->tokens_in = AddTokens(p->tokens_in, in);
     p->tokens_out = AddTokens(p->tokens_out, out);
     AddTokens(&stats_.tokens_in, in);
     AddTokens(&stats_.tokens_out, out);
     stats_.usd.fetch_add(usd, std::memory_order_relaxed);
+  }
+
+  // Tokens of a text of `chars` characters, estimated without a tokenizer: 4 a token.
+  static int64_t EstimatedTokens(size_t chars) { return static_cast<int64_t>((chars + 3) / 4); }
+  double Usd(int64_t in, int64_t out) const {
+    return (in * spec_.usd_per_mtok_in + out * spec_.usd_per_mtok_out) / 1e6;
   }
 
   // The probability of the answer's token, from the response's log-probabilities when
@@ -216,7 +222,7 @@ class OpenAiBackend : public Backend {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions&) {
+StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, const BackendOptions& backend) {
   const std::string what = "model '" + spec.name + "': ";
   if (spec.url.empty()) return InvalidArgumentError(what + "a chat model needs url = \"http://host:port/v1\"");
   const size_t scheme_end = spec.url.find("://");
@@ -233,10 +239,12 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   // backend exists (ordered for ThreadSanitizer, which cannot see the library's guard).
   if (!httplib::Client(host).is_valid()) return InvalidArgumentError(what + "url '" + spec.url + "' is not valid");
   WarmHttplibForTsan();
-  if (spec.prompt.empty())
+  // In messages mode the conversation is the prompt: a template is not needed, nor used.
+  if (spec.prompt.empty() && !backend.messages)
     return InvalidArgumentError(what + "a chat model needs a prompt template, e.g. prompt = \"{question}\"");
   auto fields = PromptFields(spec.prompt);
   if (!fields.ok()) return fields.status().WithPrefix(what + "prompt");
+  if (backend.messages) fields->clear();
   std::string key;
   if (!spec.api_key_env.empty()) {
     const char* v = std::getenv(spec.api_key_env.c_str());
@@ -255,7 +263,10 @@ StatusOr<std::unique_ptr<Backend>> CreateOpenAiBackend(const ModelSpec& spec, co
   info.open_labels = true;
   info.text_inputs = true;
   info.fields = *fields;
+  info.messages = backend.messages;
+  info.pinned = PinnedParameters(spec);
   info.cost_unit = "usd";
+  info.temperature = spec.temperature;
   info.waits = true;
   http::Options options;
   options.host = host;

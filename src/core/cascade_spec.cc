@@ -9,6 +9,8 @@
 
 namespace coe {
 
+const char* ChatInputName(ChatInput input) { return input == ChatInput::kMessages ? "messages" : "template"; }
+
 std::string CascadeSpec::ToString() const {
   std::string s;
   for (size_t t = 0; t < tiers.size(); ++t) {
@@ -75,8 +77,16 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
       auto s = v.value<std::string>();
       if (!s) return InvalidArgumentError(TomlWhere(source, v) + ": 'name' must be a string");
       spec.name = *s;
+    } else if (key == "input") {
+      auto s = v.value<std::string>();
+      if (!s || (*s != "template" && *s != "messages"))
+        return InvalidArgumentError(TomlWhere(source, v) +
+                                    ": 'input' must be \"template\" (the catalogue's prompt over the request's user "
+                                    "message) or \"messages\" (the whole conversation to every member)");
+      spec.input = *s == "messages" ? ChatInput::kMessages : ChatInput::kTemplate;
     } else if (key != "tiers") {
-      return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key + "' (expected name and [[tiers]])");
+      return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key +
+                                  "' (expected name, input and [[tiers]])");
     }
   }
   const toml::array* tiers = root["tiers"].as_array();
@@ -126,6 +136,7 @@ std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string
   std::string out;
   for (const std::string& line : comment) out += TomlCommentLines(line);
   if (!spec.name.empty()) out += "name = " + TomlQuote(spec.name) + "\n";
+  if (spec.input != ChatInput::kTemplate) out += "input = " + TomlQuote(ChatInputName(spec.input)) + "\n";
   for (size_t t = 0; t < spec.tiers.size(); ++t) {
     const TierSpec& tier = spec.tiers[t];
     out += "\n[[tiers]]\nmembers = [";

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "base/decimal.h"
 
@@ -131,7 +132,12 @@ std::string AnswerMatch::ToString() const {
   return "";
 }
 
+bool IsStructuredAnswer(std::string_view answer) {
+  return !answer.empty() && (answer.front() == '{' || answer.front() == '[') && nlohmann::json::accept(answer);
+}
+
 bool AnswerMatch::Same(std::string_view a, std::string_view b) const {
+  if (kind != Kind::kExact && (IsStructuredAnswer(a) || IsStructuredAnswer(b))) return a == b;
   switch (kind) {
     case Kind::kExact:
       return a == b;
@@ -153,6 +159,7 @@ const AnswerMatcher::Parsed& AnswerMatcher::Get(int label) {
   if (!p.done) {
     p.done = true;
     const std::string& name = labels_.name(label);
+    p.structured = IsStructuredAnswer(name);
     if (match_.kind == AnswerMatch::Kind::kNumber) {
       std::optional<std::string> number = LastNumber(name);
       p.has_number = number.has_value();
@@ -170,6 +177,7 @@ bool AnswerMatcher::Same(int a, int b) {
   if (cache_.size() < need) cache_.resize(need);  // so that both references below stay valid
   const Parsed& x = Get(a);
   const Parsed& y = Get(b);
+  if (x.structured || y.structured) return false;  // a != b: different strings
   if (match_.kind == AnswerMatch::Kind::kNumber)
     return x.has_number && y.has_number ? x.number == y.number : labels_.name(a) == labels_.name(b);
   return Jaccard(x.stems, y.stems) >= match_.threshold - 1e-12;

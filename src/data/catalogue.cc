@@ -152,6 +152,19 @@ Status ApplyChatKey(ModelSpec& m, const Setting& s, int& samples) {
     if (m.temperature < 0 || m.temperature > 2) return bad("expected a number in [0, 2]");
     return Status::Ok();
   }
+  if (key == "pin") {
+    const toml::array* a = s.v.as_array();
+    if (!a) return bad("expected an array of parameter names (temperature, max_tokens)");
+    m.pin.clear();
+    for (const toml::node& e : *a) {
+      auto name = e.value<std::string>();
+      if (!name || std::find(std::begin(kPinnable), std::end(kPinnable), *name) == std::end(kPinnable))
+        return bad("expected parameters the catalogue sets: temperature, max_tokens");
+      if (std::find(m.pin.begin(), m.pin.end(), *name) != m.pin.end()) return bad("'" + *name + "' is pinned twice");
+      m.pin.push_back(*name);
+    }
+    return Status::Ok();
+  }
   if (key == "usd_per_mtok_in" || key == "usd_per_mtok_out") {
     double price = 0;
     COE_RETURN_IF_ERROR(num(&price));
@@ -163,9 +176,9 @@ Status ApplyChatKey(ModelSpec& m, const Setting& s, int& samples) {
   std::abort();  // a broken invariant: kChatSettings and this function disagree
 }
 
-constexpr std::string_view kChatSettings[] = {"model",       "api_key_env",     "system",          "prompt",
-                                              "answer",      "max_tokens",      "max_concurrency", "samples",
-                                              "temperature", "usd_per_mtok_in", "usd_per_mtok_out"};
+constexpr std::string_view kChatSettings[] = {"model",       "api_key_env",     "system",           "prompt",
+                                              "answer",      "max_tokens",      "max_concurrency",  "samples",
+                                              "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin"};
 
 // One key of a model's table (or of [defaults], `scope`): a setting, a cost figure, or
 // the costs table; anything else is an unknown key.
@@ -405,6 +418,11 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
     if (m.answer != defaults.answer) string("answer", m.answer);
     if (m.max_tokens != defaults.max_tokens) out += "max_tokens = " + std::to_string(m.max_tokens) + "\n";
     if (m.temperature != defaults.temperature) number("temperature", m.temperature);
+    if (!m.pin.empty()) {
+      out += "pin = [";
+      for (size_t k = 0; k < m.pin.size(); ++k) out += (k ? ", " : "") + TomlQuote(m.pin[k]);
+      out += "]\n";
+    }
     if (m.max_concurrency != defaults.max_concurrency)
       out += "max_concurrency = " + std::to_string(m.max_concurrency) + "\n";
     if (m.usd_per_mtok_in != 0) number("usd_per_mtok_in", m.usd_per_mtok_in);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -45,6 +46,20 @@ const CascadeSpec& Cascade::spec() const { return impl_->spec; }
 const LabelSet& Cascade::labels() const { return impl_->labels; }
 const std::vector<int64_t>& Cascade::input_shape() const { return impl_->input_shape; }
 const std::string& Cascade::cost_name() const { return impl_->cost_name; }
+std::vector<double> Cascade::EstimateTierCosts(const InputView& examples, int64_t i) const {
+  std::vector<double> out;
+  for (const std::vector<int>& tier : impl_->tiers) {
+    double sum = 0;
+    for (int m : tier) {
+      const Member& mem = impl_->members[m];
+      const double e = mem.backend->EstimateCost(examples, i);
+      sum += std::isnan(e) ? mem.cost : e;
+    }
+    out.push_back(sum);
+  }
+  return out;
+}
+
 std::vector<Backend*> Cascade::members() const {
   std::vector<Backend*> out;
   for (const Member& m : impl_->members) out.push_back(m.backend.get());
@@ -74,6 +89,7 @@ StatusOr<std::unique_ptr<Cascade>> Cascade::Create(const CascadeSpec& spec, cons
   const int threads = options.threads > 0 ? options.threads : AvailableCores();
   BackendOptions bo;
   bo.threads = threads;
+  bo.messages = spec.input == ChatInput::kMessages;
   std::vector<std::unique_ptr<Backend>> backends;
   for (const ModelSpec* s : specs) {
     COE_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b, CreateBackend(*s, bo));
@@ -136,6 +152,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 bool Cancelled(const InputView& v) { return v.cancelled && v.cancelled->load(std::memory_order_relaxed); }
+
+// The tiers a run goes through: all, or the first options.max_tiers.
+size_t TiersToRun(const Cascade::Impl& im, const RunOptions& options) {
+  return options.max_tiers > 0 ? std::min(im.tiers.size(), static_cast<size_t>(options.max_tiers)) : im.tiers.size();
+}
 
 // Every member of tier `t` on every example of `in`: the (member, chunk) pairs are
 // tasks on the pool, enough of them to keep every thread busy even when few examples
@@ -226,8 +247,8 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
                             const std::vector<std::vector<Prediction>>& preds, const RunOptions& options,
                             std::vector<int>* fallback, RunResult* r) {
   const std::vector<int>& tier = im.tiers[t];
-  const int num_labels = im.labels.size();  // probabilities cover the cascade's fixed labels
-  const bool last = t + 1 == im.tiers.size();
+  const int num_labels = im.labels.size();             // probabilities cover the cascade's fixed labels
+  const bool last = t + 1 == TiersToRun(im, options);  // a cost ceiling may stop before the cascade's last
   std::vector<int> next;
   std::vector<MemberOutput> outs;
   std::vector<std::vector<float>> remapped(tier.size());
@@ -288,6 +309,8 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
         if (outs[j].label != kAbstain && matcher.Same(outs[j].label, v.plurality)) {
           r->reply[ex] = preds[j][i].text;
           r->finish_reason[ex] = preds[j][i].finish_reason;
+          r->tool_calls[ex] = preds[j][i].tool_calls;
+          r->logprobs[ex] = preds[j][i].logprobs;
           break;
         }
     }
@@ -312,10 +335,11 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
 }
 
 // Whether tier `t` of a run of `n` examples streams (RunOptions::tokens): the last
-// tier, a single member, one example. Its member's answer is then the answer, so
-// its text may go to the client before the call ends.
-bool StreamsTier(const Cascade::Impl& im, size_t t, int n) {
-  return n == 1 && t + 1 == im.tiers.size() && im.tiers[t].size() == 1;
+// tier the run goes through (a cost ceiling may stop before the cascade's), a single
+// member, one example. Its member's answer is then the answer, so its text may go to
+// the client before the call ends.
+bool StreamsTier(const Cascade::Impl& im, size_t t, int n, const RunOptions& options) {
+  return n == 1 && t + 1 == TiersToRun(im, options) && im.tiers[t].size() == 1;
 }
 
 }  // namespace
@@ -341,6 +365,8 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
   if (any_text) {
     r.reply.assign(n, "");
     r.finish_reason.assign(n, "");
+    r.tool_calls.assign(n, "");
+    r.logprobs.assign(n, "");
     r.tokens_in.assign(n, 0);
     r.tokens_out.assign(n, 0);
   }
@@ -361,12 +387,12 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
     return UnavailableError("the run was cancelled (its client went away or the server is stopping) at tier " +
                             std::to_string(t + 1));
   };
-  for (size_t t = 0; t < im.tiers.size() && !active.empty(); ++t) {
+  for (size_t t = 0; t < TiersToRun(im, options) && !active.empty(); ++t) {
     if (Cancelled(examples)) return cancelled(t);
     const auto t_tier = Clock::now();
     // Tier 1 sees the batch itself; later tiers the examples that did not exit.
     InputView tier_in = examples;
-    tier_in.tokens = StreamsTier(im, t, n) ? options.tokens : nullptr;
+    tier_in.tokens = StreamsTier(im, t, n, options) ? options.tokens : nullptr;
     const auto preds = RunTier(im, t, tier_in, t > 0 ? &active : nullptr, &r);
     // Predictions of a cancelled tier are not answers (aborted calls look like failures).
     if (Cancelled(examples)) return cancelled(t);

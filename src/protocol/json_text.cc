@@ -1,5 +1,7 @@
 #include "protocol/json_text.h"
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace coe::json_text {
@@ -268,6 +270,45 @@ size_t DecodedSize(std::string_view value) {
     }
   }
   return n;
+}
+
+namespace {
+
+// The nesting depth of the containers of `t`, up to `cap` + 1 (strings skipped).
+int Depth(std::string_view t, int cap) {
+  int depth = 0, most = 0;
+  for (size_t i = 0; i < t.size() && most <= cap; ++i) {
+    const char c = t[i];
+    if (c == '"') {
+      for (++i; i < t.size() && t[i] != '"'; ++i)
+        if (t[i] == '\\') ++i;
+    } else if (c == '{' || c == '[') {
+      most = std::max(most, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return most;
+}
+
+// Whole doubles within 2^53 as integers, recursively (depth checked by the caller).
+void Normalize(nlohmann::json& j) {
+  if (j.is_number_float()) {
+    const double d = j.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) <= 9007199254740992.0) j = static_cast<int64_t>(d);
+  } else if (j.is_structured()) {
+    for (auto& e : j) Normalize(e);
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> Canonical(std::string_view text) {
+  if (Depth(text, kMaxCanonicalDepth) > kMaxCanonicalDepth) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  Normalize(j);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace coe::json_text

@@ -14,6 +14,7 @@
 #define COE_PROTOCOL_JSON_TEXT_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,14 @@ size_t DecodedSize(std::string_view value);
 // Whether `s` is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code
 // points past U+10FFFF), as nlohmann decodes it.
 bool IsUtf8(std::string_view s);
+// The canonical text of the JSON value `text`, by which coe compares JSON answers (a
+// tool call's arguments, a JSON reply): object keys sorted by their UTF-8 bytes (a
+// repeated key keeps its last value), no whitespace, strings as nlohmann writes them
+// (so "\u0041" = "A"), whole numbers within 2^53 as integers (1.0 = 1, -0.0 = 0), other
+// numbers in the shortest form that reads back. nullopt when `text` is not one JSON
+// value, nests deeper than kMaxCanonicalDepth, or holds a number past a double's range.
+inline constexpr int kMaxCanonicalDepth = 256;
+std::optional<std::string> Canonical(std::string_view text);
 // The inside of the string `value`: its text without the quotes (still escaped).
 inline std::string_view Inside(std::string_view value) { return value.substr(1, value.size() - 2); }
 

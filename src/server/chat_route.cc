@@ -1,26 +1,67 @@
 // The OpenAI front door of `coe serve`: POST /v1/chat/completions and GET /v1/models.
 #include <chrono>
+#include <cmath>
 #include <set>
 
+#include "base/numbers.h"
 #include "base/tokens.h"
+#include "protocol/json_text.h"
 #include "protocol/oip.h"
 #include "server/server_impl.h"
 
 namespace coe {
 
 // Why a cascade cannot answer chat requests ("" when it can): every member must read
-// text, and its prompt template may use only {input} (the last user message).
+// text; in template mode its prompt template may use only {input} (the user message),
+// in messages mode it must read conversations.
 std::string ChatRefusal(const std::string& name, const Cascade& c) {
+  const bool messages = c.spec().input == ChatInput::kMessages;
   for (Backend* b : c.members()) {
     const BackendInfo& info = b->info();
     if (!info.text_inputs) return "model '" + name + "' takes tensors (member '" + info.name + "'), not chat messages";
+    if (info.messages != messages)
+      return "model '" + name + "': member '" + info.name + "' reads " + (info.messages ? "messages" : "templates") +
+             ", the cascade's input is \"" + ChatInputName(c.spec().input) + "\"";
     for (const std::string& f : info.fields)
       if (f != "input")
         return "model '" + name + "': member '" + info.name + "' fills its prompt template with {" + f +
-               "}; a cascade served over /v1/chat/completions may use only {input}, the last user message";
+               "}; a cascade served over /v1/chat/completions may use only {input}, the user message (or set "
+               "input = \"messages\" in the cascade file: every member then gets the whole conversation)";
   }
   return "";
 }
+
+namespace {
+
+// The 400 of a request a template-mode cascade would not show its members whole.
+std::string TemplateRefusal(const std::string& model, const ChatRequest& q) {
+  return "model '" + model + "' reads one user message (its cascade has input = \"template\": each member's " +
+         "catalogue prompt is filled with that message), and this request also carries " + q.beyond_user +
+         ", which its members would never see. To serve conversations, set input = \"messages\" in the cascade " +
+         "file: every member then gets the whole conversation";
+}
+
+// The request's value of a pinned parameter `name` ("max_tokens" also stands for
+// max_completion_tokens), with the name the request gave it; null when it gave none.
+const std::pair<std::string, std::string_view>* Given(const ChatRequest& q, const std::string& name) {
+  for (const auto& p : q.parameters)
+    if (p.first == name || (name == "max_tokens" && p.first == "max_completion_tokens")) return &p;
+  return nullptr;
+}
+
+// The parameters of `q` that members of `c` pin to another value: parameter (as the
+// request names it) -> member -> the value sent.
+std::map<std::string, std::map<std::string, std::string>> Pinned(const Cascade& c, const ChatRequest& q) {
+  std::map<std::string, std::map<std::string, std::string>> out;
+  for (Backend* b : c.members())
+    for (const auto& [name, value] : b->info().pinned)
+      if (const auto* given = Given(q, name);
+          given && json_text::Canonical(given->second) != json_text::Canonical(value))
+        out[given->first][b->info().name] = value;
+  return out;
+}
+
+}  // namespace
 
 // The 502 of a chat request no tier answered: the upstreams' own words when calls
 // failed, else that the members answered but nothing could be read from them.
@@ -37,54 +78,176 @@ HttpReply Server::Impl::NoAnswer(const ServedModel& m, const RunResult& r) {
                               " member call(s) failed: " + why);
 }
 
-// POST /v1/chat/completions, request in, response out (no transport here): the last
-// user message fills every member's {input}, the cascade runs, and the reply is the
-// winning member's completion with usage summed over every call made.
-// The request's memory: its body, then the message (its JSON text, never decoded),
-// then the record; each given back once the next is made.
-HttpReply Server::Impl::Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled,
-                             ChatStream* stream) {
-  auto q = ParseChatRequest(body);
-  std::string().swap(body);
-  if (!q.ok()) return OpenAiError(400, q.status().message());
+namespace {
+
+// The request with its cost ceiling from its body and from its coe-max-cost-usd header
+// (`header`): either, or both when they are the same.
+StatusOr<ChatRequest> WithCeiling(ChatRequest q, std::optional<double> header) {
+  if (!header) return q;
+  if (q.max_cost_usd && *q.max_cost_usd != *header)
+    return InvalidArgumentError("the cost ceiling is given twice, differently: coe.max_cost_usd " +
+                                FormatDouble(*q.max_cost_usd) + " in the body and " + FormatDouble(*header) +
+                                " in the coe-max-cost-usd header; give one");
+  q.max_cost_usd = header;
+  return q;
+}
+
+}  // namespace
+
+std::pair<std::string, std::string> PinnedHeader(const ChatReply& reply) {
+  if (reply.pinned.empty()) return {};
+  std::string names;
+  for (const auto& [name, _] : reply.pinned) names += (names.empty() ? "" : ", ") + name;
+  return {"coe-pinned", names};
+}
+
+bool SingleMemberFailed(const Cascade& c, const RunResult& r) {
+  const std::vector<TierSpec>& tiers = c.spec().tiers;
+  const int t = r.exit_tier[0];
+  int first = 0;  // the tier's first member, in AllMembers() order
+  for (int k = 0; k < t; ++k) first += static_cast<int>(tiers[k].members.size());
+  if (tiers[t].members.size() != 1) return false;
+  for (const MemberFailure& f : r.failures)
+    if (f.member == first) return true;
+  return false;
+}
+
+std::string Server::Impl::NewChatId() {
+  return "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(++chat_count);
+}
+
+int64_t Server::Impl::NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+HttpReply Server::Impl::Render(const ChatReply& reply, const ChatRequest& q) {
+  if (q.stream) return {200, "text/event-stream", ChatCompletionEvents(reply, q.include_usage)};
+  return {200, "application/json", ChatCompletionJson(reply)};
+}
+
+// The cache keeps only the answers a request would get again: a request with an
+// integer seed asks for a repeatable answer (whatever its temperature), and one whose
+// members sample greedily gets one: its temperature is 0 or absent, and every member's
+// catalogue temperature is 0 (the catalogue's default). The key: the served model's
+// name and load (its cascade), then the canonical request.
+std::string Server::Impl::CacheKey(const ServedModel& m, const CanonicalChatRequest& c) const {
+  if (!cache || c.text.empty()) return "";
+  bool greedy = !c.temperature || *c.temperature == 0;
+  for (const Backend* b : m.cascade->members()) greedy = greedy && b->info().temperature == 0;
+  if (!c.seed && !greedy) return "";
+  return m.name + "\n" + std::to_string(loads.at(m.name)) + "\n" + c.text;
+}
+
+// What the cascade answered before, under a new id: no call was made, so no tokens
+// were used and nothing was paid.
+HttpReply Server::Impl::FromCache(ChatReply reply, const ChatRequest& q) {
+  reply.id = NewChatId();
+  reply.created = NowSeconds();
+  reply.prompt_tokens = reply.completion_tokens = 0;
+  reply.cost_usd = 0;
+  reply.cached = true;
+  return Render(reply, q);
+}
+
+// The deepest tier k whose tiers 1..k are estimated, together, to cost at most the
+// ceiling on this request (Cascade::EstimateTierCosts: before any call, a chat
+// member's prompt at 4 characters a token and its completion at max_tokens) is the
+// last the run may reach. A ceiling below tier 1's estimate is refused.
+std::optional<HttpReply> Server::Impl::Budget(const ServedModel& m, const InputBatch& batch, double ceiling,
+                                              RunOptions* ro) const {
+  const std::string field = "coe.max_cost_usd";
+  if (m.cascade->cost_name() != "usd")
+    return OpenAiError(400, "model '" + m.name + "' counts its cost in " + m.cascade->cost_name() +
+                                ", not dollars: it takes no " + field);
+  const std::vector<double> tiers = m.cascade->EstimateTierCosts(batch.View(), 0);
+  double sum = 0;
+  int fit = 0;
+  while (fit < static_cast<int>(tiers.size()) && (sum += tiers[fit]) <= ceiling) ++fit;
+  if (fit == 0)
+    return OpenAiCodedError(400,
+                            "the cost ceiling " + FormatDouble(ceiling) + " usd (" + field + ") is below tier 1 of '" +
+                                m.name + "', estimated at " + FormatDouble(tiers[0]) +
+                                " usd for this request (its members' prompts at 4 characters a token, their "
+                                "completions at max_tokens): raise the ceiling to at least that",
+                            "max_cost_too_low", field);
+  ro->max_tiers = fit;
+  return std::nullopt;
+}
+
+// The tier the ceiling stopped the run at (1-based), or 0: the run ended at the
+// ceiling's last tier, before the cascade's, and that tier's rule would have deferred.
+int Server::Impl::BudgetStop(const ServedModel& m, const RunOptions& ro, const RunResult& r) {
+  const std::vector<TierSpec>& tiers = m.cascade->spec().tiers;
+  if (ro.max_tiers <= 0 || ro.max_tiers >= static_cast<int>(tiers.size()) || r.exit_tier[0] + 1 != ro.max_tiers)
+    return 0;
+  return tiers[ro.max_tiers - 1].rule.Exits(r.vote[0]) ? 0 : ro.max_tiers;
+}
+
+// POST /v1/chat/completions, request in, response out (server_impl.h).
+HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
+                             const std::atomic<bool>* cancelled, ChatStream* stream) {
+  std::string param;
+  auto q = ParseChatRequest(body, &param);
+  if (q.ok()) {
+    q = WithCeiling(std::move(*q), header_ceiling);
+    if (!q.ok()) param = "coe";
+  }
+  if (!q.ok()) return OpenAiError(400, q.status().message(), false, param);
+  // The cache's canonical request, while the body is here (not for large ones: it would be held besides it).
+  const CanonicalChatRequest canonical =
+      cache && body.size() < kLargeBytes ? CanonicalizeChatRequest(body, q->max_cost_usd) : CanonicalChatRequest{};
   auto it = by_name.find(q->model);
-  if (it == by_name.end()) return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true);
+  if (it == by_name.end())
+    return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true, "model");
   const ServedModel& m = *it->second;
   *model_name = m.name;
-  if (const std::string& why = chat_refusal.at(m.name); !why.empty()) return OpenAiError(400, why);
+  if (const std::string& why = chat_refusal.at(m.name); !why.empty()) return OpenAiError(400, why, false, "model");
+  const bool messages = m.cascade->spec().input == ChatInput::kMessages;
+  if (!messages && !q->beyond_user.empty()) return OpenAiError(400, TemplateRefusal(m.name, *q), false, "messages");
+  const std::string cache_key = CacheKey(m, canonical);
+  if (!cache_key.empty())
+    if (std::optional<ChatReply> hit = cache->Get(cache_key)) return FromCache(std::move(*hit), *q);
+  const std::string id = NewChatId();
+  auto record = ChatRecordJson(*q, id, messages);
+  if (!record.ok()) return OpenAiError(400, record.status().message(), false, "messages");
+  ChatReply reply;
+  reply.pinned = Pinned(*m.cascade, *q);
+  const bool logprobs = q->logprobs;
+  ChatRequest framing;  // what Render needs of q, whose views point into the body, given back next
+  framing.stream = q->stream;
+  framing.include_usage = q->include_usage;
+  framing.max_cost_usd = q->max_cost_usd;
+  q = ChatRequest{};
+  std::string().swap(body);
   InputBatch batch;
-  const uint64_t n = ++chat_count;
-  const std::string id = "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(n);
-  std::string record = "{\"id\":";
-  oip::AppendJsonString(&record, id);
-  record += ",\"input\":\"";
-  record.reserve(record.size() + q->input_json.size() + 2);
-  record += q->input_json;
-  record += "\"}";
-  std::string().swap(q->input_json);
-  batch.texts.push_back(std::move(record));
+  batch.texts.push_back(std::move(*record));
   batch.ids.push_back(id);
-  const int64_t created =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  if (q->stream && stream) stream->Start(ChatReply{.id = id, .model = m.name, .created = created}, q->include_usage);
-  auto r = m.cascade->Run(batch, RunOptions{.cancelled = cancelled, .tokens = q->stream ? stream : nullptr});
+  RunOptions ro{.cancelled = cancelled};
+  if (framing.max_cost_usd)
+    if (std::optional<HttpReply> refused = Budget(m, batch, *framing.max_cost_usd, &ro)) return std::move(*refused);
+  const int64_t created = NowSeconds();
+  if (framing.stream && stream) {  // the last tier may stream: the head of its reply
+    stream->Start(ChatReply{.id = id, .model = m.name, .created = created}, framing.include_usage, PinnedHeader(reply));
+    ro.tokens = stream;
+  }
+  auto r = m.cascade->Run(batch, ro);
   if (!r.ok()) {
     HttpReply e = OpenAiError(RunErrorCode(r.status(), cancelled), RunError(r.status()));
     if (e.status == 503) e.retry_after_s = options.retry_after_s;
     return e;
   }
   metrics.AddRun(m.name, *m.cascade, *r);
-  if (stream && stream->opened()) {  // the last tier streamed: its failure cannot fall back any more
-    if (!r->failures.empty() && r->failures.back().member + 1 == static_cast<int>(m.cascade->members().size()))
-      return OpenAiError(502, "the streamed completion failed after its first bytes: " + r->failures.back().error);
-  }
+  // The last tier streamed: its member's failure cannot fall back any more.
+  if (stream && stream->opened() && SingleMemberFailed(*m.cascade, *r))
+    return OpenAiError(502, "the streamed completion failed after its first bytes: " + r->failures.back().error);
   if (r->answer[0] == kAbstain) return NoAnswer(m, *r);
-  ChatReply reply;
   reply.id = id;
   reply.model = m.name;
   reply.created = created;
   reply.content = r->reply.empty() ? "" : r->reply[0];
   if (!r->finish_reason.empty() && !r->finish_reason[0].empty()) reply.finish_reason = r->finish_reason[0];
+  if (!r->tool_calls.empty()) reply.tool_calls = r->tool_calls[0];
+  if (logprobs && !r->logprobs.empty()) reply.logprobs = r->logprobs[0];
   // In [0, kTokenCap] (base/tokens.h): their sum, total_tokens, fits too.
   reply.prompt_tokens = r->tokens_in.empty() ? 0 : ClampTokens(r->tokens_in[0]);
   reply.completion_tokens = r->tokens_out.empty() ? 0 : ClampTokens(r->tokens_out[0]);
@@ -94,18 +257,33 @@ HttpReply Server::Impl::Chat(std::string body, std::string* model_name, const st
   reply.members = r->vote[0].members;
   reply.cost_usd = r->cost[0];
   reply.degraded = r->degraded[0] != 0;
-  if (stream && stream->opened()) return {200, "text/event-stream", ChatFinalEvents(reply, q->include_usage)};
-  if (q->stream) return {200, "text/event-stream", ChatCompletionEvents(reply, q->include_usage)};
-  return {200, "application/json", ChatCompletionJson(reply)};
+  reply.max_cost_usd = framing.max_cost_usd;
+  reply.budget_tier = BudgetStop(m, ro, *r);
+  if (!cache_key.empty() && !reply.degraded) cache->Put(cache_key, reply);
+  if (stream && stream->opened()) {  // its content went as it came: the rest of the events
+    reply.content.clear();
+    return {200, "text/event-stream", ChatFinalEvents(reply, framing.include_usage)};
+  }
+  HttpReply out = Render(reply, framing);
+  if (!reply.pinned.empty()) out.headers.push_back(PinnedHeader(reply));
+  return out;
 }
 
 void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, std::shared_ptr<std::string> model) {
+  std::optional<double> ceiling;  // the coe-max-cost-usd header's
+  if (const std::string* h = request.Header("coe-max-cost-usd")) {
+    ceiling = ParseDouble(*h);
+    if (!ceiling || !std::isfinite(*ceiling) || *ceiling < 0)
+      return respond(ToReply(OpenAiCodedError(
+          400, "the coe-max-cost-usd header must be a number >= 0 (dollars), not '" + Bounded(*h) + "'", "",
+          "coe-max-cost-usd")));
+  }
   std::string why;
   std::shared_ptr<Slot> slot = Admit(std::move(request.cancelled), request.body.size(), &why);
   if (!slot) return respond(Busy(why, true));
   const std::atomic<bool>* cancelled = slot->cancelled();  // lives as long as `respond`
   // The body is shared: OffIo's task is copied, its captures with it.
-  OffIo([this, body = std::make_shared<std::string>(std::move(request.body)), model, cancelled,
+  OffIo([this, body = std::make_shared<std::string>(std::move(request.body)), ceiling, model, cancelled,
          respond = Releasing(std::move(slot), respond)] {
     ChatStream stream(&respond);
     // Out of memory once the stream opened: its status went, the stream ends with an error.
@@ -114,7 +292,7 @@ void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, s
     };
     OutOfMemoryIs503(
         [&] {
-          HttpReply reply = Chat(std::move(*body), model.get(), cancelled, &stream);
+          HttpReply reply = Chat(std::move(*body), ceiling, model.get(), cancelled, &stream);
           if (stream.opened())
             stream.End(reply);
           else
@@ -131,6 +309,7 @@ bool ChatStream::Text(std::string_view piece) {
     head.content_type = "text/event-stream";
     // No cache; a proxy in front (nginx) passes each event on as it comes.
     head.headers = {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}};
+    if (!header_.first.empty()) head.headers.push_back(header_);
     head.stream = stream_;
     (*respond_)(std::move(head));
     if (!stream_->Write(ChatRoleEvent(head_, include_usage_))) return false;
@@ -154,6 +333,14 @@ http::Reply Server::Impl::ModelList() const {
   for (const ServedModel& m : models)
     if (chat_refusal.at(m.name).empty()) names.push_back(m.name);
   return JsonReply(ModelListJson(names, started));
+}
+
+http::Reply Server::Impl::ModelRetrieve(std::string_view id) const {
+  auto it = chat_refusal.find(id);
+  if (it == chat_refusal.end() || !it->second.empty())
+    return ToReply(
+        OpenAiError(404, "no model named '" + std::string(id) + "' answers chat (see GET /v1/models)", true));
+  return JsonReply(ModelJson(it->first, started));
 }
 
 }  // namespace coe

@@ -59,6 +59,26 @@ void Histogram::Observe(double seconds) {
   count++;
 }
 
+std::string CacheText(const CacheStats& s) {
+  std::string out;
+  Header(&out, "coe_cache_hits_total", "counter",
+         "Chat requests answered from the response cache (coe serve --cache-mb): no upstream call, cost 0.");
+  Line(&out, "coe_cache_hits_total", "", std::to_string(s.hits));
+  Header(&out, "coe_cache_misses_total", "counter",
+         "Cacheable chat requests (temperature 0, or a seed) the response cache did not hold.");
+  Line(&out, "coe_cache_misses_total", "", std::to_string(s.misses));
+  Header(&out, "coe_cache_evictions_total", "counter", "Replies the response cache dropped (least recently used).");
+  Line(&out, "coe_cache_evictions_total", "", std::to_string(s.evictions));
+  Header(&out, "coe_cache_bytes", "gauge",
+         "Bytes the response cache holds: its keys, its replies, 256 a reply for the bookkeeping.");
+  Line(&out, "coe_cache_bytes", "", std::to_string(s.bytes));
+  Header(&out, "coe_cache_entries", "gauge", "Replies the response cache holds.");
+  Line(&out, "coe_cache_entries", "", std::to_string(s.entries));
+  Header(&out, "coe_cache_capacity_bytes", "gauge", "The response cache's bound (--cache-mb; 0: off).");
+  Line(&out, "coe_cache_capacity_bytes", "", std::to_string(s.capacity));
+  return out;
+}
+
 void Metrics::CountRequest(const std::string& model, int code, double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
   requests_[{model, std::to_string(code)}]++;

@@ -14,6 +14,7 @@
 
 #include "coe/backend.h"
 #include "coe/cascade.h"
+#include "server/response_cache.h"
 
 namespace coe {
 
@@ -27,6 +28,9 @@ struct Histogram {
   uint64_t count = 0;
   void Observe(double seconds);
 };
+
+// The response cache's series (coe_cache_*), from a snapshot of its counters.
+std::string CacheText(const CacheStats& stats);
 
 // Thread safety: every method locks; Text() is a consistent snapshot.
 class Metrics {

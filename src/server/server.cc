@@ -2,6 +2,7 @@
 // of requests and the routing of every request, over the event-driven transport
 // (server/http_transport.h, Boost.Beast), with dynamic batching per served model
 // (server/batcher.h). The routes: infer_route.cc (infer), chat_route.cc (OpenAI).
+#include <cctype>
 #include <cmath>
 #include <ctime>
 #include <future>
@@ -24,6 +25,9 @@ class SharedBackend : public Backend {
   SharedBackend(std::shared_ptr<const Cascade> owner, Backend* target) : owner_(std::move(owner)), target_(target) {}
   const BackendInfo& info() const override { return target_->info(); }
   Status Predict(const InputView& batch, std::vector<Prediction>* out) override { return target_->Predict(batch, out); }
+  double EstimateCost(const InputView& examples, int64_t i) const override {
+    return target_->EstimateCost(examples, i);
+  }
 
  private:
   std::shared_ptr<const Cascade> owner_;
@@ -31,6 +35,34 @@ class SharedBackend : public Backend {
 };
 
 bool IsOpenAiPath(const std::string& path) { return path.starts_with("/v1/"); }
+
+// The routes ServerOptions::api_key guards: a model's (both protocols). Health,
+// server metadata and metrics stay open: probes and scrapers carry no key.
+bool NeedsKey(const std::string& path) { return path.starts_with("/v1/") || path.starts_with("/v2/models/"); }
+
+// The token of an `Authorization: Bearer <token>` header (the scheme in any case), or
+// nullopt.
+std::optional<std::string_view> BearerToken(const http::Request& request) {
+  const std::string* h = request.Header("authorization");
+  constexpr std::string_view kScheme = "bearer ";
+  if (!h || h->size() < kScheme.size()) return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>((*h)[i])) != kScheme[i]) return std::nullopt;
+  std::string_view token = std::string_view(*h).substr(kScheme.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  return token;
+}
+
+// Whether `given` equals `secret` (not empty), in a time that depends on given's length
+// only, so that timing tells a client nothing of the secret: every byte of `given` is
+// compared (with the secret's byte at its place, the secret repeated), the lengths
+// once, and the result is read once at the end (volatile: no early exit).
+bool SameSecret(std::string_view given, std::string_view secret) {
+  volatile unsigned char diff = static_cast<unsigned char>(given.size() != secret.size());
+  for (size_t i = 0; i < given.size(); ++i)
+    diff = diff | static_cast<unsigned char>(given[i] ^ secret[i % secret.size()]);
+  return diff == 0;
+}
 
 // Why a cascade cannot answer infer requests (tensors), "" when it can: a member reads
 // text. A chat cascade is named with its route.
@@ -154,8 +186,30 @@ http::Reply JsonReply(std::string body) {
   return r;
 }
 
-HttpReply OpenAiError(int status, const std::string& message, bool model_not_found) {
-  return {status, "application/json", OpenAiErrorJson(status, Bounded(message), model_not_found)};
+HttpReply OpenAiError(int status, const std::string& message, bool model_not_found, const std::string& param) {
+  return {status, "application/json", OpenAiErrorJson(status, Bounded(message), model_not_found, param)};
+}
+
+HttpReply OpenAiCodedError(int status, const std::string& message, std::string_view code, std::string_view param) {
+  return {status, "application/json", OpenAiCodedErrorJson(status, Bounded(message), code, param)};
+}
+
+std::optional<http::Reply> Server::Impl::KeyRefusal(const http::Request& request) const {
+  if (options.api_key.empty() || !NeedsKey(request.path)) return std::nullopt;
+  const std::optional<std::string_view> token = BearerToken(request);
+  if (token && SameSecret(*token, options.api_key)) return std::nullopt;
+  const std::string why = token ? "incorrect API key provided (the server's is the value of the variable coe serve "
+                                  "--api-key-env names)"
+                                : "no API key provided: send the header 'Authorization: Bearer <key>'";
+  http::Reply r =
+      IsOpenAiPath(request.path) ? ToReply(OpenAiCodedError(401, why, "invalid_api_key", "")) : ErrorReply(401, why);
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+std::string Server::Impl::MetricsPage() const {
+  return metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, members) +
+         CacheText(cache ? cache->Stats() : CacheStats{});
 }
 
 // After a response is written: counters and the access log.
@@ -224,17 +278,19 @@ void Server::Impl::Handle(http::Request&& request, http::Responder respond_raw) 
     const std::string what = "no route " + method + " " + path;
     respond(IsOpenAiPath(path) ? ToReply(OpenAiError(404, what)) : ErrorReply(404, what));
   };
+  if (std::optional<http::Reply> refused = KeyRefusal(request)) return respond(std::move(*refused));
   if (method == "GET" || method == "HEAD") {
     if (path == "/v2/health/live") return respond(JsonReply("{\"live\":true}"));
     if (path == "/v2/health/ready") return respond(JsonReply("{\"ready\":true}"));
     if (path == "/v2")
       return respond(JsonReply("{\"name\":\"coe\",\"version\":\"0.1.0\",\"extensions\":[\"binary_tensor_data\"]}"));
     if (path == "/metrics") {
-      http::Reply r = JsonReply(metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, members));
+      http::Reply r = JsonReply(MetricsPage());
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       return respond(std::move(r));
     }
     if (path == "/v1/models") return respond(ModelList());
+    if (path.starts_with("/v1/models/")) return respond(ModelRetrieve(std::string_view(path).substr(11)));
   }
   if (method == "POST" && path == "/v1/chat/completions") return ChatRoute(std::move(request), respond, model);
   const ModelRoute route = ParseModelRoute(path);
@@ -278,6 +334,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const CascadeSpec& spec, const 
                                     "', which is also a member's name; give it another name");
       CascadeSpec one;
       one.name = names[k];
+      one.input = spec.input;  // a member served alone reads chat requests as in the cascade
       one.tiers.push_back(TierSpec{{names[k]}, {}});
       std::vector<std::unique_ptr<Backend>> b;
       b.push_back(std::make_unique<SharedBackend>(cascade, backends[k]));
@@ -304,12 +361,15 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->models = std::move(models);
+  if (options.cache_bytes > 0) impl->cache = std::make_unique<ResponseCache>(options.cache_bytes);
+  static std::atomic<uint64_t> loads{0};  // of every server of this process
   std::map<std::string, bool> seen_member;
   for (const ServedModel& m : impl->models) {
     if (m.name.empty() || m.name.find('/') != std::string::npos)
       return InvalidArgumentError("invalid model name '" + m.name + "' (empty, or holds '/')");
     if (!m.cascade) return InvalidArgumentError("model '" + m.name + "' has no cascade");
     if (!impl->by_name.emplace(m.name, &m).second) return InvalidArgumentError("two models named '" + m.name + "'");
+    impl->loads[m.name] = ++loads;
     std::string refusal = ChatRefusal(m.name, *m.cascade);
     const std::vector<Backend*> ms = m.cascade->members();
     const bool reads_text = !ms.empty() && ms.front()->info().text_inputs;
@@ -441,9 +501,6 @@ std::vector<std::string> Server::chat_model_names() const {
   return out;
 }
 
-std::string Server::MetricsText() const {
-  return impl_->metrics.Text(impl_->inflight.load(), static_cast<double>(impl_->io_wait_us.load()) * 1e-6,
-                             impl_->members);
-}
+std::string Server::MetricsText() const { return impl_->MetricsPage(); }
 
 }  // namespace coe

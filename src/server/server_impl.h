@@ -14,8 +14,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -23,6 +25,7 @@
 #include "server/batcher.h"
 #include "server/http_transport.h"
 #include "server/metrics.h"
+#include "server/response_cache.h"
 
 namespace coe {
 
@@ -44,12 +47,25 @@ struct HttpReply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  int retry_after_s = 0;  // > 0: send Retry-After
-  bool close = false;     // send Connection: close
+  int retry_after_s = 0;                                     // > 0: send Retry-After
+  bool close = false;                                        // send Connection: close
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers
 };
 
-// An error in OpenAI's shape (the message Bounded).
-HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false);
+// An error in OpenAI's shape (the message Bounded); `param`: the request parameter it
+// is about, if any.
+HttpReply OpenAiError(int status, const std::string& message, bool model_not_found = false,
+                      const std::string& param = "");
+// The same with its `code` and `param` ("": null).
+HttpReply OpenAiCodedError(int status, const std::string& message, std::string_view code, std::string_view param);
+
+// The coe-pinned header of a reply whose parameters members' catalogues pinned: their
+// names; {"", ""} when none was.
+std::pair<std::string, std::string> PinnedHeader(const ChatReply& reply);
+
+// Whether the member of run `r`'s answering tier failed, when that tier is a single
+// member: a streamed member (RunOptions::tokens) whose call failed.
+bool SingleMemberFailed(const Cascade& c, const RunResult& r);
 
 // The streamed reply of a chat request with `stream: true` whose last tier streams
 // (RunOptions::tokens): its events go to the client as the member produces them. The
@@ -63,10 +79,12 @@ class ChatStream : public TokenSink {
   ~ChatStream() override;  // an opened stream not ended is ended with an error event
   ChatStream(const ChatStream&) = delete;
   ChatStream& operator=(const ChatStream&) = delete;
-  // Before the run: the reply's id, model and created; and whether usage is asked for.
-  void Start(ChatReply head, bool include_usage) {
+  // Before the run: the reply's id, model and created; whether usage is asked for;
+  // a header of the response besides its content type (coe-pinned; {"", ""}: none).
+  void Start(ChatReply head, bool include_usage, std::pair<std::string, std::string> header) {
     head_ = std::move(head);
     include_usage_ = include_usage;
+    header_ = std::move(header);
   }
   bool Text(std::string_view piece) override;
   bool opened() const { return stream_ != nullptr; }
@@ -78,11 +96,13 @@ class ChatStream : public TokenSink {
   const http::Responder* const respond_;
   ChatReply head_;
   bool include_usage_ = false;
+  std::pair<std::string, std::string> header_;
   std::shared_ptr<http::ReplyStream> stream_;
 };
 
 // Why a cascade cannot answer chat requests ("" when it can): every member must read
-// text, and its prompt template may use only {input} (the last user message).
+// text; with input = "template" its prompt template may use only {input} (the user
+// message), with input = "messages" it must read conversations.
 std::string ChatRefusal(const std::string& name, const Cascade& c);
 
 struct Server::Impl {
@@ -95,6 +115,10 @@ struct Server::Impl {
   Metrics metrics;
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
+  // By model: its load, a number no other cascade loaded in this process has (the
+  // response cache's keys hold it).
+  std::map<std::string, uint64_t, std::less<>> loads;
+  std::unique_ptr<ResponseCache> cache;  // null: off (ServerOptions::cache_bytes 0)
   const int64_t started =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // Declared after metrics (their runs count there) and before the transport (whose
@@ -127,6 +151,7 @@ struct Server::Impl {
     r.body = std::move(h.body);
     if (h.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(h.retry_after_s));
     if (h.content_type == "text/event-stream") r.headers.emplace_back("Cache-Control", "no-cache");
+    for (auto& header : h.headers) r.headers.push_back(std::move(header));
     r.close = h.close;
     return r;
   }
@@ -243,15 +268,31 @@ struct Server::Impl {
   // failed, else that the members answered but nothing could be read from them.
   HttpReply NoAnswer(const ServedModel& m, const RunResult& r);
 
-  // POST /v1/chat/completions, request in, response out (no transport here): the last
-  // user message fills every member's {input}, the cascade runs, and the reply is the
-  // winning member's completion with usage summed over every call made.
-  // The request's memory: its body, then the message (its JSON text, never decoded),
-  // then the record; each given back once the next is made.
-  // With `stream` (ChatRoute's), a request with `stream: true` streams its last tier
-  // there; once it opened, the reply returned is the stream's end (ChatStream::End).
-  HttpReply Chat(std::string body, std::string* model_name, const std::atomic<bool>* cancelled,
-                 ChatStream* stream = nullptr);
+  // POST /v1/chat/completions, request in, response out (no transport here): the
+  // request becomes the cascade's record (the user message for {input}, or the whole
+  // conversation, by the cascade's input mode, and the parameters to forward), the
+  // cascade runs, and the reply is the winning member's completion with usage summed
+  // over every call made. The request's memory: its body, then the record (the
+  // messages' JSON text, never decoded), the body given back once the record is made.
+  // `header_ceiling`: the coe-max-cost-usd header's cost ceiling, if any. With
+  // `stream` (ChatRoute's), a request with `stream: true` streams its last tier there;
+  // once it opened, the reply returned is the stream's end (ChatStream::End).
+  HttpReply Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
+                 const std::atomic<bool>* cancelled, ChatStream* stream = nullptr);
+  std::string NewChatId();
+  static int64_t NowSeconds();
+  // The response to `q` of `reply`: JSON, or server-sent events when q streams.
+  static HttpReply Render(const ChatReply& reply, const ChatRequest& q);
+  // The response cache (chat_route.cc): the key of a request to `m` ("" when it is not
+  // cached: the cache is off, the request is large or not deterministic), and a reply
+  // from the cache.
+  std::string CacheKey(const ServedModel& m, const CanonicalChatRequest& c) const;
+  HttpReply FromCache(ChatReply reply, const ChatRequest& q);
+  // A cost ceiling (chat_route.cc): sets ro->max_tiers to the deepest tier it can pay
+  // for, or returns the refusal (400) of a ceiling below tier 1's estimated cost.
+  std::optional<HttpReply> Budget(const ServedModel& m, const InputBatch& batch, double ceiling, RunOptions* ro) const;
+  // The 1-based tier where the ceiling stopped run `r` (its rule would have deferred), or 0.
+  static int BudgetStop(const ServedModel& m, const RunOptions& ro, const RunResult& r);
 
   // After a response is written: counters and the access log.
   void Logged(const http::Request& req, const http::Reply& res, const std::string& model, double seconds);
@@ -270,6 +311,13 @@ struct Server::Impl {
   void ChatRoute(http::Request&& request, http::Responder respond, std::shared_ptr<std::string> model);
   // GET /v1/models: the cascades that answer chat requests.
   http::Reply ModelList() const;
+  // GET /v1/models/{id}: one of them, or 404 (code model_not_found).
+  http::Reply ModelRetrieve(std::string_view id) const;
+  // The /metrics page.
+  std::string MetricsPage() const;
+  // With ServerOptions::api_key: the 401 of a request to a model route without the key
+  // (null when it may pass). Never logs the key.
+  std::optional<http::Reply> KeyRefusal(const http::Request& request) const;
 };
 
 }  // namespace coe

@@ -1,12 +1,13 @@
 // The official OpenAI client (npm `openai`) against coe serve's front door.
-// Usage: node chat.mjs BASE_URL MODEL PROMPT
+// Usage: node chat.mjs BASE_URL MODEL PROMPT TOOL_PROMPT API_KEY
 // Prints one JSON object: a plain completion, a streamed one (with usage; `pieces`:
-// the chunks that carried content), the error an unknown model gets, and the listed
-// models.
+// the chunks that carried content), a conversation (system prompt, earlier turns)
+// ending in PROMPT, a call with tools on TOOL_PROMPT, the error an unknown model gets, the listed models, the model retrieved
+// (models.retrieve) and the error a wrong API key gets.
 import OpenAI from 'openai';
 
-const [baseURL, model, prompt] = process.argv.slice(2);
-const client = new OpenAI({ baseURL, apiKey: 'not-needed', maxRetries: 0, timeout: 30000 });
+const [baseURL, model, prompt, toolPrompt, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 30000 });
 const messages = [
   { role: 'system', content: 'You are terse.' },
   { role: 'user', content: prompt },
@@ -35,6 +36,30 @@ for await (const chunk of stream) {
   if (chunk.coe) coe = chunk.coe;
 }
 
+const conversation = await client.chat.completions.create({
+  model,
+  messages: [
+    { role: 'system', content: 'You answer multiple-choice questions.' },
+    { role: 'user', content: 'Which number is prime? (A) 4 (B) 7' },
+    { role: 'assistant', content: 'The answer is (B).' },
+    { role: 'user', content: prompt },
+  ],
+  temperature: 0,
+  max_completion_tokens: 64,
+});
+
+const tools = [{
+  type: 'function',
+  function: {
+    name: 'answer',
+    description: 'Gives the letter of the answer',
+    parameters: { type: 'object', properties: { letter: { type: 'string' } }, required: ['letter'] },
+  },
+}];
+const called = await client.chat.completions.create({
+  model, messages: [{ role: 'user', content: toolPrompt }], tools, tool_choice: 'required',
+});
+
 let error = null;
 try {
   await client.chat.completions.create({ model: 'no-such-cascade', messages });
@@ -45,9 +70,30 @@ try {
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);
 
+const retrieved = await client.models.retrieve(model);
+
+let wrongKey = null;
+try {
+  const stranger = new OpenAI({ baseURL, apiKey: apiKey + '-wrong', maxRetries: 0, timeout: 30000 });
+  await stranger.chat.completions.create({ model, messages });
+} catch (e) {
+  wrongKey = {
+    status: e.status, code: e.code, type: e.type, authentication: e instanceof OpenAI.AuthenticationError,
+  };
+}
+
 console.log(JSON.stringify({
   plain: { content: plain.choices[0].message.content, usage: plain.usage, coe: plain.coe },
   stream: { content: text, usage, coe, chunks, pieces, finish },
+  conversation: { content: conversation.choices[0].message.content, coe: conversation.coe },
+  tools: {
+    content: called.choices[0].message.content,
+    calls: called.choices[0].message.tool_calls,
+    finish: called.choices[0].finish_reason,
+    coe: called.coe,
+  },
   error,
   models,
+  retrieved: { id: retrieved.id, object: retrieved.object },
+  wrongKey,
 }));
