@@ -17,6 +17,16 @@
 // SetToolCalls answers chosen ids with tool calls instead (content null, finish_reason
 // "tool_calls"). With KeepBodies(true) it keeps every request body it receives
 // (Received()), for tests that check what reached the upstream.
+//
+// Streaming: a request with "stream": true gets its completion as server-sent events
+// (OpenAI's chat.completion.chunk format: the role, the text in SetStreaming's
+// `chunks` pieces `token_ms` apart, the finish_reason, the usage when
+// stream_options.include_usage, then [DONE]); a plain request waits as long in all
+// (latency, then the pieces' time). HoldAfter(k) makes a stream stop after its k-th
+// piece until Release(), writing an SSE comment every 10 ms meanwhile, so that a
+// connection its client closed is noticed (StreamsAborted). Tool calls stream as
+// OpenAI's do: each in two deltas (its id and name, then its arguments). Fault
+// kStreamCut closes a stream's connection after half its pieces.
 #ifndef COE_TESTING_OPENAI_REPLAY_H_
 #define COE_TESTING_OPENAI_REPLAY_H_
 
@@ -25,6 +35,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -63,6 +74,7 @@ class OpenAiReplay {
     kNoUsage,
     kHuge,       // a right answer in 40 MiB
     kHugeUsage,  // usage: 2^62 prompt and completion tokens
+    kStreamCut,  // streamed: the connection closes after half the pieces
   };
 
   // model -> id -> (answer, dollars)
@@ -86,6 +98,54 @@ class OpenAiReplay {
   void SetTexts(std::map<std::string, std::string> by_id) {
     std::lock_guard<std::mutex> lock(mu_);
     texts_ = std::move(by_id);
+  }
+
+  // How completions are streamed (changeable while serving): in `chunks` pieces (at
+  // most one per byte), `token_ms` apart, for plain requests too (they wait as long).
+  void SetStreaming(int chunks, int token_ms) {
+    std::lock_guard<std::mutex> lock(mu_);
+    chunks_ = std::max(1, chunks);
+    token_ms_ = std::max(0, token_ms);
+  }
+  // Answers a request for a stream with a plain response, as a server that cannot
+  // stream does.
+  void IgnoreStream(bool ignore) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ignore_stream_ = ignore;
+  }
+  // Streams stop after their k-th piece (0: never) until Release().
+  void HoldAfter(int k) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_after_ = k;
+    released_ = false;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    hold_cv_.notify_all();
+  }
+  // Pieces of text the latest stream has written (of its n); streams whose client closed the
+  // connection (a write failed), and when the last such was noticed.
+  int PiecesSent() const { return pieces_sent_.load(); }
+  int StreamsAborted() const { return streams_aborted_.load(); }
+  std::chrono::steady_clock::time_point AbortNoticed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return abort_noticed_;
+  }
+  // Whether the last call of `model` on `id` asked for a stream, and with usage.
+  bool StreamAsked(const std::string& model, const std::string& id, bool* include_usage) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = stream_asked_.find(model + "\n" + id);
+    if (it == stream_asked_.end()) return false;
+    *include_usage = it->second;
+    return true;
+  }
+  // Seconds from the last streamed call of `model` on `id` entering the handler to its
+  // first piece of text written (0: none).
+  double FirstPieceSeconds(const std::string& model, const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = first_piece_s_.find(model + "\n" + id);
+    return it == first_piece_s_.end() ? 0.0 : it->second;
   }
 
   // Tool calls (a JSON array, OpenAI's message.tool_calls) instead of a completion,
@@ -219,6 +279,18 @@ class OpenAiReplay {
     }
     if (auto l = latency_ms.find(model); l != latency_ms.end() && l->second > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(l->second));
+    bool stream = body.contains("stream") && body["stream"] == true;
+    bool include_usage = false;
+    if (auto so = body.find("stream_options"); so != body.end() && so->is_object())
+      include_usage = so->value("include_usage", false);
+    int chunks, token_ms;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stream) stream_asked_[model + "\n" + id] = include_usage;
+      stream &= !ignore_stream_;
+      chunks = chunks_;
+      token_ms = token_ms_;
+    }
     const Fault f = fault ? fault(model, id, attempt) : Fault::kNone;
     if (f == Fault::k429 || f == Fault::k503) {
       res.set_header("Retry-After", std::to_string(retry_after_s));
@@ -247,6 +319,10 @@ class OpenAiReplay {
         message = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", calls->second}};
     }
     const char* finish = message.contains("tool_calls") ? "tool_calls" : f == Fault::kLength ? "length" : "stop";
+    const std::vector<std::string> pieces =
+        Pieces(message["content"].is_string() ? message["content"].get<std::string>() : "", chunks);
+    if (!stream && token_ms > 0 && pieces.size() > 1)  // as long as streaming it
+      std::this_thread::sleep_for(std::chrono::milliseconds(token_ms * static_cast<int>(pieces.size() - 1)));
     nlohmann::json reply = {{"id", "chatcmpl-replay"},
                             {"object", "chat.completion"},
                             {"model", model},
@@ -259,9 +335,107 @@ class OpenAiReplay {
       const ReplayTokens t = ReplayUsage(dollars);
       reply["usage"] = {{"prompt_tokens", t.in}, {"completion_tokens", t.out}, {"total_tokens", t.in + t.out}};
     }
+    if (stream)
+      return Stream(res, reply, pieces, token_ms, include_usage, f == Fault::kStreamCut, model + "\n" + id, entered);
     res.set_content(reply.dump(), "application/json");
     std::lock_guard<std::mutex> lock(mu_);
     handled_s_[model + "\n" + id] = std::chrono::duration<double>(std::chrono::steady_clock::now() - entered).count();
+  }
+
+  // `text` in at most `n` pieces of about equal size, cut at UTF-8 character starts.
+  static std::vector<std::string> Pieces(const std::string& text, int n) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    for (int k = 1; k <= n && at < text.size(); ++k) {
+      size_t end = k == n ? text.size() : std::max(at + 1, text.size() * k / n);
+      while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+      if (end > at) out.push_back(text.substr(at, end - at));
+      at = end;
+    }
+    return out;
+  }
+
+  // The plain `reply` as server-sent events, written by httplib as they are produced.
+  void Stream(httplib::Response& res, const nlohmann::json& reply, std::vector<std::string> pieces, int token_ms,
+              bool include_usage, bool cut, std::string key, std::chrono::steady_clock::time_point entered) {
+    const nlohmann::json& c0 = reply["choices"][0];
+    auto chunk = [&reply, include_usage](nlohmann::json delta, nlohmann::json finish) {
+      nlohmann::json c = {{"id", reply["id"]},
+                          {"object", "chat.completion.chunk"},
+                          {"model", reply["model"]},
+                          {"choices", {{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}}}};
+      if (include_usage) c["usage"] = nullptr;
+      return "data: " + c.dump() + "\n\n";
+    };
+    std::vector<std::string> events = {chunk({{"role", "assistant"}, {"content", ""}}, nullptr)};
+    for (const std::string& p : pieces) events.push_back(chunk({{"content", p}}, nullptr));
+    if (const nlohmann::json& calls = c0["message"].value("tool_calls", nlohmann::json()); calls.is_array())
+      for (size_t k = 0; k < calls.size(); ++k) {  // each call in two deltas: its name, then its arguments
+        const nlohmann::json& f = calls[k].value("function", nlohmann::json::object());
+        const nlohmann::json args = f.value("arguments", nlohmann::json("{}"));
+        nlohmann::json head = {{"index", k},
+                               {"id", calls[k].value("id", "")},
+                               {"type", "function"},
+                               {"function", {{"name", f.value("name", "")}, {"arguments", ""}}}};
+        events.push_back(chunk({{"tool_calls", nlohmann::json::array({head})}}, nullptr));
+        nlohmann::json rest = {{"index", k}, {"function", {{"arguments", args.is_string() ? args : nlohmann::json(args.dump())}}}};
+        events.push_back(chunk({{"tool_calls", nlohmann::json::array({rest})}}, nullptr));
+      }
+    events.push_back(chunk(nlohmann::json::object(), c0["finish_reason"]));
+    if (include_usage && reply.contains("usage"))
+      events.push_back("data: " +
+                       nlohmann::json{{"id", reply["id"]},
+                                      {"object", "chat.completion.chunk"},
+                                      {"choices", nlohmann::json::array()},
+                                      {"usage", reply["usage"]}}
+                           .dump() +
+                       "\n\n");
+    events.push_back("data: [DONE]\n\n");
+    pieces_sent_ = 0;
+    const size_t n = pieces.size();
+    const size_t cut_at = cut ? 1 + n / 2 : events.size();  // events [0, cut_at) are written
+    res.set_chunked_content_provider(
+        "text/event-stream", [this, events = std::move(events), n, token_ms, cut_at, key = std::move(key), entered](
+                                 size_t, httplib::DataSink& sink) {
+          auto aborted = [&] {
+            streams_aborted_++;
+            std::lock_guard<std::mutex> lock(mu_);
+            abort_noticed_ = std::chrono::steady_clock::now();
+            return false;
+          };
+          for (size_t k = 0; k < events.size(); ++k) {  // events 1..n are the pieces
+            if (k == cut_at) return false;              // kStreamCut: the connection closes mid-stream
+            if (k > 1 && k <= n && token_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(token_ms));
+            if (k >= 1 && k <= n) pieces_sent_ = static_cast<int>(k);  // counted before its client can see it
+            if (!sink.write(events[k].data(), events[k].size())) return aborted();
+            if (k == 0 || k > n) continue;
+            if (k == 1) {
+              std::lock_guard<std::mutex> lock(mu_);
+              first_piece_s_[key] = std::chrono::duration<double>(std::chrono::steady_clock::now() - entered).count();
+            }
+            if (!Hold(sink, static_cast<int>(k))) return aborted();
+          }
+          sink.done();
+          std::lock_guard<std::mutex> lock(mu_);
+          handled_s_[key] = std::chrono::duration<double>(std::chrono::steady_clock::now() - entered).count();
+          return true;
+        });
+  }
+
+  // After a piece: held there while HoldAfter says so, probing the connection with an
+  // SSE comment every 10 ms (a closed one fails a write). False: the client is gone.
+  bool Hold(httplib::DataSink& sink, int piece) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);  // never a hung test
+    while (hold_after_ > 0 && piece == hold_after_ && !released_ && std::chrono::steady_clock::now() < until) {
+      hold_cv_.wait_for(lock, std::chrono::milliseconds(10));
+      lock.unlock();
+      static constexpr char kProbe[] = ": held\n\n";
+      const bool ok = sink.write(kProbe, sizeof kProbe - 1);
+      lock.lock();
+      if (!ok) return false;
+    }
+    return true;
   }
 
   httplib::Server http_;
@@ -274,6 +448,14 @@ class OpenAiReplay {
   FaultFn fault_;  // guarded by mu_, as the three below
   int retry_after_s_ = 1, hang_ms_ = 3000;
   std::map<std::string, std::string> texts_;
+  // Streaming (guarded by mu_ but for the atomics).
+  int chunks_ = 20, token_ms_ = 0, hold_after_ = 0;
+  bool released_ = false, ignore_stream_ = false;
+  std::condition_variable hold_cv_;           // released_
+  std::map<std::string, bool> stream_asked_;  // model + "\n" + id: include_usage
+  std::map<std::string, double> first_piece_s_;
+  std::chrono::steady_clock::time_point abort_noticed_;
+  std::atomic<int> pieces_sent_{0}, streams_aborted_{0};
   std::map<std::string, nlohmann::json> tool_calls_;
   bool keep_bodies_ = false;
   std::vector<nlohmann::json> received_;

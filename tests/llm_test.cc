@@ -19,35 +19,23 @@
 #include "coe/evaluate.h"
 #include "coe/recordings.h"
 #include "coe/server.h"
+#include "llm_testing.h"
 #include "server_testing.h"
 
 namespace coe {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::kModels;
 using testing::OpenAiReplay;
 using testing::RunCoe;
-
-std::string SharedArc() {
-  const char* shared = std::getenv("COE_SHARED_DATA");
-  const std::string dir = shared ? shared : testing::SourceDir() + "/../shared/data";
-  return dir + "/routerbench/arc_challenge_test.csv";
-}
-
-const std::map<std::string, std::string> kModels = {
-    {"mistral", "mistralai/mistral-7b-chat"},
-    {"mixtral", "mistralai/mixtral-8x7b-chat"},
-    {"llama70", "meta/llama-2-70b-chat"},
-    {"gpt4", "gpt-4-1106-preview"},
-};
+using testing::SharedArc;
 
 class Llm : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(SharedArc())) GTEST_SKIP() << "no shared RouterBench data at " << SharedArc();
-    dir_ = fs::temp_directory_path() / ("coe_llm_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = testing::TestDir("coe_llm");
     ASSERT_TRUE(server_.Load(SharedArc()));
     server_.Start();
     // 120 questions with distinct ids, their truth as labels.
@@ -71,13 +59,8 @@ class Llm : public ::testing::Test {
   std::string P(const std::string& name) { return (dir_ / name).string(); }
   std::string Catalogue(int timeout_ms = 2000, int retries = 2,
                         const std::string& prompt = "[id:{id}] {question}\\nAnswer with one letter.", int port = 0) {
-    std::ostringstream c;
-    c << "[defaults]\nbackend = \"openai\"\nurl = \"http://127.0.0.1:" << (port ? port : server_.port()) << "/v1\"\n"
-      << "prompt = \"" << prompt << "\"\nanswer = \"choice\"\n"
-      << "usd_per_mtok_in = 1.0\nusd_per_mtok_out = 1.0\ntimeout_ms = " << timeout_ms << "\nretries = " << retries
-      << "\nmax_concurrency = 8\n";
-    for (const auto& [name, model] : kModels) c << "[models." << name << "]\nmodel = \"" << model << "\"\n";
-    std::ofstream(dir_ / "chat.toml") << c.str();
+    std::ofstream(dir_ / "chat.toml") << testing::ReplayCatalogue(port ? port : server_.port(), prompt, timeout_ms,
+                                                                  retries);
     return P("chat.toml");
   }
   // What the server's recordings say member `name` answers and costs on `id`.
@@ -114,10 +97,7 @@ class Llm : public ::testing::Test {
     w.exit_tier = 2;
     return w;
   }
-  void WriteCascade() {
-    std::ofstream(P("c.toml")) << "[[tiers]]\nmembers = [\"mistral\", \"mixtral\", \"llama70\"]\n"
-                                  "min_agreement = 1.0\n[[tiers]]\nmembers = [\"gpt4\"]\n";
-  }
+  void WriteCascade() { std::ofstream(P("c.toml")) << testing::kLadderToml; }
 
   OpenAiReplay server_;
   std::vector<std::string> ids_;
@@ -610,7 +590,12 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   coe_.reset();
   // The client sends system prompts and earlier turns, and the key.
   ASSERT_NO_FATAL_FAILURE(Serve("messages", "sk-coe-front-door"));
-  const std::string id = ids_[7], tool_id = ids_[8];
+  const std::string tool_id = ids_[8];
+  // A question the ladder answers at its last tier: its member's completion is streamed
+  // as the upstream produces it, in several chunks.
+  std::string id = ids_[7];
+  for (size_t k = 7; (Cascaded(id).exit_tier != 2 || id == tool_id) && k + 1 < ids_.size();) id = ids_[++k];
+  ASSERT_EQ(Cascaded(id).exit_tier, 2);
   std::map<std::string, nlohmann::json> calls;  // every member calls answer(B), each call its own id
   for (const auto& [name, model] : kModels)
     calls[model + "\n" + tool_id] = {{{"id", "call_" + name},
@@ -635,6 +620,7 @@ TEST_F(FrontDoor, TheOfficialOpenAiClientWorks) {
   EXPECT_EQ(j["stream"]["usage"], j["plain"]["usage"]) << out;
   EXPECT_EQ(j["stream"]["coe"], j["plain"]["coe"]) << out;
   EXPECT_EQ(j["stream"]["finish"], "stop") << out;
+  EXPECT_GT(j["stream"]["pieces"].get<int>(), 1) << out;
   EXPECT_EQ(j["conversation"]["content"], j["plain"]["content"]) << out;
   EXPECT_EQ(j["conversation"]["coe"]["exit_tier"], w.exit_tier) << out;
   EXPECT_EQ(j["tools"]["finish"], "tool_calls") << out;

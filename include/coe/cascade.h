@@ -119,6 +119,13 @@ struct RunOptions {
   // when it has none and a member failed, the degraded fallback. A request's cost
   // ceiling sets it (coe serve: the deepest tier it can pay for, by EstimateTierCosts).
   int max_tiers = 0;
+  // Streaming (a chat request's `stream: true`): when the run is one example and it
+  // reaches the last tier, and that tier has a single member (no vote to wait for),
+  // that member's call gets this sink (InputView::tokens) and a backend that can
+  // stream passes its completion to it as it arrives. Nothing else about the run
+  // changes: answers, exit tiers, votes, costs and failures are those of the run
+  // without it. Null: no streaming. Must outlive the Run.
+  TokenSink* tokens = nullptr;
 };
 
 class Cascade {

@@ -199,6 +199,18 @@ std::string ChatCompletionJson(const ChatReply& reply);
 // reply has them, one with finish_reason and the "coe" facts, then (when include_usage) a
 // chunk with empty choices and the usage, then "data: [DONE]".
 std::string ChatCompletionEvents(const ChatReply& reply, bool include_usage);
+// The same events in parts, for a reply streamed as its member produces it
+// (ChatCompletionEvents is ChatRoleEvent + ChatFinalEvents): the first chunk (the
+// role); a chunk of content; the rest (a chunk with reply.content and logprobs when
+// either is not empty: a streamed reply's content went already, so it is left empty
+// there; the tool calls; finish_reason and "coe"; usage; "data: [DONE]"). `head` needs
+// only id, model and created.
+std::string ChatRoleEvent(const ChatReply& head, bool include_usage);
+std::string ChatContentEvent(const ChatReply& head, std::string_view content, bool include_usage);
+std::string ChatFinalEvents(const ChatReply& reply, bool include_usage);
+// The event that ends a stream whose upstream failed after its first bytes (the
+// status cannot change any more): "data: " and an OpenAI error body (OpenAiErrorJson).
+std::string ChatErrorEvent(std::string_view error_json);
 // GET /v1/models: {"object":"list","data":[{"id","object":"model","created","owned_by":"coe"}]}.
 std::string ModelListJson(const std::vector<std::string>& names, int64_t created);
 // GET /v1/models/{id}: one model object, {"id","object":"model","created","owned_by":"coe"}.

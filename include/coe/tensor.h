@@ -12,9 +12,23 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace coe {
+
+// Receives a completion's text as its model produces it: the streaming of a chat
+// request's last tier (RunOptions::tokens in coe/cascade.h, InputView::tokens). A
+// backend that can stream (openai) calls Text with each piece in order, from the
+// thread that runs its call; one that cannot ignores the sink. Either way its
+// Prediction is what it would be without a sink (the text is still read whole).
+class TokenSink {
+ public:
+  virtual ~TokenSink() = default;
+  // The next piece of the completion (never empty). False: the receiver is gone (its
+  // client disconnected): the backend stops reading, and its call fails.
+  virtual bool Text(std::string_view piece) = 0;
+};
 
 // A non-owning view of examples [begin, end) of an InputBatch. Valid while the batch lives.
 struct InputBatch;
@@ -27,6 +41,9 @@ struct InputView {
   // Set while the run these examples belong to is cancelled (RunOptions::cancelled):
   // a backend may stop early (abstaining), e.g. abort a call in flight. Null: never.
   const std::atomic<bool>* cancelled = nullptr;
+  // Set only for a view of one example whose member's completion is streamed (the
+  // engine gives it to the last tier's single member; see TokenSink). Null: none.
+  TokenSink* tokens = nullptr;
   int64_t size() const { return n; }
   const std::vector<int64_t>& shape() const { return *example_shape; }
   // Examples [begin, end) of this view.

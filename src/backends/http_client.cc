@@ -79,6 +79,14 @@ Response Failure(std::string error, std::string kind, bool retryable = false) {
 Response Cancelled() { return Failure(kCancelled, "cancelled"); }
 Response Stopped() { return Failure("stopped: the other endpoint answered first", "stopped"); }
 
+// What went to Request::on_stream in one attempt.
+struct Streamed {
+  uint64_t max_bytes = 0;  // the bound (Options::max_response_bytes)
+  uint64_t bytes = 0;
+  bool too_large = false;  // past the bound
+  bool refused = false;    // on_stream said stop
+};
+
 // What a refusal's body says: an Open Inference Protocol {"error": "..."}, an OpenAI
 // {"error": {"message": "..."}}, else its start.
 std::string Detail(const std::string& body) {
@@ -89,6 +97,26 @@ std::string Detail(const std::string& body) {
     if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
   }
   return body.substr(0, 300);
+}
+
+// A content receiver for `r`: with Request::on_stream, a 200 text/event-stream response
+// goes there as it arrives, counted against the bound into *streamed; any other
+// response (an error's body, a server that does not stream) goes to `keep`. The
+// status and headers of `res` are read before its body.
+httplib::ContentReceiverWithProgress StreamOrKeep(const Request& r, const httplib::Response& res, Streamed* streamed,
+                                                  httplib::ContentReceiverWithProgress keep) {
+  if (!r.on_stream) return keep;
+  return [&r, &res, streamed, keep = std::move(keep)](const char* data, size_t len, uint64_t off, uint64_t total) {
+    if (res.status != 200 || res.get_header_value("Content-Type").rfind("text/event-stream", 0) != 0)
+      return keep(data, len, off, total);
+    if ((streamed->bytes += len) > streamed->max_bytes) {
+      streamed->too_large = true;
+      return false;
+    }
+    if (r.on_stream(std::string_view(data, len))) return true;
+    streamed->refused = true;
+    return false;
+  };
 }
 
 }  // namespace
@@ -149,7 +177,7 @@ Response Client::Send(const Request& request, Clock::time_point deadline) {
         break;
     }
     a = SendOnce(request, deadline);
-    if (a.ok || !a.retryable || Clock::now() >= deadline) break;
+    if (a.ok || !a.retryable || a.streamed || Clock::now() >= deadline) break;
   }
   if (!a.ok && IsCancelled(request.cancelled)) return Cancelled();
   if (!a.ok && request.stopper && request.stopper->stopped()) return Stopped();
@@ -185,12 +213,13 @@ Response Client::SendOnce(const Request& r, Clock::time_point deadline) {
   // refused as it arrives (or at once, from its Content-Length), never held whole.
   std::string received;
   bool too_large = false;
-  req.content_receiver = BoundedBody(&received, &too_large, o_.max_response_bytes);
+  httplib::Response res;
+  Streamed streamed{o_.max_response_bytes};
+  req.content_receiver = StreamOrKeep(r, res, &streamed, BoundedBody(&received, &too_large, o_.max_response_bytes));
   if (r.stopper && !r.stopper->Attach(client.get())) {  // lost the race before sending
     Return(std::move(client), true);
     return Stopped();
   }
-  httplib::Response res;
   httplib::Error err = httplib::Error::Success;
   bool sent = false;
   {
@@ -208,6 +237,11 @@ Response Client::SendOnce(const Request& r, Clock::time_point deadline) {
     Return(nullptr, false);
     return IsCancelled(r.cancelled) ? Cancelled() : Stopped();
   }
+  if (streamed.refused) {  // the receiver of a stream went away
+    Return(nullptr, false);
+    return Failure("the receiver of the streamed response stopped reading", "cancelled");
+  }
+  too_large |= streamed.too_large;
   if (too_large) {  // not retried: the same request would get the same answer
     count(true, 0);
     Return(nullptr, false);
@@ -216,17 +250,20 @@ Response Client::SendOnce(const Request& r, Clock::time_point deadline) {
                    "too_large");
   }
   if (!sent) {
-    count(err == httplib::Error::Read || err == httplib::Error::Canceled, 0);
+    count(err == httplib::Error::Read || err == httplib::Error::Canceled, streamed.bytes);
     Return(nullptr, false);
-    return Classify(err, r);
+    Response a = Classify(err, r);
+    a.streamed = streamed.bytes > 0;  // then not retried
+    return a;
   }
-  count(true, received.size());
+  count(true, received.size() + streamed.bytes);
   Return(std::move(client), true);
   res.body = std::move(received);
   Response a;
   a.status = res.status;
   if (res.status == 200) {
     a.ok = true;
+    a.streamed = streamed.bytes > 0;
     a.body = std::move(res.body);
     a.headers = std::move(res.headers);
     return a;

@@ -92,6 +92,12 @@ struct Request {
   // Called with each attempt that an HTTP status other than 200 answered (e.g. to pay
   // the usage its body reports).
   std::function<void(const httplib::Response&)> on_refused;
+  // Streaming: a 200 response of Content-Type text/event-stream goes here piece by
+  // piece as it arrives (bounded by max_response_bytes all the same; Response::body
+  // stays empty), from the calling thread. False: stop reading (the attempt fails,
+  // kind "cancelled", and its connection is closed). Once a piece went here, a
+  // failure is not retried (its text may have been passed on): Response::streamed.
+  std::function<bool(std::string_view piece)> on_stream;
 };
 
 struct Response {
@@ -103,6 +109,7 @@ struct Response {
   std::string kind;        // and its Prediction::failure_kind
   std::string body;
   httplib::Headers headers;
+  bool streamed = false;  // pieces of the body went to Request::on_stream
 };
 
 class Client {

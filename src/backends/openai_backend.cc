@@ -22,6 +22,12 @@
 // completion) and counted in BackendStats::estimated_costs, never as free. Token sums
 // saturate at kTokenCap.
 //
+// Streaming: a call given a TokenSink (InputView::tokens: the last tier's single member
+// of a streamed chat request) asks for `stream: true` and passes the completion's
+// pieces to the sink as they arrive (backends/chat_stream.h), reading the whole as a
+// plain call does: the same answer, score, finish_reason and cost. It is retried as
+// any call until its first bytes arrived, never after (they may have been passed on).
+//
 // The API key is read once, from the environment variable `api_key_env` names, and is
 // never written anywhere (errors name the variable, not its value).
 #include <httplib.h>
@@ -29,11 +35,13 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "backends/answer_reader.h"
 #include "backends/backends.h"
 #include "backends/chat_body.h"
 #include "backends/chat_reply.h"
+#include "backends/chat_stream.h"
 #include "backends/http_client.h"
 #include "base/thread_pool.h"
 #include "base/tokens.h"
@@ -70,7 +78,7 @@ class OpenAiBackend : public Backend {
                                   "file or the chat API), not tensors");
     }
     if (n == 1) {  // one input (the chat front door): on this thread, no handoff
-      (*out)[0] = Call(batch.texts[0], batch.cancelled);
+      (*out)[0] = Call(batch.texts[0], batch.cancelled, batch.tokens);
     } else {
       std::vector<std::function<void()>> tasks;
       for (int64_t i = 0; i < n; ++i)
@@ -93,8 +101,9 @@ class OpenAiBackend : public Backend {
 
  private:
   // `cancelled`: the run's flag (InputView::cancelled): no attempt starts once it is
-  // set, and the one in flight is aborted.
-  Prediction Call(const std::string& record_text, const std::atomic<bool>* cancelled) {
+  // set, and the one in flight is aborted. `tokens`: the completion is streamed there
+  // as it arrives (backends/chat_stream.h), and read whole all the same.
+  Prediction Call(const std::string& record_text, const std::atomic<bool>* cancelled, TokenSink* tokens = nullptr) {
     Prediction p;
     // The request body: pieces of its own and views of the record, never a copy of a
     // message (backends/chat_body.h).
@@ -113,9 +122,19 @@ class OpenAiBackend : public Backend {
       const json err_body = json::parse(res.body, nullptr, false);
       if (err_body.is_object() && err_body.contains("usage")) Pay(err_body, 0, 0, &p);
     };
+    std::optional<ChatStreamReader> stream;
+    std::string stream_fields;
+    if (tokens) {
+      stream.emplace(tokens);
+      request.body = StreamingBody(std::move(request.body), &stream_fields);
+      request.on_stream = [&stream](std::string_view piece) { return stream->Feed(piece); };
+    }
     const http::Response a = client_.Send(request, deadline);
+    if (stream && !stream->error().empty()) return Failed(std::move(p), stream->error(), "bad_response");
     if (!a.ok) return Failed(std::move(p), a.error, a.kind);
-    const json res = json::parse(a.body, nullptr, false);
+    auto streamed = stream && a.streamed ? stream->Completion() : StatusOr<json>(json::parse(a.body, nullptr, false));
+    if (!streamed.ok()) return Failed(std::move(p), streamed.status().message(), "bad_response");
+    const json res = std::move(*streamed);
     std::string why;
     if (!ReadChatReply(res, *built, reader_, &p, &why)) return Failed(std::move(p), why, "bad_response");
     Pay(res, spec_.system.size() + prompt_bytes, p.text.size(), &p);

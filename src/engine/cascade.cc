@@ -195,6 +195,7 @@ std::vector<std::vector<Prediction>> RunTier(const Cascade::Impl& im, size_t t, 
         if (rows) gathered = in.Gather(std::span<const int>(rows->data() + b, e - b));
         InputView view = rows ? gathered.View() : in.Sub(b, e);
         view.cancelled = in.cancelled;
+        view.tokens = in.tokens;  // set by Run for a streamed last tier only
         const auto t0 = Clock::now();
         // A cancelled run starts no more calls (its answers are not wanted). A backend's
         // exception (out of memory: no backend throws otherwise) fails its examples, on
@@ -333,6 +334,14 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
   return next;
 }
 
+// Whether tier `t` of a run of `n` examples streams (RunOptions::tokens): the last
+// tier the run goes through (a cost ceiling may stop before the cascade's), a single
+// member, one example. Its member's answer is then the answer, so its text may go to
+// the client before the call ends.
+bool StreamsTier(const Cascade::Impl& im, size_t t, int n, const RunOptions& options) {
+  return n == 1 && t + 1 == TiersToRun(im, options) && im.tiers[t].size() == 1;
+}
+
 }  // namespace
 
 StatusOr<RunResult> Cascade::Run(const InputBatch& batch, const RunOptions& options) const {
@@ -382,7 +391,9 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
     if (Cancelled(examples)) return cancelled(t);
     const auto t_tier = Clock::now();
     // Tier 1 sees the batch itself; later tiers the examples that did not exit.
-    const auto preds = RunTier(im, t, examples, t > 0 ? &active : nullptr, &r);
+    InputView tier_in = examples;
+    tier_in.tokens = StreamsTier(im, t, n, options) ? options.tokens : nullptr;
+    const auto preds = RunTier(im, t, tier_in, t > 0 ? &active : nullptr, &r);
     // Predictions of a cancelled tier are not answers (aborted calls look like failures).
     if (Cancelled(examples)) return cancelled(t);
     std::vector<int> next = DecideTier(im, t, active, preds, options, &fallback, &r);

@@ -269,41 +269,55 @@ std::string ChatCompletionJson(const ChatReply& r) {
   return Dump(j);
 }
 
-std::string ChatCompletionEvents(const ChatReply& r, bool include_usage) {
+namespace {
+
+std::string Event(const json& j) { return "data: " + Dump(j) + "\n\n"; }
+
+// A chunk of one choice: its delta, logprobs and finish_reason, with "usage": null
+// when the client asked for usage (it comes in a chunk of its own at the end).
+json OneChoice(const ChatReply& r, json delta, json logprobs, json finish_reason, bool include_usage) {
+  json chunk = Chunk(r, {{{"index", 0},
+                          {"delta", std::move(delta)},
+                          {"logprobs", std::move(logprobs)},
+                          {"finish_reason", std::move(finish_reason)}}});
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+}  // namespace
+
+std::string ChatRoleEvent(const ChatReply& head, bool include_usage) {
+  return Event(OneChoice(head, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, include_usage));
+}
+
+std::string ChatContentEvent(const ChatReply& head, std::string_view content, bool include_usage) {
+  return Event(OneChoice(head, {{"content", content}}, nullptr, nullptr, include_usage));
+}
+
+std::string ChatFinalEvents(const ChatReply& r, bool include_usage) {
   std::string out;
-  auto event = [&](const json& j) { out += "data: " + Dump(j) + "\n\n"; };
-  const json null_usage = include_usage ? json{{"usage", nullptr}} : json::object();
-  auto with = [&](json chunk) {
-    chunk.update(null_usage);
-    return chunk;
-  };
-  event(with(Chunk(r, {{{"index", 0},
-                        {"delta", {{"role", "assistant"}, {"content", ""}}},
-                        {"logprobs", nullptr},
-                        {"finish_reason", nullptr}}})));
   if (!r.content.empty() || !r.logprobs.empty())
-    event(with(Chunk(r, {{{"index", 0},
-                          {"delta", {{"content", r.content}}},
-                          {"logprobs", Parsed(r.logprobs)},
-                          {"finish_reason", nullptr}}})));
+    out += Event(OneChoice(r, {{"content", r.content}}, Parsed(r.logprobs), nullptr, include_usage));
   if (json calls = Parsed(r.tool_calls); calls.is_array()) {
     for (size_t k = 0; k < calls.size(); ++k)
       if (calls[k].is_object()) calls[k]["index"] = k;
-    event(with(Chunk(r, {{{"index", 0},
-                          {"delta", {{"tool_calls", std::move(calls)}}},
-                          {"logprobs", nullptr},
-                          {"finish_reason", nullptr}}})));
+    out += Event(OneChoice(r, {{"tool_calls", std::move(calls)}}, nullptr, nullptr, include_usage));
   }
-  json last = with(
-      Chunk(r, {{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", r.finish_reason}}}));
+  json last = OneChoice(r, json::object(), nullptr, r.finish_reason, include_usage);
   last["coe"] = Facts(r);
-  event(last);
+  out += Event(last);
   if (include_usage) {
     json u = Chunk(r, json::array());
     u["usage"] = Usage(r);
-    event(u);
+    out += Event(u);
   }
   return out + "data: [DONE]\n\n";
+}
+
+std::string ChatErrorEvent(std::string_view error_json) { return "data: " + std::string(error_json) + "\n\n"; }
+
+std::string ChatCompletionEvents(const ChatReply& r, bool include_usage) {
+  return ChatRoleEvent(r, include_usage) + ChatFinalEvents(r, include_usage);
 }
 
 namespace {

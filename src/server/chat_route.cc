@@ -94,6 +94,24 @@ StatusOr<ChatRequest> WithCeiling(ChatRequest q, std::optional<double> header) {
 
 }  // namespace
 
+std::pair<std::string, std::string> PinnedHeader(const ChatReply& reply) {
+  if (reply.pinned.empty()) return {};
+  std::string names;
+  for (const auto& [name, _] : reply.pinned) names += (names.empty() ? "" : ", ") + name;
+  return {"coe-pinned", names};
+}
+
+bool SingleMemberFailed(const Cascade& c, const RunResult& r) {
+  const std::vector<TierSpec>& tiers = c.spec().tiers;
+  const int t = r.exit_tier[0];
+  int first = 0;  // the tier's first member, in AllMembers() order
+  for (int k = 0; k < t; ++k) first += static_cast<int>(tiers[k].members.size());
+  if (tiers[t].members.size() != 1) return false;
+  for (const MemberFailure& f : r.failures)
+    if (f.member == first) return true;
+  return false;
+}
+
 std::string Server::Impl::NewChatId() {
   return "chatcmpl-coe-" + std::to_string(started) + "-" + std::to_string(++chat_count);
 }
@@ -167,7 +185,7 @@ int Server::Impl::BudgetStop(const ServedModel& m, const RunOptions& ro, const R
 
 // POST /v1/chat/completions, request in, response out (server_impl.h).
 HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
-                             const std::atomic<bool>* cancelled) {
+                             const std::atomic<bool>* cancelled, ChatStream* stream) {
   std::string param;
   auto q = ParseChatRequest(body, &param);
   if (q.ok()) {
@@ -207,6 +225,11 @@ HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceil
   RunOptions ro{.cancelled = cancelled};
   if (framing.max_cost_usd)
     if (std::optional<HttpReply> refused = Budget(m, batch, *framing.max_cost_usd, &ro)) return std::move(*refused);
+  const int64_t created = NowSeconds();
+  if (framing.stream && stream) {  // the last tier may stream: the head of its reply
+    stream->Start(ChatReply{.id = id, .model = m.name, .created = created}, framing.include_usage, PinnedHeader(reply));
+    ro.tokens = stream;
+  }
   auto r = m.cascade->Run(batch, ro);
   if (!r.ok()) {
     HttpReply e = OpenAiError(RunErrorCode(r.status(), cancelled), RunError(r.status()));
@@ -214,10 +237,13 @@ HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceil
     return e;
   }
   metrics.AddRun(m.name, *m.cascade, *r);
+  // The last tier streamed: its member's failure cannot fall back any more.
+  if (stream && stream->opened() && SingleMemberFailed(*m.cascade, *r))
+    return OpenAiError(502, "the streamed completion failed after its first bytes: " + r->failures.back().error);
   if (r->answer[0] == kAbstain) return NoAnswer(m, *r);
   reply.id = id;
   reply.model = m.name;
-  reply.created = NowSeconds();
+  reply.created = created;
   reply.content = r->reply.empty() ? "" : r->reply[0];
   if (!r->finish_reason.empty() && !r->finish_reason[0].empty()) reply.finish_reason = r->finish_reason[0];
   if (!r->tool_calls.empty()) reply.tool_calls = r->tool_calls[0];
@@ -234,12 +260,12 @@ HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceil
   reply.max_cost_usd = framing.max_cost_usd;
   reply.budget_tier = BudgetStop(m, ro, *r);
   if (!cache_key.empty() && !reply.degraded) cache->Put(cache_key, reply);
-  HttpReply out = Render(reply, framing);
-  if (!reply.pinned.empty()) {
-    std::string names;
-    for (const auto& [name, _] : reply.pinned) names += (names.empty() ? "" : ", ") + name;
-    out.headers.emplace_back("coe-pinned", names);
+  if (stream && stream->opened()) {  // its content went as it came: the rest of the events
+    reply.content.clear();
+    return {200, "text/event-stream", ChatFinalEvents(reply, framing.include_usage)};
   }
+  HttpReply out = Render(reply, framing);
+  if (!reply.pinned.empty()) out.headers.push_back(PinnedHeader(reply));
   return out;
 }
 
@@ -259,8 +285,47 @@ void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, s
   // The body is shared: OffIo's task is copied, its captures with it.
   OffIo([this, body = std::make_shared<std::string>(std::move(request.body)), ceiling, model, cancelled,
          respond = Releasing(std::move(slot), respond)] {
-    OutOfMemoryIs503([&] { respond(ToReply(Chat(std::move(*body), ceiling, model.get(), cancelled))); }, respond, true);
+    ChatStream stream(&respond);
+    // Out of memory once the stream opened: its status went, the stream ends with an error.
+    const http::Responder unless_streamed = [&](http::Reply r) {
+      if (!stream.opened()) respond(std::move(r));
+    };
+    OutOfMemoryIs503(
+        [&] {
+          HttpReply reply = Chat(std::move(*body), ceiling, model.get(), cancelled, &stream);
+          if (stream.opened())
+            stream.End(reply);
+          else
+            respond(ToReply(std::move(reply)));
+        },
+        unless_streamed, true);
   });
+}
+
+bool ChatStream::Text(std::string_view piece) {
+  if (!stream_) {  // the first piece: the reply's head goes now, its status final
+    stream_ = std::make_shared<http::ReplyStream>();
+    http::Reply head;
+    head.content_type = "text/event-stream";
+    // No cache; a proxy in front (nginx) passes each event on as it comes.
+    head.headers = {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}};
+    if (!header_.first.empty()) head.headers.push_back(header_);
+    head.stream = stream_;
+    (*respond_)(std::move(head));
+    if (!stream_->Write(ChatRoleEvent(head_, include_usage_))) return false;
+  }
+  return stream_->Write(ChatContentEvent(head_, piece, include_usage_));
+}
+
+void ChatStream::End(const HttpReply& reply) {
+  // A 200's body is the last events; an error (the run failed, the member failed after
+  // its first bytes, no readable answer) ends the stream with an error event.
+  stream_->Finish(reply.status, reply.status == 200 ? reply.body : ChatErrorEvent(reply.body));
+}
+
+ChatStream::~ChatStream() {
+  if (stream_)  // not ended (an exception, out of memory): the client is told, the request's place given back
+    stream_->Finish(500, ChatErrorEvent(OpenAiErrorJson(500, "the server failed while streaming the reply")));
 }
 
 http::Reply Server::Impl::ModelList() const {

@@ -474,17 +474,14 @@ class Session : public std::enable_shared_from_this<Session> {
       beast::error_code ec;
       stream_.socket().cancel(ec);
     }
-    if (gone_) return;  // the client went away: nobody to answer
+    if (gone_) {  // the client went away: nobody to answer
+      if (r.stream) r.stream->Close();
+      return;
+    }
     if (responded) NoteIoWait(*responded);
+    if (r.stream) return WriteStream(std::move(r), version);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
-    res->version(version == 10 ? 10 : 11);
-    res->result(static_cast<unsigned>(r.status));
-    res->set(bhttp::field::server, "coe");
-    res->set(bhttp::field::content_type, r.content_type);
-    for (auto& [k, v] : r.headers) res->set(k, v);
-    const int cap = opt().max_requests_per_connection;
-    const bool keep = !r.close && keep_alive_ && !refuse_ && !stopping_ && !t_->stopping && (cap <= 0 || served_ < cap);
-    res->keep_alive(keep);
+    const bool keep = Head(r, version, res.get());
     res->body() = std::move(r.body);
     res->prepare_payload();
     stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
@@ -493,6 +490,85 @@ class Session : public std::enable_shared_from_this<Session> {
       if (ec || !keep) return self->Close();
       self->ReadHeader();
     });
+  }
+
+  // The status line and headers of reply `r` into *res; whether the connection is
+  // kept alive after it.
+  template <class Body>
+  bool Head(const Reply& r, unsigned version, bhttp::response<Body>* res) {
+    res->version(version == 10 ? 10 : 11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(bhttp::field::server, "coe");
+    res->set(bhttp::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    const int cap = opt().max_requests_per_connection;
+    const bool keep = !r.close && keep_alive_ && !refuse_ && !stopping_ && !t_->stopping && (cap <= 0 || served_ < cap);
+    res->keep_alive(keep);
+    return keep;
+  }
+
+  // A streamed reply (Reply::stream): its head, then its data as the producer queues
+  // it (PumpStream), chunked on HTTP/1.1 and delimited by the connection's close on
+  // HTTP/1.0. The client is watched all along (WatchForClose): one that goes away
+  // cancels the request and closes the stream, as one whose write fails does.
+  void WriteStream(Reply r, unsigned version) {
+    reply_stream_ = std::move(r.stream);
+    auto res = std::make_shared<bhttp::response<bhttp::empty_body>>();
+    chunked_ = version != 10;
+    if (!chunked_) r.close = true;
+    stream_keep_ = Head(r, version, res.get());
+    res->chunked(chunked_);
+    auto sr = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res);
+    reply_stream_->Attach([weak = weak_from_this()] {
+      if (auto self = weak.lock()) net::post(self->executor(), [self] { self->PumpStream(); });
+    });
+    stream_busy_ = true;
+    stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
+    bhttp::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](beast::error_code ec, size_t) {
+      self->stream_busy_ = false;
+      if (ec) return self->StreamFailed();
+      self->PumpStream();
+    });
+    WatchForClose();
+  }
+
+  // Writes what the stream holds, if nothing is being written; at its end, the last
+  // chunk, then the next request (or the close).
+  void PumpStream() {
+    if (stream_busy_ || !reply_stream_) return;
+    const ReplyStream::Next next = reply_stream_->Take(&stream_out_);
+    if (next == ReplyStream::Next::kNone || next == ReplyStream::Next::kClosed) return;
+    auto done = [self = shared_from_this(), end = next == ReplyStream::Next::kEnd](beast::error_code ec, size_t) {
+      self->stream_busy_ = false;
+      if (ec) return self->StreamFailed();
+      if (!end) return self->PumpStream();
+      self->reply_stream_.reset();
+      if (self->watching_) {  // the watch ends with the reply
+        self->watching_ = false;
+        ++self->watch_gen_;
+        beast::error_code cec;
+        self->stream_.socket().cancel(cec);
+      }
+      if (!self->stream_keep_) return self->Close();
+      self->ReadHeader();
+    };
+    stream_busy_ = true;
+    stream_.expires_after(std::chrono::milliseconds(opt().write_timeout_ms));
+    if (next == ReplyStream::Next::kData && chunked_)
+      net::async_write(stream_, bhttp::make_chunk(net::buffer(stream_out_)), std::move(done));
+    else if (next == ReplyStream::Next::kData)
+      net::async_write(stream_, net::buffer(stream_out_), std::move(done));
+    else if (chunked_)
+      net::async_write(stream_, bhttp::make_chunk_last(), std::move(done));
+    else
+      done({}, 0);
+  }
+
+  // A write of the stream failed or timed out: the client is gone.
+  void StreamFailed() {
+    gone_ = true;
+    if (cancelled_) cancelled_->store(true);
+    Close();
   }
 
   // The I/O side of a request's time (its wait in the kernel, then from its header, or
@@ -517,6 +593,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Close() {
+    if (reply_stream_) reply_stream_->Close();  // its producer stops (Write returns false)
     ++deadline_gen_;
     deadline_.cancel();
     beast::error_code ec;
@@ -560,6 +637,11 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point piece_start_;
   bool piece_had_bytes_ = false, body_late_ = false;
   std::vector<char> scratch_;
+  // A streamed reply being written (WriteStream): its producer's side, what is being
+  // written, whether a write is pending, the encoding, and the connection's fate after.
+  std::shared_ptr<ReplyStream> reply_stream_;
+  std::string stream_out_;
+  bool stream_busy_ = false, chunked_ = true, stream_keep_ = false;
 };
 
 void Transport::Impl::Add(const std::shared_ptr<Session>& s) {

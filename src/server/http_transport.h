@@ -18,15 +18,23 @@
 // (the ones beyond max_connections get 503 and are closed). Transport errors are
 // answered with `error_reply` (the server formats them for the route) and close the
 // connection.
+//
+// A reply is a whole body, or a stream (Reply::stream, a ReplyStream): its status and
+// headers are written at once without a Content-Length, and its body as the handler
+// produces it: in chunks on HTTP/1.1 (chunked transfer encoding; the connection is
+// kept alive after it), until the connection closes on HTTP/1.0.
 #ifndef COE_SERVER_HTTP_TRANSPORT_H_
 #define COE_SERVER_HTTP_TRANSPORT_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -52,12 +60,57 @@ struct Request {
   const std::string* Header(std::string_view lower_name) const;
 };
 
+// The body of a streamed reply, between the thread that produces it (one at a time:
+// Write, then Finish once) and the transport, which writes it.
+//
+// Backpressure: Write blocks while kMaxBuffered bytes or more wait to be written (the
+// client reads slowly), so a stream holds at most kMaxBuffered bytes plus one piece
+// waiting, and the bytes being written (one take of those), never a whole reply; a
+// client that reads nothing for write_timeout_ms is closed. A client that goes away
+// (its connection ends, a write fails or times out) closes the stream: Write returns
+// false from then on (at once, also when blocked) and the request's `cancelled` flag
+// is set.
+class ReplyStream {
+ public:
+  static constexpr size_t kMaxBuffered = 64 << 10;
+
+  // Queues `data` to be written. False: the client is gone (nothing more is written).
+  bool Write(std::string_view data);
+  // Runs the AtEnd hooks with `status` (the request's outcome for logs and metrics:
+  // 200, or e.g. 499 when the client went away, 502 when the upstream failed after
+  // the first bytes) and the bytes written so far, then queues `tail` and ends the
+  // stream after it. Once, also after Write returned false.
+  void Finish(int status, std::string_view tail = {});
+  // Adds a hook Finish calls (in the order added), before the tail is queued: a
+  // client that has read the end finds them run (e.g. its request's place given back).
+  void AtEnd(std::function<void(int status, size_t bytes)> hook);
+
+  // The transport's side. Next: data to write (moved into *out), the end, or nothing
+  // yet (then the waker set by Attach is called once there is something).
+  enum class Next { kData, kEnd, kNone, kClosed };
+  Next Take(std::string* out);
+  void Attach(std::function<void()> waker);
+  void Close();  // the client is gone
+
+ private:
+  std::mutex mu_;
+  std::condition_variable room_;  // guarded by mu_: pending_ fell below the bound, or closed_
+  std::string pending_;
+  size_t written_ = 0;
+  bool finished_ = false, ended_ = false, closed_ = false;  // Finish called; the tail queued; the client gone
+  bool waiting_ = false;                                    // the transport waits for data
+  std::function<void()> waker_;
+  std::vector<std::function<void(int, size_t)>> hooks_;
+};
+
 struct Reply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   bool close = false;                                        // close the connection after it
+  // A streamed reply: `body` is ignored, the stream's data is written as it comes.
+  std::shared_ptr<ReplyStream> stream;
 };
 
 // Called exactly once per request, from any thread.

@@ -214,8 +214,13 @@ std::string Server::Impl::MetricsPage() const {
 
 // After a response is written: counters and the access log.
 void Server::Impl::Logged(const http::Request& req, const http::Reply& res, const std::string& model, double seconds) {
-  if (res.status >= 400) metrics.CountError(res.status);
-  if (!model.empty()) metrics.CountRequest(by_name.count(model) ? model : "", res.status, seconds);
+  Logged(req, res.status, res.body.size(), model, seconds);
+}
+
+void Server::Impl::Logged(const http::Request& req, int status, size_t bytes_out, const std::string& model,
+                          double seconds) {
+  if (status >= 400) metrics.CountError(status);
+  if (!model.empty()) metrics.CountRequest(by_name.count(model) ? model : "", status, seconds);
   if (options.access_log == AccessLog::kOff) return;
   char ms[32];
   std::snprintf(ms, sizeof ms, "%.3f", seconds * 1e3);
@@ -225,14 +230,14 @@ void Server::Impl::Logged(const http::Request& req, const http::Reply& res, cons
               {"remote", req.remote},
               {"method", req.method},
               {"path", path},
-              {"status", res.status},
+              {"status", status},
               {"ms", std::round(seconds * 1e6) / 1e3},
               {"bytes_in", req.wire_bytes},
-              {"bytes_out", res.body.size()}};
+              {"bytes_out", bytes_out}};
     Log(j.dump(-1, ' ', false, json::error_handler_t::replace));
   } else {
-    Log(Now() + " " + req.remote + " \"" + req.method + " " + path + "\" " + std::to_string(res.status) + " " + ms +
-        "ms " + std::to_string(req.wire_bytes) + "B in " + std::to_string(res.body.size()) + "B out");
+    Log(Now() + " " + req.remote + " \"" + req.method + " " + path + "\" " + std::to_string(status) + " " + ms + "ms " +
+        std::to_string(req.wire_bytes) + "B in " + std::to_string(bytes_out) + "B out");
   }
 }
 
@@ -259,7 +264,12 @@ void Server::Impl::Handle(http::Request&& request, http::Responder respond_raw) 
   req->wire_bytes = request.wire_bytes;
   auto model = std::make_shared<std::string>();  // the served model for metrics, once known
   http::Responder respond = [this, t0, req, model, respond_raw](http::Reply r) {
-    Logged(*req, r, *model, std::chrono::duration<double>(Clock::now() - t0).count());
+    if (r.stream)  // a streamed reply is logged as it ends, with its outcome and bytes
+      r.stream->AtEnd([this, t0, req, model](int status, size_t bytes) {
+        Logged(*req, status, bytes, *model, std::chrono::duration<double>(Clock::now() - t0).count());
+      });
+    else
+      Logged(*req, r, *model, std::chrono::duration<double>(Clock::now() - t0).count());
     respond_raw(std::move(r));
   };
   const std::string& method = request.method;

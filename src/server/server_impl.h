@@ -59,6 +59,47 @@ HttpReply OpenAiError(int status, const std::string& message, bool model_not_fou
 // The same with its `code` and `param` ("": null).
 HttpReply OpenAiCodedError(int status, const std::string& message, std::string_view code, std::string_view param);
 
+// The coe-pinned header of a reply whose parameters members' catalogues pinned: their
+// names; {"", ""} when none was.
+std::pair<std::string, std::string> PinnedHeader(const ChatReply& reply);
+
+// Whether the member of run `r`'s answering tier failed, when that tier is a single
+// member: a streamed member (RunOptions::tokens) whose call failed.
+bool SingleMemberFailed(const Cascade& c, const RunResult& r);
+
+// The streamed reply of a chat request with `stream: true` whose last tier streams
+// (RunOptions::tokens): its events go to the client as the member produces them. The
+// reply opens (200, text/event-stream, through `respond`) at the first piece of
+// content, and its status is final from then on; until then nothing is sent, and the
+// request is answered as any (an earlier tier's answer, an error) by its Responder.
+// Used on one thread at a time (Chat's, then the member call's, then Chat's again).
+class ChatStream : public TokenSink {
+ public:
+  explicit ChatStream(const http::Responder* respond) : respond_(respond) {}  // `respond` outlives it
+  ~ChatStream() override;  // an opened stream not ended is ended with an error event
+  ChatStream(const ChatStream&) = delete;
+  ChatStream& operator=(const ChatStream&) = delete;
+  // Before the run: the reply's id, model and created; whether usage is asked for;
+  // a header of the response besides its content type (coe-pinned; {"", ""}: none).
+  void Start(ChatReply head, bool include_usage, std::pair<std::string, std::string> header) {
+    head_ = std::move(head);
+    include_usage_ = include_usage;
+    header_ = std::move(header);
+  }
+  bool Text(std::string_view piece) override;
+  bool opened() const { return stream_ != nullptr; }
+  // Ends an opened stream with Chat's reply: a 200's body (the last events), or an
+  // error's as an error event; `reply.status` is the request's outcome in the logs.
+  void End(const HttpReply& reply);
+
+ private:
+  const http::Responder* const respond_;
+  ChatReply head_;
+  bool include_usage_ = false;
+  std::pair<std::string, std::string> header_;
+  std::shared_ptr<http::ReplyStream> stream_;
+};
+
 // Why a cascade cannot answer chat requests ("" when it can): every member must read
 // text; with input = "template" its prompt template may use only {input} (the user
 // message), with input = "messages" it must read conversations.
@@ -182,7 +223,10 @@ struct Server::Impl {
   // `respond`, giving `slot` back first.
   static http::Responder Releasing(std::shared_ptr<Slot> slot, http::Responder respond) {
     return [slot = std::move(slot), respond = std::move(respond)](http::Reply r) {
-      slot->Release();
+      if (r.stream)  // a streamed reply: the place is given back as it ends
+        r.stream->AtEnd([slot](int, size_t) { slot->Release(); });
+      else
+        slot->Release();
       respond(std::move(r));
     };
   }
@@ -230,9 +274,11 @@ struct Server::Impl {
   // cascade runs, and the reply is the winning member's completion with usage summed
   // over every call made. The request's memory: its body, then the record (the
   // messages' JSON text, never decoded), the body given back once the record is made.
-  // `header_ceiling`: the coe-max-cost-usd header's cost ceiling, if any.
+  // `header_ceiling`: the coe-max-cost-usd header's cost ceiling, if any. With
+  // `stream` (ChatRoute's), a request with `stream: true` streams its last tier there;
+  // once it opened, the reply returned is the stream's end (ChatStream::End).
   HttpReply Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
-                 const std::atomic<bool>* cancelled);
+                 const std::atomic<bool>* cancelled, ChatStream* stream = nullptr);
   std::string NewChatId();
   static int64_t NowSeconds();
   // The response to `q` of `reply`: JSON, or server-sent events when q streams.
@@ -250,6 +296,7 @@ struct Server::Impl {
 
   // After a response is written: counters and the access log.
   void Logged(const http::Request& req, const http::Reply& res, const std::string& model, double seconds);
+  void Logged(const http::Request& req, int status, size_t bytes_out, const std::string& model, double seconds);
 
   // A transport error (malformed request, limits, too many connections), shaped for
   // the route it was meant for.

@@ -1,8 +1,8 @@
 // The official OpenAI client (npm `openai`) against coe serve's front door.
 // Usage: node chat.mjs BASE_URL MODEL PROMPT TOOL_PROMPT API_KEY
-// Prints one JSON object: a plain completion, a streamed one (with usage), a
-// conversation (system prompt, earlier turns) ending in PROMPT, a call with tools on
-// TOOL_PROMPT, the error an unknown model gets, the listed models, the model retrieved
+// Prints one JSON object: a plain completion, a streamed one (with usage; `pieces`:
+// the chunks that carried content), a conversation (system prompt, earlier turns)
+// ending in PROMPT, a call with tools on TOOL_PROMPT, the error an unknown model gets, the listed models, the model retrieved
 // (models.retrieve) and the error a wrong API key gets.
 import OpenAI from 'openai';
 
@@ -22,11 +22,15 @@ let text = '';
 let usage = null;
 let coe = null;
 let chunks = 0;
+let pieces = 0;
 let finish = null;
 for await (const chunk of stream) {
   chunks++;
   const choice = chunk.choices[0];
-  if (choice?.delta?.content) text += choice.delta.content;
+  if (choice?.delta?.content) {
+    text += choice.delta.content;
+    pieces++;
+  }
   if (choice?.finish_reason) finish = choice.finish_reason;
   if (chunk.usage) usage = chunk.usage;
   if (chunk.coe) coe = chunk.coe;
@@ -80,7 +84,7 @@ try {
 
 console.log(JSON.stringify({
   plain: { content: plain.choices[0].message.content, usage: plain.usage, coe: plain.coe },
-  stream: { content: text, usage, coe, chunks, finish },
+  stream: { content: text, usage, coe, chunks, pieces, finish },
   conversation: { content: conversation.choices[0].message.content, coe: conversation.coe },
   tools: {
     content: called.choices[0].message.content,
