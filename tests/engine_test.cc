@@ -132,6 +132,46 @@ TEST_F(EngineTest, RunsRealModelsAndDefersOnlyDisagreements) {
   }
 }
 
+// A run stopped at a tier (RunOptions::max_tiers, a request's cost ceiling in coe
+// serve) goes no further: that tier decides every example as a last tier does (a tie
+// to the member listed last) and only the tiers reached are paid. A stop at or past the
+// last tier is no stop. Before any call, a cascade of models that do not measure their
+// cost estimates each tier at its members' catalogue figures.
+TEST_F(EngineTest, ARunStoppedAtATierDecidesThereAsTheLastDoes) {
+  Catalogue cat = ZooCatalogue();
+  auto c = Cascade::Create(TwoTier(), cat, EngineOptions{.threads = 2});
+  CascadeSpec mlp;
+  mlp.tiers.push_back(TierSpec{{"mlp256x2"}, {}});
+  auto last_listed = Cascade::Create(mlp, cat, EngineOptions{.threads = 2});
+  ASSERT_TRUE(c.ok() && last_listed.ok());
+  InputBatch in = TestImages(300);
+  auto all = (*c)->Run(in);
+  auto stopped = (*c)->Run(in, RunOptions{.max_tiers = 1});
+  auto mlp_alone = (*last_listed)->Run(in);
+  ASSERT_TRUE(all.ok() && stopped.ok() && mlp_alone.ok());
+  int disagreed = 0;
+  for (int i = 0; i < 300; ++i) {
+    EXPECT_EQ(stopped->exit_tier[i], 0);
+    EXPECT_DOUBLE_EQ(stopped->cost[i], 7840 + 235000);
+    if (all->exit_tier[i] == 0) {
+      EXPECT_EQ(stopped->answer[i], all->answer[i]);
+    } else {  // the two disagreed: mlp256x2, listed last, wins the tie
+      ++disagreed;
+      EXPECT_EQ(stopped->vote[i].votes, 1);
+      EXPECT_EQ(stopped->labels.name(stopped->answer[i]), mlp_alone->labels.name(mlp_alone->answer[i]));
+    }
+  }
+  EXPECT_GT(disagreed, 10);
+  EXPECT_EQ(stopped->tiers[1].reached, 0);
+  for (int past : {2, 9}) {
+    auto r = (*c)->Run(in, RunOptions{.max_tiers = past});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->answer, all->answer);
+    EXPECT_EQ(r->exit_tier, all->exit_tier);
+  }
+  EXPECT_EQ((*c)->EstimateTierCosts(in.View(), 0), (std::vector<double>{7840 + 235000, 290000}));
+}
+
 // RunInBatches joins its calls into what one Run gives, whatever their sizes: at most
 // `batch` examples a call, the first min(batch, kFirstBatch), each next as large as the
 // last or twice as large (calls under kGrowBelow grow; which do depends on the machine,

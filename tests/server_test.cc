@@ -647,6 +647,17 @@ TEST(ServeChat, TensorsForAChatModelAreRefused) {
   EXPECT_EQ(chat.replay.requests.load(), 0);
 }
 
+// A per-request stop (RunOptions::max_tiers) cannot hold on a batched run, which answers
+// several requests: Server::Run refuses it rather than drop it.
+TEST(ServerRun, APerRequestStopIsRefusedNotDropped) {
+  auto s = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{}, ServerOptions{});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto run = (*s)->Run("fashion", TestImages(2), RunOptions{.max_tiers = 1});
+  EXPECT_EQ(run.status().code(), StatusCode::kInvalidArgument) << run.status().ToString();
+  EXPECT_NE(run.status().message().find("max_tiers is not supported on batched runs"), std::string::npos);
+  EXPECT_TRUE((*s)->Run("fashion", TestImages(2), RunOptions{}).ok());
+}
+
 // ------------------------------------------------------------ the command
 
 TEST(ServeCommand, ServesAndExitsZeroOnSigterm) {

@@ -234,8 +234,9 @@ class Server {
   const std::vector<ServedModel>& models() const;
   // Runs `batch` on the served model `name` as an infer request does (admission,
   // batching, metrics): NotFound for an unknown model, InvalidArgument for a model
-  // whose members read text (a chat model), Unavailable when busy or cancelled by a
-  // Shutdown (the server's cancellation flag replaces options.cancelled).
+  // whose members read text (a chat model) or for options.max_tiers != 0 (runs are
+  // batched), Unavailable when busy or cancelled by a Shutdown (the server's
+  // cancellation flag replaces options.cancelled).
   StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
 
  private:

@@ -43,6 +43,9 @@ double Batcher::seconds_per_example() const {
 
 Status Batcher::Submit(InputBatch batch, const RunOptions& options, Done done) {
   const size_t n = static_cast<size_t>(batch.size());
+  // A run answers several requests with one RunOptions: a per-request stop would be dropped.
+  if (options.max_tiers != 0)
+    return InvalidArgumentError("RunOptions::max_tiers is not supported on batched runs (Server::Run, infer)");
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return UnavailableError("the server is stopping");

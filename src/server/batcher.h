@@ -55,7 +55,8 @@ class Batcher {
   Batcher& operator=(const Batcher&) = delete;
 
   // Queues `batch`; `done` is called once, on a worker thread, with this request's
-  // answers. Unavailable (and `done` never called) when admission refuses it.
+  // answers. Unavailable (and `done` never called) when admission refuses it;
+  // InvalidArgument for options.max_tiers != 0 (one run answers several requests).
   Status Submit(InputBatch batch, const RunOptions& options, Done done);
 
   // Mean seconds per example of recent runs (0 before the first).
