@@ -47,8 +47,8 @@ class ChatGateway : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  // Serves "gw": {m1, m2} -> {m3} with `input` ("template" or "messages") and the
-  // tier-1 `match`; `m1` is more of m1's catalogue table.
+  // Serves "gw": {m1, m2} -> {m3} with `input` ("template", the default, or "messages")
+  // and the tier-1 `match`; `m1` is more of m1's catalogue table.
   void Serve(const std::string& input, const std::string& m1 = "", const std::string& match = "exact") {
     coe_.reset();
     const std::string cat =
@@ -57,9 +57,9 @@ class ChatGateway : public ::testing::Test {
         "usd_per_mtok_out = 1.0\ntimeout_ms = 20000\nretries = 0\n"
         "[models.m1]\nsystem = \"Catalogue system.\"\n" +
         m1 + "\n[models.m2]\n[models.m3]\n";
-    const std::string cascade = "input = \"" + input +
-                                "\"\n[[tiers]]\nmembers = [\"m1\", \"m2\"]\nmin_agreement = 1.0\n" + "match = \"" +
-                                match + "\"\n[[tiers]]\nmembers = [\"m3\"]\n";
+    const std::string cascade = (input == "template" ? "" : "input = \"" + input + "\"\n") +
+                                "[[tiers]]\nmembers = [\"m1\", \"m2\"]\nmin_agreement = 1.0\n" + "match = \"" + match +
+                                "\"\n[[tiers]]\nmembers = [\"m3\"]\n";
     auto c = ParseCatalogue(cat, "gw.toml", "");
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     auto spec = ParseCascade(cascade, "gw-cascade.toml");

@@ -259,6 +259,8 @@ TEST(CascadeSpec, InputSaysHowMembersSeeAChatRequest) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->input, ChatInput::kMessages);
   EXPECT_EQ(ParseCascade("[[tiers]]\nmembers = [\"a\"]\n", "c.toml")->input, ChatInput::kTemplate);
+  EXPECT_EQ(ParseCascade("input = \"template\"\n[[tiers]]\nmembers = [\"a\"]\n", "c.toml")->input,
+            ChatInput::kTemplate);
   EXPECT_EQ(CascadeToToml(*ParseCascade("[[tiers]]\nmembers = [\"a\"]\n", "c.toml"), {}).find("input"),
             std::string::npos);
   auto bad = ParseCascade("input = \"chat\"\n[[tiers]]\nmembers = [\"a\"]\n", "c.toml");

@@ -102,7 +102,7 @@ struct ChatRequest {
   // e.g. "a system message, 2 earlier messages and a trailing assistant message":
   // what a cascade of input = "template" would not show its members.
   std::string beyond_user;
-  // The request's parameters to forward to every member (kChatParameters, use
+  // The request's parameters to forward to every member (ChatParameters(), use
   // kForward), each checked, as name and JSON text, in name order; null values left
   // out (null is the parameter's default).
   std::vector<std::pair<std::string, std::string_view>> parameters;
@@ -114,7 +114,7 @@ struct ChatRequest {
 
 // Decodes and checks a request body. Never throws: malformed JSON, a missing model, a
 // malformed message, no user message, or a parameter coe does not know, refuses (see
-// kChatParameters) or finds of the wrong type or range is InvalidArgument naming it;
+// ChatParameters()) or finds of the wrong type or range is InvalidArgument naming it;
 // *param (when given) is then the parameter's name ("messages", "temperature", ...)
 // for OpenAI's error field `param`, "" when none. Its memory: no more than the body
 // and a few small strings (no DOM).

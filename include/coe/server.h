@@ -62,16 +62,25 @@
 // through its dynamic batcher (server/batcher.h); answers do not depend on batching.
 //
 // The OpenAI front door: a model whose members are all chat models (text inputs)
-// answers POST /v1/chat/completions. The last user message fills every member's
-// {input} (such a cascade's templates may use no other field: Create refuses it
-// otherwise); the cascade runs; the reply is the completion of the member whose answer
-// won (the last-listed of the winning group), "usage" sums every call made (every
-// member of every tier reached) and "coe" holds the facts: answer, exit_tier,
-// agreement, votes, members, cost_usd, degraded. "stream": true is answered as
-// server-sent events once the deciding tier has answered (ChatCompletionEvents).
+// answers POST /v1/chat/completions, by its cascade's `input` (coe/cascade_spec.h):
+// "template", the request's one user message fills every member's {input} (such a
+// cascade's templates may use no other field: Create refuses it otherwise), and a
+// request carrying more (a system message, earlier turns, a trailing assistant
+// message) is 400 saying so; "messages", every member gets the whole conversation. The
+// request's parameters are checked and forwarded to every member, or refused with 400
+// naming them (ChatParameters(), coe/protocol.h); a parameter a member's catalogue pins
+// to another value is said in "coe": {"pinned"} and the header coe-pinned. The cascade
+// runs; the reply is the completion of the member whose answer won (the last-listed of
+// the winning group) with its tool_calls, "usage" sums every call made (every member
+// of every tier reached) and "coe" holds the facts: answer, exit_tier, agreement,
+// votes, members, cost_usd, degraded. "stream": true is answered as server-sent
+// events: when the run reaches a last tier of one member, its tokens are relayed as the
+// upstream produces them (TokenSink); otherwise once the deciding tier has answered
+// (ChatCompletionEvents). An upstream failing after the first byte ends the stream with
+// an error event.
 // Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400 bad
-// request or a tensor model, 401 without the server's key (ServerOptions::api_key; code
-// invalid_api_key), 404 unknown model (code model_not_found), 502 when no
+// request (param: the field at fault) or a tensor model, 401 without the server's
+// key (ServerOptions::api_key; code invalid_api_key), 404 unknown model (code model_not_found), 502 when no
 // tier could answer because members failed (an unreachable endpoint: the reply would
 // hold no completion), 503 busy.
 //
@@ -106,9 +115,9 @@
 // coe_cache_bytes, coe_cache_entries, coe_cache_capacity_bytes.
 // The messages are built in the protocol layer (coe/protocol.h) and the handler takes
 // a body and returns a status, type and body, so that a transport can be swapped.
-// Memory: a chat request holds at most two of its body, its message's JSON text and
-// the cascade's record at once (the message is never decoded; the chat members send
-// it from the record without a copy); when the last request of 1 MiB or more is done,
+// Memory: a chat request holds at most its body and the cascade's record at once (the
+// messages are never decoded; the chat members send them from the record without a
+// copy); when the last request of 1 MiB or more is done,
 // the server gives malloc's free pages back to the system (malloc_trim).
 //
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are

@@ -139,12 +139,12 @@ StatusOr<ChatBody> BuildChatBody(const ModelSpec& spec, const std::string& model
   if (!spec.system.empty()) w.Own("{\"content\":" + Dump(spec.system) + ",\"role\":\"system\"},");
   if (messages) {  // the conversation, as the record holds it
     const auto it = fields.find("messages");
-    if (it == fields.end() || json_text::Elements(it->second).empty())
+    const std::string_view m = it == fields.end() ? std::string_view() : it->second;
+    const std::string_view inner = json_text::Kind(m) == '[' ? m.substr(1, m.size() - 2) : std::string_view();
+    if (inner.find_first_not_of(" \t\r\n") == std::string_view::npos)  // checked without a scan of its elements
       return InvalidArgumentError(
           "the input has no 'messages' (a non-empty array): the cascade's input = \"messages\" "
           "sends each record's conversation");
-    const std::string_view m = it->second;
-    const std::string_view inner = m.substr(1, m.size() - 2);
     w.Record(inner);
     b.prompt_bytes += inner.size();
     w.Own("]");
