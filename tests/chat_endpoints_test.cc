@@ -329,7 +329,7 @@ class ServedEndpoints : public ChatEndpoints {
 TEST_F(ServedEndpoints, MetricsCountEachEndpointsCalls) {
   OpenAiReplay& live = Upstream();
   DeadPort dead;
-  Serve(Url(dead.port()), "retries = 0\nfallbacks = [\"" + Url(live.port()) + "\"]");
+  ASSERT_NO_FATAL_FAILURE(Serve(Url(dead.port()), "retries = 0\nfallbacks = [\"" + Url(live.port()) + "\"]"));
   for (int k = 0; k < 3; ++k) {
     const nlohmann::json j = Ask(k);
     EXPECT_EQ(j["coe"]["answer"], Expected(ids_[k]).first) << j.dump();
@@ -347,7 +347,7 @@ TEST_F(ServedEndpoints, AHedgedCallPaysEveryReplyThatArrived) {
   OpenAiReplay& b = Upstream(100);
   // Both sides at once, equally slow: which wins, and whether the other's reply arrives
   // before it is stopped, is the machine's timing.
-  Serve(Url(a.port()), "retries = 0\nhedge_url = \"" + Url(b.port()) + "\"\nhedge_ms = 0.001");
+  ASSERT_NO_FATAL_FAILURE(Serve(Url(a.port()), "retries = 0\nhedge_url = \"" + Url(b.port()) + "\"\nhedge_ms = 0.001"));
   constexpr int kCalls = 12;
   int paid_twice = 0;
   for (int k = 0; k < kCalls; ++k) {
