@@ -378,7 +378,8 @@ class OpenAiReplay {
                                {"type", "function"},
                                {"function", {{"name", f.value("name", "")}, {"arguments", ""}}}};
         events.push_back(chunk({{"tool_calls", nlohmann::json::array({head})}}, nullptr));
-        nlohmann::json rest = {{"index", k}, {"function", {{"arguments", args.is_string() ? args : nlohmann::json(args.dump())}}}};
+        nlohmann::json rest = {{"index", k},
+                               {"function", {{"arguments", args.is_string() ? args : nlohmann::json(args.dump())}}}};
         events.push_back(chunk({{"tool_calls", nlohmann::json::array({rest})}}, nullptr));
       }
     events.push_back(chunk(nlohmann::json::object(), c0["finish_reason"]));

@@ -256,7 +256,7 @@ TEST(Catalogue, ToTomlReadsBackToTheSameModels) {
       "system = \"s\"\nprompt = \"{question}\"\nanswer = \"number\"\nmax_tokens = 9\ntemperature = 0.5\n"
       "max_concurrency = 3\nusd_per_mtok_in = 0.2361\nusd_per_mtok_out = 0.5\nwire = \"json\"\nhedge_url = "
       "\"http://h:3\"\n"
-      "hedge_ms = 20\n"
+      "hedge_ms = 20\nfallbacks = [\"http://h:4\", \"https://h5/v1\"]\n"
       "[models.\"big model\"]\nbackend = \"remote\"\nurl = \"http://h:1/v2\"\nremote_model = \"b\"\nsite = \"cloud\"\n"
       "timeout_ms = 250\nretries = 4\nmax_response_mb = 3\ninput_bytes = 99\nflops = 2e12\n";
   auto a = ParseCatalogue(text, "a.toml", "");
@@ -297,7 +297,9 @@ TEST(Catalogue, ToTomlReadsBackToTheSameModels) {
     EXPECT_EQ(x.max_concurrency, y.max_concurrency);
     EXPECT_EQ(x.usd_per_mtok_in, y.usd_per_mtok_in);
     EXPECT_EQ(x.usd_per_mtok_out, y.usd_per_mtok_out);
+    EXPECT_EQ(x.fallbacks, y.fallbacks);
   }
+  EXPECT_EQ(b->Find("chat")->fallbacks, (std::vector<std::string>{"http://h:4", "https://h5/v1"}));
   EXPECT_EQ(a->Find("small")->costs.at("gpu seconds"), 0.5);
   EXPECT_NE(written.find("costs = { energy_j = 3.0, \"gpu seconds\" = 0.5 }"), std::string::npos) << written;
   EXPECT_EQ(CatalogueToToml(*b, {"a comment\nwith a second line"}), written);  // a fixed point

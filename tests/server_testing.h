@@ -59,6 +59,25 @@ inline Catalogue ParseOrDie(const std::string& toml) {
   return c.ok() ? *c : Catalogue{};
 }
 
+// Serves the cascade file `cascade` over the catalogue file `catalogue` as model `name`,
+// on an ephemeral loopback port (Server::port()); null, with a test failure, when it
+// cannot.
+inline std::unique_ptr<Server> ServeFiles(const std::string& cascade, const std::string& catalogue,
+                                          const std::string& name) {
+  auto cat = ReadCatalogue(catalogue);
+  auto spec = ReadCascade(cascade);
+  EXPECT_TRUE(cat.ok() && spec.ok()) << cat.status().ToString() << " " << spec.status().ToString();
+  if (!cat.ok() || !spec.ok()) return nullptr;
+  ServerOptions so;
+  so.name = name;
+  auto s = Server::Create(*spec, *cat, EngineOptions{}, so);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  if (!s.ok()) return nullptr;
+  const Status started = (*s)->Start("127.0.0.1", 0);
+  EXPECT_TRUE(started.ok()) << started.ToString();
+  return started.ok() ? std::move(*s) : nullptr;
+}
+
 // {linear, mlp256x2} unanimous -> {cnn8_16}.
 inline CascadeSpec TwoTier(const std::string& name = "fashion") {
   CascadeSpec s;

@@ -31,6 +31,13 @@ inline std::string CoeBinary() {
 
 inline std::string ZooDir() { return SourceDir() + "/models/zoo/"; }
 
+// The shared data sets (RouterBench recordings, ...): COE_SHARED_DATA, else ../shared/data
+// beside the sources.
+inline std::string SharedDataDir() {
+  if (const char* e = std::getenv("COE_SHARED_DATA"); e && *e) return e;
+  return SourceDir() + "/../shared/data";
+}
+
 struct Proc {
   int code = -1;
   std::string out;

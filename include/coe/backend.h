@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <limits>
 #include <map>
 #include <memory>
@@ -65,7 +66,8 @@ struct Prediction {
   // "tool_calls", "content_filter", ...); "" when it does not say.
   std::string finish_reason;
   // What this example cost, when the backend measures it (a chat model: its tokens at
-  // its prices, every attempt that returned usage); NaN = the catalogue's figure.
+  // its prices, every attempt that returned usage, on any endpoint; a hedged call whose
+  // both responses arrived pays both); NaN = the catalogue's figure.
   double cost = std::numeric_limits<double>::quiet_NaN();
   int64_t tokens_in = 0, tokens_out = 0;
 
@@ -105,6 +107,19 @@ struct BackendInfo {
   double temperature = 0;
 };
 
+// One endpoint of a member that calls several (a chat model: url, each of its
+// fallbacks, hedge_url, in that order): its calls by how they ended there. One call
+// counts once per endpoint it reached, however many attempts (retries) it made there.
+struct EndpointStats {
+  explicit EndpointStats(std::string a) : address(std::move(a)) {}
+  const std::string address;           // "http://host:port/v1": no user info, query or key
+  std::atomic<uint64_t> ok{0};         // it answered, and its answer is the call's
+  std::atomic<uint64_t> failed{0};     // no answer: refused, timed out, an HTTP error, unusable
+  std::atomic<uint64_t> stopped{0};    // the slower side of a hedged call, stopped in flight
+  std::atomic<uint64_t> late{0};       // answered after the other side had won: paid, unused
+  std::atomic<uint64_t> cancelled{0};  // the run was cancelled (its client went away)
+};
+
 // Counters a backend keeps (for /metrics and reports). Monotonic; relaxed atomics.
 struct BackendStats {
   std::atomic<uint64_t> calls{0};
@@ -113,13 +128,17 @@ struct BackendStats {
   std::atomic<uint64_t> bytes_sent{0};
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> errors{0};
-  // Remote models with a hedge_url: calls hedged (or failed over) to it, and those it
-  // answered first.
-  std::atomic<uint64_t> hedges{0}, hedge_wins{0};
+  // Members with a hedge_url (remote, chat): calls hedged (or failed over) to it, and
+  // those it answered first; chat calls whose both sides' responses arrived before the
+  // slower was stopped: both paid (the call's cost counts both).
+  std::atomic<uint64_t> hedges{0}, hedge_wins{0}, hedges_paid_twice{0};
   // Chat models: tokens used, dollars spent, and calls whose cost was estimated
   // because the response had no usage.
   std::atomic<uint64_t> tokens_in{0}, tokens_out{0}, estimated_costs{0};
   std::atomic<double> usd{0};
+  // Per endpoint (chat models), listed when the backend is made and never changed
+  // after: any thread may read it while calls count.
+  std::deque<EndpointStats> endpoints;
 };
 
 class Backend {

@@ -24,8 +24,8 @@
 //   max_response_mb = 32    # remote: a larger response is a failure (read no further)
 //   wire = "auto"           # remote: "binary" tensors (the binary tensor data extension)
 //                           # when the server lists it in GET /v2 (auto), always, or "json"
-//   hedge_url = "http://host2:8000"  # remote: another endpoint of the same model: asked
-//   hedge_ms = 50           # too when url has not answered within hedge_ms (0: only
+//   hedge_url = "http://host2:8000"  # remote, openai: another endpoint of the same model:
+//   hedge_ms = 50           # asked too when url has not answered within hedge_ms (0: only
 //                           # when url failed); the first answer wins, the other is cancelled
 //
 // A chat model (backend = "openai": any OpenAI-compatible chat-completions endpoint):
@@ -53,6 +53,16 @@
 //                           # from 0 to 2^40, is estimated (a token for 4 characters) and
 //                           # counted in estimated costs; token sums stop at 2^62 - 1
 //   samples = 3             # k completions that vote as k members NAME#1 .. NAME#k
+//   fallbacks = ["http://host2:8080", "https://host3/v1"]  # other endpoints of the same
+//                           # model, asked in order when url (retries spent) failed to
+//                           # connect, timed out, or answered 429 or 5xx; never after
+//                           # another 4xx (a bad request fails the same everywhere).
+//                           # Same headers and key as url; an address without a path
+//                           # takes url's (/v1). All within the call's one deadline.
+//                           # hedge_url (without a path: url's) races url and its
+//                           # fallbacks: the side of url walks url then the fallbacks,
+//                           # the hedge side asks hedge_url alone. Each must be an
+//                           # http(s) address, none twice, none url itself; chat models only
 //
 // Every other key is an error, never a cost figure or a silent default: "cat.toml:3:1:
 // unknown key 'usd_per_mtok_input' in model 'x': did you mean 'usd_per_mtok_in'?" (a
@@ -102,6 +112,7 @@ struct ModelSpec {
   int max_concurrency = 8;
   int sample = 0;  // of `samples = k`: this member is NAME#sample (1..k); 0 = no samples
   double usd_per_mtok_in = 0, usd_per_mtok_out = 0;
+  std::vector<std::string> fallbacks;  // openai: other endpoints of the model, in order
   std::string description;
 
   bool is_cloud() const { return site == "cloud"; }
@@ -138,9 +149,23 @@ inline constexpr std::string_view kCatalogueSettings[] = {
     "input_shape", "input_bytes", "labels", "scale", "mean", "std",                // inputs, outputs
     "timeout_ms", "retries", "max_response_mb", "wire", "hedge_url", "hedge_ms",   // remote
     "model", "api_key_env", "system", "prompt", "answer", "max_tokens",            // chat (openai)
-    "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin",
+    "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin", "fallbacks",
     "costs"};                                                                      // other cost figures
 // clang-format on
+
+// An endpoint's address as the catalogue gives it (url, hedge_url, fallbacks):
+// "http(s)://host[:port][/path]", split into its server and its path.
+struct EndpointAddress {
+  std::string server;  // "http://host:port": scheme, host and port
+  std::string path;    // "/v1", or "" (no trailing '/')
+};
+// `url` split; with `base`, an address without a path takes base's (a chat model's
+// fallbacks and hedge_url take url's). InvalidArgument (the caller names the model and
+// the key) when it does not start with http:// or https://, names no host, holds user
+// info ("name:secret@": never sent, so refused; the message shows it as "***@") or a
+// query or fragment. So an address as parsed holds no credentials: logs and metrics
+// may show it.
+StatusOr<EndpointAddress> ParseEndpointAddress(const std::string& url, const EndpointAddress* base = nullptr);
 
 StatusOr<Catalogue> ReadCatalogue(const std::string& path);
 // `base_dir` resolves relative paths ("" = current directory).

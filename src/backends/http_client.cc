@@ -226,7 +226,10 @@ Response Client::SendOnce(const Request& r, Clock::time_point deadline) {
     CancelWatch watch(r.cancelled, client.get());  // a cancelled run's request is aborted
     sent = client->send(req, res, err);
   }
-  const bool stopped = r.stopper && !r.stopper->Attach(nullptr);
+  // A lost race whose response had arrived in full keeps it: it was answered (and, by
+  // a paid endpoint, billed). One stopped before that has no response.
+  const bool was_stopped = r.stopper && !r.stopper->Attach(nullptr);  // its connection may be shut
+  const bool stopped = was_stopped && !(sent && !too_large);
   auto count = [&](bool body_went, uint64_t got) {
     if (!o_.count_bytes) return;
     if (body_went) o_.count_bytes->bytes_sent += body_bytes;
@@ -257,7 +260,7 @@ Response Client::SendOnce(const Request& r, Clock::time_point deadline) {
     return a;
   }
   count(true, received.size() + streamed.bytes);
-  Return(std::move(client), true);
+  Return(std::move(client), !was_stopped);
   res.body = std::move(received);
   Response a;
   a.status = res.status;
@@ -342,6 +345,28 @@ void Client::Return(std::unique_ptr<httplib::Client> client, bool keep) {
     if (keep && client && idle_.size() < cap) idle_.push_back(std::move(client));
   }
   cv_.notify_one();
+}
+
+StatusOr<EndpointAddress> CheckAddress(const std::string& model, const std::string& key, const std::string& url,
+                                       const EndpointAddress* base) {
+  const std::string what = "model '" + model + "': " + key + " ";
+  auto a = ParseEndpointAddress(url, base);
+  if (!a.ok()) return InvalidArgumentError(what + a.status().message());
+  // httplib parses the server with a function-local static regex inside its
+  // uninstrumented library: done here, on the thread that makes the backend, before any
+  // thread that calls it exists (ordered for ThreadSanitizer, which cannot see its guard).
+  if (!httplib::Client(a->server).is_valid())
+    return InvalidArgumentError(what + "'" + url + "' is not a valid http(s) address");
+  return a;
+}
+
+Status CheckHedge(const ModelSpec& spec) {
+  const std::string what = "model '" + spec.name + "': ";
+  if (spec.hedge_ms > 0 && spec.hedge_url.empty())
+    return InvalidArgumentError(what + "hedge_ms needs a hedge_url (another endpoint of the same model)");
+  if (!spec.hedge_url.empty() && spec.hedge_ms >= spec.timeout_ms)
+    return InvalidArgumentError(what + "hedge_ms must be under timeout_ms, or the hedge never starts in time");
+  return Status::Ok();
 }
 
 int Race(const std::function<bool(int side, Stopper* stopper)>& side, std::chrono::microseconds delay,

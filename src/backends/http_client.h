@@ -12,6 +12,8 @@
 // Retries: a transport error or timeout and HTTP 429/5xx are retried, at most
 //   `retries` more attempts; another status, a response past max_response_bytes (read
 //   no further: http_body.h BoundedBody), cancellation and a stopped race side are not.
+//   A race side stopped after its response arrived in full keeps that response (the
+//   endpoint answered, and may have billed it: the caller decides what it pays).
 // Backoff (one policy for every HTTP backend): before retry k (1, 2, ...) a wait drawn
 //   uniformly from [b/2, b], b = min(kBackoffCapMs, kBackoffBaseMs x 2^(k-1)), so
 //   50-100 ms, 100-200 ms, ... up to 1-2 s; a Retry-After (in seconds) lengthens it, up
@@ -39,6 +41,7 @@
 #include <vector>
 
 #include "coe/backend.h"
+#include "coe/catalogue.h"
 
 namespace coe::http {
 
@@ -140,6 +143,16 @@ class Client {
   std::vector<std::unique_ptr<httplib::Client>> idle_;
   int in_use_ = 0;  // attempts holding a connection
 };
+
+// `url`, the catalogue's `key` of model `model` (url, hedge_url, fallbacks): its server
+// and path (coe/catalogue.h ParseEndpointAddress; with `base`, no path takes base's),
+// a server httplib can use. InvalidArgument naming the model, the key and the value.
+StatusOr<EndpointAddress> CheckAddress(const std::string& model, const std::string& key, const std::string& url,
+                                       const EndpointAddress* base = nullptr);
+
+// hedge_url and hedge_ms of `spec` together: hedge_ms needs a hedge_url and must be
+// under timeout_ms. InvalidArgument naming the model.
+Status CheckHedge(const ModelSpec& spec);
 
 // A hedged call: `side(s, stopper)` runs side 0 at once and, when it has not succeeded
 // within `delay` (zero: when it failed) and the deadline is not past, side 1 on another

@@ -482,27 +482,12 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   const std::string what = "model '" + spec.name + "': ";
   if (spec.url.empty()) return InvalidArgumentError(what + "the remote backend needs a url");
   // "http://host:port/prefix" -> host part and path prefix.
-  auto split = [&](const std::string& key, const std::string& url, std::string* host, std::string* prefix) {
-    const size_t scheme_end = url.find("://");
-    const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
-    if (scheme != "http" && scheme != "https")
-      return InvalidArgumentError(what + key + " '" + url + "' must start with http:// or https://");
-    const size_t path = url.find('/', scheme_end + 3);
-    *host = url.substr(0, path);
-    *prefix = path == std::string::npos ? "" : url.substr(path);
-    while (!prefix->empty() && prefix->back() == '/') prefix->pop_back();
-    if (host->size() <= scheme_end + 3) return InvalidArgumentError(what + key + " '" + url + "' names no host");
-    if (!httplib::Client(*host).is_valid())
-      return InvalidArgumentError(what + key + " '" + url + "' is not a valid http(s) address");
-    return Status::Ok();
-  };
-  std::string host, prefix, hedge_host, hedge_prefix;
-  COE_RETURN_IF_ERROR(split("url", spec.url, &host, &prefix));
-  if (!spec.hedge_url.empty()) COE_RETURN_IF_ERROR(split("hedge_url", spec.hedge_url, &hedge_host, &hedge_prefix));
-  if (spec.hedge_ms > 0 && spec.hedge_url.empty())
-    return InvalidArgumentError(what + "hedge_ms needs a hedge_url (another endpoint of the same model)");
-  if (!spec.hedge_url.empty() && spec.hedge_ms >= spec.timeout_ms)
-    return InvalidArgumentError(what + "hedge_ms must be under timeout_ms, or the hedge never starts in time");
+  COE_ASSIGN_OR_RETURN(EndpointAddress url, http::CheckAddress(spec.name, "url", spec.url));
+  EndpointAddress hedge;
+  if (!spec.hedge_url.empty()) {
+    COE_ASSIGN_OR_RETURN(hedge, http::CheckAddress(spec.name, "hedge_url", spec.hedge_url));
+  }
+  COE_RETURN_IF_ERROR(http::CheckHedge(spec));
   WarmHttplibForTsan();  // (TSan builds only) before any thread that calls this backend
   if (spec.labels.empty())
     return InvalidArgumentError(what + "the remote backend needs the model's labels in the catalogue");
@@ -516,9 +501,9 @@ StatusOr<std::unique_ptr<Backend>> CreateRemoteBackend(const ModelSpec& spec, co
   info.labels = spec.labels;
   info.input_shape = spec.input_shape;
   info.gives_probabilities = true;
-  return std::unique_ptr<Backend>(new RemoteBackend(std::move(info), spec, host, prefix,
+  return std::unique_ptr<Backend>(new RemoteBackend(std::move(info), spec, url.server, url.path,
                                                     spec.remote_model.empty() ? spec.name : spec.remote_model,
-                                                    hedge_host, hedge_prefix));
+                                                    hedge.server, hedge.path));
 }
 
 }  // namespace coe

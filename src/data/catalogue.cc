@@ -165,6 +165,19 @@ Status ApplyChatKey(ModelSpec& m, const Setting& s, int& samples) {
     }
     return Status::Ok();
   }
+  if (key == "fallbacks") {
+    const toml::array* a = s.v.as_array();
+    if (!a) return bad("expected an array of addresses, e.g. [\"http://host2:8080\"]");
+    m.fallbacks.clear();
+    for (const toml::node& e : *a) {
+      auto url = e.value<std::string>();
+      if (!url) return bad("expected an array of strings (addresses such as \"http://host2:8080\")");
+      auto address = ParseEndpointAddress(*url);
+      if (!address.ok()) return bad(address.status().message());
+      m.fallbacks.push_back(*url);
+    }
+    return Status::Ok();
+  }
   if (key == "usd_per_mtok_in" || key == "usd_per_mtok_out") {
     double price = 0;
     COE_RETURN_IF_ERROR(num(&price));
@@ -176,9 +189,38 @@ Status ApplyChatKey(ModelSpec& m, const Setting& s, int& samples) {
   std::abort();  // a broken invariant: kChatSettings and this function disagree
 }
 
-constexpr std::string_view kChatSettings[] = {"model",       "api_key_env",     "system",           "prompt",
-                                              "answer",      "max_tokens",      "max_concurrency",  "samples",
-                                              "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin"};
+constexpr std::string_view kChatSettings[] = {
+    "model",   "api_key_env", "system",          "prompt",           "answer", "max_tokens", "max_concurrency",
+    "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin",    "fallbacks"};
+
+// What a model's fallbacks (their values checked one by one as read) mean together: a
+// chat model's, each another endpoint than url and than the others (an address
+// without a path takes url's, so "http://h:1" is "http://h:1/v1" when url has /v1).
+// `value`: the fallbacks node, for its place in the file.
+Status CheckFallbacks(const ModelSpec& m, const toml::node& value, const std::string& source,
+                      const std::string& scope) {
+  const std::string key = "fallbacks";
+  const Setting s{key, value, TomlWhere(source, value), scope};
+  if (m.backend != "openai")
+    return s.Bad(
+        "only a chat model (backend = \"openai\") takes fallbacks; a remote model fails over to its "
+        "hedge_url with hedge_ms = 0");
+  auto url = ParseEndpointAddress(m.url);
+  if (!url.ok()) return Status::Ok();                                            // the backend names a bad url
+  std::map<std::string, std::string> seen = {{url->server + url->path, m.url}};  // address -> as written
+  for (const std::string& f : m.fallbacks) {
+    auto a = ParseEndpointAddress(f, &*url);
+    if (!a.ok()) return s.Bad(a.status().message());
+    const auto [it, added] = seen.emplace(a->server + a->path, f);
+    if (added) continue;
+    const std::string same =
+        it->second == f ? "" : " (an address without a path takes url's: it is '" + it->second + "')";
+    if (a->server == url->server && a->path == url->path)
+      return s.Bad("'" + f + "' is url itself" + same + ": a fallback is another endpoint of the model");
+    return s.Bad("'" + f + "' is listed twice" + same);
+  }
+  return Status::Ok();
+}
 
 // One key of a model's table (or of [defaults], `scope`): a setting, a cost figure, or
 // the costs table; anything else is an unknown key.
@@ -307,6 +349,9 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
     const std::string scope = "model '" + m.name + "'";
     for (auto&& [mk, mv] : *t)
       COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, *t, source, scope, base_dir, samples));
+    const toml::node* fallbacks = t->get("fallbacks");
+    if (!fallbacks && defaults) fallbacks = defaults->get("fallbacks");
+    if (fallbacks && !m.fallbacks.empty()) COE_RETURN_IF_ERROR(CheckFallbacks(m, *fallbacks, source, scope));
     if (samples > 1) {
       // k completions vote as k members NAME#1 .. NAME#k (recordings get k columns).
       if (m.model.empty()) m.model = m.name;
@@ -356,6 +401,36 @@ StatusOr<std::vector<std::string>> PromptFields(const std::string& t) {
     i = end;
   }
   return fields;
+}
+
+StatusOr<EndpointAddress> ParseEndpointAddress(const std::string& url, const EndpointAddress* base) {
+  const size_t scheme_end = url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https")
+    return InvalidArgumentError("'" + url + "' must start with http:// or https://");
+  const size_t host = scheme_end + 3;
+  const size_t query = std::min(url.find_first_of("?#"), url.size());
+  const size_t slash = std::min(url.find('/', host), query);
+  const size_t at = url.substr(host, slash - host).rfind('@');  // user info ends at the host's last '@'
+  // Errors show neither user info nor a query (either may hold a secret).
+  const size_t after_user = at == std::string::npos ? host : host + at + 1;
+  const std::string shown = url.substr(0, host) + (at == std::string::npos ? "" : "***@") +
+                            url.substr(after_user, query - after_user) +
+                            (query < url.size() ? url.substr(query, 1) + "..." : "");
+  // A user name or password would be shown wherever the address is (errors, metrics),
+  // and httplib would take it for part of the host.
+  if (at != std::string::npos)
+    return InvalidArgumentError("'" + shown + "' holds a user name or password, which coe never sends (a chat " +
+                                "model's key comes from api_key_env)");
+  if (query < url.size())
+    return InvalidArgumentError("'" + shown + "' has a query or fragment: an address is http(s)://host[:port][/path]");
+  EndpointAddress a;
+  a.server = url.substr(0, slash);
+  a.path = url.substr(slash);
+  while (!a.path.empty() && a.path.back() == '/') a.path.pop_back();
+  if (a.server.size() <= host) return InvalidArgumentError("'" + url + "' names no host");
+  if (base && a.path.empty()) a.path = base->path;
+  return a;
 }
 
 std::string DefaultCostKey(const std::vector<const ModelSpec*>& models) {
@@ -427,6 +502,11 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
       out += "max_concurrency = " + std::to_string(m.max_concurrency) + "\n";
     if (m.usd_per_mtok_in != 0) number("usd_per_mtok_in", m.usd_per_mtok_in);
     if (m.usd_per_mtok_out != 0) number("usd_per_mtok_out", m.usd_per_mtok_out);
+    if (!m.fallbacks.empty()) {
+      out += "fallbacks = [";
+      for (size_t f = 0; f < m.fallbacks.size(); ++f) out += (f ? ", " : "") + TomlQuote(m.fallbacks[f]);
+      out += "]\n";
+    }
   }
   return out;
 }

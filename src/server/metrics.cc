@@ -49,6 +49,33 @@ void WriteHistogram(std::string* out, const char* name, const std::string& label
   Line(out, std::string(name) + "_count", labels, std::to_string(h.count));
 }
 
+// Per endpoint of the members that call several (chat models: url, fallbacks,
+// hedge_url): bounded, the endpoints are the catalogue's, shown without credentials.
+void WriteEndpoints(std::string* out, const std::vector<Backend*>& members) {
+  struct Outcome {
+    const char* name;
+    std::atomic<uint64_t> EndpointStats::*count;
+  };
+  static const Outcome kOutcomes[] = {{"ok", &EndpointStats::ok},
+                                      {"failed", &EndpointStats::failed},
+                                      {"stopped", &EndpointStats::stopped},
+                                      {"late", &EndpointStats::late},
+                                      {"cancelled", &EndpointStats::cancelled}};
+  bool any = false;
+  for (Backend* b : members) any |= !b->stats().endpoints.empty();
+  if (!any) return;
+  Header(out, "coe_upstream_calls_total", "counter",
+         "Calls of a member to each of its endpoints (url, fallbacks, hedge_url), by outcome: ok (it answered the "
+         "call), failed (no answer: refused, timed out, an HTTP error, unusable), stopped (the slower side of a "
+         "hedged call), late (answered after the other side won: paid, unused), cancelled (the client went away).");
+  for (Backend* b : members)
+    for (const EndpointStats& e : b->stats().endpoints)
+      for (const Outcome& o : kOutcomes)
+        Line(out, "coe_upstream_calls_total",
+             L("member", b->info().name) + "," + L("endpoint", e.address) + "," + L("outcome", o.name),
+             std::to_string((e.*o.count).load(std::memory_order_relaxed)));
+}
+
 }  // namespace
 
 void Histogram::Observe(double seconds) {
@@ -193,9 +220,14 @@ std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::v
        &BackendStats::bytes_sent},
       {"coe_remote_bytes_received_total", "Response body bytes a member received from its remote endpoint.",
        &BackendStats::bytes_received},
-      {"coe_remote_hedges_total", "Calls a member sent to its hedge_url too (the first url was slow or failed).",
+      {"coe_remote_hedges_total",
+       "Calls a member (remote or chat) sent to its hedge_url too (the first url was slow or failed).",
        &BackendStats::hedges},
       {"coe_remote_hedge_wins_total", "Hedged calls the hedge_url answered first.", &BackendStats::hedge_wins},
+      {"coe_remote_hedges_paid_twice_total",
+       "Hedged chat calls whose both responses arrived before the slower was stopped: both paid (the call's cost "
+       "counts both).",
+       &BackendStats::hedges_paid_twice},
   };
   for (const Counter& c : kCounters) {
     Header(&out, c.name, "counter", c.help);
@@ -203,6 +235,7 @@ std::string Metrics::Text(int64_t inflight, double io_wait_seconds, const std::v
       Line(&out, c.name, L("member", b->info().name),
            std::to_string((b->stats().*c.field).load(std::memory_order_relaxed)));
   }
+  WriteEndpoints(&out, members);
   // Chat members: tokens and dollars, from the members' own statistics.
   std::vector<Backend*> chat;
   for (Backend* b : members)
