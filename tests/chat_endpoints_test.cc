@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <set>
 
 #include "coe/backend.h"
@@ -284,6 +285,69 @@ TEST_F(ChatEndpoints, AHedgeAnswersWhenUrlIsSlow) {
     for (const Prediction& p : out) EXPECT_EQ(p.failure_kind, "http_400") << p.error;
     EXPECT_EQ(slow.requests.load(), slow_asked);
     EXPECT_EQ(b->stats().hedges.load(), 0u);
+  }
+}
+
+// A streamed call (the last tier's single member: InputView::tokens) walks on to a
+// fallback while nothing has been streamed; hedged, the sink is one side's: what the
+// client was sent is the text of the answer taken, whichever side streamed first.
+struct Collected : TokenSink {
+  bool Text(std::string_view piece) override {
+    std::lock_guard<std::mutex> lock(mu);
+    text += piece;
+    ++pieces;
+    return true;
+  }
+  std::mutex mu;
+  std::string text;
+  int pieces = 0;
+};
+
+TEST_F(ChatEndpoints, AStreamedCallFallsBackOrHedgesAndStreamsOneSidesText) {
+  OpenAiReplay& live = Upstream();
+  live.SetStreaming(10, 0);
+  DeadPort dead;
+  // Question i streamed through b: its answer, paid once, and the pieces are its text.
+  auto expect_streamed = [&](Backend& b, int i) {
+    const InputBatch in = Questions(i, 1);
+    InputView v = in.View();
+    Collected sink;
+    v.tokens = &sink;
+    std::vector<Prediction> out;
+    ASSERT_TRUE(b.Predict(v, &out).ok());
+    ASSERT_EQ(out.size(), 1u);
+    const auto [answer, usd] = Expected(ids_[i]);
+    EXPECT_FALSE(out[0].failed) << out[0].error;
+    EXPECT_EQ(out[0].answer, answer);
+    EXPECT_NEAR(out[0].cost, usd, 1e-12) << ids_[i];
+    EXPECT_GE(sink.pieces, 2) << "streamed in pieces";
+    EXPECT_EQ(sink.text, out[0].text) << "what was streamed is the answer's text";
+  };
+  {  // url dead: the fallback streams
+    auto b =
+        Gpt4(Catalogue("fb.toml", Url(dead.port()), "retries = 1\nfallbacks = [\"" + Url(live.port(), "") + "\"]"));
+    ASSERT_TRUE(b);
+    for (int i = 0; i < 4; ++i) expect_streamed(*b, i);
+    EXPECT_EQ(b->stats().errors.load(), 0u);
+  }
+  const std::string hedge =
+      "retries = 1\ntimeout_ms = 10000\nhedge_url = \"" + Url(live.port(), "") + "\"\nhedge_ms = 50";
+  {  // url silent for 1.5 s: hedge_url, asked after 50 ms, streams and answers
+    OpenAiReplay& slow = Upstream(1500);
+    slow.SetStreaming(10, 0);
+    auto b = Gpt4(Catalogue("hedged.toml", Url(slow.port()), hedge));
+    ASSERT_TRUE(b);
+    for (int i = 4; i < 8; ++i) expect_streamed(*b, i);
+    EXPECT_EQ(b->stats().hedge_wins.load(), 4u);
+  }
+  {  // url streams at once but slowly (10 pieces 100 ms apart), hedge_url fast: both
+     // sides stream; the first to stream keeps the sink, the other's pieces are refused
+    OpenAiReplay& trickle = Upstream();
+    trickle.SetStreaming(10, 100);
+    auto b = Gpt4(Catalogue("race.toml", Url(trickle.port()), hedge));
+    ASSERT_TRUE(b);
+    for (int i = 8; i < 12; ++i) expect_streamed(*b, i);
+    EXPECT_EQ(b->stats().hedges.load(), 4u);
   }
 }
 
