@@ -123,6 +123,7 @@ class Service final : public pb::GRPCInferenceService::Service {
       COE_ASSIGN_OR_RETURN(std::vector<ChosenOutput> chosen, ChooseOutputs(req));
       RunOptions ro;
       ro.want_probs = NeedsProbabilities(chosen);
+      if (host_.log_ids) req.batch.ids = host_.log_ids(&req.id, req.batch.size());  // logged: by these ids
       COE_ASSIGN_OR_RETURN(RunResult r, host_.run(m->name, req.batch, ro));
       oip::InferResponseToProto(CascadeResponse(m->name, req, chosen, r, m->labels), req.raw, res);
       return Status::Ok();

@@ -209,7 +209,7 @@ std::optional<http::Reply> Server::Impl::KeyRefusal(const http::Request& request
 
 std::string Server::Impl::MetricsPage() const {
   return metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, members) +
-         CacheText(cache ? cache->Stats() : CacheStats{});
+         CacheText(cache ? cache->Stats() : CacheStats{}) + LogMetrics();
 }
 
 // After a response is written: counters and the access log.
@@ -382,6 +382,11 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
         impl->members.push_back(b);
       }
   }
+  if (!options.request_log.path.empty()) {
+    Impl* im = impl.get();  // owns the log: outlives its reports
+    COE_ASSIGN_OR_RETURN(impl->request_log,
+                         RequestLog::Open(options.request_log, [im](const std::string& line) { im->Log(line); }));
+  }
   BatchOptions bo;
   bo.max_batch = options.max_batch;
   bo.max_queue_delay_us = options.max_queue_delay_us;
@@ -450,6 +455,7 @@ void Server::Shutdown(int grace_ms) {
     for (const auto& cancelled : im.admitted) cancelled->store(true);
   }
   Wait();
+  if (im.request_log) im.request_log->Flush();  // what the answered requests queued is on disk
 }
 
 void Server::Wait() {
@@ -480,13 +486,20 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   if (!slot) return UnavailableError(why);
   RunOptions ro = options;
   ro.cancelled = slot->cancelled();
+  ro.want_members = ro.want_members || im.request_log != nullptr;
+  const auto t0 = Clock::now();
   std::promise<StatusOr<RunResult>> answer;
   Status s = it->second->Submit(batch, ro, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
   if (!s.ok()) return s;
   StatusOr<RunResult> r = answer.get_future().get();
   if (!r.ok() && r.status().code() == StatusCode::kUnavailable) return UnavailableError(im.RunError(r.status()));
+  if (r.ok() && im.request_log)
+    im.LogRun(*im.by_name.at(name), "grpc", batch.ids, batch, *r,
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   return r;
 }
+
+bool Server::logs_requests() const { return impl_->request_log != nullptr; }
 
 std::vector<std::string> Server::model_names() const {
   std::vector<std::string> out;
