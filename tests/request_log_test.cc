@@ -14,6 +14,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "coe/dataset.h"
 #include "coe/server.h"
@@ -160,6 +161,47 @@ TEST_F(RequestLogTest, TheZooRoundTripsThroughCoeRecord) {
                                                   log.string() + " --out " + (dir_ / "rec.csv").string());
   ASSERT_EQ(again_rec.code, 0) << again_rec.out;
   EXPECT_NE(again_rec.out.find("recorded 0 inputs"), std::string::npos) << again_rec.out;
+}
+
+// Requests sent at once share batched runs: each line still holds its own example's
+// answers, those of the cascade run on that image alone.
+TEST_F(RequestLogTest, BatchedRequestsLogTheirOwnAnswers) {
+  std::ofstream(dir_ / "zoo.toml") << testing::ZooToml();
+  auto cat = ReadCatalogue((dir_ / "zoo.toml").string());
+  ASSERT_TRUE(cat.ok());
+  ServerOptions so;
+  so.request_log.path = (dir_ / "b.log").string();
+  so.max_queue_delay_us = 20000;  // requests wait for others to share their run
+  auto server = Server::Create(testing::TwoTier(), *cat, EngineOptions{}, so);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ASSERT_TRUE((*server)->Start("127.0.0.1", 0).ok());
+  const InputBatch images = testing::TestImages(48);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&, c] {
+      for (int i = c; i < 48; i += 4) {
+        json body = json::parse(testing::InferBody(images.Slice(i, i + 1)));
+        body["id"] = "b" + std::to_string(i);
+        EXPECT_EQ(Http((*server)->port(), "POST", "/v2/models/fashion/infer", body.dump()).status, 200);
+      }
+    });
+  for (std::thread& t : clients) t.join();
+  (*server)->Shutdown(1000);
+  server->reset();
+  auto alone = Cascade::Create(testing::TwoTier(), *cat, EngineOptions{.threads = 1});
+  ASSERT_TRUE(alone.ok());
+  const std::vector<json> lines = LogLines(dir_ / "b.log");
+  ASSERT_EQ(lines.size(), 48u);
+  for (const json& l : lines) {
+    const int i = std::stoi(l["id"].get<std::string>().substr(1));
+    auto r = (*alone)->Run(images.Slice(i, i + 1), RunOptions{.want_members = true});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(l["answer"], r->labels.name(r->answer[0])) << i;
+    EXPECT_EQ(l["exit_tier"], r->exit_tier[0] + 1) << i;
+    ASSERT_EQ(l["members"].size(), r->member_answers[0].size()) << i;
+    for (size_t k = 0; k < r->member_answers[0].size(); ++k)
+      EXPECT_EQ(l["members"][k]["answer"], r->member_answers[0][k].answer) << i;
+  }
 }
 
 // A missing side file is an error naming the id and the hash.
