@@ -10,7 +10,8 @@
 //                    example k of a request of N > 1 examples: "<id>/<k>" (0-based)
 //   time             when the answer was given, UTC, "2026-12-07T09:23:03.123Z"
 //   model            the served model
-//   route            "infer" (REST), "grpc" or "chat"
+//   route            "infer" (REST), "grpc" (Server::Run: the gRPC front end's, or an
+//                    in-process caller's) or "chat"
 //   input            text inputs (chat): the cascade's record, the JSON text every member
 //                    got (coe/protocol.h ChatRecordJson), as a JSON string whose value is
 //                    that text byte for byte. Tensor inputs: {"shape": [1, 28, 28],
@@ -26,7 +27,7 @@
 //                    "answer" for a member whose call failed (no answer)
 //   cost             what the example cost, in the served cascade's cost unit (cost_name)
 //   cost_name        that unit ("usd", "macs", ...)
-//   ms               milliseconds from the request's admission to its answer
+//   ms               milliseconds from the request's start (admitted, parsed) to its answer
 //   degraded         true when a failing member forced a fallback answer
 //   cached           (chat, only when true) answered from the response cache: no member
 //                    was called, `members` is empty
@@ -35,7 +36,7 @@
 //   {"coe_request_log":1,"id":"r-1","time":"2026-12-07T09:23:03.123Z","model":"fashion",
 //    "route":"infer","input":{"shape":[1,28,28],"fp32":"6f1c0d2a9e3b4c55"},"answer":"boot",
 //    "exit_tier":1,"members":[{"name":"linear","answer":"boot"},{"name":"mlp256x2",
-//    "answer":"boot"}],"cost":243000,"cost_name":"macs","ms":0.412,"degraded":false}
+//    "answer":"boot"}],"cost":242840,"cost_name":"macs","ms":0.412,"degraded":false}
 //
 // Size and rotation: before a line would take FILE past max_bytes, FILE becomes
 // FILE.1 (FILE.1 becomes FILE.2, ..., FILE.<keep> is removed) and a new FILE starts; so

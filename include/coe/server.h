@@ -193,7 +193,9 @@ struct ServerOptions {
   // Server::Run (route "grpc": the gRPC front end's, or an in-process caller's) and a
   // chat request is a line; a request without an id gets one (NewRequestId) that its
   // response carries (the infer response's "id"; the gRPC response's id; a chat
-  // completion always has one). Failed requests (4xx, 5xx) are not logged. Metrics:
+  // completion always has one). Requests refused before or failing in their run (4xx,
+  // 503, a cancelled run) are not logged; a run that ended without an answer is (a chat
+  // 502: answer "", the members' errors). Metrics:
   // coe_log_lines_total, coe_log_dropped_total (queue full), coe_log_errors_total
   // (write errors). Shutdown and the destructor write what is queued.
   RequestLogOptions request_log;

@@ -214,6 +214,10 @@ struct RequestLog::Impl {
       return Failed(std::string("cannot write: ") + std::strerror(errno));
     size += line.size();
     ++written;
+    if (failing) {
+      failing = false;
+      Say("request log " + options.path + ": lines are written again");
+    }
   }
 
   void Loop() {
@@ -229,12 +233,7 @@ struct RequestLog::Impl {
         if (options.before_write) options.before_write();
         Write(e);
       }
-      if (file && std::fflush(file) != 0)
-        Failed(std::string("cannot write: ") + std::strerror(errno));
-      else if (failing && file) {
-        failing = false;
-        Say("request log " + options.path + ": written again");
-      }
+      if (file && std::fflush(file) != 0) Failed(std::string("cannot write: ") + std::strerror(errno));
       lock.lock();
       finished += batch.size();
       done.notify_all();
