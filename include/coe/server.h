@@ -144,6 +144,23 @@ namespace coe {
 
 enum class AccessLog { kOff, kText, kJson };
 
+// A cascade and its catalogue to serve next (Server::Reload).
+struct CascadeSource {
+  CascadeSpec spec;
+  Catalogue catalogue;
+  // Where they came from, for messages (coe serve: "cascade FILE, catalogue FILE").
+  std::string origin;
+};
+
+// What a reload loaded.
+struct ReloadInfo {
+  uint64_t generation = 0;                      // 1 for the server's first cascade, +1 per successful reload
+  int64_t loaded_at = 0;                        // unix seconds
+  std::string model;                            // the cascade's served name
+  std::vector<std::string> models;              // every served model, the cascade first
+  std::vector<std::vector<std::string>> tiers;  // the cascade's members, tier by tier
+};
+
 struct ServerOptions {
   std::string name;                   // the cascade's model name; "" = CascadeSpec::name, else "coe"
   bool serve_members = true;          // Create from a spec: also serve each member on its own
@@ -186,9 +203,13 @@ struct ServerOptions {
   // The exact-request response cache of /v1/chat/completions, in bytes (0: off). See
   // "Response cache" above.
   size_t cache_bytes = 0;
-  // Receives startup and access-log lines (no trailing newline); null = stderr.
+  // Receives startup, reload and access-log lines (no trailing newline); null = stderr.
   // Called from I/O and worker threads, concurrently.
   std::function<void(const std::string&)> log;
+  // What Reload() (POST /coe/reload, coe serve's SIGHUP) loads: coe serve's reads its
+  // --cascade and --models files again. Null: Reload() is FailedPrecondition (and the
+  // route 501). Called on the reloading thread, one reload at a time.
+  std::function<StatusOr<CascadeSource>()> load;
 };
 
 struct ServedModel {
@@ -239,14 +260,38 @@ class Server {
   std::vector<std::string> model_names() const;
   // The /metrics page.
   std::string MetricsText() const;
-  // The served models, the cascade first (for other front ends, e.g. gRPC).
-  const std::vector<ServedModel>& models() const;
+  // The served models of the current generation, the cascade first (a copy: a reload
+  // may replace them at any time).
+  std::vector<ServedModel> models() const;
   // Runs `batch` on the served model `name` as an infer request does (admission,
   // batching, metrics): NotFound for an unknown model, InvalidArgument for a model
   // whose members read text (a chat model) or for options.max_tiers != 0 (runs are
   // batched), Unavailable when busy or cancelled by a Shutdown (the server's
   // cancellation flag replaces options.cancelled).
   StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
+
+  // Replacement without downtime: builds the cascade of ServerOptions::load() (or of
+  // `source`) as Create does (its served name: options.name, else the new spec's
+  // name, else "coe"; and, with serve_members, its members) while the current one
+  // serves, then swaps it in atomically. Requests admitted before the swap finish on
+  // the cascade they started on (their batches, responses and metrics are its own);
+  // those arriving after it start on the new one. The old cascade's backends are
+  // destroyed (on a thread of the server's) once its last request is done.
+  // Names: a model the new cascade no longer serves (another cascade name, a member
+  // gone) is 404 for new requests; one it adds is served at once. The response cache
+  // keys hold the generation, and a reload clears the cache: no answer of one
+  // cascade is ever served for another.
+  // Failure (a file that does not parse, a model file missing, a backend refused at
+  // load, load unset): the current cascade keeps serving, the status says why (its
+  // message starts "reload failed, still serving generation N: ORIGIN: "). Both
+  // outcomes are logged (options.log) and counted (coe_reloads_total{outcome}; the
+  // gauges coe_cascade_generation and coe_cascade_loaded_timestamp_seconds).
+  // Reloads are serialized. Thread-safe; never call it from a signal handler (coe
+  // serve takes SIGHUP with sigwait on its main thread).
+  StatusOr<ReloadInfo> Reload();
+  StatusOr<ReloadInfo> Reload(const CascadeSource& source);
+  // The generation now serving (1 until the first successful reload).
+  uint64_t generation() const;
 
  private:
   struct Impl;
