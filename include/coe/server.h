@@ -15,6 +15,7 @@
 //   POST /v1/chat/completions                    OpenAI chat completions (below)
 //   GET  /v1/models                              the models that answer chat
 //   GET  /v1/models/{id}                         one of them (404 model_not_found otherwise)
+//   POST /coe/reload                             Reload(): the files again (below)
 //
 // Model metadata: platform "coe"; one input "input", FP32, shape [-1, ...input_shape];
 // outputs "label" BYTES [-1], "exit_tier" INT32 [-1], "degraded" BOOL [-1] and
@@ -120,8 +121,22 @@
 // copy); when the last request of 1 MiB or more is done,
 // the server gives malloc's free pages back to the system (malloc_trim).
 //
+// Reload (Server::Reload; POST /coe/reload with an empty body, behind the key like the
+// model routes, 401 in the /v2 shape; coe serve's SIGHUP): ServerOptions::load gives
+// the cascade and catalogue again, a new generation is built beside the serving one and
+// swapped in. A request takes the generation serving when it arrives and keeps it to
+// its answer: its batch (batches are per generation), its cache key (the key holds the
+// cascade's load; the cache is also cleared on reload) and its metrics are its
+// generation's; REST and gRPC share the swap. 200 {"generation", "loaded_at", "model",
+// "models", "tiers"}; a failed load: 500 {"error": "reload failed, still serving
+// generation N: ORIGIN: why", "generation": N} and the old generation serves on; 501
+// without ServerOptions::load; 400 for a body. The /metrics counters read from the
+// members' own statistics (coe_member_calls..., tokens, dollars, upstream calls) are the
+// serving generation's backends': they restart at a reload (a Prometheus counter reset).
+//
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are
-// serialized internally. Ownership: a Server shares ownership of its cascades.
+// serialized internally. Ownership: a Server shares ownership of its cascades; a
+// replaced one lives until the last request holding it is answered.
 #ifndef COE_SERVER_H_
 #define COE_SERVER_H_
 
