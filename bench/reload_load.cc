@@ -35,30 +35,9 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using coe::bench::Complete;
 using coe::bench::Dial;
 using coe::bench::Percentile;
-
-// Sends `request` on fd and reads one whole response into *in; its status, or -1.
-int RoundTrip(int fd, const std::string& request, std::string* in) {
-  for (size_t sent = 0; sent < request.size();) {
-    const ssize_t k = write(fd, request.data() + sent, request.size() - sent);
-    if (k <= 0) return -1;
-    sent += static_cast<size_t>(k);
-  }
-  in->clear();
-  char buf[65536];
-  int status = -1;
-  bool close_after = false;
-  size_t len = 0;
-  while ((len = Complete(*in, &status, &close_after)) == 0) {
-    const ssize_t k = read(fd, buf, sizeof buf);
-    if (k <= 0) return -1;
-    in->append(buf, static_cast<size_t>(k));
-  }
-  in->resize(len);
-  return status;
-}
+using coe::bench::RoundTrip;
 
 std::string Post(const std::string& path, const std::string& body) {
   return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +

@@ -47,19 +47,11 @@ constexpr const char* kTwoTier =
     "[[tiers]]\nmembers = [\"cnn8_16\"]\n";
 constexpr const char* kOneTier = "name = \"fashion\"\n[[tiers]]\nmembers = [\"cnn8_16\"]\n";
 
+// POST `path` with `key` as the bearer key ("": no header).
 Reply PostWithKey(int port, const std::string& path, const std::string& key) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(std::chrono::seconds(20));
   httplib::Headers h;
   if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
-  auto r = c.Post(path, h, "", "application/json");
-  Reply out;
-  if (!r) return out;
-  out.status = r->status;
-  out.raw = r->body;
-  out.headers = r->headers;
-  out.body = json::parse(r->body, nullptr, false);
-  return out;
+  return Http(port, "POST", path, "", h);
 }
 
 // The exit tiers of an infer request of 64 images to `model`.
