@@ -47,13 +47,6 @@ constexpr const char* kTwoTier =
     "[[tiers]]\nmembers = [\"cnn8_16\"]\n";
 constexpr const char* kOneTier = "name = \"fashion\"\n[[tiers]]\nmembers = [\"cnn8_16\"]\n";
 
-// POST `path` with `key` as the bearer key ("": no header).
-Reply PostWithKey(int port, const std::string& path, const std::string& key) {
-  httplib::Headers h;
-  if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
-  return Http(port, "POST", path, "", h);
-}
-
 // The exit tiers of an infer request of 64 images to `model`.
 std::vector<int> ExitTiers(int port, const std::string& model, int* status) {
   const Reply r = Http(port, "POST", "/v2/models/" + model + "/infer", InferBody(TestImages(64)));
@@ -166,18 +159,22 @@ TEST(Reload, TheRouteNeedsTheKey) {
   Served s = ServeOnLoopback(*ReadCascade(cascade), *ReadCatalogue(zoo), so);
   ASSERT_TRUE(s.server);
   const int port = s.server->port();
+  httplib::Client c("127.0.0.1", port);
   for (const std::string& key : {std::string(), std::string("wrong")}) {
-    const Reply r = PostWithKey(port, "/coe/reload", key);
-    EXPECT_EQ(r.status, 401) << r.raw;
-    EXPECT_TRUE(r.body.contains("error")) << r.raw;
-    EXPECT_TRUE(r.headers.count("WWW-Authenticate")) << r.raw;
+    httplib::Headers h;
+    if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
+    auto r = c.Post("/coe/reload", h, "", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << r->body;
+    EXPECT_TRUE(json::parse(r->body, nullptr, false).contains("error")) << r->body;
+    EXPECT_TRUE(r->has_header("WWW-Authenticate")) << r->body;
   }
   EXPECT_EQ(s.server->generation(), 1u);
-  const Reply r = PostWithKey(port, "/coe/reload", "sesame");
-  EXPECT_EQ(r.status, 200) << r.raw;
+  auto ok = c.Post("/coe/reload", {{"Authorization", "Bearer sesame"}}, "", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
   EXPECT_EQ(s.server->generation(), 2u);
   // A body is refused: the route loads the server's own files, nothing sent.
-  httplib::Client c("127.0.0.1", port);
   auto b = c.Post("/coe/reload", {{"Authorization", "Bearer sesame"}}, "{\"tiers\": []}", "application/json");
   ASSERT_TRUE(b);
   EXPECT_EQ(b->status, 400) << b->body;
@@ -185,7 +182,9 @@ TEST(Reload, TheRouteNeedsTheKey) {
 
 // A request in flight when the cascade is replaced finishes on the old one (its member
 // reached, its facts), the member route it used too though the new cascade drops that
-// member; a request after the reload runs on the new one.
+// member; a request after the reload runs on the new one. The response cache never
+// answers for the other cascade: the old request's reply, stored after the reload, is
+// not the new cascade's answer to the same request.
 TEST(Reload, InFlightRequestsFinishOnTheOldCascade) {
   ChatUpstream up(4);
   up.replay.latency_ms["c"] = 1500;  // the old cascade's last tier is slow
@@ -197,6 +196,7 @@ TEST(Reload, InFlightRequestsFinishOnTheOldCascade) {
   so.name = "chat";
   so.access_log = AccessLog::kOff;
   so.log = [](const std::string&) {};
+  so.cache_bytes = 1 << 20;
   so.load = FilesLoader(cascade, catalogue);
   Served s = ServeOnLoopback(*ReadCascade(cascade), *ReadCatalogue(catalogue), so);
   ASSERT_TRUE(s.server);
@@ -233,6 +233,15 @@ TEST(Reload, InFlightRequestsFinishOnTheOldCascade) {
   ASSERT_EQ(member.status, 200) << member.raw;
   EXPECT_EQ(member.body["coe"]["answer"], "C");
   EXPECT_EQ(up.Calls("c", 2), 0);  // the new cascade never called c
+
+  // The old cascade's reply to q0 was stored after the reload; the new one answers q0 itself, then from the cache.
+  const Reply again = Http(port, "POST", "/v1/chat/completions", ChatUpstream::Body(0));
+  ASSERT_EQ(again.status, 200) << again.raw;
+  EXPECT_EQ(again.body["coe"]["answer"], "A");
+  EXPECT_FALSE(again.body["coe"].value("cached", false)) << again.raw;
+  const Reply cached = Http(port, "POST", "/v1/chat/completions", ChatUpstream::Body(0));
+  EXPECT_EQ(cached.body["coe"]["answer"], "A");
+  EXPECT_TRUE(cached.body["coe"].value("cached", false)) << cached.raw;
 }
 
 // coe serve reloads on SIGHUP (the signal sent to the child process only).

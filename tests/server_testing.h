@@ -126,11 +126,10 @@ struct Reply {
   httplib::Headers headers;
 };
 
-inline Reply Http(int port, const std::string& method, const std::string& path, const std::string& body = "",
-                  const httplib::Headers& headers = {}) {
+inline Reply Http(int port, const std::string& method, const std::string& path, const std::string& body = "") {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(std::chrono::seconds(20));
-  auto r = method == "GET" ? c.Get(path, headers) : c.Post(path, headers, body, "application/json");
+  auto r = method == "GET" ? c.Get(path) : c.Post(path, body, "application/json");
   Reply out;
   if (!r) return out;
   out.status = r->status;
