@@ -417,10 +417,10 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   if (r.intervals) {
     const TestIntervals& t = *r.intervals;
     s += "  test, 95% bootstrap (" + std::to_string(t.resamples) + " resamples, paired with " + t.best_single +
-         "): accuracy " + Pct(t.accuracy[0]) + " to " + Pct(t.accuracy[1]) + ", minus the best " +
-         Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " + Fmt("%+.2f", 100 * t.accuracy_diff[1]) + " points, cost " +
-         Num(t.cost[0]) + " to " + Num(t.cost[1]) + ", saving " + Fmt("%.2fx", t.saving[0]) + " to " +
-         Fmt("%.2fx", t.saving[1]) + "\n";
+         "): " + (label_free ? "agreement " : "accuracy ") + Pct(t.accuracy[0]) + " to " + Pct(t.accuracy[1]) +
+         ", minus the best " + Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " +
+         Fmt("%+.2f", 100 * t.accuracy_diff[1]) + " points, cost " + Num(t.cost[0]) + " to " + Num(t.cost[1]) +
+         ", saving " + Fmt("%.2fx", t.saving[0]) + " to " + Fmt("%.2fx", t.saving[1]) + "\n";
   }
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
   for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test, label_free);
