@@ -279,6 +279,30 @@ TEST(LabelFree, GuardsThatCannotBoundAreRefused) {
     }
 }
 
+// The reference need not be in the cascades (--only): the goal is met by a cascade
+// whose bound is within epsilon, and when none is, the point agreeing most is shown.
+TEST(LabelFree, ReferenceOutsideTheSearch) {
+  const Data calib = MakeData(51, 900, [](int, int a) { return std::string(1, "ABCD"[a]); });
+  PlanRequest request;
+  request.reference = "ref";
+  request.only = {"a", "b", "c"};
+  request.max_tiers = 2;
+  request.select_options.epsilon = 0.3;
+  LabelSet labels;
+  auto met = PlanCsv(calib.csv_without_labels, calib.csv, request, &labels);
+  ASSERT_TRUE(met.ok()) << met.status().ToString();
+  EXPECT_TRUE(met->plan.goal_met);
+  for (const std::string& m : met->plan.chosen.cascade.AllMembers()) EXPECT_NE(m, "ref");
+  EXPECT_LE(met->plan.selection.disagreement_bound, 0.3);
+  request.select_options.epsilon = 0.01;
+  auto unmet = PlanCsv(calib.csv_without_labels, calib.csv, request, &labels);
+  ASSERT_TRUE(unmet.ok()) << unmet.status().ToString();
+  EXPECT_FALSE(unmet->plan.goal_met);
+  EXPECT_EQ(unmet->plan.chosen.cascade.ToString(), unmet->plan.frontier.back().cascade.ToString());
+  EXPECT_EQ(unmet->plan.selection.accuracy, unmet->plan.frontier.back().accuracy);
+  EXPECT_NE(LabelFreeStatement(unmet->report).find("the goal is not met"), std::string::npos);
+}
+
 TEST(CalibratedAgreement, RoundTripsThroughTheCascadeFile) {
   CascadeSpec spec;
   spec.tiers.push_back(TierSpec{{"a", "b"}, DeferralRule{1.0, std::nullopt}, AnswerMatch{}, 0.9731});

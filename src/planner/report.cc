@@ -484,7 +484,7 @@ std::string LabelFreeStatement(const PlanReport& r) {
   if (!r.goal_met)
     return "no cascade agrees with " + r.reference + " on at least " + Pct(1 - s.epsilon) + " of the inputs" +
            (s.guard == Guard::kNone ? "" : " with " + conf + " confidence") +
-           ": the single model agreeing most with it is shown (the goal is not met)";
+           ": the point agreeing most with it is shown (the goal is not met)";
   if (s.guard == Guard::kNone)
     return "the chosen cascade disagrees with " + r.reference + " on " + Pct(1 - s.accuracy) +
            " of the calibration inputs, at most epsilon = " + Pct(s.epsilon) +

@@ -192,10 +192,15 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
   sel.wins_over_best = sel.losses_to_best = 0;
   sel.statistic = std::numeric_limits<double>::quiet_NaN();
   if (reference) {
-    // No cascade agrees enough: the most agreeing single model, which meets the goal
-    // only when it is the reference's equal (every answer the same).
-    AgreesEnough(r->chosen, n, so, corrected, &sel);
+    // No cascade agrees enough: the best single model meets the goal when it is the
+    // reference's equal (every answer the same); else the goal is not met, and the
+    // nearest point is the one agreeing most (as for the other goals).
     r->goal_met = r->best_single_correct == n;
+    if (!r->goal_met && !r->frontier.empty() && r->frontier.back().correct > r->best_single_correct)
+      r->chosen = r->frontier.back();
+    AgreesEnough(r->chosen, n, so, corrected, &sel);
+    sel.accuracy = r->chosen.accuracy;
+    sel.cost = r->chosen.cost;
   }
   return Status::Ok();
 }
