@@ -354,6 +354,69 @@ TEST_F(RequestLogTest, RotatesAtItsSizeBound) {
   EXPECT_GE(kept.size(), 6u);  // three lines a file (each about 300 bytes)
 }
 
+// Tensor inputs: the bound counts the side files, which rotate with their log file
+// (FILE.k.tensors/), so every kept file reads back whole and the kept bytes stay within
+// (keep + 1) x max_bytes; a log opened again counts the side files already there.
+TEST_F(RequestLogTest, SideFilesRotateWithTheirLogAndCountInItsBound) {
+  const fs::path log = dir_ / "t.log";
+  const uint64_t bound = 8000;  // two images (3,136 bytes each) and their lines a file
+  auto folder_bytes = [](const fs::path& dir) {
+    uint64_t n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) n += it->file_size();
+    return n;
+  };
+  const InputBatch images = testing::TestImages(12);
+  auto add = [&](RequestLog& l, int i, int image) {
+    l.Add(RequestLogEntry{.id = "q" + std::to_string(i),
+                          .model = "m",
+                          .route = "infer",
+                          .shape = {1, 28, 28},
+                          .tensor = std::vector<float>(images.data.begin() + image * 784,
+                                                       images.data.begin() + (image + 1) * 784),
+                          .answer = "A"});
+  };
+  {
+    auto opened = RequestLog::Open({.path = log.string(), .max_bytes = bound, .keep = 2});
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    for (int i = 0; i < 10; ++i) add(**opened, i, i);
+    add(**opened, 10, 9);  // image 9 again: in the same file, its side file is not written twice
+    add(**opened, 11, 0);  // image 0 again, in a later file than its first: written again there
+    (*opened)->Flush();
+    EXPECT_EQ((*opened)->written(), 12u);
+  }
+  EXPECT_FALSE(fs::exists(log.string() + ".3"));
+  EXPECT_FALSE(fs::exists(log.string() + ".3.tensors"));
+  std::vector<std::string> kept;
+  for (const std::string& p : {log.string() + ".2", log.string() + ".1", log.string()}) {
+    ASSERT_TRUE(fs::exists(p)) << p;
+    EXPECT_LE(fs::file_size(p) + folder_bytes(p + ".tensors"), bound) << p << " and its side files";
+    auto back = LoadDataset(p, DatasetOptions{.expected_shape = {1, 28, 28}});
+    ASSERT_TRUE(back.ok()) << p << ": " << back.status().ToString();
+    for (int64_t k = 0; k < back->size(); ++k) {
+      const std::string& id = back->ids[k];
+      kept.push_back(id);
+      const int i = std::stoi(id.substr(1)), image = i == 10 ? 9 : i == 11 ? 0 : i;
+      EXPECT_EQ(std::vector<float>(back->data.begin() + k * 784, back->data.begin() + (k + 1) * 784),
+                std::vector<float>(images.data.begin() + image * 784, images.data.begin() + (image + 1) * 784))
+          << id << " in " << p;
+    }
+  }
+  ASSERT_GE(kept.size(), 4u);
+  EXPECT_EQ(kept.back(), "q11");
+  // Opened again (a restarted server appends): the side files there count at once.
+  const uint64_t before = fs::file_size(log) + folder_bytes(log.string() + ".tensors");
+  {
+    auto opened = RequestLog::Open({.path = log.string(), .max_bytes = bound, .keep = 2});
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    add(**opened, 12, 11);
+    add(**opened, 13, 10);
+    (*opened)->Flush();
+  }
+  EXPECT_LE(fs::file_size(log) + folder_bytes(log.string() + ".tensors"), bound);
+  EXPECT_GT(before, 0u);
+}
+
 // A writer stuck on its disk never holds a request: with the queue full, requests are
 // answered and their lines dropped and counted (coe_log_dropped_total).
 TEST_F(RequestLogTest, AFullQueueIsCountedNotWaitedFor) {

@@ -38,11 +38,13 @@
 //    "exit_tier":1,"members":[{"name":"linear","answer":"boot"},{"name":"mlp256x2",
 //    "answer":"boot"}],"cost":242840,"cost_name":"macs","ms":0.412,"degraded":false}
 //
-// Size and rotation: before a line would take FILE past max_bytes, FILE becomes
-// FILE.1 (FILE.1 becomes FILE.2, ..., FILE.<keep> is removed) and a new FILE starts; so
-// at most (keep + 1) x max_bytes of lines are kept (a single line longer than max_bytes
-// is written alone into a fresh file). Side files are not rotated (they are written
-// once per distinct input; remove FILE.tensors/ with the logs).
+// Size and rotation: FILE's bound counts its lines and the side files written into
+// FILE.tensors/ for them. Before a line (and its side file) would take FILE past
+// max_bytes, FILE and FILE.tensors/ become FILE.1 and FILE.1.tensors/ (FILE.1 becomes
+// FILE.2, ..., FILE.<keep> and its folder are removed) and new ones start; so at most
+// (keep + 1) x max_bytes are kept, side files included (a single line longer than
+// max_bytes is written alone into a fresh file). A side file is written once per log
+// file: a later file writes it again when one of its lines needs it.
 //
 // Writing never blocks a request for long: Add() queues the entry (at most queue_lines
 // entries and queue_bytes of inputs wait) and a writer thread formats and writes it. A
@@ -55,8 +57,8 @@
 // when it begins with the bytes {"coe_request_log": (its first line is a JSON object
 // whose first key is the marker, as the writer writes every line; IsRequestLog checks
 // it, and coe/dataset.h LoadDataset then reads it with ReadRequestLog, whatever its
-// extension). Side files are looked for in <path>.tensors/, or for a rotated FILE.<k>
-// in FILE.tensors/.
+// extension). Side files are looked for in <path>.tensors/ (a rotated FILE.<k>'s in
+// FILE.<k>.tensors/).
 // Every line becomes an input with the line's id: text inputs their record, tensor
 // inputs the bytes of their side file. Recording member M on them makes the same calls
 // M got when served (a chat member gets byte-identical requests), so its recorded

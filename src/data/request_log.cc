@@ -157,22 +157,26 @@ struct RequestLog::Impl {
     failing = true;
   }
 
+  // FILE and its side folder FILE.tensors become FILE.1 and FILE.1.tensors (FILE.k
+  // FILE.(k+1), FILE.<keep> and its folder removed), and new ones start.
   void Rotate() {
     if (file) std::fclose(file);
     file = nullptr;
     const std::string& p = options.path;
+    auto name = [&p](int k) { return k == 0 ? p : p + "." + std::to_string(k); };
     std::error_code ec;
-    if (options.keep == 0) {
-      fs::remove(p, ec);
-    } else {
-      fs::remove(p + "." + std::to_string(options.keep), ec);
-      for (int k = options.keep - 1; k >= 1; --k)
-        if (fs::exists(p + "." + std::to_string(k), ec))
-          fs::rename(p + "." + std::to_string(k), p + "." + std::to_string(k + 1), ec);
-      fs::rename(p, p + ".1", ec);
+    fs::remove(name(options.keep), ec);
+    fs::remove_all(name(options.keep) + ".tensors", ec);
+    for (int k = options.keep - 1; k >= 0; --k) {
+      if (fs::exists(name(k), ec)) fs::rename(name(k), name(k + 1), ec);
       if (ec) Failed("cannot rotate: " + ec.message());
+      ec.clear();
+      if (fs::exists(name(k) + ".tensors", ec)) fs::rename(name(k) + ".tensors", name(k + 1) + ".tensors", ec);
+      if (ec) Failed("cannot rotate: " + ec.message());
+      ec.clear();
     }
     size = 0;
+    hashes.clear();
   }
 
   // The side file of a tensor input, once per hash: written beside, then renamed, so
@@ -195,6 +199,7 @@ struct RequestLog::Impl {
         std::remove(tmp.c_str());
         return false;
       }
+      size += bytes;
     }
     hashes.insert(hash);
     return true;
@@ -202,12 +207,13 @@ struct RequestLog::Impl {
 
   void Write(const RequestLogEntry& e) {
     std::string hash;
-    if (!e.shape.empty() && !options.redact) {
-      hash = TensorHash(e.tensor);
-      if (!WriteSide(e, hash)) return;
-    }
+    const bool side = !e.shape.empty() && !options.redact;
+    if (side) hash = TensorHash(e.tensor);
     const std::string line = FormatLine(e, options.redact, hash);
-    if (size > 0 && size + line.size() > options.max_bytes) Rotate();
+    // The bound counts the line and the side file it adds to FILE.tensors.
+    const uint64_t adds = line.size() + (side && !hashes.count(hash) ? e.tensor.size() * sizeof(float) : 0);
+    if (size > 0 && size + adds > options.max_bytes) Rotate();
+    if (side && !WriteSide(e, hash)) return;
     if (!file) file = std::fopen(options.path.c_str(), "ab");
     if (!file) return Failed(std::string("cannot open: ") + std::strerror(errno));
     if (std::fwrite(line.data(), 1, line.size(), file) != line.size())
@@ -260,6 +266,12 @@ StatusOr<std::unique_ptr<RequestLog>> RequestLog::Open(const RequestLogOptions& 
   std::error_code ec;
   impl->size = fs::file_size(options.path, ec);
   if (ec) impl->size = 0;
+  // Appending: the side files FILE.tensors holds already count, and are not written again.
+  for (fs::directory_iterator it(options.path + ".tensors", ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".bin" && it->is_regular_file(ec)) {
+      impl->size += it->file_size(ec);
+      impl->hashes.insert(it->path().stem().string());
+    }
   Impl* im = impl.get();
   impl->writer = std::thread([im] { im->Loop(); });
   return std::unique_ptr<RequestLog>(new RequestLog(std::move(impl)));

@@ -18,18 +18,9 @@ namespace {
 
 constexpr std::string_view kMarker = "{\"coe_request_log\":";
 
-// Where the side files of the log `path` are: <path>.tensors, or for a rotated log
-// (FILE.3) its live file's, FILE.tensors.
-fs::path SideFolder(const std::string& path) {
-  const fs::path own = path + ".tensors";
-  std::error_code ec;
-  if (fs::is_directory(own, ec)) return own;
-  const size_t dot = path.rfind('.');
-  if (dot != std::string::npos && dot + 1 < path.size() &&
-      path.find_first_not_of("0123456789", dot + 1) == std::string::npos)
-    return path.substr(0, dot) + ".tensors";
-  return own;
-}
+// Where the side files of the log `path` are: <path>.tensors (a rotated FILE.3's are in
+// FILE.3.tensors, rotated with it).
+fs::path SideFolder(const std::string& path) { return path + ".tensors"; }
 
 // A logged tensor: its values from the side file, checked against its hash.
 Status ReadTensor(const fs::path& folder, const std::string& where, const std::string& id, const std::string& hash,
