@@ -368,13 +368,13 @@ TEST_F(RequestLogTest, SideFilesRotateWithTheirLogAndCountInItsBound) {
   };
   const InputBatch images = testing::TestImages(12);
   auto add = [&](RequestLog& l, int i, int image) {
-    l.Add(RequestLogEntry{.id = "q" + std::to_string(i),
-                          .model = "m",
-                          .route = "infer",
-                          .shape = {1, 28, 28},
-                          .tensor = std::vector<float>(images.data.begin() + image * 784,
-                                                       images.data.begin() + (image + 1) * 784),
-                          .answer = "A"});
+    l.Add(RequestLogEntry{
+        .id = "q" + std::to_string(i),
+        .model = "m",
+        .route = "infer",
+        .shape = {1, 28, 28},
+        .tensor = std::vector<float>(images.data.begin() + image * 784, images.data.begin() + (image + 1) * 784),
+        .answer = "A"});
   };
   {
     auto opened = RequestLog::Open({.path = log.string(), .max_bytes = bound, .keep = 2});
