@@ -54,14 +54,30 @@ void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedMode
     if (!chosen.ok()) return respond(ErrorReply(400, chosen.status().message()));
     RunOptions ro;
     ro.want_probs = NeedsProbabilities(*chosen);
+    ro.want_members = request_log != nullptr;
     ro.cancelled = cancelled;
     InputBatch batch = std::move(q->batch);
+    // Logged: the request's id (one made when it gave none: its response carries it),
+    // and its examples as the members get them.
+    std::shared_ptr<const InputBatch> logged;
+    if (request_log) {
+      if (!q->id || q->id->empty()) q->id = NewRequestId();
+      auto copy = std::make_shared<InputBatch>();
+      copy->ids = ExampleIds(*q->id, batch.size());
+      copy->example_shape = batch.example_shape;
+      if (!request_log->options().redact) copy->data = batch.data;
+      logged = std::move(copy);
+    }
     auto meta = std::make_shared<InferRequest>(std::move(*q));
-    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled](StatusOr<RunResult> r) {
+    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled, logged,
+                 t0 = Clock::now()](StatusOr<RunResult> r) {
       if (!r.ok()) {
         const int code = RunErrorCode(r.status(), cancelled);
         return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
       }
+      if (logged)
+        LogRun(m, "infer", logged->ids, *logged, *r,
+               std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       OutOfMemoryIs503([&] { respond(InferReply(CascadeResponse(m.name, *meta, chosen, *r, m.cascade->labels()))); },
                        respond, false);
     };

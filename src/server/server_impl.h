@@ -197,6 +197,9 @@ struct Server::Impl {
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
   std::unique_ptr<ResponseCache> cache;  // null: off (ServerOptions::cache_bytes 0)
+  // The request log (null: off). Declared before the batchers, whose runs add to it:
+  // destroyed after them, writing what they queued.
+  std::unique_ptr<RequestLog> request_log;
   const int64_t started =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::atomic<int64_t> io_wait_us{0};  // the transport's, as of the last request
@@ -364,6 +367,14 @@ struct Server::Impl {
   void Infer(std::shared_ptr<const Generation> gen, const ServedModel& m, http::Request&& req,
              const http::Responder& respond_raw);
 
+  // The request log's lines for run `r` of model `m` (request_logging.cc): one per
+  // example, `ids` theirs, `inputs` the examples as the members got them, `ms` the
+  // time since admission. Nothing without a log.
+  void LogRun(const ServedModel& m, const char* route, const std::vector<std::string>& ids, const InputBatch& inputs,
+              const RunResult& r, double ms);
+  // The /metrics lines of the request log ("" without one).
+  std::string LogMetrics() const;
+
   // The 502 of a chat request no tier answered: the upstreams' own words when calls
   // failed, else that the members answered but nothing could be read from them.
   HttpReply NoAnswer(const ServedModel& m, const RunResult& r);
@@ -387,7 +398,10 @@ struct Server::Impl {
   // cached: the cache is off, the request is large or not deterministic), and a reply
   // from the cache.
   std::string CacheKey(const Generation& gen, const ServedModel& m, const CanonicalChatRequest& c) const;
-  HttpReply FromCache(ChatReply reply, const ChatRequest& q);
+  HttpReply FromCache(ChatReply reply, const ChatRequest& q, std::string id);
+  // A cache hit's line in the request log (there is one): `record` the request's.
+  void LogCached(const ServedModel& m, const std::string& id, std::string record, const ChatReply& hit,
+                 Clock::time_point t0);
   // A cost ceiling (chat_route.cc): sets ro->max_tiers to the deepest tier it can pay
   // for, or returns the refusal (400) of a ceiling below tier 1's estimated cost.
   std::optional<HttpReply> Budget(const ServedModel& m, const InputBatch& batch, double ceiling, RunOptions* ro) const;
