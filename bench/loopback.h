@@ -47,6 +47,28 @@ inline size_t Complete(const std::string& in, int* status, bool* close_after) {
   return in.size() >= head + 4 + len ? head + 4 + len : 0;
 }
 
+// Sends `request` on fd and reads one whole response into *in (nothing after it); its
+// status, or -1 on a broken connection.
+inline int RoundTrip(int fd, const std::string& request, std::string* in) {
+  for (size_t sent = 0; sent < request.size();) {
+    const ssize_t k = write(fd, request.data() + sent, request.size() - sent);
+    if (k <= 0) return -1;
+    sent += static_cast<size_t>(k);
+  }
+  in->clear();
+  char buf[65536];
+  int status = -1;
+  bool close_after = false;
+  size_t len = 0;
+  while ((len = Complete(*in, &status, &close_after)) == 0) {
+    const ssize_t k = read(fd, buf, sizeof buf);
+    if (k <= 0) return -1;
+    in->append(buf, static_cast<size_t>(k));
+  }
+  in->resize(len);
+  return status;
+}
+
 }  // namespace coe::bench
 
 #endif  // COE_BENCH_LOOPBACK_H_

@@ -26,29 +26,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-using coe::bench::Complete;
 using coe::bench::Dial;
 using coe::bench::Percentile;
-
-// Sends `request` and reads one whole response into *in; its status, or -1 on a broken
-// connection.
-int RoundTrip(int fd, const std::string& request, std::string* in) {
-  for (size_t sent = 0; sent < request.size();) {
-    const ssize_t k = write(fd, request.data() + sent, request.size() - sent);
-    if (k <= 0) return -1;
-    sent += static_cast<size_t>(k);
-  }
-  in->clear();
-  char buf[65536];
-  int status = -1;
-  bool close_after = false;
-  while (Complete(*in, &status, &close_after) == 0) {
-    const ssize_t k = read(fd, buf, sizeof buf);
-    if (k <= 0) return -1;
-    in->append(buf, static_cast<size_t>(k));
-  }
-  return status;
-}
+using coe::bench::RoundTrip;
 
 }  // namespace
 

@@ -566,5 +566,38 @@ TEST(GrpcStart, BadArgumentsAndBusyPort) {
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable) << second.status().ToString();
 }
 
+// A reload (Server::Reload, what POST /coe/reload and SIGHUP call) is seen by gRPC too:
+// the next call runs the new cascade (one tier: every exit is tier 1) and a member the
+// new cascade dropped is NOT_FOUND.
+TEST_F(GrpcTest, SeesAReload) {
+  const InputBatch in = TestImages(64);
+  auto exit_tiers = [&] {
+    pb::ModelInferResponse res;
+    const grpc::Status s = Infer(Request(in, false, {"exit_tier"}), &res);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    const auto* t = Out(res, "exit_tier");
+    return t ? std::vector<int>(t->contents().int_contents().begin(), t->contents().int_contents().end())
+             : std::vector<int>{};
+  };
+  std::vector<int> before = exit_tiers();
+  EXPECT_NE(std::find(before.begin(), before.end(), 2), before.end()) << "some defer to tier 2";
+  CascadeSource next{.spec = {}, .catalogue = ParseOrDie(ZooToml()), .origin = "test"};
+  next.spec.name = "fashion";
+  next.spec.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  StatusOr<ReloadInfo> info = server_->Reload(next);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(exit_tiers(), std::vector<int>(64, 1));
+  pb::ModelMetadataRequest q;
+  q.set_name("mlp256x2");
+  pb::ModelMetadataResponse r;
+  grpc::ClientContext ctx;
+  grpc::Status s;
+  {
+    ClientCall scope;
+    s = stub_->ModelMetadata(&ctx, q, &r);
+  }
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+}
+
 }  // namespace
 }  // namespace coe

@@ -29,7 +29,7 @@ TEST(ClopperPearson, AgreesWithTheBetaQuantiles) {
   i = ClopperPearson(90, 100, 0.95);
   EXPECT_NEAR(i.lower, 0.8237774022599773, 1e-10);
   EXPECT_NEAR(i.upper, 0.9509953107785141, 1e-10);
-  EXPECT_NEAR(ClopperPearsonUpper(1, 20, 0.95), 0.2161061642068473, 1e-10);  // one-sided
+  EXPECT_NEAR(ClopperPearsonUpper(1, 20, 0.05), 0.2161061642068473, 1e-10);  // one-sided, alpha 0.05
   i = ClopperPearson(0, 0, 0.95);
   EXPECT_EQ(i.lower, 0);
   EXPECT_EQ(i.upper, 1);

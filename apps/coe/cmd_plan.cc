@@ -23,6 +23,7 @@ struct PlanFlags {
   PlanRequest request;
   std::string out, report, frontier = "12";
   bool json = false, no_prune = false;
+  double confidence = 0.95;  // = 1 - request.select_options.alpha
   CostFlags cost;
 };
 
@@ -70,6 +71,7 @@ int RunPlan(const PlanFlags& f) {
   }
   PlanRequest request = f.request;
   request.prune = !f.no_prune;
+  request.select_options.alpha = 1 - f.confidence;
   auto cost = f.cost.Build();
   if (!cost.ok()) return Fail(cmd, cost.status());
   request.cost = std::move(*cost);
@@ -165,6 +167,19 @@ void AddPlanCommands(CLI::App& app) {
   plan->add_option("--holdout", pf->request.select_options.holdout, "--select holdout: share of calibration held out")
       ->capture_default_str();
   plan->add_option("--margin", pf->request.select_options.margin, "--select noninferiority: accuracy margin")
+      ->capture_default_str();
+  plan->add_option("--reference", pf->request.reference,
+                   "plan without labels: this model's answers (or, with 'plurality', the plurality of every "
+                   "recorded model's; ties to the last column) stand in for the truth under --match; a label "
+                   "column, if any, is only reported as the true accuracy. match-best then asks agreement with "
+                   "it on at least 1 - --epsilon of the inputs, by a one-sided Clopper-Pearson bound at "
+                   "--confidence, Bonferroni over the candidates");
+  plan->add_option("--epsilon", pf->request.select_options.epsilon,
+                   "--reference, match-best: the share of inputs the cascade may disagree with the reference on "
+                   "(its accuracy then at most this below the reference's, with --confidence)")
+      ->capture_default_str();
+  plan->add_option("--confidence", pf->confidence,
+                   "match-best's one-sided confidence (--select noninferiority, and the bound with --reference)")
       ->capture_default_str();
   plan->add_flag("--no-prune", pf->no_prune, "evaluate every cascade (same result, slower)");
   plan->add_option("--match", pf->request.match,

@@ -63,12 +63,14 @@ int RunServe(const ServeFlags& f) {
   (void)f;
   return Fail(cmd, FailedPreconditionError("this coe was built without the server (COE_WITH_SERVER=OFF)"));
 #else
-  // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken by
-  // sigwait below: a clean stop, not a handler racing the workers.
+  // SIGINT/SIGTERM/SIGHUP are blocked in every thread (threads inherit the mask) and
+  // taken by sigwait below: a clean stop, or a reload on this thread, not a handler
+  // racing the workers.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto key = FrontDoorKey(f);
@@ -94,6 +96,14 @@ int RunServe(const ServeFlags& f) {
   so.access_log = f.quiet ? AccessLog::kOff : f.json_log ? AccessLog::kJson : AccessLog::kText;
   so.api_key = std::move(*key);
   so.cache_bytes = static_cast<size_t>(f.cache_mb * (1 << 20));
+  // SIGHUP and POST /coe/reload read both files again.
+  so.load = [cascade = f.cascade, models = f.models]() -> StatusOr<CascadeSource> {
+    CascadeSource source;
+    source.origin = "cascade " + cascade + ", catalogue " + models;
+    COE_ASSIGN_OR_RETURN(source.spec, ReadCascade(cascade));
+    COE_ASSIGN_OR_RETURN(source.catalogue, ReadCatalogue(models));
+    return source;
+  };
   auto server = Server::Create(*spec, *cat, eo, so);
   if (!server.ok()) return Fail(cmd, server.status());
   Status started = (*server)->Start(f.host, f.port);
@@ -120,7 +130,9 @@ int RunServe(const ServeFlags& f) {
               f.api_key_env.empty() ? "" : ("; model routes need the key in $" + f.api_key_env).c_str());
   std::fflush(stdout);
   int sig = 0;
-  sigwait(&signals, &sig);
+  // A reload's outcome is logged by the server (its line names the files and, on
+  // failure, why; the old cascade keeps serving).
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) (void)(*server)->Reload();
   std::fprintf(stderr,
                "coe serve: %s: no new connections; finishing requests in flight (cancelling those left after "
                "%d ms)\n",
@@ -198,7 +210,8 @@ void AddServeCommands(CLI::App& app) {
   serve
       ->add_option("--shutdown-grace-ms", f->shutdown_grace_ms,
                    "on SIGTERM/SIGINT: how long requests in flight may still finish; those left are then "
-                   "cancelled (503, their upstream calls aborted) and coe exits")
+                   "cancelled (503, their upstream calls aborted) and coe exits. (SIGHUP, or POST /coe/reload: "
+                   "load --cascade and --models again and swap them in without downtime)")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600000));
   serve

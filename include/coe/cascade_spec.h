@@ -7,6 +7,7 @@
 //   min_agreement = 1.0       # vote rule (optional)
 //   min_score = 0.93          # score rule (optional; both must hold when both given)
 //   match = "jaccard:0.6"     # how answers compare: exact (default), number, jaccard:T
+//   calibrated_agreement = 0.97  # optional, written by `coe plan` (below)
 //   [[tiers]]
 //   members = ["resnet"]      # the last tier needs no rule: it answers its plurality
 //
@@ -17,15 +18,26 @@
 // set, first as a system message of its own) and uses no template. `coe run` then reads
 // a record's `messages`. Planners ignore it.
 //
+// `calibrated_agreement` (a non-final tier only, in [0, 1]): on the calibration split
+// the plan was chosen on, the share of the inputs that exit at this tier on which the
+// last tier's answer matches the exit answer (by this tier's `match`; a last tier that
+// abstains does not match). It is what the plan expects of live traffic: shadow
+// verification sends some exited requests to the last tier too and compares their
+// agreement with it. `coe plan` writes it for every tier with exits on calibration;
+// absent means unknown (a hand-written file, a tier that never exited). The engine
+// ignores it: it changes no answer.
+//
 // `coe plan` writes these files; `coe run`, `coe serve` and `coe eval` read them.
 // Errors: InvalidArgument naming the file and tier for malformed TOML, an `input`
 // other than "template" or "messages", an empty cascade or tier, a member listed
-// twice, a non-final tier without a rule, a rule threshold outside (0,1].
+// twice, a non-final tier without a rule, a rule threshold outside (0,1], a
+// calibrated_agreement outside [0, 1] or on the last tier.
 // Thread safety: an immutable value once built.
 #ifndef COE_CASCADE_SPEC_H_
 #define COE_CASCADE_SPEC_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +51,8 @@ struct TierSpec {
   std::vector<std::string> members;
   DeferralRule rule;  // ignored for the last tier
   AnswerMatch match;  // how the members' answers are compared (default: exact)
+  // A non-final tier's calibrated agreement with the last tier (see above), or none.
+  std::optional<double> calibrated_agreement;
 };
 
 // How a cascade's chat members see a chat request (the `input` key above).

@@ -66,6 +66,14 @@ StatusOr<EvalResult> EvaluateCascadeAnswers(const CascadeSpec& spec, const Recor
 StatusOr<EvalResult> EvaluateCascadeCorrect(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
                                             std::vector<uint8_t>* correct);
 
+// For each tier of `spec` but the last, its calibrated agreement with the last tier on
+// `rec` (TierSpec::calibrated_agreement, coe/cascade_spec.h): of the examples that exit
+// at that tier, the share on which the last tier alone answers the same by that tier's
+// match; none for a tier no example exits at. The last tier's entry is always none.
+// Errors: EvaluateCascade's.
+StatusOr<std::vector<std::optional<double>>> AgreementWithLastTier(const CascadeSpec& spec, const Recordings& rec,
+                                                                   const CostTable& costs);
+
 }  // namespace coe
 
 #endif  // COE_EVALUATE_H_

@@ -93,9 +93,12 @@ struct SelectOptions {
   double mcnemar_z = 1.645;              // kMcNemar
   double margin = 0.005;                 // kNonInferiority: accuracy
   double alpha = 0.05;                   // kNonInferiority: one-sided, before the correction
-  int folds = 5;                         // kCrossValidation
-  double holdout = 0.3;                  // kHoldout: share of calibration held out
-  uint64_t seed = 20241127;              // kHoldout, kCrossValidation: how examples are split
+  // Label-free plans (PlannerOptions::reference): the share of inputs on which the
+  // chosen cascade may disagree with the reference (--epsilon).
+  double epsilon = 0.02;
+  int folds = 5;             // kCrossValidation
+  double holdout = 0.3;      // kHoldout: share of calibration held out
+  uint64_t seed = 20241127;  // kHoldout, kCrossValidation: how examples are split
 };
 
 struct PlannerOptions {
@@ -108,7 +111,19 @@ struct PlannerOptions {
   int threads = 0;                // 0 = the hardware's
   std::vector<std::string> only;  // --only: search these models (empty = all)
   SelectOptions select;           // match-best only
-  AnswerMatch match;              // how every tier compares answers (--match)
+  // Label-free planning (coe plan --reference): when not empty, the truth of the
+  // recordings given to Plan() is this reference's answers (ReferenceAnswers), every
+  // "accuracy" is the agreement with it under `match`, and match-best becomes "agree
+  // with the reference on at least 1 - select.epsilon of the inputs": the cheapest
+  // frontier point (every point a candidate) whose one-sided Clopper-Pearson upper
+  // bound on the disagreement rate, at level select.alpha / (candidates tested)
+  // (Bonferroni, as kNonInferiority corrects), is <= epsilon; with Guard::kNone, whose
+  // point estimate is. Since the cascade is right wherever it agrees with a right
+  // reference, its accuracy is then, with confidence 1 - alpha, at most epsilon below
+  // the reference's own. Examples the reference abstained on carry no truth and are
+  // not counted. The holdout, cv and mcnemar guards are refused with a reference.
+  std::string reference;
+  AnswerMatch match;  // how every tier compares answers (--match)
   // A bound on a second figure (--max-cost, --max-latency-ms): the mean per example of
   // `budget_costs` (a table built for the same recordings with one fixed figure per
   // model, a tier's combined as its `combine` says) must be <= `budget` for every
@@ -147,6 +162,13 @@ struct Selection {
   // and the critical value it had to reach (NaN otherwise).
   int wins_over_best = 0, losses_to_best = 0;
   double statistic = 0, critical = 0;
+  // Label-free plans (PlannerOptions::reference): the reference, epsilon and alpha of
+  // the goal, and for the chosen point its disagreements with the reference and the
+  // one-sided upper bound on its disagreement rate (NaN with Guard::kNone).
+  std::string reference;
+  double epsilon = 0, alpha = 0;
+  int disagreements = 0;
+  double disagreement_bound = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct PlanResult {
@@ -175,6 +197,21 @@ struct PlanResult {
 // FailedPrecondition for score rules asked of recordings without scores.
 StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const Goal& goal,
                           const PlannerOptions& options);
+
+// The word --reference takes for the plurality of every recorded model.
+inline constexpr const char* kPluralityReference = "plurality";
+
+// The answers that stand in for the truth in a label-free plan, one per example of
+// `rec` (kAbstain where there is none): model `reference`'s answers, or with
+// kPluralityReference the plurality of every model of `rec`, tallied as one tier of
+// all of them in column order under `match` (TallyVotes: a tie goes to the group
+// holding the last-listed column's answer; an example every model abstained on has
+// none). NotFound for a reference with no column in `rec`, naming it and listing the
+// models there; InvalidArgument when a model is itself named "plurality" and the
+// reference is that word (ambiguous), or when `match` compares text and `rec` has no
+// label names.
+StatusOr<std::vector<int>> ReferenceAnswers(const Recordings& rec, const std::string& reference,
+                                            const AnswerMatch& match);
 
 // The cascade with each score threshold that has a level (a quantile, see
 // OperatingPoint::score_levels) recomputed on `rec` at that quantile, as the search

@@ -26,6 +26,17 @@ struct ReportRow {
   CascadeSpec cascade;
   EvalResult calib;
   std::optional<EvalResult> test;
+  // Label-free plans (PlanReport::reference): calib and test score agreement with the
+  // reference (their `accuracy`); these are the accuracies against the splits' true
+  // labels, when they have any (TrueLabels).
+  std::optional<double> calib_true_accuracy, test_true_accuracy;
+};
+
+// Label-free plans: the splits' true labels, which the plan did not use, one per
+// example of the split (kAbstain: unknown), or null when the split has none.
+struct TrueLabels {
+  const std::vector<int>* calib = nullptr;
+  const std::vector<int>* test = nullptr;
 };
 
 // 95% bootstrap percentile intervals of the chosen cascade on the test split, paired
@@ -47,6 +58,10 @@ TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, cons
 
 struct PlanReport {
   std::string goal;
+  // Label-free plans (coe plan --reference): the reference whose answers stood in for
+  // the truth ("" for a plan on labels). Every `accuracy` is then the agreement with it
+  // (ReportRow has the true accuracies), and match-best's figures are in `selection`.
+  std::string reference;
   std::string cost_name;
   std::string rules;
   AnswerMatch match;  // how answers were compared with the truth, and in every tier
@@ -85,13 +100,19 @@ struct PlanReport {
 };
 
 // Scores the plan's cascades (and the baselines, planned with the same goal where
-// they involve a choice) on both splits. `test` and `test_costs` may be null.
+// they involve a choice) on both splits. `test` and `test_costs` may be null. For a
+// label-free plan (options.reference set) the splits' truth is the reference's answers
+// and `truth` holds their true labels, if any.
 StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, const PlannerOptions& options,
                                      const Recordings& calib, const CostTable& calib_costs, const Recordings* test,
-                                     const CostTable* test_costs);
+                                     const CostTable* test_costs, const TrueLabels& truth = {});
 
 // JSON with the keys of issue #2: goal, cost, calib_examples, test_examples, searched,
 // seconds, chosen {tiers, calib, test}, baselines [{name, calib, test}], frontier.
+// Label-free plans add: "reference"; in every split of every row "agreement" (= its
+// accuracy) and, with true labels, "true_accuracy"; and in the selection "reference",
+// "epsilon", "confidence", "disagreements", "disagreement_bound" (null with guard
+// none) and "statement" (what the bound says, in words).
 std::string PlanReportToJson(const PlanReport& report);
 // Reads PlanReportToJson's output back: writing what it reads gives the same text.
 // Every value is checked before it is taken (type, range, one exit count per tier):
@@ -103,6 +124,12 @@ std::string PlanReportToJson(const PlanReport& report);
 // statistic and critical; the selection itself is read for goal match-best only.
 // Unknown keys are ignored.
 StatusOr<PlanReport> PlanReportFromJson(const std::string& text, const std::string& source);
+// What a label-free match-best plan (report.reference set) can say of its chosen
+// cascade, in words: with Guard::kNonInferiority "with 95% confidence, accuracy is at
+// most E points below REF's own: ..." (the bound, its disagreements, the candidates
+// corrected for); the point estimate with kNone; or why no cascade was chosen.
+std::string LabelFreeStatement(const PlanReport& report);
+
 // A readable table, with at most `max_frontier` frontier points (0 = all).
 std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 

@@ -15,6 +15,7 @@
 //   POST /v1/chat/completions                    OpenAI chat completions (below)
 //   GET  /v1/models                              the models that answer chat
 //   GET  /v1/models/{id}                         one of them (404 model_not_found otherwise)
+//   POST /coe/reload                             Reload(): the files again (below)
 //
 // Model metadata: platform "coe"; one input "input", FP32, shape [-1, ...input_shape];
 // outputs "label" BYTES [-1], "exit_tier" INT32 [-1], "degraded" BOOL [-1] and
@@ -120,8 +121,22 @@
 // copy); when the last request of 1 MiB or more is done,
 // the server gives malloc's free pages back to the system (malloc_trim).
 //
+// Reload (Server::Reload; POST /coe/reload with an empty body, behind the key like the
+// model routes, 401 in the /v2 shape; coe serve's SIGHUP): ServerOptions::load gives
+// the cascade and catalogue again, a new generation is built beside the serving one and
+// swapped in. A request takes the generation serving when it arrives and keeps it to
+// its answer: its batch (batches are per generation), its cache key (the key holds the
+// cascade's load; the cache is also cleared on reload) and its metrics are its
+// generation's; REST and gRPC share the swap. 200 {"generation", "loaded_at", "model",
+// "models", "tiers"}; a failed load: 500 {"error": "reload failed, still serving
+// generation N: ORIGIN: why", "generation": N} and the old generation serves on; 501
+// without ServerOptions::load; 400 for a body. The /metrics counters read from the
+// members' own statistics (coe_member_calls..., tokens, dollars, upstream calls) are the
+// serving generation's backends': they restart at a reload (a Prometheus counter reset).
+//
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are
-// serialized internally. Ownership: a Server shares ownership of its cascades.
+// serialized internally. Ownership: a Server shares ownership of its cascades; a
+// replaced one lives until the last request holding it is answered.
 #ifndef COE_SERVER_H_
 #define COE_SERVER_H_
 
@@ -143,6 +158,23 @@
 namespace coe {
 
 enum class AccessLog { kOff, kText, kJson };
+
+// A cascade and its catalogue to serve next (Server::Reload).
+struct CascadeSource {
+  CascadeSpec spec;
+  Catalogue catalogue;
+  // Where they came from, for messages (coe serve: "cascade FILE, catalogue FILE").
+  std::string origin;
+};
+
+// What a reload loaded.
+struct ReloadInfo {
+  uint64_t generation = 0;                      // 1 for the server's first cascade, +1 per successful reload
+  int64_t loaded_at = 0;                        // unix seconds
+  std::string model;                            // the cascade's served name
+  std::vector<std::string> models;              // every served model, the cascade first
+  std::vector<std::vector<std::string>> tiers;  // the cascade's members, tier by tier
+};
 
 struct ServerOptions {
   std::string name;                   // the cascade's model name; "" = CascadeSpec::name, else "coe"
@@ -186,9 +218,13 @@ struct ServerOptions {
   // The exact-request response cache of /v1/chat/completions, in bytes (0: off). See
   // "Response cache" above.
   size_t cache_bytes = 0;
-  // Receives startup and access-log lines (no trailing newline); null = stderr.
+  // Receives startup, reload and access-log lines (no trailing newline); null = stderr.
   // Called from I/O and worker threads, concurrently.
   std::function<void(const std::string&)> log;
+  // What Reload() (POST /coe/reload, coe serve's SIGHUP) loads: coe serve's reads its
+  // --cascade and --models files again. Null: Reload() is FailedPrecondition (and the
+  // route 501). Called on the reloading thread, one reload at a time.
+  std::function<StatusOr<CascadeSource>()> load;
 };
 
 struct ServedModel {
@@ -239,14 +275,38 @@ class Server {
   std::vector<std::string> model_names() const;
   // The /metrics page.
   std::string MetricsText() const;
-  // The served models, the cascade first (for other front ends, e.g. gRPC).
-  const std::vector<ServedModel>& models() const;
+  // The served models of the current generation, the cascade first (a copy: a reload
+  // may replace them at any time).
+  std::vector<ServedModel> models() const;
   // Runs `batch` on the served model `name` as an infer request does (admission,
   // batching, metrics): NotFound for an unknown model, InvalidArgument for a model
   // whose members read text (a chat model) or for options.max_tiers != 0 (runs are
   // batched), Unavailable when busy or cancelled by a Shutdown (the server's
   // cancellation flag replaces options.cancelled).
   StatusOr<RunResult> Run(const std::string& name, const InputBatch& batch, const RunOptions& options);
+
+  // Replacement without downtime: builds the cascade of ServerOptions::load() (or of
+  // `source`) as Create does (its served name: options.name, else the new spec's
+  // name, else "coe"; and, with serve_members, its members) while the current one
+  // serves, then swaps it in atomically. Requests admitted before the swap finish on
+  // the cascade they started on (their batches, responses and metrics are its own);
+  // those arriving after it start on the new one. The old cascade's backends are
+  // destroyed (on a thread of the server's) once its last request is done.
+  // Names: a model the new cascade no longer serves (another cascade name, a member
+  // gone) is 404 for new requests; one it adds is served at once. The response cache
+  // keys hold the generation, and a reload clears the cache: no answer of one
+  // cascade is ever served for another.
+  // Failure (a file that does not parse, a model file missing, a backend refused at
+  // load, load unset): the current cascade keeps serving, the status says why (its
+  // message starts "reload failed, still serving generation N: ORIGIN: "). Both
+  // outcomes are logged (options.log) and counted (coe_reloads_total{outcome}; the
+  // gauges coe_cascade_generation and coe_cascade_loaded_timestamp_seconds).
+  // Reloads are serialized. Thread-safe; never call it from a signal handler (coe
+  // serve takes SIGHUP with sigwait on its main thread).
+  StatusOr<ReloadInfo> Reload();
+  StatusOr<ReloadInfo> Reload(const CascadeSource& source);
+  // The generation now serving (1 until the first successful reload).
+  uint64_t generation() const;
 
  private:
   struct Impl;

@@ -147,7 +147,12 @@ struct PlanRequest {
   std::string score_grid = "auto";        // quantiles tried as score thresholds: auto or 1-100
   std::string select = "noninferiority";  // match-best's guard
   SelectOptions select_options;
-  std::string match = "exact";     // how every tier compares answers
+  std::string match = "exact";  // how every tier compares answers
+  // Label-free planning (--reference): a model of the recordings, or "plurality" (coe/
+  // planner.h ReferenceAnswers), whose answers stand in for the truth of both splits;
+  // their label columns, if any, are only reported (ReportRow's true accuracies). ""
+  // plans on the labels. ε and the confidence are select_options.epsilon and alpha.
+  std::string reference;
   std::string objective = "cost";  // cost | latency
   double max_cost = -1;            // with objective latency: a bound on the mean cost (-1: none)
   double max_latency_ms = -1;      // with objective cost: a bound on the mean latency (-1: none)
@@ -170,6 +175,10 @@ struct PlanOutcome {
 
 // Plans over recordings in memory (`test` may be null): the search, match-best's guard
 // and the report beside the baselines. InvalidArgument names the flag of a bad word.
+// The chosen cascade's non-final tiers get their calibrated_agreement with the last
+// tier on `calib` (coe/cascade_spec.h), which ChosenCascadeToml writes. With a
+// reference the splits are copied once to take its answers as their truth; a
+// reference missing from a split is NotFound (ReferenceAnswers).
 StatusOr<PlanOutcome> PlanRecordings(const Recordings& calib, const Recordings* test, const Catalogue& catalogue,
                                      const PlanRequest& request);
 

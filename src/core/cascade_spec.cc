@@ -59,6 +59,13 @@ Status ValidateCascade(const CascadeSpec& spec, const std::string& source) {
     };
     COE_RETURN_IF_ERROR(check(tier.rule.min_agreement, "min_agreement"));
     COE_RETURN_IF_ERROR(check(tier.rule.min_score, "min_score"));
+    if (tier.calibrated_agreement && last)
+      return InvalidArgumentError(where +
+                                  ": calibrated_agreement is an exiting tier's agreement with the last tier; the "
+                                  "last tier has none (remove it)");
+    if (tier.calibrated_agreement && !(*tier.calibrated_agreement >= 0.0 && *tier.calibrated_agreement <= 1.0))
+      return InvalidArgumentError(where + ": calibrated_agreement = " + FormatDouble(*tier.calibrated_agreement) +
+                                  " is outside [0, 1]");
   }
   return Status::Ok();
 }
@@ -111,10 +118,12 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
                                         ": 'members' must be an array of strings");
           tier.members.push_back(*s);
         }
-      } else if (key == "min_agreement" || key == "min_score") {
+      } else if (key == "min_agreement" || key == "min_score" || key == "calibrated_agreement") {
         auto d = v.value<double>();
         if (!d) return InvalidArgumentError(at + ": '" + key + "' must be a number");
-        (key == "min_agreement" ? tier.rule.min_agreement : tier.rule.min_score) = *d;
+        (key == "min_agreement" ? tier.rule.min_agreement
+         : key == "min_score"   ? tier.rule.min_score
+                                : tier.calibrated_agreement) = *d;
       } else if (key == "match") {
         auto m = v.value<std::string>();
         if (!m) return InvalidArgumentError(at + ": 'match' must be a string (exact, number, jaccard:T)");
@@ -123,7 +132,7 @@ StatusOr<CascadeSpec> ParseCascade(std::string_view text, const std::string& sou
         tier.match = *parsed;
       } else {
         return InvalidArgumentError(at + ": unknown key '" + key +
-                                    "' (expected members, min_agreement, min_score, match)");
+                                    "' (expected members, min_agreement, min_score, match, calibrated_agreement)");
       }
     }
     spec.tiers.push_back(std::move(tier));
@@ -146,6 +155,7 @@ std::string CascadeToToml(const CascadeSpec& spec, const std::vector<std::string
     if (t + 1 == spec.tiers.size()) continue;
     if (tier.rule.min_agreement) out += "min_agreement = " + TomlNumber(*tier.rule.min_agreement) + "\n";
     if (tier.rule.min_score) out += "min_score = " + TomlNumber(*tier.rule.min_score) + "\n";
+    if (tier.calibrated_agreement) out += "calibrated_agreement = " + TomlNumber(*tier.calibrated_agreement) + "\n";
   }
   return out;
 }

@@ -146,4 +146,30 @@ StatusOr<EvalResult> EvaluateCascadeCorrect(const CascadeSpec& spec, const Recor
   return Replay(spec, rec, costs, [&](int i, const ExampleOutcome& o) { (*correct)[i] = o.correct; });
 }
 
+StatusOr<std::vector<std::optional<double>>> AgreementWithLastTier(const CascadeSpec& spec, const Recordings& rec,
+                                                                   const CostTable& costs) {
+  std::vector<ExampleOutcome> outcomes;
+  COE_RETURN_IF_ERROR(EvaluateCascade(spec, rec, costs, &outcomes).status());
+  CascadeSpec last;
+  last.tiers.push_back(spec.tiers.back());
+  std::vector<int> last_answers;
+  COE_RETURN_IF_ERROR(EvaluateCascadeAnswers(last, rec, costs, &last_answers).status());
+  static const LabelSet kNoLabels;
+  const size_t tiers = spec.tiers.size();
+  std::vector<int> exits(tiers, 0), same(tiers, 0);
+  std::vector<AnswerMatcher> matchers;
+  for (const TierSpec& tier : spec.tiers) matchers.emplace_back(tier.match, rec.labels ? *rec.labels : kNoLabels);
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const ExampleOutcome& o = outcomes[i];
+    if (static_cast<size_t>(o.exit_tier) + 1 == tiers) continue;
+    ++exits[o.exit_tier];
+    // An abstaining last tier matches nothing (the exit answer is never an abstention).
+    same[o.exit_tier] += last_answers[i] != kAbstain && matchers[o.exit_tier].Same(o.answer, last_answers[i]);
+  }
+  std::vector<std::optional<double>> out(tiers);
+  for (size_t t = 0; t + 1 < tiers; ++t)
+    if (exits[t] > 0) out[t] = static_cast<double>(same[t]) / exits[t];
+  return out;
+}
+
 }  // namespace coe

@@ -309,6 +309,11 @@ std::string Heading(const PlanReport& plan, const std::string& source) {
   h += ".</p><p>Cost model: <b>" + Esc(plan.cost_name) + "</b>" +
        (plan.cost_model.empty() ? std::string() : "; " + Esc(plan.cost_model)) +
        ". Rules searched: " + Esc(plan.rules) + ". Answers compared: " + Esc(plan.match.ToString()) + ".</p>\n";
+  if (!plan.reference.empty())
+    h += "<p><b>Label-free plan</b> against the reference <b>" + Esc(plan.reference) +
+         "</b>: its answers stood in for the truth, so every accuracy here is the agreement with it; the true "
+         "accuracy (against the recordings' labels, not used for planning) follows in parentheses where known." +
+         (plan.goal == "match-best" ? " " + Esc(LabelFreeStatement(plan)) + "." : std::string()) + "</p>\n";
   for (const std::string& w : plan.warnings) h += "<p class=\"flag\">warning: " + Esc(w) + "</p>\n";
   return h;
 }
@@ -388,9 +393,15 @@ std::string RunsTable(const PlanReport& plan, const std::vector<RunFigures>& run
   return h + "</table>\n";
 }
 
+// A split's accuracy; a label-free plan's true accuracy beside it when known.
+std::string AccuracyCell(double accuracy, const std::optional<double>& true_accuracy) {
+  return Pct(accuracy) + (true_accuracy ? " <span class=\"muted\">(true " + Pct(*true_accuracy) + ")</span>" : "");
+}
+
 std::string SplitCells(const ReportRow& r) {
-  return "<td>" + Pct(r.calib.accuracy) + "</td><td>" + Num(r.calib.mean_cost) + "</td><td>" +
-         (r.test ? Pct(r.test->accuracy) : "-") + "</td><td>" + (r.test ? Num(r.test->mean_cost) : "-") + "</td>";
+  return "<td>" + AccuracyCell(r.calib.accuracy, r.calib_true_accuracy) + "</td><td>" + Num(r.calib.mean_cost) +
+         "</td><td>" + (r.test ? AccuracyCell(r.test->accuracy, r.test_true_accuracy) : "-") + "</td><td>" +
+         (r.test ? Num(r.test->mean_cost) : "-") + "</td>";
 }
 
 std::string Page(const PlanReport& plan, const std::string& source, const std::vector<RunFigures>& runs) {

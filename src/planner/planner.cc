@@ -18,9 +18,10 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
   COE_ASSIGN_OR_RETURN(PlanResult result, SearchRows(calib, costs, options, {}));
   const auto t1 = std::chrono::steady_clock::now();
   result.search_seconds = std::chrono::duration<double>(t1 - t0).count();
-  result.target_accuracy = goal.kind == Goal::Kind::kAccuracy
-                               ? goal.value
-                               : static_cast<double>(result.best_single_correct) / result.labeled;
+  result.target_accuracy = goal.kind == Goal::Kind::kAccuracy ? goal.value
+                           : options.reference.empty()
+                               ? static_cast<double>(result.best_single_correct) / result.labeled
+                               : 1 - options.select.epsilon;
   if ((result.rules & (kRuleScore | kRuleVoteAndScore)) && result.labeled < 1000)
     result.warnings.push_back(calib.source + " has " + std::to_string(result.labeled) +
                               " labeled examples for a search of " + std::to_string(result.space_size) +

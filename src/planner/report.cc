@@ -19,14 +19,42 @@ using nlohmann::json;
 
 namespace {
 
+// The share of `truth`'s labeled examples that `outcomes` answer right, each by its
+// answering tier's match (the true accuracy of a label-free plan's row).
+std::optional<double> TrueAccuracy(const CascadeSpec& spec, const Recordings& rec,
+                                   const std::vector<ExampleOutcome>& outcomes, const std::vector<int>& truth) {
+  static const LabelSet kNoLabels;
+  std::vector<AnswerMatcher> matchers;
+  for (const TierSpec& tier : spec.tiers) matchers.emplace_back(tier.match, rec.labels ? *rec.labels : kNoLabels);
+  int labeled = 0, correct = 0;
+  for (size_t i = 0; i < outcomes.size() && i < truth.size(); ++i) {
+    if (truth[i] == kAbstain) continue;
+    ++labeled;
+    correct += matchers[outcomes[i].exit_tier].Same(outcomes[i].answer, truth[i]);
+  }
+  if (labeled == 0) return std::nullopt;
+  return static_cast<double>(correct) / labeled;
+}
+
+// One split's figures of `spec`, with the true accuracy when `truth` is given.
+StatusOr<EvalResult> ScoreSplit(const CascadeSpec& spec, const Recordings& rec, const CostTable& costs,
+                                const std::vector<int>* truth, std::optional<double>* true_accuracy) {
+  if (!truth) return EvaluateCascade(spec, rec, costs);
+  std::vector<ExampleOutcome> outcomes;
+  COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(spec, rec, costs, &outcomes));
+  *true_accuracy = TrueAccuracy(spec, rec, outcomes, *truth);
+  return r;
+}
+
 StatusOr<ReportRow> Score(const std::string& name, const CascadeSpec& spec, const Recordings& calib,
-                          const CostTable& calib_costs, const Recordings* test, const CostTable* test_costs) {
+                          const CostTable& calib_costs, const Recordings* test, const CostTable* test_costs,
+                          const TrueLabels& truth) {
   ReportRow row;
   row.name = name;
   row.cascade = spec;
-  COE_ASSIGN_OR_RETURN(row.calib, EvaluateCascade(spec, calib, calib_costs));
+  COE_ASSIGN_OR_RETURN(row.calib, ScoreSplit(spec, calib, calib_costs, truth.calib, &row.calib_true_accuracy));
   if (test) {
-    COE_ASSIGN_OR_RETURN(EvalResult t, EvaluateCascade(spec, *test, *test_costs));
+    COE_ASSIGN_OR_RETURN(EvalResult t, ScoreSplit(spec, *test, *test_costs, truth.test, &row.test_true_accuracy));
     row.test = std::move(t);
   }
   return row;
@@ -50,13 +78,21 @@ json ResultJson(const EvalResult& r) {
   return j;
 }
 
-json RowJson(const ReportRow& row) {
+// A split's figures; a label-free plan's also as agreement, and its true accuracy.
+json SplitJson(const EvalResult& r, bool label_free, const std::optional<double>& true_accuracy) {
+  json j = ResultJson(r);
+  if (label_free) j["agreement"] = r.accuracy;
+  if (label_free && true_accuracy) j["true_accuracy"] = *true_accuracy;
+  return j;
+}
+
+json RowJson(const ReportRow& row, bool label_free) {
   json j;
   if (!row.name.empty()) j["name"] = row.name;
   j["tiers"] = TiersJson(row.cascade);
   j["cascade"] = row.cascade.ToString();
-  j["calib"] = ResultJson(row.calib);
-  j["test"] = row.test ? ResultJson(*row.test) : json();
+  j["calib"] = SplitJson(row.calib, label_free, row.calib_true_accuracy);
+  j["test"] = row.test ? SplitJson(*row.test, label_free, row.test_true_accuracy) : json();
   return j;
 }
 
@@ -78,11 +114,17 @@ std::string Exits(const EvalResult& r) {
   return s + "%";
 }
 
-// One table line: name, calib acc, calib cost, test acc, test cost, exits, ratio.
-std::string Line(const std::string& label, const ReportRow& row, double ref_cost, bool has_test) {
+// One table line: name, calib acc, calib cost, test acc, test cost, exits, ratio; in a
+// label-free plan the accuracies are agreement with the reference, and the true
+// accuracy (of the split shown) follows when known.
+std::string Line(const std::string& label, const ReportRow& row, double ref_cost, bool has_test, bool label_free) {
   char buf[512];
   const EvalResult& shown = has_test ? *row.test : row.calib;
   std::string extra;
+  if (label_free) {
+    const std::optional<double>& t = has_test ? row.test_true_accuracy : row.calib_true_accuracy;
+    extra += "  true acc " + (t ? Pct(*t) : std::string("-"));
+  }
   if (shown.mean_latency_ms) extra += "  lat " + Num(*shown.mean_latency_ms) + "ms";
   if (shown.mean_bytes_sent) extra += "  sent " + Num(*shown.mean_bytes_sent) + "B";
   if (shown.mean_cost_homogeneous) extra += "  homog " + Num(*shown.mean_cost_homogeneous);
@@ -113,8 +155,12 @@ void WarnIfNoModelIsRight(const Recordings& test, const AnswerMatch& match, cons
 
 StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, const PlannerOptions& options,
                                      const Recordings& calib, const CostTable& calib_costs, const Recordings* test,
-                                     const CostTable* test_costs) {
+                                     const CostTable* test_costs, const TrueLabels& truth) {
+  auto score = [&](const std::string& name, const CascadeSpec& spec) {
+    return Score(name, spec, calib, calib_costs, test, test_costs, truth);
+  };
   PlanReport rep;
+  rep.reference = options.reference;
   rep.goal = goal.ToString();
   rep.cost_name = calib_costs.name;
   rep.rules = RuleKindsToString(plan.rules);
@@ -145,9 +191,9 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
     rep.intervals = BootstrapIntervals(a, b);
     rep.intervals->best_single = plan.best_single;
   }
-  COE_ASSIGN_OR_RETURN(rep.chosen, Score("chosen", plan.chosen.cascade, calib, calib_costs, test, test_costs));
+  COE_ASSIGN_OR_RETURN(rep.chosen, score("chosen", plan.chosen.cascade));
   for (const OperatingPoint& op : plan.frontier) {
-    COE_ASSIGN_OR_RETURN(ReportRow row, Score("", op.cascade, calib, calib_costs, test, test_costs));
+    COE_ASSIGN_OR_RETURN(ReportRow row, score("", op.cascade));
     rep.frontier.push_back(std::move(row));
   }
   // Baselines: the search's models, cheapest first.
@@ -166,8 +212,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   bool any_scores = false;
   for (int m : models) {
     COE_ASSIGN_OR_RETURN(ReportRow row,
-                         Score(calib.models[m].name, SingleModelCascade(calib.models[m].name, options.match), calib,
-                               calib_costs, test, test_costs));
+                         score(calib.models[m].name, SingleModelCascade(calib.models[m].name, options.match)));
     rep.baselines.push_back(std::move(row));
     all_models.tiers[0].members.push_back(calib.models[m].name);
     any_scores |= calib.models[m].has_scores();
@@ -175,7 +220,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   auto family = [&](const std::string& name, const std::string& rules, const PlanResult& fp) -> Status {
     PlanReport::Family f{name, rules, {}};
     for (const OperatingPoint& op : fp.frontier) {
-      COE_ASSIGN_OR_RETURN(ReportRow row, Score("", op.cascade, calib, calib_costs, test, test_costs));
+      COE_ASSIGN_OR_RETURN(ReportRow row, score("", op.cascade));
       f.frontier.push_back(std::move(row));
     }
     if (!f.frontier.empty()) rep.families.push_back(std::move(f));
@@ -188,8 +233,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
     conf.rules = kRuleScore;
     conf.progress = nullptr;
     COE_ASSIGN_OR_RETURN(PlanResult cp, Plan(calib, calib_costs, goal, conf));
-    COE_ASSIGN_OR_RETURN(ReportRow row,
-                         Score("confidence cascade", cp.chosen.cascade, calib, calib_costs, test, test_costs));
+    COE_ASSIGN_OR_RETURN(ReportRow row, score("confidence cascade", cp.chosen.cascade));
     rep.baselines.push_back(std::move(row));
     COE_RETURN_IF_ERROR(family("confidence cascade", "score, one model a tier", cp));
   }
@@ -200,8 +244,7 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
     COE_ASSIGN_OR_RETURN(PlanResult vp, Plan(calib, calib_costs, goal, vote));
     COE_RETURN_IF_ERROR(family("agreement-only cascades", "vote", vp));
   }
-  COE_ASSIGN_OR_RETURN(ReportRow all,
-                       Score("plurality of all models", all_models, calib, calib_costs, test, test_costs));
+  COE_ASSIGN_OR_RETURN(ReportRow all, score("plurality of all models", all_models));
   rep.baselines.push_back(std::move(all));
   if (test) WarnIfNoModelIsRight(*test, options.match, rep.baselines, &rep.warnings);
   return rep;
@@ -251,6 +294,7 @@ TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, cons
 std::string PlanReportToJson(const PlanReport& r) {
   json j;
   j["goal"] = r.goal;
+  if (!r.reference.empty()) j["reference"] = r.reference;
   j["goal_met"] = r.goal_met;
   j["cost"] = r.cost_name;
   j["rules"] = r.rules;
@@ -268,7 +312,7 @@ std::string PlanReportToJson(const PlanReport& r) {
   j["score_grid"] = r.score_grid;
   j["best_single_cost"] = r.best_single_cost;
   j["warnings"] = r.warnings;
-  j["chosen"] = RowJson(r.chosen);
+  j["chosen"] = RowJson(r.chosen, !r.reference.empty());
   j["chosen"].erase("name");
   if (r.goal == "match-best") {
     const Selection& s = r.selection;
@@ -282,7 +326,15 @@ std::string PlanReportToJson(const PlanReport& r) {
       sj["wins_over_best"] = s.wins_over_best;
       sj["losses_to_best"] = s.losses_to_best;
       sj["statistic"] = std::isfinite(s.statistic) ? json(s.statistic) : json();
-      sj["critical"] = s.critical;
+      sj["critical"] = std::isfinite(s.critical) ? json(s.critical) : json();
+    }
+    if (!r.reference.empty()) {
+      sj["reference"] = s.reference;
+      sj["epsilon"] = s.epsilon;
+      sj["confidence"] = 1 - s.alpha;
+      sj["disagreements"] = s.disagreements;
+      sj["disagreement_bound"] = std::isfinite(s.disagreement_bound) ? json(s.disagreement_bound) : json();
+      sj["statement"] = LabelFreeStatement(r);
     }
     j["selection"] = sj;
   }
@@ -298,11 +350,11 @@ std::string PlanReportToJson(const PlanReport& r) {
                                      {"saving", pair(t.saving)}};
   }
   j["baselines"] = json::array();
-  for (const ReportRow& b : r.baselines) j["baselines"].push_back(RowJson(b));
-  auto frontier = [](const std::vector<ReportRow>& rows) {
+  for (const ReportRow& b : r.baselines) j["baselines"].push_back(RowJson(b, !r.reference.empty()));
+  auto frontier = [&](const std::vector<ReportRow>& rows) {
     json a = json::array();
     for (const ReportRow& f : rows) {
-      json fj = RowJson(f);
+      json fj = RowJson(f, !r.reference.empty());
       fj.erase("name");
       a.push_back(fj);
     }
@@ -318,6 +370,7 @@ std::string PlanReportToJson(const PlanReport& r) {
 
 std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   const bool has_test = r.chosen.test.has_value();
+  const bool label_free = !r.reference.empty();
   double ref_cost = 0;
   for (const ReportRow& b : r.baselines)
     if (b.name == r.best_single) ref_cost = has_test ? b.test->mean_cost : b.calib.mean_cost;
@@ -334,20 +387,26 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   s += buf;
   s += has_test ? "; " + std::to_string(r.test_examples) + " test examples\n"
                 : "; no test split (--test): calibration figures only\n";
+  if (label_free)
+    s += "LABEL-FREE plan against the reference " + r.reference +
+         ": its answers stood in for the truth; 'agr' is the agreement with it, 'true acc' the accuracy against the "
+         "true labels where the recordings have them (not used for planning)\n";
   if (!r.budget_name.empty()) {
     std::snprintf(buf, sizeof buf, "within a budget of %.6g %s per example: the chosen cascade's is %.6g\n", r.budget,
                   r.budget_name.c_str(), r.chosen_budget_cost);
     s += buf;
   }
   s += "\n";
-  std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", "calib acc", "calib cost", "test acc",
-                "test cost", "saving", "exits per tier");
+  std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %s\n", "", label_free ? "calib agr" : "calib acc",
+                "calib cost", label_free ? "test agr" : "test acc", "test cost", "saving", "exits per tier");
   std::string header = buf;
   for (const std::string& w : r.warnings) s += "warning: " + w + "\n";
   if (!r.warnings.empty()) s += "\n";
   s += "CHOSEN  " + r.chosen.cascade.ToString() + "\n" + header;
-  s += Line("chosen cascade", r.chosen, ref_cost, has_test);
-  if (r.goal == "match-best") {
+  s += Line("chosen cascade", r.chosen, ref_cost, has_test, label_free);
+  if (r.goal == "match-best" && label_free) {
+    s += "  " + LabelFreeStatement(r) + "\n";
+  } else if (r.goal == "match-best") {
     const Selection& g = r.selection;
     s += "  chosen by the " + GuardName(g.guard) + " guard, on " + g.basis + ": " + Pct(g.accuracy) + " at " +
          Num(g.cost) + " vs " + r.best_single + " " + Pct(g.best_accuracy) + " at " + Num(g.best_cost) + " (" +
@@ -358,13 +417,13 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   if (r.intervals) {
     const TestIntervals& t = *r.intervals;
     s += "  test, 95% bootstrap (" + std::to_string(t.resamples) + " resamples, paired with " + t.best_single +
-         "): accuracy " + Pct(t.accuracy[0]) + " to " + Pct(t.accuracy[1]) + ", minus the best " +
-         Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " + Fmt("%+.2f", 100 * t.accuracy_diff[1]) + " points, cost " +
-         Num(t.cost[0]) + " to " + Num(t.cost[1]) + ", saving " + Fmt("%.2fx", t.saving[0]) + " to " +
-         Fmt("%.2fx", t.saving[1]) + "\n";
+         "): " + (label_free ? "agreement " : "accuracy ") + Pct(t.accuracy[0]) + " to " + Pct(t.accuracy[1]) +
+         ", minus the best " + Fmt("%+.2f", 100 * t.accuracy_diff[0]) + " to " +
+         Fmt("%+.2f", 100 * t.accuracy_diff[1]) + " points, cost " + Num(t.cost[0]) + " to " + Num(t.cost[1]) +
+         ", saving " + Fmt("%.2fx", t.saving[0]) + " to " + Fmt("%.2fx", t.saving[1]) + "\n";
   }
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
-  for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test);
+  for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test, label_free);
   // Up to `max_frontier` points: the cheapest, the most accurate, the chosen one and
   // evenly spaced others (JSON has every point).
   const size_t total = r.frontier.size();
@@ -383,7 +442,7 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
        ")\n" + header;
   for (size_t i = 0; i < total; ++i) {
     if (!show[i]) continue;
-    s += Line("#" + std::to_string(i + 1), r.frontier[i], ref_cost, has_test);
+    s += Line("#" + std::to_string(i + 1), r.frontier[i], ref_cost, has_test, label_free);
     s += "      " + r.frontier[i].cascade.ToString() + "\n";
   }
   return s;
@@ -414,6 +473,26 @@ std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_na
   s += "\n";
   if (r.unanswered) s += "unanswered " + std::to_string(r.unanswered) + " (every member abstained)\n";
   return s;
+}
+
+std::string LabelFreeStatement(const PlanReport& r) {
+  const Selection& s = r.selection;
+  const std::string conf = Fmt("%.4g%%", 100 * (1 - s.alpha)), eps = Fmt("%.4g", 100 * s.epsilon) + " points";
+  if (s.kept_best_single && s.disagreements == 0)
+    return "no cheaper cascade agrees with " + r.reference + " closely enough: " + r.best_single +
+           ", which answers as it does on every calibration input, is chosen";
+  if (!r.goal_met)
+    return "no cascade agrees with " + r.reference + " on at least " + Pct(1 - s.epsilon) + " of the inputs" +
+           (s.guard == Guard::kNone ? "" : " with " + conf + " confidence") +
+           ": the point agreeing most with it is shown (the goal is not met)";
+  if (s.guard == Guard::kNone)
+    return "the chosen cascade disagrees with " + r.reference + " on " + Pct(1 - s.accuracy) +
+           " of the calibration inputs, at most epsilon = " + Pct(s.epsilon) +
+           " (a point estimate, no confidence bound: --select none)";
+  return "with " + conf + " confidence, accuracy is at most " + eps + " below " + r.reference +
+         "'s own: the chosen cascade disagrees with it on " + std::to_string(s.disagreements) +
+         " calibration inputs, and the one-sided Clopper-Pearson bound on its disagreement rate is " +
+         Pct(s.disagreement_bound) + " <= epsilon (Bonferroni over " + std::to_string(s.candidates) + " candidates)";
 }
 
 }  // namespace coe

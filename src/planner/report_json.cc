@@ -226,21 +226,36 @@ EvalResult ReadSplit(JsonReader& in, const Node& split, size_t tiers) {
   return r;
 }
 
+// A label-free plan's split also says its agreement (its accuracy, checked) and may
+// give its true accuracy.
+void ReadLabelFreeSplit(JsonReader& in, const Node& split, const EvalResult& r, std::optional<double>* true_accuracy) {
+  const double agreement = in.Number(split, "agreement", 0, 1);
+  if (in.ok() && agreement != r.accuracy)
+    in.Fail(split.path + ".agreement", "the split's accuracy (" + std::to_string(r.accuracy) + ")",
+            std::to_string(agreement));
+  *true_accuracy = in.OptNumber(split, "true_accuracy", 0, 1);
+}
+
 // A row: `name` (baselines), tiers, cascade (checked; the tiers say it), calib, test.
-ReportRow ReadRow(JsonReader& in, const Node& row, bool named) {
+ReportRow ReadRow(JsonReader& in, const Node& row, bool named, bool label_free) {
   ReportRow r;
   if (!in.IsObject(row)) return r;
   if (named) r.name = in.String(row, "name");
   r.cascade = ReadTiers(in, row);
   in.String(row, "cascade");
-  r.calib = ReadSplit(in, in.Object(row, "calib"), r.cascade.tiers.size());
-  if (std::optional<Node> test = in.OptObject(row, "test")) r.test = ReadSplit(in, *test, r.cascade.tiers.size());
+  const Node calib = in.Object(row, "calib");
+  r.calib = ReadSplit(in, calib, r.cascade.tiers.size());
+  if (label_free) ReadLabelFreeSplit(in, calib, r.calib, &r.calib_true_accuracy);
+  if (std::optional<Node> test = in.OptObject(row, "test")) {
+    r.test = ReadSplit(in, *test, r.cascade.tiers.size());
+    if (label_free) ReadLabelFreeSplit(in, *test, *r.test, &r.test_true_accuracy);
+  }
   return r;
 }
 
-std::vector<ReportRow> ReadRows(JsonReader& in, const Node& obj, const char* key, bool named) {
+std::vector<ReportRow> ReadRows(JsonReader& in, const Node& obj, const char* key, bool named, bool label_free) {
   std::vector<ReportRow> rows;
-  for (const Node& n : in.Array(obj, key)) rows.push_back(ReadRow(in, n, named));
+  for (const Node& n : in.Array(obj, key)) rows.push_back(ReadRow(in, n, named, label_free));
   return rows;
 }
 
@@ -263,7 +278,7 @@ TestIntervals ReadIntervals(JsonReader& in, const Node& t) {
   return iv;
 }
 
-Selection ReadSelection(JsonReader& in, const Node& s) {
+Selection ReadSelection(JsonReader& in, const Node& s, bool label_free) {
   Selection sel;
   const std::string guard = in.String(s, "guard");
   if (in.ok()) {
@@ -288,6 +303,14 @@ Selection ReadSelection(JsonReader& in, const Node& s) {
     sel.statistic = in.OptNumber(s, "statistic").value_or(sel.statistic);
     sel.critical = in.OptNumber(s, "critical").value_or(sel.critical);
   }
+  if (label_free) {
+    sel.reference = in.String(s, "reference");
+    sel.epsilon = in.Number(s, "epsilon", 0, 1);
+    sel.alpha = 1 - in.Number(s, "confidence", 0, 1);
+    sel.disagreements = static_cast<int>(in.Count(s, "disagreements"));
+    sel.disagreement_bound = in.OptNumber(s, "disagreement_bound", 0, 1).value_or(sel.disagreement_bound);
+    in.String(s, "statement");
+  }
   return sel;
 }
 
@@ -300,6 +323,8 @@ StatusOr<PlanReport> PlanReportFromJson(const std::string& text, const std::stri
   const Node root = in.root();
   PlanReport r;
   r.goal = in.String(root, "goal");
+  r.reference = in.OptString(root, "reference").value_or("");
+  const bool label_free = !r.reference.empty();
   r.goal_met = in.Bool(root, "goal_met");
   r.cost_name = in.String(root, "cost");
   r.rules = in.String(root, "rules");
@@ -327,18 +352,18 @@ StatusOr<PlanReport> PlanReportFromJson(const std::string& text, const std::stri
   r.best_single_cost = in.Number(root, "best_single_cost", 0, kInf);
   for (const Node& w : in.Array(root, "warnings")) r.warnings.push_back(in.String(w));
   const Node chosen = in.Object(root, "chosen");
-  r.chosen = ReadRow(in, chosen, false);
+  r.chosen = ReadRow(in, chosen, false, label_free);
   r.chosen.name = "chosen";
   if (std::optional<Node> t = in.OptObject(chosen, "test_intervals")) r.intervals = ReadIntervals(in, *t);
   // PlanReportToJson writes the selection for match-best only.
-  if (in.ok() && r.goal == "match-best") r.selection = ReadSelection(in, in.Object(root, "selection"));
-  r.baselines = ReadRows(in, root, "baselines", true);
-  r.frontier = ReadRows(in, root, "frontier", false);
+  if (in.ok() && r.goal == "match-best") r.selection = ReadSelection(in, in.Object(root, "selection"), label_free);
+  r.baselines = ReadRows(in, root, "baselines", true, label_free);
+  r.frontier = ReadRows(in, root, "frontier", false, label_free);
   for (const Node& f : in.Array(root, "families")) {
     PlanReport::Family family;
     family.name = in.String(f, "name");
     family.rules = in.String(f, "rules");
-    family.frontier = ReadRows(in, f, "frontier", false);
+    family.frontier = ReadRows(in, f, "frontier", false, label_free);
     r.families.push_back(std::move(family));
   }
   r.cost_model = in.OptString(root, "cost_model").value_or("");

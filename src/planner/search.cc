@@ -263,6 +263,10 @@ Status ValidateOptions(const PlannerOptions& options) {
     return InvalidArgumentError("--holdout must be in (0, 1)");
   if (!(options.select.margin >= 0 && options.select.margin < 1))
     return InvalidArgumentError("--margin must be in [0, 1)");
+  if (!(options.select.epsilon >= 0 && options.select.epsilon < 1))
+    return InvalidArgumentError("--epsilon must be in [0, 1)");
+  if (!(options.select.alpha > 0 && options.select.alpha < 1))
+    return InvalidArgumentError("--confidence must be in (0, 1)");
   return Status::Ok();
 }
 
@@ -337,7 +341,9 @@ OperatingPoint ToOperatingPoint(const Problem& p, const Recordings& calib, const
 StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
                                 std::span<const int> rows) {
   if (!calib.has_truth())
-    return InvalidArgumentError(calib.source + ": no 'label' column: the planner needs the truth");
+    return InvalidArgumentError(calib.source +
+                                ": no 'label' column: the planner needs the truth, or a reference to plan "
+                                "against without labels (--reference MODEL or --reference plurality)");
   COE_RETURN_IF_ERROR(search::ValidateOptions(options));
   if (costs.num_examples != calib.num_examples() || costs.num_models != static_cast<int>(calib.models.size()))
     return InvalidArgumentError("cost table does not match " + calib.source);

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "base/binomial.h"
 #include "coe/evaluate.h"
 #include "planner/refit.h"
 #include "planner/search.h"
@@ -119,32 +120,56 @@ PlannerOptions SubSearch(const PlannerOptions& options, int grid) {
   return o;
 }
 
+// Label-free plans: whether `p` agrees with the reference (the truth here) on enough
+// inputs, by the Clopper-Pearson bound on its disagreements at the Bonferroni-corrected
+// level `alpha` (the point estimate with Guard::kNone); records the figures in `sel`.
+bool AgreesEnough(const OperatingPoint& p, int labeled, const SelectOptions& so, double alpha, Selection* sel) {
+  sel->disagreements = labeled - p.correct;
+  if (so.guard == Guard::kNone) return sel->disagreements <= so.epsilon * labeled + 1e-9;
+  sel->disagreement_bound = ClopperPearsonUpper(sel->disagreements, labeled, alpha);
+  return sel->disagreement_bound <= so.epsilon;
+}
+
+// kNone, kMcNemar and kNonInferiority on calibration; label-free plans (a reference:
+// every frontier point a candidate, each held to AgreesEnough) share the candidates'
+// walk, the Bonferroni correction and the fallback to the best single model.
 Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
                            PlanResult* r) {
   const SelectOptions& so = options.select;
+  const bool reference = !options.reference.empty();
   Selection& sel = r->selection;
-  sel.basis = "calibration (" + std::to_string(r->labeled) + " labeled examples)";
+  sel.basis = "calibration (" + std::to_string(r->labeled) +
+              (reference ? " examples the reference answered)" : " labeled examples)");
   sel.best_accuracy = static_cast<double>(r->best_single_correct) / r->labeled;
   sel.best_cost = r->best_single_cost;
   std::vector<const OperatingPoint*> candidates;
   for (const OperatingPoint& p : r->frontier) {
-    if (!NoDearer(p.cost, r->best_single_cost)) continue;
-    if (so.guard != Guard::kNonInferiority && p.correct < r->best_single_correct) continue;
+    if (!reference && !NoDearer(p.cost, r->best_single_cost)) continue;
+    if (!reference && so.guard != Guard::kNonInferiority && p.correct < r->best_single_correct) continue;
     candidates.push_back(&p);
   }
   sel.candidates = static_cast<int>(candidates.size());
+  // Bonferroni over the candidates tested.
+  const double corrected = so.alpha / std::max<size_t>(1, candidates.size());
   std::vector<uint8_t> best, mine;
-  if (so.guard != Guard::kNone)
+  if (so.guard != Guard::kNone && !reference)
     COE_RETURN_IF_ERROR(
         EvaluateCascadeCorrect(SingleModelCascade(r->best_single, options.match), calib, costs, &best).status());
   const int n = r->labeled;
-  sel.critical = so.guard == Guard::kMcNemar ? so.mcnemar_z
-                 : so.guard == Guard::kNonInferiority
-                     ? NormalQuantile(1 - so.alpha / std::max<size_t>(1, candidates.size()))
-                     : 0.0;
+  sel.critical = reference                            ? std::numeric_limits<double>::quiet_NaN()
+                 : so.guard == Guard::kMcNemar        ? so.mcnemar_z
+                 : so.guard == Guard::kNonInferiority ? NormalQuantile(1 - corrected)
+                                                      : 0.0;
+  if (reference) {
+    sel.reference = options.reference;
+    sel.epsilon = so.epsilon;
+    sel.alpha = so.alpha;
+  }
   for (const OperatingPoint* p : candidates) {
     bool pass = true;
-    if (so.guard != Guard::kNone) {
+    if (reference) {
+      pass = AgreesEnough(*p, n, so, corrected, &sel);
+    } else if (so.guard != Guard::kNone) {
       COE_RETURN_IF_ERROR(EvaluateCascadeCorrect(p->cascade, calib, costs, &mine).status());
       const auto [b, c] = Discordant(mine, best);
       sel.wins_over_best = b;
@@ -153,7 +178,6 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
         sel.statistic = b + c > 0 ? (b - c) / std::sqrt(static_cast<double>(b + c)) : 0.0;
         pass = b - c >= so.mcnemar_z * std::sqrt(static_cast<double>(b + c)) - 1e-9;
       } else {
-        // Bonferroni over the candidates tested.
         sel.statistic = NonInferiorityZ(b, c, n, so.margin);
         pass = sel.statistic >= sel.critical;
       }
@@ -168,6 +192,17 @@ Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, cons
   r->chosen = BestSinglePoint(*r, options.match);
   sel.wins_over_best = sel.losses_to_best = 0;
   sel.statistic = std::numeric_limits<double>::quiet_NaN();
+  if (reference) {
+    // No cascade agrees enough: the best single model meets the goal when it is the
+    // reference's equal (every answer the same); else the goal is not met, and the
+    // nearest point is the one agreeing most (as for the other goals).
+    r->goal_met = r->best_single_correct == n;
+    if (!r->goal_met && !r->frontier.empty() && r->frontier.back().correct > r->best_single_correct)
+      r->chosen = r->frontier.back();
+    AgreesEnough(r->chosen, n, so, corrected, &sel);
+    sel.accuracy = r->chosen.accuracy;
+    sel.cost = r->chosen.cost;
+  }
   return Status::Ok();
 }
 
@@ -333,6 +368,12 @@ Status SelectMatchBest(const Recordings& calib, const CostTable& costs, const Pl
   result->selection.guard = options.select.guard;
   result->selection.statistic = result->selection.critical = std::numeric_limits<double>::quiet_NaN();
   result->goal_met = true;
+  if (!options.reference.empty() && options.select.guard != Guard::kNone &&
+      options.select.guard != Guard::kNonInferiority)
+    return InvalidArgumentError("--select " + GuardName(options.select.guard) +
+                                ": with --reference, match-best is chosen by the Clopper-Pearson bound on the "
+                                "disagreement with the reference (--select noninferiority, the default) or by its "
+                                "point estimate (--select none)");
   Status s;
   switch (options.select.guard) {
     case Guard::kNone:

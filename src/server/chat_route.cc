@@ -130,12 +130,12 @@ HttpReply Server::Impl::Render(const ChatReply& reply, const ChatRequest& q) {
 // members sample greedily gets one: its temperature is 0 or absent, and every member's
 // catalogue temperature is 0 (the catalogue's default). The key: the served model's
 // name and load (its cascade), then the canonical request.
-std::string Server::Impl::CacheKey(const ServedModel& m, const CanonicalChatRequest& c) const {
+std::string Server::Impl::CacheKey(const Generation& gen, const ServedModel& m, const CanonicalChatRequest& c) const {
   if (!cache || c.text.empty()) return "";
   bool greedy = !c.temperature || *c.temperature == 0;
   for (const Backend* b : m.cascade->members()) greedy = greedy && b->info().temperature == 0;
   if (!c.seed && !greedy) return "";
-  return m.name + "\n" + std::to_string(loads.at(m.name)) + "\n" + c.text;
+  return m.name + "\n" + std::to_string(gen.loads.at(m.name)) + "\n" + c.text;
 }
 
 // What the cascade answered before, under a new id: no call was made, so no tokens
@@ -184,8 +184,8 @@ int Server::Impl::BudgetStop(const ServedModel& m, const RunOptions& ro, const R
 }
 
 // POST /v1/chat/completions, request in, response out (server_impl.h).
-HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
-                             const std::atomic<bool>* cancelled, ChatStream* stream) {
+HttpReply Server::Impl::Chat(const Generation& gen, std::string body, std::optional<double> header_ceiling,
+                             std::string* model_name, const std::atomic<bool>* cancelled, ChatStream* stream) {
   std::string param;
   auto q = ParseChatRequest(body, &param);
   if (q.ok()) {
@@ -196,15 +196,14 @@ HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceil
   // The cache's canonical request, while the body is here (not for large ones: it would be held besides it).
   const CanonicalChatRequest canonical =
       cache && body.size() < kLargeBytes ? CanonicalizeChatRequest(body, q->max_cost_usd) : CanonicalChatRequest{};
-  auto it = by_name.find(q->model);
-  if (it == by_name.end())
-    return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true, "model");
-  const ServedModel& m = *it->second;
+  const ServedModel* found = gen.Find(q->model);
+  if (!found) return OpenAiError(404, "no model named '" + q->model + "' (see GET /v1/models)", true, "model");
+  const ServedModel& m = *found;
   *model_name = m.name;
-  if (const std::string& why = chat_refusal.at(m.name); !why.empty()) return OpenAiError(400, why, false, "model");
+  if (const std::string& why = gen.chat_refusal.at(m.name); !why.empty()) return OpenAiError(400, why, false, "model");
   const bool messages = m.cascade->spec().input == ChatInput::kMessages;
   if (!messages && !q->beyond_user.empty()) return OpenAiError(400, TemplateRefusal(m.name, *q), false, "messages");
-  const std::string cache_key = CacheKey(m, canonical);
+  const std::string cache_key = CacheKey(gen, m, canonical);
   if (!cache_key.empty())
     if (std::optional<ChatReply> hit = cache->Get(cache_key)) return FromCache(std::move(*hit), *q);
   const std::string id = NewChatId();
@@ -269,7 +268,8 @@ HttpReply Server::Impl::Chat(std::string body, std::optional<double> header_ceil
   return out;
 }
 
-void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, std::shared_ptr<std::string> model) {
+void Server::Impl::ChatRoute(std::shared_ptr<const Generation> gen, http::Request&& request, http::Responder respond,
+                             std::shared_ptr<std::string> model) {
   std::optional<double> ceiling;  // the coe-max-cost-usd header's
   if (const std::string* h = request.Header("coe-max-cost-usd")) {
     ceiling = ParseDouble(*h);
@@ -283,8 +283,8 @@ void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, s
   if (!slot) return respond(Busy(why, true));
   const std::atomic<bool>* cancelled = slot->cancelled();  // lives as long as `respond`
   // The body is shared: OffIo's task is copied, its captures with it.
-  OffIo([this, body = std::make_shared<std::string>(std::move(request.body)), ceiling, model, cancelled,
-         respond = Releasing(std::move(slot), respond)] {
+  OffIo([this, gen = std::move(gen), body = std::make_shared<std::string>(std::move(request.body)), ceiling, model,
+         cancelled, respond = Releasing(std::move(slot), respond)] {
     ChatStream stream(&respond);
     // Out of memory once the stream opened: its status went, the stream ends with an error.
     const http::Responder unless_streamed = [&](http::Reply r) {
@@ -292,7 +292,7 @@ void Server::Impl::ChatRoute(http::Request&& request, http::Responder respond, s
     };
     OutOfMemoryIs503(
         [&] {
-          HttpReply reply = Chat(std::move(*body), ceiling, model.get(), cancelled, &stream);
+          HttpReply reply = Chat(*gen, std::move(*body), ceiling, model.get(), cancelled, &stream);
           if (stream.opened())
             stream.End(reply);
           else
@@ -328,16 +328,16 @@ ChatStream::~ChatStream() {
     stream_->Finish(500, ChatErrorEvent(OpenAiErrorJson(500, "the server failed while streaming the reply")));
 }
 
-http::Reply Server::Impl::ModelList() const {
+http::Reply Server::Impl::ModelList(const Generation& gen) const {
   std::vector<std::string> names;
-  for (const ServedModel& m : models)
-    if (chat_refusal.at(m.name).empty()) names.push_back(m.name);
+  for (const ServedModel& m : gen.models)
+    if (gen.chat_refusal.at(m.name).empty()) names.push_back(m.name);
   return JsonReply(ModelListJson(names, started));
 }
 
-http::Reply Server::Impl::ModelRetrieve(std::string_view id) const {
-  auto it = chat_refusal.find(id);
-  if (it == chat_refusal.end() || !it->second.empty())
+http::Reply Server::Impl::ModelRetrieve(const Generation& gen, std::string_view id) const {
+  auto it = gen.chat_refusal.find(id);
+  if (it == gen.chat_refusal.end() || !it->second.empty())
     return ToReply(
         OpenAiError(404, "no model named '" + std::string(id) + "' answers chat (see GET /v1/models)", true));
   return JsonReply(ModelJson(it->first, started));

@@ -21,8 +21,11 @@ StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const std::string& h
   COE_ASSIGN_OR_RETURN(const void* table, LoadModuleService("grpc", "grpc"));
   const auto* module = static_cast<const GrpcModuleTable*>(table);
   GrpcHost h;
-  for (const ServedModel& m : server->models())
-    h.models.push_back({m.name, m.cascade->input_shape(), m.cascade->labels()});
+  h.find = [server](const std::string& name) -> StatusOr<GrpcModel> {
+    for (const ServedModel& m : server->models())
+      if (m.name == name) return GrpcModel{m.name, m.cascade->input_shape(), m.cascade->labels()};
+    return NotFoundError("no model named '" + name + "'");
+  };
   h.run = [server](const std::string& name, const InputBatch& batch, const RunOptions& options) {
     return server->Run(name, batch, options);
   };

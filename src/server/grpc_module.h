@@ -5,8 +5,8 @@
 // gRPC and what it loads (some 50 shared libraries) cost every process ~20 ms to map
 // and relocate, so they live in a module that only `coe serve --grpc-port` loads
 // (src/backends/module.h: its service "grpc" is a GrpcModuleTable). Of coe it links libcoe_base.so and its own copy of
-// the (stateless) protocol layer, not the server: it sees the server through a GrpcHost (the served models' names,
-// input shapes and labels, and a call that runs a batch as Server::Run does), and the server sees it through
+// the (stateless) protocol layer, not the server: it sees the server through a GrpcHost (a served model's name,
+// input shape and labels, and a call that runs a batch as Server::Run does), and the server sees it through
 // GrpcService's virtual functions; no other symbol crosses.
 #ifndef COE_SERVER_GRPC_MODULE_H_
 #define COE_SERVER_GRPC_MODULE_H_
@@ -33,7 +33,9 @@ struct GrpcModel {
 };
 
 struct GrpcHost {
-  std::vector<GrpcModel> models;  // the cascade first
+  // The served model `name` as the server serves it now (it may be reloaded at any
+  // time: Server::Reload), or NotFound. Thread-safe; outlives the service.
+  std::function<StatusOr<GrpcModel>(const std::string& name)> find;
   // Server::Run: admission, metrics, batching. Thread-safe; outlives the service.
   std::function<StatusOr<RunResult>(const std::string& name, const InputBatch& batch, const RunOptions& options)> run;
 };

@@ -72,9 +72,7 @@ void SetTensor(pb::ModelMetadataResponse::TensorMetadata* t, const char* name, c
 
 class Service final : public pb::GRPCInferenceService::Service {
  public:
-  explicit Service(GrpcHost host) : host_(std::move(host)) {
-    for (const GrpcModel& m : host_.models) by_name_[m.name] = &m;
-  }
+  explicit Service(GrpcHost host) : host_(std::move(host)) {}
 
   grpc::Status ServerLive(grpc::ServerContext*, const pb::ServerLiveRequest*, pb::ServerLiveResponse* res) override {
     res->set_live(true);
@@ -100,17 +98,17 @@ class Service final : public pb::GRPCInferenceService::Service {
   grpc::Status ModelMetadata(grpc::ServerContext*, const pb::ModelMetadataRequest* q,
                              pb::ModelMetadataResponse* res) override {
     return Guarded([&]() -> Status {
-      COE_ASSIGN_OR_RETURN(const GrpcModel* m, Find(q->name(), q->version()));
-      res->set_name(m->name);
+      COE_ASSIGN_OR_RETURN(const GrpcModel m, Find(q->name(), q->version()));
+      res->set_name(m.name);
       res->add_versions("1");
       res->set_platform("coe");
       std::vector<int64_t> shape = {-1};
-      shape.insert(shape.end(), m->input_shape.begin(), m->input_shape.end());
-      if (m->input_shape.empty()) shape.push_back(-1);
+      shape.insert(shape.end(), m.input_shape.begin(), m.input_shape.end());
+      if (m.input_shape.empty()) shape.push_back(-1);
       SetTensor(res->add_inputs(), "input", "FP32", shape);
       for (const CascadeOutput& o : CascadeOutputs()) {
         std::vector<int64_t> dims = {-1};
-        if (o.per_label) dims.push_back(static_cast<int64_t>(m->labels.size()));
+        if (o.per_label) dims.push_back(static_cast<int64_t>(m.labels.size()));
         SetTensor(res->add_outputs(), o.name, DatatypeName(o.type), dims);
       }
       return Status::Ok();
@@ -118,24 +116,24 @@ class Service final : public pb::GRPCInferenceService::Service {
   }
   grpc::Status ModelInfer(grpc::ServerContext*, const pb::ModelInferRequest* q, pb::ModelInferResponse* res) override {
     return Guarded([&]() -> Status {
-      COE_ASSIGN_OR_RETURN(const GrpcModel* m, Find(q->model_name(), q->model_version()));
-      COE_ASSIGN_OR_RETURN(InferRequest req, oip::InferRequestFromProto(*q, m->input_shape));
+      COE_ASSIGN_OR_RETURN(const GrpcModel m, Find(q->model_name(), q->model_version()));
+      COE_ASSIGN_OR_RETURN(InferRequest req, oip::InferRequestFromProto(*q, m.input_shape));
       COE_ASSIGN_OR_RETURN(std::vector<ChosenOutput> chosen, ChooseOutputs(req));
       RunOptions ro;
       ro.want_probs = NeedsProbabilities(chosen);
-      COE_ASSIGN_OR_RETURN(RunResult r, host_.run(m->name, req.batch, ro));
-      oip::InferResponseToProto(CascadeResponse(m->name, req, chosen, r, m->labels), req.raw, res);
+      COE_ASSIGN_OR_RETURN(RunResult r, host_.run(m.name, req.batch, ro));
+      // The labels of the run's own cascade (a reload may have swapped it since Find).
+      oip::InferResponseToProto(CascadeResponse(m.name, req, chosen, r, r.labels), req.raw, res);
       return Status::Ok();
     });
   }
 
  private:
-  StatusOr<const GrpcModel*> Find(const std::string& name, const std::string& version) const {
-    auto it = by_name_.find(name);
-    if (it == by_name_.end()) return NotFoundError("no model named '" + name + "'");
+  StatusOr<GrpcModel> Find(const std::string& name, const std::string& version) const {
+    COE_ASSIGN_OR_RETURN(GrpcModel m, host_.find(name));
     if (!version.empty() && version != "1")
       return NotFoundError("model '" + name + "' has no version '" + version + "' (only 1)");
-    return it->second;
+    return m;
   }
   // No exception leaves a handler (gRPC would answer UNKNOWN without coe's words).
   template <typename F>
@@ -148,7 +146,6 @@ class Service final : public pb::GRPCInferenceService::Service {
   }
 
   const GrpcHost host_;
-  std::map<std::string, const GrpcModel*, std::less<>> by_name_;  // constant after construction
 };
 
 class Listening final : public GrpcService {

@@ -25,8 +25,9 @@ http::Reply InferReply(const InferResponse& res) {
 
 }  // namespace
 
-void Server::Impl::Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw) {
-  if (const std::string& why = tensor_refusal.at(m.name); !why.empty()) return respond_raw(ErrorReply(400, why));
+void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedModel& m, http::Request&& req,
+                         const http::Responder& respond_raw) {
+  if (const std::string& why = gen->tensor_refusal.at(m.name); !why.empty()) return respond_raw(ErrorReply(400, why));
   std::string why;
   std::shared_ptr<Slot> slot = Admit(std::move(req.cancelled), req.body.size(), &why);
   if (!slot) return respond_raw(Busy(why, false));
@@ -42,8 +43,10 @@ void Server::Impl::Infer(const ServedModel& m, http::Request&& req, const http::
       return respond(ErrorReply(400, "Inference-Header-Content-Length must be a byte count"));
     json_size = v;
   }
-  // Shared: OffIo's task is copied, its captures with it.
-  auto work = [this, &m, body = std::make_shared<std::string>(std::move(req.body)), json_size, respond, cancelled] {
+  // Shared: OffIo's task is copied, its captures with it. `m` lives in `gen`, held
+  // by the task and then by `done` until the answer is sent.
+  auto work = [this, gen = std::move(gen), &m, body = std::make_shared<std::string>(std::move(req.body)), json_size,
+               respond, cancelled] {
     auto q = ParseInferRequest(*body, m.cascade->input_shape(), json_size);
     std::string().swap(*body);  // decoded: given back before the run
     if (!q.ok()) return respond(ErrorReply(400, q.status().message()));
@@ -54,7 +57,7 @@ void Server::Impl::Infer(const ServedModel& m, http::Request&& req, const http::
     ro.cancelled = cancelled;
     InputBatch batch = std::move(q->batch);
     auto meta = std::make_shared<InferRequest>(std::move(*q));
-    auto done = [this, &m, meta, chosen = std::move(*chosen), respond, cancelled](StatusOr<RunResult> r) {
+    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled](StatusOr<RunResult> r) {
       if (!r.ok()) {
         const int code = RunErrorCode(r.status(), cancelled);
         return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
@@ -62,7 +65,7 @@ void Server::Impl::Infer(const ServedModel& m, http::Request&& req, const http::
       OutOfMemoryIs503([&] { respond(InferReply(CascadeResponse(m.name, *meta, chosen, *r, m.cascade->labels()))); },
                        respond, false);
     };
-    Status s = batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
+    Status s = gen->batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
     if (!s.ok()) respond(Busy(s.message(), false));
   };
   auto guarded = [this, work = std::move(work), respond] { OutOfMemoryIs503(work, respond, false); };

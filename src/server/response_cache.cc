@@ -41,6 +41,16 @@ void ResponseCache::Put(const std::string& key, ChatReply reply) {
   bytes_ += need;
 }
 
+void ResponseCache::Clear() {
+  std::list<Entry> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    index_.clear();
+    dropped.swap(lru_);
+    bytes_ = 0;
+  }
+}  // `dropped` freed here, outside the lock
+
 CacheStats ResponseCache::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return {hits_, misses_, evictions_, bytes_, lru_.size(), capacity_};

@@ -49,6 +49,8 @@ class ResponseCache {
   // Stores `reply` under `key` (replacing an entry of that key), evicting the least
   // recently used entries until it fits.
   void Put(const std::string& key, ChatReply reply);
+  // Drops every entry (not counted as evictions): a reload's (Server::Reload).
+  void Clear();
   CacheStats Stats() const;
 
  private:

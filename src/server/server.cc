@@ -36,9 +36,12 @@ class SharedBackend : public Backend {
 
 bool IsOpenAiPath(const std::string& path) { return path.starts_with("/v1/"); }
 
-// The routes ServerOptions::api_key guards: a model's (both protocols). Health,
+// The routes ServerOptions::api_key guards: a model's (both protocols) and coe's own
+// (POST /coe/reload). Health,
 // server metadata and metrics stay open: probes and scrapers carry no key.
-bool NeedsKey(const std::string& path) { return path.starts_with("/v1/") || path.starts_with("/v2/models/"); }
+bool NeedsKey(const std::string& path) {
+  return path.starts_with("/v1/") || path.starts_with("/v2/models/") || path.starts_with("/coe/");
+}
 
 // The token of an `Authorization: Bearer <token>` header (the scheme in any case), or
 // nullopt.
@@ -208,8 +211,9 @@ std::optional<http::Reply> Server::Impl::KeyRefusal(const http::Request& request
 }
 
 std::string Server::Impl::MetricsPage() const {
-  return metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, members) +
-         CacheText(cache ? cache->Stats() : CacheStats{});
+  const std::shared_ptr<const Generation> gen = Current();
+  return metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, gen->members) +
+         CacheText(cache ? cache->Stats() : CacheStats{}) + ReloadText(*gen);
 }
 
 // After a response is written: counters and the access log.
@@ -220,7 +224,7 @@ void Server::Impl::Logged(const http::Request& req, const http::Reply& res, cons
 void Server::Impl::Logged(const http::Request& req, int status, size_t bytes_out, const std::string& model,
                           double seconds) {
   if (status >= 400) metrics.CountError(status);
-  if (!model.empty()) metrics.CountRequest(by_name.count(model) ? model : "", status, seconds);
+  if (!model.empty()) metrics.CountRequest(model, status, seconds);  // set once the request's model was found
   if (options.access_log == AccessLog::kOff) return;
   char ms[32];
   std::snprintf(ms, sizeof ms, "%.3f", seconds * 1e3);
@@ -289,27 +293,30 @@ void Server::Impl::Handle(http::Request&& request, http::Responder respond_raw) 
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       return respond(std::move(r));
     }
-    if (path == "/v1/models") return respond(ModelList());
-    if (path.starts_with("/v1/models/")) return respond(ModelRetrieve(std::string_view(path).substr(11)));
+    if (path == "/v1/models") return respond(ModelList(*Current()));
+    if (path.starts_with("/v1/models/")) return respond(ModelRetrieve(*Current(), std::string_view(path).substr(11)));
   }
-  if (method == "POST" && path == "/v1/chat/completions") return ChatRoute(std::move(request), respond, model);
+  if (method == "POST" && path == "/coe/reload") return ReloadRoute(request, respond);
+  // The request's generation: it runs, is batched and answered by this one cascade.
+  std::shared_ptr<const Generation> gen = Current();
+  if (method == "POST" && path == "/v1/chat/completions")
+    return ChatRoute(std::move(gen), std::move(request), respond, model);
   const ModelRoute route = ParseModelRoute(path);
   if (!route.ok) return not_found();
   const bool get = method == "GET" || method == "HEAD";
   if (get == (route.action == "infer") || (method != "POST" && !get)) return not_found();
-  auto it = by_name.find(route.name);
-  if (it == by_name.end()) return respond(ErrorReply(404, "no model named '" + route.name + "'"));
+  const ServedModel* m = gen->Find(route.name);
+  if (!m) return respond(ErrorReply(404, "no model named '" + route.name + "'"));
   if (!route.version.empty() && route.version != "1")
     return respond(ErrorReply(404, "model '" + route.name + "' has no version '" + route.version + "' (only 1)"));
-  const ServedModel& m = *it->second;
-  if (route.action == "") return respond(JsonReply(MetadataJson(m.name, *m.cascade)));
+  if (route.action == "") return respond(JsonReply(MetadataJson(m->name, *m->cascade)));
   if (route.action == "ready") {
     std::string body = "{\"name\":";
-    oip::AppendJsonString(&body, m.name);
+    oip::AppendJsonString(&body, m->name);
     return respond(JsonReply(body + ",\"ready\":true}"));
   }
-  *model = m.name;
-  Infer(m, std::move(request), respond);
+  *model = m->name;
+  Infer(std::move(gen), *m, std::move(request), respond);
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -319,35 +326,87 @@ Server::~Server() {
   Wait();
 }
 
-StatusOr<std::unique_ptr<Server>> Server::Create(const CascadeSpec& spec, const Catalogue& catalogue,
-                                                 const EngineOptions& engine, const ServerOptions& options) {
+StatusOr<std::vector<ServedModel>> ServedModelsOf(const CascadeSpec& spec, const Catalogue& catalogue,
+                                                  const EngineOptions& engine, const std::string& name,
+                                                  bool serve_members) {
   COE_ASSIGN_OR_RETURN(std::unique_ptr<Cascade> built, Cascade::Create(spec, catalogue, engine));
   std::shared_ptr<const Cascade> cascade = std::move(built);
-  const std::string name = !options.name.empty() ? options.name : !spec.name.empty() ? spec.name : "coe";
   std::vector<ServedModel> models = {{name, cascade}};
-  if (options.serve_members) {
-    const std::vector<std::string> names = spec.AllMembers();
-    const std::vector<Backend*> backends = cascade->members();
-    for (size_t k = 0; k < names.size(); ++k) {
-      if (names[k] == name)
-        return InvalidArgumentError("the cascade is served as '" + name +
-                                    "', which is also a member's name; give it another name");
-      CascadeSpec one;
-      one.name = names[k];
-      one.input = spec.input;  // a member served alone reads chat requests as in the cascade
-      one.tiers.push_back(TierSpec{{names[k]}, {}});
-      std::vector<std::unique_ptr<Backend>> b;
-      b.push_back(std::make_unique<SharedBackend>(cascade, backends[k]));
-      const ModelSpec* ms = catalogue.Find(names[k]);
-      const double* cost = ms ? ms->Cost(cascade->cost_name()) : nullptr;
-      EngineOptions eo = engine;
-      eo.cost_key = cascade->cost_name();
-      COE_ASSIGN_OR_RETURN(std::unique_ptr<Cascade> mc,
-                           Cascade::FromBackends(one, std::move(b), {cost ? *cost : 0.0}, eo));
-      models.push_back({names[k], std::shared_ptr<const Cascade>(std::move(mc))});
-    }
+  if (!serve_members) return models;
+  const std::vector<std::string> names = spec.AllMembers();
+  const std::vector<Backend*> backends = cascade->members();
+  for (size_t k = 0; k < names.size(); ++k) {
+    if (names[k] == name)
+      return InvalidArgumentError("the cascade is served as '" + name +
+                                  "', which is also a member's name; give it another name");
+    CascadeSpec one;
+    one.name = names[k];
+    one.input = spec.input;  // a member served alone reads chat requests as in the cascade
+    one.tiers.push_back(TierSpec{{names[k]}, {}});
+    std::vector<std::unique_ptr<Backend>> b;
+    b.push_back(std::make_unique<SharedBackend>(cascade, backends[k]));
+    const ModelSpec* ms = catalogue.Find(names[k]);
+    const double* cost = ms ? ms->Cost(cascade->cost_name()) : nullptr;
+    EngineOptions eo = engine;
+    eo.cost_key = cascade->cost_name();
+    COE_ASSIGN_OR_RETURN(std::unique_ptr<Cascade> mc,
+                         Cascade::FromBackends(one, std::move(b), {cost ? *cost : 0.0}, eo));
+    models.push_back({names[k], std::shared_ptr<const Cascade>(std::move(mc))});
   }
-  return Create(std::move(models), options);
+  return models;
+}
+
+std::string ServedName(const ServerOptions& options, const CascadeSpec& spec) {
+  return !options.name.empty() ? options.name : !spec.name.empty() ? spec.name : "coe";
+}
+
+StatusOr<std::unique_ptr<Server>> Server::Create(const CascadeSpec& spec, const Catalogue& catalogue,
+                                                 const EngineOptions& engine, const ServerOptions& options) {
+  COE_ASSIGN_OR_RETURN(std::vector<ServedModel> models,
+                       ServedModelsOf(spec, catalogue, engine, ServedName(options, spec), options.serve_members));
+  COE_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Create(std::move(models), options));
+  server->impl_->engine = engine;
+  return server;
+}
+
+StatusOr<std::unique_ptr<Generation>> Server::Impl::Build(std::vector<ServedModel> served) {
+  if (served.empty()) return InvalidArgumentError("a server needs at least one model");
+  auto g = std::make_unique<Generation>();
+  g->models = std::move(served);
+  g->loaded_at = NowSeconds();
+  static std::atomic<uint64_t> loads{0};  // of every server of this process
+  std::map<std::string, bool> seen_member;
+  for (const ServedModel& m : g->models) {
+    if (m.name.empty() || m.name.find('/') != std::string::npos)
+      return InvalidArgumentError("invalid model name '" + m.name + "' (empty, or holds '/')");
+    if (!m.cascade) return InvalidArgumentError("model '" + m.name + "' has no cascade");
+    if (!g->by_name.emplace(m.name, &m).second) return InvalidArgumentError("two models named '" + m.name + "'");
+    g->loads[m.name] = ++loads;
+    std::string refusal = ChatRefusal(m.name, *m.cascade);
+    const std::vector<Backend*> ms = m.cascade->members();
+    const bool reads_text = !ms.empty() && ms.front()->info().text_inputs;
+    if (reads_text && !refusal.empty()) return InvalidArgumentError(refusal);  // a chat cascade no route can feed
+    g->tensor_refusal[m.name] = TensorRefusal(m.name, *m.cascade, refusal.empty());
+    g->chat_refusal[m.name] = std::move(refusal);
+    for (Backend* b : m.cascade->members())
+      if (!seen_member[b->info().name]) {
+        seen_member[b->info().name] = true;
+        g->members.push_back(b);
+      }
+  }
+  BatchOptions bo;
+  bo.max_batch = options.max_batch;
+  bo.max_queue_delay_us = options.max_queue_delay_us;
+  bo.queue_timeout_ms = options.queue_timeout_ms;
+  bo.cancel_all = &cancel_all;
+  // Without batching every request runs alone, as many at once as are admitted.
+  bo.workers = options.max_batch > 1 ? options.batch_workers : options.max_inflight;
+  for (const ServedModel& m : g->models) {
+    const ServedModel* mp = &m;
+    g->batchers[m.name] = std::make_unique<Batcher>(
+        m.cascade, bo, [this, mp](const RunResult& r) { metrics.AddRun(mp->name, *mp->cascade, r); });
+  }
+  return g;
 }
 
 StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models, const ServerOptions& options) {
@@ -360,41 +419,10 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
         "max_batch, max_queue_delay_us and queue_timeout_ms must be >= 0, batch_workers and max_connections >= 1");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->models = std::move(models);
   if (options.cache_bytes > 0) impl->cache = std::make_unique<ResponseCache>(options.cache_bytes);
-  static std::atomic<uint64_t> loads{0};  // of every server of this process
-  std::map<std::string, bool> seen_member;
-  for (const ServedModel& m : impl->models) {
-    if (m.name.empty() || m.name.find('/') != std::string::npos)
-      return InvalidArgumentError("invalid model name '" + m.name + "' (empty, or holds '/')");
-    if (!m.cascade) return InvalidArgumentError("model '" + m.name + "' has no cascade");
-    if (!impl->by_name.emplace(m.name, &m).second) return InvalidArgumentError("two models named '" + m.name + "'");
-    impl->loads[m.name] = ++loads;
-    std::string refusal = ChatRefusal(m.name, *m.cascade);
-    const std::vector<Backend*> ms = m.cascade->members();
-    const bool reads_text = !ms.empty() && ms.front()->info().text_inputs;
-    if (reads_text && !refusal.empty()) return InvalidArgumentError(refusal);  // a chat cascade no route can feed
-    impl->tensor_refusal[m.name] = TensorRefusal(m.name, *m.cascade, refusal.empty());
-    impl->chat_refusal[m.name] = std::move(refusal);
-    for (Backend* b : m.cascade->members())
-      if (!seen_member[b->info().name]) {
-        seen_member[b->info().name] = true;
-        impl->members.push_back(b);
-      }
-  }
-  BatchOptions bo;
-  bo.max_batch = options.max_batch;
-  bo.max_queue_delay_us = options.max_queue_delay_us;
-  bo.queue_timeout_ms = options.queue_timeout_ms;
-  bo.cancel_all = &impl->cancel_all;
-  // Without batching every request runs alone, as many at once as are admitted.
-  bo.workers = options.max_batch > 1 ? options.batch_workers : options.max_inflight;
-  Impl* im = impl.get();
-  for (const ServedModel& m : impl->models) {
-    const ServedModel* mp = &m;
-    impl->batchers[m.name] = std::make_unique<Batcher>(
-        m.cascade, bo, [im, mp](const RunResult& r) { im->metrics.AddRun(mp->name, *mp->cascade, r); });
-  }
+  COE_ASSIGN_OR_RETURN(std::unique_ptr<Generation> g, impl->Build(std::move(models)));
+  g->number = 1;
+  impl->Install(std::move(g));
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -466,13 +494,14 @@ void Server::Wait() {
   im.transport.reset();
 }
 
-const std::vector<ServedModel>& Server::models() const { return impl_->models; }
+std::vector<ServedModel> Server::models() const { return impl_->Current()->models; }
 
 StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch, const RunOptions& options) {
   Impl& im = *impl_;
-  auto it = im.batchers.find(name);
-  if (it == im.batchers.end()) return NotFoundError("no model named '" + name + "'");
-  if (const std::string& why = im.tensor_refusal.at(name); !why.empty()) return InvalidArgumentError(why);
+  const std::shared_ptr<const Generation> gen = im.Current();  // held until answered
+  auto it = gen->batchers.find(name);
+  if (it == gen->batchers.end()) return NotFoundError("no model named '" + name + "'");
+  if (const std::string& why = gen->tensor_refusal.at(name); !why.empty()) return InvalidArgumentError(why);
   std::string why;
   size_t bytes = batch.data.size() * sizeof(float);
   for (const std::string& r : batch.texts) bytes += r.size();
@@ -490,14 +519,15 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
 
 std::vector<std::string> Server::model_names() const {
   std::vector<std::string> out;
-  for (const ServedModel& m : impl_->models) out.push_back(m.name);
+  for (const ServedModel& m : impl_->Current()->models) out.push_back(m.name);
   return out;
 }
 
 std::vector<std::string> Server::chat_model_names() const {
+  const std::shared_ptr<const Generation> gen = impl_->Current();
   std::vector<std::string> out;
-  for (const ServedModel& m : impl_->models)
-    if (impl_->chat_refusal.at(m.name).empty()) out.push_back(m.name);
+  for (const ServedModel& m : gen->models)
+    if (gen->chat_refusal.at(m.name).empty()) out.push_back(m.name);
   return out;
 }
 

@@ -105,26 +105,124 @@ class ChatStream : public TokenSink {
 // message), with input = "messages" it must read conversations.
 std::string ChatRefusal(const std::string& name, const Cascade& c);
 
-struct Server::Impl {
-  ServerOptions options;
+// One load of the served cascade (a generation): the models it serves and what the
+// server built of them. Immutable once built; a request takes the current generation
+// (Impl::Current) when it arrives and holds it until it is answered, so it runs, is
+// batched and is answered by one generation whatever reloads meanwhile. An old
+// generation is destroyed when the last request holding it is done, on the Reaper's
+// thread (never a batcher's own worker, which its destructor joins).
+struct Generation {
+  uint64_t number = 0;    // 1 for the cascade the server was created with, +1 per reload
+  int64_t loaded_at = 0;  // unix seconds
+  std::string origin;     // where it came from (CascadeSource::origin), "" when given in process
   std::vector<ServedModel> models;
   std::map<std::string, const ServedModel*, std::less<>> by_name;
   std::map<std::string, std::string, std::less<>> chat_refusal;    // by model: ChatRefusal, "" = serves chat
   std::map<std::string, std::string, std::less<>> tensor_refusal;  // by model: TensorRefusal, "" = takes tensors
   std::vector<Backend*> members;                                   // one per distinct member name
+  // By model: its load, a number no other cascade loaded in this process has (the
+  // response cache's keys hold it, so no generation is answered from another's replies).
+  std::map<std::string, uint64_t, std::less<>> loads;
+  // Declared last: destroyed first (their runs' callbacks read `models`).
+  std::map<std::string, std::unique_ptr<Batcher>, std::less<>> batchers;  // by model
+
+  const ServedModel* Find(std::string_view name) const {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
+  }
+};
+
+// The models a cascade file serves (server.cc): the cascade as `name`, and with
+// serve_members each member on its own (a 1-tier cascade sharing the member's backend).
+StatusOr<std::vector<ServedModel>> ServedModelsOf(const CascadeSpec& spec, const Catalogue& catalogue,
+                                                  const EngineOptions& engine, const std::string& name,
+                                                  bool serve_members);
+// The cascade's served name: options.name, else the spec's name, else "coe".
+std::string ServedName(const ServerOptions& options, const CascadeSpec& spec);
+
+// Destroys retired generations on its own thread: the last request holding one may end
+// on a batcher worker of that generation (whose destructor joins it) or an I/O thread
+// (which must not wait for backends to close). Stop() drains the queue and joins; a
+// generation released after that is destroyed on the releasing thread.
+class Reaper {
+ public:
+  Reaper() : thread_([this] { Loop(); }) {}
+  ~Reaper() { Stop(); }
+  Reaper(const Reaper&) = delete;
+  Reaper& operator=(const Reaper&) = delete;
+  void Retire(Generation* g) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!stop_) {
+        queue_.push_back(g);
+        cv_.notify_one();
+        return;
+      }
+    }
+    delete g;
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      Generation* g = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      delete g;
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;  // guarded by mu_: queue_, stop_
+  std::deque<Generation*> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+struct Server::Impl {
+  ServerOptions options;
+  EngineOptions engine;  // a reload builds its cascade with these
   Metrics metrics;
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
-  // By model: its load, a number no other cascade loaded in this process has (the
-  // response cache's keys hold it).
-  std::map<std::string, uint64_t, std::less<>> loads;
   std::unique_ptr<ResponseCache> cache;  // null: off (ServerOptions::cache_bytes 0)
   const int64_t started =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  // Declared after metrics (their runs count there) and before the transport (whose
-  // requests they answer): destroyed first-declared last.
-  std::map<std::string, std::unique_ptr<Batcher>, std::less<>> batchers;  // by model
-  std::atomic<int64_t> io_wait_us{0};                                     // the transport's, as of the last request
+  std::atomic<int64_t> io_wait_us{0};  // the transport's, as of the last request
+
+  // Reloads: counted by outcome; serialized by reload_mu (one builds at a time, the
+  // generation numbers follow the swaps).
+  std::mutex reload_mu;
+  std::atomic<uint64_t> reloads_ok{0}, reloads_failed{0};
+  // Declared after metrics and cancel_all (the generations' batchers use them) and
+  // before the waiting pool and the transport (whose requests hold generations):
+  // destroyed after them, the reaper last of the three.
+  std::shared_ptr<Reaper> reaper = std::make_shared<Reaper>();
+  mutable std::mutex current_mu;              // guards current
+  std::shared_ptr<const Generation> current;  // never null after Create
+  std::shared_ptr<const Generation> Current() const {
+    std::lock_guard<std::mutex> lock(current_mu);
+    return current;
+  }
+  // Builds a generation of `models` (its number and origin set by the caller), or says
+  // why they cannot be served (Server::Create's checks).
+  StatusOr<std::unique_ptr<Generation>> Build(std::vector<ServedModel> models);
+  // Makes `g` the current generation; the old one lives on while requests hold it.
+  void Install(std::unique_ptr<Generation> g);
+  // POST /coe/reload (off the I/O threads): Server::Reload, answered as JSON.
+  void ReloadRoute(const http::Request& request, const http::Responder& respond);
+  StatusOr<ReloadInfo> Reload(const CascadeSource* source);
   WaitingPool waiting;  // parses large bodies, runs chat requests (they wait on members)
 
   std::mutex mu;       // guards transport
@@ -262,7 +360,9 @@ struct Server::Impl {
     if (!waiting.Post(task)) task();
   }
 
-  void Infer(const ServedModel& m, http::Request&& req, const http::Responder& respond_raw);
+  // POST /v2/models/NAME/infer on model `m` of generation `gen` (held until answered).
+  void Infer(std::shared_ptr<const Generation> gen, const ServedModel& m, http::Request&& req,
+             const http::Responder& respond_raw);
 
   // The 502 of a chat request no tier answered: the upstreams' own words when calls
   // failed, else that the members answered but nothing could be read from them.
@@ -277,7 +377,7 @@ struct Server::Impl {
   // `header_ceiling`: the coe-max-cost-usd header's cost ceiling, if any. With
   // `stream` (ChatRoute's), a request with `stream: true` streams its last tier there;
   // once it opened, the reply returned is the stream's end (ChatStream::End).
-  HttpReply Chat(std::string body, std::optional<double> header_ceiling, std::string* model_name,
+  HttpReply Chat(const Generation& gen, std::string body, std::optional<double> header_ceiling, std::string* model_name,
                  const std::atomic<bool>* cancelled, ChatStream* stream = nullptr);
   std::string NewChatId();
   static int64_t NowSeconds();
@@ -286,7 +386,7 @@ struct Server::Impl {
   // The response cache (chat_route.cc): the key of a request to `m` ("" when it is not
   // cached: the cache is off, the request is large or not deterministic), and a reply
   // from the cache.
-  std::string CacheKey(const ServedModel& m, const CanonicalChatRequest& c) const;
+  std::string CacheKey(const Generation& gen, const ServedModel& m, const CanonicalChatRequest& c) const;
   HttpReply FromCache(ChatReply reply, const ChatRequest& q);
   // A cost ceiling (chat_route.cc): sets ro->max_tiers to the deepest tier it can pay
   // for, or returns the refusal (400) of a ceiling below tier 1's estimated cost.
@@ -307,12 +407,15 @@ struct Server::Impl {
   void Handle(http::Request&& request, http::Responder respond_raw);
 
   // POST /v1/chat/completions on an I/O thread: admits the request and runs Chat off
-  // the I/O threads.
-  void ChatRoute(http::Request&& request, http::Responder respond, std::shared_ptr<std::string> model);
-  // GET /v1/models: the cascades that answer chat requests.
-  http::Reply ModelList() const;
+  // the I/O threads, on generation `gen` (held until answered).
+  void ChatRoute(std::shared_ptr<const Generation> gen, http::Request&& request, http::Responder respond,
+                 std::shared_ptr<std::string> model);
+  // GET /v1/models: the cascades of `gen` that answer chat requests.
+  http::Reply ModelList(const Generation& gen) const;
   // GET /v1/models/{id}: one of them, or 404 (code model_not_found).
-  http::Reply ModelRetrieve(std::string_view id) const;
+  http::Reply ModelRetrieve(const Generation& gen, std::string_view id) const;
+  // The reload series of /metrics (reload.cc).
+  std::string ReloadText(const Generation& gen) const;
   // The /metrics page.
   std::string MetricsPage() const;
   // With ServerOptions::api_key: the 401 of a request to a model route without the key

@@ -36,6 +36,7 @@ StatusOr<PlannerOptions> PlannerOptionsOf(const PlanRequest& r) {
   opt.select = r.select_options;
   opt.select.guard = guard;
   opt.prune = r.prune;
+  opt.reference = r.reference;
   opt.threads = r.threads;
   opt.only = r.only;
   if (!r.rules.empty()) {
@@ -77,8 +78,23 @@ StatusOr<Figures> FiguresOf(const Recordings& rec, const Catalogue& cat, const P
 
 }  // namespace
 
-StatusOr<PlanOutcome> PlanRecordings(const Recordings& calib, const Recordings* test, const Catalogue& cat,
-                                     const PlanRequest& r) {
+namespace {
+
+// Label-free planning: `rec`'s truth becomes the reference's answers; its true labels
+// (if it has any) go to *true_labels.
+Status TakeReferenceAsTruth(Recordings* rec, const PlanRequest& r, std::vector<int>* true_labels) {
+  auto match = AnswerMatch::Parse(r.match);
+  if (!match.ok()) return match.status().WithPrefix("--match");
+  COE_ASSIGN_OR_RETURN(std::vector<int> answers, ReferenceAnswers(*rec, r.reference, *match));
+  *true_labels = std::move(rec->truth);
+  rec->truth = std::move(answers);
+  return Status::Ok();
+}
+
+// PlanRecordings on splits whose truth is what the plan uses; `truth` holds a
+// label-free plan's true labels.
+StatusOr<PlanOutcome> PlanOn(const Recordings& calib, const Recordings* test, const Catalogue& cat,
+                             const PlanRequest& r, const TrueLabels& truth) {
   COE_ASSIGN_OR_RETURN(Goal goal, Goal::Parse(r.goal));
   COE_ASSIGN_OR_RETURN(PlannerOptions opt, PlannerOptionsOf(r));
   CostOptions cost_options = r.cost;
@@ -96,12 +112,39 @@ StatusOr<PlanOutcome> PlanRecordings(const Recordings& calib, const Recordings* 
   PlanOutcome out;
   COE_ASSIGN_OR_RETURN(out.plan, Plan(calib, calib_figures.objective, goal, opt));
   opt.progress = nullptr;
+  CascadeSpec& chosen = out.plan.chosen.cascade;
+  COE_ASSIGN_OR_RETURN(auto agreement, AgreementWithLastTier(chosen, calib, calib_figures.objective));
+  for (size_t t = 0; t < chosen.tiers.size(); ++t) chosen.tiers[t].calibrated_agreement = agreement[t];
   COE_ASSIGN_OR_RETURN(out.report, BuildPlanReport(out.plan, goal, opt, calib, calib_figures.objective, test,
-                                                   test_figures ? &test_figures->objective : nullptr));
+                                                   test_figures ? &test_figures->objective : nullptr, truth));
   out.report.cost_model = r.cost_words.empty() ? "cost per example = " + calib_figures.objective.name : r.cost_words;
   out.goal = goal.ToString();
   out.cost_name = calib_figures.objective.name;
   return out;
+}
+
+// Plans `calib` and `test` (may be null), which this call may change: a reference's
+// answers replace their truth.
+StatusOr<PlanOutcome> PlanOwned(Recordings* calib, Recordings* test, const Catalogue& cat, const PlanRequest& r) {
+  if (r.reference.empty()) return PlanOn(*calib, test, cat, r, {});
+  std::vector<int> calib_truth, test_truth;
+  COE_RETURN_IF_ERROR(TakeReferenceAsTruth(calib, r, &calib_truth));
+  if (test) COE_RETURN_IF_ERROR(TakeReferenceAsTruth(test, r, &test_truth));
+  TrueLabels truth;
+  if (!calib_truth.empty()) truth.calib = &calib_truth;
+  if (!test_truth.empty()) truth.test = &test_truth;
+  return PlanOn(*calib, test, cat, r, truth);
+}
+
+}  // namespace
+
+StatusOr<PlanOutcome> PlanRecordings(const Recordings& calib, const Recordings* test, const Catalogue& cat,
+                                     const PlanRequest& r) {
+  if (r.reference.empty()) return PlanOn(calib, test, cat, r, {});
+  Recordings c = calib;
+  std::optional<Recordings> t;
+  if (test) t = *test;
+  return PlanOwned(&c, t ? &*t : nullptr, cat, r);
 }
 
 StatusOr<PlanOutcome> PlanFromFiles(const PlanFiles& files, const PlanRequest& request,
@@ -117,16 +160,24 @@ StatusOr<PlanOutcome> PlanFromFiles(const PlanFiles& files, const PlanRequest& r
     COE_ASSIGN_OR_RETURN(test, ReadRecordings(files.test, &labels, warnings, read));
     DropUnknownModels(&*test, cat, warnings);
   }
-  COE_ASSIGN_OR_RETURN(PlanOutcome out, PlanRecordings(calib, test ? &*test : nullptr, cat, request));
+  COE_ASSIGN_OR_RETURN(PlanOutcome out, PlanOwned(&calib, test ? &*test : nullptr, cat, request));
   out.calib_source = files.calib;
   return out;
 }
 
 std::string ChosenCascadeToml(const PlanOutcome& p) {
-  return CascadeToToml(p.plan.chosen.cascade,
-                       {"written by coe plan --goal " + p.goal + " on " + p.calib_source,
-                        "calibration accuracy " + std::to_string(p.plan.chosen.accuracy) + ", mean cost " +
-                            std::to_string(p.plan.chosen.cost) + " (" + p.cost_name + ")"});
+  const std::string& reference = p.report.reference;
+  std::vector<std::string> comment = {
+      "written by coe plan --goal " + p.goal + (reference.empty() ? "" : " --reference " + reference) + " on " +
+          p.calib_source,
+      "calibration " + std::string(reference.empty() ? "accuracy " : "agreement with " + reference + " ") +
+          std::to_string(p.plan.chosen.accuracy) + ", mean cost " + std::to_string(p.plan.chosen.cost) + " (" +
+          p.cost_name + ")"};
+  if (p.plan.chosen.cascade.tiers.size() > 1)
+    comment.push_back(
+        "calibrated_agreement: the share of the calibration inputs exiting at the tier on which the last tier "
+        "answers the same (what shadow verification expects)");
+  return CascadeToToml(p.plan.chosen.cascade, comment);
 }
 
 StatusOr<EvalOutcome> EvalRecordings(const CascadeSpec& spec, const Recordings& rec, const Catalogue& cat,

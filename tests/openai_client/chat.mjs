@@ -1,4 +1,8 @@
 // The official OpenAI client (npm `openai`) against coe serve's front door.
+// openai 6 (native fetch): v4 read through node-fetch 2.7.0, which on Debian 12's nodejs
+// 18.20.4+dfsg-1~deb12u3 (the CVE-2026-48931 http.Agent fix) throws "Premature close" after
+// a complete chunked reply over a kept-alive connection, from Node's own http server too
+// (the fresh-machine lane, 2026-12-07; reproduced with a 20-line Node server: v4 fails, v6 passes).
 // Usage: node chat.mjs BASE_URL MODEL PROMPT TOOL_PROMPT API_KEY
 // Prints one JSON object: a plain completion, a streamed one (with usage; `pieces`:
 // the chunks that carried content), a conversation (system prompt, earlier turns)
