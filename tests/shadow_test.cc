@@ -46,7 +46,9 @@ TEST(ShadowChosen, TakesTheShareByIdAlone) {
     EXPECT_EQ(ShadowChosen(id, 0.3), ShadowChosen(id, 0.3));
     EXPECT_FALSE(ShadowChosen(id, 0));
     EXPECT_TRUE(ShadowChosen(id, 1));
-    if (ShadowChosen(id, 0.1)) EXPECT_TRUE(ShadowChosen(id, 0.2)) << "a larger share keeps the smaller's ids";
+    if (ShadowChosen(id, 0.1)) {
+      EXPECT_TRUE(ShadowChosen(id, 0.2)) << "a larger share keeps the smaller's ids";
+    }
   }
 }
 
