@@ -56,14 +56,19 @@ void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedMode
     ro.want_probs = NeedsProbabilities(*chosen);
     ro.cancelled = cancelled;
     InputBatch batch = std::move(q->batch);
+    // Shadow verification: the examples chosen by the request's id (else their bytes).
+    std::shared_ptr<ShadowPick> shadow =
+        PickShadow(*gen, m, batch.View(), q->id && !q->id->empty() ? ShadowKeys(*q->id, batch.size()) : ShadowKeys());
     auto meta = std::make_shared<InferRequest>(std::move(*q));
-    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled](StatusOr<RunResult> r) {
+    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled,
+                 shadow = std::move(shadow)](StatusOr<RunResult> r) {
       if (!r.ok()) {
         const int code = RunErrorCode(r.status(), cancelled);
         return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
       }
       OutOfMemoryIs503([&] { respond(InferReply(CascadeResponse(m.name, *meta, chosen, *r, m.cascade->labels()))); },
                        respond, false);
+      if (shadow) Shadow(gen, m, *shadow, *r);  // the reply went out
     };
     Status s = gen->batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
     if (!s.ok()) respond(Busy(s.message(), false));

@@ -1,11 +1,35 @@
 #include "server/shadow.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "base/binomial.h"
 
 namespace coe {
+
+Status CheckShadowOptions(const ShadowOptions& o) {
+  auto bad = [](const char* field, const char* flag, const std::string& value, const std::string& range) {
+    return InvalidArgumentError(std::string("shadow ") + field + " (coe serve " + flag + ") is " + value +
+                                "; it must be " + range);
+  };
+  auto number = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", x);
+    return std::string(buf);
+  };
+  if (!(o.share >= 0 && o.share <= 1)) return bad("share", "--shadow", number(o.share), "in [0, 1] (0: off)");
+  if (o.window < 1) return bad("window", "--shadow-window", std::to_string(o.window), "at least 1");
+  if (!(o.confidence > 0 && o.confidence < 1))
+    return bad("confidence", "--shadow-confidence", number(o.confidence), "in (0, 1), e.g. 0.95");
+  if (!(o.margin >= 0 && o.margin < 1)) return bad("margin", "--shadow-margin", number(o.margin), "in [0, 1)");
+  if (o.min_samples < 1 || o.min_samples > o.window)
+    return bad("min_samples", "--shadow-min-samples", std::to_string(o.min_samples),
+               "in [1, window] (window " + std::to_string(o.window) + ")");
+  if (o.max_queued < 1) return bad("max_queued", "--shadow-queue", std::to_string(o.max_queued), "at least 1");
+  if (o.workers < 1) return bad("workers", "--shadow-workers", std::to_string(o.workers), "at least 1");
+  return Status::Ok();
+}
 
 bool ShadowChosen(std::string_view id, double share) {
   if (!(share > 0)) return false;
@@ -65,9 +89,9 @@ std::string ShadowMonitor::Add(const std::string& model, int exit_tier, bool agr
   return line;
 }
 
-void ShadowMonitor::Skipped() {
+void ShadowMonitor::Skipped(int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
-  skipped_++;
+  skipped_ += n;
 }
 
 nlohmann::json ShadowMonitor::Health() const {
@@ -146,6 +170,73 @@ std::string ShadowMetricsText(const std::map<std::string, nlohmann::json>& healt
       }
     });
   return out;
+}
+
+ShadowRunner::ShadowRunner(int max_queued, int workers) : max_queued_(static_cast<size_t>(std::max(1, max_queued))) {
+  for (int i = 0; i < std::max(1, workers); ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+ShadowRunner::~ShadowRunner() {
+  Cancel();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+bool ShadowRunner::Post(Job job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || queue_.size() + running_ >= max_queued_) return false;
+    queue_.push_back(std::move(job));
+    posted_++;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void ShadowRunner::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and Cancel emptied the queue
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    running_++;
+    lock.unlock();
+    job.run(stop_);
+    job = Job{};  // its captures (a generation) released off the lock
+    lock.lock();
+    running_--;
+    done_++;
+    cv_.notify_all();
+  }
+}
+
+void ShadowRunner::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = posted_;
+  cv_.wait(lock, [&] { return done_ >= target; });
+}
+
+void ShadowRunner::Cancel() {
+  std::lock_guard<std::mutex> cancel(cancel_mu_);
+  std::deque<Job> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    dropped.swap(queue_);
+  }
+  for (Job& job : dropped) job.skip();
+  const size_t skipped = dropped.size();
+  dropped.clear();  // their captures released before the wait
+  std::unique_lock<std::mutex> lock(mu_);
+  done_ += skipped;
+  cv_.wait(lock, [this] { return running_ == 0; });
+  stop_ = false;
+  cv_.notify_all();
 }
 
 }  // namespace coe

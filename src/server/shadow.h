@@ -17,28 +17,32 @@
 // each change is a log line. A window (not all requests since start) lets the alarm
 // see drift that a long stationary past would hide, and clear after it.
 //
-// Thread safety: every method may be called from any thread (one mutex).
+// ShadowRunner: the bounded queue and the workers the shadow runs wait in and run on.
+//
+// Thread safety: every method may be called from any thread (one mutex each).
 #ifndef COE_SERVER_SHADOW_H_
 #define COE_SERVER_SHADOW_H_
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
+
+#include "coe/server.h"
 
 namespace coe {
 
-struct ShadowOptions {
-  double share = 0;          // F in (0, 1]; 0: off
-  int window = 500;          // shadowed requests judged per tier: the latest
-  double confidence = 0.95;  // of the interval
-  double margin = 0.05;      // the alarm: upper bound < expected - margin
-  int min_samples = 50;      // no alarm on fewer in a window
-};
+// InvalidArgument naming the first field of `o` out of its range (coe/server.h), with
+// coe serve's flag for it.
+Status CheckShadowOptions(const ShadowOptions& o);
 
 // Whether the request `id` is in the shadowed share: a 64-bit hash of its bytes
 // (FNV-1a, then SplitMix64's finaliser), as a fraction of 2^64, below `share`.
@@ -54,9 +58,9 @@ class ShadowMonitor {
   // whether the last tier agreed, what its shadow run cost. Returns the line to log
   // when the tier's alarm rose or cleared, "" otherwise. `model` names it there.
   std::string Add(const std::string& model, int exit_tier, bool agreed, double cost);
-  // A chosen request whose shadow run could not be made (the server was busy or
-  // stopping, the last tier failed): counted, not judged.
-  void Skipped();
+  // `n` chosen examples whose shadow run could not be made (the queue was full, the
+  // server stopping, the last tier failed): counted, not judged.
+  void Skipped(int64_t n = 1);
 
   // What GET /coe/plan-health says of this model: {"share", "window", "confidence",
   // "margin", "cost", "skipped", "tiers": [{"tier", "shadowed", "agreed", "window_n",
@@ -79,6 +83,43 @@ class ShadowMonitor {
   std::vector<Tier> tiers_;
   double cost_ = 0;
   int64_t skipped_ = 0;
+};
+
+// Shadow runs, off every request's path: at most max_queued jobs wait or run, on
+// `workers` threads of their own. A job is `run(stop)` (its run sees `stop` as its
+// RunOptions::cancelled) and `skip()` when it will not run (Cancel, destruction).
+class ShadowRunner {
+ public:
+  struct Job {
+    std::function<void(const std::atomic<bool>& stop)> run;
+    std::function<void()> skip;
+  };
+  ShadowRunner(int max_queued, int workers);
+  ~ShadowRunner();  // Cancel(), then joins the workers
+  ShadowRunner(const ShadowRunner&) = delete;
+  ShadowRunner& operator=(const ShadowRunner&) = delete;
+
+  // Queues `job` unless max_queued jobs wait or run (then false: the caller skips it).
+  // Never waits.
+  bool Post(Job job);
+  // Waits until every job posted before the call has run or been skipped.
+  void Flush();
+  // Skips every queued job, cancels those running (their `stop` is set) and waits
+  // for them to end; jobs posted afterwards run again. For a server's shutdown.
+  void Cancel();
+
+ private:
+  void Loop();
+  const size_t max_queued_;
+  std::mutex mu_;
+  std::condition_variable cv_;      // guarded by mu_: queue_, running_, done_, stopping_
+  std::deque<Job> queue_;           // under mu_
+  size_t running_ = 0;              // under mu_
+  uint64_t posted_ = 0, done_ = 0;  // under mu_: jobs posted, and run or skipped
+  bool stopping_ = false;           // under mu_: the destructor's
+  std::atomic<bool> stop_{false};   // the runs' cancellation (Cancel, destruction)
+  std::mutex cancel_mu_;            // serializes Cancel
+  std::vector<std::thread> threads_;
 };
 
 // The Prometheus series (coe_shadow_*) of every model's Health(), by model.
