@@ -361,8 +361,9 @@ class Server {
   uint64_t generation() const;
 
   // Shadow verification: what GET /coe/plan-health answers (see above); and a wait
-  // until every shadow run queued before the call has ended (for tests and benches:
-  // replies never wait for shadow runs).
+  // until every request whose reply was handed over before the call has queued its
+  // shadow run (or skipped it) and every shadow run queued has ended (for tests and
+  // benches: replies never wait for shadow runs).
   std::string PlanHealthJson() const;
   void FlushShadow();
 

@@ -243,9 +243,12 @@ struct Server::Impl {
   // (none without an id: the examples' bytes choose).
   static std::vector<std::string> ShadowKeys(const std::string& id = "", int64_t n = 0);
   std::shared_ptr<ShadowPick> PickShadow(const Generation& gen, const ServedModel& m, const InputView& inputs,
-                                         std::span<const std::string> keys) const;
-  void Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, const ShadowPick& pick,
-              const RunResult& r);
+                                         std::span<const std::string> keys);
+  void Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick, const RunResult& r);
+  // Picks made whose Shadow has not posted yet (Server::FlushShadow waits for none).
+  std::mutex shadow_mu;
+  std::condition_variable shadow_cv;  // guarded by shadow_mu: shadow_pending fell to 0
+  int64_t shadow_pending = 0;         // under shadow_mu
   // The shadow run of `job` (on a shadow worker).
   struct ShadowJob;
   void RunShadow(const Generation& gen, const ServedModel& m, const ShadowJob& job, const std::atomic<bool>& stop);

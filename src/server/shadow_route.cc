@@ -8,7 +8,23 @@
 
 namespace coe {
 
+// Counted in shadow_pending from PickShadow until Shadow has posted its run (or the
+// request ended without an answer): FlushShadow waits for both.
 struct Server::Impl::ShadowPick {
+  explicit ShadowPick(Impl* im) : im(im) {
+    std::lock_guard<std::mutex> lock(im->shadow_mu);
+    im->shadow_pending++;
+  }
+  ~ShadowPick() { Settle(); }
+  ShadowPick(const ShadowPick&) = delete;
+  ShadowPick& operator=(const ShadowPick&) = delete;
+  void Settle() {
+    if (settled.exchange(true)) return;
+    std::lock_guard<std::mutex> lock(im->shadow_mu);
+    if (--im->shadow_pending == 0) im->shadow_cv.notify_all();
+  }
+  Impl* const im;
+  std::atomic<bool> settled{false};
   std::vector<int> rows;  // the chosen examples of the run
   InputBatch batch;       // their inputs
 };
@@ -49,7 +65,7 @@ std::vector<std::string> Server::Impl::ShadowKeys(const std::string& id, int64_t
 
 std::shared_ptr<Server::Impl::ShadowPick> Server::Impl::PickShadow(const Generation& gen, const ServedModel& m,
                                                                    const InputView& inputs,
-                                                                   std::span<const std::string> keys) const {
+                                                                   std::span<const std::string> keys) {
   if (!shadow_runner || !gen.shadow.contains(m.name)) return nullptr;
   std::vector<int> rows;
   for (int64_t i = 0; i < inputs.n; ++i) {
@@ -59,14 +75,18 @@ std::shared_ptr<Server::Impl::ShadowPick> Server::Impl::PickShadow(const Generat
     if (ShadowChosen(key, options.shadow.share)) rows.push_back(static_cast<int>(i));
   }
   if (rows.empty()) return nullptr;
-  auto pick = std::make_shared<ShadowPick>();
+  auto pick = std::make_shared<ShadowPick>(this);
   pick->batch = inputs.Gather(rows);
   pick->rows = std::move(rows);
   return pick;
 }
 
-void Server::Impl::Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, const ShadowPick& pick,
+void Server::Impl::Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick,
                           const RunResult& r) {
+  struct Settled {  // however this ends: posted, skipped or nothing to run
+    ShadowPick& pick;
+    ~Settled() { pick.Settle(); }
+  } settled{pick};
   ShadowMonitor* monitor = gen->shadow.at(m.name).get();
   auto job = std::make_shared<ShadowJob>();
   std::vector<int> exited;  // indices into pick.batch
@@ -131,7 +151,13 @@ std::string Server::Impl::PlanHealth() const {
 std::string Server::PlanHealthJson() const { return impl_->PlanHealth(); }
 
 void Server::FlushShadow() {
-  if (impl_->shadow_runner) impl_->shadow_runner->Flush();
+  Impl& im = *impl_;
+  if (!im.shadow_runner) return;
+  {
+    std::unique_lock<std::mutex> lock(im.shadow_mu);
+    im.shadow_cv.wait(lock, [&] { return im.shadow_pending == 0; });
+  }
+  im.shadow_runner->Flush();
 }
 
 }  // namespace coe
