@@ -39,7 +39,7 @@ ALLOWED = {
 PUBLIC = {
     "status.h": "base", "labels.h": "base", "tensor.h": "base", "files.h": "base",
     "paths.h": "base", "member_output.h": "base",
-    "recordings.h": "data", "catalogue.h": "data", "dataset.h": "data",
+    "recordings.h": "data", "catalogue.h": "data", "dataset.h": "data", "request_log.h": "data",
     "protocol.h": "protocol",
     "cost_model.h": "cost",
     "rules.h": "core", "cascade_spec.h": "core", "evaluate.h": "core",

@@ -141,9 +141,10 @@ struct DriftOutcome {
 // Serves lab.ladder on loopback with `shadow` and sends `traffic` (question ids) one
 // request at a time, in order, waiting after each for its shadow run (FlushShadow):
 // the monitor sees the verdicts in request order, so the outcome is the same on every
-// run. `nonce` tells runs apart (it is in every request's content).
+// run. `nonce` tells runs apart (it is in every request's content). With
+// `stop_at_alarm`, the traffic ends at the alarm.
 inline DriftOutcome RunDrift(DriftLab& lab, const std::vector<std::string>& traffic, const ShadowOptions& shadow,
-                             const std::string& nonce) {
+                             const std::string& nonce, bool stop_at_alarm = false) {
   DriftOutcome out;
   std::mutex mu;
   std::vector<std::string> lines;
@@ -188,6 +189,7 @@ inline DriftOutcome RunDrift(DriftLab& lab, const std::vector<std::string>& traf
     (*server)->FlushShadow();
     std::lock_guard<std::mutex> lock(mu);
     if (out.alarm_at < 0 && !lines.empty()) out.alarm_at = static_cast<int>(k);
+    if (stop_at_alarm && out.alarm_at >= 0) break;
   }
   out.health = nlohmann::json::parse((*server)->PlanHealthJson());
   out.metrics = (*server)->MetricsText();

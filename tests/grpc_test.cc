@@ -566,6 +566,57 @@ TEST(GrpcStart, BadArgumentsAndBusyPort) {
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable) << second.status().ToString();
 }
 
+// With a request log, a gRPC request is logged by its id, or by one made for it that
+// its response carries; each example's line holds the members' answers and the
+// cascade's (coe/request_log.h).
+TEST(GrpcRequestLog, LogsByTheRequestsIdOrOneMadeForIt) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("coe_grpc_log_" + std::to_string(::getpid()) + ".log")).string();
+  ServerOptions so;
+  so.request_log.path = path;
+  auto s = Server::Create(TwoTier(), ParseOrDie(ZooToml()), EngineOptions{.threads = 2}, so);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto g = GrpcFrontend::Start("127.0.0.1", 0, s->get(), GrpcOptions{});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto stub = pb::GRPCInferenceService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*g)->port()), grpc::InsecureChannelCredentials()));
+  std::vector<std::string> labels;
+  auto infer = [&](const pb::ModelInferRequest& q) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    pb::ModelInferResponse res;
+    ClientCall scope;
+    EXPECT_TRUE(stub->ModelInfer(&ctx, q, &res).ok());
+    for (const auto& o : res.outputs())
+      if (o.name() == "label")
+        for (const std::string& l : o.contents().bytes_contents()) labels.push_back(l);
+    return res.id();
+  };
+  const InputBatch in = TestImages(3);
+  const std::string made = infer(Request(in.Slice(0, 2), false));
+  EXPECT_FALSE(made.empty()) << "a request without an id gets one";
+  pb::ModelInferRequest named = Request(in.Slice(2, 3), false);
+  named.set_id("g1");
+  EXPECT_EQ(infer(named), "g1");
+  (*g)->Stop();
+  s->reset();
+  std::ifstream file(path);
+  std::vector<json> lines;
+  for (std::string line; std::getline(file, line);) lines.push_back(json::parse(line));
+  std::filesystem::remove(path);
+  std::filesystem::remove_all(path + ".tensors");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["id"], made + "/0");
+  EXPECT_EQ(lines[1]["id"], made + "/1");
+  EXPECT_EQ(lines[2]["id"], "g1");
+  ASSERT_EQ(labels.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(lines[i]["route"], "grpc");
+    EXPECT_EQ(lines[i]["answer"], labels[i]);
+    EXPECT_GE(lines[i]["members"].size(), 2u);
+  }
+}
+
 // A reload (Server::Reload, what POST /coe/reload and SIGHUP call) is seen by gRPC too:
 // the next call runs the new cascade (one tier: every exit is tier 1) and a member the
 // new cascade dropped is NOT_FOUND.

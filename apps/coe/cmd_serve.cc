@@ -30,6 +30,10 @@ struct ServeFlags {
   double max_body_mb = 32, cache_mb = 0;
   std::string api_key_env;  // the variable holding the front door's key ("": no key)
   bool json_log = false, quiet = false;
+  std::string log;  // the request log ("": none)
+  double log_max_mb = 100;
+  int log_keep = 5;
+  bool log_redact = false;
 #ifdef COE_HAVE_SERVER
   ShadowOptions shadow;  // --shadow and its options
 #endif
@@ -99,6 +103,10 @@ int RunServe(const ServeFlags& f) {
   so.access_log = f.quiet ? AccessLog::kOff : f.json_log ? AccessLog::kJson : AccessLog::kText;
   so.api_key = std::move(*key);
   so.cache_bytes = static_cast<size_t>(f.cache_mb * (1 << 20));
+  so.request_log.path = f.log;
+  so.request_log.max_bytes = static_cast<uint64_t>(f.log_max_mb * (1 << 20));
+  so.request_log.keep = f.log_keep;
+  so.request_log.redact = f.log_redact;
   so.shadow = f.shadow;  // checked by Server::Create (naming the flag)
   // SIGHUP and POST /coe/reload read both files again.
   so.load = [cascade = f.cascade, models = f.models]() -> StatusOr<CascadeSource> {
@@ -270,6 +278,22 @@ void AddServeCommands(CLI::App& app) {
                    "\"cached\": true")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1048576.0));
+  serve
+      ->add_option("--log", f->log,
+                   "request log: a JSON line per answered example (id, model, its input as the members saw it, the "
+                   "answer, exit tier, each reached member's answer, cost, ms, degraded; tensors as a hash, their "
+                   "bytes in FILE.tensors/<hash>.bin), for coe record --data FILE. Off without it; a file that "
+                   "cannot be opened stops coe from starting")
+      ->type_name("FILE");
+  serve->add_option("--log-max-mb", f->log_max_mb, "request log: rotate FILE to FILE.1 before it passes this size")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1048576.0));
+  serve->add_option("--log-keep", f->log_keep, "request log: rotated files kept (FILE.1 .. FILE.K)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
+  serve->add_flag("--log-redact", f->log_redact,
+                  "request log: ids and answers only, never inputs (no text, no tensor bytes); such a log cannot "
+                  "be recorded on");
 #ifdef COE_HAVE_SERVER
   AddShadowFlags(serve, &f->shadow);
 #endif

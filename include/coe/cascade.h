@@ -73,6 +73,14 @@ struct MemberFailure {
   friend bool operator==(const MemberFailure&, const MemberFailure&) = default;
 };
 
+// One reached member's answer on one example (RunOptions::want_members).
+struct MemberAnswer {
+  int member = 0;       // index into Cascade::members() (AllMembers() order)
+  std::string answer;   // its label or text answer; "" = abstained, or failed
+  bool failed = false;  // the call failed (no answer; RunResult::failures says why)
+  friend bool operator==(const MemberAnswer&, const MemberAnswer&) = default;
+};
+
 struct RunResult {
   // The labels of this run: the cascade's (Cascade::labels(), same indices) and then
   // every text answer a member with open labels gave (a chat model's).
@@ -100,6 +108,9 @@ struct RunResult {
   // That member's tool calls and logprobs (Prediction::tool_calls, logprobs), "" = none.
   std::vector<std::string> tool_calls, logprobs;
   std::vector<int64_t> tokens_in, tokens_out;
+  // Per example, when RunOptions::want_members: every member of every tier it reached,
+  // tiers in turn, each tier's in its order (what the request log writes).
+  std::vector<std::vector<MemberAnswer>> member_answers;
   std::vector<TierStats> tiers;
   // Per member (in AllMembers() order): predictions it made and seconds spent in them.
   std::vector<uint64_t> member_examples;
@@ -109,6 +120,7 @@ struct RunResult {
 
 struct RunOptions {
   bool want_probs = false;
+  bool want_members = false;  // fill RunResult::member_answers
   // When set (true) while the run goes on, the run is cancelled: no tier starts after
   // it is seen, backends see it in InputView::cancelled (the HTTP ones abort their
   // calls in flight), and Run returns Unavailable. The server sets it when a client

@@ -11,6 +11,9 @@
 //  - JSONL (a .jsonl file) for chat-model members: one JSON object a line with "id"
 //    (string or integer), the fields the prompt templates name, and optionally
 //    "label"; each object becomes a text input (InputBatch::texts).
+//  - A request log of `coe serve --log` (coe/request_log.h; a file that begins with
+//    {"coe_request_log":, whatever its extension): its logged inputs (ReadRequestLog),
+//    chat records as texts, tensors from the side files; it holds no truth.
 // Labels: an IDX label file (class indices into `label_names`), or for images a CSV
 // with `id,label` rows.
 //

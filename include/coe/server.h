@@ -191,6 +191,7 @@
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/protocol.h"
+#include "coe/request_log.h"
 #include "coe/status.h"
 #include "coe/tensor.h"
 
@@ -269,6 +270,18 @@ struct ServerOptions {
   // The exact-request response cache of /v1/chat/completions, in bytes (0: off). See
   // "Response cache" above.
   size_t cache_bytes = 0;
+  // The request log (coe/request_log.h; coe serve --log FILE): path "" = none. With a
+  // path, Create opens it (its errors: a file that cannot be opened is refused before
+  // anything is served), and every answered example of an infer request (REST), a
+  // Server::Run (route "grpc": the gRPC front end's, or an in-process caller's) and a
+  // chat request is a line; a request without an id gets one (NewRequestId) that its
+  // response carries (the infer response's "id"; the gRPC response's id; a chat
+  // completion always has one). Requests refused before or failing in their run (4xx,
+  // 503, a cancelled run) are not logged; a run that ended without an answer is (a chat
+  // 502: answer "", the members' errors). Metrics:
+  // coe_log_lines_total, coe_log_dropped_total (queue full), coe_log_errors_total
+  // (write errors). Shutdown and the destructor write what is queued.
+  RequestLogOptions request_log;
   // Receives startup, reload and access-log lines (no trailing newline); null = stderr.
   // Called from I/O and worker threads, concurrently.
   std::function<void(const std::string&)> log;
@@ -320,6 +333,9 @@ class Server {
   // same. Returns as Wait() does. A gRPC front end's Stop (which waits for its calls)
   // runs on another thread meanwhile.
   void Shutdown(int grace_ms);
+
+  // Whether it keeps a request log (ServerOptions::request_log).
+  bool logs_requests() const;
 
   // Served model names, the cascade first.
   // The served models that answer /v1/chat/completions (their members read text).

@@ -21,6 +21,7 @@
 #include "base/numbers.h"
 #include "coe/files.h"
 #include "coe/recordings.h"
+#include "coe/request_log.h"
 
 namespace coe {
 
@@ -406,6 +407,12 @@ bool IsImageInput(const std::string& path) {
 
 StatusOr<InputBatch> LoadDataset(const std::string& path, const DatasetOptions& options) {
   if (!fs::exists(path)) return NotFoundError("input '" + path + "' does not exist");
+  if (IsRequestLog(path)) {  // coe serve --log's (coe/request_log.h), whatever its extension
+    if (!options.labels_path.empty() || !options.label_field.empty())
+      return InvalidArgumentError("'" + path + "' is a request log of coe serve: it holds no truth (--labels, " +
+                                  "--label-field)");
+    return ReadRequestLog(path, options.expected_shape, options.begin, options.end, nullptr);
+  }
   if (fs::path(path).extension() == ".jsonl") return LoadJsonl(path, options);
   if (!options.label_field.empty())
     return InvalidArgumentError("--label-field '" + options.label_field + "' is for JSONL inputs; '" + path +

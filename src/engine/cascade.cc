@@ -292,6 +292,9 @@ std::vector<int> DecideTier(const Cascade::Impl& im, size_t t, const std::vector
         }
       }
       outs.push_back(o);
+      if (options.want_members)
+        r->member_answers[ex].push_back(
+            MemberAnswer{tier[j], o.label == kAbstain ? "" : r->labels.name(o.label), p.failed});
     }
     const TierVote v = TallyVotes(outs, &matcher);
     if (!last && !im.spec.tiers[t].rule.Exits(v)) {
@@ -375,6 +378,7 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
   r.vote.assign(n, TierVote{});
   r.degraded.assign(n, 0);
   if (options.want_probs) r.probs.assign(n, {});
+  if (options.want_members) r.member_answers.assign(n, {});
   r.tiers.assign(im.tiers.size(), TierStats{});
   r.member_examples.assign(im.members.size(), 0);
   r.member_seconds.assign(im.members.size(), 0.0);

@@ -47,6 +47,7 @@ StatusOr<RunResult> RunInBatches(const Cascade& cascade, const InputBatch& input
       append(total.vote, r.vote);
       append(total.degraded, r.degraded);
       append(total.probs, r.probs);
+      append(total.member_answers, r.member_answers);
       for (MemberFailure& f : r.failures) {
         f.example += static_cast<int>(b);
         total.failures.push_back(std::move(f));

@@ -148,7 +148,10 @@ void Batcher::RunBatch(std::vector<Item>& items) {
   items.swap(live);
   if (items.empty()) return;
   RunOptions ro;
-  for (const Item& it : items) ro.want_probs = ro.want_probs || it.options.want_probs;
+  for (const Item& it : items) {
+    ro.want_probs = ro.want_probs || it.options.want_probs;
+    ro.want_members = ro.want_members || it.options.want_members;
+  }
   ro.cancelled = items.size() == 1 ? items[0].options.cancelled : options_.cancel_all;
   const auto t0 = Clock::now();
   std::vector<size_t> sizes;  // each request's examples
@@ -193,6 +196,12 @@ void Batcher::RunBatch(std::vector<Item>& items) {
     part.reply = Slice(r.reply, from, n);
     part.tokens_in = Slice(r.tokens_in, from, n);
     part.tokens_out = Slice(r.tokens_out, from, n);
+    if (it.options.want_members) part.member_answers = Slice(r.member_answers, from, n);
+    for (const MemberFailure& f : r.failures)  // sorted by example
+      if (f.example >= static_cast<int>(from) && f.example < static_cast<int>(from + n)) {
+        part.failures.push_back(f);
+        part.failures.back().example -= static_cast<int>(from);
+      }
     part.seconds = seconds;
     from += n;
     it.done(std::move(part));

@@ -140,8 +140,8 @@ std::string Server::Impl::CacheKey(const Generation& gen, const ServedModel& m, 
 
 // What the cascade answered before, under a new id: no call was made, so no tokens
 // were used and nothing was paid.
-HttpReply Server::Impl::FromCache(ChatReply reply, const ChatRequest& q) {
-  reply.id = NewChatId();
+HttpReply Server::Impl::FromCache(ChatReply reply, const ChatRequest& q, std::string id) {
+  reply.id = std::move(id);
   reply.created = NowSeconds();
   reply.prompt_tokens = reply.completion_tokens = 0;
   reply.cost_usd = 0;
@@ -183,6 +183,20 @@ int Server::Impl::BudgetStop(const ServedModel& m, const RunOptions& ro, const R
   return tiers[ro.max_tiers - 1].rule.Exits(r.vote[0]) ? 0 : ro.max_tiers;
 }
 
+// A chat request answered from the response cache, in the request log: no member was
+// called (cost 0, no members).
+void Server::Impl::LogCached(const ServedModel& m, const std::string& id, std::string record, const ChatReply& hit,
+                             Clock::time_point t0) {
+  RequestLogEntry e{.id = id, .model = m.name, .route = "chat"};
+  if (!request_log->options().redact) e.text = std::move(record);
+  e.answer = hit.answer;
+  e.exit_tier = hit.exit_tier;
+  e.cost_name = m.cascade->cost_name();
+  e.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  e.cached = true;
+  request_log->Add(std::move(e));
+}
+
 // POST /v1/chat/completions, request in, response out (server_impl.h).
 HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, std::string body,
                              std::optional<double> header_ceiling, std::string* model_name,
@@ -207,11 +221,15 @@ HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, s
   const bool messages = m.cascade->spec().input == ChatInput::kMessages;
   if (!messages && !q->beyond_user.empty()) return OpenAiError(400, TemplateRefusal(m.name, *q), false, "messages");
   const std::string cache_key = CacheKey(gen, m, canonical);
-  if (!cache_key.empty())
-    if (std::optional<ChatReply> hit = cache->Get(cache_key)) return FromCache(std::move(*hit), *q);
+  const auto t0 = Clock::now();
   const std::string id = NewChatId();
   auto record = ChatRecordJson(*q, id, messages);
   if (!record.ok()) return OpenAiError(400, record.status().message(), false, "messages");
+  if (!cache_key.empty())
+    if (std::optional<ChatReply> hit = cache->Get(cache_key)) {
+      if (request_log) LogCached(m, id, std::move(*record), *hit, t0);
+      return FromCache(std::move(*hit), *q, id);
+    }
   // Shadow verification: chosen by the record without its id (the request's content).
   std::shared_ptr<ShadowPick> shadow;
   if (after_reply && shadow_runner && gen.shadow.contains(m.name)) {
@@ -231,7 +249,7 @@ HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, s
   InputBatch batch;
   batch.texts.push_back(std::move(*record));
   batch.ids.push_back(id);
-  RunOptions ro{.cancelled = cancelled};
+  RunOptions ro{.want_members = request_log != nullptr, .cancelled = cancelled};
   if (framing.max_cost_usd)
     if (std::optional<HttpReply> refused = Budget(m, batch, *framing.max_cost_usd, &ro)) return std::move(*refused);
   const int64_t created = NowSeconds();
@@ -246,6 +264,7 @@ HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, s
     return e;
   }
   metrics.AddRun(m.name, *m.cascade, *r);
+  LogRun(m, "chat", batch.ids, batch, *r, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   // The last tier streamed: its member's failure cannot fall back any more.
   if (stream && stream->opened() && SingleMemberFailed(*m.cascade, *r))
     return OpenAiError(502, "the streamed completion failed after its first bytes: " + r->failures.back().error);
@@ -270,8 +289,8 @@ HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, s
   reply.budget_tier = BudgetStop(m, ro, *r);
   if (!cache_key.empty() && !reply.degraded) cache->Put(cache_key, reply);
   if (shadow)
-    *after_reply = [this, gen_ptr, &m, shadow, r = std::make_shared<RunResult>(std::move(*r))] {
-      Shadow(gen_ptr, m, *shadow, *r);
+    *after_reply = [this, gen_ptr, &m, shadow, r = std::make_shared<RunResult>(std::move(*r)), id] {
+      Shadow(gen_ptr, m, *shadow, *r, {&id, 1});
     };
   if (stream && stream->opened()) {  // its content went as it came: the rest of the events
     reply.content.clear();

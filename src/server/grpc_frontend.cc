@@ -3,6 +3,7 @@
 // not gRPC is: without the module, Start says so (FailedPrecondition).
 #include "backends/registry.h"
 #include "coe/grpc.h"
+#include "coe/request_log.h"
 #include "server/grpc_module.h"
 
 namespace coe {
@@ -29,6 +30,11 @@ StatusOr<std::unique_ptr<GrpcFrontend>> GrpcFrontend::Start(const std::string& h
   h.run = [server](const std::string& name, const InputBatch& batch, const RunOptions& options) {
     return server->Run(name, batch, options);
   };
+  if (server->logs_requests())
+    h.log_ids = [](std::optional<std::string>* id, int64_t n) {
+      if (!*id || (*id)->empty()) *id = NewRequestId();
+      return ExampleIds(**id, n);
+    };
   auto impl = std::make_unique<Impl>();
   COE_ASSIGN_OR_RETURN(impl->service, module->start(host, port, std::move(h), options));
   return std::unique_ptr<GrpcFrontend>(new GrpcFrontend(std::move(impl)));

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ struct GrpcHost {
   std::function<StatusOr<GrpcModel>(const std::string& name)> find;
   // Server::Run: admission, metrics, batching. Thread-safe; outlives the service.
   std::function<StatusOr<RunResult>(const std::string& name, const InputBatch& batch, const RunOptions& options)> run;
+  // With a request log (Server::logs_requests): gives a request without an id one
+  // (NewRequestId; its response carries it) and returns its `n` examples' log ids
+  // (ExampleIds), which the run's batch carries to the log. Null: no log, ids as given.
+  std::function<std::vector<std::string>(std::optional<std::string>* request_id, int64_t n)> log_ids;
 };
 
 // A listening gRPC server (GrpcFrontend's body).

@@ -121,6 +121,7 @@ class Service final : public pb::GRPCInferenceService::Service {
       COE_ASSIGN_OR_RETURN(std::vector<ChosenOutput> chosen, ChooseOutputs(req));
       RunOptions ro;
       ro.want_probs = NeedsProbabilities(chosen);
+      if (host_.log_ids) req.batch.ids = host_.log_ids(&req.id, req.batch.size());  // logged: by these ids
       COE_ASSIGN_OR_RETURN(RunResult r, host_.run(m.name, req.batch, ro));
       // The labels of the run's own cascade (a reload may have swapped it since Find).
       oip::InferResponseToProto(CascadeResponse(m.name, req, chosen, r, r.labels), req.raw, res);

@@ -54,21 +54,37 @@ void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedMode
     if (!chosen.ok()) return respond(ErrorReply(400, chosen.status().message()));
     RunOptions ro;
     ro.want_probs = NeedsProbabilities(*chosen);
+    ro.want_members = request_log != nullptr;
     ro.cancelled = cancelled;
     InputBatch batch = std::move(q->batch);
-    // Shadow verification: the examples chosen by the request's id (else their bytes).
+    // Shadow verification: the examples chosen by the request's own id (else their
+    // bytes), before the log gives an id-less request one.
     std::shared_ptr<ShadowPick> shadow =
         PickShadow(*gen, m, batch.View(), q->id && !q->id->empty() ? ShadowKeys(*q->id, batch.size()) : ShadowKeys());
+    // Logged: the request's id (one made when it gave none: its response carries it),
+    // and its examples as the members get them.
+    std::shared_ptr<const InputBatch> logged;
+    if (request_log) {
+      if (!q->id || q->id->empty()) q->id = NewRequestId();
+      auto copy = std::make_shared<InputBatch>();
+      copy->ids = ExampleIds(*q->id, batch.size());
+      copy->example_shape = batch.example_shape;
+      if (!request_log->options().redact) copy->data = batch.data;
+      logged = std::move(copy);
+    }
     auto meta = std::make_shared<InferRequest>(std::move(*q));
-    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled,
+    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled, logged, t0 = Clock::now(),
                  shadow = std::move(shadow)](StatusOr<RunResult> r) {
       if (!r.ok()) {
         const int code = RunErrorCode(r.status(), cancelled);
         return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
       }
+      if (logged)
+        LogRun(m, "infer", logged->ids, *logged, *r,
+               std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       OutOfMemoryIs503([&] { respond(InferReply(CascadeResponse(m.name, *meta, chosen, *r, m.cascade->labels()))); },
                        respond, false);
-      if (shadow) Shadow(gen, m, *shadow, *r);  // the reply went out
+      if (shadow) Shadow(gen, m, *shadow, *r, logged ? std::span(logged->ids) : std::span<const std::string>());
     };
     Status s = gen->batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
     if (!s.ok()) respond(Busy(s.message(), false));

@@ -214,7 +214,7 @@ std::optional<http::Reply> Server::Impl::KeyRefusal(const http::Request& request
 std::string Server::Impl::MetricsPage() const {
   const std::shared_ptr<const Generation> gen = Current();
   return metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, gen->members) +
-         CacheText(cache ? cache->Stats() : CacheStats{}) + ReloadText(*gen) + ShadowText(*gen);
+         CacheText(cache ? cache->Stats() : CacheStats{}) + ReloadText(*gen) + LogMetrics() + ShadowText(*gen);
 }
 
 // After a response is written: counters and the access log.
@@ -432,6 +432,11 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
   if (options.shadow.share > 0)
     impl->shadow_runner = std::make_unique<ShadowRunner>(options.shadow.max_queued, options.shadow.workers);
   if (options.cache_bytes > 0) impl->cache = std::make_unique<ResponseCache>(options.cache_bytes);
+  if (!options.request_log.path.empty()) {
+    Impl* im = impl.get();  // owns the log: outlives its reports
+    COE_ASSIGN_OR_RETURN(impl->request_log,
+                         RequestLog::Open(options.request_log, [im](const std::string& line) { im->Log(line); }));
+  }
   COE_ASSIGN_OR_RETURN(std::unique_ptr<Generation> g, impl->Build(std::move(models)));
   g->number = 1;
   impl->Install(std::move(g));
@@ -491,6 +496,7 @@ void Server::Shutdown(int grace_ms) {
   }
   if (im.shadow_runner) im.shadow_runner->Cancel();  // shadow runs never hold a shutdown up
   Wait();
+  if (im.request_log) im.request_log->Flush();  // what the answered requests queued is on disk
 }
 
 void Server::Wait() {
@@ -525,14 +531,21 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   // Shadow verification: chosen by the examples' ids (else their bytes).
   const ServedModel& m = *gen->Find(name);
   const std::shared_ptr<Impl::ShadowPick> shadow = im.PickShadow(*gen, m, batch.View(), batch.ids);
+  ro.want_members = ro.want_members || im.request_log != nullptr;
+  const auto t0 = Clock::now();
   std::promise<StatusOr<RunResult>> answer;
   Status s = it->second->Submit(batch, ro, [&answer](StatusOr<RunResult> r) { answer.set_value(std::move(r)); });
   if (!s.ok()) return s;
   StatusOr<RunResult> r = answer.get_future().get();
   if (!r.ok() && r.status().code() == StatusCode::kUnavailable) return UnavailableError(im.RunError(r.status()));
-  if (r.ok() && shadow) im.Shadow(gen, m, *shadow, *r);  // runs on a shadow worker, after this returns
+  if (r.ok() && im.request_log)
+    im.LogRun(*gen->by_name.at(name), "grpc", batch.ids, batch, *r,
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  if (r.ok() && shadow) im.Shadow(gen, m, *shadow, *r, batch.ids);  // runs on a shadow worker, after this returns
   return r;
 }
+
+bool Server::logs_requests() const { return impl_->request_log != nullptr; }
 
 std::vector<std::string> Server::model_names() const {
   std::vector<std::string> out;

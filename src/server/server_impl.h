@@ -202,6 +202,9 @@ struct Server::Impl {
   std::atomic<int64_t> inflight{0};
   std::atomic<uint64_t> chat_count{0};
   std::unique_ptr<ResponseCache> cache;  // null: off (ServerOptions::cache_bytes 0)
+  // The request log (null: off). Declared before the batchers, whose runs add to it:
+  // destroyed after them, writing what they queued.
+  std::unique_ptr<RequestLog> request_log;
   const int64_t started =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::atomic<int64_t> io_wait_us{0};  // the transport's, as of the last request
@@ -237,14 +240,16 @@ struct Server::Impl {
   // example's input bytes), with a copy of their inputs; null when none is (or shadow
   // is off, or `m` has one tier). After the run answered (its reply handed over):
   // Shadow posts a shadow run of those of them that exited before the last tier by
-  // their tier's rule.
+  // their tier's rule; `log_ids`: the run's examples' ids in the request log (their
+  // shadow results are logged under them; may be empty without a log).
   struct ShadowPick;
   // The keys of a request's `n` examples by its `id`: {id} for one, else "<id>/<k>"
   // (none without an id: the examples' bytes choose).
   static std::vector<std::string> ShadowKeys(const std::string& id = "", int64_t n = 0);
   std::shared_ptr<ShadowPick> PickShadow(const Generation& gen, const ServedModel& m, const InputView& inputs,
                                          std::span<const std::string> keys);
-  void Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick, const RunResult& r);
+  void Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick, const RunResult& r,
+              std::span<const std::string> log_ids);
   // Picks made whose Shadow has not posted yet (Server::FlushShadow waits for none).
   std::mutex shadow_mu;
   std::condition_variable shadow_cv;  // guarded by shadow_mu: shadow_pending fell to 0
@@ -395,6 +400,15 @@ struct Server::Impl {
   void Infer(std::shared_ptr<const Generation> gen, const ServedModel& m, http::Request&& req,
              const http::Responder& respond_raw);
 
+  // The request log's lines for run `r` of model `m` (request_logging.cc): one per
+  // example, `ids` theirs, `inputs` the examples as the members got them, `ms` the
+  // time since admission; `shadow` (a shadow run's lines): each example's "shadow"
+  // field, as JSON text. Nothing without a log.
+  void LogRun(const ServedModel& m, const char* route, const std::vector<std::string>& ids, const InputBatch& inputs,
+              const RunResult& r, double ms, std::span<const std::string> shadow = {});
+  // The /metrics lines of the request log ("" without one).
+  std::string LogMetrics() const;
+
   // The 502 of a chat request no tier answered: the upstreams' own words when calls
   // failed, else that the members answered but nothing could be read from them.
   HttpReply NoAnswer(const ServedModel& m, const RunResult& r);
@@ -421,7 +435,10 @@ struct Server::Impl {
   // cached: the cache is off, the request is large or not deterministic), and a reply
   // from the cache.
   std::string CacheKey(const Generation& gen, const ServedModel& m, const CanonicalChatRequest& c) const;
-  HttpReply FromCache(ChatReply reply, const ChatRequest& q);
+  HttpReply FromCache(ChatReply reply, const ChatRequest& q, std::string id);
+  // A cache hit's line in the request log (there is one): `record` the request's.
+  void LogCached(const ServedModel& m, const std::string& id, std::string record, const ChatReply& hit,
+                 Clock::time_point t0);
   // A cost ceiling (chat_route.cc): sets ro->max_tiers to the deepest tier it can pay
   // for, or returns the refusal (400) of a ceiling below tier 1's estimated cost.
   std::optional<HttpReply> Budget(const ServedModel& m, const InputBatch& batch, double ceiling, RunOptions* ro) const;

@@ -33,6 +33,7 @@ struct Server::Impl::ShadowJob {
   InputBatch batch;                  // the chosen examples
   std::vector<int> exit_tier;        // each one's, 0-based
   std::vector<std::string> answers;  // each one's exit answer
+  std::vector<std::string> log_ids;  // each one's id in the request log (empty: no log)
 };
 
 namespace {
@@ -82,7 +83,7 @@ std::shared_ptr<Server::Impl::ShadowPick> Server::Impl::PickShadow(const Generat
 }
 
 void Server::Impl::Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick,
-                          const RunResult& r) {
+                          const RunResult& r, std::span<const std::string> log_ids) {
   struct Settled {  // however this ends: posted, skipped or nothing to run
     ShadowPick& pick;
     ~Settled() { pick.Settle(); }
@@ -96,6 +97,7 @@ void Server::Impl::Shadow(const std::shared_ptr<const Generation>& gen, const Se
     exited.push_back(static_cast<int>(j));
     job->exit_tier.push_back(r.exit_tier[i]);
     job->answers.push_back(r.labels.name(r.answer[i]));
+    if (request_log && i < log_ids.size()) job->log_ids.push_back(log_ids[i]);
   }
   if (exited.empty()) return;
   job->batch = exited.size() == pick.rows.size() ? pick.batch : pick.batch.View().Gather(exited);
@@ -113,23 +115,42 @@ void Server::Impl::RunShadow(const Generation& gen, const ServedModel& m, const 
   RunOptions ro;
   ro.first_tier = static_cast<int>(tiers.size()) - 1;
   ro.cancelled = &stop;
+  const bool logged = request_log && job.log_ids.size() == job.answers.size();
+  ro.want_members = logged;
+  const auto t0 = Clock::now();
   const StatusOr<RunResult> r = m.cascade->Run(job.batch, ro);
   const size_t n = job.answers.size();
   if (!r.ok()) return monitor.Skipped(static_cast<int64_t>(n));
   std::vector<uint8_t> failed(n, 0);
   for (const MemberFailure& f : r->failures) failed[f.example] = 1;
+  std::vector<std::string> fields(n);  // the log lines' "shadow" fields
   for (size_t i = 0; i < n; ++i) {
+    const std::string answer = r->answer[i] == kAbstain ? "" : r->labels.name(r->answer[i]);
     if (failed[i] || r->degraded[i]) {  // no verdict from a last tier that could not answer
       monitor.Skipped(1);
+      fields[i] = nlohmann::json{
+          {"answer", nullptr},
+          {"exit_tier", job.exit_tier[i] + 1},
+          {"exit_answer", job.answers[i]},
+          {"agreed",
+           nullptr}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       continue;
     }
     // As `coe plan` computed calibrated_agreement: by the exiting tier's match, and a
     // last tier that abstains does not agree.
-    const bool agreed =
-        r->answer[i] != kAbstain && tiers[job.exit_tier[i]].match.Same(job.answers[i], r->labels.name(r->answer[i]));
+    const bool agreed = r->answer[i] != kAbstain && tiers[job.exit_tier[i]].match.Same(job.answers[i], answer);
     const std::string line = monitor.Add(m.name, job.exit_tier[i] + 1, agreed, r->cost[i]);
     if (!line.empty()) Log(line);
+    fields[i] = nlohmann::json{
+        {"answer", answer},
+        {"exit_tier", job.exit_tier[i] + 1},
+        {"exit_answer", job.answers[i]},
+        {"agreed",
+         agreed}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
+  if (logged)
+    LogRun(m, "shadow", job.log_ids, job.batch, *r,
+           std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), fields);
 }
 
 std::string Server::Impl::ShadowText(const Generation& gen) const {
