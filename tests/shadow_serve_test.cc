@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "server/shadow.h"
+#include "llm_testing.h"
 #include "server_testing.h"
 #include "testing/shadow_drift.h"
 
@@ -220,6 +221,73 @@ TEST(ShadowServe, PlanHealthSaysThePlansLevelAndAReloadStartsAfresh) {
   EXPECT_EQ(r.body["generation"], 2);
   EXPECT_EQ(r.body["models"]["fashion"]["tiers"][0]["expected"], 0.8);
   EXPECT_EQ(r.body["models"]["fashion"]["tiers"][0]["shadowed"], 0);
+}
+
+// With a request log, each shadow run is a line of its own under its request's id
+// (route "shadow"): the same input (so `coe record --data` records it once), the last
+// tier's answer, members and cost, and the "shadow" field comparing it with the exit.
+TEST(ShadowServe, ShadowRunsGoToTheRequestLogUnderTheRequestsId) {
+  const std::filesystem::path dir = TestDir("coe_shadow_log");
+  const std::string log = (dir / "requests.log").string();
+  ServerOptions so;
+  so.access_log = AccessLog::kOff;
+  so.shadow.share = 1;
+  so.request_log.path = log;
+  const Catalogue zoo = ParseOrDie(ZooToml());
+  Served s = ServeOnLoopback(TwoTier(), zoo, so);
+  const InputBatch images = TestImages(16);
+  for (int64_t k = 0; k < images.size(); ++k) {
+    json body = json::parse(InferBody(images.Slice(k, k + 1)));
+    body["id"] = "s-" + std::to_string(k);
+    ASSERT_EQ(Http(s.server->port(), "POST", "/v2/models/fashion/infer", body.dump()).status, 200);
+  }
+  s.server->FlushShadow();
+  s.server->Shutdown(1000);  // the log is written
+  // The oracle: the last tier alone on every image.
+  CascadeSpec last;
+  last.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  auto alone = Cascade::Create(last, zoo, EngineOptions{});
+  ASSERT_TRUE(alone.ok());
+  auto want = (*alone)->Run(images, RunOptions{});
+  ASSERT_TRUE(want.ok());
+
+  std::map<std::string, json> served, shadowed;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    (j["route"] == "shadow" ? shadowed : served)[j["id"]] = j;
+  }
+  ASSERT_EQ(served.size(), 16u);
+  int exits = 0;
+  for (int64_t k = 0; k < images.size(); ++k) {
+    const std::string id = "s-" + std::to_string(k);
+    const json& first = served[id];
+    if (first["exit_tier"] != 1) {
+      EXPECT_FALSE(shadowed.contains(id)) << "only exits before the last tier are shadowed";
+      continue;
+    }
+    ++exits;
+    ASSERT_TRUE(shadowed.contains(id)) << id;
+    const json& line = shadowed[id];
+    const std::string answer = want->labels.name(want->answer[k]);
+    EXPECT_EQ(line["input"], first["input"]);
+    EXPECT_EQ(line["answer"], answer);
+    EXPECT_EQ(line["exit_tier"], 2);
+    ASSERT_EQ(line["members"].size(), 1u);
+    EXPECT_EQ(line["members"][0]["name"], "cnn8_16");
+    EXPECT_EQ(line["shadow"]["answer"], answer);
+    EXPECT_EQ(line["shadow"]["exit_tier"], 1);
+    EXPECT_EQ(line["shadow"]["exit_answer"], first["answer"]);
+    EXPECT_EQ(line["shadow"]["agreed"], first["answer"] == answer);
+  }
+  EXPECT_GT(exits, 4);
+  EXPECT_EQ(shadowed.size(), static_cast<size_t>(exits));
+  // Read back as inputs (coe record --data): each request once.
+  std::vector<std::string> warnings;
+  auto inputs = ReadRequestLog(log, {}, 0, -1, &warnings);
+  ASSERT_TRUE(inputs.ok()) << inputs.status().ToString();
+  EXPECT_EQ(inputs->size(), 16);
+  std::filesystem::remove_all(dir);
 }
 
 // Every option out of range is refused, naming it and coe serve's flag.
