@@ -63,7 +63,9 @@ int Run(int argc, char** argv) {
       "%.4f; share %.3g, window %d, min samples %d, margin %.3g, confidence %.3g\n",
       *lab.ladder.tiers[0].calibrated_agreement, shadow.share, shadow.window, shadow.min_samples, shadow.margin,
       shadow.confidence);
-  std::vector<int> delays;
+  std::vector<int> delays, drifted_samples;
+  const double line = *lab.ladder.tiers[0].calibrated_agreement - shadow.margin;  // the alarm: upper < line
+  double lowest = 1;
   int missed = 0, false_alarms = 0;
   double shadow_usd = 0, request_usd = 0;
   for (int run = 0; run < runs; ++run) {
@@ -71,20 +73,24 @@ int Run(int argc, char** argv) {
     std::vector<std::string> traffic = Draw(lab.arc, before, &rng);
     const std::vector<std::string> drifted = Draw(lab.winogrande, after, &rng);
     traffic.insert(traffic.end(), drifted.begin(), drifted.end());
-    const DriftOutcome d = RunDrift(lab, traffic, shadow, "drift-" + std::to_string(run), /*stop_at_alarm=*/true);
+    const DriftOutcome d =
+        RunDrift(lab, traffic, shadow, "drift-" + std::to_string(run), /*stop_at_alarm=*/true, /*mark=*/before - 1);
     const nlohmann::json& tier = d.health["models"]["ladder"]["tiers"][0];
     if (d.alarm_at >= before) {
       delays.push_back(d.alarm_at - before + 1);
+      drifted_samples.push_back(tier["shadowed"].get<int>() - d.shadowed_at_mark);
     } else {
       missed++;
     }
     std::printf(
-        "drift run %d: alarm %s (%d shadowed exits of tier 1, window agreement %.3f, upper %.3f); %d failed\n", run,
+        "drift run %d: alarm %s (%d shadowed exits of tier 1, %d after the switch; window agreement %.3f, upper "
+        "%.3f); %d failed\n",
+        run,
         d.alarm_at < 0        ? "never"
         : d.alarm_at < before ? ("BEFORE the switch, at request " + std::to_string(d.alarm_at)).c_str()
                               : ("after " + std::to_string(d.alarm_at - before + 1) + " drifted requests").c_str(),
-        tier["shadowed"].get<int>(), tier["agreement"].is_null() ? 0.0 : tier["agreement"].get<double>(),
-        tier["upper"].get<double>(), d.failed);
+        tier["shadowed"].get<int>(), tier["shadowed"].get<int>() - d.shadowed_at_mark,
+        tier["agreement"].is_null() ? 0.0 : tier["agreement"].get<double>(), tier["upper"].get<double>(), d.failed);
     std::fflush(stdout);
   }
   for (int run = 0; run < runs; ++run) {
@@ -96,22 +102,25 @@ int Run(int argc, char** argv) {
     shadow_usd += h["cost"].get<double>();
     request_usd += s.usd;
     std::printf(
-        "stationary run %d: %d requests, %s (%d shadowed exits, lowest upper bound not tracked; final window "
-        "agreement %.3f, upper %.3f); %d failed\n",
+        "stationary run %d: %d requests, %s (%d shadowed exits; lowest upper bound %.3f, the alarm's line %.3f); "
+        "%d failed\n",
         run, before + after, s.alarm_at < 0 ? "no alarm" : ("ALARM at request " + std::to_string(s.alarm_at)).c_str(),
-        h["tiers"][0]["shadowed"].get<int>(), h["tiers"][0]["agreement"].get<double>(),
-        h["tiers"][0]["upper"].get<double>(), s.failed);
+        h["tiers"][0]["shadowed"].get<int>(), s.lowest_upper, line, s.failed);
+    lowest = std::min(lowest, s.lowest_upper);
     std::fflush(stdout);
   }
+  auto median = [](std::vector<int> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? -1.0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2.0;
+  };
   std::sort(delays.begin(), delays.end());
-  const double median = delays.empty()      ? -1
-                        : delays.size() % 2 ? delays[delays.size() / 2]
-                                            : (delays[delays.size() / 2 - 1] + delays[delays.size() / 2]) / 2.0;
   std::printf(
-      "summary: drift runs %d: alarm in all but %d, after a median of %.1f drifted requests (min %d, max %d); "
-      "stationary runs %d of %d requests: %d false alarms; shadow cost %.2f%% of the requests' cost\n",
-      runs, missed, median, delays.empty() ? -1 : delays.front(), delays.empty() ? -1 : delays.back(), runs,
-      before + after, false_alarms, request_usd > 0 ? 100 * shadow_usd / request_usd : 0.0);
+      "summary: drift runs %d: alarm in all but %d, after a median of %.1f drifted requests (min %d, max %d; a "
+      "median of %.1f shadowed exits of them); stationary runs %d of %d requests: %d false alarms (lowest upper bound "
+      "%.3f, the alarm's line %.3f); shadow cost %.2f%% of the requests' cost\n",
+      runs, missed, median(delays), delays.empty() ? -1 : delays.front(), delays.empty() ? -1 : delays.back(),
+      median(drifted_samples), runs, before + after, false_alarms, lowest, line,
+      request_usd > 0 ? 100 * shadow_usd / request_usd : 0.0);
   return missed == 0 && false_alarms == 0 ? 0 : 1;
 }
 

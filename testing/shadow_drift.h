@@ -136,15 +136,18 @@ struct DriftOutcome {
   int exits = 0;                   // requests tier 1 answered
   double usd = 0;                  // the replies' cost_usd, summed
   double shadowed_usd = 0;         // gpt-4's dollars on the exits a shadow run took (by ShadowChosen's oracle)
+  double lowest_upper = 1;         // tier 1's lowest upper bound over windows of at least min_samples
+  int shadowed_at_mark = 0;        // tier 1's shadowed exits once request `mark` was answered
 };
 
 // Serves lab.ladder on loopback with `shadow` and sends `traffic` (question ids) one
 // request at a time, in order, waiting after each for its shadow run (FlushShadow):
 // the monitor sees the verdicts in request order, so the outcome is the same on every
 // run. `nonce` tells runs apart (it is in every request's content). With
-// `stop_at_alarm`, the traffic ends at the alarm.
+// `stop_at_alarm`, the traffic ends at the alarm.  `mark`: a request whose count of
+// shadowed exits is kept (shadowed_at_mark).
 inline DriftOutcome RunDrift(DriftLab& lab, const std::vector<std::string>& traffic, const ShadowOptions& shadow,
-                             const std::string& nonce, bool stop_at_alarm = false) {
+                             const std::string& nonce, bool stop_at_alarm = false, int mark = -1) {
   DriftOutcome out;
   std::mutex mu;
   std::vector<std::string> lines;
@@ -187,6 +190,10 @@ inline DriftOutcome RunDrift(DriftLab& lab, const std::vector<std::string>& traf
           out.shadowed_usd += lab.LastTierUsd(traffic[k]);
     }
     (*server)->FlushShadow();
+    const nlohmann::json tier = nlohmann::json::parse((*server)->PlanHealthJson())["models"]["ladder"]["tiers"][0];
+    if (tier["window_n"].get<int>() >= shadow.min_samples)
+      out.lowest_upper = std::min(out.lowest_upper, tier["upper"].get<double>());
+    if (static_cast<int>(k) == mark) out.shadowed_at_mark = tier["shadowed"].get<int>();
     std::lock_guard<std::mutex> lock(mu);
     if (out.alarm_at < 0 && !lines.empty()) out.alarm_at = static_cast<int>(k);
     if (stop_at_alarm && out.alarm_at >= 0) break;

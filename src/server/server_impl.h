@@ -209,6 +209,12 @@ struct Server::Impl {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::atomic<int64_t> io_wait_us{0};  // the transport's, as of the last request
 
+  // Picks made whose Shadow has not posted yet (Server::FlushShadow waits for none).
+  // Declared before the generations, whose requests hold picks: destroyed after them.
+  std::mutex shadow_mu;
+  std::condition_variable shadow_cv;  // guarded by shadow_mu: shadow_pending fell to 0
+  int64_t shadow_pending = 0;         // under shadow_mu
+
   // Reloads: counted by outcome; serialized by reload_mu (one builds at a time, the
   // generation numbers follow the swaps).
   std::mutex reload_mu;
@@ -250,10 +256,6 @@ struct Server::Impl {
                                          std::span<const std::string> keys);
   void Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick, const RunResult& r,
               std::span<const std::string> log_ids);
-  // Picks made whose Shadow has not posted yet (Server::FlushShadow waits for none).
-  std::mutex shadow_mu;
-  std::condition_variable shadow_cv;  // guarded by shadow_mu: shadow_pending fell to 0
-  int64_t shadow_pending = 0;         // under shadow_mu
   // The shadow run of `job` (on a shadow worker).
   struct ShadowJob;
   void RunShadow(const Generation& gen, const ServedModel& m, const ShadowJob& job, const std::atomic<bool>& stop);

@@ -125,28 +125,21 @@ void Server::Impl::RunShadow(const Generation& gen, const ServedModel& m, const 
   for (const MemberFailure& f : r->failures) failed[f.example] = 1;
   std::vector<std::string> fields(n);  // the log lines' "shadow" fields
   for (size_t i = 0; i < n; ++i) {
-    const std::string answer = r->answer[i] == kAbstain ? "" : r->labels.name(r->answer[i]);
+    nlohmann::json field = {
+        {"answer", nullptr}, {"exit_tier", job.exit_tier[i] + 1}, {"exit_answer", job.answers[i]}, {"agreed", nullptr}};
     if (failed[i] || r->degraded[i]) {  // no verdict from a last tier that could not answer
       monitor.Skipped(1);
-      fields[i] = nlohmann::json{
-          {"answer", nullptr},
-          {"exit_tier", job.exit_tier[i] + 1},
-          {"exit_answer", job.answers[i]},
-          {"agreed",
-           nullptr}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      continue;
+    } else {
+      // As `coe plan` computed calibrated_agreement: by the exiting tier's match, and a
+      // last tier that abstains does not agree.
+      const std::string answer = r->answer[i] == kAbstain ? "" : r->labels.name(r->answer[i]);
+      const bool agreed = r->answer[i] != kAbstain && tiers[job.exit_tier[i]].match.Same(job.answers[i], answer);
+      const std::string line = monitor.Add(m.name, job.exit_tier[i] + 1, agreed, r->cost[i]);
+      if (!line.empty()) Log(line);
+      field["answer"] = answer;
+      field["agreed"] = agreed;
     }
-    // As `coe plan` computed calibrated_agreement: by the exiting tier's match, and a
-    // last tier that abstains does not agree.
-    const bool agreed = r->answer[i] != kAbstain && tiers[job.exit_tier[i]].match.Same(job.answers[i], answer);
-    const std::string line = monitor.Add(m.name, job.exit_tier[i] + 1, agreed, r->cost[i]);
-    if (!line.empty()) Log(line);
-    fields[i] = nlohmann::json{
-        {"answer", answer},
-        {"exit_tier", job.exit_tier[i] + 1},
-        {"exit_answer", job.answers[i]},
-        {"agreed",
-         agreed}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    fields[i] = field.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   if (logged)
     LogRun(m, "shadow", job.log_ids, job.batch, *r,
