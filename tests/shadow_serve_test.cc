@@ -4,8 +4,8 @@
 #include <future>
 #include <numeric>
 
-#include "server/shadow.h"
 #include "llm_testing.h"
+#include "server/shadow.h"
 #include "server_testing.h"
 #include "testing/shadow_drift.h"
 
