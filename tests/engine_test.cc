@@ -172,6 +172,32 @@ TEST_F(EngineTest, ARunStoppedAtATierDecidesThereAsTheLastDoes) {
   EXPECT_EQ((*c)->EstimateTierCosts(in.View(), 0), (std::vector<double>{7840 + 235000, 290000}));
 }
 
+// A run started at a tier (RunOptions::first_tier, coe serve's shadow run of the last
+// tier) gives every example to that tier: the answers of that tier alone, only it
+// paid, the earlier tiers not reached. A start past the tiers run is refused.
+TEST_F(EngineTest, ARunStartedAtATierIsThatTierAlone) {
+  Catalogue cat = ZooCatalogue();
+  auto c = Cascade::Create(TwoTier(), cat, EngineOptions{.threads = 2});
+  CascadeSpec cnn;
+  cnn.tiers.push_back(TierSpec{{"cnn8_16"}, {}});
+  auto alone = Cascade::Create(cnn, cat, EngineOptions{.threads = 2});
+  ASSERT_TRUE(c.ok() && alone.ok());
+  InputBatch in = TestImages(200);
+  auto last = (*c)->Run(in, RunOptions{.first_tier = 1});
+  auto expected = (*alone)->Run(in);
+  ASSERT_TRUE(last.ok() && expected.ok()) << last.status().ToString();
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(last->exit_tier[i], 1);
+    EXPECT_EQ(last->labels.name(last->answer[i]), expected->labels.name(expected->answer[i]));
+    EXPECT_EQ(last->cost[i], expected->cost[i]);
+  }
+  EXPECT_EQ(last->tiers[0].reached, 0);
+  EXPECT_EQ(last->tiers[1].reached, 200);
+  EXPECT_EQ((*c)->Run(in, RunOptions{.first_tier = 2}).status().message(),
+            "first_tier 2 is not among the 2 tiers the run goes through");
+  EXPECT_EQ((*c)->Run(in, RunOptions{.max_tiers = 1, .first_tier = 1}).status().code(), StatusCode::kInvalidArgument);
+}
+
 // RunInBatches joins its calls into what one Run gives, whatever their sizes: at most
 // `batch` examples a call, the first min(batch, kFirstBatch), each next as large as the
 // last or twice as large (calls under kGrowBelow grow; which do depends on the machine,

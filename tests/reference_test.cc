@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/binomial.h"
 #include "coe/cascade_spec.h"
 #include "coe/catalogue.h"
 #include "coe/evaluate.h"

@@ -34,6 +34,9 @@ struct ServeFlags {
   double log_max_mb = 100;
   int log_keep = 5;
   bool log_redact = false;
+#ifdef COE_HAVE_SERVER
+  ShadowOptions shadow;  // --shadow and its options
+#endif
 };
 
 #ifdef COE_HAVE_SERVER
@@ -104,6 +107,7 @@ int RunServe(const ServeFlags& f) {
   so.request_log.max_bytes = static_cast<uint64_t>(f.log_max_mb * (1 << 20));
   so.request_log.keep = f.log_keep;
   so.request_log.redact = f.log_redact;
+  so.shadow = f.shadow;  // checked by Server::Create (naming the flag)
   // SIGHUP and POST /coe/reload read both files again.
   so.load = [cascade = f.cascade, models = f.models]() -> StatusOr<CascadeSource> {
     CascadeSource source;
@@ -155,6 +159,43 @@ int RunServe(const ServeFlags& f) {
   return 0;
 #endif
 }
+
+#ifdef COE_HAVE_SERVER
+// --shadow and its options (coe/server.h, "Shadow verification").
+void AddShadowFlags(CLI::App* serve, ShadowOptions* s) {
+  serve
+      ->add_option("--shadow", s->share,
+                   "shadow verification: this share of the requests that exit before the last tier (chosen by a "
+                   "hash of their id, else of their input: reproducible) also run on the last tier alone, after "
+                   "their reply, their cost counted apart; their agreement per tier is compared with the cascade "
+                   "file's calibrated_agreement: GET /coe/plan-health, coe_shadow_* in /metrics, an alarm line "
+                   "(0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  serve->add_option("--shadow-window", s->window, "shadow: the latest shadowed exits judged per tier")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  serve->add_option("--shadow-confidence", s->confidence, "shadow: the Clopper-Pearson interval's confidence")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 0.999999));
+  serve
+      ->add_option("--shadow-margin", s->margin,
+                   "shadow: the alarm rises when the interval's upper bound is below the planned agreement minus this")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.999999));
+  serve->add_option("--shadow-min-samples", s->min_samples, "shadow: no alarm on a window with fewer shadowed exits")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  serve
+      ->add_option("--shadow-queue", s->max_queued,
+                   "shadow: shadow runs waiting or running at most; a chosen request beyond is skipped (counted)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  serve->add_option("--shadow-workers", s->workers, "shadow: shadow runs at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+}
+#endif
 
 }  // namespace
 
@@ -253,6 +294,9 @@ void AddServeCommands(CLI::App& app) {
   serve->add_flag("--log-redact", f->log_redact,
                   "request log: ids and answers only, never inputs (no text, no tensor bytes); such a log cannot "
                   "be recorded on");
+#ifdef COE_HAVE_SERVER
+  AddShadowFlags(serve, &f->shadow);
+#endif
   serve->add_flag("--json-log", f->json_log, "access log as JSON lines on stderr");
   serve->add_flag("--quiet", f->quiet, "no access log");
   serve->callback([f]() { throw CLI::RuntimeError(RunServe(*f)); });

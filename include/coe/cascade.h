@@ -131,6 +131,11 @@ struct RunOptions {
   // when it has none and a member failed, the degraded fallback. A request's cost
   // ceiling sets it (coe serve: the deepest tier it can pay for, by EstimateTierCosts).
   int max_tiers = 0;
+  // Starts at this tier (0-based; 0: the first): every example is given to tier
+  // first_tier, the earlier tiers are not run nor paid. A shadow run of the last tier
+  // (coe serve --shadow) sets it to the last tier's index. Must be below the tiers the
+  // run goes through (else Run is InvalidArgument).
+  int first_tier = 0;
   // Streaming (a chat request's `stream: true`): when the run is one example and it
   // reaches the last tier, and that tier has a single member (no vote to wait for),
   // that member's call gets this sink (InputView::tokens) and a backend that can

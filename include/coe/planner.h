@@ -213,12 +213,6 @@ inline constexpr const char* kPluralityReference = "plurality";
 StatusOr<std::vector<int>> ReferenceAnswers(const Recordings& rec, const std::string& reference,
                                             const AnswerMatch& match);
 
-// The one-sided upper confidence bound of Clopper and Pearson on a binomial rate,
-// from `k` events in `n` trials at level `alpha` in (0, 1): the p at which k or fewer
-// events have probability alpha (the (1 - alpha) quantile of Beta(k + 1, n - k)); 1
-// when k >= n; NaN when n <= 0 or k < 0.
-double ClopperPearsonUpper(int k, int n, double alpha);
-
 // The cascade with each score threshold that has a level (a quantile, see
 // OperatingPoint::score_levels) recomputed on `rec` at that quantile, as the search
 // would have set it there. NotFound for a member without a column in `rec`.

@@ -16,6 +16,7 @@
 //   GET  /v1/models                              the models that answer chat
 //   GET  /v1/models/{id}                         one of them (404 model_not_found otherwise)
 //   POST /coe/reload                             Reload(): the files again (below)
+//   GET  /coe/plan-health                        shadow verification, as JSON (below)
 //
 // Model metadata: platform "coe"; one input "input", FP32, shape [-1, ...input_shape];
 // outputs "label" BYTES [-1], "exit_tier" INT32 [-1], "degraded" BOOL [-1] and
@@ -134,6 +135,44 @@
 // members' own statistics (coe_member_calls..., tokens, dollars, upstream calls) are the
 // serving generation's backends': they restart at a reload (a Prometheus counter reset).
 //
+// Shadow verification (ServerOptions::shadow; coe serve --shadow F): a share F of the
+// examples that exit before a cascade's last tier by their tier's rule (not degraded,
+// not stopped by a cost ceiling) also run on the last tier alone
+// (RunOptions::first_tier), after their reply was handed to the transport, on a few
+// shadow workers of their own: never on a request's critical path. Which ones: those
+// whose key hashes below F (ShadowChosen, server/shadow.h), the key being the
+// request's own id (the REST infer body's "id", example k of N > 1 "<id>/<k>"; the
+// batch's ids in Run), else the example's input itself (a tensor's bytes; a chat
+// request's record without its id): the same requests are chosen on every run and
+// every server.
+// A shadow run holds the generation its request ran on (a reload never mixes
+// cascades). It waits in a bounded queue (max_queued runs waiting or running): a
+// chosen example that finds it full, whose shadow run fails (a member failed) or is
+// cancelled by a shutdown is skipped and counted, never waited for. Its cost is
+// counted apart (coe_shadow_cost_total), never in the request's cost nor in
+// coe_tier_cost_total (the members' own call counters, coe_member_calls_total, do
+// count its calls: they were made).
+// The exit answer and the last tier's agree when they match by the exiting tier's
+// `match` (coe/rules.h AnswerMatch; a last tier that abstains does not agree), as
+// `coe plan` computed the cascade file's calibrated_agreement. Per cascade and exiting
+// tier, over a window of its latest `window` shadowed exits: the share agreed with its
+// two-sided Clopper-Pearson interval at `confidence`, and the plan's level (the tier's
+// calibrated_agreement; unknown when the file has none: no alarm). The tier's alarm
+// rises when the window holds at least min_samples and the interval's upper bound is
+// below the plan's level minus `margin` (then, at that confidence, the tier agrees
+// less than planned by more than the margin: its traffic drifted), and clears when the
+// bound is back at or above it; each change is a log line (ServerOptions::log).
+// GET /coe/plan-health (open, like /metrics): {"generation", "shadow": F, "models":
+// {NAME: {"share", "window", "confidence", "margin", "min_samples", "cost", "skipped",
+// "tiers": [{"tier", "shadowed", "agreed", "window_n", "window_agreed", "agreement",
+// "lower", "upper", "expected", "alarm"}]}}} for every served model of more than one
+// tier (agreement and expected null when unknown). /metrics with F > 0: coe_shadow_
+// requests_total, _agreed_total, _agreement, _agreement_lower, _agreement_upper,
+// _expected_agreement, _alarm ({model, tier}), _cost_total, _skipped_total ({model}).
+// A reload starts new monitors with the new generation (its own plan's levels): the
+// series restart then (a counter reset), and the old generation's shadow runs still
+// queued finish into its monitors, which are no longer shown.
+//
 // Thread safety: every method may be called from any thread; Start, Stop and Wait are
 // serialized internally. Ownership: a Server shares ownership of its cascades; a
 // replaced one lives until the last request holding it is answered.
@@ -175,6 +214,18 @@ struct ReloadInfo {
   std::string model;                            // the cascade's served name
   std::vector<std::string> models;              // every served model, the cascade first
   std::vector<std::vector<std::string>> tiers;  // the cascade's members, tier by tier
+};
+
+// Shadow verification (see above). Server::Create refuses values out of range, naming
+// the field.
+struct ShadowOptions {
+  double share = 0;          // F in [0, 1]; 0: off
+  int window = 500;          // shadowed exits judged per tier: the latest (>= 1)
+  double confidence = 0.95;  // of the interval, in (0, 1)
+  double margin = 0.05;      // the alarm: upper bound < expected - margin; in [0, 1)
+  int min_samples = 50;      // no alarm on fewer in a window; in [1, window]
+  int max_queued = 64;       // shadow runs waiting or running; a chosen example beyond is skipped (>= 1)
+  int workers = 2;           // shadow runs at once (>= 1)
 };
 
 struct ServerOptions {
@@ -238,6 +289,7 @@ struct ServerOptions {
   // --cascade and --models files again. Null: Reload() is FailedPrecondition (and the
   // route 501). Called on the reloading thread, one reload at a time.
   std::function<StatusOr<CascadeSource>()> load;
+  ShadowOptions shadow;  // off by default
 };
 
 struct ServedModel {
@@ -323,6 +375,13 @@ class Server {
   StatusOr<ReloadInfo> Reload(const CascadeSource& source);
   // The generation now serving (1 until the first successful reload).
   uint64_t generation() const;
+
+  // Shadow verification: what GET /coe/plan-health answers (see above); and a wait
+  // until every request whose reply was handed over before the call has queued its
+  // shadow run (or skipped it) and every shadow run queued has ended (for tests and
+  // benches: replies never wait for shadow runs).
+  std::string PlanHealthJson() const;
+  void FlushShadow();
 
  private:
   struct Impl;

@@ -391,13 +391,17 @@ StatusOr<RunResult> Cascade::Run(const InputView& batch, const RunOptions& optio
     return UnavailableError("the run was cancelled (its client went away or the server is stopping) at tier " +
                             std::to_string(t + 1));
   };
-  for (size_t t = 0; t < TiersToRun(im, options) && !active.empty(); ++t) {
+  const size_t first = static_cast<size_t>(std::max(0, options.first_tier));
+  if (first >= TiersToRun(im, options))
+    return InvalidArgumentError("first_tier " + std::to_string(options.first_tier) + " is not among the " +
+                                std::to_string(TiersToRun(im, options)) + " tiers the run goes through");
+  for (size_t t = first; t < TiersToRun(im, options) && !active.empty(); ++t) {
     if (Cancelled(examples)) return cancelled(t);
     const auto t_tier = Clock::now();
-    // Tier 1 sees the batch itself; later tiers the examples that did not exit.
+    // The first tier sees the batch itself; later tiers the examples that did not exit.
     InputView tier_in = examples;
     tier_in.tokens = StreamsTier(im, t, n, options) ? options.tokens : nullptr;
-    const auto preds = RunTier(im, t, tier_in, t > 0 ? &active : nullptr, &r);
+    const auto preds = RunTier(im, t, tier_in, t > first ? &active : nullptr, &r);
     // Predictions of a cancelled tier are not answers (aborted calls look like failures).
     if (Cancelled(examples)) return cancelled(t);
     std::vector<int> next = DecideTier(im, t, active, preds, options, &fallback, &r);

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "base/binomial.h"
 #include "coe/evaluate.h"
 #include "planner/refit.h"
 #include "planner/search.h"

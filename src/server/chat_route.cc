@@ -198,8 +198,11 @@ void Server::Impl::LogCached(const ServedModel& m, const std::string& id, std::s
 }
 
 // POST /v1/chat/completions, request in, response out (server_impl.h).
-HttpReply Server::Impl::Chat(const Generation& gen, std::string body, std::optional<double> header_ceiling,
-                             std::string* model_name, const std::atomic<bool>* cancelled, ChatStream* stream) {
+HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, std::string body,
+                             std::optional<double> header_ceiling, std::string* model_name,
+                             const std::atomic<bool>* cancelled, ChatStream* stream,
+                             std::function<void()>* after_reply) {
+  const Generation& gen = *gen_ptr;
   std::string param;
   auto q = ParseChatRequest(body, &param);
   if (q.ok()) {
@@ -227,6 +230,13 @@ HttpReply Server::Impl::Chat(const Generation& gen, std::string body, std::optio
       if (request_log) LogCached(m, id, std::move(*record), *hit, t0);
       return FromCache(std::move(*hit), *q, id);
     }
+  // Shadow verification: chosen by the record without its id (the request's content).
+  std::shared_ptr<ShadowPick> shadow;
+  if (after_reply && shadow_runner && gen.shadow.contains(m.name)) {
+    const StatusOr<std::string> key = ChatRecordJson(*q, "", messages);
+    const std::string& text = *record;
+    if (key.ok()) shadow = PickShadow(gen, m, InputView{.texts = {&text, 1}, .n = 1}, {&*key, 1});
+  }
   ChatReply reply;
   reply.pinned = Pinned(*m.cascade, *q);
   const bool logprobs = q->logprobs;
@@ -278,6 +288,10 @@ HttpReply Server::Impl::Chat(const Generation& gen, std::string body, std::optio
   reply.max_cost_usd = framing.max_cost_usd;
   reply.budget_tier = BudgetStop(m, ro, *r);
   if (!cache_key.empty() && !reply.degraded) cache->Put(cache_key, reply);
+  if (shadow)
+    *after_reply = [this, gen_ptr, &m, shadow, r = std::make_shared<RunResult>(std::move(*r)), id] {
+      Shadow(gen_ptr, m, *shadow, *r, {&id, 1});
+    };
   if (stream && stream->opened()) {  // its content went as it came: the rest of the events
     reply.content.clear();
     return {200, "text/event-stream", ChatFinalEvents(reply, framing.include_usage)};
@@ -311,11 +325,13 @@ void Server::Impl::ChatRoute(std::shared_ptr<const Generation> gen, http::Reques
     };
     OutOfMemoryIs503(
         [&] {
-          HttpReply reply = Chat(*gen, std::move(*body), ceiling, model.get(), cancelled, &stream);
+          std::function<void()> after_reply;
+          HttpReply reply = Chat(gen, std::move(*body), ceiling, model.get(), cancelled, &stream, &after_reply);
           if (stream.opened())
             stream.End(reply);
           else
             respond(ToReply(std::move(reply)));
+          if (after_reply) after_reply();
         },
         unless_streamed, true);
   });

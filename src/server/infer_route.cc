@@ -57,6 +57,10 @@ void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedMode
     ro.want_members = request_log != nullptr;
     ro.cancelled = cancelled;
     InputBatch batch = std::move(q->batch);
+    // Shadow verification: the examples chosen by the request's own id (else their
+    // bytes), before the log gives an id-less request one.
+    std::shared_ptr<ShadowPick> shadow =
+        PickShadow(*gen, m, batch.View(), q->id && !q->id->empty() ? ShadowKeys(*q->id, batch.size()) : ShadowKeys());
     // Logged: the request's id (one made when it gave none: its response carries it),
     // and its examples as the members get them.
     std::shared_ptr<const InputBatch> logged;
@@ -69,8 +73,8 @@ void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedMode
       logged = std::move(copy);
     }
     auto meta = std::make_shared<InferRequest>(std::move(*q));
-    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled, logged,
-                 t0 = Clock::now()](StatusOr<RunResult> r) {
+    auto done = [this, gen, &m, meta, chosen = std::move(*chosen), respond, cancelled, logged, t0 = Clock::now(),
+                 shadow = std::move(shadow)](StatusOr<RunResult> r) {
       if (!r.ok()) {
         const int code = RunErrorCode(r.status(), cancelled);
         return respond(code == 503 ? Busy(RunError(r.status()), false) : ErrorReply(code, r.status().message()));
@@ -80,6 +84,7 @@ void Server::Impl::Infer(std::shared_ptr<const Generation> gen, const ServedMode
                std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       OutOfMemoryIs503([&] { respond(InferReply(CascadeResponse(m.name, *meta, chosen, *r, m.cascade->labels()))); },
                        respond, false);
+      if (shadow) Shadow(gen, m, *shadow, *r, logged ? std::span(logged->ids) : std::span<const std::string>());
     };
     Status s = gen->batchers.at(m.name)->Submit(std::move(batch), ro, std::move(done));
     if (!s.ok()) respond(Busy(s.message(), false));

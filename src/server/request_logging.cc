@@ -7,7 +7,8 @@
 namespace coe {
 
 void Server::Impl::LogRun(const ServedModel& m, const char* route, const std::vector<std::string>& ids,
-                          const InputBatch& inputs, const RunResult& r, double ms) {
+                          const InputBatch& inputs, const RunResult& r, double ms,
+                          std::span<const std::string> shadow) {
   if (!request_log) return;
   const bool redact = request_log->options().redact;
   const std::vector<Backend*> members = m.cascade->members();
@@ -41,6 +42,7 @@ void Server::Impl::LogRun(const ServedModel& m, const char* route, const std::ve
     e.cost_name = m.cascade->cost_name();
     e.ms = ms;
     e.degraded = r.degraded[i] != 0;
+    if (i < shadow.size()) e.extra.emplace_back("shadow", shadow[i]);
     request_log->Add(std::move(e));
   }
 }

@@ -38,8 +38,9 @@ bool IsOpenAiPath(const std::string& path) { return path.starts_with("/v1/"); }
 
 // The routes ServerOptions::api_key guards: a model's (both protocols) and coe's own
 // (POST /coe/reload). Health,
-// server metadata and metrics stay open: probes and scrapers carry no key.
+// server metadata, metrics and the plan's health stay open: probes and scrapers carry no key.
 bool NeedsKey(const std::string& path) {
+  if (path == "/coe/plan-health") return false;  // what /metrics shows too
   return path.starts_with("/v1/") || path.starts_with("/v2/models/") || path.starts_with("/coe/");
 }
 
@@ -213,7 +214,7 @@ std::optional<http::Reply> Server::Impl::KeyRefusal(const http::Request& request
 std::string Server::Impl::MetricsPage() const {
   const std::shared_ptr<const Generation> gen = Current();
   return metrics.Text(inflight.load(), static_cast<double>(io_wait_us.load()) * 1e-6, gen->members) +
-         CacheText(cache ? cache->Stats() : CacheStats{}) + ReloadText(*gen) + LogMetrics();
+         CacheText(cache ? cache->Stats() : CacheStats{}) + ReloadText(*gen) + LogMetrics() + ShadowText(*gen);
 }
 
 // After a response is written: counters and the access log.
@@ -293,6 +294,7 @@ void Server::Impl::Handle(http::Request&& request, http::Responder respond_raw) 
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       return respond(std::move(r));
     }
+    if (path == "/coe/plan-health") return respond(JsonReply(PlanHealth()));
     if (path == "/v1/models") return respond(ModelList(*Current()));
     if (path.starts_with("/v1/models/")) return respond(ModelRetrieve(*Current(), std::string_view(path).substr(11)));
   }
@@ -394,6 +396,13 @@ StatusOr<std::unique_ptr<Generation>> Server::Impl::Build(std::vector<ServedMode
         g->members.push_back(b);
       }
   }
+  for (const ServedModel& m : g->models) {
+    const std::vector<TierSpec>& tiers = m.cascade->spec().tiers;
+    if (tiers.size() < 2) continue;
+    std::vector<double> expected;
+    for (size_t k = 0; k + 1 < tiers.size(); ++k) expected.push_back(tiers[k].calibrated_agreement.value_or(NAN));
+    g->shadow[m.name] = std::make_unique<ShadowMonitor>(options.shadow, std::move(expected));
+  }
   BatchOptions bo;
   bo.max_batch = options.max_batch;
   bo.max_queue_delay_us = options.max_queue_delay_us;
@@ -417,8 +426,11 @@ StatusOr<std::unique_ptr<Server>> Server::Create(std::vector<ServedModel> models
       options.batch_workers < 1 || options.max_connections < 1)
     return InvalidArgumentError(
         "max_batch, max_queue_delay_us and queue_timeout_ms must be >= 0, batch_workers and max_connections >= 1");
+  COE_RETURN_IF_ERROR(CheckShadowOptions(options.shadow));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  if (options.shadow.share > 0)
+    impl->shadow_runner = std::make_unique<ShadowRunner>(options.shadow.max_queued, options.shadow.workers);
   if (options.cache_bytes > 0) impl->cache = std::make_unique<ResponseCache>(options.cache_bytes);
   if (!options.request_log.path.empty()) {
     Impl* im = impl.get();  // owns the log: outlives its reports
@@ -482,6 +494,7 @@ void Server::Shutdown(int grace_ms) {
     im.cancel_all = true;  // runs of several requests (batched) see it; nothing more is admitted
     for (const auto& cancelled : im.admitted) cancelled->store(true);
   }
+  if (im.shadow_runner) im.shadow_runner->Cancel();  // shadow runs never hold a shutdown up
   Wait();
   if (im.request_log) im.request_log->Flush();  // what the answered requests queued is on disk
 }
@@ -515,6 +528,9 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   if (!slot) return UnavailableError(why);
   RunOptions ro = options;
   ro.cancelled = slot->cancelled();
+  // Shadow verification: chosen by the examples' ids (else their bytes).
+  const ServedModel& m = *gen->Find(name);
+  const std::shared_ptr<Impl::ShadowPick> shadow = im.PickShadow(*gen, m, batch.View(), batch.ids);
   ro.want_members = ro.want_members || im.request_log != nullptr;
   const auto t0 = Clock::now();
   std::promise<StatusOr<RunResult>> answer;
@@ -525,6 +541,7 @@ StatusOr<RunResult> Server::Run(const std::string& name, const InputBatch& batch
   if (r.ok() && im.request_log)
     im.LogRun(*gen->by_name.at(name), "grpc", batch.ids, batch, *r,
               std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  if (r.ok() && shadow) im.Shadow(gen, m, *shadow, *r, batch.ids);  // runs on a shadow worker, after this returns
   return r;
 }
 

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "server/http_transport.h"
 #include "server/metrics.h"
 #include "server/response_cache.h"
+#include "server/shadow.h"
 
 namespace coe {
 
@@ -123,6 +125,9 @@ struct Generation {
   // By model: its load, a number no other cascade loaded in this process has (the
   // response cache's keys hold it, so no generation is answered from another's replies).
   std::map<std::string, uint64_t, std::less<>> loads;
+  // By model of more than one tier: its shadow verification (server.h), against this
+  // generation's plan. Shadow runs of its requests hold the generation.
+  std::map<std::string, std::unique_ptr<ShadowMonitor>, std::less<>> shadow;
   // Declared last: destroyed first (their runs' callbacks read `models`).
   std::map<std::string, std::unique_ptr<Batcher>, std::less<>> batchers;  // by model
 
@@ -204,6 +209,12 @@ struct Server::Impl {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::atomic<int64_t> io_wait_us{0};  // the transport's, as of the last request
 
+  // Picks made whose Shadow has not posted yet (Server::FlushShadow waits for none).
+  // Declared before the generations, whose requests hold picks: destroyed after them.
+  std::mutex shadow_mu;
+  std::condition_variable shadow_cv;  // guarded by shadow_mu: shadow_pending fell to 0
+  int64_t shadow_pending = 0;         // under shadow_mu
+
   // Reloads: counted by outcome; serialized by reload_mu (one builds at a time, the
   // generation numbers follow the swaps).
   std::mutex reload_mu;
@@ -226,6 +237,30 @@ struct Server::Impl {
   // POST /coe/reload (off the I/O threads): Server::Reload, answered as JSON.
   void ReloadRoute(const http::Request& request, const http::Responder& respond);
   StatusOr<ReloadInfo> Reload(const CascadeSource* source);
+  // Shadow runs (null: ServerOptions::shadow.share 0). Declared after the generation
+  // (its jobs hold generations, released to the reaper) and before the pool and the
+  // transport, whose requests post to it: destroyed after them, cancelling its runs.
+  std::unique_ptr<ShadowRunner> shadow_runner;
+  // Shadow verification (shadow_route.cc; see server.h). Before a run of model `m` of
+  // `gen` on `inputs`: the examples chosen by their keys (`keys[i]`, "" or absent: the
+  // example's input bytes), with a copy of their inputs; null when none is (or shadow
+  // is off, or `m` has one tier). After the run answered (its reply handed over):
+  // Shadow posts a shadow run of those of them that exited before the last tier by
+  // their tier's rule; `log_ids`: the run's examples' ids in the request log (their
+  // shadow results are logged under them; may be empty without a log).
+  struct ShadowPick;
+  // The keys of a request's `n` examples by its `id`: {id} for one, else "<id>/<k>"
+  // (none without an id: the examples' bytes choose).
+  static std::vector<std::string> ShadowKeys(const std::string& id = "", int64_t n = 0);
+  std::shared_ptr<ShadowPick> PickShadow(const Generation& gen, const ServedModel& m, const InputView& inputs,
+                                         std::span<const std::string> keys);
+  void Shadow(const std::shared_ptr<const Generation>& gen, const ServedModel& m, ShadowPick& pick, const RunResult& r,
+              std::span<const std::string> log_ids);
+  // The shadow run of `job` (on a shadow worker).
+  struct ShadowJob;
+  void RunShadow(const Generation& gen, const ServedModel& m, const ShadowJob& job, const std::atomic<bool>& stop);
+  std::string ShadowText(const Generation& gen) const;  // the coe_shadow_* series ("" when off)
+  std::string PlanHealth() const;                       // GET /coe/plan-health
   WaitingPool waiting;  // parses large bodies, runs chat requests (they wait on members)
 
   std::mutex mu;       // guards transport
@@ -369,9 +404,10 @@ struct Server::Impl {
 
   // The request log's lines for run `r` of model `m` (request_logging.cc): one per
   // example, `ids` theirs, `inputs` the examples as the members got them, `ms` the
-  // time since admission. Nothing without a log.
+  // time since admission; `shadow` (a shadow run's lines): each example's "shadow"
+  // field, as JSON text. Nothing without a log.
   void LogRun(const ServedModel& m, const char* route, const std::vector<std::string>& ids, const InputBatch& inputs,
-              const RunResult& r, double ms);
+              const RunResult& r, double ms, std::span<const std::string> shadow = {});
   // The /metrics lines of the request log ("" without one).
   std::string LogMetrics() const;
 
@@ -388,8 +424,11 @@ struct Server::Impl {
   // `header_ceiling`: the coe-max-cost-usd header's cost ceiling, if any. With
   // `stream` (ChatRoute's), a request with `stream: true` streams its last tier there;
   // once it opened, the reply returned is the stream's end (ChatStream::End).
-  HttpReply Chat(const Generation& gen, std::string body, std::optional<double> header_ceiling, std::string* model_name,
-                 const std::atomic<bool>* cancelled, ChatStream* stream = nullptr);
+  // `after_reply` (when given) receives what is to run once the reply is handed over
+  // (a shadow run's posting), or stays empty.
+  HttpReply Chat(const std::shared_ptr<const Generation>& gen, std::string body, std::optional<double> header_ceiling,
+                 std::string* model_name, const std::atomic<bool>* cancelled, ChatStream* stream = nullptr,
+                 std::function<void()>* after_reply = nullptr);
   std::string NewChatId();
   static int64_t NowSeconds();
   // The response to `q` of `reply`: JSON, or server-sent events when q streams.
