@@ -378,10 +378,10 @@ class Server {
 
   // Shadow verification: what GET /coe/plan-health answers (see above); and a wait
   // until every request whose reply was handed over before the call has queued its
-  // shadow run (or skipped it) and every shadow run queued has ended (for tests and
-  // benches: replies never wait for shadow runs).
+  // shadow run (or skipped it) and, with `runs`, every shadow run queued has ended (for
+  // tests and benches: replies never wait for shadow runs).
   std::string PlanHealthJson() const;
-  void FlushShadow();
+  void FlushShadow(bool runs = true);
 
  private:
   struct Impl;

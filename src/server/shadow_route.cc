@@ -164,14 +164,14 @@ std::string Server::Impl::PlanHealth() const {
 
 std::string Server::PlanHealthJson() const { return impl_->PlanHealth(); }
 
-void Server::FlushShadow() {
+void Server::FlushShadow(bool runs) {
   Impl& im = *impl_;
   if (!im.shadow_runner) return;
   {
     std::unique_lock<std::mutex> lock(im.shadow_mu);
     im.shadow_cv.wait(lock, [&] { return im.shadow_pending == 0; });
   }
-  im.shadow_runner->Flush();
+  if (runs) im.shadow_runner->Flush();
 }
 
 }  // namespace coe
