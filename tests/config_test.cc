@@ -231,7 +231,7 @@ pin = "big"
       {"gpu = 1\n[gpus.a]\nusd_per_hour = 1\n[models.m]\nthroughput = { a = 1.0 }\n",
        "cl.toml:1:7: unknown key 'gpu' in the cluster file: did you mean 'gpus'?"},
       {"[gpus.a]\nusd_per_hour = 1\n[models.m]\nthroughput = { a = 1.0 }\npin = 1\n",
-       "models.m: pin must be a GPU type's name"},
+       "models.m: pin must be a device type's name"},
   };
   for (auto& [text, want] : bad) {
     auto b = ParseCluster(text, "cl.toml");

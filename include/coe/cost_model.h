@@ -9,10 +9,13 @@
 //                  that every model has in the catalogue;
 //   key "recorded" the `|cost` columns (an error if missing);
 //   key K          the catalogue figure K of every model;
-//   cluster        GPU rental (overrides key): a model's cost per example is
-//                  usd_per_hour / (3600 * throughput) on the cheapest GPU type it can
-//                  run on, or the one it is pinned to. The homogeneous figure runs every
-//                  model on the single most expensive GPU type instead.
+//   cluster        device rental (overrides key): a model's cost per example is
+//                  usd_per_hour / (3600 * throughput) on the cheapest device type it can
+//                  run on (or the one it is pinned to), at the best throughput of its
+//                  table (the batch a fully loaded device runs). The "dearest type"
+//                  figure runs every model on the single most expensive type instead; it
+//                  is left out when some model has no throughput there.
+//                  ServeCascade (below) prices a cascade at a traffic rate instead.
 // Latency (from the catalogue's latency_ms, or latency_us / 1000) of a reached tier is
 // its slowest member's (parallel) or the sum of its members' (sequential), plus, for a
 // cloud member, the link: one round trip per call, and the transfer of the input
@@ -25,12 +28,20 @@
 // the cost figure; the table's `combine` then says a tier's members combine by
 // TierTime, not by their sum.
 //
-// Cluster file (TOML):
-//   [gpus.A100]  usd_per_hour = 3.67
-//   [gpus.T4]    usd_per_hour = 0.53
+// Cluster file (TOML), version 2:
+//   max_delay_ms = 50                 # optional: how long a tier's batcher waits (> 0)
+//   [devices.A100]
+//   usd_per_hour = 3.67
+//   kind = "gpu"                      # or "cpu" (then cores = N, required)
+//   memory_gb = 80                    # optional, reported only
 //   [models.NAME]
-//   throughput = { A100 = 2400.0, T4 = 310.0 }   # examples per second
-//   pin = "A100"                                  # optional
+//   pin = "A100"                      # optional
+//   [models.NAME.throughput]          # examples per second by batch size
+//   A100 = { 1 = 40.0, 8 = 210.0, 64 = 900.0 }
+//   T4 = 310.0                        # one figure: the same at every batch
+// A device type a model has no throughput for is one it cannot run on. Version 1
+// (still read, same results): [gpus.TYPE] usd_per_hour = X, and throughput = { TYPE =
+// examples/s }. Every key is checked: an unknown one is refused with the closest known.
 //
 // Thread safety: immutable values once built.
 #ifndef COE_COST_MODEL_H_
@@ -56,12 +67,30 @@ struct LinkSpec {
   std::string ToString() const;
 };
 
+// A model's throughput on one device type, by batch size.
+struct ThroughputCurve {
+  std::vector<std::pair<double, double>> points;  // (batch >= 1, examples/s > 0), batch ascending
+  // Examples per second at `batch` (> 0): linear between the given batches, the largest
+  // batch's figure beyond it, and below the smallest batch b0, batch / b0 * t(b0) (a
+  // batch takes the same time however full it is).
+  double At(double batch) const;
+  double max_batch() const { return points.back().first; }
+  double Peak() const;  // the best figure of the table
+};
+
 struct ClusterSpec {
   std::string source;
-  std::map<std::string, double> usd_per_hour;  // by GPU type
+  struct Device {
+    double usd_per_hour = 0;
+    bool cpu = false;
+    int cores = 0;         // cpu only
+    double memory_gb = 0;  // 0 = not given
+  };
+  std::map<std::string, Device> devices;  // by type
+  double max_delay_ms = 50;
   struct Model {
-    std::map<std::string, double> throughput;  // examples/s by GPU type
-    std::string pin;                           // "" = cheapest
+    std::map<std::string, ThroughputCurve> throughput;  // by device type
+    std::string pin;                                    // "" = cheapest
   };
   std::map<std::string, Model> models;
 };
@@ -104,8 +133,9 @@ struct CostTable {
   std::vector<double> per_example;          // row-major [example][model], or empty
   std::vector<double> mean;                 // per model: mean cost over the examples
   TierCombine combine = TierCombine::kSum;  // kTime: by TierTime(latency_mode, cores)
-  // On a cluster: the per-model cost on a homogeneous cluster of the most expensive type.
-  std::vector<double> homogeneous;  // empty unless a cluster is given
+  // On a cluster: the per-model cost with every model on the most expensive device type
+  // (empty without a cluster, or when some needed model cannot run on that type).
+  std::vector<double> homogeneous;
   std::string homogeneous_gpu;
   // Deployment figures.
   LatencyMode latency_mode = LatencyMode::kParallel;
