@@ -1,12 +1,18 @@
 // The cluster file, version 2 (issue 26): device types, throughput by batch size.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "coe/catalogue.h"
 #include "coe/cost_model.h"
 #include "coe/recordings.h"
+#include "coe/report.h"
+#include "testing.h"
 
 namespace coe {
 namespace {
@@ -78,6 +84,26 @@ TEST(ClusterV2, AModelMissingATypeIsNotAnError) {
   EXPECT_TRUE(t->homogeneous.empty());
 }
 
+// The example's two forms describe one cluster: version 1 still reads, and gives the
+// same planning figures as version 2's tables at their best batch.
+TEST(ClusterV2, TheExampleReadsInBothForms) {
+  auto v1 = ReadCluster(coe::testing::SourceDir() + "/examples/routerbench/cluster.toml");
+  auto v2 = ReadCluster(coe::testing::SourceDir() + "/examples/routerbench/cluster_v2.toml");
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+  ASSERT_EQ(v1->devices.size(), v2->devices.size());
+  for (const auto& [type, d] : v1->devices) EXPECT_EQ(d.usd_per_hour, v2->devices.at(type).usd_per_hour) << type;
+  ASSERT_EQ(v1->models.size(), v2->models.size());
+  for (const auto& [name, m] : v1->models) {
+    ASSERT_EQ(m.throughput.size(), v2->models.at(name).throughput.size()) << name;
+    for (const auto& [type, curve] : m.throughput) {
+      ASSERT_EQ(curve.points.size(), 1u);
+      EXPECT_EQ(curve.At(1), curve.At(1000)) << "a version-1 figure holds at every batch";
+      EXPECT_EQ(curve.Peak(), v2->models.at(name).throughput.at(type).Peak()) << name << " on " << type;
+    }
+  }
+}
+
 TEST(ClusterV2, EveryKeyChecked) {
   const std::string dev = "[devices.a100]\nusd_per_hour = 1\n";
   const std::string model = "[models.m.throughput]\na100 = { 1 = 5.0 }\n";
@@ -107,6 +133,114 @@ TEST(ClusterV2, EveryKeyChecked) {
     EXPECT_NE(b.status().message().find(want), std::string::npos)
         << "got: " << b.status().message() << "\nwanted: " << want;
   }
+}
+
+// Provisioned: one model at Q examples/s on whole devices of its cheapest type at the
+// batch its batcher fills (Q x max_delay_ms / 1000 = 20): ceil(Q / (t(20) x 0.7))
+// devices times the price; per example: the table's interpolation at that batch.
+TEST(ClusterServing, OneModelProvisionedAndPerExample) {
+  auto c = ParseCluster(kV2, "cl.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const double q = 1000, t20 = 200 + (800 - 200) * (20.0 - 8) / (64 - 8);
+  const double reach[] = {1.0};
+  auto s = ServeCascade(*c, {{"small"}}, reach, ServingOptions{.qps = q, .utilisation = 0.7});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->tiers.size(), 1u);
+  const TierServing& t = s->tiers[0];
+  EXPECT_DOUBLE_EQ(t.batch, 20);
+  EXPECT_EQ(t.type, "gpu");  // 5 gpus at $2 beat 143 cpus at $0.2
+  EXPECT_EQ(t.devices, static_cast<int>(std::ceil(q / (t20 * 0.7))));
+  EXPECT_EQ(t.devices, 5);
+  EXPECT_DOUBLE_EQ(s->usd_per_hour, 5 * 2.0);
+  EXPECT_DOUBLE_EQ(s->usd_per_example, 2.0 / (3600 * t20));
+  // At 10 examples/s the batcher fills no batch: batch 1, where the cpu is cheaper per
+  // example (0.2 / 10 < 2 / 40) and one cpu (10 / (10 x 0.7) -> 2 devices, $0.4/h)
+  // beats one gpu ($2/h).
+  auto slow = ServeCascade(*c, {{"small"}}, reach, ServingOptions{.qps = 10, .utilisation = 0.7});
+  ASSERT_TRUE(slow.ok());
+  EXPECT_DOUBLE_EQ(slow->tiers[0].batch, 1);
+  EXPECT_DOUBLE_EQ(slow->usd_per_example, 0.2 / (3600 * 10));
+  EXPECT_EQ(slow->tiers[0].type, "cpu");
+  EXPECT_EQ(slow->tiers[0].devices, 2);
+  EXPECT_DOUBLE_EQ(slow->usd_per_hour, 2 * 0.2);
+  // On a named type: the gpu, whatever is cheaper.
+  auto on_gpu = ServeCascade(*c, {{"small"}}, reach, ServingOptions{.qps = 10, .utilisation = 0.7}, "gpu");
+  ASSERT_TRUE(on_gpu.ok());
+  EXPECT_EQ(on_gpu->tiers[0].devices, 1);
+  EXPECT_DOUBLE_EQ(on_gpu->usd_per_example, 2.0 / (3600 * 40));
+}
+
+// A later tier sees only the share that reaches it, in smaller batches.
+TEST(ClusterServing, LaterTiersSeeTheirShare) {
+  auto c = ParseCluster(kV2, "cl.toml");
+  ASSERT_TRUE(c.ok());
+  const double reach[] = {1.0, 0.25};
+  auto s = ServeCascade(*c, {{"small"}, {"big"}}, reach, ServingOptions{.qps = 1000, .utilisation = 0.5});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const TierServing& t2 = s->tiers[1];
+  EXPECT_DOUBLE_EQ(t2.rate, 250);
+  EXPECT_DOUBLE_EQ(t2.batch, 5);
+  const double big5 = 20 + (100 - 20) * (5.0 - 4) / (32 - 4);
+  EXPECT_EQ(t2.devices, static_cast<int>(std::ceil(250 / (big5 * 0.5))));
+  EXPECT_DOUBLE_EQ(t2.usd_per_example, 2.0 / (3600 * big5));
+  EXPECT_DOUBLE_EQ(s->usd_per_example, s->tiers[0].usd_per_example + 0.25 * t2.usd_per_example);
+  EXPECT_DOUBLE_EQ(s->usd_per_hour, s->tiers[0].usd_per_hour + t2.usd_per_hour);
+  // big cannot run on the cpu: a named type it lacks is refused, naming it.
+  auto cpu = ServeCascade(*c, {{"small"}, {"big"}}, reach, ServingOptions{.qps = 1000, .utilisation = 0.5}, "cpu");
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_NE(cpu.status().message().find("model 'big' cannot run on device type 'cpu'"), std::string::npos)
+      << cpu.status().message();
+}
+
+// coe plan --cluster --qps: plans on dollars per example, and every report names the
+// traffic rate and the baseline type, with both views; the JSON reads back.
+TEST(ClusterServing, PlanReportsBothViews) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("coe_cluster_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  std::string csv = "id,label,small,big\n";
+  for (int i = 0; i < 200; ++i) {
+    const std::string t(1, "xy"[i % 2]), other(1, "xy"[(i + 1) % 2]);
+    csv += std::to_string(i) + "," + t + "," + (i % 5 == 0 ? other : t) + "," + (i % 17 == 0 ? other : t) + "\n";
+  }
+  const std::string r = write("r.csv", csv), cat = write("cat.toml", "[models.small]\nmacs=1\n[models.big]\nmacs=9\n");
+  const std::string cl = write("cl.toml", kV2);
+  const std::string base = "plan --calib " + r + " --test " + r + " --models " + cat + " --cluster " + cl;
+  const std::string args = base + " --qps 1000 --baseline-type gpu";
+  auto json = coe::testing::RunCoe(args + " --json", /*with_stderr=*/false);
+  ASSERT_EQ(json.code, 0) << json.out;
+  const nlohmann::json doc = nlohmann::json::parse(json.out);
+  EXPECT_NE(doc["cost"].get<std::string>().find("usd per example on cluster"), std::string::npos);
+  // Planned on dollars: never dearer per example than the best model alone.
+  EXPECT_LE(doc["chosen"]["calib"]["cost"].get<double>(), doc["best_single_cost"].get<double>());
+  ASSERT_TRUE(doc.contains("cluster"));
+  EXPECT_EQ(doc["cluster"]["qps"], 1000);
+  EXPECT_EQ(doc["cluster"]["baseline_type"], "gpu");
+  EXPECT_EQ(doc["cluster"]["utilisation"], 0.7);
+  EXPECT_GT(doc["cluster"]["chosen"]["usd_per_hour"].get<double>(), 0);
+  EXPECT_GT(doc["cluster"]["best"]["usd_per_example"].get<double>(), 0);
+  auto read = PlanReportFromJson(json.out, "plan.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(PlanReportToJson(*read), json.out);
+  auto text = coe::testing::RunCoe(args, /*with_stderr=*/false);
+  ASSERT_EQ(text.code, 0) << text.out;
+  for (const char* want : {"CLUSTER COST at 1000 examples/s", "70% utilisation", "per example: chosen $",
+                           "provisioned: chosen $", "baseline type gpu: ", "alone on its cheapest type"})
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+  // Flags checked.
+  auto typo = coe::testing::RunCoe(base + " --qps 1000 --baseline-type gpux");
+  EXPECT_NE(typo.code, 0);
+  EXPECT_NE(typo.out.find("--baseline-type: 'gpux' is not a device type of " + cl + ": did you mean 'gpu'?"),
+            std::string::npos)
+      << typo.out;
+  auto no_cluster = coe::testing::RunCoe("plan --calib " + r + " --models " + cat + " --qps 10");
+  EXPECT_NE(no_cluster.code, 0);
+  EXPECT_NE(no_cluster.out.find("need --cluster FILE"), std::string::npos) << no_cluster.out;
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -97,6 +97,50 @@ struct ClusterSpec {
 StatusOr<ClusterSpec> ReadCluster(const std::string& path);
 StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& source);
 
+// Serving a cascade at a traffic rate on a cluster: the two cost views of reports.
+// Tier k is reached by reach[k] of the examples, so it sees rate = qps x reach[k]
+// examples/s. Batching: each tier's dynamic batcher waits at most max_delay_ms, so it
+// runs batches of max(1, rate x max_delay_ms / 1000) examples (a fraction is a mean;
+// beyond a table's largest batch the throughput stays flat).
+//   Per example: every member of a tier at that batch, each on its cheapest type (or
+//     its pin): usd_per_hour / (3600 x throughput(batch)); the cascade's figure is the
+//     sum over tiers of reach[k] x the tier's.
+//   Provisioned: each tier on whole devices of one type, the members sharing them:
+//     devices = max(1, ceil(sum over members of rate / (throughput(batch) x
+//     utilisation))) (a deployed tier has at least one device), on the type with the
+//     lowest hourly bill among those every member can run on (and is not pinned off);
+//     when there is none, each member on its own cheapest devices. The bill is the sum
+//     of devices x usd_per_hour over tiers.
+struct ServingOptions {
+  double qps = 0;             // examples per second entering the first tier (> 0)
+  double utilisation = 0.7;   // of each device, in (0, 1]
+  std::string baseline_type;  // "" = none: also price the best single model on this type
+};
+
+struct TierServing {
+  std::vector<std::string> members;
+  double rate = 0;   // examples/s reaching the tier
+  double batch = 1;  // the batch its batcher fills
+  std::string type;  // the device type(s) provisioned ("A+B": members apart)
+  int devices = 0;
+  double usd_per_hour = 0;     // the tier's provisioned bill
+  double usd_per_example = 0;  // per example reaching the tier
+};
+
+struct Serving {
+  std::vector<TierServing> tiers;
+  double usd_per_example = 0;  // per example entering the cascade
+  double usd_per_hour = 0;     // the provisioned bill
+};
+
+// Prices `tiers` (member names, each in `c`) reached by `reach` (one share per tier)
+// at `options`. With `only_type`, every tier is provisioned on that type (per-example
+// figures too): FailedPrecondition naming the model when one cannot run there.
+// NotFound when a member has no throughput in `c`.
+StatusOr<Serving> ServeCascade(const ClusterSpec& c, const std::vector<std::vector<std::string>>& tiers,
+                               std::span<const double> reach, const ServingOptions& options,
+                               const std::string& only_type = "");
+
 enum class LatencyMode { kParallel, kSequential };
 
 // The time of a tier whose members take `ms` each: the sum (sequential), the slowest
@@ -118,6 +162,7 @@ struct CostOptions {
   // (InvalidArgument otherwise) instead of latency going unreported.
   bool require_latency = false;
   std::optional<ClusterSpec> cluster;
+  std::optional<ServingOptions> serving;  // with a cluster: --qps and what goes with it
   std::optional<LinkSpec> link;
   // When not empty, only these models need cost figures (cluster throughput, catalogue
   // key); the others get a NaN cost, and EvaluateCascade refuses cascades that use them.
@@ -137,6 +182,9 @@ struct CostTable {
   // (empty without a cluster, or when some needed model cannot run on that type).
   std::vector<double> homogeneous;
   std::string homogeneous_gpu;
+  // The cluster and traffic the costs came from, for ServeCascade in reports.
+  std::optional<ClusterSpec> cluster;
+  std::optional<ServingOptions> serving;
   // Deployment figures.
   LatencyMode latency_mode = LatencyMode::kParallel;
   int cores = 0;                    // see CostOptions

@@ -187,4 +187,95 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
   return c;
 }
 
+namespace {
+
+// The throughput table of `model` on `type` when the model may run there (it has one and
+// is not pinned elsewhere), else null.
+const ThroughputCurve* CurveOn(const ClusterSpec::Model& m, const std::string& type) {
+  if (!m.pin.empty() && m.pin != type) return nullptr;
+  auto it = m.throughput.find(type);
+  return it == m.throughput.end() ? nullptr : &it->second;
+}
+
+// Dollars per example of `m` at `batch` on `only_type`, or on its cheapest type.
+double UsdPerExample(const ClusterSpec& c, const ClusterSpec::Model& m, double batch, const std::string& only_type) {
+  double best = std::numeric_limits<double>::infinity();
+  for (const auto& [type, d] : c.devices) {
+    if (!only_type.empty() && type != only_type) continue;
+    if (const ThroughputCurve* curve = CurveOn(m, type))
+      best = std::min(best, d.usd_per_hour / (3600.0 * curve->At(batch)));
+  }
+  return best;
+}
+
+// Whole devices of `type` for `members` sharing them at `rate`, or 0 when one cannot run there.
+int DevicesOn(const std::vector<const ClusterSpec::Model*>& members, const std::string& type, double rate, double batch,
+              double utilisation) {
+  double need = 0;
+  for (const ClusterSpec::Model* m : members) {
+    const ThroughputCurve* curve = CurveOn(*m, type);
+    if (!curve) return 0;
+    need += rate / (curve->At(batch) * utilisation);
+  }
+  const double devices = std::max(1.0, std::ceil(need));
+  return devices < 1e9 ? static_cast<int>(devices) : 1000000000;
+}
+
+// Provisions one tier: the cheapest type every member can run on (`only_type` when
+// given), else each member on its own cheapest type.
+void Provision(const ClusterSpec& c, const std::vector<const ClusterSpec::Model*>& members,
+               const std::string& only_type, double utilisation, TierServing* tier) {
+  tier->usd_per_hour = std::numeric_limits<double>::infinity();
+  for (const auto& [type, d] : c.devices) {
+    if (!only_type.empty() && type != only_type) continue;
+    const int n = DevicesOn(members, type, tier->rate, tier->batch, utilisation);
+    if (n > 0 && n * d.usd_per_hour < tier->usd_per_hour) {
+      tier->usd_per_hour = n * d.usd_per_hour;
+      tier->devices = n;
+      tier->type = type;
+    }
+  }
+  if (tier->devices > 0 || members.size() < 2) return;
+  tier->usd_per_hour = 0;
+  tier->type.clear();
+  for (const ClusterSpec::Model* m : members) {
+    TierServing alone = *tier;
+    Provision(c, {m}, only_type, utilisation, &alone);
+    tier->usd_per_hour += alone.usd_per_hour;
+    tier->devices += alone.devices;
+    tier->type += (tier->type.empty() ? "" : "+") + alone.type;
+  }
+}
+
+}  // namespace
+
+StatusOr<Serving> ServeCascade(const ClusterSpec& c, const std::vector<std::vector<std::string>>& tiers,
+                               std::span<const double> reach, const ServingOptions& options,
+                               const std::string& only_type) {
+  if (reach.size() != tiers.size()) return InvalidArgumentError("ServeCascade: one reach share per tier");
+  Serving s;
+  for (size_t k = 0; k < tiers.size(); ++k) {
+    TierServing tier;
+    tier.members = tiers[k];
+    tier.rate = options.qps * reach[k];
+    tier.batch = std::max(1.0, tier.rate * c.max_delay_ms / 1000.0);
+    std::vector<const ClusterSpec::Model*> members;
+    for (const std::string& name : tiers[k]) {
+      auto it = c.models.find(name);
+      if (it == c.models.end()) return NotFoundError(c.source + ": no throughput for model '" + name + "'");
+      if (!only_type.empty() && !CurveOn(it->second, only_type))
+        return FailedPreconditionError("model '" + name + "' cannot run on device type '" + only_type + "' (" +
+                                       c.source + " gives it no throughput there" +
+                                       (it->second.pin.empty() ? "" : ", or it is pinned elsewhere") + ")");
+      members.push_back(&it->second);
+      tier.usd_per_example += UsdPerExample(c, it->second, tier.batch, only_type);
+    }
+    Provision(c, members, only_type, options.utilisation, &tier);
+    s.usd_per_example += reach[k] * tier.usd_per_example;
+    s.usd_per_hour += tier.usd_per_hour;
+    s.tiers.push_back(std::move(tier));
+  }
+  return s;
+}
+
 }  // namespace coe

@@ -321,6 +321,8 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
   }
   if (options.cluster) {
     COE_RETURN_IF_ERROR(ClusterCosts(*options.cluster, specs, options, &t));
+    t.cluster = options.cluster;
+    t.serving = options.serving;
   } else {
     COE_RETURN_IF_ERROR(FigureCosts(rec, catalogue, specs, options, &t));
   }
