@@ -142,15 +142,23 @@ void FuzzCluster(std::string_view text) {
     CheckError(cluster.status(), "cluster.toml");
     return;
   }
-  Check(!cluster->usd_per_hour.empty(), "cluster without GPUs");
-  for (auto& [gpu, price] : cluster->usd_per_hour) Check(Finite(price) && price > 0, "gpu '" + gpu + "': bad price");
+  Check(!cluster->devices.empty(), "cluster without devices");
+  for (auto& [type, d] : cluster->devices)
+    Check(Finite(d.usd_per_hour) && d.usd_per_hour > 0 && (d.cpu ? d.cores > 0 : d.cores == 0),
+          "device '" + type + "': bad price or cores");
+  Check(Finite(cluster->max_delay_ms) && cluster->max_delay_ms > 0, "bad max_delay_ms");
   std::vector<std::string> names;
   for (auto& [name, m] : cluster->models) {
     const std::string what = "cluster model '" + name + "': ";
     Check(!m.throughput.empty(), what + "no throughput");
-    for (auto& [gpu, x] : m.throughput) {
-      Check(cluster->usd_per_hour.count(gpu) == 1, what + "unknown gpu " + gpu);
-      Check(Finite(x) && x > 0, what + "bad throughput");
+    for (auto& [type, curve] : m.throughput) {
+      Check(cluster->devices.count(type) == 1, what + "unknown device type " + type);
+      Check(!curve.points.empty(), what + "empty throughput table");
+      double last_batch = 0;
+      for (auto& [b, x] : curve.points) {
+        Check(b >= 1 && b > last_batch && Finite(x) && x > 0, what + "bad throughput table");
+        last_batch = b;
+      }
     }
     Check(m.pin.empty() || m.throughput.count(m.pin) == 1, what + "bad pin");
     // Names that recordings can hold (the catalogue rejects the others).

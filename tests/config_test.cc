@@ -129,9 +129,10 @@ TEST(Catalogue, EveryCatalogueInTheRepositoryReads) {
   int catalogues = 0;
   for (const fs::path& f : files) {
     const std::string text = testing::ReadFile(f.string());
-    // A catalogue has [models.NAME] tables and no [gpus.TYPE] (a cluster) or [[tiers]].
+    // A catalogue has [models.NAME] tables and no [gpus.TYPE] or [devices.TYPE] (a
+    // cluster) or [[tiers]].
     if (text.find("[models.") == std::string::npos || text.find("[gpus.") != std::string::npos ||
-        text.find("[[tiers]]") != std::string::npos)
+        text.find("[devices.") != std::string::npos || text.find("[[tiers]]") != std::string::npos)
       continue;
     const std::string name = f.filename().string();
     auto c = ReadCatalogue(f.string());
@@ -231,7 +232,7 @@ pin = "big"
       {"gpu = 1\n[gpus.a]\nusd_per_hour = 1\n[models.m]\nthroughput = { a = 1.0 }\n",
        "cl.toml:1:7: unknown key 'gpu' in the cluster file: did you mean 'gpus'?"},
       {"[gpus.a]\nusd_per_hour = 1\n[models.m]\nthroughput = { a = 1.0 }\npin = 1\n",
-       "models.m: pin must be a GPU type's name"},
+       "models.m: pin must be a device type's name"},
   };
   for (auto& [text, want] : bad) {
     auto b = ParseCluster(text, "cl.toml");

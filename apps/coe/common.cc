@@ -4,10 +4,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
 #include "base/cores.h"
+#include "base/words.h"
 #include "coe/workflow.h"
 
 namespace coe::app {
@@ -75,9 +77,35 @@ void CostFlags::Add(CLI::App* cmd) {
                   "queue them, slowest first")
       ->capture_default_str();
   cmd->add_option("--cluster", cluster,
-                  "GPU cluster TOML: cost = GPU rental per example (also shows the homogeneous cost)");
+                  "cluster TOML (device prices, throughput by batch): cost = rental dollars per example, each "
+                  "model on its cheapest device type, fully batched");
+  cmd->add_option("--qps", qps,
+                  "with --cluster: the traffic rate (examples/s) reports price the cascade at, per example at "
+                  "the batch each tier sees and provisioned on whole devices");
+  cmd->add_option("--utilisation", utilisation, "with --qps: the share of each device's throughput used")
+      ->capture_default_str();
+  cmd->add_option("--baseline-type", baseline_type,
+                  "with --qps: also price the best single model (and the cascade) on this device type alone");
   cmd->add_option("--link", link,
                   "edge/cloud link, e.g. bandwidth=20Mbit,rtt=40ms: cloud models pay bytes and latency");
+}
+
+Status CostFlags::BuildServing(CostOptions* o) const {
+  if (qps == 0 && utilisation == 0.7 && baseline_type.empty()) return Status::Ok();
+  if (!o->cluster) return InvalidArgumentError("--qps, --utilisation and --baseline-type need --cluster FILE");
+  if (!(qps > 0) || !std::isfinite(qps))
+    return InvalidArgumentError("--qps: expected the traffic rate, a positive number of examples per second");
+  if (!(utilisation > 0 && utilisation <= 1))
+    return InvalidArgumentError("--utilisation: expected a share of each device's throughput, in (0, 1]");
+  if (!baseline_type.empty() && !o->cluster->devices.count(baseline_type)) {
+    std::vector<std::string_view> types;
+    for (const auto& [type, d] : o->cluster->devices) types.push_back(type);
+    const std::string near = ClosestWord(baseline_type, types);
+    return InvalidArgumentError("--baseline-type: '" + baseline_type + "' is not a device type of " + cluster +
+                                (near.empty() ? "" : ": did you mean '" + near + "'?"));
+  }
+  o->serving = ServingOptions{.qps = qps, .utilisation = utilisation, .baseline_type = baseline_type};
+  return Status::Ok();
 }
 
 StatusOr<CostOptions> CostFlags::Build() const {
@@ -98,6 +126,7 @@ StatusOr<CostOptions> CostFlags::Build() const {
     COE_ASSIGN_OR_RETURN(ClusterSpec c, ReadCluster(cluster));
     o.cluster = std::move(c);
   }
+  COE_RETURN_IF_ERROR(BuildServing(&o));
   if (!link.empty()) {
     COE_ASSIGN_OR_RETURN(LinkSpec l, LinkSpec::Parse(link));
     o.link = l;

@@ -9,10 +9,13 @@
 //                  that every model has in the catalogue;
 //   key "recorded" the `|cost` columns (an error if missing);
 //   key K          the catalogue figure K of every model;
-//   cluster        GPU rental (overrides key): a model's cost per example is
-//                  usd_per_hour / (3600 * throughput) on the cheapest GPU type it can
-//                  run on, or the one it is pinned to. The homogeneous figure runs every
-//                  model on the single most expensive GPU type instead.
+//   cluster        device rental (overrides key): a model's cost per example is
+//                  usd_per_hour / (3600 * throughput) on the cheapest device type it can
+//                  run on (or the one it is pinned to), at the best throughput of its
+//                  table (the batch a fully loaded device runs). The "dearest type"
+//                  figure runs every model on the single most expensive type instead; it
+//                  is left out when some model has no throughput there.
+//                  ServeCascade (below) prices a cascade at a traffic rate instead.
 // Latency (from the catalogue's latency_ms, or latency_us / 1000) of a reached tier is
 // its slowest member's (parallel) or the sum of its members' (sequential), plus, for a
 // cloud member, the link: one round trip per call, and the transfer of the input
@@ -25,12 +28,20 @@
 // the cost figure; the table's `combine` then says a tier's members combine by
 // TierTime, not by their sum.
 //
-// Cluster file (TOML):
-//   [gpus.A100]  usd_per_hour = 3.67
-//   [gpus.T4]    usd_per_hour = 0.53
+// Cluster file (TOML), version 2:
+//   max_delay_ms = 50                 # optional: how long a tier's batcher waits (> 0)
+//   [devices.A100]
+//   usd_per_hour = 3.67
+//   kind = "gpu"                      # or "cpu" (then cores = N, required)
+//   memory_gb = 80                    # optional, reported only
 //   [models.NAME]
-//   throughput = { A100 = 2400.0, T4 = 310.0 }   # examples per second
-//   pin = "A100"                                  # optional
+//   pin = "A100"                      # optional
+//   [models.NAME.throughput]          # examples per second by batch size
+//   A100 = { 1 = 40.0, 8 = 210.0, 64 = 900.0 }
+//   T4 = 310.0                        # one figure: the same at every batch
+// A device type a model has no throughput for is one it cannot run on. Version 1
+// (still read, same results): [gpus.TYPE] usd_per_hour = X, and throughput = { TYPE =
+// examples/s }. Every key is checked: an unknown one is refused with the closest known.
 //
 // Thread safety: immutable values once built.
 #ifndef COE_COST_MODEL_H_
@@ -56,17 +67,79 @@ struct LinkSpec {
   std::string ToString() const;
 };
 
+// A model's throughput on one device type, by batch size.
+struct ThroughputCurve {
+  std::vector<std::pair<double, double>> points;  // (batch >= 1, examples/s > 0), batch ascending
+  // Examples per second at `batch` (> 0): linear between the given batches, the largest
+  // batch's figure beyond it, and below the smallest batch b0, batch / b0 * t(b0) (a
+  // batch takes the same time however full it is).
+  double At(double batch) const;
+  double max_batch() const { return points.back().first; }
+  double Peak() const;  // the best figure of the table
+};
+
 struct ClusterSpec {
   std::string source;
-  std::map<std::string, double> usd_per_hour;  // by GPU type
+  struct Device {
+    double usd_per_hour = 0;
+    bool cpu = false;
+    int cores = 0;         // cpu only
+    double memory_gb = 0;  // 0 = not given
+  };
+  std::map<std::string, Device> devices;  // by type
+  double max_delay_ms = 50;
   struct Model {
-    std::map<std::string, double> throughput;  // examples/s by GPU type
-    std::string pin;                           // "" = cheapest
+    std::map<std::string, ThroughputCurve> throughput;  // by device type
+    std::string pin;                                    // "" = cheapest
   };
   std::map<std::string, Model> models;
 };
 StatusOr<ClusterSpec> ReadCluster(const std::string& path);
 StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& source);
+
+// Serving a cascade at a traffic rate on a cluster: the two cost views of reports.
+// Tier k is reached by reach[k] of the examples, so it sees rate = qps x reach[k]
+// examples/s. Batching: each tier's dynamic batcher waits at most max_delay_ms, so it
+// runs batches of max(1, rate x max_delay_ms / 1000) examples (a fraction is a mean;
+// beyond a table's largest batch the throughput stays flat).
+//   Per example: every member of a tier at that batch, each on its cheapest type (or
+//     its pin): usd_per_hour / (3600 x throughput(batch)); the cascade's figure is the
+//     sum over tiers of reach[k] x the tier's.
+//   Provisioned: each tier on whole devices of one type, the members sharing them:
+//     devices = max(1, ceil(sum over members of rate / (throughput(batch) x
+//     utilisation))) (a deployed tier has at least one device), on the type with the
+//     lowest hourly bill among those every member can run on (and is not pinned off);
+//     when there is none, each member on its own cheapest devices. The bill is the sum
+//     of devices x usd_per_hour over tiers.
+struct ServingOptions {
+  double qps = 0;             // examples per second entering the first tier (> 0)
+  double utilisation = 0.7;   // of each device, in (0, 1]
+  std::string baseline_type;  // "" = none: also price the best single model on this type
+};
+
+struct TierServing {
+  std::vector<std::string> members;
+  double rate = 0;   // examples/s reaching the tier
+  double batch = 1;  // the batch its batcher fills
+  std::string type;  // the device type(s) provisioned ("A+B": members apart)
+  int devices = 0;
+  double usd_per_hour = 0;     // the tier's provisioned bill
+  double usd_per_example = 0;  // per example reaching the tier
+};
+
+struct Serving {
+  std::vector<TierServing> tiers;
+  double usd_per_example = 0;  // per example entering the cascade
+  double usd_per_hour = 0;     // the provisioned bill
+};
+
+// Prices `tiers` (member names, each in `c`) reached by `reach` (one share per tier)
+// at `options`. With `only_type`, every tier is provisioned on that type (per-example
+// figures too): FailedPrecondition naming the model when one cannot run there.
+// NotFound when a member has no throughput in `c`.
+StatusOr<Serving> ServeCascade(const ClusterSpec& c, const std::vector<std::vector<std::string>>& tiers,
+                               std::span<const double> reach, const ServingOptions& options,
+                               const std::string& only_type = "");
 
 enum class LatencyMode { kParallel, kSequential };
 
@@ -89,6 +162,7 @@ struct CostOptions {
   // (InvalidArgument otherwise) instead of latency going unreported.
   bool require_latency = false;
   std::optional<ClusterSpec> cluster;
+  std::optional<ServingOptions> serving;  // with a cluster: --qps and what goes with it
   std::optional<LinkSpec> link;
   // When not empty, only these models need cost figures (cluster throughput, catalogue
   // key); the others get a NaN cost, and EvaluateCascade refuses cascades that use them.
@@ -104,9 +178,13 @@ struct CostTable {
   std::vector<double> per_example;          // row-major [example][model], or empty
   std::vector<double> mean;                 // per model: mean cost over the examples
   TierCombine combine = TierCombine::kSum;  // kTime: by TierTime(latency_mode, cores)
-  // On a cluster: the per-model cost on a homogeneous cluster of the most expensive type.
-  std::vector<double> homogeneous;  // empty unless a cluster is given
+  // On a cluster: the per-model cost with every model on the most expensive device type
+  // (empty without a cluster, or when some needed model cannot run on that type).
+  std::vector<double> homogeneous;
   std::string homogeneous_gpu;
+  // The cluster and traffic the costs came from, for ServeCascade in reports.
+  std::optional<ClusterSpec> cluster;
+  std::optional<ServingOptions> serving;
   // Deployment figures.
   LatencyMode latency_mode = LatencyMode::kParallel;
   int cores = 0;                    // see CostOptions

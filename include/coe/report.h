@@ -56,6 +56,20 @@ struct TestIntervals {
 TestIntervals BootstrapIntervals(const std::vector<ExampleOutcome>& chosen, const std::vector<ExampleOutcome>& best,
                                  int resamples = 2000, uint64_t seed = 1);
 
+// With a cluster and --qps: the chosen cascade served at that rate (ServeCascade,
+// coe/cost_model.h), the exit shares of the split the report shows setting each tier's
+// rate, beside the best single model served alone on its own cheapest type, and both
+// on --baseline-type when given.
+struct ClusterView {
+  ServingOptions serving;
+  double max_delay_ms = 0;
+  std::string split;  // "calibration" or "test"
+  std::string best_single;
+  Serving chosen, best;
+  std::optional<Serving> chosen_on_baseline, best_on_baseline;  // --baseline-type
+  std::string baseline_note;                                    // why one of them is missing
+};
+
 struct PlanReport {
   std::string goal;
   // Label-free plans (coe plan --reference): the reference whose answers stood in for
@@ -97,6 +111,7 @@ struct PlanReport {
   std::vector<Family> families;
   // The cost model in words (unit, latency mode, cluster, link), for reports.
   std::string cost_model;
+  std::optional<ClusterView> cluster;
 };
 
 // Scores the plan's cascades (and the baselines, planned with the same goal where

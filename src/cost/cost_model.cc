@@ -81,85 +81,6 @@ std::string LinkSpec::ToString() const {
   return buf;
 }
 
-StatusOr<ClusterSpec> ReadCluster(const std::string& path) {
-  COE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  return ParseCluster(text, path);
-}
-
-namespace {
-
-// Every key of `t` is one of `known`: another (a typo of `pin`, say) would be ignored
-// silently. The error names the closest known key.
-Status CheckClusterKeys(const toml::table& t, std::initializer_list<std::string_view> known, const std::string& source,
-                        const std::string& scope) {
-  for (auto&& [k, v] : t) {
-    const std::string key(k.str());
-    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-    std::string list;
-    for (std::string_view n : known) list += (list.empty() ? "" : ", ") + std::string(n);
-    const std::string near = ClosestWord(key, known);
-    return InvalidArgumentError(TomlWhere(source, v) + ": unknown key '" + key + "' in " + scope +
-                                (near.empty() ? " (expected " + list + ")" : ": did you mean '" + near + "'?"));
-  }
-  return Status::Ok();
-}
-
-}  // namespace
-
-StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& source) {
-  COE_ASSIGN_OR_RETURN(toml::table root, ParseToml(text, source));
-  ClusterSpec c;
-  c.source = source;
-  COE_RETURN_IF_ERROR(CheckClusterKeys(root, {"gpus", "models"}, source, "the cluster file"));
-  const toml::table* gpus = root["gpus"].as_table();
-  if (!gpus || gpus->empty()) return InvalidArgumentError(source + ": no [gpus.TYPE] tables");
-  for (auto&& [k, v] : *gpus) {
-    const toml::table* t = v.as_table();
-    std::optional<double> price = t ? (*t)["usd_per_hour"].value<double>() : std::nullopt;
-    if (!price || !std::isfinite(*price) || *price <= 0)
-      return InvalidArgumentError(TomlWhere(source, v) + ": gpus." + std::string(k.str()) +
-                                  ": expected usd_per_hour = a positive number");
-    COE_RETURN_IF_ERROR(CheckClusterKeys(*t, {"usd_per_hour"}, source, "gpus." + std::string(k.str())));
-    c.usd_per_hour[std::string(k.str())] = *price;
-  }
-  const toml::table* models = root["models"].as_table();
-  if (!models) return InvalidArgumentError(source + ": no [models.NAME] tables");
-  for (auto&& [k, v] : *models) {
-    std::string name(k.str());
-    const toml::table* t = v.as_table();
-    const std::string where = TomlWhere(source, v) + ": models." + name;
-    const toml::table* tp = t ? (*t)["throughput"].as_table() : nullptr;
-    if (!tp || tp->empty()) return InvalidArgumentError(where + ": expected throughput = { GPU = examples/s, ... }");
-    COE_RETURN_IF_ERROR(CheckClusterKeys(*t, {"throughput", "pin"}, source, "models." + name));
-    if (t->contains("pin") && !(*t)["pin"].is_string())
-      return InvalidArgumentError(TomlWhere(source, *t->get("pin")) + ": models." + name +
-                                  ": pin must be a GPU type's name (a string)");
-    ClusterSpec::Model m;
-    for (auto&& [g, tv] : *tp) {
-      std::string gpu(g.str());
-      if (!c.usd_per_hour.count(gpu))
-        return InvalidArgumentError(where + ": throughput on unknown GPU type '" + gpu + "'");
-      std::optional<double> x = tv.value<double>();
-      if (!x || !std::isfinite(*x) || *x <= 0)
-        return InvalidArgumentError(where + ": throughput on '" + gpu + "' must be a positive number");
-      // The cost per example, usd_per_hour / (3600 throughput), must be a finite number.
-      if (!std::isfinite(c.usd_per_hour[gpu] / (3600.0 * *x)))
-        return InvalidArgumentError(where + ": throughput on '" + gpu + "' is too small for " +
-                                    "its usd_per_hour (the cost per example overflows)");
-      m.throughput[gpu] = *x;
-    }
-    if (auto pin = (*t)["pin"].value<std::string>()) {
-      if (!m.throughput.count(*pin))
-        return InvalidArgumentError(where + ": pinned to '" + *pin + "' but has no throughput there");
-      m.pin = *pin;
-    }
-    c.models[name] = std::move(m);
-  }
-  return c;
-}
-
-namespace {}
-
 namespace {
 
 // Per model: the mean cost over the examples (NaN costs stay NaN: the model is outside
@@ -252,16 +173,18 @@ bool Needed(const CostOptions& options, const std::string& name) {
   return options.only.empty() || std::find(options.only.begin(), options.only.end(), name) != options.only.end();
 }
 
-// Dollars per example on a cluster: on each model's cheapest GPU type (or its pinned
-// one), and on the most expensive type for the homogeneous-cluster figure.
+// Dollars per example on a cluster: on each model's cheapest device type (or its
+// pinned one) at its table's best throughput, and on the most expensive type for the
+// "dearest type" figure (left out when a needed model cannot run there).
 Status ClusterCosts(const ClusterSpec& c, const std::vector<const ModelSpec*>& specs, const CostOptions& options,
                     CostTable* t) {
   double top_price = -1;
-  for (auto& [gpu, price] : c.usd_per_hour)
-    if (price > top_price) {
-      top_price = price;
-      t->homogeneous_gpu = gpu;
+  for (auto& [type, d] : c.devices)
+    if (d.usd_per_hour > top_price) {
+      top_price = d.usd_per_hour;
+      t->homogeneous_gpu = type;
     }
+  bool all_on_top = true;
   for (const ModelSpec* s : specs) {
     auto it = c.models.find(s->name);
     if (it == c.models.end() && !Needed(options, s->name)) {
@@ -272,18 +195,17 @@ Status ClusterCosts(const ClusterSpec& c, const std::vector<const ModelSpec*>& s
     if (it == c.models.end()) return NotFoundError(c.source + ": no throughput for model '" + s->name + "'");
     const ClusterSpec::Model& cm = it->second;
     double best = std::numeric_limits<double>::infinity();
-    for (auto& [gpu, tput] : cm.throughput) {
-      if (!cm.pin.empty() && gpu != cm.pin) continue;
-      best = std::min(best, c.usd_per_hour.at(gpu) / (3600.0 * tput));
+    for (auto& [type, curve] : cm.throughput) {
+      if (!cm.pin.empty() && type != cm.pin) continue;
+      best = std::min(best, c.devices.at(type).usd_per_hour / (3600.0 * curve.Peak()));
     }
     t->fixed.push_back(best);
     auto h = cm.throughput.find(t->homogeneous_gpu);
-    if (h == cm.throughput.end())
-      return NotFoundError(c.source + ": model '" + s->name + "' has no throughput on '" + t->homogeneous_gpu +
-                           "', the most expensive type (needed for the " + "homogeneous-cluster figure)");
-    t->homogeneous.push_back(top_price / (3600.0 * h->second));
+    all_on_top &= h != cm.throughput.end();
+    t->homogeneous.push_back(h == cm.throughput.end() ? kNoCost : top_price / (3600.0 * h->second.Peak()));
   }
-  t->name = "usd per example on cluster " + c.source + " (heterogeneous)";
+  if (!all_on_top) t->homogeneous.clear();
+  t->name = "usd per example on cluster " + c.source + " (each model on its cheapest device type, fully batched)";
   return Status::Ok();
 }
 
@@ -344,6 +266,15 @@ Status CatalogueCosts(const Catalogue& catalogue, const std::vector<const ModelS
   return Status::Ok();
 }
 
+// The recorded or catalogue figure CostKey names.
+Status FigureCosts(const Recordings& rec, const Catalogue& catalogue, const std::vector<const ModelSpec*>& specs,
+                   const CostOptions& options, CostTable* t) {
+  StatusOr<std::string> key = CostKey(rec, catalogue, specs, options);
+  if (!key.ok()) return key.status();
+  if (*key == "recorded") return RecordedCosts(rec, specs, options, t);
+  return CatalogueCosts(catalogue, specs, *key, options, t);
+}
+
 // Deployment figures: latency mode, cores, link, each model's latency, site and input size.
 Status DeploymentFigures(const Catalogue& catalogue, const std::vector<const ModelSpec*>& specs,
                          const CostOptions& options, CostTable* t) {
@@ -390,13 +321,10 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
   }
   if (options.cluster) {
     COE_RETURN_IF_ERROR(ClusterCosts(*options.cluster, specs, options, &t));
+    t.cluster = options.cluster;
+    t.serving = options.serving;
   } else {
-    COE_ASSIGN_OR_RETURN(std::string key, CostKey(rec, catalogue, specs, options));
-    if (key == "recorded") {
-      COE_RETURN_IF_ERROR(RecordedCosts(rec, specs, options, &t));
-    } else {
-      COE_RETURN_IF_ERROR(CatalogueCosts(catalogue, specs, key, options, &t));
-    }
+    COE_RETURN_IF_ERROR(FigureCosts(rec, catalogue, specs, options, &t));
   }
   ComputeMeans(&t);
   COE_RETURN_IF_ERROR(DeploymentFigures(catalogue, specs, options, &t));

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/cascade_json.h"
+#include "planner/cluster_view.h"
 #include "planner/search.h"
 #include "planner/select.h"
 
@@ -127,7 +128,7 @@ std::string Line(const std::string& label, const ReportRow& row, double ref_cost
   }
   if (shown.mean_latency_ms) extra += "  lat " + Num(*shown.mean_latency_ms) + "ms";
   if (shown.mean_bytes_sent) extra += "  sent " + Num(*shown.mean_bytes_sent) + "B";
-  if (shown.mean_cost_homogeneous) extra += "  homog " + Num(*shown.mean_cost_homogeneous);
+  if (shown.mean_cost_homogeneous) extra += "  dearest-type " + Num(*shown.mean_cost_homogeneous);
   std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %-12s%s\n", label.c_str(),
                 Pct(row.calib.accuracy).c_str(), Num(row.calib.mean_cost).c_str(),
                 has_test ? Pct(row.test->accuracy).c_str() : "-", has_test ? Num(row.test->mean_cost).c_str() : "-",
@@ -247,6 +248,9 @@ StatusOr<PlanReport> BuildPlanReport(const PlanResult& plan, const Goal& goal, c
   COE_ASSIGN_OR_RETURN(ReportRow all, score("plurality of all models", all_models));
   rep.baselines.push_back(std::move(all));
   if (test) WarnIfNoModelIsRight(*test, options.match, rep.baselines, &rep.warnings);
+  COE_ASSIGN_OR_RETURN(rep.cluster, BuildClusterView(rep, calib_costs));
+  if (rep.cluster)
+    for (std::string& w : ClusterViewWarnings(*rep.cluster)) rep.warnings.push_back(std::move(w));
   return rep;
 }
 
@@ -365,6 +369,7 @@ std::string PlanReportToJson(const PlanReport& r) {
   for (const PlanReport::Family& f : r.families)
     j["families"].push_back({{"name", f.name}, {"rules", f.rules}, {"frontier", frontier(f.frontier)}});
   if (!r.cost_model.empty()) j["cost_model"] = r.cost_model;
+  if (r.cluster) j["cluster"] = ClusterViewJson(*r.cluster);
   return j.dump(2) + "\n";
 }
 
@@ -424,6 +429,7 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   }
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
   for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test, label_free);
+  if (r.cluster) s += ClusterViewText(*r.cluster);
   // Up to `max_frontier` points: the cheapest, the most accurate, the chosen one and
   // evenly spaced others (JSON has every point).
   const size_t total = r.frontier.size();
@@ -461,7 +467,8 @@ std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_na
   s += "examples " + std::to_string(r.examples) + " (" + std::to_string(r.labeled) + " labeled)\n";
   s += "accuracy " + Pct(r.accuracy) + " (" + std::to_string(r.correct) + "/" + std::to_string(r.labeled) + ")\n";
   s += "cost     " + Num(r.mean_cost) + " per example, " + cost_name + "\n";
-  if (r.mean_cost_homogeneous) s += "cost on a homogeneous cluster " + Num(*r.mean_cost_homogeneous) + "\n";
+  if (r.mean_cost_homogeneous)
+    s += "cost     " + Num(*r.mean_cost_homogeneous) + " per example with every model on the dearest device type\n";
   if (r.mean_latency_ms)
     s += "latency  mean " + Num(*r.mean_latency_ms) + " ms, p99 " + Num(*r.p99_latency_ms) + " ms\n";
   if (r.mean_bytes_sent) s += "sent     " + Num(*r.mean_bytes_sent) + " bytes per example to the cloud\n";

@@ -266,6 +266,41 @@ void ReadPair(JsonReader& in, const Node& obj, const char* key, double* out) {
   for (size_t k = 0; k < v.size() && k < 2; ++k) out[k] = in.Number(v[k]);
 }
 
+Serving ReadServing(JsonReader& in, const Node& n) {
+  Serving s;
+  s.usd_per_example = in.Number(n, "usd_per_example", 0, kInf);
+  s.usd_per_hour = in.Number(n, "usd_per_hour", 0, kInf);
+  for (const Node& t : in.Array(n, "tiers")) {
+    TierServing tier;
+    for (const Node& m : in.Array(t, "members")) tier.members.push_back(in.String(m));
+    tier.rate = in.Number(t, "rate", 0, kInf);
+    tier.batch = in.Number(t, "batch", 1, kInf);
+    tier.type = in.String(t, "type");
+    tier.devices = static_cast<int>(in.Count(t, "devices"));
+    tier.usd_per_hour = in.Number(t, "usd_per_hour", 0, kInf);
+    tier.usd_per_example = in.Number(t, "usd_per_example", 0, kInf);
+    s.tiers.push_back(std::move(tier));
+  }
+  return s;
+}
+
+// The "cluster" object ClusterViewJson (cluster_view.cc) writes.
+ClusterView ReadClusterView(JsonReader& in, const Node& c) {
+  ClusterView v;
+  v.serving.qps = in.Number(c, "qps", 0, kInf);
+  v.serving.utilisation = in.Number(c, "utilisation", 0, 1);
+  v.max_delay_ms = in.Number(c, "max_delay_ms", 0, kInf);
+  v.split = in.String(c, "split");
+  v.best_single = in.String(c, "best_single");
+  v.chosen = ReadServing(in, in.Object(c, "chosen"));
+  v.best = ReadServing(in, in.Object(c, "best"));
+  v.serving.baseline_type = in.OptString(c, "baseline_type").value_or("");
+  if (std::optional<Node> b = in.OptObject(c, "chosen_on_baseline")) v.chosen_on_baseline = ReadServing(in, *b);
+  if (std::optional<Node> b = in.OptObject(c, "best_on_baseline")) v.best_on_baseline = ReadServing(in, *b);
+  v.baseline_note = in.OptString(c, "baseline_note").value_or("");
+  return v;
+}
+
 TestIntervals ReadIntervals(JsonReader& in, const Node& t) {
   TestIntervals iv;
   in.Number(t, "level", 0, 1);
@@ -367,6 +402,7 @@ StatusOr<PlanReport> PlanReportFromJson(const std::string& text, const std::stri
     r.families.push_back(std::move(family));
   }
   r.cost_model = in.OptString(root, "cost_model").value_or("");
+  if (std::optional<Node> c = in.OptObject(root, "cluster")) r.cluster = ReadClusterView(in, *c);
   if (!in.ok()) return in.status();
   return r;
 }

@@ -1,0 +1,143 @@
+#include "planner/cluster_view.h"
+
+#include <cstdio>
+
+namespace coe {
+namespace {
+
+using json = nlohmann::json;
+
+// The share of the examples reaching each tier, from `r`'s exits.
+std::vector<double> Reach(const EvalResult& r) {
+  std::vector<double> reach;
+  int left = r.examples;
+  for (int exits : r.exits) {
+    reach.push_back(r.examples ? static_cast<double>(left) / r.examples : 0.0);
+    left -= exits;
+  }
+  return reach;
+}
+
+std::vector<std::vector<std::string>> Members(const CascadeSpec& spec) {
+  std::vector<std::vector<std::string>> tiers;
+  for (const TierSpec& t : spec.tiers) tiers.push_back(t.members);
+  return tiers;
+}
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+json ServingJson(const Serving& s) {
+  json tiers = json::array();
+  for (const TierServing& t : s.tiers)
+    tiers.push_back({{"members", t.members},
+                     {"rate", t.rate},
+                     {"batch", t.batch},
+                     {"type", t.type},
+                     {"devices", t.devices},
+                     {"usd_per_hour", t.usd_per_hour},
+                     {"usd_per_example", t.usd_per_example}});
+  return {{"usd_per_example", s.usd_per_example}, {"usd_per_hour", s.usd_per_hour}, {"tiers", tiers}};
+}
+
+std::string Saving(double best, double chosen) { return chosen > 0 ? Fmt("%.2fx", best / chosen) : "-"; }
+
+std::string TiersText(const Serving& s) {
+  std::string out;
+  for (size_t k = 0; k < s.tiers.size(); ++k) {
+    const TierServing& t = s.tiers[k];
+    std::string members;
+    for (const std::string& m : t.members) members += (members.empty() ? "" : "+") + m;
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "    tier %zu %-28s %9.4g/s  batch %-7.4g %4d x %-12s $%.4g/h  $%.4g per example\n",
+                  k + 1, members.c_str(), t.rate, t.batch, t.devices, t.type.c_str(), t.usd_per_hour,
+                  t.usd_per_example);
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::optional<ClusterView>> BuildClusterView(const PlanReport& rep, const CostTable& costs) {
+  if (!costs.cluster || !costs.serving) return std::optional<ClusterView>();
+  ClusterView v;
+  v.serving = *costs.serving;
+  v.max_delay_ms = costs.cluster->max_delay_ms;
+  v.best_single = rep.best_single;
+  const bool test = rep.chosen.test.has_value();
+  v.split = test ? "test" : "calibration";
+  const std::vector<double> reach = Reach(test ? *rep.chosen.test : rep.chosen.calib);
+  const std::vector<std::vector<std::string>> chosen = Members(rep.chosen.cascade), best = {{rep.best_single}};
+  const double one[] = {1.0};
+  COE_ASSIGN_OR_RETURN(v.chosen, ServeCascade(*costs.cluster, chosen, reach, v.serving));
+  COE_ASSIGN_OR_RETURN(v.best, ServeCascade(*costs.cluster, best, one, v.serving));
+  if (const std::string& type = v.serving.baseline_type; !type.empty()) {
+    StatusOr<Serving> b = ServeCascade(*costs.cluster, best, one, v.serving, type);
+    StatusOr<Serving> c = ServeCascade(*costs.cluster, chosen, reach, v.serving, type);
+    if (b.ok()) v.best_on_baseline = *b;
+    if (c.ok()) v.chosen_on_baseline = *c;
+    if (!b.ok() || !c.ok()) v.baseline_note = (b.ok() ? c : b).status().message();
+  }
+  return std::optional<ClusterView>(std::move(v));
+}
+
+json ClusterViewJson(const ClusterView& v) {
+  json j = {{"qps", v.serving.qps},       {"utilisation", v.serving.utilisation}, {"max_delay_ms", v.max_delay_ms},
+            {"split", v.split},           {"best_single", v.best_single},         {"chosen", ServingJson(v.chosen)},
+            {"best", ServingJson(v.best)}};
+  if (!v.serving.baseline_type.empty()) {
+    j["baseline_type"] = v.serving.baseline_type;
+    j["chosen_on_baseline"] = v.chosen_on_baseline ? ServingJson(*v.chosen_on_baseline) : json();
+    j["best_on_baseline"] = v.best_on_baseline ? ServingJson(*v.best_on_baseline) : json();
+    if (!v.baseline_note.empty()) j["baseline_note"] = v.baseline_note;
+  }
+  return j;
+}
+
+std::string ClusterViewText(const ClusterView& v) {
+  std::string s = "\nCLUSTER COST at " + Fmt("%.6g", v.serving.qps) +
+                  " examples/s (rates from the exit shares of the " + v.split +
+                  " split; a tier's batcher waits up to " + Fmt("%.4g", v.max_delay_ms) +
+                  " ms; devices provisioned at " + Fmt("%.4g%%", 100 * v.serving.utilisation) + " utilisation)\n";
+  s += "  per example: chosen $" + Fmt("%.4g", v.chosen.usd_per_example) + ", " + v.best_single +
+       " alone on its cheapest type $" + Fmt("%.4g", v.best.usd_per_example) + ": saving " +
+       Saving(v.best.usd_per_example, v.chosen.usd_per_example) + "\n";
+  s += "  provisioned: chosen $" + Fmt("%.4g", v.chosen.usd_per_hour) + "/h, " + v.best_single +
+       " alone on its cheapest type $" + Fmt("%.4g", v.best.usd_per_hour) + "/h: saving " +
+       Saving(v.best.usd_per_hour, v.chosen.usd_per_hour) + "\n";
+  s += "  chosen:\n" + TiersText(v.chosen) + "  " + v.best_single + " alone:\n" + TiersText(v.best);
+  if (!v.serving.baseline_type.empty()) {
+    const std::string& type = v.serving.baseline_type;
+    if (v.best_on_baseline)
+      s += "  baseline type " + type + ": " + v.best_single + " alone $" +
+           Fmt("%.4g", v.best_on_baseline->usd_per_hour) + "/h, $" + Fmt("%.4g", v.best_on_baseline->usd_per_example) +
+           " per example; against the chosen: saving " +
+           Saving(v.best_on_baseline->usd_per_hour, v.chosen.usd_per_hour) + " provisioned, " +
+           Saving(v.best_on_baseline->usd_per_example, v.chosen.usd_per_example) + " per example\n";
+    if (v.chosen_on_baseline)
+      s += "  the chosen cascade on " + type + " alone: $" + Fmt("%.4g", v.chosen_on_baseline->usd_per_hour) + "/h, $" +
+           Fmt("%.4g", v.chosen_on_baseline->usd_per_example) + " per example\n";
+    if (!v.baseline_note.empty()) s += "  baseline type " + type + ": " + v.baseline_note + "\n";
+  }
+  return s;
+}
+
+std::vector<std::string> ClusterViewWarnings(const ClusterView& v) {
+  std::vector<std::string> w;
+  const std::string at = " at " + Fmt("%.6g", v.serving.qps) + " examples/s";
+  if (v.chosen.usd_per_hour > v.best.usd_per_hour)
+    w.push_back("provisioned" + at + ", the chosen cascade ($" + Fmt("%.4g", v.chosen.usd_per_hour) +
+                "/h) costs more than " + v.best_single + " alone ($" + Fmt("%.4g", v.best.usd_per_hour) +
+                "/h): the plan priced each model fully batched, and whole devices round up");
+  if (v.chosen.usd_per_example > v.best.usd_per_example)
+    w.push_back("per example" + at + ", the chosen cascade ($" + Fmt("%.4g", v.chosen.usd_per_example) +
+                ") costs more than " + v.best_single + " alone ($" + Fmt("%.4g", v.best.usd_per_example) +
+                "): later tiers see small batches");
+  return w;
+}
+
+}  // namespace coe

@@ -1,0 +1,247 @@
+// The cluster file, version 2 (issue 26): device types, throughput by batch size.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "coe/catalogue.h"
+#include "coe/cost_model.h"
+#include "coe/recordings.h"
+#include "coe/report.h"
+#include "testing.h"
+
+namespace coe {
+namespace {
+
+constexpr const char* kV2 = R"(
+max_delay_ms = 20
+[devices.gpu]
+usd_per_hour = 2.0
+kind = "gpu"
+memory_gb = 24
+[devices.cpu]
+usd_per_hour = 0.2
+kind = "cpu"
+cores = 8
+[models.small.throughput]
+gpu = { 1 = 40.0, 8 = 200.0, 64 = 800.0 }
+cpu = { 1 = 10.0 }
+[models.big.throughput]
+gpu = { 4 = 20.0, 32 = 100.0 }
+)";
+
+StatusOr<CostTable> Table(const ClusterSpec& c) {
+  auto cat = ParseCatalogue("[models.small]\nmacs=1\n[models.big]\nmacs=2\n", "cat", "");
+  LabelSet labels;
+  auto rec = ParseRecordings("id,label,small,big\n1,x,x,x\n", "r.csv", &labels, nullptr);
+  if (!cat.ok() || !rec.ok()) return InternalError("fixture");
+  CostOptions opt;
+  opt.cluster = c;
+  return BuildCostTable(*rec, *cat, opt);
+}
+
+TEST(ClusterV2, DevicesAndThroughputTables) {
+  auto c = ParseCluster(kV2, "cl.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->max_delay_ms, 20);
+  EXPECT_FALSE(c->devices.at("gpu").cpu);
+  EXPECT_EQ(c->devices.at("gpu").memory_gb, 24);
+  EXPECT_TRUE(c->devices.at("cpu").cpu);
+  EXPECT_EQ(c->devices.at("cpu").cores, 8);
+  const ThroughputCurve& s = c->models.at("small").throughput.at("gpu");
+  EXPECT_DOUBLE_EQ(s.At(1), 40);
+  EXPECT_DOUBLE_EQ(s.At(8), 200);
+  EXPECT_DOUBLE_EQ(s.At(4.5), 40 + (200 - 40) * 3.5 / 7);  // linear between given batches
+  EXPECT_DOUBLE_EQ(s.At(36), 200 + (800 - 200) * 28.0 / 56);
+  EXPECT_DOUBLE_EQ(s.At(500), 800);  // flat beyond the largest
+  const ThroughputCurve& b = c->models.at("big").throughput.at("gpu");
+  EXPECT_DOUBLE_EQ(b.At(2), 2.0 / 4 * 20);  // below the smallest: batch / b0 * t(b0)
+  // The planning figure: each model on its cheapest type at its table's best throughput;
+  // big cannot run on the cpu, which is not an error.
+  auto t = Table(*c);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_DOUBLE_EQ(t->fixed[0], std::min(2.0 / (3600 * 800), 0.2 / (3600 * 10)));
+  EXPECT_DOUBLE_EQ(t->fixed[1], 2.0 / (3600 * 100));
+}
+
+// A model with no throughput on the dearest type used to fail the whole run ("needed
+// for the homogeneous-cluster figure"); now it cannot run there, and the dearest-type
+// figure is left out.
+TEST(ClusterV2, AModelMissingATypeIsNotAnError) {
+  auto c = ParseCluster(
+      "[gpus.big]\nusd_per_hour = 4.0\n[gpus.small]\nusd_per_hour = 0.5\n"
+      "[models.small]\nthroughput = { big = 1000.0, small = 500.0 }\n"
+      "[models.big]\nthroughput = { small = 5.0 }\n",
+      "cl.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto t = Table(*c);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_DOUBLE_EQ(t->fixed[1], 0.5 / (3600 * 5));
+  EXPECT_TRUE(t->homogeneous.empty());
+}
+
+// The example's two forms describe one cluster: version 1 still reads, and gives the
+// same planning figures as version 2's tables at their best batch.
+TEST(ClusterV2, TheExampleReadsInBothForms) {
+  auto v1 = ReadCluster(coe::testing::SourceDir() + "/examples/routerbench/cluster.toml");
+  auto v2 = ReadCluster(coe::testing::SourceDir() + "/examples/routerbench/cluster_v2.toml");
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+  ASSERT_EQ(v1->devices.size(), v2->devices.size());
+  for (const auto& [type, d] : v1->devices) EXPECT_EQ(d.usd_per_hour, v2->devices.at(type).usd_per_hour) << type;
+  ASSERT_EQ(v1->models.size(), v2->models.size());
+  for (const auto& [name, m] : v1->models) {
+    ASSERT_EQ(m.throughput.size(), v2->models.at(name).throughput.size()) << name;
+    for (const auto& [type, curve] : m.throughput) {
+      ASSERT_EQ(curve.points.size(), 1u);
+      EXPECT_EQ(curve.At(1), curve.At(1000)) << "a version-1 figure holds at every batch";
+      EXPECT_EQ(curve.Peak(), v2->models.at(name).throughput.at(type).Peak()) << name << " on " << type;
+    }
+  }
+}
+
+TEST(ClusterV2, EveryKeyChecked) {
+  const std::string dev = "[devices.a100]\nusd_per_hour = 1\n";
+  const std::string model = "[models.m.throughput]\na100 = { 1 = 5.0 }\n";
+  const std::pair<std::string, const char*> bad[] = {
+      {"[devices.a100]\nusd_per_hour = 1\nkidn = \"gpu\"\n" + model,
+       "cl.toml:3:8: unknown key 'kidn' in devices.a100: did you mean 'kind'?"},
+      {"[devices.a100]\nusd_per_hour = 1\nkind = \"tpu\"\n" + model,
+       "cl.toml:3:8: devices.a100.kind: expected \"gpu\" or \"cpu\""},
+      {"[devices.c]\nusd_per_hour = 1\nkind = \"cpu\"\n" + dev + model, "devices.c: a cpu device needs cores"},
+      {dev + "cores = 4\n" + model, "devices.a100: cores is for kind = \"cpu\" devices"},
+      {"[devices.a100]\nusd_per_hour = 0\n" + model, "devices.a100: expected usd_per_hour = a positive number"},
+      {"[devices.a100]\nusd_per_hourr = 1\n" + model, "did you mean 'usd_per_hour'?"},
+      {dev + "[models.m.throughput]\na100 = { 0 = 5.0 }\n", "models.m.throughput.a100: batch '0'"},
+      {dev + "[models.m.throughput]\na100 = { x = 5.0 }\n", "models.m.throughput.a100: batch 'x'"},
+      {dev + "[models.m.throughput]\na100 = { 2 = -1.0 }\n", "models.m.throughput.a100 at batch 2: expected"},
+      {dev + "[models.m.throughput]\na100 = {}\n", "models.m.throughput.a100: expected a positive number"},
+      {dev + "[models.m.throughput]\na10 = 3.0\n",
+       "cl.toml:4:7: models.m.throughput: unknown device type 'a10': did you mean 'a100'?"},
+      {dev + "[gpus.b]\nusd_per_hour = 1\n" + model, "both [gpus.TYPE] (version 1) and [devices.TYPE]"},
+      {"max_delay = 5\n" + dev + model, "unknown key 'max_delay' in the cluster file: did you mean 'max_delay_ms'?"},
+      {"max_delay_ms = 0\n" + dev + model, "cl.toml:1:16: expected max_delay_ms = a positive number"},
+      {dev + "[models.m]\nthroughput = { a100 = { 1 = 5.0 } }\npin = \"b\"\n", "pinned to 'b'"},
+  };
+  for (auto& [text, want] : bad) {
+    auto b = ParseCluster(text, "cl.toml");
+    ASSERT_FALSE(b.ok()) << text;
+    EXPECT_NE(b.status().message().find(want), std::string::npos)
+        << "got: " << b.status().message() << "\nwanted: " << want;
+  }
+}
+
+// Provisioned: one model at Q examples/s on whole devices of its cheapest type at the
+// batch its batcher fills (Q x max_delay_ms / 1000 = 20): ceil(Q / (t(20) x 0.7))
+// devices times the price; per example: the table's interpolation at that batch.
+TEST(ClusterServing, OneModelProvisionedAndPerExample) {
+  auto c = ParseCluster(kV2, "cl.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const double q = 1000, t20 = 200 + (800 - 200) * (20.0 - 8) / (64 - 8);
+  const double reach[] = {1.0};
+  auto s = ServeCascade(*c, {{"small"}}, reach, ServingOptions{.qps = q, .utilisation = 0.7});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->tiers.size(), 1u);
+  const TierServing& t = s->tiers[0];
+  EXPECT_DOUBLE_EQ(t.batch, 20);
+  EXPECT_EQ(t.type, "gpu");  // 5 gpus at $2 beat 143 cpus at $0.2
+  EXPECT_EQ(t.devices, static_cast<int>(std::ceil(q / (t20 * 0.7))));
+  EXPECT_EQ(t.devices, 5);
+  EXPECT_DOUBLE_EQ(s->usd_per_hour, 5 * 2.0);
+  EXPECT_DOUBLE_EQ(s->usd_per_example, 2.0 / (3600 * t20));
+  // At 10 examples/s the batcher fills no batch: batch 1, where the cpu is cheaper per
+  // example (0.2 / 10 < 2 / 40) and one cpu (10 / (10 x 0.7) -> 2 devices, $0.4/h)
+  // beats one gpu ($2/h).
+  auto slow = ServeCascade(*c, {{"small"}}, reach, ServingOptions{.qps = 10, .utilisation = 0.7});
+  ASSERT_TRUE(slow.ok());
+  EXPECT_DOUBLE_EQ(slow->tiers[0].batch, 1);
+  EXPECT_DOUBLE_EQ(slow->usd_per_example, 0.2 / (3600 * 10));
+  EXPECT_EQ(slow->tiers[0].type, "cpu");
+  EXPECT_EQ(slow->tiers[0].devices, 2);
+  EXPECT_DOUBLE_EQ(slow->usd_per_hour, 2 * 0.2);
+  // On a named type: the gpu, whatever is cheaper.
+  auto on_gpu = ServeCascade(*c, {{"small"}}, reach, ServingOptions{.qps = 10, .utilisation = 0.7}, "gpu");
+  ASSERT_TRUE(on_gpu.ok());
+  EXPECT_EQ(on_gpu->tiers[0].devices, 1);
+  EXPECT_DOUBLE_EQ(on_gpu->usd_per_example, 2.0 / (3600 * 40));
+}
+
+// A later tier sees only the share that reaches it, in smaller batches.
+TEST(ClusterServing, LaterTiersSeeTheirShare) {
+  auto c = ParseCluster(kV2, "cl.toml");
+  ASSERT_TRUE(c.ok());
+  const double reach[] = {1.0, 0.25};
+  auto s = ServeCascade(*c, {{"small"}, {"big"}}, reach, ServingOptions{.qps = 1000, .utilisation = 0.5});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const TierServing& t2 = s->tiers[1];
+  EXPECT_DOUBLE_EQ(t2.rate, 250);
+  EXPECT_DOUBLE_EQ(t2.batch, 5);
+  const double big5 = 20 + (100 - 20) * (5.0 - 4) / (32 - 4);
+  EXPECT_EQ(t2.devices, static_cast<int>(std::ceil(250 / (big5 * 0.5))));
+  EXPECT_DOUBLE_EQ(t2.usd_per_example, 2.0 / (3600 * big5));
+  EXPECT_DOUBLE_EQ(s->usd_per_example, s->tiers[0].usd_per_example + 0.25 * t2.usd_per_example);
+  EXPECT_DOUBLE_EQ(s->usd_per_hour, s->tiers[0].usd_per_hour + t2.usd_per_hour);
+  // big cannot run on the cpu: a named type it lacks is refused, naming it.
+  auto cpu = ServeCascade(*c, {{"small"}, {"big"}}, reach, ServingOptions{.qps = 1000, .utilisation = 0.5}, "cpu");
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_NE(cpu.status().message().find("model 'big' cannot run on device type 'cpu'"), std::string::npos)
+      << cpu.status().message();
+}
+
+// coe plan --cluster --qps: plans on dollars per example, and every report names the
+// traffic rate and the baseline type, with both views; the JSON reads back.
+TEST(ClusterServing, PlanReportsBothViews) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("coe_cluster_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  std::string csv = "id,label,small,big\n";
+  for (int i = 0; i < 200; ++i) {
+    const std::string t(1, "xy"[i % 2]), other(1, "xy"[(i + 1) % 2]);
+    csv += std::to_string(i) + "," + t + "," + (i % 5 == 0 ? other : t) + "," + (i % 17 == 0 ? other : t) + "\n";
+  }
+  const std::string r = write("r.csv", csv), cat = write("cat.toml", "[models.small]\nmacs=1\n[models.big]\nmacs=9\n");
+  const std::string cl = write("cl.toml", kV2);
+  const std::string base = "plan --calib " + r + " --test " + r + " --models " + cat + " --cluster " + cl;
+  const std::string args = base + " --qps 1000 --baseline-type gpu";
+  auto json = coe::testing::RunCoe(args + " --json", /*with_stderr=*/false);
+  ASSERT_EQ(json.code, 0) << json.out;
+  const nlohmann::json doc = nlohmann::json::parse(json.out);
+  EXPECT_NE(doc["cost"].get<std::string>().find("usd per example on cluster"), std::string::npos);
+  // Planned on dollars: never dearer per example than the best model alone.
+  EXPECT_LE(doc["chosen"]["calib"]["cost"].get<double>(), doc["best_single_cost"].get<double>());
+  ASSERT_TRUE(doc.contains("cluster"));
+  EXPECT_EQ(doc["cluster"]["qps"], 1000);
+  EXPECT_EQ(doc["cluster"]["baseline_type"], "gpu");
+  EXPECT_EQ(doc["cluster"]["utilisation"], 0.7);
+  EXPECT_GT(doc["cluster"]["chosen"]["usd_per_hour"].get<double>(), 0);
+  EXPECT_GT(doc["cluster"]["best"]["usd_per_example"].get<double>(), 0);
+  auto read = PlanReportFromJson(json.out, "plan.json");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(PlanReportToJson(*read), json.out);
+  auto text = coe::testing::RunCoe(args, /*with_stderr=*/false);
+  ASSERT_EQ(text.code, 0) << text.out;
+  for (const char* want : {"CLUSTER COST at 1000 examples/s", "70% utilisation", "per example: chosen $",
+                           "provisioned: chosen $", "baseline type gpu: ", "alone on its cheapest type"})
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+  // Flags checked.
+  auto typo = coe::testing::RunCoe(base + " --qps 1000 --baseline-type gpux");
+  EXPECT_NE(typo.code, 0);
+  EXPECT_NE(typo.out.find("--baseline-type: 'gpux' is not a device type of " + cl + ": did you mean 'gpu'?"),
+            std::string::npos)
+      << typo.out;
+  auto no_cluster = coe::testing::RunCoe("plan --calib " + r + " --models " + cat + " --qps 10");
+  EXPECT_NE(no_cluster.code, 0);
+  EXPECT_NE(no_cluster.out.find("need --cluster FILE"), std::string::npos) << no_cluster.out;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace coe
