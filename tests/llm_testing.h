@@ -24,11 +24,7 @@ namespace coe::testing {
 
 // The ARC-Challenge test split: $COE_SHARED_DATA/routerbench/, else the shared data
 // beside the source tree.
-inline std::string SharedArc() {
-  const char* shared = std::getenv("COE_SHARED_DATA");
-  const std::string dir = shared ? shared : SourceDir() + "/../shared/data";
-  return dir + "/routerbench/arc_challenge_test.csv";
-}
+inline std::string SharedArc() { return SharedDataDir() + "/routerbench/arc_challenge_test.csv"; }
 
 // Catalogue name -> the model's name in the recordings.
 inline const std::map<std::string, std::string> kModels = {
