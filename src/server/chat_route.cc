@@ -223,13 +223,16 @@ HttpReply Server::Impl::Chat(const std::shared_ptr<const Generation>& gen_ptr, s
   const std::string cache_key = CacheKey(gen, m, canonical);
   const auto t0 = Clock::now();
   const std::string id = NewChatId();
-  auto record = ChatRecordJson(*q, id, messages);
-  if (!record.ok()) return OpenAiError(400, record.status().message(), false, "messages");
+  // A hit needs the members' record only for its log line (an identical request was
+  // answered before, so its record was valid).
   if (!cache_key.empty())
     if (std::optional<ChatReply> hit = cache->Get(cache_key)) {
-      if (request_log) LogCached(m, id, std::move(*record), *hit, t0);
+      if (request_log)
+        if (auto record = ChatRecordJson(*q, id, messages); record.ok()) LogCached(m, id, std::move(*record), *hit, t0);
       return FromCache(std::move(*hit), *q, id);
     }
+  auto record = ChatRecordJson(*q, id, messages);
+  if (!record.ok()) return OpenAiError(400, record.status().message(), false, "messages");
   // Shadow verification: chosen by the record without its id (the request's content).
   std::shared_ptr<ShadowPick> shadow;
   if (after_reply && shadow_runner && gen.shadow.contains(m.name)) {
