@@ -33,7 +33,7 @@
 //   [devices.A100]
 //   usd_per_hour = 3.67
 //   kind = "gpu"                      # or "cpu" (then cores = N, required)
-//   memory_gb = 80                    # optional, reported only
+//   memory_gb = 80                    # optional, checked, not yet used (no model states its need)
 //   [models.NAME]
 //   pin = "A100"                      # optional
 //   [models.NAME.throughput]          # examples per second by batch size
