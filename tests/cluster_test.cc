@@ -223,6 +223,10 @@ TEST(ClusterServing, PlanReportsBothViews) {
   EXPECT_EQ(doc["cluster"]["utilisation"], 0.7);
   EXPECT_GT(doc["cluster"]["chosen"]["usd_per_hour"].get<double>(), 0);
   EXPECT_GT(doc["cluster"]["best"]["usd_per_example"].get<double>(), 0);
+  // The catalogue has macs: the report says what a plan on them would have chosen.
+  ASSERT_TRUE(doc.contains("other_cost_plan")) << json.out;
+  EXPECT_EQ(doc["other_cost_plan"]["key"], "macs");
+  EXPECT_GT(doc["other_cost_plan"]["saving"].get<double>(), 0);
   auto read = PlanReportFromJson(json.out, "plan.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(PlanReportToJson(*read), json.out);
@@ -240,6 +244,96 @@ TEST(ClusterServing, PlanReportsBothViews) {
   auto no_cluster = coe::testing::RunCoe("plan --calib " + r + " --models " + cat + " --qps 10");
   EXPECT_NE(no_cluster.code, 0);
   EXPECT_NE(no_cluster.out.find("need --cluster FILE"), std::string::npos) << no_cluster.out;
+  fs::remove_all(dir);
+}
+
+// Planned with --qps, the chosen cascade is never dearer provisioned than the best
+// single model alone: at 1 example/s the two-tier cascade needs a cpu and a gpu where
+// big alone needs one gpu, so big is the plan; at 1000/s the cascade saves.
+TEST(ClusterServing, NeverDearerOnTheBillThanTheBestAlone) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("coe_cluster_bill_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  std::string csv = "id,label,small,big,mid\n";
+  for (int i = 0; i < 300; ++i) {
+    // small and mid are wrong with different answers: when they agree they are right.
+    const std::string t(1, "xyz"[i % 3]), other(1, "xyz"[(i + 1) % 3]), third(1, "xyz"[(i + 2) % 3]);
+    csv += std::to_string(i) + "," + t + "," + (i % 4 == 0 ? other : t) + "," + (i % 23 == 0 ? other : t) + "," +
+           (i % 7 == 0 ? third : t) + "\n";
+  }
+  const std::string r = write("r.csv", csv);
+  const std::string cat = write("cat.toml", "[models.small]\nmacs=1\n[models.big]\nmacs=9\n[models.mid]\nmacs=3\n");
+  const std::string cl =
+      write("cl.toml", std::string(kV2) + "[models.mid.throughput]\ngpu = { 1 = 30.0, 64 = 300.0 }\n");
+  int replaced = 0, kept = 0;
+  for (double q : {0.5, 1.0, 10.0, 100.0, 1000.0, 1e5}) {
+    auto run = coe::testing::RunCoe("plan --calib " + r + " --test " + r + " --models " + cat + " --cluster " + cl +
+                                        " --qps " + std::to_string(q) + " --json",
+                                    /*with_stderr=*/false);
+    ASSERT_EQ(run.code, 0) << run.out;
+    const nlohmann::json doc = nlohmann::json::parse(run.out);
+    const nlohmann::json& v = doc["cluster"];
+    EXPECT_LE(v["chosen"]["usd_per_hour"].get<double>(), v["best"]["usd_per_hour"].get<double>()) << "qps " << q;
+    if (v.contains("replaced")) {
+      ++replaced;
+      EXPECT_EQ(doc["chosen"]["cascade"], "{big}") << "qps " << q;
+      bool warned = false;
+      for (const auto& w : doc["warnings"])
+        warned |= w.get<std::string>().find("the plan is big alone") != std::string::npos;
+      EXPECT_TRUE(warned) << run.out;
+    } else if (doc["chosen"]["cascade"] != "{big}") {
+      ++kept;
+    }
+  }
+  EXPECT_GT(replaced, 0);  // low rates: whole devices round the cascade's bill up
+  EXPECT_GT(kept, 0);      // high rates: the cascade is the cheaper bill
+  fs::remove_all(dir);
+}
+
+// coe record --throughput-batches measures each model at those batch sizes and writes a
+// cluster file whose device has no price until the user gives it one.
+TEST(ClusterRecord, ThroughputByBatchBecomesAClusterFile) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("coe_cluster_rec_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string f = "/usr/share/datasets/fashion-mnist/";
+  const std::string out = (dir / "r.csv").string();
+  auto run = coe::testing::RunCoe(
+      "record --models " + coe::testing::ZooDir() + "catalogue.toml --only linear,mlp32 --data " + f +
+          "t10k-images-idx3-ubyte.gz --range 0:100 --out " + out + " --throughput-batches 1,16,128 --device box --json",
+      /*with_stderr=*/false);
+  ASSERT_EQ(run.code, 0) << run.out;
+  const nlohmann::json doc = nlohmann::json::parse(run.out);
+  const std::string file = (dir / "r.throughput.toml").string();
+  EXPECT_EQ(doc["throughput_file"], file);
+  const std::string text = coe::testing::ReadFile(file);
+  auto unpriced = ParseCluster(text, file);
+  ASSERT_FALSE(unpriced.ok());
+  EXPECT_NE(unpriced.status().message().find("usd_per_hour"), std::string::npos) << unpriced.status().message();
+  std::string priced = text;
+  priced.replace(priced.find("cores = "), 0, "usd_per_hour = 0.1\n");
+  auto c = ParseCluster(priced, file);
+  ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << priced;
+  ASSERT_TRUE(c->devices.count("box"));
+  EXPECT_TRUE(c->devices.at("box").cpu);
+  for (const char* m : {"linear", "mlp32"}) {
+    ASSERT_TRUE(doc["throughput"].contains(m)) << run.out;
+    const auto& curve = c->models.at(m).throughput.at("box");
+    for (int b : {1, 16, 128}) {
+      const double measured = doc["throughput"][m][std::to_string(b)].get<double>();
+      EXPECT_GT(measured, 0);
+      EXPECT_NEAR(curve.At(b), measured, 1e-5 * measured) << m << " batch " << b;  // the file keeps 6 digits
+    }
+  }
+  auto bad = coe::testing::RunCoe("record --models " + coe::testing::ZooDir() + "catalogue.toml --only linear --data " +
+                                  f + "t10k-images-idx3-ubyte.gz --range 0:10 --out " + out +
+                                  " --throughput-batches 1 --device 'a b'");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("--device: 'a b'"), std::string::npos) << bad.out;
   fs::remove_all(dir);
 }
 

@@ -76,8 +76,9 @@ int ReportFailures(const char* cmd, const std::vector<FailureGroup>& failures, i
 // ---------------------------------------------------------------- record
 
 struct RecordFlags {
-  std::string models, out;
+  std::string models, out, device = "this_cpu";
   std::vector<std::string> only;
+  std::vector<int> throughput_batches;
   bool json = false, overwrite = false;
   DataFlags data;
 };
@@ -106,6 +107,8 @@ int RunRecord(const RecordFlags& f) {
   o.batch = f.data.batch;
   o.overwrite = f.overwrite;
   o.data_name = f.data.in.data;
+  o.throughput_batches = f.throughput_batches;
+  o.device = f.device;
   Bars bars(f.json);
   o.progress = bars.Sink();
   auto r = RecordToFile(*cat, *inputs, f.out, o);
@@ -121,6 +124,15 @@ int RunRecord(const RecordFlags& f) {
     if (r->usd > 0) std::printf(", $%.4g", r->usd);
     std::printf("\nmeasured cost figures -> %s\n", r->catalogue.c_str());
     for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
+    if (!r->throughput_file.empty()) {
+      std::printf("throughput (examples/s) by batch -> %s\n  %-16s", r->throughput_file.c_str(), "model");
+      for (int b : f.throughput_batches) std::printf(" %11s", ("batch " + std::to_string(b)).c_str());
+      for (const Throughput& t : r->throughput) {
+        std::printf("\n  %-16s", t.model.c_str());
+        for (const auto& [batch, rate] : t.points) std::printf(" %11.5g", rate);
+      }
+      std::printf("\n");
+    }
   }
   return ReportFailures(cmd, r->failures, r->failed,
                         ": not recorded as answers; run the same command again to retry them (the rest is kept)");
@@ -204,6 +216,14 @@ void AddLiveCommands(CLI::App& app) {
   record->add_option("--only", rf->only, "record only these models (comma list)")->delimiter(',');
   record->add_flag("--overwrite", rf->overwrite, "record into --out anew instead of resuming it");
   record->add_flag("--json", rf->json, "print a JSON summary");
+  record
+      ->add_option("--throughput-batches", rf->throughput_batches,
+                   "after recording, measure each model's examples/s at these batch sizes (comma list, e.g. "
+                   "1,16,256,4096) and write them as a cluster file (version 2) to <out>.throughput.toml")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1 << 20));
+  record->add_option("--device", rf->device, "with --throughput-batches: the device type's name in that file")
+      ->capture_default_str();
   rf->data.Add(record);
   record->callback([rf]() { throw CLI::RuntimeError(RunRecord(*rf)); });
 

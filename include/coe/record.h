@@ -59,6 +59,19 @@ struct RecordResult {
 // model; the engine's errors otherwise.
 StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch& inputs, const RecordOptions& options);
 
+// Throughput by batch size (issue 26): for each chosen catalogue model that computes
+// here (not remote, chat or recorded ones), calls of exactly b examples (the inputs
+// taken in turn, from the first) for each b in `batches`, one warm-up call then at least
+// 3 and until 0.25 s have passed; examples/s = b / the median call. With
+// `options.threads` engine threads, as `coe record` runs them. InvalidArgument for a
+// batch < 1 or no inputs.
+struct Throughput {
+  std::string model;
+  std::vector<std::pair<int, double>> points;  // (batch, examples/s), in `batches` order
+};
+StatusOr<std::vector<Throughput>> MeasureThroughput(const Catalogue& catalogue, const InputBatch& inputs,
+                                                    const std::vector<int>& batches, const RecordOptions& options);
+
 // A catalogue for planning on `recorded`: each recorded model's cost figures and site
 // from `catalogue`, plus as measured `latency_us` (wall time per example in bulk, with
 // every thread) and `latency_ms` (one example a call), for the models `recorded` has

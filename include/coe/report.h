@@ -68,6 +68,21 @@ struct ClusterView {
   Serving chosen, best;
   std::optional<Serving> chosen_on_baseline, best_on_baseline;  // --baseline-type
   std::string baseline_note;                                    // why one of them is missing
+  // The search's own choice (CascadeSpec::ToString) when it cost more provisioned at
+  // this rate than the best single model alone, which was chosen instead; "" otherwise.
+  std::string replaced;
+};
+
+// With a cluster (costs in dollars) and a catalogue giving every model `macs`: the
+// cascade a plan on multiply-adds would have chosen, and both plans' savings against
+// the best single model in both units (calibration split), to show when planning on
+// MACs and on dollars disagree.
+struct OtherCostPlan {
+  std::string key;                                     // "macs"
+  std::string cascade;                                 // CascadeSpec::ToString of the plan on `key`
+  bool same = false;                                   // it is the chosen cascade
+  double saving_on_key = 0, saving = 0;                // it: best single / it, in `key` and in the plan's cost
+  double chosen_saving_on_key = 0, chosen_saving = 0;  // the chosen cascade, likewise
 };
 
 struct PlanReport {
@@ -112,6 +127,7 @@ struct PlanReport {
   // The cost model in words (unit, latency mode, cluster, link), for reports.
   std::string cost_model;
   std::optional<ClusterView> cluster;
+  std::optional<OtherCostPlan> other_cost_plan;
 };
 
 // Scores the plan's cascades (and the baselines, planned with the same goal where

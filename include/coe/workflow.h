@@ -47,6 +47,7 @@
 #include "coe/cost_model.h"
 #include "coe/evaluate.h"
 #include "coe/planner.h"
+#include "coe/record.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
 #include "coe/status.h"
@@ -252,6 +253,11 @@ struct RecordFileOptions {
   int batch = 32768;              // most examples per engine call
   bool overwrite = false;         // start a new file even when `out` exists
   std::string data_name;          // what the inputs are (a path), for the file's comments
+  // --throughput-batches: after recording, each computing model's throughput at these
+  // batch sizes (MeasureThroughput), written as a cluster file (version 2) with one
+  // device type, `device`, to <out>.throughput.toml; its price is left for the user.
+  std::vector<int> throughput_batches;
+  std::string device = "this_cpu";
   // After each model's engine call and each part: inputs done of those to do, and the
   // dollars the calls so far cost (chat models).
   ProgressSink progress;
@@ -269,6 +275,8 @@ struct RecordFileResult {
   std::vector<FailureGroup> failures;            // by model and cause, most frequent first
   double usd = 0;                                // what the calls made now cost (chat models)
   std::map<std::string, double> us_per_example;  // measured now, by model
+  std::vector<Throughput> throughput;            // with throughput_batches
+  std::string throughput_file;                   // where they were written
   std::vector<std::string> warnings;
 };
 

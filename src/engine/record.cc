@@ -166,6 +166,45 @@ StatusOr<RecordResult> RecordModels(const Catalogue& catalogue, const InputBatch
   return out;
 }
 
+StatusOr<std::vector<Throughput>> MeasureThroughput(const Catalogue& catalogue, const InputBatch& inputs,
+                                                    const std::vector<int>& batches, const RecordOptions& options) {
+  const int64_t n = inputs.size();
+  if (n == 0) return InvalidArgumentError("throughput: no inputs to measure on");
+  for (int b : batches)
+    if (b < 1) return InvalidArgumentError("throughput: batch " + std::to_string(b) + " (expected >= 1)");
+  std::vector<Throughput> out;
+  for (const ModelSpec& spec : catalogue.models) {
+    if (!options.only.empty() && std::find(options.only.begin(), options.only.end(), spec.name) == options.only.end())
+      continue;
+    if (!BackendTraitsOf(spec).computes) continue;
+    CascadeSpec one;
+    one.tiers.push_back(TierSpec{{spec.name}, {}});
+    EngineOptions eo;
+    eo.threads = options.threads;
+    COE_ASSIGN_OR_RETURN(auto cascade, Cascade::Create(one, catalogue, eo));
+    if (cascade->members()[0]->info().waits) continue;
+    Throughput t{spec.name, {}};
+    for (int b : batches) {
+      std::vector<int> rows(static_cast<size_t>(b));
+      for (int i = 0; i < b; ++i) rows[i] = static_cast<int>(i % n);
+      const InputBatch batch = inputs.Gather(rows);
+      COE_RETURN_IF_ERROR(cascade->Run(batch).status());  // warm-up: buffers, plans, caches
+      std::vector<double> seconds;
+      const auto m0 = std::chrono::steady_clock::now();
+      while (seconds.size() < 3 || std::chrono::steady_clock::now() - m0 < std::chrono::milliseconds(250)) {
+        const auto c0 = std::chrono::steady_clock::now();
+        COE_RETURN_IF_ERROR(cascade->Run(batch).status());
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count());
+      }
+      std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
+      t.points.emplace_back(b, b / std::max(1e-9, seconds[seconds.size() / 2]));
+      if (options.progress) options.progress(spec.name + " throughput", b, batches.back());
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 Catalogue MeasuredCatalogue(const Catalogue& catalogue, const RecordResult& recorded) {
   Catalogue out;
   out.source = "measured";

@@ -95,6 +95,7 @@ json ClusterViewJson(const ClusterView& v) {
     j["best_on_baseline"] = v.best_on_baseline ? ServingJson(*v.best_on_baseline) : json();
     if (!v.baseline_note.empty()) j["baseline_note"] = v.baseline_note;
   }
+  if (!v.replaced.empty()) j["replaced"] = v.replaced;
   return j;
 }
 
@@ -109,6 +110,9 @@ std::string ClusterViewText(const ClusterView& v) {
   s += "  provisioned: chosen $" + Fmt("%.4g", v.chosen.usd_per_hour) + "/h, " + v.best_single +
        " alone on its cheapest type $" + Fmt("%.4g", v.best.usd_per_hour) + "/h: saving " +
        Saving(v.best.usd_per_hour, v.chosen.usd_per_hour) + "\n";
+  if (!v.replaced.empty())
+    s += "  (the search chose " + v.replaced + "; provisioned at this rate it cost more than " + v.best_single +
+         " alone, which is the plan)\n";
   s += "  chosen:\n" + TiersText(v.chosen) + "  " + v.best_single + " alone:\n" + TiersText(v.best);
   if (!v.serving.baseline_type.empty()) {
     const std::string& type = v.serving.baseline_type;
@@ -138,6 +142,26 @@ std::vector<std::string> ClusterViewWarnings(const ClusterView& v) {
                 ") costs more than " + v.best_single + " alone ($" + Fmt("%.4g", v.best.usd_per_example) +
                 "): later tiers see small batches");
   return w;
+}
+
+json OtherCostPlanJson(const OtherCostPlan& p) {
+  return {{"key", p.key},
+          {"cascade", p.cascade},
+          {"same", p.same},
+          {"saving_on_key", p.saving_on_key},
+          {"saving", p.saving},
+          {"chosen_saving_on_key", p.chosen_saving_on_key},
+          {"chosen_saving", p.chosen_saving}};
+}
+
+std::string OtherCostPlanText(const OtherCostPlan& p) {
+  std::string s = "\nPLANNED ON " + p.key + " INSTEAD (savings against the best single model, calibration): ";
+  if (p.same)
+    return s + "the same cascade: " + Saving(p.chosen_saving_on_key, 1) + " in " + p.key + ", " +
+           Saving(p.chosen_saving, 1) + " in dollars\n";
+  return s + "\n  " + p.cascade + "\n  " + Saving(p.saving_on_key, 1) + " in " + p.key + ", " + Saving(p.saving, 1) +
+         " in dollars; the chosen: " + Saving(p.chosen_saving_on_key, 1) + " in " + p.key + ", " +
+         Saving(p.chosen_saving, 1) + " in dollars\n";
 }
 
 }  // namespace coe

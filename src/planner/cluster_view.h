@@ -23,6 +23,9 @@ nlohmann::json ClusterViewJson(const ClusterView& v);
 std::string ClusterViewText(const ClusterView& v);
 std::vector<std::string> ClusterViewWarnings(const ClusterView& v);
 
+nlohmann::json OtherCostPlanJson(const OtherCostPlan& p);
+std::string OtherCostPlanText(const OtherCostPlan& p);
+
 }  // namespace coe
 
 #endif  // COE_PLANNER_CLUSTER_VIEW_H_

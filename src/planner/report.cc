@@ -370,6 +370,7 @@ std::string PlanReportToJson(const PlanReport& r) {
     j["families"].push_back({{"name", f.name}, {"rules", f.rules}, {"frontier", frontier(f.frontier)}});
   if (!r.cost_model.empty()) j["cost_model"] = r.cost_model;
   if (r.cluster) j["cluster"] = ClusterViewJson(*r.cluster);
+  if (r.other_cost_plan) j["other_cost_plan"] = OtherCostPlanJson(*r.other_cost_plan);
   return j.dump(2) + "\n";
 }
 
@@ -430,6 +431,7 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   s += "\nBASELINES (saving = cost of the best single model, " + r.best_single + " / cost)\n" + header;
   for (const ReportRow& b : r.baselines) s += Line(b.name, b, ref_cost, has_test, label_free);
   if (r.cluster) s += ClusterViewText(*r.cluster);
+  if (r.other_cost_plan) s += OtherCostPlanText(*r.other_cost_plan);
   // Up to `max_frontier` points: the cheapest, the most accurate, the chosen one and
   // evenly spaced others (JSON has every point).
   const size_t total = r.frontier.size();

@@ -298,7 +298,21 @@ ClusterView ReadClusterView(JsonReader& in, const Node& c) {
   if (std::optional<Node> b = in.OptObject(c, "chosen_on_baseline")) v.chosen_on_baseline = ReadServing(in, *b);
   if (std::optional<Node> b = in.OptObject(c, "best_on_baseline")) v.best_on_baseline = ReadServing(in, *b);
   v.baseline_note = in.OptString(c, "baseline_note").value_or("");
+  v.replaced = in.OptString(c, "replaced").value_or("");
   return v;
+}
+
+// The "other_cost_plan" object OtherCostPlanJson (cluster_view.cc) writes.
+OtherCostPlan ReadOtherCostPlan(JsonReader& in, const Node& o) {
+  OtherCostPlan p;
+  p.key = in.String(o, "key");
+  p.cascade = in.String(o, "cascade");
+  p.same = in.Bool(o, "same");
+  p.saving_on_key = in.Number(o, "saving_on_key", 0, kInf);
+  p.saving = in.Number(o, "saving", 0, kInf);
+  p.chosen_saving_on_key = in.Number(o, "chosen_saving_on_key", 0, kInf);
+  p.chosen_saving = in.Number(o, "chosen_saving", 0, kInf);
+  return p;
 }
 
 TestIntervals ReadIntervals(JsonReader& in, const Node& t) {
@@ -403,6 +417,7 @@ StatusOr<PlanReport> PlanReportFromJson(const std::string& text, const std::stri
   }
   r.cost_model = in.OptString(root, "cost_model").value_or("");
   if (std::optional<Node> c = in.OptObject(root, "cluster")) r.cluster = ReadClusterView(in, *c);
+  if (std::optional<Node> o = in.OptObject(root, "other_cost_plan")) r.other_cost_plan = ReadOtherCostPlan(in, *o);
   if (!in.ok()) return in.status();
   return r;
 }

@@ -1,6 +1,7 @@
 // `coe plan` and `coe eval` as library workflows: recordings (files or in memory) in,
 // a report out.
 #include <cstdlib>
+#include <limits>
 #include <optional>
 
 #include "coe/evaluate.h"
@@ -80,6 +81,93 @@ StatusOr<Figures> FiguresOf(const Recordings& rec, const Catalogue& cat, const P
 
 namespace {
 
+CascadeSpec OneModel(const std::string& model, const AnswerMatch& match) {
+  CascadeSpec s;
+  s.tiers.push_back(TierSpec{{model}, {}});
+  s.tiers[0].match = match;
+  return s;
+}
+
+// With --qps (issue 26): the search priced each model fully batched on its cheapest
+// type, but a team rents whole devices at a rate. When the chosen cascade's provisioned
+// bill at that rate (with calibration's exit shares) is above the best single model's
+// alone, the best model is the plan; returns the cascade it replaced ("" if none).
+StatusOr<std::string> ChooseOnTheBill(const Recordings& calib, const CostTable& costs, const AnswerMatch& match,
+                                      PlanResult* plan) {
+  const CascadeSpec& c = plan->chosen.cascade;
+  if (!costs.cluster || !costs.serving || (c.tiers.size() == 1 && c.tiers[0].members.size() == 1)) return std::string();
+  COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(c, calib, costs));
+  std::vector<double> reach;
+  std::vector<std::vector<std::string>> tiers;
+  int left = r.examples;
+  for (size_t t = 0; t < c.tiers.size(); ++t) {
+    reach.push_back(r.examples ? static_cast<double>(left) / r.examples : 0.0);
+    left -= r.exits[t];
+    tiers.push_back(c.tiers[t].members);
+  }
+  const double one[] = {1.0};
+  COE_ASSIGN_OR_RETURN(Serving chosen, ServeCascade(*costs.cluster, tiers, reach, *costs.serving));
+  COE_ASSIGN_OR_RETURN(Serving best, ServeCascade(*costs.cluster, {{plan->best_single}}, one, *costs.serving));
+  if (chosen.usd_per_hour <= best.usd_per_hour) return std::string();
+  const std::string replaced = c.ToString();
+  CascadeSpec single = OneModel(plan->best_single, match);
+  COE_ASSIGN_OR_RETURN(EvalResult b, EvaluateCascade(single, calib, costs));
+  plan->chosen = OperatingPoint{.cascade = std::move(single),
+                                .correct = b.correct,
+                                .accuracy = b.accuracy,
+                                .cost = b.mean_cost,
+                                .score_levels = {std::numeric_limits<double>::quiet_NaN()}};
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "provisioned at %.6g examples/s, the cascade the search chose (%s) costs $%.4g/h, more than %s "
+                "alone ($%.4g/h): the plan is %s alone",
+                costs.serving->qps, replaced.c_str(), chosen.usd_per_hour, plan->best_single.c_str(), best.usd_per_hour,
+                plan->best_single.c_str());
+  plan->warnings.push_back(buf);
+  return replaced;
+}
+
+// With a cluster and `macs` for every model: what planning on multiply-adds would have
+// chosen, priced in the plan's dollars beside the chosen cascade (issue 26).
+StatusOr<std::optional<OtherCostPlan>> PlanOnMacs(const Recordings& calib, const Catalogue& cat,
+                                                  const CostTable& dollars, const Goal& goal, const PlannerOptions& opt,
+                                                  const PlanResult& plan) {
+  if (!dollars.cluster) return std::optional<OtherCostPlan>();
+  for (const ModelRecord& m : calib.models)
+    if ((opt.only.empty() || std::find(opt.only.begin(), opt.only.end(), m.name) != opt.only.end()) &&
+        (!cat.Find(m.name) || !cat.Find(m.name)->Cost("macs")))
+      return std::optional<OtherCostPlan>();
+  CostOptions co;
+  co.key = "macs";
+  co.only = opt.only;
+  COE_ASSIGN_OR_RETURN(CostTable macs, BuildCostTable(calib, cat, co));
+  PlannerOptions o = opt;
+  o.progress = nullptr;
+  o.budget_costs.reset();
+  COE_ASSIGN_OR_RETURN(PlanResult on_macs, Plan(calib, macs, goal, o));
+  auto mean = [&](const CascadeSpec& s, const CostTable& t) -> StatusOr<double> {
+    COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(s, calib, t));
+    return r.mean_cost;
+  };
+  const CascadeSpec best = OneModel(plan.best_single, opt.match);
+  COE_ASSIGN_OR_RETURN(double best_macs, mean(best, macs));
+  COE_ASSIGN_OR_RETURN(double best_usd, mean(best, dollars));
+  COE_ASSIGN_OR_RETURN(double other_macs, mean(on_macs.chosen.cascade, macs));
+  COE_ASSIGN_OR_RETURN(double other_usd, mean(on_macs.chosen.cascade, dollars));
+  COE_ASSIGN_OR_RETURN(double chosen_macs, mean(plan.chosen.cascade, macs));
+  COE_ASSIGN_OR_RETURN(double chosen_usd, mean(plan.chosen.cascade, dollars));
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  OtherCostPlan p;
+  p.key = "macs";
+  p.cascade = on_macs.chosen.cascade.ToString();
+  p.same = p.cascade == plan.chosen.cascade.ToString();
+  p.saving_on_key = ratio(best_macs, other_macs);
+  p.saving = ratio(best_usd, other_usd);
+  p.chosen_saving_on_key = ratio(best_macs, chosen_macs);
+  p.chosen_saving = ratio(best_usd, chosen_usd);
+  return std::optional<OtherCostPlan>(std::move(p));
+}
+
 // Label-free planning: `rec`'s truth becomes the reference's answers; its true labels
 // (if it has any) go to *true_labels.
 Status TakeReferenceAsTruth(Recordings* rec, const PlanRequest& r, std::vector<int>* true_labels) {
@@ -112,11 +200,25 @@ StatusOr<PlanOutcome> PlanOn(const Recordings& calib, const Recordings* test, co
   PlanOutcome out;
   COE_ASSIGN_OR_RETURN(out.plan, Plan(calib, calib_figures.objective, goal, opt));
   opt.progress = nullptr;
+  COE_ASSIGN_OR_RETURN(const std::string replaced,
+                       ChooseOnTheBill(calib, calib_figures.objective, opt.match, &out.plan));
   CascadeSpec& chosen = out.plan.chosen.cascade;
   COE_ASSIGN_OR_RETURN(auto agreement, AgreementWithLastTier(chosen, calib, calib_figures.objective));
   for (size_t t = 0; t < chosen.tiers.size(); ++t) chosen.tiers[t].calibrated_agreement = agreement[t];
   COE_ASSIGN_OR_RETURN(out.report, BuildPlanReport(out.plan, goal, opt, calib, calib_figures.objective, test,
                                                    test_figures ? &test_figures->objective : nullptr, truth));
+  if (out.report.cluster) out.report.cluster->replaced = replaced;
+  COE_ASSIGN_OR_RETURN(out.report.other_cost_plan,
+                       PlanOnMacs(calib, cat, calib_figures.objective, goal, opt, out.plan));
+  if (const auto& o = out.report.other_cost_plan; o && !o->same && o->saving < 1) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "planned on multiply-adds, the cascade %s would save %.2fx in macs but cost %.2fx more in "
+                  "dollars than %s alone",
+                  o->cascade.c_str(), o->saving_on_key, o->saving > 0 ? 1 / o->saving : 0.0,
+                  out.plan.best_single.c_str());
+    out.report.warnings.push_back(buf);
+  }
   out.report.cost_model = r.cost_words.empty() ? "cost per example = " + calib_figures.objective.name : r.cost_words;
   out.goal = goal.ToString();
   out.cost_name = calib_figures.objective.name;

@@ -1,11 +1,13 @@
 // `coe record` as a library: models over inputs into a recordings file that resumes,
 // where failed calls are written as failures (never as answers) and retried.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "backends/registry.h"
@@ -214,6 +216,52 @@ Status WriteMeasured(const Catalogue& cat, const std::vector<std::string>& model
   return WriteStringToFile(path, CatalogueToToml(out, comment));
 }
 
+Status CheckDeviceName(const std::string& device) {
+  const bool ok = !device.empty() && std::all_of(device.begin(), device.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+  if (!ok) return InvalidArgumentError("--device: '" + device + "' (expected letters, digits, _ or -)");
+  return Status::Ok();
+}
+
+// --throughput-batches: the measured curves as a version-2 cluster file of one device
+// type, whose price only the user knows (the file says so, and reading it refuses a
+// device with none).
+Status WriteThroughput(const Catalogue& cat, const InputBatch& inputs, const std::string& out,
+                       const RecordFileOptions& o, RecordFileResult* res) {
+  RecordOptions ro;
+  ro.only = res->models;
+  ro.threads = o.threads;
+  if (o.progress)
+    ro.progress = [&](const std::string& what, int64_t done, int64_t total) {
+      o.progress("measuring " + what, static_cast<double>(done) / std::max<int64_t>(1, total),
+                 "batch " + std::to_string(done));
+    };
+  COE_ASSIGN_OR_RETURN(res->throughput, MeasureThroughput(cat, inputs, o.throughput_batches, ro));
+  std::string base = out;
+  if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
+  res->throughput_file = base + ".throughput.toml";
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string toml = "# Throughput measured by coe record on this machine (" + std::to_string(threads) +
+                     " threads) on " + (o.data_name.empty() ? std::string("the inputs") : o.data_name) +
+                     ":\n# examples/s by batch size, the median of calls of exactly that many examples.\n"
+                     "# A cluster file (version 2) for coe plan --cluster, once the device has its price.\n\n"
+                     "[devices." +
+                     o.device + "]\nkind = \"cpu\"\ncores = " + std::to_string(threads) +
+                     "\n# usd_per_hour = ?   <- this machine's hourly price: coe cannot know it, and refuses the file "
+                     "without it\n";
+  for (const Throughput& t : res->throughput) {
+    toml += "\n[models.\"" + t.model + "\".throughput]\n" + o.device + " = { ";
+    for (size_t k = 0; k < t.points.size(); ++k) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%s%d = %.6g", k ? ", " : "", t.points[k].first, t.points[k].second);
+      toml += buf;
+    }
+    toml += " }\n";
+  }
+  return WriteStringToFile(res->throughput_file, toml);
+}
+
 // The parts to record: inputs with no row, or with a failed call in theirs.
 struct Work {
   std::vector<int> inputs;                 // in input order
@@ -325,6 +373,7 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
                                         const RecordFileOptions& o) {
   for (const std::string& name : o.only)
     if (!cat.Find(name)) return InvalidArgumentError("--only: no model '" + name + "' in " + cat.source);
+  if (!o.throughput_batches.empty()) COE_RETURN_IF_ERROR(CheckDeviceName(o.device));
   RecordFileResult res;
   for (const ModelSpec& m : cat.models)
     if (o.only.empty() || std::find(o.only.begin(), o.only.end(), m.name) != o.only.end()) res.models.push_back(m.name);
@@ -408,6 +457,7 @@ StatusOr<RecordFileResult> RecordToFile(const Catalogue& cat, const InputBatch& 
   std::stable_sort(res.failures.begin(), res.failures.end(),
                    [](const FailureGroup& a, const FailureGroup& b) { return a.count > b.count; });
   COE_RETURN_IF_ERROR(WriteMeasured(cat, res.models, o, res.us_per_example, totals.ms, res.catalogue));
+  if (!o.throughput_batches.empty()) COE_RETURN_IF_ERROR(WriteThroughput(cat, inputs, out, o, &res));
   return res;
 }
 
@@ -452,6 +502,16 @@ std::string RecordFileResultJson(const RecordFileResult& r) {
             {"usd", r.usd},
             {"us_per_example", r.us_per_example},
             {"warnings", r.warnings}};
+  if (!r.throughput_file.empty()) {
+    json t = json::object();
+    for (const Throughput& m : r.throughput) {
+      json curve = json::object();
+      for (const auto& [batch, rate] : m.points) curve[std::to_string(batch)] = rate;
+      t[m.model] = curve;
+    }
+    j["throughput"] = t;
+    j["throughput_file"] = r.throughput_file;
+  }
   return j.dump(2, ' ', false, json::error_handler_t::replace);
 }
 
