@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,39 @@ TEST(ClusterServing, OneModelProvisionedAndPerExample) {
   ASSERT_TRUE(on_gpu.ok());
   EXPECT_EQ(on_gpu->tiers[0].devices, 1);
   EXPECT_DOUBLE_EQ(on_gpu->usd_per_example, 2.0 / (3600 * 40));
+}
+
+// examples/cluster/: the public ladder and the measured zoo read, and the README's
+// figures of the ladder hold (the span in multiply-adds and in dollars per image).
+TEST(ClusterV2, TheClusterExamplesRead) {
+  const std::string dir = coe::testing::SourceDir() + "/examples/cluster/";
+  auto ladder = ReadCluster(dir + "imagenet_ladder.toml");
+  ASSERT_TRUE(ladder.ok()) << ladder.status().ToString();
+  auto cat = ReadCatalogue(dir + "imagenet_ladder.models.toml");
+  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+  EXPECT_EQ(ladder->devices.size(), 4u);
+  ASSERT_EQ(ladder->models.size(), 7u);
+  double lo = 1e300, hi = 0, lo_macs = 1e300, hi_macs = 0;
+  for (const auto& [name, m] : ladder->models) {
+    EXPECT_EQ(m.throughput.size(), 4u) << name;
+    ASSERT_NE(cat->Find(name), nullptr) << name;
+    double best = 1e300;
+    for (const auto& [type, curve] : m.throughput)
+      best = std::min(best, ladder->devices.at(type).usd_per_hour / (3600 * curve.Peak()));
+    lo = std::min(lo, best);
+    hi = std::max(hi, best);
+    lo_macs = std::min(lo_macs, *cat->Find(name)->Cost("macs"));
+    hi_macs = std::max(hi_macs, *cat->Find(name)->Cost("macs"));
+  }
+  EXPECT_NEAR(hi_macs / lo_macs, 1027, 1);
+  EXPECT_NEAR(hi / lo, 51, 0.5);
+  auto zoo = ReadCluster(dir + "zoo_cpu.toml");
+  ASSERT_TRUE(zoo.ok()) << zoo.status().ToString();
+  auto zoo_cat = ReadCatalogue(coe::testing::ZooDir() + "catalogue.toml");
+  ASSERT_TRUE(zoo_cat.ok());
+  EXPECT_TRUE(zoo->devices.at("this_cpu").cpu);
+  for (const ModelSpec& m : zoo_cat->models)
+    EXPECT_EQ(zoo->models.at(m.name).throughput.at("this_cpu").points.size(), 5u);
 }
 
 // A later tier sees only the share that reaches it, in smaller batches.
