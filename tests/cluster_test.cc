@@ -11,6 +11,8 @@
 
 #include "coe/catalogue.h"
 #include "coe/cost_model.h"
+#include "coe/evaluate.h"
+#include "coe/planner.h"
 #include "coe/recordings.h"
 #include "coe/report.h"
 #include "testing.h"
@@ -202,6 +204,77 @@ TEST(ClusterV2, TheClusterExamplesRead) {
   EXPECT_TRUE(zoo->devices.at("this_cpu").cpu);
   for (const ModelSpec& m : zoo_cat->models)
     EXPECT_EQ(zoo->models.at(m.name).throughput.at("this_cpu").points.size(), 5u);
+}
+
+// [transfer] usd_per_gb: an example's input is paid for once, at the first tier with a
+// cloud member, the same in EvaluateCascade and in the planner's search (exact).
+TEST(ClusterTransfer, PaidOnceAtTheFirstCloudTier) {
+  auto c = ParseCluster(std::string(kV2) + "[models.mid.throughput]\ngpu = { 1 = 30.0, 64 = 300.0 }\n" +
+                            "[transfer]\nusd_per_gb = 0.09\n",
+                        "cl.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_DOUBLE_EQ(c->transfer_usd_per_gb, 0.09);
+  auto cat = ParseCatalogue(
+      "[models.small]\nmacs=1\n[models.mid]\nmacs=3\nsite=\"cloud\"\ninput_bytes=1e6\n"
+      "[models.big]\nmacs=9\nsite=\"cloud\"\ninput_bytes=2e6\n",
+      "cat", "");
+  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+  std::string csv = "id,label,small,mid,big\n";
+  for (int i = 0; i < 240; ++i) {
+    const std::string t(1, "xyz"[i % 3]), other(1, "xyz"[(i + 1) % 3]), third(1, "xyz"[(i + 2) % 3]);
+    csv += std::to_string(i) + "," + t + "," + (i % 4 == 0 ? other : t) + "," + (i % 7 == 0 ? third : t) + "," +
+           (i % 23 == 0 ? other : t) + "\n";
+  }
+  LabelSet labels;
+  auto rec = ParseRecordings(csv, "r.csv", &labels, nullptr);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  CostOptions opt;
+  opt.cluster = *c;
+  auto costs = BuildCostTable(*rec, *cat, opt);
+  ASSERT_TRUE(costs.ok()) << costs.status().ToString();
+  const double per_byte = 0.09 / 1e9;
+  // small (edge) -> mid (cloud) -> big (cloud): the input goes once, as mid's 1 MB.
+  CascadeSpec spec;
+  spec.tiers = {TierSpec{{"small"}, {}}, TierSpec{{"mid"}, {}}, TierSpec{{"big"}, {}}};
+  spec.tiers[0].rule.min_agreement = spec.tiers[1].rule.min_agreement = 1.0;
+  std::vector<ExampleOutcome> outs;
+  auto r = EvaluateCascade(spec, *rec, *costs, &outs);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // One-member tiers always exit: every example ends at tier 1 and pays no transfer.
+  EXPECT_EQ(r->exits[0], 240);
+  EXPECT_DOUBLE_EQ(r->mean_transfer_cost.value_or(-1), 0);
+  spec.tiers = {TierSpec{{"small", "mid"}, {}}, TierSpec{{"big"}, {}}};
+  spec.tiers[0].rule.min_agreement = 1.0;
+  r = EvaluateCascade(spec, *rec, *costs, &outs);
+  ASSERT_TRUE(r.ok());
+  // Tier 1 has a cloud member: every example pays mid's transfer once, none big's.
+  EXPECT_NEAR(*r->mean_transfer_cost, 1e6 * per_byte, 1e-18);
+  for (const ExampleOutcome& o : outs) EXPECT_NEAR(o.transfer_cost, 1e6 * per_byte, 1e-18);
+  // The planner's costs are EvaluateCascade's on every frontier point, transfer included.
+  PlannerOptions po;
+  auto plan = Plan(*rec, *costs, Goal{}, po);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  bool any_transfer = false;
+  for (const OperatingPoint& p : plan->frontier) {
+    auto e = EvaluateCascade(p.cascade, *rec, *costs);
+    ASSERT_TRUE(e.ok());
+    EXPECT_NEAR(p.cost, e->mean_cost, 1e-12 * e->mean_cost) << p.cascade.ToString();
+    any_transfer |= e->mean_transfer_cost.value_or(0) > 0;
+  }
+  EXPECT_TRUE(any_transfer);
+  // A cloud model without an input size cannot be priced: refused, naming it.
+  auto no_size = ParseCatalogue("[models.small]\nmacs=1\n[models.mid]\nmacs=3\nsite=\"cloud\"\n[models.big]\nmacs=9\n",
+                                "cat2", "");
+  ASSERT_TRUE(no_size.ok());
+  auto refused = BuildCostTable(*rec, *no_size, opt);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("cloud model 'mid' no input size"), std::string::npos)
+      << refused.status().message();
+  // The price is checked.
+  for (const char* bad : {"[transfer]\nusd_per_gb = -1\n", "[transfer]\nusd_per_gbb = 1\n", "transfer = 3\n"}) {
+    auto b = ParseCluster(std::string(kV2) + bad, "cl.toml");
+    EXPECT_FALSE(b.ok()) << bad;
+  }
 }
 
 // A later tier sees only the share that reaches it, in smaller batches.

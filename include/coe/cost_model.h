@@ -39,6 +39,8 @@
 //   [models.NAME.throughput]          # examples per second by batch size
 //   A100 = { 1 = 40.0, 8 = 210.0, 64 = 900.0 }
 //   T4 = 310.0                        # one figure: the same at every batch
+//   [transfer]                        # optional
+//   usd_per_gb = 0.09                 # sending an input from the edge to the cloud
 // A device type a model has no throughput for is one it cannot run on. Version 1
 // (still read, same results): [gpus.TYPE] usd_per_hour = X, and throughput = { TYPE =
 // examples/s }. Every key is checked: an unknown one is refused with the closest known.
@@ -88,6 +90,11 @@ struct ClusterSpec {
   };
   std::map<std::string, Device> devices;  // by type
   double max_delay_ms = 50;
+  // [transfer] usd_per_gb: dollars per GB (1e9 bytes) of input sent from the edge to
+  // the cloud. An example's input is sent once, when it first reaches a tier with a
+  // cloud member (catalogue `site`), and costs the largest input_bytes among that
+  // tier's cloud members x this price. 0: transfers are free.
+  double transfer_usd_per_gb = 0;
   struct Model {
     std::map<std::string, ThroughputCurve> throughput;  // by device type
     std::string pin;                                    // "" = cheapest
@@ -131,6 +138,9 @@ struct Serving {
   std::vector<TierServing> tiers;
   double usd_per_example = 0;  // per example entering the cascade
   double usd_per_hour = 0;     // the provisioned bill
+  // Of those, the inputs sent to the cloud (ClusterSpec::transfer_usd_per_gb), which
+  // ServeCascade leaves at 0: reports add them from the cascade's replay.
+  double transfer_usd_per_example = 0, transfer_usd_per_hour = 0;
 };
 
 // Prices `tiers` (member names, each in `c`) reached by `reach` (one share per tier)
@@ -192,6 +202,10 @@ struct CostTable {
   std::vector<bool> cloud;          // per model
   std::vector<double> input_bytes;  // per model
   std::optional<LinkSpec> link;
+  // Dollars per byte of input sent to the cloud (the cluster's transfer price; 0 =
+  // free): added to an example's cost once, at the first tier with a cloud member
+  // (EvaluateCascade and the planner's search alike), as ClusterSpec says.
+  double transfer_usd_per_byte = 0;
 
   bool is_per_example() const { return !per_example.empty(); }
   double Cost(int m, int i) const {
@@ -210,6 +224,11 @@ StatusOr<CostTable> LatencyCost(const CostTable& costs);
 
 // The cost of one tier from its members' costs: their sum, or their TierTime.
 double TierCost(const CostTable& costs, std::span<const double> member_costs);
+
+// What sending an example's input to a tier of `members` (model indices) costs when it
+// has not been sent yet: the largest input_bytes of its cloud members x the transfer
+// price; 0 when it has none or transfers are free.
+double TierTransfer(const CostTable& costs, std::span<const int> members);
 
 // The table for the examples `rows` of the recordings `costs` was built for (as
 // SelectRows on them), means recomputed.

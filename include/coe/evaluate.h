@@ -24,9 +24,10 @@ struct ExampleOutcome {
   int exit_tier = 0;      // 0-based tier that answered
   double cost = 0;
   double latency_ms = 0;
-  double bytes_sent = 0;  // input bytes sent over the link to cloud members
-  TierVote vote;          // the answering tier's tally
-  bool labeled = false;   // the example has a truth
+  double bytes_sent = 0;     // input bytes sent over the link to cloud members
+  double transfer_cost = 0;  // of `cost`: sending the input to the cloud (CostTable::transfer_usd_per_byte)
+  TierVote vote;             // the answering tier's tally
+  bool labeled = false;      // the example has a truth
   // Labeled, and the answer is the truth by the answering tier's `match` (what
   // EvalResult::correct counts): every figure built on outcomes reads this, never
   // `answer == truth`, so that --match number or jaccard holds everywhere.
@@ -46,6 +47,7 @@ struct EvalResult {
   std::optional<double> p99_latency_ms;
   std::optional<double> mean_bytes_sent;
   std::optional<double> mean_cost_homogeneous;
+  std::optional<double> mean_transfer_cost;  // of mean_cost, with a transfer price
 };
 
 // Maps the spec's member names to `rec`'s model indices, checking that every member

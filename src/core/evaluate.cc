@@ -46,7 +46,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
   const bool has_latency = !costs.latency_ms.empty();
   const bool has_homog = !costs.homogeneous.empty();
   std::vector<double> latencies;
-  double sum_cost = 0, sum_lat = 0, sum_bytes = 0, sum_homog = 0;
+  double sum_cost = 0, sum_lat = 0, sum_bytes = 0, sum_homog = 0, sum_transfer = 0;
   std::vector<MemberOutput> outs;
   std::vector<double> member_cost, member_lat;
   // Each tier compares answers by its `match` (free text needs the label names).
@@ -60,8 +60,18 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
   }
   for (int i = 0; i < n; ++i) {
     ExampleOutcome o;
-    bool sent = false;  // input already sent over the link
+    bool sent = false;     // input already sent over the link
+    bool charged = false;  // its transfer to the cloud already paid
     for (int t = 0; t < num_tiers; ++t) {
+      if (!charged) {
+        const double transfer = TierTransfer(costs, tiers[t]);
+        if (transfer > 0) {
+          o.cost += transfer;
+          if (has_homog) sum_homog += transfer;
+          o.transfer_cost = transfer;
+          charged = true;
+        }
+      }
       outs.clear();
       double tier_lat = 0;
       double first_send_ms = 0;
@@ -109,6 +119,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
     sum_cost += o.cost;
     sum_lat += o.latency_ms;
     sum_bytes += o.bytes_sent;
+    sum_transfer += o.transfer_cost;
     if (has_latency) latencies.push_back(o.latency_ms);
     sink(i, o);
   }
@@ -122,6 +133,7 @@ StatusOr<EvalResult> Replay(const CascadeSpec& spec, const Recordings& rec, cons
   }
   if (costs.link && n) r.mean_bytes_sent = sum_bytes / n;
   if (has_homog && n) r.mean_cost_homogeneous = sum_homog / n;
+  if (costs.transfer_usd_per_byte > 0 && n) r.mean_transfer_cost = sum_transfer / n;
   return r;
 }
 

@@ -163,7 +163,7 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
   ClusterSpec c;
   c.source = source;
   COE_RETURN_IF_ERROR(
-      CheckClusterKeys(root, {"devices", "gpus", "models", "max_delay_ms"}, source, "the cluster file"));
+      CheckClusterKeys(root, {"devices", "gpus", "models", "max_delay_ms", "transfer"}, source, "the cluster file"));
   if (root.contains("gpus") && root.contains("devices"))
     return InvalidArgumentError(source + ": both [gpus.TYPE] (version 1) and [devices.TYPE] (version 2) tables; " +
                                 "use [devices.TYPE] only");
@@ -177,6 +177,19 @@ StatusOr<ClusterSpec> ParseCluster(std::string_view text, const std::string& sou
   if (const toml::node* delay = root.get("max_delay_ms")) {
     COE_ASSIGN_OR_RETURN(
         c.max_delay_ms, Positive(delay, TomlWhere(source, *delay), "max_delay_ms = a positive number of milliseconds"));
+  }
+  if (const toml::node* transfer = root.get("transfer")) {
+    const toml::table* t = transfer->as_table();
+    const std::string where = TomlWhere(source, *transfer) + ": transfer";
+    if (!t) return InvalidArgumentError(where + ": expected a table [transfer] with usd_per_gb = a number >= 0");
+    COE_RETURN_IF_ERROR(CheckClusterKeys(*t, {"usd_per_gb"}, source, "transfer"));
+    const toml::node* price = t->get("usd_per_gb");
+    std::optional<double> x = price ? price->value<double>() : std::nullopt;
+    if (!x || !std::isfinite(*x) || *x < 0)
+      return InvalidArgumentError(where +
+                                  ": expected usd_per_gb = a number >= 0 (dollars per GB of input sent to "
+                                  "the cloud)");
+    c.transfer_usd_per_gb = *x;
   }
   const toml::table* models = root["models"].as_table();
   if (!models) return InvalidArgumentError(source + ": no [models.NAME] tables");

@@ -128,6 +128,14 @@ double TierCost(const CostTable& costs, std::span<const double> member_costs) {
   return sum;
 }
 
+double TierTransfer(const CostTable& costs, std::span<const int> members) {
+  double bytes = 0;
+  if (costs.transfer_usd_per_byte <= 0) return 0;
+  for (int m : members)
+    if (costs.cloud[m]) bytes = std::max(bytes, costs.input_bytes[m]);
+  return bytes * costs.transfer_usd_per_byte;
+}
+
 StatusOr<CostTable> LatencyCost(const CostTable& costs) {
   if (costs.link)
     return InvalidArgumentError(
@@ -142,6 +150,7 @@ StatusOr<CostTable> LatencyCost(const CostTable& costs) {
   ComputeMeans(&t);
   t.combine = TierCombine::kTime;
   t.homogeneous.clear();
+  t.transfer_usd_per_byte = 0;  // a time: the transfer's dollars are not in it
   std::string how = costs.latency_mode == LatencyMode::kSequential ? "members one after another"
                     : costs.cores > 0 ? "members in parallel on " + std::to_string(costs.cores) +
                                             (costs.cores == 1 ? " core" : " cores")
@@ -328,6 +337,15 @@ StatusOr<CostTable> BuildCostTable(const Recordings& rec, const Catalogue& catal
   }
   ComputeMeans(&t);
   COE_RETURN_IF_ERROR(DeploymentFigures(catalogue, specs, options, &t));
+  if (options.cluster && options.cluster->transfer_usd_per_gb > 0) {
+    for (const ModelSpec* s : specs)
+      if (s->is_cloud() && s->input_bytes <= 0 &&
+          (options.only.empty() || std::find(options.only.begin(), options.only.end(), s->name) != options.only.end()))
+        return InvalidArgumentError(options.cluster->source + ": [transfer] prices the inputs sent to the cloud, and " +
+                                    catalogue.source + " gives cloud model '" + s->name +
+                                    "' no input size (set input_bytes, or input_shape)");
+    t.transfer_usd_per_byte = options.cluster->transfer_usd_per_gb / 1e9;
+  }
   return t;
 }
 

@@ -30,6 +30,16 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
+// The inputs' transfer to the cloud (per example entering the cascade, from its
+// replay): added to both views, at the rate for the bill.
+void AddTransfer(const std::optional<double>& per_example, double qps, Serving* s) {
+  if (!per_example || *per_example <= 0) return;
+  s->transfer_usd_per_example = *per_example;
+  s->transfer_usd_per_hour = *per_example * qps * 3600;
+  s->usd_per_example += s->transfer_usd_per_example;
+  s->usd_per_hour += s->transfer_usd_per_hour;
+}
+
 json ServingJson(const Serving& s) {
   json tiers = json::array();
   for (const TierServing& t : s.tiers)
@@ -40,7 +50,12 @@ json ServingJson(const Serving& s) {
                      {"devices", t.devices},
                      {"usd_per_hour", t.usd_per_hour},
                      {"usd_per_example", t.usd_per_example}});
-  return {{"usd_per_example", s.usd_per_example}, {"usd_per_hour", s.usd_per_hour}, {"tiers", tiers}};
+  json j = {{"usd_per_example", s.usd_per_example}, {"usd_per_hour", s.usd_per_hour}, {"tiers", tiers}};
+  if (s.transfer_usd_per_example > 0) {
+    j["transfer_usd_per_example"] = s.transfer_usd_per_example;
+    j["transfer_usd_per_hour"] = s.transfer_usd_per_hour;
+  }
+  return j;
 }
 
 std::string Saving(double best, double chosen) { return chosen > 0 ? Fmt("%.2fx", best / chosen) : "-"; }
@@ -55,6 +70,13 @@ std::string TiersText(const Serving& s) {
     std::snprintf(buf, sizeof buf, "    tier %zu %-28s %9.4g/s  batch %-7.4g %4d x %-12s $%.4g/h  $%.4g per example\n",
                   k + 1, members.c_str(), t.rate, t.batch, t.devices, t.type.c_str(), t.usd_per_hour,
                   t.usd_per_example);
+    out += buf;
+  }
+  if (s.transfer_usd_per_example > 0) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "    inputs sent to the cloud                                           $%.4g/h  $%.4g per example\n",
+                  s.transfer_usd_per_hour, s.transfer_usd_per_example);
     out += buf;
   }
   return out;
@@ -75,9 +97,17 @@ StatusOr<std::optional<ClusterView>> BuildClusterView(const PlanReport& rep, con
   const double one[] = {1.0};
   COE_ASSIGN_OR_RETURN(v.chosen, ServeCascade(*costs.cluster, chosen, reach, v.serving));
   COE_ASSIGN_OR_RETURN(v.best, ServeCascade(*costs.cluster, best, one, v.serving));
+  std::optional<double> chosen_transfer = (test ? *rep.chosen.test : rep.chosen.calib).mean_transfer_cost;
+  std::optional<double> best_transfer;
+  for (const ReportRow& b : rep.baselines)
+    if (b.name == rep.best_single) best_transfer = (test && b.test ? *b.test : b.calib).mean_transfer_cost;
+  AddTransfer(chosen_transfer, v.serving.qps, &v.chosen);
+  AddTransfer(best_transfer, v.serving.qps, &v.best);
   if (const std::string& type = v.serving.baseline_type; !type.empty()) {
     StatusOr<Serving> b = ServeCascade(*costs.cluster, best, one, v.serving, type);
     StatusOr<Serving> c = ServeCascade(*costs.cluster, chosen, reach, v.serving, type);
+    if (b.ok()) AddTransfer(best_transfer, v.serving.qps, &*b);
+    if (c.ok()) AddTransfer(chosen_transfer, v.serving.qps, &*c);
     if (b.ok()) v.best_on_baseline = *b;
     if (c.ok()) v.chosen_on_baseline = *c;
     if (!b.ok() || !c.ok()) v.baseline_note = (b.ok() ? c : b).status().message();

@@ -83,6 +83,7 @@ MemberSet BuildMemberSet(const Problem& p, const Recordings& calib, const std::v
   s.pos = comb;
   for (int q : comb) s.mask |= uint64_t{1} << q;
   s.max_pos = comb.back();
+  for (int q : comb) s.transfer = std::max(s.transfer, p.transfer[q]);
   std::vector<double> figures;
   if (p.combine == TierCombine::kTime) {
     for (int q : comb) figures.push_back(p.fixed[q]);

@@ -111,6 +111,11 @@ Problem BuildProblem(Examples& ex, const std::vector<int>& models, const Planner
     for (int i = 0; i < p.n; ++i) p.total_cost[q] += costs.Cost(models[q], order[i]);
   for (int i = 0; i < p.n; ++i) SetBit(p.all, i);
   for (int q = 0; q < p.num_models; ++q) {
+    const int m = models[q];
+    p.transfer.push_back(costs.combine == TierCombine::kSum ? TierTransfer(costs, std::span<const int>(&m, 1)) : 0.0);
+    if (p.transfer.back() > 0) p.transfer_mask |= uint64_t{1} << q;
+  }
+  for (int q = 0; q < p.num_models; ++q) {
     p.mean_cost.push_back(ex.mean[models[q]]);
     if (!p.per_example) p.fixed.push_back(costs.fixed[models[q]]);
     std::vector<Word> mcorr(p.words, 0);

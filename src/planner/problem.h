@@ -41,6 +41,9 @@ struct MemberSet {
   // A tier's figure per example reaching it, with fixed per-model figures: the cost's
   // when it is a time (TierCombine::kTime), the budget's (when there is one).
   double unit = 0, unit2 = 0;
+  // What sending an example's input to this tier costs, paid when no tier before sent
+  // it (TierTransfer: the largest of its members' `transfer`).
+  double transfer = 0;
 };
 
 struct Problem {
@@ -55,9 +58,13 @@ struct Problem {
   // suffix_min[p][i] = min over positions q >= p of the cost of example i (per-example
   // costs only): the least any tier whose top member is at p or later can cost.
   std::vector<std::vector<double>> suffix_min;
-  std::vector<Word> all;                         // every example
-  std::vector<Word> oracle;                      // some model is right
-  std::vector<double> total_cost;                // by position: summed over every example
+  std::vector<Word> all;           // every example
+  std::vector<Word> oracle;        // some model is right
+  std::vector<double> total_cost;  // by position: summed over every example
+  // By position: TierTransfer of the model alone (0 but for cloud models with a
+  // transfer price); transfer_mask: the positions where it is > 0, whose tier sends.
+  std::vector<double> transfer;
+  uint64_t transfer_mask = 0;
   std::vector<std::vector<Word>> model_correct;  // by position
   std::vector<MemberSet> sets;
   // after[q] = the sets whose top position is >= q, in the order of `sets`, with their

@@ -76,6 +76,7 @@ json ResultJson(const EvalResult& r) {
   if (r.p99_latency_ms) j["p99_latency_ms"] = *r.p99_latency_ms;
   if (r.mean_bytes_sent) j["bytes_sent"] = *r.mean_bytes_sent;
   if (r.mean_cost_homogeneous) j["cost_homogeneous"] = *r.mean_cost_homogeneous;
+  if (r.mean_transfer_cost) j["transfer_cost"] = *r.mean_transfer_cost;
   return j;
 }
 
@@ -129,6 +130,7 @@ std::string Line(const std::string& label, const ReportRow& row, double ref_cost
   if (shown.mean_latency_ms) extra += "  lat " + Num(*shown.mean_latency_ms) + "ms";
   if (shown.mean_bytes_sent) extra += "  sent " + Num(*shown.mean_bytes_sent) + "B";
   if (shown.mean_cost_homogeneous) extra += "  dearest-type " + Num(*shown.mean_cost_homogeneous);
+  if (shown.mean_transfer_cost) extra += "  transfer " + Num(*shown.mean_transfer_cost);
   std::snprintf(buf, sizeof buf, "  %-34s %8s %11s  %8s %11s %7s  %-12s%s\n", label.c_str(),
                 Pct(row.calib.accuracy).c_str(), Num(row.calib.mean_cost).c_str(),
                 has_test ? Pct(row.test->accuracy).c_str() : "-", has_test ? Num(row.test->mean_cost).c_str() : "-",
@@ -471,6 +473,8 @@ std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_na
   s += "cost     " + Num(r.mean_cost) + " per example, " + cost_name + "\n";
   if (r.mean_cost_homogeneous)
     s += "cost     " + Num(*r.mean_cost_homogeneous) + " per example with every model on the dearest device type\n";
+  if (r.mean_transfer_cost)
+    s += "cost     " + Num(*r.mean_transfer_cost) + " of it per example sending inputs to the cloud\n";
   if (r.mean_latency_ms)
     s += "latency  mean " + Num(*r.mean_latency_ms) + " ms, p99 " + Num(*r.p99_latency_ms) + " ms\n";
   if (r.mean_bytes_sent) s += "sent     " + Num(*r.mean_bytes_sent) + " bytes per example to the cloud\n";

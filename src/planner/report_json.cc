@@ -223,6 +223,7 @@ EvalResult ReadSplit(JsonReader& in, const Node& split, size_t tiers) {
   r.p99_latency_ms = in.OptNumber(split, "p99_latency_ms", 0, kInf);
   r.mean_bytes_sent = in.OptNumber(split, "bytes_sent", 0, kInf);
   r.mean_cost_homogeneous = in.OptNumber(split, "cost_homogeneous", 0, kInf);
+  r.mean_transfer_cost = in.OptNumber(split, "transfer_cost", 0, kInf);
   return r;
 }
 
@@ -281,6 +282,8 @@ Serving ReadServing(JsonReader& in, const Node& n) {
     tier.usd_per_example = in.Number(t, "usd_per_example", 0, kInf);
     s.tiers.push_back(std::move(tier));
   }
+  s.transfer_usd_per_example = in.OptNumber(n, "transfer_usd_per_example", 0, kInf).value_or(0);
+  s.transfer_usd_per_hour = in.OptNumber(n, "transfer_usd_per_hour", 0, kInf).value_or(0);
   return s;
 }
 

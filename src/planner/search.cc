@@ -70,7 +70,7 @@ class Searcher {
     const MemberSet& s = p_.sets[first.set];
     std::vector<Word>& reach = buf_[0];
     std::copy(p_.all.begin(), p_.all.end(), reach.begin());
-    const double set_cost = SetCost(s, p_.total_cost, p_.n);
+    const double set_cost = SetCost(s, p_.total_cost, p_.n, 0);
     const double set_cost2 = p_.n * s.unit2;
     if (first.option < 0) {
       Emit(c, first, k_.and_count(reach.data(), s.correct.data(), 0, p_.words), set_cost, set_cost2);
@@ -133,9 +133,11 @@ class Searcher {
 
   // What a member set costs over `left` examples reaching it, given each model's cost
   // over them (mc): the sum, or its time per example times `left`.
-  double SetCost(const MemberSet& s, const std::vector<double>& mc, int left) const {
+  // `used`: the positions of the tiers before; the first tier with a cloud member pays
+  // the input's transfer (CostTable::transfer_usd_per_byte), as EvaluateCascade does.
+  double SetCost(const MemberSet& s, const std::vector<double>& mc, int left, uint64_t used) const {
     if (p_.combine == TierCombine::kTime) return left * s.unit;
-    double sum = 0;
+    double sum = (used & p_.transfer_mask) ? 0.0 : left * s.transfer;
     for (int q : s.pos) sum += mc[q];
     return sum;
   }
@@ -193,7 +195,7 @@ class Searcher {
     next_sets.rows.clear();
     for (int si : next_sets.usable) {
       const MemberSet& s = p_.sets[si];
-      const double set_cost = SetCost(s, mc, left);
+      const double set_cost = SetCost(s, mc, left, used);
       if (p_.prune && dominated(c.cost + set_cost)) continue;
       if (p_.has_budget && OverBudget(c.cost2 + left * s.unit2)) continue;
       next_sets.set.push_back(si);
@@ -393,7 +395,7 @@ StatusOr<PlanResult> SearchRows(const Recordings& calib, const CostTable& costs,
     if (correct > result.best_single_correct) {
       result.best_single_correct = correct;
       result.best_single = calib.models[models[q]].name;
-      result.best_single_cost = ex.mean[models[q]];
+      result.best_single_cost = ex.mean[models[q]] + p.transfer[q];  // alone, it sends every input
     }
   }
   return result;

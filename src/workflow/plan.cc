@@ -73,6 +73,10 @@ StatusOr<Figures> FiguresOf(const Recordings& rec, const Catalogue& cat, const P
   if (r.max_cost >= 0 && cost.is_per_example())
     return InvalidArgumentError("--max-cost: " + cost.name +
                                 " is per example; a budget needs one figure per model (--cost KEY)");
+  if (r.max_cost >= 0 && cost.transfer_usd_per_byte > 0)
+    return InvalidArgumentError(
+        "--max-cost: the cluster's [transfer] price depends on the tiers before, which a "
+        "bound per model cannot say; plan on cost (--goal budget=X) instead");
   if (r.max_cost >= 0) return Figures{std::move(latency), std::move(cost)};
   return Figures{std::move(latency), std::nullopt};
 }
@@ -106,12 +110,15 @@ StatusOr<std::string> ChooseOnTheBill(const Recordings& calib, const CostTable& 
     tiers.push_back(c.tiers[t].members);
   }
   const double one[] = {1.0};
-  COE_ASSIGN_OR_RETURN(Serving chosen, ServeCascade(*costs.cluster, tiers, reach, *costs.serving));
-  COE_ASSIGN_OR_RETURN(Serving best, ServeCascade(*costs.cluster, {{plan->best_single}}, one, *costs.serving));
-  if (chosen.usd_per_hour <= best.usd_per_hour) return std::string();
-  const std::string replaced = c.ToString();
   CascadeSpec single = OneModel(plan->best_single, match);
   COE_ASSIGN_OR_RETURN(EvalResult b, EvaluateCascade(single, calib, costs));
+  COE_ASSIGN_OR_RETURN(Serving chosen, ServeCascade(*costs.cluster, tiers, reach, *costs.serving));
+  COE_ASSIGN_OR_RETURN(Serving best, ServeCascade(*costs.cluster, {{plan->best_single}}, one, *costs.serving));
+  // The inputs sent to the cloud, at the rate (as the report's view adds them).
+  chosen.usd_per_hour += r.mean_transfer_cost.value_or(0) * costs.serving->qps * 3600;
+  best.usd_per_hour += b.mean_transfer_cost.value_or(0) * costs.serving->qps * 3600;
+  if (chosen.usd_per_hour <= best.usd_per_hour) return std::string();
+  const std::string replaced = c.ToString();
   plan->chosen = OperatingPoint{.cascade = std::move(single),
                                 .correct = b.correct,
                                 .accuracy = b.accuracy,
