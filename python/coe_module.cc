@@ -266,7 +266,7 @@ PYBIND11_MODULE(_coe, m) {
           e = coe::EvalRecordings(spec, rec.rec, cat, o, &warnings);
         }
         if (!e.ok()) Raise(e.status());
-        return coe::EvalReportToJson(e->cascade, e->cost_name, e->result);
+        return coe::EvalReportToJson(e->cascade, e->cost_name, e->result, e->serving ? &*e->serving : nullptr);
       },
       py::arg("toml"), py::arg("recordings"), py::arg("catalogue"), py::arg("cost") = "");
 

@@ -334,6 +334,10 @@ TEST(ClusterServing, PlanReportsBothViews) {
   ASSERT_TRUE(doc.contains("other_cost_plan")) << json.out;
   EXPECT_EQ(doc["other_cost_plan"]["key"], "macs");
   EXPECT_GT(doc["other_cost_plan"]["saving"].get<double>(), 0);
+  auto html = RenderHtmlReport({"plan.json", json.out}, {});
+  ASSERT_TRUE(html.ok()) << html.status().ToString();
+  for (const char* want : {"Dollars on the cluster", "CLUSTER COST at 1000 examples/s", "PLANNED ON macs INSTEAD"})
+    EXPECT_NE(html->find(want), std::string::npos) << want;
   auto read = PlanReportFromJson(json.out, "plan.json");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(PlanReportToJson(*read), json.out);
@@ -348,6 +352,25 @@ TEST(ClusterServing, PlanReportsBothViews) {
   EXPECT_NE(typo.out.find("--baseline-type: 'gpux' is not a device type of " + cl + ": did you mean 'gpu'?"),
             std::string::npos)
       << typo.out;
+  // coe eval prices a cascade at the rate too: big alone at 1000/s fills batches of 20
+  // (max_delay_ms 20): ceil(1000 / (throughput(20) x 0.7)) gpus.
+  const std::string big = write("big.toml", "[[tiers]]\nmembers = [\"big\"]\n");
+  auto eval = coe::testing::RunCoe(
+      "eval --cascade " + big + " --data " + r + " --models " + cat + " --cluster " + cl + " --qps 1000 --json",
+      /*with_stderr=*/false);
+  ASSERT_EQ(eval.code, 0) << eval.out;
+  const nlohmann::json e = nlohmann::json::parse(eval.out);
+  ASSERT_TRUE(e.contains("serving")) << eval.out;
+  const double big20 = 20 + (100 - 20) * (20.0 - 4) / (32 - 4);
+  EXPECT_EQ(e["serving"]["cascade"]["tiers"][0]["devices"], static_cast<int>(std::ceil(1000 / (big20 * 0.7))));
+  EXPECT_DOUBLE_EQ(e["serving"]["cascade"]["usd_per_hour"].get<double>(), std::ceil(1000 / (big20 * 0.7)) * 2.0);
+  EXPECT_EQ(e["serving"]["qps"], 1000);
+  auto eval_text = coe::testing::RunCoe("eval --cascade " + big + " --data " + r + " --models " + cat + " --cluster " +
+                                        cl + " --qps 1000 --baseline-type cpu");
+  ASSERT_EQ(eval_text.code, 0) << eval_text.out;
+  EXPECT_NE(eval_text.out.find("served   at 1000 examples/s"), std::string::npos) << eval_text.out;
+  EXPECT_NE(eval_text.out.find("on cpu: model 'big' cannot run on device type 'cpu'"), std::string::npos)
+      << eval_text.out;
   auto no_cluster = coe::testing::RunCoe("plan --calib " + r + " --models " + cat + " --qps 10");
   EXPECT_NE(no_cluster.code, 0);
   EXPECT_NE(no_cluster.out.find("need --cluster FILE"), std::string::npos) << no_cluster.out;

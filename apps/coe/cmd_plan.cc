@@ -127,8 +127,9 @@ int RunEval(const EvalFlags& f) {
   auto e = EvalFromFiles(f.cascade, f.data, f.models, f.read, *cost, &warnings);
   PrintWarnings(warnings, f.json);
   if (!e.ok()) return Fail(cmd, e.status());
-  std::string out = f.json ? EvalReportToJson(e->cascade, e->cost_name, e->result)
-                           : EvalReportToText(e->cascade, e->cost_name, e->result);
+  const EvalServing* serving = e->serving ? &*e->serving : nullptr;
+  std::string out = f.json ? EvalReportToJson(e->cascade, e->cost_name, e->result, serving)
+                           : EvalReportToText(e->cascade, e->cost_name, e->result, serving);
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }

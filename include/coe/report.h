@@ -164,9 +164,25 @@ std::string LabelFreeStatement(const PlanReport& report);
 // A readable table, with at most `max_frontier` frontier points (0 = all).
 std::string PlanReportToText(const PlanReport& report, int max_frontier = 12);
 
-// `coe eval` output: {"cascade", "cost", "examples", "accuracy", "cost", "exits", ...}.
-std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
-std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r);
+// `coe eval` with a cluster and --qps: the cascade served at that rate (ServeCascade
+// with its exit shares on the recordings, the inputs' transfer added), and on
+// --baseline-type T alone when given (baseline_note: why it cannot run there).
+struct EvalServing {
+  ServingOptions serving;
+  double max_delay_ms = 0;
+  Serving cascade;
+  std::optional<Serving> on_baseline;
+  std::string baseline_note;
+};
+StatusOr<std::optional<EvalServing>> BuildEvalServing(const CascadeSpec& spec, const EvalResult& r,
+                                                      const CostTable& costs);
+
+// `coe eval` output: {"cascade", "cost", "examples", "accuracy", "cost", "exits", ...},
+// and "serving" with a cluster and --qps.
+std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r,
+                             const EvalServing* serving = nullptr);
+std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r,
+                             const EvalServing* serving = nullptr);
 
 // The text of a JSON document and where it came from (a file name, for messages).
 struct JsonDocument {

@@ -198,6 +198,7 @@ struct EvalOutcome {
   CascadeSpec cascade;
   EvalResult result;
   std::string cost_name;
+  std::optional<EvalServing> serving;  // with a cluster and --qps
 };
 // `coe eval`: a cascade replayed over recordings, costs by `cost_options`. Warnings
 // (ignored columns, tiers out of cost order) go to *warnings, also when it fails.

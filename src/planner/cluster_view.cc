@@ -174,6 +174,53 @@ std::vector<std::string> ClusterViewWarnings(const ClusterView& v) {
   return w;
 }
 
+StatusOr<std::optional<EvalServing>> BuildEvalServing(const CascadeSpec& spec, const EvalResult& r,
+                                                      const CostTable& costs) {
+  if (!costs.cluster || !costs.serving) return std::optional<EvalServing>();
+  EvalServing e;
+  e.serving = *costs.serving;
+  e.max_delay_ms = costs.cluster->max_delay_ms;
+  const std::vector<double> reach = Reach(r);
+  const std::vector<std::vector<std::string>> tiers = Members(spec);
+  COE_ASSIGN_OR_RETURN(e.cascade, ServeCascade(*costs.cluster, tiers, reach, e.serving));
+  AddTransfer(r.mean_transfer_cost, e.serving.qps, &e.cascade);
+  if (const std::string& type = e.serving.baseline_type; !type.empty()) {
+    StatusOr<Serving> b = ServeCascade(*costs.cluster, tiers, reach, e.serving, type);
+    if (b.ok()) {
+      AddTransfer(r.mean_transfer_cost, e.serving.qps, &*b);
+      e.on_baseline = *b;
+    } else {
+      e.baseline_note = b.status().message();
+    }
+  }
+  return std::optional<EvalServing>(std::move(e));
+}
+
+json EvalServingJson(const EvalServing& s) {
+  json j = {{"qps", s.serving.qps},
+            {"utilisation", s.serving.utilisation},
+            {"max_delay_ms", s.max_delay_ms},
+            {"cascade", ServingJson(s.cascade)}};
+  if (!s.serving.baseline_type.empty()) {
+    j["baseline_type"] = s.serving.baseline_type;
+    j["on_baseline"] = s.on_baseline ? ServingJson(*s.on_baseline) : json();
+    if (!s.baseline_note.empty()) j["baseline_note"] = s.baseline_note;
+  }
+  return j;
+}
+
+std::string EvalServingText(const EvalServing& s) {
+  std::string out = "served   at " + Fmt("%.6g", s.serving.qps) + " examples/s (a tier's batcher waits up to " +
+                    Fmt("%.4g", s.max_delay_ms) + " ms; devices at " + Fmt("%.4g%%", 100 * s.serving.utilisation) +
+                    " utilisation): $" + Fmt("%.4g", s.cascade.usd_per_example) + " per example, $" +
+                    Fmt("%.4g", s.cascade.usd_per_hour) + "/h provisioned\n" + TiersText(s.cascade);
+  if (s.on_baseline)
+    out += "  on " + s.serving.baseline_type + " alone: $" + Fmt("%.4g", s.on_baseline->usd_per_example) +
+           " per example, $" + Fmt("%.4g", s.on_baseline->usd_per_hour) + "/h\n" + TiersText(*s.on_baseline);
+  if (!s.baseline_note.empty()) out += "  on " + s.serving.baseline_type + ": " + s.baseline_note + "\n";
+  return out;
+}
+
 json OtherCostPlanJson(const OtherCostPlan& p) {
   return {{"key", p.key},
           {"cascade", p.cascade},

@@ -23,6 +23,9 @@ nlohmann::json ClusterViewJson(const ClusterView& v);
 std::string ClusterViewText(const ClusterView& v);
 std::vector<std::string> ClusterViewWarnings(const ClusterView& v);
 
+nlohmann::json EvalServingJson(const EvalServing& s);
+std::string EvalServingText(const EvalServing& s);
+
 nlohmann::json OtherCostPlanJson(const OtherCostPlan& p);
 std::string OtherCostPlanText(const OtherCostPlan& p);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "coe/report.h"
+#include "planner/cluster_view.h"
 #include "planner/report_json.h"
 
 namespace coe {
@@ -418,6 +419,13 @@ std::string Page(const PlanReport& plan, const std::string& source, const std::v
        "both splits. Lines are frontiers on calibration (dashed: coe's on test); diamonds are the baseline "
        "families' own frontiers.</p>\n" +
        Plot(plan);
+  // Cluster dollars (issue 26): both views at the traffic rate, and the plan on
+  // multiply-adds, as the text report words them.
+  if (plan.cluster || plan.other_cost_plan) {
+    std::string text = plan.cluster ? ClusterViewText(*plan.cluster) : "";
+    if (plan.other_cost_plan) text += OtherCostPlanText(*plan.other_cost_plan);
+    h += "<h2>Dollars on the cluster</h2><pre>" + Esc(text) + "</pre>\n";
+  }
   h += FamiliesTable(plan, best_row);
   h += "<h2>Baselines</h2><table>" +
        Row({"baseline", "calib accuracy", "calib cost", "test accuracy", "test cost"}, true);

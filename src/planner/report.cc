@@ -458,15 +458,18 @@ std::string PlanReportToText(const PlanReport& r, int max_frontier) {
   return s;
 }
 
-std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r) {
+std::string EvalReportToJson(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r,
+                             const EvalServing* serving) {
   json j = ResultJson(r);
   j["cascade"] = spec.ToString();
   j["tiers"] = TiersJson(spec);
   j["cost_name"] = cost_name;
+  if (serving) j["serving"] = EvalServingJson(*serving);
   return j.dump(2) + "\n";
 }
 
-std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r) {
+std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_name, const EvalResult& r,
+                             const EvalServing* serving) {
   std::string s = "cascade  " + spec.ToString() + "\n";
   s += "examples " + std::to_string(r.examples) + " (" + std::to_string(r.labeled) + " labeled)\n";
   s += "accuracy " + Pct(r.accuracy) + " (" + std::to_string(r.correct) + "/" + std::to_string(r.labeled) + ")\n";
@@ -485,6 +488,7 @@ std::string EvalReportToText(const CascadeSpec& spec, const std::string& cost_na
   }
   s += "\n";
   if (r.unanswered) s += "unanswered " + std::to_string(r.unanswered) + " (every member abstained)\n";
+  if (serving) s += EvalServingText(*serving);
   return s;
 }
 

@@ -303,6 +303,7 @@ StatusOr<EvalOutcome> EvalRecordings(const CascadeSpec& spec, const Recordings& 
   });
   warnings->insert(warnings->end(), order.begin(), order.end());
   COE_ASSIGN_OR_RETURN(out.result, EvaluateCascade(spec, rec, costs));
+  COE_ASSIGN_OR_RETURN(out.serving, BuildEvalServing(spec, out.result, costs));
   return out;
 }
 
