@@ -231,7 +231,6 @@ Status Proxy(const std::string& examples, Recordings calib, Recordings test, dou
       {"resnet_small", "vit_large_patch16_224"}};
   COE_ASSIGN_OR_RETURN(ClusterSpec c, ReadCluster(examples + "/imagenet_ladder.toml"));
   COE_ASSIGN_OR_RETURN(Catalogue cat, ReadCatalogue(examples + "/imagenet_ladder.models.toml"));
-  PlanRequest req;
   for (Recordings* r : {&calib, &test}) {
     std::erase_if(r->models, [&](const ModelRecord& m) { return !as.count(m.name); });
     for (ModelRecord& m : r->models) m.name = as.at(m.name);
@@ -242,27 +241,7 @@ Status Proxy(const std::string& examples, Recordings calib, Recordings test, dou
   for (const auto& [zoo, ladder] : as) std::printf(" %s=%s", zoo.c_str(), ladder.c_str());
   std::printf("\n");
   PlanHeader();
-  for (double q : {qps / 10, qps, qps * 10}) {
-    req.cost.cluster = c;
-    req.cost.serving = ServingOptions{.qps = q, .utilisation = 0.7};
-    COE_ASSIGN_OR_RETURN(PlanOutcome out, PlanRecordings(calib, &test, cat, req));
-    const PlanReport& r = out.report;
-    const ClusterView& v = *r.cluster;
-    COE_ASSIGN_OR_RETURN(double m, MeanMacs(r.chosen.cascade, test, cat));
-    COE_ASSIGN_OR_RETURN(double bm, MeanMacs(One(r.best_single), test, cat));
-    double best_acc = 0;
-    for (const ReportRow& b : r.baselines)
-      if (b.name == r.best_single && b.test) best_acc = b.test->accuracy;
-    const double provisioned = v.best.usd_per_hour / v.chosen.usd_per_hour;
-    std::printf("%10.6g  %6.2f%% %6.2f%%  %6.2fx  %7.2fx  %7.2fx  %9.4g  %s  %s\n", q, 100 * r.chosen.test->accuracy,
-                100 * best_acc, bm / m, v.best.usd_per_example / v.chosen.usd_per_example, provisioned,
-                v.chosen.usd_per_hour, provisioned >= 3 ? "yes" : "no ", r.chosen.cascade.ToString().c_str());
-    if (r.other_cost_plan && !r.other_cost_plan->same)
-      std::printf(
-          "%10s  planned on macs instead: %.2fx in macs, %.2fx in dollars per example (calibration, fully "
-          "batched): %s\n",
-          "", r.other_cost_plan->saving_on_key, r.other_cost_plan->saving, r.other_cost_plan->cascade.c_str());
-  }
+  for (double q : {qps / 10, qps, qps * 10}) COE_RETURN_IF_ERROR(PlanRow(calib, test, cat, c, q));
   return Status::Ok();
 }
 
