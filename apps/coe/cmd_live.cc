@@ -221,7 +221,7 @@ void AddLiveCommands(CLI::App& app) {
                    "after recording, measure each model's examples/s at these batch sizes (comma list, e.g. "
                    "1,16,256,4096) and write them as a cluster file (version 2) to <out>.throughput.toml")
       ->delimiter(',')
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(CLI::Range(1, 65536));
   record->add_option("--device", rf->device, "with --throughput-batches: the device type's name in that file")
       ->capture_default_str();
   rf->data.Add(record);

@@ -238,6 +238,13 @@ Status WriteThroughput(const Catalogue& cat, const InputBatch& inputs, const std
                  "batch " + std::to_string(done));
     };
   COE_ASSIGN_OR_RETURN(res->throughput, MeasureThroughput(cat, inputs, o.throughput_batches, ro));
+  for (const std::string& m : res->models)
+    if (std::none_of(res->throughput.begin(), res->throughput.end(), [&](const Throughput& t) { return t.model == m; }))
+      res->warnings.push_back("--throughput-batches: model '" + m +
+                              "' does not compute on this machine (a remote, chat or recorded model): not measured");
+  if (res->throughput.empty())
+    return InvalidArgumentError("--throughput-batches: no model of " + cat.source +
+                                " computes on this machine, so there is nothing to measure");
   std::string base = out;
   if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
   res->throughput_file = base + ".throughput.toml";
