@@ -106,4 +106,36 @@ TEST(LiveCli, BadInputsExitTwo) {
   fs::remove_all(dir);
 }
 
+// One model that will not load does not stop `coe record`: the others are recorded, the
+// refused one's calls are written as failures naming why (never answers), the command
+// exits 1, and recording again once the file is fixed fills them in (issue 27).
+TEST(LiveCli, RecordGoesOnWhenOneModelWillNotLoad) {
+  fs::path dir = fs::temp_directory_path() / ("coe_recrefuse_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string broken = (dir / "broken.onnx").string();
+  std::ofstream(broken) << "this is not a protobuf \x01\x02\x03";
+  const std::string cat = (dir / "zoo.toml").string();
+  std::ofstream(cat) << "[defaults]\n"
+                     << kLabels << "[models.linear]\npath = \"" << kZoo << "linear.onnx\"\nmacs = 7840\n"
+                     << "[models.mlp32]\npath = \"" << broken << "\"\nmacs = 25408\n";
+  const std::string out = (dir / "r.csv").string();
+  const std::string args = "record --models " + cat + " --data " + kF + "t10k-images-idx3-ubyte.gz --labels " + kF +
+                           "t10k-labels-idx1-ubyte.gz --range 0:30 --out " + out;
+  Proc p = Coe(args);
+  EXPECT_EQ(p.code, 1) << p.out;
+  EXPECT_NE(p.out.find("30 calls of model 'mlp32' failed: not recorded: "), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("broken.onnx"), std::string::npos) << p.out;
+  auto rows = coe::testing::CsvRowsById(out);
+  ASSERT_EQ(rows.size(), 30u);
+  Proc plan = Coe("plan --calib " + out + " --models " + cat);
+  EXPECT_NE(plan.code, 0) << plan.out;  // failed calls are refused, not planned on
+  // The model fixed: recording again fills in its calls and keeps linear's.
+  fs::copy_file(kZoo + "mlp32.onnx", broken, fs::copy_options::overwrite_existing);
+  p = Coe(args);
+  EXPECT_EQ(p.code, 0) << p.out;
+  plan = Coe("plan --calib " + out + " --models " + cat);
+  EXPECT_EQ(plan.code, 0) << plan.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace

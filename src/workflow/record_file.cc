@@ -349,7 +349,20 @@ Status RecordModelPart(const Catalogue& cat, const InputBatch& inputs, const std
                  std::to_string(done) + "/" + std::to_string(total));
     };
   const auto t0 = std::chrono::steady_clock::now();
-  COE_ASSIGN_OR_RETURN(RecordResult got, RecordModels(cat, inputs.Gather(rows), ro));
+  StatusOr<RecordResult> recorded = RecordModels(cat, inputs.Gather(rows), ro);
+  RecordResult got;
+  if (recorded.ok()) {
+    got = std::move(*recorded);
+  } else {
+    // The model cannot record here (it does not load, or refuses these inputs): each of
+    // its calls failed with the reason, so the other models are recorded, this one is
+    // named at the end, and recording again retries it.
+    ModelRecord refused;
+    refused.name = model_name;
+    refused.label.assign(rows.size(), kAbstain);
+    refused.error.assign(rows.size(), "not recorded: " + recorded.status().ToString());
+    got.recordings.models.push_back(std::move(refused));
+  }
   const ModelRecord& mr = got.recordings.models[0];
   // A part with a failed call measures no latency: a refused connection is not the
   // model's time (the model keeps the figure it had, or none).
