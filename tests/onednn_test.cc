@@ -15,6 +15,7 @@
 #include "backends/dense.h"
 #include "backends/onnx_model.h"
 #include "coe/backend.h"
+#include "coe/catalogue.h"
 #include "coe/dataset.h"
 #include "testing.h"
 
@@ -185,6 +186,98 @@ TEST(OnednnBackend, RunsAHandWrittenGraph) {
   auto wrong = MakeOnednn(plain.path, {4});
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.status().message().find("bias"), std::string::npos) << wrong.status().ToString();
+}
+
+// Per-channel preprocessing (mean and std of one value per channel, input_shape[0]),
+// as ImageNet models need: the same answers as the identity preprocessing on inputs
+// normalised by hand, on onednn and on OpenCV (issue 27).
+TEST(Preprocessing, PerChannelMeanAndStd) {
+  Proto trans_b;
+  trans_b.Bytes(1, "transB").Int(3, 1).Int(20, 2);
+  Proto gemm;
+  gemm.out = NodeProto("Gemm", {"input", "W", "B"}, "logits");
+  gemm.Bytes(5, trans_b.out);
+  std::vector<float> w = {0.5f, -1.f, 2.f, 0.25f, 1.f, 1.f, -0.5f, 0.f, -2.f, 0.5f, 1.f, 1.5f};
+  Proto g;
+  g.Bytes(1, gemm.out);
+  g.Bytes(5, Tensor("W", {3, 4}, w));
+  g.Bytes(5, Tensor("B", {3}, {0.1f, -0.2f, 0.3f}));
+  // Typed inputs and outputs ([N, 4] -> [N, 3]), which OpenCV's importer needs.
+  auto value_info = [](const std::string& name, int64_t width) {
+    Proto shape;
+    shape.Bytes(1, Proto().Bytes(2, "N").out).Bytes(1, Proto().Int(1, width).out);
+    Proto tensor_type;
+    tensor_type.Int(1, 1).Bytes(2, shape.out);
+    return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
+  };
+  g.Bytes(11, value_info("input", 4));
+  g.Bytes(12, value_info("logits", 3));
+  Proto m;
+  m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
+  TempModel model(m.out);
+  const std::vector<double> mean = {0.485, 0.456, 0.406, 0.5}, stdev = {0.229, 0.224, 0.225, 0.25};
+  const double scale = 1.0 / 255;
+  InputBatch raw, normalised;
+  raw.example_shape = normalised.example_shape = {4, 1, 1};
+  std::mt19937 rng(3);
+  for (int i = 0; i < 4 * 37; ++i) {
+    const float x = static_cast<float>(std::uniform_int_distribution<int>(0, 255)(rng));
+    raw.data.push_back(x);
+    const int c = i % 4;
+    normalised.data.push_back(static_cast<float>((x * scale - mean[c]) / stdev[c]));
+  }
+  for (const char* backend : {"onednn", "onnx"}) {
+    ModelSpec spec;
+    spec.name = "m";
+    spec.backend = backend;
+    spec.path = model.path;
+    spec.input_shape = {4, 1, 1};
+    auto plain = CreateBackend(spec, BackendOptions{.threads = 1});
+    spec.scale = scale;
+    spec.mean = mean;
+    spec.std = stdev;
+    auto per_channel = CreateBackend(spec, BackendOptions{.threads = 1});
+    ASSERT_TRUE(plain.ok() && per_channel.ok())
+        << backend << ": " << plain.status().ToString() << " " << per_channel.status().ToString();
+    std::vector<Prediction> want, got;
+    ASSERT_TRUE((*plain)->Predict(normalised.View(), &want).ok());
+    ASSERT_TRUE((*per_channel)->Predict(raw.View(), &got).ok());
+    ASSERT_EQ(got.size(), 37u);
+    int differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].label, want[i].label) << backend << " example " << i;
+      for (size_t l = 0; l < got[i].probs.size(); ++l) EXPECT_NEAR(got[i].probs[l], want[i].probs[l], 1e-5) << backend;
+    }
+    // Against one mean and std for every channel the answers differ: the channels count.
+    spec.mean = {0.45};
+    spec.std = {0.23};
+    auto scalar = CreateBackend(spec, BackendOptions{.threads = 1});
+    ASSERT_TRUE(scalar.ok());
+    std::vector<Prediction> other;
+    ASSERT_TRUE((*scalar)->Predict(raw.View(), &other).ok());
+    for (size_t i = 0; i < got.size(); ++i) differ += std::abs(other[i].probs[0] - got[i].probs[0]) > 1e-3;
+    EXPECT_GT(differ, 10) << backend;
+  }
+  // The catalogue reads one value per channel, checks the count and writes it back.
+  auto cat = ParseCatalogue(
+      "[models.a]\npath = \"a.onnx\"\ninput_shape = [3, 8, 8]\nmean = [0.485, 0.456, 0.406]\n"
+      "std = [0.229, 0.224, 0.225]\nscale = 0.00392156862745098\n",
+      "cat.toml", "/tmp");
+  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+  EXPECT_EQ(cat->models[0].mean, (std::vector<double>{0.485, 0.456, 0.406}));
+  auto again = ParseCatalogue(CatalogueToToml(*cat), "again.toml", "/");
+  ASSERT_TRUE(again.ok()) << again.status().ToString() << "\n" << CatalogueToToml(*cat);
+  EXPECT_EQ(again->models[0].std, (std::vector<double>{0.229, 0.224, 0.225}));
+  auto wrong = ParseCatalogue(
+      "[models.a]\npath = \"a.onnx\"\ninput_shape = [1, 28, 28]\nmean = [0.485, 0.456, 0.406]\n", "cat.toml", "/tmp");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("key 'mean': 3 values, one per channel, but input_shape's first dimension "
+                                          "(channels) is 1"),
+            std::string::npos)
+      << wrong.status().message();
+  auto zero = ParseCatalogue("[models.a]\npath = \"a.onnx\"\ninput_shape = [2, 2]\nstd = [1, 0]\n", "cat.toml", "/tmp");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("std must not be 0"), std::string::npos) << zero.status().message();
 }
 
 TEST(OnednnBackend, RefusesGraphsItCannotRunWithAMessage) {
@@ -373,8 +466,8 @@ TEST(OnednnBackend, AgreesWithOpenCvOnTheZoo) {
     spec.path = testing::ZooDir() + std::string(name) + ".onnx";
     spec.input_shape = {1, 28, 28};
     spec.scale = 1.0 / 255;
-    spec.mean = 0.2860;
-    spec.std = 0.3530;
+    spec.mean = {0.2860};
+    spec.std = {0.3530};
     spec.backend = "onnx";
     auto cv = CreateBackend(spec, {});
     spec.backend = "onednn";

@@ -17,7 +17,7 @@
 //   input_bytes = 3136      # bytes of one input on the wire (default: 4 x elements)
 //   labels = ["a", "b"]     # class names, in output order
 //   scale = 0.0039          # preprocessing: x * scale, then (x - mean) / std
-//   mean = 0.0
+//   mean = 0.0              # or one per channel (input_shape[0]): [0.485, 0.456, 0.406]
 //   std = 1.0
 //   timeout_ms = 5000       # remote: per-call deadline, retries included
 //   retries = 2             # remote: retries after the first try
@@ -75,6 +75,7 @@
 #ifndef COE_CATALOGUE_H_
 #define COE_CATALOGUE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -96,7 +97,10 @@ struct ModelSpec {
   std::vector<int64_t> input_shape;
   double input_bytes = 0;  // 0 = unknown
   std::vector<std::string> labels;
-  double scale = 1.0, mean = 0.0, std = 1.0;
+  // Preprocessing (onnx, onednn): x * scale, then (x - mean[c]) / std[c] for the value's
+  // channel c, the first dimension of input_shape (NCHW); one value serves every channel.
+  double scale = 1.0;
+  std::vector<double> mean = {0.0}, std = {1.0};
   double timeout_ms = 10000;
   int retries = 2;
   double max_response_mb = 32;
@@ -119,6 +123,31 @@ struct ModelSpec {
   // The figure named `key`, if the model has it.
   const double* Cost(std::string_view key) const;
 };
+
+// A model's preprocessing of one example's values (ModelSpec scale, mean, std): out =
+// in * a[c] + b[c] for channel c of `a.size()` equal parts of the example. Inline: the
+// backend modules use it without linking the data layer.
+struct Preprocess {
+  std::vector<float> a, b;
+  void Apply(const float* in, int64_t per_example, float* out) const {
+    const int64_t channels = static_cast<int64_t>(a.size()), plane = per_example / channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float ac = a[c], bc = b[c];
+      for (int64_t k = c * plane; k < (c + 1) * plane; ++k) out[k] = in[k] * ac + bc;
+    }
+  }
+};
+inline Preprocess PreprocessOf(const ModelSpec& m) {
+  Preprocess p;
+  const size_t channels = std::max(m.mean.size(), m.std.size());
+  for (size_t c = 0; c < channels; ++c) {
+    const double mean = m.mean.size() == 1 ? m.mean[0] : m.mean[c];
+    const double std = m.std.size() == 1 ? m.std[0] : m.std[c];
+    p.a.push_back(static_cast<float>(m.scale / std));
+    p.b.push_back(static_cast<float>(-mean / std));
+  }
+  return p;
+}
 
 struct Catalogue {
   std::string source;

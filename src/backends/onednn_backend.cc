@@ -108,9 +108,7 @@ class OnednnBackend : public Backend {
                 std::vector<std::unique_ptr<Worker>> workers, const CompiledGraph* one)
       : info_(std::move(info)),
         path_(spec.path),
-        scale_(spec.scale),
-        mean_(spec.mean),
-        std_(spec.std),
+        prep_(PreprocessOf(spec)),
         model_(std::move(model)),
         engine_(std::move(engine)),
         workers_(std::move(workers)) {
@@ -137,7 +135,6 @@ class OnednnBackend : public Backend {
     omp_set_num_threads(1);
     LeasePool<Worker>::Lease worker(&workers_);
     const int64_t e = static_cast<int64_t>(batch.data.size()) / n;
-    const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
     const int classes = static_cast<int>(info_.labels.size());
     std::string error;
     uint64_t abstained = 0;
@@ -155,8 +152,8 @@ class OnednnBackend : public Backend {
           // A non-finite input abstains: Relu would turn its NaNs into zeros, where OpenCV
           // (and the contract) let the example's output be non-finite.
           uint32_t non_finite = 0;
+          prep_.Apply(src + i * e, e, dst + i * e);
           for (int64_t k = i * e; k < (i + 1) * e; ++k) {
-            dst[k] = src[k] * a + b;
             const uint32_t bits = std::bit_cast<uint32_t>(dst[k]);
             non_finite |= (bits & 0x7f800000u) == 0x7f800000u;  // an exponent of all ones
           }
@@ -238,7 +235,7 @@ class OnednnBackend : public Backend {
   bool differs_[kGraphSizes] = {};  // guarded by first_mu_: graph sizes refused by the probe
   BackendInfo info_;
   std::string path_;
-  double scale_, mean_, std_;
+  Preprocess prep_;
   std::shared_ptr<const onnx::Model> model_;
   dnnl::engine engine_;
   LeasePool<Worker> workers_;  // one Worker a concurrent caller

@@ -19,12 +19,7 @@ namespace {
 class OnnxBackend : public Backend {
  public:
   OnnxBackend(BackendInfo info, const ModelSpec& spec, std::vector<std::unique_ptr<cv::dnn::Net>> nets)
-      : info_(std::move(info)),
-        path_(spec.path),
-        scale_(spec.scale),
-        mean_(spec.mean),
-        std_(spec.std),
-        nets_(std::move(nets)) {}
+      : info_(std::move(info)), path_(spec.path), prep_(PreprocessOf(spec)), nets_(std::move(nets)) {}
 
   const BackendInfo& info() const override { return info_; }
 
@@ -42,8 +37,8 @@ class OnnxBackend : public Backend {
       for (int64_t d : info_.input_shape) dims.push_back(static_cast<int>(d));
       cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F);
       float* dst = blob.ptr<float>();
-      const float a = static_cast<float>(scale_ / std_), b = static_cast<float>(-mean_ / std_);
-      for (size_t i = 0; i < batch.data.size(); ++i) dst[i] = batch.data[i] * a + b;
+      const int64_t e = static_cast<int64_t>(batch.data.size()) / n;
+      for (int64_t i = 0; i < n; ++i) prep_.Apply(batch.data.data() + i * e, e, dst + i * e);
       net->setInput(blob);
       logits = net->forward();
     } catch (...) {
@@ -79,7 +74,7 @@ class OnnxBackend : public Backend {
  private:
   BackendInfo info_;
   std::string path_;
-  double scale_, mean_, std_;
+  Preprocess prep_;
   LeasePool<cv::dnn::Net> nets_;  // one Net a concurrent caller
 };
 

@@ -82,6 +82,21 @@ struct Setting {
     *out = *s;
     return Status::Ok();
   }
+  // A number, or (per_channel) an array of them: one per channel.
+  Status Nums(std::vector<double>* out) const {
+    if (const toml::array* a = v.as_array()) {
+      if (a->empty()) return Bad("expected a number or an array of one per channel");
+      out->clear();
+      for (const toml::node& e : *a) {
+        auto d = e.value<double>();
+        if (!d || !std::isfinite(*d)) return Bad("expected finite numbers, one per channel");
+        out->push_back(*d);
+      }
+      return Status::Ok();
+    }
+    out->assign(1, 0.0);
+    return Num(&(*out)[0]);
+  }
   Status Num(double* out) const {
     auto d = v.value<double>();
     if (!d) return Bad("expected a number");
@@ -286,10 +301,11 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
   } else if (key == "scale") {
     COE_RETURN_IF_ERROR(num(&m.scale));
   } else if (key == "mean") {
-    COE_RETURN_IF_ERROR(num(&m.mean));
+    COE_RETURN_IF_ERROR(s.Nums(&m.mean));
   } else if (key == "std") {
-    COE_RETURN_IF_ERROR(num(&m.std));
-    if (m.std == 0) return bad("std must not be 0");
+    COE_RETURN_IF_ERROR(s.Nums(&m.std));
+    for (double d : m.std)
+      if (d == 0) return bad("std must not be 0");
   } else if (key == "input_bytes") {
     COE_RETURN_IF_ERROR(num(&m.input_bytes));
     if (m.input_bytes < 0) return bad("must be >= 0");
@@ -364,6 +380,14 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
       }
       continue;
     }
+    for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>&>{"mean", m.mean},
+                                      std::pair<const char*, const std::vector<double>&>{"std", m.std}})
+      if (values.size() > 1 && (m.input_shape.empty() || m.input_shape[0] != static_cast<int64_t>(values.size())))
+        return InvalidArgumentError(where + ": model '" + m.name + "': key '" + key +
+                                    "': " + std::to_string(values.size()) + " values, one per channel, but " +
+                                    (m.input_shape.empty() ? std::string("the model has no input_shape")
+                                                           : "input_shape's first dimension (channels) is " +
+                                                                 std::to_string(m.input_shape[0])));
     if (m.input_bytes == 0 && !m.input_shape.empty()) {
       double elems = 1;
       for (int64_t d : m.input_shape) elems *= static_cast<double>(d);
@@ -478,8 +502,20 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
       out += "]\n";
     }
     if (m.scale != defaults.scale) number("scale", m.scale);
-    if (m.mean != defaults.mean) number("mean", m.mean);
-    if (m.std != defaults.std) number("std", m.std);
+    for (const auto& [key, values, fallback] :
+         {std::tuple<const char*, const std::vector<double>&, const std::vector<double>&>{"mean", m.mean,
+                                                                                          defaults.mean},
+          std::tuple<const char*, const std::vector<double>&, const std::vector<double>&>{"std", m.std,
+                                                                                          defaults.std}}) {
+      if (values == fallback) continue;
+      if (values.size() == 1) {
+        number(key, values[0]);
+        continue;
+      }
+      out += std::string(key) + " = [";
+      for (size_t c = 0; c < values.size(); ++c) out += (c ? ", " : "") + TomlNumber(values[c]);
+      out += "]\n";
+    }
     if (m.timeout_ms != defaults.timeout_ms) number("timeout_ms", m.timeout_ms);
     if (m.retries != defaults.retries) out += "retries = " + std::to_string(m.retries) + "\n";
     if (m.max_response_mb != defaults.max_response_mb) number("max_response_mb", m.max_response_mb);
