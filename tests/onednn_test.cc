@@ -188,6 +188,69 @@ TEST(OnednnBackend, RunsAHandWrittenGraph) {
   EXPECT_NE(wrong.status().message().find("bias"), std::string::npos) << wrong.status().ToString();
 }
 
+std::string RawTensor(const std::string& name, std::vector<int64_t> dims, int64_t type, const std::string& raw) {
+  Proto t;
+  for (int64_t d : dims) t.Int(1, d);
+  t.Int(2, type);
+  t.Bytes(8, name);
+  t.Bytes(9, raw);
+  return t.out;
+}
+
+// A Constant node holding `tensor` (attribute "value", type TENSOR).
+std::string ConstantNode(const std::string& out, const std::string& tensor) {
+  Proto value;
+  value.Bytes(1, "value").Bytes(5, tensor).Int(20, 4);
+  Proto n;
+  n.Bytes(2, out).Bytes(4, "Constant").Bytes(5, value.out);
+  return n.out;
+}
+
+// What torch's exporter writes (issue 27): equal weights merged into one initializer read
+// through Identity nodes, and Constant nodes (a boolean mask, say). They fold into
+// constants at load: the graph runs as the plain one, bit for bit; a tensor type coe
+// does not read is named as such, not as an invalid file.
+TEST(OnnxModel, IdentityAndConstantNodesFoldIntoConstants) {
+  Proto trans_b;
+  trans_b.Bytes(1, "transB").Int(3, 1).Int(20, 2);
+  Proto plain_gemm, folded_gemm;
+  plain_gemm.out = NodeProto("Gemm", {"input", "W", "B"}, "logits");
+  plain_gemm.Bytes(5, trans_b.out);
+  folded_gemm.out = NodeProto("Gemm", {"input", "W_id", "B_const"}, "logits");
+  folded_gemm.Bytes(5, trans_b.out);
+  const std::string mask = ConstantNode("mask", RawTensor("mask", {2, 2}, 9, std::string("\x01\x00\x00\x01", 4)));
+  TempModel plain(ModelBytes({plain_gemm.out}));
+  TempModel folded(ModelBytes({NodeProto("Identity", {"W"}, "W_id"), mask,
+                               ConstantNode("B_const", Tensor("B_const", {3}, {1.f, 2.f, 3.f})), folded_gemm.out}));
+  auto a = MakeOnednn(plain.path, {4});
+  auto b = MakeOnednn(folded.path, {4});
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  InputBatch in;
+  in.example_shape = {4};
+  for (int i = 0; i < 4 * 9; ++i) in.data.push_back(0.1f * static_cast<float>(i % 7) - 0.3f);
+  std::vector<Prediction> pa, pb;
+  ASSERT_TRUE((*a)->Predict(in.View(), &pa).ok());
+  ASSERT_TRUE((*b)->Predict(in.View(), &pb).ok());
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pa[i].label, pb[i].label);
+    EXPECT_EQ(pa[i].probs, pb[i].probs);
+  }
+  auto m = onnx::ReadModel(folded.path);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->nodes.size(), 1u);  // the Gemm
+  EXPECT_EQ(m->initializers.at("mask").data, (std::vector<float>{1, 0, 0, 1}));
+  // A float16 weight: valid ONNX that coe does not read, and said so.
+  TempModel half(ModelBytes({plain_gemm.out}, {RawTensor("H", {2}, 10, std::string(4, '\0'))}));
+  auto h = onnx::ReadModel(half.path);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().message().find("not a valid ONNX model"), std::string::npos) << h.status().message();
+  EXPECT_NE(h.status().message().find("a valid ONNX model that coe cannot read"), std::string::npos)
+      << h.status().message();
+  EXPECT_NE(h.status().message().find("data type 10 (float16)"), std::string::npos) << h.status().message();
+}
+
 // Per-channel preprocessing (mean and std of one value per channel, input_shape[0]),
 // as ImageNet models need: the same answers as the identity preprocessing on inputs
 // normalised by hand, on onednn and on OpenCV (issue 27).

@@ -43,7 +43,21 @@ enum : uint32_t {
   kTensorDataLocation = 14,
   kValueInfoName = 1,
 };
-enum : int64_t { kFloat = 1, kInt32 = 6, kInt64 = 7, kDouble = 11 };  // TensorProto.DataType
+// TensorProto.DataType: the ones read (as floats), and the names of the others.
+enum : int64_t { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7, kBool = 9, kDouble = 11 };
+
+// A valid ONNX tensor of a type coe does not read: FailedPrecondition (not a malformed
+// file), naming the type.
+Status UnreadType(const std::string& name, int64_t type) {
+  static const char* const kNames[] = {"undefined", "float",  "uint8",     "int8",       "uint16",  "int16",
+                                       "int32",     "int64",  "string",    "bool",       "float16", "double",
+                                       "uint32",    "uint64", "complex64", "complex128", "bfloat16"};
+  const std::string what = type >= 0 && type < 17 ? std::string(" (") + kNames[type] + ")" : "";
+  return FailedPreconditionError("tensor '" + name + "' has data type " + std::to_string(type) + what +
+                                 ", which coe does not read (it reads float, double, int8/16/32/64, uint8 and bool)");
+}
+
+bool IntegerType(int64_t t) { return t == kUint8 || t == kInt8 || t == kInt32 || t == kInt64 || t == kBool || t == 5; }
 enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kBytes = 2, kFixed32 = 5 };
 
 // One protobuf message being read; every read is bounds-checked and a failure sticks.
@@ -240,12 +254,12 @@ Status ParseTensor(Reader& r, FloatTensor* t, std::string* name) {
     n *= d;
   }
   if (has_raw) {
-    const size_t width = data_type == kFloat || data_type == kInt32    ? 4
-                         : data_type == kInt64 || data_type == kDouble ? 8
-                                                                       : 0;
-    if (width == 0)
-      return InvalidArgumentError("tensor '" + *name + "' has data type " + std::to_string(data_type) +
-                                  " (unsupported)");
+    const size_t width = data_type == kFloat || data_type == kInt32                        ? 4
+                         : data_type == kInt64 || data_type == kDouble                     ? 8
+                         : data_type == kUint8 || data_type == kInt8 || data_type == kBool ? 1
+                         : data_type == 5                                                  ? 2  // int16
+                                                                                           : 0;
+    if (width == 0) return UnreadType(*name, data_type);
     if (raw.size() != static_cast<size_t>(n) * width)
       return InvalidArgumentError("tensor '" + *name + "' has " + std::to_string(raw.size()) + " bytes of data for " +
                                   std::to_string(n) + " values");
@@ -262,6 +276,14 @@ Status ParseTensor(Reader& r, FloatTensor* t, std::string* name) {
         int64_t v;
         std::memcpy(&v, at, 8);
         t->data[i] = static_cast<float>(v);
+      } else if (data_type == kInt8) {
+        t->data[i] = static_cast<float>(static_cast<int8_t>(*at));
+      } else if (data_type == kUint8 || data_type == kBool) {
+        t->data[i] = static_cast<float>(static_cast<uint8_t>(*at));
+      } else if (data_type == 5) {
+        int16_t v;
+        std::memcpy(&v, at, 2);
+        t->data[i] = static_cast<float>(v);
       } else {
         double v;
         std::memcpy(&v, at, 8);
@@ -272,8 +294,7 @@ Status ParseTensor(Reader& r, FloatTensor* t, std::string* name) {
   }
   if (!ints.empty()) t->data.assign(ints.begin(), ints.end());
   if (!doubles.empty()) t->data.assign(doubles.begin(), doubles.end());
-  if (data_type != kFloat && data_type != kInt32 && data_type != kInt64 && data_type != kDouble)
-    return InvalidArgumentError("tensor '" + *name + "' has data type " + std::to_string(data_type) + " (unsupported)");
+  if (data_type != kFloat && data_type != kDouble && !IntegerType(data_type)) return UnreadType(*name, data_type);
   if (static_cast<int64_t>(t->data.size()) != n)
     return InvalidArgumentError("tensor '" + *name + "' has " + std::to_string(t->data.size()) +
                                 " values for dims of " + std::to_string(n));
@@ -442,6 +463,38 @@ std::vector<int64_t> Node::Ints(std::string_view attribute, std::vector<int64_t>
   return a ? a->ints : fallback;
 }
 
+namespace {
+
+// Constants the exporters leave as nodes become initializers: a Constant node's tensor,
+// and an Identity or Dropout (inference: the identity) of an initializer, which torch's
+// exporter writes when it merges equal weights (zero biases, say) into one initializer
+// read through Identity nodes. Any other node reading them then finds a constant.
+void FoldConstants(Model* m) {
+  std::vector<Node> kept;
+  for (Node& n : m->nodes) {
+    const bool one_out = n.outputs.size() == 1 || (n.op_type == "Dropout" && !n.outputs.empty());
+    const bool default_domain = n.domain.empty() || n.domain == "ai.onnx";
+    if (n.op_type == "Constant" && n.outputs.size() == 1 && default_domain) {
+      if (const Attribute* a = n.Find("value"); a && a->has_tensor) {
+        m->initializers[n.outputs[0]] = a->t;
+        continue;
+      }
+    }
+    if ((n.op_type == "Identity" || n.op_type == "Dropout") && one_out && default_domain && !n.inputs.empty()) {
+      auto it = m->initializers.find(n.inputs[0]);
+      if (it != m->initializers.end() && (n.outputs.size() == 1 || n.outputs[1].empty())) {
+        FloatTensor copy = it->second;
+        m->initializers[n.outputs[0]] = std::move(copy);
+        continue;
+      }
+    }
+    kept.push_back(std::move(n));
+  }
+  m->nodes = std::move(kept);
+}
+
+}  // namespace
+
 StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where) {
   Model m;
   Reader r(bytes);
@@ -465,6 +518,8 @@ StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where) {
         r.Skip(type);
     }
   }
+  if (!status.ok() && status.code() == StatusCode::kFailedPrecondition)
+    return status.WithPrefix(where + ": a valid ONNX model that coe cannot read");
   if (!status.ok()) {
     // The graph running past the end of the file is what a cut-off download looks like.
     const bool cut = field == kModelGraph && status.message().find("runs past the end") != std::string::npos;
@@ -475,6 +530,7 @@ StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where) {
   if (m.inputs.size() != 1 || m.outputs.size() != 1)
     return InvalidArgumentError(where + ": expected a graph of one input and one output, it has " +
                                 std::to_string(m.inputs.size()) + " and " + std::to_string(m.outputs.size()));
+  FoldConstants(&m);
   return m;
 }
 
