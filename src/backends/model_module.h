@@ -15,8 +15,10 @@
 
 namespace coe {
 
-// What the exception being handled says, cut to a readable length. Call it inside a
-// catch block; no exception leaves a model module.
+// What the exception being handled says, on one line and of a readable length: its
+// start and its end, where libraries put the cause (OpenCV's importer, say, ends its
+// message with the node and operator it could not read). Call it inside a catch block;
+// no exception leaves a model module.
 inline std::string CurrentExceptionText() {
   std::string what = "unknown exception";
   try {
@@ -25,9 +27,16 @@ inline std::string CurrentExceptionText() {
     what = e.what();
   } catch (...) {
   }
-  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
-  if (what.size() > 300) what = what.substr(0, 300) + "...";
-  return what;
+  std::string line;
+  for (char c : what) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    if (c == ' ' && (line.empty() || line.back() == ' ')) continue;
+    line += c;
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  constexpr size_t kHead = 200, kTail = 600;
+  if (line.size() > kHead + kTail + 5) line = line.substr(0, kHead) + " ... " + line.substr(line.size() - kTail);
+  return line;
 }
 
 // The start of Predict: counts the call, sizes `out`, and refuses a batch of another

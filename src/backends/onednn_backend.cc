@@ -250,6 +250,9 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
     return InvalidArgumentError("model '" + spec.name + "': the catalogue gives no input_shape");
   auto parsed = onnx::ReadModel(spec.path);
   if (!parsed.ok()) return parsed.status().WithPrefix("model '" + spec.name + "'");
+  // The backend softmaxes the graph's output: a graph that ends in its own Softmax over
+  // the classes gives the same probabilities without it (and is not softmaxed twice).
+  onnx::StripFinalSoftmax(&*parsed);
   auto model = std::make_shared<const onnx::Model>(std::move(*parsed));
   omp_set_num_threads(1);
   BackendInfo info;

@@ -495,6 +495,24 @@ void FoldConstants(Model* m) {
 
 }  // namespace
 
+bool StripFinalSoftmax(Model* m) {
+  if (m->nodes.empty() || m->outputs.size() != 1) return false;
+  const Node& last = m->nodes.back();
+  if (last.op_type != "Softmax" || last.inputs.size() != 1 || last.outputs.size() != 1 ||
+      last.outputs[0] != m->outputs[0] || !(last.domain.empty() || last.domain == "ai.onnx"))
+    return false;
+  // The class axis: -1 (opset 13's default), or 1 of a [batch, classes] output (opsets
+  // before 13 flatten from `axis`, default 1, which for that shape is the same).
+  const int64_t axis = last.Int("axis", m->opset >= 13 ? -1 : 1);
+  if (axis != -1 && axis != 1) return false;
+  for (const Node& n : m->nodes)
+    for (const std::string& in : n.inputs)
+      if (in == last.inputs[0] && &n != &last) return false;  // the logits feed another node too
+  m->outputs[0] = last.inputs[0];
+  m->nodes.pop_back();
+  return true;
+}
+
 StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where) {
   Model m;
   Reader r(bytes);

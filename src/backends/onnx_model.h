@@ -60,6 +60,10 @@ struct Model {
   std::vector<std::string> outputs;
 };
 
+// When the graph's output is a Softmax over the last (class) axis of its one input,
+// drops it: the output is then that input (the logits). Returns whether it did.
+bool StripFinalSoftmax(Model* m);
+
 // Parses `bytes` (the file's contents); `where` names it in errors.
 StatusOr<Model> ParseModel(std::string_view bytes, const std::string& where);
 StatusOr<Model> ReadModel(const std::string& path);

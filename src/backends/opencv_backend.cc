@@ -4,11 +4,15 @@
 // keeps one Net per concurrent caller (checked out under a mutex). OpenCV's own
 // threading is turned off (cv::setNumThreads(1)): the engine runs members and chunks
 // in parallel itself, and two thread pools on two cores only fight.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <mutex>
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/dnn.hpp>
+#include <span>
 
 #include "backends/backends.h"
 #include "backends/model_module.h"
@@ -18,8 +22,17 @@ namespace {
 
 class OnnxBackend : public Backend {
  public:
-  OnnxBackend(BackendInfo info, const ModelSpec& spec, std::vector<std::unique_ptr<cv::dnn::Net>> nets)
-      : info_(std::move(info)), path_(spec.path), prep_(PreprocessOf(spec)), nets_(std::move(nets)) {}
+  // one_at_a_time: the network runs one example a call only (OpenCV cannot run some
+  // graphs, MobileNetV3's say, on a batch of more). probabilities: its last layer is a
+  // Softmax, so its outputs are taken as they are, not softmaxed again.
+  OnnxBackend(BackendInfo info, const ModelSpec& spec, std::vector<std::unique_ptr<cv::dnn::Net>> nets,
+              bool one_at_a_time, bool probabilities)
+      : info_(std::move(info)),
+        path_(spec.path),
+        prep_(PreprocessOf(spec)),
+        nets_(std::move(nets)),
+        one_at_a_time_(one_at_a_time),
+        probabilities_(probabilities) {}
 
   const BackendInfo& info() const override { return info_; }
 
@@ -30,21 +43,33 @@ class OnnxBackend : public Backend {
     // forward() on this Net (another thread's, once the lease is back in the pool)
     // overwrites. So the output is read while the lease is held, never after.
     LeasePool<cv::dnn::Net>::Lease net(&nets_);
+    const int classes = static_cast<int>(info_.labels.size());
     cv::Mat logits;
     std::string error;
     try {
-      std::vector<int> dims = {static_cast<int>(n)};
-      for (int64_t d : info_.input_shape) dims.push_back(static_cast<int>(d));
-      cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F);
-      float* dst = blob.ptr<float>();
       const int64_t e = static_cast<int64_t>(batch.data.size()) / n;
-      for (int64_t i = 0; i < n; ++i) prep_.Apply(batch.data.data() + i * e, e, dst + i * e);
-      net->setInput(blob);
-      logits = net->forward();
+      const int64_t step = one_at_a_time_ ? 1 : n;
+      if (one_at_a_time_) logits.create(static_cast<int>(n), classes, CV_32F);
+      for (int64_t start = 0; start < n; start += step) {
+        std::vector<int> dims = {static_cast<int>(step)};
+        for (int64_t d : info_.input_shape) dims.push_back(static_cast<int>(d));
+        cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F);
+        float* dst = blob.ptr<float>();
+        for (int64_t i = 0; i < step; ++i) prep_.Apply(batch.data.data() + (start + i) * e, e, dst + i * e);
+        net->setInput(blob);
+        cv::Mat got = net->forward();
+        if (!one_at_a_time_) {
+          logits = got;
+        } else if (got.total() == static_cast<size_t>(classes) && got.type() == CV_32F && got.isContinuous()) {
+          std::copy_n(got.ptr<float>(), classes, logits.ptr<float>(static_cast<int>(start)));
+        } else {
+          logits = got;  // the size check below names it
+          break;
+        }
+      }
     } catch (...) {
       error = "OpenCV: " + CurrentExceptionText();
     }
-    const int classes = static_cast<int>(info_.labels.size());
     if (error.empty() &&
         (logits.total() != static_cast<size_t>(n) * classes || logits.type() != CV_32F || !logits.isContinuous()))
       error = "output has " + std::to_string(logits.total()) + " values, expected " + std::to_string(n * classes);
@@ -58,7 +83,8 @@ class OnnxBackend : public Backend {
     uint64_t abstained = 0;
     for (int64_t i = 0; i < n; ++i) {
       Prediction& p = (*out)[i];
-      p.label = SoftmaxArgmax({rows + i * classes, static_cast<size_t>(classes)}, &p.probs);
+      const std::span<const float> row(rows + i * classes, static_cast<size_t>(classes));
+      p.label = probabilities_ ? Argmax(row, &p.probs) : SoftmaxArgmax(row, &p.probs);
       if (p.label == kAbstain) {
         p.error = "non-finite output";
         p.probs.clear();
@@ -76,7 +102,32 @@ class OnnxBackend : public Backend {
   std::string path_;
   Preprocess prep_;
   LeasePool<cv::dnn::Net> nets_;  // one Net a concurrent caller
+  bool one_at_a_time_, probabilities_;
+
+  // The outputs of a final Softmax as the probabilities; kAbstain for a non-finite one.
+  static int Argmax(std::span<const float> row, std::vector<float>* probs) {
+    probs->assign(row.begin(), row.end());
+    int best = 0;
+    for (size_t c = 0; c < row.size(); ++c) {
+      if (!std::isfinite(row[c])) return kAbstain;
+      if (row[c] > row[best]) best = static_cast<int>(c);
+    }
+    return best;
+  }
 };
+
+// Whether `net`'s last layer is a Softmax (then its outputs are probabilities). The
+// layers are in topological order; OpenCV ends the graph output with an Identity.
+bool EndsInSoftmax(cv::dnn::Net& net) {
+  const std::vector<std::string> names = net.getLayerNames();
+  for (auto it = names.rbegin(); it != names.rend(); ++it) {
+    const cv::Ptr<cv::dnn::Layer> layer = net.getLayer(net.getLayerId(*it));
+    if (!layer) return false;
+    if (layer->type == "Identity") continue;
+    return layer->type == "Softmax" || layer->type == "SoftMax";
+  }
+  return false;
+}
 
 StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
   try {
@@ -96,24 +147,43 @@ StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
 
 StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, const BackendOptions& options) {
   static std::once_flag once;
-  std::call_once(once, [] { cv::setNumThreads(1); });
+  std::call_once(once, [] {
+    cv::setNumThreads(1);
+    // Its errors reach the user in coe's messages (CurrentExceptionText); its own log
+    // lines on stderr would only repeat them.
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  });
   if (spec.path.empty()) return InvalidArgumentError("model '" + spec.name + "': onnx backend needs a path");
   if (!std::filesystem::exists(spec.path))
     return NotFoundError("model '" + spec.name + "': model file " + spec.path + " does not exist");
   if (spec.input_shape.empty())
     return InvalidArgumentError("model '" + spec.name + "': the catalogue gives no input_shape");
   COE_ASSIGN_OR_RETURN(std::unique_ptr<cv::dnn::Net> first, LoadNet(spec));
-  // Validate: a forward pass on a zero batch of 2 must give [2, classes].
-  std::vector<int> dims = {2};
-  for (int64_t d : spec.input_shape) dims.push_back(static_cast<int>(d));
+  // Validate: a forward pass on a zero batch of 2 must give [2, classes]. A network
+  // OpenCV runs one example at a time only (a batch of 2 fails, 1 runs) is run so.
+  auto probe = [&](int batch, cv::Mat* out) -> std::string {
+    std::vector<int> dims = {batch};
+    for (int64_t d : spec.input_shape) dims.push_back(static_cast<int>(d));
+    try {
+      cv::Mat zeros(static_cast<int>(dims.size()), dims.data(), CV_32F, cv::Scalar(0));
+      first->setInput(zeros);
+      *out = first->forward().clone();
+      return "";
+    } catch (...) {
+      return CurrentExceptionText();
+    }
+  };
   cv::Mat out;
-  try {
-    cv::Mat probe(static_cast<int>(dims.size()), dims.data(), CV_32F, cv::Scalar(0));
-    first->setInput(probe);
-    out = first->forward();
-  } catch (...) {
-    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " fails on an input of shape " +
-                                ShapeString(spec.input_shape) + " with batch 2 (" + CurrentExceptionText() + ")");
+  bool one_at_a_time = false;
+  if (std::string two = probe(2, &out); !two.empty()) {
+    cv::Mat one;
+    if (!probe(1, &one).empty())
+      return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " fails on an input of shape " +
+                                  ShapeString(spec.input_shape) + " (" + two + ")");
+    one_at_a_time = true;
+    cv::vconcat(one.reshape(1, 1), one.reshape(1, 1), out);
+    int sizes[] = {2, static_cast<int>(one.total())};
+    out = out.reshape(1, 2, sizes);
   }
   BackendInfo info;
   info.name = spec.name;
@@ -137,7 +207,9 @@ StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, cons
     COE_ASSIGN_OR_RETURN(std::unique_ptr<cv::dnn::Net> net, LoadNet(spec));
     nets.push_back(std::move(net));
   }
-  return std::unique_ptr<Backend>(new OnnxBackend(std::move(info), spec, std::move(nets)));
+  const bool probabilities = EndsInSoftmax(*nets[0]);
+  return std::unique_ptr<Backend>(
+      new OnnxBackend(std::move(info), spec, std::move(nets), one_at_a_time, probabilities));
 }
 
 }  // namespace coe
