@@ -333,7 +333,8 @@ TEST_F(ServerTest, BadRequestsGetJsonErrors) {
        "unknown output 'logits'"},
       {"id not a string", "fashion", "{\"id\":5," + good.substr(1), 400, "\"id\""},
       {"unknown model", "nope", good, 404, "no model named 'nope'"},
-      {"too large", "fashion", std::string(300000, ' ') + good, 413, "larger than 200000 bytes"},
+      {"too large", "fashion", std::string(300000, ' ') + good, 413,
+       "larger than 200000 bytes (coe serve --max-body-mb)"},
   };
   for (const Case& c : cases) {
     Reply r = Http(port_, "POST", "/v2/models/" + c.path + "/infer", c.body);

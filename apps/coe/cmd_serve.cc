@@ -217,8 +217,9 @@ void AddServeCommands(CLI::App& app) {
                    "also serve the Open Inference Protocol over gRPC on this port (0: any free port, printed at "
                    "start; default: off; KServe's --grpc_port)")
       ->check(CLI::Range(0, 65535));
-  serve->add_option("--name,--model_name", f->name,
-                    "the cascade's model name (default: the cascade file's name, else coe; KServe's --model_name)");
+  serve->add_option(
+      "--name,--model_name", f->name,
+      "the cascade's model name (default: the cascade file's `name` key, else coe; KServe's --model_name)");
   serve->add_option("--threads", f->threads, "engine worker threads per model (default: the cores)")
       ->check(CLI::NonNegativeNumber);
   serve->add_option("--max-inflight", f->max_inflight, "infer requests running at once; more get 503")

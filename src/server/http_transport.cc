@@ -86,7 +86,7 @@ int Inflate(const std::string& in, bool raw, size_t limit, std::string* out, std
       inflateEnd(&z);
       out->clear();
       out->shrink_to_fit();
-      *why = "decoded request body larger than " + std::to_string(limit) + " bytes";
+      *why = "decoded request body larger than " + std::to_string(limit) + " bytes (coe serve --max-body-mb)";
       return 413;
     }
     out->append(chunk, got);
@@ -430,7 +430,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == boost::system::errc::not_enough_memory)  // then answered at once: the client may retry
       return Fail(503, "server out of memory for this request's body; retry later");
     if (ec == bhttp::error::body_limit)
-      return Fail(413, "request body larger than " + std::to_string(opt().max_body_bytes) + " bytes");
+      return Fail(
+          413, "request body larger than " + std::to_string(opt().max_body_bytes) + " bytes (coe serve --max-body-mb)");
     if (ec == bhttp::error::header_limit)
       return Fail(431, "request header larger than " + std::to_string(opt().max_header_bytes) + " bytes");
     if (ec == bhttp::error::partial_message) return Fail(400, "the request ended before its body");
