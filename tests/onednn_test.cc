@@ -371,29 +371,7 @@ TEST(OnnxModel, LongErrorsKeepTheirCause) {
 // as ImageNet models need: the same answers as the identity preprocessing on inputs
 // normalised by hand, on onednn and on OpenCV (issue 27).
 TEST(Preprocessing, PerChannelMeanAndStd) {
-  Proto trans_b;
-  trans_b.Bytes(1, "transB").Int(3, 1).Int(20, 2);
-  Proto gemm;
-  gemm.out = NodeProto("Gemm", {"input", "W", "B"}, "logits");
-  gemm.Bytes(5, trans_b.out);
-  std::vector<float> w = {0.5f, -1.f, 2.f, 0.25f, 1.f, 1.f, -0.5f, 0.f, -2.f, 0.5f, 1.f, 1.5f};
-  Proto g;
-  g.Bytes(1, gemm.out);
-  g.Bytes(5, Tensor("W", {3, 4}, w));
-  g.Bytes(5, Tensor("B", {3}, {0.1f, -0.2f, 0.3f}));
-  // Typed inputs and outputs ([N, 4] -> [N, 3]), which OpenCV's importer needs.
-  auto value_info = [](const std::string& name, int64_t width) {
-    Proto shape;
-    shape.Bytes(1, Proto().Bytes(2, "N").out).Bytes(1, Proto().Int(1, width).out);
-    Proto tensor_type;
-    tensor_type.Int(1, 1).Bytes(2, shape.out);
-    return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
-  };
-  g.Bytes(11, value_info("input", 4));
-  g.Bytes(12, value_info("logits", 3));
-  Proto m;
-  m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
-  TempModel model(m.out);
+  TempModel model(TypedModelBytes({GemmTransB("logits")}));
   const std::vector<double> mean = {0.485, 0.456, 0.406, 0.5}, stdev = {0.229, 0.224, 0.225, 0.25};
   const double scale = 1.0 / 255;
   InputBatch raw, normalised;
