@@ -371,6 +371,13 @@ TEST(ClusterServing, PlanReportsBothViews) {
   EXPECT_NE(eval_text.out.find("served   at 1000 examples/s"), std::string::npos) << eval_text.out;
   EXPECT_NE(eval_text.out.find("on cpu: model 'big' cannot run on device type 'cpu'"), std::string::npos)
       << eval_text.out;
+  // A rate of 0 is not "no rate": refused, as is a utilisation with no rate to price.
+  auto zero = coe::testing::RunCoe(base + " --qps 0");
+  EXPECT_NE(zero.code, 0);
+  EXPECT_NE(zero.out.find("--qps: expected the traffic rate"), std::string::npos) << zero.out;
+  auto no_rate = coe::testing::RunCoe(base + " --utilisation 0.5");
+  EXPECT_NE(no_rate.code, 0);
+  EXPECT_NE(no_rate.out.find("give --qps"), std::string::npos) << no_rate.out;
   auto no_cluster = coe::testing::RunCoe("plan --calib " + r + " --models " + cat + " --qps 10");
   EXPECT_NE(no_cluster.code, 0);
   EXPECT_NE(no_cluster.out.find("need --cluster FILE"), std::string::npos) << no_cluster.out;

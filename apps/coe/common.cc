@@ -79,11 +79,13 @@ void CostFlags::Add(CLI::App* cmd) {
   cmd->add_option("--cluster", cluster,
                   "cluster TOML (device prices, throughput by batch): cost = rental dollars per example, each "
                   "model on its cheapest device type, fully batched");
-  cmd->add_option("--qps", qps,
-                  "with --cluster: the traffic rate (examples/s) reports price the cascade at, per example at "
-                  "the batch each tier sees and provisioned on whole devices");
-  cmd->add_option("--utilisation", utilisation, "with --qps: the share of each device's throughput used")
-      ->capture_default_str();
+  qps_flag =
+      cmd->add_option("--qps", qps,
+                      "with --cluster: the traffic rate (examples/s) reports price the cascade at, per example at "
+                      "the batch each tier sees and provisioned on whole devices");
+  utilisation_flag =
+      cmd->add_option("--utilisation", utilisation, "with --qps: the share of each device's throughput used")
+          ->capture_default_str();
   cmd->add_option("--baseline-type", baseline_type,
                   "with --qps: also price the best single model (and the cascade) on this device type alone");
   cmd->add_option("--link", link,
@@ -91,8 +93,11 @@ void CostFlags::Add(CLI::App* cmd) {
 }
 
 Status CostFlags::BuildServing(CostOptions* o) const {
-  if (qps == 0 && utilisation == 0.7 && baseline_type.empty()) return Status::Ok();
+  const bool has_qps = qps_flag && qps_flag->count() > 0;
+  const bool has_utilisation = utilisation_flag && utilisation_flag->count() > 0;
+  if (!has_qps && !has_utilisation && baseline_type.empty()) return Status::Ok();
   if (!o->cluster) return InvalidArgumentError("--qps, --utilisation and --baseline-type need --cluster FILE");
+  if (!has_qps) return InvalidArgumentError("--utilisation and --baseline-type price a traffic rate: give --qps");
   if (!(qps > 0) || !std::isfinite(qps))
     return InvalidArgumentError("--qps: expected the traffic rate, a positive number of examples per second");
   if (!(utilisation > 0 && utilisation <= 1))

@@ -46,9 +46,10 @@ struct CostFlags {
   std::string cluster;
   std::string link;
   std::string cores = "0";  // parallel latency: cores the members share; 0 = a core each, auto
-  double qps = 0;           // with a cluster: the traffic rate the reports price (0 = none)
+  double qps = 0;           // with a cluster: the traffic rate the reports price
   double utilisation = 0.7;
   std::string baseline_type;
+  CLI::Option *qps_flag = nullptr, *utilisation_flag = nullptr;  // given on the command line?
   void Add(CLI::App* cmd);
   StatusOr<CostOptions> Build() const;
   Status BuildServing(CostOptions* o) const;  // --qps, --utilisation, --baseline-type
