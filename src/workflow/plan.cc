@@ -100,23 +100,15 @@ StatusOr<std::string> ChooseOnTheBill(const Recordings& calib, const CostTable& 
                                       PlanResult* plan) {
   const CascadeSpec& c = plan->chosen.cascade;
   if (!costs.cluster || !costs.serving || (c.tiers.size() == 1 && c.tiers[0].members.size() == 1)) return std::string();
-  COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(c, calib, costs));
-  std::vector<double> reach;
-  std::vector<std::vector<std::string>> tiers;
-  int left = r.examples;
-  for (size_t t = 0; t < c.tiers.size(); ++t) {
-    reach.push_back(r.examples ? static_cast<double>(left) / r.examples : 0.0);
-    left -= r.exits[t];
-    tiers.push_back(c.tiers[t].members);
-  }
-  const double one[] = {1.0};
+  // Each served as `coe eval --qps` serves it (exit shares, whole devices, the inputs'
+  // transfer): BuildEvalServing.
   CascadeSpec single = OneModel(plan->best_single, match);
+  COE_ASSIGN_OR_RETURN(EvalResult r, EvaluateCascade(c, calib, costs));
   COE_ASSIGN_OR_RETURN(EvalResult b, EvaluateCascade(single, calib, costs));
-  COE_ASSIGN_OR_RETURN(Serving chosen, ServeCascade(*costs.cluster, tiers, reach, *costs.serving));
-  COE_ASSIGN_OR_RETURN(Serving best, ServeCascade(*costs.cluster, {{plan->best_single}}, one, *costs.serving));
-  // The inputs sent to the cloud, at the rate (as the report's view adds them).
-  chosen.usd_per_hour += r.mean_transfer_cost.value_or(0) * costs.serving->qps * 3600;
-  best.usd_per_hour += b.mean_transfer_cost.value_or(0) * costs.serving->qps * 3600;
+  COE_ASSIGN_OR_RETURN(std::optional<EvalServing> served_chosen, BuildEvalServing(c, r, costs));
+  COE_ASSIGN_OR_RETURN(std::optional<EvalServing> served_best, BuildEvalServing(single, b, costs));
+  const Serving& chosen = served_chosen->cascade;
+  const Serving& best = served_best->cascade;
   if (chosen.usd_per_hour <= best.usd_per_hour) return std::string();
   const std::string replaced = c.ToString();
   plan->chosen = OperatingPoint{.cascade = std::move(single),

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "backends/registry.h"
+#include "base/cores.h"
 #include "coe/files.h"
 #include "coe/record.h"
 #include "coe/recordings.h"
@@ -216,6 +216,13 @@ Status WriteMeasured(const Catalogue& cat, const std::vector<std::string>& model
   return WriteStringToFile(path, CatalogueToToml(out, comment));
 }
 
+// A recordings path without its .csv: what the files written beside it are named after.
+std::string CsvBase(const std::string& csv) {
+  std::string base = csv;
+  if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
+  return base;
+}
+
 Status CheckDeviceName(const std::string& device) {
   const bool ok = !device.empty() && std::all_of(device.begin(), device.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
@@ -245,10 +252,8 @@ Status WriteThroughput(const Catalogue& cat, const InputBatch& inputs, const std
   if (res->throughput.empty())
     return InvalidArgumentError("--throughput-batches: no model of " + cat.source +
                                 " computes on this machine, so there is nothing to measure");
-  std::string base = out;
-  if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
-  res->throughput_file = base + ".throughput.toml";
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  res->throughput_file = CsvBase(out) + ".throughput.toml";
+  const int threads = o.threads > 0 ? o.threads : AvailableCores();  // as the engine counts them
   std::string toml = "# Throughput measured by coe record on this machine (" + std::to_string(threads) +
                      " threads) on " + (o.data_name.empty() ? std::string("the inputs") : o.data_name) +
                      ":\n# examples/s by batch size, the median of calls of exactly that many examples.\n"
@@ -300,11 +305,7 @@ Work PlanWork(const InputBatch& inputs, const Table& t, int64_t* kept) {
 
 }  // namespace
 
-std::string MeasuredCataloguePath(const std::string& csv) {
-  std::string base = csv;
-  if (base.size() > 4 && base.substr(base.size() - 4) == ".csv") base.resize(base.size() - 4);
-  return base + ".models.toml";
-}
+std::string MeasuredCataloguePath(const std::string& csv) { return CsvBase(csv) + ".models.toml"; }
 
 Status CheckPromptFields(const Catalogue& cat, const std::vector<std::string>& only, const InputBatch& in,
                          const std::string& path) {
