@@ -166,6 +166,46 @@ TEST(OipJson, AppendJsonStringWritesWhatNlohmannDumps) {
   }
 }
 
+// Metadata goes through the codec both ways: what the server writes, the remote
+// backend reads back whole; another server's odd metadata is read as far as it is
+// well formed; a body that is not an object is refused.
+TEST(OipJson, MetadataReadsBackWhatItWrites) {
+  const ModelMetadata m{"ladder",
+                        "coe",
+                        {"1"},
+                        {{"input", "FP32", {-1, 3, 224, 224}}},
+                        {{"label", "BYTES", {-1}}, {"probabilities", "FP32", {-1, 1000}}}};
+  StatusOr<ModelMetadata> back = ParseModelMetadataJson(EncodeModelMetadataJson(m));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->name, "ladder");
+  EXPECT_EQ(back->platform, "coe");
+  EXPECT_EQ(back->versions, std::vector<std::string>{"1"});
+  ASSERT_EQ(back->inputs.size(), 1u);
+  EXPECT_EQ(back->inputs[0].shape, (std::vector<int64_t>{-1, 3, 224, 224}));
+  ASSERT_EQ(back->outputs.size(), 2u);
+  EXPECT_EQ(back->outputs[1].name, "probabilities");
+  EXPECT_EQ(back->outputs[1].datatype, "FP32");
+  EXPECT_EQ(back->outputs[1].shape, (std::vector<int64_t>{-1, 1000}));
+
+  StatusOr<ServerMetadata> server = ParseServerMetadataJson(EncodeServerMetadataJson({"coe", "0.1.0", {"x", "y"}}));
+  ASSERT_TRUE(server.ok());
+  EXPECT_EQ(server->name, "coe");
+  EXPECT_EQ(server->extensions, (std::vector<std::string>{"x", "y"}));
+
+  StatusOr<ModelMetadata> odd = ParseModelMetadataJson(
+      R"({"name":7,"outputs":[5,{"name":"p","datatype":"FP32","shape":[-1,"n"]},{"name":"q","shape":[2]}]})");
+  ASSERT_TRUE(odd.ok());
+  EXPECT_EQ(odd->name, "");
+  EXPECT_TRUE(odd->inputs.empty());
+  ASSERT_EQ(odd->outputs.size(), 2u);  // the 5 is skipped
+  EXPECT_TRUE(odd->outputs[0].shape.empty());
+  EXPECT_EQ(odd->outputs[1].datatype, "");
+  EXPECT_EQ(odd->outputs[1].shape, std::vector<int64_t>{2});
+
+  EXPECT_EQ(ParseModelMetadataJson("[1]").status().message(), "metadata is not a JSON object");
+  EXPECT_FALSE(ParseServerMetadataJson("{").ok());
+}
+
 // The DOM's reading of a chat request's last user message (the code it replaced).
 std::string DomInput(const json& request) {
   std::string input;

@@ -84,6 +84,31 @@ std::string EncodeInferResponseJson(const InferResponse& r, std::string* tail);
 StatusOr<InferRequest> ParseInferRequest(std::string_view body, const std::vector<int64_t>& input_shape,
                                          std::optional<size_t> json_size = std::nullopt);
 
+// A model's metadata (REST GET /v2/models/{name}, gRPC ModelMetadata) and the server's
+// (GET /v2, ServerMetadata): values each codec writes, and the remote backend reads
+// from another server. A shape's -1 is a dimension of any size.
+struct TensorMetadata {
+  std::string name, datatype;
+  std::vector<int64_t> shape;
+};
+struct ModelMetadata {
+  std::string name, platform;
+  std::vector<std::string> versions;
+  std::vector<TensorMetadata> inputs, outputs;
+};
+struct ServerMetadata {
+  std::string name, version;
+  std::vector<std::string> extensions;
+};
+std::string EncodeModelMetadataJson(const ModelMetadata& m);
+std::string EncodeServerMetadataJson(const ServerMetadata& m);
+// Another server's metadata, read as far as it is well formed: a key that is missing
+// or of another type is left empty (a tensor that is not an object is skipped; a shape
+// with an entry that is not an integer is empty), since servers differ in what they
+// send. InvalidArgument only when the body is not a JSON object.
+StatusOr<ModelMetadata> ParseModelMetadataJson(std::string_view body);
+StatusOr<ServerMetadata> ParseServerMetadataJson(std::string_view body);
+
 // --- OpenAI chat completions (POST /v1/chat/completions, GET /v1/models) ---
 
 // A chat-completions request, decoded and checked. Its views point into the body given

@@ -265,46 +265,32 @@ class RemoteBackend : public Backend {
       return nullptr;
     }
     *kind = "bad_response";  // for the errors below: the metadata is not usable
-    json meta = json::parse(a.body, nullptr, /*allow_exceptions=*/false);
-    if (!meta.is_object()) {
-      *error = "metadata is not a JSON object";
+    StatusOr<ModelMetadata> meta = ParseModelMetadataJson(a.body);
+    if (!meta.ok()) {
+      *error = meta.status().message();
       return nullptr;
     }
     auto s = std::make_shared<Schema>();
-    auto str = [](const json& o, const char* k) -> std::string {
-      auto it = o.find(k);
-      return it != o.end() && it->is_string() ? it->get<std::string>() : "";
-    };
-    auto inputs = meta.find("inputs");
-    if (inputs != meta.end() && inputs->is_array() && !inputs->empty() && (*inputs)[0].is_object()) {
-      const json& in = (*inputs)[0];
-      if (!str(in, "name").empty()) s->input = str(in, "name");
-      const std::string type = str(in, "datatype");
-      if (!type.empty() && type != "FP32") {
-        *error = "the remote model's input '" + s->input + "' takes " + type + "; coe sends FP32";
+    if (!meta->inputs.empty()) {
+      const TensorMetadata& in = meta->inputs[0];
+      if (!in.name.empty()) s->input = in.name;
+      if (!in.datatype.empty() && in.datatype != "FP32") {
+        *error = "the remote model's input '" + s->input + "' takes " + in.datatype + "; coe sends FP32";
         return nullptr;
       }
     }
-    auto outputs = meta.find("outputs");
-    if (outputs != meta.end() && outputs->is_array()) {
-      std::string first_bytes, scores;
-      for (const json& o : *outputs) {
-        if (!o.is_object()) continue;
-        const std::string name = str(o, "name"), type = str(o, "datatype");
-        if (type == "BYTES" && (name == "label" || first_bytes.empty())) first_bytes = name;
-        if (type == "FP32") {
-          auto shape = o.find("shape");
-          const bool per_label = shape != o.end() && shape->is_array() && !shape->empty() &&
-                                 shape->back().is_number_integer() &&
-                                 (shape->back().get<int64_t>() == -1 ||
-                                  shape->back().get<int64_t>() == static_cast<int64_t>(info_.labels.size()));
-          if (name == "probabilities" || (scores.empty() && per_label)) scores = name;
-        }
+    std::string first_bytes, scores;
+    for (const TensorMetadata& o : meta->outputs) {
+      if (o.datatype == "BYTES" && (o.name == "label" || first_bytes.empty())) first_bytes = o.name;
+      if (o.datatype == "FP32") {
+        const bool per_label =
+            !o.shape.empty() && (o.shape.back() == -1 || o.shape.back() == static_cast<int64_t>(info_.labels.size()));
+        if (o.name == "probabilities" || (scores.empty() && per_label)) scores = o.name;
       }
-      s->label_output = first_bytes;
-      s->probs_output = scores;
-      s->probs_are_named = scores == "probabilities";
     }
+    s->label_output = first_bytes;
+    s->probs_output = scores;
+    s->probs_are_named = scores == "probabilities";
     if (s->label_output.empty() && s->probs_output.empty()) {
       *error = "the remote model has no BYTES label output nor an FP32 output with one value per label";
       return nullptr;
@@ -312,11 +298,12 @@ class RemoteBackend : public Backend {
     // Binary tensors when asked for, or (auto) when the server lists the extension.
     if (wire_ != "json") {
       http::Response server = Send(ep, "GET", ep.prefix + "/v2", "", deadline, stopper, cancelled);
-      json j = server.ok ? json::parse(server.body, nullptr, false) : json();
-      if (j.is_object() && j.contains("extensions") && j["extensions"].is_array())
-        for (const json& e : j["extensions"]) s->binary = s->binary || e == "binary_tensor_data";
+      ServerMetadata about;  // none when the server does not say
+      if (server.ok)
+        if (StatusOr<ServerMetadata> m = ParseServerMetadataJson(server.body); m.ok()) about = *m;
+      for (const std::string& e : about.extensions) s->binary = s->binary || e == "binary_tensor_data";
       s->binary = s->binary || wire_ == "binary";
-      s->uint8_ok = s->binary && j.is_object() && j.value("name", "") == "coe";
+      s->uint8_ok = s->binary && about.name == "coe";
     }
     std::lock_guard<std::mutex> lock(ep.mu);
     ep.schema = s;

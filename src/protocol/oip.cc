@@ -779,4 +779,82 @@ std::string EncodeInferResponseJson(const InferResponse& r, std::string* tail) {
   return s + "]}";
 }
 
+namespace {
+
+using json = nlohmann::json;
+
+json TensorsJson(const std::vector<TensorMetadata>& tensors) {
+  json a = json::array();
+  for (const TensorMetadata& t : tensors) a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+  return a;
+}
+
+std::string StringOf(const json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::vector<std::string> StringsOf(const json& o, const char* key) {
+  std::vector<std::string> out;
+  auto it = o.find(key);
+  if (it == o.end() || !it->is_array()) return out;
+  for (const json& e : *it)
+    if (e.is_string()) out.push_back(e.get<std::string>());
+  return out;
+}
+
+std::vector<TensorMetadata> TensorsOf(const json& o, const char* key) {
+  std::vector<TensorMetadata> out;
+  auto it = o.find(key);
+  if (it == o.end() || !it->is_array()) return out;
+  for (const json& e : *it) {
+    if (!e.is_object()) continue;
+    TensorMetadata t{StringOf(e, "name"), StringOf(e, "datatype"), {}};
+    auto shape = e.find("shape");
+    if (shape != e.end() && shape->is_array())
+      for (const json& d : *shape) {
+        if (!d.is_number_integer()) {
+          t.shape.clear();
+          break;
+        }
+        t.shape.push_back(d.get<int64_t>());
+      }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+StatusOr<json> ObjectOf(std::string_view body, const char* what) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return InvalidArgumentError(std::string(what) + " is not a JSON object");
+  return j;
+}
+
+}  // namespace
+
+std::string EncodeModelMetadataJson(const ModelMetadata& m) {
+  const json j = {{"name", m.name},
+                  {"versions", m.versions},
+                  {"platform", m.platform},
+                  {"inputs", TensorsJson(m.inputs)},
+                  {"outputs", TensorsJson(m.outputs)}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string EncodeServerMetadataJson(const ServerMetadata& m) {
+  const json j = {{"name", m.name}, {"version", m.version}, {"extensions", m.extensions}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+StatusOr<ModelMetadata> ParseModelMetadataJson(std::string_view body) {
+  COE_ASSIGN_OR_RETURN(const json j, ObjectOf(body, "metadata"));
+  return ModelMetadata{StringOf(j, "name"), StringOf(j, "platform"), StringsOf(j, "versions"), TensorsOf(j, "inputs"),
+                       TensorsOf(j, "outputs")};
+}
+
+StatusOr<ServerMetadata> ParseServerMetadataJson(std::string_view body) {
+  COE_ASSIGN_OR_RETURN(const json j, ObjectOf(body, "server metadata"));
+  return ServerMetadata{StringOf(j, "name"), StringOf(j, "version"), StringsOf(j, "extensions")};
+}
+
 }  // namespace coe

@@ -134,4 +134,23 @@ void InferResponseToProto(const InferResponse& r, bool raw, pb::ModelInferRespon
   }
 }
 
+void ModelMetadataToProto(const ModelMetadata& m, pb::ModelMetadataResponse* out) {
+  out->set_name(m.name);
+  for (const std::string& v : m.versions) out->add_versions(v);
+  out->set_platform(m.platform);
+  auto add = [](const TensorMetadata& t, pb::ModelMetadataResponse::TensorMetadata* to) {
+    to->set_name(t.name);
+    to->set_datatype(t.datatype);
+    for (int64_t d : t.shape) to->add_shape(d);
+  };
+  for (const TensorMetadata& t : m.inputs) add(t, out->add_inputs());
+  for (const TensorMetadata& t : m.outputs) add(t, out->add_outputs());
+}
+
+void ServerMetadataToProto(const ServerMetadata& m, pb::ServerMetadataResponse* out) {
+  out->set_name(m.name);
+  out->set_version(m.version);
+  for (const std::string& e : m.extensions) out->add_extensions(e);
+}
+
 }  // namespace coe::oip

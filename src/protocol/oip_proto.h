@@ -30,6 +30,10 @@ StatusOr<InferRequest> InferRequestFromProto(const ::inference::ModelInferReques
 // 4-byte length and its bytes) when `raw`.
 void InferResponseToProto(const InferResponse& r, bool raw, ::inference::ModelInferResponse* out);
 
+// Metadata into the gRPC responses (the JSON codec's twins: coe/protocol.h).
+void ModelMetadataToProto(const ModelMetadata& m, ::inference::ModelMetadataResponse* out);
+void ServerMetadataToProto(const ServerMetadata& m, ::inference::ServerMetadataResponse* out);
+
 }  // namespace coe::oip
 
 #endif  // COE_PROTOCOL_OIP_PROTO_H_

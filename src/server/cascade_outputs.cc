@@ -102,4 +102,24 @@ InferResponse CascadeResponse(const std::string& model, const InferRequest& q, c
   return res;
 }
 
+ModelMetadata CascadeMetadata(const std::string& name, const std::vector<int64_t>& input_shape, size_t labels) {
+  ModelMetadata m{name, "coe", {"1"}, {}, {}};
+  std::vector<int64_t> shape = {-1};
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+  if (input_shape.empty()) shape.push_back(-1);
+  m.inputs.push_back({"input", "FP32", shape});
+  for (const CascadeOutput& o : CascadeOutputs()) {
+    std::vector<int64_t> dims = {-1};
+    if (o.per_label) dims.push_back(static_cast<int64_t>(labels));
+    m.outputs.push_back({o.name, DatatypeName(o.type), dims});
+  }
+  return m;
+}
+
+ServerMetadata CoeServerMetadata(bool http) {
+  ServerMetadata m{"coe", "0.1.0", {}};
+  if (http) m.extensions.push_back("binary_tensor_data");
+  return m;
+}
+
 }  // namespace coe

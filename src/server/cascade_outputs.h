@@ -51,6 +51,12 @@ bool NeedsProbabilities(const std::vector<ChosenOutput>& chosen);
 InferResponse CascadeResponse(const std::string& model, const InferRequest& q, const std::vector<ChosenOutput>& chosen,
                               const RunResult& r, const LabelSet& labels);
 
+// The metadata of the cascade served as `name`, taking examples of `input_shape` (empty
+// = any) with `labels` probability columns: one FP32 input and every output above.
+ModelMetadata CascadeMetadata(const std::string& name, const std::vector<int64_t>& input_shape, size_t labels);
+// coe's server metadata; `http`: with the REST binding's extension (binary_tensor_data).
+ServerMetadata CoeServerMetadata(bool http);
+
 }  // namespace coe
 
 #endif  // COE_SERVER_CASCADE_OUTPUTS_H_

@@ -63,13 +63,6 @@ grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(code, message);
 }
 
-void SetTensor(pb::ModelMetadataResponse::TensorMetadata* t, const char* name, const char* type,
-               std::vector<int64_t> shape) {
-  t->set_name(name);
-  t->set_datatype(type);
-  for (int64_t s : shape) t->add_shape(s);
-}
-
 class Service final : public pb::GRPCInferenceService::Service {
  public:
   explicit Service(GrpcHost host) : host_(std::move(host)) {}
@@ -84,8 +77,7 @@ class Service final : public pb::GRPCInferenceService::Service {
   }
   grpc::Status ServerMetadata(grpc::ServerContext*, const pb::ServerMetadataRequest*,
                               pb::ServerMetadataResponse* res) override {
-    res->set_name("coe");
-    res->set_version("0.1.0");
+    oip::ServerMetadataToProto(CoeServerMetadata(/*http=*/false), res);
     return grpc::Status::OK;
   }
   grpc::Status ModelReady(grpc::ServerContext*, const pb::ModelReadyRequest* q, pb::ModelReadyResponse* res) override {
@@ -99,18 +91,7 @@ class Service final : public pb::GRPCInferenceService::Service {
                              pb::ModelMetadataResponse* res) override {
     return Guarded([&]() -> Status {
       COE_ASSIGN_OR_RETURN(const GrpcModel m, Find(q->name(), q->version()));
-      res->set_name(m.name);
-      res->add_versions("1");
-      res->set_platform("coe");
-      std::vector<int64_t> shape = {-1};
-      shape.insert(shape.end(), m.input_shape.begin(), m.input_shape.end());
-      if (m.input_shape.empty()) shape.push_back(-1);
-      SetTensor(res->add_inputs(), "input", "FP32", shape);
-      for (const CascadeOutput& o : CascadeOutputs()) {
-        std::vector<int64_t> dims = {-1};
-        if (o.per_label) dims.push_back(static_cast<int64_t>(m.labels.size()));
-        SetTensor(res->add_outputs(), o.name, DatatypeName(o.type), dims);
-      }
+      oip::ModelMetadataToProto(CascadeMetadata(m.name, m.input_shape, m.labels.size()), res);
       return Status::Ok();
     });
   }
