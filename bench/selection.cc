@@ -29,8 +29,8 @@
 #include "coe/paths.h"
 #include "coe/planner.h"
 #include "coe/recordings.h"
+#include "planner/guards.h"
 #include "planner/search.h"
-#include "planner/select.h"
 
 namespace fs = std::filesystem;
 using namespace coe;
@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
         PlanResult r = searched;
         opt.select.guard = OrDie(ParseGuard(g));
         const auto t1 = std::chrono::steady_clock::now();
-        Status st = SelectMatchBest(calib, calib_costs, opt, &r);
+        Status st = ChooseMatchBest(calib, calib_costs, opt, &r);
         if (!st.ok()) Die(st.ToString());
         const double secs = search_s + std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
         const EvalResult chosen_test = OrDie(EvaluateCascade(r.chosen.cascade, test, test_costs));

@@ -106,7 +106,7 @@ def check_library_file(rel, path, bad):
             continue
         target = target_layer(inc)
         if target is None:
-            continue  # a header of the same folder, e.g. "select.h"
+            continue  # a header of the same folder, e.g. "guards.h"
         if target.startswith("?"):
             bad.append("%s:%d: includes %s, a header of no layer" % (rel, n, inc))
         elif target != layer and target not in ALLOWED[layer]:

@@ -1,6 +1,6 @@
-// Match-best's selection guards (planner/select.h). Uses planner/search.h (the guards
+// Match-best's selection guards (planner/guards.h). Uses planner/search.h (the guards
 // that search parts of calibration again) and planner/refit.h.
-#include "planner/select.h"
+#include "planner/guards.h"
 
 #include <algorithm>
 #include <cmath>
@@ -133,7 +133,7 @@ bool AgreesEnough(const OperatingPoint& p, int labeled, const SelectOptions& so,
 // kNone, kMcNemar and kNonInferiority on calibration; label-free plans (a reference:
 // every frontier point a candidate, each held to AgreesEnough) share the candidates'
 // walk, the Bonferroni correction and the fallback to the best single model.
-Status SelectOnCalibration(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
+Status ChooseOnCalibration(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
                            PlanResult* r) {
   const SelectOptions& so = options.select;
   const bool reference = !options.reference.empty();
@@ -217,7 +217,7 @@ StatusOr<bool> TakeRefitted(const CascadeSpec& spec, const std::vector<double>& 
   return true;
 }
 
-Status SelectHoldout(const Recordings& calib, const CostTable& costs, const PlannerOptions& options, PlanResult* r) {
+Status ChooseByHoldout(const Recordings& calib, const CostTable& costs, const PlannerOptions& options, PlanResult* r) {
   const SelectOptions& so = options.select;
   Selection& sel = r->selection;
   const int n = calib.num_examples();
@@ -272,8 +272,8 @@ Status SelectHoldout(const Recordings& calib, const CostTable& costs, const Plan
   return keep_best();
 }
 
-Status SelectCrossValidated(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
-                            PlanResult* r) {
+Status ChooseByCrossValidation(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
+                               PlanResult* r) {
   const SelectOptions& so = options.select;
   Selection& sel = r->selection;
   const int n = calib.num_examples(), k = std::clamp(so.folds, 2, 20);
@@ -362,7 +362,7 @@ Status SelectCrossValidated(const Recordings& calib, const CostTable& costs, con
 
 }  // namespace
 
-Status SelectMatchBest(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
+Status ChooseMatchBest(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
                        PlanResult* result) {
   result->selection = Selection{};
   result->selection.guard = options.select.guard;
@@ -379,13 +379,13 @@ Status SelectMatchBest(const Recordings& calib, const CostTable& costs, const Pl
     case Guard::kNone:
     case Guard::kMcNemar:
     case Guard::kNonInferiority:
-      s = SelectOnCalibration(calib, costs, options, result);
+      s = ChooseOnCalibration(calib, costs, options, result);
       break;
     case Guard::kHoldout:
-      s = SelectHoldout(calib, costs, options, result);
+      s = ChooseByHoldout(calib, costs, options, result);
       break;
     case Guard::kCrossValidation:
-      s = SelectCrossValidated(calib, costs, options, result);
+      s = ChooseByCrossValidation(calib, costs, options, result);
       break;
   }
   COE_RETURN_IF_ERROR(s);

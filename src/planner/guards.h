@@ -1,6 +1,6 @@
 // Internal: match-best's selection guards (see Guard in coe/planner.h).
-#ifndef COE_PLANNER_SELECT_H_
-#define COE_PLANNER_SELECT_H_
+#ifndef COE_PLANNER_GUARDS_H_
+#define COE_PLANNER_GUARDS_H_
 
 #include <string>
 
@@ -15,7 +15,7 @@ namespace coe {
 // result->chosen and result->selection by options.select. The holdout and
 // cross-validation guards search parts of `calib` again with `options` (SearchRows,
 // planner/search.h) and refit thresholds on them (planner/refit.h).
-Status SelectMatchBest(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
+Status ChooseMatchBest(const Recordings& calib, const CostTable& costs, const PlannerOptions& options,
                        PlanResult* result);
 
 // `model` alone, its answers compared with the truth by `match` (the plan's --match:
@@ -27,4 +27,4 @@ double NormalQuantile(double p);
 
 }  // namespace coe
 
-#endif  // COE_PLANNER_SELECT_H_
+#endif  // COE_PLANNER_GUARDS_H_

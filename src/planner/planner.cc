@@ -1,5 +1,5 @@
 // Plan() (coe/planner.h): the search on all of calibration (planner/search.h), then
-// the goal's operating point (goals.cc) or match-best's guards (planner/select.h), then
+// the goal's operating point (goals.cc) or match-best's guards (planner/guards.h), then
 // the budget's check of what was chosen.
 #include "coe/planner.h"
 
@@ -7,8 +7,8 @@
 
 #include "base/numbers.h"
 #include "coe/evaluate.h"
+#include "planner/guards.h"
 #include "planner/search.h"
-#include "planner/select.h"
 
 namespace coe {
 
@@ -35,7 +35,7 @@ StatusOr<PlanResult> Plan(const Recordings& calib, const CostTable& costs, const
     return InvalidArgumentError("no cascade keeps " + options.budget_costs->name + " within the budget of " +
                                 FormatDouble(options.budget) + " per example on " + calib.source);
   if (goal.kind == Goal::Kind::kMatchBest) {
-    COE_RETURN_IF_ERROR(SelectMatchBest(calib, costs, options, &result));
+    COE_RETURN_IF_ERROR(ChooseMatchBest(calib, costs, options, &result));
     result.select_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   } else {
     const OperatingPoint* chosen =

@@ -1,5 +1,5 @@
 // Plan and evaluation reports (coe/report.h): the chosen cascade, the frontier and the
-// baselines scored on calibration and test, as JSON and text. Uses select.cc
+// baselines scored on calibration and test, as JSON and text. Uses guards.cc
 // (SingleModelCascade), search.cc (NoModelIsRightWarning) and goals.cc.
 #include "coe/report.h"
 
@@ -11,8 +11,8 @@
 
 #include "core/cascade_json.h"
 #include "planner/cluster_view.h"
+#include "planner/guards.h"
 #include "planner/search.h"
-#include "planner/select.h"
 
 namespace coe {
 

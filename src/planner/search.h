@@ -1,5 +1,5 @@
 // Internal: the search behind Plan() (coe/planner.h), on all of calibration or on a
-// part of it (match-best's guards search parts again: planner/select.h).
+// part of it (match-best's guards search parts again: planner/guards.h).
 #ifndef COE_PLANNER_SEARCH_H_
 #define COE_PLANNER_SEARCH_H_
 
