@@ -1,7 +1,8 @@
 // Internal to the server layer: the state of a Server (Server::Impl) and the helpers
-// its routes share. server.cc holds the server's life (create, start, stop), the
-// admission of requests and the routing of every request (Impl::Handle); infer_route.cc
-// the Open Inference Protocol's infer route; chat_route.cc the OpenAI front door.
+// its routes share. server.cc holds the server's life (create, start, stop) and the
+// admission of requests; routes.cc the routing of every request (Impl::Handle);
+// infer_route.cc the Open Inference Protocol's infer route; chat_route.cc the OpenAI
+// front door, chat_gateway.cc its response cache, cost ceiling and model list.
 #ifndef COE_SERVER_SERVER_IMPL_H_
 #define COE_SERVER_SERVER_IMPL_H_
 
