@@ -173,6 +173,10 @@ TEST_F(Llm, FailedCallsAreNeverAnswersAndRecordingAgainRetriesThem) {
                        std::to_string(dead_port)),
             std::string::npos)
       << r.out;
+  // Its summary line says how little of it is answers, not just "recorded".
+  EXPECT_NE(r.out.find("0 of " + std::to_string(4 * n) + " calls answered, " + std::to_string(4 * n) + " failed"),
+            std::string::npos)
+      << r.out;
   {
     LabelSet labels;
     RecordingsReadOptions o;

@@ -122,6 +122,9 @@ int RunRecord(const RecordFlags& f) {
                 r->recordings.c_str());
     if (r->kept > 0) std::printf(" (%lld inputs were there already)", static_cast<long long>(r->kept));
     if (r->usd > 0) std::printf(", $%.4g", r->usd);
+    if (r->failed > 0)  // not "recorded" whole: say how much of it is answers
+      std::printf(": %lld of %lld calls answered, %lld failed", static_cast<long long>(r->calls - r->failed),
+                  static_cast<long long>(r->calls), static_cast<long long>(r->failed));
     std::printf("\nmeasured cost figures -> %s\n", r->catalogue.c_str());
     for (const auto& [m, us] : r->us_per_example) std::printf("  %-16s %10.2f us/example\n", m.c_str(), us);
     if (!r->throughput_file.empty()) {
