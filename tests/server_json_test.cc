@@ -203,6 +203,10 @@ TEST(OipJson, MetadataReadsBackWhatItWrites) {
   EXPECT_EQ(odd->outputs[1].shape, std::vector<int64_t>{2});
 
   EXPECT_EQ(ParseModelMetadataJson("[1]").status().message(), "metadata is not a JSON object");
+  // The small messages, as the DOM would write them.
+  EXPECT_EQ(EncodeErrorJson("a \"quoted\" \xFF"), Dump(json{{"error", "a \"quoted\" \xFF"}}));
+  EXPECT_EQ(EncodeHealthJson("ready", true), Dump(json{{"ready", true}}));
+  EXPECT_EQ(EncodeModelReadyJson("m\n", false), Dump(json{{"name", "m\n"}, {"ready", false}}));
   EXPECT_FALSE(ParseServerMetadataJson("{").ok());
 }
 

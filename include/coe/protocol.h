@@ -109,6 +109,13 @@ std::string EncodeServerMetadataJson(const ServerMetadata& m);
 StatusOr<ModelMetadata> ParseModelMetadataJson(std::string_view body);
 StatusOr<ServerMetadata> ParseServerMetadataJson(std::string_view body);
 
+// The REST binding's small messages: an error ({"error": message}), a health probe
+// ({"live": true}, {"ready": true}: `key` live or ready) and a model's readiness
+// ({"name": name, "ready": ready}).
+std::string EncodeErrorJson(std::string_view message);
+std::string EncodeHealthJson(std::string_view key, bool value);
+std::string EncodeModelReadyJson(std::string_view name, bool ready);
+
 // --- OpenAI chat completions (POST /v1/chat/completions, GET /v1/models) ---
 
 // A chat-completions request, decoded and checked. Its views point into the body given

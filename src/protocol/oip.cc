@@ -846,6 +846,24 @@ std::string EncodeServerMetadataJson(const ServerMetadata& m) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string EncodeErrorJson(std::string_view message) {
+  std::string s = "{\"error\":";
+  oip::AppendJsonString(&s, message);
+  return s + "}";
+}
+
+std::string EncodeHealthJson(std::string_view key, bool value) {
+  std::string s = "{";
+  oip::AppendJsonString(&s, key);
+  return s + (value ? ":true}" : ":false}");
+}
+
+std::string EncodeModelReadyJson(std::string_view name, bool ready) {
+  std::string s = "{\"name\":";
+  oip::AppendJsonString(&s, name);
+  return s + (ready ? ",\"ready\":true}" : ",\"ready\":false}");
+}
+
 StatusOr<ModelMetadata> ParseModelMetadataJson(std::string_view body) {
   COE_ASSIGN_OR_RETURN(const json j, ObjectOf(body, "metadata"));
   return ModelMetadata{StringOf(j, "name"), StringOf(j, "platform"), StringsOf(j, "versions"), TensorsOf(j, "inputs"),

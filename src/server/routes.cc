@@ -7,7 +7,6 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
-#include "protocol/oip.h"
 #include "server/cascade_outputs.h"
 #include "server/server_impl.h"
 
@@ -133,9 +132,7 @@ int HttpCode(const Status& s) {
 http::Reply ErrorReply(int code, const std::string& message) {
   http::Reply r;
   r.status = code;
-  r.body = "{\"error\":";
-  oip::AppendJsonString(&r.body, Bounded(message));
-  r.body += "}";
+  r.body = EncodeErrorJson(Bounded(message));
   return r;
 }
 
@@ -240,8 +237,8 @@ void Server::Impl::Handle(http::Request&& request, http::Responder respond_raw) 
   };
   if (std::optional<http::Reply> refused = KeyRefusal(request)) return respond(std::move(*refused));
   if (method == "GET" || method == "HEAD") {
-    if (path == "/v2/health/live") return respond(JsonReply("{\"live\":true}"));
-    if (path == "/v2/health/ready") return respond(JsonReply("{\"ready\":true}"));
+    if (path == "/v2/health/live") return respond(JsonReply(EncodeHealthJson("live", true)));
+    if (path == "/v2/health/ready") return respond(JsonReply(EncodeHealthJson("ready", true)));
     if (path == "/v2") return respond(JsonReply(EncodeServerMetadataJson(CoeServerMetadata(/*http=*/true))));
     if (path == "/metrics") {
       http::Reply r = JsonReply(MetricsPage());
@@ -269,9 +266,7 @@ void Server::Impl::Handle(http::Request&& request, http::Responder respond_raw) 
     return respond(JsonReply(
         EncodeModelMetadataJson(CascadeMetadata(m->name, m->cascade->input_shape(), m->cascade->labels().size()))));
   if (route.action == "ready") {
-    std::string body = "{\"name\":";
-    oip::AppendJsonString(&body, m->name);
-    return respond(JsonReply(body + ",\"ready\":true}"));
+    return respond(JsonReply(EncodeModelReadyJson(m->name, true)));
   }
   *model = m->name;
   Infer(std::move(gen), *m, std::move(request), respond);
