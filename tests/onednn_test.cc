@@ -5,12 +5,15 @@
 // suite (tests/backend_conformance_test.cc, subjects onednn_*).
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "backends/dense.h"
 #include "backends/model_module.h"
@@ -645,6 +648,274 @@ TEST(OnednnBackend, AgreesWithOpenCvOnTheZoo) {
     }
     EXPECT_LE(differ, 1) << name;
     EXPECT_LT(worst, 1e-5) << name;
+  }
+}
+
+// --- The operators of the edge families (issue 27): MobileNet, EfficientNet, RegNet,
+// MNASNet, SqueezeNet, DenseNet blocks, by hand, against OpenCV DNN on the same file.
+
+// An attribute of a node: an int, ints, or a float.
+std::string IntAttr(const std::string& name, int64_t v) { return Proto().Bytes(1, name).Int(3, v).Int(20, 2).out; }
+std::string IntsAttr(const std::string& name, const std::vector<int64_t>& v) {
+  Proto a;
+  a.Bytes(1, name);
+  for (int64_t x : v) a.Int(8, x);
+  return a.Int(20, 7).out;
+}
+std::string FloatAttr(const std::string& name, float v) {
+  Proto a;
+  a.Bytes(1, name);
+  a.Varint((2 << 3) | 5);  // f: fixed32
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  for (int k = 0; k < 4; ++k) a.out.push_back(static_cast<char>((bits >> (8 * k)) & 0xff));
+  return a.Int(20, 1).out;
+}
+std::string Node(const std::string& op, std::vector<std::string> in, const std::string& out,
+                 const std::vector<std::string>& attrs = {}) {
+  Proto n;
+  n.out = NodeProto(op, std::move(in), out);
+  for (const std::string& a : attrs) n.Bytes(5, a);
+  return n.out;
+}
+
+// A graph from "input" [N, c, h, w] to "logits" [N, classes], both typed (OpenCV needs it).
+std::string ImageModelBytes(const std::vector<std::string>& nodes, const std::vector<std::string>& tensors,
+                            std::vector<int64_t> image, int64_t classes) {
+  auto value_info = [](const std::string& name, const std::vector<int64_t>& dims) {
+    Proto shape;
+    shape.Bytes(1, Proto().Bytes(2, "N").out);
+    for (int64_t d : dims) shape.Bytes(1, Proto().Int(1, d).out);
+    Proto tensor_type;
+    tensor_type.Int(1, 1).Bytes(2, shape.out);
+    return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
+  };
+  Proto g;
+  for (const std::string& n : nodes) g.Bytes(1, n);
+  for (const std::string& t : tensors) g.Bytes(5, t);
+  g.Bytes(11, value_info("input", image));
+  g.Bytes(12, value_info("logits", {classes}));
+  Proto m;
+  m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
+  return m.out;
+}
+
+std::vector<float> Random(size_t n, std::mt19937& rng, float lo = -0.5f, float hi = 0.5f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+StatusOr<std::unique_ptr<Backend>> ImageBackend(const std::string& backend, const std::string& path,
+                                                std::vector<int64_t> shape) {
+  ModelSpec spec;
+  spec.name = "m";
+  spec.backend = backend;
+  spec.path = path;
+  spec.input_shape = std::move(shape);
+  return CreateBackend(spec, BackendOptions{.threads = 2});
+}
+
+// Conv + BatchNormalization + Relu, a depthwise Conv, HardSigmoid x Mul (the
+// hardswish torch exports at opset 13), a squeeze-and-excitation block (GlobalAveragePool,
+// 1x1 Convs, Sigmoid, a [N, C, 1, 1] Mul broadcast), a residual Add, a Concat, Mul, Sub
+// and Div by constants, LeakyRelu, Tanh, MaxPool with ceil_mode, then a classifier: the
+// onednn backend gives OpenCV's probabilities, and the same bits in any batch.
+TEST(OnednnBackend, RunsTheEdgeFamiliesBlocksAsOpenCvDoes) {
+  std::mt19937 rng(27);
+  const std::vector<std::string> tensors = {
+      Tensor("W1", {8, 3, 3, 3}, Random(8 * 27, rng)),
+      Tensor("B1", {8}, Random(8, rng)),
+      Tensor("bn_s", {8}, Random(8, rng, 0.5f, 1.5f)),
+      Tensor("bn_b", {8}, Random(8, rng)),
+      Tensor("bn_m", {8}, Random(8, rng)),
+      Tensor("bn_v", {8}, Random(8, rng, 0.2f, 2.f)),
+      Tensor("Wd", {8, 1, 3, 3}, Random(8 * 9, rng, -1.f, 1.f)),
+      Tensor("Ws1", {4, 8, 1, 1}, Random(32, rng, -1.f, 1.f)),
+      Tensor("Bs1", {4}, Random(4, rng)),
+      Tensor("Ws2", {8, 4, 1, 1}, Random(32, rng, -1.f, 1.f)),
+      Tensor("Bs2", {8}, Random(8, rng)),
+      Tensor("per_channel", {16, 1, 1}, Random(16, rng, 0.5f, 2.f)),
+      Tensor("tenth", {}, {0.1f}),
+      Tensor("two", {}, {2.f}),
+      Tensor("Wf", {5, 16}, Random(80, rng, -20.f, 20.f)),
+      Tensor("Bf", {5}, std::vector<float>(5, 0.f)),
+  };
+  const std::vector<std::string> nodes = {
+      Node("Conv", {"input", "W1", "B1"}, "c1",
+           {IntsAttr("kernel_shape", {3, 3}), IntsAttr("pads", {1, 1, 1, 1}), IntsAttr("strides", {2, 2})}),
+      Node("BatchNormalization", {"c1", "bn_s", "bn_b", "bn_m", "bn_v"}, "b1", {FloatAttr("epsilon", 1e-3f)}),
+      Node("Relu", {"b1"}, "r1"),  // OpenCV 4.6 reads no Clip of opset 11 on: Clip has its own test
+      Node("Conv", {"r1", "Wd"}, "d1",
+           {IntsAttr("kernel_shape", {3, 3}), IntAttr("group", 8), IntsAttr("pads", {1, 1, 1, 1})}),
+      Node("HardSigmoid", {"d1"}, "hs", {FloatAttr("alpha", 1.f / 6), FloatAttr("beta", 0.5f)}),
+      Node("Mul", {"d1", "hs"}, "h1"),
+      Node("GlobalAveragePool", {"h1"}, "g"),
+      Node("Conv", {"g", "Ws1", "Bs1"}, "s1", {IntsAttr("kernel_shape", {1, 1})}),
+      Node("Relu", {"s1"}, "s1r"),
+      Node("Conv", {"s1r", "Ws2", "Bs2"}, "s2", {IntsAttr("kernel_shape", {1, 1})}),
+      Node("Sigmoid", {"s2"}, "sg"),
+      Node("Mul", {"sg", "h1"}, "x2"),  // the broadcast operand first: swapped
+      Node("Add", {"x2", "r1"}, "res"),
+      Node("Concat", {"res", "d1"}, "cat", {IntAttr("axis", 1)}),
+      Node("Mul", {"cat", "per_channel"}, "scaled"),
+      Node("Sub", {"scaled", "tenth"}, "shifted"),
+      Node("Div", {"shifted", "two"}, "halved"),
+      Node("LeakyRelu", {"halved"}, "lr", {FloatAttr("alpha", 0.1f)}),
+      Node("Tanh", {"lr"}, "th"),
+      Node("MaxPool", {"th"}, "p",
+           {IntsAttr("kernel_shape", {3, 3}), IntsAttr("strides", {2, 2}), IntAttr("ceil_mode", 1)}),
+      Node("GlobalAveragePool", {"p"}, "gp"),
+      Node("Flatten", {"gp"}, "f"),
+      Node("Gemm", {"f", "Wf", "Bf"}, "logits", {IntAttr("transB", 1)}),
+  };
+  TempModel model(ImageModelBytes(nodes, tensors, {3, 12, 12}, 5));
+  const std::vector<int64_t> shape = {3, 12, 12};
+  auto dnnl = ImageBackend("onednn", model.path, shape);
+  auto cv = ImageBackend("onnx", model.path, shape);
+  ASSERT_TRUE(dnnl.ok()) << dnnl.status().ToString();
+  ASSERT_TRUE(cv.ok()) << cv.status().ToString();
+  InputBatch in;
+  in.example_shape = shape;
+  const int n = 37;  // plans of 16, 4 and 1 all run
+  in.data = Random(n * 3 * 12 * 12, rng, -0.5f, 0.5f);
+  // Each example's channel its own level, so that what survives the pooling differs.
+  const std::vector<float> level = Random(n * 3, rng, -2.f, 2.f);
+  for (size_t k = 0; k < in.data.size(); ++k) in.data[k] += level[k / 144];
+  std::vector<Prediction> want, got;
+  ASSERT_TRUE((*cv)->Predict(in.View(), &want).ok());
+  ASSERT_TRUE((*dnnl)->Predict(in.View(), &got).ok());
+  ASSERT_EQ(want.size(), got.size());
+  double worst = 0;
+  std::set<int> labels;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].probs.size(), 5u) << got[i].error;
+    EXPECT_EQ(got[i].label, want[i].label) << i;
+    labels.insert(got[i].label);
+    for (int c = 0; c < 5; ++c) worst = std::max(worst, std::abs(double(want[i].probs[c]) - got[i].probs[c]));
+  }
+  EXPECT_LT(worst, 1e-5);
+  EXPECT_GT(labels.size(), 1u) << "a test whose every example has one answer shows little";
+  // One at a time: the same bits as in the batch of 37.
+  for (int i = 0; i < n; i += 6) {
+    InputBatch one;
+    one.example_shape = shape;
+    one.data.assign(in.data.begin() + i * 432, in.data.begin() + (i + 1) * 432);
+    std::vector<Prediction> alone;
+    ASSERT_TRUE((*dnnl)->Predict(one.View(), &alone).ok());
+    EXPECT_EQ(alone[0].probs, got[i].probs) << i;
+  }
+}
+
+// HardSwish (opset 14's operator) is the HardSigmoid x Mul that opset 13 exports; a
+// standalone BatchNormalization, and an average pool with ceil_mode, agree with OpenCV.
+TEST(OnednnBackend, HardSwishBatchNormAndCeilAverage) {
+  std::mt19937 rng(14);
+  const std::vector<std::string> tensors = {Tensor("s", {2}, {1.5f, 0.5f}),
+                                            Tensor("b", {2}, {0.1f, -0.2f}),
+                                            Tensor("m", {2}, {0.3f, -0.1f}),
+                                            Tensor("v", {2}, {0.8f, 1.7f}),
+                                            Tensor("Wf", {3, 8}, Random(24, rng, -2.f, 2.f)),
+                                            Tensor("Bf", {3}, Random(3, rng))};
+  auto graph = [&](const std::string& activation) {
+    std::vector<std::string> nodes = {
+        Node("BatchNormalization", {"input", "s", "b", "m", "v"}, "bn"),
+        Node("AveragePool", {"bn"}, "ap",
+             {IntsAttr("kernel_shape", {2, 2}), IntsAttr("strides", {2, 2}), IntAttr("ceil_mode", 1)}),
+    };
+    if (activation == "HardSwish") {
+      nodes.push_back(Node("HardSwish", {"ap"}, "act"));
+    } else {
+      nodes.push_back(Node("HardSigmoid", {"ap"}, "hs", {FloatAttr("alpha", 1.f / 6), FloatAttr("beta", 0.5f)}));
+      nodes.push_back(Node("Mul", {"ap", "hs"}, "act"));
+    }
+    nodes.push_back(Node("Flatten", {"act"}, "f"));
+    nodes.push_back(Node("Gemm", {"f", "Wf", "Bf"}, "logits", {IntAttr("transB", 1)}));
+    return ImageModelBytes(nodes, tensors, {2, 3, 3}, 3);  // 3x3 pooled 2x2/2 in ceil mode: 2x2
+  };
+  TempModel swish(graph("HardSwish")), opset13(graph("HardSigmoid"));
+  const std::vector<int64_t> shape = {2, 3, 3};
+  InputBatch in;
+  in.example_shape = shape;
+  in.data = Random(21 * 18, rng, -5.f, 5.f);
+  std::vector<Prediction> a, b, cv;
+  for (auto [path, out] : {std::pair{swish.path, &a}, std::pair{opset13.path, &b}}) {
+    auto m = ImageBackend("onednn", path, shape);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_TRUE((*m)->Predict(in.View(), out).ok());
+  }
+  auto c = ImageBackend("onnx", opset13.path, shape);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE((*c)->Predict(in.View(), &cv).ok());
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_NEAR(a[i].probs[k], b[i].probs[k], 1e-6) << i;
+      EXPECT_NEAR(b[i].probs[k], cv[i].probs[k], 1e-5) << i;
+    }
+}
+
+// Clip with its bounds as inputs (opset 11 on; torch's ReLU6), one bound or both: a
+// graph with it gives the bits of the same graph without it on inputs clipped before.
+TEST(OnednnBackend, ClipIsTheClippedInput) {
+  const std::vector<std::string> tensors = {Tensor("lo", {}, {-0.5f}), Tensor("hi", {}, {0.7f})};
+  InputBatch in = FourFeatures(19);
+  for (const auto& [inputs, lo, hi] :
+       std::vector<std::tuple<std::vector<std::string>, float, float>>{{{"input", "lo", "hi"}, -0.5f, 0.7f},
+                                                                       {{"input", "", "hi"}, -FLT_MAX, 0.7f},
+                                                                       {{"input", "lo"}, -0.5f, FLT_MAX}}) {
+    Proto gemm;
+    gemm.out = NodeProto("Gemm", {"c", "W", "B"}, "logits");
+    gemm.Bytes(5, IntAttr("transB", 1));
+    TempModel clipped(TypedModelBytes({Node("Clip", inputs, "c"), gemm.out}, tensors));
+    TempModel plain(TypedModelBytes({GemmTransB("logits")}, tensors));
+    InputBatch pre = in;
+    for (float& x : pre.data) x = std::min(std::max(x, lo), hi);
+    const std::vector<Prediction> got = PredictOn("onednn", clipped.path, in),
+                                  want = PredictOn("onednn", plain.path, pre),
+                                  unclipped = PredictOn("onednn", plain.path, in);
+    ASSERT_EQ(got.size(), want.size());
+    int clipped_answers_differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].probs, want[i].probs) << i;
+      clipped_answers_differ += got[i].probs != unclipped[i].probs;
+    }
+    EXPECT_GT(clipped_answers_differ, 0) << "the inputs never reach a bound: the test shows nothing";
+  }
+}
+
+// What it still cannot run is named: the attribute, the shapes, the groups.
+TEST(OnednnBackend, NamesWhatItCannotRunInTheNewOperators) {
+  const std::vector<std::string> tensors = {Tensor("K", {6, 1, 3, 3}, std::vector<float>(54, 0.1f)),
+                                            Tensor("Wf", {3, 4}, std::vector<float>(12, 0.1f)),
+                                            Tensor("row", {1, 3}, {1.f, 2.f, 3.f})};
+  struct Case {
+    std::vector<std::string> nodes;
+    std::vector<int64_t> shape;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{Node("MaxPool", {"input"}, "p", {IntsAttr("kernel_shape", {2, 2}), IntAttr("storage_order", 1)})},
+       {1, 4, 4},
+       "sets storage_order"},
+      {{Node("AveragePool", {"input"}, "p",
+             {IntsAttr("kernel_shape", {3, 3}), IntAttr("ceil_mode", 1), IntAttr("count_include_pad", 1)})},
+       {1, 4, 4},
+       "ceil_mode with count_include_pad"},
+      {{Node("Conv", {"input", "K"}, "c", {IntAttr("group", 4)})}, {4, 6, 6}, "4 groups for 6 output channels"},
+      {{Node("Conv", {"input", "K"}, "c", {IntAttr("group", 3)})}, {4, 6, 6}, "weights for 3 input channels"},
+      {{Node("Sub", {"row", "input"}, "x")}, {4}, "constant first operand"},
+      {{Node("Mul", {"input", "row"}, "x")}, {4}, "does not broadcast onto [1, 4]"},
+      {{Node("Clip", {"input", "Wf"}, "x")}, {4}, "takes a scalar as input 1"},
+      {{Node("Concat", {"input", "input"}, "x", {IntAttr("axis", 0)})}, {4}, "batch axis"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> nodes = c.nodes;
+    TempModel model(ModelBytes(nodes, tensors));
+    auto b = MakeOnednn(model.path, c.shape);
+    ASSERT_FALSE(b.ok()) << c.says;
+    EXPECT_NE(b.status().message().find(c.says), std::string::npos) << b.status().ToString();
   }
 }
 

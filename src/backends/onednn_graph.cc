@@ -38,45 +38,6 @@ int64_t OutputLength(const std::string& node, int64_t in, int64_t pad_begin, int
 
 }  // namespace
 
-// While compiling: the model, how many nodes read each tensor, and the tensor each
-// name computed so far holds.
-struct CompiledGraph::Compilation {
-  const onnx::Model& model;
-  std::map<std::string, int> uses;
-  std::map<std::string, Value> values;
-
-  explicit Compilation(const onnx::Model& m) : model(m) {
-    for (const onnx::Node& n : model.nodes)
-      for (const std::string& i : n.inputs) uses[i]++;
-    for (const std::string& o : model.outputs) uses[o]++;
-  }
-
-  Value& InputOf(const onnx::Node& n, size_t k) {
-    if (k >= n.inputs.size()) throw GraphError{n.op_type + " node '" + n.name + "' lacks input " + std::to_string(k)};
-    auto it = values.find(n.inputs[k]);
-    if (it == values.end())
-      throw GraphError{n.op_type + " node '" + n.name + "' reads '" + n.inputs[k] + "', which nothing computes"};
-    return it->second;
-  }
-
-  const onnx::FloatTensor* Weight(const onnx::Node& n, size_t k) const {
-    if (k >= n.inputs.size() || n.inputs[k].empty()) return nullptr;
-    auto it = model.initializers.find(n.inputs[k]);
-    if (it == model.initializers.end())
-      throw GraphError{n.op_type + " node '" + n.name + "' takes a computed tensor as input " + std::to_string(k) +
-                       " (only constant weights are supported)"};
-    return &it->second;
-  }
-
-  // A Relu right after node `i`, reading only its output: fused into it.
-  bool FusedRelu(size_t i) {
-    const onnx::Node& n = model.nodes[i];
-    if (i + 1 >= model.nodes.size() || uses[n.outputs[0]] != 1) return false;
-    const onnx::Node& next = model.nodes[i + 1];
-    return next.op_type == "Relu" && next.inputs.size() == 1 && next.inputs[0] == n.outputs[0] && !next.outputs.empty();
-  }
-};
-
 // A 2-D convolution's attributes, checked, with its input and output sizes.
 struct CompiledGraph::ConvShape {
   const onnx::FloatTensor* w;
@@ -84,6 +45,10 @@ struct CompiledGraph::ConvShape {
   memory::dims sd, od;         // input and output [N, C, H, W]
   std::vector<int64_t> k, s, dil, p;
   int64_t oc;
+  int64_t groups = 1;
+  // The weights' dimensions for oneDNN: [OC, IC, KH, KW], or grouped [G, OC/G, IC/G,
+  // KH, KW] (ONNX's [OC, IC/G, KH, KW] is the same bytes).
+  memory::dims wdims;
   std::string what;  // "Conv node '<name>'"
 };
 
@@ -294,7 +259,9 @@ void CompiledGraph::Build(const onnx::Model& model, const std::vector<int64_t>& 
     if (n.outputs.empty()) throw GraphError{n.op_type + " node '" + n.name + "' has no output"};
     if (!n.domain.empty() && n.domain != "ai.onnx")
       throw GraphError{"node '" + n.name + "' is of domain " + n.domain + " (unsupported)"};
-    const bool relu = (n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "Add") && g.FusedRelu(i);
+    const bool fuses = n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "Add" || n.op_type == "Sub" ||
+                       n.op_type == "Mul" || n.op_type == "Div";
+    const bool relu = fuses && g.FusedRelu(i);
     std::string out_name = relu ? model.nodes[i + 1].outputs[0] : n.outputs[0];
     Value out{CompileNode(g, n, relu, stream)};
     if (relu) ++i;
@@ -324,10 +291,15 @@ void CompiledGraph::Finish(const memory& in, memory result) {
 memory CompiledGraph::CompileNode(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream) {
   if (n.op_type == "Conv") return CompileConv(g, n, relu, stream);
   if (n.op_type == "Gemm") return CompileGemm(g, n, relu);
-  if (n.op_type == "Add") return CompileAdd(g, n, relu);
-  if (n.op_type == "Relu") return CompileRelu(g, n);
+  if (n.op_type == "Add" || n.op_type == "Sub" || n.op_type == "Mul" || n.op_type == "Div")
+    return CompileBinary(g, n, relu, stream);
+  if (n.op_type == "Relu" || n.op_type == "LeakyRelu" || n.op_type == "Clip" || n.op_type == "Sigmoid" ||
+      n.op_type == "Tanh" || n.op_type == "HardSigmoid" || n.op_type == "HardSwish")
+    return CompileActivation(g, n);
   if (n.op_type == "MaxPool" || n.op_type == "AveragePool" || n.op_type == "GlobalAveragePool")
     return CompilePool(g, n);
+  if (n.op_type == "Concat") return CompileConcat(g, n);
+  if (n.op_type == "BatchNormalization") return CompileBatchNorm(g, n, stream);
   if (n.op_type == "Flatten") {
     Value& x = g.InputOf(n, 0);
     if (n.Int("axis", 1) != 1) throw GraphError{"Flatten node '" + n.name + "' has an axis other than 1 (unsupported)"};
@@ -335,8 +307,10 @@ memory CompiledGraph::CompileNode(Compilation& g, const onnx::Node& n, bool relu
   }
   if (n.op_type == "Identity" || n.op_type == "Dropout") return g.InputOf(n, 0).mem;
   throw GraphError{"node '" + n.name + "' is a " + n.op_type +
-                   ", which the onednn backend does not run (it runs Conv, Gemm, Add, Relu, MaxPool, "
-                   "AveragePool, GlobalAveragePool, Flatten; backend = \"onnx\" runs more on OpenCV DNN)"};
+                   ", which the onednn backend does not run (it runs Conv, Gemm, Add, Sub, Mul, Div, Relu, "
+                   "LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, MaxPool, AveragePool, "
+                   "GlobalAveragePool, Concat, BatchNormalization, Flatten; backend = \"onnx\" runs more on "
+                   "OpenCV DNN)"};
 }
 
 memory CompiledGraph::CompileConv(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream) {
@@ -349,10 +323,16 @@ memory CompiledGraph::CompileConv(Compilation& g, const onnx::Node& n, bool relu
   const memory::dims& sd = c.sd;
   if (!w || w->dims.size() != 4 || sd.size() != 4)
     throw GraphError{"Conv node '" + n.name + "' is not a 2-D convolution"};
-  if (n.Int("group", 1) != 1) throw GraphError{"Conv node '" + n.name + "' is grouped (unsupported)"};
-  if (w->dims[1] != sd[1])
-    throw GraphError{"Conv node '" + n.name + "' has weights for " + std::to_string(w->dims[1]) +
-                     " input channels, its input has " + std::to_string(sd[1])};
+  c.groups = n.Int("group", 1);
+  if (c.groups < 1 || w->dims[0] % c.groups != 0)
+    throw GraphError{"Conv node '" + n.name + "' has " + std::to_string(c.groups) + " groups for " +
+                     std::to_string(w->dims[0]) + " output channels (they must divide them)"};
+  if (w->dims[1] * c.groups != sd[1])
+    throw GraphError{"Conv node '" + n.name + "' has weights for " + std::to_string(w->dims[1] * c.groups) +
+                     " input channels (" + std::to_string(c.groups) + " group(s) of " + std::to_string(w->dims[1]) +
+                     "), its input has " + std::to_string(sd[1])};
+  c.wdims = w->dims;
+  if (c.groups > 1) c.wdims = {c.groups, w->dims[0] / c.groups, w->dims[1], w->dims[2], w->dims[3]};
   c.k = n.Ints("kernel_shape", {w->dims[2], w->dims[3]});
   c.s = n.Ints("strides", {1, 1});
   c.dil = n.Ints("dilations", {1, 1});
@@ -374,7 +354,7 @@ memory CompiledGraph::CompileConv(Compilation& g, const onnx::Node& n, bool relu
   // 338k images/s (one thread, batches of 16); cnn8_16's 8 -> 16 3x3 is even (128k
   // against 125k). From 16 input channels on (cnn_small's 16 -> 32), oneDNN is faster.
   // Odd pads or dilations stay with oneDNN.
-  const bool few_channels = sd[1] == 1 || (sd[1] <= 8 && c.oc <= Dense::kLanes);
+  const bool few_channels = c.groups == 1 && (sd[1] == 1 || (sd[1] <= 8 && c.oc <= Dense::kLanes));
   if (few_channels && dil == std::vector<int64_t>{1, 1} && p[0] < k[0] && p[2] < k[0] && p[1] < k[1] && p[3] < k[1])
     return AddPatchConv(c, src, relu);
   return AddOnednnConv(c, src, relu, stream);
@@ -406,7 +386,7 @@ memory CompiledGraph::AddPatchConv(const ConvShape& c, const memory& src, bool r
 memory CompiledGraph::AddOnednnConv(const ConvShape& c, const memory& src, bool relu, dnnl::stream& stream) {
   const std::vector<int64_t>&s = c.s, &dil = c.dil, &p = c.p;
   auto make = [&](Tag src_tag, Tag dst_tag) {
-    memory::desc wmd(c.w->dims, Dt::f32, Tag::any), bmd({c.oc}, Dt::f32, Tag::x), dmd(c.od, Dt::f32, dst_tag),
+    memory::desc wmd(c.wdims, Dt::f32, Tag::any), bmd({c.oc}, Dt::f32, Tag::x), dmd(c.od, Dt::f32, dst_tag),
         smd(c.sd, Dt::f32, src_tag);
     dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, smd, wmd,
                                       bmd, dmd, {s[0], s[1]}, {dil[0] - 1, dil[1] - 1}, {p[0], p[1]}, {p[2], p[3]});
@@ -417,10 +397,10 @@ memory CompiledGraph::AddOnednnConv(const ConvShape& c, const memory& src, bool 
   // layout oneDNN picks for it (cnn_tiny, before PatchConv: 290k against 250k images/s,
   // one thread), unless this CPU has only a reference kernel for that (then oneDNN's
   // choice stands).
-  const bool first_layer = c.sd[1] == 1 && c.oc % 8 == 0;
+  const bool first_layer = c.sd[1] == 1 && c.oc % 8 == 0 && c.groups == 1;
   dnnl::convolution_forward::primitive_desc pd = first_layer ? make(Tag::nchw, Tag::nChw8c) : make(Tag::any, Tag::any);
   if (first_layer && std::string(pd.impl_info_str()).find("ref") != std::string::npos) pd = make(Tag::any, Tag::any);
-  memory weights = Constant(*c.w, c.w->dims, Tag::oihw, pd.weights_desc(), stream);
+  memory weights = Constant(*c.w, c.wdims, c.groups == 1 ? Tag::oihw : Tag::goihw, pd.weights_desc(), stream);
   onnx::FloatTensor zero{{c.oc}, std::vector<float>(c.oc, 0.f)};
   memory bias = Constant(c.b ? *c.b : zero, {c.oc}, Tag::x, pd.bias_desc(), stream);
   memory in = InLayout(src, pd.src_desc());
@@ -466,28 +446,6 @@ memory CompiledGraph::CompileGemm(Compilation& g, const onnx::Node& n, bool relu
   return out;
 }
 
-memory CompiledGraph::CompileAdd(Compilation& g, const onnx::Node& n, bool relu) {
-  memory x = g.InputOf(n, 0).mem, y = g.InputOf(n, 1).mem;
-  if (x.get_desc().dims() != y.get_desc().dims())
-    throw GraphError{"Add node '" + n.name + "' adds tensors of different shapes (broadcasting is unsupported)"};
-  y = InLayout(y, x.get_desc());
-  memory::desc dmd(x.get_desc().dims(), Dt::f32, Tag::any);
-  dnnl::binary::desc d(dnnl::algorithm::binary_add, x.get_desc(), y.get_desc(), x.get_desc());
-  dnnl::binary::primitive_desc pd(d, Attr(relu), engine_);
-  memory out = NewMemory(pd.dst_desc());
-  Add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, y}, {DNNL_ARG_DST, out}}, pd.scratchpad_desc());
-  return out;
-}
-
-memory CompiledGraph::CompileRelu(Compilation& g, const onnx::Node& n) {
-  memory x = g.InputOf(n, 0).mem;
-  dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, x.get_desc(), 0.f);
-  dnnl::eltwise_forward::primitive_desc pd(d, Attr(false), engine_);
-  memory out = NewMemory(pd.dst_desc());
-  Add(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}}, pd.scratchpad_desc());
-  return out;
-}
-
 // MaxPool, AveragePool or GlobalAveragePool.
 memory CompiledGraph::CompilePool(Compilation& g, const onnx::Node& n) {
   memory x = g.InputOf(n, 0).mem;
@@ -502,20 +460,42 @@ memory CompiledGraph::CompilePool(Compilation& g, const onnx::Node& n) {
   std::vector<int64_t> k = global ? std::vector<int64_t>{sd[2], sd[3]} : n.Ints("kernel_shape");
   std::vector<int64_t> s = n.Ints("strides", {1, 1}), p = n.Ints("pads", {0, 0, 0, 0}),
                        dil = n.Ints("dilations", {1, 1});
-  if (k.size() != 2 || s.size() != 2 || p.size() != 4 || dil != std::vector<int64_t>{1, 1} ||
-      n.Int("ceil_mode", 0) != 0 || n.Int("storage_order", 0) != 0 ||
-      (n.Find("auto_pad") && n.Find("auto_pad")->s != "NOTSET"))
-    throw GraphError{n.op_type + " node '" + n.name + "' has attributes this backend does not support"};
   const std::string what = n.op_type + " node '" + n.name + "'";
+  if (k.size() != 2 || s.size() != 2 || p.size() != 4)
+    throw GraphError{what + " has a kernel_shape, strides or pads that are not 2-D"};
+  const bool include_pad = n.op_type == "AveragePool" && n.Int("count_include_pad", 0) != 0;
+  const bool ceil = n.Int("ceil_mode", 0) != 0;
+  std::vector<std::string> unsupported;
+  if (dil != std::vector<int64_t>{1, 1}) unsupported.push_back("dilations");
+  if (n.Int("storage_order", 0) != 0) unsupported.push_back("storage_order");
+  if (n.Find("auto_pad") && n.Find("auto_pad")->s != "NOTSET") unsupported.push_back("auto_pad");
+  if (ceil && include_pad) unsupported.push_back("ceil_mode with count_include_pad");
+  if (!unsupported.empty()) {
+    std::string names;
+    for (const std::string& a : unsupported) names += (names.empty() ? "" : ", ") + a;
+    throw GraphError{what + " sets " + names + ", which this backend does not support"};
+  }
   memory::dims od = {sd[0], sd[1], OutputLength(what, sd[2], p[0], p[2], k[0], s[0], 1),
                      OutputLength(what, sd[3], p[1], p[3], k[1], s[1], 1)};
-  if (od[2] <= 0 || od[3] <= 0) throw GraphError{n.op_type + " node '" + n.name + "' has an empty output"};
+  if (od[2] <= 0 || od[3] <= 0) throw GraphError{what + " has an empty output"};
+  // ceil_mode: a last window that starts inside the input (or its left pad) but runs past
+  // the right pad counts too; oneDNN sees it as more right padding, which max pooling and
+  // an average that excludes padding both ignore.
+  std::vector<int64_t> right = {p[2], p[3]};
+  if (ceil)
+    for (int a = 0; a < 2; ++a) {
+      const int64_t in = sd[2 + a], span = in + p[a] + p[2 + a] - k[a];
+      if (span >= 0 && span % s[a] != 0 && (od[2 + a]) * s[a] < in + p[a]) {
+        ++od[2 + a];
+        right[a] = (od[2 + a] - 1) * s[a] + k[a] - in - p[a];
+      }
+    }
   const dnnl::algorithm alg = n.op_type == "MaxPool"               ? dnnl::algorithm::pooling_max
                               : n.Int("count_include_pad", 0) != 0 ? dnnl::algorithm::pooling_avg_include_padding
                                                                    : dnnl::algorithm::pooling_avg_exclude_padding;
   dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.get_desc(),
                                 memory::desc(od, Dt::f32, Tag::any), {s[0], s[1]}, {k[0], k[1]}, {p[0], p[1]},
-                                {p[2], p[3]});
+                                {right[0], right[1]});
   dnnl::pooling_forward::primitive_desc pd(d, Attr(false), engine_);
   memory out = NewMemory(pd.dst_desc());
   Add(dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}}, pd.scratchpad_desc());

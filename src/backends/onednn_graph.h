@@ -1,8 +1,11 @@
 // Internal (the onednn module): an ONNX graph compiled by oneDNN for one batch size.
 //
 // The graph is read by backends/onnx_model.h (no protobuf library) and compiled into
-// oneDNN primitives: Conv, Add and a following Relu fused into one primitive each;
-// MaxPool, AveragePool, GlobalAveragePool, Flatten; Gemm (and a following Relu) by
+// oneDNN primitives: Conv (grouped and depthwise too), Add, Sub, Mul and Div (one
+// operand broadcast onto the other, or a constant), each with a following Relu fused
+// into one primitive; MaxPool, AveragePool (ceil_mode too), GlobalAveragePool, Flatten,
+// Concat, BatchNormalization, and the activations Relu, LeakyRelu, Clip, Sigmoid, Tanh,
+// HardSigmoid, HardSwish (onednn_ops.cc); Gemm (and a following Relu) by
 // backends/dense.h, and so are convolutions of few channels (a first layer, and up to
 // 8 -> 16 channels after it: PatchConv), which oneDNN ran at a fifth to a third of its
 // speed on larger layers. Layouts are oneDNN's choice (blocked or channels-last where
@@ -22,6 +25,7 @@
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
@@ -111,9 +115,15 @@ class CompiledGraph {
   memory AddPatchConv(const ConvShape& c, const memory& src, bool relu);
   memory AddOnednnConv(const ConvShape& c, const memory& src, bool relu, dnnl::stream& stream);
   memory CompileGemm(Compilation& g, const onnx::Node& n, bool relu);
-  memory CompileAdd(Compilation& g, const onnx::Node& n, bool relu);
-  memory CompileRelu(Compilation& g, const onnx::Node& n);
   memory CompilePool(Compilation& g, const onnx::Node& n);
+  // onednn_ops.cc: elementwise nodes, Concat, BatchNormalization.
+  memory CompileBinary(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream);
+  memory CompileActivation(Compilation& g, const onnx::Node& n);
+  memory AddEltwise(const memory& x, dnnl::algorithm alg, float alpha, float beta);
+  memory CompileConcat(Compilation& g, const onnx::Node& n);
+  memory CompileBatchNorm(Compilation& g, const onnx::Node& n, dnnl::stream& stream);
+  memory ConstantOperand(const onnx::FloatTensor& t, const memory::dims& onto, const std::string& what,
+                         dnnl::stream& stream);
   void Finish(const memory& in, memory result);
 
   dnnl::engine engine_;
@@ -131,6 +141,61 @@ class CompiledGraph {
   void* input_ = nullptr;
   void* output_ = nullptr;
   int64_t classes_ = 0;
+};
+
+// While compiling: the model, how many nodes read each tensor, and the tensor each
+// name computed so far holds.
+struct CompiledGraph::Compilation {
+  const onnx::Model& model;
+  std::map<std::string, int> uses;
+  std::map<std::string, Value> values;
+
+  explicit Compilation(const onnx::Model& m) : model(m) {
+    for (const onnx::Node& n : model.nodes)
+      for (const std::string& i : n.inputs) uses[i]++;
+    for (const std::string& o : model.outputs) uses[o]++;
+  }
+
+  Value& InputOf(const onnx::Node& n, size_t k) {
+    if (k >= n.inputs.size()) throw GraphError{n.op_type + " node '" + n.name + "' lacks input " + std::to_string(k)};
+    auto it = values.find(n.inputs[k]);
+    if (it == values.end())
+      throw GraphError{n.op_type + " node '" + n.name + "' reads '" + n.inputs[k] + "', which nothing computes"};
+    return it->second;
+  }
+
+  const onnx::FloatTensor* Weight(const onnx::Node& n, size_t k) const {
+    if (k >= n.inputs.size() || n.inputs[k].empty()) return nullptr;
+    auto it = model.initializers.find(n.inputs[k]);
+    if (it == model.initializers.end())
+      throw GraphError{n.op_type + " node '" + n.name + "' takes a computed tensor as input " + std::to_string(k) +
+                       " (only constant weights are supported)"};
+    return &it->second;
+  }
+
+  // A scalar constant input of a node (Clip's min and max): its one value, or
+  // `fallback` when the input is absent.
+  float Scalar(const onnx::Node& n, size_t k, float fallback) const {
+    const onnx::FloatTensor* t = Weight(n, k);
+    if (!t) return fallback;
+    if (t->data.size() != 1)
+      throw GraphError{n.op_type + " node '" + n.name + "' takes a scalar as input " + std::to_string(k) + ", not " +
+                       std::to_string(t->data.size()) + " values"};
+    return t->data[0];
+  }
+
+  // Whether input `k` of `n` is a constant (an initializer).
+  bool IsConstant(const onnx::Node& n, size_t k) const {
+    return k < n.inputs.size() && model.initializers.count(n.inputs[k]) > 0;
+  }
+
+  // A Relu right after node `i`, reading only its output: fused into it (a post-op).
+  bool FusedRelu(size_t i) {
+    const onnx::Node& n = model.nodes[i];
+    if (i + 1 >= model.nodes.size() || uses[n.outputs[0]] != 1) return false;
+    const onnx::Node& next = model.nodes[i + 1];
+    return next.op_type == "Relu" && next.inputs.size() == 1 && next.inputs[0] == n.outputs[0] && !next.outputs.empty();
+  }
 };
 
 // Compiles a graph as the constructor does, one compilation at a time process-wide (see
