@@ -36,6 +36,44 @@ int64_t OutputLength(const std::string& node, int64_t in, int64_t pad_begin, int
   return span < 0 ? 0 : span / stride + 1;
 }
 
+// Every operator the compiler runs: how CompileNode compiles it, and whether a Relu
+// right after it is fused into its primitive. Unknown ones are refused, naming these.
+enum class OpKind { kConv, kGemm, kBinary, kActivation, kPool, kConcat, kBatchNorm, kFlatten, kPassThrough };
+struct OpInfo {
+  const char* name;
+  OpKind kind;
+  bool fuses_relu;
+};
+constexpr OpInfo kOps[] = {
+    {"Conv", OpKind::kConv, true},
+    {"Gemm", OpKind::kGemm, true},
+    {"Add", OpKind::kBinary, true},
+    {"Sub", OpKind::kBinary, true},
+    {"Mul", OpKind::kBinary, true},
+    {"Div", OpKind::kBinary, true},
+    {"Relu", OpKind::kActivation, false},
+    {"LeakyRelu", OpKind::kActivation, false},
+    {"Clip", OpKind::kActivation, false},
+    {"Sigmoid", OpKind::kActivation, false},
+    {"Tanh", OpKind::kActivation, false},
+    {"HardSigmoid", OpKind::kActivation, false},
+    {"HardSwish", OpKind::kActivation, false},
+    {"MaxPool", OpKind::kPool, false},
+    {"AveragePool", OpKind::kPool, false},
+    {"GlobalAveragePool", OpKind::kPool, false},
+    {"Concat", OpKind::kConcat, false},
+    {"BatchNormalization", OpKind::kBatchNorm, false},
+    {"Flatten", OpKind::kFlatten, false},
+    {"Identity", OpKind::kPassThrough, false},  // (and Dropout: the input itself)
+    {"Dropout", OpKind::kPassThrough, false},
+};
+
+const OpInfo* FindOp(const std::string& op_type) {
+  for (const OpInfo& op : kOps)
+    if (op_type == op.name) return &op;
+  return nullptr;
+}
+
 }  // namespace
 
 // A 2-D convolution's attributes, checked, with its input and output sizes.
@@ -259,9 +297,8 @@ void CompiledGraph::Build(const onnx::Model& model, const std::vector<int64_t>& 
     if (n.outputs.empty()) throw GraphError{n.op_type + " node '" + n.name + "' has no output"};
     if (!n.domain.empty() && n.domain != "ai.onnx")
       throw GraphError{"node '" + n.name + "' is of domain " + n.domain + " (unsupported)"};
-    const bool fuses = n.op_type == "Conv" || n.op_type == "Gemm" || n.op_type == "Add" || n.op_type == "Sub" ||
-                       n.op_type == "Mul" || n.op_type == "Div";
-    const bool relu = fuses && g.FusedRelu(i);
+    const OpInfo* op = FindOp(n.op_type);
+    const bool relu = op && op->fuses_relu && g.FusedRelu(i);
     std::string out_name = relu ? model.nodes[i + 1].outputs[0] : n.outputs[0];
     Value out{CompileNode(g, n, relu, stream)};
     if (relu) ++i;
@@ -289,28 +326,37 @@ void CompiledGraph::Finish(const memory& in, memory result) {
 
 // The tensor node `n` computes (with `relu`: and the Relu after it).
 memory CompiledGraph::CompileNode(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream) {
-  if (n.op_type == "Conv") return CompileConv(g, n, relu, stream);
-  if (n.op_type == "Gemm") return CompileGemm(g, n, relu);
-  if (n.op_type == "Add" || n.op_type == "Sub" || n.op_type == "Mul" || n.op_type == "Div")
-    return CompileBinary(g, n, relu, stream);
-  if (n.op_type == "Relu" || n.op_type == "LeakyRelu" || n.op_type == "Clip" || n.op_type == "Sigmoid" ||
-      n.op_type == "Tanh" || n.op_type == "HardSigmoid" || n.op_type == "HardSwish")
-    return CompileActivation(g, n);
-  if (n.op_type == "MaxPool" || n.op_type == "AveragePool" || n.op_type == "GlobalAveragePool")
-    return CompilePool(g, n);
-  if (n.op_type == "Concat") return CompileConcat(g, n);
-  if (n.op_type == "BatchNormalization") return CompileBatchNorm(g, n, stream);
-  if (n.op_type == "Flatten") {
-    Value& x = g.InputOf(n, 0);
-    if (n.Int("axis", 1) != 1) throw GraphError{"Flatten node '" + n.name + "' has an axis other than 1 (unsupported)"};
-    return Plain2d(x.mem);
+  const OpInfo* op = FindOp(n.op_type);
+  if (!op) {
+    std::string runs;
+    for (const OpInfo& o : kOps)
+      if (o.kind != OpKind::kPassThrough) runs += (runs.empty() ? "" : ", ") + std::string(o.name);
+    throw GraphError{"node '" + n.name + "' is a " + n.op_type + ", which the onednn backend does not run (it runs " +
+                     runs + "; backend = \"onnx\" runs more on OpenCV DNN)"};
   }
-  if (n.op_type == "Identity" || n.op_type == "Dropout") return g.InputOf(n, 0).mem;
-  throw GraphError{"node '" + n.name + "' is a " + n.op_type +
-                   ", which the onednn backend does not run (it runs Conv, Gemm, Add, Sub, Mul, Div, Relu, "
-                   "LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, MaxPool, AveragePool, "
-                   "GlobalAveragePool, Concat, BatchNormalization, Flatten; backend = \"onnx\" runs more on "
-                   "OpenCV DNN)"};
+  switch (op->kind) {
+    case OpKind::kConv:
+      return CompileConv(g, n, relu, stream);
+    case OpKind::kGemm:
+      return CompileGemm(g, n, relu);
+    case OpKind::kBinary:
+      return CompileBinary(g, n, relu, stream);
+    case OpKind::kActivation:
+      return CompileActivation(g, n);
+    case OpKind::kPool:
+      return CompilePool(g, n);
+    case OpKind::kConcat:
+      return CompileConcat(g, n);
+    case OpKind::kBatchNorm:
+      return CompileBatchNorm(g, n, stream);
+    case OpKind::kFlatten:
+      if (n.Int("axis", 1) != 1)
+        throw GraphError{"Flatten node '" + n.name + "' has an axis other than 1 (unsupported)"};
+      return Plain2d(g.InputOf(n, 0).mem);
+    case OpKind::kPassThrough:
+      break;
+  }
+  return g.InputOf(n, 0).mem;
 }
 
 memory CompiledGraph::CompileConv(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream) {
@@ -490,9 +536,9 @@ memory CompiledGraph::CompilePool(Compilation& g, const onnx::Node& n) {
         right[a] = (od[2 + a] - 1) * s[a] + k[a] - in - p[a];
       }
     }
-  const dnnl::algorithm alg = n.op_type == "MaxPool"               ? dnnl::algorithm::pooling_max
-                              : n.Int("count_include_pad", 0) != 0 ? dnnl::algorithm::pooling_avg_include_padding
-                                                                   : dnnl::algorithm::pooling_avg_exclude_padding;
+  const dnnl::algorithm alg = n.op_type == "MaxPool" ? dnnl::algorithm::pooling_max
+                              : include_pad          ? dnnl::algorithm::pooling_avg_include_padding
+                                                     : dnnl::algorithm::pooling_avg_exclude_padding;
   dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, x.get_desc(),
                                 memory::desc(od, Dt::f32, Tag::any), {s[0], s[1]}, {k[0], k[1]}, {p[0], p[1]},
                                 {right[0], right[1]});

@@ -88,7 +88,7 @@ memory CompiledGraph::CompileBinary(Compilation& g, const onnx::Node& n, bool re
   if (g.IsConstant(n, yi)) {
     y = ConstantOperand(*g.Weight(n, yi), xd, what, stream);
   } else {
-    y = g.InputOf(n, yi).mem;
+    y = g.InputOf(n, yi).mem;  // both computed: x is input 0, y input 1
     const memory::dims yd = y.get_desc().dims();
     if (yd == xd) {
       y = InLayout(y, x.get_desc());
@@ -98,8 +98,7 @@ memory CompiledGraph::CompileBinary(Compilation& g, const onnx::Node& n, bool re
       std::swap(x, y);
       y = InLayout(y, memory::desc(xd, Dt::f32, PlainTag(xd.size())));
     } else {
-      throw GraphError{what + " has operands of shapes " + DimsText(xi == 0 ? xd : yd) + " and " +
-                       DimsText(xi == 0 ? yd : xd) +
+      throw GraphError{what + " has operands of shapes " + DimsText(xd) + " and " + DimsText(yd) +
                        (commutes ? ", neither of which broadcasts onto the other"
                                  : ": the second does not broadcast "
                                    "onto the first (unsupported)")};
