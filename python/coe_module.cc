@@ -6,11 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
