@@ -919,5 +919,25 @@ TEST(OnednnBackend, NamesWhatItCannotRunInTheNewOperators) {
   }
 }
 
+// A valid file OpenCV DNN 4.6 crashes on (SIGFPE, a Conv of group 0; a torchvision
+// GoogLeNet's random weights did too): the onnx backend refuses it naming the signal,
+// and the process lives on; onednn refuses it with its reason.
+TEST(OnnxBackend, RefusesAModelOpenCvCrashesOn) {
+  std::mt19937 rng(8);
+  const std::vector<std::string> tensors = {Tensor("W", {4, 3, 3, 3}, Random(4 * 27, rng)),
+                                            Tensor("F", {3, 4 * 6 * 6}, Random(3 * 144, rng))};
+  const std::vector<std::string> nodes = {
+      Node("Conv", {"input", "W"}, "c", {IntsAttr("kernel_shape", {3, 3}), IntAttr("group", 0)}),
+      Node("Flatten", {"c"}, "f"), Node("Gemm", {"f", "F"}, "logits", {IntAttr("transB", 1)})};
+  TempModel model(ImageModelBytes(nodes, tensors, {3, 8, 8}, 3));
+  auto cv = ImageBackend("onnx", model.path, {3, 8, 8});
+  ASSERT_FALSE(cv.ok());
+  EXPECT_NE(cv.status().message().find("OpenCV DNN crashed"), std::string::npos) << cv.status().ToString();
+  EXPECT_NE(cv.status().message().find("signal 8"), std::string::npos) << cv.status().ToString();
+  auto dnnl = ImageBackend("onednn", model.path, {3, 8, 8});
+  ASSERT_FALSE(dnnl.ok());
+  EXPECT_NE(dnnl.status().message().find("0 groups"), std::string::npos) << dnnl.status().ToString();
+}
+
 }  // namespace
 }  // namespace coe

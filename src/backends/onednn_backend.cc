@@ -113,6 +113,9 @@ class OnednnBackend : public Backend {
         engine_(std::move(engine)),
         workers_(std::move(workers)) {
     first_[kGraphSizes - 1] = one;
+    // A model exported for a fixed batch of one (its shapes baked in) runs one example at a time.
+    if (!model_->input_dims.empty() && model_->input_dims[0] == 1)
+      for (int k = 0; k + 1 < kGraphSizes; ++k) differs_[k] = true;
   }
 
   const BackendInfo& info() const override { return info_; }
@@ -215,7 +218,14 @@ class OnednnBackend : public Backend {
       if (!one) one = first_[kGraphSizes - 1]->Clone();
       probe_ = MakeProbe(w, info_.input_shape);
     }
-    graph = onednn::CompileGraph(*model_, info_.input_shape, size, engine_, w.stream);
+    try {
+      graph = onednn::CompileGraph(*model_, info_.input_shape, size, engine_, w.stream);
+    } catch (const GraphError&) {
+      // A graph that compiles for one example but not for `size` (a shape the exporter
+      // fixed): smaller graphs answer instead, as for a probe that differs.
+      differs_[k] = true;
+      return nullptr;
+    }
     const int64_t e = static_cast<int64_t>(probe_.inputs.size()) / kBlock;
     std::copy(probe_.inputs.begin(), probe_.inputs.begin() + size * e, graph->input());
     graph->Run(w.stream);
@@ -253,6 +263,17 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
   // The backend softmaxes the graph's output: a graph that ends in its own Softmax over
   // the classes gives the same probabilities without it (and is not softmaxed twice).
   onnx::StripFinalSoftmax(&*parsed);
+  // The shape the file declares for its input (past the batch) must be the catalogue's.
+  const std::vector<int64_t>& declared = parsed->input_dims;
+  bool same = declared.size() == spec.input_shape.size() + 1;
+  for (size_t k = 1; same && k < declared.size(); ++k)
+    same = declared[k] == -1 || declared[k] == spec.input_shape[k - 1];
+  if (!declared.empty() && !same) {
+    std::vector<int64_t> example(declared.begin() + std::min<size_t>(1, declared.size()), declared.end());
+    return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " takes inputs of shape " +
+                                ShapeString(example) + " (past the batch), the catalogue's input_shape is " +
+                                ShapeString(spec.input_shape));
+  }
   auto model = std::make_shared<const onnx::Model>(std::move(*parsed));
   omp_set_num_threads(1);
   BackendInfo info;

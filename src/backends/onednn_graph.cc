@@ -38,7 +38,25 @@ int64_t OutputLength(const std::string& node, int64_t in, int64_t pad_begin, int
 
 // Every operator the compiler runs: how CompileNode compiles it, and whether a Relu
 // right after it is fused into its primitive. Unknown ones are refused, naming these.
-enum class OpKind { kConv, kGemm, kBinary, kActivation, kPool, kConcat, kBatchNorm, kFlatten, kPassThrough };
+enum class OpKind {
+  kConv,
+  kGemm,
+  kBinary,
+  kActivation,
+  kPool,
+  kConcat,
+  kBatchNorm,
+  kReshape,
+  kTranspose,
+  kSlice,
+  kPad,
+  kMatMul,
+  kSoftmax,
+  kReduceMean,
+  kLayerNorm,
+  kMath,
+  kPassThrough
+};
 struct OpInfo {
   const char* name;
   OpKind kind;
@@ -63,7 +81,22 @@ constexpr OpInfo kOps[] = {
     {"GlobalAveragePool", OpKind::kPool, false},
     {"Concat", OpKind::kConcat, false},
     {"BatchNormalization", OpKind::kBatchNorm, false},
-    {"Flatten", OpKind::kFlatten, false},
+    {"Flatten", OpKind::kReshape, false},
+    {"Reshape", OpKind::kReshape, false},
+    {"Squeeze", OpKind::kReshape, false},
+    {"Unsqueeze", OpKind::kReshape, false},
+    {"Transpose", OpKind::kTranspose, false},
+    {"Slice", OpKind::kSlice, false},
+    {"Gather", OpKind::kSlice, false},
+    {"Split", OpKind::kSlice, false},  // (compiled by Build: several outputs)
+    {"Pad", OpKind::kPad, false},
+    {"MatMul", OpKind::kMatMul, false},
+    {"Softmax", OpKind::kSoftmax, false},
+    {"ReduceMean", OpKind::kReduceMean, false},
+    {"LayerNormalization", OpKind::kLayerNorm, false},
+    {"Erf", OpKind::kMath, false},
+    {"Sqrt", OpKind::kMath, false},
+    {"Pow", OpKind::kMath, false},
     {"Identity", OpKind::kPassThrough, false},  // (and Dropout: the input itself)
     {"Dropout", OpKind::kPassThrough, false},
 };
@@ -297,6 +330,11 @@ void CompiledGraph::Build(const onnx::Model& model, const std::vector<int64_t>& 
     if (n.outputs.empty()) throw GraphError{n.op_type + " node '" + n.name + "' has no output"};
     if (!n.domain.empty() && n.domain != "ai.onnx")
       throw GraphError{"node '" + n.name + "' is of domain " + n.domain + " (unsupported)"};
+    if (FoldNode(g, n)) continue;
+    if (n.op_type == "Split") {
+      CompileSplit(g, n);
+      continue;
+    }
     const OpInfo* op = FindOp(n.op_type);
     const bool relu = op && op->fuses_relu && g.FusedRelu(i);
     std::string out_name = relu ? model.nodes[i + 1].outputs[0] : n.outputs[0];
@@ -305,6 +343,8 @@ void CompiledGraph::Build(const onnx::Model& model, const std::vector<int64_t>& 
     g.values[out_name] = std::move(out);
   }
   auto it = g.values.find(model.outputs[0]);
+  if (it == g.values.end() && g.Known(model.outputs[0]))
+    throw GraphError{"the graph's output '" + model.outputs[0] + "' is a constant: it does not depend on the input"};
   if (it == g.values.end()) throw GraphError{"nothing computes the graph's output '" + model.outputs[0] + "'"};
   Finish(in, it->second.mem);
 }
@@ -346,13 +386,27 @@ memory CompiledGraph::CompileNode(Compilation& g, const onnx::Node& n, bool relu
     case OpKind::kPool:
       return CompilePool(g, n);
     case OpKind::kConcat:
-      return CompileConcat(g, n);
+      return CompileConcat(g, n, stream);
     case OpKind::kBatchNorm:
       return CompileBatchNorm(g, n, stream);
-    case OpKind::kFlatten:
-      if (n.Int("axis", 1) != 1)
-        throw GraphError{"Flatten node '" + n.name + "' has an axis other than 1 (unsupported)"};
-      return Plain2d(g.InputOf(n, 0).mem);
+    case OpKind::kReshape:
+      return CompileReshape(g, n);
+    case OpKind::kTranspose:
+      return CompileTranspose(g, n);
+    case OpKind::kSlice:
+      return CompileSlice(g, n);
+    case OpKind::kPad:
+      return CompilePad(g, n);
+    case OpKind::kMatMul:
+      return CompileMatMul(g, n);
+    case OpKind::kSoftmax:
+      return CompileSoftmax(g, n);
+    case OpKind::kReduceMean:
+      return CompileReduceMean(g, n);
+    case OpKind::kLayerNorm:
+      return CompileLayerNorm(g, n);
+    case OpKind::kMath:
+      return CompileMath(g, n);
     case OpKind::kPassThrough:
       break;
   }
@@ -482,9 +536,10 @@ memory CompiledGraph::CompileGemm(Compilation& g, const onnx::Node& n, bool relu
   if (src.get_desc().dims()[1] != ins)
     throw GraphError{"Gemm node '" + n.name + "' takes " + std::to_string(ins) + " features, its input has " +
                      std::to_string(src.get_desc().dims()[1])};
-  memory out = NewMemory(memory::desc({batch_, outs}, Dt::f32, Tag::nc));
+  // Rows: the examples, or (a transformer's [tokens x batch, features]) more.
+  const int64_t rows = src.get_desc().dims()[0];
+  memory out = NewMemory(memory::desc({rows, outs}, Dt::f32, Tag::nc));
   auto dense = std::make_shared<const Dense>(ins, outs, wt.data, bias.data, relu);
-  const int64_t rows = batch_;
   AddCustom({{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}}, [dense, rows](const Args& args) {
     dense->Run(static_cast<const float*>(args.at(DNNL_ARG_SRC).get_data_handle()), rows,
                static_cast<float*>(args.at(DNNL_ARG_DST).get_data_handle()));

@@ -120,10 +120,29 @@ class CompiledGraph {
   memory CompileBinary(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream);
   memory CompileActivation(Compilation& g, const onnx::Node& n);
   memory AddEltwise(const memory& x, dnnl::algorithm alg, float alpha, float beta);
-  memory CompileConcat(Compilation& g, const onnx::Node& n);
+  memory CompileConcat(Compilation& g, const onnx::Node& n, dnnl::stream& stream);
   memory CompileBatchNorm(Compilation& g, const onnx::Node& n, dnnl::stream& stream);
   memory ConstantOperand(const onnx::FloatTensor& t, const memory::dims& onto, const std::string& what,
                          dnnl::stream& stream);
+  // onednn_tensor.cc: values known at load (onnx_fold.h), shapes and data movement
+  // (Reshape, Transpose, Slice, Gather, Split, Pad, Concat of constants), MatMul,
+  // Softmax, ReduceMean, LayerNormalization, Erf, Pow, Sqrt.
+  bool FoldNode(Compilation& g, const onnx::Node& n);
+  memory Plain(const memory& mem);
+  memory Aligned(const memory& mem, size_t rank);
+  memory ConstantTensor(const onnx::FloatTensor& t, dnnl::stream& stream);
+  memory InputOrConstant(Compilation& g, const onnx::Node& n, size_t k, dnnl::stream& stream);
+  memory CompileReshape(Compilation& g, const onnx::Node& n);
+  memory CompileTranspose(Compilation& g, const onnx::Node& n);
+  memory CompileSlice(Compilation& g, const onnx::Node& n);
+  void CompileSplit(Compilation& g, const onnx::Node& n);
+  memory CompilePad(Compilation& g, const onnx::Node& n);
+  memory CompileMatMul(Compilation& g, const onnx::Node& n);
+  memory CompileSoftmax(Compilation& g, const onnx::Node& n);
+  memory CompileReduceMean(Compilation& g, const onnx::Node& n);
+  memory CompileLayerNorm(Compilation& g, const onnx::Node& n);
+  memory CompileMath(Compilation& g, const onnx::Node& n);
+  memory AddCopy(const memory& src, const memory::dims& dims, const memory::dims& src_strides, int64_t src_offset);
   void Finish(const memory& in, memory result);
 
   dnnl::engine engine_;
@@ -149,6 +168,7 @@ struct CompiledGraph::Compilation {
   const onnx::Model& model;
   std::map<std::string, int> uses;
   std::map<std::string, Value> values;
+  std::map<std::string, onnx::FloatTensor> folded;  // values known at load (onnx_fold.h)
 
   explicit Compilation(const onnx::Model& m) : model(m) {
     for (const onnx::Node& n : model.nodes)
@@ -164,13 +184,20 @@ struct CompiledGraph::Compilation {
     return it->second;
   }
 
+  // The value of `name` when it is known at load: an initializer or a folded value.
+  const onnx::FloatTensor* Known(const std::string& name) const {
+    if (auto it = model.initializers.find(name); it != model.initializers.end()) return &it->second;
+    if (auto it = folded.find(name); it != folded.end()) return &it->second;
+    return nullptr;
+  }
+
   const onnx::FloatTensor* Weight(const onnx::Node& n, size_t k) const {
     if (k >= n.inputs.size() || n.inputs[k].empty()) return nullptr;
-    auto it = model.initializers.find(n.inputs[k]);
-    if (it == model.initializers.end())
+    const onnx::FloatTensor* t = Known(n.inputs[k]);
+    if (!t)
       throw GraphError{n.op_type + " node '" + n.name + "' takes a computed tensor as input " + std::to_string(k) +
-                       " (only constant weights are supported)"};
-    return &it->second;
+                       " (only constants known at load are supported there)"};
+    return t;
   }
 
   // A scalar constant input of a node (Clip's min and max): its one value, or
@@ -186,7 +213,7 @@ struct CompiledGraph::Compilation {
 
   // Whether input `k` of `n` is a constant (an initializer).
   bool IsConstant(const onnx::Node& n, size_t k) const {
-    return k < n.inputs.size() && model.initializers.count(n.inputs[k]) > 0;
+    return k < n.inputs.size() && !n.inputs[k].empty() && Known(n.inputs[k]) != nullptr;
   }
 
   // A Relu right after node `i`, reading only its output: fused into it (a post-op).

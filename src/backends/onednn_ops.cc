@@ -2,6 +2,7 @@
 // (backends/onednn_graph.h): each one oneDNN primitive (two for HardSigmoid), and each
 // computes an element from that element alone (a Concat copies), so an example's
 // values never depend on the batch it runs in.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <string>
@@ -84,11 +85,16 @@ memory CompiledGraph::CompileBinary(Compilation& g, const onnx::Node& n, bool re
   if (const0 && !commutes) throw GraphError{what + " has a constant first operand (unsupported)"};
   const size_t xi = const0 ? 1 : 0, yi = 1 - xi;
   memory x = g.InputOf(n, xi).mem, y;
-  const memory::dims xd = x.get_desc().dims();
+  memory::dims xd = x.get_desc().dims();
   if (g.IsConstant(n, yi)) {
     y = ConstantOperand(*g.Weight(n, yi), xd, what, stream);
   } else {
     y = g.InputOf(n, yi).mem;  // both computed: x is input 0, y input 1
+    // Of different ranks: the lower one gains leading dimensions of 1 (ONNX's broadcast).
+    const size_t rank = std::max(xd.size(), y.get_desc().dims().size());
+    x = Aligned(x, rank);
+    y = Aligned(y, rank);
+    xd = x.get_desc().dims();
     const memory::dims yd = y.get_desc().dims();
     if (yd == xd) {
       y = InLayout(y, x.get_desc());
@@ -144,15 +150,12 @@ memory CompiledGraph::CompileActivation(Compilation& g, const onnx::Node& n) {
 
 // Concat of computed tensors of one rank along `axis` (negative: from the end), equal
 // in every other dimension.
-memory CompiledGraph::CompileConcat(Compilation& g, const onnx::Node& n) {
+memory CompiledGraph::CompileConcat(Compilation& g, const onnx::Node& n, dnnl::stream& stream) {
   const std::string what = "Concat node '" + n.name + "'";
   if (n.inputs.empty()) throw GraphError{what + " has no inputs"};
   std::vector<memory> srcs;
   std::vector<memory::desc> descs;
-  for (size_t k = 0; k < n.inputs.size(); ++k) {
-    if (g.IsConstant(n, k)) throw GraphError{what + " concatenates a constant (unsupported)"};
-    srcs.push_back(g.InputOf(n, k).mem);
-  }
+  for (size_t k = 0; k < n.inputs.size(); ++k) srcs.push_back(InputOrConstant(g, n, k, stream));
   const memory::dims first = srcs[0].get_desc().dims();
   const int64_t rank = static_cast<int64_t>(first.size());
   int64_t axis = n.Int("axis", 1);

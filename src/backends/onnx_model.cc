@@ -42,6 +42,11 @@ enum : uint32_t {
   kTensorDoubleData = 10,
   kTensorDataLocation = 14,
   kValueInfoName = 1,
+  kValueInfoType = 2,
+  kTypeTensor = 1,  // TypeProto
+  kTensorTypeShape = 2,
+  kShapeDim = 1,  // TensorShapeProto
+  kDimValue = 1,
 };
 // TensorProto.DataType: the ones read (as floats), and the names of the others.
 enum : int64_t { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7, kBool = 9, kDouble = 11 };
@@ -243,6 +248,7 @@ Status ParseTensor(Reader& r, FloatTensor* t, std::string* name) {
     }
   }
   if (!r.error().empty()) return InvalidArgumentError("tensor '" + *name + "': " + r.error());
+  t->integer = IntegerType(data_type);
   if (location != 0)
     return InvalidArgumentError("tensor '" + *name + "' keeps its data in an external file (unsupported)");
   // The element count, checked at every factor: dims of 2^32 x 2^32 must not wrap to 0.
@@ -375,20 +381,58 @@ Status ParseNode(Reader& r, Node* n) {
   return Status::Ok();
 }
 
-Status ParseValueName(Reader& r, std::string* name) {
+// A message's fields `field` (each a nested message), parsed by `parse`.
+template <typename F>
+Status EachSub(Reader& r, uint32_t want, const char* what, F parse) {
   uint32_t field;
   WireType type;
   while (r.Next(&field, &type)) {
-    if (field == kValueInfoName)
-      r.String(type, name);
+    if (field == want)
+      COE_RETURN_IF_ERROR(Sub(r, type, what, parse));
     else
       r.Skip(type);
   }
   return Status::Ok();
 }
 
+// A ValueInfoProto: its name, and (when `dims` is given) its tensor shape, -1 for a
+// symbolic or absent dimension.
+Status ParseValueInfo(Reader& r, std::string* name, std::vector<int64_t>* dims = nullptr) {
+  uint32_t field;
+  WireType type;
+  while (r.Next(&field, &type)) {
+    if (field == kValueInfoName) {
+      r.String(type, name);
+    } else if (field == kValueInfoType && dims) {
+      COE_RETURN_IF_ERROR(Sub(r, type, "type", [&](Reader& t) {
+        return EachSub(t, kTypeTensor, "tensor type", [&](Reader& tt) {
+          return EachSub(tt, kTensorTypeShape, "shape", [&](Reader& sh) {
+            return EachSub(sh, kShapeDim, "dimension", [&](Reader& d) {
+              int64_t v = -1;
+              uint32_t f;
+              WireType ty;
+              while (d.Next(&f, &ty)) {
+                if (f == kDimValue)
+                  d.Int(ty, &v);
+                else
+                  d.Skip(ty);
+              }
+              dims->push_back(v > 0 ? v : -1);
+              return Status::Ok();
+            });
+          });
+        });
+      }));
+    } else {
+      r.Skip(type);
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseGraph(Reader& r, Model* m) {
   std::vector<std::string> inputs;
+  std::vector<std::vector<int64_t>> input_dims;
   uint32_t field;
   WireType type;
   while (r.Next(&field, &type)) {
@@ -407,19 +451,23 @@ Status ParseGraph(Reader& r, Model* m) {
         break;
       }
       case kGraphInput:
-        COE_RETURN_IF_ERROR(
-            Sub(r, type, "graph input", [&](Reader& sub) { return ParseValueName(sub, &inputs.emplace_back()); }));
+        COE_RETURN_IF_ERROR(Sub(r, type, "graph input", [&](Reader& sub) {
+          return ParseValueInfo(sub, &inputs.emplace_back(), &input_dims.emplace_back());
+        }));
         break;
       case kGraphOutput:
         COE_RETURN_IF_ERROR(
-            Sub(r, type, "graph output", [&](Reader& sub) { return ParseValueName(sub, &m->outputs.emplace_back()); }));
+            Sub(r, type, "graph output", [&](Reader& sub) { return ParseValueInfo(sub, &m->outputs.emplace_back()); }));
         break;
       default:
         r.Skip(type);
     }
   }
-  for (std::string& i : inputs)
-    if (!m->initializers.count(i)) m->inputs.push_back(std::move(i));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    if (m->initializers.count(inputs[k])) continue;
+    if (m->inputs.empty()) m->input_dims = input_dims[k];
+    m->inputs.push_back(std::move(inputs[k]));
+  }
   return Status::Ok();
 }
 

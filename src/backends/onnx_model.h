@@ -22,6 +22,7 @@ namespace coe::onnx {
 struct FloatTensor {
   std::vector<int64_t> dims;
   std::vector<float> data;  // row-major; int64 tensors (shapes, pads) are converted
+  bool integer = false;     // of an integer or bool type in the file (Div truncates)
   int64_t size() const {
     int64_t n = 1;
     for (int64_t d : dims) n *= d;
@@ -57,6 +58,7 @@ struct Model {
   std::vector<Node> nodes;
   std::map<std::string, FloatTensor> initializers;
   std::vector<std::string> inputs;  // graph inputs that are not initializers
+  std::vector<int64_t> input_dims;  // the first input's declared shape, -1 where symbolic (empty: none declared)
   std::vector<std::string> outputs;
 };
 
