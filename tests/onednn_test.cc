@@ -939,5 +939,50 @@ TEST(OnnxBackend, RefusesAModelOpenCvCrashesOn) {
   EXPECT_NE(dnnl.status().message().find("0 groups"), std::string::npos) << dnnl.status().ToString();
 }
 
+// The pattern OpenCV DNN 4.6 misreads (GoogLeNet's `x[:, 0]`: a Gather of one index from
+// a computed tensor; valgrind shows its shape inference reading past a convolution's
+// buffers, and a run can die of SIGFPE): the onnx backend refuses it, naming the node;
+// onednn runs it, and answers as for the same graph with the channel taken by Slice.
+TEST(OnnxBackend, RefusesTheGatherOpenCvMisreads) {
+  std::mt19937 rng(9);
+  Proto index;  // an int64 scalar 0
+  index.Int(2, 7).Bytes(8, "idx").Int(7, 0);
+  const std::vector<std::string> tensors = {index.out, Tensor("W", {4, 1, 3, 3}, Random(36, rng)),
+                                            Tensor("F", {3, 4 * 6 * 6}, Random(3 * 144, rng)),
+                                            Tensor("axes", {1}, {1.f})};
+  auto graph = [&](bool gather) {
+    std::vector<std::string> nodes;
+    if (gather) {
+      nodes.push_back(Node("Gather", {"input", "idx"}, "g", {IntAttr("axis", 1)}));
+      nodes.push_back(Node("Unsqueeze", {"g", "axes"}, "x"));
+    } else {
+      nodes.push_back(Node("Slice", {"input", "s0", "s1", "axes"}, "x"));
+    }
+    nodes.push_back(Node("Conv", {"x", "W"}, "c", {IntsAttr("kernel_shape", {3, 3})}));
+    nodes.push_back(Node("Flatten", {"c"}, "f"));
+    nodes.push_back(Node("Gemm", {"f", "F"}, "logits", {IntAttr("transB", 1)}));
+    std::vector<std::string> all = tensors;
+    all.push_back(Tensor("s0", {1}, {0.f}));
+    all.push_back(Tensor("s1", {1}, {1.f}));
+    return ImageModelBytes(nodes, all, {3, 8, 8}, 3);
+  };
+  TempModel gathered(graph(true)), sliced(graph(false));
+  auto cv = ImageBackend("onnx", gathered.path, {3, 8, 8});
+  ASSERT_FALSE(cv.ok());
+  EXPECT_NE(cv.status().message().find("Gather node"), std::string::npos) << cv.status().ToString();
+  auto dnnl = ImageBackend("onednn", gathered.path, {3, 8, 8});
+  auto dnnl_sliced = ImageBackend("onednn", sliced.path, {3, 8, 8});
+  ASSERT_TRUE(dnnl.ok()) << dnnl.status().ToString();
+  ASSERT_TRUE(dnnl_sliced.ok()) << dnnl_sliced.status().ToString();
+  InputBatch in;
+  in.example_shape = {3, 8, 8};
+  in.data = Random(5 * 3 * 64, rng, -1.f, 1.f);
+  std::vector<Prediction> a, b;
+  ASSERT_TRUE((*dnnl)->Predict(in.View(), &a).ok());
+  ASSERT_TRUE((*dnnl_sliced)->Predict(in.View(), &b).ok());
+  ASSERT_EQ(a.size(), 5u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].probs, b[i].probs) << i;
+}
+
 }  // namespace
 }  // namespace coe

@@ -10,7 +10,8 @@ OUT_DIR/manifest.tsv has a line per export:
     family  opset  batch  onnx_file  channels  height  width  classes  images
 (batch is "dynamic" or "1"), and per family OUT_DIR/<family>.input.f32 (images x C x H x W)
 and OUT_DIR/<family>.probs.f32 (images x classes), little-endian float32, row-major.
-With --full the models are the full-size ImageNet ones at 224x224 (bench/model_zoo_speed).
+With --full the models are the full-size ImageNet ones at 224x224 (bench/model_zoo_speed.sh);
+--opsets and --batches choose the exports (default: 13,17 and dynamic,1).
 
 Nothing here is committed: tests/zoo_test.cc runs this script and keeps its output in a
 cache named by the script's hash.
@@ -148,6 +149,7 @@ def main():
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--opsets", default="13,17")
+    ap.add_argument("--batches", default="dynamic,1", help="which exports: a dynamic batch, a fixed batch of 1")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     lines = []
@@ -165,9 +167,12 @@ def main():
             if isinstance(logits, tuple):
                 logits = logits[0]
             probs = torch.softmax(logits, dim=1)
-            # Conditioning: float32 against float64 must be far below the tests' 1e-4.
-            exact = torch.softmax(copy.deepcopy(model).double()(images.double()), dim=1)
-            noise = float((probs.double() - exact).abs().max())
+            # Conditioning: float32 against float64 must be far below the tests' 1e-4
+            # (not checked for --full: the bench's models, whose answers nobody compares).
+            noise = 0.0
+            if not args.full:
+                exact = torch.softmax(copy.deepcopy(model).double()(images.double()), dim=1)
+                noise = float((probs.double() - exact).abs().max())
             if noise > 2.5e-5:
                 raise SystemExit(f"{name}: float32 and float64 probabilities differ by {noise:.2e}: "
                                  "too close to the tests' 1e-4")
@@ -175,7 +180,7 @@ def main():
         probs.numpy().astype("<f4").tofile(os.path.join(args.out, f"{name}.probs.f32"))
         classes = probs.shape[1]
         for opset in [int(o) for o in args.opsets.split(",")]:
-            for dynamic in (True, False):
+            for dynamic in [b == "dynamic" for b in args.batches.split(",")]:
                 file = f"{name}.op{opset}.{'dyn' if dynamic else 'b1'}.onnx"
                 export(model, size, os.path.join(args.out, file), opset, dynamic)
                 lines.append(f"{name}\t{opset}\t{'dynamic' if dynamic else '1'}\t{file}\t3\t{size}\t{size}\t"
