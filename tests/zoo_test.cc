@@ -235,6 +235,20 @@ TEST_P(ZooConformance, RunsAsPyTorchDoes) {
   EXPECT_EQ(exports, 4) << "opsets 13 and 17, dynamic and fixed batch";
 }
 
+// A catalogue whose input_shape is not what the file declares (a 224x224 entry for a
+// 32x32 export, say) is refused naming both, not compiled into nonsense.
+TEST(ZooCorpus, RefusesAnInputShapeTheFileDoesNotTake) {
+  std::string error;
+  const std::string dir = Corpus(&error);
+  ASSERT_TRUE(error.empty()) << error;
+  auto wrong = Load("onednn", dir + "/resnet18.op13.dyn.onnx", {3, 64, 64});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("takes inputs of shape [3, 32, 32] (past the batch), the catalogue's "
+                                          "input_shape is [3, 64, 64]"),
+            std::string::npos)
+      << wrong.status().ToString();
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, ZooConformance, ::testing::ValuesIn(kFamilies),
                          [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
 

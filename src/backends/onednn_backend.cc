@@ -263,12 +263,13 @@ StatusOr<std::unique_ptr<Backend>> CreateOnednnBackend(const ModelSpec& spec, co
   // The backend softmaxes the graph's output: a graph that ends in its own Softmax over
   // the classes gives the same probabilities without it (and is not softmaxed twice).
   onnx::StripFinalSoftmax(&*parsed);
-  // The shape the file declares for its input (past the batch) must be the catalogue's.
+  // The shape the file declares for its input (past the batch) must hold as many values
+  // as the catalogue's (a [C, H, W] image may feed a model of flat [C*H*W] inputs).
   const std::vector<int64_t>& declared = parsed->input_dims;
-  bool same = declared.size() == spec.input_shape.size() + 1;
-  for (size_t k = 1; same && k < declared.size(); ++k)
-    same = declared[k] == -1 || declared[k] == spec.input_shape[k - 1];
-  if (!declared.empty() && !same) {
+  int64_t want = 1, has = 1;
+  for (int64_t d : spec.input_shape) want *= d;
+  for (size_t k = 1; k < declared.size(); ++k) has = declared[k] < 0 || has < 0 ? -1 : has * declared[k];
+  if (declared.size() > 1 && has > 0 && has != want) {
     std::vector<int64_t> example(declared.begin() + std::min<size_t>(1, declared.size()), declared.end());
     return InvalidArgumentError("model '" + spec.name + "': " + spec.path + " takes inputs of shape " +
                                 ShapeString(example) + " (past the batch), the catalogue's input_shape is " +

@@ -81,13 +81,13 @@ def small(name):
     raise SystemExit(f"unknown family {name}")
 
 
-def full(name):
-    """The full-size ImageNet model of a family, at 224x224."""
+def full(name, classes=1000):
+    """The full-size ImageNet model of a family, at 224x224 (of `classes` outputs)."""
     if name == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 512), nn.ReLU(), nn.Linear(512, 1000)), 224
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 512), nn.ReLU(), nn.Linear(512, classes)), 224
     builder = {"shufflenet_v2": models.shufflenet_v2_x1_0}.get(name) or getattr(models, name)
     kwargs = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
-    return builder(weights=None, **kwargs), 224
+    return builder(weights=None, num_classes=classes, **kwargs), 224
 
 
 FAMILIES = ["mlp", "resnet18", "resnet50", "alexnet", "vgg11", "squeezenet1_1", "googlenet", "densenet121",
@@ -148,6 +148,7 @@ def main():
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--classes", type=int, default=1000, help="--full: the models' classes")
     ap.add_argument("--opsets", default="13,17")
     ap.add_argument("--batches", default="dynamic,1", help="which exports: a dynamic batch, a fixed batch of 1")
     args = ap.parse_args()
@@ -155,7 +156,7 @@ def main():
     lines = []
     for k, name in enumerate(args.families.split(",")):
         torch.manual_seed(1000 + k)
-        model, size = full(name) if args.full else small(name)
+        model, size = full(name, args.classes) if args.full else small(name)
         model.eval()
         gen = torch.Generator().manual_seed(2000 + k)
         with torch.no_grad():
