@@ -54,6 +54,10 @@ TEST(Catalogue, BadInput) {
       {"x = 1\n", "unknown top-level key 'x'"},
       {"[defaults]\n", "no [models.NAME]"},
       {"[models.\"a|b\"]\nusd = 1\n", "invalid model name"},
+      {"[models.a]\nresize = 0\n", "key 'resize': expected the shorter side's length in pixels"},
+      {"[models.a]\nresize = \"256\"\n", "key 'resize': expected the shorter side's length in pixels"},
+      {"[models.a]\ninput_shape = [3, 224, 224]\nresize = 200\n", "key 'resize': 200 needs an input_shape"},
+      {"[models.a]\ninput_shape = [784]\nresize = 256\n", "key 'resize': 256 needs an input_shape"},
   };
   for (auto& [text, want] : cases) {
     auto c = ParseCatalogue(text, "cat.toml", "");

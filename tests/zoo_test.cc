@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "coe/backend.h"
+#include "coe/dataset.h"
 #include "tests/testing.h"
 
 namespace coe {
@@ -247,6 +248,34 @@ TEST(ZooCorpus, RefusesAnInputShapeTheFileDoesNotTake) {
                                           "input_shape is [3, 64, 64]"),
             std::string::npos)
       << wrong.status().ToString();
+}
+
+// Images as users have them (JPEGs and a PNG of other sizes) read with the catalogue's
+// `resize = 256` into 224x224: the pixels torchvision's Resize(256) and CenterCrop(224)
+// make of the same files, to the bit.
+TEST(ZooCorpus, ResizeAndCentreCropAreTorchvisions) {
+  std::string error;
+  const std::string dir = Corpus(&error);
+  ASSERT_TRUE(error.empty()) << error;
+  auto loader = OpenCvImageLoader();
+  ASSERT_TRUE(loader.ok()) << loader.status().ToString();
+  DatasetOptions o;
+  o.expected_shape = {3, 224, 224};
+  o.resize = 256;
+  o.image_loader = *loader;
+  auto images = LoadDataset(dir + "/images", o);
+  ASSERT_TRUE(images.ok()) << images.status().ToString();
+  const std::vector<float> want = Floats(dir + "/images.pixels.f32");
+  ASSERT_EQ(images->size(), 8);
+  ASSERT_EQ(images->data.size(), want.size());
+  int64_t differ = 0;
+  for (size_t k = 0; k < want.size(); ++k) differ += images->data[k] != want[k];
+  EXPECT_EQ(differ, 0) << "of " << want.size() << " values";
+  // Without `resize`, an image of another size is refused, naming the key.
+  o.resize = 0;
+  auto refused = LoadDataset(dir + "/images", o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("`resize`"), std::string::npos) << refused.status().ToString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ZooConformance, ::testing::ValuesIn(kFamilies),

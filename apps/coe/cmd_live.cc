@@ -97,8 +97,11 @@ int RunRecord(const RecordFlags& f) {
       break;
     }
   if (!first) return Fail(cmd, InvalidArgumentError("no models to record (check --only)"));
+  std::vector<const ModelSpec*> recorded;
+  for (const ModelSpec& m : cat->models)
+    if (f.only.empty() || std::find(f.only.begin(), f.only.end(), m.name) != f.only.end()) recorded.push_back(&m);
   std::vector<std::string> warnings;
-  auto inputs = LoadInputs(f.data.in, first->input_shape, first->labels, &warnings);
+  auto inputs = LoadInputsFor(f.data.in, *first, recorded, &warnings);
   if (!inputs.ok()) return Fail(cmd, inputs.status());
   PrintWarnings(warnings, f.json);
   RecordFileOptions o;

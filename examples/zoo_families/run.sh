@@ -3,9 +3,11 @@
 # (MobileNetV3-small and EfficientNet-B0 voting, then ResNet-50, then ViT-B/16; full
 # size, 224x224, seeded random weights, 10 classes), exported to ONNX by
 # tests/zoo/make_corpus.py --full, on the onednn backend:
-#   recorded (coe record), planned (coe plan, labels from ViT-B/16's answers: random
+#   recorded (coe record) from JPEGs of assorted sizes (resized and centre-cropped by the
+#   catalogue's `resize`), planned (coe plan, labels from ViT-B/16's answers: random
 #   weights have no true labels), run live (coe run) and served over REST with binary
-#   tensors (coe serve + client.py), and the served answers checked equal to the run's.
+#   tensors (coe serve + client.py, which makes them with torchvision's transforms), and
+#   the served answers checked equal to the run's.
 #
 #   examples/zoo_families/run.sh [IMAGES]     (default 48 images; needs build/coe)
 # Everything it makes goes to a temporary folder (printed), the models to the cache
@@ -26,7 +28,8 @@ if [ ! -f "$models/manifest.tsv" ]; then
     --families mobilenet_v3_small,efficientnet_b0,resnet50,vit_b_16 2> >(grep -v -i warn >&2)
   mv "$models.tmp" "$models"
 fi
-# Images: smooth random colour fields, 224x224 PNGs.
+# Images as users have them: JPEGs of assorted sizes (smooth random colour fields), which
+# coe resizes and centre-crops as the catalogue says (resize = 256, then 224x224).
 /usr/bin/python3 - "$work/images" "$images" <<'PY'
 import os, sys
 import numpy as np
@@ -35,14 +38,16 @@ out, n = sys.argv[1], int(sys.argv[2])
 os.makedirs(out)
 rng = np.random.default_rng(27)
 for i in range(n):
+    w, h = (int(v) for v in rng.integers(240, 480, 2))
     small = Image.fromarray((rng.random((7, 7, 3)) * 255).astype("uint8"))
-    small.resize((224, 224), Image.BICUBIC).save(os.path.join(out, f"img{i:04d}.png"))
+    small.resize((w, h), Image.BICUBIC).save(os.path.join(out, f"img{i:04d}.jpg"), quality=90)
 PY
 cat > "$work/catalogue.toml" <<TOML
 [defaults]
 backend = "onednn"
 input_shape = [3, 224, 224]
 labels = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
+resize = 256                     # the shorter side to 256, then the centre 224x224
 scale = 0.00392156862745098      # pixels / 255, then ImageNet's mean and std per channel
 mean = [0.485, 0.456, 0.406]
 std = [0.229, 0.224, 0.225]
@@ -64,7 +69,7 @@ cd "$work"
 echo "== coe record"
 "$coe" record --models catalogue.toml --data images --out rec.csv
 echo "== coe plan (labels: ViT-B/16's answers)"
-"$coe" plan --calib rec.csv --models rec.csv.models.toml --reference vit_b_16 --cost macs --out plan.toml | head -20
+"$coe" plan --calib rec.csv --models rec.models.toml --reference vit_b_16 --cost macs --out plan.toml | head -20
 echo "== coe eval and coe run of the three-tier cascade ($root/examples/zoo_families/cascade.toml)"
 cp "$root/examples/zoo_families/cascade.toml" cascade.toml
 "$coe" run --cascade cascade.toml --models catalogue.toml --data images --out run.csv

@@ -101,6 +101,10 @@ struct ModelSpec {
   // channel c, the first dimension of input_shape (NCHW); one value serves every channel.
   double scale = 1.0;
   std::vector<double> mean = {0.0}, std = {1.0};
+  // Images read from files (PNG, JPEG, ...): their shorter side resized to this many
+  // pixels (bilinear, as torchvision's Resize on a PIL image), then the centre cropped to
+  // input_shape's height and width; 0 = taken as they are (they must be that size).
+  int64_t resize = 0;
   double timeout_ms = 10000;
   int retries = 2;
   double max_response_mb = 32;
@@ -175,7 +179,7 @@ inline constexpr std::string_view kPinnable[] = {"temperature", "max_tokens"};
 // clang-format off
 inline constexpr std::string_view kCatalogueSettings[] = {
     "site", "backend", "path", "url", "remote_model", "description",               // where and how
-    "input_shape", "input_bytes", "labels", "scale", "mean", "std",                // inputs, outputs
+    "input_shape", "input_bytes", "labels", "scale", "mean", "std", "resize",      // inputs, outputs
     "timeout_ms", "retries", "max_response_mb", "wire", "hedge_url", "hedge_ms",   // remote
     "model", "api_key_env", "system", "prompt", "answer", "max_tokens",            // chat (openai)
     "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin", "fallbacks",

@@ -38,7 +38,11 @@ struct DatasetOptions;
 using ImageLoader = StatusOr<InputBatch> (*)(const std::string& path, const DatasetOptions& options);
 
 struct DatasetOptions {
-  std::vector<int64_t> expected_shape;   // one example's shape, e.g. {1, 28, 28}; empty = as read
+  std::vector<int64_t> expected_shape;  // one example's shape, e.g. {1, 28, 28}; empty = as read
+  // Images: the shorter side resized to this (bilinear, as torchvision's Resize of a PIL
+  // image: PIL's resampling, exactly), then the centre cropped to expected_shape's height
+  // and width (as CenterCrop); 0 = images must be expected_shape's size already.
+  int64_t resize = 0;
   int64_t begin = 0;                     // examples [begin, end) of the file(s)
   int64_t end = -1;                      // -1 = to the end
   std::string labels_path;               // optional truth

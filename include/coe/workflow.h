@@ -83,8 +83,17 @@ struct InputSpec {
 // labels; empty for chat models, whose answers are open). True labels that no model
 // gives count as wrong answers: mapped when `normalize_labels` finds them, else named
 // with their counts in *warnings. Errors: the dataset's (coe/dataset.h).
+// Images are resized to `resize` (DatasetOptions::resize).
 StatusOr<InputBatch> LoadInputs(const InputSpec& spec, const std::vector<int64_t>& shape,
-                                const std::vector<std::string>& label_names, std::vector<std::string>* warnings);
+                                const std::vector<std::string>& label_names, std::vector<std::string>* warnings,
+                                int64_t resize = 0);
+
+// As above, with the shape, labels and image resizing of `first`, the model the inputs
+// are read for (the others must resize images alike: InvalidArgument naming the one
+// that does not, among `others`). Images fed to a model without preprocessing (scale 1,
+// mean 0, std 1: raw 0-255 pixels) get a warning saying what an ImageNet model takes.
+StatusOr<InputBatch> LoadInputsFor(const InputSpec& spec, const ModelSpec& first,
+                                   const std::vector<const ModelSpec*>& others, std::vector<std::string>* warnings);
 
 // ---------------------------------------------------------------- run
 

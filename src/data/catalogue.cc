@@ -306,6 +306,10 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
     COE_RETURN_IF_ERROR(s.Nums(&m.std));
     for (double d : m.std)
       if (d == 0) return bad("std must not be 0");
+  } else if (key == "resize") {
+    std::optional<int64_t> r = TomlInteger(v);
+    if (!r || *r <= 0 || *r > 65536) return bad("expected the shorter side's length in pixels, 1 to 65536");
+    m.resize = *r;
   } else if (key == "input_bytes") {
     COE_RETURN_IF_ERROR(num(&m.input_bytes));
     if (m.input_bytes < 0) return bad("must be >= 0");
@@ -388,6 +392,10 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
                                     (m.input_shape.empty() ? std::string("the model has no input_shape")
                                                            : "input_shape's first dimension (channels) is " +
                                                                  std::to_string(m.input_shape[0])));
+    if (m.resize > 0 && (m.input_shape.size() != 3 || m.resize < m.input_shape[1] || m.resize < m.input_shape[2]))
+      return InvalidArgumentError(where + ": model '" + m.name + "': key 'resize': " + std::to_string(m.resize) +
+                                  " needs an input_shape of [channels, height, width] no taller or wider than it "
+                                  "(the centre of the resized image is cropped to that size)");
     if (m.input_bytes == 0 && !m.input_shape.empty()) {
       double elems = 1;
       for (int64_t d : m.input_shape) elems *= static_cast<double>(d);
@@ -502,6 +510,7 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
       out += "]\n";
     }
     if (m.scale != defaults.scale) number("scale", m.scale);
+    if (m.resize != defaults.resize) out += "resize = " + std::to_string(m.resize) + "\n";
     for (const auto& [key, values, fallback] :
          {std::tuple<const char*, const std::vector<double>&, const std::vector<double>&>{"mean", m.mean,
                                                                                           defaults.mean},

@@ -16,12 +16,14 @@ namespace coe {
 using nlohmann::json;
 
 StatusOr<InputBatch> LoadInputs(const InputSpec& f, const std::vector<int64_t>& shape,
-                                const std::vector<std::string>& label_names, std::vector<std::string>* warnings) {
+                                const std::vector<std::string>& label_names, std::vector<std::string>* warnings,
+                                int64_t resize) {
   DatasetOptions o;
   if (IsImageInput(f.data)) {
     COE_ASSIGN_OR_RETURN(o.image_loader, OpenCvImageLoader());
   }
   o.expected_shape = shape;
+  o.resize = resize;
   o.labels_path = f.labels;
   o.label_field = f.label_field;
   o.label_names = label_names;
@@ -48,6 +50,22 @@ StatusOr<InputBatch> LoadInputs(const InputSpec& f, const std::vector<int64_t>& 
                         (f.normalize_labels ? "" : " (--normalize-labels ignores case and spaces)"));
   }
   return b;
+}
+
+StatusOr<InputBatch> LoadInputsFor(const InputSpec& f, const ModelSpec& first,
+                                   const std::vector<const ModelSpec*>& others, std::vector<std::string>* warnings) {
+  for (const ModelSpec* m : others)
+    if (m && m->resize != first.resize && IsImageInput(f.data))
+      return InvalidArgumentError("model '" + m->name + "' resizes images to " + std::to_string(m->resize) +
+                                  " (key 'resize'), model '" + first.name + "' to " + std::to_string(first.resize) +
+                                  ": images are read once, for every model");
+  if (warnings && IsImageInput(f.data) && first.scale == 1.0 && first.mean == std::vector<double>{0.0} &&
+      first.std == std::vector<double>{1.0} && (first.backend == "onednn" || first.backend == "onnx"))
+    warnings->push_back("model '" + first.name +
+                        "' has no preprocessing (scale, mean, std): it gets raw 0-255 pixels; an ImageNet model "
+                        "takes scale = 0.00392156862745098, mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, "
+                        "0.225] (and resize = 256)");
+  return LoadInputs(f, first.input_shape, first.labels, warnings, first.resize);
 }
 
 RunSummary Summarize(const Cascade& c, const InputBatch& in, const RunResult& r, double wall) {
@@ -161,9 +179,12 @@ Status CreateWhileLoading(const CascadeSpec& spec, const Catalogue& cat, const E
       spec.tiers.empty() || spec.tiers[0].members.empty() ? nullptr : cat.Find(spec.tiers[0].members[0]);
   std::future<StatusOr<InputBatch>> early;
   std::vector<std::string> early_warnings;  // kept only if this load is the one used
+  std::vector<const ModelSpec*> members;
+  for (const TierSpec& t : spec.tiers)
+    for (const std::string& m : t.members) members.push_back(cat.Find(m));
   if (first && !first->input_shape.empty() && !first->labels.empty())
-    early = std::async(std::launch::async, [&in, first, &early_warnings] {
-      return LoadInputs(in, first->input_shape, first->labels, &early_warnings);
+    early = std::async(std::launch::async, [&in, first, &members, &early_warnings] {
+      return LoadInputsFor(in, *first, members, &early_warnings);
     });
   auto cascade = Cascade::Create(spec, cat, eo);
   if (early.valid()) early.wait();  // the loader reads `in` and `first`: it ends before they may go
@@ -174,7 +195,8 @@ Status CreateWhileLoading(const CascadeSpec& spec, const Catalogue& cat, const E
     COE_ASSIGN_OR_RETURN(run->inputs, early.get());
     run->summary.warnings = std::move(early_warnings);
   } else {
-    COE_ASSIGN_OR_RETURN(run->inputs, LoadInputs(in, c.input_shape(), c.labels().names(), &run->summary.warnings));
+    COE_ASSIGN_OR_RETURN(run->inputs, LoadInputs(in, c.input_shape(), c.labels().names(), &run->summary.warnings,
+                                                 first ? first->resize : 0));
   }
   return Status::Ok();
 }

@@ -135,6 +135,29 @@ def randomise(model, gen, images):
             last.bias.data *= 1.0 / spread
 
 
+def write_images(out):
+    """JPEGs (and a PNG) of other sizes than 224x224, and torchvision's ImageNet inputs
+    of them: Resize(256), CenterCrop(224) of the PIL image, as uint8 pixels (RGB planes),
+    for tests/zoo_test.cc's check of coe's `resize`."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+    folder = os.path.join(out, "images")
+    os.makedirs(folder)
+    rng = np.random.default_rng(5)
+    sizes = [(300, 200), (200, 300), (256, 256), (500, 375), (224, 224), (231, 257), (640, 427), (259, 301)]
+    names = []
+    for k, (w, h) in enumerate(sizes):
+        base = Image.fromarray((rng.random((6, 6, 3)) * 255).astype("uint8")).resize((w, h), Image.BICUBIC)
+        noisy = np.clip(np.asarray(base, dtype=np.float32) + rng.normal(0, 24, (h, w, 3)), 0, 255).astype("uint8")
+        name = f"img{k}.{'png' if k == 5 else 'jpg'}"
+        Image.fromarray(noisy).save(os.path.join(folder, name), quality=90)
+        names.append(name)
+    prep = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.PILToTensor()])
+    pixels = torch.stack([prep(Image.open(os.path.join(folder, n)).convert("RGB")) for n in sorted(names)])
+    pixels.numpy().astype("<f4").tofile(os.path.join(out, "images.pixels.f32"))
+
+
 def export(model, size, path, opset, dynamic):
     x = torch.zeros(1, 3, size, size)
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None
@@ -187,6 +210,8 @@ def main():
                 lines.append(f"{name}\t{opset}\t{'dynamic' if dynamic else '1'}\t{file}\t3\t{size}\t{size}\t"
                              f"{classes}\t{args.images}\n")
         print(f"{name}: exported (float32 against float64: {noise:.1e})", file=sys.stderr)
+    if not args.full:
+        write_images(args.out)
     # The manifest last: a corpus without one is incomplete.
     with open(os.path.join(args.out, "manifest.tsv.tmp"), "w") as f:
         f.writelines(lines)
