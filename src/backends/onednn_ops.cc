@@ -41,6 +41,20 @@ Tag PlainTag(size_t rank) {
   }
 }
 
+memory::desc PlainDesc(const memory::dims& d) {
+  memory::dims strides(d.size(), 1);
+  for (size_t k = d.size(); k-- > 1;) strides[k - 1] = strides[k] * d[k];
+  return memory::desc(d, Dt::f32, strides);
+}
+
+// The dimensions of the concatenation of `descs` along `axis`.
+memory::dims DimsOfConcat(const std::vector<memory::desc>& descs, int64_t axis) {
+  memory::dims d = descs[0].dims();
+  d[axis] = 0;
+  for (const memory::desc& m : descs) d[axis] += m.dims()[axis];
+  return d;
+}
+
 // Whether `small` broadcasts onto `big` (the same rank; each dimension equal or 1).
 bool BroadcastsOnto(const memory::dims& small, const memory::dims& big) {
   if (small.size() != big.size()) return false;
@@ -85,6 +99,9 @@ memory CompiledGraph::CompileBinary(Compilation& g, const onnx::Node& n, bool re
   if (const0 && !commutes) throw GraphError{what + " has a constant first operand (unsupported)"};
   const size_t xi = const0 ? 1 : 0, yi = 1 - xi;
   memory x = g.InputOf(n, xi).mem, y;
+  // Tensors other than images plain: oneDNN's binary runs a permuted layout on its
+  // reference kernel only.
+  if (x.get_desc().dims().size() != 4) x = InLayout(x, PlainDesc(x.get_desc().dims()));
   memory::dims xd = x.get_desc().dims();
   if (g.IsConstant(n, yi)) {
     y = ConstantOperand(*g.Weight(n, yi), xd, what, stream);
@@ -110,10 +127,35 @@ memory CompiledGraph::CompileBinary(Compilation& g, const onnx::Node& n, bool re
                                    "onto the first (unsupported)")};
     }
   }
+  // Both plain: adjacent dimensions that y broadcasts alike are one (a LayerNorm's
+  // [1, 8, 8, 32] - [1, 8, 8, 1] is [1, 64, 32] - [1, 64, 1]), which oneDNN's JIT kernel
+  // runs; the 4-D form ran on its reference kernel.
+  const memory::dims full = x.get_desc().dims();
+  const bool plain = x.get_desc() == PlainDesc(full) && y.get_desc() == PlainDesc(y.get_desc().dims());
+  if (plain && full.size() > 2) {
+    const memory::dims yd = y.get_desc().dims();
+    memory::dims cx, cy;
+    for (size_t k = 0; k < full.size(); ++k) {
+      const bool b = yd[k] != full[k];
+      if (k > 0 && b == (cy.back() != cx.back())) {
+        cx.back() *= full[k];
+        cy.back() *= yd[k];
+      } else {
+        cx.push_back(full[k]);
+        cy.push_back(yd[k]);
+      }
+    }
+    if (cx.size() < full.size()) {
+      x = View(x, PlainDesc(cx));
+      // (a constant operand is no tensor of the arena: the same bytes, described anew)
+      y = activation_of_.count(y.get()) ? View(y, PlainDesc(cy)) : memory(PlainDesc(cy), engine_, y.get_data_handle());
+    }
+  }
   dnnl::binary::desc d(alg, x.get_desc(), y.get_desc(), x.get_desc());
   dnnl::binary::primitive_desc pd(d, Attr(relu), engine_);
   memory out = NewMemory(pd.dst_desc());
   Add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, y}, {DNNL_ARG_DST, out}}, pd.scratchpad_desc());
+  if (out.get_desc().dims() != full) out = View(out, PlainDesc(full));
   return out;
 }
 
@@ -171,7 +213,14 @@ memory CompiledGraph::CompileConcat(Compilation& g, const onnx::Node& n, dnnl::s
                        std::to_string(axis) + ": the other dimensions differ"};
     descs.push_back(m.get_desc());
   }
-  dnnl::concat::primitive_desc pd(static_cast<int>(axis), descs, engine_, Attr(false));
+  // Images ([N, C, H, W]) in the layout oneDNN picks from its inputs' (blocked, after
+  // convolutions); other ranks (a transformer's tokens) plain: oneDNN picked a permuted
+  // layout for ViT's [1, 197, 768] (class token and patches), which every binary node after
+  // it kept, each then on oneDNN's reference kernel (the model ran at a fifth of its speed).
+  dnnl::concat::primitive_desc pd =
+      rank == 4 ? dnnl::concat::primitive_desc(static_cast<int>(axis), descs, engine_, Attr(false))
+                : dnnl::concat::primitive_desc(PlainDesc(DimsOfConcat(descs, axis)), static_cast<int>(axis), descs,
+                                               engine_, Attr(false));
   memory out = NewMemory(pd.dst_desc());
   Args args = {{DNNL_ARG_DST, out}};
   for (size_t k = 0; k < srcs.size(); ++k) args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(k)] = srcs[k];
