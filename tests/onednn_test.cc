@@ -983,6 +983,21 @@ TEST(OnnxBackend, RefusesTheGatherOpenCvMisreads) {
   ASSERT_TRUE((*dnnl_sliced)->Predict(in.View(), &b).ok());
   ASSERT_EQ(a.size(), 5u);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].probs, b[i].probs) << i;
+  // A Gather from a Shape's output (torch's `x.view(x.size(0), -1)`), which OpenCV
+  // computes at load, is no such graph: it loads.
+  Proto minus_one;  // an int64 [1] of -1
+  minus_one.Int(1, 1).Int(2, 7).Bytes(8, "rest").Int(7, -1);
+  Proto zero_axis;
+  zero_axis.Int(1, 1).Int(2, 7).Bytes(8, "axis0").Int(7, 0);
+  const std::vector<std::string> view_nodes = {
+      Node("Shape", {"input"}, "shape"),          Node("Gather", {"shape", "idx"}, "n", {IntAttr("axis", 0)}),
+      Node("Unsqueeze", {"n", "axis0"}, "n1"),    Node("Concat", {"n1", "rest"}, "dims", {IntAttr("axis", 0)}),
+      Node("Reshape", {"input", "dims"}, "flat"), Node("Gemm", {"flat", "G"}, "logits", {IntAttr("transB", 1)})};
+  TempModel view(ImageModelBytes(
+      view_nodes, {index.out, minus_one.out, zero_axis.out, Tensor("G", {3, 3 * 64}, Random(3 * 192, rng))}, {3, 8, 8},
+      3));
+  auto cv_view = ImageBackend("onnx", view.path, {3, 8, 8});
+  EXPECT_TRUE(cv_view.ok()) << cv_view.status().ToString();
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/dnn.hpp>
+#include <set>
 #include <span>
 #include <thread>
 
@@ -156,10 +157,15 @@ StatusOr<std::unique_ptr<cv::dnn::Net>> LoadNet(const ModelSpec& spec) {
 // such a graph: "Invalid read of size 8" in libopencv_dnn, from
 // Net::Impl::getLayerShapesRecursively, of a block ConvolutionLayer::create allocated),
 // and the run goes on with whatever it read: a SIGFPE on some runs, garbage shapes on
-// others. "" when the graph has none; else the node, named.
+// others. (A Gather from a Shape's output, shape arithmetic OpenCV computes at load, is
+// not this.) "" when the graph has none; else the node, named.
 std::string KnownMisread(const onnx::Model& m) {
+  std::set<std::string> shapes;  // outputs of Shape nodes
+  for (const onnx::Node& n : m.nodes)
+    if (n.op_type == "Shape" && !n.outputs.empty()) shapes.insert(n.outputs[0]);
   for (const onnx::Node& n : m.nodes) {
-    if (n.op_type != "Gather" || n.inputs.size() < 2 || m.initializers.count(n.inputs[0])) continue;
+    if (n.op_type != "Gather" || n.inputs.size() < 2 || m.initializers.count(n.inputs[0]) || shapes.count(n.inputs[0]))
+      continue;
     auto index = m.initializers.find(n.inputs[1]);
     if (index != m.initializers.end() && index->second.dims.empty())
       return "its Gather node '" + n.name + "' takes one index from a computed tensor, which OpenCV DNN 4.6 " +
