@@ -120,6 +120,7 @@ class CompiledGraph {
   memory CompileBinary(Compilation& g, const onnx::Node& n, bool relu, dnnl::stream& stream);
   memory CompileActivation(Compilation& g, const onnx::Node& n);
   memory AddEltwise(const memory& x, dnnl::algorithm alg, float alpha, float beta);
+  memory AddChannelScale(const memory& x, const memory& y, dnnl::algorithm alg, bool relu);
   memory CompileConcat(Compilation& g, const onnx::Node& n, dnnl::stream& stream);
   memory CompileBatchNorm(Compilation& g, const onnx::Node& n, dnnl::stream& stream);
   memory ConstantOperand(const onnx::FloatTensor& t, const memory::dims& onto, const std::string& what,

@@ -82,6 +82,49 @@ memory CompiledGraph::ConstantOperand(const onnx::FloatTensor& t, const memory::
   return Constant(t, dims, tag, memory::desc(dims, Dt::f32, tag), stream);
 }
 
+// A binary node oneDNN would run on its reference kernel, of an image in channel blocks
+// and one value a channel ([N, C, 1, 1], a squeeze-and-excitation scale): a loop over the
+// blocks (RegNetY's SE blocks, on 8-channel blocks, took 3.2 of 3.8 ms a call on the
+// reference kernel). An empty memory when the operands are not such.
+memory CompiledGraph::AddChannelScale(const memory& x, const memory& y, dnnl::algorithm alg, bool relu) {
+  const memory::desc& xd = x.get_desc();
+  const dnnl_blocking_desc_t& b = xd.data.format_desc.blocking;
+  const memory::dims dims = xd.dims(), yd = y.get_desc().dims();
+  if (dims.size() != 4 || xd.data.format_kind != dnnl_blocked || b.inner_nblks != 1 || b.inner_idxs[0] != 1 ||
+      yd != memory::dims{dims[0], dims[1], 1, 1})
+    return memory();
+  const int64_t block = b.inner_blks[0], n = dims[0], c = dims[1], hw = dims[2] * dims[3];
+  const int64_t blocks = (c + block - 1) / block;
+  // [N][C/block][H][W][block], dense: the strides of the outer dims say so.
+  if (b.strides[1] != hw * block || b.strides[2] != dims[3] * block || b.strides[3] != block ||
+      b.strides[0] != blocks * hw * block)
+    return memory();
+  memory in_y = InLayout(y, memory::desc(yd, Dt::f32, Tag::abcd));
+  memory out = NewMemory(xd);
+  AddCustom({{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, in_y}, {DNNL_ARG_DST, out}}, [=](const Args& args) {
+    const float* src = static_cast<const float*>(args.at(DNNL_ARG_SRC_0).get_data_handle());
+    const float* scale = static_cast<const float*>(args.at(DNNL_ARG_SRC_1).get_data_handle());
+    float* dst = static_cast<float*>(args.at(DNNL_ARG_DST).get_data_handle());
+    std::vector<float> s(block);
+    for (int64_t e = 0; e < n; ++e)
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        for (int64_t i = 0; i < block; ++i) s[i] = cb * block + i < c ? scale[e * c + cb * block + i] : 0.f;
+        const int64_t at = (e * blocks + cb) * hw * block;
+        for (int64_t p = 0; p < hw; ++p)
+          for (int64_t i = 0; i < block; ++i) {
+            const float v = src[at + p * block + i];
+            float r = alg == dnnl::algorithm::binary_mul   ? v * s[i]
+                      : alg == dnnl::algorithm::binary_add ? v + s[i]
+                      : alg == dnnl::algorithm::binary_sub ? v - s[i]
+                                                           : v / s[i];
+            if (cb * block + i >= c) r = 0.f;  // (the padding of the last block stays zero)
+            dst[at + p * block + i] = relu && r < 0.f ? 0.f : r;
+          }
+      }
+  });
+  return out;
+}
+
 // Add, Sub, Mul or Div: two computed tensors of one shape, or one broadcast onto the
 // other (an SE block's [N, C, 1, 1] scale, say), or a computed tensor and a constant.
 // The broadcast operand is oneDNN's second source; Add and Mul swap their operands for
@@ -153,6 +196,8 @@ memory CompiledGraph::CompileBinary(Compilation& g, const onnx::Node& n, bool re
   }
   dnnl::binary::desc d(alg, x.get_desc(), y.get_desc(), x.get_desc());
   dnnl::binary::primitive_desc pd(d, Attr(relu), engine_);
+  if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
+    if (memory scaled = AddChannelScale(x, y, alg, relu); scaled) return scaled;
   memory out = NewMemory(pd.dst_desc());
   Add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, y}, {DNNL_ARG_DST, out}}, pd.scratchpad_desc());
   if (out.get_desc().dims() != full) out = View(out, PlainDesc(full));
