@@ -909,6 +909,9 @@ TEST(OnednnBackend, NamesWhatItCannotRunInTheNewOperators) {
       {{Node("Mul", {"input", "row"}, "x")}, {4}, "does not broadcast onto [1, 4]"},
       {{Node("Clip", {"input", "Wf"}, "x")}, {4}, "takes a scalar as input 1"},
       {{Node("Concat", {"input", "input"}, "x", {IntAttr("axis", 0)})}, {4}, "batch axis"},
+      // An operator it does not run: the node, the operator, and that no family needs it.
+      {{Node("Einsum", {"input", "input"}, "x")}, {4}, "is a Einsum, which the onednn backend does not run"},
+      {{Node("Einsum", {"input", "input"}, "x")}, {4}, "no family known to it needs a Einsum"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> nodes = c.nodes;

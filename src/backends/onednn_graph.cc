@@ -372,7 +372,8 @@ memory CompiledGraph::CompileNode(Compilation& g, const onnx::Node& n, bool relu
     for (const OpInfo& o : kOps)
       if (o.kind != OpKind::kPassThrough) runs += (runs.empty() ? "" : ", ") + std::string(o.name);
     throw GraphError{"node '" + n.name + "' is a " + n.op_type + ", which the onednn backend does not run (it runs " +
-                     runs + "; backend = \"onnx\" runs more on OpenCV DNN)"};
+                     runs + ", which every torchvision classifier family needs, tests/zoo; no family known to it " +
+                     "needs a " + n.op_type + "; backend = \"onnx\" runs more on OpenCV DNN)"};
   }
   switch (op->kind) {
     case OpKind::kConv:
