@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 root="$(pwd)"
 images="${1:-48}"
 coe="$root/build/coe"
-work="$(mktemp -d /tmp/coe-families.XXXXXX)"
+work="${WORK:-$(mktemp -d /tmp/coe-families.XXXXXX)}"  # WORK=DIR: that folder (its recordings kept)
 echo "working in $work"
 hash=$(sha256sum tests/zoo/make_corpus.py | cut -c1-16)
 models="${COE_ZOO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coe}/zoo-families-$hash"
@@ -28,6 +28,7 @@ if [ ! -f "$models/manifest.tsv" ]; then
     --families mobilenet_v3_small,efficientnet_b0,resnet50,vit_b_16 2> >(grep -v -i warn >&2)
   mv "$models.tmp" "$models"
 fi
+if [ ! -d "$work/images" ]; then
 # Images as users have them: JPEGs of assorted sizes (smooth random colour fields), which
 # coe resizes and centre-crops as the catalogue says (resize = 256, then 224x224).
 /usr/bin/python3 - "$work/images" "$images" <<'PY'
@@ -42,6 +43,7 @@ for i in range(n):
     small = Image.fromarray((rng.random((7, 7, 3)) * 255).astype("uint8"))
     small.resize((w, h), Image.BICUBIC).save(os.path.join(out, f"img{i:04d}.jpg"), quality=90)
 PY
+fi
 cat > "$work/catalogue.toml" <<TOML
 [defaults]
 backend = "onednn"
@@ -67,9 +69,9 @@ macs = 17560000000
 TOML
 cd "$work"
 echo "== coe record"
-"$coe" record --models catalogue.toml --data images --out rec.csv
+"$coe" record --models catalogue.toml --data images --out rec.csv  # (resumed: only what rec.csv lacks)
 echo "== coe plan (labels: ViT-B/16's answers)"
-"$coe" plan --calib rec.csv --models rec.models.toml --reference vit_b_16 --cost macs --out plan.toml | head -20
+"$coe" plan --calib rec.csv --models rec.models.toml --reference vit_b_16 --cost macs --out plan.toml
 echo "== coe eval and coe run of the three-tier cascade ($root/examples/zoo_families/cascade.toml)"
 cp "$root/examples/zoo_families/cascade.toml" cascade.toml
 "$coe" run --cascade cascade.toml --models catalogue.toml --data images --out run.csv
@@ -89,10 +91,12 @@ done
 import csv
 run = {r["id"]: r for r in csv.DictReader(open("run.csv"))}
 served = {r["id"]: r for r in csv.DictReader(open("served.csv"))}
-same = sum(run[i]["answer"] == s["answer"] for i, s in served.items())
-tiers = [0, 0, 0]
+same = sum(i in run and run[i]["answer"] == s["answer"] for i, s in served.items())
+same_tier = sum(i in run and run[i]["exit_tier"] == s["exit_tier"] for i, s in served.items())
+tiers = {}
 for r in run.values():
-    tiers[int(r["exit_tier"]) - 1 if int(r["exit_tier"]) >= 1 else 0] += 1
-print(f"served answers equal to coe run's: {same}/{len(run)}; exits by tier (coe run): {tiers}")
-raise SystemExit(0 if same == len(run) == len(served) else 1)
+    tiers[r["exit_tier"]] = tiers.get(r["exit_tier"], 0) + 1
+print(f"served answers equal to coe run's: {same}/{len(run)}, exit tiers equal: {same_tier}/{len(run)}; "
+      f"exits by tier (coe run): {dict(sorted(tiers.items()))}")
+raise SystemExit(0 if same == same_tier == len(run) == len(served) else 1)
 PY
