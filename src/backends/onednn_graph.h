@@ -41,6 +41,23 @@ struct FreeDeleter {
 };
 using Buffer = std::unique_ptr<void, FreeDeleter>;
 
+// "[2, 3]": dimensions, for messages.
+inline std::string DimsText(const dnnl::memory::dims& d) {
+  std::string s = "[";
+  for (size_t k = 0; k < d.size(); ++k) s += (k ? ", " : "") + std::to_string(d[k]);
+  return s + "]";
+}
+
+// Row-major strides of `d`, and the plain (row-major) f32 layout of any rank.
+inline dnnl::memory::dims PlainStrides(const dnnl::memory::dims& d) {
+  dnnl::memory::dims s(d.size(), 1);
+  for (size_t k = d.size(); k-- > 1;) s[k - 1] = s[k] * d[k];
+  return s;
+}
+inline dnnl::memory::desc PlainDesc(const dnnl::memory::dims& d) {
+  return dnnl::memory::desc(d, dnnl::memory::data_type::f32, PlainStrides(d));
+}
+
 // A graph's problem, said as an exception the loader turns into an InvalidArgument.
 struct GraphError {
   std::string what;

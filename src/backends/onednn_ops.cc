@@ -17,12 +17,6 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
-std::string DimsText(const memory::dims& d) {
-  std::string s = "[";
-  for (size_t k = 0; k < d.size(); ++k) s += (k ? ", " : "") + std::to_string(d[k]);
-  return s + "]";
-}
-
 // The plain (row-major) layout of a tensor of `rank` dimensions.
 Tag PlainTag(size_t rank) {
   switch (rank) {
@@ -39,12 +33,6 @@ Tag PlainTag(size_t rank) {
     default:
       return Tag::undef;
   }
-}
-
-memory::desc PlainDesc(const memory::dims& d) {
-  memory::dims strides(d.size(), 1);
-  for (size_t k = d.size(); k-- > 1;) strides[k - 1] = strides[k] * d[k];
-  return memory::desc(d, Dt::f32, strides);
 }
 
 // The dimensions of the concatenation of `descs` along `axis`.

@@ -25,20 +25,6 @@ using dnnl::memory;
 using Dt = memory::data_type;
 using Dims = memory::dims;
 
-std::string DimsText(const Dims& d) {
-  std::string s = "[";
-  for (size_t k = 0; k < d.size(); ++k) s += (k ? ", " : "") + std::to_string(d[k]);
-  return s + "]";
-}
-
-Dims PlainStrides(const Dims& d) {
-  Dims s(d.size(), 1);
-  for (size_t k = d.size(); k-- > 1;) s[k - 1] = s[k] * d[k];
-  return s;
-}
-
-memory::desc PlainDesc(const Dims& d) { return memory::desc(d, Dt::f32, PlainStrides(d)); }
-
 int64_t Count(const Dims& d) {
   int64_t n = 1;
   for (int64_t x : d) n *= x;
