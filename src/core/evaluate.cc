@@ -160,8 +160,9 @@ StatusOr<EvalResult> EvaluateCascadeCorrect(const CascadeSpec& spec, const Recor
 
 StatusOr<std::vector<std::optional<double>>> AgreementWithLastTier(const CascadeSpec& spec, const Recordings& rec,
                                                                    const CostTable& costs) {
-  std::vector<ExampleOutcome> outcomes;
-  COE_RETURN_IF_ERROR(EvaluateCascade(spec, rec, costs, &outcomes).status());
+  // The last tier's answers (4 bytes an example), then one replay of the cascade that
+  // counts as it goes: no outcome is kept (80 bytes an example; recordings may have
+  // millions of rows, and `coe plan` peaks here otherwise).
   CascadeSpec last;
   last.tiers.push_back(spec.tiers.back());
   std::vector<int> last_answers;
@@ -171,13 +172,14 @@ StatusOr<std::vector<std::optional<double>>> AgreementWithLastTier(const Cascade
   std::vector<int> exits(tiers, 0), same(tiers, 0);
   std::vector<AnswerMatcher> matchers;
   for (const TierSpec& tier : spec.tiers) matchers.emplace_back(tier.match, rec.labels ? *rec.labels : kNoLabels);
-  for (size_t i = 0; i < outcomes.size(); ++i) {
-    const ExampleOutcome& o = outcomes[i];
-    if (static_cast<size_t>(o.exit_tier) + 1 == tiers) continue;
-    ++exits[o.exit_tier];
-    // An abstaining last tier matches nothing (the exit answer is never an abstention).
-    same[o.exit_tier] += last_answers[i] != kAbstain && matchers[o.exit_tier].Same(o.answer, last_answers[i]);
-  }
+  COE_RETURN_IF_ERROR(Replay(spec, rec, costs, [&](int i, const ExampleOutcome& o) {
+                        if (static_cast<size_t>(o.exit_tier) + 1 == tiers) return;
+                        ++exits[o.exit_tier];
+                        // An abstaining last tier matches nothing (the exit answer is never an
+                        // abstention).
+                        same[o.exit_tier] +=
+                            last_answers[i] != kAbstain && matchers[o.exit_tier].Same(o.answer, last_answers[i]);
+                      }).status());
   std::vector<std::optional<double>> out(tiers);
   for (size_t t = 0; t + 1 < tiers; ++t)
     if (exits[t] > 0) out[t] = static_cast<double>(same[t]) / exits[t];
