@@ -58,6 +58,11 @@ TEST(Catalogue, BadInput) {
       {"[models.a]\nresize = \"256\"\n", "key 'resize': expected the shorter side's length in pixels"},
       {"[models.a]\ninput_shape = [3, 224, 224]\nresize = 200\n", "key 'resize': 200 needs an input_shape"},
       {"[models.a]\ninput_shape = [784]\nresize = 256\n", "key 'resize': 256 needs an input_shape"},
+      {"[models.a]\nbackend = \"onnx\"\nnetworks = 0\n", "key 'networks': expected a number of networks, 1 to 1024"},
+      {"[models.a]\nbackend = \"onednn\"\nnetworks = 2\n",
+       "model 'a': key 'networks' is read by backend \"onnx\" only (this model's backend is \"onednn\""},
+      {"[defaults]\nnetworks = 2\n[models.a]\nusd = 1\n",
+       "model 'a': key 'networks' is read by backend \"onnx\" only (this model's backend is not set"},
   };
   for (auto& [text, want] : cases) {
     auto c = ParseCatalogue(text, "cat.toml", "");
@@ -256,7 +261,7 @@ TEST(Catalogue, ToTomlReadsBackToTheSameModels) {
   const std::string text =
       "[defaults]\nbackend = \"onnx\"\ninput_shape = [1, 28, 28]\nlabels = [\"a\", \"b \\\"q\\\"\"]\n"
       "[models.small]\npath = \"/m/small.onnx\"\nmacs = 100\nusd = 1.5e-7\nscale = 0.5\nmean = 0.25\nstd = 2\n"
-      "description = \"line one\"\ncosts = { energy_j = 3, \"gpu seconds\" = 0.5 }\nlatency_us = 2.5\n"
+      "description = \"line one\"\ncosts = { energy_j = 3, \"gpu seconds\" = 0.5 }\nlatency_us = 2.5\nnetworks = 3\n"
       "[models.chat]\nbackend = \"openai\"\nurl = \"http://h:2/v1\"\nmodel = \"llama\"\napi_key_env = \"K\"\n"
       "system = \"s\"\nprompt = \"{question}\"\nanswer = \"number\"\nmax_tokens = 9\ntemperature = 0.5\n"
       "max_concurrency = 3\nusd_per_mtok_in = 0.2361\nusd_per_mtok_out = 0.5\nwire = \"json\"\nhedge_url = "
@@ -286,6 +291,7 @@ TEST(Catalogue, ToTomlReadsBackToTheSameModels) {
     EXPECT_EQ(x.scale, y.scale);
     EXPECT_EQ(x.mean, y.mean);
     EXPECT_EQ(x.std, y.std);
+    EXPECT_EQ(x.networks, y.networks);
     EXPECT_EQ(x.timeout_ms, y.timeout_ms);
     EXPECT_EQ(x.retries, y.retries);
     EXPECT_EQ(x.max_response_mb, y.max_response_mb);
@@ -306,6 +312,7 @@ TEST(Catalogue, ToTomlReadsBackToTheSameModels) {
   }
   EXPECT_EQ(b->Find("chat")->fallbacks, (std::vector<std::string>{"http://h:4", "https://h5/v1"}));
   EXPECT_EQ(a->Find("small")->costs.at("gpu seconds"), 0.5);
+  EXPECT_EQ(a->Find("small")->networks, 3);
   EXPECT_NE(written.find("costs = { energy_j = 3.0, \"gpu seconds\" = 0.5 }"), std::string::npos) << written;
   EXPECT_EQ(CatalogueToToml(*b, {"a comment\nwith a second line"}), written);  // a fixed point
   EXPECT_EQ(written.rfind("# a comment\n# with a second line\n", 0), 0u) << written;

@@ -19,6 +19,9 @@
 //   scale = 0.0039          # preprocessing: x * scale, then (x - mean) / std
 //   mean = 0.0              # or one per channel (input_shape[0]): [0.485, 0.456, 0.406]
 //   std = 1.0
+//   resize = 256            # images: shorter side to 256, centre cropped to input_shape
+//   networks = 2            # onnx: the most OpenCV networks (copies of the weights) for
+//                           # concurrent calls (default: one a thread within 1 GiB of files)
 //   timeout_ms = 5000       # remote: per-call deadline, retries included
 //   retries = 2             # remote: retries after the first try
 //   max_response_mb = 32    # remote: a larger response is a failure (read no further)
@@ -105,6 +108,11 @@ struct ModelSpec {
   // pixels (bilinear, as torchvision's Resize on a PIL image), then the centre cropped to
   // input_shape's height and width; 0 = taken as they are (they must be that size).
   int64_t resize = 0;
+  // backend "onnx": the most OpenCV networks (each its own copy of the weights: OpenCV
+  // cannot share them, nor run one network on two threads at once) that serve
+  // concurrent calls; 0 = as many as threads while their weights together stay within
+  // kOnnxNetworksBytes (at least one). Another backend refuses the key.
+  int networks = 0;
   double timeout_ms = 10000;
   int retries = 2;
   double max_response_mb = 32;
@@ -180,11 +188,16 @@ inline constexpr std::string_view kPinnable[] = {"temperature", "max_tokens"};
 inline constexpr std::string_view kCatalogueSettings[] = {
     "site", "backend", "path", "url", "remote_model", "description",               // where and how
     "input_shape", "input_bytes", "labels", "scale", "mean", "std", "resize",      // inputs, outputs
+    "networks",                                                                    // onnx
     "timeout_ms", "retries", "max_response_mb", "wire", "hedge_url", "hedge_ms",   // remote
     "model", "api_key_env", "system", "prompt", "answer", "max_tokens",            // chat (openai)
     "max_concurrency", "samples", "temperature", "usd_per_mtok_in", "usd_per_mtok_out", "pin", "fallbacks",
     "costs"};                                                                      // other cost figures
 // clang-format on
+
+// The weights the onnx backend's networks of one model may hold together when the
+// catalogue sets no `networks` (the model file's size counts for each).
+inline constexpr int64_t kOnnxNetworksBytes = int64_t{1} << 30;
 
 // An endpoint's address as the catalogue gives it (url, hedge_url, fallbacks):
 // "http(s)://host[:port][/path]", split into its server and its path.

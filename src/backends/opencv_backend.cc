@@ -1,7 +1,9 @@
 // Backend "onnx": an ONNX classifier run by OpenCV DNN (Debian's libopencv-dev).
 //
 // cv::dnn::Net::forward is not safe to call concurrently on one Net, so the backend
-// keeps one Net per concurrent caller (checked out under a mutex). OpenCV's own
+// keeps a Net per concurrent caller (checked out under a mutex), each its own copy of
+// the weights, up to OnnxNetworks(): beyond it callers wait for a Net, so memory does
+// not grow with threads past the catalogue's bound. OpenCV's own
 // threading is turned off (cv::setNumThreads(1)): the engine runs members and chunks
 // in parallel itself, and two thread pools on two cores only fight.
 #include <signal.h>
@@ -227,6 +229,15 @@ std::string CrashOfProbe(const ModelSpec& spec, std::chrono::seconds limit) {
 
 }  // namespace
 
+int OnnxNetworks(const ModelSpec& spec, int threads) {
+  const int callers = std::max(1, threads);
+  if (spec.networks > 0) return std::min(spec.networks, callers);
+  std::error_code ec;
+  const auto bytes = static_cast<int64_t>(std::filesystem::file_size(spec.path, ec));
+  if (ec || bytes <= 0) return callers;
+  return static_cast<int>(std::clamp<int64_t>(kOnnxNetworksBytes / bytes, 1, callers));
+}
+
 StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, const BackendOptions& options) {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -292,7 +303,7 @@ StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, cons
   }
   std::vector<std::unique_ptr<cv::dnn::Net>> nets;
   nets.push_back(std::move(first));
-  for (int t = 1; t < std::max(1, options.threads); ++t) {
+  for (int t = 1; t < OnnxNetworks(spec, options.threads); ++t) {
     COE_ASSIGN_OR_RETURN(std::unique_ptr<cv::dnn::Net> net, LoadNet(spec));
     nets.push_back(std::move(net));
   }

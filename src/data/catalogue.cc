@@ -310,6 +310,10 @@ Status ApplyKey(ModelSpec& m, const std::string& key, const toml::node& v, const
     std::optional<int64_t> r = TomlInteger(v);
     if (!r || *r <= 0 || *r > 65536) return bad("expected the shorter side's length in pixels, 1 to 65536");
     m.resize = *r;
+  } else if (key == "networks") {
+    std::optional<int64_t> r = TomlInteger(v);
+    if (!r || *r <= 0 || *r > 1024) return bad("expected a number of networks, 1 to 1024");
+    m.networks = static_cast<int>(*r);
   } else if (key == "input_bytes") {
     COE_RETURN_IF_ERROR(num(&m.input_bytes));
     if (m.input_bytes < 0) return bad("must be >= 0");
@@ -369,6 +373,11 @@ StatusOr<Catalogue> ParseCatalogue(std::string_view text, const std::string& sou
     const std::string scope = "model '" + m.name + "'";
     for (auto&& [mk, mv] : *t)
       COE_RETURN_IF_ERROR(ApplyKey(m, std::string(mk.str()), mv, *t, source, scope, base_dir, samples));
+    if (m.networks > 0 && m.backend != "onnx")
+      return InvalidArgumentError(where + ": model '" + m.name + "': key 'networks' is read by backend \"onnx\" only" +
+                                  " (this model's backend is " +
+                                  (m.backend.empty() ? std::string("not set") : "\"" + m.backend + "\"") +
+                                  "; onednn's copies share one set of weights)");
     const toml::node* fallbacks = t->get("fallbacks");
     if (!fallbacks && defaults) fallbacks = defaults->get("fallbacks");
     if (fallbacks && !m.fallbacks.empty()) COE_RETURN_IF_ERROR(CheckFallbacks(m, *fallbacks, source, scope));
@@ -511,6 +520,7 @@ std::string CatalogueToToml(const Catalogue& catalogue, const std::vector<std::s
     }
     if (m.scale != defaults.scale) number("scale", m.scale);
     if (m.resize != defaults.resize) out += "resize = " + std::to_string(m.resize) + "\n";
+    if (m.networks != defaults.networks) out += "networks = " + std::to_string(m.networks) + "\n";
     for (const auto& [key, values, fallback] :
          {std::tuple<const char*, const std::vector<double>&, const std::vector<double>&>{"mean", m.mean,
                                                                                           defaults.mean},
