@@ -222,21 +222,14 @@ TEST(OnnxModel, IdentityAndConstantNodesFoldIntoConstants) {
 // A graph with typed input ([N, 4]) and output ([N, 3]), as OpenCV's importer needs:
 // `nodes` from "input" to "logits" with the Gemm weights W, B of ModelBytes.
 std::string TypedModelBytes(const std::vector<std::string>& nodes, const std::vector<std::string>& tensors = {}) {
-  auto value_info = [](const std::string& name, int64_t width) {
-    Proto shape;
-    shape.Bytes(1, Proto().Bytes(2, "N").out).Bytes(1, Proto().Int(1, width).out);
-    Proto tensor_type;
-    tensor_type.Int(1, 1).Bytes(2, shape.out);
-    return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
-  };
   Proto g;
   for (const std::string& n : nodes) g.Bytes(1, n);
   std::vector<float> w = {0.5f, -1.f, 2.f, 0.25f, 1.f, 1.f, -0.5f, 0.f, -2.f, 0.5f, 1.f, 1.5f};
   g.Bytes(5, Tensor("W", {3, 4}, w));
   g.Bytes(5, Tensor("B", {3}, {0.1f, -0.2f, 0.3f}));
   for (const std::string& t : tensors) g.Bytes(5, t);
-  g.Bytes(11, value_info("input", 4));
-  g.Bytes(12, value_info("logits", 3));
+  g.Bytes(11, FloatValueInfo("input", {4}));
+  g.Bytes(12, FloatValueInfo("logits", {3}));
   Proto m;
   m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
   return m.out;
@@ -698,19 +691,11 @@ std::string Node(const std::string& op, std::vector<std::string> in, const std::
 // A graph from "input" [N, c, h, w] to "logits" [N, classes], both typed (OpenCV needs it).
 std::string ImageModelBytes(const std::vector<std::string>& nodes, const std::vector<std::string>& tensors,
                             std::vector<int64_t> image, int64_t classes) {
-  auto value_info = [](const std::string& name, const std::vector<int64_t>& dims) {
-    Proto shape;
-    shape.Bytes(1, Proto().Bytes(2, "N").out);
-    for (int64_t d : dims) shape.Bytes(1, Proto().Int(1, d).out);
-    Proto tensor_type;
-    tensor_type.Int(1, 1).Bytes(2, shape.out);
-    return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
-  };
   Proto g;
   for (const std::string& n : nodes) g.Bytes(1, n);
   for (const std::string& t : tensors) g.Bytes(5, t);
-  g.Bytes(11, value_info("input", image));
-  g.Bytes(12, value_info("logits", {classes}));
+  g.Bytes(11, FloatValueInfo("input", image));
+  g.Bytes(12, FloatValueInfo("logits", {classes}));
   Proto m;
   m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
   return m.out;

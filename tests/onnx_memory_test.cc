@@ -63,16 +63,8 @@ void WriteBigModel(const std::string& path) {
   g.Bytes(5, Tensor("B1", {kHidden}, values(kHidden)));
   g.Bytes(5, Tensor("W2", {kClasses, kHidden}, values(kClasses * kHidden)));
   g.Bytes(5, Tensor("B2", {kClasses}, values(kClasses)));
-  // input float [N, 1024], output float [N, 10] (OpenCV wants the types).
-  auto value = [](const std::string& name, int64_t width) {
-    Proto shape;
-    shape.Bytes(1, Proto().Bytes(2, "N").out).Bytes(1, Proto().Int(1, width).out);
-    Proto tensor_type;
-    tensor_type.Int(1, 1).Bytes(2, shape.out);
-    return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
-  };
-  g.Bytes(11, value("input", kIn));
-  g.Bytes(12, value("logits", kClasses));
+  g.Bytes(11, FloatValueInfo("input", {kIn}));
+  g.Bytes(12, FloatValueInfo("logits", {kClasses}));
   Proto m;
   m.Int(1, 8).Bytes(7, g.out).Bytes(8, Proto().Int(2, 13).out);
   std::ofstream(path, std::ios::binary) << m.out;

@@ -47,6 +47,16 @@ inline std::string NodeProto(const std::string& op, std::vector<std::string> in,
   return n.out;
 }
 
+// A graph input or output: float [N, dims...] (OpenCV's importer wants the types).
+inline std::string FloatValueInfo(const std::string& name, const std::vector<int64_t>& dims) {
+  Proto shape;
+  shape.Bytes(1, Proto().Bytes(2, "N").out);
+  for (int64_t d : dims) shape.Bytes(1, Proto().Int(1, d).out);
+  Proto tensor_type;
+  tensor_type.Int(1, 1).Bytes(2, shape.out);
+  return Proto().Bytes(1, name).Bytes(2, Proto().Bytes(1, tensor_type.out).out).out;
+}
+
 }  // namespace coe
 
 #endif  // COE_TESTS_ONNX_WRITER_H_
