@@ -234,8 +234,8 @@ std::string CrashOfProbe(const ModelSpec& spec, std::chrono::seconds limit) {
          "), in a child process coe runs first for this reason";
 }
 
-}  // namespace
-
+// How many Nets serve concurrent callers: the catalogue's `networks`, else one a
+// thread while the copies' files together stay within kOnnxNetworksBytes (at least one).
 int OnnxNetworks(const ModelSpec& spec, int threads) {
   const int callers = std::max(1, threads);
   if (spec.networks > 0) return std::min(spec.networks, callers);
@@ -244,6 +244,8 @@ int OnnxNetworks(const ModelSpec& spec, int threads) {
   if (ec || bytes <= 0) return callers;
   return static_cast<int>(std::clamp<int64_t>(kOnnxNetworksBytes / bytes, 1, callers));
 }
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Backend>> CreateOnnxBackend(const ModelSpec& spec, const BackendOptions& options) {
   static std::once_flag once;
